@@ -1,0 +1,138 @@
+"""The RTP edge: an outbound track paced by the wall clock, and a reader that always drains the remote track."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .format import FRAME_MS, RTP_FRAME, RTP_RATE
+from .sources import AudioSource, SilenceSource
+
+log = logging.getLogger(__name__)
+TIME_BASE = fractions.Fraction(1, RTP_RATE)
+FrameTap = Callable[[np.ndarray, int, float], None]
+
+
+class OutboundTrack(MediaStreamTrack):
+    """48 kHz mono s16 in 20 ms frames with drift-free `pts`, paced against the wall clock.
+
+    Pulls from `source` (swap it at any time). `recv()` never raises mid-call: a failing source is logged once
+    and replaced by silence, because one exception stops aiortc's sender for the rest of the call.
+    """
+
+    kind = "audio"
+
+    def __init__(self, source: AudioSource | None = None, on_frame: FrameTap | None = None) -> None:
+        super().__init__()
+        self.source: AudioSource = source or SilenceSource()
+        self.on_frame = on_frame
+        self.frames_sent = 0
+        self._t0: float | None = None
+        self._failed = False
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        due = self._t0 + self.frames_sent * FRAME_MS / 1000
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 0.2:
+            # The loop stalled for more than 10 frames: re-anchor the clock instead of bursting to catch up.
+            self._t0 = now - self.frames_sent * FRAME_MS / 1000
+        pcm = self._pull()
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RTP_RATE
+        frame.pts = self.frames_sent * RTP_FRAME
+        frame.time_base = TIME_BASE
+        self.frames_sent += 1
+        if self.on_frame is not None:
+            try:
+                self.on_frame(pcm, frame.pts, time.monotonic())
+            except Exception:  # a recorder failing must not stop the audio
+                log.exception("outbound frame tap failed")
+        return frame
+
+    def _pull(self) -> np.ndarray:
+        if not self._failed:
+            try:
+                pcm = np.asarray(self.source.read(RTP_FRAME), dtype=np.int16).reshape(-1)
+                if pcm.size == RTP_FRAME:
+                    return pcm
+                raise ValueError(f"source returned {pcm.size} samples, not {RTP_FRAME}")
+            except Exception as exc:
+                self._failed = True
+                log.error("audio source failed, sending silence from now on: %s", exc)
+        return np.zeros(RTP_FRAME, np.int16)
+
+
+def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """Decoded aiortc frames are 48 kHz stereo interleaved s16: average the channels to mono int16."""
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if channels == 1:
+        return arr.reshape(-1).astype(np.int16, copy=False)
+    if frame.format.is_planar:
+        mixed = arr.astype(np.int32).mean(axis=0)
+    else:
+        mixed = arr.reshape(-1, channels).astype(np.int32).mean(axis=1)
+    return mixed.astype(np.int16)
+
+
+class InboundReader:
+    """Keeps a task reading the remote track (its queue is unbounded) and hands mono frames to taps."""
+
+    def __init__(self, track: MediaStreamTrack, taps: list[FrameTap] | None = None) -> None:
+        self.track = track
+        self.taps: list[FrameTap] = list(taps or [])
+        self.frames = 0
+        self.first_frame_at: float | None = None
+        self.ended = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    frame = await self.track.recv()
+                except MediaStreamError:
+                    return
+                now = time.monotonic()
+                if self.first_frame_at is None:
+                    self.first_frame_at = now
+                self.frames += 1
+                pcm = frame_to_mono(frame)
+                if frame.sample_rate != RTP_RATE:  # never seen from aiortc's Opus decoder; kept honest
+                    from .resample import resample
+
+                    pcm = resample(pcm, frame.sample_rate, RTP_RATE)
+                for tap in self.taps:
+                    try:
+                        tap(pcm, int(frame.pts or 0), now)
+                    except Exception:
+                        log.exception("inbound frame tap failed")
+        finally:
+            self.ended.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self.ended.set()

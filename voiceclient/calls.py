@@ -1,0 +1,155 @@
+"""The HTTP side of a Realtime call: create call (SDP offer -> answer), hang up, ephemeral client secrets.
+
+Errors come back as the `{"error": {message, type, param, code}}` envelope and are raised as typed errors; an
+error body is never handed to the peer connection. The API key is sent only in the Authorization header and
+never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .config import ClientSettings, SessionConfig
+from .errors import (
+    APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidOfferError, InvalidSessionError,
+    NotFoundError, RateLimitError, ServerError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallAnswer:
+    sdp: str
+    call_id: str
+    location: str
+
+
+def call_id_from_location(location: str) -> str:
+    """`/v1/realtime/calls/rtc_x?foo` or `https://host/v1/realtime/calls/rtc_x` -> `rtc_x`."""
+    path = location.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    return path.rsplit("/", 1)[-1]
+
+
+def error_from_response(resp: httpx.Response) -> APIError:
+    """Map an HTTP error response (envelope or not) to the matching error class."""
+    status = resp.status_code
+    err: dict[str, Any] = {}
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    message = str(err.get("message") or resp.text.strip()[:200] or resp.reason_phrase or "error")
+    kw: dict[str, Any] = dict(status=status, type=err.get("type"), code=err.get("code"), param=err.get("param"))
+    if status in (401, 403):
+        return AuthenticationError(message, **kw)
+    if status == 429:
+        retry: float | None = None
+        for header in ("retry-after-ms", "retry-after"):
+            raw = resp.headers.get(header)
+            if raw:
+                try:
+                    retry = float(raw) / (1000 if header.endswith("-ms") else 1)
+                    break
+                except ValueError:
+                    pass
+        return RateLimitError(message, retry_after=retry, **kw)
+    if status == 404:
+        return NotFoundError(message, **kw)
+    if status >= 500:
+        return ServerError(message, **kw)
+    if kw["code"] == "invalid_offer":
+        return InvalidOfferError(message, **kw)
+    if status in (400, 422) and (str(kw["param"] or "").startswith("session") or kw["code"] in (
+            "missing_required_parameter", "invalid_type", "invalid_value", "unknown_parameter")):
+        return InvalidSessionError(message, **kw)
+    return APIError(message, **kw)
+
+
+class CallsAPI:
+    """`async with CallsAPI(settings) as api: answer = await api.create_call(sdp, session)`."""
+
+    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._own = client is None
+        self._client = client or httpx.AsyncClient(timeout=settings.http_timeout)
+
+    async def __aenter__(self) -> "CallsAPI":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self._client.aclose()
+
+    def _url(self, path: str) -> str:
+        return self.settings.base_url.rstrip("/") + path
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        return headers
+
+    async def _post(self, path: str, **kw: Any) -> httpx.Response:
+        url = self._url(path)
+        try:
+            resp = await self._client.post(url, **kw)
+        except httpx.TimeoutException:
+            raise APITimeoutError(f"POST {url}: no answer within {self.settings.http_timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise APIConnectionError(f"POST {url}: {type(exc).__name__}: {exc}") from None
+        log.debug("POST %s -> %s", url, resp.status_code)
+        return resp
+
+    async def create_call(self, sdp: str, session: SessionConfig | None = None) -> CallAnswer:
+        """POST /realtime/calls. Multipart (`sdp` application/sdp, `session` application/json), or raw
+        `application/sdp` when the key is an ephemeral `ek_` key (its session is bound to the key)."""
+        headers = self._headers("application/sdp")
+        key = self.settings.api_key or ""
+        if key.startswith("ek_"):
+            headers["Content-Type"] = "application/sdp"
+            resp = await self._post("/realtime/calls", content=sdp.encode(), headers=headers)
+        else:
+            files: dict[str, Any] = {"sdp": (None, sdp.encode(), "application/sdp")}
+            if session is not None:
+                files["session"] = (None, json.dumps(session.to_wire()).encode(), "application/json")
+            resp = await self._post("/realtime/calls", files=files, headers=headers)
+        if resp.status_code not in (200, 201):
+            raise error_from_response(resp)
+        answer = resp.text
+        if not answer.lstrip().startswith("v="):
+            raise APIError(f"the server answered {resp.status_code} but the body is not an SDP answer: "
+                           f"{answer[:80]!r}", status=resp.status_code)
+        location = resp.headers.get("location", "")
+        call_id = call_id_from_location(location) if location else ""
+        if not call_id:
+            log.warning("create call: no Location header; hangup will not be possible")
+        return CallAnswer(sdp=answer, call_id=call_id, location=location)
+
+    async def hangup(self, call_id: str) -> None:
+        resp = await self._post(f"/realtime/calls/{call_id}/hangup", headers=self._headers("*/*"))
+        if resp.status_code >= 300:
+            raise error_from_response(resp)
+
+    async def create_client_secret(self, session: SessionConfig | None = None,
+                                   expires_seconds: int | None = None) -> dict[str, Any]:
+        """POST /realtime/client_secrets -> `{"value": "ek_…", "expires_at": …, "session": {…}}`."""
+        body: dict[str, Any] = {}
+        if session is not None:
+            body["session"] = session.to_wire()
+        if expires_seconds is not None:
+            body["expires_after"] = {"anchor": "created_at", "seconds": expires_seconds}
+        resp = await self._post("/realtime/client_secrets", json=body, headers=self._headers("application/json"))
+        if resp.status_code >= 300:
+            raise error_from_response(resp)
+        return resp.json()

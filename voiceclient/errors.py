@@ -1,0 +1,114 @@
+"""The one exception tree of voiceclient.
+
+::
+
+    VoiceClientError                      (base; .transient says whether a retry may help)
+    ├── ConfigError(ValueError)           a bad session field, flag or file          exit 2
+    │   └── ToolDefinitionError           a @tool that cannot be described to the model
+    ├── APIError                          the HTTP API answered with an error        exit 5
+    │   ├── AuthenticationError           401/403: bad, expired or missing key        exit 3
+    │   ├── RateLimitError                429: quota or rate limit (.retry_after)     transient
+    │   ├── InvalidOfferError(ValueError) 400 invalid_offer: the SDP was refused
+    │   ├── InvalidSessionError(ValueError) 400 on the session object (.param names the field)
+    │   ├── NotFoundError                 404: unknown call id
+    │   └── ServerError                   5xx                                         transient
+    ├── APIConnectionError(ConnectionError) the API could not be reached              exit 4, transient
+    │   └── APITimeoutError(TimeoutError) it did not answer in time                   exit 4, transient
+    └── CallError                         the live call went wrong                    exit 5
+        ├── ConnectionLostError(ConnectionError) ICE/DTLS failed or the channel closed  exit 4, transient
+        └── SessionUpdateError            the server refused our session.update       exit 2
+"""
+
+from __future__ import annotations
+
+
+class VoiceClientError(Exception):
+    """Base of every error voiceclient raises on purpose."""
+
+    transient: bool = False
+    exit_code: int = 1
+
+
+class ConfigError(VoiceClientError, ValueError):
+    exit_code = 2
+
+
+class ToolDefinitionError(ConfigError):
+    pass
+
+
+class APIError(VoiceClientError):
+    """An error envelope `{"error": {message, type, param, code}}` from the HTTP API."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+
+    def __str__(self) -> str:
+        bits = [f"HTTP {self.status}" if self.status else None, self.code, f"param {self.param}" if self.param else None]
+        head = ", ".join(b for b in bits if b)
+        return f"{self.message} ({head})" if head else self.message
+
+
+class AuthenticationError(APIError):
+    exit_code = 3
+
+
+class RateLimitError(APIError):
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class InvalidOfferError(APIError, ValueError):
+    pass
+
+
+class InvalidSessionError(APIError, ValueError):
+    exit_code = 2
+
+
+class NotFoundError(APIError):
+    pass
+
+
+class ServerError(APIError):
+    transient = True
+
+
+class APIConnectionError(VoiceClientError, ConnectionError):
+    transient = True
+    exit_code = 4
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    pass
+
+
+class CallError(VoiceClientError):
+    exit_code = 5
+
+
+class ConnectionLostError(CallError, ConnectionError):
+    transient = True
+    exit_code = 4
+
+
+class SessionUpdateError(CallError):
+    exit_code = 2

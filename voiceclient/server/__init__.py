@@ -1,0 +1,5 @@
+"""The embedded Realtime-compatible server (`voiceclient serve`): HTTP routes, per-call state, VAD, responders."""
+
+from .app import RealtimeServer
+
+__all__ = ["RealtimeServer"]

@@ -1,0 +1,257 @@
+"""HTTP routes of the embedded server, shaped like api.openai.com/v1 for the WebRTC side of the Realtime API.
+
+- `POST /v1/realtime/calls`: multipart (`sdp`, optional `session`; part content types optional, as browser
+  FormData sends none) with any bearer key (or the one given to `--api-key`), or raw `application/sdp` with an
+  `ek_` key issued by this server. 201, `application/sdp`, `Location: /v1/realtime/calls/rtc_<hex>`.
+- `POST /v1/realtime/calls/{id}/hangup`: 200, or 404 for an unknown call.
+- `POST /v1/realtime/client_secrets`: `{value: "ek_…", expires_at, session}`.
+- CORS like the real API, so a page on another origin can call it and read `Location`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ..events.models import new_id
+from .call import InvalidOffer, ServerCall
+from .responders import EchoResponder, Responder
+from .session import SessionError, apply_update, check_session, default_session
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept, OpenAI-Organization, OpenAI-Project, "
+                                    "OpenAI-Safety-Identifier, X-Stainless-Lang, X-Stainless-Package-Version, "
+                                    "X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, "
+                                    "X-Stainless-Runtime-Version, X-Stainless-Retry-Count, X-Stainless-Timeout",
+    "Access-Control-Expose-Headers": "Location, x-request-id",
+    "Access-Control-Max-Age": "600",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
+                 type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.type = status, message, code, param, type
+
+    def response(self) -> web.Response:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return web.json_response(body, status=self.status)
+
+
+class RealtimeServer:
+    """`async with RealtimeServer(port=0) as server: server.base_url` -> `http://127.0.0.1:PORT/v1`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
+                 api_key: str | None = None, max_call_seconds: float = 3600.0) -> None:
+        self.host = host
+        self.port = port
+        self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
+        self.api_key = api_key
+        self.max_call_seconds = max_call_seconds
+        self.calls: dict[str, ServerCall] = {}
+        self.ended: dict[str, float] = {}
+        self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
+        self.app.router.add_post("/v1/realtime/calls", self.create_call)
+        self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
+        self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
+        self.app.router.add_get("/", self.index)
+        self._runner: web.AppRunner | None = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    async def start(self) -> "RealtimeServer":
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("embedded Realtime server on %s", self.base_url)
+        return self
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in list(self.calls.values())), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "RealtimeServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            resp: web.StreamResponse = web.Response(status=204)
+        else:
+            try:
+                resp = await handler(request)
+            except ApiError as exc:
+                resp = exc.response()
+            except web.HTTPException as exc:
+                if exc.status >= 400:
+                    resp = ApiError(exc.status, exc.reason, type="invalid_request_error").response()
+                else:
+                    raise
+            except Exception as exc:  # one bad request never takes the server down
+                log.exception("request %s %s failed", request.method, request.path)
+                resp = ApiError(500, f"The server had an error: {exc}", type="server_error").response()
+        resp.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+        resp.headers["Vary"] = "Origin"
+        for key, value in CORS_HEADERS.items():
+            resp.headers[key] = value
+        return resp
+
+    def _bearer(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
+                                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                           None)
+        return auth[7:].strip()
+
+    def _check_key(self, key: str) -> None:
+        if key.startswith("ek_"):
+            self._secret(key)
+        elif self.api_key is not None and key != self.api_key:
+            raise ApiError(401, "Incorrect API key provided.", "invalid_api_key")
+
+    def _secret(self, key: str) -> dict[str, Any]:
+        entry = self.secrets.get(key)
+        if entry is None or entry[0] < time.time():
+            raise ApiError(401, "Invalid or expired ephemeral key.", "invalid_api_key")
+        return entry[1]
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "voiceclient.server", "base_url": self.base_url,
+                                  "calls": len(self.calls)})
+
+    # ------------------------------------------------------------------------------------------ routes
+    async def create_call(self, request: web.Request) -> web.Response:
+        key = self._bearer(request)
+        if request.headers.get("OpenAI-Beta"):
+            raise ApiError(400, "The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
+                                "GA API.", "beta_api_shape_disabled")
+        ctype = request.content_type
+        session_data: Any = None
+        if ctype == "multipart/form-data":
+            self._check_key(key)
+            sdp, session_data = await self._read_multipart(request)
+        elif ctype == "application/sdp":
+            if not key.startswith("ek_"):
+                raise ApiError(401, "A raw application/sdp offer needs an ephemeral key (ek_…) from "
+                                    "/v1/realtime/client_secrets; with a project key send multipart/form-data.",
+                               "invalid_api_key")
+            session_data = {k: v for k, v in self._secret(key).items() if k not in ("object", "id", "expires_at")}
+            sdp = await request.text()
+        else:
+            raise ApiError(415, f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
+                                "session) or application/sdp.", "unsupported_content_type")
+        if not sdp.strip():
+            raise ApiError(400, "Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
+        session = default_session()
+        if session_data is not None:
+            try:
+                session = apply_update(session, session_data, audio_started=False)
+            except SessionError as exc:
+                raise ApiError(400, exc.message, exc.code, exc.param) from None
+        call_id = "rtc_" + secrets.token_hex(16)
+        call = ServerCall(call_id, session, self.responder_factory(), on_closed=self._on_call_closed,
+                          max_seconds=self.max_call_seconds)
+        try:
+            answer = await call.answer(sdp)
+        except InvalidOffer as exc:
+            await call.close()
+            log.info("invalid offer: %s", exc)
+            raise ApiError(400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.",
+                           "invalid_offer", "sdp") from None
+        self.calls[call_id] = call
+        log.info("call %s created", call_id)
+        return web.Response(status=201, text=answer, content_type="application/sdp",
+                            headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+    async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
+        sdp: str | None = None
+        session: Any = None
+        try:
+            reader = await request.multipart()
+            async for part in reader:  # type: ignore[union-attr]
+                name = part.name  # type: ignore[union-attr]
+                text = (await part.read(decode=True)).decode("utf-8")  # type: ignore[union-attr]
+                if name == "sdp":
+                    sdp = text
+                elif name == "session":
+                    try:
+                        session = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        raise ApiError(400, f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json",
+                                       "session") from None
+                else:
+                    raise ApiError(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name)
+        except (ValueError, UnicodeDecodeError, AssertionError) as exc:
+            if isinstance(exc, ApiError):
+                raise
+            raise ApiError(400, f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
+        if sdp is None:
+            raise ApiError(400, "Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
+        return sdp, session
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        self._bearer(request)
+        call = self.calls.get(request.match_info["call_id"])
+        if call is None:
+            raise ApiError(404, f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id")
+        await call.close()
+        return web.Response(status=200)
+
+    async def client_secrets(self, request: web.Request) -> web.Response:
+        key = self._bearer(request)
+        if key.startswith("ek_"):
+            raise ApiError(401, "Client secrets must be created with a project API key, not an ephemeral key.",
+                           "invalid_api_key")
+        self._check_key(key)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"The body is not valid JSON: {exc.msg}.", "invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The body must be a JSON object.", "invalid_type")
+        expires = body.get("expires_after") or {}
+        seconds = expires.get("seconds", 600) if isinstance(expires, dict) else None
+        if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
+            raise ApiError(400, "Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value",
+                           "expires_after.seconds")
+        session = default_session()
+        if body.get("session") is not None:
+            try:
+                session = apply_update(session, body["session"], audio_started=False)
+            except SessionError as exc:
+                raise ApiError(400, exc.message, exc.code, exc.param) from None
+        expires_at = int(time.time()) + seconds
+        value = "ek_" + secrets.token_hex(16)
+        session["expires_at"] = expires_at
+        self.secrets[value] = (expires_at, session)
+        return web.json_response({"value": value, "expires_at": expires_at, "session": session})
+
+    def _on_call_closed(self, call: ServerCall) -> None:
+        if self.calls.pop(call.id, None) is not None:
+            log.info("call %s ended", call.id)

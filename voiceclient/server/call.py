@@ -1,0 +1,632 @@
+"""One call on the embedded server: the peer, the conversation, server VAD, responses and their playout.
+
+Client messages and VAD decisions go through one queue with one consumer, so the server handles them in
+arrival order, as the real API does. A response runs as a task (so `response.cancel` and barge-in can reach it
+while it is thinking) and its audio plays out through a `PlayoutQueue` pulled by the paced outbound track, which
+is what `output_audio_buffer.started/stopped/cleared` and truncation are measured against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..audio.format import API_RATE, RTP_RATE, samples_to_ms
+from ..audio.jitter import use_immediate_jitter_buffer
+from ..audio.resample import Resampler
+from ..audio.sources import PlayoutQueue, to_rtp_rate
+from ..audio.tracks import InboundReader, OutboundTrack
+from ..events import models as ev
+from ..events.models import new_id
+from .responders import FunctionCall, Responder, ResponsePlan, Speech, TurnContext
+from .session import SessionError, apply_update
+from .vad import EnergyVad, VadEvent
+
+log = logging.getLogger(__name__)
+CHANNEL_LABEL = "oai-events"
+MANUAL_BUFFER_MS = 15 * 60 * 1000  # input audio kept without turn detection before the oldest is dropped
+MIN_COMMIT_MS = 100
+
+
+class InvalidOffer(ValueError):
+    pass
+
+
+@dataclass
+class ActiveResponse:
+    id: str
+    obj: dict[str, Any]
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    audio_items: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)  # item, start, end (48k)
+    queued: int = 0  # samples queued for playout (48 kHz)
+    cleared: bool = False
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts) if p or i == len(parts) - 1]
+
+
+class ServerCall:
+    def __init__(self, call_id: str, session: dict[str, Any], responder: Responder,
+                 on_closed: Callable[["ServerCall"], None] | None = None,
+                 max_seconds: float = 3600.0) -> None:
+        self.id = call_id
+        self.session = session
+        self.responder = responder
+        self.on_closed = on_closed
+        self.created_at = time.time()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.playout = PlayoutQueue(on_start=self._on_playout_start, on_drain=self._on_playout_drain)
+        self.track = OutboundTrack(self.playout)
+        self.channel: Any = None
+        self.reader: InboundReader | None = None
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.items: list[dict[str, Any]] = []
+        self.item_audio: dict[str, np.ndarray] = {}
+        self.vad = EnergyVad(self._turn_detection())
+        self.buffer: list[np.ndarray] = []
+        self.buffer_start_ms = 0
+        self.audio_samples = 0  # 24 kHz samples of input audio received in this session
+        self.speech_item: str | None = None
+        self.speech_start_ms = 0
+        self.active: ActiveResponse | None = None
+        self.responses: dict[str, ActiveResponse] = {}
+        self.last_response_id: str | None = None
+        self.turn_index = 0
+        self.answered_upto = 0  # index into self.items already answered by a response
+        self.audio_started = False
+        self.events_sent = 0
+        self.closed = asyncio.Event()
+        self._resampler = Resampler(RTP_RATE, API_RATE)
+        self._consumer: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(max_seconds, lambda: asyncio.ensure_future(self.close()))
+        self._closing = False
+
+        @self.pc.on("datachannel")
+        def _on_channel(channel: Any) -> None:
+            if channel.label != CHANNEL_LABEL or self.channel is not None:
+                log.info("call %s: ignoring data channel %r", self.id, channel.label)
+                return
+            self.channel = channel
+            channel.on("message", lambda m: self.queue.put_nowait(("client", m)))
+            if channel.readyState == "open":
+                self._on_open()
+            else:
+                channel.on("open", self._on_open)
+
+        @self.pc.on("track")
+        def _on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self.reader is None:
+                self.reader = InboundReader(track, [self._on_audio])
+                self.reader.start()
+
+        @self.pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+    # ------------------------------------------------------------------------------------------ setup
+    async def answer(self, offer_sdp: str) -> str:
+        if "m=audio" not in offer_sdp:
+            raise InvalidOffer("the offer has no audio m-line")
+        if "webrtc-datachannel" not in offer_sdp:
+            raise InvalidOffer("the offer has no data channel (create `oai-events` before the offer)")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, KeyError, ... on a malformed SDP
+            raise InvalidOffer(f"{type(exc).__name__}: {exc}") from None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio":
+                use_immediate_jitter_buffer(transceiver.receiver)
+        self.pc.addTrack(self.track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._consumer = asyncio.ensure_future(self._consume())
+        return self.pc.localDescription.sdp
+
+    def _on_open(self) -> None:
+        self.send({"type": "session.created", "session": self.session})
+
+    # ------------------------------------------------------------------------------------------ output
+    def send(self, event: dict[str, Any]) -> None:
+        if "event_id" not in event:
+            event = {"event_id": new_id("event"), **event}
+        if self.channel is None or self.channel.readyState != "open":
+            log.debug("call %s: channel not open, dropped %s", self.id, event["type"])
+            return
+        self.channel.send(json.dumps(event, separators=(",", ":")))
+        self.events_sent += 1
+
+    def error(self, message: str, code: str | None = None, param: str | None = None,
+              event_id: str | None = None, type: str = "invalid_request_error") -> None:
+        self.send({"type": "error", "error": {"type": type, "code": code, "message": message, "param": param,
+                                              "event_id": event_id}})
+
+    # ------------------------------------------------------------------------------------------ input audio
+    def _turn_detection(self) -> dict[str, Any] | None:
+        return self.session["audio"]["input"]["turn_detection"]
+
+    def _on_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
+        pcm = self._resampler.process(pcm48)
+        if not pcm.size:
+            return
+        self.buffer.append(pcm)
+        self.audio_samples += pcm.size
+        for vad_event in self.vad.feed(pcm):
+            self.queue.put_nowait(("vad", vad_event))
+        if not self.vad.speaking and self.speech_item is None:
+            keep = MANUAL_BUFFER_MS if self._turn_detection() is None else max(self.vad.prefix_ms, 0) + 200
+            self._trim_buffer(keep)
+
+    def _now_ms(self) -> int:
+        return samples_to_ms(self.audio_samples, API_RATE)
+
+    def _trim_buffer(self, keep_ms: int) -> None:
+        total = sum(c.size for c in self.buffer)
+        excess = total - keep_ms * API_RATE // 1000
+        while excess > 0 and self.buffer and self.buffer[0].size <= excess:
+            excess -= self.buffer[0].size
+            self.buffer_start_ms += samples_to_ms(self.buffer[0].size, API_RATE)
+            self.buffer.pop(0)
+
+    def _take_buffer(self, start_ms: int | None = None, end_ms: int | None = None) -> np.ndarray:
+        pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
+        lo = 0 if start_ms is None else max(0, (start_ms - self.buffer_start_ms) * API_RATE // 1000)
+        hi = pcm.size if end_ms is None else max(lo, (end_ms - self.buffer_start_ms) * API_RATE // 1000)
+        taken = pcm[lo:hi]
+        rest = pcm[hi:]
+        self.buffer = [rest] if rest.size else []
+        self.buffer_start_ms = self._now_ms() - samples_to_ms(rest.size, API_RATE)
+        return taken
+
+    # ------------------------------------------------------------------------------------------ consumer
+    async def _consume(self) -> None:
+        while True:
+            kind, payload = await self.queue.get()
+            try:
+                if kind == "client":
+                    await self._on_client_message(payload)
+                else:
+                    await self._on_vad(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the call goes on whatever one event did
+                log.exception("call %s: handling %s failed", self.id, kind)
+                self.error(f"The server failed to handle the event: {exc}", "server_error", type="server_error")
+
+    async def _on_vad(self, vad_event: VadEvent) -> None:
+        td = self._turn_detection()
+        if td is None:
+            return
+        if vad_event.kind == "started":
+            self.speech_item = new_id("item")
+            self.speech_start_ms = vad_event.ms
+            self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": vad_event.ms,
+                       "item_id": self.speech_item})
+            if td.get("interrupt_response", True):
+                await self.interrupt("turn_detected")
+            return
+        item_id = self.speech_item or new_id("item")
+        self.speech_item = None
+        self.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": vad_event.ms, "item_id": item_id})
+        pcm = self._take_buffer(self.speech_start_ms, vad_event.ms)
+        self._commit(pcm, item_id)
+        if td.get("create_response", True):
+            if self.active is None:
+                self.start_response(None)
+            else:
+                log.info("call %s: turn ended while response %s runs; not starting another", self.id,
+                         self.active.id)
+
+    def _commit(self, pcm: np.ndarray, item_id: str) -> None:
+        previous = self.items[-1]["id"] if self.items else None
+        self.send({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        self.item_audio[item_id] = pcm
+        self._add_item(item, previous)
+
+    def _add_item(self, item: dict[str, Any], previous: str | None) -> None:
+        if previous is None or not self.items or previous == self.items[-1]["id"]:
+            self.items.append(item)
+        elif previous == "root":
+            self.items.insert(0, item)
+            self.answered_upto += 1
+        else:
+            index = next(i for i, it in enumerate(self.items) if it["id"] == previous)
+            self.items.insert(index + 1, item)
+            if index < self.answered_upto:
+                self.answered_upto += 1
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+    # ------------------------------------------------------------------------------------------ client events
+    async def _on_client_message(self, message: str | bytes) -> None:
+        event = ev.parse_client_event(message)
+        if isinstance(event, ev.MalformedEvent):
+            if event.event_type is None:
+                self.error(f"Invalid client event: {event.reason}.", "invalid_json", None, event.event_id)
+            else:
+                param = event.reason.split(":", 1)[0]
+                code = "missing_required_parameter" if "required" in event.reason else "invalid_value"
+                self.error(f"Invalid '{event.event_type}' event: {event.reason}.", code, param or None,
+                           event.event_id)
+            return
+        if isinstance(event, ev.UnknownEvent):
+            self.error(f"Invalid value: '{event.type}'. Supported values are: "
+                       f"{', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.", "invalid_value", "type", event.event_id)
+            return
+        handler = getattr(self, "_on_" + event.type.replace(".", "_"))
+        await handler(event)
+
+    async def _on_session_update(self, event: ev.SessionUpdate) -> None:
+        raw = json.loads(event.model_dump_json(exclude_unset=True))["session"]
+        try:
+            self.session = apply_update(self.session, raw, audio_started=self.audio_started)
+        except SessionError as exc:
+            self.error(exc.message, exc.code, exc.param, event.event_id)
+            return
+        self.vad.configure(self._turn_detection())
+        self.send({"type": "session.updated", "session": self.session})
+
+    async def _on_input_audio_buffer_append(self, event: ev.InputAudioBufferAppend) -> None:
+        try:
+            pcm = np.frombuffer(base64.b64decode(event.audio, validate=True), dtype="<i2").astype(np.int16)
+        except (ValueError, TypeError):
+            self.error("Invalid 'audio': not base64 PCM16.", "invalid_value", "audio", event.event_id)
+            return
+        self.buffer.append(pcm)
+        self.audio_samples += pcm.size
+
+    async def _on_input_audio_buffer_commit(self, event: ev.InputAudioBufferCommit) -> None:
+        buffered = sum(c.size for c in self.buffer)
+        if buffered < MIN_COMMIT_MS * API_RATE // 1000:
+            self.error(f"Error committing input audio buffer: buffer too small. Expected at least {MIN_COMMIT_MS}ms "
+                       f"of audio, but buffer only has {samples_to_ms(buffered, API_RATE)}ms of audio.",
+                       "input_audio_buffer_commit_empty", None, event.event_id)
+            return
+        item_id = self.speech_item or new_id("item")
+        self.speech_item = None
+        self.vad.reset()
+        self._commit(self._take_buffer(), item_id)
+
+    async def _on_input_audio_buffer_clear(self, event: ev.InputAudioBufferClear) -> None:
+        self._take_buffer()
+        self.speech_item = None
+        self.vad.reset()
+        self.send({"type": "input_audio_buffer.cleared"})
+
+    async def _on_output_audio_buffer_clear(self, event: ev.OutputAudioBufferClear) -> None:
+        if not self.clear_output():
+            if self.last_response_id is None:
+                self.error("There is no output audio to clear.", "output_audio_buffer_empty", None, event.event_id)
+            else:
+                self.send({"type": "output_audio_buffer.cleared", "response_id": self.last_response_id})
+
+    async def _on_conversation_item_create(self, event: ev.ConversationItemCreate) -> None:
+        item = event.item.model_dump(mode="json", exclude_none=True)
+        problem = self._check_item(item)
+        if problem:
+            self.error(problem[0], "invalid_value", problem[1], event.event_id)
+            return
+        previous = event.previous_item_id
+        if previous is not None and previous != "root" and not any(it["id"] == previous for it in self.items):
+            self.error(f"Previous item with id '{previous}' not found.", "item_not_found", "previous_item_id",
+                       event.event_id)
+            return
+        if any(it["id"] == item.get("id") for it in self.items):
+            self.error(f"Item with id '{item['id']}' already exists.", "item_already_exists", "item.id",
+                       event.event_id)
+            return
+        item.setdefault("id", new_id("item"))
+        item["object"] = "realtime.item"
+        item["status"] = "completed"
+        if previous is None and self.items:
+            previous = self.items[-1]["id"]
+        self._add_item(item, previous)
+
+    @staticmethod
+    def _check_item(item: dict[str, Any]) -> tuple[str, str] | None:
+        kind = item.get("type")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system"):
+                return f"Invalid 'item.role': {role!r}.", "item.role"
+            allowed = {"user": {"input_text", "input_audio", "input_image"}, "system": {"input_text"},
+                       "assistant": {"output_text", "output_audio", "text", "audio"}}[role]
+            for i, part in enumerate(item.get("content") or []):
+                if part.get("type") not in allowed:
+                    return f"Invalid content type {part.get('type')!r} for a {role} message.", f"item.content[{i}].type"
+            if not item.get("content"):
+                return "A message item needs content.", "item.content"
+        elif kind == "function_call_output":
+            if not item.get("call_id") or item.get("output") is None:
+                return "A function_call_output item needs call_id and output.", "item.call_id"
+        elif kind == "function_call":
+            if not item.get("call_id") or not item.get("name"):
+                return "A function_call item needs call_id and name.", "item.call_id"
+        elif kind not in ("mcp_approval_response",):
+            return f"Invalid 'item.type': {kind!r}.", "item.type"
+        return None
+
+    async def _on_conversation_item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
+        item = next((it for it in self.items if it["id"] == event.item_id), None)
+        if item is None:
+            self.error(f"Item with id '{event.item_id}' not found.", "item_not_found", "item_id", event.event_id)
+            return
+        out = json.loads(json.dumps(item))
+        audio = self.item_audio.get(item["id"])
+        if audio is not None and out.get("role") == "user":
+            out["content"][0]["audio"] = base64.b64encode(audio.astype("<i2").tobytes()).decode()
+        self.send({"type": "conversation.item.retrieved", "item": out})
+
+    async def _on_conversation_item_delete(self, event: ev.ConversationItemDelete) -> None:
+        index = next((i for i, it in enumerate(self.items) if it["id"] == event.item_id), None)
+        if index is None:
+            self.error(f"Item with id '{event.item_id}' not found.", "item_not_found", "item_id", event.event_id)
+            return
+        self.items.pop(index)
+        self.item_audio.pop(event.item_id, None)
+        if index < self.answered_upto:
+            self.answered_upto -= 1
+        self.send({"type": "conversation.item.deleted", "item_id": event.item_id})
+
+    async def _on_conversation_item_truncate(self, event: ev.ConversationItemTruncate) -> None:
+        item = next((it for it in self.items if it["id"] == event.item_id), None)
+        if item is None or item.get("role") != "assistant":
+            self.error(f"Item with id '{event.item_id}' is not an assistant message.", "invalid_value", "item_id",
+                       event.event_id)
+            return
+        length_ms = samples_to_ms(self.item_audio.get(item["id"], np.zeros(0)).size, RTP_RATE)
+        if event.audio_end_ms > length_ms:
+            self.error(f"Audio content of {length_ms}ms is already shorter than {event.audio_end_ms}ms.",
+                       "invalid_value", "audio_end_ms", event.event_id)
+            return
+        self._truncate(item, event.audio_end_ms, length_ms)
+
+    def _truncate(self, item: dict[str, Any], end_ms: int, length_ms: int) -> None:
+        for part in item.get("content") or []:
+            if part.get("transcript"):
+                words = part["transcript"].split(" ")
+                keep = int(len(words) * end_ms / length_ms) if length_ms else 0
+                part["transcript"] = " ".join(words[:keep])
+        self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
+                   "audio_end_ms": end_ms})
+
+    async def _on_response_create(self, event: ev.ResponseCreate) -> None:
+        if self.active is not None:
+            self.error(f"Conversation already has an active response in progress: {self.active.id}. Wait until "
+                       "the response is finished before creating a new one.",
+                       "conversation_already_has_active_response", None, event.event_id)
+            return
+        self.start_response(event.response)
+
+    async def _on_response_cancel(self, event: ev.ResponseCancel) -> None:
+        active = self.active
+        if active is None or (event.response_id and event.response_id != active.id):
+            self.error("Cancellation failed: no active response found.", "response_cancel_not_active", None,
+                       event.event_id)
+            return
+        await self.cancel_response(active, "client_cancelled")
+
+    # ------------------------------------------------------------------------------------------ responses
+    def _context(self) -> TurnContext:
+        new = self.items[self.answered_upto:]
+        self.answered_upto = len(self.items)
+        names = {it.get("call_id"): it.get("name") for it in self.items if it.get("type") == "function_call"}
+        outputs = [(names.get(it["call_id"]) or "unknown", it["output"]) for it in new
+                   if it.get("type") == "function_call_output"]
+        ctx = TurnContext(function_outputs=outputs, turn_index=self.turn_index)
+        users = [it for it in new if it.get("type") == "message" and it.get("role") == "user"]
+        if users and not outputs:
+            last = users[-1]
+            texts = [p.get("text") for p in last.get("content", []) if p.get("type") == "input_text"]
+            if texts:
+                ctx.user_text = " ".join(t for t in texts if t)
+            ctx.user_audio = self.item_audio.get(last["id"])
+        if not outputs:
+            self.turn_index += 1
+        return ctx
+
+    def start_response(self, params: ev.ResponseParams | None) -> ActiveResponse:
+        modalities = (params.output_modalities if params and params.output_modalities
+                      else self.session["output_modalities"])
+        resp_id = new_id("resp")
+        conversation = None if params and params.conversation == "none" else "conv_" + self.id.removeprefix("rtc_")
+        obj = {"object": "realtime.response", "id": resp_id, "status": "in_progress", "status_details": None,
+               "output": [], "conversation_id": conversation, "output_modalities": modalities,
+               "max_output_tokens": (params.max_output_tokens if params and params.max_output_tokens
+                                     else self.session["max_output_tokens"]),
+               "audio": {"output": {"format": self.session["audio"]["output"]["format"],
+                                    "voice": self.session["audio"]["output"]["voice"]}},
+               "usage": None, "metadata": params.metadata if params else None}
+        active = ActiveResponse(resp_id, obj)
+        self.active = active
+        self.responses[resp_id] = active
+        self.last_response_id = resp_id
+        plan = self.responder.plan(self._context())
+        active.task = asyncio.ensure_future(self._run_response(active, plan, modalities == ["audio"]))
+        return active
+
+    async def _run_response(self, resp: ActiveResponse, plan: ResponsePlan, audio: bool) -> None:
+        self.send({"type": "response.created", "response": {**resp.obj, "output": []}})
+        self.send({"type": "rate_limits.updated", "rate_limits": [
+            {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+            {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15}]})
+        try:
+            if plan.delay_ms:
+                await asyncio.sleep(plan.delay_ms / 1000)
+            for index, output in enumerate(plan.outputs):
+                if isinstance(output, FunctionCall):
+                    self._emit_function_call(resp, index, output)
+                else:
+                    await self._emit_message(resp, index, output, audio)
+            resp.obj["status"] = "completed"
+        except asyncio.CancelledError:
+            resp.obj["status"] = "cancelled"
+            resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
+        finally:
+            resp.obj["usage"] = self._usage(resp)
+            self.send({"type": "response.done", "response": resp.obj})
+            if self.active is resp:
+                self.active = None
+            self.playout.close(resp.id)
+
+    def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
+        text = sum(len(json.dumps(it)) // 4 for it in resp.obj["output"])
+        audio_out = int(resp.queued / RTP_RATE * 10)
+        audio_in = int(self.audio_samples / API_RATE * 10)
+        text_in = sum(len(json.dumps(it)) // 4 for it in self.items) // 2
+        return {"total_tokens": text + audio_out + audio_in + text_in, "input_tokens": audio_in + text_in,
+                "output_tokens": text + audio_out,
+                "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in, "image_tokens": 0,
+                                        "cached_tokens": 0,
+                                        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
+                                                                  "image_tokens": 0}},
+                "output_token_details": {"text_tokens": text, "audio_tokens": audio_out}}
+
+    def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
+        previous = self.items[-1]["id"] if self.items else None
+        resp.obj["output"].append(item)
+        self.items.append(item)
+        self.answered_upto = len(self.items)
+        self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index,
+                   "item": item})
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        return previous
+
+    def _finish_item(self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None,
+                     status: str) -> None:
+        item["status"] = status
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
+                   "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+    async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
+        item_id = new_id("item")
+        item: dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
+                                "status": "in_progress", "content": []}
+        previous = self._output_item(resp, index, item)
+        ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
+        said = ""
+        self.send({"type": "response.content_part.added", **ids,
+                   "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
+        status = "completed"
+        try:
+            if audio and speech.pcm is not None and speech.pcm.size:
+                pcm48 = to_rtp_rate(speech.pcm, API_RATE)
+                start = resp.queued
+                self.playout.put(resp.id, pcm48)
+                resp.queued += pcm48.size
+                resp.audio_items.append((item, start, resp.queued))
+                self.item_audio[item_id] = pcm48
+                self.audio_started = True
+                try:
+                    await asyncio.wait_for(resp.started.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+            for word in _words(speech.text):
+                said += word
+                self.send({"type": "response.output_audio_transcript.delta" if audio else
+                           "response.output_text.delta", **ids, "delta": word})
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            status = "incomplete"
+            raise
+        finally:
+            if audio:
+                self.send({"type": "response.output_audio.done", **ids})
+                self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": said})
+                part = {"type": "audio", "transcript": said}
+                item["content"] = [{"type": "output_audio", "transcript": said}]
+            else:
+                self.send({"type": "response.output_text.done", **ids, "text": said})
+                part = {"type": "text", "text": said}
+                item["content"] = [{"type": "output_text", "text": said}]
+            self.send({"type": "response.content_part.done", **ids, "part": part})
+            self._finish_item(resp, index, item, previous, status)
+
+    def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
+        item_id, call_id = new_id("item"), new_id("call")
+        item: dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "function_call",
+                                "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""}
+        previous = self._output_item(resp, index, item)
+        ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "call_id": call_id}
+        half = len(call.arguments) // 2
+        for delta in (call.arguments[:half], call.arguments[half:]):
+            if delta:
+                self.send({"type": "response.function_call_arguments.delta", **ids, "delta": delta})
+        self.send({"type": "response.function_call_arguments.done", **ids, "name": call.name,
+                   "arguments": call.arguments})
+        item["arguments"] = call.arguments
+        self._finish_item(resp, index, item, previous, "completed")
+
+    async def cancel_response(self, resp: ActiveResponse, reason: str) -> None:
+        if resp.task is None or resp.task.done():
+            return
+        resp.cancel_reason = reason
+        resp.task.cancel()
+        try:
+            await resp.task
+        except asyncio.CancelledError:
+            pass
+
+    async def interrupt(self, reason: str) -> None:
+        """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
+        if self.active is not None:
+            await self.cancel_response(self.active, reason)
+        self.clear_output()
+
+    def clear_output(self) -> bool:
+        played = self.playout.clear()
+        for resp_id, samples in played.items():
+            resp = self.responses.get(resp_id)
+            if resp is None:
+                continue
+            resp.cleared = True
+            for item, start, end in resp.audio_items:
+                heard = min(max(samples - start, 0), end - start)
+                if heard < end - start:
+                    self._truncate(item, samples_to_ms(heard, RTP_RATE), samples_to_ms(end - start, RTP_RATE))
+            self.send({"type": "output_audio_buffer.cleared", "response_id": resp_id})
+        return bool(played)
+
+    def _on_playout_start(self, resp_id: str) -> None:
+        resp = self.responses.get(resp_id)
+        if resp is not None and not resp.started.is_set():
+            resp.started.set()
+            self.send({"type": "output_audio_buffer.started", "response_id": resp_id})
+
+    def _on_playout_drain(self, resp_id: str, played: int) -> None:
+        resp = self.responses.get(resp_id)
+        if resp is not None and resp.started.is_set() and not resp.cleared:
+            self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
+
+    # ------------------------------------------------------------------------------------------ teardown
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._timer.cancel()
+        if self.active is not None:
+            await self.cancel_response(self.active, "client_cancelled")
+        if self._consumer is not None:
+            self._consumer.cancel()
+        if self.reader is not None:
+            await self.reader.stop()
+        self.track.stop()
+        await self.pc.close()
+        self.closed.set()
+        if self.on_closed is not None:
+            self.on_closed(self)

@@ -1,0 +1,218 @@
+"""What the embedded server answers: `EchoResponder` (default) and `ScenarioResponder` (a scripted file).
+
+A responder turns the conversation so far into a `ResponsePlan`: spoken (or text) messages with their
+transcripts and audio, and function calls. The server turns the plan into the protocol's event sequence.
+
+Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scenario files":
+
+    after_turns = "echo"              # what to do once the turns run out: echo | silence | repeat
+    [[turns]]
+    text = "Let me look that up."     # spoken preamble (optional)
+    delay_ms = 0                      # "thinking" time before the first output
+      [[turns.calls]]
+      name = "get_weather"
+      arguments = { city = "Paris" }
+      [turns.after_tools]             # the response to the client's response.create after the outputs
+      text = "It is {output[forecast]} in {output[city]}."
+      audio = "answer.wav"            # or tone = { frequency = 660, seconds = 1.0 }, or echo = true
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..audio.format import API_RATE, tone
+from ..audio.sources import load_audio
+from ..config import describe_error
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Speech:
+    text: str
+    pcm: np.ndarray | None  # 24 kHz mono int16; None for text-only output
+
+
+@dataclass
+class FunctionCall:
+    name: str
+    arguments: str  # JSON text, sent as the model would
+
+
+@dataclass
+class ResponsePlan:
+    outputs: list[Speech | FunctionCall] = field(default_factory=list)
+    delay_ms: int = 0
+
+
+@dataclass
+class TurnContext:
+    """What a responder may look at: the new user input or the function outputs it answers."""
+
+    user_audio: np.ndarray | None = None  # 24 kHz mono of the last committed user turn
+    user_text: str | None = None
+    function_outputs: list[tuple[str, str]] = field(default_factory=list)  # (function name, output text)
+    turn_index: int = 0
+
+
+class Responder(Protocol):
+    def plan(self, ctx: TurnContext) -> ResponsePlan: ...
+
+
+def placeholder_audio(text: str, frequency: float = 440.0) -> np.ndarray:
+    """A tone as long as the text would take to say (60 ms a character, 0.5-5 s): audio with a transcript."""
+    seconds = min(5.0, max(0.5, 0.06 * len(text)))
+    return tone(frequency, seconds, API_RATE)
+
+
+class EchoResponder:
+    """Says the user's turn back. Text input and tool outputs are answered with a tone and a transcript."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            text = "The tool returned " + "; ".join(f"{name}: {out}" for name, out in ctx.function_outputs)
+            return ResponsePlan([Speech(text, placeholder_audio(text, 660.0))])
+        if ctx.user_text is not None:
+            text = f"You said: {ctx.user_text}"
+            return ResponsePlan([Speech(text, placeholder_audio(text))])
+        if ctx.user_audio is not None and ctx.user_audio.size:
+            seconds = ctx.user_audio.size / API_RATE
+            return ResponsePlan([Speech(f"Echo of {seconds:.1f} seconds of your audio.", ctx.user_audio.copy())])
+        return ResponsePlan([Speech("I heard nothing.", placeholder_audio("I heard nothing."))])
+
+
+# ----------------------------------------------------------------------------------------------- scenarios
+class ToneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frequency: float = Field(gt=0, lt=12000)
+    seconds: float = Field(gt=0, le=60)
+    level_dbfs: float = Field(default=-12.0, le=0)
+
+
+class ReplySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    audio: str | None = None
+    tone: ToneSpec | None = None
+    echo: bool = False
+    delay_ms: int = Field(default=0, ge=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _one_audio(self) -> "ReplySpec":
+        if sum([self.audio is not None, self.tone is not None, self.echo]) > 1:
+            raise ValueError("at most one of audio, tone, echo")
+        return self
+
+
+class CallSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class TurnSpec(ReplySpec):
+    calls: list[CallSpec] = Field(default_factory=list)
+    after_tools: ReplySpec | None = None
+
+
+class ScenarioSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    turns: list[TurnSpec] = Field(min_length=1)
+    after_turns: Literal["echo", "silence", "repeat"] = "echo"
+
+
+class _Fields(dict):  # str.format_map helper: a missing key stays visible instead of raising
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+class ScenarioResponder:
+    def __init__(self, spec: ScenarioSpec, base_dir: Path) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+        self._echo = EchoResponder()
+        self._audio_cache: dict[str, np.ndarray] = {}
+        self._last_turn: TurnSpec | None = None
+        for turn in spec.turns:  # fail at load time, not in the middle of a call
+            for reply in (turn, turn.after_tools):
+                if reply is not None and reply.audio:
+                    self._load(reply.audio)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ScenarioResponder":
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot read scenario {p}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"scenario {p}: {exc}") from None
+        try:
+            spec = ScenarioSpec.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_error(exc, f"scenario {p.name}", data)) from None
+        return cls(spec, p.parent)
+
+    def _load(self, name: str) -> np.ndarray:
+        if name not in self._audio_cache:
+            path = Path(name) if Path(name).is_absolute() else self.base_dir / name
+            self._audio_cache[name] = load_audio(path, API_RATE)
+        return self._audio_cache[name]
+
+    def _speech(self, reply: ReplySpec, ctx: TurnContext, fields: dict[str, Any]) -> Speech | None:
+        text = reply.text.format_map(_Fields(fields)) if reply.text else ""
+        if reply.audio:
+            pcm = self._load(reply.audio)
+        elif reply.tone is not None:
+            pcm = tone(reply.tone.frequency, reply.tone.seconds, API_RATE, reply.tone.level_dbfs)
+        elif reply.echo and ctx.user_audio is not None:
+            pcm = ctx.user_audio.copy()
+        elif text:
+            pcm = placeholder_audio(text)
+        else:
+            return None
+        return Speech(text, pcm)
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            turn = self._last_turn
+            if turn is None or turn.after_tools is None:
+                return self._echo.plan(ctx)
+            fields: dict[str, Any] = {"outputs": {}}
+            for name, out in ctx.function_outputs:
+                try:
+                    parsed: Any = json.loads(out)
+                except json.JSONDecodeError:
+                    parsed = out
+                fields["outputs"][name] = parsed
+                fields.setdefault("output", parsed)
+            speech = self._speech(turn.after_tools, ctx, fields)
+            return ResponsePlan([speech] if speech else [], turn.after_tools.delay_ms)
+        if ctx.turn_index < len(self.spec.turns):
+            turn = self.spec.turns[ctx.turn_index]
+        elif self.spec.after_turns == "repeat":
+            turn = self.spec.turns[-1]
+        elif self.spec.after_turns == "silence":
+            return ResponsePlan([])
+        else:
+            return self._echo.plan(ctx)
+        self._last_turn = turn
+        plan = ResponsePlan(delay_ms=turn.delay_ms)
+        speech = self._speech(turn, ctx, {"user_text": ctx.user_text or ""})
+        if speech is not None:
+            plan.outputs.append(speech)
+        for call in turn.calls:
+            args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+            plan.outputs.append(FunctionCall(call.name, args))
+        return plan

@@ -1,0 +1,114 @@
+"""The server's view of a session: the full default object, and partial updates merged and validated."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import SessionConfig, _real_path
+from ..events.models import new_id
+
+DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful voice assistant running inside voiceclient's embedded Realtime server. "
+    "Replies come from the server's responder (echo or a scenario), not from a language model."
+)
+SESSION_SECONDS = 3600
+
+
+def default_session(model: str | None = None) -> dict[str, Any]:
+    """A fresh session as the API shows it in `session.created` (protocol.md section 6)."""
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": new_id("sess"),
+        "model": model or DEFAULT_MODEL,
+        "output_modalities": ["audio"],
+        "instructions": DEFAULT_INSTRUCTIONS,
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "tracing": None,
+        "truncation": "auto",
+        "prompt": None,
+        "expires_at": int(time.time()) + SESSION_SECONDS,
+        "audio": {
+            "input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": default_turn_detection("server_vad"),
+            },
+            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy", "speed": 1.0},
+        },
+        "include": None,
+    }
+
+
+def default_turn_detection(kind: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": "auto", "create_response": True, "interrupt_response": True}
+    return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 200,
+            "idle_timeout_ms": None, "create_response": True, "interrupt_response": True}
+
+
+class SessionError(ValueError):
+    """A refused session object or update, carrying the error envelope's fields."""
+
+    def __init__(self, message: str, code: str, param: str | None, type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.message, self.code, self.param, self.type = message, code, param, type
+
+
+def check_session(data: Any) -> SessionConfig:
+    """Validate a session object from a client; raise SessionError with the API's codes."""
+    if not isinstance(data, dict):
+        raise SessionError("The session must be a JSON object.", "invalid_type", "session")
+    if "type" not in data:
+        raise SessionError("Missing required parameter: 'session.type'.", "missing_required_parameter",
+                           "session.type")
+    try:
+        return SessionConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = ".".join(["session", *_real_path(err["loc"], data)])
+        if err["type"] == "extra_forbidden":
+            return_code, msg = "unknown_parameter", f"Unknown parameter: '{path}'."
+        elif err["type"] in ("dict_type", "model_type", "string_type", "int_type", "float_type", "bool_type",
+                             "list_type", "model_attributes_type"):
+            return_code, msg = "invalid_type", f"Invalid type for '{path}': {err['msg']}."
+        else:
+            return_code, msg = "invalid_value", f"Invalid value for '{path}': {err['msg']}."
+        raise SessionError(msg, return_code, path) from None
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("turn_detection", "format"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
+    """Merge a `session.update` into the current full session; the current one is untouched on error."""
+    patch = check_session(update).to_wire()
+    if "model" in patch and patch["model"] != current["model"]:
+        raise SessionError("The model of a session cannot be changed.", "invalid_value", "session.model")
+    voice = patch.get("audio", {}).get("output", {}).get("voice")
+    if voice is not None and audio_started and voice != current["audio"]["output"]["voice"]:
+        raise SessionError("Cannot update a conversation's voice if assistant audio is present.",
+                           "cannot_update_voice", "session.audio.output.voice")
+    if current.get("tracing") not in (None,) and "tracing" in patch and patch["tracing"] != current["tracing"]:
+        raise SessionError("Tracing cannot be modified once it is enabled.", "invalid_value", "session.tracing")
+    td = patch.get("audio", {}).get("input", {}).get("turn_detection", "unset")
+    if isinstance(td, dict):  # a new turn_detection object is completed with that type's defaults
+        patch["audio"]["input"]["turn_detection"] = {**default_turn_detection(td["type"]), **td}
+    merged = _merge(current, patch)
+    check_session({k: v for k, v in merged.items() if k not in ("object", "id", "expires_at")})
+    return merged

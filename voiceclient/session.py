@@ -1,0 +1,348 @@
+"""The orchestrator: `async with VoiceCall(...) as call`, the only module that wires the parts together.
+
+    settings -> CallsAPI (create call) -> Peer (aiortc) -> data channel -> Dispatcher -> tool runner, state, you
+    source -> OutboundTrack (paced, 48 kHz)            remote track -> InboundReader -> WAV sink, recorder, meter
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from .audio.sinks import ConversationRecorder, WavSink
+from .audio.sources import AudioSource, BufferSource, SilenceSource
+from .audio.tracks import InboundReader, OutboundTrack
+from .calls import CallsAPI
+from .config import ClientSettings, SessionConfig
+from .errors import CallError, ConnectionLostError, SessionUpdateError, VoiceClientError
+from .events import models as ev
+from .events.dispatcher import Dispatcher
+from .recording import EventLog, TurnMeter
+from .tools.registry import Tool
+from .tools.runner import ToolRunner
+
+log = logging.getLogger(__name__)
+
+
+class CallState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class VoiceCall:
+    """One Realtime call over WebRTC.
+
+    `source` is the microphone (a `WavSource`, a device source, or anything with `read(n)`); it starts playing
+    only after the server has confirmed the session (`session.updated`). Files are optional and always finalised.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        session: SessionConfig | None = None,
+        *,
+        source: AudioSource | None = None,
+        tools: list[Tool] | None = None,
+        output_wav: str | Path | None = None,
+        record_wav: str | Path | None = None,
+        events_jsonl: str | Path | None = None,
+        tool_timeout: float = 30.0,
+        on_tool_result: Callable[[str, str, str, float], None] | None = None,
+    ) -> None:
+        self.settings = settings or ClientSettings.from_env()
+        self.tools = list(tools or [])
+        base = session or SessionConfig()
+        self.session = base.with_tools([t.definition for t in self.tools]) if self.tools else base
+        self.source: AudioSource = source or SilenceSource()
+        self.state = CallState.NEW
+        self.call_id: str | None = None
+        self.t0 = time.monotonic()
+        self.connect_seconds: float | None = None
+        self.effective_session: dict[str, Any] | None = None
+        self.meter = TurnMeter()
+        self.error: VoiceClientError | None = None
+        self._paths = (output_wav, record_wav, events_jsonl)
+        self._sink: WavSink | None = None
+        self._recorder: ConversationRecorder | None = None
+        self._log: EventLog | None = None
+        self._api: CallsAPI | None = None
+        self._peer: Any = None
+        self._reader: InboundReader | None = None
+        self._track: OutboundTrack | None = None
+        self._dispatcher = Dispatcher()
+        self._runner = ToolRunner(self.tools, self.send, timeout=tool_timeout, on_result=on_tool_result)
+        self._subscribers: list[asyncio.Queue[Any]] = []
+        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+        self._watch: asyncio.Task[None] | None = None
+        self._activity = asyncio.Event()
+        self.responses_active: set[str] = set()
+        self.audio_playing: set[str] = set()
+        self.user_speaking = False
+        self.last_activity = time.monotonic()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> "VoiceCall":
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        from .peer import Peer  # aiortc is imported only when a call is made
+
+        if self.state is not CallState.NEW:
+            raise CallError(f"connect() on a call that is {self.state.value}")
+        self.state = CallState.CONNECTING
+        self.t0 = time.monotonic()
+        out_wav, rec_wav, events = self._paths
+        if events:
+            self._log = EventLog(events, self.t0)
+        if out_wav:
+            self._sink = WavSink(out_wav, self.t0)
+        if rec_wav:
+            self._recorder = ConversationRecorder(rec_wav, self.t0)
+        self._dispatcher.on("*", self._track_state)
+        for kind in ("response.function_call_arguments.done", "response.done", "error"):
+            self._dispatcher.on(kind, self._runner.on_event)
+        self._dispatcher.start()
+
+        self._track = OutboundTrack(SilenceSource(), on_frame=self._on_sent)
+        self._peer = Peer(self._track, self.settings.ice_servers)
+        self._peer.on_message = self._on_message
+        session_created = self._expect(lambda e: e.type == "session.created")
+        offer = await self._peer.create_offer()
+        self._api = CallsAPI(self.settings)
+        answer = await self._api.create_call(offer, self.session)
+        self.call_id = answer.call_id
+        log.info("call %s: SDP answer received", self.call_id or "?")
+        await self._peer.accept_answer(answer.sdp)
+        self._watch = asyncio.ensure_future(self._watch_connection())
+        await self._peer.wait_open(self.settings.connect_timeout)
+        remote = await asyncio.wait_for(asyncio.shield(self._peer.remote_track), self.settings.connect_timeout)
+        taps = [t for t in (self._sink, self._recorder.received if self._recorder else None, self.meter.received)
+                if t is not None]
+        self._reader = InboundReader(remote, taps)
+        self._reader.start()
+        await self._wait(session_created, self.settings.connect_timeout, "session.created")
+
+        update = ev.SessionUpdate(session=self.session)
+        updated = self._expect(lambda e: e.type == "session.updated" or (
+            e.type == "error" and e.error.event_id == update.event_id))
+        self.send(update)
+        try:
+            reply = await self._wait(updated, self.settings.session_update_timeout, "session.updated")
+        except asyncio.TimeoutError:
+            log.warning("no session.updated within %.1f s; sending audio anyway",
+                        self.settings.session_update_timeout)
+        else:
+            if reply.type == "error":
+                raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
+                                         + (f" (param {reply.error.param})" if reply.error.param else ""))
+            self.effective_session = reply.session
+        self.connect_seconds = time.monotonic() - self.t0
+        self.state = CallState.CONNECTED
+        self._track.source = self.source
+
+    async def close(self) -> None:
+        """Hang up and release everything, in reverse order of setup. Idempotent; files are always finalised."""
+        if self.state in (CallState.CLOSING, CallState.CLOSED):
+            return
+        was = self.state
+        self.state = CallState.CLOSING
+        end = time.monotonic()
+        try:
+            await self._dispatcher.drain(0.5)
+            await self._runner.close()
+            if self._api is not None and self.call_id and was in (CallState.CONNECTED, CallState.CONNECTING):
+                try:
+                    await asyncio.wait_for(self._api.hangup(self.call_id), 5)
+                except (VoiceClientError, asyncio.TimeoutError) as exc:
+                    log.info("hangup of %s: %s", self.call_id, exc)
+            if self._watch is not None:
+                self._watch.cancel()
+            if self._reader is not None:
+                await self._reader.stop()
+            if self._peer is not None:
+                await self._peer.close()
+            if self._api is not None:
+                await self._api.aclose()
+            await self._dispatcher.stop()
+        finally:
+            for closer in (self._sink, self._recorder):
+                if closer is not None:
+                    closer.close(end)
+            if self._log is not None:
+                self._log.close()
+            for queue in self._subscribers:
+                queue.put_nowait(None)
+            for _, fut in self._waiters:
+                if not fut.done():
+                    fut.cancel()
+            self.state = CallState.CLOSED
+
+    hangup = close
+
+    async def _watch_connection(self) -> None:
+        reason = await self._peer.lost
+        if self.state in (CallState.CONNECTING, CallState.CONNECTED):
+            self.error = ConnectionLostError(reason)
+            log.error("%s", reason)
+            for _, fut in self._waiters:
+                if not fut.done():
+                    fut.set_exception(self.error)
+            self._activity.set()
+
+    # ------------------------------------------------------------------------------------------ events in
+    def _on_message(self, message: str | bytes) -> None:
+        event = ev.parse_server_event(message)
+        if self._log is not None:
+            if isinstance(event, ev.MalformedEvent):
+                self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
+            else:
+                self._log.write("server", event.model_dump(mode="json", exclude_none=False))
+        if isinstance(event, ev.UnknownEvent):
+            log.info("unknown server event type %r (kept, ignored)", event.type)
+        elif isinstance(event, ev.MalformedEvent):
+            log.warning("malformed server event: %s", event.reason)
+        self._dispatcher.put(event)
+
+    def _track_state(self, event: Any) -> None:
+        kind = event.type
+        self.last_activity = time.monotonic()
+        if kind == "response.created":
+            self.responses_active.add(event.response.id)
+        elif kind == "response.done":
+            self.responses_active.discard(event.response.id)
+        elif kind == "output_audio_buffer.started":
+            self.audio_playing.add(event.response_id)
+        elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
+            self.audio_playing.discard(event.response_id)
+        elif kind == "input_audio_buffer.speech_started":
+            self.user_speaking = True
+        elif kind in ("input_audio_buffer.speech_stopped", "input_audio_buffer.cleared"):
+            self.user_speaking = False
+        elif kind == "error":
+            log.warning("server error: %s (%s)", event.error.message, event.error.code)
+        for pred, fut in list(self._waiters):
+            if not fut.done() and pred(event):
+                fut.set_result(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+        self._activity.set()
+
+    def _expect(self, predicate: Callable[[Any], bool]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((predicate, fut))
+        return fut
+
+    async def _wait(self, fut: asyncio.Future[Any], timeout: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            if self.error is not None:
+                raise self.error from None
+            if what == "session.updated":
+                raise
+            raise ConnectionLostError(f"no {what} from the server within {timeout:g} s") from None
+        finally:
+            self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
+
+    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float) -> Any:
+        """Wait for the first server event matching `predicate` (from now on)."""
+        return await self._wait(self._expect(predicate), timeout, "the awaited event")
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Every server event from now on, in order, until the call closes."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.remove(queue)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.events()
+
+    # ------------------------------------------------------------------------------------------ events out
+    def send(self, event: ev.ClientEvent) -> None:
+        if self._peer is None or self.state in (CallState.CLOSED,):
+            raise CallError("the call is not connected")
+        wire = event.to_wire()
+        if self._log is not None:
+            self._log.write("client", wire)
+        self._peer.send(event.to_json())
+
+    def send_text(self, text: str) -> None:
+        """A user text message, then a response."""
+        self.send(ev.ConversationItemCreate(item=ev.Item.user_text(text)))
+        self.send(ev.ResponseCreate())
+
+    def interrupt(self) -> None:
+        """Stop the assistant: cancel the response in progress, then clear the audio still playing."""
+        if self.responses_active:
+            self.send(ev.ResponseCancel())
+        self.send(ev.OutputAudioBufferClear())
+
+    def update_session(self, session: SessionConfig) -> None:
+        self.send(ev.SessionUpdate(session=session))
+
+    def _on_sent(self, pcm: Any, pts: int, at: float) -> None:
+        if self._recorder is not None:
+            self._recorder.sent(pcm, pts, at)
+        self.meter.sent(pcm, pts, at)
+
+    # ------------------------------------------------------------------------------------------ waiting
+    @property
+    def input_done(self) -> bool:
+        source = self.source
+        return not isinstance(source, BufferSource) or source.done
+
+    @property
+    def busy(self) -> bool:
+        return (not self.input_done or self.user_speaking or bool(self.responses_active)
+                or bool(self.audio_playing) or self._runner.busy)
+
+    async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
+        """Return "idle" once the input is done and nothing has happened for `idle_seconds`, or "max_duration"."""
+        deadline = None if max_duration is None else self.t0 + max_duration
+        idle_since = time.monotonic()
+        while True:
+            if self.error is not None:
+                raise self.error
+            now = time.monotonic()
+            if self.busy:
+                idle_since = now
+            else:
+                idle_since = max(idle_since, self.last_activity)
+                if now - idle_since >= idle_seconds:
+                    return "idle"
+            if deadline is not None and now >= deadline:
+                return "max_duration"
+            self._activity.clear()
+            wake = 0.05 if self.busy else max(0.01, idle_since + idle_seconds - now)
+            if deadline is not None:
+                wake = min(wake, max(0.0, deadline - now))
+            try:
+                await asyncio.wait_for(self._activity.wait(), wake)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def tool_calls(self) -> int:
+        return self._runner.calls_run
