@@ -1,0 +1,73 @@
+"""`voiceclient demo`: a whole voice call with a tool, offline, against the embedded server in this process."""
+
+from __future__ import annotations
+
+import statistics
+from importlib import resources
+from pathlib import Path
+
+from .audio.sources import WavSource
+from .config import ClientSettings, SessionConfig
+from .printer import TranscriptPrinter
+from .server import RealtimeServer
+from .server.responders import ScenarioResponder
+from .session import VoiceCall
+from .tools import tool
+
+WEATHER = {"paris": ("sunny", 22), "london": ("cloudy", 14), "tokyo": ("rainy", 18)}
+
+
+@tool
+def get_weather(city: str) -> dict[str, object]:
+    """Current weather for a city: forecast and temperature in degrees Celsius."""
+    forecast, temperature = WEATHER.get(city.lower(), ("clear", 20))
+    return {"city": city, "forecast": forecast, "temperature_c": temperature}
+
+
+def asset(name: str) -> Path:
+    return Path(str(resources.files("voiceclient") / "assets" / name))
+
+
+async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) -> dict[str, object]:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"conversation": out / "conversation.wav", "assistant": out / "assistant.wav",
+             "events": out / "events.jsonl"}
+    session = SessionConfig.model_validate({
+        "type": "realtime", "instructions": "You are a weather assistant.",
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+    })
+    printer = TranscriptPrinter(quiet=quiet)
+    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(asset("demo.toml"))) as server:
+        printer.line(f"embedded Realtime server at {server.base_url} (no key, no network)")
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo")
+        async with VoiceCall(settings, session, source=WavSource(asset("demo_user.wav")), tools=[get_weather],
+                             output_wav=files["assistant"], record_wav=files["conversation"],
+                             events_jsonl=files["events"], on_tool_result=printer.tool_result) as call:
+            printer.attach(call)
+            printer.line(f"connected in {call.connect_seconds:.2f} s, call {call.call_id}")
+            await call.run_until_idle(idle_seconds=1.5, max_duration=60)
+    summary = {
+        "connect_seconds": call.connect_seconds,
+        "user_turns": printer.user_turns,
+        "responses": printer.responses,
+        "latencies": call.meter.latencies,
+        "tool_calls": call.tool_calls,
+        "speech_sent_seconds": call.meter.speech_sent_seconds,
+        "speech_received_seconds": call.meter.speech_received_seconds,
+        "transcript": printer.transcript,
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    if not quiet:
+        lat = call.meter.latencies
+        print("\nSummary")
+        print(f"  connect time        {call.connect_seconds:.2f} s (process-local, loopback)")
+        print(f"  turns               {printer.user_turns} user, {printer.responses} assistant responses")
+        if lat:
+            print(f"  latency per turn    {', '.join(f'{x * 1000:.0f} ms' for x in lat)}"
+                  f"  (median {statistics.median(lat) * 1000:.0f} ms; end of user speech -> first assistant audio)")
+        print(f"  tool calls          {call.tool_calls} ({', '.join(printer.tools_called) or 'none'})")
+        print(f"  speech sent / heard {call.meter.speech_sent_seconds:.1f} s / "
+              f"{call.meter.speech_received_seconds:.1f} s")
+        print(f"  files               {', '.join(str(p) for p in files.values())}")
+    return summary
