@@ -34,10 +34,10 @@ class TranscriptPrinter:
 
     def attach(self, call: Any) -> None:
         self.t0 = call.t0
-        self._task = asyncio.ensure_future(self._follow(call))
+        self._task = asyncio.ensure_future(self._follow(call.events()))
 
-    async def _follow(self, call: Any) -> None:
-        async for event in call.events():
+    async def _follow(self, stream: Any) -> None:
+        async for event in stream:
             self.on_event(event)
 
     def on_event(self, event: Any) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 from .audio.sinks import ConversationRecorder, WavSink
 from .audio.sources import AudioSource, BufferSource, SilenceSource
@@ -26,6 +27,39 @@ from .tools.registry import Tool
 from .tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
+
+
+class EventStream:
+    """An async iterator over a call's server events; subscribed when created, so nothing is missed."""
+
+    def __init__(self, subscribers: list[asyncio.Queue[Any]]) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._subscribers = subscribers
+        subscribers.append(self._queue)
+
+    def __aiter__(self) -> "EventStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        event = await self._queue.get()
+        if event is None:
+            self.close()
+            raise StopAsyncIteration
+        return event
+
+    async def next_of(self, *types: str, timeout: float = 10.0) -> Any:
+        """The next event of one of `types` (others are skipped)."""
+        async def find() -> Any:
+            async for event in self:
+                if event.type in types:
+                    return event
+            raise ConnectionLostError(f"the call closed before {' or '.join(types)}")
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def close(self) -> None:
+        if self._queue in self._subscribers:
+            self._subscribers.remove(self._queue)
 
 
 class CallState(enum.Enum):
@@ -207,11 +241,11 @@ class VoiceCall:
     # ------------------------------------------------------------------------------------------ events in
     def _on_message(self, message: str | bytes) -> None:
         event = ev.parse_server_event(message)
-        if self._log is not None:
-            if isinstance(event, ev.MalformedEvent):
+        if self._log is not None:  # the log keeps the event as it came over the wire
+            if isinstance(event, ev.MalformedEvent) and event.event_type is None:
                 self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
             else:
-                self._log.write("server", event.model_dump(mode="json", exclude_none=False))
+                self._log.write("server", json.loads(message))
         if isinstance(event, ev.UnknownEvent):
             log.info("unknown server event type %r (kept, ignored)", event.type)
         elif isinstance(event, ev.MalformedEvent):
@@ -263,20 +297,11 @@ class VoiceCall:
         """Wait for the first server event matching `predicate` (from now on)."""
         return await self._wait(self._expect(predicate), timeout, "the awaited event")
 
-    async def events(self) -> AsyncIterator[Any]:
-        """Every server event from now on, in order, until the call closes."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            while True:
-                event = await queue.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self._subscribers.remove(queue)
+    def events(self) -> "EventStream":
+        """Every server event from this call on, in order, until the call closes (subscribed at once)."""
+        return EventStream(self._subscribers)
 
-    def __aiter__(self) -> AsyncIterator[Any]:
+    def __aiter__(self) -> "EventStream":
         return self.events()
 
     # ------------------------------------------------------------------------------------------ events out

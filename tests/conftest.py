@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+import pytest
+
+from voiceclient import ClientSettings
+from voiceclient.server import RealtimeServer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
+    """(samples as int16 [frames, channels], rate, channels)."""
+    with wave.open(str(path)) as w:
+        rate, channels = w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, channels)
+    return data, rate, channels
+
+
+def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 20) -> list[tuple[float, float]]:
+    """Start/end seconds of the stretches whose 20 ms frames are above `dbfs`."""
+    n = rate * frame_ms // 1000
+    frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
+    level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12)
+    spans, start = [], None
+    for i, loud in enumerate(level > dbfs):
+        if loud and start is None:
+            start = i
+        elif not loud and start is not None:
+            spans.append((start * frame_ms / 1000, i * frame_ms / 1000))
+            start = None
+    if start is not None:
+        spans.append((start * frame_ms / 1000, len(level) * frame_ms / 1000))
+    return spans
+
+
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RealtimeServer]:
+    async with RealtimeServer(port=0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def settings(server: RealtimeServer) -> ClientSettings:
+    return ClientSettings(base_url=server.base_url, api_key="sk-test", connect_timeout=10)

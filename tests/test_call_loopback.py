@@ -1,0 +1,243 @@
+"""Whole calls over real WebRTC on loopback: a real aiortc client against the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
+from voiceclient.audio.format import dominant_frequency, tone
+from voiceclient.audio.sources import BufferSource
+from voiceclient.events import models as ev
+from voiceclient.server import RealtimeServer
+from voiceclient.server.responders import ScenarioResponder
+
+from .conftest import FIXTURES, loud_spans, read_events, read_wav
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def oracle_server() -> TypeAdapter:
+    from openai.types.realtime import RealtimeServerEvent
+
+    return TypeAdapter(RealtimeServerEvent)
+
+
+async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) -> None:
+    out, rec, events = tmp_path / "out.wav", tmp_path / "rec.wav", tmp_path / "events.jsonl"
+    async with VoiceCall(settings, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"), output_wav=out,
+                         record_wav=rec, events_jsonl=events) as call:
+        assert await call.run_until_idle(1.0, 30) == "idle"
+    # The assistant WAV: 24 kHz mono, one loud span of about the tone's length, at 440 Hz.
+    pcm, rate, channels = read_wav(out)
+    assert (rate, channels) == (24000, 1)
+    spans = loud_spans(pcm[:, 0], rate)
+    assert len(spans) == 1, spans
+    start, end = spans[0]
+    assert 0.9 <= end - start <= 1.1
+    assert abs(dominant_frequency(pcm[int(start * rate) + 1200:int(end * rate) - 1200, 0], rate) - 440) < 3
+    # The echo starts after the user's tone ended (turn taking), within the VAD silence plus a margin.
+    sent_spans = loud_spans(read_wav(rec)[0][:, 0], 24000)
+    assert len(sent_spans) == 1 and sent_spans[0][1] < start
+    # The recording: stereo, left what was sent (440 Hz), right what was received, same length as the WAV out.
+    stereo, rate, channels = read_wav(rec)
+    assert (rate, channels) == (24000, 2)
+    assert abs(stereo.shape[0] - pcm.shape[0]) <= 480
+    right_spans = loud_spans(stereo[:, 1], rate)
+    assert len(right_spans) == 1 and abs(right_spans[0][0] - start) < 0.05
+    # The event sequence of one voice turn (protocol.md 5.5).
+    server_types = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
+    expected = ["session.created", "session.updated", "input_audio_buffer.speech_started",
+                "input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "conversation.item.added",
+                "conversation.item.done", "response.created", "rate_limits.updated", "response.output_item.added",
+                "conversation.item.added", "response.content_part.added", "output_audio_buffer.started"]
+    assert server_types[:len(expected)] == expected
+    tail = [t for t in server_types if t != "response.output_audio_transcript.delta"][len(expected):]
+    assert tail == ["response.output_audio.done", "response.output_audio_transcript.done",
+                    "response.content_part.done", "response.output_item.done", "conversation.item.done",
+                    "response.done", "output_audio_buffer.stopped"]
+
+
+async def test_every_event_validates_against_the_official_types(settings: ClientSettings, tmp_path) -> None:
+    from openai.types.realtime import RealtimeClientEvent
+
+    events = tmp_path / "events.jsonl"
+    async with VoiceCall(settings, source=WavSource(FIXTURES / "two_turns_24k.wav"), events_jsonl=events) as call:
+        await call.run_until_idle(1.0, 30)
+        call.send_text("hello there")
+        await call.wait_for(lambda e: e.type == "output_audio_buffer.stopped", 15)
+    log = read_events(events)
+    client, server = TypeAdapter(RealtimeClientEvent), oracle_server()
+    seen = set()
+    for line in log:
+        adapter = client if line["dir"] == "client" else server
+        adapter.validate_python(line["event"])
+        seen.add(line["event"]["type"])
+        if line["dir"] == "server":
+            assert line["event"]["event_id"].startswith("event_")
+    assert {"session.created", "response.done", "output_audio_buffer.stopped", "conversation.item.create",
+            "response.create", "session.update"} <= seen
+
+
+async def test_text_message_gets_a_spoken_reply_with_transcript(settings: ClientSettings) -> None:
+    async with VoiceCall(settings) as call:
+        stream = call.events()
+        call.send_text("the quick brown fox")
+        event = await stream.next_of("response.output_audio_transcript.done")
+        assert event.transcript == "You said: the quick brown fox"
+        stopped = await stream.next_of("output_audio_buffer.stopped")
+        assert stopped.response_id == event.response_id
+        assert call.meter.speech_received_seconds > 0.5
+
+
+@tool
+def get_weather(city: str, unit: str = "celsius") -> dict:
+    """Weather for a city."""
+    return {"city": city, "forecast": "sunny", "temperature": 22, "unit": unit}
+
+
+async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path) -> None:
+    scenario = ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=scenario) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        one_turn = SessionConfig.model_validate(  # "Hello, can you hear me?" has a comma pause
+            {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                         "silence_duration_ms": 800}}}})
+        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather],
+                             events_jsonl=events) as call:
+            await call.run_until_idle(1.0, 30)
+            assert call.tool_calls == 3
+    log = read_events(events)
+    client = [e["event"] for e in log if e["dir"] == "client"]
+    outputs = [e for e in client if e["type"] == "conversation.item.create"]
+    by_call = {json.loads(o["item"]["output"]).get("city", "error"): o for o in outputs}
+    assert set(by_call) == {"Paris", "Tokyo", "error"}
+    assert "invalid arguments" in json.loads(by_call["error"]["item"]["output"])["error"]
+    creates = [i for i, e in enumerate(client) if e["type"] == "response.create"]
+    assert len(creates) == 1, "exactly one response.create for the three calls of one response"
+    assert creates[0] > max(client.index(o) for o in outputs)
+    transcripts = [e["event"]["transcript"] for e in log
+                   if e["event"]["type"] == "response.output_audio_transcript.done"]
+    assert transcripts[-1] == "Paris is sunny, 22 degrees."
+
+
+async def test_barge_in_cancels_and_clears(tmp_path) -> None:
+    # The reply is a 3 s tone; the user speaks again 1 s into it.
+    scenario = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
+    first = tone(440, 0.6, 48000)
+    pcm = np.concatenate([np.zeros(9600, np.int16), first, np.zeros(48000 * 1, np.int16),
+                          tone(660, 0.6, 48000), np.zeros(48000, np.int16)])
+    out = tmp_path / "out.wav"
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=scenario) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, source=BufferSource(pcm), output_wav=out, events_jsonl=events) as call:
+            await call.run_until_idle(1.0, 30)
+    types = [(e["event"]["type"], e["event"]) for e in read_events(events) if e["dir"] == "server"]
+    names = [t for t, _ in types]
+    second_start = [i for i, t in enumerate(names) if t == "input_audio_buffer.speech_started"][1]
+    after = names[second_start:]
+    assert "output_audio_buffer.cleared" in after
+    truncated = next(e for t, e in types[second_start:] if t == "conversation.item.truncated")
+    assert 500 <= truncated["audio_end_ms"] <= 2000
+    assert after.index("output_audio_buffer.cleared") < after.index("input_audio_buffer.speech_stopped")
+    # The 3 s reply was cut: the first loud span of the output is well under 3 s.
+    spans = loud_spans(read_wav(out)[0][:, 0], 24000)
+    assert spans and spans[0][1] - spans[0][0] < 2.0
+
+
+async def test_bad_client_events_get_errors_and_the_call_goes_on(settings: ClientSettings) -> None:
+    async with VoiceCall(settings) as call:
+        peer = call._peer
+        stream = call.events()
+        for raw in ['{not json', '{"type": "no.such.event", "event_id": "e1"}',
+                    '{"type": "conversation.item.truncate", "event_id": "e2"}', '[1,2]',
+                    '{"type": "response.cancel", "event_id": "e3"}',
+                    '{"type": "session.update", "event_id": "e4", "session": {"type": "realtime", '
+                    '"audio": {"output": {"speed": 9}}}}']:
+            peer.send(raw)
+        errors = [await stream.next_of("error", timeout=5) for _ in range(6)]
+        codes = [(e.error.code, e.error.event_id) for e in errors]
+        assert codes[0][0] == "invalid_json"
+        assert codes[1] == ("invalid_value", "e1") and errors[1].error.param == "type"
+        assert codes[2] == ("missing_required_parameter", "e2")
+        assert codes[4] == ("response_cancel_not_active", "e3")
+        assert codes[5] == ("invalid_value", "e4") and errors[5].error.param == "session.audio.output.speed"
+        # Still serving: a valid event is answered.
+        call.send_text("still there?")
+        done = await stream.next_of("response.done", timeout=5)
+        assert done.response.status == "completed"
+
+
+async def test_session_update_is_merged_and_refused_updates_change_nothing(settings: ClientSettings) -> None:
+    session = SessionConfig.model_validate({"type": "realtime", "instructions": "Be brief.",
+                                            "audio": {"output": {"voice": "marin"}}})
+    async with VoiceCall(settings, session) as call:
+        assert call.effective_session["instructions"] == "Be brief."
+        assert call.effective_session["audio"]["output"]["voice"] == "marin"
+        assert call.effective_session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        call.update_session(SessionConfig.model_validate(
+            {"type": "realtime", "audio": {"input": {"turn_detection": None}}}))
+        updated = await call.wait_for(lambda e: e.type == "session.updated", 5)
+        assert updated.session["audio"]["input"]["turn_detection"] is None
+        assert updated.session["audio"]["output"]["voice"] == "marin"  # untouched by the partial update
+        call.update_session(SessionConfig.model_validate({"type": "realtime", "model": "gpt-other"}))
+        err = await call.wait_for(lambda e: e.type == "error", 5)
+        assert err.error.param == "session.model"
+
+
+async def test_manual_turns_commit_and_respond(settings: ClientSettings) -> None:
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    source = BufferSource(np.concatenate([tone(880, 0.8, 48000), np.zeros(4800, np.int16)]))
+    async with VoiceCall(settings, session, source=source) as call:
+        while not source.done:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        call.send(ev.InputAudioBufferCommit())
+        committed = await call.wait_for(lambda e: e.type == "input_audio_buffer.committed", 5)
+        call.send(ev.ResponseCreate())
+        done = await call.wait_for(lambda e: e.type == "response.done", 5)
+        assert done.response.output[0].content[0].transcript.startswith("Echo of")
+        stream = call.events()
+        call.send(ev.ConversationItemRetrieve(item_id=committed.item_id))
+        item = (await stream.next_of("conversation.item.retrieved")).item
+        import base64
+
+        audio = np.frombuffer(base64.b64decode(item.content[0].audio), "<i2")
+        assert abs(dominant_frequency(audio[2400:-2400], 24000) - 880) < 5
+        call.send(ev.InputAudioBufferCommit())
+        empty = await call.wait_for(lambda e: e.type == "error", 5)
+        assert empty.error.code == "input_audio_buffer_commit_empty"
+
+
+async def test_connection_loss_ends_the_call_with_a_clear_error(settings: ClientSettings, server) -> None:
+    from voiceclient import ConnectionLostError
+
+    source = BufferSource(np.zeros(48000 * 20, np.int16))
+    async with VoiceCall(settings, source=source) as call:
+        await asyncio.gather(*(c.pc.close() for c in server.calls.values()))
+        with pytest.raises(ConnectionLostError):
+            await call.run_until_idle(1.0, 20)
+
+
+async def test_response_create_while_active_is_refused(settings: ClientSettings) -> None:
+    scenario_server = settings  # echo server: responses are short, so use a delayed scenario instead
+    del scenario_server
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
+    async with RealtimeServer(port=0, responder=responder) as server:
+        s = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(s) as call:
+            call.send(ev.ResponseCreate())
+            await call.wait_for(lambda e: e.type == "response.created", 5)
+            call.send(ev.ResponseCreate())
+            err = await call.wait_for(lambda e: e.type == "error", 5)
+            assert err.error.code == "conversation_already_has_active_response"
+            call.interrupt()
+            done = await call.wait_for(lambda e: e.type == "response.done", 5)
+            assert done.response.status == "cancelled"
+            assert done.response.status_details["reason"] == "client_cancelled"
