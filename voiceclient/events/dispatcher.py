@@ -35,24 +35,32 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             event = await self._queue.get()
-            for handler in self._handlers.get(event.type, []) + self._handlers.get("*", []):
-                try:
-                    result = handler(event)
-                    if inspect.isawaitable(result):
-                        await result
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.exception("event handler failed on %s", event.type)
-                    if self.on_handler_error is not None:
-                        self.on_handler_error(event, exc)
+            try:
+                await self._handle(event)
+            finally:
+                self._queue.task_done()
+
+    async def _handle(self, event: Any) -> None:
+        for handler in self._handlers.get(event.type, []) + self._handlers.get("*", []):
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("event handler failed on %s", event.type)
+                if self.on_handler_error is not None:
+                    self.on_handler_error(event, exc)
 
     async def drain(self, timeout: float = 1.0) -> None:
         """Wait (bounded) until every queued event has been handled."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self._queue.empty() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("%d events still unhandled after %.1f s", self._queue.qsize(), timeout)
 
     async def stop(self) -> None:
         if self._task is not None:

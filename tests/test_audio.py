@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from voiceclient import ConfigError, WavSource
+from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
+from voiceclient.audio.resample import Resampler, resample
+from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
+from voiceclient.audio.sources import BufferSource, PlayoutQueue
+from voiceclient.audio.tracks import OutboundTrack
+
+from .conftest import FIXTURES, loud_spans, read_wav
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.mark.parametrize("name, freq, seconds", [
+    ("tone_440_16k_stereo.wav", 440, 2.0), ("tone_880_44k_float.wav", 880, 1.4), ("long_tone_48k.wav", 523.25, 3.6)])
+def test_wav_source_converts_any_format_to_48k_mono(name: str, freq: float, seconds: float) -> None:
+    src = WavSource(FIXTURES / name)
+    assert abs(src.duration - seconds) < 0.01
+    spans = loud_spans(src.pcm, 48000)
+    a, b = spans[0]
+    assert abs(dominant_frequency(src.pcm[int(a * 48000) + 2400:int(b * 48000) - 2400], 48000) - freq) < 2
+
+
+def test_wav_source_gives_exact_frames_then_silence() -> None:
+    src = BufferSource(np.arange(1500, dtype=np.int16))
+    first, second, third = src.read(960), src.read(960), src.read(960)
+    assert first.size == second.size == third.size == 960
+    assert (second[540:] == 0).all() and not third.any() and src.done
+
+
+def test_bad_audio_files_are_config_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        WavSource(tmp_path / "nope.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF....WAVEjunk" * 10)
+    with pytest.raises(ConfigError, match="junk.wav"):
+        WavSource(junk)
+
+
+async def test_outbound_track_is_paced_by_the_wall_clock_with_drift_free_pts() -> None:
+    track = OutboundTrack(BufferSource(tone(1000, 1.0, 48000)))
+    start = time.monotonic()
+    frames = [await track.recv() for _ in range(25)]
+    elapsed = time.monotonic() - start
+    assert [f.pts for f in frames] == [i * 960 for i in range(25)]
+    assert all(f.samples == 960 and f.sample_rate == 48000 and f.format.name == "s16" for f in frames)
+    assert 0.40 < elapsed < 1.5  # 24 frame periods of 20 ms after the first, not a burst
+
+
+async def test_outbound_track_never_raises_when_the_source_breaks() -> None:
+    class Broken:
+        def read(self, n: int) -> np.ndarray:
+            raise OSError("device unplugged")
+
+    track = OutboundTrack(Broken())
+    frames = [await track.recv() for _ in range(3)]
+    assert all(not f.to_ndarray().any() for f in frames)
+    track.stop()
+
+
+def test_resampler_streams_without_clicks() -> None:
+    x = tone(440, 1.0, 48000)
+    r = Resampler(48000, 24000)
+    y = np.concatenate([r.process(x[i:i + 960]) for i in range(0, x.size, 960)] + [r.flush()])
+    assert y.size == 24000
+    whole = resample(x, 48000, 24000)
+    assert np.abs(y.astype(int) - whole.astype(int)).max() <= 1
+    assert abs(dominant_frequency(y[1200:-1200], 24000) - 440) < 1
+
+
+def test_playout_queue_reports_start_drain_and_played_samples() -> None:
+    log: list[tuple] = []
+    q = PlayoutQueue(on_start=lambda t: log.append(("start", t)), on_drain=lambda t, n: log.append(("drain", t, n)))
+    q.put("a", np.ones(1500, np.int16))
+    q.close("a")
+    q.put("b", np.ones(500, np.int16))
+    assert q.read(960).all() and log == [("start", "a")]
+    q.read(960)
+    assert log == [("start", "a"), ("drain", "a", 1500), ("start", "b")]
+    assert q.played("b") == 420
+    assert q.clear() == {"b": 420} and not q.read(960).any()
+
+
+def test_wav_writer_is_valid_after_every_flush(tmp_path) -> None:
+    path = tmp_path / "w.wav"
+    w = WavWriter(path, 24000, 2)
+    w.write(np.ones(40000, np.int16))
+    w.flush()
+    data, rate, ch = read_wav(path)  # read while still open: the header already matches the data
+    assert (rate, ch, data.shape[0]) == (24000, 2, 20000)
+    raw = path.read_bytes()
+    assert struct.unpack("<I", raw[4:8])[0] == len(raw) - 8
+    w.close()
+    w.close()
+
+
+def test_sinks_keep_the_timeline_with_silence_for_gaps(tmp_path) -> None:
+    t0 = 100.0
+    sink = WavSink(tmp_path / "a.wav", t0)
+    rec = ConversationRecorder(tmp_path / "c.wav", t0)
+    x = tone(440, 2.0, 48000)
+    for i in range(100):
+        if 40 <= i < 60:  # the sender paused for 400 ms: pts jumps, nothing arrives
+            continue
+        frame = x[i * 960:(i + 1) * 960]
+        sink(frame, i * 960, t0 + 0.5 + (i + 1) * 0.02)
+        rec.received(frame, 7000 + i * 960, t0 + 0.5 + (i + 1) * 0.02 + 0.003 * (i % 3))  # with jitter
+        rec.sent(frame // 4, i * 960, t0 + (i + 1) * 0.02)
+    sink.close(until=t0 + 3.0)
+    rec.close(until=t0 + 3.0)
+    mono, rate, _ = read_wav(tmp_path / "a.wav")
+    assert mono.shape[0] == 3 * 24000
+    spans = loud_spans(mono[:, 0], rate)
+    assert [(round(a, 2), round(b, 2)) for a, b in spans] == [(0.5, 1.3), (1.7, 2.5)]
+    stereo, rate, ch = read_wav(tmp_path / "c.wav")
+    assert ch == 2 and stereo.shape[0] == 3 * 24000
+    assert [(round(a, 2), round(b, 2)) for a, b in loud_spans(stereo[:, 1], rate)] == [(0.5, 1.3), (1.7, 2.5)]
+    assert rms_dbfs(stereo[:, 0]) < rms_dbfs(stereo[:, 1]) - 6
+
+
+async def test_recorder_survives_cancellation_mid_write(tmp_path) -> None:
+    rec = ConversationRecorder(tmp_path / "c.wav", time.monotonic())
+
+    async def feed() -> None:
+        i = 0
+        while True:
+            rec.sent(np.full(960, 1000, np.int16), i * 960, time.monotonic())
+            i += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.ensure_future(feed())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    rec.close(time.monotonic())
+    data, rate, ch = read_wav(tmp_path / "c.wav")
+    assert ch == 2 and data.shape[0] > 0

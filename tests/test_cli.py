@@ -1,0 +1,139 @@
+"""`voiceclient call / serve / demo` as a user runs them: real processes, real exit codes, files checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from voiceclient.server import RealtimeServer
+from voiceclient.server.responders import ScenarioResponder
+
+from .conftest import FIXTURES, read_events, read_wav
+
+pytestmark = pytest.mark.timeout(60)
+TOOLS = '''
+from voiceclient import tool
+
+@tool
+def get_weather(city: str, unit: str = "celsius") -> dict:
+    """Weather for a city."""
+    return {"city": city, "forecast": "sunny", "temperature": 22, "unit": unit}
+'''
+
+
+async def run_cli(*args: str, timeout: float = 45, env: dict | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **(env or {})})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
+    tools = tmp_path / "weather_tools.py"
+    tools.write_text(TOOLS)
+    files = {"out": tmp_path / "out.wav", "rec": tmp_path / "rec.wav", "events": tmp_path / "events.jsonl"}
+    session = tmp_path / "session.toml"
+    session.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n')
+    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")) \
+            as server:
+        code, out, err = await run_cli(
+            "call", "--input", str(FIXTURES / "hello.wav"), "--output", str(files["out"]), "--record",
+            str(files["rec"]), "--events", str(files["events"]), "--tools", str(tools), "--session", str(session),
+            "--base-url", server.base_url, "--api-key", "sk-test", "--idle-exit", "1")
+    assert code == 0, err
+    assert "tool: get_weather" in out and "assistant: Paris is sunny, 22 degrees." in out
+    assert read_wav(files["out"])[1:] == (24000, 1) and read_wav(files["rec"])[1:] == (24000, 2)
+    log = read_events(files["events"])
+    assert log[0]["dir"] == "server" and log[0]["event"]["type"] == "session.created"
+    assert all(set(line) == {"t", "dir", "event"} for line in log)
+    assert [e["t"] for e in log] == sorted(e["t"] for e in log)
+    assert "sk-test" not in files["events"].read_text()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--set", "audio.output.speed=9"], 2, "session.audio.output.speed: 9 is not allowed"),
+    (["--idle-exit", "0"], 2, "--idle-exit: 0 is not allowed"),
+    (["--tools", "no_such_module_for_tools"], 2, "cannot import"),
+    (["--input", "/nonexistent.wav"], 2, "audio file not found"),
+    (["--base-url", "http://127.0.0.1:9/v1"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
+])
+async def test_failures_exit_with_distinct_codes_and_one_line(args, code, message, tmp_path) -> None:
+    base = ["call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "sk-x", "--base-url", "http://127.0.0.1:9/v1"]
+    got, out, err = await run_cli(*base, *args)
+    assert got == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voiceclient: error: ") and message in lines[0]
+
+
+async def test_authentication_failure_exits_3() -> None:
+    async with RealtimeServer(port=0, api_key="sk-right") as server:
+        code, _, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", server.base_url,
+                                     "--api-key", "sk-wrong")
+    assert code == 3 and "Incorrect API key" in err and "sk-wrong" not in err
+
+
+async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
+    rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0) as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voiceclient", "call", "--input", str(FIXTURES / "long_tone_48k.wav"),
+            "--record", str(rec), "--events", str(events), "--base-url", server.base_url, "--api-key", "sk-x",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        while b"connected" not in await asyncio.wait_for(proc.stdout.readline(), 20):
+            pass
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 130, err.decode()
+        for _ in range(100):  # the client hung up on its way out
+            if not server.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert not server.calls
+    data, rate, channels = read_wav(rec)
+    assert channels == 2 and data.shape[0] >= rate * 0.9
+    assert all(json.loads(line) for line in events.read_text().splitlines())
+
+
+async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario",
+        str(FIXTURES / "scenarios" / "long_reply.toml"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    url = line.split("listening on ")[1].split()[0]
+    code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url", url,
+                                   "--api-key", "sk-x", "--idle-exit", "0.5", "--max-duration", "8")
+    assert code == 0, err
+    assert "This is a long answer" in out
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 130
+
+
+async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[turns]]\ntone = { frequency = -5, seconds = 1 }\n')
+    code, _, err = await run_cli("serve", "--port", "0", "--scenario", str(bad))
+    assert code == 2 and "turns.0.tone.frequency" in err
+
+
+async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) -> None:
+    code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), timeout=55)
+    assert code == 0, err
+    assert "tool: get_weather" in out
+    assert "assistant: It is sunny and 22 degrees in Paris." in out
+    assert "assistant: You are welcome. Goodbye!" in out
+    assert "2 user, 3 assistant responses" in out
+    assert "latency per turn" in out
+    for name in ("conversation.wav", "assistant.wav", "events.jsonl"):
+        assert (tmp_path / "demo" / name).stat().st_size > 1000

@@ -1,0 +1,168 @@
+"""The embedded server's HTTP surface, over real HTTP on 127.0.0.1, as official clients use it."""
+
+from __future__ import annotations
+
+import json
+from typing import AsyncIterator
+
+import httpx
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from voiceclient.server import RealtimeServer
+
+pytestmark = pytest.mark.timeout(30)
+AUTH = {"Authorization": "Bearer sk-test"}
+
+
+@pytest.fixture
+async def offer() -> AsyncIterator[str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("audio", direction="sendrecv")
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    yield pc.localDescription.sdp
+    await pc.close()
+
+
+@pytest.fixture
+async def http(server: RealtimeServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        yield client
+
+
+def error_of(resp: httpx.Response) -> dict:
+    body = resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+async def test_multipart_with_part_types_answers_201_with_sdp_and_relative_location(http, offer, server) -> None:
+    session = {"type": "realtime", "instructions": "hi"}
+    resp = await http.post("/realtime/calls", headers={**AUTH, "Accept": "application/sdp"}, files={
+        "sdp": (None, offer, "application/sdp"), "session": (None, json.dumps(session), "application/json")})
+    assert resp.status_code == 201
+    assert resp.headers["content-type"].startswith("application/sdp")
+    location = resp.headers["location"]
+    assert location.startswith("/v1/realtime/calls/rtc_")
+    answer = resp.text
+    assert answer.startswith("v=0") and "a=setup:active" in answer and "opus/48000/2" in answer
+    assert "webrtc-datachannel" in answer and "a=candidate:" in answer
+    call_id = location.rsplit("/", 1)[1]
+    assert server.calls[call_id].session["instructions"] == "hi"
+    hang = await http.post(f"/realtime/calls/{call_id}/hangup", headers=AUTH)
+    assert hang.status_code == 200
+    again = await http.post(f"/realtime/calls/{call_id}/hangup", headers=AUTH)
+    assert again.status_code == 404 and error_of(again)["code"] == "call_not_found"
+
+
+async def test_browser_formdata_without_part_content_types_is_accepted(http, offer) -> None:
+    # What `FormData.set("sdp", text)` sends: multipart parts with no per-part Content-Type.
+    boundary = "XyZ"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n{offer}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n"
+            f"{json.dumps({'type': 'realtime'})}\r\n--{boundary}--\r\n")
+    resp = await http.post("/realtime/calls", content=body.encode(),
+                           headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("case, status, code, param", [
+    ("no_auth", 401, None, None),
+    ("garbage_sdp", 400, "invalid_offer", "sdp"),
+    ("no_type", 400, "missing_required_parameter", "session.type"),
+    ("not_json", 400, "invalid_json", "session"),
+    ("bad_value", 400, "invalid_value", "session.audio.output.speed"),
+    ("beta_shape", 400, "invalid_type", "session.audio.input.format"),
+    ("unknown_field", 400, "unknown_parameter", "session.voice"),
+    ("json_body", 415, "unsupported_content_type", None),
+    ("raw_sdp_project_key", 401, "invalid_api_key", None),
+    ("beta_header", 400, "beta_api_shape_disabled", None),
+])
+async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(http, offer, case, status, code,
+                                                                           param) -> None:
+    files = {"sdp": (None, offer, "application/sdp")}
+    kw: dict = {"headers": AUTH, "files": files}
+    if case == "no_auth":
+        kw["headers"] = {}
+    elif case == "garbage_sdp":
+        kw["files"] = {"sdp": (None, "this is not sdp", "application/sdp")}
+    elif case == "no_type":
+        files["session"] = (None, json.dumps({"instructions": "x"}), "application/json")
+    elif case == "not_json":
+        files["session"] = (None, "{oops", "application/json")
+    elif case == "bad_value":
+        files["session"] = (None, json.dumps({"type": "realtime", "audio": {"output": {"speed": 4}}}), None)
+    elif case == "beta_shape":
+        files["session"] = (None, json.dumps({"type": "realtime", "audio": {"input": {"format": "pcm16"}}}), None)
+    elif case == "unknown_field":
+        files["session"] = (None, json.dumps({"type": "realtime", "voice": "alloy"}), None)
+    elif case == "json_body":
+        kw = {"headers": AUTH, "json": {"sdp": offer, "session": {"type": "realtime"}}}
+    elif case == "raw_sdp_project_key":
+        kw = {"headers": {**AUTH, "Content-Type": "application/sdp"}, "content": offer}
+    elif case == "beta_header":
+        kw["headers"] = {**AUTH, "OpenAI-Beta": "realtime=v1"}
+    resp = await http.post("/realtime/calls", **kw)
+    assert resp.status_code == status, resp.text
+    err = error_of(resp)
+    assert err["code"] == code and err["param"] == param and err["message"]
+    ok = await http.post("/realtime/calls", headers=AUTH, files={"sdp": (None, offer, "application/sdp")})
+    assert ok.status_code == 201
+
+
+async def test_ephemeral_key_with_raw_sdp(http, offer, server) -> None:
+    secret = await http.post("/realtime/client_secrets", headers=AUTH, json={
+        "expires_after": {"anchor": "created_at", "seconds": 60},
+        "session": {"type": "realtime", "instructions": "from the secret"}})
+    assert secret.status_code == 200
+    body = secret.json()
+    assert body["value"].startswith("ek_") and body["session"]["instructions"] == "from the secret"
+    assert body["session"]["object"] == "realtime.session" and body["expires_at"] > 0
+    resp = await http.post("/realtime/calls", content=offer,
+                           headers={"Authorization": f"Bearer {body['value']}", "Content-Type": "application/sdp"})
+    assert resp.status_code == 201
+    call_id = resp.headers["location"].rsplit("/", 1)[1]
+    assert server.calls[call_id].session["instructions"] == "from the secret"
+    bad = await http.post("/realtime/calls", content=offer,
+                          headers={"Authorization": "Bearer ek_unknown", "Content-Type": "application/sdp"})
+    assert bad.status_code == 401 and error_of(bad)["code"] == "invalid_api_key"
+    too_long = await http.post("/realtime/client_secrets", headers=AUTH, json={"expires_after": {"seconds": 9000}})
+    assert too_long.status_code == 400 and error_of(too_long)["param"] == "expires_after.seconds"
+
+
+async def test_cors_lets_a_page_on_another_origin_read_location(http, offer) -> None:
+    pre = await http.options("/realtime/calls", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code in (200, 204)
+    assert pre.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+    resp = await http.post("/realtime/calls", headers={**AUTH, "Origin": "http://localhost:5173"},
+                           files={"sdp": (None, offer, "application/sdp")})
+    assert "location" in resp.headers["access-control-expose-headers"].lower()
+
+
+async def test_required_api_key(offer) -> None:
+    async with RealtimeServer(port=0, api_key="sk-right") as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            wrong = await http.post("/realtime/calls", headers={"Authorization": "Bearer sk-wrong"},
+                                    files={"sdp": (None, offer, "application/sdp")})
+            assert wrong.status_code == 401 and error_of(wrong)["code"] == "invalid_api_key"
+
+
+async def test_the_official_openai_sdk_creates_a_call(server, offer) -> None:
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
+    raw = await client.realtime.calls.with_raw_response.create(
+        sdp=offer, session={"type": "realtime", "instructions": "from the SDK"})
+    assert raw.status_code == 201
+    call_id = raw.headers["location"].rsplit("/", 1)[1]
+    assert raw.parse().text.startswith("v=0")
+    assert server.calls[call_id].session["instructions"] == "from the SDK"
+    await client.realtime.calls.hangup(call_id)
+    assert call_id not in server.calls
+    secret = await client.realtime.client_secrets.create(session={"type": "realtime"})
+    assert secret.value.startswith("ek_")
+    await client.close()
