@@ -1,0 +1,55 @@
+# Shared by scripts/test, scripts/demo and scripts/bench: system packages and the project's .venv.
+# Sourced, not run. Installs what is missing where it can (apt-get as root), says what is missing where not.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+say() { printf '%s\n' "$*" >&2; }
+
+# ensure_apt CMD:PACKAGE ...  (a command to look for, and the Debian package that provides it)
+ensure_apt() {
+    local missing=() pair cmd pkg
+    for pair in "$@"; do
+        cmd="${pair%%:*}"; pkg="${pair##*:}"
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing system packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || { say "apt-get could not install: ${missing[*]}"; return 1; }
+    else
+        say "missing system packages: ${missing[*]} (install them with: sudo apt-get install ${missing[*]})"
+        return 1
+    fi
+}
+
+find_python() {
+    local py
+    for py in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        [ -n "$py" ] || continue
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            echo "$py"; return 0
+        fi
+    done
+    say "voiceclient needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)"
+    return 1
+}
+
+# ensure_venv EXTRAS  (e.g. "test" or "" for none): create .venv if needed and install the project into it.
+ensure_venv() {
+    local extras="$1" py spec
+    if [ ! -x "$VENV/bin/python" ]; then
+        py="$(find_python)" || return 1
+        say "creating $VENV with $($py --version)"
+        "$py" -m venv "$VENV" 2>/dev/null || {
+            ensure_apt "true:python3-venv" && "$py" -m venv "$VENV"; } || return 1
+    fi
+    spec="$ROOT"
+    [ -n "$extras" ] && spec="$ROOT[$extras]"
+    say "installing voiceclient${extras:+[$extras]} into .venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 \
+        | grep -v -e "^WARNING: Location" -e "^$" >&2 || true
+    "$VENV/bin/python" -c "import voiceclient" || { say "the install into .venv failed"; return 1; }
+}

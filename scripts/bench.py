@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Benchmarks on loopback: connect time, one-way audio latency each way (before and after a lost packet),
+CPU of one call. Figures go in the README; nothing here is a test.
+
+    .venv/bin/python scripts/bench.py            # everything (about a minute)
+    .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
+
+One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
+frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
+It covers the 20 ms of framing (a sample at the start of a frame waits for the frame to fill), Opus encode and
+decode with its look-ahead, SRTP, UDP on loopback, the jitter buffer and the Python hops: the floor is ~28 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from voiceclient import ClientSettings, SessionConfig, VoiceCall  # noqa: E402
+from voiceclient.audio import jitter  # noqa: E402
+from voiceclient.audio.sources import BufferSource  # noqa: E402
+from voiceclient.server import RealtimeServer  # noqa: E402
+
+RATE = 48_000
+BURST_EVERY = 0.25  # seconds between bursts
+BURST = 0.06
+THRESHOLD = 2000
+
+
+def burst_train(seconds: float) -> tuple[np.ndarray, list[int]]:
+    """1 kHz bursts with a hard onset every 250 ms; returns the PCM and the onset sample indices."""
+    pcm = np.zeros(int(seconds * RATE), np.int16)
+    onsets = []
+    t = np.arange(int(BURST * RATE)) / RATE
+    burst = (10000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    burst[0] = 10000  # a sharp first sample
+    for start in np.arange(0.5, seconds - 0.2, BURST_EVERY):
+        i = int(start * RATE)
+        pcm[i:i + burst.size] = burst
+        onsets.append(i)
+    return pcm, onsets
+
+
+class Timeline:
+    """Maps sample positions of a stream to wall-clock times, from per-frame (pts, time) records."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, float, np.ndarray]] = []
+
+    def tap(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        self.frames.append((pts, at, pcm.copy()))
+
+    def onsets(self) -> list[tuple[float, int]]:
+        """(time the onset sample is available, frame index) per detected burst onset, in arrival order."""
+        out = []
+        quiet_until = -1.0
+        base = self.frames[0][0] if self.frames else 0
+        for index, (pts, at, pcm) in enumerate(self.frames):
+            hits = np.nonzero(np.abs(pcm.astype(np.int32)) > THRESHOLD)[0]
+            if hits.size:
+                pos = (pts - base) + int(hits[0])
+                if pos / RATE > quiet_until:
+                    out.append((at, hits[0], pcm.size, pos))
+                quiet_until = pos / RATE + BURST + 0.05
+        return out
+
+
+def one_way(sent: Timeline, received: Timeline) -> list[float]:
+    """Latencies in ms, pairing the n-th sent onset with the n-th received one."""
+    s, r = sent.onsets(), received.onsets()
+    out = []
+    for (s_at, s_off, s_size, _), (r_at, r_off, _, _) in zip(s, r):
+        captured = s_at - (s_size - s_off) / RATE  # the sample was captured this long before the frame was full
+        played = r_at + r_off / RATE  # and plays this long after its decoded frame arrives
+        out.append((played - captured) * 1000)
+    return out
+
+
+def drop_one_packet(receiver, after_packets: int) -> None:
+    """Lose one RTP packet on this receiver's path after `after_packets` (wraps whichever buffer is in place)."""
+    attr = "_RTCRtpReceiver__jitter_buffer"
+    buffer = getattr(receiver, attr)
+    seen = {"n": 0}
+    original = buffer.add
+
+    def add(packet):
+        seen["n"] += 1
+        if seen["n"] == after_packets:
+            return False, None
+        return original(packet)
+
+    buffer.add = add
+
+
+def stats(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    v = sorted(values)
+    p99 = v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))]
+    return f"median {statistics.median(v):6.1f} ms, p99 {p99:6.1f} ms (n={len(v)})"
+
+
+async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
+    if stock:  # leave aiortc's JitterBuffer(capacity=16, prefetch=4) in place on both sides
+        jitter.use_immediate_jitter_buffer = lambda receiver: None  # type: ignore[assignment]
+        import voiceclient.peer
+        import voiceclient.server.call
+
+        voiceclient.peer.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
+        voiceclient.server.call.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
+    pcm, _ = burst_train(seconds)
+    up_sent, up_recv, down_sent, down_recv = Timeline(), Timeline(), Timeline(), Timeline()
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    async with RealtimeServer(port=0) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-bench")
+        call = VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16)))
+        async with call:
+            srv = next(iter(server.calls.values()))
+            assert srv.reader is not None and call._reader is not None and call._track is not None
+            srv.reader.taps.append(up_recv.tap)
+            srv.track.on_frame = down_sent.tap
+            call._reader.taps.append(down_recv.tap)
+            previous = call._track.on_frame
+            call._track.on_frame = lambda p, pts, at: (previous(p, pts, at) if previous else None,
+                                                       up_sent.tap(p, pts, at))
+            half = int(seconds / 2 / 0.02)
+            drop_one_packet(srv.pc.getTransceivers()[0].receiver, half)
+            drop_one_packet(call._peer.transceiver.receiver, half)
+            await asyncio.sleep(0.3)
+            call._track.source = BufferSource(pcm)
+            srv.playout.put("bench", pcm)
+            await asyncio.sleep(seconds + 0.5)
+    up, down = one_way(up_sent, up_recv), one_way(down_sent, down_recv)
+    split = len(up) // 2
+    return {"client->server before loss": up[:split], "client->server after loss": up[split + 1:],
+            "server->client before loss": down[:split], "server->client after loss": down[split + 1:]}
+
+
+async def bench_connect(runs: int) -> tuple[list[float], list[float]]:
+    """Process start -> session.updated (a fresh `python -c` each run), and in-process connect time."""
+    script = (
+        "import asyncio, sys, time\n"
+        "from voiceclient import VoiceCall, ClientSettings\n"
+        "async def main():\n"
+        "    async with VoiceCall(ClientSettings(base_url=sys.argv[1], api_key='sk-bench')) as call:\n"
+        "        print('READY', time.time(), call.connect_seconds, flush=True)\n"
+        "asyncio.run(main())\n")
+    process, inproc = [], []
+    async with RealtimeServer(port=0) as server:
+        for _ in range(runs):
+            start = time.time()
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, server.base_url,
+                                                        stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            _, ready, connect = out.decode().split()
+            process.append((float(ready) - start) * 1000)
+            inproc.append(float(connect) * 1000)
+    return process, inproc
+
+
+def cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_cpu(seconds: float) -> tuple[float, float]:
+    """CPU % of one core for the client process and the server process during a call of `seconds`."""
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        pcm, _ = burst_train(seconds)
+        session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session,
+                             source=BufferSource(pcm)) as call:
+            c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            del call
+        return (c1 - c0) / (w1 - w0) * 100, (s1 - s0) / (w1 - w0) * 100
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
+                        choices=["connect", "latency", "cpu"])
+    parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print(f"# voiceclient benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
+          f"{sys.version.split()[0]}")
+    if "connect" in args.what:
+        process, inproc = await bench_connect(args.runs)
+        print(f"connect, process start -> session.updated: {stats(process)}")
+        print(f"connect, VoiceCall.connect() -> session.updated: {stats(inproc)}")
+    if "latency" in args.what:
+        label = "stock aiortc jitter buffer" if args.stock else "immediate jitter buffer"
+        for name, values in (await bench_latency(args.seconds, args.stock)).items():
+            print(f"one-way {name:27s} ({label}): {stats(values)}")
+    if "cpu" in args.what:
+        client, server = await bench_cpu(args.seconds)
+        print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "
+              f"server {server:.1f} %")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        asyncio.run(main())
