@@ -49,7 +49,10 @@ ensure_venv() {
     spec="$ROOT"
     [ -n "$extras" ] && spec="$ROOT[$extras]"
     say "installing voiceclient${extras:+[$extras]} into .venv"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 \
-        | grep -v -e "^WARNING: Location" -e "^$" >&2 || true
-    "$VENV/bin/python" -c "import voiceclient" || { say "the install into .venv failed"; return 1; }
+    local log="$VENV/install.log"
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >"$log" 2>&1; then
+        grep -v -e "^WARNING: Location" "$log" >&2
+        say "pip could not install voiceclient into .venv (full log: $log)"
+        return 1
+    fi
 }
