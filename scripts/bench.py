@@ -68,7 +68,7 @@ class Timeline:
         out = []
         quiet_until = -1.0
         base = self.frames[0][0] if self.frames else 0
-        for index, (pts, at, pcm) in enumerate(self.frames):
+        for pts, at, pcm in self.frames:
             hits = np.nonzero(np.abs(pcm.astype(np.int32)) > THRESHOLD)[0]
             if hits.size:
                 pos = (pts - base) + int(hits[0])

@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 import wave
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest

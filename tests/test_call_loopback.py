@@ -10,7 +10,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
-from voiceclient.audio.format import dominant_frequency, tone
+from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.sources import BufferSource
 from voiceclient.events import models as ev
 from voiceclient.server import RealtimeServer
@@ -39,7 +39,9 @@ async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) ->
     assert len(spans) == 1, spans
     start, end = spans[0]
     assert 0.9 <= end - start <= 1.1
-    assert abs(dominant_frequency(pcm[int(start * rate) + 1200:int(end * rate) - 1200, 0], rate) - 440) < 3
+    echoed = pcm[int(start * rate) + 1200:int(end * rate) - 1200, 0]
+    assert abs(dominant_frequency(echoed, rate) - 440) < 3
+    assert -17 < rms_dbfs(echoed) < -13  # the fixture's -12 dBFS peak sine (-15 dBFS RMS), through Opus twice
     # The echo starts after the user's tone ended (turn taking), within the VAD silence plus a margin.
     sent_spans = loud_spans(read_wav(rec)[0][:, 0], 24000)
     assert len(sent_spans) == 1 and sent_spans[0][1] < start
@@ -241,3 +243,24 @@ async def test_response_create_while_active_is_refused(settings: ClientSettings)
             done = await call.wait_for(lambda e: e.type == "response.done", 5)
             assert done.response.status == "cancelled"
             assert done.response.status_details["reason"] == "client_cancelled"
+
+
+@pytest.mark.parametrize("create_response, interrupt_response", [(False, False), (True, False)])
+async def test_vad_flags_are_honoured(create_response: bool, interrupt_response: bool, tmp_path) -> None:
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "create_response": create_response, "interrupt_response": interrupt_response}}}})
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=responder) as server:
+        s = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(s, session, source=WavSource(FIXTURES / "two_turns_24k.wav"),
+                             events_jsonl=events) as call:
+            await call.run_until_idle(1.0, 30)
+    names = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
+    assert names.count("input_audio_buffer.committed") == 2
+    if not create_response:
+        assert "response.created" not in names
+    else:
+        # The second turn starts while the 3 s reply plays: with interrupt_response false nothing is cut.
+        assert "output_audio_buffer.cleared" not in names and "conversation.item.truncated" not in names
+        assert names.count("output_audio_buffer.stopped") >= 1

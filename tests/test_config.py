@@ -49,7 +49,7 @@ def test_every_seed_field_round_trips_to_the_wire_shape() -> None:
     ('audio.input.turn_detection={"type":"server_vad","threshold":2}',
      "session.audio.input.turn_detection.threshold: 2 is not allowed"),
     ('audio.input.turn_detection={"type":"semantic_vad","eagerness":"fast"}',
-     "session.audio.input.turn_detection.eagerness: \"fast\" is not allowed; must be 'low', 'medium', 'high' or 'auto'"),
+     "turn_detection.eagerness: \"fast\" is not allowed; must be 'low', 'medium', 'high' or 'auto'"),
     ('audio.input.turn_detection={"type":"server_vad","idle_timeout_ms":100}', "idle_timeout_ms: 100"),
     ("voice=alloy", "session.voice: unknown field"),
     ('truncation={"type":"retention_ratio","retention_ratio":2}', "session.truncation.retention_ratio: 2"),

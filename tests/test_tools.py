@@ -52,7 +52,9 @@ async def test_invoke_validates_then_runs_sync_off_the_loop_and_async_on_it() ->
         return a + b
 
     assert add.name == "adder" and await add.invoke('{"a": 2}') == 3
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         await add.invoke('{"a": "x"}')
 
 

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from .config import ClientSettings, build_session
 from .errors import ConfigError, VoiceClientError
@@ -138,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:
-        print("voiceclient: interrupted; files written so far are complete", file=sys.stderr)
+        if args.command == "serve":
+            print("voiceclient: server stopped", file=sys.stderr)
+        else:
+            print("voiceclient: interrupted; hung up, files written so far are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
     except VoiceClientError as exc:
         print(f"voiceclient: error: {exc}", file=sys.stderr)

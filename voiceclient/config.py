@@ -52,7 +52,7 @@ class AudioPCMA(WireModel):
     type: Literal["audio/pcma"] = "audio/pcma"
 
 
-AudioFormat = Annotated[Union[AudioPCM, AudioPCMU, AudioPCMA], Field(discriminator="type")]
+AudioFormat = Annotated[AudioPCM | AudioPCMU | AudioPCMA, Field(discriminator="type")]
 
 
 class NoiseReduction(WireModel):
@@ -82,7 +82,7 @@ class SemanticVad(WireModel):
     interrupt_response: bool | None = None
 
 
-TurnDetection = Annotated[Union[ServerVad, SemanticVad], Field(discriminator="type")]
+TurnDetection = Annotated[ServerVad | SemanticVad, Field(discriminator="type")]
 
 
 class AudioInput(WireModel):
@@ -145,7 +145,7 @@ class McpTool(WireModel):
         return self
 
 
-Tool = Annotated[Union[FunctionTool, McpTool], Field(discriminator="type")]
+Tool = Annotated[FunctionTool | McpTool, Field(discriminator="type")]
 
 
 class ToolChoiceFunction(WireModel):
@@ -161,7 +161,7 @@ class ToolChoiceMcp(WireModel):
 
 ToolChoice = Union[
     Literal["none", "auto", "required"],
-    Annotated[Union[ToolChoiceFunction, ToolChoiceMcp], Field(discriminator="type")],
+    Annotated[ToolChoiceFunction | ToolChoiceMcp, Field(discriminator="type")],
 ]
 
 

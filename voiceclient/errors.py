@@ -59,7 +59,8 @@ class APIError(VoiceClientError):
         self.param = param
 
     def __str__(self) -> str:
-        bits = [f"HTTP {self.status}" if self.status else None, self.code, f"param {self.param}" if self.param else None]
+        bits = [f"HTTP {self.status}" if self.status else None, self.code,
+                f"param {self.param}" if self.param else None]
         head = ", ".join(b for b in bits if b)
         return f"{self.message} ({head})" if head else self.message
 

@@ -12,7 +12,8 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .audio.sinks import ConversationRecorder, WavSink
 from .audio.sources import AudioSource, BufferSource, SilenceSource
@@ -177,7 +178,7 @@ class VoiceCall:
         self.send(update)
         try:
             reply = await self._wait(updated, self.settings.session_update_timeout, "session.updated")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("no session.updated within %.1f s; sending audio anyway",
                         self.settings.session_update_timeout)
         else:
@@ -202,7 +203,7 @@ class VoiceCall:
             if self._api is not None and self.call_id and was in (CallState.CONNECTED, CallState.CONNECTING):
                 try:
                     await asyncio.wait_for(self._api.hangup(self.call_id), 5)
-                except (VoiceClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, VoiceClientError) as exc:
                     log.info("hangup of %s: %s", self.call_id, exc)
             if self._watch is not None:
                 self._watch.cancel()
@@ -284,7 +285,7 @@ class VoiceCall:
     async def _wait(self, fut: asyncio.Future[Any], timeout: float, what: str) -> Any:
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.error is not None:
                 raise self.error from None
             if what == "session.updated":
@@ -365,7 +366,7 @@ class VoiceCall:
                 wake = min(wake, max(0.0, deadline - now))
             try:
                 await asyncio.wait_for(self._activity.wait(), wake)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @property

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import av
 import numpy as np

@@ -6,7 +6,7 @@ import asyncio
 import fractions
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -21,7 +21,8 @@ FrameTap = Callable[[np.ndarray, int, float], None]
 
 
 class OutboundTrack(MediaStreamTrack):
-    """48 kHz mono s16 in 20 ms frames with drift-free `pts`, paced against the wall clock.
+    """48 kHz s16 in 20 ms frames (mono content, sent as two equal channels) with drift-free `pts`, paced
+    against the wall clock.
 
     Pulls from `source` (swap it at any time). `recv()` never raises mid-call: a failing source is logged once
     and replaced by silence, because one exception stops aiortc's sender for the rest of the call.
@@ -50,7 +51,9 @@ class OutboundTrack(MediaStreamTrack):
             # The loop stalled for more than 10 frames: re-anchor the clock instead of bursting to catch up.
             self._t0 = now - self.frames_sent * FRAME_MS / 1000
         pcm = self._pull()
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        # Stereo with both channels equal: aiortc's Opus encoder upmixes mono at -3 dB (ffmpeg's default matrix),
+        # which would cost 3 dB on every hop; a stereo frame passes through it untouched.
+        frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), format="s16", layout="stereo")
         frame.sample_rate = RTP_RATE
         frame.pts = self.frames_sent * RTP_FRAME
         frame.time_base = TIME_BASE

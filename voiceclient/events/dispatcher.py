@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Any], Any]
@@ -59,7 +60,7 @@ class Dispatcher:
             return
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("%d events still unhandled after %.1f s", self._queue.qsize(), timeout)
 
     async def stop(self) -> None:

@@ -11,18 +11,19 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..events.models import new_id
 from .call import InvalidOffer, ServerCall
 from .responders import EchoResponder, Responder
-from .session import SessionError, apply_update, check_session, default_session
+from .session import SessionError, apply_update, default_session
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,8 +59,8 @@ class RealtimeServer:
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
         self.api_key = api_key
         self.max_call_seconds = max_call_seconds
-        self.calls: dict[str, ServerCall] = {}
-        self.ended: dict[str, float] = {}
+        self.calls: dict[str, ServerCall] = {}  # live calls
+        self.history: collections.deque[ServerCall] = collections.deque(maxlen=32)  # recent calls, for inspection
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
         self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
@@ -185,6 +186,7 @@ class RealtimeServer:
             raise ApiError(400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.",
                            "invalid_offer", "sdp") from None
         self.calls[call_id] = call
+        self.history.append(call)
         log.info("call %s created", call_id)
         return web.Response(status=201, text=answer, content_type="application/sdp",
                             headers={"Location": f"/v1/realtime/calls/{call_id}"})

@@ -14,7 +14,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -534,7 +535,7 @@ class ServerCall:
                 self.audio_started = True
                 try:
                     await asyncio.wait_for(resp.started.wait(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             for word in _words(speech.text):
                 said += word

@@ -11,7 +11,8 @@ import asyncio
 import functools
 import inspect
 import json
-from typing import Any, Callable, overload
+from typing import Any, overload
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 

@@ -13,7 +13,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -104,7 +105,7 @@ class ToolRunner:
                 err = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in err["loc"]) or "arguments"
                 output = json.dumps({"error": f"invalid arguments: {where}: {err['msg']}"})
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 output = json.dumps({"error": f"tool {name} timed out after {self.timeout:g} s"})
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,35 @@
+import pytest
+
+import voiceclient
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def test_public_api_is_pinned() -> None:
+    assert voiceclient.__all__ == [
+        "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "BufferSource", "CallAnswer",
+        "CallError", "CallState", "CallsAPI", "ClientSettings", "ConfigError", "ConnectionLostError",
+        "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "PlayoutQueue",
+        "RateLimitError", "ServerError", "SessionConfig", "SessionUpdateError", "Tool", "ToolDefinitionError",
+        "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource", "__version__", "build_session", "load_audio",
+        "parse_server_event", "tool",
+    ]
+    for name in voiceclient.__all__:
+        assert hasattr(voiceclient, name)
+
+
+def test_error_tree() -> None:
+    e = voiceclient
+    assert all(issubclass(c, e.VoiceClientError) for c in (
+        e.ConfigError, e.APIError, e.APIConnectionError, e.CallError, e.ToolDefinitionError))
+    assert issubclass(e.APITimeoutError, TimeoutError) and issubclass(e.ConnectionLostError, ConnectionError)
+    assert issubclass(e.ConfigError, ValueError) and issubclass(e.InvalidOfferError, ValueError)
+    assert e.RateLimitError.transient and e.ServerError.transient and not e.AuthenticationError.transient
+    assert {c.exit_code for c in (e.ConfigError, e.AuthenticationError, e.APIConnectionError, e.ServerError)} == \
+        {2, 3, 4, 5}
+
+
+def test_sounddevice_is_not_imported_by_the_client() -> None:
+    import sys
+
+    assert "sounddevice" not in sys.modules
