@@ -44,6 +44,20 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def assert_wire_valid(path: str | Path) -> list[dict[str, Any]]:
+    """Every event of an event log validates against the official openai types (the schema oracle)."""
+    from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
+    from pydantic import TypeAdapter
+
+    adapters = {"client": TypeAdapter(RealtimeClientEvent), "server": TypeAdapter(RealtimeServerEvent)}
+    log = read_events(path)
+    for line in log:
+        adapters[line["dir"]].validate_python(line["event"])
+        if line["dir"] == "server":
+            assert line["event"]["event_id"].startswith("event_")
+    return log
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[RealtimeServer]:
     async with RealtimeServer(port=0) as srv:

@@ -12,6 +12,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .._aio import cancel_and_wait
 from .format import FRAME_MS, RTP_FRAME, RTP_RATE
 from .sources import AudioSource, SilenceSource
 
@@ -131,11 +132,6 @@ class InboundReader:
             self.ended.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.ended.set()

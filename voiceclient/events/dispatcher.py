@@ -11,6 +11,8 @@ import logging
 from typing import Any
 from collections.abc import Callable
 
+from .._aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 Handler = Callable[[Any], Any]
 
@@ -64,10 +66,5 @@ class Dispatcher:
             log.warning("%d events still unhandled after %.1f s", self._queue.qsize(), timeout)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

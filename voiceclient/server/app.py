@@ -248,7 +248,9 @@ class RealtimeServer:
                 session = apply_update(session, body["session"], audio_started=False)
             except SessionError as exc:
                 raise ApiError(400, exc.message, exc.code, exc.param) from None
-        expires_at = int(time.time()) + seconds
+        now = time.time()
+        self.secrets = {k: v for k, v in self.secrets.items() if v[0] >= now}  # drop expired ones
+        expires_at = int(now) + seconds
         value = "ek_" + secrets.token_hex(16)
         session["expires_at"] = expires_at
         self.secrets[value] = (expires_at, session)

@@ -21,6 +21,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from .._aio import cancel_and_wait
 from ..audio.format import API_RATE, RTP_RATE, samples_to_ms
 from ..audio.jitter import use_immediate_jitter_buffer
 from ..audio.resample import Resampler
@@ -577,11 +578,7 @@ class ServerCall:
         if resp.task is None or resp.task.done():
             return
         resp.cancel_reason = reason
-        resp.task.cancel()
-        try:
-            await resp.task
-        except asyncio.CancelledError:
-            pass
+        await cancel_and_wait(resp.task)
 
     async def interrupt(self, reason: str) -> None:
         """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
@@ -622,8 +619,8 @@ class ServerCall:
         self._timer.cancel()
         if self.active is not None:
             await self.cancel_response(self.active, "client_cancelled")
-        if self._consumer is not None:
-            self._consumer.cancel()
+        if self._consumer is not None and self._consumer is not asyncio.current_task():
+            await cancel_and_wait(self._consumer)
         if self.reader is not None:
             await self.reader.stop()
         self.track.stop()
