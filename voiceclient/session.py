@@ -24,6 +24,7 @@ from .errors import CallError, ConnectionLostError, SessionUpdateError, VoiceCli
 from .events import models as ev
 from .events.dispatcher import Dispatcher
 from .recording import EventLog, TurnMeter
+from .tools.approvals import Approver
 from .tools.registry import Tool
 from .tools.runner import ToolRunner
 
@@ -63,6 +64,23 @@ class EventStream:
             self._subscribers.remove(self._queue)
 
 
+class LiveCallHandle:
+    """What a tool gets in `ToolContext.call`: a narrow handle on the live call."""
+
+    def __init__(self, call: "VoiceCall") -> None:
+        self._call = call
+
+    def send_text(self, text: str) -> None:
+        self._call.send_text(text)
+
+    def update_session(self, session: SessionConfig) -> None:
+        self._call.update_session(session)
+
+    def hangup(self) -> None:
+        """Ends the call after the tool returns (closing from inside a tool would cancel the tool itself)."""
+        self._call.request_hangup()
+
+
 class CallState(enum.Enum):
     NEW = "new"
     CONNECTING = "connecting"
@@ -90,6 +108,7 @@ class VoiceCall:
         events_jsonl: str | Path | None = None,
         tool_timeout: float = 30.0,
         on_tool_result: Callable[[str, str, str, float], None] | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
@@ -112,7 +131,8 @@ class VoiceCall:
         self._reader: InboundReader | None = None
         self._track: OutboundTrack | None = None
         self._dispatcher = Dispatcher()
-        self._runner = ToolRunner(self.tools, self.send, timeout=tool_timeout, on_result=on_tool_result)
+        self._runner = ToolRunner(self.tools, self.send, timeout=tool_timeout, on_result=on_tool_result,
+                                  approver=approver, handle=LiveCallHandle(self))
         self._subscribers: list[asyncio.Queue[Any]] = []
         self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
         self._watch: asyncio.Task[None] | None = None
@@ -121,6 +141,7 @@ class VoiceCall:
         self.audio_playing: set[str] = set()
         self.user_speaking = False
         self.last_activity = time.monotonic()
+        self.hangup_requested: str | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> "VoiceCall":
@@ -149,8 +170,7 @@ class VoiceCall:
         if rec_wav:
             self._recorder = ConversationRecorder(rec_wav, self.t0)
         self._dispatcher.on("*", self._track_state)
-        for kind in ("response.function_call_arguments.done", "response.done", "error"):
-            self._dispatcher.on(kind, self._runner.on_event)
+        self._dispatcher.on("*", self._runner.on_event)
         self._dispatcher.start()
 
         self._track = OutboundTrack(SilenceSource(), on_frame=self._on_sent)
@@ -228,6 +248,11 @@ class VoiceCall:
             self.state = CallState.CLOSED
 
     hangup = close
+
+    def request_hangup(self, reason: str = "hangup requested") -> None:
+        """Ask `run_until_idle` to return now (used by tools); the caller's `async with` then closes the call."""
+        self.hangup_requested = reason
+        self._activity.set()
 
     async def _watch_connection(self) -> None:
         reason = await self._peer.lost
@@ -320,7 +345,9 @@ class VoiceCall:
         self.send(ev.ResponseCreate())
 
     def interrupt(self) -> None:
-        """Stop the assistant: cancel the response in progress, then clear the audio still playing."""
+        """Stop the assistant: cancel the response in progress, then clear the audio still playing; tools marked
+        `cancel_on_interrupt` are cancelled too."""
+        self._runner.interrupt()
         if self.responses_active:
             self.send(ev.ResponseCancel())
         self.send(ev.OutputAudioBufferClear())
@@ -351,6 +378,8 @@ class VoiceCall:
         while True:
             if self.error is not None:
                 raise self.error
+            if self.hangup_requested is not None:
+                return "hangup"
             now = time.monotonic()
             if self.busy:
                 idle_since = now

@@ -1,10 +1,18 @@
 """Runs the model's function calls during a call and continues the conversation exactly once per response.
 
-On `response.function_call_arguments.done` the tool runs as an owned task; its result (or a short error object:
-unknown tool, bad arguments, exception, timeout) goes back as a `function_call_output` item. Once the response's
-`response.done` has arrived and every call of it has its output, one `response.create` follows, and only if the
-response completed (an interrupted response is followed by the user's new turn instead). If the server answers
-that create with `conversation_already_has_active_response`, it is retried once after that response is done.
+- On `response.function_call_arguments.done` the call runs as an owned task, concurrently with the others of the
+  same response. Its arguments are validated first; a tool marked `needs_approval` then goes through the approver;
+  the tool runs under its timeout. Every call gets exactly one `function_call_output`: the result as JSON text, or a
+  short `{"error": …}` the model can read (unknown tool, invalid JSON or arguments, refused, exception, timeout,
+  cancelled by the user's interruption).
+- Once the response's `response.done` has arrived and every call of it has its output, one `response.create`
+  follows, only if the response completed and none of its calls was cut by an interruption (the user's new turn
+  gets its own response then). If the server answers `conversation_already_has_active_response`, the create is
+  retried once, after that response is done.
+- `cancel_on_interrupt` tools are cancelled on barge-in (`input_audio_buffer.speech_started`) or a local
+  interrupt. Tools still running when the call ends are cancelled and send nothing.
+- `mcp_approval_request` items from the server go through the same approver and are answered with an
+  `mcp_approval_response` item, then a `response.create`.
 """
 
 from __future__ import annotations
@@ -19,23 +27,29 @@ from collections.abc import Callable
 from pydantic import BaseModel, ValidationError
 
 from ..events.models import ClientEvent, ConversationItemCreate, Item, ResponseCreate
-from .registry import Tool
+from .approvals import ApprovalRequest, Approver, decide
+from .registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 16_000
+INTERRUPTED = "cancelled: the user interrupted before the tool finished"
 
 
-def serialise(result: Any) -> str:
-    """A tool result as the JSON text the model reads (strings are sent as JSON strings too)."""
+def serialise(result: Any, limit: int = MAX_OUTPUT_CHARS) -> str:
+    """A tool result as the JSON text the model reads, at most `limit` characters (a marker says when cut)."""
     if isinstance(result, BaseModel):
         text = result.model_dump_json()
     elif dataclasses.is_dataclass(result) and not isinstance(result, type):
         text = json.dumps(dataclasses.asdict(result), default=str)
     else:
         text = json.dumps(result, default=str)
-    if len(text) > MAX_OUTPUT_CHARS:
-        text = json.dumps({"truncated": True, "output": text[:MAX_OUTPUT_CHARS]})
+    if len(text) > limit:
+        text = json.dumps({"truncated": True, "original_chars": len(text), "output": text[:limit]})
     return text
+
+
+def error_output(message: str) -> str:
+    return json.dumps({"error": message})
 
 
 @dataclasses.dataclass
@@ -44,38 +58,48 @@ class _ResponseCalls:
     had_calls: bool = False
     done_status: str | None = None
     continued: bool = False
+    interrupted: bool = False
+
+
+@dataclasses.dataclass
+class _Running:
+    task: asyncio.Task[None]
+    tool: Tool | None
+    interrupted: bool = False
 
 
 class ToolRunner:
-    def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], timeout: float = 30.0,
-                 on_result: Callable[[str, str, str, float], None] | None = None) -> None:
+    def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], timeout: float = DEFAULT_TIMEOUT,
+                 on_result: Callable[[str, str, str, float], None] | None = None,
+                 approver: Approver | None = None, handle: CallHandle | None = None) -> None:
         self.tools = {t.name: t for t in tools}
         self.send = send
         self.timeout = timeout
         self.on_result = on_result  # (name, arguments, output, seconds) for the UI and summaries
+        self.approver = approver
+        self.handle = handle
         self.calls_run = 0
         self._responses: dict[str, _ResponseCalls] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, _Running] = {}
+        self._approvals: set[asyncio.Task[None]] = set()
+        self._answered_mcp: set[str] = set()
         self._create_ids: set[str] = set()
         self._retry_after_done = False
+        self._closed = False
 
     @property
     def busy(self) -> bool:
-        """A tool is running, or a response.create is owed."""
-        return bool(self._tasks) or self._retry_after_done or any(
-            r.had_calls and not r.continued and r.done_status in (None, "completed") and r.pending
-            for r in self._responses.values())
+        """A tool or an approval is running, or a response.create is owed."""
+        return bool(self._running) or bool(self._approvals) or self._retry_after_done or any(
+            r.pending for r in self._responses.values())
 
+    # ------------------------------------------------------------------------------------------ events
     def on_event(self, event: Any) -> None:
+        if self._closed:
+            return
         kind = event.type
         if kind == "response.function_call_arguments.done":
-            calls = self._responses.setdefault(event.response_id, _ResponseCalls())
-            calls.pending.add(event.call_id)
-            calls.had_calls = True
-            name = event.name or ""
-            task = asyncio.ensure_future(self._run(event.response_id, event.call_id, name, event.arguments))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(event.response_id, event.call_id, event.name or "", event.arguments)
         elif kind == "response.done":
             if self._retry_after_done:
                 self._retry_after_done = False
@@ -88,51 +112,130 @@ class ToolRunner:
                 and event.error.event_id in self._create_ids:
             self._create_ids.discard(event.error.event_id)
             self._retry_after_done = True
+        elif kind == "input_audio_buffer.speech_started":
+            self.interrupt()
+        elif kind == "conversation.item.done" and event.item.type == "mcp_approval_request":
+            self._start_mcp_approval(event.item)
+
+    def interrupt(self) -> None:
+        """Cancel the running `cancel_on_interrupt` tools; each reports the interruption as its output."""
+        for running in self._running.values():
+            if running.tool is not None and running.tool.cancel_on_interrupt and not running.interrupted:
+                running.interrupted = True
+                running.task.cancel()
+
+    # ------------------------------------------------------------------------------------------ function calls
+    def _start(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
+        if call_id in self._running:
+            log.warning("function call %s announced twice; running it once", call_id)
+            return
+        calls = self._responses.setdefault(response_id, _ResponseCalls())
+        calls.pending.add(call_id)
+        calls.had_calls = True
+        task = asyncio.ensure_future(self._run(response_id, call_id, name, arguments))
+        self._running[call_id] = _Running(task, self.tools.get(name))
 
     async def _run(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        tool = self.tools.get(name)
-        if tool is None:
-            output = json.dumps({"error": f"unknown tool {name!r}"})
-        else:
-            try:
-                result = await asyncio.wait_for(tool.invoke(arguments), self.timeout)
-                output = serialise(result)
-            except json.JSONDecodeError as exc:
-                output = json.dumps({"error": f"arguments are not valid JSON: {exc.msg}"})
-            except ValidationError as exc:
-                err = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in err["loc"]) or "arguments"
-                output = json.dumps({"error": f"invalid arguments: {where}: {err['msg']}"})
-            except TimeoutError:
-                output = json.dumps({"error": f"tool {name} timed out after {self.timeout:g} s"})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("tool %s raised %s: %s", name, type(exc).__name__, exc)
-                output = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        try:
+            output = await self._output_of(call_id, name, arguments)
+        except asyncio.CancelledError:
+            running = self._running.get(call_id)
+            if self._closed or running is None or not running.interrupted:
+                self._running.pop(call_id, None)
+                raise  # the call is ending: nothing more is sent
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            output = error_output(INTERRUPTED)
+            self._responses[response_id].interrupted = True
+        self._running.pop(call_id, None)
         self.calls_run += 1
         if self.on_result is not None:
             self.on_result(name, arguments, output, loop.time() - started)
-        self.send(ConversationItemCreate(item=Item.function_call_output(call_id, output)))
+        self._send(ConversationItemCreate(item=Item.function_call_output(call_id, output)))
         calls = self._responses[response_id]
         calls.pending.discard(call_id)
         self._maybe_continue(calls)
 
+    async def _output_of(self, call_id: str, name: str, arguments: str) -> str:
+        tool = self.tools.get(name)
+        if tool is None:
+            return error_output(f"unknown tool {name!r}; available: {', '.join(sorted(self.tools)) or 'none'}")
+        try:
+            tool.parse_arguments(arguments)
+        except json.JSONDecodeError as exc:
+            return error_output(f"arguments are not valid JSON: {exc.msg}")
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"]) or "arguments"
+            return error_output(f"invalid arguments: {where}: {err['msg']}")
+        if tool.needs_approval:
+            decision = await decide(self.approver, ApprovalRequest("function", call_id, name, arguments))
+            if not decision.approve:
+                return json.dumps({"error": "the user did not approve this call", "reason": decision.reason})
+        timeout = tool.timeout or self.timeout
+        context = ToolContext(call_id=call_id, name=name, arguments=arguments, call=self.handle,
+                              logger=logging.getLogger(f"voiceclient.tools.{name}"))
+        try:
+            result = await asyncio.wait_for(tool.invoke(arguments, context), timeout)
+        except TimeoutError:
+            return error_output(f"tool {name} timed out after {timeout:g} s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("tool %s raised %s: %s", name, type(exc).__name__, exc)
+            return error_output(f"{type(exc).__name__}: {exc}")
+        try:
+            return serialise(result)
+        except (TypeError, ValueError) as exc:
+            return error_output(f"the tool's result could not be serialised: {exc}")
+
     def _maybe_continue(self, calls: _ResponseCalls) -> None:
         if calls.had_calls and not calls.pending and calls.done_status is not None and not calls.continued:
             calls.continued = True
-            if calls.done_status == "completed":
+            if calls.done_status == "completed" and not calls.interrupted:
                 self._create()
+
+    # ------------------------------------------------------------------------------------------ MCP approvals
+    def _start_mcp_approval(self, item: Any) -> None:
+        if item.id in self._answered_mcp:
+            return
+        self._answered_mcp.add(item.id)
+        extra = item.model_extra or {}
+        request = ApprovalRequest("mcp", item.id or "", item.name or "", item.arguments or "",
+                                  server_label=extra.get("server_label"))
+        task = asyncio.ensure_future(self._answer_mcp(request))
+        self._approvals.add(task)
+        task.add_done_callback(self._approvals.discard)
+
+    async def _answer_mcp(self, request: ApprovalRequest) -> None:
+        decision = await decide(self.approver, request)
+        if self.on_result is not None:
+            verdict = "approved" if decision.approve else f"refused ({decision.reason})"
+            self.on_result(f"mcp {request.server_label}/{request.name}", request.arguments, verdict, 0.0)
+        fields: dict[str, Any] = {"approval_request_id": request.id, "approve": decision.approve}
+        if decision.reason:
+            fields["reason"] = decision.reason
+        self._send(ConversationItemCreate(item=Item(type="mcp_approval_response", **fields)))
+        self._create()
+
+    # ------------------------------------------------------------------------------------------ output
+    def _send(self, event: ClientEvent) -> None:
+        if not self._closed:
+            self.send(event)
 
     def _create(self) -> None:
         event = ResponseCreate()
         assert event.event_id is not None
         self._create_ids.add(event.event_id)
-        self.send(event)
+        self._send(event)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        """Cancel whatever still runs; nothing is sent after this."""
+        self._closed = True
+        tasks = [r.task for r in self._running.values()] + list(self._approvals)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
