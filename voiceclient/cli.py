@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from typing import Any
 from collections.abc import Sequence
 
-from .config import ClientSettings, build_session
+from .config import ClientSettings, build_session, load_config_file
 from .errors import ConfigError, VoiceClientError
 
 EXIT_INTERRUPTED = 130
 
 
 def _session_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("session (sent as the session object; file first, then these flags)")
+    g = p.add_argument_group("session (sent as the session object: --config, --session, then these flags)")
+    g.add_argument("--config", metavar="FILE", help="config file (TOML or JSON) with [session] and [tools]")
     g.add_argument("--session", metavar="FILE", help="session object as JSON or TOML")
     g.add_argument("--model", help="e.g. gpt-realtime")
     g.add_argument("--instructions", help="system instructions")
     g.add_argument("--voice", help="output voice, e.g. marin")
     g.add_argument("--set", dest="assignments", action="append", default=[], metavar="PATH=VALUE",
                    help="any session field, VALUE as JSON: --set audio.input.turn_detection=null")
+
+
+def _tool_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tools", action="append", default=[], metavar="FILE.py|package.module",
+                   help="load @tool functions (enabled); installed plugins are enabled in the config's [tools]")
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -49,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--output", metavar="OUT.wav", help="assistant audio, mono 24 kHz")
     call.add_argument("--record", metavar="CONV.wav", help="stereo 24 kHz: left sent, right received")
     call.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
-    call.add_argument("--tools", action="append", default=[], metavar="FILE.py|package.module",
-                      help="load @tool functions")
+    _tool_flags(call)
+    call.add_argument("--approve", choices=["always", "never"],
+                      help="answer to tools that need approval and MCP approval requests (default: the config's "
+                           "[tools] approve, else never)")
+    call.add_argument("--tool-timeout", type=float, metavar="SECONDS", help="default tool timeout (30)")
     call.add_argument("--idle-exit", type=float, default=2.0, metavar="SECONDS",
                       help="hang up after the input ends and the conversation is idle this long (default 2)")
     call.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long in any case")
@@ -64,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--scenario", metavar="FILE", help="scripted replies (JSON or TOML); default: echo")
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
 
+    tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
+    tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
+    _tool_flags(tools)
+    tools.add_argument("--json", action="store_true", help="machine-readable output")
+
     demo = sub.add_parser("demo", help="a whole call with a tool against the embedded server, offline")
     demo.add_argument("--output-dir", default="demo-output")
     demo.add_argument("--quiet", action="store_true")
@@ -75,24 +90,33 @@ def _check_positive(name: str, value: float | None) -> None:
         raise ConfigError(f"{name}: {value:g} is not allowed; must be greater than 0")
 
 
+def _load_config(path: str | None) -> dict[str, Any]:
+    return load_config_file(path) if path else {}
+
+
 async def run_call(args: argparse.Namespace) -> int:
     from .audio.sources import WavSource
     from .printer import TranscriptPrinter
     from .session import VoiceCall
-    from .tools.plugins import load_all
+    from .tools.approvals import policy
+    from .tools.plugins import select, tools_config
 
     _check_positive("--idle-exit", args.idle_exit)
     _check_positive("--max-duration", args.max_duration)
+    _check_positive("--tool-timeout", args.tool_timeout)
+    config = _load_config(args.config)
     settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
                                        ice_servers=args.ice_servers or None)
-    session = build_session(args.session, assignments=args.assignments, model=args.model,
-                            instructions=args.instructions, **{"audio.output.voice": args.voice})
-    tools = load_all(args.tools)
+    session = build_session(args.session, base=config.get("session"), assignments=args.assignments,
+                            model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
+    tools_cfg = tools_config(config.get("tools"))
+    tools, _ = select(tools_cfg, args.tools)
     source = WavSource(args.input)
     printer = TranscriptPrinter(quiet=args.quiet)
     async with VoiceCall(settings, session, source=source, tools=tools, output_wav=args.output,
-                         record_wav=args.record, events_jsonl=args.events,
-                         on_tool_result=printer.tool_result) as call:
+                         record_wav=args.record, events_jsonl=args.events, on_tool_result=printer.tool_result,
+                         tool_timeout=args.tool_timeout or tools_cfg.timeout,
+                         approver=policy(args.approve or tools_cfg.approve)) as call:
         printer.attach(call)
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
@@ -119,6 +143,40 @@ async def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_tools(args: argparse.Namespace) -> int:
+    from .tools.plugins import ENTRY_POINT_GROUP, select, tools_config
+
+    config = _load_config(args.config)
+    chosen, sources = select(tools_config(config.get("tools")), args.tools)
+    schema = [t.definition.to_wire() for t in chosen]
+    if args.json:
+        print(json.dumps({"sources": [{"name": s.name, "origin": s.origin, "installed": s.installed,
+                                       "enabled": s.enabled, "error": s.error,
+                                       "tools": [t.name for t in s.tools]} for s in sources],
+                          "enabled": [t.name for t in chosen], "schema": schema}, indent=2))
+        return 0
+    enabled = {id(t) for t in chosen}
+    installed = [s for s in sources if s.installed]
+    print(f"installed plugins (entry-point group {ENTRY_POINT_GROUP}): {len(installed) or 'none'}")
+    for s in sources:
+        if not s.installed and s is sources[0]:
+            print("from --tools:")
+        state = "enabled" if s.enabled else "not enabled (add it to [tools] plugins)"
+        print(f"  {s.name}  {state}  {s.origin if s.installed else ''}".rstrip())
+        if s.error:
+            print(f"      error: {s.error}")
+        for t in s.tools:
+            flags = [f for f, on in (("needs approval", t.needs_approval),
+                                     ("cancel on interrupt", t.cancel_on_interrupt),
+                                     (f"timeout {t.timeout or 0:g} s", t.timeout)) if on]
+            mark = "on " if id(t) in enabled else "off"
+            print(f"      [{mark}] {t.name}: {t.description.splitlines()[0] if t.description else ''}"
+                  + (f"  ({', '.join(flags)})" if flags else ""))
+    print(f"\nsent to the model as session.tools ({len(schema)}):")
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo as demo
 
@@ -136,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         for noisy in ("aioice", "aiortc", "httpx"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    runner: Any = {"call": run_call, "serve": run_serve, "demo": run_demo}[args.command]
+    runner: Any = {"call": run_call, "serve": run_serve, "tools": run_tools, "demo": run_demo}[args.command]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         return asyncio.run(runner(args))

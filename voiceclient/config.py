@@ -307,23 +307,39 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "session") -> Any:
         raise ConfigError(describe_error(exc, prefix, data)) from None
 
 
-def load_session_file(path: str | Path) -> dict[str, Any]:
-    """Read a session object from a .json or .toml file (a `[session]` table in TOML is also accepted)."""
+def _read_object(path: str | Path, what: str) -> dict[str, Any]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read session file {p}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror}") from None
     try:
-        if p.suffix.lower() == ".toml":
-            data: Any = tomllib.loads(text)
-            data = data.get("session", data)
-        else:
-            data = json.loads(text)
+        data: Any = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+        raise ConfigError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the session must be an object, not {type(data).__name__}")
+        raise ConfigError(f"{p}: expected an object, not {type(data).__name__}")
+    return data
+
+
+def load_session_file(path: str | Path) -> dict[str, Any]:
+    """Read a session object from a .json or .toml file (a `session` table is also accepted)."""
+    data = _read_object(path, "session file")
+    session = data.get("session", data)
+    if not isinstance(session, dict):
+        raise ConfigError(f"{path}: the session must be an object, not {type(session).__name__}")
+    return session
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file (TOML or JSON) with optional `session` and `tools` sections."""
+    data = _read_object(path, "config file")
+    unknown = sorted(set(data) - {"session", "tools"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; expected session and tools")
+    for key in ("session", "tools"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ConfigError(f"{path}: [{key}] must be a table")
     return data
 
 
@@ -353,14 +369,24 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return path.strip(), value
 
 
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
 def build_session(
     file: str | Path | None = None,
     *,
+    base: dict[str, Any] | None = None,
     assignments: list[str] | None = None,
     **fields: Any,
 ) -> SessionConfig:
-    """File, then `field=value` keywords (dotted keys allowed), then `--set` assignments; validated once."""
-    data: dict[str, Any] = load_session_file(file) if file else {}
+    """`base` (a config file's session), then the session file, then `field=value` keywords (dotted keys
+    allowed), then `--set` assignments; validated once."""
+    data: dict[str, Any] = _deep_merge(base or {}, load_session_file(file) if file else {})
     for key, value in fields.items():
         if value is not None:
             set_path(data, key, value)

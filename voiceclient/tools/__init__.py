@@ -1,5 +1,6 @@
 """Function tools: `@tool` declares them, the runner executes them during a call, plugins load them."""
 
-from .registry import Tool, tool
+from .approvals import ApprovalDecision, ApprovalRequest, Approver, policy
+from .registry import Tool, ToolContext, tool
 
-__all__ = ["Tool", "tool"]
+__all__ = ["ApprovalDecision", "ApprovalRequest", "Approver", "Tool", "ToolContext", "policy", "tool"]
