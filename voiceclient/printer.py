@@ -70,6 +70,18 @@ class TranscriptPrinter:
             self.line(f"assistant: (response {event.response.status}{': ' + reason if reason else ''})")
         elif kind == "error":
             self.line(f"server error: {event.error.message} ({event.error.code})")
+        elif kind == "conversation.item.done" and event.item.type == "mcp_list_tools":
+            names = [t.get("name") for t in (event.item.model_extra or {}).get("tools", [])]
+            label = (event.item.model_extra or {}).get("server_label")
+            self.line(f"mcp: {label} offers {', '.join(names) or 'no tools'}")
+        elif kind == "conversation.item.done" and event.item.type == "mcp_approval_request":
+            extra = event.item.model_extra or {}
+            self.line(f"mcp: approval requested for {extra.get('server_label')}/{event.item.name}"
+                      f"({event.item.arguments})")
+        elif kind == "response.output_item.done" and event.item.type == "mcp_call":
+            extra = event.item.model_extra or {}
+            result = extra.get("output") if extra.get("error") is None else f"failed: {extra['error']}"
+            self.line(f"mcp: {extra.get('server_label')}/{event.item.name}({event.item.arguments}) -> {result}")
 
     def tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
         self.tools_called.append(name)

@@ -29,7 +29,9 @@ from ..audio.sources import PlayoutQueue, to_rtp_rate
 from ..audio.tracks import InboundReader, OutboundTrack
 from ..events import models as ev
 from ..events.models import new_id
-from .responders import FunctionCall, Responder, ResponsePlan, Speech, TurnContext
+from .responders import (
+    FunctionCall, McpApprovalRequest, McpCall, Responder, ResponsePlan, Speech, TurnContext,
+)
 from .session import SessionError, apply_update
 from .vad import EnergyVad, VadEvent
 
@@ -90,6 +92,10 @@ class ServerCall:
         self.answered_upto = 0  # index into self.items already answered by a response
         self.audio_started = False
         self.events_sent = 0
+        self.call_origins: dict[str, Any] = {}  # function call_id -> what the responder attached to it
+        self.mcp_pending: dict[str, McpApprovalRequest] = {}  # approval request item id -> the request
+        self.mcp_listed: set[str] = set()
+        self.produced: set[str] = set()  # ids of the items responses (or the server) created
         self.closed = asyncio.Event()
         self._resampler = Resampler(RTP_RATE, API_RATE)
         self._consumer: asyncio.Task[None] | None = None
@@ -138,7 +144,39 @@ class ServerCall:
         return self.pc.localDescription.sdp
 
     def _on_open(self) -> None:
-        self.send({"type": "session.created", "session": self.session})
+        self.send({"type": "session.created", "session": self.public_session()})
+        self._list_mcp_tools()
+
+    def public_session(self) -> dict[str, Any]:
+        """The session as sent to the client: MCP credentials are never echoed back."""
+        out = json.loads(json.dumps(self.session))
+        for tool in out.get("tools") or []:
+            if tool.get("type") == "mcp":
+                tool.pop("authorization", None)
+                if isinstance(tool.get("headers"), dict):
+                    tool["headers"] = {k: "[redacted]" for k in tool["headers"]}
+        return out
+
+    def _list_mcp_tools(self) -> None:
+        """`mcp_list_tools.*` for each MCP server the session gained (the tools are the scenario's)."""
+        names_of = getattr(self.responder, "mcp_tool_names", lambda label: [])
+        for tool in self.session.get("tools") or []:
+            label = tool.get("server_label")
+            if tool.get("type") != "mcp" or label in self.mcp_listed:
+                continue
+            self.mcp_listed.add(label)
+            item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label,
+                                    "tools": []}
+            previous = self.items[-1]["id"] if self.items else None
+            self.items.append(item)
+            self.produced.add(item["id"])
+            self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+            self.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
+            allowed = tool.get("allowed_tools")
+            names = [n for n in names_of(label) if not isinstance(allowed, list) or n in allowed]
+            item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
+            self.send({"type": "mcp_list_tools.completed", "item_id": item["id"]})
+            self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     # ------------------------------------------------------------------------------------------ output
     def send(self, event: dict[str, Any]) -> None:
@@ -280,7 +318,8 @@ class ServerCall:
             self.error(exc.message, exc.code, exc.param, event.event_id)
             return
         self.vad.configure(self._turn_detection())
-        self.send({"type": "session.updated", "session": self.session})
+        self.send({"type": "session.updated", "session": self.public_session()})
+        self._list_mcp_tools()
 
     async def _on_input_audio_buffer_append(self, event: ev.InputAudioBufferAppend) -> None:
         try:
@@ -327,13 +366,18 @@ class ServerCall:
             self.error(f"Previous item with id '{previous}' not found.", "item_not_found", "previous_item_id",
                        event.event_id)
             return
+        if item.get("type") == "mcp_approval_response" and item["approval_request_id"] not in self.mcp_pending:
+            self.error(f"No MCP approval request with id '{item['approval_request_id']}'.", "item_not_found",
+                       "item.approval_request_id", event.event_id)
+            return
         if any(it["id"] == item.get("id") for it in self.items):
             self.error(f"Item with id '{item['id']}' already exists.", "item_already_exists", "item.id",
                        event.event_id)
             return
         item.setdefault("id", new_id("item"))
-        item["object"] = "realtime.item"
-        item["status"] = "completed"
+        if not item["type"].startswith("mcp_"):
+            item["object"] = "realtime.item"
+            item["status"] = "completed"
         if previous is None and self.items:
             previous = self.items[-1]["id"]
         self._add_item(item, previous)
@@ -358,7 +402,10 @@ class ServerCall:
         elif kind == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 return "A function_call item needs call_id and name.", "item.call_id"
-        elif kind not in ("mcp_approval_response",):
+        elif kind == "mcp_approval_response":
+            if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
+                return "An mcp_approval_response needs approval_request_id and approve.", "item.approval_request_id"
+        else:
             return f"Invalid 'item.type': {kind!r}.", "item.type"
         return None
 
@@ -424,19 +471,34 @@ class ServerCall:
 
     # ------------------------------------------------------------------------------------------ responses
     def _context(self) -> TurnContext:
-        new = self.items[self.answered_upto:]
+        """What the next response answers: MCP approval decisions, else a new user message (a user turn, even if
+        tool outputs came in meanwhile), else the function outputs that arrived since the last response."""
+        new = [it for it in self.items[self.answered_upto:] if it["id"] not in self.produced]
         self.answered_upto = len(self.items)
-        names = {it.get("call_id"): it.get("name") for it in self.items if it.get("type") == "function_call"}
-        outputs = [(names.get(it["call_id"]) or "unknown", it["output"]) for it in new
-                   if it.get("type") == "function_call_output"]
-        ctx = TurnContext(function_outputs=outputs, turn_index=self.turn_index)
+        ctx = TurnContext(turn_index=self.turn_index)
+        ctx.mcp_tools = {t["server_label"]: t for t in self.session.get("tools") or [] if t.get("type") == "mcp"}
+        for it in new:
+            if it.get("type") == "mcp_approval_response":
+                request = self.mcp_pending.pop(it["approval_request_id"], None)
+                if request is not None:
+                    request.call.approval_request_id = it["approval_request_id"]
+                    ctx.mcp_decisions.append((request, it["approve"], it.get("reason")))
+        if ctx.mcp_decisions:
+            return ctx
         users = [it for it in new if it.get("type") == "message" and it.get("role") == "user"]
-        if users and not outputs:
+        if users:
             last = users[-1]
             texts = [p.get("text") for p in last.get("content", []) if p.get("type") == "input_text"]
             if texts:
                 ctx.user_text = " ".join(t for t in texts if t)
             ctx.user_audio = self.item_audio.get(last["id"])
+            self.turn_index += 1
+            return ctx
+        names = {it.get("call_id"): it.get("name") for it in self.items if it.get("type") == "function_call"}
+        outputs = [it for it in new if it.get("type") == "function_call_output"]
+        ctx.function_outputs = [(names.get(it["call_id"]) or "unknown", it["output"]) for it in outputs]
+        ctx.origin = next((self.call_origins[it["call_id"]] for it in outputs
+                           if self.call_origins.get(it["call_id"]) is not None), None)
         if not outputs:
             self.turn_index += 1
         return ctx
@@ -472,6 +534,10 @@ class ServerCall:
             for index, output in enumerate(plan.outputs):
                 if isinstance(output, FunctionCall):
                     self._emit_function_call(resp, index, output)
+                elif isinstance(output, McpApprovalRequest):
+                    self._emit_mcp_approval_request(resp, index, output)
+                elif isinstance(output, McpCall):
+                    await self._emit_mcp_call(resp, index, output)
                 else:
                     await self._emit_message(resp, index, output, audio)
             resp.obj["status"] = "completed"
@@ -502,7 +568,7 @@ class ServerCall:
         previous = self.items[-1]["id"] if self.items else None
         resp.obj["output"].append(item)
         self.items.append(item)
-        self.answered_upto = len(self.items)
+        self.produced.add(item["id"])
         self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index,
                    "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
@@ -572,7 +638,40 @@ class ServerCall:
         self.send({"type": "response.function_call_arguments.done", **ids, "name": call.name,
                    "arguments": call.arguments})
         item["arguments"] = call.arguments
+        self.call_origins[call_id] = call.origin
         self._finish_item(resp, index, item, previous, "completed")
+
+    def _emit_mcp_approval_request(self, resp: ActiveResponse, index: int, request: McpApprovalRequest) -> None:
+        call = request.call
+        item = {"id": new_id("item"), "type": "mcp_approval_request", "server_label": call.server_label,
+                "name": call.name, "arguments": call.arguments}
+        previous = self._output_item(resp, index, item)
+        self.mcp_pending[item["id"]] = request
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
+                   "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+    async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
+        item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_call", "server_label": call.server_label,
+                                "name": call.name, "arguments": ""}
+        if call.approval_request_id:
+            item["approval_request_id"] = call.approval_request_id
+        previous = self._output_item(resp, index, item)
+        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": index}
+        self.send({"type": "response.mcp_call_arguments.delta", **ids, "delta": call.arguments})
+        self.send({"type": "response.mcp_call_arguments.done", **ids, "arguments": call.arguments})
+        item["arguments"] = call.arguments
+        self.send({"type": "response.mcp_call.in_progress", "item_id": item["id"], "output_index": index})
+        await asyncio.sleep(0.05)  # the hosted call takes a moment
+        if call.error is not None:
+            item["error"] = {"type": "tool_execution_error", "message": call.error}
+            self.send({"type": "response.mcp_call.failed", "item_id": item["id"], "output_index": index})
+        else:
+            item["output"] = call.output or ""
+            self.send({"type": "response.mcp_call.completed", "item_id": item["id"], "output_index": index})
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
+                   "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     async def cancel_response(self, resp: ActiveResponse, reason: str) -> None:
         if resp.task is None or resp.task.done():

@@ -15,6 +15,12 @@ Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scena
       [turns.after_tools]             # the response to the client's response.create after the outputs
       text = "It is {output[forecast]} in {output[city]}."
       audio = "answer.wav"            # or tone = { frequency = 660, seconds = 1.0 }, or echo = true
+      [turns.mcp]                     # a hosted MCP call (approval per the session's require_approval)
+      server_label = "docs"
+      name = "search"
+      arguments = { q = "webrtc" }
+      output = "3 results"            # or error = "..."
+      after = { text = "The docs say: {output}" }
 """
 
 from __future__ import annotations
@@ -47,11 +53,30 @@ class Speech:
 class FunctionCall:
     name: str
     arguments: str  # JSON text, sent as the model would
+    origin: Any = None  # what the responder wants back with the output (the scenario turn)
+
+
+@dataclass
+class McpApprovalRequest:
+    """Ask the client to approve a hosted MCP call; `call` runs once it is approved."""
+
+    call: "McpCall"
+    after: Any = None  # what to say once the call has run (the scenario's reply spec)
+
+
+@dataclass
+class McpCall:
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None = None
+    error: str | None = None
+    approval_request_id: str | None = None
 
 
 @dataclass
 class ResponsePlan:
-    outputs: list[Speech | FunctionCall] = field(default_factory=list)
+    outputs: list[Speech | FunctionCall | McpApprovalRequest | McpCall] = field(default_factory=list)
     delay_ms: int = 0
 
 
@@ -62,6 +87,9 @@ class TurnContext:
     user_audio: np.ndarray | None = None  # 24 kHz mono of the last committed user turn
     user_text: str | None = None
     function_outputs: list[tuple[str, str]] = field(default_factory=list)  # (function name, output text)
+    origin: Any = None  # FunctionCall.origin of the calls those outputs answer
+    mcp_decisions: list[tuple[McpApprovalRequest, bool, str | None]] = field(default_factory=list)
+    mcp_tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # the session's MCP tools by server_label
     turn_index: int = 0
 
 
@@ -120,9 +148,22 @@ class CallSpec(BaseModel):
     arguments: dict[str, Any] | str = Field(default_factory=dict)
 
 
+class McpSpec(BaseModel):
+    """A hosted MCP call the "model" makes; approval follows the session's `require_approval` for the server."""
+
+    model_config = ConfigDict(extra="forbid")
+    server_label: str
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    output: str | None = None
+    error: str | None = None
+    after: ReplySpec | None = None  # spoken after the call; {output} is the MCP output
+
+
 class TurnSpec(ReplySpec):
     calls: list[CallSpec] = Field(default_factory=list)
     after_tools: ReplySpec | None = None
+    mcp: McpSpec | None = None
 
 
 class ScenarioSpec(BaseModel):
@@ -184,9 +225,45 @@ class ScenarioResponder:
             return None
         return Speech(text, pcm)
 
+    def mcp_tool_names(self, server_label: str) -> list[str]:
+        return sorted({t.mcp.name for t in self.spec.turns if t.mcp and t.mcp.server_label == server_label})
+
+    def _after_mcp(self, ctx: TurnContext) -> ResponsePlan:
+        plan = ResponsePlan()
+        for request, approved, reason in ctx.mcp_decisions:
+            call = request.call
+            if approved:
+                plan.outputs.append(call)
+                if request.after is not None:
+                    speech = self._speech(request.after, ctx, {"output": call.output or call.error or ""})
+                    if speech:
+                        plan.outputs.append(speech)
+            else:
+                text = f"I did not run {call.name}" + (f": {reason}" if reason else ".")
+                plan.outputs.append(Speech(text, placeholder_audio(text)))
+        return plan
+
+    def _mcp_outputs(self, spec: McpSpec, ctx: TurnContext) -> list[Any]:
+        args = spec.arguments if isinstance(spec.arguments, str) else json.dumps(spec.arguments)
+        call = McpCall(spec.server_label, spec.name, args, output=spec.output, error=spec.error)
+        tool = ctx.mcp_tools.get(spec.server_label)
+        if tool is None:
+            text = f"There is no MCP server {spec.server_label!r} in this session."
+            return [Speech(text, placeholder_audio(text))]
+        rule = tool.get("require_approval", "always")
+        if isinstance(rule, dict):
+            never = (rule.get("never") or {}).get("tool_names") or []
+            rule = "never" if spec.name in never else "always"
+        if rule == "never":
+            after = self._speech(spec.after, ctx, {"output": spec.output or spec.error or ""}) if spec.after else None
+            return [call] + ([after] if after else [])
+        return [McpApprovalRequest(call, spec.after)]
+
     def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.mcp_decisions:
+            return self._after_mcp(ctx)
         if ctx.function_outputs:
-            turn = self._last_turn
+            turn = ctx.origin if isinstance(ctx.origin, TurnSpec) else self._last_turn
             if turn is None or turn.after_tools is None:
                 return self._echo.plan(ctx)
             fields: dict[str, Any] = {"outputs": {}}
@@ -214,5 +291,7 @@ class ScenarioResponder:
             plan.outputs.append(speech)
         for call in turn.calls:
             args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
-            plan.outputs.append(FunctionCall(call.name, args))
+            plan.outputs.append(FunctionCall(call.name, args, origin=turn))
+        if turn.mcp is not None:
+            plan.outputs.extend(self._mcp_outputs(turn.mcp, ctx))
         return plan

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from ..events.models import ClientEvent, ConversationItemCreate, Item, ResponseCreate
+from ..events.models import ClientEvent, ConversationItemCreate, Item, ResponseCreate, new_id
 from .approvals import ApprovalRequest, Approver, decide
 from .registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
 
@@ -215,7 +215,8 @@ class ToolRunner:
         if self.on_result is not None:
             verdict = "approved" if decision.approve else f"refused ({decision.reason})"
             self.on_result(f"mcp {request.server_label}/{request.name}", request.arguments, verdict, 0.0)
-        fields: dict[str, Any] = {"approval_request_id": request.id, "approve": decision.approve}
+        fields: dict[str, Any] = {"id": new_id("item"), "approval_request_id": request.id,
+                                  "approve": decision.approve}
         if decision.reason:
             fields["reason"] = decision.reason
         self._send(ConversationItemCreate(item=Item(type="mcp_approval_response", **fields)))
