@@ -137,3 +137,20 @@ async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) ->
     assert "latency per turn" in out
     for name in ("conversation.wav", "assistant.wav", "events.jsonl"):
         assert (tmp_path / "demo" / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("flag, expected", [([], "did not approve"), (["--approve", "always"], "sent to ada")])
+async def test_call_approval_policy_flag(flag: list[str], expected: str, tmp_path: Path) -> None:
+    tools = tmp_path / "mail.py"
+    tools.write_text("from voiceclient import tool\n@tool(needs_approval=True)\n"
+                     "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n")
+    config = tmp_path / "c.toml"
+    config.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n')
+    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" /
+                                                                              "approval.toml")) as server:
+        code, out, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--tools", str(tools),
+                                       "--config", str(config), "--base-url", server.base_url, "--api-key", "sk-x",
+                                       "--idle-exit", "1", *flag)
+    assert code == 0, err
+    tool_line = next(line for line in out.splitlines() if "tool: send_email" in line)
+    assert expected in tool_line

@@ -156,3 +156,136 @@ def test_plugins_from_file_and_module(tmp_path, monkeypatch) -> None:
     empty.write_text("x = 1\n")
     with pytest.raises(Exception, match="no @tool"):
         load_tools(str(empty))
+
+
+# ----------------------------------------------------------------------------------------------- schemas
+from typing import Annotated, Optional  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from voiceclient.tools import ApprovalDecision, ApprovalRequest, ToolContext, policy  # noqa: E402
+from voiceclient.tools.approvals import decide  # noqa: E402
+from voiceclient.tools.registry import parse_docstring  # noqa: E402
+
+
+def test_argument_descriptions_from_annotated_field_and_docstrings() -> None:
+    @tool
+    def google(a: int, b: Annotated[str, "from Annotated"], c: Annotated[float, Field(ge=0, description="f")] = 1.0,
+               d: Optional[list[int]] = None) -> None:  # noqa: UP045 (users write Optional)
+        """Does things.
+
+        More detail here.
+
+        Args:
+            a (int): from the docstring,
+                continued.
+            b: ignored, Annotated wins
+        Returns:
+            nothing
+        """
+
+    props = google.parameters["properties"]
+    assert google.description == "Does things.\n\nMore detail here."
+    assert props["a"] == {"description": "from the docstring, continued.", "type": "integer"}
+    assert props["b"]["description"] == "from Annotated"
+    assert props["c"] == {"default": 1.0, "description": "f", "minimum": 0.0, "type": "number"}
+    assert props["d"]["anyOf"] == [{"items": {"type": "integer"}, "type": "array"}, {"type": "null"}]
+    assert google.parameters["required"] == ["a", "b"]
+
+    def sphinx(x: str) -> None:
+        """Sphinx style.
+
+        :param x: the x
+        """
+
+    assert parse_docstring(sphinx.__doc__ or "") == ("Sphinx style.", {"x": "the x"})
+
+
+def test_context_parameter_is_not_in_the_schema_and_must_come_first() -> None:
+    @tool
+    def with_ctx(ctx: ToolContext, q: str) -> str:
+        return ctx.arguments
+
+    assert list(with_ctx.parameters["properties"]) == ["q"] and with_ctx.wants_context
+    def misplaced(q: str, ctx: ToolContext) -> None: ...
+
+    with pytest.raises(ToolDefinitionError, match="first parameter"):
+        tool(misplaced)
+    with pytest.raises(ToolDefinitionError, match="timeout"):
+        tool(timeout=0)(lambda: None)
+
+
+def test_unserialisable_results_and_big_results() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    assert serialise(Point(3)) == '{"x": 3}'
+    cut = json.loads(serialise(list(range(10000)), limit=100))
+    assert cut["truncated"] is True and cut["original_chars"] > 100 and len(cut["output"]) == 100
+
+
+async def test_approvals_normalise_answers_and_failures() -> None:
+    req = ApprovalRequest("function", "c1", "f", "{}")
+    assert (await decide(policy("always"), req)).approve
+    assert not (await decide(policy("never"), req)).approve
+    assert not (await decide(None, req)).approve
+
+    async def boom(r: ApprovalRequest) -> bool:
+        raise RuntimeError("ui crashed")
+
+    assert "ui crashed" in (await decide(boom, req)).reason
+
+    async def slow(r: ApprovalRequest) -> bool:
+        await asyncio.sleep(5)
+        return True
+
+    assert not (await decide(slow, req, timeout=0.05)).approve
+
+    async def plain(r: ApprovalRequest) -> bool:
+        return True
+
+    assert await decide(plain, req) == ApprovalDecision(True)
+    with pytest.raises(ValueError):
+        policy("sometimes")
+
+
+@tool
+def echo_number(n: int, label: str = "x") -> dict:
+    """Echo."""
+    return {"n": n, "label": label}
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                       max_size=3), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arguments=st.one_of(st.text(max_size=40), json_values.map(json.dumps),
+                           st.fixed_dictionaries({"n": json_values}).map(json.dumps)))
+def test_any_argument_text_gets_exactly_one_output_and_one_response_create(arguments: str) -> None:
+    async def scenario() -> list[ev.ClientEvent]:
+        sent: list[ev.ClientEvent] = []
+        runner = ToolRunner([echo_number], sent.append)
+        common = {"response_id": "r1", "item_id": "i", "output_index": 0}
+        runner.on_event(done_event("response.function_call_arguments.done", call_id="c1", name="echo_number",
+                                   arguments=arguments, **common))
+        runner.on_event(done_event("response.done", response={"id": "r1", "status": "completed"}))
+        for _ in range(200):
+            if not runner.busy:
+                break
+            await asyncio.sleep(0.005)
+        await runner.close()
+        return sent
+
+    sent = asyncio.run(scenario())
+    outputs = [e for e in sent if isinstance(e, ev.ConversationItemCreate)]
+    assert len(outputs) == 1 and outputs[0].item.call_id == "c1"
+    out = json.loads(outputs[0].item.output)
+    assert isinstance(out, dict) and ("error" in out or isinstance(out.get("n"), int))
+    assert [type(e).__name__ for e in sent] == ["ConversationItemCreate", "ResponseCreate"]
