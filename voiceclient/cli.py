@@ -71,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the embedded Realtime server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--scenario", metavar="FILE", help="scripted replies (JSON or TOML); default: echo")
+    serve.add_argument("--scenario", metavar="FILE",
+                       help="scripted turns, or agent rules (JSON or TOML); default: echo")
+    serve.add_argument("--agent", action="store_true",
+                       help="answer with the offline agent (listens, speaks, acknowledges what it heard)")
+    serve.add_argument("--vad", choices=["auto", "energy"], default="auto",
+                       help="auto: Silero VAD when installed (speech), else energy; energy: level only (tones)")
+    serve.add_argument("--no-speech", action="store_true", help="do not load the offline speech models")
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
 
     tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
@@ -126,16 +132,32 @@ async def run_call(args: argparse.Namespace) -> int:
 
 async def run_serve(args: argparse.Namespace) -> int:
     from .server import RealtimeServer
-    from .server.responders import ScenarioResponder
+    from .server.agent import AgentResponder, is_agent_file
+    from .server.responders import Responder, ScenarioResponder
+    from .server.speech import SpeechBackends
 
-    responder = ScenarioResponder.from_file(args.scenario) if args.scenario else None
-    server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key)
+    responder: Responder | None = None
+    if args.scenario and is_agent_file(args.scenario):
+        responder = AgentResponder.from_file(args.scenario)
+    elif args.scenario:
+        responder = ScenarioResponder.from_file(args.scenario)
+    elif args.agent:
+        responder = AgentResponder()
+    speech = None if args.no_speech else SpeechBackends()
+    server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
+                            vad=args.vad)
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
     print(f"  try: voiceclient call --base-url {server.base_url} --api-key sk-local --input IN.wav", flush=True)
+    if speech is not None:
+        await speech.ready()
+        print(f"  offline speech: {speech.describe()} (loaded in {speech.load_seconds:.1f} s)", flush=True)
+        hint = speech.missing()
+        if hint:
+            print(f"  {hint}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -10,7 +10,9 @@ from .audio.sources import WavSource
 from .config import ClientSettings, SessionConfig
 from .printer import TranscriptPrinter
 from .server import RealtimeServer
+from .server.agent import AgentResponder
 from .server.responders import ScenarioResponder
+from .server.speech import SpeechBackends
 from .session import VoiceCall
 from .tools import tool
 
@@ -33,13 +35,23 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     files = {"conversation": out / "conversation.wav", "assistant": out / "assistant.wav",
              "events": out / "events.jsonl"}
+    printer = TranscriptPrinter(quiet=quiet)
+    speech = SpeechBackends()
+    await speech.ready()
+    agent = speech.stt is not None and speech.tts is not None
     session = SessionConfig.model_validate({
         "type": "realtime", "instructions": "You are a weather assistant.",
-        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                            **({"transcription": {"model": "whisper-1"}} if agent else {})}},
     })
-    printer = TranscriptPrinter(quiet=quiet)
-    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(asset("demo.toml"))) as server:
+    responder = AgentResponder.from_file(asset("agent_demo.toml")) if agent else \
+        ScenarioResponder.from_file(asset("demo.toml"))
+    async with RealtimeServer(port=0, responder=responder, speech=speech) as server:
         printer.line(f"embedded Realtime server at {server.base_url} (no key, no network)")
+        if agent:
+            printer.line(f"offline agent: {speech.describe()} (models loaded in {speech.load_seconds:.1f} s)")
+        else:
+            printer.line("scripted replies; " + (speech.missing() or ""))
         settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo")
         async with VoiceCall(settings, session, source=WavSource(asset("demo_user.wav")), tools=[get_weather],
                              output_wav=files["assistant"], record_wav=files["conversation"],
@@ -51,6 +63,7 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
         "connect_seconds": call.connect_seconds,
         "user_turns": printer.user_turns,
         "responses": printer.responses,
+        "agent": agent,
         "latencies": call.meter.latencies,
         "tool_calls": call.tool_calls,
         "speech_sent_seconds": call.meter.speech_sent_seconds,

@@ -24,6 +24,7 @@ from aiohttp import web
 from .call import InvalidOffer, ServerCall
 from .responders import EchoResponder, Responder
 from .session import SessionError, apply_update, default_session
+from .speech import SpeechBackends
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -53,7 +54,12 @@ class RealtimeServer:
     """`async with RealtimeServer(port=0) as server: server.base_url` -> `http://127.0.0.1:PORT/v1`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
-                 api_key: str | None = None, max_call_seconds: float = 3600.0) -> None:
+                 api_key: str | None = None, max_call_seconds: float = 3600.0,
+                 speech: SpeechBackends | None = None, vad: str = "auto") -> None:
+        """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
+        `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"."""
+        self.speech = speech
+        self.vad = vad
         self.host = host
         self.port = port
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
@@ -71,6 +77,8 @@ class RealtimeServer:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> "RealtimeServer":
+        if self.speech is not None:
+            self.speech.start_loading()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -176,8 +184,10 @@ class RealtimeServer:
             except SessionError as exc:
                 raise ApiError(400, exc.message, exc.code, exc.param) from None
         call_id = "rtc_" + secrets.token_hex(16)
+        if self.speech is not None:
+            await self.speech.ready()  # the first call waits for the models (loaded once per server)
         call = ServerCall(call_id, session, self.responder_factory(), on_closed=self._on_call_closed,
-                          max_seconds=self.max_call_seconds)
+                          max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad)
         try:
             answer = await call.answer(sdp)
         except InvalidOffer as exc:

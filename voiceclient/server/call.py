@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import logging
 import time
@@ -30,10 +31,11 @@ from ..audio.tracks import InboundReader, OutboundTrack
 from ..events import models as ev
 from ..events.models import new_id
 from .responders import (
-    FunctionCall, McpApprovalRequest, McpCall, Responder, ResponsePlan, Speech, TurnContext,
+    FunctionCall, McpApprovalRequest, McpCall, Responder, ResponsePlan, Speech, TurnContext, placeholder_audio,
 )
 from .session import SessionError, apply_update
-from .vad import EnergyVad, VadEvent
+from .speech import SpeechBackends
+from .vad import TurnDetector, VadEvent
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
@@ -62,11 +64,22 @@ def _words(text: str) -> list[str]:
     return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts) if p or i == len(parts) - 1]
 
 
+def _word_offsets(text: str) -> list[tuple[int, str]]:
+    """(character offset, word with its trailing space) for each word of `text`."""
+    out, offset = [], 0
+    for word in _words(text):
+        out.append((offset, word))
+        offset += len(word)
+    return out
+
+
 class ServerCall:
     def __init__(self, call_id: str, session: dict[str, Any], responder: Responder,
                  on_closed: Callable[["ServerCall"], None] | None = None,
-                 max_seconds: float = 3600.0) -> None:
+                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
+                 vad: str = "auto") -> None:
         self.id = call_id
+        self.speech = speech
         self.session = session
         self.responder = responder
         self.on_closed = on_closed
@@ -79,7 +92,10 @@ class ServerCall:
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.items: list[dict[str, Any]] = []
         self.item_audio: dict[str, np.ndarray] = {}
-        self.vad = EnergyVad(self._turn_detection())
+        self.vad = TurnDetector(self._turn_detection(), speech.vad() if speech and vad != "energy" else None)
+        self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
+        self.item_text: dict[str, str] = {}  # assistant item id -> the full text it was to say
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.buffer: list[np.ndarray] = []
         self.buffer_start_ms = 0
         self.audio_samples = 0  # 24 kHz samples of input audio received in this session
@@ -237,6 +253,8 @@ class ServerCall:
             try:
                 if kind == "client":
                     await self._on_client_message(payload)
+                elif kind == "idle":
+                    await self._on_idle_timeout()
                 else:
                     await self._on_vad(payload)
             except asyncio.CancelledError:
@@ -250,6 +268,7 @@ class ServerCall:
         if td is None:
             return
         if vad_event.kind == "started":
+            self._cancel_idle_timer()
             self.speech_item = new_id("item")
             self.speech_start_ms = vad_event.ms
             self.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": vad_event.ms,
@@ -276,6 +295,44 @@ class ServerCall:
                 "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
         self.item_audio[item_id] = pcm
         self._add_item(item, previous)
+        self._transcribe(item)
+
+    def _transcribe(self, item: dict[str, Any]) -> None:
+        """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
+        wanted = self.session["audio"]["input"].get("transcription") is not None
+        if self.speech is None or (self.speech.stt is None and not wanted):
+            return
+        task = asyncio.ensure_future(self._run_transcription(item, wanted))
+        self.transcripts[item["id"]] = task
+
+    async def _run_transcription(self, item: dict[str, Any], announce: bool) -> str | None:
+        assert self.speech is not None
+        started = time.monotonic()
+        pcm = self.item_audio.get(item["id"], np.zeros(0, np.int16))
+        try:
+            if self.speech.stt is None:
+                raise RuntimeError("no speech-to-text backend is installed (pip install 'voiceclient[agent]')")
+            text = await self.speech.transcribe(pcm) or ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("call %s: transcription failed: %s", self.id, exc)
+            if announce:
+                self.send({"type": "conversation.item.input_audio_transcription.failed", "item_id": item["id"],
+                           "content_index": 0, "error": {"type": "transcription_error",
+                                                         "code": "transcription_unavailable", "message": str(exc),
+                                                         "param": None}})
+            return None
+        item["content"][0]["transcript"] = text
+        if announce:
+            for word in _words(text):
+                self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item["id"],
+                           "content_index": 0, "delta": word})
+            self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item["id"],
+                       "content_index": 0, "transcript": text,
+                       "usage": {"type": "duration", "seconds": round(pcm.size / API_RATE, 3)}})
+        log.info("call %s: heard %r (%.2f s to transcribe)", self.id, text, time.monotonic() - started)
+        return text
 
     def _add_item(self, item: dict[str, Any], previous: str | None) -> None:
         if previous is None or not self.items or previous == self.items[-1]["id"]:
@@ -445,11 +502,14 @@ class ServerCall:
         self._truncate(item, event.audio_end_ms, length_ms)
 
     def _truncate(self, item: dict[str, Any], end_ms: int, length_ms: int) -> None:
+        """Keep the words whose audio had started by `end_ms` (by their position in the full text)."""
+        full = self.item_text.get(item["id"])
         for part in item.get("content") or []:
-            if part.get("transcript"):
-                words = part["transcript"].split(" ")
-                keep = int(len(words) * end_ms / length_ms) if length_ms else 0
-                part["transcript"] = " ".join(words[:keep])
+            text = full if full is not None else part.get("transcript")
+            if text:
+                heard = end_ms / length_ms if length_ms else 0.0
+                part["transcript"] = "".join(w for off, w in _word_offsets(text)
+                                             if off / max(1, len(text)) < heard).rstrip()
         self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
                    "audio_end_ms": end_ms})
 
@@ -492,6 +552,9 @@ class ServerCall:
             if texts:
                 ctx.user_text = " ".join(t for t in texts if t)
             ctx.user_audio = self.item_audio.get(last["id"])
+            ctx.user_item_id = last["id"]
+            if ctx.user_text is not None:
+                ctx.transcript = ctx.user_text
             self.turn_index += 1
             return ctx
         names = {it.get("call_id"): it.get("name") for it in self.items if it.get("type") == "function_call"}
@@ -519,16 +582,27 @@ class ServerCall:
         self.active = active
         self.responses[resp_id] = active
         self.last_response_id = resp_id
-        plan = self.responder.plan(self._context())
-        active.task = asyncio.ensure_future(self._run_response(active, plan, modalities == ["audio"]))
+        self._cancel_idle_timer()
+        ctx = self._context()
+        active.task = asyncio.ensure_future(self._run_response(active, ctx, modalities == ["audio"]))
         return active
 
-    async def _run_response(self, resp: ActiveResponse, plan: ResponsePlan, audio: bool) -> None:
+    async def _plan(self, ctx: TurnContext) -> ResponsePlan:
+        """Give the responder what it needs (the user's transcript, for responders that listen) and plan."""
+        if getattr(self.responder, "listens", False) and ctx.user_item_id in self.transcripts:
+            ctx.transcript = await asyncio.shield(self.transcripts[ctx.user_item_id])
+        plan = self.responder.plan(ctx)
+        if inspect.isawaitable(plan):
+            plan = await plan
+        return plan
+
+    async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
         self.send({"type": "response.created", "response": {**resp.obj, "output": []}})
         self.send({"type": "rate_limits.updated", "rate_limits": [
             {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
             {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15}]})
         try:
+            plan = await self._plan(ctx)
             if plan.delay_ms:
                 await asyncio.sleep(plan.delay_ms / 1000)
             for index, output in enumerate(plan.outputs):
@@ -591,9 +665,16 @@ class ServerCall:
         self.send({"type": "response.content_part.added", **ids,
                    "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
         status = "completed"
+        self.item_text[item_id] = speech.text
+        start = resp.queued
         try:
-            if audio and speech.pcm is not None and speech.pcm.size:
-                pcm48 = to_rtp_rate(speech.pcm, API_RATE)
+            pcm24 = speech.pcm
+            if audio and pcm24 is None and self.speech is not None:
+                pcm24 = await self.speech.synthesize(speech.text)
+            if audio and pcm24 is None:
+                pcm24 = placeholder_audio(speech.text)
+            if audio and pcm24 is not None and pcm24.size:
+                pcm48 = to_rtp_rate(pcm24, API_RATE)
                 start = resp.queued
                 self.playout.put(resp.id, pcm48)
                 resp.queued += pcm48.size
@@ -604,7 +685,12 @@ class ServerCall:
                     await asyncio.wait_for(resp.started.wait(), 0.5)
                 except TimeoutError:
                     pass
-            for word in _words(speech.text):
+            total = max(1, resp.queued - start)
+            for offset, word in _word_offsets(speech.text):
+                if audio and speech.paced:  # each word goes out when its audio does
+                    due = start + int(total * offset / max(1, len(speech.text)))
+                    while self.playout.played(resp.id) < due and not resp.cleared and self.playout.pending(resp.id):
+                        await asyncio.sleep(0.01)
                 said += word
                 self.send({"type": "response.output_audio_transcript.delta" if audio else
                            "response.output_text.delta", **ids, "delta": word})
@@ -709,6 +795,34 @@ class ServerCall:
         resp = self.responses.get(resp_id)
         if resp is not None and resp.started.is_set() and not resp.cleared:
             self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
+            self._arm_idle_timer()
+
+    # ------------------------------------------------------------------------------------------ idle timeout
+    def _arm_idle_timer(self) -> None:
+        td = self._turn_detection() or {}
+        timeout = td.get("idle_timeout_ms")
+        self._cancel_idle_timer()
+        if td.get("type") == "server_vad" and timeout and self.active is None:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                timeout / 1000, lambda: self.queue.put_nowait(("idle", None)))
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    async def _on_idle_timeout(self) -> None:
+        """`idle_timeout_ms` after playback with no user speech: commit an empty turn and respond."""
+        self._idle_timer = None
+        if self.active is not None or self.vad.speaking or self._turn_detection() is None:
+            return
+        item_id = new_id("item")
+        now = self._now_ms()
+        self.send({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": now, "audio_end_ms": now,
+                   "item_id": item_id})
+        self._take_buffer()
+        self._commit(np.zeros(0, np.int16), item_id)
+        self.start_response(None)
 
     # ------------------------------------------------------------------------------------------ teardown
     async def close(self) -> None:
@@ -716,6 +830,9 @@ class ServerCall:
             return
         self._closing = True
         self._timer.cancel()
+        self._cancel_idle_timer()
+        for task in self.transcripts.values():
+            task.cancel()
         if self.active is not None:
             await self.cancel_response(self.active, "client_cancelled")
         if self._consumer is not None and self._consumer is not asyncio.current_task():

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Speech:
     text: str
-    pcm: np.ndarray | None  # 24 kHz mono int16; None for text-only output
+    pcm: np.ndarray | None = None  # 24 kHz mono int16; None: the server speaks `text` (TTS, else a tone)
+    paced: bool = False  # send each transcript word when its audio plays (as a speaking agent does)
 
 
 @dataclass
@@ -86,6 +87,8 @@ class TurnContext:
 
     user_audio: np.ndarray | None = None  # 24 kHz mono of the last committed user turn
     user_text: str | None = None
+    user_item_id: str | None = None
+    transcript: str | None = None  # what the user said (typed text, or STT of the audio for listening responders)
     function_outputs: list[tuple[str, str]] = field(default_factory=list)  # (function name, output text)
     origin: Any = None  # FunctionCall.origin of the calls those outputs answer
     mcp_decisions: list[tuple[McpApprovalRequest, bool, str | None]] = field(default_factory=list)

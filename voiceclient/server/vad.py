@@ -1,22 +1,49 @@
-"""Server VAD on the received audio: energy based, honouring the session's `turn_detection` fields.
+"""Server VAD on the received audio, honouring the session's `turn_detection` fields.
 
-`threshold` (0..1) maps linearly to a frame level of -70 dBFS (0.0) .. -20 dBFS (1.0); the default 0.5 is
--45 dBFS. Speech starts after 2 consecutive frames above it (40 ms, so a click does not start a turn) and stops
-after `silence_duration_ms` below it. `semantic_vad` is approximated by a pause length from its eagerness
-(high 300 ms, auto/medium 600 ms, low 1200 ms); the real one uses a turn-end model.
+The turn logic (`TurnDetector`) is separate from where the speech probability comes from:
+- `EnergyProbability` (always available): a 20 ms frame's level mapped linearly from -70 dBFS (0.0) to -20 dBFS
+  (1.0), so the default `threshold` 0.5 means -45 dBFS.
+- `SileroProbability` (the `agent` extra): Silero VAD v6 run by onnxruntime on 32 ms frames at 16 kHz.
+
+Speech starts after 2 frames at or above `threshold`; it stops after `silence_duration_ms` below the release
+level (`threshold`, or `threshold - 0.15` for a model). `audio_start_ms` includes `prefix_padding_ms`;
+`audio_end_ms` includes the silence, as in the API. `semantic_vad` is approximated honestly: no turn-end model,
+just a pause length from `eagerness` (high 300 ms, medium/auto 600 ms, low 1200 ms) at threshold 0.5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from ..audio.format import API_FRAME, API_RATE, rms_dbfs
+from ..audio.format import API_RATE, rms_dbfs
+from ..audio.resample import Resampler
 
 EAGERNESS_PAUSE_MS = {"high": 300, "auto": 600, "medium": 600, "low": 1200}
 START_FRAMES = 2
+
+
+class SpeechProbability(Protocol):
+    rate: int  # sample rate the model wants
+    frame: int  # samples per frame at that rate
+    hysteresis: float  # how far below the threshold speech must fall to count as silence
+
+    def __call__(self, frame: np.ndarray) -> float: ...
+    def reset(self) -> None: ...
+
+
+class EnergyProbability:
+    rate = API_RATE
+    frame = API_RATE // 50  # 20 ms
+    hysteresis = 0.0
+
+    def __call__(self, frame: np.ndarray) -> float:
+        return float(np.clip((rms_dbfs(frame) + 70.0) / 50.0, 0.0, 1.0))
+
+    def reset(self) -> None:
+        pass
 
 
 @dataclass
@@ -25,62 +52,72 @@ class VadEvent:
     ms: int  # audio_start_ms (with prefix padding) or audio_end_ms, from the start of the session's audio
 
 
-class EnergyVad:
-    def __init__(self, turn_detection: dict[str, Any] | None) -> None:
+class TurnDetector:
+    def __init__(self, turn_detection: dict[str, Any] | None, probability: SpeechProbability | None = None) -> None:
+        self.prob: SpeechProbability = probability or EnergyProbability()
+        self._resampler = Resampler(API_RATE, self.prob.rate) if self.prob.rate != API_RATE else None
+        self.frame_ms = self.prob.frame * 1000 / self.prob.rate
         self.configure(turn_detection)
         self.speaking = False
         self._above = 0
-        self._below_ms = 0
-        self._first_above_ms = 0
+        self._below_ms = 0.0
+        self._first_above_ms = 0.0
         self._pending = np.zeros(0, np.int16)
-        self.position_ms = 0
+        self.position_ms = 0.0
+        self.last_probability = 0.0
 
     def configure(self, td: dict[str, Any] | None) -> None:
         self.enabled = td is not None
         td = td or {}
         if td.get("type") == "semantic_vad":
-            self.threshold_db = -45.0
+            self.threshold = 0.5
             self.prefix_ms = 300
             self.silence_ms = EAGERNESS_PAUSE_MS.get(td.get("eagerness") or "auto", 600)
         else:
-            threshold = td.get("threshold", 0.5)
-            self.threshold_db = -70.0 + 50.0 * float(0.5 if threshold is None else threshold)
-            prefix, silence = td.get("prefix_padding_ms"), td.get("silence_duration_ms")
+            threshold, prefix, silence = td.get("threshold"), td.get("prefix_padding_ms"), td.get("silence_duration_ms")
+            self.threshold = 0.5 if threshold is None else float(threshold)
             self.prefix_ms = 300 if prefix is None else int(prefix)
             self.silence_ms = 200 if silence is None else int(silence)
+        self.release = max(0.0, self.threshold - self.prob.hysteresis)
 
     def reset(self) -> None:
         self.speaking = False
         self._above = 0
-        self._below_ms = 0
+        self._below_ms = 0.0
 
     def feed(self, pcm: np.ndarray) -> list[VadEvent]:
-        """Feed 24 kHz mono audio; returns the start/stop events it completes (in order)."""
-        events: list[VadEvent] = []
+        """Feed 24 kHz mono audio; returns the start/stop events it completes, in order."""
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
         data = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
-        frame_ms = API_FRAME * 1000 // API_RATE
-        n = data.size // API_FRAME
+        n = data.size // self.prob.frame
+        events: list[VadEvent] = []
         for i in range(n):
-            frame = data[i * API_FRAME:(i + 1) * API_FRAME]
-            loud = rms_dbfs(frame) > self.threshold_db
+            p = self.prob(data[i * self.prob.frame:(i + 1) * self.prob.frame])
+            self.last_probability = p
             if self.enabled:
-                if not self.speaking:
-                    if loud:
-                        if self._above == 0:
-                            self._first_above_ms = self.position_ms
-                        self._above += 1
-                        if self._above >= START_FRAMES:
-                            self.speaking = True
-                            self._below_ms = 0
-                            events.append(VadEvent("started", max(0, self._first_above_ms - self.prefix_ms)))
-                    else:
-                        self._above = 0
-                else:
-                    self._below_ms = 0 if loud else self._below_ms + frame_ms
-                    if self._below_ms >= max(self.silence_ms, frame_ms):
-                        self.speaking = False
-                        self._above = 0
-                        events.append(VadEvent("stopped", self.position_ms + frame_ms))
-            self.position_ms += frame_ms
-        self._pending = data[n * API_FRAME:].copy()
+                self._step(p, events)
+            self.position_ms += self.frame_ms
+        self._pending = data[n * self.prob.frame:].copy()
         return events
+
+    def _step(self, p: float, events: list[VadEvent]) -> None:
+        if not self.speaking:
+            if p >= self.threshold:
+                if self._above == 0:
+                    self._first_above_ms = self.position_ms
+                self._above += 1
+                if self._above >= START_FRAMES:
+                    self.speaking = True
+                    self._below_ms = 0.0
+                    events.append(VadEvent("started", int(max(0.0, self._first_above_ms - self.prefix_ms))))
+            else:
+                self._above = 0
+        else:
+            self._below_ms = 0.0 if p >= self.release else self._below_ms + self.frame_ms
+            if self._below_ms >= max(self.silence_ms, self.frame_ms):
+                self.speaking = False
+                self._above = 0
+                events.append(VadEvent("stopped", int(self.position_ms + self.frame_ms)))
+
+

