@@ -197,10 +197,64 @@ async def bench_cpu(seconds: float) -> tuple[float, float]:
         server.wait(10)
 
 
+def rss_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def bench_agent(silence_ms: int) -> None:
+    """The offline agent in a `voiceclient serve` process: load time, RSS, per-turn latency, CPU."""
+    from voiceclient.demo import get_weather
+    from voiceclient.server.speech import SpeechBackends
+
+    t0 = time.monotonic()
+    probe = SpeechBackends()
+    await probe.ready()
+    print(f"agent models ({probe.describe()}): loaded in {probe.load_seconds:.2f} s in-process "
+          f"({time.monotonic() - t0:.2f} s with imports)")
+    del probe
+    rules = ROOT / "voiceclient" / "assets" / "agent_demo.toml"
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario",
+                               str(rules)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        while "offline speech" not in (line := server.stdout.readline()):
+            pass
+        print(f"server: {line.strip()}; RSS {rss_of(server.pid):.0f} MB after loading")
+        session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {
+            "transcription": {"model": "whisper-1"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": silence_ms}}}})
+        silence = BufferSource(np.zeros(0, np.int16))
+        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session, source=silence,
+                             tools=[get_weather]) as call:
+            c0, w0 = cpu_of(server.pid), time.monotonic()
+            await asyncio.sleep(5)
+            idle = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
+            from voiceclient.audio.sources import WavSource
+
+            call.source = source = WavSource(ROOT / "voiceclient" / "assets" / "demo_user.wav")
+            assert call._track is not None
+            call._track.source = source
+            c0, w0 = cpu_of(server.pid), time.monotonic()
+            await call.run_until_idle(1.0, 60)
+            talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
+        lat = ", ".join(f"{x * 1000:.0f} ms" for x in call.meter.latencies)
+        print(f"end of user speech -> first assistant audio, per turn (silence_duration_ms {silence_ms}): {lat}")
+        print(f"server CPU: idle call {idle:.1f} % of one core, talking {talking:.1f} %; "
+              f"RSS {rss_of(server.pid):.0f} MB after the conversation")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu"])
+                        choices=["connect", "latency", "cpu", "agent"])
+    parser.add_argument("--silence-ms", type=int, default=500, help="agent: the session's silence_duration_ms")
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
@@ -215,6 +269,8 @@ async def main() -> None:
         label = "stock aiortc jitter buffer" if args.stock else "immediate jitter buffer"
         for name, values in (await bench_latency(args.seconds, args.stock)).items():
             print(f"one-way {name:27s} ({label}): {stats(values)}")
+    if "agent" in args.what:
+        await bench_agent(args.silence_ms)
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "

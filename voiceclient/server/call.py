@@ -96,6 +96,7 @@ class ServerCall:
         self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
         self.item_text: dict[str, str] = {}  # assistant item id -> the full text it was to say
         self._idle_timer: asyncio.TimerHandle | None = None
+        self.speculative: tuple[str, asyncio.Task[str | None]] | None = None  # (speech item, early transcript)
         self.buffer: list[np.ndarray] = []
         self.buffer_start_ms = 0
         self.audio_samples = 0  # 24 kHz samples of input audio received in this session
@@ -267,6 +268,12 @@ class ServerCall:
         td = self._turn_detection()
         if td is None:
             return
+        if vad_event.kind == "paused":
+            self._speculate(vad_event.ms)
+            return
+        if vad_event.kind == "resumed":
+            self.speculative = None
+            return
         if vad_event.kind == "started":
             self._cancel_idle_timer()
             self.speech_item = new_id("item")
@@ -297,6 +304,21 @@ class ServerCall:
         self._add_item(item, previous)
         self._transcribe(item)
 
+    def _wants_transcripts(self) -> bool:
+        return self.speech is not None and self.speech.stt is not None and (
+            getattr(self.responder, "listens", False)
+            or self.session["audio"]["input"].get("transcription") is not None)
+
+    def _speculate(self, pause_ms: int) -> None:
+        """The user paused: transcribe what was said so far while the silence runs on (kept if they stop)."""
+        if not self._wants_transcripts() or self.speech_item is None:
+            return
+        assert self.speech is not None
+        pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
+        lo = max(0, (self.speech_start_ms - self.buffer_start_ms) * API_RATE // 1000)
+        hi = max(lo, (pause_ms - self.buffer_start_ms) * API_RATE // 1000)
+        self.speculative = (self.speech_item, asyncio.ensure_future(self.speech.transcribe(pcm[lo:hi])))
+
     def _transcribe(self, item: dict[str, Any]) -> None:
         """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
         wanted = self.session["audio"]["input"].get("transcription") is not None
@@ -309,10 +331,12 @@ class ServerCall:
         assert self.speech is not None
         started = time.monotonic()
         pcm = self.item_audio.get(item["id"], np.zeros(0, np.int16))
+        early = self.speculative[1] if self.speculative and self.speculative[0] == item["id"] else None
+        self.speculative = None
         try:
             if self.speech.stt is None:
                 raise RuntimeError("no speech-to-text backend is installed (pip install 'voiceclient[agent]')")
-            text = await self.speech.transcribe(pcm) or ""
+            text = (await early if early is not None else await self.speech.transcribe(pcm)) or ""
         except asyncio.CancelledError:
             raise
         except Exception as exc:

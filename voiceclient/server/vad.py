@@ -48,7 +48,7 @@ class EnergyProbability:
 
 @dataclass
 class VadEvent:
-    kind: str  # "started" | "stopped"
+    kind: str  # "started" | "stopped"; "paused" / "resumed" for a pause inside speech (a turn may be ending)
     ms: int  # audio_start_ms (with prefix padding) or audio_end_ms, from the start of the session's audio
 
 
@@ -79,6 +79,9 @@ class TurnDetector:
             self.prefix_ms = 300 if prefix is None else int(prefix)
             self.silence_ms = 200 if silence is None else int(silence)
         self.release = max(0.0, self.threshold - self.prob.hysteresis)
+        # A pause this long may end the turn: the server starts transcribing then, while it waits for the rest
+        # of `silence_duration_ms`, and keeps the result if the user does not resume.
+        self.pause_ms = min(150.0, self.silence_ms / 2)
 
     def reset(self) -> None:
         self.speaking = False
@@ -114,7 +117,12 @@ class TurnDetector:
             else:
                 self._above = 0
         else:
+            was_paused = self._below_ms >= self.pause_ms
             self._below_ms = 0.0 if p >= self.release else self._below_ms + self.frame_ms
+            if was_paused and self._below_ms == 0.0:
+                events.append(VadEvent("resumed", int(self.position_ms)))
+            elif not was_paused and self._below_ms >= self.pause_ms and self._below_ms < self.silence_ms:
+                events.append(VadEvent("paused", int(self.position_ms + self.frame_ms - self._below_ms)))
             if self._below_ms >= max(self.silence_ms, self.frame_ms):
                 self.speaking = False
                 self._above = 0
