@@ -73,7 +73,7 @@ def test_silero_segments_three_turns_in_noise(speech: SpeechBackends, snr_db: fl
     pcm, truth = padded_turns(snr_db)
     detector = TurnDetector({"type": "server_vad", "silence_duration_ms": 500, "prefix_padding_ms": 300},
                             speech.vad())
-    events = detector.feed(pcm)
+    events = [e for e in detector.feed(pcm) if e.kind in ("started", "stopped")]  # not the paused/resumed hints
     assert [e.kind for e in events] == ["started", "stopped"] * 3
     for (start, end), (began, stopped) in zip(truth, zip(events[0::2], events[1::2])):
         assert abs(began.ms / 1000 - (start - 0.3)) < 0.25  # the onset, less the prefix padding
@@ -236,3 +236,14 @@ def test_agent_policy_acknowledges_rules_match_and_bad_rules_fail(tmp_path: Path
     rules.write_text('[[rules]]\npattern = "(?P<x>"\n')
     with pytest.raises(ConfigError, match="rules.0.pattern"):
         AgentResponder.from_file(rules)
+
+
+def test_a_pause_inside_speech_is_announced_before_the_turn_ends() -> None:
+    from voiceclient.audio.format import tone
+
+    pcm = np.concatenate([tone(300, 0.6, API_RATE), np.zeros(int(0.3 * API_RATE), np.int16),
+                          tone(300, 0.6, API_RATE), np.zeros(int(0.8 * API_RATE), np.int16)])
+    events = TurnDetector({"type": "server_vad", "silence_duration_ms": 500}).feed(pcm)
+    assert [e.kind for e in events] == ["started", "paused", "resumed", "paused", "stopped"]
+    paused, stopped = events[3], events[4]
+    assert stopped.ms - paused.ms == 500  # the early transcription starts 500 ms before the turn is over

@@ -105,7 +105,7 @@ async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
 
 async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario",
+        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--vad", "energy", "--scenario",
         str(FIXTURES / "scenarios" / "long_reply.toml"), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
