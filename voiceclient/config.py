@@ -307,7 +307,8 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "session") -> Any:
         raise ConfigError(describe_error(exc, prefix, data)) from None
 
 
-def _read_object(path: str | Path, what: str) -> dict[str, Any]:
+def read_object_file(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON or TOML file holding one object (by its suffix); any problem is a one-line ConfigError."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -324,7 +325,7 @@ def _read_object(path: str | Path, what: str) -> dict[str, Any]:
 
 def load_session_file(path: str | Path) -> dict[str, Any]:
     """Read a session object from a .json or .toml file (a `session` table is also accepted)."""
-    data = _read_object(path, "session file")
+    data = read_object_file(path, "session file")
     session = data.get("session", data)
     if not isinstance(session, dict):
         raise ConfigError(f"{path}: the session must be an object, not {type(session).__name__}")
@@ -333,7 +334,7 @@ def load_session_file(path: str | Path) -> dict[str, Any]:
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """A config file (TOML or JSON) with optional `session` and `tools` sections."""
-    data = _read_object(path, "config file")
+    data = read_object_file(path, "config file")
     unknown = sorted(set(data) - {"session", "tools"})
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; expected session and tools")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import describe_error
+from ..config import read_object_file, validate
 from ..errors import ConfigError
 from .responders import FunctionCall, ResponsePlan, Speech, TurnContext, _Fields
 
@@ -78,18 +77,8 @@ class AgentResponder:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "AgentResponder":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-            data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
-        except OSError as exc:
-            raise ConfigError(f"cannot read agent rules {p}: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"agent rules {p}: {exc}") from None
-        try:
-            return cls(AgentSpec.model_validate(data))
-        except ValidationError as exc:
-            raise ConfigError(describe_error(exc, f"agent rules {p.name}", data)) from None
+        data = read_object_file(path, "agent rules")
+        return cls(validate(AgentSpec, data, prefix=f"agent rules {Path(path).name}"))
 
     @staticmethod
     def say(text: str) -> Speech:
@@ -131,10 +120,8 @@ class AgentResponder:
 
 def is_agent_file(path: str | Path) -> bool:
     """An agent rules file has `rules` (or only `fallback`); a scenario has `turns`."""
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
-    except (OSError, tomllib.TOMLDecodeError, json.JSONDecodeError):
+        data = read_object_file(path, "scenario")
+    except ConfigError:
         return False
-    return isinstance(data, dict) and "turns" not in data and ("rules" in data or "fallback" in data)
+    return "turns" not in data and ("rules" in data or "fallback" in data)

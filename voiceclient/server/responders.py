@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import json
 import logging
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..audio.format import API_RATE, tone
 from ..audio.sources import load_audio
-from ..config import describe_error
-from ..errors import ConfigError
+from ..config import read_object_file, validate
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +192,8 @@ class ScenarioResponder:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ScenarioResponder":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-            data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
-        except OSError as exc:
-            raise ConfigError(f"cannot read scenario {p}: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"scenario {p}: {exc}") from None
-        try:
-            spec = ScenarioSpec.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(describe_error(exc, f"scenario {p.name}", data)) from None
-        return cls(spec, p.parent)
+        data = read_object_file(path, "scenario")
+        return cls(validate(ScenarioSpec, data, prefix=f"scenario {Path(path).name}"), Path(path).parent)
 
     def _load(self, name: str) -> np.ndarray:
         if name not in self._audio_cache:
