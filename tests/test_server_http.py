@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -166,3 +167,16 @@ async def test_the_official_openai_sdk_creates_a_call(server, offer) -> None:
     secret = await client.realtime.client_secrets.create(session={"type": "realtime"})
     assert secret.value.startswith("ek_")
     await client.close()
+
+
+async def test_a_call_whose_client_never_connects_is_ended(offer, monkeypatch) -> None:
+    from voiceclient.server import call as call_module
+
+    monkeypatch.setattr(call_module, "CONNECT_TIMEOUT", 0.5)
+    async with RealtimeServer(port=0) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            resp = await http.post("/realtime/calls", headers=AUTH, files={"sdp": (None, offer, "application/sdp")})
+        assert resp.status_code == 201 and len(server.calls) == 1  # the offerer never sets the answer
+        call = server.history[-1]
+        await asyncio.wait_for(call.closed.wait(), 5)
+        assert server.calls == {}

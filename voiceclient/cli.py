@@ -155,6 +155,9 @@ async def run_serve(args: argparse.Namespace) -> int:
     if speech is not None:
         await speech.ready()
         print(f"  offline speech: {speech.describe()} (loaded in {speech.load_seconds:.1f} s)", flush=True)
+        if speech.silero is not None and args.vad == "auto":
+            print("  turns: Silero VAD hears speech only; pass --vad energy for tones or other synthetic audio",
+                  flush=True)
         hint = speech.missing()
         if hint:
             print(f"  {hint}", flush=True)

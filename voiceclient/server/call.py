@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
 MANUAL_BUFFER_MS = 15 * 60 * 1000  # input audio kept without turn detection before the oldest is dropped
 MIN_COMMIT_MS = 100
+CONNECT_TIMEOUT = 30  # seconds from the SDP answer to an open data channel
 
 
 class InvalidOffer(ValueError):
@@ -86,7 +87,11 @@ class ServerCall(ResponseMixin):
         self.closed = asyncio.Event()
         self._resampler = Resampler(RTP_RATE, API_RATE)
         self._consumer: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(max_seconds, lambda: asyncio.ensure_future(self.close()))
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max_seconds, lambda: asyncio.ensure_future(self.close()))
+        # A client that got its answer but never connects (a crashed page, a blocked port) must not hold the call.
+        self._connect_timer: asyncio.TimerHandle | None = loop.call_later(
+            CONNECT_TIMEOUT, lambda: asyncio.ensure_future(self._abandoned()))
         self._closing = False
 
         @self.pc.on("datachannel")
@@ -131,6 +136,9 @@ class ServerCall(ResponseMixin):
         return self.pc.localDescription.sdp
 
     def _on_open(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
         self.send({"type": "session.created", "session": self.public_session()})
         self._list_mcp_tools()
 
@@ -539,11 +547,19 @@ class ServerCall(ResponseMixin):
         self.start_response(None)
 
     # ------------------------------------------------------------------------------------------ teardown
+    async def _abandoned(self) -> None:
+        if self.channel is None or self.channel.readyState != "open":
+            log.info("call %s: the client never opened oai-events within %d s; ending the call", self.id,
+                     CONNECT_TIMEOUT)
+            await self.close()
+
     async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
         self._timer.cancel()
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
         self._cancel_idle_timer()
         for task in self.transcripts.values():
             task.cancel()
