@@ -35,9 +35,9 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
     out.mkdir(parents=True, exist_ok=True)
     files = {"conversation": out / "conversation.wav", "assistant": out / "assistant.wav",
              "events": out / "events.jsonl"}
-    printer = TranscriptPrinter(quiet=quiet)
     speech = SpeechBackends()
     await speech.ready()
+    printer = TranscriptPrinter(quiet=quiet)
     agent = speech.stt is not None and speech.tts is not None
     session = SessionConfig.model_validate({
         "type": "realtime", "instructions": "You are a weather assistant.",
