@@ -24,6 +24,7 @@ from aiohttp import web
 from .call import InvalidOffer, ServerCall
 from .responders import EchoResponder, Responder
 from .session import SessionError, apply_update, default_session
+from .sideband import serve_sideband
 from .speech import SpeechBackends
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
+        self.app.router.add_get("/v1/realtime", self.sideband)
         self.app.router.add_get("/", self.index)
         self._runner: web.AppRunner | None = None
 
@@ -265,6 +267,19 @@ class RealtimeServer:
         session["expires_at"] = expires_at
         self.secrets[value] = (expires_at, session)
         return web.json_response({"value": value, "expires_at": expires_at, "session": session})
+
+    async def sideband(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/realtime?call_id=rtc_…` (WebSocket): a backend joins a live call."""
+        key = self._bearer(request)
+        self._check_key(key)
+        call_id = request.query.get("call_id")
+        if not call_id:
+            raise ApiError(400, "This server offers the Realtime WebSocket only as a sideband of a WebRTC call: "
+                                "pass ?call_id=rtc_….", "missing_required_parameter", "call_id")
+        call = self.calls.get(call_id)
+        if call is None:
+            raise ApiError(404, "No session found for the provided call_id", "call_id_not_found", "call_id")
+        return await serve_sideband(request, call)
 
     def _on_call_closed(self, call: ServerCall) -> None:
         if self.calls.pop(call.id, None) is not None:

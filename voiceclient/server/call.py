@@ -30,6 +30,7 @@ from ..events.models import new_id
 from .responders import McpApprovalRequest, Responder
 from .responses import ActiveResponse, ResponseMixin, _words
 from .session import SessionError, apply_update
+from .sideband import Sideband
 from .speech import SpeechBackends
 from .vad import TurnDetector, VadEvent
 
@@ -80,6 +81,7 @@ class ServerCall(ResponseMixin):
         self.answered_upto = 0  # index into self.items already answered by a response
         self.audio_started = False
         self.events_sent = 0
+        self.sidebands: set[Sideband] = set()
         self.call_origins: dict[str, Any] = {}  # function call_id -> what the responder attached to it
         self.mcp_pending: dict[str, McpApprovalRequest] = {}  # approval request item id -> the request
         self.mcp_listed: set[str] = set()
@@ -175,13 +177,20 @@ class ServerCall(ResponseMixin):
 
     # ------------------------------------------------------------------------------------------ output
     def send(self, event: dict[str, Any]) -> None:
+        """To the data channel and every sideband, in order."""
         if "event_id" not in event:
             event = {"event_id": new_id("event"), **event}
+        text = json.dumps(event, separators=(",", ":"))
+        for sideband in list(self.sidebands):
+            sideband.push(text)
         if self.channel is None or self.channel.readyState != "open":
             log.debug("call %s: channel not open, dropped %s", self.id, event["type"])
             return
-        self.channel.send(json.dumps(event, separators=(",", ":")))
+        self.channel.send(text)
         self.events_sent += 1
+
+    def send_to(self, sideband: Sideband, event: dict[str, Any]) -> None:
+        sideband.push(json.dumps({"event_id": new_id("event"), **event}, separators=(",", ":")))
 
     def error(self, message: str, code: str | None = None, param: str | None = None,
               event_id: str | None = None, type: str = "invalid_request_error") -> None:
@@ -571,6 +580,8 @@ class ServerCall(ResponseMixin):
             await self.reader.stop()
         self.track.stop()
         await self.pc.close()
+        for sideband in list(self.sidebands):
+            sideband.close()
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed(self)
