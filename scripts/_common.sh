@@ -6,12 +6,17 @@ VENV="$ROOT/.venv"
 
 say() { printf '%s\n' "$*" >&2; }
 
-# ensure_apt CMD:PACKAGE ...  (a command to look for, and the Debian package that provides it)
+# ensure_apt CMD:PACKAGE | PACKAGE ...  (a command to look for and the Debian package that provides it, or a
+# package checked with dpkg, for libraries)
 ensure_apt() {
     local missing=() pair cmd pkg
     for pair in "$@"; do
-        cmd="${pair%%:*}"; pkg="${pair##*:}"
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+        if [[ "$pair" == *:* ]]; then
+            cmd="${pair%%:*}"; pkg="${pair##*:}"
+            command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+        else
+            dpkg-query -W -f='${Status}' "$pair" 2>/dev/null | grep -q "ok installed" || missing+=("$pair")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

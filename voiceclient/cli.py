@@ -68,6 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
     _session_flags(call)
     _connection_flags(call)
 
+    talk = sub.add_parser("talk", help="talk to the model: microphone, speaker, barge-in, echo cancellation")
+    talk.add_argument("--input-device", metavar="INDEX|NAME", help="microphone (default: the system's)")
+    talk.add_argument("--output-device", metavar="INDEX|NAME", help="speaker (default: the system's)")
+    talk.add_argument("--aec", choices=["auto", "on", "off"], default="auto",
+                      help="echo cancellation (auto: on unless the output looks like a headset)")
+    talk.add_argument("--noise-reduction", choices=["near_field", "far_field", "off"],
+                      help="the server's input noise reduction (session audio.input.noise_reduction)")
+    talk.add_argument("--push-to-talk", action="store_true",
+                      help="no turn detection: /t starts a turn, /t again sends it")
+    talk.add_argument("--record", metavar="CONV.wav", help="stereo 24 kHz: left sent, right received")
+    talk.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
+    talk.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long")
+    _tool_flags(talk)
+    talk.add_argument("--approve", choices=["always", "never"],
+                      help="answer to tools that need approval (default: the config's, else never)")
+    _session_flags(talk)
+    _connection_flags(talk)
+
+    sub.add_parser("devices", help="list microphones and speakers")
+
     serve = sub.add_parser("serve", help="the embedded Realtime server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -127,6 +147,37 @@ async def run_call(args: argparse.Namespace) -> int:
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
         printer.line("hanging up: " + ("conversation idle" if reason == "idle" else "--max-duration reached"))
+    return 0
+
+
+async def run_talk(args: argparse.Namespace) -> int:
+    from .talk import Talk
+    from .tools.approvals import policy
+    from .tools.plugins import select, tools_config
+
+    _check_positive("--max-duration", args.max_duration)
+    config = _load_config(args.config)
+    settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
+                                       ice_servers=args.ice_servers or None)
+    assignments = list(args.assignments)
+    if args.noise_reduction:
+        value = "null" if args.noise_reduction == "off" else json.dumps({"type": args.noise_reduction})
+        assignments.append(f"audio.input.noise_reduction={value}")
+    session = build_session(args.session, base=config.get("session"), assignments=assignments, model=args.model,
+                            instructions=args.instructions, **{"audio.output.voice": args.voice})
+    tools_cfg = tools_config(config.get("tools"))
+    tools, _ = select(tools_cfg, args.tools)
+    talk = Talk(settings, session, tools=tools, approver=policy(args.approve or tools_cfg.approve),
+                input_device=args.input_device, output_device=args.output_device, aec=args.aec,
+                push_to_talk=args.push_to_talk, record_wav=args.record, events_jsonl=args.events)
+    await talk.run(args.max_duration)
+    return 0
+
+
+async def run_devices(args: argparse.Namespace) -> int:
+    from .audio.devices import format_devices, list_devices
+
+    print(format_devices(list_devices()))
     return 0
 
 
@@ -219,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         for noisy in ("aioice", "aiortc", "httpx"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    runner: Any = {"call": run_call, "serve": run_serve, "tools": run_tools, "demo": run_demo}[args.command]
+    runner: Any = {"call": run_call, "talk": run_talk, "devices": run_devices, "serve": run_serve,
+                   "tools": run_tools, "demo": run_demo}[args.command]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         return asyncio.run(runner(args))

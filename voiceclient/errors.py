@@ -4,7 +4,8 @@
 
     VoiceClientError                      (base; .transient says whether a retry may help)
     ├── ConfigError(ValueError)           a bad session field, flag or file          exit 2
-    │   └── ToolDefinitionError           a @tool that cannot be described to the model
+    │   ├── ToolDefinitionError           a @tool that cannot be described to the model
+    │   └── DeviceError                   no PortAudio, no such microphone or speaker
     ├── APIError                          the HTTP API answered with an error        exit 5
     │   ├── AuthenticationError           401/403: bad, expired or missing key        exit 3
     │   ├── RateLimitError                429: quota or rate limit (.retry_after)     transient
@@ -34,6 +35,10 @@ class ConfigError(VoiceClientError, ValueError):
 
 
 class ToolDefinitionError(ConfigError):
+    pass
+
+
+class DeviceError(ConfigError):
     pass
 
 

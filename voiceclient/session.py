@@ -109,6 +109,7 @@ class VoiceCall:
         tool_timeout: float = 30.0,
         on_tool_result: Callable[[str, str, str, float], None] | None = None,
         approver: Approver | None = None,
+        playback: Callable[[Any, int, float], None] | None = None,
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
@@ -123,6 +124,7 @@ class VoiceCall:
         self.meter = TurnMeter()
         self.error: VoiceClientError | None = None
         self._paths = (output_wav, record_wav, events_jsonl)
+        self._playback = playback  # e.g. a SpeakerSink: gets every received 48 kHz mono frame
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
@@ -186,8 +188,8 @@ class VoiceCall:
         self._watch = asyncio.ensure_future(self._watch_connection())
         await self._peer.wait_open(self.settings.connect_timeout)
         remote = await asyncio.wait_for(asyncio.shield(self._peer.remote_track), self.settings.connect_timeout)
-        taps = [t for t in (self._sink, self._recorder.received if self._recorder else None, self.meter.received)
-                if t is not None]
+        taps = [t for t in (self._playback, self._sink, self._recorder.received if self._recorder else None,
+                            self.meter.received) if t is not None]
         self._reader = InboundReader(remote, taps)
         self._reader.start()
         await self._wait(session_created, self.settings.connect_timeout, "session.created")

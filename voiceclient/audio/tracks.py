@@ -42,6 +42,14 @@ class OutboundTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        next_block = getattr(self.source, "next_block", None)
+        if next_block is not None and not self._failed:  # a device-paced source (a microphone)
+            try:
+                return self._frame(await next_block())
+            except Exception as exc:
+                self._failed = True
+                log.error("audio source failed, sending silence from now on: %s", exc)
+            self._t0 = None
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
@@ -51,7 +59,14 @@ class OutboundTrack(MediaStreamTrack):
         elif now - due > 0.2:
             # The loop stalled for more than 10 frames: re-anchor the clock instead of bursting to catch up.
             self._t0 = now - self.frames_sent * FRAME_MS / 1000
-        pcm = self._pull()
+        return self._frame(self._pull())
+
+    def _frame(self, pcm: np.ndarray) -> av.AudioFrame:
+        pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
+        if pcm.size != RTP_FRAME:  # never from our sources; a wrong size must not stop the sender
+            fixed = np.zeros(RTP_FRAME, np.int16)
+            fixed[:min(pcm.size, RTP_FRAME)] = pcm[:RTP_FRAME]
+            pcm = fixed
         # Stereo with both channels equal: aiortc's Opus encoder upmixes mono at -3 dB (ffmpeg's default matrix),
         # which would cost 3 dB on every hop; a stereo frame passes through it untouched.
         frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), format="s16", layout="stereo")

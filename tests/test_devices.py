@@ -1,0 +1,94 @@
+"""Real sound devices, no sound card: a PulseAudio daemon with a virtual microphone and speaker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceclient.audio.format import RTP_RATE, dominant_frequency, tone
+
+from .conftest import FIXTURES, loud_spans
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def test_devices_are_listed_and_found(pulse) -> None:
+    from voiceclient.audio.devices import find_device, format_devices, list_devices
+    from voiceclient.errors import DeviceError
+
+    devices = list_devices()
+    table = format_devices(devices)
+    assert any(d.inputs > 0 for d in devices) and any(d.outputs > 0 for d in devices)
+    assert "< default input, > default output" in table
+    mic = find_device(None, "input")
+    assert mic.inputs >= 1 and find_device(str(mic.index), "input") == mic
+    assert find_device(mic.name[:4].upper(), "input").inputs >= 1
+    with pytest.raises(DeviceError, match="no input device 'nothing-like-this'; input devices are"):
+        find_device("nothing-like-this", "input")
+
+
+async def test_the_microphone_hears_what_is_played_into_it(pulse, tmp_path: Path) -> None:
+    from voiceclient.audio.mic import MicSource
+
+    mic = MicSource()
+    mic.start()
+    try:
+        for _ in range(100):  # warm up: PulseAudio streams stall for a moment after they start
+            await mic.next_block()
+        player = subprocess.Popen(["paplay", "--device=vmicsink", str(FIXTURES / "tone_440_16k_stereo.wav")],
+                                  env=pulse)
+        blocks = [await mic.next_block(timeout=0.5) for _ in range(150)]  # 3 s
+        player.wait(10)
+    finally:
+        mic.close()
+    pcm = np.concatenate(blocks)
+    spans = loud_spans(pcm, RTP_RATE)
+    assert spans, "nothing reached the microphone"
+    start, end = spans[0]
+    assert 0.8 < end - start < 1.2
+    assert abs(dominant_frequency(pcm[int(start * RTP_RATE) + 2400:int(end * RTP_RATE) - 2400], RTP_RATE) - 440) < 3
+    assert all(b.size == 960 for b in blocks)
+
+
+async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None:
+    from voiceclient.audio.speaker import SpeakerSink
+
+    out = tmp_path / "speaker.wav"
+    speaker = SpeakerSink()
+    speaker.start()
+    recorder = subprocess.Popen(["parecord", "--device=vspk.monitor", "--channels=1", "--rate=48000",
+                                 "--format=s16le", "--file-format=wav", str(out)], env=pulse)
+    try:
+        await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
+        pcm = tone(880, 1.0, RTP_RATE)
+        for i in range(0, pcm.size, 960):  # as the receive task does: 20 ms frames, paced
+            speaker(pcm[i:i + 960])
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        stats = (speaker.underruns, speaker.trimmed)
+    finally:
+        recorder.terminate()
+        recorder.wait(10)
+        speaker.close()
+    with wave.open(str(out)) as w:
+        heard = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    spans = loud_spans(heard, 48000)
+    assert len(spans) == 1, spans
+    start, end = spans[0]
+    assert 0.9 < end - start < 1.15
+    assert abs(dominant_frequency(heard[int(start * 48000) + 2400:int(end * 48000) - 2400], 48000) - 880) < 3
+    assert stats[1] == 0  # nothing trimmed: paced input never exceeds the cap

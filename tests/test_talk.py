@@ -1,0 +1,157 @@
+"""`voiceclient talk` through real (virtual) devices: PulseAudio's null sink is the speaker, a remapped monitor the
+microphone; paplay speaks into it and parecord listens to the speaker."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceclient import ClientSettings, SessionConfig
+from voiceclient.audio.format import API_RATE, dominant_frequency, tone
+from voiceclient.server import RealtimeServer
+from voiceclient.server.responders import ScenarioResponder
+
+from .conftest import FIXTURES, loud_spans, read_events
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def wav(path: Path, pcm: np.ndarray, rate: int = API_RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def spans_at(pcm: np.ndarray, rate: int, frequency: float) -> list[tuple[float, float]]:
+    """Loud spans whose main frequency is `frequency` (within 3 %)."""
+    out = []
+    for a, b in loud_spans(pcm, rate):
+        seg = pcm[int(a * rate):int(b * rate)]
+        if seg.size > rate // 20 and abs(dominant_frequency(seg, rate) - frequency) < frequency * 0.03:
+            out.append((a, b))
+    return out
+
+
+async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tuple[float, Path]],
+                   seconds: float, commands: list[tuple[float, str]] = ()) -> tuple[np.ndarray, object, Path]:
+    """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
+    from voiceclient.talk import Talk
+
+    events = tmp_path / "events.jsonl"
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
+                events_jsonl=str(events), commands=queue, stream=open(tmp_path / "screen.txt", "w"))
+    task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
+    while talk.call is None or talk.call.state.value != "connected":
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.0)  # PulseAudio streams stall for a moment after they start
+    out = tmp_path / "speaker.wav"
+    recorder = subprocess.Popen(["parecord", "--device=vspk.monitor", "--channels=1", "--rate=24000",
+                                 "--format=s16le", "--file-format=wav", str(out)], env=pulse)
+    start = asyncio.get_running_loop().time()
+    players = []
+    plan = sorted([(t, "play", p) for t, p in say] + [(t, "cmd", c) for t, c in commands], key=lambda x: x[0])
+    for at, kind, what in plan:
+        await asyncio.sleep(max(0.0, start + at - asyncio.get_running_loop().time()))
+        if kind == "play":
+            players.append(subprocess.Popen(["paplay", "--device=vmicsink", str(what)], env=pulse))
+        else:
+            queue.put_nowait(str(what))
+    await asyncio.sleep(max(0.0, start + seconds - asyncio.get_running_loop().time()))
+    recorder.terminate()
+    await asyncio.to_thread(recorder.wait, 10)
+    for p in players:
+        await asyncio.to_thread(p.wait, 10)
+    queue.put_nowait("/q")
+    await asyncio.wait_for(task, 15)
+    with wave.open(str(out)) as w:
+        heard = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    return heard, talk, events
+
+
+async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_speaker(pulse, tmp_path: Path) -> None:
+    said = wav(tmp_path / "a.wav", np.concatenate([tone(440, 1.0, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
+    async with RealtimeServer(port=0) as server:
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0)
+        call = server.history[-1]
+        user = [call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"]
+    assert len(user) == 1
+    a, b = loud_spans(user[0], API_RATE)[0]
+    assert abs(dominant_frequency(user[0][int(a * API_RATE) + 1200:int(b * API_RATE) - 1200], API_RATE) - 440) < 3
+    echoed = spans_at(heard, API_RATE, 440)
+    assert len(echoed) == 1 and 0.85 < echoed[0][1] - echoed[0][0] < 1.2, echoed
+    assert echoed[0][0] > 1.5  # after the user's turn ended (0.5 s + 1 s of tone + the VAD's silence)
+    assert talk.mic.blocks > 200 and talk.mic.dropped == 0
+
+
+async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path) -> None:
+    first = wav(tmp_path / "a.wav", np.concatenate([tone(440, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
+    second = wav(tmp_path / "b.wav", np.concatenate([tone(660, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")  # 3 s at 330 Hz
+    async with RealtimeServer(port=0, responder=responder) as server:
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first), (2.4, second)], seconds=8.0)
+    replies = spans_at(heard, API_RATE, 330)
+    assert replies, "the reply was never heard"
+    assert replies[0][1] - replies[0][0] < 1.8  # cut well before its 3 s
+    assert talk.interrupts >= 1
+    kinds = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
+    assert "output_audio_buffer.cleared" in kinds and "conversation.item.truncated" in kinds
+
+
+async def test_local_interrupt_command(pulse, tmp_path: Path) -> None:
+    first = wav(tmp_path / "a.wav", np.concatenate([tone(440, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
+    async with RealtimeServer(port=0, responder=responder) as server:
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first)], seconds=7.0,
+                                             commands=[(2.6, "/i")])
+    replies = spans_at(heard, API_RATE, 330)
+    assert replies and replies[0][1] - replies[0][0] < 2.0
+    log = read_events(events)
+    sent = [e["event"]["type"] for e in log if e["dir"] == "client"]
+    assert "output_audio_buffer.clear" in sent
+    assert "output_audio_buffer.cleared" in [e["event"]["type"] for e in log if e["dir"] == "server"]
+
+
+async def test_push_to_talk(pulse, tmp_path: Path) -> None:
+    from voiceclient.talk import Talk
+
+    said = wav(tmp_path / "a.wav", tone(550, 0.8, API_RATE))
+    async with RealtimeServer(port=0) as server:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
+                    push_to_talk=True, commands=queue, events_jsonl=str(tmp_path / "events.jsonl"),
+                    stream=open(tmp_path / "screen.txt", "w"))
+        task = asyncio.ensure_future(talk.run(max_duration=20))
+        while talk.call is None or talk.call.state.value != "connected":
+            await asyncio.sleep(0.05)
+        assert talk.call.effective_session["audio"]["input"]["turn_detection"] is None
+        await asyncio.sleep(1.5)
+        player = subprocess.Popen(["paplay", "--device=vmicsink", str(said)], env=pulse)  # not talking: muted
+        await asyncio.to_thread(player.wait, 10)  # (a blocking wait would stall the loop and the microphone)
+        queue.put_nowait("/t")
+        await asyncio.sleep(0.3)
+        player = subprocess.Popen(["paplay", "--device=vmicsink", str(said)], env=pulse)
+        await asyncio.to_thread(player.wait, 10)
+        await asyncio.sleep(0.3)
+        queue.put_nowait("/t")
+        stream = talk.call.events()
+        done = await stream.next_of("response.done", timeout=10)
+        queue.put_nowait("/q")
+        await asyncio.wait_for(task, 15)
+    sent = [e["event"]["type"] for e in read_events(tmp_path / "events.jsonl") if e["dir"] == "client"]
+    assert sent[sent.index("input_audio_buffer.clear"):][:3] == [
+        "input_audio_buffer.clear", "input_audio_buffer.commit", "response.create"]
+    assert done.response.status == "completed"
+    call = server.history[-1]
+    user = [call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"]
+    assert len(user) == 1  # the tone played while muted never became a turn
+    spans = loud_spans(user[0], API_RATE)
+    assert len(spans) == 1 and abs(spans[0][1] - spans[0][0] - 0.8) < 0.15

@@ -1,0 +1,115 @@
+"""The microphone as the call's audio source: 48 kHz mono s16 in 20 ms blocks, paced by the device's clock.
+
+The PortAudio callback copies each block and hands it to the event loop with `call_soon_threadsafe` into a
+bounded deque that drops the oldest block (it never grows). The outbound track awaits the next block, so the
+device's clock paces the RTP stream and nothing can drift. If the device cannot run at 48 kHz the stream runs at
+its own rate and each block is resampled once, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+
+from .devices import DeviceError, find_device, sounddevice
+from .format import RTP_FRAME, RTP_RATE, rms_dbfs
+from .resample import Resampler
+
+log = logging.getLogger(__name__)
+BlockTap = Callable[[np.ndarray], np.ndarray]
+
+
+class MicSource:
+    """An awaitable source: `await next_block()` returns the next 20 ms (silence when muted)."""
+
+    def __init__(self, device: str | int | None = None, max_blocks: int = 10,
+                 process: BlockTap | None = None) -> None:
+        self.device = find_device(device, "input")
+        self.max_blocks = max_blocks
+        self.process = process  # e.g. echo cancellation, on the event loop, 20 ms at a time
+        self.muted = False
+        self.level_dbfs = float("-inf")
+        self.blocks = 0
+        self.dropped = 0
+        self.stalls = 0
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stream: Any = None
+        self._rate = RTP_RATE
+        self._resampler: Resampler | None = None
+        self._pending = np.zeros(0, np.int16)
+
+    def start(self) -> None:
+        sd = sounddevice()
+        self._loop = asyncio.get_running_loop()
+        try:
+            sd.check_input_settings(device=self.device.index, channels=1, dtype="int16", samplerate=RTP_RATE)
+        except Exception:
+            self._rate = int(self.device.default_rate)
+            self._resampler = Resampler(self._rate, RTP_RATE)
+            log.info("microphone %s runs at %d Hz; resampling to 48 kHz", self.device.name, self._rate)
+        try:
+            self._stream = sd.InputStream(device=self.device.index, channels=1, dtype="int16",
+                                          samplerate=self._rate, blocksize=self._rate // 50, latency="low",
+                                          callback=self._callback)
+            self._stream.start()
+        except Exception as exc:
+            raise DeviceError(f"cannot open microphone {self.device.name!r}: {exc}") from None
+
+    def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        block = indata[:, 0].copy()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._push, block)
+
+    def _push(self, block: np.ndarray) -> None:
+        if self._resampler is not None:
+            block = np.concatenate([self._pending, self._resampler.process(block)])
+            whole = block.size // RTP_FRAME * RTP_FRAME
+            self._pending = block[whole:]
+            chunks = [block[i:i + RTP_FRAME] for i in range(0, whole, RTP_FRAME)]
+        else:
+            chunks = [block]
+        for chunk in chunks:
+            if chunk.size != RTP_FRAME:
+                continue
+            if len(self._queue) >= self.max_blocks:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append(chunk)
+        self._ready.set()
+
+    async def next_block(self, timeout: float = 0.1) -> np.ndarray:
+        """The next 20 ms block (a silent one, counted as a stall, if the device is late by `timeout`)."""
+        while not self._queue:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                self.stalls += 1
+                return np.zeros(RTP_FRAME, np.int16)
+        block = self._queue.popleft()
+        self.blocks += 1
+        self.level_dbfs = rms_dbfs(block)
+        if self.process is not None:
+            block = self.process(block)
+        return np.zeros(RTP_FRAME, np.int16) if self.muted else block
+
+    def read(self, n: int) -> np.ndarray:
+        """The synchronous source interface (used only if a track does not await): whatever is queued."""
+        return self._queue.popleft() if self._queue else np.zeros(n, np.int16)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception as exc:
+                log.debug("closing the microphone: %s", exc)
+            self._stream = None

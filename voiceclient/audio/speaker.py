@@ -1,0 +1,108 @@
+"""The speaker: a ring buffer written by the receive task and read by the PortAudio output callback.
+
+48 kHz mono s16 in 10 ms blocks, one stream opened for the whole call. Each talk spurt is primed with ~40 ms
+before it starts (so jitter does not click), and a cap trims delay that bursts build up. `flush()` silences the
+speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an interrupted response.
+Every block handed to the device can be passed to `reference` (the echo canceller's far end).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+
+from .devices import DeviceError, find_device, sounddevice
+from .format import RTP_RATE
+
+log = logging.getLogger(__name__)
+BLOCK = RTP_RATE // 100  # 10 ms
+
+
+class SpeakerSink:
+    def __init__(self, device: str | int | None = None, prebuffer_ms: int = 40, cap_ms: int = 200,
+                 reference: Callable[[np.ndarray], None] | None = None) -> None:
+        self.device = find_device(device, "output")
+        self.prebuffer = RTP_RATE * prebuffer_ms // 1000
+        self.cap = RTP_RATE * cap_ms // 1000
+        self.reference = reference
+        self.underruns = 0
+        self.trimmed = 0
+        self.dropped = 0
+        self.played_blocks = 0
+        self.dropping = False
+        self.latency_s = 0.0
+        self._buf = np.zeros(0, np.int16)
+        self._priming = True
+        self._lock = threading.Lock()
+        self._stream: Any = None
+
+    def start(self) -> None:
+        sd = sounddevice()
+        try:
+            self._stream = sd.OutputStream(device=self.device.index, channels=1, dtype="int16", samplerate=RTP_RATE,
+                                           blocksize=BLOCK, latency="low", callback=self._callback)
+            self._stream.start()
+            self.latency_s = float(self._stream.latency)
+        except Exception as exc:
+            raise DeviceError(f"cannot open speaker {self.device.name!r}: {exc}") from None
+
+    # The receive task's side ------------------------------------------------------------------------------
+    def __call__(self, pcm: np.ndarray, pts: int | None = None, arrival: float | None = None) -> None:
+        """A decoded 48 kHz mono frame (an InboundReader tap)."""
+        if self.dropping:
+            self.dropped += pcm.size
+            return
+        with self._lock:
+            self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
+            if self._buf.size > self.cap:
+                excess = self._buf.size - self.prebuffer
+                self._buf = self._buf[excess:]
+                self.trimmed += excess
+
+    def flush(self) -> None:
+        """Silence now: whatever is buffered is dropped (the device plays at most the block it holds)."""
+        with self._lock:
+            self._buf = np.zeros(0, np.int16)
+            self._priming = True
+
+    @property
+    def buffered_ms(self) -> float:
+        return self._buf.size * 1000 / RTP_RATE
+
+    # The device's side ------------------------------------------------------------------------------------
+    def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        with self._lock:
+            if self._priming and self._buf.size >= self.prebuffer:
+                self._priming = False
+            if self._priming or self._buf.size == 0:
+                if not self._priming:
+                    self._priming = True
+                block = np.zeros(frames, np.int16)
+            elif self._buf.size < frames:
+                self.underruns += 1
+                block = np.concatenate([self._buf, np.zeros(frames - self._buf.size, np.int16)])
+                self._buf = np.zeros(0, np.int16)
+                self._priming = True
+            else:
+                block = self._buf[:frames].copy()
+                self._buf = self._buf[frames:]
+        outdata[:, 0] = block
+        self.played_blocks += 1
+        if self.reference is not None:
+            try:
+                self.reference(block)
+            except Exception:
+                log.exception("echo reference failed")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception as exc:
+                log.debug("closing the speaker: %s", exc)
+            self._stream = None

@@ -1,0 +1,213 @@
+"""`voiceclient talk`: a spoken conversation from a laptop, with barge-in and echo cancellation.
+
+The microphone (device-paced) is the call's source and the speaker gets every received frame; both streams are
+opened before the call and stay open until it ends. Barge-in: when the server detects the user's speech while
+the assistant is audible, or on the local interrupt command, the speaker is flushed at once and audio still in
+flight for the interrupted response is dropped until the server confirms (`output_audio_buffer.cleared` or a new
+response). The terminal shows the conversation and takes commands (typed lines; a terminal reports no key
+releases, so push-to-talk is a toggle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from .audio.aec import EchoCanceller
+from .audio.mic import MicSource
+from .audio.speaker import SpeakerSink
+from .config import ClientSettings, SessionConfig
+from .events import models as ev
+from .printer import TranscriptPrinter
+from .session import VoiceCall
+from .tools.approvals import Approver
+from .tools.registry import Tool
+
+log = logging.getLogger(__name__)
+HELP = ("commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
+        "/t talk (push-to-talk: start, then /t again to send) | /s status | /q quit")
+HEADSET_WORDS = ("headset", "headphone", "earphone", "airpods", "buds", "hands-free", "handsfree")
+
+
+def wants_aec(mode: str, output_name: str) -> tuple[bool, str | None]:
+    """`--aec auto|on|off` -> (use it, a hint to print)."""
+    if mode == "off":
+        return False, None
+    have = EchoCanceller.available()
+    if mode == "on":
+        if not have:
+            from .errors import ConfigError
+
+            raise ConfigError("--aec on needs the aec extra: pip install 'voiceclient[aec]'")
+        return True, None
+    if any(w in output_name.lower() for w in HEADSET_WORDS):
+        return False, None
+    if not have:
+        return False, "echo cancellation is off: pip install 'voiceclient[aec]' so laptop speakers are not heard"
+    return True, None
+
+
+class Talk:
+    def __init__(self, settings: ClientSettings, session: SessionConfig, *, tools: list[Tool] | None = None,
+                 approver: Approver | None = None, input_device: str | None = None,
+                 output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
+                 record_wav: str | None = None, events_jsonl: str | None = None,
+                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None) -> None:
+        if push_to_talk:  # the client says when a turn ends
+            data = session.to_wire()
+            data.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
+            session = SessionConfig.model_validate(data)
+        self.settings, self.session = settings, session
+        self.tools, self.approver = tools or [], approver
+        self.push_to_talk = push_to_talk
+        self.talking = False
+        self.printer = TranscriptPrinter(stream)
+        self.speaker = SpeakerSink(output_device)
+        use_aec, hint = wants_aec(aec, self.speaker.device.name)
+        self.aec = EchoCanceller() if use_aec else None
+        if hint:
+            self.printer.line(hint)
+        if self.aec is not None:
+            self.speaker.reference = self.aec.reference
+        self.mic = MicSource(input_device, process=self.aec.process if self.aec else None)
+        self.mic.muted = push_to_talk
+        self.record_wav, self.events_jsonl = record_wav, events_jsonl
+        self.commands = commands
+        self.call: VoiceCall | None = None
+        self.interrupts = 0
+        self._quit = asyncio.Event()
+
+    # ------------------------------------------------------------------------------------------ barge-in
+    def _barge_in(self) -> None:
+        self.speaker.flush()
+        self.speaker.dropping = True
+        self.interrupts += 1
+
+    def _on_event(self, event: Any) -> None:
+        call = self.call
+        assert call is not None
+        kind = event.type
+        if kind == "input_audio_buffer.speech_started" and call.audio_playing:
+            td = (call.effective_session or {}).get("audio", {}).get("input", {}).get("turn_detection") or {}
+            if td.get("interrupt_response", True):
+                self._barge_in()
+        elif kind in ("output_audio_buffer.cleared", "response.created"):
+            self.speaker.dropping = False  # the server has confirmed: what comes now is new audio
+
+    def interrupt(self) -> None:
+        assert self.call is not None
+        self._barge_in()
+        self.call.interrupt()
+
+    # ------------------------------------------------------------------------------------------ commands
+    def command(self, line: str) -> None:
+        assert self.call is not None
+        text = line.strip()
+        if text in ("/q", "/quit"):
+            self._quit.set()
+        elif text in ("/i", "/interrupt"):
+            self.interrupt()
+            self.printer.line("(interrupted)")
+        elif text in ("/m", "/mute"):
+            self.mic.muted = not self.mic.muted
+            self.printer.line("(microphone muted)" if self.mic.muted else "(microphone on)")
+        elif text in ("/t", "/talk"):
+            self.toggle_talk()
+        elif text in ("/s", "/status"):
+            self.printer.line(self.status())
+        elif text in ("/h", "/help", "?"):
+            self.printer.line(HELP)
+        elif text:
+            self.call.send_text(text)
+            self.printer.line(f"you (typed): {text}")
+
+    def toggle_talk(self) -> None:
+        assert self.call is not None
+        if not self.talking:
+            if self.call.audio_playing or self.call.responses_active:
+                self.interrupt()
+            self.call.send(ev.InputAudioBufferClear())
+            self.mic.muted = False
+            self.talking = True
+            self.printer.line("(talking: /t again to send)")
+        else:
+            self.mic.muted = True
+            self.talking = False
+            self.call.send(ev.InputAudioBufferCommit())
+            self.call.send(ev.ResponseCreate())
+            self.printer.line("(sent)")
+
+    def status(self) -> str:
+        lat = self.call.meter.latencies if self.call else []
+        return (f"mic {self.mic.level_dbfs:6.1f} dBFS{' (muted)' if self.mic.muted else ''} | "
+                f"speaker buffer {self.speaker.buffered_ms:.0f} ms, underruns {self.speaker.underruns}, "
+                f"trimmed {self.speaker.trimmed} | mic drops {self.mic.dropped}, stalls {self.mic.stalls} | "
+                f"aec {'on' if self.aec else 'off'} | last turn "
+                f"{(str(int(lat[-1] * 1000)) + ' ms') if lat else '-'}")
+
+    # ------------------------------------------------------------------------------------------ run
+    async def _stdin_lines(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue = self.commands
+        assert queue is not None
+
+        def read() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            loop.call_soon_threadsafe(queue.put_nowait, "/q")
+
+        threading.Thread(target=read, daemon=True, name="voiceclient-stdin").start()
+
+    async def run(self, max_duration: float | None = None) -> None:
+        if self.commands is None:
+            self.commands = asyncio.Queue()
+            await self._stdin_lines()
+        self.speaker.start()
+        self.mic.start()
+        try:
+            if self.aec is not None:
+                self.aec.set_delay(int(self.speaker.latency_s * 1000) + 20)
+            call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
+                             approver=self.approver, playback=self.speaker, record_wav=self.record_wav,
+                             events_jsonl=self.events_jsonl, on_tool_result=self.printer.tool_result)
+            self.call = call
+            async with call:
+                stream = call.events()
+                self.printer.attach(call)
+                self.printer.line(f"connected in {call.connect_seconds:.2f} s; microphone {self.mic.device.name!r},"
+                                  f" speaker {self.speaker.device.name!r}, echo cancellation "
+                                  f"{'on' if self.aec else 'off'}")
+                self.printer.line(HELP)
+                follower = asyncio.ensure_future(self._follow(stream))
+                commands = asyncio.ensure_future(self._commands())
+                deadline = None if max_duration is None else time.monotonic() + max_duration
+                try:
+                    while not self._quit.is_set():
+                        if call.error is not None:
+                            raise call.error
+                        if deadline is not None and time.monotonic() >= deadline:
+                            break
+                        try:
+                            await asyncio.wait_for(self._quit.wait(), 0.2)
+                        except TimeoutError:
+                            pass
+                finally:
+                    follower.cancel()
+                    commands.cancel()
+                self.printer.line(self.status())
+        finally:
+            self.mic.close()
+            self.speaker.close()
+
+    async def _follow(self, stream: Any) -> None:
+        async for event in stream:
+            self._on_event(event)
+
+    async def _commands(self) -> None:
+        assert self.commands is not None
+        while True:
+            self.command(await self.commands.get())
