@@ -250,10 +250,171 @@ async def bench_agent(silence_ms: int) -> None:
         server.wait(10)
 
 
+def bench_aec() -> tuple[float, float, float]:
+    """Echo reduction on a synthetic laptop echo: far-end speech through a decaying room response (250 ms, 50 ms
+    decay, 10 ms delay), converged over 6 s, then double talk with a near-end talker. Returns (ERLE dB in far-end
+    only speech, near-end correlation in double talk at the best lag, CPU ms per 10 ms)."""
+    from voiceclient.audio.aec import EchoCanceller
+    from voiceclient.audio.sources import load_audio
+
+    far = load_audio(ROOT / "voiceclient" / "assets" / "demo_answer.wav", RATE)
+    near = load_audio(ROOT / "fixtures" / "hello.wav", RATE)
+    rng = np.random.default_rng(3)
+    t = np.arange(int(0.25 * RATE)) / RATE
+    room = rng.normal(0, 1, t.size) * np.exp(-t / 0.05)
+    room[:480] = 0
+    room *= 0.5 / np.sqrt(np.sum(room ** 2))
+    far3 = np.concatenate([far, far, far])
+    echo = np.convolve(far3.astype(np.float64), room)[:far3.size]
+    mic = echo.copy()
+    talk_at = 2 * far.size
+    mic[talk_at:talk_at + near.size] += near
+    mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    aec = EchoCanceller(delay_ms=10)
+    out = np.zeros_like(mic)
+    start = time.process_time()
+    for i in range(0, mic.size - 960, 960):
+        aec.reference(far3[i:i + 960])
+        out[i:i + 960] = aec.process(mic[i:i + 960])
+    cpu = (time.process_time() - start) / (mic.size / 480) * 1000
+    far_only = slice(far.size, 2 * far.size)
+    erle = 10 * np.log10(np.mean(echo[far_only] ** 2) / max(1e-9, float(np.mean(out[far_only].astype(float) ** 2))))
+    span = near.size - 2000
+    corr = max(float(np.corrcoef(out[talk_at + lag:talk_at + lag + span].astype(float),
+                                 near[:span].astype(float))[0, 1]) for lag in range(0, 1200, 48))
+    return erle, corr, cpu
+
+
+async def bench_talk(seconds: float) -> None:
+    """`talk` through PulseAudio's virtual devices against an echo server in this process."""
+    from voiceclient.audio.format import tone
+    from voiceclient.talk import Talk
+    from voiceclient.testing import virtual_audio_devices
+
+    with virtual_audio_devices() as env, tempfile.TemporaryDirectory() as tmp:
+        burst = Path(tmp) / "burst.wav"
+        import wave
+
+        with wave.open(str(burst), "wb") as w:
+            pcm = np.concatenate([np.zeros(2400, np.int16), tone(1000, 0.3, 24000, -6), np.zeros(12000, np.int16)])
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(24000)
+            w.writeframes(pcm.astype("<i2").tobytes())
+        async with RealtimeServer(port=0) as server:
+            queue: asyncio.Queue[str] = asyncio.Queue()
+            talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-bench"), SessionConfig(), aec="off",
+                        commands=queue, stream=open(os.devnull, "w"))
+            mic_in, speaker_out, srv_in, srv_out = Timeline(), Timeline(), Timeline(), Timeline()
+            task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
+            while talk.call is None or talk.call.state.value != "connected":
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2.0)
+            srv = next(iter(server.calls.values()))
+            assert srv.reader is not None
+            srv.reader.taps.append(srv_in.tap)
+            srv.track.on_frame = srv_out.tap
+            blocks = {"n": 0}
+
+            def on_mic(block: np.ndarray) -> np.ndarray:
+                mic_in.tap(block, blocks["n"] * 960, time.monotonic())
+                blocks["n"] += 1
+                return block
+
+            played = {"n": 0}
+
+            def on_speaker(block: np.ndarray) -> None:
+                speaker_out.tap(block, played["n"] * 480, time.monotonic())
+                played["n"] += 1
+
+            talk.mic.process = on_mic
+            talk.speaker.reference = on_speaker
+            for _ in range(int(seconds / 2)):
+                subprocess.Popen(["paplay", "--device=vmicsink", str(burst)], env=env)
+                await asyncio.sleep(2.0)
+            # Barge-in: a long reply, interrupted by the user; time from speech_started to the first silent block.
+            talk.mic.process = None
+            talk.speaker.reference = None
+            stream = talk.call.events()
+            talk.call.send_text("x" * 80)  # the echo responder answers with a ~4.8 s tone
+            await stream.next_of("output_audio_buffer.started", timeout=5)
+            await asyncio.sleep(1.0)
+            marks: dict[str, float] = {}
+            talk.speaker.reference = lambda b: marks.setdefault("silent", time.monotonic()) \
+                if "barge" in marks and not b.any() else None
+            subprocess.Popen(["paplay", "--device=vmicsink", str(burst)], env=env)
+            await stream.next_of("input_audio_buffer.speech_started", timeout=5)
+            marks["barge"] = time.monotonic()
+            await asyncio.sleep(1.0)
+            queue.put_nowait("/q")
+            await task
+        devices_only, with_call = await talk_cpu(seconds, env)
+    m2e = [o - i for i, o in zip(one_way_onsets(mic_in), one_way_onsets(speaker_out))]
+    echo_delay = [o - i for i, o in zip(one_way_onsets(srv_in), one_way_onsets(srv_out))]
+    app = [(a - b) * 1000 for a, b in zip(m2e, echo_delay)]
+    device = (talk.speaker.latency_s + talk.mic.latency_s) * 1000
+    print(f"talk, mouth-to-ear in the app (mic callback -> speaker callback, less the echo server's own delay): "
+          f"{stats(app)}; plus the streams' reported input and output latency {device:.0f} ms")
+    print(f"talk, the echo server's own delay (turn end + VAD silence): {stats([x * 1000 for x in echo_delay])}")
+    if "silent" in marks:
+        print(f"talk, barge-in: speech_started at the client -> first silent speaker block "
+              f"{(marks['silent'] - marks['barge']) * 1000:.1f} ms (+ {talk.speaker.latency_s * 1000:.0f} ms output "
+              "latency)")
+    print(f"talk, CPU of the talk process: {with_call:.1f} % of one core in a call (echo server in another "
+          f"process); the open microphone and speaker streams alone: {devices_only:.1f} %; the client's own work: "
+          f"{with_call - devices_only:.1f} %")
+
+
+async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
+    from voiceclient.audio.mic import MicSource
+    from voiceclient.audio.speaker import SpeakerSink
+    from voiceclient.talk import Talk
+
+    mic, speaker = MicSource(), SpeakerSink()
+    speaker.start()
+    mic.start()
+    for _ in range(100):
+        await mic.next_block()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    end = wall0 + seconds
+    while time.monotonic() < end:
+        speaker(await mic.next_block())  # loop the microphone to the speaker: the devices' own cost
+    devices_only = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
+    mic.close()
+    speaker.close()
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
+                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        talk = Talk(ClientSettings(base_url=url, api_key="sk-bench"), SessionConfig(), aec="off", commands=queue,
+                    stream=open(os.devnull, "w"))
+        task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
+        while talk.call is None or talk.call.state.value != "connected":
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        talk.call.send_text("y" * 200)  # the assistant talks for most of the measurement
+        await asyncio.sleep(seconds)
+        with_call = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
+        queue.put_nowait("/q")
+        await task
+    finally:
+        server.terminate()
+        server.wait(10)
+    return devices_only, with_call
+
+
+def one_way_onsets(timeline: Timeline) -> list[float]:
+    """Times at which each burst's first loud sample was captured/played (frame time + offset in frame)."""
+    return [at - (size - off) / RATE for at, off, size, _ in timeline.onsets()]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu", "agent"])
+                        choices=["connect", "latency", "cpu", "agent", "talk", "aec"])
     parser.add_argument("--silence-ms", type=int, default=500, help="agent: the session's silence_duration_ms")
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
@@ -269,6 +430,12 @@ async def main() -> None:
         label = "stock aiortc jitter buffer" if args.stock else "immediate jitter buffer"
         for name, values in (await bench_latency(args.seconds, args.stock)).items():
             print(f"one-way {name:27s} ({label}): {stats(values)}")
+    if "aec" in args.what:
+        erle, corr, aec_cpu = bench_aec()
+        print(f"echo cancellation (livekit AEC3) on a synthetic laptop echo: {erle:.1f} dB echo reduction, "
+              f"near-end correlation in double talk {corr:.2f}, {aec_cpu:.3f} ms CPU per 10 ms")
+    if "talk" in args.what:
+        await bench_talk(args.seconds)
     if "agent" in args.what:
         await bench_agent(args.silence_ms)
     if "cpu" in args.what:

@@ -60,41 +60,15 @@ def assert_wire_valid(path: str | Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def pulse() -> Any:
-    """A PulseAudio daemon of our own with virtual devices: `vspk` (a null sink, the speaker) and `vmic` (a
-    source remapped from the `vmicsink` monitor: what is played into `vmicsink` is heard by the microphone)."""
-    import os
+    """Our own PulseAudio daemon with a virtual microphone and speaker (see voiceclient.testing)."""
     import shutil
-    import subprocess
-    import tempfile
-    import time
+
+    from voiceclient.testing import virtual_audio_devices
 
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
         pytest.skip("PulseAudio is not installed (scripts/test installs pulseaudio and pulseaudio-utils as root)")
-    runtime = tempfile.mkdtemp(prefix="vc-pulse-")
-    os.chmod(runtime, 0o700)
-    env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
-    env.pop("PULSE_SERVER", None)
-    subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--disallow-exit",
-                    "--load=module-native-protocol-unix",
-                    "--load=module-null-sink sink_name=vspk rate=48000 channels=2",
-                    "--load=module-null-sink sink_name=vmicsink rate=48000 channels=1",
-                    "--load=module-remap-source source_name=vmic master=vmicsink.monitor",
-                    "--load=module-always-sink"], env=env, check=True, capture_output=True)
-    for _ in range(100):
-        if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
-            break
-        time.sleep(0.05)
-    subprocess.run(["pactl", "set-default-sink", "vspk"], env=env, check=True)
-    subprocess.run(["pactl", "set-default-source", "vmic"], env=env, check=True)
-    old = os.environ.get("XDG_RUNTIME_DIR")
-    os.environ["XDG_RUNTIME_DIR"] = runtime  # PortAudio's ALSA pulse plugin finds the daemon through it
-    yield env
-    subprocess.run(["pulseaudio", "--kill"], env=env, capture_output=True)
-    if old is None:
-        os.environ.pop("XDG_RUNTIME_DIR", None)
-    else:
-        os.environ["XDG_RUNTIME_DIR"] = old
-    shutil.rmtree(runtime, ignore_errors=True)
+    with virtual_audio_devices() as env:
+        yield env
 
 
 @pytest.fixture

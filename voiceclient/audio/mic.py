@@ -37,6 +37,7 @@ class MicSource:
         self.blocks = 0
         self.dropped = 0
         self.stalls = 0
+        self.latency_s = 0.0
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,6 +60,7 @@ class MicSource:
                                           samplerate=self._rate, blocksize=self._rate // 50, latency="low",
                                           callback=self._callback)
             self._stream.start()
+            self.latency_s = float(self._stream.latency)
         except Exception as exc:
             raise DeviceError(f"cannot open microphone {self.device.name!r}: {exc}") from None
 

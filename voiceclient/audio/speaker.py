@@ -1,7 +1,8 @@
 """The speaker: a ring buffer written by the receive task and read by the PortAudio output callback.
 
 48 kHz mono s16 in 10 ms blocks, one stream opened for the whole call. Each talk spurt is primed with ~40 ms
-before it starts (so jitter does not click), and a cap trims delay that bursts build up. `flush()` silences the
+before it starts (so jitter does not click); silent frames are skipped while that much is buffered, and a cap
+(120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer. `flush()` silences the
 speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an interrupted response.
 Every block handed to the device can be passed to `reference` (the echo canceller's far end).
 """
@@ -23,7 +24,7 @@ BLOCK = RTP_RATE // 100  # 10 ms
 
 
 class SpeakerSink:
-    def __init__(self, device: str | int | None = None, prebuffer_ms: int = 40, cap_ms: int = 200,
+    def __init__(self, device: str | int | None = None, prebuffer_ms: int = 40, cap_ms: int = 120,
                  reference: Callable[[np.ndarray], None] | None = None) -> None:
         self.device = find_device(device, "output")
         self.prebuffer = RTP_RATE * prebuffer_ms // 1000
@@ -32,6 +33,7 @@ class SpeakerSink:
         self.underruns = 0
         self.trimmed = 0
         self.dropped = 0
+        self.skipped_silence = 0
         self.played_blocks = 0
         self.dropping = False
         self.latency_s = 0.0
@@ -57,6 +59,11 @@ class SpeakerSink:
             self.dropped += pcm.size
             return
         with self._lock:
+            if self._buf.size >= self.prebuffer and not np.any(np.abs(pcm) > 8):
+                # A silent frame while enough is buffered: skip it, so delay built up by jitter drains away
+                # in the pauses instead of staying for the rest of the call (the server sends silence too).
+                self.skipped_silence += pcm.size
+                return
             self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
             if self._buf.size > self.cap:
                 excess = self._buf.size - self.prebuffer
