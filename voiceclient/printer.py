@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 class TranscriptPrinter:
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
-        self.stream = stream or sys.stdout
+        self._stream = stream
+        self.stream_deltas = True  # False: one line per finished utterance (a live view shows the deltas)
         self.quiet = quiet
         self.t0 = time.monotonic()
         self.user_turns = 0
@@ -19,6 +20,11 @@ class TranscriptPrinter:
         self.transcript: list[tuple[str, str]] = []
         self._streaming = False
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        """The given stream, else whatever sys.stdout is now (a live view may have redirected it)."""
+        return self._stream or sys.stdout
 
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self.t0:6.2f}]"
@@ -52,7 +58,7 @@ class TranscriptPrinter:
         elif kind == "response.created":
             self.responses += 1
         elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
-            if not self.quiet:
+            if not self.quiet and self.stream_deltas:
                 if not self._streaming:
                     self.stream.write(f"{self._stamp()} assistant: ")
                     self._streaming = True
@@ -64,6 +70,8 @@ class TranscriptPrinter:
             if self._streaming and not self.quiet:
                 self.stream.write("\n")
                 self.stream.flush()
+            elif not self.stream_deltas:
+                self.line(f"assistant: {text}")
             self._streaming = False
         elif kind == "response.done" and event.response.status not in ("completed", None):
             reason = (event.response.status_details or {}).get("reason", "")

@@ -80,6 +80,15 @@ class Talk:
         self.call: VoiceCall | None = None
         self.interrupts = 0
         self._quit = asyncio.Event()
+        self.view: Any = None
+        if stream is None and sys.stdout.isatty():
+            try:
+                from .talk_view import TalkView
+
+                self.view = TalkView(self)
+                self.printer.stream_deltas = False
+            except ImportError:  # rich is in the device extra; plain lines without it
+                self.view = None
 
     # ------------------------------------------------------------------------------------------ barge-in
     def _barge_in(self) -> None:
@@ -91,6 +100,14 @@ class Talk:
         call = self.call
         assert call is not None
         kind = event.type
+        if self.view is not None:
+            self.view.on_event(event)
+        if kind == "response.done" and event.response.usage:
+            usage = event.response.usage
+            lat = call.meter.latencies
+            self.printer.line(f"(response {event.response.status}: {usage.get('total_tokens', 0)} tokens, "
+                              f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
+                              + (f"; last turn {lat[-1] * 1000:.0f} ms to first audio" if lat else "") + ")")
         if kind == "input_audio_buffer.speech_started" and call.audio_playing:
             td = (call.effective_session or {}).get("audio", {}).get("input", {}).get("turn_detection") or {}
             if td.get("interrupt_response", True):
@@ -173,7 +190,7 @@ class Talk:
                 self.aec.set_delay(int(self.speaker.latency_s * 1000) + 20)
             call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
                              approver=self.approver, playback=self.speaker, record_wav=self.record_wav,
-                             events_jsonl=self.events_jsonl, on_tool_result=self.printer.tool_result)
+                             events_jsonl=self.events_jsonl, on_tool_result=self._tool_result)
             self.call = call
             async with call:
                 stream = call.events()
@@ -184,6 +201,9 @@ class Talk:
                 self.printer.line(HELP)
                 follower = asyncio.ensure_future(self._follow(stream))
                 commands = asyncio.ensure_future(self._commands())
+                refresher = asyncio.ensure_future(self._refresh())
+                if self.view is not None:
+                    self.view.__enter__()
                 deadline = None if max_duration is None else time.monotonic() + max_duration
                 try:
                     while not self._quit.is_set():
@@ -198,10 +218,23 @@ class Talk:
                 finally:
                     follower.cancel()
                     commands.cancel()
+                    refresher.cancel()
+                    if self.view is not None:
+                        self.view.__exit__(None, None, None)
                 self.printer.line(self.status())
         finally:
             self.mic.close()
             self.speaker.close()
+
+    def _tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
+        if self.view is not None:
+            self.view.tool_done(name)
+        self.printer.tool_result(name, arguments, output, seconds)
+
+    async def _refresh(self) -> None:
+        while self.view is not None:
+            self.view.refresh()
+            await asyncio.sleep(0.1)
 
     async def _follow(self, stream: Any) -> None:
         async for event in stream:

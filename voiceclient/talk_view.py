@@ -1,0 +1,89 @@
+"""The live terminal view of `talk`: the conversation scrolls above a status panel that redraws ten times a
+second (who is speaking, the microphone level, the assistant's words as they stream, the last turn's latency,
+token usage, the devices' health). Built on rich; without a terminal, `talk` prints plain lines instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.text import Text
+
+BAR = 30
+
+
+def level_bar(dbfs: float, width: int = BAR) -> Text:
+    filled = 0 if dbfs == float("-inf") else int(max(0.0, min(1.0, (dbfs + 60) / 60)) * width)
+    style = "green" if filled < width * 0.7 else "yellow" if filled < width * 0.9 else "red"
+    return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim")
+
+
+class TalkView:
+    def __init__(self, talk: Any) -> None:
+        self.talk = talk
+        self.tokens = 0
+        self.assistant_text = ""
+        self.tools_running: dict[str, float] = {}
+        self.live = Live(self.render(), refresh_per_second=10, redirect_stdout=True, redirect_stderr=True,
+                         transient=True)
+
+    def __enter__(self) -> "TalkView":
+        self.live.__enter__()
+        self.live.update(self.render(), refresh=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def on_event(self, event: Any) -> None:
+        kind = event.type
+        if kind == "response.created":
+            self.assistant_text = ""
+        elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
+            self.assistant_text += event.delta
+        elif kind == "response.done" and event.response.usage:
+            self.tokens += int(event.response.usage.get("total_tokens") or 0)
+        elif kind == "response.function_call_arguments.done":
+            self.tools_running[event.name or "?"] = time.monotonic()
+        self.live.update(self.render())
+
+    def tool_done(self, name: str) -> None:
+        self.tools_running.pop(name, None)
+
+    def render(self) -> Panel:
+        talk = self.talk
+        call = talk.call
+        if call is None:
+            who = Text("connecting…", style="yellow")
+        elif talk.mic.muted and not talk.push_to_talk:
+            who = Text("microphone muted", style="red")
+        elif call.user_speaking:
+            who = Text("you are speaking", style="bold green")
+        elif call.audio_playing:
+            who = Text("assistant speaking", style="bold cyan")
+        elif call.responses_active or self.tools_running:
+            who = Text("assistant thinking", style="cyan")
+        elif talk.push_to_talk:
+            who = Text("talking: /t to send" if talk.talking else "push-to-talk: /t to speak", style="yellow")
+        else:
+            who = Text("listening", style="green")
+        latency = call.meter.latencies[-1] * 1000 if call is not None and call.meter.latencies else None
+        mic = Text("mic ") + level_bar(talk.mic.level_dbfs) + Text(f" {talk.mic.level_dbfs:6.1f} dBFS")
+        facts = Text(f"last turn {f'{latency:.0f} ms' if latency is not None else '-'} | tokens {self.tokens} | "
+                     f"speaker {talk.speaker.buffered_ms:3.0f} ms, underruns {talk.speaker.underruns} | "
+                     f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}", style="dim")
+        lines = [who, mic, facts]
+        if self.tools_running:
+            lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"
+                                                    for n, t in self.tools_running.items()), style="magenta"))
+        if self.assistant_text and call is not None and (call.audio_playing or call.responses_active):
+            lines.append(Text("assistant: " + self.assistant_text[-200:], style="cyan"))
+        lines.append(Text("type to send a message | /i interrupt | /m mute | /t talk | /q quit", style="dim"))
+        return Panel(Group(*lines), title="voiceclient talk", border_style="blue")
+
+    def refresh(self) -> None:
+        self.live.update(self.render())
