@@ -92,6 +92,29 @@ async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_spea
     assert talk.mic.blocks > 200 and talk.mic.dropped == 0
 
 
+async def test_the_spoken_fixture_reaches_the_server_intact(pulse, tmp_path: Path) -> None:
+    from voiceclient.audio.sources import load_audio
+
+    async with RealtimeServer(port=0) as server:
+        await converse(pulse, tmp_path, server, [(0.5, FIXTURES / "hello.wav")], seconds=5.0)
+        call = server.history[-1]
+        heard = np.concatenate([call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"])
+    said = load_audio(FIXTURES / "hello.wav", API_RATE)
+
+    def envelope(pcm: np.ndarray) -> np.ndarray:  # 10 ms RMS frames
+        n = API_RATE // 100
+        return np.sqrt(np.mean(pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n) ** 2, axis=1))
+
+    got, ref = envelope(heard), envelope(said)
+    best = 0.0
+    for lag in range(0, max(1, got.size - 40)):
+        n = min(got.size - lag, ref.size)
+        if n > 40:
+            best = max(best, float(np.corrcoef(got[lag:lag + n], ref[:n])[0, 1]))
+    assert best > 0.8, best  # the words arrived with their shape (through the device and Opus)
+    assert 1.0 < heard.size / API_RATE < 4.0
+
+
 async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path) -> None:
     first = wav(tmp_path / "a.wav", np.concatenate([tone(440, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     second = wav(tmp_path / "b.wav", np.concatenate([tone(660, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))

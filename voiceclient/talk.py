@@ -186,8 +186,8 @@ class Talk:
         self.speaker.start()
         self.mic.start()
         try:
-            if self.aec is not None:
-                self.aec.set_delay(int(self.speaker.latency_s * 1000) + 20)
+            if self.aec is not None:  # far end to near end: what the output and input streams hold
+                self.aec.set_delay(int((self.speaker.latency_s + self.mic.latency_s) * 1000))
             call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
                              approver=self.approver, playback=self.speaker, record_wav=self.record_wav,
                              events_jsonl=self.events_jsonl, on_tool_result=self._tool_result)
