@@ -17,15 +17,6 @@ from .conftest import FIXTURES, loud_spans
 pytestmark = pytest.mark.timeout(60)
 
 
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return path
-
-
 def test_devices_are_listed_and_found(pulse) -> None:
     from voiceclient.audio.devices import find_device, format_devices, list_devices
     from voiceclient.errors import DeviceError

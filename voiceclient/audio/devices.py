@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import DeviceError
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["input", "output"]
 
@@ -59,6 +62,15 @@ def format_devices(devices: list[Device]) -> str:
                      f"{d.name}")
     lines.append("< default input, > default output")
     return "\n".join(lines)
+
+
+def close_stream(stream: Any, what: str) -> None:
+    """Stop and close a PortAudio stream; a failure to close is logged, never raised (we are tearing down)."""
+    try:
+        stream.stop()
+        stream.close()
+    except Exception as exc:
+        log.debug("closing the %s: %s", what, exc)
 
 
 def find_device(spec: str | int | None, kind: Kind) -> Device:

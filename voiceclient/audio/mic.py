@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import DeviceError, find_device, sounddevice
+from .devices import DeviceError, close_stream, find_device, sounddevice
 from .format import RTP_FRAME, RTP_RATE, rms_dbfs
 from .resample import Resampler
 
@@ -109,9 +109,5 @@ class MicSource:
 
     def close(self) -> None:
         if self._stream is not None:
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except Exception as exc:
-                log.debug("closing the microphone: %s", exc)
+            close_stream(self._stream, "microphone")
             self._stream = None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import DeviceError, find_device, sounddevice
+from .devices import DeviceError, close_stream, find_device, sounddevice
 from .format import RTP_RATE
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,5 @@ class SpeakerSink:
 
     def close(self) -> None:
         if self._stream is not None:
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except Exception as exc:
-                log.debug("closing the speaker: %s", exc)
+            close_stream(self._stream, "speaker")
             self._stream = None

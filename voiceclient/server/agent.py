@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..config import read_object_file, validate
 from ..errors import ConfigError
-from .responders import FunctionCall, ResponsePlan, Speech, TurnContext, _Fields
+from .responders import FunctionCall, ResponsePlan, Speech, TurnContext, _Fields, output_fields
 
 
 class AgentCall(BaseModel):
@@ -87,14 +87,7 @@ class AgentResponder:
     def plan(self, ctx: TurnContext) -> ResponsePlan:
         if ctx.function_outputs:
             rule = ctx.origin if isinstance(ctx.origin, AgentRule) else None
-            fields: dict[str, Any] = {"outputs": {}}
-            for name, out in ctx.function_outputs:
-                try:
-                    parsed: Any = json.loads(out)
-                except json.JSONDecodeError:
-                    parsed = out
-                fields["outputs"][name] = parsed
-                fields.setdefault("output", parsed)
+            fields = output_fields(ctx.function_outputs)
             text = _fill(rule.answer, fields) if rule is not None and rule.answer else \
                 "Done: " + "; ".join(str(out) for _, out in ctx.function_outputs)
             return ResponsePlan([self.say(text)])

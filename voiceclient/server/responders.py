@@ -173,6 +173,20 @@ class ScenarioSpec(BaseModel):
     after_turns: Literal["echo", "silence", "repeat"] = "echo"
 
 
+def output_fields(function_outputs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Template fields from function outputs: `output` (the first one, parsed as JSON when it is JSON) and
+    `outputs[name]` (each, by tool name)."""
+    fields: dict[str, Any] = {"outputs": {}}
+    for name, out in function_outputs:
+        try:
+            parsed: Any = json.loads(out)
+        except json.JSONDecodeError:
+            parsed = out
+        fields["outputs"][name] = parsed
+        fields.setdefault("output", parsed)
+    return fields
+
+
 class _Fields(dict):  # str.format_map helper: a missing key stays visible instead of raising
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -256,15 +270,7 @@ class ScenarioResponder:
             turn = ctx.origin if isinstance(ctx.origin, TurnSpec) else self._last_turn
             if turn is None or turn.after_tools is None:
                 return self._echo.plan(ctx)
-            fields: dict[str, Any] = {"outputs": {}}
-            for name, out in ctx.function_outputs:
-                try:
-                    parsed: Any = json.loads(out)
-                except json.JSONDecodeError:
-                    parsed = out
-                fields["outputs"][name] = parsed
-                fields.setdefault("output", parsed)
-            speech = self._speech(turn.after_tools, ctx, fields)
+            speech = self._speech(turn.after_tools, ctx, output_fields(ctx.function_outputs))
             return ResponsePlan([speech] if speech else [], turn.after_tools.delay_ms)
         if ctx.turn_index < len(self.spec.turns):
             turn = self.spec.turns[ctx.turn_index]
