@@ -140,6 +140,7 @@ class VoiceCall:
         self._watch: asyncio.Task[None] | None = None
         self._activity = asyncio.Event()
         self.responses_active: set[str] = set()
+        self.responses_requested: set[str] = set()  # event ids of our response.create not yet answered
         self.audio_playing: set[str] = set()
         self.user_speaking = False
         self.last_activity = time.monotonic()
@@ -285,6 +286,8 @@ class VoiceCall:
         self.last_activity = time.monotonic()
         if kind == "response.created":
             self.responses_active.add(event.response.id)
+            if self.responses_requested:
+                self.responses_requested.pop()
         elif kind == "response.done":
             self.responses_active.discard(event.response.id)
         elif kind == "output_audio_buffer.started":
@@ -297,6 +300,7 @@ class VoiceCall:
             self.user_speaking = False
         elif kind == "error":
             log.warning("server error: %s (%s)", event.error.message, event.error.code)
+            self.responses_requested.discard(event.error.event_id or "")
         for pred, fut in list(self._waiters):
             if not fut.done() and pred(event):
                 fut.set_result(event)
@@ -337,6 +341,9 @@ class VoiceCall:
         if self._peer is None or self.state in (CallState.CLOSED,):
             raise CallError("the call is not connected")
         wire = event.to_wire()
+        if wire["type"] == "response.create" and wire.get("event_id"):
+            self.responses_requested.add(wire["event_id"])
+            self.last_activity = time.monotonic()
         if self._log is not None:
             self._log.write("client", wire)
         self._peer.send(event.to_json())
@@ -371,7 +378,7 @@ class VoiceCall:
     @property
     def busy(self) -> bool:
         return (not self.input_done or self.user_speaking or bool(self.responses_active)
-                or bool(self.audio_playing) or self._runner.busy)
+                or bool(self.responses_requested) or bool(self.audio_playing) or self._runner.busy)
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
         """Return "idle" once the input is done and nothing has happened for `idle_seconds`, or "max_duration"."""
@@ -388,7 +395,13 @@ class VoiceCall:
             else:
                 idle_since = max(idle_since, self.last_activity)
                 if now - idle_since >= idle_seconds:
-                    return "idle"
+                    # Events may be waiting behind a stalled loop: handle them before deciding.
+                    before = self.last_activity
+                    await self._dispatcher.drain(0.5)
+                    await asyncio.sleep(0)
+                    if self.last_activity == before and not self.busy:
+                        return "idle"
+                    continue
             if deadline is not None and now >= deadline:
                 return "max_duration"
             self._activity.clear()
