@@ -66,9 +66,11 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     try:
         await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
         pcm = tone(880, 1.0, RTP_RATE)
-        for i in range(0, pcm.size, 960):  # as the receive task does: 20 ms frames, paced
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, i in enumerate(range(0, pcm.size, 960)):  # as frames arrive: 20 ms apart on the sender's clock
+            await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))  # (drift-free, like RTP)
             speaker(pcm[i:i + 960])
-            await asyncio.sleep(0.02)
         await asyncio.sleep(0.5)
         stats = (speaker.underruns, speaker.trimmed)
     finally:
