@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .audio.format import FRAME_MS, rms_dbfs
+from .audio.format import FRAME_MS, RTP_RATE, rms_dbfs
 
 REDACTED = "[redacted]"
 LOUD_DBFS = -45.0
@@ -81,9 +81,9 @@ class TurnMeter:
             self._waiting = True
 
     def received(self, pcm: np.ndarray, pts: int | None, at: float) -> None:
-        self.received_seconds += pcm.size / 48_000
+        self.received_seconds += pcm.size / RTP_RATE
         if rms_dbfs(pcm) > LOUD_DBFS:
-            self.speech_received_seconds += pcm.size / 48_000
+            self.speech_received_seconds += pcm.size / RTP_RATE
             if self._waiting and self._last_loud_sent is not None:
                 self.latencies.append(at - self._last_loud_sent)
                 self._waiting = False

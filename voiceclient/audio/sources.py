@@ -15,7 +15,6 @@ import numpy as np
 
 from ..errors import ConfigError
 from .format import RTP_RATE
-from .resample import Resampler
 
 
 class AudioSource(Protocol):
@@ -152,8 +151,3 @@ class PlayoutQueue:
         self._closed.discard(tag)
         if self.on_drain:
             self.on_drain(tag, played)
-
-
-def to_rtp_rate(pcm: np.ndarray, rate: int) -> np.ndarray:
-    r = Resampler(rate, RTP_RATE)
-    return np.concatenate([r.process(pcm), r.flush()])

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._aio import cancel_and_wait
 from ..audio.format import API_RATE, RTP_RATE, samples_to_ms
-from ..audio.sources import to_rtp_rate
+from ..audio.resample import resample
 from ..events import models as ev
 from ..events.models import new_id
 from .responders import (
@@ -221,7 +221,7 @@ class ResponseMixin:
             if audio and pcm24 is None:
                 pcm24 = placeholder_audio(speech.text)
             if audio and pcm24 is not None and pcm24.size:
-                pcm48 = to_rtp_rate(pcm24, API_RATE)
+                pcm48 = resample(pcm24, API_RATE, RTP_RATE)
                 start = resp.queued
                 self.playout.put(resp.id, pcm48)
                 resp.queued += pcm48.size
