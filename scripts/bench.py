@@ -116,10 +116,10 @@ def stats(values: list[float]) -> str:
 async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
     if stock:  # leave aiortc's JitterBuffer(capacity=16, prefetch=4) in place on both sides
         jitter.use_immediate_jitter_buffer = lambda receiver: None  # type: ignore[assignment]
-        import voiceclient.peer
+        import voiceclient.rtc.peer
         import voiceclient.server.call
 
-        voiceclient.peer.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
+        voiceclient.rtc.peer.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
         voiceclient.server.call.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
     pcm, _ = burst_train(seconds)
     up_sent, up_recv, down_sent, down_recv = Timeline(), Timeline(), Timeline(), Timeline()
@@ -206,7 +206,7 @@ def rss_of(pid: int) -> float:
 
 async def bench_agent(silence_ms: int) -> None:
     """The offline agent in a `voiceclient serve` process: load time, RSS, per-turn latency, CPU."""
-    from voiceclient.demo import get_weather
+    from voiceclient.app.demo import get_weather
     from voiceclient.server.speech import SpeechBackends
 
     t0 = time.monotonic()
@@ -288,7 +288,7 @@ def bench_aec() -> tuple[float, float, float]:
 async def bench_talk(seconds: float) -> None:
     """`talk` through PulseAudio's virtual devices against an echo server in this process."""
     from voiceclient.audio.format import tone
-    from voiceclient.talk import Talk
+    from voiceclient.app.talk import Talk
     from voiceclient.testing import virtual_audio_devices
 
     with virtual_audio_devices() as env, tempfile.TemporaryDirectory() as tmp:
@@ -368,7 +368,7 @@ async def bench_talk(seconds: float) -> None:
 async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
     from voiceclient.audio.mic import MicSource
     from voiceclient.audio.speaker import SpeakerSink
-    from voiceclient.talk import Talk
+    from voiceclient.app.talk import Talk
 
     mic, speaker = MicSource(), SpeakerSink()
     speaker.start()

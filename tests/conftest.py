@@ -4,13 +4,14 @@ import json
 import wave
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from voiceclient import ClientSettings
 from voiceclient.server import RealtimeServer
+
+pytest_plugins = ["voiceclient.testing.plugin"]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -72,9 +73,9 @@ def pulse() -> Any:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[RealtimeServer]:
-    async with RealtimeServer(port=0) as srv:
-        yield srv
+def server(realtime_server: RealtimeServer) -> RealtimeServer:
+    """The plugin's echo server, under the short name the tests use."""
+    return realtime_server
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.sources import BufferSource, load_audio
 from voiceclient.server import RealtimeServer
 from voiceclient.server.agent import AgentResponder, AgentSpec
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.speech import SpeechBackends, moonshine_runs_here
 from voiceclient.server.vad import TurnDetector
 from voiceclient.testing import speech_backends, transcribe_wav
 
@@ -90,8 +90,10 @@ def test_energy_vad_merges_turns_at_14_db_where_silero_does_not() -> None:
 def test_speech_to_text_word_error_rate(backend: str) -> None:
     if backend == "moonshine" and importlib.util.find_spec("moonshine_cpp") is None:
         pytest.skip("moonshine-cpp is only installed on x86_64 (scripts/agent-requirements.txt)")
+    if backend == "moonshine" and (problem := moonshine_runs_here()):
+        pytest.skip(problem)  # its bundled library needs a newer x86_64 CPU than some machines have
     b = SpeechBackends(stt=backend)
-    b._load()
+    b.load()
     assert b.stt is not None and backend in b.stt.name
     errors = total = 0
     for i, text in enumerate(SENTENCES, 1):

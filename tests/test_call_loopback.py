@@ -11,7 +11,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.sources import BufferSource
-from voiceclient.events import models as ev
+from voiceclient.protocol import events as ev
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 

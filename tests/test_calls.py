@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from voiceclient import ClientSettings, SessionConfig
-from voiceclient.calls import CallsAPI, call_id_from_location
+from voiceclient.client.calls_api import CallsAPI, call_id_from_location
 from voiceclient.errors import (
     APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidOfferError, InvalidSessionError,
     NotFoundError, RateLimitError, ServerError,

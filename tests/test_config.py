@@ -5,7 +5,7 @@ import json
 import pytest
 
 from voiceclient import ConfigError, SessionConfig, build_session
-from voiceclient.config import ClientSettings
+from voiceclient.client.settings import ClientSettings
 
 pytestmark = pytest.mark.timeout(10)
 

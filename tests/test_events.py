@@ -7,8 +7,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from voiceclient import SessionConfig
-from voiceclient.events import models as ev
-from voiceclient.events.dispatcher import Dispatcher
+from voiceclient.protocol import events as ev
+from voiceclient.client.dispatcher import Dispatcher
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -6,7 +6,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
-from voiceclient.audio.jitter import ImmediateJitterBuffer, use_immediate_jitter_buffer
+from voiceclient.rtc.jitter import ImmediateJitterBuffer, use_immediate_jitter_buffer
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -7,10 +7,11 @@ pytestmark = pytest.mark.timeout(10)
 
 def test_public_api_is_pinned() -> None:
     assert voiceclient.__all__ == [
-        "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "BufferSource", "CallAnswer",
-        "CallError", "CallState", "CallsAPI", "ClientSettings", "ConfigError", "ConnectionLostError",
-        "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "PlayoutQueue",
-        "RateLimitError", "ServerError", "SessionConfig", "SessionUpdateError", "Tool", "ToolDefinitionError",
+        "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
+        "AuthenticationError", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
+        "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidOfferError",
+        "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError", "RealtimeServer",
+        "ServerError", "SessionConfig", "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError",
         "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource", "__version__", "build_session", "load_audio",
         "parse_server_event", "tool",
     ]
@@ -33,7 +34,19 @@ def test_sounddevice_is_not_imported_by_the_client() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, voiceclient, voiceclient.session, voiceclient.cli, voiceclient.server; "
+    code = ("import sys, voiceclient, voiceclient.client.call, voiceclient.app.cli, voiceclient.server, "
+            "voiceclient.testing; "
             "print('sounddevice' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # it fails at import without PortAudio: only device mode may import it
+
+
+def test_the_package_is_typed_and_the_testing_helpers_need_no_pytest() -> None:
+    import importlib.resources
+    import subprocess
+    import sys
+
+    assert (importlib.resources.files("voiceclient") / "py.typed").is_file()
+    code = "import sys, voiceclient, voiceclient.testing; print('pytest' in sys.modules, voiceclient.RealtimeServer)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("False <class 'voiceclient.server.app.RealtimeServer'>")

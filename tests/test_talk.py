@@ -43,7 +43,7 @@ def spans_at(pcm: np.ndarray, rate: int, frequency: float) -> list[tuple[float, 
 async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tuple[float, Path]],
                    seconds: float, commands: list[tuple[float, str]] = ()) -> tuple[np.ndarray, object, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
-    from voiceclient.talk import Talk
+    from voiceclient.app.talk import Talk
 
     events = tmp_path / "events.jsonl"
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -144,7 +144,7 @@ async def test_local_interrupt_command(pulse, tmp_path: Path) -> None:
 
 
 async def test_push_to_talk(pulse, tmp_path: Path) -> None:
-    from voiceclient.talk import Talk
+    from voiceclient.app.talk import Talk
 
     said = wav(tmp_path / "a.wav", tone(550, 0.8, API_RATE))
     async with RealtimeServer(port=0) as server:

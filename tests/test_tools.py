@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from voiceclient import ToolDefinitionError, tool
-from voiceclient.events import models as ev
+from voiceclient.protocol import events as ev
 from voiceclient.tools.plugins import load_all, load_tools
 from voiceclient.tools.runner import ToolRunner, serialise
 

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from .format import RTP_RATE
+from voiceclient.audio.format import RTP_RATE
 
 log = logging.getLogger(__name__)
 BLOCK = RTP_RATE // 100  # the module works on 10 ms frames only

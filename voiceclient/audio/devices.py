@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import DeviceError
+from voiceclient.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import DeviceError, close_stream, find_device, sounddevice
-from .format import RTP_FRAME, RTP_RATE, rms_dbfs
-from .resample import Resampler
+from voiceclient.audio.devices import DeviceError, close_stream, find_device, sounddevice
+from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
+from voiceclient.audio.resample import Resampler
 
 log = logging.getLogger(__name__)
 BlockTap = Callable[[np.ndarray], np.ndarray]

@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .format import API_RATE, RTP_RATE
-from .resample import Resampler
+from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.audio.resample import Resampler
 
 _FLUSH_BYTES = 16_384
 

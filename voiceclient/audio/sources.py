@@ -13,8 +13,8 @@ from collections.abc import Callable
 import av
 import numpy as np
 
-from ..errors import ConfigError
-from .format import RTP_RATE
+from voiceclient.errors import ConfigError
+from voiceclient.audio.format import RTP_RATE
 
 
 class AudioSource(Protocol):

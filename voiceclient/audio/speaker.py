@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import DeviceError, close_stream, find_device, sounddevice
-from .format import RTP_RATE
+from voiceclient.audio.devices import DeviceError, close_stream, find_device, sounddevice
+from voiceclient.audio.format import RTP_RATE
 
 log = logging.getLogger(__name__)
 BLOCK = RTP_RATE // 100  # 10 ms

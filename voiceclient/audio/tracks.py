@@ -12,9 +12,9 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .._aio import cancel_and_wait
-from .format import FRAME_MS, RTP_FRAME, RTP_RATE
-from .sources import AudioSource, SilenceSource
+from voiceclient.tasks import cancel_and_wait
+from voiceclient.audio.format import FRAME_MS, RTP_FRAME, RTP_RATE
+from voiceclient.audio.sources import AudioSource, SilenceSource
 
 log = logging.getLogger(__name__)
 TIME_BASE = fractions.Fraction(1, RTP_RATE)
@@ -135,7 +135,7 @@ class InboundReader:
                 self.frames += 1
                 pcm = frame_to_mono(frame)
                 if frame.sample_rate != RTP_RATE:  # never seen from aiortc's Opus decoder; kept honest
-                    from .resample import resample
+                    from voiceclient.audio.resample import resample
 
                     pcm = resample(pcm, frame.sample_rate, RTP_RATE)
                 for tap in self.taps:

@@ -1,5 +1,5 @@
 """The embedded Realtime-compatible server (`voiceclient serve`): HTTP routes, per-call state, VAD, responders."""
 
-from .app import RealtimeServer
+from voiceclient.server.app import RealtimeServer
 
 __all__ = ["RealtimeServer"]

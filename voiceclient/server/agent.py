@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import read_object_file, validate
-from ..errors import ConfigError
-from .responders import FunctionCall, ResponsePlan, Speech, TurnContext, _Fields, output_fields
+from voiceclient.protocol.validation import read_object_file, validate
+from voiceclient.errors import ConfigError
+from voiceclient.server.responders import FunctionCall, ResponsePlan, Speech, TurnContext, TemplateFields, output_fields
 
 
 class AgentCall(BaseModel):
@@ -61,7 +61,7 @@ class AgentSpec(BaseModel):
 
 def _fill(value: Any, fields: dict[str, Any]) -> Any:
     if isinstance(value, str):
-        return value.format_map(_Fields(fields))
+        return value.format_map(TemplateFields(fields))
     if isinstance(value, dict):
         return {k: _fill(v, fields) for k, v in value.items()}
     if isinstance(value, list):

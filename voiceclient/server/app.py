@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .call import InvalidOffer, ServerCall
-from .responders import EchoResponder, Responder
-from .session import SessionError, apply_update, default_session
-from .sideband import serve_sideband
-from .speech import SpeechBackends
+from voiceclient.server.call import InvalidOffer, ServerCall
+from voiceclient.server.responders import EchoResponder, Responder
+from voiceclient.server.session_rules import SessionError, apply_update, default_session
+from voiceclient.server.sideband import serve_sideband
+from voiceclient.server.speech import SpeechBackends
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -19,20 +19,20 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from .._aio import cancel_and_wait
-from ..audio.format import API_RATE, RTP_RATE, samples_to_ms
-from ..audio.jitter import use_immediate_jitter_buffer
-from ..audio.resample import Resampler
-from ..audio.sources import PlayoutQueue
-from ..audio.tracks import InboundReader, OutboundTrack
-from ..events import models as ev
-from ..events.models import new_id
-from .responders import McpApprovalRequest, Responder
-from .responses import ActiveResponse, ResponseMixin, _words
-from .session import SessionError, apply_update
-from .sideband import Sideband
-from .speech import SpeechBackends
-from .vad import TurnDetector, VadEvent
+from voiceclient.tasks import cancel_and_wait
+from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
+from voiceclient.rtc.jitter import use_immediate_jitter_buffer
+from voiceclient.audio.resample import Resampler
+from voiceclient.audio.sources import PlayoutQueue
+from voiceclient.audio.tracks import InboundReader, OutboundTrack
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.events import new_id
+from voiceclient.server.responders import McpApprovalRequest, Responder
+from voiceclient.server.responses import ActiveResponse, ResponseMixin, words
+from voiceclient.server.session_rules import SessionError, apply_update
+from voiceclient.server.sideband import Sideband
+from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.vad import TurnDetector, VadEvent
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
@@ -336,7 +336,7 @@ class ServerCall(ResponseMixin):
             return None
         item["content"][0]["transcript"] = text
         if announce:
-            for word in _words(text):
+            for word in words(text):
                 self.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item["id"],
                            "content_index": 0, "delta": word})
             self.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item["id"],

@@ -34,9 +34,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..audio.format import API_RATE, tone
-from ..audio.sources import load_audio
-from ..config import read_object_file, validate
+from voiceclient.audio.format import API_RATE, tone
+from voiceclient.audio.sources import load_audio
+from voiceclient.protocol.validation import read_object_file, validate
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def output_fields(function_outputs: list[tuple[str, str]]) -> dict[str, Any]:
     return fields
 
 
-class _Fields(dict):  # str.format_map helper: a missing key stays visible instead of raising
+class TemplateFields(dict):  # str.format_map helper: a missing key stays visible instead of raising
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
 
@@ -216,7 +216,7 @@ class ScenarioResponder:
         return self._audio_cache[name]
 
     def _speech(self, reply: ReplySpec, ctx: TurnContext, fields: dict[str, Any]) -> Speech | None:
-        text = reply.text.format_map(_Fields(fields)) if reply.text else ""
+        text = reply.text.format_map(TemplateFields(fields)) if reply.text else ""
         if reply.audio:
             pcm = self._load(reply.audio)
         elif reply.tone is not None:

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-from .._aio import cancel_and_wait
-from ..audio.format import API_RATE, RTP_RATE, samples_to_ms
-from ..audio.resample import resample
-from ..events import models as ev
-from ..events.models import new_id
-from .responders import (
+from voiceclient.tasks import cancel_and_wait
+from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
+from voiceclient.audio.resample import resample
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.events import new_id
+from voiceclient.server.responders import (
     FunctionCall, McpApprovalRequest, McpCall, ResponsePlan, Speech, TurnContext, placeholder_audio,
 )
 
@@ -35,15 +35,15 @@ class ActiveResponse:
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts) if p or i == len(parts) - 1]
 
 
-def _word_offsets(text: str) -> list[tuple[int, str]]:
+def word_offsets(text: str) -> list[tuple[int, str]]:
     """(character offset, word with its trailing space) for each word of `text`."""
     out, offset = [], 0
-    for word in _words(text):
+    for word in words(text):
         out.append((offset, word))
         offset += len(word)
     return out
@@ -71,7 +71,7 @@ class ResponseMixin:
             text = full if full is not None else part.get("transcript")
             if text:
                 heard = end_ms / length_ms if length_ms else 0.0
-                part["transcript"] = "".join(w for off, w in _word_offsets(text)
+                part["transcript"] = "".join(w for off, w in word_offsets(text)
                                              if off / max(1, len(text)) < heard).rstrip()
         self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
                    "audio_end_ms": end_ms})
@@ -233,7 +233,7 @@ class ResponseMixin:
                 except TimeoutError:
                     pass
             total = max(1, resp.queued - start)
-            for offset, word in _word_offsets(speech.text):
+            for offset, word in word_offsets(speech.text):
                 if audio and speech.paced:  # each word goes out when its audio does
                     due = start + int(total * offset / max(1, len(speech.text)))
                     while self.playout.played(resp.id) < due and not resp.cleared and self.playout.pending(resp.id):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 if TYPE_CHECKING:
-    from .call import ServerCall
+    from voiceclient.server.call import ServerCall
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000  # events buffered for a slow sideband before it is dropped

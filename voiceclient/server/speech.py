@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.format import API_RATE
-from ..audio.resample import resample
-from .vad import SpeechProbability
+from voiceclient.audio.format import API_RATE
+from voiceclient.audio.resample import resample
+from voiceclient.server.vad import SpeechProbability
 
 log = logging.getLogger(__name__)
 STT_RATE = 16_000
@@ -89,6 +92,9 @@ class MoonshineStt:
     name = "moonshine base-en"
 
     def __init__(self) -> None:
+        problem = moonshine_runs_here()
+        if problem:
+            raise RuntimeError(problem)
         import moonshine_cpp.moonshine_cpp as mc  # loads the bundled libonnxruntime and libmoonshine
 
         base = Path(mc.__file__).parent / "models" / "base-en"
@@ -118,6 +124,25 @@ class MoonshineStt:
             if out.value:
                 self.lib.moonshine_free_text(out)
         return text.strip()
+
+
+@functools.cache
+def moonshine_runs_here() -> str | None:
+    """None if moonshine-cpp's bundled native library loads its model on this CPU, else why not. Probed once in a
+    child process: the library is built for newer CPUs than some x86_64 machines (it dies with SIGILL there), and
+    an illegal instruction in this process would kill the server, not raise."""
+    code = ("import moonshine_cpp.moonshine_cpp as mc, pathlib; b = pathlib.Path(mc.__file__).parent / 'models' / "
+            "'base-en'; h = mc.moonshine_lib.moonshine_load_model(str(b / 'encoder_model.ort').encode(), "
+            "str(b / 'decoder_model_merged.ort').encode(), str(b / 'tokenizer.bin').encode(), "
+            "mc.MOONSHINE_MODEL_TYPE_BASE); raise SystemExit(0 if h >= 0 else 3)")
+    try:
+        rc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"moonshine-cpp could not be probed: {exc}"
+    if rc < 0:
+        return (f"moonshine-cpp's native library does not run on this CPU (it died with "
+                f"{signal.Signals(-rc).name}; it needs instructions this processor lacks)")
+    return None if rc == 0 else f"moonshine-cpp could not load its model (exit {rc})"
 
 
 class WhisperStt:
@@ -205,7 +230,7 @@ class EspeakTts:
     name = "espeak-ng"
 
     def synthesize(self, text: str) -> np.ndarray:
-        from ..audio.sources import load_audio
+        from voiceclient.audio.sources import load_audio
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "s.wav"
@@ -232,7 +257,7 @@ class SpeechBackends:
 
     def start_loading(self) -> None:
         if self._task is None and self.enabled and self.load_seconds is None:
-            self._task = asyncio.ensure_future(asyncio.to_thread(self._load))
+            self._task = asyncio.ensure_future(asyncio.to_thread(self.load))
 
     async def ready(self) -> "SpeechBackends":
         if self.load_seconds is not None:
@@ -242,7 +267,7 @@ class SpeechBackends:
             await asyncio.shield(self._task)
         return self
 
-    def _load(self) -> None:
+    def load(self) -> None:
         start = time.monotonic()
         silero = _package_dir("silero_vad")
         if silero is not None and (silero / "data" / "silero_vad.onnx").is_file() \

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..audio.format import API_RATE, rms_dbfs
-from ..audio.resample import Resampler
+from voiceclient.audio.format import API_RATE, rms_dbfs
+from voiceclient.audio.resample import Resampler
 
 EAGERNESS_PAUSE_MS = {"high": 300, "auto": 600, "medium": 600, "low": 1200}
 START_FRAMES = 2

@@ -1,6 +1,6 @@
 """Function tools: `@tool` declares them, the runner executes them during a call, plugins load them."""
 
-from .approvals import ApprovalDecision, ApprovalRequest, Approver, policy
-from .registry import Tool, ToolContext, tool
+from voiceclient.tools.approvals import ApprovalDecision, ApprovalRequest, Approver, policy
+from voiceclient.tools.registry import Tool, ToolContext, tool
 
 __all__ = ["ApprovalDecision", "ApprovalRequest", "Approver", "Tool", "ToolContext", "policy", "tool"]

@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import validate
-from ..errors import ConfigError
-from .registry import DEFAULT_TIMEOUT, Tool
+from voiceclient.protocol.validation import validate
+from voiceclient.errors import ConfigError
+from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 
 ENTRY_POINT_GROUP = "voiceclient.tools"
 

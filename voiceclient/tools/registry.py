@@ -30,8 +30,8 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from ..config import FunctionTool
-from ..errors import ToolDefinitionError
+from voiceclient.protocol.session import FunctionTool
+from voiceclient.errors import ToolDefinitionError
 
 DEFAULT_TIMEOUT = 30.0
 

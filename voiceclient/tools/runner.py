@@ -26,9 +26,9 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
-from ..events.models import ClientEvent, ConversationItemCreate, Item, ResponseCreate, new_id
-from .approvals import ApprovalRequest, Approver, decide
-from .registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
+from voiceclient.protocol.events import ClientEvent, ConversationItemCreate, Item, ResponseCreate, new_id
+from voiceclient.tools.approvals import ApprovalRequest, Approver, decide
+from voiceclient.tools.registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 16_000

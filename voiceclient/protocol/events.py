@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..config import SessionConfig, WireModel
+from voiceclient.protocol.session import SessionConfig, WireModel
 
 
 def new_id(prefix: str) -> str:

@@ -6,15 +6,16 @@ import statistics
 from importlib import resources
 from pathlib import Path
 
-from .audio.sources import WavSource
-from .config import ClientSettings, SessionConfig
-from .printer import TranscriptPrinter
-from .server import RealtimeServer
-from .server.agent import AgentResponder
-from .server.responders import ScenarioResponder
-from .server.speech import SpeechBackends
-from .session import VoiceCall
-from .tools import tool
+from voiceclient.audio.sources import WavSource
+from voiceclient.client.settings import ClientSettings
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.app.printer import TranscriptPrinter
+from voiceclient.server import RealtimeServer
+from voiceclient.server.agent import AgentResponder
+from voiceclient.server.responders import ScenarioResponder
+from voiceclient.server.speech import SpeechBackends
+from voiceclient.client.call import VoiceCall
+from voiceclient.tools import tool
 
 WEATHER = {"paris": ("sunny", 22), "london": ("cloudy", 14), "tokyo": ("rainy", 18)}
 

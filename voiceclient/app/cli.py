@@ -15,8 +15,8 @@ import sys
 from typing import Any
 from collections.abc import Sequence
 
-from .config import ClientSettings, build_session, load_config_file
-from .errors import ConfigError, VoiceClientError
+from voiceclient.client.settings import ClientSettings, build_session, load_config_file
+from voiceclient.errors import ConfigError, VoiceClientError
 
 EXIT_INTERRUPTED = 130
 
@@ -121,11 +121,11 @@ def _load_config(path: str | None) -> dict[str, Any]:
 
 
 async def run_call(args: argparse.Namespace) -> int:
-    from .audio.sources import WavSource
-    from .printer import TranscriptPrinter
-    from .session import VoiceCall
-    from .tools.approvals import policy
-    from .tools.plugins import select, tools_config
+    from voiceclient.audio.sources import WavSource
+    from voiceclient.app.printer import TranscriptPrinter
+    from voiceclient.client.call import VoiceCall
+    from voiceclient.tools.approvals import policy
+    from voiceclient.tools.plugins import select, tools_config
 
     _check_positive("--idle-exit", args.idle_exit)
     _check_positive("--max-duration", args.max_duration)
@@ -151,9 +151,9 @@ async def run_call(args: argparse.Namespace) -> int:
 
 
 async def run_talk(args: argparse.Namespace) -> int:
-    from .talk import Talk
-    from .tools.approvals import policy
-    from .tools.plugins import select, tools_config
+    from voiceclient.app.talk import Talk
+    from voiceclient.tools.approvals import policy
+    from voiceclient.tools.plugins import select, tools_config
 
     _check_positive("--max-duration", args.max_duration)
     config = _load_config(args.config)
@@ -175,17 +175,17 @@ async def run_talk(args: argparse.Namespace) -> int:
 
 
 async def run_devices(args: argparse.Namespace) -> int:
-    from .audio.devices import format_devices, list_devices
+    from voiceclient.audio.devices import format_devices, list_devices
 
     print(format_devices(list_devices()))
     return 0
 
 
 async def run_serve(args: argparse.Namespace) -> int:
-    from .server import RealtimeServer
-    from .server.agent import AgentResponder, is_agent_file
-    from .server.responders import Responder, ScenarioResponder
-    from .server.speech import SpeechBackends
+    from voiceclient.server import RealtimeServer
+    from voiceclient.server.agent import AgentResponder, is_agent_file
+    from voiceclient.server.responders import Responder, ScenarioResponder
+    from voiceclient.server.speech import SpeechBackends
 
     responder: Responder | None = None
     if args.scenario and is_agent_file(args.scenario):
@@ -220,7 +220,7 @@ async def run_serve(args: argparse.Namespace) -> int:
 
 
 async def run_tools(args: argparse.Namespace) -> int:
-    from .tools.plugins import ENTRY_POINT_GROUP, select, tools_config
+    from voiceclient.tools.plugins import ENTRY_POINT_GROUP, select, tools_config
 
     config = _load_config(args.config)
     chosen, sources = select(tools_config(config.get("tools")), args.tools)
@@ -254,7 +254,7 @@ async def run_tools(args: argparse.Namespace) -> int:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo as demo
+    from voiceclient.app.demo import run_demo as demo
 
     await demo(args.output_dir, quiet=args.quiet)
     return 0

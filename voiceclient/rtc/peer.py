@@ -9,8 +9,8 @@ from collections.abc import Callable
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from .audio.jitter import use_immediate_jitter_buffer
-from .errors import ConnectionLostError
+from voiceclient.rtc.jitter import use_immediate_jitter_buffer
+from voiceclient.errors import ConnectionLostError
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"

@@ -1,6 +1,7 @@
-"""Helpers for users' own tests: assert on what was said, and run the embedded server as a fixture.
+"""Helpers for users' own tests: assert on what was said, virtual audio devices. No pytest needed here; the
+fixtures (the embedded server, the offline agent) are in `voiceclient.testing.plugin`:
 
-    pytest_plugins = ["voiceclient.testing"]      # in your conftest.py
+    pytest_plugins = ["voiceclient.testing.plugin"]      # in your conftest.py
 
     async def test_weather(agent_server):
         async with VoiceCall(ClientSettings(base_url=agent_server.base_url, api_key="sk-test"),
@@ -19,17 +20,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from .audio.sources import load_audio
-from .errors import ConfigError
-from .server import RealtimeServer
-from .server.agent import AgentResponder
-from .server.speech import STT_RATE, SpeechBackends
+from voiceclient.audio.sources import load_audio
+from voiceclient.errors import ConfigError
+from voiceclient.server.speech import STT_RATE, SpeechBackends
+
+__all__ = ["speech_backends", "transcribe", "transcribe_wav", "virtual_audio_devices"]
 
 _speech: SpeechBackends | None = None
 
@@ -76,7 +76,7 @@ def speech_backends() -> SpeechBackends:
     global _speech
     if _speech is None:
         backends = SpeechBackends()
-        backends._load()  # synchronously: helpers may run outside an event loop
+        backends.load()  # synchronously: helpers may run outside an event loop
         _speech = backends
     return _speech
 
@@ -85,7 +85,7 @@ def transcribe(pcm: np.ndarray, rate: int) -> str:
     stt = speech_backends().stt
     if stt is None:
         raise ConfigError("no offline speech-to-text is installed: pip install 'voiceclient[agent]'")
-    from .audio.resample import resample
+    from voiceclient.audio.resample import resample
 
     return stt.transcribe(resample(np.asarray(pcm, np.int16), rate, STT_RATE))
 
@@ -95,17 +95,3 @@ def transcribe_wav(path: str | Path, start: float = 0.0, end: float | None = Non
     pcm = load_audio(path, STT_RATE)
     pcm = pcm[int(start * STT_RATE):None if end is None else int(end * STT_RATE)]
     return transcribe(pcm, STT_RATE)
-
-
-@pytest.fixture
-async def realtime_server() -> AsyncIterator[RealtimeServer]:
-    """The embedded server with the echo responder and energy VAD, on 127.0.0.1 and a free port."""
-    async with RealtimeServer(port=0) as server:
-        yield server
-
-
-@pytest.fixture
-async def agent_server() -> AsyncIterator[RealtimeServer]:
-    """The embedded server with the offline agent (Silero VAD, STT, TTS), on 127.0.0.1 and a free port."""
-    async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech_backends()) as server:
-        yield server

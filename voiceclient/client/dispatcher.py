@@ -11,7 +11,7 @@ import logging
 from typing import Any
 from collections.abc import Callable
 
-from .._aio import cancel_and_wait
+from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Any], Any]

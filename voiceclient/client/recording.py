@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .audio.format import FRAME_MS, RTP_RATE, rms_dbfs
+from voiceclient.audio.format import FRAME_MS, RTP_RATE, rms_dbfs
 
 REDACTED = "[redacted]"
 LOUD_DBFS = -45.0

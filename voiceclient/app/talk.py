@@ -17,15 +17,16 @@ import threading
 import time
 from typing import Any, TextIO
 
-from .audio.aec import EchoCanceller
-from .audio.mic import MicSource
-from .audio.speaker import SpeakerSink
-from .config import ClientSettings, SessionConfig
-from .events import models as ev
-from .printer import TranscriptPrinter
-from .session import VoiceCall
-from .tools.approvals import Approver
-from .tools.registry import Tool
+from voiceclient.audio.aec import EchoCanceller
+from voiceclient.audio.mic import MicSource
+from voiceclient.audio.speaker import SpeakerSink
+from voiceclient.client.settings import ClientSettings
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol import events as ev
+from voiceclient.app.printer import TranscriptPrinter
+from voiceclient.client.call import VoiceCall
+from voiceclient.tools.approvals import Approver
+from voiceclient.tools.registry import Tool
 
 log = logging.getLogger(__name__)
 HELP = ("commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
@@ -40,7 +41,7 @@ def wants_aec(mode: str, output_name: str) -> tuple[bool, str | None]:
     have = EchoCanceller.available()
     if mode == "on":
         if not have:
-            from .errors import ConfigError
+            from voiceclient.errors import ConfigError
 
             raise ConfigError("--aec on needs the aec extra: pip install 'voiceclient[aec]'")
         return True, None
@@ -83,7 +84,7 @@ class Talk:
         self.view: Any = None
         if stream is None and sys.stdout.isatty():
             try:
-                from .talk_view import TalkView
+                from voiceclient.app.talk_view import TalkView
 
                 self.view = TalkView(self)
                 self.printer.stream_deltas = False

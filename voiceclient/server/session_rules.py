@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import SessionConfig, _real_path
-from ..events.models import new_id
+from voiceclient.protocol.session import SessionConfig
+
+from voiceclient.protocol.validation import deep_merge, real_path
+from voiceclient.protocol.events import new_id
 
 DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_INSTRUCTIONS = (
@@ -74,7 +75,7 @@ def check_session(data: Any) -> SessionConfig:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        path = ".".join(["session", *_real_path(err["loc"], data)])
+        path = ".".join(["session", *real_path(err["loc"], data)])
         if err["type"] == "extra_forbidden":
             return_code, msg = "unknown_parameter", f"Unknown parameter: '{path}'."
         elif err["type"] in ("dict_type", "model_type", "string_type", "int_type", "float_type", "bool_type",
@@ -83,16 +84,6 @@ def check_session(data: Any) -> SessionConfig:
         else:
             return_code, msg = "invalid_value", f"Invalid value for '{path}': {err['msg']}."
         raise SessionError(msg, return_code, path) from None
-
-
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("turn_detection", "format"):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
@@ -109,6 +100,6 @@ def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -
     td = patch.get("audio", {}).get("input", {}).get("turn_detection", "unset")
     if isinstance(td, dict):  # a new turn_detection object is completed with that type's defaults
         patch["audio"]["input"]["turn_detection"] = {**default_turn_detection(td["type"]), **td}
-    merged = _merge(current, patch)
+    merged = deep_merge(current, patch, replace=("turn_detection", "format"))
     check_session({k: v for k, v in merged.items() if k not in ("object", "id", "expires_at")})
     return merged

@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
-from .config import ClientSettings, SessionConfig
-from .errors import (
+from voiceclient.client.settings import ClientSettings
+
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.errors import (
     APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidOfferError, InvalidSessionError,
     NotFoundError, RateLimitError, ServerError,
 )

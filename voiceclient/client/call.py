@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from .audio.sinks import ConversationRecorder, WavSink
-from .audio.sources import AudioSource, BufferSource, SilenceSource
-from .audio.tracks import InboundReader, OutboundTrack
-from .calls import CallsAPI
-from .config import ClientSettings, SessionConfig
-from .errors import CallError, ConnectionLostError, SessionUpdateError, VoiceClientError
-from .events import models as ev
-from .events.dispatcher import Dispatcher
-from .recording import EventLog, TurnMeter
-from .tools.approvals import Approver
-from .tools.registry import Tool
-from .tools.runner import ToolRunner
+from voiceclient.audio.sinks import ConversationRecorder, WavSink
+from voiceclient.audio.sources import AudioSource, BufferSource, SilenceSource
+from voiceclient.audio.tracks import InboundReader, OutboundTrack
+from voiceclient.client.calls_api import CallsAPI
+from voiceclient.client.settings import ClientSettings
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.errors import CallError, ConnectionLostError, SessionUpdateError, VoiceClientError
+from voiceclient.protocol import events as ev
+from voiceclient.client.dispatcher import Dispatcher
+from voiceclient.client.recording import EventLog, TurnMeter
+from voiceclient.tools.approvals import Approver
+from voiceclient.tools.registry import Tool
+from voiceclient.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class VoiceCall:
         await self.close()
 
     async def connect(self) -> None:
-        from .peer import Peer  # aiortc is imported only when a call is made
+        from voiceclient.rtc.peer import Peer  # aiortc is imported only when a call is made
 
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")

@@ -39,7 +39,7 @@ def use_immediate_jitter_buffer(receiver: RTCRtpReceiver) -> ImmediateJitterBuff
     """Install the immediate buffer on an audio receiver (before media flows)."""
     if not hasattr(receiver, _ATTR):
         raise RuntimeError("aiortc's RTCRtpReceiver no longer has a jitter buffer attribute; "
-                           "voiceclient.audio.jitter needs updating for this aiortc version")
+                           "voiceclient.rtc.jitter needs updating for this aiortc version")
     buffer = ImmediateJitterBuffer()
     setattr(receiver, _ATTR, buffer)
     return buffer

@@ -1,0 +1,1 @@
+"""The command line and the terminal views: `call`, `talk`, `serve`, `demo`, `tools`, `devices`."""

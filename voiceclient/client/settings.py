@@ -1,0 +1,105 @@
+"""The client's own settings (where and how it connects) and the session built from files, keywords and --set."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voiceclient.errors import ConfigError
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.validation import deep_merge, read_object_file, validate
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ClientSettings(BaseModel):
+    """Where and how the client connects (not part of the session object)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = Field(default=None, repr=False)
+    ice_servers: list[str] = Field(default_factory=list)
+    http_timeout: float = Field(default=20.0, gt=0)
+    connect_timeout: float = Field(default=20.0, gt=0)
+    session_update_timeout: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ClientSettings":
+        values: dict[str, Any] = {}
+        if os.environ.get("OPENAI_BASE_URL"):
+            values["base_url"] = os.environ["OPENAI_BASE_URL"]
+        if os.environ.get("OPENAI_API_KEY"):
+            values["api_key"] = os.environ["OPENAI_API_KEY"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return validate(cls, values, prefix="")
+
+
+def load_session_file(path: str | Path) -> dict[str, Any]:
+    """Read a session object from a .json or .toml file (a `session` table is also accepted)."""
+    data = read_object_file(path, "session file")
+    session = data.get("session", data)
+    if not isinstance(session, dict):
+        raise ConfigError(f"{path}: the session must be an object, not {type(session).__name__}")
+    return session
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file (TOML or JSON) with optional `session` and `tools` sections."""
+    data = read_object_file(path, "config file")
+    unknown = sorted(set(data) - {"session", "tools"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; expected session and tools")
+    for key in ("session", "tools"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ConfigError(f"{path}: [{key}] must be a table")
+    return data
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """`set_path(d, "audio.output.speed", 1.2)`: deep-assign, creating objects on the way."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {dotted}: not a dotted field path")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`PATH=VALUE` where VALUE is JSON, or a bare string when it is not valid JSON."""
+    path, sep, raw = text.partition("=")
+    if not sep or not path:
+        raise ConfigError(f"--set {text!r}: expected PATH=VALUE, e.g. audio.output.speed=1.2")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return path.strip(), value
+
+
+def build_session(
+    file: str | Path | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+    **fields: Any,
+) -> SessionConfig:
+    """`base` (a config file's session), then the session file, then `field=value` keywords (dotted keys
+    allowed), then `--set` assignments; validated once."""
+    data: dict[str, Any] = deep_merge(base or {}, load_session_file(file) if file else {})
+    for key, value in fields.items():
+        if value is not None:
+            set_path(data, key, value)
+    for text in assignments or []:
+        set_path(data, *parse_assignment(text))
+    data.setdefault("type", "realtime")
+    return validate(SessionConfig, data)
