@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceclient import ClientSettings, SessionConfig, VoiceCall  # noqa: E402
-from voiceclient.audio import jitter  # noqa: E402
+from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.audio.sources import BufferSource  # noqa: E402
+from voiceclient.client.transport import WebRTCTransport  # noqa: E402
 from voiceclient.server import RealtimeServer  # noqa: E402
 
 RATE = 48_000
@@ -129,18 +130,15 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
         call = VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16)))
         async with call:
             srv = next(iter(server.calls.values()))
-            assert srv.reader is not None and call._reader is not None and call._track is not None
+            assert srv.reader is not None and isinstance(call.transport, WebRTCTransport)
             srv.reader.taps.append(up_recv.tap)
             srv.track.on_frame = down_sent.tap
-            call._reader.taps.append(down_recv.tap)
-            previous = call._track.on_frame
-            call._track.on_frame = lambda p, pts, at: (previous(p, pts, at) if previous else None,
-                                                       up_sent.tap(p, pts, at))
+            call.tap_audio(received=down_recv.tap, sent=up_sent.tap)
             half = int(seconds / 2 / 0.02)
             drop_one_packet(srv.pc.getTransceivers()[0].receiver, half)
-            drop_one_packet(call._peer.transceiver.receiver, half)
+            drop_one_packet(call.transport.peer.pc.getTransceivers()[0].receiver, half)
             await asyncio.sleep(0.3)
-            call._track.source = BufferSource(pcm)
+            call.set_source(BufferSource(pcm))
             srv.playout.put("bench", pcm)
             await asyncio.sleep(seconds + 0.5)
     up, down = one_way(up_sent, up_recv), one_way(down_sent, down_recv)
@@ -235,9 +233,7 @@ async def bench_agent(silence_ms: int) -> None:
             idle = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
             from voiceclient.audio.sources import WavSource
 
-            call.source = source = WavSource(ROOT / "voiceclient" / "assets" / "demo_user.wav")
-            assert call._track is not None
-            call._track.source = source
+            call.set_source(WavSource(ROOT / "voiceclient" / "assets" / "demo_user.wav"))
             c0, w0 = cpu_of(server.pid), time.monotonic()
             await call.run_until_idle(1.0, 60)
             talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100

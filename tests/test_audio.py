@@ -11,7 +11,7 @@ from voiceclient import ConfigError, WavSource
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.resample import Resampler, resample
 from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
-from voiceclient.audio.sources import BufferSource, PlayoutQueue
+from voiceclient.audio.sources import AudioSource, BufferSource, PlayoutQueue
 from voiceclient.audio.tracks import OutboundTrack
 
 from .conftest import FIXTURES, loud_spans, read_wav
@@ -59,7 +59,7 @@ async def test_outbound_track_is_paced_by_the_wall_clock_with_drift_free_pts() -
 
 
 async def test_outbound_track_never_raises_when_the_source_breaks() -> None:
-    class Broken:
+    class Broken(AudioSource):
         def read(self, n: int) -> np.ndarray:
             raise OSError("device unplugged")
 

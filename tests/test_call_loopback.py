@@ -138,14 +138,14 @@ async def test_barge_in_cancels_and_clears(tmp_path) -> None:
 
 async def test_bad_client_events_get_errors_and_the_call_goes_on(settings: ClientSettings, tmp_path) -> None:
     async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
-        peer = call._peer
+        transport = call.transport
         stream = call.events()
         for raw in ['{not json', '{"type": "no.such.event", "event_id": "e1"}',
                     '{"type": "conversation.item.truncate", "event_id": "e2"}', '[1,2]',
                     '{"type": "response.cancel", "event_id": "e3"}',
                     '{"type": "session.update", "event_id": "e4", "session": {"type": "realtime", '
                     '"audio": {"output": {"speed": 9}}}}']:
-            peer.send(raw)
+            transport.send(raw)
         errors = [await stream.next_of("error", timeout=5) for _ in range(6)]
         codes = [(e.error.code, e.error.event_id) for e in errors]
         assert codes[0][0] == "invalid_json"

@@ -9,9 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from voiceclient import ToolDefinitionError, tool
-from voiceclient.protocol import events as ev
 from voiceclient.tools.plugins import load_all, load_tools
-from voiceclient.tools.runner import ToolRunner, serialise
+from voiceclient.tools.runner import serialise
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -72,76 +71,6 @@ def test_serialise() -> None:
     assert json.loads(big)["truncated"] is True
 
 
-def done_event(kind: str, **fields) -> object:
-    base = {"event_id": "e", "type": kind}
-    return ev.parse_server_event(json.dumps({**base, **fields}))
-
-
-async def test_runner_one_output_per_call_and_one_response_create() -> None:
-    sent: list[ev.ClientEvent] = []
-
-    @tool
-    async def slow(x: int) -> int:
-        await asyncio.sleep(0.05)
-        return x * 2
-
-    @tool
-    def hangs() -> None:
-        import time
-
-        time.sleep(0.5)
-
-    runner = ToolRunner([slow, hangs], sent.append, timeout=0.2)
-    args = {"response_id": "r1", "item_id": "i", "output_index": 0}
-    runner.on_event(done_event("response.function_call_arguments.done", call_id="c1", name="slow",
-                               arguments='{"x": 2}', **args))
-    runner.on_event(done_event("response.function_call_arguments.done", call_id="c2", name="missing",
-                               arguments="{}", **args))
-    runner.on_event(done_event("response.function_call_arguments.done", call_id="c3", name="hangs",
-                               arguments="{}", **args))
-    runner.on_event(done_event("response.function_call_arguments.done", call_id="c4", name="slow",
-                               arguments="{not json", **args))
-    runner.on_event(done_event("response.done", response={"id": "r1", "status": "completed"}))
-    assert runner.busy
-    for _ in range(100):
-        if len(sent) == 5:
-            break
-        await asyncio.sleep(0.02)
-    outputs = {e.item.call_id: json.loads(e.item.output) for e in sent if isinstance(e, ev.ConversationItemCreate)}
-    assert outputs["c1"] == 4
-    assert "unknown tool" in outputs["c2"]["error"]
-    assert "timed out" in outputs["c3"]["error"]
-    assert "not valid JSON" in outputs["c4"]["error"]
-    assert [type(e).__name__ for e in sent].count("ResponseCreate") == 1 and isinstance(sent[-1], ev.ResponseCreate)
-    assert not runner.busy
-    # The server refuses the create (a VAD response is running): retried once after that response is done.
-    runner.on_event(done_event("error", error={"type": "invalid_request_error", "message": "busy",
-                                               "code": "conversation_already_has_active_response",
-                                               "event_id": sent[-1].event_id}))
-    runner.on_event(done_event("response.done", response={"id": "r2", "status": "completed"}))
-    assert isinstance(sent[-1], ev.ResponseCreate) and len(sent) == 6
-    await runner.close()
-
-
-async def test_cancelled_response_gets_outputs_but_no_new_response() -> None:
-    sent: list[ev.ClientEvent] = []
-
-    @tool
-    def quick() -> str:
-        return "ok"
-
-    runner = ToolRunner([quick], sent.append)
-    runner.on_event(done_event("response.function_call_arguments.done", call_id="c1", name="quick",
-                               arguments="{}", response_id="r1", item_id="i", output_index=0))
-    runner.on_event(done_event("response.done", response={"id": "r1", "status": "cancelled"}))
-    for _ in range(50):
-        if sent:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    assert [type(e).__name__ for e in sent] == ["ConversationItemCreate"]
-
-
 def test_plugins_from_file_and_module(tmp_path, monkeypatch) -> None:
     f = tmp_path / "mytools.py"
     f.write_text("from voiceclient import tool\n@tool\ndef ping() -> str:\n    '''Ping.'''\n    return 'pong'\n")
@@ -161,8 +90,6 @@ def test_plugins_from_file_and_module(tmp_path, monkeypatch) -> None:
 # ----------------------------------------------------------------------------------------------- schemas
 from typing import Annotated, Optional  # noqa: E402
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from voiceclient.tools import ApprovalDecision, ApprovalRequest, ToolContext, policy  # noqa: E402
@@ -252,40 +179,3 @@ async def test_approvals_normalise_answers_and_failures() -> None:
     assert await decide(plain, req) == ApprovalDecision(True)
     with pytest.raises(ValueError):
         policy("sometimes")
-
-
-@tool
-def echo_number(n: int, label: str = "x") -> dict:
-    """Echo."""
-    return {"n": n, "label": label}
-
-
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                       max_size=3), max_leaves=8)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(arguments=st.one_of(st.text(max_size=40), json_values.map(json.dumps),
-                           st.fixed_dictionaries({"n": json_values}).map(json.dumps)))
-def test_any_argument_text_gets_exactly_one_output_and_one_response_create(arguments: str) -> None:
-    async def scenario() -> list[ev.ClientEvent]:
-        sent: list[ev.ClientEvent] = []
-        runner = ToolRunner([echo_number], sent.append)
-        common = {"response_id": "r1", "item_id": "i", "output_index": 0}
-        runner.on_event(done_event("response.function_call_arguments.done", call_id="c1", name="echo_number",
-                                   arguments=arguments, **common))
-        runner.on_event(done_event("response.done", response={"id": "r1", "status": "completed"}))
-        for _ in range(200):
-            if not runner.busy:
-                break
-            await asyncio.sleep(0.005)
-        await runner.close()
-        return sent
-
-    sent = asyncio.run(scenario())
-    outputs = [e for e in sent if isinstance(e, ev.ConversationItemCreate)]
-    assert len(outputs) == 1 and outputs[0].item.call_id == "c1"
-    out = json.loads(outputs[0].item.output)
-    assert isinstance(out, dict) and ("error" in out or isinstance(out.get("n"), int))
-    assert [type(e).__name__ for e in sent] == ["ConversationItemCreate", "ResponseCreate"]

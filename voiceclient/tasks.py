@@ -1,9 +1,19 @@
-"""Small asyncio helpers shared by the modules that own background tasks."""
+"""Background tasks with an owner: every task a call starts is held, cancelled and awaited on close.
+
+In the spirit of `asyncio.TaskGroup`, but for a long-lived object rather than a block: tasks are started at any
+time with `spawn`, a task that fails is logged (it does not take its siblings down: one tool failing must not end
+the call), and `close()` cancels whatever still runs and waits until all of it has unwound.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
@@ -17,3 +27,47 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():  # we are being cancelled ourselves: pass it on
             raise
+
+
+class TaskOwner:
+    """Holds the background tasks of one object (a call, a tool runner, a server call)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
+        """Start `coro` as a task owned here. After `close()` nothing new may start."""
+        if self._closed:
+            coro.close()
+            raise RuntimeError(f"{self.name}: closed, cannot start {name or coro!r}")
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}: {name}" if name else None)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("%s: task %s failed: %s", self.name, task.get_name(), exc, exc_info=exc)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Cancel every task still running (except the caller's own) and wait until all have unwound."""
+        self._closed = True
+        current = asyncio.current_task()
+        while tasks := [t for t in self._tasks if t is not current and not t.done()]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if all(t.done() for t in tasks):
+                break

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
+
+from voiceclient.protocol import events as ev
+
+if TYPE_CHECKING:
+    from voiceclient.client.call import VoiceCall
 
 
 class TranscriptPrinter:
@@ -19,7 +23,6 @@ class TranscriptPrinter:
         self.tools_called: list[str] = []
         self.transcript: list[tuple[str, str]] = []
         self._streaming = False
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def stream(self) -> TextIO:
@@ -38,58 +41,76 @@ class TranscriptPrinter:
         self.stream.write(f"{self._stamp()} {text}\n")
         self.stream.flush()
 
-    def attach(self, call: Any) -> None:
+    def attach(self, call: VoiceCall) -> None:
+        """Follow `call` from now on: its clock, and the events the transcript shows."""
         self.t0 = call.t0
-        self._task = asyncio.ensure_future(self._follow(call.events()))
+        call.on(ev.SpeechStarted, self.on_speech_started)
+        call.on(ev.InputAudioBufferCommitted, self.on_committed)
+        call.on(ev.InputTranscriptionCompleted, self.on_user_transcript)
+        call.on(ev.ResponseCreated, self.on_response_created)
+        call.on(ev.ResponseOutputAudioTranscriptDelta, self.on_delta)
+        call.on(ev.ResponseOutputTextDelta, self.on_delta)
+        call.on(ev.ResponseOutputAudioTranscriptDone, self.on_said)
+        call.on(ev.ResponseOutputTextDone, self.on_said)
+        call.on(ev.ResponseDone, self.on_response_done)
+        call.on(ev.Error, self.on_error)
+        call.on(ev.ConversationItemDone, self.on_item_done)
+        call.on(ev.ResponseOutputItemDone, self.on_output_item_done)
 
-    async def _follow(self, stream: Any) -> None:
-        async for event in stream:
-            self.on_event(event)
+    def on_speech_started(self, event: ev.SpeechStarted) -> None:
+        self.line("user: (speaking)")
 
-    def on_event(self, event: Any) -> None:
-        kind = event.type
-        if kind == "input_audio_buffer.speech_started":
-            self.line("user: (speaking)")
-        elif kind == "input_audio_buffer.committed":
-            self.user_turns += 1
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self.transcript.append(("user", event.transcript))
-            self.line(f"user: {event.transcript}")
-        elif kind == "response.created":
-            self.responses += 1
-        elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
-            if not self.quiet and self.stream_deltas:
-                if not self._streaming:
-                    self.stream.write(f"{self._stamp()} assistant: ")
-                    self._streaming = True
-                self.stream.write(event.delta)
-                self.stream.flush()
-        elif kind in ("response.output_audio_transcript.done", "response.output_text.done"):
-            text = getattr(event, "transcript", None) or getattr(event, "text", "")
-            self.transcript.append(("assistant", text))
-            if self._streaming and not self.quiet:
-                self.stream.write("\n")
-                self.stream.flush()
-            elif not self.stream_deltas:
-                self.line(f"assistant: {text}")
-            self._streaming = False
-        elif kind == "response.done" and event.response.status not in ("completed", None):
+    def on_committed(self, event: ev.InputAudioBufferCommitted) -> None:
+        self.user_turns += 1
+
+    def on_user_transcript(self, event: ev.InputTranscriptionCompleted) -> None:
+        self.transcript.append(("user", event.transcript))
+        self.line(f"user: {event.transcript}")
+
+    def on_response_created(self, event: ev.ResponseCreated) -> None:
+        self.responses += 1
+
+    def on_delta(self, event: ev.ResponseOutputAudioTranscriptDelta | ev.ResponseOutputTextDelta) -> None:
+        if not self.quiet and self.stream_deltas:
+            if not self._streaming:
+                self.stream.write(f"{self._stamp()} assistant: ")
+                self._streaming = True
+            self.stream.write(event.delta)
+            self.stream.flush()
+
+    def on_said(self, event: ev.ResponseOutputAudioTranscriptDone | ev.ResponseOutputTextDone) -> None:
+        text = event.transcript if isinstance(event, ev.ResponseOutputAudioTranscriptDone) else event.text
+        self.transcript.append(("assistant", text))
+        if self._streaming and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+        elif not self.stream_deltas:
+            self.line(f"assistant: {text}")
+        self._streaming = False
+
+    def on_response_done(self, event: ev.ResponseDone) -> None:
+        if event.response.status not in ("completed", None):
             reason = (event.response.status_details or {}).get("reason", "")
             self.line(f"assistant: (response {event.response.status}{': ' + reason if reason else ''})")
-        elif kind == "error":
-            self.line(f"server error: {event.error.message} ({event.error.code})")
-        elif kind == "conversation.item.done" and event.item.type == "mcp_list_tools":
-            names = [t.get("name") for t in (event.item.model_extra or {}).get("tools", [])]
-            label = (event.item.model_extra or {}).get("server_label")
-            self.line(f"mcp: {label} offers {', '.join(names) or 'no tools'}")
-        elif kind == "conversation.item.done" and event.item.type == "mcp_approval_request":
-            extra = event.item.model_extra or {}
-            self.line(f"mcp: approval requested for {extra.get('server_label')}/{event.item.name}"
-                      f"({event.item.arguments})")
-        elif kind == "response.output_item.done" and event.item.type == "mcp_call":
-            extra = event.item.model_extra or {}
+
+    def on_error(self, event: ev.Error) -> None:
+        self.line(f"server error: {event.error.message} ({event.error.code})")
+
+    def on_item_done(self, event: ev.ConversationItemDone) -> None:
+        item = event.item
+        extra = item.model_extra or {}
+        if item.type == "mcp_list_tools":
+            names = [t.get("name") for t in extra.get("tools", [])]
+            self.line(f"mcp: {extra.get('server_label')} offers {', '.join(names) or 'no tools'}")
+        elif item.type == "mcp_approval_request":
+            self.line(f"mcp: approval requested for {extra.get('server_label')}/{item.name}({item.arguments})")
+
+    def on_output_item_done(self, event: ev.ResponseOutputItemDone) -> None:
+        item = event.item
+        if item.type == "mcp_call":
+            extra = item.model_extra or {}
             result = extra.get("output") if extra.get("error") is None else f"failed: {extra['error']}"
-            self.line(f"mcp: {extra.get('server_label')}/{event.item.name}({event.item.arguments}) -> {result}")
+            self.line(f"mcp: {extra.get('server_label')}/{item.name}({item.arguments}) -> {result}")
 
     def tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
         self.tools_called.append(name)

@@ -15,7 +15,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from voiceclient.audio.aec import EchoCanceller
 from voiceclient.audio.mic import MicSource
@@ -26,7 +26,11 @@ from voiceclient.protocol import events as ev
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.client.call import VoiceCall
 from voiceclient.tools.approvals import Approver
+from voiceclient.tasks import TaskOwner
 from voiceclient.tools.registry import Tool
+
+if TYPE_CHECKING:
+    from voiceclient.app.talk_view import TalkView
 
 log = logging.getLogger(__name__)
 HELP = ("commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
@@ -81,7 +85,7 @@ class Talk:
         self.call: VoiceCall | None = None
         self.interrupts = 0
         self._quit = asyncio.Event()
-        self.view: Any = None
+        self.view: TalkView | None = None
         if stream is None and sys.stdout.isatty():
             try:
                 from voiceclient.app.talk_view import TalkView
@@ -97,24 +101,33 @@ class Talk:
         self.speaker.dropping = True
         self.interrupts += 1
 
-    def _on_event(self, event: Any) -> None:
-        call = self.call
-        assert call is not None
-        kind = event.type
+    def _subscribe(self, call: VoiceCall) -> None:
+        call.on(ev.ResponseDone, self._on_response_done)
+        call.on(ev.SpeechStarted, self._on_speech_started)
+        call.on(ev.OutputAudioBufferCleared, self._on_new_audio)
+        call.on(ev.ResponseCreated, self._on_new_audio)
         if self.view is not None:
-            self.view.on_event(event)
-        if kind == "response.done" and event.response.usage:
-            usage = event.response.usage
-            lat = call.meter.latencies
+            self.view.subscribe(call)
+
+    def _on_response_done(self, event: ev.ResponseDone) -> None:
+        assert self.call is not None
+        usage = event.response.usage
+        if usage:
+            lat = self.call.meter.latencies
             self.printer.line(f"(response {event.response.status}: {usage.get('total_tokens', 0)} tokens, "
                               f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
                               + (f"; last turn {lat[-1] * 1000:.0f} ms to first audio" if lat else "") + ")")
-        if kind == "input_audio_buffer.speech_started" and call.audio_playing:
+
+    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
+        call = self.call
+        assert call is not None
+        if call.turns.audio_playing:
             td = (call.effective_session or {}).get("audio", {}).get("input", {}).get("turn_detection") or {}
             if td.get("interrupt_response", True):
                 self._barge_in()
-        elif kind in ("output_audio_buffer.cleared", "response.created"):
-            self.speaker.dropping = False  # the server has confirmed: what comes now is new audio
+
+    def _on_new_audio(self, event: ev.OutputAudioBufferCleared | ev.ResponseCreated) -> None:
+        self.speaker.dropping = False  # the server has confirmed: what comes now is new audio
 
     def interrupt(self) -> None:
         assert self.call is not None
@@ -146,7 +159,7 @@ class Talk:
     def toggle_talk(self) -> None:
         assert self.call is not None
         if not self.talking:
-            if self.call.audio_playing or self.call.responses_active:
+            if self.call.turns.audio_playing or self.call.turns.active:
                 self.interrupt()
             self.call.send(ev.InputAudioBufferClear())
             self.mic.muted = False
@@ -193,16 +206,16 @@ class Talk:
                              approver=self.approver, playback=self.speaker, record_wav=self.record_wav,
                              events_jsonl=self.events_jsonl, on_tool_result=self._tool_result)
             self.call = call
+            self._subscribe(call)
             async with call:
-                stream = call.events()
                 self.printer.attach(call)
                 self.printer.line(f"connected in {call.connect_seconds:.2f} s; microphone {self.mic.device.name!r},"
                                   f" speaker {self.speaker.device.name!r}, echo cancellation "
                                   f"{'on' if self.aec else 'off'}")
                 self.printer.line(HELP)
-                follower = asyncio.ensure_future(self._follow(stream))
-                commands = asyncio.ensure_future(self._commands())
-                refresher = asyncio.ensure_future(self._refresh())
+                tasks = TaskOwner("talk")
+                tasks.spawn(self._commands(), "commands")
+                tasks.spawn(self._refresh(), "view refresh")
                 if self.view is not None:
                     self.view.__enter__()
                 deadline = None if max_duration is None else time.monotonic() + max_duration
@@ -217,9 +230,7 @@ class Talk:
                         except TimeoutError:
                             pass
                 finally:
-                    follower.cancel()
-                    commands.cancel()
-                    refresher.cancel()
+                    await tasks.close()
                     if self.view is not None:
                         self.view.__exit__(None, None, None)
                 self.printer.line(self.status())
@@ -236,10 +247,6 @@ class Talk:
         while self.view is not None:
             self.view.refresh()
             await asyncio.sleep(0.1)
-
-    async def _follow(self, stream: Any) -> None:
-        async for event in stream:
-            self._on_event(event)
 
     async def _commands(self) -> None:
         assert self.commands is not None

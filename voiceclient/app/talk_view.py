@@ -6,12 +6,18 @@ token usage, the devices' health). Built on rich; without a terminal, `talk` pri
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
+
+from voiceclient.protocol import events as ev
+
+if TYPE_CHECKING:
+    from voiceclient.app.talk import Talk
+    from voiceclient.client.call import VoiceCall
 
 BAR = 30
 
@@ -23,7 +29,7 @@ def level_bar(dbfs: float, width: int = BAR) -> Text:
 
 
 class TalkView:
-    def __init__(self, talk: Any) -> None:
+    def __init__(self, talk: Talk) -> None:
         self.talk = talk
         self.tokens = 0
         self.assistant_text = ""
@@ -39,16 +45,28 @@ class TalkView:
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(None, None, None)
 
-    def on_event(self, event: Any) -> None:
-        kind = event.type
-        if kind == "response.created":
-            self.assistant_text = ""
-        elif kind in ("response.output_audio_transcript.delta", "response.output_text.delta"):
-            self.assistant_text += event.delta
-        elif kind == "response.done" and event.response.usage:
+    def subscribe(self, call: VoiceCall) -> None:
+        call.on(ev.ResponseCreated, self.on_response_created)
+        call.on(ev.ResponseOutputAudioTranscriptDelta, self.on_delta)
+        call.on(ev.ResponseOutputTextDelta, self.on_delta)
+        call.on(ev.ResponseDone, self.on_response_done)
+        call.on(ev.ResponseFunctionCallArgumentsDone, self.on_function_call)
+        call.on_any(self.on_any)
+
+    def on_response_created(self, event: ev.ResponseCreated) -> None:
+        self.assistant_text = ""
+
+    def on_delta(self, event: ev.ResponseOutputAudioTranscriptDelta | ev.ResponseOutputTextDelta) -> None:
+        self.assistant_text += event.delta
+
+    def on_response_done(self, event: ev.ResponseDone) -> None:
+        if event.response.usage:
             self.tokens += int(event.response.usage.get("total_tokens") or 0)
-        elif kind == "response.function_call_arguments.done":
-            self.tools_running[event.name or "?"] = time.monotonic()
+
+    def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
+        self.tools_running[event.name or "?"] = time.monotonic()
+
+    def on_any(self, event: ev.ReceivedServerEvent) -> None:
         self.live.update(self.render())
 
     def tool_done(self, name: str) -> None:
@@ -61,11 +79,11 @@ class TalkView:
             who = Text("connecting…", style="yellow")
         elif talk.mic.muted and not talk.push_to_talk:
             who = Text("microphone muted", style="red")
-        elif call.user_speaking:
+        elif call.turns.user_speaking:
             who = Text("you are speaking", style="bold green")
-        elif call.audio_playing:
+        elif call.turns.audio_playing:
             who = Text("assistant speaking", style="bold cyan")
-        elif call.responses_active or self.tools_running:
+        elif call.turns.active or self.tools_running:
             who = Text("assistant thinking", style="cyan")
         elif talk.push_to_talk:
             who = Text("talking: /t to send" if talk.talking else "push-to-talk: /t to speak", style="yellow")
@@ -80,7 +98,7 @@ class TalkView:
         if self.tools_running:
             lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"
                                                     for n, t in self.tools_running.items()), style="magenta"))
-        if self.assistant_text and call is not None and (call.audio_playing or call.responses_active):
+        if self.assistant_text and call is not None and (call.turns.audio_playing or call.turns.active):
             lines.append(Text("assistant: " + self.assistant_text[-200:], style="cyan"))
         lines.append(Text("type to send a message | /i interrupt | /m mute | /t talk | /q quit", style="dim"))
         return Panel(Group(*lines), title="voiceclient talk", border_style="blue")

@@ -19,13 +19,16 @@ import numpy as np
 from voiceclient.audio.devices import DeviceError, close_stream, find_device, sounddevice
 from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
+from voiceclient.audio.sources import AudioSource
 
 log = logging.getLogger(__name__)
 BlockTap = Callable[[np.ndarray], np.ndarray]
 
 
-class MicSource:
-    """An awaitable source: `await next_block()` returns the next 20 ms (silence when muted)."""
+class MicSource(AudioSource):
+    """A device-paced source: `await next_block()` returns the next 20 ms (silence when muted)."""
+
+    paced = True
 
     def __init__(self, device: str | int | None = None, max_blocks: int = 10,
                  process: BlockTap | None = None) -> None:

@@ -1,13 +1,14 @@
 """Audio sources: pulled in 48 kHz mono int16 chunks by the outbound track, which paces them.
 
-A source's `read(n)` returns exactly `n` samples (silence where it has nothing) and never raises.
+A source's `read(n)` returns exactly `n` samples (silence where it has nothing) and never raises. A device-paced
+source (a microphone) says so with `paced = True` and is awaited block by block with `next_block()` instead.
 """
 
 from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar
 from collections.abc import Callable
 
 import av
@@ -17,8 +18,24 @@ from voiceclient.errors import ConfigError
 from voiceclient.audio.format import RTP_RATE
 
 
-class AudioSource(Protocol):
-    def read(self, n: int) -> np.ndarray: ...
+class AudioSource:
+    """What a call sends. Subclass it and implement `read` (or, for a device-paced source, `next_block`)."""
+
+    paced: ClassVar[bool] = False  # True: the outbound track awaits `next_block()` instead of pacing `read()`
+
+    @property
+    def done(self) -> bool:
+        """Nothing more is planned to be sent: a played-out buffer; a live source always (it never blocks an
+        idle call)."""
+        return True
+
+    def read(self, n: int) -> np.ndarray:
+        """Exactly `n` samples, 48 kHz mono int16, at once."""
+        raise NotImplementedError
+
+    async def next_block(self) -> np.ndarray:
+        """A paced source's next 20 ms block, when the device has it."""
+        raise NotImplementedError(f"{type(self).__name__} is not a paced source")
 
 
 def load_audio(path: str | Path, rate: int = RTP_RATE) -> np.ndarray:
@@ -42,12 +59,12 @@ def load_audio(path: str | Path, rate: int = RTP_RATE) -> np.ndarray:
     return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
 
 
-class SilenceSource:
+class SilenceSource(AudioSource):
     def read(self, n: int) -> np.ndarray:
         return np.zeros(n, np.int16)
 
 
-class BufferSource:
+class BufferSource(AudioSource):
     """Plays a buffer once, then silence. `done` tells when the last sample has been read."""
 
     def __init__(self, pcm: np.ndarray) -> None:
@@ -78,7 +95,7 @@ class WavSource(BufferSource):
         super().__init__(load_audio(path))
 
 
-class PlayoutQueue:
+class PlayoutQueue(AudioSource):
     """Queued PCM, each chunk tagged (e.g. with a response id), played out as it is read.
 
     `on_start(tag)` fires when the first sample of a tag is read, `on_drain(tag, samples)` when the last sample

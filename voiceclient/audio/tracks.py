@@ -42,10 +42,9 @@ class OutboundTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        next_block = getattr(self.source, "next_block", None)
-        if next_block is not None and not self._failed:  # a device-paced source (a microphone)
+        if self.source.paced and not self._failed:  # a device-paced source (a microphone)
             try:
-                return self._frame(await next_block())
+                return self._frame(await self.source.next_block())
             except Exception as exc:
                 self._failed = True
                 log.error("audio source failed, sending silence from now on: %s", exc)

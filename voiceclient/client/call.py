@@ -1,7 +1,10 @@
-"""The orchestrator: `async with VoiceCall(...) as call`, the only module that wires the parts together.
+"""The conversation: `async with VoiceCall(...) as call`, the only module that wires the client's parts together.
 
-    settings -> CallsAPI (create call) -> Peer (aiortc) -> data channel -> Dispatcher -> tool runner, state, you
-    source -> OutboundTrack (paced, 48 kHz)            remote track -> InboundReader -> WAV sink, recorder, meter
+    settings -> Transport (WebRTC: create call, aiortc peer) -> server messages -> decode -> Dispatcher
+        -> TurnState (first) -> waiters and event streams -> ToolRunner -> your handlers (`call.on(...)`)
+    source -> transport (paced 20 ms frames)        received frames -> WAV sink, recorder, meter, speaker
+
+The transport is a seam: `WebRTCTransport` by default, `ScriptedTransport` in fast tests.
 """
 
 from __future__ import annotations
@@ -11,48 +14,54 @@ import enum
 import json
 import logging
 import time
-from pathlib import Path
-from typing import Any
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import numpy as np
 
 from voiceclient.audio.sinks import ConversationRecorder, WavSink
-from voiceclient.audio.sources import AudioSource, BufferSource, SilenceSource
-from voiceclient.audio.tracks import InboundReader, OutboundTrack
-from voiceclient.client.calls_api import CallsAPI
+from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.client.dispatcher import AnyHandler, Dispatcher
+from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.client.state import TurnState
+from voiceclient.client.transport import Transport, WebRTCTransport
 from voiceclient.errors import CallError, ConnectionLostError, SessionUpdateError, VoiceClientError
 from voiceclient.protocol import events as ev
-from voiceclient.client.dispatcher import Dispatcher
-from voiceclient.client.recording import EventLog, TurnMeter
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import Approver
 from voiceclient.tools.registry import Tool
-from voiceclient.tools.runner import ToolRunner
+from voiceclient.tools.runner import ToolResultHook, ToolRunner
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")
+Playback = Callable[[np.ndarray, int, float], None]
+Predicate = Callable[[ev.ReceivedServerEvent], bool]
 
 
 class EventStream:
     """An async iterator over a call's server events; subscribed when created, so nothing is missed."""
 
-    def __init__(self, subscribers: list[asyncio.Queue[Any]]) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self, subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]]) -> None:
+        self._queue: asyncio.Queue[ev.ReceivedServerEvent | None] = asyncio.Queue()
         self._subscribers = subscribers
         subscribers.append(self._queue)
 
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> ev.ReceivedServerEvent:
         event = await self._queue.get()
         if event is None:
             self.close()
             raise StopAsyncIteration
         return event
 
-    async def next_of(self, *types: str, timeout: float = 10.0) -> Any:
+    async def next_of(self, *types: str, timeout: float = 10.0) -> ev.ReceivedServerEvent:
         """The next event of one of `types` (others are skipped)."""
-        async def find() -> Any:
+        async def find() -> ev.ReceivedServerEvent:
             async for event in self:
                 if event.type in types:
                     return event
@@ -68,7 +77,7 @@ class EventStream:
 class LiveCallHandle:
     """What a tool gets in `ToolContext.call`: a narrow handle on the live call."""
 
-    def __init__(self, call: "VoiceCall") -> None:
+    def __init__(self, call: VoiceCall) -> None:
         self._call = call
 
     def send_text(self, text: str) -> None:
@@ -79,7 +88,7 @@ class LiveCallHandle:
 
     def hangup(self) -> None:
         """Ends the call after the tool returns (closing from inside a tool would cancel the tool itself)."""
-        self._call.request_hangup()
+        self._call.request_hangup("a tool hung up")
 
 
 class CallState(enum.Enum):
@@ -91,10 +100,12 @@ class CallState(enum.Enum):
 
 
 class VoiceCall:
-    """One Realtime call over WebRTC.
+    """One Realtime conversation.
 
-    `source` is the microphone (a `WavSource`, a device source, or anything with `read(n)`); it starts playing
-    only after the server has confirmed the session (`session.updated`). Files are optional and always finalised.
+    `source` is the microphone (a `WavSource`, a device source, any `AudioSource`); it starts playing only after
+    the server has confirmed the session (`session.updated`). Files are optional and always finalised. `turns`
+    is where the conversation stands (responses, audio, the user, tools); `on(EventClass, handler)` subscribes a
+    typed handler to the ordered event consumer.
     """
 
     def __init__(
@@ -108,9 +119,10 @@ class VoiceCall:
         record_wav: str | Path | None = None,
         events_jsonl: str | Path | None = None,
         tool_timeout: float = 30.0,
-        on_tool_result: Callable[[str, str, str, float], None] | None = None,
+        on_tool_result: ToolResultHook | None = None,
         approver: Approver | None = None,
-        playback: Callable[[Any, int, float], None] | None = None,
+        playback: Playback | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
@@ -124,31 +136,31 @@ class VoiceCall:
         self.effective_session: dict[str, Any] | None = None
         self.meter = TurnMeter()
         self.error: VoiceClientError | None = None
+        self.hangup_requested: str | None = None
         self._paths = (output_wav, record_wav, events_jsonl)
-        self._playback = playback  # e.g. a SpeakerSink: gets every received 48 kHz mono frame
+        self._received_taps: list[Playback] = [playback] if playback is not None else []  # e.g. a SpeakerSink
+        self._sent_taps: list[Playback] = []
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
-        self._api: CallsAPI | None = None
-        self._peer: Any = None
-        self._reader: InboundReader | None = None
-        self._track: OutboundTrack | None = None
-        self._dispatcher = Dispatcher()
-        self._runner = ToolRunner(self.tools, self.send, timeout=tool_timeout, on_result=on_tool_result,
-                                  approver=approver, handle=LiveCallHandle(self))
-        self._subscribers: list[asyncio.Queue[Any]] = []
-        self._waiters: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
-        self._watch: asyncio.Task[None] | None = None
+        self._given_transport = transport
+        self._transport: Transport | None = None
+        self._tasks = TaskOwner("voice call")
+        self._closed = asyncio.Event()
         self._activity = asyncio.Event()
-        self.responses_active: set[str] = set()
-        self.responses_requested: set[str] = set()  # event ids of our response.create not yet answered
-        self.audio_playing: set[str] = set()
-        self.user_speaking = False
-        self.last_activity = time.monotonic()
-        self.hangup_requested: str | None = None
+        self._subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]] = []
+        self._waiters: list[tuple[Predicate, asyncio.Future[ev.ReceivedServerEvent]]] = []
+        self.turns = TurnState(self.send)
+        self._runner = ToolRunner(self.tools, self.send, self.turns, timeout=tool_timeout, on_result=on_tool_result,
+                                  approver=approver, handle=LiveCallHandle(self))
+        self._dispatcher = Dispatcher()
+        self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
+        self._dispatcher.on_any(self._notify)
+        self._dispatcher.on(ev.Error, self._log_error)
+        self._runner.subscribe(self._dispatcher)
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> "VoiceCall":
+    async def __aenter__(self) -> VoiceCall:
         try:
             await self.connect()
         except BaseException:
@@ -160,8 +172,6 @@ class VoiceCall:
         await self.close()
 
     async def connect(self) -> None:
-        from voiceclient.rtc.peer import Peer  # aiortc is imported only when a call is made
-
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
@@ -173,32 +183,18 @@ class VoiceCall:
             self._sink = WavSink(out_wav, self.t0)
         if rec_wav:
             self._recorder = ConversationRecorder(rec_wav, self.t0)
-        self._dispatcher.on("*", self._track_state)
-        self._dispatcher.on("*", self._runner.on_event)
         self._dispatcher.start()
-
-        self._track = OutboundTrack(SilenceSource(), on_frame=self._on_sent)
-        self._peer = Peer(self._track, self.settings.ice_servers)
-        self._peer.on_message = self._on_message
+        timeout = self.settings.connect_timeout
         session_created = self._expect(lambda e: e.type == "session.created")
-        offer = await self._peer.create_offer()
-        self._api = CallsAPI(self.settings)
-        answer = await self._api.create_call(offer, self.session)
-        self.call_id = answer.call_id
-        log.info("call %s: SDP answer received", self.call_id or "?")
-        await self._peer.accept_answer(answer.sdp)
-        self._watch = asyncio.ensure_future(self._watch_connection())
-        await self._peer.wait_open(self.settings.connect_timeout)
-        remote = await asyncio.wait_for(asyncio.shield(self._peer.remote_track), self.settings.connect_timeout)
-        taps = [t for t in (self._playback, self._sink, self._recorder.received if self._recorder else None,
-                            self.meter.received) if t is not None]
-        self._reader = InboundReader(remote, taps)
-        self._reader.start()
-        await self._wait(session_created, self.settings.connect_timeout, "session.created")
+        transport = self._transport = self._given_transport or WebRTCTransport(self.settings)
+        await transport.open(self.session, self._on_message, self._on_audio, self._on_sent)
+        self.call_id = transport.call_id
+        self._tasks.spawn(self._watch_connection(transport), "connection watch")
+        await self._wait(session_created, timeout, "session.created")
 
         update = ev.SessionUpdate(session=self.session)
         updated = self._expect(lambda e: e.type == "session.updated" or (
-            e.type == "error" and e.error.event_id == update.event_id))
+            isinstance(e, ev.Error) and e.error.event_id == update.event_id))
         self.send(update)
         try:
             reply = await self._wait(updated, self.settings.session_update_timeout, "session.updated")
@@ -206,37 +202,31 @@ class VoiceCall:
             log.warning("no session.updated within %.1f s; sending audio anyway",
                         self.settings.session_update_timeout)
         else:
-            if reply.type == "error":
+            if isinstance(reply, ev.Error):
                 raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
                                          + (f" (param {reply.error.param})" if reply.error.param else ""))
-            self.effective_session = reply.session
+            if isinstance(reply, ev.SessionUpdated):
+                self.effective_session = reply.session
         self.connect_seconds = time.monotonic() - self.t0
         self.state = CallState.CONNECTED
-        self._track.source = self.source
+        transport.set_source(self.source)
 
     async def close(self) -> None:
-        """Hang up and release everything, in reverse order of setup. Idempotent; files are always finalised."""
-        if self.state in (CallState.CLOSING, CallState.CLOSED):
+        """Hang up and release everything, in reverse order of setup. Idempotent: a second call waits for the
+        first to finish; files are always finalised."""
+        if self.state is CallState.CLOSED:
             return
-        was = self.state
+        if self.state is CallState.CLOSING:
+            await self._closed.wait()
+            return
         self.state = CallState.CLOSING
         end = time.monotonic()
         try:
             await self._dispatcher.drain(0.5)
             await self._runner.close()
-            if self._api is not None and self.call_id and was in (CallState.CONNECTED, CallState.CONNECTING):
-                try:
-                    await asyncio.wait_for(self._api.hangup(self.call_id), 5)
-                except (TimeoutError, VoiceClientError) as exc:
-                    log.info("hangup of %s: %s", self.call_id, exc)
-            if self._watch is not None:
-                self._watch.cancel()
-            if self._reader is not None:
-                await self._reader.stop()
-            if self._peer is not None:
-                await self._peer.close()
-            if self._api is not None:
-                await self._api.aclose()
+            if self._transport is not None:
+                await self._transport.close()
+            await self._tasks.close()
             await self._dispatcher.stop()
         finally:
             for closer in (self._sink, self._recorder):
@@ -250,16 +240,15 @@ class VoiceCall:
                 if not fut.done():
                     fut.cancel()
             self.state = CallState.CLOSED
-
-    hangup = close
+            self._closed.set()
 
     def request_hangup(self, reason: str = "hangup requested") -> None:
         """Ask `run_until_idle` to return now (used by tools); the caller's `async with` then closes the call."""
         self.hangup_requested = reason
         self._activity.set()
 
-    async def _watch_connection(self) -> None:
-        reason = await self._peer.lost
+    async def _watch_connection(self, transport: Transport) -> None:
+        reason = await transport.lost
         if self.state in (CallState.CONNECTING, CallState.CONNECTED):
             self.error = ConnectionLostError(reason)
             log.error("%s", reason)
@@ -282,26 +271,7 @@ class VoiceCall:
             log.warning("malformed server event: %s", event.reason)
         self._dispatcher.put(event)
 
-    def _track_state(self, event: Any) -> None:
-        kind = event.type
-        self.last_activity = time.monotonic()
-        if kind == "response.created":
-            self.responses_active.add(event.response.id)
-            if self.responses_requested:
-                self.responses_requested.pop()
-        elif kind == "response.done":
-            self.responses_active.discard(event.response.id)
-        elif kind == "output_audio_buffer.started":
-            self.audio_playing.add(event.response_id)
-        elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
-            self.audio_playing.discard(event.response_id)
-        elif kind == "input_audio_buffer.speech_started":
-            self.user_speaking = True
-        elif kind in ("input_audio_buffer.speech_stopped", "input_audio_buffer.cleared"):
-            self.user_speaking = False
-        elif kind == "error":
-            log.warning("server error: %s (%s)", event.error.message, event.error.code)
-            self.responses_requested.discard(event.error.event_id or "")
+    def _notify(self, event: ev.ReceivedServerEvent) -> None:
         for pred, fut in list(self._waiters):
             if not fut.done() and pred(event):
                 fut.set_result(event)
@@ -309,12 +279,31 @@ class VoiceCall:
             queue.put_nowait(event)
         self._activity.set()
 
-    def _expect(self, predicate: Callable[[Any], bool]) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    @staticmethod
+    def _log_error(event: ev.Error) -> None:
+        log.warning("server error: %s (%s)", event.error.message, event.error.code)
+
+    @overload
+    def on(self, kind: type[E], handler: Callable[[E], object]) -> None: ...
+
+    @overload
+    def on(self, kind: str, handler: AnyHandler) -> None: ...
+
+    def on(self, kind: type[Any] | str, handler: Callable[[Any], object]) -> None:
+        """Subscribe `handler` to the events of class (or wire type) `kind`, in the call's ordered consumer: it
+        runs after the call's own bookkeeping, so `call.turns` already reflects the event."""
+        self._dispatcher.on(kind, handler)
+
+    def on_any(self, handler: AnyHandler) -> None:
+        self._dispatcher.on_any(handler)
+
+    def _expect(self, predicate: Predicate) -> asyncio.Future[ev.ReceivedServerEvent]:
+        fut: asyncio.Future[ev.ReceivedServerEvent] = asyncio.get_running_loop().create_future()
         self._waiters.append((predicate, fut))
         return fut
 
-    async def _wait(self, fut: asyncio.Future[Any], timeout: float, what: str) -> Any:
+    async def _wait(self, fut: asyncio.Future[ev.ReceivedServerEvent], timeout: float,
+                    what: str) -> ev.ReceivedServerEvent:
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
@@ -326,63 +315,97 @@ class VoiceCall:
         finally:
             self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
 
-    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float) -> Any:
+    async def wait_for(self, predicate: Predicate, timeout: float) -> ev.ReceivedServerEvent:
         """Wait for the first server event matching `predicate` (from now on)."""
         return await self._wait(self._expect(predicate), timeout, "the awaited event")
 
-    def events(self) -> "EventStream":
+    async def events_handled(self, timeout: float = 5.0) -> None:
+        """Wait until every server event received so far has been through the handlers."""
+        await self._dispatcher.drain(timeout)
+
+    def events(self) -> EventStream:
         """Every server event from this call on, in order, until the call closes (subscribed at once)."""
         return EventStream(self._subscribers)
 
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self.events()
 
     # ------------------------------------------------------------------------------------------ events out
     def send(self, event: ev.ClientEvent) -> None:
-        if self._peer is None or self.state in (CallState.CLOSED,):
+        if self._transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
         wire = event.to_wire()
-        if wire["type"] == "response.create" and wire.get("event_id"):
-            self.responses_requested.add(wire["event_id"])
-            self.last_activity = time.monotonic()
+        self.turns.sent(event)
         if self._log is not None:
             self._log.write("client", wire)
-        self._peer.send(event.to_json())
+        self._transport.send(json.dumps(wire, separators=(",", ":")))
 
     def send_text(self, text: str) -> None:
         """A user text message, then a response."""
         self.send(ev.ConversationItemCreate(item=ev.Item.user_text(text)))
-        self.send(ev.ResponseCreate())
+        self.turns.request_response(retry=False)
 
     def interrupt(self) -> None:
         """Stop the assistant: cancel the response in progress, then clear the audio still playing; tools marked
         `cancel_on_interrupt` are cancelled too."""
         self._runner.interrupt()
-        if self.responses_active:
+        if self.turns.active:
             self.send(ev.ResponseCancel())
         self.send(ev.OutputAudioBufferClear())
 
     def update_session(self, session: SessionConfig) -> None:
         self.send(ev.SessionUpdate(session=session))
 
-    def _on_sent(self, pcm: Any, pts: int, at: float) -> None:
-        if self._recorder is not None:
-            self._recorder.sent(pcm, pts, at)
-        self.meter.sent(pcm, pts, at)
+    @property
+    def transport(self) -> Transport:
+        """The connection under the call (for diagnostics and raw sends); set once `connect()` has begun."""
+        if self._transport is None:
+            raise CallError("the call has no transport yet: connect() first")
+        return self._transport
+
+    def set_source(self, source: AudioSource) -> None:
+        """Send from `source` from now on (before `connect()`: once the session is confirmed)."""
+        self.source = source
+        if self._transport is not None and self.state is CallState.CONNECTED:
+            self._transport.set_source(source)
+
+    # ------------------------------------------------------------------------------------------ audio taps
+    def tap_audio(self, *, received: Playback | None = None, sent: Playback | None = None) -> None:
+        """Also hand every received and/or sent frame (48 kHz mono int16, pts, monotonic time) to these."""
+        if received is not None:
+            self._received_taps.append(received)
+        if sent is not None:
+            self._sent_taps.append(sent)
+
+    def _on_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        for tap in (*self._received_taps, self._sink, self._recorder.received if self._recorder else None,
+                    self.meter.received):
+            if tap is not None:
+                try:
+                    tap(pcm, pts, at)
+                except Exception:  # one failing sink must not silence the others
+                    log.exception("received-audio tap failed")
+
+    def _on_sent(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        for tap in (self._recorder.sent if self._recorder else None, self.meter.sent, *self._sent_taps):
+            if tap is not None:
+                try:
+                    tap(pcm, pts, at)
+                except Exception:
+                    log.exception("sent-audio tap failed")
 
     # ------------------------------------------------------------------------------------------ waiting
     @property
     def input_done(self) -> bool:
-        source = self.source
-        return not isinstance(source, BufferSource) or source.done
+        return self.source.done
 
     @property
     def busy(self) -> bool:
-        return (not self.input_done or self.user_speaking or bool(self.responses_active)
-                or bool(self.responses_requested) or bool(self.audio_playing) or self._runner.busy)
+        return not self.input_done or self.turns.busy or self._runner.busy
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
-        """Return "idle" once the input is done and nothing has happened for `idle_seconds`, or "max_duration"."""
+        """Return "idle" once the input is done and nothing has happened for `idle_seconds`, "max_duration", or
+        "hangup" when a tool asked to end the call."""
         deadline = None if max_duration is None else self.t0 + max_duration
         idle_since = time.monotonic()
         while True:
@@ -394,13 +417,13 @@ class VoiceCall:
             if self.busy:
                 idle_since = now
             else:
-                idle_since = max(idle_since, self.last_activity)
+                idle_since = max(idle_since, self.turns.last_activity)
                 if now - idle_since >= idle_seconds:
                     # Events may be waiting behind a stalled loop: handle them before deciding.
-                    before = self.last_activity
+                    before = self.turns.last_activity
                     await self._dispatcher.drain(0.5)
                     await asyncio.sleep(0)
-                    if self.last_activity == before and not self.busy:
+                    if self.turns.last_activity == before and not self.busy:
                         return "idle"
                     continue
             if deadline is not None and now >= deadline:

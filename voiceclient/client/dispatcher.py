@@ -1,6 +1,10 @@
 """One ordered consumer for the events of a call: handlers run one event at a time, in arrival order.
 
-A handler that raises is logged and reported through `on_handler_error`; the loop never dies on input.
+Consumers subscribe by event class (`on(ev.ResponseDone, handler)`, the handler typed for that class; a base
+class such as `ev.ServerEvent` matches all its subclasses), by wire type (`on("response.done", handler)`), or to
+everything (`on_any`). For each event the matching handlers run in the order they subscribed, so the state tracker
+that subscribes first is up to date when the others look at it. A handler that raises is logged and reported
+through `on_handler_error`; the loop never dies on input.
 """
 
 from __future__ import annotations
@@ -8,43 +12,68 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any
 from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
+from voiceclient.protocol.events import ReceivedServerEvent
 from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Any], Any]
+E = TypeVar("E")
+AnyHandler = Callable[[ReceivedServerEvent], object]
 
 
 class Dispatcher:
-    def __init__(self, on_handler_error: Callable[[Any, BaseException], None] | None = None) -> None:
-        self._handlers: dict[str, list[Handler]] = {}
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self, on_handler_error: Callable[[ReceivedServerEvent, BaseException], None] | None = None) -> None:
+        self._subscriptions: list[tuple[type[Any] | str | None, Callable[[Any], object]]] = []
+        self._routes: dict[tuple[type[Any], str], list[Callable[[Any], object]]] = {}
+        self._queue: asyncio.Queue[ReceivedServerEvent] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.on_handler_error = on_handler_error
 
-    def on(self, event_type: str, handler: Handler) -> None:
-        """Register `handler` for one event type, or for every event with `"*"`."""
-        self._handlers.setdefault(event_type, []).append(handler)
+    @overload
+    def on(self, kind: type[E], handler: Callable[[E], object]) -> None: ...
 
-    def put(self, event: Any) -> None:
+    @overload
+    def on(self, kind: str, handler: AnyHandler) -> None: ...
+
+    def on(self, kind: type[Any] | str, handler: Callable[[Any], object]) -> None:
+        """Call `handler` for every event of class `kind` (or a subclass), or of wire type `kind`."""
+        self._subscriptions.append((kind, handler))
+        self._routes.clear()
+
+    def on_any(self, handler: AnyHandler) -> None:
+        """Call `handler` for every event, known, unknown or malformed."""
+        self._subscriptions.append((None, handler))
+        self._routes.clear()
+
+    def handlers_for(self, event: ReceivedServerEvent) -> list[Callable[[Any], object]]:
+        key = (type(event), event.type)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = [
+                handler for kind, handler in self._subscriptions
+                if kind is None or kind == event.type or (isinstance(kind, type) and isinstance(event, kind))]
+        return route
+
+    def put(self, event: ReceivedServerEvent) -> None:
         self._queue.put_nowait(event)
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="voiceclient: event dispatcher")
 
     async def _run(self) -> None:
         while True:
             event = await self._queue.get()
             try:
-                await self._handle(event)
+                await self.handle(event)
             finally:
                 self._queue.task_done()
 
-    async def _handle(self, event: Any) -> None:
-        for handler in self._handlers.get(event.type, []) + self._handlers.get("*", []):
+    async def handle(self, event: ReceivedServerEvent) -> None:
+        """Run the handlers of one event now (the consumer task does this for queued events)."""
+        for handler in self.handlers_for(event):
             try:
                 result = handler(event)
                 if inspect.isawaitable(result):
@@ -55,6 +84,10 @@ class Dispatcher:
                 log.exception("event handler failed on %s", event.type)
                 if self.on_handler_error is not None:
                     self.on_handler_error(event, exc)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
 
     async def drain(self, timeout: float = 1.0) -> None:
         """Wait (bounded) until every queued event has been handled."""

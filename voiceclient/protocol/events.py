@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import typing
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -154,14 +154,12 @@ class ResponseCancel(ClientEvent):
     response_id: str | None = None
 
 
-AnyClientEvent = Annotated[
-    Union[
+KnownClientEvent = Union[
         SessionUpdate, InputAudioBufferAppend, InputAudioBufferCommit, InputAudioBufferClear,
         OutputAudioBufferClear, ConversationItemCreate, ConversationItemRetrieve, ConversationItemTruncate,
         ConversationItemDelete, ResponseCreate, ResponseCancel,
-    ],
-    Field(discriminator="type"),
 ]
+AnyClientEvent = Annotated[KnownClientEvent, Field(discriminator="type")]
 
 
 # ----------------------------------------------------------------------------------------------- server
@@ -456,8 +454,7 @@ class RateLimitsUpdated(ServerEvent):
     rate_limits: list[dict[str, Any]]
 
 
-AnyServerEvent = Annotated[
-    Union[
+KnownServerEvent = Union[
         Error, SessionCreated, SessionUpdated, ConversationCreated, ConversationItemAdded, ConversationItemDone,
         ConversationItemCreated, ConversationItemRetrieved, ConversationItemTruncated, ConversationItemDeleted,
         InputTranscriptionDelta, InputTranscriptionCompleted, InputTranscriptionFailed, InputTranscriptionSegment,
@@ -470,9 +467,8 @@ AnyServerEvent = Annotated[
         ResponseFunctionCallArgumentsDone, ResponseMcpCallArgumentsDelta, ResponseMcpCallArgumentsDone,
         ResponseMcpCallInProgress, ResponseMcpCallCompleted, ResponseMcpCallFailed, McpListToolsInProgress,
         McpListToolsCompleted, McpListToolsFailed, RateLimitsUpdated,
-    ],
-    Field(discriminator="type"),
 ]
+AnyServerEvent = Annotated[KnownServerEvent, Field(discriminator="type")]
 
 
 # ----------------------------------------------------------------------------------------------- fallbacks
@@ -494,18 +490,23 @@ class MalformedEvent(BaseModel):
     event_id: str | None = None
 
 
-def _types_of(annotated: Any) -> frozenset[str]:
-    members = typing.get_args(typing.get_args(annotated)[0])
-    return frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in members)
+# What decoding a message gives: a known event, or one of the fallbacks (never an exception).
+ReceivedServerEvent = Union[KnownServerEvent, UnknownEvent, MalformedEvent]
+ReceivedClientEvent = Union[KnownClientEvent, UnknownEvent, MalformedEvent]
 
 
-_SERVER = TypeAdapter(AnyServerEvent)
-_CLIENT = TypeAdapter(AnyClientEvent)
-SERVER_EVENT_TYPES = _types_of(AnyServerEvent)
-CLIENT_EVENT_TYPES = _types_of(AnyClientEvent)
+def _types_of(members: Any) -> frozenset[str]:
+    return frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in typing.get_args(members))
 
 
-def _decode(text: str | bytes, adapter: TypeAdapter[Any], known: frozenset[str]) -> Any:
+_SERVER: TypeAdapter[KnownServerEvent] = TypeAdapter(AnyServerEvent)
+_CLIENT: TypeAdapter[KnownClientEvent] = TypeAdapter(AnyClientEvent)
+SERVER_EVENT_TYPES = _types_of(KnownServerEvent)
+CLIENT_EVENT_TYPES = _types_of(KnownClientEvent)
+K = TypeVar("K", KnownServerEvent, KnownClientEvent)
+
+
+def _decode(text: str | bytes, adapter: TypeAdapter[K], known: frozenset[str]) -> K | UnknownEvent | MalformedEvent:
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
         data = json.loads(raw)
@@ -525,11 +526,11 @@ def _decode(text: str | bytes, adapter: TypeAdapter[Any], known: frozenset[str])
                               event_id=event_id)
 
 
-def parse_server_event(text: str | bytes) -> Any:
+def parse_server_event(text: str | bytes) -> ReceivedServerEvent:
     """Decode one data-channel message from the server. Never raises."""
     return _decode(text, _SERVER, SERVER_EVENT_TYPES)
 
 
-def parse_client_event(text: str | bytes) -> Any:
+def parse_client_event(text: str | bytes) -> ReceivedClientEvent:
     """Decode one data-channel message from a client (used by the embedded server). Never raises."""
     return _decode(text, _CLIENT, CLIENT_EVENT_TYPES)

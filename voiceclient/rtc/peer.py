@@ -1,83 +1,136 @@
-"""One RTCPeerConnection for a Realtime call: a sendrecv audio transceiver and the `oai-events` data channel."""
+"""One RTCPeerConnection of a Realtime call, for either side: a sendrecv audio transceiver with the immediate jitter
+buffer, the `oai-events` data channel, and a `lost` future set (with a reason) when ICE/DTLS fails or the channel
+closes without us closing it.
+
+The offerer (the client) creates the channel and the offer; the answerer (the embedded server) takes the offer,
+accepts the first `oai-events` channel the offerer opens and answers. aiortc's camelCase stays in this module.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, Literal
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from voiceclient.rtc.jitter import use_immediate_jitter_buffer
 from voiceclient.errors import ConnectionLostError
+from voiceclient.rtc.jitter import use_immediate_jitter_buffer
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
+Role = Literal["offerer", "answerer"]
+
+
+class InvalidOffer(ValueError):
+    """An SDP offer the answerer cannot take (no audio, no data channel, or not SDP at all)."""
 
 
 class Peer:
-    """Offer side of the call. `lost` is set (with a reason) when ICE/DTLS fails or the channel closes."""
-
-    def __init__(self, outbound: MediaStreamTrack, ice_servers: list[str] | None = None) -> None:
+    def __init__(self, outbound: MediaStreamTrack, ice_servers: list[str] | None = None,
+                 role: Role = "offerer") -> None:
         servers = [RTCIceServer(urls=u) for u in ice_servers or []]
+        self.role = role
+        self.outbound = outbound
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))  # [] means no STUN wait offline
-        self.transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
-        use_immediate_jitter_buffer(self.transceiver.receiver)
-        self.channel = self.pc.createDataChannel(CHANNEL_LABEL)
-        self.remote_track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.remote_track: asyncio.Future[MediaStreamTrack] = loop.create_future()
         self.opened = asyncio.Event()
-        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[str] = loop.create_future()
         self.on_message: Callable[[str | bytes], None] | None = None
+        self.on_open: Callable[[], None] | None = None
+        self.channel: RTCDataChannel | None = None
         self._closed = False
+        if role == "offerer":
+            transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
+            use_immediate_jitter_buffer(transceiver.receiver)
+            self._attach(self.pc.createDataChannel(CHANNEL_LABEL))
+        else:
+            self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
 
-        @self.pc.on("track")
-        def _on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio" and not self.remote_track.done():
-                self.remote_track.set_result(track)
+    # ------------------------------------------------------------------------------------------ aiortc events
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CHANNEL_LABEL or self.channel is not None:
+            log.info("ignoring data channel %r", channel.label)
+            return
+        self._attach(channel)
+        if channel.readyState == "open":
+            self._opened()
 
-        @self.pc.on("connectionstatechange")
-        def _on_state() -> None:
-            state = self.pc.connectionState
-            log.debug("peer connection state: %s", state)
-            if state == "failed":
-                self._lose("the WebRTC connection failed (ICE/DTLS)")
-            elif state == "closed" and not self._closed:
-                self._lose("the WebRTC connection was closed by the remote side")
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("open", self._opened)
+        channel.on("close", self._on_channel_close)
+        channel.on("message", self._on_message)
 
-        @self.channel.on("open")
-        def _on_open() -> None:
-            self.opened.set()
+    def _opened(self) -> None:
+        if self.opened.is_set():
+            return
+        self.opened.set()
+        if self.on_open is not None:
+            self.on_open()
 
-        @self.channel.on("close")
-        def _on_close() -> None:
-            if not self._closed:
-                self._lose("the oai-events data channel closed")
+    def _on_message(self, message: str | bytes) -> None:
+        if self.on_message is not None:
+            self.on_message(message)
 
-        @self.channel.on("message")
-        def _on_message(message: str | bytes) -> None:
-            if self.on_message is not None:
-                self.on_message(message)
+    def _on_channel_close(self) -> None:
+        if not self._closed:
+            self._lose(f"the {CHANNEL_LABEL} data channel closed")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self.remote_track.done():
+            self.remote_track.set_result(track)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.debug("peer connection state: %s", state)
+        if state == "failed":
+            self._lose("the WebRTC connection failed (ICE/DTLS)")
+        elif state == "closed" and not self._closed:
+            self._lose("the WebRTC connection was closed by the remote side")
 
     def _lose(self, reason: str) -> None:
         if not self.lost.done():
             self.lost.set_result(reason)
 
+    # ------------------------------------------------------------------------------------------ negotiation
     async def create_offer(self) -> str:
-        """Create the offer and gather candidates; returns `localDescription.sdp` (with its candidates)."""
+        """Offerer: create the offer and gather candidates; returns `localDescription.sdp` (with candidates)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
+    async def answer(self, offer_sdp: str) -> str:
+        """Answerer: take the offer (it must carry audio and the data channel) and return the answer SDP."""
+        if "m=audio" not in offer_sdp:
+            raise InvalidOffer("the offer has no audio m-line")
+        if "webrtc-datachannel" not in offer_sdp:
+            raise InvalidOffer(f"the offer has no data channel (create `{CHANNEL_LABEL}` before the offer)")
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:  # aiortc raises ValueError, KeyError, ... on a malformed SDP
+            raise InvalidOffer(f"{type(exc).__name__}: {exc}") from None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio":
+                use_immediate_jitter_buffer(transceiver.receiver)
+        self.pc.addTrack(self.outbound)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
     async def wait_open(self, timeout: float) -> None:
         """Wait for the data channel to open (it may already be open), or fail clearly."""
-        if self.channel.readyState == "open":
+        if self.channel is not None and self.channel.readyState == "open":
             self.opened.set()
         opened = asyncio.ensure_future(self.opened.wait())
         try:
-            done, _ = await asyncio.wait({opened, self.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({opened, self.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             opened.cancel()
         if self.opened.is_set():
@@ -87,9 +140,14 @@ class Peer:
         raise ConnectionLostError(f"the connection did not come up within {timeout:g} s "
                                   f"(ICE state {self.pc.iceConnectionState})")
 
+    # ------------------------------------------------------------------------------------------ use
+    @property
+    def is_open(self) -> bool:
+        return self.channel is not None and self.channel.readyState == "open"
+
     def send(self, text: str) -> None:
-        if self.channel.readyState != "open":
-            raise ConnectionLostError("the oai-events data channel is not open")
+        if self.channel is None or self.channel.readyState != "open":
+            raise ConnectionLostError(f"the {CHANNEL_LABEL} data channel is not open")
         self.channel.send(text)
 
     async def close(self) -> None:
@@ -97,3 +155,7 @@ class Peer:
             return
         self._closed = True
         await self.pc.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"role": self.role, "connection": self.pc.connectionState, "ice": self.pc.iceConnectionState,
+                "channel": self.channel.readyState if self.channel is not None else None}

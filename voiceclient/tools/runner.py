@@ -6,9 +6,9 @@
   short `{"error": …}` the model can read (unknown tool, invalid JSON or arguments, refused, exception, timeout,
   cancelled by the user's interruption).
 - Once the response's `response.done` has arrived and every call of it has its output, one `response.create`
-  follows, only if the response completed and none of its calls was cut by an interruption (the user's new turn
-  gets its own response then). If the server answers `conversation_already_has_active_response`, the create is
-  retried once, after that response is done.
+  follows (through `TurnState.request_response`, which retries it once after the active response if the server
+  answers `conversation_already_has_active_response`), only if the response completed and none of its calls was
+  cut by an interruption (the user's new turn gets its own response then).
 - `cancel_on_interrupt` tools are cancelled on barge-in (`input_audio_buffer.speech_started`) or a local
   interrupt. Tools still running when the call ends are cancelled and send nothing.
 - `mcp_approval_request` items from the server go through the same approver and are answered with an
@@ -21,14 +21,19 @@ import asyncio
 import dataclasses
 import json
 import logging
-from typing import Any
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from voiceclient.protocol.events import ClientEvent, ConversationItemCreate, Item, ResponseCreate, new_id
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.events import ClientEvent, ConversationItemCreate, Item, new_id
+from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import ApprovalRequest, Approver, decide
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
+
+if TYPE_CHECKING:
+    from voiceclient.client.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 16_000
@@ -52,6 +57,15 @@ def error_output(message: str) -> str:
     return json.dumps({"error": message})
 
 
+ToolResultHook = Callable[[str, str, str, float], None]  # (name, arguments, output, seconds)
+
+
+class ResponseRequester(Protocol):
+    """Where the runner asks for the next response (the call's `TurnState`)."""
+
+    def request_response(self, retry: bool = True) -> ev.ResponseCreate: ...
+
+
 @dataclasses.dataclass
 class _ResponseCalls:
     pending: set[str] = dataclasses.field(default_factory=set)
@@ -69,11 +83,12 @@ class _Running:
 
 
 class ToolRunner:
-    def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], timeout: float = DEFAULT_TIMEOUT,
-                 on_result: Callable[[str, str, str, float], None] | None = None,
+    def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], responses: ResponseRequester,
+                 timeout: float = DEFAULT_TIMEOUT, on_result: ToolResultHook | None = None,
                  approver: Approver | None = None, handle: CallHandle | None = None) -> None:
         self.tools = {t.name: t for t in tools}
         self.send = send
+        self.responses = responses
         self.timeout = timeout
         self.on_result = on_result  # (name, arguments, output, seconds) for the UI and summaries
         self.approver = approver
@@ -81,40 +96,38 @@ class ToolRunner:
         self.calls_run = 0
         self._responses: dict[str, _ResponseCalls] = {}
         self._running: dict[str, _Running] = {}
-        self._approvals: set[asyncio.Task[None]] = set()
+        self._approvals = 0
         self._answered_mcp: set[str] = set()
-        self._create_ids: set[str] = set()
-        self._retry_after_done = False
+        self._tasks = TaskOwner("tool runner")
         self._closed = False
 
     @property
     def busy(self) -> bool:
-        """A tool or an approval is running, or a response.create is owed."""
-        return bool(self._running) or bool(self._approvals) or self._retry_after_done or any(
-            r.pending for r in self._responses.values())
+        """A tool or an approval is running here, or a response of ours still waits for outputs."""
+        return bool(self._running) or self._approvals > 0 or any(r.pending for r in self._responses.values())
 
     # ------------------------------------------------------------------------------------------ events
-    def on_event(self, event: Any) -> None:
-        if self._closed:
-            return
-        kind = event.type
-        if kind == "response.function_call_arguments.done":
+    def subscribe(self, dispatcher: Dispatcher) -> None:
+        dispatcher.on(ev.ResponseFunctionCallArgumentsDone, self.on_function_call)
+        dispatcher.on(ev.ResponseDone, self.on_response_done)
+        dispatcher.on(ev.SpeechStarted, self.on_speech_started)
+        dispatcher.on(ev.ConversationItemDone, self.on_item_done)
+
+    def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
+        if not self._closed:
             self._start(event.response_id, event.call_id, event.name or "", event.arguments)
-        elif kind == "response.done":
-            if self._retry_after_done:
-                self._retry_after_done = False
-                self._create()
-            calls = self._responses.get(event.response.id or "")
-            if calls is not None:
-                calls.done_status = event.response.status
-                self._maybe_continue(calls)
-        elif kind == "error" and event.error.code == "conversation_already_has_active_response" \
-                and event.error.event_id in self._create_ids:
-            self._create_ids.discard(event.error.event_id)
-            self._retry_after_done = True
-        elif kind == "input_audio_buffer.speech_started":
-            self.interrupt()
-        elif kind == "conversation.item.done" and event.item.type == "mcp_approval_request":
+
+    def on_response_done(self, event: ev.ResponseDone) -> None:
+        calls = self._responses.get(event.response.id or "")
+        if calls is not None and not self._closed:
+            calls.done_status = event.response.status
+            self._maybe_continue(calls)
+
+    def on_speech_started(self, event: ev.SpeechStarted) -> None:
+        self.interrupt()
+
+    def on_item_done(self, event: ev.ConversationItemDone) -> None:
+        if event.item.type == "mcp_approval_request" and not self._closed:
             self._start_mcp_approval(event.item)
 
     def interrupt(self) -> None:
@@ -132,7 +145,7 @@ class ToolRunner:
         calls = self._responses.setdefault(response_id, _ResponseCalls())
         calls.pending.add(call_id)
         calls.had_calls = True
-        task = asyncio.ensure_future(self._run(response_id, call_id, name, arguments))
+        task = self._tasks.spawn(self._run(response_id, call_id, name, arguments), f"tool {name} ({call_id})")
         self._running[call_id] = _Running(task, self.tools.get(name))
 
     async def _run(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
@@ -199,19 +212,21 @@ class ToolRunner:
                 self._create()
 
     # ------------------------------------------------------------------------------------------ MCP approvals
-    def _start_mcp_approval(self, item: Any) -> None:
+    def _start_mcp_approval(self, item: Item) -> None:
         if item.id in self._answered_mcp:
             return
         self._answered_mcp.add(item.id)
         extra = item.model_extra or {}
         request = ApprovalRequest("mcp", item.id or "", item.name or "", item.arguments or "",
                                   server_label=extra.get("server_label"))
-        task = asyncio.ensure_future(self._answer_mcp(request))
-        self._approvals.add(task)
-        task.add_done_callback(self._approvals.discard)
+        self._approvals += 1
+        self._tasks.spawn(self._answer_mcp(request), f"MCP approval {request.id}")
 
     async def _answer_mcp(self, request: ApprovalRequest) -> None:
-        decision = await decide(self.approver, request)
+        try:
+            decision = await decide(self.approver, request)
+        finally:
+            self._approvals -= 1
         if self.on_result is not None:
             verdict = "approved" if decision.approve else f"refused ({decision.reason})"
             self.on_result(f"mcp {request.server_label}/{request.name}", request.arguments, verdict, 0.0)
@@ -228,15 +243,10 @@ class ToolRunner:
             self.send(event)
 
     def _create(self) -> None:
-        event = ResponseCreate()
-        assert event.event_id is not None
-        self._create_ids.add(event.event_id)
-        self._send(event)
+        if not self._closed:
+            self.responses.request_response(retry=True)
 
     async def close(self) -> None:
         """Cancel whatever still runs; nothing is sent after this."""
         self._closed = True
-        tasks = [r.task for r in self._running.values()] + list(self._approvals)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()

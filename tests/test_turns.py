@@ -1,0 +1,389 @@
+"""The client's turn-taking rules, through the scripted in-memory transport: no network, milliseconds each.
+
+The same rules are exercised over real WebRTC in test_call_loopback.py and test_tool_calls.py; here each rule is
+pinned down on its own, with the exact client events it must produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from voiceclient import ClientSettings, ConnectionLostError, SessionUpdateError, ToolContext, VoiceCall, tool
+from voiceclient.audio.sources import BufferSource
+from voiceclient.client.dispatcher import Dispatcher
+from voiceclient.client.scripted import ScriptedTransport
+from voiceclient.client.state import TurnState
+from voiceclient.protocol import events as ev
+
+from .conftest import read_events
+
+pytestmark = pytest.mark.timeout(10)
+SETTINGS = ClientSettings(base_url="http://scripted.invalid/v1", api_key="sk-test", session_update_timeout=0.3)
+
+
+@tool
+async def slow(x: int) -> int:
+    """Doubles x, slowly."""
+    await asyncio.sleep(0.05)
+    return x * 2
+
+
+@tool(timeout=0.1)
+async def hangs() -> None:
+    """Never returns in time."""
+    await asyncio.sleep(5)
+
+
+@tool(cancel_on_interrupt=True)
+async def lookup() -> str:
+    """A long lookup the user may cut short."""
+    await asyncio.sleep(5)
+    return "found"
+
+
+@tool
+def quick() -> str:
+    """Answers at once."""
+    return "ok"
+
+
+@tool
+def echo_number(n: int) -> dict[str, int]:
+    """Echo n."""
+    return {"n": n}
+
+
+@tool
+def end_call(context: ToolContext) -> str:
+    """Hangs up."""
+    assert context.call is not None
+    context.call.hangup()
+    return "bye"
+
+
+def function_call(t: ScriptedTransport, response_id: str, call_id: str, name: str, arguments: str = "{}") -> None:
+    t.emit({"type": "response.function_call_arguments.done", "response_id": response_id, "item_id": "item_" + call_id,
+            "output_index": 0, "call_id": call_id, "name": name, "arguments": arguments})
+
+
+def created(t: ScriptedTransport, response_id: str) -> None:
+    t.emit({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}})
+
+
+def done(t: ScriptedTransport, response_id: str, status: str = "completed") -> None:
+    t.emit({"type": "response.done", "response": {"id": response_id, "status": status}})
+
+
+def outputs(t: ScriptedTransport) -> dict[str, Any]:
+    return {e["item"]["call_id"]: json.loads(e["item"]["output"]) for e in t.sent_of("conversation.item.create")
+            if e["item"]["type"] == "function_call_output"}
+
+
+@pytest.fixture
+async def transport() -> ScriptedTransport:
+    return ScriptedTransport()
+
+
+@pytest.fixture
+async def call(transport: ScriptedTransport) -> AsyncIterator[VoiceCall]:
+    async with VoiceCall(SETTINGS, tools=[slow, hangs, lookup, quick, echo_number, end_call],
+                         transport=transport) as c:
+        yield c
+
+
+# ----------------------------------------------------------------------------------------------- connecting
+async def test_connect_sends_the_session_and_waits_for_its_confirmation(tmp_path: Path) -> None:
+    transport = ScriptedTransport()
+    async with VoiceCall(SETTINGS, tools=[quick], transport=transport, events_jsonl=tmp_path / "e.jsonl") as call:
+        assert call.state.value == "connected" and call.call_id == "rtc_scripted"
+        assert call.effective_session is not None
+        assert [t["name"] for t in call.effective_session["tools"]] == ["quick"]
+    assert call.state.value == "closed" and transport.closed
+    log = read_events(tmp_path / "e.jsonl")
+    assert [(e["dir"], e["event"]["type"]) for e in log] == [
+        ("server", "session.created"), ("client", "session.update"), ("server", "session.updated")]
+
+
+async def test_a_refused_session_is_an_error_with_the_servers_words() -> None:
+    def refuse(event: dict[str, Any]) -> None:
+        transport.emit({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value",
+                                                   "message": "Bad voice.", "param": "session.audio.output.voice",
+                                                   "event_id": event["event_id"]}})
+
+    transport = ScriptedTransport(refuse, confirm_session=False)
+    with pytest.raises(SessionUpdateError, match="Bad voice.*session.audio.output.voice"):
+        async with VoiceCall(SETTINGS, transport=transport):
+            pass
+    assert transport.closed
+
+
+async def test_no_session_updated_still_connects_after_the_timeout() -> None:
+    transport = ScriptedTransport(confirm_session=False)
+    async with VoiceCall(SETTINGS, transport=transport) as call:
+        assert call.state.value == "connected" and call.effective_session is None
+
+
+# ----------------------------------------------------------------------------------------------- tools
+async def test_one_output_per_call_then_exactly_one_response_create(call: VoiceCall,
+                                                                    transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "slow", '{"x": 2}')
+    function_call(transport, "r1", "c2", "missing")
+    function_call(transport, "r1", "c3", "hangs")
+    function_call(transport, "r1", "c4", "slow", "{not json")
+    function_call(transport, "r1", "c5", "slow", '{"x": "two"}')
+    done(transport, "r1")
+    await transport.wait_sent("response.create")
+    out = outputs(transport)
+    assert out["c1"] == 4
+    assert "unknown tool 'missing'" in out["c2"]["error"]
+    assert "timed out after 0.1 s" in out["c3"]["error"]
+    assert "not valid JSON" in out["c4"]["error"]
+    assert out["c5"]["error"].startswith("invalid arguments: x:")
+    assert transport.sent_types() == ["conversation.item.create"] * 5 + ["response.create"]
+    assert call.tool_calls == 5 and call.turns.requested and not call.turns.tools_pending
+
+
+async def test_no_response_create_before_response_done(call: VoiceCall, transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "quick")
+    await transport.wait_sent("conversation.item.create")
+    await call.events_handled()
+    assert transport.sent_of("response.create") == [] and call.busy  # the response is still running
+    done(transport, "r1")
+    await transport.wait_sent("response.create")
+
+
+async def test_a_cancelled_response_gets_its_outputs_but_no_new_response(call: VoiceCall,
+                                                                        transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "quick")
+    done(transport, "r1", "cancelled")
+    await transport.wait_sent("conversation.item.create")
+    await call.events_handled()
+    assert transport.sent_types() == ["conversation.item.create"]
+    assert not call.turns.busy
+
+
+async def test_a_busy_refusal_is_retried_once_after_the_active_response(call: VoiceCall,
+                                                                      transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "quick")
+    done(transport, "r1")
+    [first] = await transport.wait_sent("response.create")
+    created(transport, "r_vad")  # server VAD started a response meanwhile: ours is refused
+    transport.emit({"type": "error", "error": {"type": "invalid_request_error", "message": "busy",
+                                               "code": "conversation_already_has_active_response",
+                                               "event_id": first["event_id"]}})
+    await call.events_handled()
+    assert len(transport.sent_of("response.create")) == 1 and call.turns.responding
+    done(transport, "r_vad")
+    creates = await transport.wait_sent("response.create", 2)
+    assert creates[1]["event_id"] != first["event_id"]
+    # A second refusal is not retried again: the user hears the error instead of a loop.
+    created(transport, "r_vad2")
+    transport.emit({"type": "error", "error": {"type": "invalid_request_error", "message": "busy",
+                                               "code": "conversation_already_has_active_response",
+                                               "event_id": creates[1]["event_id"]}})
+    done(transport, "r_vad2")
+    await call.events_handled()
+    assert len(transport.sent_of("response.create")) == 2 and not call.turns.responding
+
+
+async def test_barge_in_cancels_interruptible_tools_which_report_it_and_get_no_response(
+        call: VoiceCall, transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "lookup")
+    function_call(transport, "r1", "c2", "slow", '{"x": 1}')
+    done(transport, "r1")
+    await call.events_handled()
+    transport.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": 100, "item_id": "item_u"})
+    await transport.wait_sent("conversation.item.create", 2)
+    out = outputs(transport)
+    assert "interrupted" in out["c1"]["error"] and out["c2"] == 2  # the other tool finishes normally
+    await call.events_handled()
+    assert transport.sent_of("response.create") == []  # the user's new turn gets its own response
+
+
+async def test_local_interrupt_cancels_then_clears_in_that_order(call: VoiceCall,
+                                                                transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    transport.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
+    await call.events_handled()
+    assert call.turns.audio_playing and call.turns.active == {"r1"}
+    call.interrupt()
+    assert transport.sent_types() == ["response.cancel", "output_audio_buffer.clear"]
+    transport.emit({"type": "output_audio_buffer.cleared", "response_id": "r1"})
+    done(transport, "r1", "cancelled")
+    await call.events_handled()
+    assert not call.turns.busy
+    call.interrupt()  # nothing active: only the clear
+    assert transport.sent_types()[-1:] == ["output_audio_buffer.clear"]
+    assert transport.sent_types().count("response.cancel") == 1
+
+
+async def test_tools_still_running_at_close_are_cancelled_and_send_nothing(transport: ScriptedTransport) -> None:
+    async with VoiceCall(SETTINGS, tools=[lookup], transport=transport) as call:
+        created(transport, "r1")
+        function_call(transport, "r1", "c1", "lookup")
+        await call.events_handled()
+        assert call.busy
+    assert outputs(transport) == {} and transport.sent_of("response.create") == []
+
+
+async def test_a_tool_can_hang_up(call: VoiceCall, transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "end_call")
+    done(transport, "r1")
+    assert await asyncio.wait_for(call.run_until_idle(5), 2) == "hangup"
+    assert outputs(transport)["c1"] == "bye"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                       max_size=3), max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arguments=st.one_of(st.text(max_size=40), json_values.map(json.dumps),
+                           st.fixed_dictionaries({"n": json_values}).map(json.dumps)))
+def test_any_argument_text_gets_exactly_one_output_and_one_response_create(arguments: str) -> None:
+    async def scenario() -> ScriptedTransport:
+        transport = ScriptedTransport()
+        async with VoiceCall(SETTINGS, tools=[echo_number], transport=transport):
+            created(transport, "r1")
+            function_call(transport, "r1", "c1", "echo_number", arguments)
+            done(transport, "r1")
+            await transport.wait_sent("response.create")
+        return transport
+
+    transport = asyncio.run(scenario())
+    assert transport.sent_types() == ["conversation.item.create", "response.create"]
+    out = outputs(transport)["c1"]
+    assert isinstance(out, dict) and ("error" in out or isinstance(out.get("n"), int))
+
+
+# ----------------------------------------------------------------------------------------------- idle and loss
+async def test_idle_waits_for_the_input_the_response_and_the_audio(transport: ScriptedTransport) -> None:
+    source = BufferSource(np.ones(960 * 3, np.int16))
+    async with VoiceCall(SETTINGS, source=source, transport=transport) as call:
+        assert call.busy  # the input has not been sent yet
+        transport.pump(3)
+        assert call.input_done and not call.busy
+        call.send_text("hello")  # an unanswered response.create keeps the call busy
+        idle = asyncio.ensure_future(call.run_until_idle(0.05))
+        await asyncio.sleep(0.15)
+        assert not idle.done()
+        created(transport, "r1")
+        transport.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
+        done(transport, "r1")
+        await asyncio.sleep(0.15)
+        assert not idle.done() and call.turns.audio_playing  # the answer is still being heard
+        transport.emit({"type": "output_audio_buffer.stopped", "response_id": "r1"})
+        assert await asyncio.wait_for(idle, 2) == "idle"
+    assert transport.sent_types() == ["conversation.item.create", "response.create"]
+
+
+async def test_max_duration_ends_a_busy_call(call: VoiceCall, transport: ScriptedTransport) -> None:
+    created(transport, "r1")  # never done
+    assert await asyncio.wait_for(call.run_until_idle(0.05, max_duration=0.3), 2) == "max_duration"
+
+
+async def test_a_lost_connection_is_raised_once_with_its_reason(call: VoiceCall,
+                                                                transport: ScriptedTransport) -> None:
+    transport.lose("the oai-events data channel closed")
+    with pytest.raises(ConnectionLostError, match="data channel closed"):
+        await asyncio.wait_for(call.run_until_idle(5), 2)
+
+
+async def test_malformed_and_unknown_events_are_logged_and_never_stop_the_call(
+        tmp_path: Path, transport: ScriptedTransport) -> None:
+    async with VoiceCall(SETTINGS, transport=transport, events_jsonl=tmp_path / "e.jsonl") as call:
+        stream = call.events()
+        transport.emit_raw("{not json")
+        transport.emit({"type": "response.brand_new_thing", "x": 1})
+        transport.emit({"type": "response.done"})  # a known type with its `response` missing
+        created(transport, "r1")
+        seen = [await asyncio.wait_for(stream.__anext__(), 1) for _ in range(4)]
+    assert [type(e).__name__ for e in seen] == ["MalformedEvent", "UnknownEvent", "MalformedEvent", "ResponseCreated"]
+    assert isinstance(seen[2], ev.MalformedEvent) and seen[2].event_type == "response.done"
+    log = [e["event"]["type"] for e in read_events(tmp_path / "e.jsonl") if e["dir"] == "server"]
+    assert log[-4:] == ["voiceclient.malformed", "response.brand_new_thing", "response.done", "response.created"]
+
+
+async def test_a_second_close_waits_for_the_first(tmp_path: Path, transport: ScriptedTransport) -> None:
+    call = VoiceCall(SETTINGS, transport=transport, record_wav=tmp_path / "c.wav")
+    await call.connect()
+    transport.feed(np.full(960 * 5, 1000, np.int16))
+    first = asyncio.ensure_future(call.close())
+    await asyncio.sleep(0)
+    await call.close()  # returns only when the first has finalised the files
+    assert call.state.value == "closed" and first.done()
+    assert (tmp_path / "c.wav").stat().st_size > 44
+
+
+# ----------------------------------------------------------------------------------------------- routing
+async def test_typed_handlers_run_in_subscription_order_after_the_state_is_updated(
+        call: VoiceCall, transport: ScriptedTransport) -> None:
+    seen: list[str] = []
+
+    def on_created(event: ev.ResponseCreated) -> None:
+        assert call.turns.active == {event.response.id}  # the tracker ran first
+        seen.append(f"class:{event.response.id}")
+
+    call.on(ev.ResponseCreated, on_created)
+    call.on("response.done", lambda e: seen.append(f"type:{e.type}"))
+    call.on(ev.ServerEvent, lambda e: seen.append(f"base:{e.type}"))  # a base class matches its subclasses
+    call.on_any(lambda e: seen.append(f"any:{e.type}"))
+    created(transport, "r1")
+    done(transport, "r1")
+    transport.emit({"type": "something.new"})
+    await call.events_handled()
+    assert seen == ["class:r1", "base:response.created", "any:response.created",
+                    "type:response.done", "base:response.done", "any:response.done",
+                    "any:something.new"]
+
+
+async def test_a_failing_handler_is_reported_and_the_next_event_still_arrives() -> None:
+    failures: list[str] = []
+    dispatcher = Dispatcher(on_handler_error=lambda e, exc: failures.append(f"{e.type}: {exc}"))
+    got: list[str] = []
+
+    def boom(event: ev.ResponseDone) -> None:
+        raise RuntimeError("handler bug")
+
+    dispatcher.on(ev.ResponseDone, boom)
+    dispatcher.on_any(lambda e: got.append(e.type))
+    dispatcher.start()
+    for text in ('{"type": "response.done", "response": {"id": "r"}}', '{"type": "response.created", '
+                 '"response": {"id": "r2"}}'):
+        dispatcher.put(ev.parse_server_event(text))
+    await dispatcher.drain()
+    await dispatcher.stop()
+    assert failures == ["response.done: handler bug"] and got == ["response.done", "response.created"]
+
+
+def test_the_tracker_answers_creates_in_order_and_forgets_refused_ones() -> None:
+    sent: list[ev.ClientEvent] = []
+    turns = TurnState(sent.append)
+    a, b = turns.request_response(), turns.request_response(retry=False)
+    for event in sent:
+        turns.sent(event)
+    assert list(turns.requested) == [a.event_id, b.event_id]
+    turns.received(ev.parse_server_event('{"type": "response.created", "response": {"id": "r1"}}'))
+    assert list(turns.requested) == [b.event_id] and turns.active == {"r1"}
+    turns.received(ev.parse_server_event(json.dumps({"type": "error", "error": {
+        "type": "invalid_request_error", "message": "busy", "code": "conversation_already_has_active_response",
+        "event_id": b.event_id}})))
+    assert not turns.requested and len(sent) == 2  # b was not retryable
+    turns.received(ev.parse_server_event('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1, '
+                                         '"item_id": "i"}'))
+    assert turns.user_speaking and turns.busy

@@ -1,0 +1,131 @@
+"""What a call talks through: the `Transport` seam, and its WebRTC implementation.
+
+A `VoiceCall` is the conversation; the transport is one connection under it. The call hands the transport three
+taps when it opens it (server messages, received audio, sent audio) and gives it the microphone; the transport
+says when it is `lost`. `WebRTCTransport` is the real one (create-call over HTTP, aiortc peer, paced outbound
+track, inbound reader); `voiceclient.client.scripted.ScriptedTransport` is an in-memory one for fast tests of the
+call's turn-taking rules.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.client.calls_api import CallsAPI
+from voiceclient.client.settings import ClientSettings
+from voiceclient.errors import VoiceClientError
+from voiceclient.protocol.session import SessionConfig
+
+if TYPE_CHECKING:
+    from voiceclient.audio.tracks import InboundReader, OutboundTrack
+    from voiceclient.rtc.peer import Peer
+
+log = logging.getLogger(__name__)
+FrameTap = Callable[[np.ndarray, int, float], None]  # (48 kHz mono int16, pts, monotonic time)
+MessageTap = Callable[[str | bytes], None]
+
+
+class Transport(abc.ABC):
+    """One connection of a call. `open` connects (until the event channel is open); `lost` resolves with a reason
+    when the connection goes away without `close`; `close` hangs up and releases, and may be called twice."""
+
+    call_id: str | None = None
+    lost: asyncio.Future[str]
+
+    @abc.abstractmethod
+    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
+                   on_sent: FrameTap) -> None:
+        """Connect with `session`; from then on every server message goes to `on_message` in order, every
+        received audio frame to `on_audio` and every sent one to `on_sent`."""
+
+    @abc.abstractmethod
+    def send(self, text: str) -> None:
+        """One client event (JSON text) to the server, in order."""
+
+    @abc.abstractmethod
+    def set_source(self, source: AudioSource) -> None:
+        """What the microphone side sends from now on (silence until the first call)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Hang up (best effort) and release everything. Idempotent."""
+
+
+class WebRTCTransport(Transport):
+    """The Realtime API over WebRTC: `POST /v1/realtime/calls` with our offer, then media and `oai-events`."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.lost = asyncio.get_running_loop().create_future()
+        self._api: CallsAPI | None = None
+        self._peer: Peer | None = None
+        self._track: OutboundTrack | None = None
+        self._reader: InboundReader | None = None
+        self._watch: asyncio.Future[str] | None = None
+        self._closed = False
+
+    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
+                   on_sent: FrameTap) -> None:
+        from voiceclient.audio.tracks import InboundReader, OutboundTrack  # aiortc only when a call is made
+        from voiceclient.rtc.peer import Peer
+
+        timeout = self.settings.connect_timeout
+        self._track = OutboundTrack(SilenceSource(), on_frame=on_sent)
+        self._peer = peer = Peer(self._track, self.settings.ice_servers)
+        peer.on_message = on_message
+        peer.lost.add_done_callback(self._peer_lost)
+        offer = await peer.create_offer()
+        self._api = CallsAPI(self.settings)
+        answer = await self._api.create_call(offer, session)
+        self.call_id = answer.call_id
+        log.info("call %s: SDP answer received", self.call_id or "?")
+        await peer.accept_answer(answer.sdp)
+        await peer.wait_open(timeout)
+        remote = await asyncio.wait_for(asyncio.shield(peer.remote_track), timeout)
+        self._reader = InboundReader(remote, [on_audio])
+        self._reader.start()
+
+    @property
+    def peer(self) -> Peer:
+        """The aiortc peer (after `open` has begun)."""
+        if self._peer is None:
+            raise VoiceClientError("the transport is not open")
+        return self._peer
+
+    def _peer_lost(self, lost: asyncio.Future[str]) -> None:
+        if not self._closed and not self.lost.done() and not lost.cancelled():
+            self.lost.set_result(lost.result())
+
+    def send(self, text: str) -> None:
+        if self._peer is None:
+            raise VoiceClientError("the transport is not open")
+        self._peer.send(text)
+
+    def set_source(self, source: AudioSource) -> None:
+        if self._track is not None:
+            self._track.source = source
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._api is not None and self.call_id:
+            try:
+                await asyncio.wait_for(self._api.hangup(self.call_id), 5)
+            except (TimeoutError, VoiceClientError) as exc:
+                log.info("hangup of %s: %s", self.call_id, exc)
+        if self._reader is not None:
+            await self._reader.stop()
+        if self._peer is not None:
+            await self._peer.close()
+        if self._api is not None:
+            await self._api.aclose()
+        if not self.lost.done():
+            self.lost.cancel()
