@@ -117,11 +117,9 @@ def stats(values: list[float]) -> str:
 async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
     if stock:  # leave aiortc's JitterBuffer(capacity=16, prefetch=4) in place on both sides
         jitter.use_immediate_jitter_buffer = lambda receiver: None  # type: ignore[assignment]
-        import voiceclient.rtc.peer
-        import voiceclient.server.call
+        import voiceclient.rtc.peer  # the one peer wrapper of both sides
 
         voiceclient.rtc.peer.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
-        voiceclient.server.call.use_immediate_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore
     pcm, _ = burst_train(seconds)
     up_sent, up_recv, down_sent, down_recv = Timeline(), Timeline(), Timeline(), Timeline()
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})

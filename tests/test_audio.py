@@ -11,7 +11,8 @@ from voiceclient import ConfigError, WavSource
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.resample import Resampler, resample
 from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
-from voiceclient.audio.sources import AudioSource, BufferSource, PlayoutQueue
+from voiceclient.audio.sources import AudioSource, BufferSource
+from voiceclient.server.playout import PlayoutQueue
 from voiceclient.audio.tracks import OutboundTrack
 
 from .conftest import FIXTURES, loud_spans, read_wav

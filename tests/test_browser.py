@@ -86,7 +86,7 @@ async def test_browser_call_from_another_origin(chromium: str, mode: str, tmp_pa
         # What the server heard from the browser's (fake, file-fed) microphone is the fixture's 440 Hz tone.
         assert len(server.history) == 1
         call = server.history[0]
-        user_audio = [call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"]
+        user_audio = call.conversation.user_audio()
         assert user_audio
         pcm = user_audio[0]
         start, end = loud_spans(pcm, 24000)[0]

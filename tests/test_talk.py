@@ -82,7 +82,7 @@ async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_spea
     async with RealtimeServer(port=0) as server:
         heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0)
         call = server.history[-1]
-        user = [call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"]
+        user = call.conversation.user_audio()
     assert len(user) == 1
     a, b = loud_spans(user[0], API_RATE)[0]
     assert abs(dominant_frequency(user[0][int(a * API_RATE) + 1200:int(b * API_RATE) - 1200], API_RATE) - 440) < 3
@@ -98,7 +98,7 @@ async def test_the_spoken_fixture_reaches_the_server_intact(pulse, tmp_path: Pat
     async with RealtimeServer(port=0) as server:
         await converse(pulse, tmp_path, server, [(0.5, FIXTURES / "hello.wav")], seconds=5.0)
         call = server.history[-1]
-        heard = np.concatenate([call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"])
+        heard = np.concatenate(call.conversation.user_audio())
     said = load_audio(FIXTURES / "hello.wav", API_RATE)
 
     def envelope(pcm: np.ndarray) -> np.ndarray:  # 10 ms RMS frames
@@ -174,7 +174,7 @@ async def test_push_to_talk(pulse, tmp_path: Path) -> None:
         "input_audio_buffer.clear", "input_audio_buffer.commit", "response.create"]
     assert done.response.status == "completed"
     call = server.history[-1]
-    user = [call.item_audio[it["id"]] for it in call.items if it.get("role") == "user"]
+    user = call.conversation.user_audio()
     assert len(user) == 1  # the tone played while muted never became a turn
     spans = loud_spans(user[0], API_RATE)
     assert len(spans) == 1 and abs(spans[0][1] - spans[0][0] - 0.8) < 0.15

@@ -15,25 +15,9 @@ from typing import IO, Any
 import numpy as np
 
 from voiceclient.audio.format import FRAME_MS, RTP_RATE, rms_dbfs
+from voiceclient.protocol.session import redact_secrets
 
-REDACTED = "[redacted]"
 LOUD_DBFS = -45.0
-
-
-def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if k.lower() in ("authorization", "api_key") and v is not None:
-                out[k] = REDACTED
-            elif k == "headers" and isinstance(v, dict):
-                out[k] = {hk: REDACTED for hk in v}
-            else:
-                out[k] = redact(v)
-        return out
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 class EventLog:
@@ -49,7 +33,7 @@ class EventLog:
     def write(self, direction: str, event: Any) -> None:
         if self._f is None:
             return
-        line = {"t": round(time.monotonic() - self.t0, 4), "dir": direction, "event": redact(event)}
+        line = {"t": round(time.monotonic() - self.t0, 4), "dir": direction, "event": redact_secrets(event)}
         self._f.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
         self._f.flush()
         self.count += 1

@@ -225,3 +225,26 @@ class SessionConfig(WireModel):
         merged = self.to_wire()
         merged["tools"] = list(merged.get("tools") or []) + [t.to_wire() for t in tools]
         return SessionConfig.model_validate(merged)
+
+
+REDACTED = "[redacted]"
+
+
+def redact_secrets(value: Any, *, drop: bool = False) -> Any:
+    """A copy of a session, event or any JSON value with credentials hidden: `authorization` and `api_key`
+    values become "[redacted]" (or are dropped, with `drop`, as the API never echoes them), and every value of an
+    MCP tool's `headers` becomes "[redacted]"."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key.lower() in ("authorization", "api_key") and item is not None:
+                if not drop:
+                    out[key] = REDACTED
+            elif key == "headers" and isinstance(item, dict):
+                out[key] = {name: REDACTED for name in item}
+            else:
+                out[key] = redact_secrets(item, drop=drop)
+        return out
+    if isinstance(value, list):
+        return [redact_secrets(item, drop=drop) for item in value]
+    return value

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.errors import ConfigError
-from voiceclient.server.responders import FunctionCall, ResponsePlan, Speech, TurnContext, TemplateFields, output_fields
+from voiceclient.server.responders import FunctionCall, fill_template, ResponsePlan, Speech, TurnContext, output_fields
 
 
 class AgentCall(BaseModel):
@@ -61,7 +61,7 @@ class AgentSpec(BaseModel):
 
 def _fill(value: Any, fields: dict[str, Any]) -> Any:
     if isinstance(value, str):
-        return value.format_map(TemplateFields(fields))
+        return fill_template(value, fields)
     if isinstance(value, dict):
         return {k: _fill(v, fields) for k, v in value.items()}
     if isinstance(value, list):

@@ -21,9 +21,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from voiceclient.server.call import InvalidOffer, ServerCall
+from voiceclient.protocol.errors import ProtocolError
+from voiceclient.rtc.peer import InvalidOffer
+from voiceclient.server.call import ServerCall
 from voiceclient.server.responders import EchoResponder, Responder
-from voiceclient.server.session_rules import SessionError, apply_update, default_session
+from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech import SpeechBackends
 
@@ -38,17 +40,6 @@ CORS_HEADERS = {
     "Access-Control-Expose-Headers": "Location, x-request-id",
     "Access-Control-Max-Age": "600",
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None,
-                 type: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.param, self.type = status, message, code, param, type
-
-    def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return web.json_response(body, status=self.status)
 
 
 class RealtimeServer:
@@ -116,16 +107,18 @@ class RealtimeServer:
         else:
             try:
                 resp = await handler(request)
-            except ApiError as exc:
-                resp = exc.response()
+            except ProtocolError as exc:
+                resp = web.json_response(exc.envelope(), status=exc.status)
             except web.HTTPException as exc:
                 if exc.status >= 400:
-                    resp = ApiError(exc.status, exc.reason, type="invalid_request_error").response()
+                    error = ProtocolError(exc.reason, status=exc.status)
+                    resp = web.json_response(error.envelope(), status=exc.status)
                 else:
                     raise
             except Exception as exc:  # one bad request never takes the server down
                 log.exception("request %s %s failed", request.method, request.path)
-                resp = ApiError(500, f"The server had an error: {exc}", type="server_error").response()
+                error = ProtocolError(f"The server had an error: {exc}", type="server_error", status=500)
+                resp = web.json_response(error.envelope(), status=500)
         resp.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
         resp.headers["Vary"] = "Origin"
         for key, value in CORS_HEADERS.items():
@@ -135,21 +128,21 @@ class RealtimeServer:
     def _bearer(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
+            raise ProtocolError("You didn't provide an API key. You need to provide your API key in an "
                                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                           None)
+                                None, status=401)
         return auth[7:].strip()
 
     def _check_key(self, key: str) -> None:
         if key.startswith("ek_"):
             self._secret(key)
         elif self.api_key is not None and key != self.api_key:
-            raise ApiError(401, "Incorrect API key provided.", "invalid_api_key")
+            raise ProtocolError("Incorrect API key provided.", "invalid_api_key", status=401)
 
     def _secret(self, key: str) -> dict[str, Any]:
         entry = self.secrets.get(key)
         if entry is None or entry[0] < time.time():
-            raise ApiError(401, "Invalid or expired ephemeral key.", "invalid_api_key")
+            raise ProtocolError("Invalid or expired ephemeral key.", "invalid_api_key", status=401)
         return entry[1]
 
     async def index(self, request: web.Request) -> web.Response:
@@ -160,7 +153,7 @@ class RealtimeServer:
     async def create_call(self, request: web.Request) -> web.Response:
         key = self._bearer(request)
         if request.headers.get("OpenAI-Beta"):
-            raise ApiError(400, "The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
+            raise ProtocolError("The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
                                 "GA API.", "beta_api_shape_disabled")
         ctype = request.content_type
         session_data: Any = None
@@ -169,22 +162,19 @@ class RealtimeServer:
             sdp, session_data = await self._read_multipart(request)
         elif ctype == "application/sdp":
             if not key.startswith("ek_"):
-                raise ApiError(401, "A raw application/sdp offer needs an ephemeral key (ek_…) from "
+                raise ProtocolError("A raw application/sdp offer needs an ephemeral key (ek_…) from "
                                     "/v1/realtime/client_secrets; with a project key send multipart/form-data.",
-                               "invalid_api_key")
+                                    "invalid_api_key", status=401)
             session_data = {k: v for k, v in self._secret(key).items() if k not in ("object", "id", "expires_at")}
             sdp = await request.text()
         else:
-            raise ApiError(415, f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
-                                "session) or application/sdp.", "unsupported_content_type")
+            raise ProtocolError(f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
+                                "session) or application/sdp.", "unsupported_content_type", status=415)
         if not sdp.strip():
-            raise ApiError(400, "Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
+            raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         session = default_session()
         if session_data is not None:
-            try:
-                session = apply_update(session, session_data, audio_started=False)
-            except SessionError as exc:
-                raise ApiError(400, exc.message, exc.code, exc.param) from None
+            session = apply_update(session, session_data, audio_started=False)
         call_id = "rtc_" + secrets.token_hex(16)
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
@@ -195,8 +185,8 @@ class RealtimeServer:
         except InvalidOffer as exc:
             await call.close()
             log.info("invalid offer: %s", exc)
-            raise ApiError(400, "Invalid SDP offer. Please try again with a WHIP-compliant offer.",
-                           "invalid_offer", "sdp") from None
+            raise ProtocolError("Invalid SDP offer. Please try again with a WHIP-compliant offer.",
+                                "invalid_offer", "sdp") from None
         self.calls[call_id] = call
         self.history.append(call)
         log.info("call %s created", call_id)
@@ -217,49 +207,45 @@ class RealtimeServer:
                     try:
                         session = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        raise ApiError(400, f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json",
-                                       "session") from None
+                        raise ProtocolError(f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json",
+                                            "session") from None
                 else:
-                    raise ApiError(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name)
+                    raise ProtocolError(f"Unknown parameter: '{name}'.", "unknown_parameter", name)
         except (ValueError, UnicodeDecodeError, AssertionError) as exc:
-            if isinstance(exc, ApiError):
-                raise
-            raise ApiError(400, f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
+            raise ProtocolError(f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
         if sdp is None:
-            raise ApiError(400, "Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
+            raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         return sdp, session
 
     async def hangup(self, request: web.Request) -> web.Response:
         self._bearer(request)
         call = self.calls.get(request.match_info["call_id"])
         if call is None:
-            raise ApiError(404, f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id")
+            raise ProtocolError(f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id",
+                                status=404)
         await call.close()
         return web.Response(status=200)
 
     async def client_secrets(self, request: web.Request) -> web.Response:
         key = self._bearer(request)
         if key.startswith("ek_"):
-            raise ApiError(401, "Client secrets must be created with a project API key, not an ephemeral key.",
-                           "invalid_api_key")
+            raise ProtocolError("Client secrets must be created with a project API key, not an ephemeral key.",
+                                "invalid_api_key", status=401)
         self._check_key(key)
         try:
             body = await request.json() if request.can_read_body else {}
         except json.JSONDecodeError as exc:
-            raise ApiError(400, f"The body is not valid JSON: {exc.msg}.", "invalid_json") from None
+            raise ProtocolError(f"The body is not valid JSON: {exc.msg}.", "invalid_json") from None
         if not isinstance(body, dict):
-            raise ApiError(400, "The body must be a JSON object.", "invalid_type")
+            raise ProtocolError("The body must be a JSON object.", "invalid_type")
         expires = body.get("expires_after") or {}
         seconds = expires.get("seconds", 600) if isinstance(expires, dict) else None
         if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
-            raise ApiError(400, "Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value",
-                           "expires_after.seconds")
+            raise ProtocolError("Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value",
+                                "expires_after.seconds")
         session = default_session()
         if body.get("session") is not None:
-            try:
-                session = apply_update(session, body["session"], audio_started=False)
-            except SessionError as exc:
-                raise ApiError(400, exc.message, exc.code, exc.param) from None
+            session = apply_update(session, body["session"], audio_started=False)
         now = time.time()
         self.secrets = {k: v for k, v in self.secrets.items() if v[0] >= now}  # drop expired ones
         expires_at = int(now) + seconds
@@ -274,11 +260,12 @@ class RealtimeServer:
         self._check_key(key)
         call_id = request.query.get("call_id")
         if not call_id:
-            raise ApiError(400, "This server offers the Realtime WebSocket only as a sideband of a WebRTC call: "
+            raise ProtocolError("This server offers the Realtime WebSocket only as a sideband of a WebRTC call: "
                                 "pass ?call_id=rtc_….", "missing_required_parameter", "call_id")
         call = self.calls.get(call_id)
         if call is None:
-            raise ApiError(404, "No session found for the provided call_id", "call_id_not_found", "call_id")
+            raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id",
+                                status=404)
         return await serve_sideband(request, call)
 
     def _on_call_closed(self, call: ServerCall) -> None:

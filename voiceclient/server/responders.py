@@ -26,6 +26,7 @@ Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scena
 from __future__ import annotations
 
 import json
+import string
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,9 +188,26 @@ def output_fields(function_outputs: list[tuple[str, str]]) -> dict[str, Any]:
     return fields
 
 
-class TemplateFields(dict):  # str.format_map helper: a missing key stays visible instead of raising
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+class _LenientFormatter(string.Formatter):
+    """`{name}`, `{output[city]}`, `{outputs[get_weather][forecast]}`: a field that is not there stays visible
+    as written instead of raising (a scenario must not crash a response because a tool answered differently)."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        try:
+            return super().get_field(field_name, args, kwargs)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            return "{" + field_name + "}", field_name
+
+
+_FORMATTER = _LenientFormatter()
+
+
+def fill_template(text: str, fields: dict[str, Any]) -> str:
+    """`text` with its `{field}`s filled from `fields`; missing ones are left as written."""
+    try:
+        return _FORMATTER.vformat(text, (), fields)
+    except ValueError:  # a stray brace: say the text as it is
+        return text
 
 
 class ScenarioResponder:
@@ -216,7 +234,7 @@ class ScenarioResponder:
         return self._audio_cache[name]
 
     def _speech(self, reply: ReplySpec, ctx: TurnContext, fields: dict[str, Any]) -> Speech | None:
-        text = reply.text.format_map(TemplateFields(fields)) if reply.text else ""
+        text = fill_template(reply.text, fields) if reply.text else ""
         if reply.audio:
             pcm = self._load(reply.audio)
         elif reply.tone is not None:

@@ -1,8 +1,10 @@
-"""How the embedded server answers: a response's full event sequence, its playout, cancellation and truncation.
+"""How the embedded server answers: the response engine. A response's full event sequence, its playout,
+cancellation and truncation.
 
-`ResponseMixin` is part of `ServerCall` (call.py): a response runs as a task so `response.cancel` and barge-in can
-reach it while it thinks; its audio plays out through the call's `PlayoutQueue`, which is what
-`output_audio_buffer.started/stopped/cleared` and truncation are measured against.
+A response runs as an owned task so `response.cancel` and barge-in can reach it while it thinks; its audio plays
+out through the session's `PlayoutQueue`, which is what `output_audio_buffer.started/stopped/cleared` and
+truncation are measured against. The engine works on the conversation it is given and sends through the session
+context; it knows nothing of WebRTC.
 """
 
 from __future__ import annotations
@@ -10,18 +12,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import Any
 
-from voiceclient.tasks import cancel_and_wait
 from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.events import new_id
+from voiceclient.server.context import Send, SessionContext
+from voiceclient.server.conversation import Conversation, ItemAudio, word_offsets
+from voiceclient.server.playout import PlayoutQueue
+from voiceclient.tasks import cancel_and_wait
 from voiceclient.server.responders import (
     FunctionCall, McpApprovalRequest, McpCall, ResponsePlan, Speech, TurnContext, placeholder_audio,
 )
+
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ActiveResponse:
@@ -35,53 +44,71 @@ class ActiveResponse:
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def words(text: str) -> list[str]:
-    parts = text.split(" ")
-    return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts) if p or i == len(parts) - 1]
+class ResponseEngine:
+    def __init__(self, ctx: SessionContext, conversation: Conversation, playout: PlayoutQueue,
+                 transcript_of: Callable[[str], Awaitable[str | None]], input_seconds: Callable[[], float],
+                 on_audio_stopped: Callable[[], None] = lambda: None) -> None:
+        self.ctx = ctx
+        self.conversation = conversation
+        self.playout = playout
+        self.transcript_of = transcript_of  # the user turn's transcript, for responders that listen
+        self.input_seconds = input_seconds  # input audio so far (for the usage estimate)
+        self.on_audio_stopped = on_audio_stopped  # the assistant's audio has finished playing (not cleared)
+        self.active: ActiveResponse | None = None
+        self.responses: dict[str, ActiveResponse] = {}
+        self.last_response_id: str | None = None
+        self.turn_index = 0
+        self.audio_started = False  # assistant audio exists (the voice can no longer change)
+        self.call_origins: dict[str, Any] = {}  # function call_id -> what the responder attached to it
+        self.mcp_pending: dict[str, McpApprovalRequest] = {}  # approval request item id -> the request
+        self.mcp_listed: set[str] = set()
+        playout.on_start = self._on_playout_start
+        playout.on_drain = self._on_playout_drain
 
+    @property
+    def send(self) -> Send:
+        return self.ctx.send
 
-def word_offsets(text: str) -> list[tuple[int, str]]:
-    """(character offset, word with its trailing space) for each word of `text`."""
-    out, offset = [], 0
-    for word in words(text):
-        out.append((offset, word))
-        offset += len(word)
-    return out
-
-
-class ResponseMixin:
-    """The response half of `ServerCall`. It works on the call's state, declared here for the reader."""
-
-    session: dict[str, Any]
-    items: list[dict[str, Any]]
-    item_audio: dict[str, Any]
-    item_text: dict[str, str]
-    produced: set[str]
-    responses: dict[str, "ActiveResponse"]
-    active: "ActiveResponse | None"
-    playout: Any
-    speech: Any
-    responder: Any
-    send: Callable[[dict[str, Any]], None]
+    @property
+    def session(self) -> dict[str, Any]:
+        return self.ctx.session
 
     def _truncate(self, item: dict[str, Any], end_ms: int, length_ms: int) -> None:
-        """Keep the words whose audio had started by `end_ms` (by their position in the full text)."""
-        full = self.item_text.get(item["id"])
-        for part in item.get("content") or []:
-            text = full if full is not None else part.get("transcript")
-            if text:
-                heard = end_ms / length_ms if length_ms else 0.0
-                part["transcript"] = "".join(w for off, w in word_offsets(text)
-                                             if off / max(1, len(text)) < heard).rstrip()
+        self.conversation.cut(item, end_ms, length_ms)
         self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
                    "audio_end_ms": end_ms})
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
+        self.conversation.truncate(item_id, audio_end_ms)
+        self.send({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0,
+                   "audio_end_ms": audio_end_ms})
+
+    # ------------------------------------------------------------------------------------------ MCP
+    def list_mcp_tools(self) -> None:
+        """`mcp_list_tools.*` for each MCP server the session gained (the tools are the responder's)."""
+        names_of: Callable[[str], list[str]] = getattr(self.ctx.responder, "mcp_tool_names", lambda label: [])
+        for tool in self.session.get("tools") or []:
+            label = tool.get("server_label")
+            if tool.get("type") != "mcp" or label in self.mcp_listed:
+                continue
+            self.mcp_listed.add(label)
+            item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label,
+                                    "tools": []}
+            previous = self.conversation.add_output(item)
+            self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+            self.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
+            allowed = tool.get("allowed_tools")
+            names = [n for n in names_of(label) if not isinstance(allowed, list) or n in allowed]
+            item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
+            self.send({"type": "mcp_list_tools.completed", "item_id": item["id"]})
+            self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     # ------------------------------------------------------------------------------------------ responses
     def _context(self) -> TurnContext:
         """What the next response answers: MCP approval decisions, else a new user message (a user turn, even if
         tool outputs came in meanwhile), else the function outputs that arrived since the last response."""
-        new = [it for it in self.items[self.answered_upto:] if it["id"] not in self.produced]
-        self.answered_upto = len(self.items)
+        new = self.conversation.take_unanswered()
         ctx = TurnContext(turn_index=self.turn_index)
         ctx.mcp_tools = {t["server_label"]: t for t in self.session.get("tools") or [] if t.get("type") == "mcp"}
         for it in new:
@@ -98,26 +125,32 @@ class ResponseMixin:
             texts = [p.get("text") for p in last.get("content", []) if p.get("type") == "input_text"]
             if texts:
                 ctx.user_text = " ".join(t for t in texts if t)
-            ctx.user_audio = self.item_audio.get(last["id"])
+            audio = self.conversation.audio.get(last["id"])
+            ctx.user_audio = audio.pcm if audio is not None else None
             ctx.user_item_id = last["id"]
             if ctx.user_text is not None:
                 ctx.transcript = ctx.user_text
             self.turn_index += 1
             return ctx
-        names = {it.get("call_id"): it.get("name") for it in self.items if it.get("type") == "function_call"}
-        outputs = [it for it in new if it.get("type") == "function_call_output"]
-        ctx.function_outputs = [(names.get(it["call_id"]) or "unknown", it["output"]) for it in outputs]
+        # In the order the model made the calls, not the order the tools happened to finish in.
+        order = {it.get("call_id"): i for i, it in enumerate(self.conversation.items)
+                 if it.get("type") == "function_call"}
+        outputs = sorted((it for it in new if it.get("type") == "function_call_output"),
+                         key=lambda it: order.get(it["call_id"], len(order)))
+        ctx.function_outputs = [(self.conversation.function_name(it["call_id"]) or "unknown", it["output"])
+                                for it in outputs]
         ctx.origin = next((self.call_origins[it["call_id"]] for it in outputs
                            if self.call_origins.get(it["call_id"]) is not None), None)
         if not outputs:
             self.turn_index += 1
         return ctx
 
-    def start_response(self, params: ev.ResponseParams | None) -> ActiveResponse:
+    def start(self, params: ev.ResponseParams | None) -> ActiveResponse:
+        """A new response (the caller has checked that none is active)."""
         modalities = (params.output_modalities if params and params.output_modalities
                       else self.session["output_modalities"])
         resp_id = new_id("resp")
-        conversation = None if params and params.conversation == "none" else "conv_" + self.id.removeprefix("rtc_")
+        conversation = None if params and params.conversation == "none" else "conv_" + self.ctx.id.removeprefix("rtc_")
         obj = {"object": "realtime.response", "id": resp_id, "status": "in_progress", "status_details": None,
                "output": [], "conversation_id": conversation, "output_modalities": modalities,
                "max_output_tokens": (params.max_output_tokens if params and params.max_output_tokens
@@ -129,16 +162,17 @@ class ResponseMixin:
         self.active = active
         self.responses[resp_id] = active
         self.last_response_id = resp_id
-        self._cancel_idle_timer()
         ctx = self._context()
-        active.task = asyncio.ensure_future(self._run_response(active, ctx, modalities == ["audio"]))
+        active.task = self.ctx.tasks.spawn(self._run_response(active, ctx, modalities == ["audio"]), resp_id)
         return active
 
     async def _plan(self, ctx: TurnContext) -> ResponsePlan:
         """Give the responder what it needs (the user's transcript, for responders that listen) and plan."""
-        if getattr(self.responder, "listens", False) and ctx.user_item_id in self.transcripts:
-            ctx.transcript = await asyncio.shield(self.transcripts[ctx.user_item_id])
-        plan = self.responder.plan(ctx)
+        if self.ctx.listening_responder and ctx.user_item_id is not None:
+            heard = await self.transcript_of(ctx.user_item_id)
+            if heard is not None:
+                ctx.transcript = heard
+        plan = self.ctx.responder.plan(ctx)
         if inspect.isawaitable(plan):
             plan = await plan
         return plan
@@ -165,6 +199,11 @@ class ResponseMixin:
         except asyncio.CancelledError:
             resp.obj["status"] = "cancelled"
             resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
+        except Exception as exc:  # a responder bug ends this response, visibly, and never the session
+            log.exception("session %s: response %s failed", self.ctx.id, resp.id)
+            resp.obj["status"] = "failed"
+            resp.obj["status_details"] = {"type": "failed", "error": {"type": "server_error",
+                                                                      "code": type(exc).__name__}}
         finally:
             resp.obj["usage"] = self._usage(resp)
             self.send({"type": "response.done", "response": resp.obj})
@@ -175,8 +214,8 @@ class ResponseMixin:
     def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
         text = sum(len(json.dumps(it)) // 4 for it in resp.obj["output"])
         audio_out = int(resp.queued / RTP_RATE * 10)
-        audio_in = int(self.audio_samples / API_RATE * 10)
-        text_in = sum(len(json.dumps(it)) // 4 for it in self.items) // 2
+        audio_in = int(self.input_seconds() * 10)
+        text_in = sum(len(json.dumps(it)) // 4 for it in self.conversation.items) // 2
         return {"total_tokens": text + audio_out + audio_in + text_in, "input_tokens": audio_in + text_in,
                 "output_tokens": text + audio_out,
                 "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in, "image_tokens": 0,
@@ -186,10 +225,8 @@ class ResponseMixin:
                 "output_token_details": {"text_tokens": text, "audio_tokens": audio_out}}
 
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
-        previous = self.items[-1]["id"] if self.items else None
         resp.obj["output"].append(item)
-        self.items.append(item)
-        self.produced.add(item["id"])
+        previous = self.conversation.add_output(item)
         self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index,
                    "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
@@ -212,12 +249,12 @@ class ResponseMixin:
         self.send({"type": "response.content_part.added", **ids,
                    "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
         status = "completed"
-        self.item_text[item_id] = speech.text
+        self.conversation.full_text[item_id] = speech.text
         start = resp.queued
         try:
             pcm24 = speech.pcm
-            if audio and pcm24 is None and self.speech is not None:
-                pcm24 = await self.speech.synthesize(speech.text)
+            if audio and pcm24 is None and self.ctx.speech is not None:
+                pcm24 = await self.ctx.speech.synthesize(speech.text)
             if audio and pcm24 is None:
                 pcm24 = placeholder_audio(speech.text)
             if audio and pcm24 is not None and pcm24.size:
@@ -226,7 +263,7 @@ class ResponseMixin:
                 self.playout.put(resp.id, pcm48)
                 resp.queued += pcm48.size
                 resp.audio_items.append((item, start, resp.queued))
-                self.item_audio[item_id] = pcm48
+                self.conversation.audio[item_id] = ItemAudio(pcm48, RTP_RATE)
                 self.audio_started = True
                 try:
                     await asyncio.wait_for(resp.started.wait(), 0.5)
@@ -306,7 +343,10 @@ class ResponseMixin:
                    "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
-    async def cancel_response(self, resp: ActiveResponse, reason: str) -> None:
+    def has_mcp_request(self, item_id: str) -> bool:
+        return item_id in self.mcp_pending
+
+    async def cancel(self, resp: ActiveResponse, reason: str) -> None:
         if resp.task is None or resp.task.done():
             return
         resp.cancel_reason = reason
@@ -315,7 +355,7 @@ class ResponseMixin:
     async def interrupt(self, reason: str) -> None:
         """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
         if self.active is not None:
-            await self.cancel_response(self.active, reason)
+            await self.cancel(self.active, reason)
         self.clear_output()
 
     def clear_output(self) -> bool:
@@ -342,5 +382,10 @@ class ResponseMixin:
         resp = self.responses.get(resp_id)
         if resp is not None and resp.started.is_set() and not resp.cleared:
             self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
-            self._arm_idle_timer()
+            if self.active is None:
+                self.on_audio_stopped()
 
+
+    async def close(self) -> None:
+        if self.active is not None:
+            await self.cancel(self.active, "client_cancelled")

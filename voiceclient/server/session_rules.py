@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.session import SessionConfig
 
 from voiceclient.protocol.validation import deep_merge, real_path
@@ -56,20 +57,12 @@ def default_turn_detection(kind: str) -> dict[str, Any]:
             "idle_timeout_ms": None, "create_response": True, "interrupt_response": True}
 
 
-class SessionError(ValueError):
-    """A refused session object or update, carrying the error envelope's fields."""
-
-    def __init__(self, message: str, code: str, param: str | None, type: str = "invalid_request_error") -> None:
-        super().__init__(message)
-        self.message, self.code, self.param, self.type = message, code, param, type
-
-
 def check_session(data: Any) -> SessionConfig:
-    """Validate a session object from a client; raise SessionError with the API's codes."""
+    """Validate a session object from a client; raise ProtocolError with the API's codes."""
     if not isinstance(data, dict):
-        raise SessionError("The session must be a JSON object.", "invalid_type", "session")
+        raise ProtocolError("The session must be a JSON object.", "invalid_type", "session")
     if "type" not in data:
-        raise SessionError("Missing required parameter: 'session.type'.", "missing_required_parameter",
+        raise ProtocolError("Missing required parameter: 'session.type'.", "missing_required_parameter",
                            "session.type")
     try:
         return SessionConfig.model_validate(data)
@@ -83,20 +76,20 @@ def check_session(data: Any) -> SessionConfig:
             return_code, msg = "invalid_type", f"Invalid type for '{path}': {err['msg']}."
         else:
             return_code, msg = "invalid_value", f"Invalid value for '{path}': {err['msg']}."
-        raise SessionError(msg, return_code, path) from None
+        raise ProtocolError(msg, return_code, path) from None
 
 
 def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
     """Merge a `session.update` into the current full session; the current one is untouched on error."""
     patch = check_session(update).to_wire()
     if "model" in patch and patch["model"] != current["model"]:
-        raise SessionError("The model of a session cannot be changed.", "invalid_value", "session.model")
+        raise ProtocolError("The model of a session cannot be changed.", "invalid_value", "session.model")
     voice = patch.get("audio", {}).get("output", {}).get("voice")
     if voice is not None and audio_started and voice != current["audio"]["output"]["voice"]:
-        raise SessionError("Cannot update a conversation's voice if assistant audio is present.",
+        raise ProtocolError("Cannot update a conversation's voice if assistant audio is present.",
                            "cannot_update_voice", "session.audio.output.voice")
     if current.get("tracing") not in (None,) and "tracing" in patch and patch["tracing"] != current["tracing"]:
-        raise SessionError("Tracing cannot be modified once it is enabled.", "invalid_value", "session.tracing")
+        raise ProtocolError("Tracing cannot be modified once it is enabled.", "invalid_value", "session.tracing")
     td = patch.get("audio", {}).get("input", {}).get("turn_detection", "unset")
     if isinstance(td, dict):  # a new turn_detection object is completed with that type's defaults
         patch["audio"]["input"]["turn_detection"] = {**default_turn_detection(td["type"]), **td}

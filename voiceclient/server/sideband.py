@@ -9,15 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-if TYPE_CHECKING:
-    from voiceclient.server.call import ServerCall
-
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000  # events buffered for a slow sideband before it is dropped
+
+
+class Listener(Protocol):
+    def push(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Joinable(Protocol):
+    """What a sideband needs of a live session: join it (and be greeted with `session.created`), put client
+    events into its ordered queue, leave it."""
+
+    id: str
+
+    def join(self, listener: Listener) -> None: ...
+
+    def submit(self, message: str | bytes) -> None: ...
+
+    def leave(self, listener: Listener) -> None: ...
 
 
 class Sideband:
@@ -26,7 +42,7 @@ class Sideband:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
-        self.writer = asyncio.ensure_future(self._write())
+        self.writer = asyncio.get_running_loop().create_task(self._write(), name="sideband writer")
 
     def push(self, text: str) -> None:
         try:
@@ -49,23 +65,20 @@ class Sideband:
         await self.ws.close()
 
 
-async def serve_sideband(request: web.Request, call: "ServerCall") -> web.WebSocketResponse:
+async def serve_sideband(request: web.Request, call: Joinable) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     sideband = Sideband(ws)
-    call.sidebands.add(sideband)
-    call.send_to(sideband, {"type": "session.created", "session": call.public_session()})
+    call.join(sideband)
     log.info("call %s: sideband joined", call.id)
     try:
         async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                call.queue.put_nowait(("client", message.data))
-            elif message.type == WSMsgType.BINARY:
-                call.queue.put_nowait(("client", message.data))  # decoded like text; not JSON -> an error event
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):  # binary is decoded like text: an error event
+                call.submit(message.data)
             elif message.type == WSMsgType.ERROR:
                 break
     finally:
-        call.sidebands.discard(sideband)
+        call.leave(sideband)
         sideband.close()
         log.info("call %s: sideband left", call.id)
     return ws

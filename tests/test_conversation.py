@@ -1,0 +1,180 @@
+"""The server's conversation rules and response engine without WebRTC: tables of cases, milliseconds each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.protocol.errors import ProtocolError
+from voiceclient.server.context import SessionContext
+from voiceclient.server.conversation import Conversation, ItemAudio
+from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.responders import (
+    FunctionCall, ResponsePlan, ScenarioResponder, ScenarioSpec, Speech, TurnContext, fill_template,
+)
+from voiceclient.server.responses import ResponseEngine
+from voiceclient.server.session_rules import default_session
+from voiceclient.tasks import TaskOwner
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def item(item_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_text", "text": item_id}],
+            **fields}
+
+
+# (existing ids, answered_upto, new id, previous_item_id) -> (ids after, answered_upto after, previous reported)
+INSERTS = [
+    ([], 0, "a", None, ["a"], 0, None),
+    (["a"], 1, "b", None, ["a", "b"], 1, "a"),
+    (["a", "b"], 2, "c", "a", ["a", "c", "b"], 3, "a"),  # inside the answered part: the mark moves with it
+    (["a", "b"], 1, "c", "a", ["a", "c", "b"], 2, "a"),
+    (["a", "b"], 1, "c", "b", ["a", "b", "c"], 1, "b"),  # after the last: a plain append
+    (["a", "b"], 2, "c", "root", ["c", "a", "b"], 3, None),
+    ([], 0, "c", "root", ["c"], 0, None),  # root of an empty conversation is its first item, unanswered
+]
+
+
+@pytest.mark.parametrize(("ids", "answered", "new", "previous", "after", "answered_after", "reported"), INSERTS)
+def test_insert(ids: list[str], answered: int, new: str, previous: str | None, after: list[str],
+                answered_after: int, reported: str | None) -> None:
+    conv = Conversation(items=[item(i) for i in ids], answered_upto=answered)
+    assert conv.insert(item(new), previous) == reported
+    assert [it["id"] for it in conv.items] == after and conv.answered_upto == answered_after
+
+
+@pytest.mark.parametrize(("ids", "new", "previous", "code", "param"), [
+    (["a"], "a", None, "item_already_exists", "item.id"),
+    (["a"], "b", "zzz", "item_not_found", "previous_item_id"),
+    ([], "b", "zzz", "item_not_found", "previous_item_id"),
+])
+def test_insert_refusals(ids: list[str], new: str, previous: str | None, code: str, param: str) -> None:
+    conv = Conversation(items=[item(i) for i in ids])
+    with pytest.raises(ProtocolError) as err:
+        conv.insert(item(new), previous)
+    assert (err.value.code, err.value.param) == (code, param) and len(conv.items) == len(ids)
+
+
+@pytest.mark.parametrize(("answered", "delete", "answered_after"), [(2, "a", 1), (1, "b", 1), (3, "c", 2)])
+def test_delete_keeps_the_answered_mark_on_the_same_item(answered: int, delete: str, answered_after: int) -> None:
+    conv = Conversation(items=[item(i) for i in "abc"], answered_upto=answered)
+    conv.audio[delete] = ItemAudio(np.zeros(10, np.int16), API_RATE)
+    conv.delete(delete)
+    assert conv.answered_upto == answered_after and delete not in conv.audio
+    with pytest.raises(ProtocolError, match="not found"):
+        conv.delete(delete)
+
+
+def test_a_response_answers_what_came_since_the_last_one_except_its_own_items() -> None:
+    conv = Conversation()
+    conv.insert(item("u1"))
+    assert [it["id"] for it in conv.take_unanswered()] == ["u1"]
+    conv.add_output(item("a1", role="assistant"))
+    conv.insert(item("u2"))
+    assert [it["id"] for it in conv.take_unanswered()] == ["u2"]
+    assert conv.take_unanswered() == []
+
+
+# "one two three four": the words start at 0, 22, 44 and 78 % of the text, and so of its 2 s of audio.
+@pytest.mark.parametrize(("end_ms", "kept"), [(0, ""), (400, "one"), (500, "one two"), (1500, "one two three"),
+                                              (1600, "one two three four"), (2000, "one two three four")])
+def test_truncate_keeps_the_words_whose_audio_had_started(end_ms: int, kept: str) -> None:
+    conv = Conversation()
+    said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
+                                                                             "transcript": "one two three four"}]}
+    conv.add_output(said)
+    conv.full_text["a"] = "one two three four"
+    conv.audio["a"] = ItemAudio(np.zeros(2 * RTP_RATE, np.int16), RTP_RATE)
+    conv.truncate("a", end_ms)
+    assert said["content"][0]["transcript"] == kept
+
+
+@pytest.mark.parametrize(("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"),
+                                                         ("nope", 0, "item_id")])
+def test_truncate_refusals(target: str, end_ms: int, param: str) -> None:
+    conv = Conversation()
+    conv.insert(item("u"))
+    conv.add_output({"id": "a", "type": "message", "role": "assistant", "content": []})
+    conv.audio["a"] = ItemAudio(np.zeros(2 * RTP_RATE, np.int16), RTP_RATE)
+    with pytest.raises(ProtocolError) as err:
+        conv.truncate(target, end_ms)
+    assert err.value.param == param and err.value.event()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(("template", "fields", "said"), [
+    ("{output[city]} is {output[forecast]}.", {"output": {"city": "Paris", "forecast": "sunny"}}, "Paris is sunny."),
+    ("{output[city]} is {output[forecast]}.", {"output": {"error": "bad"}}, "{output[city]} is {output[forecast]}."),
+    ("{missing} and {outputs[x][y]}", {"outputs": {}}, "{missing} and {outputs[x][y]}"),
+    ("a stray { brace", {}, "a stray { brace"),
+])
+def test_templates_never_raise(template: str, fields: dict[str, Any], said: str) -> None:
+    assert fill_template(template, fields) == said
+
+
+# ----------------------------------------------------------------------------------------------- the engine
+class Harness:
+    def __init__(self, responder: Any) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.tasks = TaskOwner("test session")
+        self.ctx = SessionContext("rtc_test", default_session(), self.sent.append, lambda kind, payload: None,
+                                  self.tasks, responder)
+        self.ctx.session["output_modalities"] = ["text"]
+        self.conversation = Conversation()
+        self.engine = ResponseEngine(self.ctx, self.conversation, PlayoutQueue(), self._no_transcript, lambda: 0.0)
+
+    @staticmethod
+    async def _no_transcript(item_id: str) -> str | None:
+        return None
+
+    async def respond(self) -> dict[str, Any]:
+        active = self.engine.start(None)
+        assert active.task is not None
+        await asyncio.wait_for(active.task, 5)
+        return next(e for e in reversed(self.sent) if e["type"] == "response.done")["response"]
+
+    def said(self) -> list[str]:
+        return [e["text"] for e in self.sent if e["type"] == "response.output_text.done"]
+
+
+async def test_tool_outputs_are_answered_in_call_order_whatever_order_they_arrive_in() -> None:
+    spec = ScenarioSpec.model_validate({"turns": [{"text": "Checking.", "calls": [
+        {"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {"town": "x"}}],
+        "after_tools": {"text": "{output[city]} is {output[forecast]}."}}]})
+    h = Harness(ScenarioResponder(spec, base_dir=__import__("pathlib").Path(".")))
+    h.conversation.insert(item("u1"))
+    first = await h.respond()
+    calls = [it["call_id"] for it in first["output"] if it["type"] == "function_call"]
+    # The refused call's output arrives first (it is answered at once); the answer still uses the first call's.
+    for call_id, output in ((calls[1], {"error": "invalid arguments"}), (calls[0], {"city": "Paris",
+                                                                                    "forecast": "sunny"})):
+        h.conversation.insert({"id": "out_" + call_id, "type": "function_call_output", "call_id": call_id,
+                               "output": json.dumps(output)})
+    second = await h.respond()
+    assert second["status"] == "completed" and h.said() == ["Checking.", "Paris is sunny."]
+
+
+async def test_a_failing_responder_fails_that_response_only() -> None:
+    class Flaky:
+        calls = 0
+
+        def plan(self, ctx: TurnContext) -> ResponsePlan:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("responder bug")
+            return ResponsePlan([Speech("fine", np.zeros(0, np.int16)), FunctionCall("f", "{}")])
+
+    h = Harness(Flaky())
+    h.conversation.insert(item("u1"))
+    failed = await h.respond()
+    assert failed["status"] == "failed" and failed["status_details"]["error"]["code"] == "RuntimeError"
+    h.conversation.insert(item("u2"))
+    ok = await h.respond()
+    assert ok["status"] == "completed" and [it["type"] for it in ok["output"]] == ["message", "function_call"]
+    assert h.engine.active is None
+    await h.tasks.close()

@@ -1,0 +1,45 @@
+"""What the parts of a server session share: its id, the current session object, the way out, the backends and
+the one owner of its background tasks. Each part gets this narrow context, never the session object itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from voiceclient.server.responders import Responder
+from voiceclient.server.speech import SpeechBackends
+from voiceclient.tasks import TaskOwner
+
+Send = Callable[[dict[str, Any]], None]
+Post = Callable[[str, Any], None]  # (kind, payload) into the session's one ordered queue
+
+
+@dataclass
+class SessionContext:
+    id: str
+    session: dict[str, Any]  # the full current session; replaced (not mutated) by session.update
+    send: Send
+    post: Post
+    tasks: TaskOwner
+    responder: Responder
+    speech: SpeechBackends | None = None
+
+    @property
+    def turn_detection(self) -> dict[str, Any] | None:
+        td: dict[str, Any] | None = self.session["audio"]["input"]["turn_detection"]
+        return td
+
+    @property
+    def transcription_requested(self) -> bool:
+        return self.session["audio"]["input"].get("transcription") is not None
+
+    @property
+    def listening_responder(self) -> bool:
+        """The responder wants the transcript of each user turn (the offline agent)."""
+        return bool(getattr(self.responder, "listens", False))
+
+    def later(self, seconds: float, kind: str, payload: Any = None) -> asyncio.TimerHandle:
+        """Post (kind, payload) into the ordered queue after `seconds`."""
+        return asyncio.get_running_loop().call_later(seconds, self.post, kind, payload)

@@ -1,0 +1,89 @@
+"""The server's output audio: queued PCM tagged by response, played out as the outbound track reads it.
+
+What `output_audio_buffer.started/stopped/cleared` and truncation are measured against: a response's audio has
+been heard up to the samples the track has read.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+import numpy as np
+
+from voiceclient.audio.sources import AudioSource
+
+
+class PlayoutQueue(AudioSource):
+    """Queued PCM, each chunk tagged (e.g. with a response id), played out as it is read.
+
+    `on_start(tag)` fires when the first sample of a tag is read, `on_drain(tag, samples)` when the last sample
+    of a tag that was `close`d has been read. `clear()` drops everything queued (barge-in) and returns, per tag,
+    how many samples had actually been played.
+    """
+
+    def __init__(
+        self,
+        on_start: Callable[[str], None] | None = None,
+        on_drain: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._chunks: collections.deque[tuple[str, np.ndarray]] = collections.deque()
+        self._played: dict[str, int] = {}
+        self._queued: dict[str, int] = {}
+        self._closed: set[str] = set()
+        self.on_start = on_start
+        self.on_drain = on_drain
+
+    def put(self, tag: str, pcm: np.ndarray) -> None:
+        if pcm.size:
+            self._chunks.append((tag, np.asarray(pcm, dtype=np.int16)))
+            self._queued[tag] = self._queued.get(tag, 0) + pcm.size
+            self._played.setdefault(tag, 0)
+
+    def close(self, tag: str) -> None:
+        """No more audio for `tag`; `on_drain` fires once what is queued has played (at once if nothing is)."""
+        self._closed.add(tag)
+        if self._queued.get(tag, 0) == 0:
+            self._finish(tag)
+
+    def played(self, tag: str) -> int:
+        return self._played.get(tag, 0)
+
+    def pending(self, tag: str | None = None) -> int:
+        return sum(self._queued.values()) if tag is None else self._queued.get(tag, 0)
+
+    def clear(self) -> dict[str, int]:
+        tags = {t: self._played.get(t, 0) for t in self._queued}
+        self._chunks.clear()
+        self._queued.clear()
+        self._closed.clear()
+        for t in tags:
+            self._played.pop(t, None)
+        return tags
+
+    def read(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.int16)
+        filled = 0
+        while filled < n and self._chunks:
+            tag, chunk = self._chunks[0]
+            take = min(n - filled, chunk.size)
+            if self._played.get(tag, 0) == 0 and self.on_start:
+                self.on_start(tag)
+            out[filled:filled + take] = chunk[:take]
+            filled += take
+            self._played[tag] = self._played.get(tag, 0) + take
+            self._queued[tag] -= take
+            if take == chunk.size:
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = (tag, chunk[take:])
+            if self._queued[tag] == 0 and tag in self._closed:
+                self._finish(tag)
+        return out
+
+    def _finish(self, tag: str) -> None:
+        played = self._played.pop(tag, 0)
+        self._queued.pop(tag, None)
+        self._closed.discard(tag)
+        if self.on_drain:
+            self.on_drain(tag, played)

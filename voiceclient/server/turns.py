@@ -1,0 +1,244 @@
+"""The user's side of a server session: the input audio buffer, turn detection, transcription and the idle timer.
+
+Audio arrives as 48 kHz RTP frames (or `input_audio_buffer.append` chunks) and is kept at 24 kHz. Voice activity
+decisions are posted into the session's ordered queue and come back through `on_vad`, which says what the turn
+did (`TurnEvent`) so the session can interrupt or answer. A committed turn becomes a user item in the
+conversation and is transcribed once (for a listening responder, and for the client when the session asks);
+while the user pauses, what was said so far is already transcribed, and that is kept if the pause ends the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
+from voiceclient.audio.resample import Resampler
+from voiceclient.protocol.errors import ProtocolError
+from voiceclient.protocol.events import new_id
+from voiceclient.server.context import SessionContext
+from voiceclient.server.conversation import Conversation, ItemAudio, words
+from voiceclient.server.vad import TurnDetector, VadEvent
+
+log = logging.getLogger(__name__)
+MANUAL_BUFFER_MS = 15 * 60 * 1000  # input audio kept without turn detection before the oldest is dropped
+MIN_COMMIT_MS = 100
+
+
+class TurnEvent(enum.Enum):
+    NONE = "none"
+    STARTED = "started"  # the user started speaking (the session may interrupt the assistant)
+    COMMITTED = "committed"  # a turn ended and was committed (the session may answer it)
+
+
+class TurnHandler:
+    def __init__(self, ctx: SessionContext, conversation: Conversation, vad: str = "auto") -> None:
+        self.ctx = ctx
+        self.conversation = conversation
+        speech = ctx.speech
+        self.vad = TurnDetector(ctx.turn_detection, speech.vad() if speech and vad != "energy" else None)
+        self.buffer: list[np.ndarray] = []
+        self.buffer_start_ms = 0
+        self.audio_samples = 0  # 24 kHz samples of input audio received in this session
+        self.speech_item: str | None = None
+        self.speech_start_ms = 0
+        self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
+        self.speculative: tuple[str, asyncio.Task[str | None]] | None = None  # (speech item, early transcript)
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._resampler = Resampler(RTP_RATE, API_RATE)
+
+    # ------------------------------------------------------------------------------------------ audio in
+    def on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
+        pcm = self._resampler.process(pcm48)
+        if not pcm.size:
+            return
+        self.buffer.append(pcm)
+        self.audio_samples += pcm.size
+        for vad_event in self.vad.feed(pcm):
+            self.ctx.post("vad", vad_event)
+        if not self.vad.speaking and self.speech_item is None:
+            keep = MANUAL_BUFFER_MS if self.ctx.turn_detection is None else max(self.vad.prefix_ms, 0) + 200
+            self._trim_buffer(keep)
+
+    def append(self, pcm24: np.ndarray) -> None:
+        """`input_audio_buffer.append`: audio the client sent as an event."""
+        self.buffer.append(pcm24)
+        self.audio_samples += pcm24.size
+
+    @property
+    def now_ms(self) -> int:
+        return samples_to_ms(self.audio_samples, API_RATE)
+
+    def _trim_buffer(self, keep_ms: int) -> None:
+        total = sum(c.size for c in self.buffer)
+        excess = total - keep_ms * API_RATE // 1000
+        while excess > 0 and self.buffer and self.buffer[0].size <= excess:
+            excess -= self.buffer[0].size
+            self.buffer_start_ms += samples_to_ms(self.buffer[0].size, API_RATE)
+            self.buffer.pop(0)
+
+    def _take_buffer(self, start_ms: int | None = None, end_ms: int | None = None) -> np.ndarray:
+        pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
+        lo = 0 if start_ms is None else max(0, (start_ms - self.buffer_start_ms) * API_RATE // 1000)
+        hi = pcm.size if end_ms is None else max(lo, (end_ms - self.buffer_start_ms) * API_RATE // 1000)
+        taken = pcm[lo:hi]
+        rest = pcm[hi:]
+        self.buffer = [rest] if rest.size else []
+        self.buffer_start_ms = self.now_ms - samples_to_ms(rest.size, API_RATE)
+        return taken
+
+    # ------------------------------------------------------------------------------------------ turns
+    def reconfigure(self) -> None:
+        self.vad.configure(self.ctx.turn_detection)
+
+    def on_vad(self, vad_event: VadEvent) -> TurnEvent:
+        if self.ctx.turn_detection is None:
+            return TurnEvent.NONE
+        if vad_event.kind == "paused":
+            self._speculate(vad_event.ms)
+            return TurnEvent.NONE
+        if vad_event.kind == "resumed":
+            self.speculative = None
+            return TurnEvent.NONE
+        if vad_event.kind == "started":
+            self.cancel_idle_timer()
+            self.speech_item = new_id("item")
+            self.speech_start_ms = vad_event.ms
+            self.ctx.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": vad_event.ms,
+                           "item_id": self.speech_item})
+            return TurnEvent.STARTED
+        item_id = self.speech_item or new_id("item")
+        self.speech_item = None
+        self.ctx.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": vad_event.ms,
+                       "item_id": item_id})
+        self._commit(self._take_buffer(self.speech_start_ms, vad_event.ms), item_id)
+        return TurnEvent.COMMITTED
+
+    def commit(self, event_id: str | None) -> None:
+        """`input_audio_buffer.commit` (push-to-talk, or a client's own VAD)."""
+        buffered = sum(c.size for c in self.buffer)
+        if buffered < MIN_COMMIT_MS * API_RATE // 1000:
+            raise ProtocolError(f"Error committing input audio buffer: buffer too small. Expected at least "
+                                f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
+                                f"{samples_to_ms(buffered, API_RATE)}ms of audio.", "input_audio_buffer_commit_empty")
+        item_id = self.speech_item or new_id("item")
+        self.speech_item = None
+        self.vad.reset()
+        self._commit(self._take_buffer(), item_id)
+
+    def clear(self) -> None:
+        """`input_audio_buffer.clear`."""
+        self._take_buffer()
+        self.speech_item = None
+        self.vad.reset()
+        self.ctx.send({"type": "input_audio_buffer.cleared"})
+
+    def _commit(self, pcm: np.ndarray, item_id: str) -> None:
+        previous = self.conversation.last_id
+        self.ctx.send({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        self.conversation.audio[item_id] = ItemAudio(pcm, API_RATE)
+        self.conversation.insert(item)
+        self.ctx.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.ctx.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        self._transcribe(item)
+
+    # ------------------------------------------------------------------------------------------ transcription
+    def _wants_transcripts(self) -> bool:
+        speech = self.ctx.speech
+        return speech is not None and speech.stt is not None and (
+            self.ctx.listening_responder or self.ctx.transcription_requested)
+
+    def _speculate(self, pause_ms: int) -> None:
+        """The user paused: transcribe what was said so far while the silence runs on (kept if they stop)."""
+        if not self._wants_transcripts() or self.speech_item is None:
+            return
+        assert self.ctx.speech is not None
+        pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
+        lo = max(0, (self.speech_start_ms - self.buffer_start_ms) * API_RATE // 1000)
+        hi = max(lo, (pause_ms - self.buffer_start_ms) * API_RATE // 1000)
+        task = self.ctx.tasks.spawn(self.ctx.speech.transcribe(pcm[lo:hi]), "early transcription")
+        self.speculative = (self.speech_item, task)
+
+    def _transcribe(self, item: dict[str, Any]) -> None:
+        """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
+        wanted = self.ctx.transcription_requested
+        speech = self.ctx.speech
+        if speech is None or (speech.stt is None and not wanted):
+            return
+        self.transcripts[item["id"]] = self.ctx.tasks.spawn(self._run_transcription(item, wanted),
+                                                            f"transcription of {item['id']}")
+
+    async def transcript_of(self, item_id: str) -> str | None:
+        """The transcript of a committed user turn (waits for it), or None when it is not being transcribed."""
+        task = self.transcripts.get(item_id)
+        return None if task is None else await asyncio.shield(task)
+
+    async def _run_transcription(self, item: dict[str, Any], announce: bool) -> str | None:
+        speech = self.ctx.speech
+        assert speech is not None
+        started = time.monotonic()
+        audio = self.conversation.audio.get(item["id"])
+        pcm = audio.pcm if audio is not None else np.zeros(0, np.int16)
+        early = self.speculative[1] if self.speculative and self.speculative[0] == item["id"] else None
+        self.speculative = None
+        try:
+            if speech.stt is None:
+                raise RuntimeError("no speech-to-text backend is installed (pip install 'voiceclient[agent]')")
+            text = (await early if early is not None else await speech.transcribe(pcm)) or ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("session %s: transcription failed: %s", self.ctx.id, exc)
+            if announce:
+                self.ctx.send({"type": "conversation.item.input_audio_transcription.failed", "item_id": item["id"],
+                               "content_index": 0, "error": {"type": "transcription_error",
+                                                             "code": "transcription_unavailable",
+                                                             "message": str(exc), "param": None}})
+            return None
+        item["content"][0]["transcript"] = text
+        if announce:
+            for word in words(text):
+                self.ctx.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item["id"],
+                               "content_index": 0, "delta": word})
+            self.ctx.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item["id"],
+                           "content_index": 0, "transcript": text,
+                           "usage": {"type": "duration", "seconds": round(pcm.size / API_RATE, 3)}})
+        log.info("session %s: heard %r (%.2f s to transcribe)", self.ctx.id, text, time.monotonic() - started)
+        return text
+
+    # ------------------------------------------------------------------------------------------ idle timeout
+    def arm_idle_timer(self) -> None:
+        """After the assistant's audio: `idle_timeout_ms` of no user speech posts an "idle" into the queue."""
+        td = self.ctx.turn_detection or {}
+        timeout = td.get("idle_timeout_ms")
+        self.cancel_idle_timer()
+        if td.get("type") == "server_vad" and timeout:
+            self._idle_timer = self.ctx.later(timeout / 1000, "idle")
+
+    def cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def on_idle_timeout(self) -> bool:
+        """Commit an empty turn after an idle timeout; True when the session should answer it."""
+        self._idle_timer = None
+        if self.vad.speaking or self.ctx.turn_detection is None:
+            return False
+        item_id = new_id("item")
+        now = self.now_ms
+        self.ctx.send({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": now, "audio_end_ms": now,
+                       "item_id": item_id})
+        self._take_buffer()
+        self._commit(np.zeros(0, np.int16), item_id)
+        return True
+
+    def close(self) -> None:
+        self.cancel_idle_timer()
