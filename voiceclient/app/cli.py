@@ -12,11 +12,17 @@ import json
 import logging
 import signal
 import sys
-from typing import Any
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
 from voiceclient.errors import ConfigError, VoiceClientError
+
+if TYPE_CHECKING:
+    from voiceclient.protocol.session import SessionConfig
+    from voiceclient.tools.approvals import Approver
+    from voiceclient.tools.registry import Tool
 
 EXIT_INTERRUPTED = 130
 
@@ -120,29 +126,46 @@ def _load_config(path: str | None) -> dict[str, Any]:
     return load_config_file(path) if path else {}
 
 
-async def run_call(args: argparse.Namespace) -> int:
-    from voiceclient.audio.sources import WavSource
-    from voiceclient.app.printer import TranscriptPrinter
-    from voiceclient.client.call import VoiceCall
+@dataclass
+class CallSetup:
+    """What `call` and `talk` both build from their flags and `--config`."""
+
+    settings: ClientSettings
+    session: SessionConfig
+    tools: list[Tool]
+    approver: Approver
+    tool_timeout: float
+
+
+def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
     from voiceclient.tools.approvals import policy
     from voiceclient.tools.plugins import select, tools_config
+
+    config = _load_config(args.config)
+    settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
+                                       ice_servers=args.ice_servers or None)
+    session = build_session(args.session, base=config.get("session"),
+                            assignments=args.assignments if assignments is None else assignments,
+                            model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
+    tools_cfg = tools_config(config.get("tools"))
+    tools, _ = select(tools_cfg, args.tools)
+    return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout)
+
+
+async def run_call(args: argparse.Namespace) -> int:
+    from voiceclient.app.printer import TranscriptPrinter
+    from voiceclient.audio.sources import WavSource
+    from voiceclient.client.call import VoiceCall
 
     _check_positive("--idle-exit", args.idle_exit)
     _check_positive("--max-duration", args.max_duration)
     _check_positive("--tool-timeout", args.tool_timeout)
-    config = _load_config(args.config)
-    settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
-                                       ice_servers=args.ice_servers or None)
-    session = build_session(args.session, base=config.get("session"), assignments=args.assignments,
-                            model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
-    tools_cfg = tools_config(config.get("tools"))
-    tools, _ = select(tools_cfg, args.tools)
+    setup = call_setup(args)
     source = WavSource(args.input)
     printer = TranscriptPrinter(quiet=args.quiet)
-    async with VoiceCall(settings, session, source=source, tools=tools, output_wav=args.output,
+    async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools, output_wav=args.output,
                          record_wav=args.record, events_jsonl=args.events, on_tool_result=printer.tool_result,
-                         tool_timeout=args.tool_timeout or tools_cfg.timeout,
-                         approver=policy(args.approve or tools_cfg.approve)) as call:
+                         tool_timeout=args.tool_timeout or setup.tool_timeout, approver=setup.approver) as call:
         printer.attach(call)
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
@@ -152,22 +175,14 @@ async def run_call(args: argparse.Namespace) -> int:
 
 async def run_talk(args: argparse.Namespace) -> int:
     from voiceclient.app.talk import Talk
-    from voiceclient.tools.approvals import policy
-    from voiceclient.tools.plugins import select, tools_config
 
     _check_positive("--max-duration", args.max_duration)
-    config = _load_config(args.config)
-    settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
-                                       ice_servers=args.ice_servers or None)
     assignments = list(args.assignments)
     if args.noise_reduction:
         value = "null" if args.noise_reduction == "off" else json.dumps({"type": args.noise_reduction})
         assignments.append(f"audio.input.noise_reduction={value}")
-    session = build_session(args.session, base=config.get("session"), assignments=assignments, model=args.model,
-                            instructions=args.instructions, **{"audio.output.voice": args.voice})
-    tools_cfg = tools_config(config.get("tools"))
-    tools, _ = select(tools_cfg, args.tools)
-    talk = Talk(settings, session, tools=tools, approver=policy(args.approve or tools_cfg.approve),
+    setup = call_setup(args, assignments)
+    talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver,
                 input_device=args.input_device, output_device=args.output_device, aec=args.aec,
                 push_to_talk=args.push_to_talk, record_wav=args.record, events_jsonl=args.events)
     await talk.run(args.max_duration)
@@ -270,8 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         for noisy in ("aioice", "aiortc", "httpx"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    runner: Any = {"call": run_call, "talk": run_talk, "devices": run_devices, "serve": run_serve,
-                   "tools": run_tools, "demo": run_demo}[args.command]
+    commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        "call": run_call, "talk": run_talk, "devices": run_devices, "serve": run_serve, "tools": run_tools,
+        "demo": run_demo}
+    runner = commands[args.command]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         return asyncio.run(runner(args))

@@ -60,7 +60,7 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
             printer.attach(call)
             printer.line(f"connected in {call.connect_seconds:.2f} s, call {call.call_id}")
             await call.run_until_idle(idle_seconds=1.5, max_duration=60)
-    summary = {
+    summary: dict[str, object] = {
         "connect_seconds": call.connect_seconds,
         "user_turns": printer.user_turns,
         "responses": printer.responses,

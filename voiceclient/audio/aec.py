@@ -11,8 +11,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from livekit.rtc import AudioFrame
 
 from voiceclient.audio.format import RTP_RATE
 
@@ -41,7 +45,7 @@ class EchoCanceller:
             self.delay_ms = delay_ms
             self.apm.set_stream_delay_ms(delay_ms)
 
-    def _frame(self, pcm: np.ndarray) -> object:
+    def _frame(self, pcm: np.ndarray) -> AudioFrame:
         return self._rtc.AudioFrame(pcm.astype(np.int16).tobytes(), RTP_RATE, 1, pcm.size)
 
     def reference(self, block: np.ndarray) -> None:

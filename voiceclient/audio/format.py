@@ -38,12 +38,13 @@ def dominant_frequency(pcm: np.ndarray, rate: int) -> float:
     x = pcm.astype(np.float64) * np.hanning(pcm.size)
     spectrum = np.abs(np.fft.rfft(x))
     spectrum[0] = 0.0
-    k = int(np.argmax(spectrum))
-    if 0 < k < spectrum.size - 1:  # parabolic interpolation between bins
-        a, b, c = spectrum[k - 1], spectrum[k], spectrum[k + 1]
+    peak = int(np.argmax(spectrum))
+    k = float(peak)
+    if 0 < peak < spectrum.size - 1:  # parabolic interpolation between bins
+        a, b, c = (float(spectrum[i]) for i in (peak - 1, peak, peak + 1))
         denom = a - 2 * b + c
-        k = k + (0.5 * (a - c) / denom if denom else 0.0)
-    return float(k * rate / pcm.size)
+        k += 0.5 * (a - c) / denom if denom else 0.0
+    return k * rate / pcm.size
 
 
 def tone(frequency: float, seconds: float, rate: int, level_dbfs: float = -12.0) -> np.ndarray:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import DeviceError, close_stream, find_device, sounddevice
+from voiceclient.audio.devices import close_stream, find_device, sounddevice
+from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource

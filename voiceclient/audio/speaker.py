@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import DeviceError, close_stream, find_device, sounddevice
+from voiceclient.audio.devices import close_stream, find_device, sounddevice
+from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_RATE
 
 log = logging.getLogger(__name__)

@@ -103,7 +103,8 @@ def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
         mixed = arr.astype(np.int32).mean(axis=0)
     else:
         mixed = arr.reshape(-1, channels).astype(np.int32).mean(axis=1)
-    return mixed.astype(np.int16)
+    out: np.ndarray = mixed.astype(np.int16)
+    return out
 
 
 class InboundReader:
@@ -128,6 +129,8 @@ class InboundReader:
                     frame = await self.track.recv()
                 except MediaStreamError:
                     return
+                if not isinstance(frame, av.AudioFrame):  # an audio track yields audio frames; kept honest
+                    continue
                 now = time.monotonic()
                 if self.first_frame_at is None:
                     self.first_frame_at = now

@@ -32,7 +32,7 @@ from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import Approver
-from voiceclient.tools.registry import Tool
+from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 from voiceclient.tools.runner import ToolResultHook, ToolRunner
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class VoiceCall:
         output_wav: str | Path | None = None,
         record_wav: str | Path | None = None,
         events_jsonl: str | Path | None = None,
-        tool_timeout: float = 30.0,
+        tool_timeout: float = DEFAULT_TIMEOUT,
         on_tool_result: ToolResultHook | None = None,
         approver: Approver | None = None,
         playback: Playback | None = None,

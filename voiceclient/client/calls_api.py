@@ -154,4 +154,5 @@ class CallsAPI:
         resp = await self._post("/realtime/client_secrets", json=body, headers=self._headers("application/json"))
         if resp.status_code >= 300:
             raise error_from_response(resp)
-        return resp.json()
+        secret: dict[str, Any] = resp.json()
+        return secret

@@ -128,9 +128,10 @@ class Peer:
         """Wait for the data channel to open (it may already be open), or fail clearly."""
         if self.channel is not None and self.channel.readyState == "open":
             self.opened.set()
-        opened = asyncio.ensure_future(self.opened.wait())
+        opened = asyncio.get_running_loop().create_task(self.opened.wait())
+        waiters: set[asyncio.Future[Any]] = {opened, self.lost}
         try:
-            await asyncio.wait({opened, self.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             opened.cancel()
         if self.opened.is_set():

@@ -19,7 +19,7 @@ import time
 from typing import Any
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.peer import InvalidOffer
@@ -76,9 +76,9 @@ class RealtimeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
         log.info("embedded Realtime server on %s", self.base_url)
         return self
 
@@ -198,9 +198,11 @@ class RealtimeServer:
         session: Any = None
         try:
             reader = await request.multipart()
-            async for part in reader:  # type: ignore[union-attr]
-                name = part.name  # type: ignore[union-attr]
-                text = (await part.read(decode=True)).decode("utf-8")  # type: ignore[union-attr]
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise ProtocolError("Nested multipart bodies are not supported.", "invalid_multipart")
+                name = part.name
+                text = (await part.read(decode=True)).decode("utf-8")
                 if name == "sdp":
                     sdp = text
                 elif name == "session":

@@ -108,7 +108,7 @@ class Tool:
                  timeout: float | None = None, needs_approval: bool = False,
                  cancel_on_interrupt: bool = False) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "")
+        self.name: str = name or str(getattr(fn, "__name__", ""))
         summary, self.arg_docs = parse_docstring(fn.__doc__ or "")
         self.description = description if description is not None else summary
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -132,7 +132,7 @@ class Tool:
                                            parameters=self.parameters)
         except ValidationError:
             raise ToolDefinitionError(f"tool name {self.name!r}: use 1-64 letters, digits, _ or -") from None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def _arguments_model(self) -> type[BaseModel]:
         try:

@@ -215,7 +215,7 @@ class ToolRunner:
     def _start_mcp_approval(self, item: Item) -> None:
         if item.id in self._answered_mcp:
             return
-        self._answered_mcp.add(item.id)
+        self._answered_mcp.add(item.id or "")
         extra = item.model_extra or {}
         request = ApprovalRequest("mcp", item.id or "", item.name or "", item.arguments or "",
                                   server_label=extra.get("server_label"))
