@@ -175,6 +175,7 @@ class VoiceCall:
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
+        transport = self._transport = self._given_transport or WebRTCTransport(self.settings)  # imports aiortc
         self.t0 = time.monotonic()
         out_wav, rec_wav, events = self._paths
         if events:
@@ -186,7 +187,6 @@ class VoiceCall:
         self._dispatcher.start()
         timeout = self.settings.connect_timeout
         session_created = self._expect(lambda e: e.type == "session.created")
-        transport = self._transport = self._given_transport or WebRTCTransport(self.settings)
         await transport.open(self.session, self._on_message, self._on_audio, self._on_sent)
         self.call_id = transport.call_id
         self._tasks.spawn(self._watch_connection(transport), "connection watch")

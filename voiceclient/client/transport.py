@@ -62,6 +62,8 @@ class WebRTCTransport(Transport):
     """The Realtime API over WebRTC: `POST /v1/realtime/calls` with our offer, then media and `oai-events`."""
 
     def __init__(self, settings: ClientSettings) -> None:
+        import voiceclient.rtc.peer  # noqa: F401  aiortc is imported when a call is made, not with the package
+
         self.settings = settings
         self.lost = asyncio.get_running_loop().create_future()
         self._api: CallsAPI | None = None

@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnec
 from aiortc.mediastreams import MediaStreamTrack
 
 from voiceclient.errors import ConnectionLostError
+from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.jitter import use_immediate_jitter_buffer
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,13 @@ CHANNEL_LABEL = "oai-events"
 Role = Literal["offerer", "answerer"]
 
 
-class InvalidOffer(ValueError):
-    """An SDP offer the answerer cannot take (no audio, no data channel, or not SDP at all)."""
+class InvalidOffer(ProtocolError):
+    """An SDP offer the answerer cannot take (no audio, no data channel, or not SDP at all). The client sees the
+    API's words; `detail` says what was wrong, for the server's log."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("Invalid SDP offer. Please try again with a WHIP-compliant offer.", "invalid_offer", "sdp")
+        self.detail = detail
 
 
 class Peer:

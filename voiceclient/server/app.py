@@ -184,9 +184,8 @@ class RealtimeServer:
             answer = await call.answer(sdp)
         except InvalidOffer as exc:
             await call.close()
-            log.info("invalid offer: %s", exc)
-            raise ProtocolError("Invalid SDP offer. Please try again with a WHIP-compliant offer.",
-                                "invalid_offer", "sdp") from None
+            log.info("invalid offer: %s", exc.detail)
+            raise
         self.calls[call_id] = call
         self.history.append(call)
         log.info("call %s created", call_id)
