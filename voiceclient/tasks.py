@@ -53,21 +53,11 @@ class TaskOwner:
             exc = task.exception()
             log.error("%s: task %s failed: %s", self.name, task.get_name(), exc, exc_info=exc)
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def close(self) -> None:
         """Cancel every task still running (except the caller's own) and wait until all have unwound."""
         self._closed = True
         current = asyncio.current_task()
-        while tasks := [t for t in self._tasks if t is not current and not t.done()]:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if all(t.done() for t in tasks):
-                break
+        tasks = [t for t in self._tasks if t is not current and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

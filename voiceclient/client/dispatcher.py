@@ -85,10 +85,6 @@ class Dispatcher:
                 if self.on_handler_error is not None:
                     self.on_handler_error(event, exc)
 
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
     async def drain(self, timeout: float = 1.0) -> None:
         """Wait (bounded) until every queued event has been handled."""
         if self._task is None:

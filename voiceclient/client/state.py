@@ -41,7 +41,6 @@ class TurnState:
         self.last_activity = clock()
         self._retryable: dict[str, float] = {}  # creates retried once after a busy refusal -> when sent
         self._retry_after_done = False
-        self.errors: list[ev.Error] = []
 
     # ------------------------------------------------------------------------------------------ reading
     @property
@@ -108,7 +107,6 @@ class TurnState:
             self._on_error(event)
 
     def _on_error(self, event: ev.Error) -> None:
-        self.errors.append(event)
         request = event.error.event_id or ""
         self.requested.pop(request, None)
         if event.error.code == ACTIVE_RESPONSE and request in self._retryable:

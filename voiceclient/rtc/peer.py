@@ -162,7 +162,3 @@ class Peer:
             return
         self._closed = True
         await self.pc.close()
-
-    def describe(self) -> dict[str, Any]:
-        return {"role": self.role, "connection": self.pc.connectionState, "ice": self.pc.iceConnectionState,
-                "channel": self.channel.readyState if self.channel is not None else None}

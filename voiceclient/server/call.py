@@ -216,7 +216,7 @@ class ServerCall:
                 raise ProtocolError("Invalid 'audio': not base64 PCM16.", "invalid_value", "audio") from None
             self.turns.append(pcm)
         elif isinstance(event, ev.InputAudioBufferCommit):
-            self.turns.commit(event.event_id)
+            self.turns.commit()
         elif isinstance(event, ev.InputAudioBufferClear):
             self.turns.clear()
         elif isinstance(event, ev.OutputAudioBufferClear):

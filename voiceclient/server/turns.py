@@ -119,7 +119,7 @@ class TurnHandler:
         self._commit(self._take_buffer(self.speech_start_ms, vad_event.ms), item_id)
         return TurnEvent.COMMITTED
 
-    def commit(self, event_id: str | None) -> None:
+    def commit(self) -> None:
         """`input_audio_buffer.commit` (push-to-talk, or a client's own VAD)."""
         buffered = sum(c.size for c in self.buffer)
         if buffered < MIN_COMMIT_MS * API_RATE // 1000:
