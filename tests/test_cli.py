@@ -62,7 +62,8 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
     (["--idle-exit", "0"], 2, "--idle-exit: 0 is not allowed"),
     (["--tools", "no_such_module_for_tools"], 2, "cannot import"),
     (["--input", "/nonexistent.wav"], 2, "audio file not found"),
-    (["--base-url", "http://127.0.0.1:9/v1"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
+    (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
+    (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
 ])
 async def test_failures_exit_with_distinct_codes_and_one_line(args, code, message, tmp_path) -> None:
     base = ["call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "sk-x", "--base-url", "http://127.0.0.1:9/v1"]
@@ -70,6 +71,36 @@ async def test_failures_exit_with_distinct_codes_and_one_line(args, code, messag
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voiceclient: error: ") and message in lines[0]
+
+
+async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> None:
+    """A server whose 201 carries an SDP answer without our media sections (seen from misbehaving proxies)."""
+    from aiohttp import web
+
+    async def create(request: web.Request) -> web.Response:
+        return web.Response(status=201, text="v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+                            content_type="application/sdp", headers={"Location": "/v1/realtime/calls/rtc_bad"})
+
+    async def hangup(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/v1/realtime/calls", create)
+    app.router.add_post("/v1/realtime/calls/{id}/hangup", hangup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+        code, _, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", url,
+                                     "--api-key", "sk-x")
+    finally:
+        await runner.cleanup()
+    lines = err.strip().splitlines()
+    assert code == 4 and len(lines) == 1, err
+    assert lines[0] == ("voiceclient: error: the server's SDP answer does not fit our offer: Media sections in "
+                        "answer do not match offer")
 
 
 async def test_authentication_failure_exits_3() -> None:

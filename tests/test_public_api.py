@@ -9,11 +9,11 @@ def test_public_api_is_pinned() -> None:
     assert voiceclient.__all__ == [
         "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
         "AuthenticationError", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
-        "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidOfferError",
-        "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError", "RealtimeServer",
-        "ServerError", "SessionConfig", "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError",
-        "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource", "__version__", "build_session", "load_audio",
-        "parse_server_event", "tool",
+        "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
+        "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
+        "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
+        "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource",
+        "__version__", "build_session", "load_audio", "parse_server_event", "tool",
     ]
     for name in voiceclient.__all__:
         assert hasattr(voiceclient, name)
@@ -28,6 +28,10 @@ def test_error_tree() -> None:
     assert e.RateLimitError.transient and e.ServerError.transient and not e.AuthenticationError.transient
     assert {c.exit_code for c in (e.ConfigError, e.AuthenticationError, e.APIConnectionError, e.ServerError)} == \
         {2, 3, 4, 5}
+    # An answer that cannot connect is a connection failure (4) that no retry mends; an unconfirmed session is a
+    # call error (5), not a success with the session silently missing.
+    assert e.InvalidAnswerError.exit_code == 4 and not e.InvalidAnswerError.transient
+    assert e.SessionNotConfirmedError.exit_code == 5 and issubclass(e.SessionNotConfirmedError, e.CallError)
 
 
 def test_sounddevice_is_not_imported_by_the_client() -> None:

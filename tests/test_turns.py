@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from voiceclient import ClientSettings, ConnectionLostError, SessionUpdateError, ToolContext, VoiceCall, tool
+from voiceclient import (
+    ClientSettings, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, ToolContext, VoiceCall, tool,
+)
 from voiceclient.audio.sources import BufferSource
 from voiceclient.client.dispatcher import Dispatcher
 from voiceclient.client.scripted import ScriptedTransport
@@ -125,10 +127,12 @@ async def test_a_refused_session_is_an_error_with_the_servers_words() -> None:
     assert transport.closed
 
 
-async def test_no_session_updated_still_connects_after_the_timeout() -> None:
+async def test_a_session_the_server_never_confirms_fails_the_call_clearly() -> None:
     transport = ScriptedTransport(confirm_session=False)
-    async with VoiceCall(SETTINGS, transport=transport) as call:
-        assert call.state.value == "connected" and call.effective_session is None
+    with pytest.raises(SessionNotConfirmedError, match=r"did not confirm the session within 0.3 s") as err:
+        async with VoiceCall(SETTINGS, transport=transport):
+            pass
+    assert err.value.exit_code == 5 and "\n" not in str(err.value) and transport.closed
 
 
 # ----------------------------------------------------------------------------------------------- tools

@@ -15,8 +15,9 @@ from voiceclient.client.calls_api import CallAnswer, CallsAPI
 from voiceclient.client.settings import ClientSettings, build_session
 from voiceclient.errors import (
     APIConnectionError, APIError, APITimeoutError, AuthenticationError, CallError, ConfigError,
-    ConnectionLostError, DeviceError, InvalidOfferError, InvalidSessionError, NotFoundError, RateLimitError,
-    ServerError, SessionUpdateError, ToolDefinitionError, VoiceClientError,
+    ConnectionLostError, DeviceError, InvalidAnswerError, InvalidOfferError, InvalidSessionError, NotFoundError,
+    RateLimitError, ServerError, SessionNotConfirmedError, SessionUpdateError, ToolDefinitionError,
+    VoiceClientError,
 )
 from voiceclient.protocol.events import Item, MalformedEvent, UnknownEvent, parse_server_event
 from voiceclient.protocol.session import SessionConfig
@@ -30,10 +31,11 @@ __version__ = "0.1.0"
 __all__ = [
     "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
     "AuthenticationError", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
-    "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidOfferError", "InvalidSessionError",
-    "Item", "MalformedEvent", "NotFoundError", "RateLimitError", "RealtimeServer", "ServerError", "SessionConfig",
-    "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall",
-    "VoiceClientError", "WavSource", "__version__", "build_session", "load_audio", "parse_server_event", "tool",
+    "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
+    "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
+    "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
+    "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource",
+    "__version__", "build_session", "load_audio", "parse_server_event", "tool",
 ]
 
 

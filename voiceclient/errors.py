@@ -14,13 +14,17 @@
     │   ├── NotFoundError                 404: unknown call id
     │   └── ServerError                   5xx                                         transient
     ├── APIConnectionError(ConnectionError) the API could not be reached              exit 4, transient
-    │   └── APITimeoutError(TimeoutError) it did not answer in time                   exit 4, transient
+    │   ├── APITimeoutError(TimeoutError) it did not answer in time                   exit 4, transient
+    │   └── InvalidAnswerError            a 2xx whose body is no usable SDP answer    exit 4
     └── CallError                         the live call went wrong                    exit 5
         ├── ConnectionLostError(ConnectionError) ICE/DTLS failed or the channel closed  exit 4, transient
-        └── SessionUpdateError            the server refused our session.update       exit 2
+        ├── SessionUpdateError            the server refused our session.update       exit 2
+        └── SessionNotConfirmedError      no session.updated: the session may not apply exit 5
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 
 class VoiceClientError(Exception):
@@ -28,6 +32,16 @@ class VoiceClientError(Exception):
 
     transient: bool = False
     exit_code: int = 1
+    attempts: int = 1
+
+    def after(self, attempts: int) -> Self:
+        """The same error, noting that it is the last of `attempts` tries (returns self)."""
+        self.attempts = attempts
+        return self
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text + (f" after {self.attempts} attempts" if self.attempts > 1 else "")
 
 
 class ConfigError(VoiceClientError, ValueError):
@@ -67,7 +81,8 @@ class APIError(VoiceClientError):
         bits = [f"HTTP {self.status}" if self.status else None, self.code,
                 f"param {self.param}" if self.param else None]
         head = ", ".join(b for b in bits if b)
-        return f"{self.message} ({head})" if head else self.message
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{self.message} ({head}){tries}" if head else self.message + tries
 
 
 class AuthenticationError(APIError):
@@ -107,6 +122,12 @@ class APITimeoutError(APIConnectionError, TimeoutError):
     pass
 
 
+class InvalidAnswerError(APIConnectionError):
+    """The create-call succeeded but its body is not an SDP answer our peer can take: nothing can connect."""
+
+    transient = False
+
+
 class CallError(VoiceClientError):
     exit_code = 5
 
@@ -118,3 +139,7 @@ class ConnectionLostError(CallError, ConnectionError):
 
 class SessionUpdateError(CallError):
     exit_code = 2
+
+
+class SessionNotConfirmedError(CallError):
+    """The server never answered our `session.update`: the call would run with a session nobody confirmed."""

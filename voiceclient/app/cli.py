@@ -49,6 +49,9 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
     g.add_argument("--ice-server", dest="ice_servers", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (default: none; host candidates only)")
+    g.add_argument("--max-retries", type=int, metavar="N",
+                   help="retries of a refused or failed HTTP request, as the openai SDK does (default 2; 429, "
+                        "408, 409, 5xx and connection errors; Retry-After honoured up to 60 s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +146,7 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
 
     config = _load_config(args.config)
     settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
-                                       ice_servers=args.ice_servers or None)
+                                       ice_servers=args.ice_servers or None, max_retries=args.max_retries)
     session = build_session(args.session, base=config.get("session"),
                             assignments=args.assignments if assignments is None else assignments,
                             model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})

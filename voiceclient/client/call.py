@@ -27,7 +27,9 @@ from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
 from voiceclient.client.transport import Transport, WebRTCTransport
-from voiceclient.errors import CallError, ConnectionLostError, SessionUpdateError, VoiceClientError
+from voiceclient.errors import (
+    CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, VoiceClientError,
+)
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
@@ -199,14 +201,14 @@ class VoiceCall:
         try:
             reply = await self._wait(updated, self.settings.session_update_timeout, "session.updated")
         except TimeoutError:
-            log.warning("no session.updated within %.1f s; sending audio anyway",
-                        self.settings.session_update_timeout)
-        else:
-            if isinstance(reply, ev.Error):
-                raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
-                                         + (f" (param {reply.error.param})" if reply.error.param else ""))
-            if isinstance(reply, ev.SessionUpdated):
-                self.effective_session = reply.session
+            raise SessionNotConfirmedError(
+                f"the server did not confirm the session within {self.settings.session_update_timeout:g} s (no "
+                "session.updated): the instructions, voice, tools and turn detection asked for may not apply") from None
+        if isinstance(reply, ev.Error):
+            raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
+                                     + (f" (param {reply.error.param})" if reply.error.param else ""))
+        if isinstance(reply, ev.SessionUpdated):
+            self.effective_session = reply.session
         self.connect_seconds = time.monotonic() - self.t0
         self.state = CallState.CONNECTED
         transport.set_source(self.source)

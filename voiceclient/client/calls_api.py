@@ -7,6 +7,7 @@ never logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from typing import Any
 
 import httpx
 
+from voiceclient.client.retry import RetryPolicy, retry_after
 from voiceclient.client.settings import ClientSettings
-
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.errors import (
-    APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidOfferError, InvalidSessionError,
+    APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidAnswerError, InvalidOfferError,
+    InvalidSessionError,
     NotFoundError, RateLimitError, ServerError,
 )
 
@@ -53,16 +55,7 @@ def error_from_response(resp: httpx.Response) -> APIError:
     if status in (401, 403):
         return AuthenticationError(message, **kw)
     if status == 429:
-        retry: float | None = None
-        for header in ("retry-after-ms", "retry-after"):
-            raw = resp.headers.get(header)
-            if raw:
-                try:
-                    retry = float(raw) / (1000 if header.endswith("-ms") else 1)
-                    break
-                except ValueError:
-                    pass
-        return RateLimitError(message, retry_after=retry, **kw)
+        return RateLimitError(message, retry_after=retry_after(resp.headers), **kw)
     if status == 404:
         return NotFoundError(message, **kw)
     if status >= 500:
@@ -78,8 +71,10 @@ def error_from_response(resp: httpx.Response) -> APIError:
 class CallsAPI:
     """`async with CallsAPI(settings) as api: answer = await api.create_call(sdp, session)`."""
 
-    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._own = client is None
         self._client = client or httpx.AsyncClient(timeout=settings.http_timeout)
 
@@ -103,15 +98,32 @@ class CallsAPI:
         return headers
 
     async def _post(self, path: str, **kw: Any) -> httpx.Response:
+        """POST with the SDK's retries; returns the last response (the caller maps an error status)."""
         url = self._url(path)
-        try:
-            resp = await self._client.post(url, **kw)
-        except httpx.TimeoutException:
-            raise APITimeoutError(f"POST {url}: no answer within {self.settings.http_timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise APIConnectionError(f"POST {url}: {type(exc).__name__}: {exc}") from None
-        log.debug("POST %s -> %s", url, resp.status_code)
-        return resp
+        attempts = self.retry.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            failure: APIConnectionError | None = None
+            resp: httpx.Response | None = None
+            try:
+                resp = await self._client.post(url, **kw)
+            except httpx.TimeoutException:
+                failure = APITimeoutError(f"POST {url}: no answer within {self.settings.http_timeout:g} s")
+            except httpx.HTTPError as exc:
+                failure = APIConnectionError(f"POST {url}: {type(exc).__name__}: {exc}")
+            if resp is not None:
+                log.debug("POST %s -> %s", url, resp.status_code)
+                if resp.status_code < 300 or not self.retry.should_retry(resp.status_code, resp.headers):
+                    return resp
+            if attempt == attempts:
+                if failure is not None:
+                    raise failure.after(attempts) from None
+                assert resp is not None
+                return resp
+            wait = self.retry.delay(attempt - 1, resp.headers if resp is not None else None)
+            why = str(failure) if failure is not None else f"HTTP {resp.status_code if resp else '?'}"
+            log.warning("POST %s: %s; retrying in %.1f s (attempt %d of %d)", path, why, wait, attempt + 1, attempts)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def create_call(self, sdp: str, session: SessionConfig | None = None) -> CallAnswer:
         """POST /realtime/calls. Multipart (`sdp` application/sdp, `session` application/json), or raw
@@ -127,11 +139,12 @@ class CallsAPI:
                 files["session"] = (None, json.dumps(session.to_wire()).encode(), "application/json")
             resp = await self._post("/realtime/calls", files=files, headers=headers)
         if resp.status_code not in (200, 201):
-            raise error_from_response(resp)
+            raise error_from_response(resp).after(self.retry.max_retries + 1 if self.retry.should_retry(
+                resp.status_code, resp.headers) else 1)
         answer = resp.text
         if not answer.lstrip().startswith("v="):
-            raise APIError(f"the server answered {resp.status_code} but the body is not an SDP answer: "
-                           f"{answer[:80]!r}", status=resp.status_code)
+            raise InvalidAnswerError(f"the server answered HTTP {resp.status_code} but the body is not an SDP "
+                                     f"answer: {answer[:80]!r}")
         location = resp.headers.get("location", "")
         call_id = call_id_from_location(location) if location else ""
         if not call_id:

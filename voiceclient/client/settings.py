@@ -27,6 +27,7 @@ class ClientSettings(BaseModel):
     http_timeout: float = Field(default=20.0, gt=0)
     connect_timeout: float = Field(default=20.0, gt=0)
     session_update_timeout: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)  # HTTP retries, as the openai SDK does (see client.retry)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":

@@ -20,7 +20,7 @@ import numpy as np
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.calls_api import CallsAPI
 from voiceclient.client.settings import ClientSettings
-from voiceclient.errors import VoiceClientError
+from voiceclient.errors import InvalidAnswerError, VoiceClientError
 from voiceclient.protocol.session import SessionConfig
 
 if TYPE_CHECKING:
@@ -88,7 +88,11 @@ class WebRTCTransport(Transport):
         answer = await self._api.create_call(offer, session)
         self.call_id = answer.call_id
         log.info("call %s: SDP answer received", self.call_id or "?")
-        await peer.accept_answer(answer.sdp)
+        try:
+            await peer.accept_answer(answer.sdp)
+        except Exception as exc:  # aiortc raises ValueError and friends for an answer that does not fit the offer
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidAnswerError(f"the server's SDP answer does not fit our offer: {reason}") from None
         await peer.wait_open(timeout)
         remote = await asyncio.wait_for(asyncio.shield(peer.remote_track), timeout)
         self._reader = InboundReader(remote, [on_audio])
