@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pytest
@@ -210,6 +211,34 @@ async def test_connection_loss_ends_the_call_with_a_clear_error(settings: Client
         await asyncio.gather(*(c.pc.close() for c in server.calls.values()))
         with pytest.raises(ConnectionLostError):
             await call.run_until_idle(1.0, 20)
+
+
+async def test_the_session_cap_ends_the_call_with_session_expired(tmp_path) -> None:
+    from voiceclient import ConnectionLostError
+
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, max_call_seconds=2) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        started = time.time()
+        async with VoiceCall(settings, source=BufferSource(np.zeros(48000 * 20, np.int16)),
+                             events_jsonl=events) as call:
+            with pytest.raises(ConnectionLostError) as lost:
+                await call.run_until_idle(1.0, 20)
+        for _ in range(100):
+            if not server.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert not server.calls
+    assert str(lost.value) == ("the server ended the session: Your session hit the maximum duration of 2 seconds. "
+                               "(session_expired)")
+    log = assert_wire_valid(events)
+    created = next(e["event"] for e in log if e["event"]["type"] == "session.created")
+    assert started + 1 <= created["session"]["expires_at"] <= started + 3
+    error = next(e for e in log if e["event"]["type"] == "error")
+    assert error["event"]["error"] == {"type": "invalid_request_error", "code": "session_expired", "param": None,
+                                       "event_id": None, "message": "Your session hit the maximum duration of 2 "
+                                                                    "seconds."}
+    assert 1.8 <= error["t"] <= 10  # at the cap (measured from the client's start, which is before the call's)
 
 
 async def test_response_create_while_active_is_refused(settings: ClientSettings) -> None:

@@ -156,6 +156,8 @@ async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
     bad.write_text('[[turns]]\ntone = { frequency = -5, seconds = 1 }\n')
     code, _, err = await run_cli("serve", "--port", "0", "--scenario", str(bad))
     assert code == 2 and "turns.0.tone.frequency" in err
+    code, _, err = await run_cli("serve", "--port", "0", "--max-call-seconds", "0")
+    assert code == 2 and "--max-call-seconds: 0 is not allowed" in err
 
 
 async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) -> None:

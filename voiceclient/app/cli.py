@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: Silero VAD when installed (speech), else energy; energy: level only (tones)")
     serve.add_argument("--no-speech", action="store_true", help="do not load the offline speech models")
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
+    serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
+                       help="end each call after S seconds with the `session_expired` error the real service "
+                            "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
 
     tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
     tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
@@ -213,8 +216,9 @@ async def run_serve(args: argparse.Namespace) -> int:
     elif args.agent:
         responder = AgentResponder()
     speech = None if args.no_speech else SpeechBackends()
+    _check_positive("--max-call-seconds", args.max_call_seconds)
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
-                            vad=args.vad)
+                            vad=args.vad, max_call_seconds=args.max_call_seconds)
     try:
         await server.start()
     except OSError as exc:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 E = TypeVar("E")
 Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
+SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
 
 
 class EventStream:
@@ -139,6 +140,7 @@ class VoiceCall:
         self.meter = TurnMeter()
         self.error: VoiceClientError | None = None
         self.hangup_requested: str | None = None
+        self._ended_by_server: str | None = None
         self._paths = (output_wav, record_wav, events_jsonl)
         self._received_taps: list[Playback] = [playback] if playback is not None else []  # e.g. a SpeakerSink
         self._sent_taps: list[Playback] = []
@@ -251,6 +253,8 @@ class VoiceCall:
 
     async def _watch_connection(self, transport: Transport) -> None:
         reason = await transport.lost
+        if self._ended_by_server is not None:  # it said why before it went: that is the reason
+            reason = f"the server ended the session: {self._ended_by_server}"
         if self.state in (CallState.CONNECTING, CallState.CONNECTED):
             self.error = ConnectionLostError(reason)
             log.error("%s", reason)
@@ -281,9 +285,10 @@ class VoiceCall:
             queue.put_nowait(event)
         self._activity.set()
 
-    @staticmethod
-    def _log_error(event: ev.Error) -> None:
+    def _log_error(self, event: ev.Error) -> None:
         log.warning("server error: %s (%s)", event.error.message, event.error.code)
+        if event.error.code in SESSION_ENDING_ERRORS:
+            self._ended_by_server = f"{event.error.message} ({event.error.code})"
 
     @overload
     def on(self, kind: type[E], handler: Callable[[E], object]) -> None: ...

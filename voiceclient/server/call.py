@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 30  # seconds from the SDP answer to an open data channel
 
 
+def session_expired(max_seconds: float) -> ProtocolError:
+    """The error the real service sends when a session reaches its maximum duration (then it ends the call)."""
+    minutes = max_seconds / 60
+    length = f"{minutes:g} minutes" if minutes >= 1 and minutes == int(minutes) else f"{max_seconds:g} seconds"
+    return ProtocolError(f"Your session hit the maximum duration of {length}.", "session_expired")
+
+
 def public_session(session: dict[str, Any]) -> dict[str, Any]:
     """The session as sent to clients: MCP credentials are never echoed back."""
     out: dict[str, Any] = redact_secrets(session, drop=True)
@@ -61,7 +68,10 @@ class ServerCall:
         self.created_at = time.time()
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.tasks = TaskOwner(f"call {call_id}")
-        self.ctx = SessionContext(call_id, session, self.send, self._post, self.tasks, responder, speech)
+        self.max_seconds = max_seconds
+        self.expires_at = int(self.created_at + max_seconds)  # the session cap, as `session.created` says
+        self.ctx = SessionContext(call_id, {**session, "expires_at": self.expires_at}, self.send, self._post,
+                                  self.tasks, responder, speech)
         self.conversation = Conversation()
         self.playout = PlayoutQueue()
         self.track = OutboundTrack(self.playout)
@@ -155,7 +165,12 @@ class ServerCall:
                 elif kind == "idle":
                     if self.responses.active is None and self.turns.on_idle_timeout():
                         self._respond(None)
-                elif kind in ("expire", "abandoned", "lost"):
+                elif kind == "expire":  # the session cap, as the real service ends a session
+                    self.send(session_expired(self.max_seconds).event())
+                    log.info("call %s: the session hit its maximum duration; ending the call", self.id)
+                    self.tasks.spawn(self.close(), "close")
+                    return
+                elif kind in ("abandoned", "lost"):
                     if kind != "abandoned" or not self.peer.is_open:
                         if kind == "abandoned":
                             log.info("call %s: the client never opened oai-events within %d s; ending the call",
