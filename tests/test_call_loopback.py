@@ -98,7 +98,15 @@ async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path
                              events_jsonl=events) as call:
             await call.run_until_idle(1.0, 30)
             assert call.tool_calls == 3
+        # The history as the server reported it: the turn, what was said, the calls and their outputs, in order.
+        kinds = [(it.type, it.role, it.text) for it in call.history]
+        assert kinds[0] == ("message", "user", None)  # spoken; this server transcribes nothing
+        assert kinds[1] == ("message", "assistant", "Checking two cities.")
+        assert [k[0] for k in kinds[2:8]] == ["function_call"] * 3 + ["function_call_output"] * 3
+        assert kinds[8] == ("message", "assistant", "Paris is sunny, 22 degrees.") and len(kinds) == 9
     log = assert_wire_valid(events)
+    assert read_events(events)[-1]["event"] == {"type": "conversation.history", "call_id": call.call_id,
+                                                "items": call.history.to_json()}
     client = [e["event"] for e in log if e["dir"] == "client"]
     outputs = [e for e in client if e["type"] == "conversation.item.create"]
     by_call = {json.loads(o["item"]["output"]).get("city", "error"): o for o in outputs}

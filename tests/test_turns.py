@@ -111,7 +111,9 @@ async def test_connect_sends_the_session_and_waits_for_its_confirmation(tmp_path
     assert call.state.value == "closed" and transport.closed
     log = read_events(tmp_path / "e.jsonl")
     assert [(e["dir"], e["event"]["type"]) for e in log] == [
-        ("server", "session.created"), ("client", "session.update"), ("server", "session.updated")]
+        ("server", "session.created"), ("client", "session.update"), ("server", "session.updated"),
+        ("local", "conversation.history")]
+    assert log[-1]["event"]["items"] == []
 
 
 async def test_a_refused_session_is_an_error_with_the_servers_words() -> None:
@@ -391,3 +393,51 @@ def test_the_tracker_answers_creates_in_order_and_forgets_refused_ones() -> None
     turns.received(ev.parse_server_event('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1, '
                                          '"item_id": "i"}'))
     assert turns.user_speaking and turns.busy
+
+
+# ----------------------------------------------------------------------------------------------- history
+def added(t: ScriptedTransport, previous: str | None, item: dict[str, Any]) -> None:
+    t.emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+    t.emit({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+
+async def test_history_follows_the_server_order_transcripts_tools_deletes_and_truncation(
+        call: VoiceCall, transport: ScriptedTransport) -> None:
+    user = {"id": "u1", "type": "message", "role": "user", "content": [{"type": "input_audio", "transcript": None}]}
+    added(transport, None, user)
+    transport.emit({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
+                    "content_index": 0, "transcript": "Weather in Paris?"})
+    added(transport, "u1", {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "get_weather",
+                            "arguments": '{"city": "Paris"}'})
+    added(transport, "fc1", {"id": "out1", "type": "function_call_output", "call_id": "c1",
+                             "output": '{"forecast": "sunny"}'})
+    transport.emit({"type": "conversation.item.added", "previous_item_id": "out1", "item": {
+        "id": "a1", "type": "message", "role": "assistant", "content": []}})
+    transport.emit({"type": "response.output_audio_transcript.done", "response_id": "r2", "item_id": "a1",
+                    "output_index": 0, "content_index": 0, "transcript": "It is sunny in Paris"})
+    transport.emit({"type": "conversation.item.truncated", "item_id": "a1", "content_index": 0,
+                    "audio_end_ms": 900})
+    added(transport, "root", {"id": "sys", "type": "message", "role": "system",
+                              "content": [{"type": "input_text", "text": "Be brief."}]})
+    added(transport, "a1", {"id": "typo", "type": "message", "role": "user",
+                            "content": [{"type": "input_text", "text": "oops"}]})
+    transport.emit({"type": "conversation.item.deleted", "item_id": "typo"})
+    await call.events_handled()
+    assert [(it.id, it.text) for it in call.history] == [
+        ("sys", "Be brief."), ("u1", "Weather in Paris?"), ("fc1", None), ("out1", None),
+        ("a1", "It is sunny in Paris")]
+    assert call.history.get("a1").truncated_ms == 900 and call.history.get("u1").audio  # type: ignore[union-attr]
+    replay = [item.model_dump(exclude_none=True) for item in call.history.replay_items()]
+    assert replay == [
+        {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "c1", "output": '{"forecast": "sunny"}'},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text",
+                                                              "text": "It is sunny in Paris"}]},
+    ]
+    from openai.types.realtime import ConversationItem  # the replayed items are valid items for the API
+    from pydantic import TypeAdapter
+
+    for item in replay:
+        TypeAdapter(ConversationItem).validate_python(item)

@@ -23,6 +23,7 @@ import numpy as np
 from voiceclient.audio.sinks import ConversationRecorder, WavSink
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.dispatcher import AnyHandler, Dispatcher
+from voiceclient.client.history import ConversationHistory
 from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
@@ -162,6 +163,8 @@ class VoiceCall:
         self._dispatcher.on_any(self._notify)
         self._dispatcher.on(ev.Error, self._log_error)
         self._runner.subscribe(self._dispatcher)
+        self.history = ConversationHistory()  # the conversation as the server reports it
+        self.history.subscribe(self._dispatcher)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> VoiceCall:
@@ -237,6 +240,8 @@ class VoiceCall:
                 if closer is not None:
                     closer.close(end)
             if self._log is not None:
+                self._log.write("local", {"type": "conversation.history", "call_id": self.call_id,
+                                          "items": self.history.to_json()})
                 self._log.close()
             for queue in self._subscribers:
                 queue.put_nowait(None)
