@@ -286,3 +286,60 @@ async def test_vad_flags_are_honoured(create_response: bool, interrupt_response:
         # The second turn starts while the 3 s reply plays: with interrupt_response false nothing is cut.
         assert "output_audio_buffer.cleared" not in names and "conversation.item.truncated" not in names
         assert names.count("output_audio_buffer.stopped") >= 1
+
+
+async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_path) -> None:
+    events, record = tmp_path / "events.jsonl", tmp_path / "conversation.wav"
+    statuses: list[str] = []
+    async with RealtimeServer(port=0) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        one_turn = SessionConfig.model_validate(  # "Hello, can you hear me?" has a comma pause
+            {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                         "silence_duration_ms": 800}}}})
+        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), recycle_after=1.0,
+                             events_jsonl=events, record_wav=record, on_status=statuses.append) as call:
+            first = call.call_id
+            stream = call.events()
+            said = await stream.next_of("response.output_audio_transcript.done", timeout=15)
+            while call.switches == 0:  # the switch waits until the echo has been heard
+                await call.wait_for(lambda e: True, 10) if call.busy else await asyncio.sleep(0.05)
+            assert call.call_id != first and len(server.history) == 2
+            call.send_text("still there?")
+            done = await call.wait_for(lambda e: e.type == "response.done", 10)
+            assert done.response.status == "completed"
+            await call.run_until_idle(0.5, 20)
+        second = server.history[1]
+        assert second.conversation.items[0]["content"] == [{"type": "output_text", "text": said.transcript}]
+        assert [it["role"] for it in second.conversation.items] == ["assistant", "user", "assistant"]
+        ids = [it.id for it in call.history]
+        assert [it["id"] for it in second.conversation.items] == ids[1:4]  # the same items, in the same order
+    # The user's turn was audio the echo server does not transcribe: only the assistant's words carry over.
+    assert statuses[0] == "session recycled, conversation carried over (1 items)"
+    log = assert_wire_valid(events)
+    switched = [e for e in read_events(events) if e["event"]["type"] == "call.switched"]
+    assert switched[0]["event"]["from"] == first and switched[0]["event"]["reason"] == "recycle"
+    assert len(switched) == len(server.history) - 1  # every second of quiet after that recycles again
+    data, rate, channels = read_wav(record)  # one recording across both connections, on one clock
+    assert channels == 2 and abs(data.shape[0] / rate - (read_events(events)[-1]["t"])) < 1.0
+    assert log[-1]["event"]["type"] != "session.created"
+
+
+async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(settings: ClientSettings,
+                                                                               server) -> None:
+    statuses: list[str] = []
+    async with VoiceCall(settings, source=BufferSource(np.zeros(48000, np.int16)), reconnect=3,
+                         on_status=statuses.append) as call:
+        call.send_text("remember the word apple")
+        await call.wait_for(lambda e: e.type == "response.done", 10)
+        await asyncio.gather(*(c.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
+        while call.switches == 0:
+            if call.error is not None:
+                raise call.error
+            await asyncio.sleep(0.05)
+        call.send_text("and now?")
+        done = await call.wait_for(lambda e: e.type == "response.done", 10)
+        assert done.response.status == "completed"
+        user_texts = [it for it in server.history[-1].conversation.items if it.get("role") == "user"]
+        assert [it["content"][0]["text"] for it in user_texts] == ["remember the word apple", "and now?"]
+    assert statuses[1:] == ["reconnecting (attempt 1 of 3)", "reconnected, conversation restored (2 items)"]
+    assert statuses[0].startswith("connection lost: ")

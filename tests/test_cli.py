@@ -64,6 +64,8 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
     (["--input", "/nonexistent.wav"], 2, "audio file not found"),
     (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
     (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
+    (["--reconnect", "-1"], 2, "--reconnect: -1 is not allowed"),
+    (["--recycle-after", "0"], 2, "--recycle-after: 0 is not allowed"),
 ])
 async def test_failures_exit_with_distinct_codes_and_one_line(args, code, message, tmp_path) -> None:
     base = ["call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "sk-x", "--base-url", "http://127.0.0.1:9/v1"]

@@ -22,6 +22,7 @@ from voiceclient import (
 from voiceclient.audio.sources import BufferSource
 from voiceclient.client.dispatcher import Dispatcher
 from voiceclient.client.scripted import ScriptedTransport
+from voiceclient.client.switching import ReconnectPolicy
 from voiceclient.client.state import TurnState
 from voiceclient.protocol import events as ev
 
@@ -429,15 +430,132 @@ async def test_history_follows_the_server_order_transcripts_tools_deletes_and_tr
     assert call.history.get("a1").truncated_ms == 900 and call.history.get("u1").audio  # type: ignore[union-attr]
     replay = [item.model_dump(exclude_none=True) for item in call.history.replay_items()]
     assert replay == [
-        {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
-        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-        {"type": "function_call_output", "call_id": "c1", "output": '{"forecast": "sunny"}'},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text",
-                                                              "text": "It is sunny in Paris"}]},
+        {"id": "sys", "type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
+        {"id": "u1", "type": "message", "role": "user",
+         "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
+        {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "get_weather",
+         "arguments": '{"city": "Paris"}'},
+        {"id": "out1", "type": "function_call_output", "call_id": "c1", "output": '{"forecast": "sunny"}'},
+        {"id": "a1", "type": "message", "role": "assistant",
+         "content": [{"type": "output_text", "text": "It is sunny in Paris"}]},
     ]
     from openai.types.realtime import ConversationItem  # the replayed items are valid items for the API
     from pydantic import TypeAdapter
 
     for item in replay:
         TypeAdapter(ConversationItem).validate_python(item)
+
+
+# ----------------------------------------------------------------------------------------------- new connections
+class Connections:
+    """A transport factory for reconnect/recycle tests: every connection a scripted server that echoes items."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.made: list[ScriptedTransport] = []
+        self.fail = fail  # this many connections after the first cannot be opened
+
+    def __call__(self) -> ScriptedTransport:
+        failing = 0 < len(self.made) <= self.fail
+        t = ScriptedTransport(echo_items=True, call_id=f"rtc_{len(self.made)}",
+                              fail_open="connection refused" if failing else None)
+        self.made.append(t)
+        return t
+
+
+def statuses() -> tuple[list[str], Any]:
+    seen: list[str] = []
+    changed = asyncio.Event()
+
+    def on_status(text: str) -> None:
+        seen.append(text)
+        changed.set()
+
+    async def until(word: str, timeout: float = 3.0) -> None:
+        async def wait() -> None:
+            while not any(word in s for s in seen):
+                changed.clear()
+                await changed.wait()
+        await asyncio.wait_for(wait(), timeout)
+
+    return seen, (on_status, until)
+
+
+async def test_a_lost_connection_reconnects_replays_the_history_and_delivers_the_running_tools_output(
+        tmp_path: Path) -> None:
+    connections = Connections()
+    seen, (on_status, until) = statuses()
+    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, reconnect=ReconnectPolicy(3, (0.01,)),
+                         on_status=on_status, events_jsonl=tmp_path / "e.jsonl") as call:
+        first = connections.made[0]
+        added(first, None, {"id": "u1", "type": "message", "role": "user",
+                            "content": [{"type": "input_text", "text": "double 21"}]})
+        created(first, "r1")
+        added(first, "u1", {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow",
+                            "arguments": '{"x": 21}'})
+        function_call(first, "r1", "c1", "slow", '{"x": 21}')
+        await call.events_handled()
+        first.lose("the oai-events data channel closed")  # while the tool runs
+        await until("reconnected")
+        second = connections.made[1]
+        await second.wait_sent("conversation.item.create", 3)  # two replayed, then the tool's output
+        assert call.switches == 1 and call.call_id == "rtc_1" and not call.reconnecting
+    creates = second.sent_of("conversation.item.create")
+    assert [c["item"].get("id") for c in creates[:2]] == ["u1", "fc1"]  # the history, under its own ids
+    assert creates[2]["item"] == {"type": "function_call_output", "call_id": "c1", "output": "42"}
+    assert first.sent_of("conversation.item.create") == []  # nothing went to the dead connection
+    assert second.sent_of("response.create") == []  # the response the loss cut is not asked again by itself
+    assert seen == ["connection lost: the oai-events data channel closed", "reconnecting (attempt 1 of 3)",
+                    "reconnected, conversation restored (2 items)"]
+    log = read_events(tmp_path / "e.jsonl")
+    switched = [e["event"] for e in log if e["event"]["type"] == "call.switched"]
+    assert switched == [{"type": "call.switched", "from": "rtc_0", "to": "rtc_1",
+                         "reason": "lost: the oai-events data channel closed"}]
+    assert all(e["dir"] == "local" for e in log if e["event"]["type"].startswith(("call.", "conversation.history")))
+
+
+async def test_reconnecting_gives_up_after_its_attempts_with_one_line() -> None:
+    connections = Connections(fail=5)
+    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(2, (0.01,))) as call:
+        connections.made[0].lose("the WebRTC connection failed (ICE/DTLS)")
+        with pytest.raises(ConnectionLostError) as err:
+            await asyncio.wait_for(call.run_until_idle(5), 3)
+    assert str(err.value) == "the WebRTC connection failed (ICE/DTLS); 2 attempts to reconnect failed"
+    assert len(connections.made) == 3
+
+
+async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
+    connections = Connections()
+    seen, (on_status, until) = statuses()
+    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(1, (0.01,)),
+                         media_timeout=0.2, on_status=on_status) as call:
+        connections.made[0].feed(np.zeros(960 * 5, np.int16), at=asyncio.get_running_loop().time())
+        await until("reconnected")
+        assert call.switches == 1
+    assert seen[0] == "connection lost: no audio from the server for 0.2 s"
+
+
+async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_path: Path) -> None:
+    connections = Connections()
+    seen, (on_status, until) = statuses()
+    source = BufferSource(np.ones(960 * 50, np.int16))
+    async with VoiceCall(SETTINGS, source=source, transport_factory=connections, recycle_after=0.05,
+                         on_status=on_status) as call:
+        first = connections.made[0]
+        added(first, None, {"id": "u1", "type": "message", "role": "user",
+                            "content": [{"type": "input_text", "text": "hello"}]})
+        created(first, "r1")  # a response is under way: no switch in the middle of it
+        first.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
+        await asyncio.sleep(0.3)
+        assert len(connections.made) == 2 and call.switches == 0 and first.source is source
+        done(first, "r1")
+        await asyncio.sleep(0.1)
+        assert call.switches == 0  # its audio is still playing
+        first.emit({"type": "output_audio_buffer.stopped", "response_id": "r1"})
+        transport_pump_done = first.pump(50)  # the input is played out: the call is quiet
+        assert transport_pump_done.any()
+        await until("recycled")
+        second = connections.made[1]
+        assert call.switches >= 1 and second.source is source and first.source is not source
+        assert first.closed  # the previous connection was hung up
+    assert seen[0] == "session recycled, conversation carried over (1 items)"
+    assert [c["item"].get("id") for c in second.sent_of("conversation.item.create")] == ["u1"]

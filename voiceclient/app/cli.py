@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
+from voiceclient.client.switching import Continuity
 from voiceclient.errors import ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
@@ -54,6 +55,18 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
                         "408, 409, 5xx and connection errors; Retry-After honoured up to 60 s)")
 
 
+def _continuity_flags(p: argparse.ArgumentParser, reconnect: int) -> None:
+    g = p.add_argument_group("calls that last (the conversation outlives its connection)")
+    g.add_argument("--reconnect", type=int, default=reconnect, metavar="N",
+                   help=f"after a lost connection, up to N new connections with the conversation replayed, backing "
+                        f"off 0.5, 1, 2, 4 s (default {reconnect})")
+    g.add_argument("--recycle-after", type=float, metavar="SECONDS",
+                   help="move to a fresh connection after this long (at a quiet moment, history replayed); without "
+                        "it, 60 s before the session's expires_at")
+    g.add_argument("--media-timeout", type=float, default=2.0, metavar="SECONDS",
+                   help="a server that was sending audio and stops for this long is lost (default 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceclient", description="A WebRTC voice client for OpenAI's "
                                      "Realtime API, with an embedded Realtime-compatible server.")
@@ -76,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--quiet", action="store_true", help="no live transcript")
     _session_flags(call)
     _connection_flags(call)
+    _continuity_flags(call, reconnect=0)
 
     talk = sub.add_parser("talk", help="talk to the model: microphone, speaker, barge-in, echo cancellation")
     talk.add_argument("--input-device", metavar="INDEX|NAME", help="microphone (default: the system's)")
@@ -94,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="answer to tools that need approval (default: the config's, else never)")
     _session_flags(talk)
     _connection_flags(talk)
+    _continuity_flags(talk, reconnect=5)
 
     sub.add_parser("devices", help="list microphones and speakers")
 
@@ -141,6 +156,7 @@ class CallSetup:
     tools: list[Tool]
     approver: Approver
     tool_timeout: float
+    continuity: Continuity
 
 
 def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
@@ -155,7 +171,13 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
                             model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
     tools_cfg = tools_config(config.get("tools"))
     tools, _ = select(tools_cfg, args.tools)
-    return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout)
+    if args.reconnect < 0:
+        raise ConfigError(f"--reconnect: {args.reconnect} is not allowed; must be 0 or more")
+    _check_positive("--recycle-after", args.recycle_after)
+    _check_positive("--media-timeout", args.media_timeout)
+    continuity = Continuity(args.reconnect, args.recycle_after, args.media_timeout)
+    return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout,
+                     continuity)
 
 
 async def run_call(args: argparse.Namespace) -> int:
@@ -171,7 +193,10 @@ async def run_call(args: argparse.Namespace) -> int:
     printer = TranscriptPrinter(quiet=args.quiet)
     async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools, output_wav=args.output,
                          record_wav=args.record, events_jsonl=args.events, on_tool_result=printer.tool_result,
-                         tool_timeout=args.tool_timeout or setup.tool_timeout, approver=setup.approver) as call:
+                         tool_timeout=args.tool_timeout or setup.tool_timeout, approver=setup.approver,
+                         on_status=printer.line, reconnect=setup.continuity.reconnect,
+                         recycle_after=setup.continuity.recycle_after,
+                         media_timeout=setup.continuity.media_timeout) as call:
         printer.attach(call)
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
@@ -190,7 +215,8 @@ async def run_talk(args: argparse.Namespace) -> int:
     setup = call_setup(args, assignments)
     talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver,
                 input_device=args.input_device, output_device=args.output_device, aec=args.aec,
-                push_to_talk=args.push_to_talk, record_wav=args.record, events_jsonl=args.events)
+                push_to_talk=args.push_to_talk, record_wav=args.record, events_jsonl=args.events,
+                continuity=setup.continuity)
     await talk.run(args.max_duration)
     return 0
 

@@ -14,6 +14,7 @@ import enum
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -27,12 +28,14 @@ from voiceclient.client.history import ConversationHistory
 from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
-from voiceclient.client.transport import Transport, WebRTCTransport
+from voiceclient.client.switching import PendingConnection, ReconnectPolicy
+from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
 from voiceclient.errors import (
     CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, VoiceClientError,
 )
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.validation import deep_merge
 from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import Approver
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
@@ -43,6 +46,7 @@ E = TypeVar("E")
 Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
 SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
+QUIET_GAP = 0.3  # seconds without a server event before a recycle may switch connections
 
 
 class EventStream:
@@ -127,6 +131,12 @@ class VoiceCall:
         approver: Approver | None = None,
         playback: Playback | None = None,
         transport: Transport | None = None,
+        transport_factory: Callable[[], Transport] | None = None,
+        reconnect: ReconnectPolicy | int = 0,
+        recycle_after: float | None = None,
+        recycle_margin: float = 60.0,
+        media_timeout: float = 2.0,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
@@ -149,7 +159,21 @@ class VoiceCall:
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
         self._given_transport = transport
+        self._transport_factory = transport_factory
         self._transport: Transport | None = None
+        self._pending: PendingConnection | None = None
+        self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(reconnect)
+        self.recycle_after = recycle_after  # seconds per connection; else from `expires_at` less the margin
+        self.recycle_margin = recycle_margin
+        self.media_timeout = media_timeout  # no audio from a server that was streaming for this long: lost
+        self.on_status = on_status  # human-readable lines about the connection (reconnecting, recycled)
+        self.switches = 0
+        self.replayed = 0  # items replayed into the newest connection
+        self.reconnecting = False
+        self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
+        self._lost: weakref.WeakSet[Transport] = weakref.WeakSet()  # transports whose loss has been handled
+        self._last_media: float | None = None
+        self._expires_at: float | None = None  # the current session's cap (unix time), from session.created
         self._tasks = TaskOwner("voice call")
         self._closed = asyncio.Event()
         self._activity = asyncio.Event()
@@ -162,6 +186,7 @@ class VoiceCall:
         self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
         self._dispatcher.on_any(self._notify)
         self._dispatcher.on(ev.Error, self._log_error)
+        self._dispatcher.on(ev.SessionCreated, self._on_session_created)
         self._runner.subscribe(self._dispatcher)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
@@ -182,7 +207,7 @@ class VoiceCall:
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
-        transport = self._transport = self._given_transport or WebRTCTransport(self.settings)  # imports aiortc
+        transport = self._transport = self._new_transport()  # a WebRTC one imports aiortc here
         self.t0 = time.monotonic()
         out_wav, rec_wav, events = self._paths
         if events:
@@ -194,9 +219,10 @@ class VoiceCall:
         self._dispatcher.start()
         timeout = self.settings.connect_timeout
         session_created = self._expect(lambda e: e.type == "session.created")
-        await transport.open(self.session, self._on_message, self._on_audio, self._on_sent)
+        await transport.open(self.session, *self._taps(transport))
         self.call_id = transport.call_id
         self._tasks.spawn(self._watch_connection(transport), "connection watch")
+        self._tasks.spawn(self._watch_media(), "media watch")
         await self._wait(session_created, timeout, "session.created")
 
         update = ev.SessionUpdate(session=self.session)
@@ -217,6 +243,34 @@ class VoiceCall:
         self.connect_seconds = time.monotonic() - self.t0
         self.state = CallState.CONNECTED
         transport.set_source(self.source)
+        if self.recycle_after is not None or self._expires_at is not None:
+            self._tasks.spawn(self._recycle_loop(), "recycle")
+
+    def _new_transport(self) -> Transport:
+        if self._transport_factory is not None:
+            return self._transport_factory()
+        if self._given_transport is not None:
+            given, self._given_transport = self._given_transport, None
+            return given
+        if self._transport is not None and not isinstance(self._transport, WebRTCTransport):
+            raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
+        return WebRTCTransport(self.settings)
+
+    def _taps(self, transport: Transport) -> tuple[MessageTap, FrameTap, FrameTap]:
+        """The callbacks a transport is opened with: only the current transport reaches the call."""
+        def message(text: str | bytes) -> None:
+            self._route_message(transport, text)
+
+        def audio(pcm: np.ndarray, pts: int, at: float) -> None:
+            if transport is self._transport:
+                self._last_media = at
+                self._on_audio(pcm, pts, at)
+
+        def sent(pcm: np.ndarray, pts: int, at: float) -> None:
+            if transport is self._transport:
+                self._on_sent(pcm, pts, at)
+
+        return message, audio, sent
 
     async def close(self) -> None:
         """Hang up and release everything, in reverse order of setup. Idempotent: a second call waits for the
@@ -231,9 +285,11 @@ class VoiceCall:
         try:
             await self._dispatcher.drain(0.5)
             await self._runner.close()
+            await self._tasks.close()  # the watches, a reconnection or recycle under way
+            if self._pending is not None:
+                await self._pending.transport.close()
             if self._transport is not None:
                 await self._transport.close()
-            await self._tasks.close()
             await self._dispatcher.stop()
         finally:
             for closer in (self._sink, self._recorder):
@@ -257,25 +313,199 @@ class VoiceCall:
         self._activity.set()
 
     async def _watch_connection(self, transport: Transport) -> None:
-        reason = await transport.lost
+        try:
+            reason = await transport.lost
+        except asyncio.CancelledError:  # the transport was closed on purpose (or the call is closing)
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return
         if self._ended_by_server is not None:  # it said why before it went: that is the reason
             reason = f"the server ended the session: {self._ended_by_server}"
-        if self.state in (CallState.CONNECTING, CallState.CONNECTED):
-            self.error = ConnectionLostError(reason)
-            log.error("%s", reason)
-            for _, fut in self._waiters:
-                if not fut.done():
-                    fut.set_exception(self.error)
+            self._ended_by_server = None
+        self._connection_lost(transport, reason)
+
+    async def _watch_media(self) -> None:
+        """A server that was streaming audio and stopped is gone, whatever the connection state says."""
+        while True:
+            await asyncio.sleep(min(0.5, self.media_timeout / 2))
+            transport, last = self._transport, self._last_media
+            if transport is None or last is None or self.state is not CallState.CONNECTED or self.reconnecting:
+                continue
+            if time.monotonic() - last > self.media_timeout:
+                self._connection_lost(transport, f"no audio from the server for {self.media_timeout:g} s")
+
+    def _connection_lost(self, transport: Transport, reason: str) -> None:
+        if transport is not self._transport or transport in self._lost:
+            return
+        self._lost.add(transport)
+        if self.state is not CallState.CONNECTED or self.reconnect.attempts <= 0:
+            if self.state in (CallState.CONNECTING, CallState.CONNECTED):
+                self._fail(ConnectionLostError(reason))
+            return
+        self.reconnecting = True
+        self._activity.set()
+        self._tasks.spawn(self._reconnect(transport, reason), "reconnect")
+
+    def _fail(self, error: VoiceClientError) -> None:
+        self.error = error
+        log.error("%s", error)
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(error)
+        self._activity.set()
+
+    def _status(self, text: str) -> None:
+        log.info("call: %s", text)
+        if self._log is not None:
+            self._log.write("local", {"type": "call.status", "text": text})
+        if self.on_status is not None:
+            self.on_status(text)
+
+    # ------------------------------------------------------------------------------------------ new connections
+    def _on_session_created(self, event: ev.SessionCreated) -> None:
+        expires = event.session.get("expires_at")
+        self._expires_at = float(expires) if isinstance(expires, (int, float)) else None
+
+    async def _prepare(self) -> Transport:
+        """A new connection with the session confirmed and the history replayed; not yet carrying the call."""
+        transport = self._new_transport()
+        pending = PendingConnection(transport, self._log_line)
+        self._pending = pending
+        message, audio, sent = self._taps(transport)
+        timeout = self.settings.connect_timeout
+        replay = self.history.replay_items()
+        self.replayed = len(replay)
+        try:
+            await asyncio.wait_for(pending.prepare(self.session, replay, audio, sent, message, timeout), 2 * timeout)
+        except BaseException:
+            self._pending = None
+            await transport.close()
+            raise
+        return transport
+
+    def _switch(self, transport: Transport, reason: str) -> None:
+        """Move the conversation onto `transport`: microphone first, then events and speaker; retire the old one."""
+        old = self._transport
+        transport.set_source(self.source)
+        if old is not None:
+            old.set_source(SilenceSource())
+        if self._pending is not None and self._pending.expires_at is not None:
+            self._expires_at = self._pending.expires_at
+        self.history.new_session(self.replayed)
+        self._transport, self._pending = transport, None
+        self._last_media = None
+        self.turns.connection_changed()
+        self.switches += 1
+        self._log_line("local", {"type": "call.switched", "from": self.call_id, "to": transport.call_id,
+                                 "reason": reason})
+        self.call_id = transport.call_id
+        self._tasks.spawn(self._watch_connection(transport), "connection watch")
+        if old is not None:
+            self._lost.add(old)  # whatever it does now is not a loss of the call
+            self._tasks.spawn(old.close(), "hang up the previous connection")
+        outbox, self._outbox = self._outbox, []
+        for event in outbox:  # what the conversation said while it had no connection (tool outputs)
+            self.send(event)
+
+    async def _reconnect(self, lost: Transport, reason: str) -> None:
+        attempts = self.reconnect.attempts
+        self._status(f"connection lost: {reason}")
+        try:
+            for attempt in range(attempts):
+                await asyncio.sleep(self.reconnect.delay(attempt))
+                self._status(f"reconnecting (attempt {attempt + 1} of {attempts})")
+                try:
+                    transport = await self._prepare()
+                except (VoiceClientError, TimeoutError) as exc:
+                    log.warning("reconnect attempt %d of %d failed: %s", attempt + 1, attempts, exc)
+                    continue
+                self._switch(transport, f"lost: {reason}")
+                self._status(f"reconnected, conversation restored ({self.replayed} items)")
+                return
+            self._fail(ConnectionLostError(f"{reason}; {attempts} attempts to reconnect failed"))
+        finally:
+            self.reconnecting = False
             self._activity.set()
+            self._tasks.spawn(lost.close(), "close the lost connection")
+
+    def _quiet(self) -> bool:
+        """A moment to change connections: nothing under way and no server event for QUIET_GAP (a turn that just
+        ended is answered within milliseconds, so a short gap covers the moment between the two)."""
+        if self._transport is None or self._transport.lost.done() or self.reconnecting:
+            return False
+        return not self.busy and time.monotonic() - self.turns.last_activity >= QUIET_GAP
+
+    def _recycle_due(self) -> float | None:
+        """When the current connection should be replaced (monotonic time), or None."""
+        if self.recycle_after is not None:
+            return time.monotonic() + self.recycle_after
+        if self._expires_at is not None:
+            return time.monotonic() + max(0.0, self._expires_at - time.time() - self.recycle_margin)
+        return None
+
+    async def _recycle_loop(self) -> None:
+        """Before each session's cap: prepare the next connection in the background, wait for a quiet moment
+        (no response, user not speaking, no tool pending, the assistant's audio finished), then switch."""
+        while (due := self._recycle_due()) is not None:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            while self.reconnecting:
+                await asyncio.sleep(0.1)
+            try:
+                transport = await self._prepare()
+            except (VoiceClientError, TimeoutError) as exc:
+                log.warning("could not prepare the next connection (%s); trying again in 5 s", exc)
+                await asyncio.sleep(5)
+                continue
+            pending = self._pending
+            while not self._quiet():
+                if self.reconnecting or (self._transport is not None and self._transport.lost.done()):
+                    if pending is self._pending:
+                        self._pending = None
+                    await transport.close()  # the loss path makes its own connection
+                    break
+                self._activity.clear()
+                try:
+                    await asyncio.wait_for(self._activity.wait(), 0.05)
+                except TimeoutError:
+                    pass
+            else:
+                assert pending is not None and pending.transport is transport
+                try:  # what was said while it waited: a round trip, while the conversation is quiet
+                    catch_up = self.history.replay_items()
+                    await pending.replay(catch_up, self.settings.connect_timeout)
+                    self.replayed = len(catch_up)
+                except (VoiceClientError, TimeoutError) as exc:
+                    log.warning("could not bring the next connection up to date (%s); trying again", exc)
+                    self._pending = None
+                    await transport.close()
+                    continue
+                self._switch(transport, "recycle")
+                self._status(f"session recycled, conversation carried over ({self.replayed} items)")
 
     # ------------------------------------------------------------------------------------------ events in
-    def _on_message(self, message: str | bytes) -> None:
-        event = ev.parse_server_event(message)
+    def _log_line(self, direction: str, event: dict[str, Any]) -> None:
+        if self._log is not None:
+            self._log.write(direction, event)
+
+    def _route_message(self, transport: Transport, message: str | bytes) -> None:
+        if transport is self._transport:
+            self._on_message(message)
+            return
+        self._log_incoming(message, ev.parse_server_event(message))
+        if self._pending is not None and transport is self._pending.transport:
+            self._pending.on_message(message)
+
+    def _log_incoming(self, message: str | bytes, event: ev.ReceivedServerEvent) -> None:
         if self._log is not None:  # the log keeps the event as it came over the wire
             if isinstance(event, ev.MalformedEvent) and event.event_type is None:
                 self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
             else:
                 self._log.write("server", json.loads(message))
+
+    def _on_message(self, message: str | bytes) -> None:
+        event = ev.parse_server_event(message)
+        self._log_incoming(message, event)
         if isinstance(event, ev.UnknownEvent):
             log.info("unknown server event type %r (kept, ignored)", event.type)
         elif isinstance(event, ev.MalformedEvent):
@@ -346,6 +576,9 @@ class VoiceCall:
     def send(self, event: ev.ClientEvent) -> None:
         if self._transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
+        if self.reconnecting:  # said again on the new connection, after the history
+            self._outbox.append(event)
+            return
         wire = event.to_wire()
         self.turns.sent(event)
         if self._log is not None:
@@ -366,6 +599,9 @@ class VoiceCall:
         self.send(ev.OutputAudioBufferClear())
 
     def update_session(self, session: SessionConfig) -> None:
+        """Send a `session.update`; the call keeps the merged session for any later connection."""
+        merged = deep_merge(self.session.to_wire(), session.to_wire(), replace=("turn_detection", "format"))
+        self.session = SessionConfig.model_validate(merged)
         self.send(ev.SessionUpdate(session=session))
 
     @property
@@ -413,7 +649,7 @@ class VoiceCall:
 
     @property
     def busy(self) -> bool:
-        return not self.input_done or self.turns.busy or self._runner.busy
+        return not self.input_done or self.turns.busy or self._runner.busy or self.reconnecting
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
         """Return "idle" once the input is done and nothing has happened for `idle_seconds`, "max_duration", or

@@ -43,6 +43,7 @@ class HistoryItem:
 class ConversationHistory:
     def __init__(self) -> None:
         self.items: list[HistoryItem] = []
+        self._base = 0  # where the current session's conversation starts (after what it was not given)
 
     def subscribe(self, dispatcher: Dispatcher) -> None:
         dispatcher.on(ev.ConversationItemAdded, self.on_item)
@@ -84,12 +85,18 @@ class ConversationHistory:
             self._place(entry, event.previous_item_id)
 
     def _place(self, entry: HistoryItem, previous: str | None) -> None:
-        """After `previous`; first when there is none ("root" or null); last when it is unknown to us."""
+        """After `previous`; first of the current session when there is none ("root" or null); last when it is
+        unknown to us."""
         if previous is None or previous == "root":
-            self.items.insert(0, entry)
+            self.items.insert(self._base, entry)
             return
         index = next((i for i, it in enumerate(self.items) if it.id == previous), None)
         self.items.insert(len(self.items) if index is None else index + 1, entry)
+
+    def new_session(self, replayed: int) -> None:
+        """The conversation moved to a new session that was given `replayed` of these items (under their ids):
+        an item it puts first goes first if it was given any, else after everything known."""
+        self._base = 0 if replayed else len(self.items)
 
     def on_user_transcript(self, event: ev.InputTranscriptionCompleted) -> None:
         entry = self.get(event.item_id)
@@ -116,21 +123,22 @@ class ConversationHistory:
 
     # ------------------------------------------------------------------------------------------ replay
     def replay_items(self) -> list[ev.Item]:
-        """Client items that re-create this conversation in a new session, in order (MCP items are left out:
-        the new session lists its MCP tools itself)."""
+        """Client items that re-create this conversation in a new session, in order, under the same item ids (so
+        the new session's later items point at items this history knows). MCP items are left out: the new session
+        lists its MCP tools itself."""
         out: list[ev.Item] = []
         for it in self.items:
             if it.type == "message" and it.role in ("user", "system") and it.text:
-                out.append(ev.Item(type="message", role=it.role,
+                out.append(ev.Item(id=it.id, type="message", role=it.role,
                                    content=[ev.ContentPart(type="input_text", text=it.text)]))
             elif it.type == "message" and it.role == "assistant" and it.text:
-                out.append(ev.Item(type="message", role="assistant",
+                out.append(ev.Item(id=it.id, type="message", role="assistant",
                                    content=[ev.ContentPart(type="output_text", text=it.text)]))
             elif it.type == "function_call" and it.call_id and it.name:
-                out.append(ev.Item(type="function_call", call_id=it.call_id, name=it.name,
+                out.append(ev.Item(id=it.id, type="function_call", call_id=it.call_id, name=it.name,
                                    arguments=it.arguments or "{}"))
             elif it.type == "function_call_output" and it.call_id and it.output is not None:
-                out.append(ev.Item.function_call_output(it.call_id, it.output))
+                out.append(ev.Item(id=it.id, type="function_call_output", call_id=it.call_id, output=it.output))
         return out
 
     def to_json(self) -> list[dict[str, Any]]:

@@ -36,14 +36,17 @@ def _noop_frame(pcm: np.ndarray, pts: int, at: float) -> None:
 
 class ScriptedTransport(Transport):
     def __init__(self, on_client_event: ClientEventHandler | None = None, *, confirm_session: bool = True,
-                 call_id: str = "rtc_scripted") -> None:
+                 echo_items: bool = False, fail_open: str | None = None, call_id: str = "rtc_scripted") -> None:
         self.on_client_event = on_client_event
         self.confirm_session = confirm_session
+        self.echo_items = echo_items  # answer each conversation.item.create with item.added and item.done
+        self.fail_open = fail_open  # open() fails with this reason (a server that cannot be reached)
         self.call_id = call_id
         self.lost = asyncio.get_running_loop().create_future()
         self.sent: list[dict[str, Any]] = []  # every client event, decoded, in order
         self.emitted: list[dict[str, Any]] = []  # every server event delivered to the call
         self.session: dict[str, Any] = {}
+        self.items: list[dict[str, Any]] = []  # what echo_items has added
         self.source: AudioSource = SilenceSource()
         self.opened = False
         self.closed = False
@@ -55,6 +58,8 @@ class ScriptedTransport(Transport):
 
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
                    on_sent: FrameTap) -> None:
+        if self.fail_open is not None:
+            raise ConnectionLostError(self.fail_open)
         self._on_message, self._on_audio, self._on_sent = on_message, on_audio, on_sent
         self.session = {"object": "realtime.session", "id": new_id("sess"), **session.to_wire()}
         self.opened = True
@@ -105,6 +110,12 @@ class ScriptedTransport(Transport):
         if event.get("type") == "session.update" and self.confirm_session:
             self.session = {**self.session, **event["session"]}
             self.emit({"type": "session.updated", "session": self.session})
+        if event.get("type") == "conversation.item.create" and self.echo_items:
+            item = {"id": new_id("item"), **event["item"]}
+            previous = self.items[-1]["id"] if self.items else None
+            self.items.append(item)
+            for kind in ("conversation.item.added", "conversation.item.done"):
+                self.emit({"type": kind, "previous_item_id": previous, "item": item})
         if self.on_client_event is not None:
             self.on_client_event(event)
 

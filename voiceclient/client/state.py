@@ -57,6 +57,16 @@ class TurnState:
         """Something is under way: the user speaking, a response owed or running, audio playing, a tool pending."""
         return self.user_speaking or self.responding or self.audio_playing or bool(self.tools_pending)
 
+    def connection_changed(self) -> None:
+        """The conversation moved to a new connection: what was under way on the old one is gone with it (the
+        function calls still owed an output stay owed)."""
+        self.requested.clear()
+        self.active.clear()
+        self.playing.clear()
+        self.user_speaking = False
+        self._retry_after_done = False
+        self.last_activity = self._clock()
+
     # ------------------------------------------------------------------------------------------ writing
     def request_response(self, retry: bool = True) -> ev.ResponseCreate:
         """Send `response.create`; with `retry`, once more after the active response if the server is busy."""
