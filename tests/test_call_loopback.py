@@ -343,3 +343,25 @@ async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(
         assert [it["content"][0]["text"] for it in user_texts] == ["remember the word apple", "and now?"]
     assert statuses[1:] == ["reconnecting (attempt 1 of 3)", "reconnected, conversation restored (2 items)"]
     assert statuses[0].startswith("connection lost: ")
+
+
+async def test_a_session_ended_at_its_cap_is_reconnected_with_the_conversation(tmp_path) -> None:
+    statuses: list[str] = []
+    async with RealtimeServer(port=0, max_call_seconds=1.5) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, reconnect=2, on_status=statuses.append,
+                             events_jsonl=tmp_path / "events.jsonl") as call:
+            call.send_text("my name is Ada")
+            await call.wait_for(lambda e: e.type == "response.done", 10)
+            while call.switches == 0:
+                if call.error is not None:
+                    raise call.error
+                await asyncio.sleep(0.05)
+            call.send_text("what is my name?")
+            await call.wait_for(lambda e: e.type == "response.done", 10)
+            texts = [it["content"][0].get("text") for it in server.history[-1].conversation.items]
+            assert texts[:3] == ["my name is Ada", "You said: my name is Ada", "what is my name?"]
+    assert statuses[0] == ("connection lost: the server ended the session: Your session hit the maximum duration of "
+                           "1.5 seconds. (session_expired)")
+    assert "reconnected, conversation restored (2 items)" in statuses
+    assert_wire_valid(tmp_path / "events.jsonl")

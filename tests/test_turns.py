@@ -528,10 +528,25 @@ async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
     seen, (on_status, until) = statuses()
     async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(1, (0.01,)),
                          media_timeout=0.2, on_status=on_status) as call:
-        connections.made[0].feed(np.zeros(960 * 5, np.int16), at=asyncio.get_running_loop().time())
+        connections.made[0].feed(np.zeros(960 * 30, np.int16), at=asyncio.get_running_loop().time())  # idle stream
         await until("reconnected")
         assert call.switches == 1
     assert seen[0] == "connection lost: no audio from the server for 0.2 s"
+
+
+async def test_a_server_that_pauses_when_it_has_nothing_to_say_is_not_a_loss() -> None:
+    connections = Connections()
+    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(1, (0.01,)),
+                         media_timeout=0.2) as call:
+        first = connections.made[0]
+        created(first, "r1")
+        first.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
+        await call.events_handled()
+        first.feed(np.zeros(960 * 10, np.int16), at=asyncio.get_running_loop().time())  # only while it speaks
+        first.emit({"type": "output_audio_buffer.stopped", "response_id": "r1"})
+        done(first, "r1")
+        await asyncio.sleep(0.6)  # three times the timeout of silence: a pause, not a loss
+        assert call.switches == 0 and call.error is None and len(connections.made) == 1
 
 
 async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_path: Path) -> None:

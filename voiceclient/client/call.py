@@ -47,6 +47,7 @@ Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
 SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
 QUIET_GAP = 0.3  # seconds without a server event before a recycle may switch connections
+IDLE_STREAMING_FRAMES = 25  # 0.5 s of frames with no response playing: this server sends audio all the time
 
 
 class EventStream:
@@ -173,6 +174,7 @@ class VoiceCall:
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
         self._lost: weakref.WeakSet[Transport] = weakref.WeakSet()  # transports whose loss has been handled
         self._last_media: float | None = None
+        self._idle_frames = 0  # frames received while no response audio was playing (a server that streams on)
         self._expires_at: float | None = None  # the current session's cap (unix time), from session.created
         self._tasks = TaskOwner("voice call")
         self._closed = asyncio.Event()
@@ -264,6 +266,8 @@ class VoiceCall:
         def audio(pcm: np.ndarray, pts: int, at: float) -> None:
             if transport is self._transport:
                 self._last_media = at
+                if not self.turns.audio_playing:
+                    self._idle_frames += 1
                 self._on_audio(pcm, pts, at)
 
         def sent(pcm: np.ndarray, pts: int, at: float) -> None:
@@ -326,13 +330,16 @@ class VoiceCall:
         self._connection_lost(transport, reason)
 
     async def _watch_media(self) -> None:
-        """A server that was streaming audio and stopped is gone, whatever the connection state says."""
+        """A server that was streaming audio and stopped is gone, whatever the connection state says. Servers may
+        pause when they have nothing to say: silence counts only from one that kept sending while it had nothing
+        to say (the embedded server and aiortc peers do), or while its response audio is playing."""
         while True:
             await asyncio.sleep(min(0.5, self.media_timeout / 2))
             transport, last = self._transport, self._last_media
             if transport is None or last is None or self.state is not CallState.CONNECTED or self.reconnecting:
                 continue
-            if time.monotonic() - last > self.media_timeout:
+            streams_on = self._idle_frames >= IDLE_STREAMING_FRAMES or self.turns.audio_playing
+            if streams_on and time.monotonic() - last > self.media_timeout:
                 self._connection_lost(transport, f"no audio from the server for {self.media_timeout:g} s")
 
     def _connection_lost(self, transport: Transport, reason: str) -> None:
@@ -395,6 +402,7 @@ class VoiceCall:
         self.history.new_session(self.replayed)
         self._transport, self._pending = transport, None
         self._last_media = None
+        self._idle_frames = 0
         self.turns.connection_changed()
         self.switches += 1
         self._log_line("local", {"type": "call.switched", "from": self.call_id, "to": transport.call_id,
