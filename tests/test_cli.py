@@ -160,6 +160,8 @@ async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
     assert code == 2 and "turns.0.tone.frequency" in err
     code, _, err = await run_cli("serve", "--port", "0", "--max-call-seconds", "0")
     assert code == 2 and "--max-call-seconds: 0 is not allowed" in err
+    code, _, err = await run_cli("serve", "--port", "0", "--fault", "drop_connection")
+    assert code == 2 and "drop_connection needs at_seconds or after_turns" in err
 
 
 async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) -> None:

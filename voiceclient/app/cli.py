@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: Silero VAD when installed (speech), else energy; energy: level only (tones)")
     serve.add_argument("--no-speech", action="store_true", help="do not load the offline speech models")
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
+    serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="ACTION[:key=value...]",
+                       help="inject a fault: stop_media, close_channel, drop_connection, expire_session, "
+                            "delay_events (with at_seconds= or after_turns=, call=N, delay_ms=) or http_status "
+                            "(status=, retry_after=, times=, call=N); also [[faults]] in a scenario file")
     serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
                        help="end each call after S seconds with the `session_expired` error the real service "
                             "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
@@ -231,6 +235,7 @@ async def run_devices(args: argparse.Namespace) -> int:
 async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.server import RealtimeServer
     from voiceclient.server.agent import AgentResponder, is_agent_file
+    from voiceclient.server.faults import FaultPlan, parse_fault
     from voiceclient.server.responders import Responder, ScenarioResponder
     from voiceclient.server.speech import SpeechBackends
 
@@ -243,8 +248,10 @@ async def run_serve(args: argparse.Namespace) -> int:
         responder = AgentResponder()
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)
+    specs = list(getattr(getattr(responder, "spec", None), "faults", None) or [])
+    faults = FaultPlan(specs + [parse_fault(text) for text in args.faults])
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
-                            vad=args.vad, max_call_seconds=args.max_call_seconds)
+                            vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults)
     try:
         await server.start()
     except OSError as exc:

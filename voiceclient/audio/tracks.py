@@ -36,12 +36,16 @@ class OutboundTrack(MediaStreamTrack):
         self.source: AudioSource = source or SilenceSource()
         self.on_frame = on_frame
         self.frames_sent = 0
+        self.paused = False  # send nothing at all (an injected fault: the media stops, the connection stays)
         self._t0: float | None = None
         self._failed = False
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        while self.paused and self.readyState == "live":
+            await asyncio.sleep(0.1)
+            self._t0 = None
         if self.source.paced and not self._failed:  # a device-paced source (a microphone)
             try:
                 return self._frame(await self.source.next_block())

@@ -10,9 +10,10 @@ from voiceclient.errors import VoiceClientError
 
 class ProtocolError(VoiceClientError):
     def __init__(self, message: str, code: str | None = None, param: str | None = None, *,
-                 type: str = "invalid_request_error", status: int = 400) -> None:
+                 type: str = "invalid_request_error", status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message, self.code, self.param, self.type, self.status = message, code, param, type, status
+        self.headers = dict(headers or {})  # HTTP headers of the response (Retry-After)
         self.event_id: str | None = None
 
     def with_event(self, event: object) -> ProtocolError:

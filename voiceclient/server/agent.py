@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.errors import ConfigError
+from voiceclient.server.faults import FaultSpec
 from voiceclient.server.responders import FunctionCall, fill_template, ResponsePlan, Speech, TurnContext, output_fields
 
 
@@ -57,6 +58,7 @@ class AgentSpec(BaseModel):
     fallback: str = "You said: {transcript}."
     not_heard: str = "Sorry, I did not catch that."
     idle: str = "Are you still there?"
+    faults: list[FaultSpec] = Field(default_factory=list)  # injected by the server (server/faults.py)
 
 
 def _fill(value: Any, fields: dict[str, Any]) -> Any:

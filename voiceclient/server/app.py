@@ -24,6 +24,7 @@ from aiohttp import BodyPartReader, web
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.peer import InvalidOffer
 from voiceclient.server.call import ServerCall
+from voiceclient.server.faults import FaultPlan
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
@@ -47,11 +48,13 @@ class RealtimeServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
                  api_key: str | None = None, max_call_seconds: float = 3600.0,
-                 speech: SpeechBackends | None = None, vad: str = "auto") -> None:
+                 speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None) -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
         `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"."""
         self.speech = speech
         self.vad = vad
+        self.faults = faults or FaultPlan()
+        self.calls_created = 0  # also refused ones count: `call = N` in a fault means the Nth create-call
         self.host = host
         self.port = port
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
@@ -108,7 +111,7 @@ class RealtimeServer:
             try:
                 resp = await handler(request)
             except ProtocolError as exc:
-                resp = web.json_response(exc.envelope(), status=exc.status)
+                resp = web.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
             except web.HTTPException as exc:
                 if exc.status >= 400:
                     error = ProtocolError(exc.reason, status=exc.status)
@@ -175,11 +178,17 @@ class RealtimeServer:
         session = default_session()
         if session_data is not None:
             session = apply_update(session, session_data, audio_started=False)
+        self.calls_created += 1
+        refusal = self.faults.http_refusal(self.calls_created)
+        if refusal is not None:
+            log.info("create-call %d: injected HTTP %d", self.calls_created, refusal.status)
+            raise refusal
         call_id = "rtc_" + secrets.token_hex(16)
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         call = ServerCall(call_id, session, self.responder_factory(), on_closed=self._on_call_closed,
-                          max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad)
+                          max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad,
+                          faults=self.faults.for_call(self.calls_created))
         try:
             answer = await call.answer(sdp)
         except InvalidOffer as exc:

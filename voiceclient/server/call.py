@@ -31,6 +31,7 @@ from voiceclient.protocol.session import redact_secrets
 from voiceclient.rtc.peer import Peer
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation
+from voiceclient.server.faults import FaultSpec
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.server.responders import Responder
 from voiceclient.server.responses import ResponseEngine
@@ -62,7 +63,7 @@ class ServerCall:
     def __init__(self, call_id: str, session: dict[str, Any], responder: Responder,
                  on_closed: Callable[[ServerCall], None] | None = None,
                  max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
-                 vad: str = "auto") -> None:
+                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
         self.id = call_id
         self.on_closed = on_closed
         self.created_at = time.time()
@@ -83,6 +84,10 @@ class ServerCall:
         self.responses = ResponseEngine(self.ctx, self.conversation, self.playout, self.turns.transcript_of,
                                         lambda: self.turns.audio_samples / API_RATE, self.turns.arm_idle_timer)
         self.events_sent = 0
+        self.responses_done = 0
+        self.faults = list(faults or [])
+        self.media_stopped = False  # an injected fault: no audio either way
+        self.event_delay = 0.0  # an injected fault: every event this many seconds late
         self.listeners: set[Listener] = set()
         self.closed = asyncio.Event()
         self._closing = False
@@ -90,6 +95,8 @@ class ServerCall:
         self._timers = [loop.call_later(max_seconds, self._post, "expire", None),
                         # A client that got its answer but never connects must not hold the call.
                         loop.call_later(CONNECT_TIMEOUT, self._post, "abandoned", None)]
+        self._timers += [loop.call_later(f.at_seconds, self._post, "fault", f) for f in self.faults
+                         if f.at_seconds is not None]
 
     @property
     def session(self) -> dict[str, Any]:
@@ -111,8 +118,12 @@ class ServerCall:
 
     async def _start_reader(self) -> None:
         track = await self.peer.remote_track
-        self.reader = InboundReader(track, [self.turns.on_rtp_audio])
+        self.reader = InboundReader(track, [self._on_rtp_audio])
         self.reader.start()
+
+    def _on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
+        if not self.media_stopped:
+            self.turns.on_rtp_audio(pcm48, pts, arrival)
 
     async def _watch(self) -> None:
         reason = await self.peer.lost
@@ -132,11 +143,38 @@ class ServerCall:
         text = json.dumps(event, separators=(",", ":"))
         for listener in list(self.listeners):
             listener.push(text)
+        if event["type"] == "response.done":
+            self.responses_done += 1
+            for fault in self.faults:
+                if fault.after_turns == self.responses_done:
+                    self._post("fault", fault)
+        if self.event_delay:
+            asyncio.get_running_loop().call_later(self.event_delay, self._to_channel, text, event["type"])
+        else:
+            self._to_channel(text, event["type"])
+
+    def _to_channel(self, text: str, kind: str) -> None:
         if not self.peer.is_open:
-            log.debug("call %s: channel not open, dropped %s", self.id, event["type"])
+            log.debug("call %s: channel not open, dropped %s", self.id, kind)
             return
         self.peer.send(text)
         self.events_sent += 1
+
+    async def _inject(self, fault: FaultSpec) -> None:
+        """Apply an injected fault (see server/faults.py)."""
+        log.info("call %s: injecting %s", self.id, fault.action)
+        if fault.action == "stop_media":
+            self.media_stopped = True
+            self.track.paused = True
+        elif fault.action == "close_channel":
+            if self.peer.channel is not None:
+                self.peer.channel.close()
+        elif fault.action == "drop_connection":
+            await self.peer.pc.close()  # no hangup, no goodbye: the client just loses us
+        elif fault.action == "expire_session":
+            self._post("expire", None)
+        elif fault.action == "delay_events":
+            self.event_delay = fault.delay_ms / 1000
 
     # ------------------------------------------------------------------------------------------ sidebands
     def join(self, listener: Listener) -> None:
@@ -165,6 +203,8 @@ class ServerCall:
                 elif kind == "idle":
                     if self.responses.active is None and self.turns.on_idle_timeout():
                         self._respond(None)
+                elif kind == "fault":
+                    await self._inject(payload)
                 elif kind == "expire":  # the session cap, as the real service ends a session
                     self.send(session_expired(self.max_seconds).event())
                     log.info("call %s: the session hit its maximum duration; ending the call", self.id)

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from voiceclient.audio.format import API_RATE, tone
 from voiceclient.audio.sources import load_audio
 from voiceclient.protocol.validation import read_object_file, validate
+from voiceclient.server.faults import FaultSpec
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class ScenarioSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     turns: list[TurnSpec] = Field(min_length=1)
     after_turns: Literal["echo", "silence", "repeat"] = "echo"
+    faults: list[FaultSpec] = Field(default_factory=list)  # injected by the server (server/faults.py)
 
 
 def output_fields(function_outputs: list[tuple[str, str]]) -> dict[str, Any]:
