@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from voiceclient import ClientSettings, SessionConfig, VoiceCall  # noqa: E402
 from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.audio.sources import BufferSource  # noqa: E402
+from voiceclient.protocol import events as ev  # noqa: E402
 from voiceclient.client.transport import WebRTCTransport  # noqa: E402
 from voiceclient.server import RealtimeServer  # noqa: E402
 
@@ -400,6 +401,151 @@ async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
     return devices_only, with_call
 
 
+async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, float, float, int]:
+    """One run: (detected after the fault, conversation back after that, audio again after that, items)."""
+    from voiceclient.server.faults import FaultPlan, FaultSpec
+
+    marks: dict[str, float] = {}
+    heard: list[float] = []
+
+    def status(text: str) -> None:
+        marks.setdefault(text.split(" ")[0].rstrip(","), time.time())
+
+    def tap(pcm: np.ndarray, pts: int, when: float) -> None:
+        if "asked" in marks and not heard and np.abs(pcm).max() > 2000:
+            heard.append(time.time())
+
+    faults = FaultPlan([FaultSpec(action="stop_media", call=1, at_seconds=at)])
+    async with RealtimeServer(port=0, faults=faults) as server:
+        call = VoiceCall(ClientSettings(base_url=server.base_url, api_key="sk-bench"), reconnect=5,
+                         media_timeout=media_timeout, on_status=status)
+        async with call:
+            call.tap_audio(received=tap)
+            call.send_text("remember the number 42")
+            await call.wait_for(lambda e: e.type == "response.done", 10)
+            fault_at = server.history[0].created_at + at
+            while call.switches == 0:
+                await asyncio.sleep(0.005)
+            marks["asked"] = time.time()
+            call.send_text("which number?")
+            while not heard:
+                await asyncio.sleep(0.005)
+            replayed = call.replayed
+    return (marks["connection"] - fault_at, marks["reconnected"] - marks["connection"],
+            heard[0] - marks["reconnected"], replayed)
+
+
+async def bench_recovery(runs: int, media_timeout: float) -> None:
+    """Media stopped at the server -> loss detected -> new call with the history -> assistant audio heard again."""
+    rows = [await recovery_once(media_timeout) for _ in range(runs)]
+    for detect, back, audio, replayed in rows:
+        print(f"recovery: detected {detect * 1000:5.0f} ms after the media stopped, conversation back "
+              f"{back * 1000:4.0f} ms later ({replayed} items), audio again {audio * 1000:4.0f} ms after that")
+    print(f"recovery, median of {runs}: detected {statistics.median(r[0] for r in rows) * 1000:.0f} ms, back "
+          f"{statistics.median(r[1] for r in rows) * 1000:.0f} ms later, audio again "
+          f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after that (media timeout {media_timeout:g} s)")
+
+
+def loud_onsets(pcm: np.ndarray, rate: int, dbfs: float = -30.0) -> list[float]:
+    """Seconds at which each loud stretch of `pcm` starts (10 ms frames)."""
+    n = rate // 100
+    frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
+    loud = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12) > dbfs
+    return [i / 100 for i in range(len(loud)) if loud[i] and (i == 0 or not loud[i - 1])]
+
+
+async def bench_soak(minutes: float, recycle_after: float, turn_every: float) -> None:
+    """A long call with a turn every `turn_every` s and a recycle every `recycle_after` s. Bounded bookkeeping
+    only (a few numbers per turn and switch), so the RSS figure is the call's own."""
+    import collections
+    import wave
+
+    from voiceclient.audio.format import tone
+
+    turns = int(minutes * 60 / turn_every)
+    burst = tone(440, 0.6, 48000, -12.0)
+    pcm = np.concatenate([np.concatenate([burst, np.zeros(int(48000 * turn_every) - burst.size, np.int16)])
+                          for _ in range(turns)])
+    gaps: list[tuple[float, float]] = []  # (when, gap ms) for every gap between sent frames over 30 ms
+    last_sent = [0.0]
+    loud_sent: list[float] = []  # monotonic time of each burst's first loud frame, as sent / as received
+    loud_heard: list[float] = []
+    switches: list[float] = []
+    lag_ms: collections.Counter[int] = collections.Counter()  # event-loop oversleep, 0.1 ms buckets
+    cut: list[str] = []
+    rss_samples: list[float] = []
+    record = Path(tempfile.mkdtemp()) / "soak.wav"
+
+    async def sample() -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            lag_ms[int((time.monotonic() - t0 - 0.01) * 10000)] += 1
+            if len(rss_samples) < int((time.monotonic() - started) / 30):
+                rss_samples.append(rss_of(os.getpid()))
+
+    def sent(p: np.ndarray, pts: int, at: float) -> None:
+        if last_sent[0] and at - last_sent[0] > 0.03:
+            gaps.append((at, (at - last_sent[0]) * 1000))
+        last_sent[0] = at
+        if np.abs(p).max() > 2000 and (not loud_sent or at - loud_sent[-1] > turn_every / 2):
+            loud_sent.append(at)
+
+    def heard(p: np.ndarray, pts: int, at: float) -> None:
+        if np.abs(p).max() > 2000 and (not loud_heard or at - loud_heard[-1] > turn_every / 2):
+            loud_heard.append(at)
+
+    def on_status(text: str) -> None:
+        if "recycled" in text:
+            switches.append(time.monotonic())
+
+    def on_done(event: ev.ResponseDone) -> None:
+        if event.response.status != "completed":
+            cut.append(str(event.response.status))
+
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "silence_duration_ms": 300}}}})
+    started = time.monotonic()
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"],
+                              stdout=subprocess.PIPE, text=True)  # its own process, as a real server is
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        call = VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session,
+                         source=BufferSource(pcm), recycle_after=recycle_after, record_wav=record,
+                         on_status=on_status)
+        sampler = asyncio.ensure_future(sample())
+        async with call:
+            call.tap_audio(sent=sent, received=heard)
+            call.on(ev.ResponseDone, on_done)
+            await call.run_until_idle(2.0, minutes * 60 + 30)
+            rss_end = rss_of(os.getpid())
+            t0 = call.t0
+        sampler.cancel()
+    finally:
+        server.terminate()
+        server.wait(10)
+    with wave.open(str(record)) as w:
+        rate = w.getframerate()
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    left, right = loud_onsets(stereo[:, 0], rate), loud_onsets(stereo[:, 1], rate)
+    # Where each lane put a burst in the file, less when it was sent / heard: constant unless a lane drifts.
+    off_left = [min(left, key=lambda x, s=s: abs(x - (s - t0))) - (s - t0) for s in loud_sent]
+    off_right = [min(right, key=lambda x, h=h: abs(x - (h - t0))) - (h - t0) for h in loud_heard]
+    drift = [a - b for a, b in zip(off_left, off_right)]
+    at_switch = [max((g for when, g in gaps if abs(when - s) < 1.0), default=0.0) for s in switches]
+    lags = sorted(lag_ms.elements())
+    p99 = lags[int(0.99 * (len(lags) - 1))] / 10 if lags else 0.0
+    base = rss_samples[0] if rss_samples else rss_end
+    print(f"soak: {minutes:g} min, a turn every {turn_every:g} s, recycle every {recycle_after:g} s: "
+          f"{len(switches)} switches, {len(cut)} cut responses, {len(loud_heard)} of {turns} turns echoed")
+    print(f"soak: microphone gap at each switch (longest gap between sent frames, 20 ms is none): "
+          f"{', '.join(f'{g:.0f} ms' if g else '20 ms' for g in at_switch) or 'n/a'}")
+    print(f"soak: client RSS {base:.0f} MB after 30 s -> {rss_end:.0f} MB at the end ({rss_end - base:+.1f} MB); "
+          f"recording drift between left and right {(max(drift) - min(drift)) * 1000 if drift else 0:.0f} ms; "
+          f"event-loop lag p99 {p99:.1f} ms, max {lags[-1] / 10 if lags else 0:.1f} ms")
+
+
 def one_way_onsets(timeline: Timeline) -> list[float]:
     """Times at which each burst's first loud sample was captured/played (frame time + offset in frame)."""
     return [at - (size - off) / RATE for at, off, size, _ in timeline.onsets()]
@@ -408,7 +554,11 @@ def one_way_onsets(timeline: Timeline) -> list[float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu", "agent", "talk", "aec"])
+                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak"])
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
+    parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
+    parser.add_argument("--turn-every", type=float, default=20.0, help="soak: seconds between turns")
+    parser.add_argument("--media-timeout", type=float, default=2.0, help="recovery: the client's media timeout")
     parser.add_argument("--silence-ms", type=int, default=500, help="agent: the session's silence_duration_ms")
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
@@ -432,6 +582,10 @@ async def main() -> None:
         await bench_talk(args.seconds)
     if "agent" in args.what:
         await bench_agent(args.silence_ms)
+    if "recovery" in args.what:
+        await bench_recovery(args.runs, args.media_timeout)
+    if "soak" in args.what:
+        await bench_soak(args.minutes, args.recycle_after, args.turn_every)
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "

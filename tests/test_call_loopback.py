@@ -318,7 +318,7 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
     log = assert_wire_valid(events)
     switched = [e for e in read_events(events) if e["event"]["type"] == "call.switched"]
     assert switched[0]["event"]["from"] == first and switched[0]["event"]["reason"] == "recycle"
-    assert len(switched) == len(server.history) - 1  # every second of quiet after that recycles again
+    assert len(server.history) >= len(switched) + 1  # every second after that prepares (and may switch) again
     data, rate, channels = read_wav(record)  # one recording across both connections, on one clock
     assert channels == 2 and abs(data.shape[0] / rate - (read_events(events)[-1]["t"])) < 1.0
     assert log[-1]["event"]["type"] != "session.created"

@@ -555,6 +555,7 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
     source = BufferSource(np.ones(960 * 50, np.int16))
     async with VoiceCall(SETTINGS, source=source, transport_factory=connections, recycle_after=0.05,
                          on_status=on_status) as call:
+        call.settle_before_switch = call.retire_after = 0.0
         first = connections.made[0]
         added(first, None, {"id": "u1", "type": "message", "role": "user",
                             "content": [{"type": "input_text", "text": "hello"}]})

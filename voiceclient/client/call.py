@@ -47,6 +47,8 @@ Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
 SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
 QUIET_GAP = 0.3  # seconds without a server event before a recycle may switch connections
+RETIRE_AFTER = 1.0  # seconds the previous connection stays up (sending silence, ignored) after a switch
+SETTLE_BEFORE_SWITCH = 1.0  # seconds between a new connection being ready and carrying the call
 IDLE_STREAMING_FRAMES = 25  # 0.5 s of frames with no response playing: this server sends audio all the time
 
 
@@ -169,6 +171,8 @@ class VoiceCall:
         self.media_timeout = media_timeout  # no audio from a server that was streaming for this long: lost
         self.on_status = on_status  # human-readable lines about the connection (reconnecting, recycled)
         self.switches = 0
+        self.settle_before_switch = SETTLE_BEFORE_SWITCH
+        self.retire_after = RETIRE_AFTER
         self.replayed = 0  # items replayed into the newest connection
         self.reconnecting = False
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
@@ -411,10 +415,16 @@ class VoiceCall:
         self._tasks.spawn(self._watch_connection(transport), "connection watch")
         if old is not None:
             self._lost.add(old)  # whatever it does now is not a loss of the call
-            self._tasks.spawn(old.close(), "hang up the previous connection")
+            self._tasks.spawn(self._retire(old), "hang up the previous connection")
         outbox, self._outbox = self._outbox, []
         for event in outbox:  # what the conversation said while it had no connection (tool outputs)
             self.send(event)
+
+    async def _retire(self, old: Transport) -> None:
+        """Hang the previous connection up once the new one has settled: tearing a peer connection down takes the
+        event loop for tens of milliseconds, which at the very moment of the switch would be heard as a gap."""
+        await asyncio.sleep(self.retire_after)
+        await old.close()
 
     async def _reconnect(self, lost: Transport, reason: str) -> None:
         attempts = self.reconnect.attempts
@@ -442,7 +452,8 @@ class VoiceCall:
         ended is answered within milliseconds, so a short gap covers the moment between the two)."""
         if self._transport is None or self._transport.lost.done() or self.reconnecting:
             return False
-        return not self.busy and time.monotonic() - self.turns.last_activity >= QUIET_GAP
+        under_way = self.turns.busy or self._runner.busy  # (a microphone or WAV still sending is no obstacle)
+        return not under_way and time.monotonic() - self.turns.last_activity >= QUIET_GAP
 
     def _recycle_due(self) -> float | None:
         """When the current connection should be replaced (monotonic time), or None."""
@@ -466,6 +477,7 @@ class VoiceCall:
                 await asyncio.sleep(5)
                 continue
             pending = self._pending
+            await asyncio.sleep(self.settle_before_switch)  # let the new connection's setup burst pass first
             while not self._quiet():
                 if self.reconnecting or (self._transport is not None and self._transport.lost.done()):
                     if pending is self._pending:
