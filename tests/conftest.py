@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import wave
 from pathlib import Path
@@ -39,6 +40,17 @@ def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 
     if start is not None:
         spans.append((start * frame_ms / 1000, len(level) * frame_ms / 1000))
     return spans
+
+
+async def until_switched(call: Any, switches: int = 1, timeout: float = 15.0) -> None:
+    """Wait until the call has moved to a new connection `switches` times (raises the call's error if it fails)."""
+    async def wait() -> None:
+        while call.switches < switches:
+            if call.error is not None:
+                raise call.error
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(wait(), timeout)
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:

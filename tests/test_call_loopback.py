@@ -16,7 +16,7 @@ from voiceclient.protocol import events as ev
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
-from .conftest import FIXTURES, assert_wire_valid, loud_spans, read_events, read_wav
+from .conftest import FIXTURES, assert_wire_valid, loud_spans, read_events, read_wav, until_switched
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -332,10 +332,7 @@ async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(
         call.send_text("remember the word apple")
         await call.wait_for(lambda e: e.type == "response.done", 10)
         await asyncio.gather(*(c.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
-        while call.switches == 0:
-            if call.error is not None:
-                raise call.error
-            await asyncio.sleep(0.05)
+        await until_switched(call)
         call.send_text("and now?")
         done = await call.wait_for(lambda e: e.type == "response.done", 10)
         assert done.response.status == "completed"
@@ -353,10 +350,7 @@ async def test_a_session_ended_at_its_cap_is_reconnected_with_the_conversation(t
                              events_jsonl=tmp_path / "events.jsonl") as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
-            while call.switches == 0:
-                if call.error is not None:
-                    raise call.error
-                await asyncio.sleep(0.05)
+            await until_switched(call)
             call.send_text("what is my name?")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             texts = [it["content"][0].get("text") for it in server.history[-1].conversation.items]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from voiceclient import ClientSettings, ConfigError, VoiceCall
 from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec, parse_fault
 
-from .conftest import FIXTURES, assert_wire_valid
+from .conftest import FIXTURES, assert_wire_valid, until_switched
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -31,10 +30,7 @@ async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_
                              events_jsonl=tmp_path / "events.jsonl") as call:
             call.send_text("remember the number 42")
             await call.wait_for(lambda e: e.type == "response.done", 10)
-            while call.switches == 0:
-                if call.error is not None:
-                    raise call.error
-                await asyncio.sleep(0.05)
+            await until_switched(call)
             call.send_text("which number?")
             done = await call.wait_for(lambda e: e.type == "response.done", 10)
             assert done.response.status == "completed"
