@@ -575,3 +575,15 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
         assert first.closed  # the previous connection was hung up
     assert seen[0] == "session recycled, conversation carried over (1 items)"
     assert [c["item"].get("id") for c in second.sent_of("conversation.item.create")] == ["u1"]
+
+
+async def test_closing_during_a_reconnect_ends_it_cleanly(caplog: pytest.LogCaptureFixture) -> None:
+    connections = Connections(fail=5)
+    call = VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(3, (0.2,)))
+    await call.connect()
+    connections.made[0].lose("gone")
+    await asyncio.sleep(0.05)
+    assert call.reconnecting
+    await call.close()
+    assert call.state.value == "closed" and all(t.closed for t in connections.made)
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []

@@ -53,6 +53,11 @@ class TaskOwner:
             exc = task.exception()
             log.error("%s: task %s failed: %s", self.name, task.get_name(), exc, exc_info=exc)
 
+    @property
+    def closed(self) -> bool:
+        """`close()` has begun: nothing new may start."""
+        return self._closed
+
     async def close(self) -> None:
         """Cancel every task still running (except the caller's own) and wait until all have unwound."""
         self._closed = True

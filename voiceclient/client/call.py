@@ -445,7 +445,8 @@ class VoiceCall:
         finally:
             self.reconnecting = False
             self._activity.set()
-            self._tasks.spawn(lost.close(), "close the lost connection")
+            if not self._tasks.closed:  # (when the call is closing, close() itself ends what is left)
+                self._tasks.spawn(lost.close(), "close the lost connection")
 
     def _quiet(self) -> bool:
         """A moment to change connections: nothing under way and no server event for QUIET_GAP (a turn that just
