@@ -454,9 +454,11 @@ def loud_onsets(pcm: np.ndarray, rate: int, dbfs: float = -30.0) -> list[float]:
     return [i / 100 for i in range(len(loud)) if loud[i] and (i == 0 or not loud[i - 1])]
 
 
-async def bench_soak(minutes: float, recycle_after: float, turn_every: float) -> None:
-    """A long call with a turn every `turn_every` s and a recycle every `recycle_after` s. Bounded bookkeeping
-    only (a few numbers per turn and switch), so the RSS figure is the call's own."""
+async def bench_soak(minutes: float, recycle_after: float | None, turn_every: float,
+                     max_call_seconds: float | None) -> None:
+    """A long call with a turn every `turn_every` s, recycled every `recycle_after` s or, with `max_call_seconds`,
+    by the server's session cap (the client recycles a minute before the `expires_at` it was given). Bounded
+    bookkeeping only (a few numbers per turn and switch), so the RSS figure is the call's own."""
     import collections
     import wave
 
@@ -495,9 +497,13 @@ async def bench_soak(minutes: float, recycle_after: float, turn_every: float) ->
         if np.abs(p).max() > 2000 and (not loud_heard or at - loud_heard[-1] > turn_every / 2):
             loud_heard.append(at)
 
+    losses: list[str] = []
+
     def on_status(text: str) -> None:
         if "recycled" in text:
             switches.append(time.monotonic())
+        elif text.startswith("connection lost"):
+            losses.append(text)
 
     def on_done(event: ev.ResponseDone) -> None:
         if event.response.status != "completed":
@@ -506,7 +512,8 @@ async def bench_soak(minutes: float, recycle_after: float, turn_every: float) ->
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 300}}}})
     started = time.monotonic()
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"],
+    cap = ["--max-call-seconds", f"{max_call_seconds:g}"] if max_call_seconds else []
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", *cap],
                               stdout=subprocess.PIPE, text=True)  # its own process, as a real server is
     try:
         assert server.stdout is not None
@@ -537,8 +544,11 @@ async def bench_soak(minutes: float, recycle_after: float, turn_every: float) ->
     lags = sorted(lag_ms.elements())
     p99 = lags[int(0.99 * (len(lags) - 1))] / 10 if lags else 0.0
     base = rss_samples[0] if rss_samples else rss_end
-    print(f"soak: {minutes:g} min, a turn every {turn_every:g} s, recycle every {recycle_after:g} s: "
-          f"{len(switches)} switches, {len(cut)} cut responses, {len(loud_heard)} of {turns} turns echoed")
+    every = (f"server cap {max_call_seconds:g} s (recycled at expires_at - 60 s)" if max_call_seconds
+             else f"recycle every {recycle_after:g} s")
+    print(f"soak: {minutes:g} min, a turn every {turn_every:g} s, {every}: "
+          f"{len(switches)} switches, {len(losses)} connections lost, {len(cut)} cut responses, "
+          f"{len(loud_heard)} of {turns} turns echoed" + "".join(f"\n  {line}" for line in losses))
     print(f"soak: microphone gap at each switch (longest gap between sent frames, 20 ms is none): "
           f"{', '.join(f'{g:.0f} ms' if g else '20 ms' for g in at_switch) or 'n/a'}")
     print(f"soak: client RSS {base:.0f} MB after 30 s -> {rss_end:.0f} MB at the end ({rss_end - base:+.1f} MB); "
@@ -557,6 +567,8 @@ async def main() -> None:
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak"])
     parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
     parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
+    parser.add_argument("--max-call-seconds", type=float, help="soak: the server's session cap instead of "
+                        "--recycle-after (the client recycles a minute before it)")
     parser.add_argument("--turn-every", type=float, default=20.0, help="soak: seconds between turns")
     parser.add_argument("--media-timeout", type=float, default=2.0, help="recovery: the client's media timeout")
     parser.add_argument("--silence-ms", type=int, default=500, help="agent: the session's silence_duration_ms")
@@ -585,7 +597,8 @@ async def main() -> None:
     if "recovery" in args.what:
         await bench_recovery(args.runs, args.media_timeout)
     if "soak" in args.what:
-        await bench_soak(args.minutes, args.recycle_after, args.turn_every)
+        await bench_soak(args.minutes, None if args.max_call_seconds else args.recycle_after, args.turn_every,
+                         args.max_call_seconds)
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "

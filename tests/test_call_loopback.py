@@ -342,6 +342,33 @@ async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(
     assert statuses[0].startswith("connection lost: ")
 
 
+async def test_a_call_is_recycled_before_the_servers_cap_and_never_lost(tmp_path) -> None:
+    """The client recycles `recycle_margin` s before the `expires_at` of each session: the server's
+    session_expired never comes, every connection is left at a quiet moment, and the words carry over."""
+    statuses: list[str] = []
+    async with RealtimeServer(port=0, max_call_seconds=4) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, recycle_margin=2.5, on_status=statuses.append,
+                             events_jsonl=tmp_path / "events.jsonl") as call:
+            call.send_text("my name is Ada")
+            await call.wait_for(lambda e: e.type == "response.done", 10)
+            await until_switched(call, 2)  # each new session has its own cap, and is recycled before it too
+            call.send_text("what is my name?")
+            done = await call.wait_for(lambda e: e.type == "response.done", 10)
+            assert done.response.status == "completed"
+            current = next(c for c in server.history if c.id == call.call_id)  # a newer one may be settling
+            texts = [it["content"][0].get("text") or it["content"][0].get("transcript")
+                     for it in current.conversation.items]
+            assert texts == ["my name is Ada", "You said: my name is Ada", "what is my name?",
+                             "You said: what is my name?"]
+    assert statuses[:2] == ["session recycled, conversation carried over (2 items)"] * 2
+    assert not [s for s in statuses if s.startswith("connection lost")]
+    assert not [e for e in read_events(tmp_path / "events.jsonl")
+                if e["event"]["type"] == "error"]  # no session_expired reached any connection
+    switched = [e["event"] for e in read_events(tmp_path / "events.jsonl") if e["event"]["type"] == "call.switched"]
+    assert [s["reason"] for s in switched[:2]] == ["recycle", "recycle"]
+
+
 async def test_a_session_ended_at_its_cap_is_reconnected_with_the_conversation(tmp_path) -> None:
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=1.5) as server:
