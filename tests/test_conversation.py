@@ -117,6 +117,40 @@ def test_templates_never_raise(template: str, fields: dict[str, Any], said: str)
     assert fill_template(template, fields) == said
 
 
+def said_by(role: str, item_id: str, text: str, audio: bool = False) -> dict[str, Any]:
+    kind = ("input_audio" if audio else "input_text") if role == "user" else "output_text"
+    key = "transcript" if audio else "text"
+    return {"id": item_id, "type": "message", "role": role, "content": [{"type": kind, key: text}]}
+
+
+# (items as (role, id, text, produced here), the item asked about) -> (user words before it, turns carried over)
+EARLIER = [
+    ([("user", "u1", "hi", False)], "u1", [], 0),
+    ([("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", False), ("user", "u2", "name?", False)],
+     "u2", ["my name is Ada"], 1),  # replayed: the assistant's answer came with the history
+    ([("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", True), ("user", "u2", "name?", False)],
+     "u2", ["my name is Ada"], 0),  # answered here: the session's own counter has it
+    ([("user", "u1", "one", False), ("user", "u2", "two", False), ("assistant", "a1", "ok", False),
+      ("user", "u3", "three", False)], "u3", ["one", "two"], 1),  # two messages, one answer: one turn
+    ([("assistant", "a0", "welcome", False), ("user", "u1", "", False), ("assistant", "a1", "ok", False),
+      ("user", "u2", "x", False)], "u2", [], 1),  # an untranscribed audio turn: no words, still a turn
+]
+
+
+@pytest.mark.parametrize(("items", "before", "words", "carried"), EARLIER)
+def test_earlier_words_and_turns_carried_from_a_replayed_history(items: list[tuple[str, str, str, bool]],
+                                                                  before: str, words: list[str],
+                                                                  carried: int) -> None:
+    conv = Conversation()
+    for role, item_id, text, produced in items:
+        entry = said_by(role, item_id, text, audio=role == "user" and not text)
+        if produced:
+            conv.add_output(entry)
+        else:
+            conv.insert(entry)
+    assert conv.user_words(before) == words and conv.carried_turns(before) == carried
+
+
 # ----------------------------------------------------------------------------------------------- the engine
 class Harness:
     def __init__(self, responder: Any) -> None:
@@ -178,3 +212,19 @@ async def test_a_failing_responder_fails_that_response_only() -> None:
     assert ok["status"] == "completed" and [it["type"] for it in ok["output"]] == ["message", "function_call"]
     assert h.engine.active is None
     await h.tasks.close()
+
+
+async def test_a_scenario_carried_into_a_new_session_goes_on_at_its_next_turn() -> None:
+    """A recycle or reconnect replays the history into a new session: the scenario answers the next turn (not
+    the first again), and can say what the user said before the switch."""
+    spec = ScenarioSpec.model_validate({"turns": [{"text": "What is your name?"},
+                                                  {"text": "Hello {user_text}. You first said {earlier[0]}."},
+                                                  {"text": "Bye, {previous}."}]})
+    h = Harness(ScenarioResponder(spec, base_dir=__import__("pathlib").Path(".")))
+    for entry in (said_by("user", "u1", "hi"), said_by("assistant", "a1", "What is your name?"),
+                  said_by("user", "u2", "Ada")):  # the client's replay of the old session
+        h.conversation.insert(entry)
+    await h.respond()
+    h.conversation.insert(said_by("user", "u3", "thanks"))
+    await h.respond()
+    assert h.said() == ["Hello Ada. You first said hi.", "Bye, Ada."]

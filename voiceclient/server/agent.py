@@ -4,6 +4,8 @@ rule says so. Its transcript deltas go out as its audio plays, so a barge-in lea
 Default policy: a short spoken acknowledgement of what it heard. Rules (JSON or TOML) script a conversation:
 
     fallback = "You said: {transcript}."      # when no rule matches ({transcript} is what was heard)
+    # In say, answer and fallback: {earlier[0]} is the user's first turn, {previous} their last one before this
+    # (also after a reconnect or recycle: the conversation replayed into a new session counts).
     [[rules]]
     pattern = "weather .*in (?P<city>[A-Z][a-z]+)"   # a regex searched in the transcript, case-insensitive
     say = "Let me check."                     # optional, spoken before the call
@@ -26,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.errors import ConfigError
 from voiceclient.server.faults import FaultSpec
-from voiceclient.server.responders import FunctionCall, fill_template, ResponsePlan, Speech, TurnContext, output_fields
+from voiceclient.server.responders import (earlier_fields, fill_template, FunctionCall, output_fields, ResponsePlan,
+                                           Speech, TurnContext)
 
 
 class AgentCall(BaseModel):
@@ -102,7 +105,8 @@ class AgentResponder:
             match = re.search(rule.pattern, heard, re.IGNORECASE)
             if match is None:
                 continue
-            fields = {"transcript": heard, **{k: v for k, v in match.groupdict().items() if v is not None}}
+            fields = {"transcript": heard, **earlier_fields(ctx),
+                      **{k: v for k, v in match.groupdict().items() if v is not None}}
             plan = ResponsePlan()
             if rule.say:
                 plan.outputs.append(self.say(_fill(rule.say, fields)))
@@ -110,7 +114,8 @@ class AgentResponder:
                 plan.outputs.append(FunctionCall(rule.call.name, json.dumps(_fill(rule.call.arguments, fields)),
                                                  origin=rule))
             return plan
-        return ResponsePlan([self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!")}))])
+        return ResponsePlan([self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!"),
+                                                                 **earlier_fields(ctx)}))])
 
 
 def is_agent_file(path: str | Path) -> bool:

@@ -79,6 +79,34 @@ class Conversation:
         """What the server heard, one array (24 kHz mono) per committed user turn, in order."""
         return [self.audio[it["id"]].pcm for it in self.items if it.get("role") == "user" and it["id"] in self.audio]
 
+    def user_words(self, before: str) -> list[str]:
+        """What the user said in each user message before item `before`, in order: its typed text or the
+        transcript of its audio (messages with neither, an untranscribed audio turn, are left out)."""
+        out = []
+        for it in self.items:
+            if it["id"] == before:
+                break
+            if it.get("type") == "message" and it.get("role") == "user":
+                parts = [p.get("text") if p.get("type") == "input_text" else p.get("transcript")
+                         for p in it.get("content") or []]
+                said = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+                if said:
+                    out.append(said)
+        return out
+
+    def carried_turns(self, before: str) -> int:
+        """User turns before item `before` answered in an earlier session: a user message followed, before the next
+        user message, by an assistant message no response here produced (a conversation replayed into this one)."""
+        count, open_turn = 0, False
+        for it in self.items:
+            if it["id"] == before:
+                break
+            if it.get("type") == "message" and it.get("role") == "user":
+                open_turn = True
+            elif open_turn and it.get("role") == "assistant" and it["id"] not in self.produced:
+                count, open_turn = count + 1, False
+        return count
+
     def function_name(self, call_id: str) -> str | None:
         return next((it.get("name") for it in self.items
                      if it.get("type") == "function_call" and it.get("call_id") == call_id), None)

@@ -7,7 +7,8 @@ Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scena
 
     after_turns = "echo"              # what to do once the turns run out: echo | silence | repeat
     [[turns]]
-    text = "Let me look that up."     # spoken preamble (optional)
+    text = "Let me look that up."     # spoken preamble (optional); {user_text}, {previous}, {earlier[0]}: the user's
+                                      # words now, in their last turn, in their first (README "Scenario files")
     delay_ms = 0                      # "thinking" time before the first output
       [[turns.calls]]
       name = "get_weather"
@@ -93,7 +94,8 @@ class TurnContext:
     origin: Any = None  # FunctionCall.origin of the calls those outputs answer
     mcp_decisions: list[tuple[McpApprovalRequest, bool, str | None]] = field(default_factory=list)
     mcp_tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # the session's MCP tools by server_label
-    turn_index: int = 0
+    turn_index: int = 0  # user turns answered before this one (in this session or one replayed into it)
+    earlier: list[str] = field(default_factory=list)  # what the user said in each earlier turn, in order
 
 
 class Responder(Protocol):
@@ -204,6 +206,13 @@ class _LenientFormatter(string.Formatter):
 _FORMATTER = _LenientFormatter()
 
 
+def earlier_fields(ctx: TurnContext) -> dict[str, Any]:
+    """Template fields for what the user said before: `{earlier[0]}` (their first turn), `{previous}` (the last),
+    without the closing punctuation (they go inside the template's own sentence)."""
+    earlier = [said.rstrip(".?!") for said in ctx.earlier]
+    return {"earlier": earlier, "previous": earlier[-1] if earlier else ""}
+
+
 def fill_template(text: str, fields: dict[str, Any]) -> str:
     """`text` with its `{field}`s filled from `fields`; missing ones are left as written."""
     try:
@@ -302,7 +311,7 @@ class ScenarioResponder:
             return self._echo.plan(ctx)
         self._last_turn = turn
         plan = ResponsePlan(delay_ms=turn.delay_ms)
-        speech = self._speech(turn, ctx, {"user_text": ctx.user_text or ""})
+        speech = self._speech(turn, ctx, {"user_text": ctx.user_text or "", **earlier_fields(ctx)})
         if speech is not None:
             plan.outputs.append(speech)
         for call in turn.calls:

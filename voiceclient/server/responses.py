@@ -130,6 +130,9 @@ class ResponseEngine:
             ctx.user_item_id = last["id"]
             if ctx.user_text is not None:
                 ctx.transcript = ctx.user_text
+            ctx.earlier = self.conversation.user_words(last["id"])
+            # A conversation carried over from an earlier session goes on where it was, not at its first turn.
+            ctx.turn_index = self.turn_index + self.conversation.carried_turns(last["id"])
             self.turn_index += 1
             return ctx
         # In the order the model made the calls, not the order the tools happened to finish in.
