@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from voiceclient import ClientSettings, ConfigError, VoiceCall
+from voiceclient import ClientSettings, ConfigError, SessionNotConfirmedError, VoiceCall
 from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec, parse_fault
 
@@ -63,6 +63,21 @@ async def test_delayed_events_arrive_late_and_in_order(tmp_path) -> None:
             done = await call.wait_for(lambda e: e.type == "response.done", 10)
             assert done.response.status == "completed"
     assert_wire_valid(tmp_path / "events.jsonl")
+
+
+async def test_a_server_that_never_confirms_the_session_is_a_clear_failure(tmp_path) -> None:
+    """Over real WebRTC: `session.updated` comes later than the client waits for it (exit 5 from the command line)."""
+    faults = FaultPlan([FaultSpec(action="delay_events", at_seconds=0, delay_ms=1500)])
+    async with RealtimeServer(port=0, faults=faults) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test", session_update_timeout=0.5)
+        call = VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl")
+        with pytest.raises(SessionNotConfirmedError, match=r"did not confirm the session within 0.5 s") as err:
+            async with call:
+                pass
+        assert err.value.exit_code == 5
+        assert call.state.value == "closed"
+    log = assert_wire_valid(tmp_path / "events.jsonl")
+    assert [line["event"]["type"] for line in log][:2] == ["session.created", "session.update"]
 
 
 def test_faults_from_the_command_line_and_scenario_files(tmp_path) -> None:
