@@ -18,6 +18,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
+from voiceclient.rtc.inline import use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_immediate_jitter_buffer
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class Peer:
         if role == "offerer":
             transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
             use_immediate_jitter_buffer(transceiver.receiver)
+            use_inline_decoder(transceiver.receiver)
+            use_inline_encoder(transceiver.sender)
             self._attach(self.pc.createDataChannel(CHANNEL_LABEL))
         else:
             self.pc.on("datachannel", self._on_datachannel)
@@ -126,7 +129,8 @@ class Peer:
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "audio":
                 use_immediate_jitter_buffer(transceiver.receiver)
-        self.pc.addTrack(self.outbound)
+                use_inline_decoder(transceiver.receiver)
+        use_inline_encoder(self.pc.addTrack(self.outbound))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
