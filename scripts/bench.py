@@ -4,6 +4,7 @@ CPU of one call. Figures go in the README; nothing here is a test.
 
     .venv/bin/python scripts/bench.py            # everything (about a minute)
     .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
+    .venv/bin/python scripts/bench.py scale --calls 1,8,16   # N scripted calls at once against one server
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -556,6 +557,106 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
           f"event-loop lag p99 {p99:.1f} ms, max {lags[-1] / 10 if lags else 0:.1f} ms")
 
 
+SCALE_SPEECH = ROOT / "fixtures" / "speech" / "sentence_1.wav"
+
+
+def fidelity(sent: np.ndarray, heard: np.ndarray) -> float:
+    """Normalised cross-correlation at the best lag of what was sent and what came back (1.0 = the same)."""
+    a = sent.astype(np.float64) - sent.mean()
+    b = heard.astype(np.float64) - heard.mean()
+    if not a.any() or not b.any():
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(a.size + b.size)))
+    xcorr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)
+    return float(xcorr.max() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+async def scale_call(url: str, out: Path) -> dict[str, float | str]:
+    """One scripted call: the spoken sentence in, the echo back; its turn delay and fidelity."""
+    from voiceclient.audio.sources import WavSource, load_audio
+
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "silence_duration_ms": 300}}}})
+    try:
+        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", connect_timeout=30), session,
+                             source=WavSource(SCALE_SPEECH), output_wav=out) as call:
+            ended = await call.run_until_idle(1.5, 40)
+            delay = call.meter.latencies[0] if call.meter.latencies else float("nan")
+        heard = load_audio(out, 24000)
+        return {"ended": ended, "delay": delay, "fidelity": fidelity(load_audio(SCALE_SPEECH, 24000), heard),
+                "connect": call.connect_seconds or float("nan")}
+    except Exception as exc:  # a call that fails is a row of the table, not the end of the benchmark
+        return {"ended": f"failed: {exc}", "delay": float("nan"), "fidelity": 0.0, "connect": float("nan")}
+
+
+async def scale_worker(url: str, out: str) -> None:
+    import json
+
+    print(json.dumps(await scale_call(url, Path(out))), flush=True)
+
+
+async def scale_round(url: str, n: int, mode: str, work: Path) -> tuple[list[dict[str, float | str]], float, float]:
+    """N calls at once, as N processes or in this process's one event loop. Returns the rows, the wall time and
+    the CPU seconds the client side used."""
+    import json
+
+    started, cpu0 = time.monotonic(), _children_cpu() + time.process_time()
+    if mode == "processes":
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "scale", "--worker", url, str(work / f"p{n}_{i}.wav"),
+            stdout=asyncio.subprocess.PIPE) for i in range(n)]
+        outs = await asyncio.gather(*(p.communicate() for p in procs))
+        rows = [json.loads(o.decode().strip().splitlines()[-1]) if o.strip() else
+                {"ended": "failed: no output", "delay": float("nan"), "fidelity": 0.0} for o, _ in outs]
+    else:
+        rows = list(await asyncio.gather(*(scale_call(url, work / f"l{n}_{i}.wav") for i in range(n))))
+    return rows, time.monotonic() - started, _children_cpu() + time.process_time() - cpu0
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+async def bench_scale(counts: list[int], modes: list[str]) -> None:
+    """One embedded server (echo responder, energy VAD, its own process) and N scripted calls at once. Per N: how
+    many completed, the answer's fidelity (normalised correlation of the echoed speech with what was sent) and the
+    turn delay (end of the user's speech to the first echoed audio), against the single call; and CPU per call."""
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode in modes:
+                base: tuple[float, float] | None = None
+                print(f"scale ({mode}): N calls at once against one server; fidelity and turn delay are medians "
+                      "(worst) over the calls")
+                print(f"  {'N':>3} {'done':>5} {'fidelity':>16} {'turn delay ms':>18} {'client CPU/call':>16} "
+                      f"{'server CPU/call':>16} {'wall s':>7}  within target")
+                for n in counts:
+                    s0 = cpu_of(server.pid)
+                    rows, wall, cpu = await scale_round(url, n, mode, Path(tmp))
+                    server_cpu = cpu_of(server.pid) - s0
+                    ok = [r for r in rows if r["ended"] == "idle" and r["delay"] == r["delay"]]
+                    fid = sorted(float(r["fidelity"]) for r in rows)
+                    delays = sorted(float(r["delay"]) * 1000 for r in ok) or [float("nan")]
+                    med_f, med_d = statistics.median(fid), statistics.median(delays)
+                    if base is None:
+                        base = (med_f, med_d)
+                    good = (len(ok) == n and fid[0] >= base[0] - 0.03
+                            and delays[-1] <= 1.5 * base[1] + 100)
+                    print(f"  {n:>3} {len(ok):>2}/{n:<2} {med_f:7.3f} ({fid[0]:.3f}) {med_d:8.0f} ({delays[-1]:5.0f}) "
+                          f"{cpu / n / wall * 100:14.1f} % {server_cpu / n / wall * 100:14.1f} % {wall:7.1f}  "
+                          f"{'yes' if good else 'NO'}")
+                    failed = [str(r["ended"]) for r in rows if r["ended"] != "idle"]
+                    for reason in sorted(set(failed)):
+                        print(f"      {failed.count(reason)} x {reason}")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def one_way_onsets(timeline: Timeline) -> list[float]:
     """Times at which each burst's first loud sample was captured/played (frame time + offset in frame)."""
     return [at - (size - off) / RATE for at, off, size, _ in timeline.onsets()]
@@ -564,7 +665,11 @@ def one_way_onsets(timeline: Timeline) -> list[float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak"])
+                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale"])
+    parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
+    parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
+                        "(every call in this process's event loop)")
+    parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
     parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
     parser.add_argument("--max-call-seconds", type=float, help="soak: the server's session cap instead of "
@@ -576,6 +681,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.worker:
+        await scale_worker(*args.worker)
+        return
     print(f"# voiceclient benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
           f"{sys.version.split()[0]}")
     if "connect" in args.what:
@@ -599,6 +707,8 @@ async def main() -> None:
     if "soak" in args.what:
         await bench_soak(args.minutes, None if args.max_call_seconds else args.recycle_after, args.turn_every,
                          args.max_call_seconds)
+    if "scale" in args.what:
+        await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "

@@ -10,16 +10,18 @@ import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
-from aiortc.codecs import get_encoder
+from aiortc.codecs import get_decoder, get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import compute_audio_level_dbov
 
-from voiceclient.audio.format import dominant_frequency, tone
+from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.tracks import frame_to_mono
-from voiceclient.rtc.inline import InlineDecoderQueue, audio_level_dbov, use_inline_decoder, use_inline_encoder
+from voiceclient.rtc.inline import (
+    InlineDecoderQueue, MonoOpusDecoder, MonoOpusEncoder, audio_level_dbov, use_inline_decoder, use_inline_encoder,
+)
 
 pytestmark = pytest.mark.timeout(20)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
@@ -38,8 +40,11 @@ def test_audio_level_is_the_value_aiortc_computes(level: float) -> None:
     rng = np.random.default_rng(int(-level * 10))
     for _ in range(5):
         noise = rng.normal(0, 32767 * 10 ** (level / 20), 960).clip(-32768, 32767).astype(np.int16)
-        frame = stereo_frame(noise)
-        assert audio_level_dbov(frame) == compute_audio_level_dbov(frame)
+        mono = av.AudioFrame.from_ndarray(noise.reshape(1, -1), format="s16", layout="mono")
+        for frame in (stereo_frame(noise), mono):
+            assert audio_level_dbov(frame) == compute_audio_level_dbov(frame)
+        if -70 < level < -3:  # beyond: quantisation and clipping
+            assert abs(audio_level_dbov(mono) - level) <= 1
     silent = stereo_frame(np.zeros(960, np.int16))
     assert audio_level_dbov(silent) == compute_audio_level_dbov(silent) == -127
 
@@ -49,6 +54,31 @@ def test_frame_to_mono_averages_the_two_channels() -> None:
     frame = av.AudioFrame.from_ndarray(np.stack((left, right), axis=1).reshape(1, -1), format="s16",
                                        layout="stereo")
     assert frame_to_mono(frame).tolist() == [-1000] * 960
+
+
+def test_mono_opus_keeps_the_level_and_timestamps_and_stock_decoders_hear_both_channels() -> None:
+    encoder = MonoOpusEncoder()
+    sine = tone(440, 1.0, 48000, -12.0)  # -15 dBFS RMS
+    packets = []
+    for i in range(50):
+        frame = av.AudioFrame.from_ndarray(sine[i * 960:(i + 1) * 960].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 48000
+        payloads, timestamp = encoder.encode(frame)
+        packets += [JitterFrame(data=p, timestamp=timestamp) for p in payloads]
+    assert [p.timestamp for p in packets[:4]] == [0, 960, 1920, 2880]
+    assert sum(len(p.data) for p in packets) * 8 < 45_000  # about 32 kbit/s for the second, not aiortc's 96
+    ours = np.concatenate([frame_to_mono(f) for f in _decode_all(MonoOpusDecoder(), packets)])
+    stock = _decode_all(get_decoder(OPUS), packets)
+    assert len(stock[10].layout.channels) == 2
+    both = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in stock[5:]])
+    assert (both[:, 0] == both[:, 1]).all()  # a mono packet is two full-level channels, not -3 dB each
+    for pcm in (ours[48000 // 10:], both[:, 0]):
+        assert -15.8 < rms_dbfs(pcm) < -14.2
+        assert abs(dominant_frequency(pcm, 48000) - 440) < 2
+
+
+def _decode_all(decoder, packets):
+    return [f for p in packets for f in decoder.decode(p)]
 
 
 async def test_packets_are_decoded_on_the_loop_and_the_thread_still_ends_the_track() -> None:

@@ -22,8 +22,9 @@ FrameTap = Callable[[np.ndarray, int, float], None]
 
 
 class OutboundTrack(MediaStreamTrack):
-    """48 kHz s16 in 20 ms frames (mono content, sent as two equal channels) with drift-free `pts`, paced
-    against the wall clock.
+    """48 kHz mono s16 in 20 ms frames with drift-free `pts`, paced against the wall clock. For a sender with
+    voiceclient's mono Opus encoder (`voiceclient.rtc.inline`, which `Peer` installs): aiortc's own encoder would
+    upmix mono at -3 dB.
 
     Pulls from `source` (swap it at any time). `recv()` never raises mid-call: a failing source is logged once
     and replaced by silence, because one exception stops aiortc's sender for the rest of the call.
@@ -70,9 +71,7 @@ class OutboundTrack(MediaStreamTrack):
             fixed = np.zeros(RTP_FRAME, np.int16)
             fixed[:min(pcm.size, RTP_FRAME)] = pcm[:RTP_FRAME]
             pcm = fixed
-        # Stereo with both channels equal: aiortc's Opus encoder upmixes mono at -3 dB (ffmpeg's default matrix),
-        # which would cost 3 dB on every hop; a stereo frame passes through it untouched.
-        frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), format="s16", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RTP_RATE
         frame.pts = self.frames_sent * RTP_FRAME
         frame.time_base = TIME_BASE
@@ -98,9 +97,12 @@ class OutboundTrack(MediaStreamTrack):
 
 
 def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
-    """Decoded aiortc frames are 48 kHz stereo interleaved s16: average the channels to mono int16."""
-    arr = frame.to_ndarray()
+    """Decoded frames to mono int16: voiceclient's decoder gives mono already (`voiceclient.rtc.inline`); aiortc's
+    gives 48 kHz stereo interleaved s16, whose channels are averaged."""
     channels = len(frame.layout.channels)
+    if channels == 1 and frame.format.name == "s16":
+        return np.frombuffer(memoryview(frame.planes[0]), np.int16, count=frame.samples).copy()
+    arr = frame.to_ndarray()
     if channels == 1:
         return arr.reshape(-1).astype(np.int16, copy=False)
     if channels == 2:  # every frame aiortc decodes: (L + R) >> 1 in int32, a third of the time of a float mean
