@@ -12,7 +12,7 @@ import pytest
 from voiceclient import ClientSettings
 from voiceclient.server import RealtimeServer
 
-pytest_plugins = ["voiceclient.testing.plugin"]
+pytest_plugins = ["pytester"]  # tests/test_plugin.py runs a user's suite with the plugin
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -76,7 +76,7 @@ def pulse() -> Any:
     """Our own PulseAudio daemon with a virtual microphone and speaker (see voiceclient.testing)."""
     import shutil
 
-    from voiceclient.testing import virtual_audio_devices
+    from voiceclient.testing.devices import virtual_audio_devices
 
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
         pytest.skip("PulseAudio is not installed (scripts/test installs pulseaudio and pulseaudio-utils as root)")

@@ -2,29 +2,49 @@
 
     from voiceclient import VoiceCall, SessionConfig, ClientSettings, WavSource, tool
 
-The embedded server (`RealtimeServer`) is imported on first use, so a client-only program never loads it.
+Every public name is imported on first use, so a client-only program never loads the server, and a module of the
+package (the pytest plugin, `voiceclient serve`) loads only what it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from voiceclient.audio.sources import BufferSource, WavSource, load_audio
-from voiceclient.client.call import CallState, EventStream, VoiceCall
-from voiceclient.client.calls_api import CallAnswer, CallsAPI
-from voiceclient.client.settings import ClientSettings, build_session
-from voiceclient.errors import (
-    APIConnectionError, APIError, APITimeoutError, AuthenticationError, CallError, ConfigError,
-    ConnectionLostError, DeviceError, InvalidAnswerError, InvalidOfferError, InvalidSessionError, NotFoundError,
-    RateLimitError, ServerError, SessionNotConfirmedError, SessionUpdateError, ToolDefinitionError,
-    VoiceClientError,
-)
-from voiceclient.protocol.events import Item, MalformedEvent, UnknownEvent, parse_server_event
-from voiceclient.protocol.session import SessionConfig
-from voiceclient.tools import ApprovalDecision, ApprovalRequest, Tool, ToolContext, tool
-
 if TYPE_CHECKING:
+    from voiceclient.audio.sources import BufferSource, WavSource, load_audio
+    from voiceclient.client.call import CallState, EventStream, VoiceCall
+    from voiceclient.client.calls_api import CallAnswer, CallsAPI
+    from voiceclient.client.settings import ClientSettings, build_session
+    from voiceclient.errors import (
+        APIConnectionError, APIError, APITimeoutError, AuthenticationError, CallError, ConfigError,
+        ConnectionLostError, DeviceError, InvalidAnswerError, InvalidOfferError, InvalidSessionError, NotFoundError,
+        RateLimitError, ServerError, SessionNotConfirmedError, SessionUpdateError, ToolDefinitionError,
+        VoiceClientError,
+    )
+    from voiceclient.protocol.events import Item, MalformedEvent, UnknownEvent, parse_server_event
+    from voiceclient.protocol.session import SessionConfig
     from voiceclient.server import RealtimeServer
+    from voiceclient.tools import ApprovalDecision, ApprovalRequest, Tool, ToolContext, tool
+
+# Where each public name lives. They are imported on first use (PEP 562), so `import voiceclient.x` costs only
+# what x needs: the pytest plugin and `voiceclient serve` do not load the client, nor the client the server.
+_WHERE = {
+    "voiceclient.audio.sources": ["BufferSource", "WavSource", "load_audio"],
+    "voiceclient.client.call": ["CallState", "EventStream", "VoiceCall"],
+    "voiceclient.client.calls_api": ["CallAnswer", "CallsAPI"],
+    "voiceclient.client.settings": ["ClientSettings", "build_session"],
+    "voiceclient.errors": [
+        "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "CallError", "ConfigError",
+        "ConnectionLostError", "DeviceError", "InvalidAnswerError", "InvalidOfferError", "InvalidSessionError",
+        "NotFoundError", "RateLimitError", "ServerError", "SessionNotConfirmedError", "SessionUpdateError",
+        "ToolDefinitionError", "VoiceClientError"],
+    "voiceclient.protocol.events": ["Item", "MalformedEvent", "UnknownEvent", "parse_server_event"],
+    "voiceclient.protocol.session": ["SessionConfig"],
+    "voiceclient.server": ["RealtimeServer"],
+    "voiceclient.tools": ["ApprovalDecision", "ApprovalRequest", "Tool", "ToolContext", "tool"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __version__ = "0.1.0"
 
@@ -40,8 +60,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RealtimeServer":
-        from voiceclient.server import RealtimeServer
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'voiceclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: the next lookup is a plain attribute
+    return value
 
-        return RealtimeServer
-    raise AttributeError(f"module 'voiceclient' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,36 +1,117 @@
-"""pytest fixtures for voice tests against the embedded server: `pytest_plugins = ["voiceclient.testing.plugin"]`.
+"""The pytest plugin for voice tests against the embedded server. Installing voiceclient registers it (entry point
+`voiceclient` in `pytest11`, as pytest-asyncio and pytest-timeout do); `-p no:voiceclient` switches it off.
 
-The only module of voiceclient that imports pytest. The server and the speech models are imported when a fixture
-is first used, so a suite that does not use them pays nothing.
+Fixtures (each server on 127.0.0.1 and a free port, so pytest-xdist workers never collide; the offline speech
+models load once per process, so once per xdist worker):
+- `realtime_server`: the echo responder with energy turn detection.
+- `agent_server`: the offline agent (Silero VAD, speech-to-text, a neural voice).
+- `voice_server`: a factory, `await voice_server(scenario="rules.toml", faults=[...], agent=True, ...)`.
+- `scripted_call`: `await scripted_call(server, "question.wav", session=..., tools=[...])`, a
+  `voiceclient.testing.ScriptedCallResult` with its files under the test's tmp_path. When the test fails, the
+  report names the conversation WAV and event log of every call it made, kept there for you to listen to.
+
+The only module of voiceclient that imports pytest. It imports nothing else at load time: a suite that does not
+use these fixtures pays nothing for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from voiceclient.testing import speech_backends
-
 if TYPE_CHECKING:
     from voiceclient.server import RealtimeServer
+    from voiceclient.server.faults import FaultSpec
+    from voiceclient.testing.calls import ScriptedCallResult
+
+_CALLS = pytest.StashKey[list["ScriptedCallResult"]]()
+
+ServerFactory = Callable[..., Awaitable["RealtimeServer"]]
+ScriptedCall = Callable[..., Awaitable["ScriptedCallResult"]]
 
 
 @pytest.fixture
-async def realtime_server() -> AsyncIterator[RealtimeServer]:
-    """The embedded server with the echo responder and energy VAD, on 127.0.0.1 and a free port."""
+async def voice_server() -> AsyncIterator[ServerFactory]:
+    """A factory of embedded servers, all closed at the end of the test:
+    `await voice_server()` (echo), `await voice_server(agent=True)`, `await voice_server(scenario=PATH)` (scripted
+    turns or agent rules), `faults=[FaultSpec(...)]`, and any other keyword of `RealtimeServer`."""
     from voiceclient.server import RealtimeServer
 
-    async with RealtimeServer(port=0) as server:
-        yield server
+    servers: list[RealtimeServer] = []
+
+    async def make(*, scenario: str | Path | None = None, agent: bool = False,
+                   faults: list[FaultSpec] | None = None, **kwargs: Any) -> RealtimeServer:
+        from voiceclient.server.faults import FaultPlan
+
+        responder = _responder(scenario, agent)
+        speech = kwargs.pop("speech", None)
+        if speech is None and (agent or getattr(responder, "listens", False)):
+            from voiceclient.testing.speech import speech_backends
+
+            speech = speech_backends()
+        specs = list(getattr(getattr(responder, "spec", None), "faults", None) or []) + list(faults or [])
+        server = RealtimeServer(port=0, responder=responder, speech=speech, faults=FaultPlan(specs), **kwargs)
+        await server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in reversed(servers):
+            await server.close()
+
+
+def _responder(scenario: str | Path | None, agent: bool) -> Any:
+    if scenario is not None:
+        from voiceclient.server.agent import AgentResponder, is_agent_file
+        from voiceclient.server.responders import ScenarioResponder
+
+        return AgentResponder.from_file(scenario) if is_agent_file(scenario) else ScenarioResponder.from_file(scenario)
+    if agent:
+        from voiceclient.server.agent import AgentResponder
+
+        return AgentResponder()
+    return None
 
 
 @pytest.fixture
-async def agent_server() -> AsyncIterator[RealtimeServer]:
-    """The embedded server with the offline agent (Silero VAD, STT, TTS), on 127.0.0.1 and a free port."""
-    from voiceclient.server import RealtimeServer
-    from voiceclient.server.agent import AgentResponder
+async def realtime_server(voice_server: ServerFactory) -> RealtimeServer:
+    """The embedded server with the echo responder and energy VAD."""
+    return await voice_server()
 
-    async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech_backends()) as server:
-        yield server
+
+@pytest.fixture
+async def agent_server(voice_server: ServerFactory) -> RealtimeServer:
+    """The embedded server with the offline agent (Silero VAD, STT, TTS)."""
+    return await voice_server(agent=True)
+
+
+@pytest.fixture
+def scripted_call(request: pytest.FixtureRequest, tmp_path: Path) -> ScriptedCall:
+    """`await scripted_call(server_or_base_url, wav, **options)`: see `voiceclient.testing.run_scripted_call`."""
+    made: list[ScriptedCallResult] = request.node.stash.setdefault(_CALLS, [])
+
+    async def call(server: RealtimeServer | str, wav: str | Path, **options: Any) -> ScriptedCallResult:
+        from voiceclient.testing.calls import run_scripted_call
+
+        url = server if isinstance(server, str) else server.base_url
+        options.setdefault("name", f"{len(made) + 1}-{Path(wav).stem}")
+        result = await run_scripted_call(url, wav, directory=tmp_path, **options)
+        made.append(result)
+        return result
+
+    return call
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    made = item.stash.get(_CALLS, None)
+    if made and report.failed and report.when == "call":
+        lines = [f"{r.input_wav.name}: {r.where()}" for r in made]
+        report.sections.append(("voiceclient: the calls of this test, kept", "\n".join(lines)))
+    return report

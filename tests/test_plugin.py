@@ -1,0 +1,53 @@
+"""The pytest plugin as a user meets it: switched on by installing voiceclient, free for a suite that does not use
+it, and a failing voice test that says where its conversation is kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HEAVY = {"numpy", "av", "aiortc", "httpx", "pydantic", "aiohttp", "onnxruntime", "faster_whisper"}
+
+
+def test_loading_the_plugin_imports_nothing_heavy() -> None:
+    code = ("import sys, voiceclient.testing.plugin, voiceclient.testing; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(HEAVY)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_plugin_is_registered_under_its_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="pytest11") if e.name == "voiceclient"]
+    assert entry.value == "voiceclient.testing.plugin"
+
+
+def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_users_suite=f'''
+        from voiceclient.testing import assert_tool_called
+
+        async def test_passes(realtime_server, scripted_call):
+            result = await scripted_call(realtime_server, {str(FIXTURES / "tone_440_16k_stereo.wav")!r})
+            assert result.ended == "idle" and result.event_types[:2] == ["session.created", "session.updated"]
+
+        async def test_fails(realtime_server, scripted_call):
+            result = await scripted_call(realtime_server, {str(FIXTURES / "tone_440_16k_stereo.wav")!r})
+            assert_tool_called(result, "get_weather", city="Paris")
+    ''')
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-W", "ignore")
+    run.assert_outcomes(passed=1, failed=1)
+    text = run.stdout.str()
+    assert "expected a call of get_weather(city='Paris'); the calls made: none" in text
+    assert "voiceclient: the calls of this test, kept" in text
+    events = Path(re.search(r"events (\S+\.events\.jsonl)", text).group(1))  # type: ignore[union-attr]
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert {line["event"]["type"] for line in lines} >= {"session.created", "response.done"}
+    assert events.with_name(events.name.replace(".events.jsonl", ".conversation.wav")).stat().st_size > 44

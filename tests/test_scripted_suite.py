@@ -1,0 +1,116 @@
+"""A suite of 16 scripted calls, written as a user of voiceclient writes one: the pytest plugin's fixtures
+(`voice_server`, `scripted_call`) and `voiceclient.testing`'s assertions, nothing of this project's conftest.
+
+Eight spoken requests to a small offline assistant (agent rules in fixtures/scenarios/assistant.toml, tools below),
+asserted on the tools it called and on the words of its spoken answer; and the same eight recordings through the
+echo server, asserted on what comes back: the same words as the recording itself holds. `pytest -n 2` shards them
+(README: "A suite of scripted calls").
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from voiceclient import tool
+from voiceclient.testing import (
+    assert_events_in_order, assert_heard, assert_heard_close_to, assert_tool_called, transcribe_wav, word_error_rate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "fixtures" / "speech"
+RULES = ROOT / "fixtures" / "scenarios" / "assistant.toml"
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(find_spec("faster_whisper") is None or shutil.which("espeak-ng") is None,
+                       reason="the offline agent needs the agent extra and espeak-ng (scripts/test installs both)"),
+]
+SESSION_500MS = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                          "silence_duration_ms": 500}}}}
+
+
+@tool
+def book_table(time: str) -> dict:
+    """Book a table."""
+    return {"time": time, "confirmed": True}
+
+
+@tool
+def next_train(city: str) -> dict:
+    """The next train to a city."""
+    return {"city": city, "departs": "eight fifteen"}
+
+
+@tool
+def switch_lights(room: str, on: bool) -> dict:
+    """Switch the lights of a room."""
+    return {"room": room, "on": on}
+
+
+@tool
+def add_reminder(task: str) -> dict:
+    """Add a reminder."""
+    return {"task": task}
+
+
+@tool
+def distance_to(place: str) -> dict:
+    """Distance to a place."""
+    return {"place": place, "km": 12}
+
+
+@tool
+def get_weather(city: str) -> dict:
+    """Weather for a city."""
+    return {"city": city, "forecast": "sunny"}
+
+
+TOOLS = [book_table, next_train, switch_lights, add_reminder, distance_to, get_weather]
+WAVS = [SPEECH / f"sentence_{i}.wav" for i in range(1, 8)] + [ROOT / "voiceclient" / "assets" / "demo_user.wav"]
+# What the assistant must do for each recording: (tool and arguments or None, words of its spoken answer). The
+# answer's words are heard by Whisper tiny.en, which writes "km" or "drain" now and then: the phrases avoid those.
+EXPECTED = {
+    "sentence_1": (None, ["every letter"]),
+    "sentence_2": (("book_table", {"time": "seven"}), ["booked for seven"]),
+    "sentence_3": (("next_train", {"city": "Boston"}), ["to boston leaves"]),
+    "sentence_4": (("switch_lights", {"room": "kitchen", "on": False}), ["kitchen lights are off"]),
+    "sentence_5": (None, ["you said", "green blue and orange"]),
+    "sentence_6": (("add_reminder", {}), ["remind you"]),
+    "sentence_7": (("distance_to", {"place": "airport"}), ["airport is 12"]),
+    "demo_user": (("get_weather", {"city": "Paris"}), ["sunny in paris", "goodbye"]),
+}
+
+TEXTS = {f"sentence_{i}": line for i, line in enumerate((SPEECH / "sentences.txt").read_text().splitlines(), 1)}
+TEXTS["demo_user"] = "What is the weather like in Paris today? Thank you. Goodbye."
+
+
+@pytest.mark.xdist_group("assistant")
+@pytest.mark.parametrize("wav", WAVS, ids=lambda p: p.stem)
+async def test_the_assistant_answers_each_request(voice_server, scripted_call, wav: Path) -> None:
+    from voiceclient import SessionConfig
+
+    server = await voice_server(scenario=RULES)
+    result = await scripted_call(server, wav, tools=TOOLS, session=SessionConfig.model_validate(SESSION_500MS))
+    expected_call, phrases = EXPECTED[wav.stem]
+    if expected_call is None:
+        assert result.tool_calls == []
+    else:
+        name, arguments = expected_call
+        assert_tool_called(result, name, **arguments)
+    assert_events_in_order(result, "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                           "response.created", "response.done")
+    assert_heard(result, *phrases)
+
+
+@pytest.mark.parametrize("wav", WAVS, ids=lambda p: p.stem)
+async def test_the_echo_brings_back_the_same_words(realtime_server, scripted_call, wav: Path) -> None:
+    result = await scripted_call(realtime_server, wav)
+    assert result.ended == "idle" and result.latencies
+    # As faithful as the recording itself: Whisper tiny.en gets some words of these recordings wrong as they are
+    # (up to 3 of 10 in sentence_2), so the echo may be that far from the text and one word in five further;
+    # garbled, cut or missing audio gets most words wrong.
+    as_recorded = word_error_rate(TEXTS[wav.stem], transcribe_wav(wav))
+    assert_heard_close_to(result, TEXTS[wav.stem], max_wer=as_recorded + 0.2)
