@@ -12,7 +12,7 @@ import secrets
 import typing
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceclient.protocol.session import SessionConfig, WireModel
 
@@ -64,6 +64,8 @@ class Item(BaseModel):
 # ----------------------------------------------------------------------------------------------- client
 class ClientEvent(WireModel):
     """Base of events the client sends. `event_id` is filled in so errors can be matched to requests."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use, as ServerEvent
 
     event_id: str | None = Field(default_factory=lambda: new_id("event"))
     _always: ClassVar[tuple[str, ...]] = ("type", "event_id")
@@ -164,7 +166,7 @@ AnyClientEvent = Annotated[KnownClientEvent, Field(discriminator="type")]
 
 # ----------------------------------------------------------------------------------------------- server
 class ServerEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on first use: a call meets a few types
     event_id: str | None = None
 
 
@@ -495,18 +497,21 @@ ReceivedServerEvent = Union[KnownServerEvent, UnknownEvent, MalformedEvent]
 ReceivedClientEvent = Union[KnownClientEvent, UnknownEvent, MalformedEvent]
 
 
-def _types_of(members: Any) -> frozenset[str]:
-    return frozenset(typing.get_args(m.model_fields["type"].annotation)[0] for m in typing.get_args(members))
+def _classes_of(members: Any) -> dict[str, type[BaseModel]]:
+    """The closed union as a map from `type` to its class: decoding picks the class by the discriminator, as a
+    discriminated union does, but only the classes of types actually received are ever built."""
+    return {name: m for m in typing.get_args(members) for name in typing.get_args(m.model_fields["type"].annotation)}
 
 
-_SERVER: TypeAdapter[KnownServerEvent] = TypeAdapter(AnyServerEvent)
-_CLIENT: TypeAdapter[KnownClientEvent] = TypeAdapter(AnyClientEvent)
-SERVER_EVENT_TYPES = _types_of(KnownServerEvent)
-CLIENT_EVENT_TYPES = _types_of(KnownClientEvent)
+_SERVER_CLASSES = _classes_of(KnownServerEvent)
+_CLIENT_CLASSES = _classes_of(KnownClientEvent)
+SERVER_EVENT_TYPES = frozenset(_SERVER_CLASSES)
+CLIENT_EVENT_TYPES = frozenset(_CLIENT_CLASSES)
 K = TypeVar("K", KnownServerEvent, KnownClientEvent)
 
 
-def _decode(text: str | bytes, adapter: TypeAdapter[K], known: frozenset[str]) -> K | UnknownEvent | MalformedEvent:
+def _decode(text: str | bytes, classes: dict[str, type[BaseModel]],
+            known: frozenset[str]) -> K | UnknownEvent | MalformedEvent:
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
         data = json.loads(raw)
@@ -518,19 +523,19 @@ def _decode(text: str | bytes, adapter: TypeAdapter[K], known: frozenset[str]) -
     if data["type"] not in known:
         return UnknownEvent.model_validate(data)
     try:
-        return adapter.validate_python(data)
+        return classes[data["type"]].model_validate(data)  # type: ignore[return-value]
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"][1:])
+        where = ".".join(str(p) for p in err["loc"])
         return MalformedEvent(raw=raw[:2000], reason=f"{where}: {err['msg']}", event_type=data["type"],
                               event_id=event_id)
 
 
 def parse_server_event(text: str | bytes) -> ReceivedServerEvent:
     """Decode one data-channel message from the server. Never raises."""
-    return _decode(text, _SERVER, SERVER_EVENT_TYPES)
+    return _decode(text, _SERVER_CLASSES, SERVER_EVENT_TYPES)
 
 
 def parse_client_event(text: str | bytes) -> ReceivedClientEvent:
     """Decode one data-channel message from a client (used by the embedded server). Never raises."""
-    return _decode(text, _CLIENT, CLIENT_EVENT_TYPES)
+    return _decode(text, _CLIENT_CLASSES, CLIENT_EVENT_TYPES)
