@@ -10,6 +10,7 @@ while the user pauses, what was said so far is already transcribed, and that is 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import time
@@ -42,7 +43,8 @@ class TurnHandler:
         self.conversation = conversation
         speech = ctx.speech
         self.vad = TurnDetector(ctx.turn_detection, speech.vad() if speech and vad != "energy" else None)
-        self.buffer: list[np.ndarray] = []
+        self.buffer: collections.deque[np.ndarray] = collections.deque()  # 24 kHz chunks, oldest first
+        self.buffered = 0  # samples in `buffer`, kept as it changes (summing per frame was O(n) per frame)
         self.buffer_start_ms = 0
         self.audio_samples = 0  # 24 kHz samples of input audio received in this session
         self.speech_item: str | None = None
@@ -58,6 +60,7 @@ class TurnHandler:
         if not pcm.size:
             return
         self.buffer.append(pcm)
+        self.buffered += pcm.size
         self.audio_samples += pcm.size
         for vad_event in self.vad.feed(pcm):
             self.ctx.post("vad", vad_event)
@@ -68,6 +71,7 @@ class TurnHandler:
     def append(self, pcm24: np.ndarray) -> None:
         """`input_audio_buffer.append`: audio the client sent as an event."""
         self.buffer.append(pcm24)
+        self.buffered += pcm24.size
         self.audio_samples += pcm24.size
 
     @property
@@ -75,12 +79,12 @@ class TurnHandler:
         return samples_to_ms(self.audio_samples, API_RATE)
 
     def _trim_buffer(self, keep_ms: int) -> None:
-        total = sum(c.size for c in self.buffer)
-        excess = total - keep_ms * API_RATE // 1000
+        excess = self.buffered - keep_ms * API_RATE // 1000
         while excess > 0 and self.buffer and self.buffer[0].size <= excess:
-            excess -= self.buffer[0].size
-            self.buffer_start_ms += samples_to_ms(self.buffer[0].size, API_RATE)
-            self.buffer.pop(0)
+            dropped = self.buffer.popleft()
+            excess -= dropped.size
+            self.buffered -= dropped.size
+            self.buffer_start_ms += samples_to_ms(dropped.size, API_RATE)
 
     def _take_buffer(self, start_ms: int | None = None, end_ms: int | None = None) -> np.ndarray:
         pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
@@ -88,7 +92,8 @@ class TurnHandler:
         hi = pcm.size if end_ms is None else max(lo, (end_ms - self.buffer_start_ms) * API_RATE // 1000)
         taken = pcm[lo:hi]
         rest = pcm[hi:]
-        self.buffer = [rest] if rest.size else []
+        self.buffer = collections.deque([rest] if rest.size else [])
+        self.buffered = rest.size
         self.buffer_start_ms = self.now_ms - samples_to_ms(rest.size, API_RATE)
         return taken
 
@@ -121,7 +126,7 @@ class TurnHandler:
 
     def commit(self) -> None:
         """`input_audio_buffer.commit` (push-to-talk, or a client's own VAD)."""
-        buffered = sum(c.size for c in self.buffer)
+        buffered = self.buffered
         if buffered < MIN_COMMIT_MS * API_RATE // 1000:
             raise ProtocolError(f"Error committing input audio buffer: buffer too small. Expected at least "
                                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
