@@ -555,6 +555,8 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
     print(f"soak: client RSS {base:.0f} MB after 30 s -> {rss_end:.0f} MB at the end ({rss_end - base:+.1f} MB); "
           f"recording drift between left and right {(max(drift) - min(drift)) * 1000 if drift else 0:.0f} ms; "
           f"event-loop lag p99 {p99:.1f} ms, max {lags[-1] / 10 if lags else 0:.1f} ms")
+    every_5 = rss_samples[::10]  # one sample each 30 s: every fifth minute, to tell growth from a plateau
+    print("soak: client RSS every 5 minutes: " + ", ".join(f"{m:.1f}" for m in every_5) + f", end {rss_end:.1f} MB")
 
 
 SCALE_SPEECH = ROOT / "fixtures" / "speech" / "sentence_1.wav"

@@ -112,13 +112,19 @@ async def test_authentication_failure_exits_3() -> None:
     assert code == 3 and "Incorrect API key" in err and "sk-wrong" not in err
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT as a terminal's foreground job gets it: pytest-xdist workers ignore SIGINT, their children inherit
+    that, and Python then installs no KeyboardInterrupt handler (a background job's Ctrl-C is meant to be ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
     rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "voiceclient", "call", "--input", str(FIXTURES / "long_tone_48k.wav"),
             "--record", str(rec), "--events", str(events), "--base-url", server.base_url, "--api-key", "sk-x",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
         assert proc.stdout is not None
         while b"connected" not in await asyncio.wait_for(proc.stdout.readline(), 20):
             pass
@@ -140,7 +146,7 @@ async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--vad", "energy", "--scenario",
         str(FIXTURES / "scenarios" / "long_reply.toml"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
     url = line.split("listening on ")[1].split()[0]

@@ -40,7 +40,7 @@ class EnergyProbability:
     hysteresis = 0.0
 
     def __call__(self, frame: np.ndarray) -> float:
-        return float(np.clip((rms_dbfs(frame) + 70.0) / 50.0, 0.0, 1.0))
+        return min(1.0, max(0.0, (rms_dbfs(frame) + 70.0) / 50.0))  # np.clip on a scalar cost 5x more
 
     def reset(self) -> None:
         pass
