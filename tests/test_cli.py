@@ -147,16 +147,21 @@ async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
         sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--vad", "energy", "--scenario",
         str(FIXTURES / "scenarios" / "long_reply.toml"), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-    url = line.split("listening on ")[1].split()[0]
-    code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url", url,
-                                   "--api-key", "sk-x", "--idle-exit", "0.5", "--max-duration", "8")
-    assert code == 0, err
-    assert "This is a long answer" in out
-    proc.send_signal(signal.SIGINT)
-    await asyncio.wait_for(proc.communicate(), 10)
-    assert proc.returncode == 130
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        url = line.split("listening on ")[1].split()[0]
+        code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url",
+                                       url, "--api-key", "sk-x", "--idle-exit", "0.5", "--max-duration", "8")
+        assert code == 0, err
+        assert "This is a long answer" in out
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 130
+    finally:
+        if proc.returncode is None:  # a failed test leaves no server behind
+            proc.kill()
+            await proc.wait()
 
 
 async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
