@@ -32,17 +32,21 @@ def test_the_plugin_is_registered_under_its_entry_point() -> None:
 
 def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_users_suite=f'''
+        import pytest
         from voiceclient.testing import assert_tool_called
 
+        @pytest.mark.asyncio
         async def test_passes(realtime_server, scripted_call):
             result = await scripted_call(realtime_server, {str(FIXTURES / "tone_440_16k_stereo.wav")!r})
             assert result.ended == "idle" and result.event_types[:2] == ["session.created", "session.updated"]
 
+        @pytest.mark.asyncio
         async def test_fails(realtime_server, scripted_call):
             result = await scripted_call(realtime_server, {str(FIXTURES / "tone_440_16k_stereo.wav")!r})
             assert_tool_called(result, "get_weather", city="Paris")
     ''')
-    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-W", "ignore")
+    # pytest-asyncio's default (strict) mode, as a user's suite has it unless it says otherwise
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore")
     run.assert_outcomes(passed=1, failed=1)
     text = run.stdout.str()
     assert "expected a call of get_weather(city='Paris'); the calls made: none" in text

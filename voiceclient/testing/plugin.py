@@ -10,8 +10,9 @@ models load once per process, so once per xdist worker):
   `voiceclient.testing.ScriptedCallResult` with its files under the test's tmp_path. When the test fails, the
   report names the conversation WAV and event log of every call it made, kept there for you to listen to.
 
-The only module of voiceclient that imports pytest. It imports nothing else at load time: a suite that does not
-use these fixtures pays nothing for them.
+Async fixtures through pytest-asyncio, so they work in its default strict mode (mark your tests
+`@pytest.mark.asyncio`) and in auto mode. The only module of voiceclient that imports pytest. It imports nothing
+else at load time: a suite that does not use these fixtures pays nothing for them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+try:  # async fixtures that work in pytest-asyncio's strict mode (its default) as well as in auto mode
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - the `test` extra brings pytest-asyncio
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from voiceclient.server import RealtimeServer
@@ -33,7 +39,7 @@ ServerFactory = Callable[..., Awaitable["RealtimeServer"]]
 ScriptedCall = Callable[..., Awaitable["ScriptedCallResult"]]
 
 
-@pytest.fixture
+@async_fixture
 async def voice_server() -> AsyncIterator[ServerFactory]:
     """A factory of embedded servers, all closed at the end of the test:
     `await voice_server()` (echo), `await voice_server(agent=True)`, `await voice_server(scenario=PATH)` (scripted
@@ -78,13 +84,13 @@ def _responder(scenario: str | Path | None, agent: bool) -> Any:
     return None
 
 
-@pytest.fixture
+@async_fixture
 async def realtime_server(voice_server: ServerFactory) -> RealtimeServer:
     """The embedded server with the echo responder and energy VAD."""
     return await voice_server()
 
 
-@pytest.fixture
+@async_fixture
 async def agent_server(voice_server: ServerFactory) -> RealtimeServer:
     """The embedded server with the offline agent (Silero VAD, STT, TTS)."""
     return await voice_server(agent=True)
