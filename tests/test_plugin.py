@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import FIXTURES
+
 pytestmark = pytest.mark.timeout(90)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HEAVY = {"numpy", "av", "aiortc", "httpx", "pydantic", "aiohttp", "onnxruntime", "faster_whisper"}
 
 

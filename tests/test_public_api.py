@@ -18,6 +18,12 @@ def test_public_api_is_pinned() -> None:
     for name in voiceclient.__all__:
         assert hasattr(voiceclient, name)
 
+    import voiceclient.testing as testing
+
+    for name in testing.__all__:
+        assert hasattr(testing, name), name
+    assert sorted(testing.__all__) == sorted(n for names in testing._WHERE.values() for n in names)
+
 
 def test_error_tree() -> None:
     e = voiceclient

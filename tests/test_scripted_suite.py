@@ -9,8 +9,6 @@ echo server, asserted on what comes back: the same words as the recording itself
 
 from __future__ import annotations
 
-import shutil
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -20,14 +18,12 @@ from voiceclient.testing import (
     assert_events_in_order, assert_heard, assert_heard_close_to, assert_tool_called, transcribe_wav, word_error_rate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ROOT / "fixtures" / "speech"
-RULES = ROOT / "fixtures" / "scenarios" / "assistant.toml"
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(find_spec("faster_whisper") is None or shutil.which("espeak-ng") is None,
-                       reason="the offline agent needs the agent extra and espeak-ng (scripts/test installs both)"),
-]
+from .conftest import FIXTURES, NEEDS_AGENT
+
+ROOT = FIXTURES.parent
+SPEECH = FIXTURES / "speech"
+RULES = FIXTURES / "scenarios" / "assistant.toml"
+pytestmark = [pytest.mark.timeout(90), NEEDS_AGENT]
 SESSION_500MS = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
                                                                           "silence_duration_ms": 500}}}}
 

@@ -8,8 +8,9 @@ package (the pytest plugin, `voiceclient serve`) loads only what it needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voiceclient.lazy import lazy_names
 
 if TYPE_CHECKING:
     from voiceclient.audio.sources import BufferSource, WavSource, load_audio
@@ -44,7 +45,7 @@ _WHERE = {
     "voiceclient.server": ["RealtimeServer"],
     "voiceclient.tools": ["ApprovalDecision", "ApprovalRequest", "Tool", "ToolContext", "tool"],
 }
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 __version__ = "0.1.0"
 
@@ -57,16 +58,3 @@ __all__ = [
     "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource",
     "__version__", "build_session", "load_audio", "parse_server_event", "tool",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voiceclient' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once: the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -234,22 +234,14 @@ async def run_devices(args: argparse.Namespace) -> int:
 
 async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.server import RealtimeServer
-    from voiceclient.server.agent import AgentResponder, is_agent_file
+    from voiceclient.server.agent import responder_for, scenario_faults
     from voiceclient.server.faults import FaultPlan, parse_fault
-    from voiceclient.server.responders import Responder, ScenarioResponder
     from voiceclient.server.speech import SpeechBackends
 
-    responder: Responder | None = None
-    if args.scenario and is_agent_file(args.scenario):
-        responder = AgentResponder.from_file(args.scenario)
-    elif args.scenario:
-        responder = ScenarioResponder.from_file(args.scenario)
-    elif args.agent:
-        responder = AgentResponder()
+    responder = responder_for(args.scenario or None, args.agent)
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)
-    specs = list(getattr(getattr(responder, "spec", None), "faults", None) or [])
-    faults = FaultPlan(specs + [parse_fault(text) for text in args.faults])
+    faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
                             vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults)
     try:

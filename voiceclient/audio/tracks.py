@@ -105,10 +105,6 @@ def frame_to_mono(frame: av.AudioFrame) -> np.ndarray:
     arr = frame.to_ndarray()
     if channels == 1:
         return arr.reshape(-1).astype(np.int16, copy=False)
-    if channels == 2:  # every frame aiortc decodes: (L + R) >> 1 in int32, a third of the time of a float mean
-        flat = arr.reshape(-1) if not frame.format.is_planar else np.stack((arr[0], arr[1]), axis=1).reshape(-1)
-        both = np.right_shift(flat[0::2].astype(np.int32) + flat[1::2], 1)
-        return np.asarray(both, np.int16)
     if frame.format.is_planar:
         mixed = arr.astype(np.int32).mean(axis=0)
     else:

@@ -37,6 +37,8 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCEncodedFrame, RTCRtpSender
 
+from voiceclient.audio.tracks import frame_to_mono
+
 log = logging.getLogger(__name__)
 _SENDER = "_RTCRtpSender__"
 _DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
@@ -65,10 +67,8 @@ class MonoOpusEncoder:
         if frame.format.name != "s16" or frame.sample_rate != OPUS_RATE or frame.layout.name not in ("mono", "stereo"):
             raise ValueError(f"the Opus encoder takes 48 kHz s16 mono or stereo, not {frame.format.name} "
                              f"{frame.layout.name} at {frame.sample_rate} Hz")
-        if frame.layout.name == "stereo":
-            packed = np.frombuffer(memoryview(frame.planes[0]), np.int16, count=2 * frame.samples)
-            mono = np.right_shift(packed[0::2].astype(np.int32) + packed[1::2], 1).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="s16", layout="mono")
+        if frame.layout.name == "stereo":  # never from OutboundTrack, which sends mono
+            frame = av.AudioFrame.from_ndarray(frame_to_mono(frame).reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = OPUS_RATE
         frame.pts = self._samples
         frame.time_base = _TIME_BASE
@@ -122,7 +122,6 @@ async def _next_encoded_frame(self: RTCRtpSender, codec: Any) -> RTCEncodedFrame
     if not isinstance(encoder, MonoOpusEncoder):
         encoder = MonoOpusEncoder()
         setattr(self, _SENDER + "encoder", encoder)
-    setattr(self, _SENDER + "force_keyframe", False)  # meaningless for audio; kept as aiortc keeps it
     payloads, timestamp = encoder.encode(data)
     if not payloads or timestamp is None:
         return None
@@ -131,7 +130,7 @@ async def _next_encoded_frame(self: RTCRtpSender, codec: Any) -> RTCEncodedFrame
 
 def use_inline_encoder(sender: RTCRtpSender) -> None:
     """Encode this audio sender's frames on the event loop (before media flows)."""
-    for name in ("track", "encoder", "force_keyframe"):
+    for name in ("track", "encoder"):
         if not hasattr(sender, _SENDER + name):
             raise RuntimeError(f"aiortc's RTCRtpSender no longer has {_SENDER + name}; voiceclient.rtc.inline "
                                "needs updating for this aiortc version")

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.errors import ConfigError
 from voiceclient.server.faults import FaultSpec
-from voiceclient.server.responders import (earlier_fields, fill_template, FunctionCall, output_fields, ResponsePlan,
-                                           Speech, TurnContext)
+from voiceclient.server.responders import (earlier_fields, fill_template, FunctionCall, output_fields, Responder,
+                                           ResponsePlan, ScenarioResponder, Speech, TurnContext)
 
 
 class AgentCall(BaseModel):
@@ -125,3 +125,17 @@ def is_agent_file(path: str | Path) -> bool:
     except ConfigError:
         return False
     return "turns" not in data and ("rules" in data or "fallback" in data)
+
+
+def responder_for(scenario: str | Path | None = None, agent: bool = False) -> Responder | None:
+    """The responder `voiceclient serve` and the pytest plugin give a server: agent rules or scripted turns from a
+    file (told apart by their contents), the default agent, or None (the echo)."""
+    if scenario is not None:
+        return AgentResponder.from_file(scenario) if is_agent_file(scenario) else ScenarioResponder.from_file(scenario)
+    return AgentResponder() if agent else None
+
+
+def scenario_faults(responder: Responder | None) -> list[FaultSpec]:
+    """The `[[faults]]` of a scenario or agent file (none for the echo)."""
+    spec = getattr(responder, "spec", None)
+    return list(getattr(spec, "faults", None) or [])

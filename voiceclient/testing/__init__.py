@@ -15,8 +15,9 @@ extra).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voiceclient.lazy import lazy_names
 
 if TYPE_CHECKING:
     from voiceclient.testing.asserts import (
@@ -33,24 +34,10 @@ _WHERE = {
     "voiceclient.testing.devices": ["virtual_audio_devices"],
     "voiceclient.testing.speech": ["speech_backends", "transcribe", "transcribe_wav"],
 }
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
     "ScriptedCallResult", "ToolCall", "assert_events_in_order", "assert_heard", "assert_heard_close_to",
     "assert_tool_called", "run_scripted_call", "speech_backends", "transcribe", "transcribe_wav",
     "virtual_audio_devices", "word_error_rate",
 ]
-assert sorted(__all__) == sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'voiceclient.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

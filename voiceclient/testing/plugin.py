@@ -50,16 +50,17 @@ async def voice_server() -> AsyncIterator[ServerFactory]:
 
     async def make(*, scenario: str | Path | None = None, agent: bool = False,
                    faults: list[FaultSpec] | None = None, **kwargs: Any) -> RealtimeServer:
+        from voiceclient.server.agent import responder_for, scenario_faults
         from voiceclient.server.faults import FaultPlan
 
-        responder = _responder(scenario, agent)
+        responder = responder_for(scenario, agent)
         speech = kwargs.pop("speech", None)
         if speech is None and (agent or getattr(responder, "listens", False)):
             from voiceclient.testing.speech import speech_backends
 
             speech = speech_backends()
-        specs = list(getattr(getattr(responder, "spec", None), "faults", None) or []) + list(faults or [])
-        server = RealtimeServer(port=0, responder=responder, speech=speech, faults=FaultPlan(specs), **kwargs)
+        plan = FaultPlan(scenario_faults(responder) + list(faults or []))
+        server = RealtimeServer(port=0, responder=responder, speech=speech, faults=plan, **kwargs)
         await server.start()
         servers.append(server)
         return server
@@ -69,19 +70,6 @@ async def voice_server() -> AsyncIterator[ServerFactory]:
     finally:
         for server in reversed(servers):
             await server.close()
-
-
-def _responder(scenario: str | Path | None, agent: bool) -> Any:
-    if scenario is not None:
-        from voiceclient.server.agent import AgentResponder, is_agent_file
-        from voiceclient.server.responders import ScenarioResponder
-
-        return AgentResponder.from_file(scenario) if is_agent_file(scenario) else ScenarioResponder.from_file(scenario)
-    if agent:
-        from voiceclient.server.agent import AgentResponder
-
-        return AgentResponder()
-    return None
 
 
 @async_fixture
