@@ -43,7 +43,7 @@ async def test_the_sdk_joins_a_call_and_drives_it(tmp_path) -> None:
             await client.close()
 
 
-async def test_unknown_calls_and_missing_call_ids_are_refused() -> None:
+async def test_unknown_calls_and_sessions_without_a_model_are_refused() -> None:
     import httpx
 
     async with RealtimeServer(port=0) as server:
@@ -53,6 +53,7 @@ async def test_unknown_calls_and_missing_call_ids_are_refused() -> None:
             unknown = await http.get("/realtime", params={"call_id": "rtc_nope"}, headers=headers)
             assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "call_id_not_found"
             missing = await http.get("/realtime", headers=headers)
-            assert missing.status_code == 400 and missing.json()["error"]["param"] == "call_id"
+            # neither a call to join nor a model for a new WebSocket session
+            assert missing.status_code == 400 and missing.json()["error"]["param"] == "model"
             no_key = await http.get("/realtime", params={"call_id": "rtc_nope"})
             assert no_key.status_code == 401

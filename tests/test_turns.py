@@ -151,12 +151,28 @@ async def test_one_output_per_call_then_exactly_one_response_create(call: VoiceC
     await transport.wait_sent("response.create")
     out = outputs(transport)
     assert out["c1"] == 4
-    assert "unknown tool 'missing'" in out["c2"]["error"]
+    assert "c2" not in out  # not a tool of this client: another client of the session answers it
     assert "timed out after 0.1 s" in out["c3"]["error"]
     assert "not valid JSON" in out["c4"]["error"]
     assert out["c5"]["error"].startswith("invalid arguments: x:")
-    assert transport.sent_types() == ["conversation.item.create"] * 5 + ["response.create"]
-    assert call.tool_calls == 5 and call.turns.requested and not call.turns.tools_pending
+    assert transport.sent_types() == ["conversation.item.create"] * 4 + ["response.create"]
+    assert call.tool_calls == 4 and call.turns.requested
+    assert call.foreign_tool_calls == [("missing", "c2")] and call.turns.tools_pending == {"c2"}
+
+
+async def test_a_call_only_of_tools_it_did_not_declare_gets_no_output_and_no_response(
+        call: VoiceCall, transport: ScriptedTransport) -> None:
+    created(transport, "r1")
+    function_call(transport, "r1", "c1", "lookup_weather", '{"city": "Paris"}')
+    done(transport, "r1")
+    await call.events_handled()
+    assert transport.sent_of("conversation.item.create") == [] and transport.sent_of("response.create") == []
+    assert call.foreign_tool_calls == [("lookup_weather", "c1")]
+    assert call.busy  # the conversation still owes that call an output: the call waits for the backend's
+    transport.emit({"type": "conversation.item.added", "previous_item_id": None,
+                    "item": {"id": "item_out", "type": "function_call_output", "call_id": "c1", "output": "{}"}})
+    await call.events_handled()
+    assert not call.busy and transport.sent_of("conversation.item.create") == []
 
 
 async def test_no_response_create_before_response_done(call: VoiceCall, transport: ScriptedTransport) -> None:

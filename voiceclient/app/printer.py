@@ -23,6 +23,7 @@ class TranscriptPrinter:
         self.tools_called: list[str] = []
         self.transcript: list[tuple[str, str]] = []
         self._streaming = False
+        self._own_tools: set[str] = set()
 
     @property
     def stream(self) -> TextIO:
@@ -44,6 +45,8 @@ class TranscriptPrinter:
     def attach(self, call: VoiceCall) -> None:
         """Follow `call` from now on: its clock, and the events the transcript shows."""
         self.t0 = call.t0
+        self._own_tools = {t.name for t in call.tools}
+        call.on(ev.ResponseFunctionCallArgumentsDone, self.on_function_call)
         call.on(ev.SpeechStarted, self.on_speech_started)
         call.on(ev.InputAudioBufferCommitted, self.on_committed)
         call.on(ev.InputTranscriptionCompleted, self.on_user_transcript)
@@ -111,6 +114,11 @@ class TranscriptPrinter:
             extra = item.model_extra or {}
             result = extra.get("output") if extra.get("error") is None else f"failed: {extra['error']}"
             self.line(f"mcp: {extra.get('server_label')}/{item.name}({item.arguments}) -> {result}")
+
+    def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
+        if event.name not in self._own_tools:
+            self.line(f"tool: {event.name}({event.arguments}) is not a tool of this client; left to the one that "
+                      "declared it (a sideband backend)")
 
     def tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
         self.tools_called.append(name)

@@ -709,3 +709,9 @@ class VoiceCall:
     @property
     def tool_calls(self) -> int:
         return self._runner.calls_run
+
+    @property
+    def foreign_tool_calls(self) -> list[tuple[str, str]]:
+        """(name, call_id) of the function calls for tools this client did not declare, left unanswered for the
+        client that did (a sideband backend)."""
+        return list(self._runner.foreign_calls)

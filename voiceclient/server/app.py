@@ -1,10 +1,15 @@
-"""HTTP routes of the embedded server, shaped like api.openai.com/v1 for the WebRTC side of the Realtime API.
+"""HTTP routes of the embedded server, shaped like api.openai.com/v1 for the Realtime API, both transports.
 
 - `POST /v1/realtime/calls`: multipart (`sdp`, optional `session`; part content types optional, as browser
   FormData sends none) with any bearer key (or the one given to `--api-key`), or raw `application/sdp` with an
   `ek_` key issued by this server. 201, `application/sdp`, `Location: /v1/realtime/calls/rtc_<hex>`.
 - `POST /v1/realtime/calls/{id}/hangup`: 200, or 404 for an unknown call.
 - `POST /v1/realtime/client_secrets`: `{value: "ek_…", expires_at, session}`.
+- `GET /v1/realtime?model=M` (WebSocket): a whole session over the socket (`server/websocket.py`). The key comes
+  as `Authorization: Bearer` (a project key or an `ek_`) or, from a browser, as the subprotocol
+  `openai-insecure-api-key.<key>` beside `realtime`. No key at all: 401 before the upgrade; a wrong key: the
+  upgrade, an `invalid_api_key` error event, then close code 3000 (as the real service does).
+- `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 """
 
@@ -24,6 +29,8 @@ from aiohttp import BodyPartReader, web
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.peer import InvalidOffer
 from voiceclient.server.call import ServerCall
+from voiceclient.server.session import ServerSession
+from voiceclient.server.websocket import WebSocketSession
 from voiceclient.server.faults import FaultPlan
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session_rules import apply_update, default_session
@@ -32,6 +39,8 @@ from voiceclient.server.speech import SpeechBackends
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
+WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept, OpenAI-Organization, OpenAI-Project, "
@@ -48,26 +57,31 @@ class RealtimeServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
                  api_key: str | None = None, max_call_seconds: float = 3600.0,
-                 speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None) -> None:
+                 speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None,
+                 pace_websocket_audio: bool = False) -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
-        `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"."""
+        `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
+        sessions get their answer audio in real time instead of as fast as it is made."""
         self.speech = speech
         self.vad = vad
         self.faults = faults or FaultPlan()
-        self.calls_created = 0  # also refused ones count: `call = N` in a fault means the Nth create-call
+        self.pace_websocket_audio = pace_websocket_audio
+        self.calls_created = 0  # also refused ones count: `call = N` in a fault means the Nth call or session
         self.host = host
         self.port = port
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
         self.api_key = api_key
         self.max_call_seconds = max_call_seconds
-        self.calls: dict[str, ServerCall] = {}  # live calls
-        self.history: collections.deque[ServerCall] = collections.deque(maxlen=32)  # recent calls, for inspection
+        self.calls: dict[str, ServerCall] = {}  # live WebRTC calls
+        self.sessions: dict[str, WebSocketSession] = {}  # live WebSocket sessions
+        # recent calls and sessions, for inspection
+        self.history: collections.deque[ServerSession] = collections.deque(maxlen=32)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
         self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
-        self.app.router.add_get("/v1/realtime", self.sideband)
+        self.app.router.add_get("/v1/realtime", self.realtime_websocket)
         self.app.router.add_get("/", self.index)
         self._runner: web.AppRunner | None = None
 
@@ -86,7 +100,8 @@ class RealtimeServer:
         return self
 
     async def close(self) -> None:
-        await asyncio.gather(*(c.close() for c in list(self.calls.values())), return_exceptions=True)
+        live: list[ServerSession] = [*self.calls.values(), *self.sessions.values()]
+        await asyncio.gather(*(c.close() for c in live), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -150,7 +165,7 @@ class RealtimeServer:
 
     async def index(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "voiceclient.server", "base_url": self.base_url,
-                                  "calls": len(self.calls)})
+                                  "calls": len(self.calls), "websocket_sessions": len(self.sessions)})
 
     # ------------------------------------------------------------------------------------------ routes
     async def create_call(self, request: web.Request) -> web.Response:
@@ -264,20 +279,69 @@ class RealtimeServer:
         self.secrets[value] = (expires_at, session)
         return web.json_response({"value": value, "expires_at": expires_at, "session": session})
 
+    async def realtime_websocket(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/realtime`: with `call_id`, the sideband of a live call; else a WebSocket session."""
+        if request.query.get("call_id"):
+            return await self.sideband(request)
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        key = next((p.removeprefix(INSECURE_KEY) for p in offered if p.startswith(INSECURE_KEY)), None)
+        if request.headers.get("Authorization") or key is None:
+            key = self._bearer(request)
+        if request.headers.get("OpenAI-Beta") or "openai-beta.realtime-v1" in offered:
+            raise ProtocolError("The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
+                                "GA API.", "beta_api_shape_disabled")
+        model = request.query.get("model")
+        refused: ProtocolError | None = None
+        session = default_session(model)
+        try:
+            if key.startswith("ek_"):
+                secret = {k: v for k, v in self._secret(key).items() if k not in ("object", "id", "expires_at")}
+                session = apply_update(default_session(secret.get("model")), secret, audio_started=False)
+            else:
+                self._check_key(key)
+        except ProtocolError as exc:
+            if exc.code != "invalid_api_key":
+                raise
+            refused = exc
+        if refused is None and not model and not key.startswith("ek_"):
+            raise ProtocolError("Missing required parameter: 'model'.", "missing_required_parameter", "model")
+        ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
+        if refused is not None:  # the real service upgrades, says why in an error event, and closes with 3000
+            await ws.prepare(request)
+            await ws.send_json(refused.event())
+            await ws.close(code=3000, message=b"invalid_request_error.invalid_api_key")
+            return ws
+        self.calls_created += 1
+        refusal = self.faults.http_refusal(self.calls_created)
+        if refusal is not None:
+            log.info("websocket session %d: injected HTTP %d", self.calls_created, refusal.status)
+            raise refusal
+        if self.speech is not None:
+            await self.speech.ready()
+        await ws.prepare(request)
+        ws_session = WebSocketSession(session["id"], session, self.responder_factory(), request, ws,
+                                      pace_audio=self.pace_websocket_audio, on_closed=self._on_call_closed,
+                                      max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad,
+                                      faults=self.faults.for_call(self.calls_created))
+        self.sessions[ws_session.id] = ws_session
+        self.history.append(ws_session)
+        log.info("websocket session %s created (model %s)", ws_session.id, session["model"])
+        await ws_session.serve()
+        return ws
+
     async def sideband(self, request: web.Request) -> web.StreamResponse:
         """`GET /v1/realtime?call_id=rtc_…` (WebSocket): a backend joins a live call."""
         key = self._bearer(request)
         self._check_key(key)
-        call_id = request.query.get("call_id")
-        if not call_id:
-            raise ProtocolError("This server offers the Realtime WebSocket only as a sideband of a WebRTC call: "
-                                "pass ?call_id=rtc_….", "missing_required_parameter", "call_id")
+        call_id = request.query.get("call_id", "")
         call = self.calls.get(call_id)
         if call is None:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id",
                                 status=404)
         return await serve_sideband(request, call)
 
-    def _on_call_closed(self, call: ServerCall) -> None:
+    def _on_call_closed(self, call: ServerSession) -> None:
         if self.calls.pop(call.id, None) is not None:
             log.info("call %s ended", call.id)
+        elif self.sessions.pop(call.id, None) is not None:
+            log.info("websocket session %s ended", call.id)

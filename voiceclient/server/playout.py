@@ -1,17 +1,48 @@
-"""The server's output audio: queued PCM tagged by response, played out as the outbound track reads it.
+"""The server's output audio. `AudioOutput` is what the response engine writes to; the WebRTC edge's is the
+`PlayoutQueue` here (queued PCM tagged by response, played out as the outbound track reads it), the WebSocket
+edge's is `server/deltas.py` (`response.output_audio.delta` events).
 
-What `output_audio_buffer.started/stopped/cleared` and truncation are measured against: a response's audio has
-been heard up to the samples the track has read.
+Over WebRTC, what `output_audio_buffer.started/stopped/cleared` and truncation are measured against: a response's
+audio has been heard up to the samples the track has read.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
+from voiceclient.audio.format import RTP_RATE
 from voiceclient.audio.sources import AudioSource
+
+
+class AudioOutput(Protocol):
+    """Where a session's answer audio goes, tagged by response id, at `rate`.
+
+    `announces_playout`: the server knows what was heard (it plays the audio out itself), so it sends
+    `output_audio_buffer.*` and truncates on barge-in; otherwise the client plays it and truncates.
+    `played(tag)`: samples heard (or sent); `clear()` drops what is queued and returns, per tag, what was played.
+    `flushed(tag)` waits until every sample queued for `tag` has left.
+    """
+
+    rate: int
+    announces_playout: bool
+    on_start: Callable[[str], None] | None
+    on_drain: Callable[[str, int], None] | None
+
+    def put(self, tag: str, pcm: np.ndarray, ids: dict[str, Any] | None = None) -> None: ...
+
+    def close(self, tag: str) -> None: ...
+
+    def played(self, tag: str) -> int: ...
+
+    def pending(self, tag: str | None = None) -> int: ...
+
+    def clear(self) -> dict[str, int]: ...
+
+    async def flushed(self, tag: str) -> None: ...
 
 
 class PlayoutQueue(AudioSource):
@@ -21,6 +52,9 @@ class PlayoutQueue(AudioSource):
     of a tag that was `close`d has been read. `clear()` drops everything queued (barge-in) and returns, per tag,
     how many samples had actually been played.
     """
+
+    rate = RTP_RATE
+    announces_playout = True
 
     def __init__(
         self,
@@ -34,7 +68,7 @@ class PlayoutQueue(AudioSource):
         self.on_start = on_start
         self.on_drain = on_drain
 
-    def put(self, tag: str, pcm: np.ndarray) -> None:
+    def put(self, tag: str, pcm: np.ndarray, ids: dict[str, Any] | None = None) -> None:
         if pcm.size:
             self._chunks.append((tag, np.asarray(pcm, dtype=np.int16)))
             self._queued[tag] = self._queued.get(tag, 0) + pcm.size
@@ -45,6 +79,9 @@ class PlayoutQueue(AudioSource):
         self._closed.add(tag)
         if self._queued.get(tag, 0) == 0:
             self._finish(tag)
+
+    async def flushed(self, tag: str) -> None:
+        """Nothing to wait for: the track reads the audio in real time, and the response's events need not."""
 
     def played(self, tag: str) -> int:
         return self._played.get(tag, 0)

@@ -1,10 +1,11 @@
 """How the embedded server answers: the response engine. A response's full event sequence, its playout,
 cancellation and truncation.
 
-A response runs as an owned task so `response.cancel` and barge-in can reach it while it thinks; its audio plays
-out through the session's `PlayoutQueue`, which is what `output_audio_buffer.started/stopped/cleared` and
-truncation are measured against. The engine works on the conversation it is given and sends through the session
-context; it knows nothing of WebRTC.
+A response runs as an owned task so `response.cancel` and barge-in can reach it while it thinks; its audio goes
+to the session's `AudioOutput`. Over WebRTC that is the playout queue, which is what
+`output_audio_buffer.started/stopped/cleared` and the server's own truncation are measured against; over a
+WebSocket it is audio delta events, the client plays and truncates, and none of those events exist. The engine
+works on the conversation it is given and sends through the session context; it knows nothing of transports.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
+from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import Send, SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio, word_offsets
-from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.playout import AudioOutput
 from voiceclient.tasks import cancel_and_wait
 from voiceclient.server.responders import (
     FunctionCall, McpApprovalRequest, McpCall, ResponsePlan, Speech, TurnContext, placeholder_audio,
@@ -38,19 +39,19 @@ class ActiveResponse:
     obj: dict[str, Any]
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
-    audio_items: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)  # item, start, end (48k)
-    queued: int = 0  # samples queued for playout (48 kHz)
+    audio_items: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)  # item, start, end
+    queued: int = 0  # samples queued for output (at the output's rate)
     cleared: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ResponseEngine:
-    def __init__(self, ctx: SessionContext, conversation: Conversation, playout: PlayoutQueue,
+    def __init__(self, ctx: SessionContext, conversation: Conversation, output: AudioOutput,
                  transcript_of: Callable[[str], Awaitable[str | None]], input_seconds: Callable[[], float],
                  on_audio_stopped: Callable[[], None] = lambda: None) -> None:
         self.ctx = ctx
         self.conversation = conversation
-        self.playout = playout
+        self.output = output
         self.transcript_of = transcript_of  # the user turn's transcript, for responders that listen
         self.input_seconds = input_seconds  # input audio so far (for the usage estimate)
         self.on_audio_stopped = on_audio_stopped  # the assistant's audio has finished playing (not cleared)
@@ -62,8 +63,8 @@ class ResponseEngine:
         self.call_origins: dict[str, Any] = {}  # function call_id -> what the responder attached to it
         self.mcp_pending: dict[str, McpApprovalRequest] = {}  # approval request item id -> the request
         self.mcp_listed: set[str] = set()
-        playout.on_start = self._on_playout_start
-        playout.on_drain = self._on_playout_drain
+        output.on_start = self._on_playout_start
+        output.on_drain = self._on_playout_drain
 
     @property
     def send(self) -> Send:
@@ -153,7 +154,7 @@ class ResponseEngine:
         modalities = (params.output_modalities if params and params.output_modalities
                       else self.session["output_modalities"])
         resp_id = new_id("resp")
-        conversation = None if params and params.conversation == "none" else "conv_" + self.ctx.id.removeprefix("rtc_")
+        conversation = None if params and params.conversation == "none" else "conv_" + self.ctx.id.split("_", 1)[-1]
         obj = {"object": "realtime.response", "id": resp_id, "status": "in_progress", "status_details": None,
                "output": [], "conversation_id": conversation, "output_modalities": modalities,
                "max_output_tokens": (params.max_output_tokens if params and params.max_output_tokens
@@ -212,11 +213,11 @@ class ResponseEngine:
             self.send({"type": "response.done", "response": resp.obj})
             if self.active is resp:
                 self.active = None
-            self.playout.close(resp.id)
+            self.output.close(resp.id)
 
     def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
         text = sum(len(json.dumps(it)) // 4 for it in resp.obj["output"])
-        audio_out = int(resp.queued / RTP_RATE * 10)
+        audio_out = int(resp.queued / self.output.rate * 10)
         audio_in = int(self.input_seconds() * 10)
         text_in = sum(len(json.dumps(it)) // 4 for it in self.conversation.items) // 2
         return {"total_tokens": text + audio_out + audio_in + text_in, "input_tokens": audio_in + text_in,
@@ -261,12 +262,13 @@ class ResponseEngine:
             if audio and pcm24 is None:
                 pcm24 = placeholder_audio(speech.text)
             if audio and pcm24 is not None and pcm24.size:
-                pcm48 = resample(pcm24, API_RATE, RTP_RATE)
+                rate = self.output.rate
+                pcm = resample(pcm24, API_RATE, rate) if rate != API_RATE else pcm24
                 start = resp.queued
-                self.playout.put(resp.id, pcm48)
-                resp.queued += pcm48.size
+                self.output.put(resp.id, pcm, ids)
+                resp.queued += pcm.size
                 resp.audio_items.append((item, start, resp.queued))
-                self.conversation.audio[item_id] = ItemAudio(pcm48, RTP_RATE)
+                self.conversation.audio[item_id] = ItemAudio(pcm, rate)
                 self.audio_started = True
                 try:
                     await asyncio.wait_for(resp.started.wait(), 0.5)
@@ -276,12 +278,14 @@ class ResponseEngine:
             for offset, word in word_offsets(speech.text):
                 if audio and speech.paced:  # each word goes out when its audio does
                     due = start + int(total * offset / max(1, len(speech.text)))
-                    while self.playout.played(resp.id) < due and not resp.cleared and self.playout.pending(resp.id):
+                    while self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id):
                         await asyncio.sleep(0.01)
                 said += word
                 self.send({"type": "response.output_audio_transcript.delta" if audio else
                            "response.output_text.delta", **ids, "delta": word})
                 await asyncio.sleep(0)
+            if audio:  # every audio delta before `response.output_audio.done` (a paced WebSocket output)
+                await self.output.flushed(resp.id)
         except asyncio.CancelledError:
             status = "incomplete"
             raise
@@ -359,10 +363,13 @@ class ResponseEngine:
         """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
         if self.active is not None:
             await self.cancel(self.active, reason)
-        self.clear_output()
+        if self.output.announces_playout:
+            self.clear_output()
+        else:  # the client plays the audio: the unsent rest is dropped, and the client truncates
+            self.output.clear()
 
     def clear_output(self) -> bool:
-        played = self.playout.clear()
+        played = self.output.clear()
         for resp_id, samples in played.items():
             resp = self.responses.get(resp_id)
             if resp is None:
@@ -371,7 +378,8 @@ class ResponseEngine:
             for item, start, end in resp.audio_items:
                 heard = min(max(samples - start, 0), end - start)
                 if heard < end - start:
-                    self._truncate(item, samples_to_ms(heard, RTP_RATE), samples_to_ms(end - start, RTP_RATE))
+                    rate = self.output.rate
+                    self._truncate(item, samples_to_ms(heard, rate), samples_to_ms(end - start, rate))
             self.send({"type": "output_audio_buffer.cleared", "response_id": resp_id})
         return bool(played)
 
@@ -379,12 +387,14 @@ class ResponseEngine:
         resp = self.responses.get(resp_id)
         if resp is not None and not resp.started.is_set():
             resp.started.set()
-            self.send({"type": "output_audio_buffer.started", "response_id": resp_id})
+            if self.output.announces_playout:
+                self.send({"type": "output_audio_buffer.started", "response_id": resp_id})
 
     def _on_playout_drain(self, resp_id: str, played: int) -> None:
         resp = self.responses.get(resp_id)
         if resp is not None and resp.started.is_set() and not resp.cleared:
-            self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
+            if self.output.announces_playout:
+                self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
             if self.active is None:
                 self.on_audio_stopped()
 

@@ -1,8 +1,8 @@
 """The user's side of a server session: the input audio buffer, turn detection, transcription and the idle timer.
 
-Audio arrives as 48 kHz RTP frames (or `input_audio_buffer.append` chunks) and is kept at 24 kHz. Voice activity
-decisions are posted into the session's ordered queue and come back through `on_vad`, which says what the turn
-did (`TurnEvent`) so the session can interrupt or answer. A committed turn becomes a user item in the
+Audio arrives at 24 kHz (resampled from RTP by the WebRTC edge, or decoded from `input_audio_buffer.append`).
+Voice activity decisions are posted into the session's ordered queue and come back through `on_vad`, which says
+what the turn did (`TurnEvent`) so the session can interrupt or answer. A committed turn becomes a user item in the
 conversation and is transcribed once (for a listening responder, and for the client when the session asks);
 while the user pauses, what was said so far is already transcribed, and that is kept if the pause ends the turn.
 """
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceclient.audio.format import API_RATE, RTP_RATE, samples_to_ms
-from voiceclient.audio.resample import Resampler
+from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import SessionContext
@@ -52,11 +51,10 @@ class TurnHandler:
         self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
         self.speculative: tuple[str, asyncio.Task[str | None]] | None = None  # (speech item, early transcript)
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._resampler = Resampler(RTP_RATE, API_RATE)
 
     # ------------------------------------------------------------------------------------------ audio in
-    def on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
-        pcm = self._resampler.process(pcm48)
+    def append(self, pcm: np.ndarray) -> None:
+        """Input audio at 24 kHz (from RTP, or an `input_audio_buffer.append`): buffered, and through the VAD."""
         if not pcm.size:
             return
         self.buffer.append(pcm)
@@ -67,12 +65,6 @@ class TurnHandler:
         if not self.vad.speaking and self.speech_item is None:
             keep = MANUAL_BUFFER_MS if self.ctx.turn_detection is None else max(self.vad.prefix_ms, 0) + 200
             self._trim_buffer(keep)
-
-    def append(self, pcm24: np.ndarray) -> None:
-        """`input_audio_buffer.append`: audio the client sent as an event."""
-        self.buffer.append(pcm24)
-        self.buffered += pcm24.size
-        self.audio_samples += pcm24.size
 
     @property
     def now_ms(self) -> int:

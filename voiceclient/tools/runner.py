@@ -3,8 +3,11 @@
 - On `response.function_call_arguments.done` the call runs as an owned task, concurrently with the others of the
   same response. Its arguments are validated first; a tool marked `needs_approval` then goes through the approver;
   the tool runs under its timeout. Every call gets exactly one `function_call_output`: the result as JSON text, or a
-  short `{"error": …}` the model can read (unknown tool, invalid JSON or arguments, refused, exception, timeout,
-  cancelled by the user's interruption).
+  short `{"error": …}` the model can read (invalid JSON or arguments, refused, exception, timeout, cancelled by
+  the user's interruption).
+- A call of a tool this client did not declare is not answered: in the sideband split another client of the same
+  session (a backend) owns that tool and sends its output; two outputs for one call id would be wrong. It is
+  reported locally instead: a log line, `foreign_calls`, and the `on_foreign_call` hook (the printer's line).
 - Once the response's `response.done` has arrived and every call of it has its output, one `response.create`
   follows (through `TurnState.request_response`, which retries it once after the active response if the server
   answers `conversation_already_has_active_response`), only if the response completed and none of its calls was
@@ -58,6 +61,7 @@ def error_output(message: str) -> str:
 
 
 ToolResultHook = Callable[[str, str, str, float], None]  # (name, arguments, output, seconds)
+ForeignCallHook = Callable[[str, str, str], None]  # (name, call_id, arguments) of a call this client does not own
 
 
 class ResponseRequester(Protocol):
@@ -78,14 +82,15 @@ class _ResponseCalls:
 @dataclasses.dataclass
 class _Running:
     task: asyncio.Task[None]
-    tool: Tool | None
+    tool: Tool
     interrupted: bool = False
 
 
 class ToolRunner:
     def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], responses: ResponseRequester,
                  timeout: float = DEFAULT_TIMEOUT, on_result: ToolResultHook | None = None,
-                 approver: Approver | None = None, handle: CallHandle | None = None) -> None:
+                 approver: Approver | None = None, handle: CallHandle | None = None,
+                 on_foreign_call: ForeignCallHook | None = None) -> None:
         self.tools = {t.name: t for t in tools}
         self.send = send
         self.responses = responses
@@ -93,7 +98,9 @@ class ToolRunner:
         self.on_result = on_result  # (name, arguments, output, seconds) for the UI and summaries
         self.approver = approver
         self.handle = handle
+        self.on_foreign_call = on_foreign_call
         self.calls_run = 0
+        self.foreign_calls: list[tuple[str, str]] = []  # (name, call_id) of calls left to another client
         self._responses: dict[str, _ResponseCalls] = {}
         self._running: dict[str, _Running] = {}
         self._approvals = 0
@@ -133,12 +140,19 @@ class ToolRunner:
     def interrupt(self) -> None:
         """Cancel the running `cancel_on_interrupt` tools; each reports the interruption as its output."""
         for running in self._running.values():
-            if running.tool is not None and running.tool.cancel_on_interrupt and not running.interrupted:
+            if running.tool.cancel_on_interrupt and not running.interrupted:
                 running.interrupted = True
                 running.task.cancel()
 
     # ------------------------------------------------------------------------------------------ function calls
     def _start(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
+        if name not in self.tools:
+            self.foreign_calls.append((name, call_id))
+            log.info("function call %s of %r: not a tool of this client; left to the client that declared it",
+                     call_id, name)
+            if self.on_foreign_call is not None:
+                self.on_foreign_call(name, call_id, arguments)
+            return
         if call_id in self._running:
             log.warning("function call %s announced twice; running it once", call_id)
             return
@@ -146,7 +160,7 @@ class ToolRunner:
         calls.pending.add(call_id)
         calls.had_calls = True
         task = self._tasks.spawn(self._run(response_id, call_id, name, arguments), f"tool {name} ({call_id})")
-        self._running[call_id] = _Running(task, self.tools.get(name))
+        self._running[call_id] = _Running(task, self.tools[name])
 
     async def _run(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         loop = asyncio.get_running_loop()
@@ -173,9 +187,7 @@ class ToolRunner:
         self._maybe_continue(calls)
 
     async def _output_of(self, call_id: str, name: str, arguments: str) -> str:
-        tool = self.tools.get(name)
-        if tool is None:
-            return error_output(f"unknown tool {name!r}; available: {', '.join(sorted(self.tools)) or 'none'}")
+        tool = self.tools[name]
         try:
             tool.parse_arguments(arguments)
         except json.JSONDecodeError as exc:

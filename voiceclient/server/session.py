@@ -1,0 +1,372 @@
+"""One Realtime session on the embedded server, whatever carries it: the core both transports share.
+
+    edge (WebRTC call or WebSocket session) --client events, input audio--> one ordered queue --> handlers (here)
+    TurnHandler (input buffer, VAD, transcription, idle timer)  --vad/idle-->  the queue
+    Conversation (items, order, answered)  <--  TurnHandler, ResponseEngine, the handlers
+    ResponseEngine (responses, cancel, truncation) --> the edge's AudioOutput (RTP playout, or audio delta events)
+
+Client messages, voice activity decisions and timers go through one queue with one consumer, so the server
+handles them in arrival order, as the real API does. Every background task belongs to the session's `TaskOwner`,
+which `close()` cancels and awaits; a second `close()` waits for the first. An edge (`server/call.py`,
+`server/websocket.py`) supplies the output, delivers the event text, applies the faults that touch the
+connection and closes the connection; nothing here knows which transport it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from voiceclient.audio.wire import InputDecoder
+from voiceclient.audio.format import API_RATE
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.errors import ProtocolError
+from voiceclient.protocol.events import new_id
+from voiceclient.protocol.session import redact_secrets
+from voiceclient.server.context import SessionContext
+from voiceclient.server.conversation import Conversation
+from voiceclient.server.faults import FaultSpec
+from voiceclient.server.playout import AudioOutput
+from voiceclient.server.responders import Responder
+from voiceclient.server.responses import ResponseEngine
+from voiceclient.server.session_rules import apply_update
+from voiceclient.server.sideband import Listener
+from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.turns import TurnEvent, TurnHandler
+from voiceclient.server.vad import VadEvent
+from voiceclient.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+
+def session_expired(max_seconds: float) -> ProtocolError:
+    """The error the real service sends when a session reaches its maximum duration (then it ends the session)."""
+    minutes = max_seconds / 60
+    length = f"{minutes:g} minutes" if minutes >= 1 and minutes == int(minutes) else f"{max_seconds:g} seconds"
+    return ProtocolError(f"Your session hit the maximum duration of {length}.", "session_expired")
+
+
+def public_session(session: dict[str, Any]) -> dict[str, Any]:
+    """The session as sent to clients: MCP credentials are never echoed back."""
+    out: dict[str, Any] = redact_secrets(session, drop=True)
+    return out
+
+
+class ServerSession:
+    """The conversation, turn handling and responses of one session. Subclasses are the edges."""
+
+    transport = "none"  # "webrtc" or "websocket", for logs and the index
+
+    def __init__(self, session_id: str, session: dict[str, Any], responder: Responder, output: AudioOutput,
+                 on_closed: Callable[[ServerSession], None] | None = None,
+                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
+                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
+        self.id = session_id
+        self.on_closed = on_closed
+        self.created_at = time.time()
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.tasks = TaskOwner(f"session {session_id}")
+        self.max_seconds = max_seconds
+        self.expires_at = int(self.created_at + max_seconds)  # the session cap, as `session.created` says
+        self.ctx = SessionContext(session_id, {**session, "expires_at": self.expires_at}, self.send, self._post,
+                                  self.tasks, responder, speech)
+        self.conversation = Conversation()
+        self.output = output
+        self.turns = TurnHandler(self.ctx, self.conversation, vad)
+        self.responses = ResponseEngine(self.ctx, self.conversation, output, self.turns.transcript_of,
+                                        lambda: self.turns.audio_samples / API_RATE, self.turns.arm_idle_timer)
+        self.input = InputDecoder()
+        self.events_sent = 0
+        self.responses_done = 0
+        self.faults = list(faults or [])
+        self.media_stopped = False  # an injected fault: no audio either way
+        self.event_delay = 0.0  # an injected fault: every event this many seconds late
+        self.listeners: set[Listener] = set()
+        self.closed = asyncio.Event()
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._timers = [loop.call_later(max_seconds, self._post, "expire", None)]
+        self._timers += [loop.call_later(f.at_seconds, self._post, "fault", f) for f in self.faults
+                         if f.at_seconds is not None]
+
+    @property
+    def session(self) -> dict[str, Any]:
+        return self.ctx.session
+
+    # ------------------------------------------------------------------------------------------ the edge
+    def _deliver(self, text: str, kind: str) -> bool:
+        """Put one server event on the connection; False when it could not go (the connection is not open)."""
+        raise NotImplementedError
+
+    async def _transport_fault(self, fault: FaultSpec) -> None:
+        """`stop_media`, `close_channel`, `drop_connection` as they apply to this transport."""
+        raise NotImplementedError
+
+    async def _close_transport(self) -> None:
+        raise NotImplementedError
+
+    def _on_other(self, kind: str, payload: Any) -> bool:
+        """A queue entry only this edge posts; True when the session should end."""
+        return False
+
+    # ------------------------------------------------------------------------------------------ core
+    def start(self) -> None:
+        self.tasks.spawn(self._consume(), "event consumer")
+
+    def greet(self) -> None:
+        """The connection is open: `session.created`, then the MCP tools the session already has."""
+        self.send({"type": "session.created", "session": public_session(self.session)})
+        self.responses.list_mcp_tools()
+
+    def on_input_audio(self, pcm24: np.ndarray) -> None:
+        """Input audio at 24 kHz, from RTP or `input_audio_buffer.append`."""
+        if not self.media_stopped:
+            self.turns.append(pcm24)
+
+    def send(self, event: dict[str, Any]) -> None:
+        """To the connection and every sideband, in order."""
+        if "event_id" not in event:
+            event = {"event_id": new_id("event"), **event}
+        text = json.dumps(event, separators=(",", ":"))
+        for listener in list(self.listeners):
+            listener.push(text)
+        if event["type"] == "response.done":
+            self.responses_done += 1
+            for fault in self.faults:
+                if fault.after_turns == self.responses_done:
+                    self._post("fault", fault)
+        if self.event_delay:
+            asyncio.get_running_loop().call_later(self.event_delay, self._count, text, event["type"])
+        else:
+            self._count(text, event["type"])
+
+    def _count(self, text: str, kind: str) -> None:
+        if self._deliver(text, kind):
+            self.events_sent += 1
+
+    async def _inject(self, fault: FaultSpec) -> None:
+        """Apply an injected fault (see server/faults.py)."""
+        log.info("%s %s: injecting %s", self.transport, self.id, fault.action)
+        if fault.action == "expire_session":
+            self._post("expire", None)
+        elif fault.action == "delay_events":
+            self.event_delay = fault.delay_ms / 1000
+        else:
+            if fault.action == "stop_media":
+                self.media_stopped = True
+            await self._transport_fault(fault)
+
+    # ------------------------------------------------------------------------------------------ sidebands
+    def join(self, listener: Listener) -> None:
+        self.listeners.add(listener)
+        event = {"event_id": new_id("event"), "type": "session.created", "session": public_session(self.session)}
+        listener.push(json.dumps(event, separators=(",", ":")))
+
+    def submit(self, message: str | bytes) -> None:
+        self._post("client", message)
+
+    def leave(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+
+    # ------------------------------------------------------------------------------------------ consumer
+    def _post(self, kind: str, payload: Any) -> None:
+        self.queue.put_nowait((kind, payload))
+
+    async def _consume(self) -> None:
+        while True:
+            kind, payload = await self.queue.get()
+            try:
+                if kind == "client":
+                    await self._on_client_message(payload)
+                elif kind == "vad":
+                    await self._on_vad(payload)
+                elif kind == "idle":
+                    if self.responses.active is None and self.turns.on_idle_timeout():
+                        self._respond(None)
+                elif kind == "fault":
+                    await self._inject(payload)
+                elif kind == "expire":  # the session cap, as the real service ends a session
+                    self.send(session_expired(self.max_seconds).event())
+                    log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
+                    self.tasks.spawn(self.close(), "close")
+                    return
+                elif kind == "lost" or self._on_other(kind, payload):
+                    self.tasks.spawn(self.close(), "close")
+                    return
+            except asyncio.CancelledError:
+                raise
+            except ProtocolError as exc:
+                self.send(exc.event())
+            except Exception as exc:  # the session goes on whatever one event did
+                log.exception("%s %s: handling %s failed", self.transport, self.id, kind)
+                self.send(ProtocolError(f"The server failed to handle the event: {exc}", "server_error",
+                                        type="server_error").event())
+
+    async def _on_vad(self, vad_event: VadEvent) -> None:
+        outcome = self.turns.on_vad(vad_event)
+        td = self.ctx.turn_detection or {}
+        if outcome is TurnEvent.STARTED and td.get("interrupt_response", True):
+            await self.responses.interrupt("turn_detected")
+        elif outcome is TurnEvent.COMMITTED and td.get("create_response", True):
+            if self.responses.active is None:
+                self._respond(None)
+            else:
+                log.info("%s %s: turn ended while response %s runs; not starting another", self.transport,
+                         self.id, self.responses.active.id)
+
+    def _respond(self, params: ev.ResponseParams | None) -> None:
+        self.turns.cancel_idle_timer()
+        self.responses.start(params)
+
+    # ------------------------------------------------------------------------------------------ client events
+    async def _on_client_message(self, message: str | bytes) -> None:
+        event = ev.parse_client_event(message)
+        if isinstance(event, ev.MalformedEvent):
+            if event.event_type is None:
+                raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
+            param = event.reason.split(":", 1)[0]
+            code = "missing_required_parameter" if "required" in event.reason else "invalid_value"
+            raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", code,
+                                param or None).with_event(event)
+        if isinstance(event, ev.UnknownEvent):
+            raise ProtocolError(f"Invalid value: '{event.type}'. Supported values are: "
+                                f"{', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.", "invalid_value",
+                                "type").with_event(event)
+        try:
+            await self._handle(event)
+        except ProtocolError as exc:
+            raise exc.with_event(event) from None
+
+    async def _handle(self, event: ev.KnownClientEvent) -> None:
+        if isinstance(event, ev.SessionUpdate):
+            self._session_update(event)
+        elif isinstance(event, ev.InputAudioBufferAppend):
+            fmt = self.session["audio"]["input"]["format"]
+            try:
+                pcm = self.input.decode(event.audio, fmt)
+            except ValueError as exc:
+                raise ProtocolError(f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).",
+                                    "invalid_value", "audio") from None
+            self.on_input_audio(pcm)
+        elif isinstance(event, ev.InputAudioBufferCommit):
+            self.turns.commit()
+        elif isinstance(event, ev.InputAudioBufferClear):
+            self.turns.clear()
+        elif isinstance(event, ev.OutputAudioBufferClear):
+            if not self.output.announces_playout:
+                raise ProtocolError("output_audio_buffer.clear is only supported for WebRTC and SIP sessions: over "
+                                    "a WebSocket the client plays the audio, stops it itself and sends "
+                                    "conversation.item.truncate.", "invalid_value", "type")
+            if not self.responses.clear_output():
+                if self.responses.last_response_id is None:
+                    raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
+                self.send({"type": "output_audio_buffer.cleared", "response_id": self.responses.last_response_id})
+        elif isinstance(event, ev.ConversationItemCreate):
+            self._item_create(event)
+        elif isinstance(event, ev.ConversationItemRetrieve):
+            self._item_retrieve(event)
+        elif isinstance(event, ev.ConversationItemDelete):
+            self.conversation.delete(event.item_id)
+            self.send({"type": "conversation.item.deleted", "item_id": event.item_id})
+        elif isinstance(event, ev.ConversationItemTruncate):
+            self.responses.truncate(event.item_id, event.audio_end_ms)
+        elif isinstance(event, ev.ResponseCreate):
+            if self.responses.active is not None:
+                raise ProtocolError(f"Conversation already has an active response in progress: "
+                                    f"{self.responses.active.id}. Wait until the response is finished before "
+                                    "creating a new one.", "conversation_already_has_active_response")
+            self._respond(event.response)
+        elif isinstance(event, ev.ResponseCancel):
+            active = self.responses.active
+            if active is None or (event.response_id and event.response_id != active.id):
+                raise ProtocolError("Cancellation failed: no active response found.", "response_cancel_not_active")
+            await self.responses.cancel(active, "client_cancelled")
+
+    def _session_update(self, event: ev.SessionUpdate) -> None:
+        raw = json.loads(event.model_dump_json(exclude_unset=True))["session"]
+        self.ctx.session = apply_update(self.session, raw, audio_started=self.responses.audio_started)
+        self.turns.reconfigure()
+        self.send({"type": "session.updated", "session": public_session(self.session)})
+        self.responses.list_mcp_tools()
+
+    def _item_create(self, event: ev.ConversationItemCreate) -> None:
+        item = event.item.model_dump(mode="json", exclude_none=True)
+        problem = check_item(item)
+        if problem:
+            raise ProtocolError(problem[0], "invalid_value", problem[1])
+        if item.get("type") == "mcp_approval_response" and \
+                not self.responses.has_mcp_request(item["approval_request_id"]):
+            raise ProtocolError(f"No MCP approval request with id '{item['approval_request_id']}'.",
+                                "item_not_found", "item.approval_request_id")
+        item.setdefault("id", new_id("item"))
+        if not item["type"].startswith("mcp_"):
+            item["object"] = "realtime.item"
+            item["status"] = "completed"
+        previous = self.conversation.insert(item, event.previous_item_id)
+        if event.previous_item_id == "root":
+            previous = "root"
+        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+
+    def _item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
+        item = self.conversation.require(event.item_id)
+        out = json.loads(json.dumps(item))
+        audio = self.conversation.audio.get(item["id"])
+        if audio is not None and out.get("role") == "user":
+            out["content"][0]["audio"] = base64.b64encode(audio.pcm.astype("<i2").tobytes()).decode()
+        self.send({"type": "conversation.item.retrieved", "item": out})
+
+    # ------------------------------------------------------------------------------------------ teardown
+    async def close(self) -> None:
+        """End the session: cancel the response, stop the media, close the connection and the sidebands.
+        Idempotent; a second call waits for the first."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        for timer in self._timers:
+            timer.cancel()
+        self.turns.close()
+        await self.responses.close()
+        await self.tasks.close()
+        await self._close_transport()
+        for listener in list(self.listeners):
+            listener.close()
+        self.closed.set()
+        if self.on_closed is not None:
+            self.on_closed(self)
+
+
+def check_item(item: dict[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with a client's item (message, param), or None."""
+    kind = item.get("type")
+    if kind == "message":
+        role = item.get("role")
+        if role not in ("user", "assistant", "system"):
+            return f"Invalid 'item.role': {role!r}.", "item.role"
+        allowed = {"user": {"input_text", "input_audio", "input_image"}, "system": {"input_text"},
+                   "assistant": {"output_text", "output_audio", "text", "audio"}}[role]
+        for i, part in enumerate(item.get("content") or []):
+            if part.get("type") not in allowed:
+                return f"Invalid content type {part.get('type')!r} for a {role} message.", f"item.content[{i}].type"
+        if not item.get("content"):
+            return "A message item needs content.", "item.content"
+    elif kind == "function_call_output":
+        if not item.get("call_id") or item.get("output") is None:
+            return "A function_call_output item needs call_id and output.", "item.call_id"
+    elif kind == "function_call":
+        if not item.get("call_id") or not item.get("name"):
+            return "A function_call item needs call_id and name.", "item.call_id"
+    elif kind == "mcp_approval_response":
+        if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
+            return "An mcp_approval_response needs approval_request_id and approve.", "item.approval_request_id"
+    else:
+        return f"Invalid 'item.type': {kind!r}.", "item.type"
+    return None

@@ -1,0 +1,108 @@
+"""The WebSocket edge of a server session: `GET /v1/realtime?model=M`, a whole Realtime session over one socket.
+
+    client --input_audio_buffer.append (base64, the session's input format)--> InputDecoder --24 kHz--> turns
+           --every client event--> the session's ordered queue
+    ResponseEngine --> DeltaOutput --response.output_audio.delta (base64, the session's output format)--> client
+
+The client plays the audio and truncates on barge-in (`conversation.item.truncate`); there is no
+`output_audio_buffer.*`. Events go out through one writer task, so a slow reader never blocks the session; a
+reader so slow that `QUEUE_LIMIT` events wait is disconnected. The rest of the session is `ServerSession`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from voiceclient.server.deltas import DeltaOutput
+from voiceclient.server.faults import FaultSpec
+from voiceclient.server.responders import Responder
+from voiceclient.server.session import ServerSession
+from voiceclient.server.speech import SpeechBackends
+
+log = logging.getLogger(__name__)
+QUEUE_LIMIT = 50_000  # server events waiting for a slow client before it is disconnected
+CLOSE_FLUSH_SECONDS = 5.0  # on close, how long the events already queued may take to leave
+
+
+class WebSocketSession(ServerSession):
+    transport = "websocket"
+
+    def __init__(self, session_id: str, session: dict[str, Any], responder: Responder,
+                 request: web.Request, ws: web.WebSocketResponse, pace_audio: bool = False,
+                 on_closed: Callable[[ServerSession], None] | None = None,
+                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
+                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
+        self.deltas = DeltaOutput(self.send, lambda: self.session["audio"]["output"]["format"], pace_audio)
+        super().__init__(session_id, session, responder, self.deltas, on_closed, max_seconds, speech, vad, faults)
+        self.request = request
+        self.ws = ws
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self.close_code = WSCloseCode.OK
+        self.close_reason = ""
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"websocket writer {session_id}")
+        self._dropped = False
+
+    async def serve(self) -> None:
+        """Greet the client, then read its events until the socket closes; the session ends with it."""
+        self.deltas.start(self.tasks)
+        self.start()
+        self.greet()
+        try:
+            async for message in self.ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):  # binary: decoded like text, an error event
+                    self.submit(message.data)
+                elif message.type == WSMsgType.ERROR:
+                    log.info("websocket %s: %s", self.id, self.ws.exception())
+                    break
+        finally:
+            if not self._closing:
+                log.info("websocket %s: the client closed the socket (code %s)", self.id, self.ws.close_code)
+            await self.close()
+
+    def _deliver(self, text: str, kind: str) -> bool:
+        if self.ws.closed or self._dropped:
+            return False
+        if self.outbox.qsize() >= QUEUE_LIMIT:
+            log.warning("websocket %s: the client reads too slowly (%d events waiting); disconnecting it", self.id,
+                        QUEUE_LIMIT)
+            self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client too slow"
+            self._post("lost", "too slow")
+            return False
+        self.outbox.put_nowait(text)
+        return True
+
+    async def _write(self) -> None:
+        while (text := await self.outbox.get()) is not None:
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError) as exc:  # the client went away mid-send
+                log.info("websocket %s: send failed: %s", self.id, exc)
+                return
+
+    async def _transport_fault(self, fault: FaultSpec) -> None:
+        if fault.action == "stop_media":
+            self.deltas.muted = True
+        elif fault.action == "close_channel":  # a clean close, no error: as if the service hung up
+            self._post("lost", "closed by an injected fault")
+        elif fault.action == "drop_connection":  # no close frame: the TCP connection just goes
+            self._dropped = True
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+    async def _close_transport(self) -> None:
+        self.outbox.put_nowait(None)  # what is queued (a final error, say) still leaves, then the socket closes
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
+        self._writer.cancel()
+        if not self.ws.closed and not self._dropped:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.close(code=self.close_code, message=self.close_reason.encode())
