@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
                        help="end each call after S seconds with the `session_expired` error the real service "
                             "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
+    serve.add_argument("--pace-websocket-audio", action="store_true",
+                       help="send WebSocket sessions their answer audio in real time (default: as fast as it is "
+                            "made, as the real service does)")
 
     tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
     tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
@@ -243,13 +246,15 @@ async def run_serve(args: argparse.Namespace) -> int:
     _check_positive("--max-call-seconds", args.max_call_seconds)
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
-                            vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults)
+                            vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults,
+                            pace_websocket_audio=args.pace_websocket_audio)
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
     print(f"  try: voiceclient call --base-url {server.base_url} --api-key sk-local --input IN.wav", flush=True)
+    print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
     if speech is not None:
         await speech.ready()
         print(f"  offline speech: {speech.describe()} (loaded in {speech.load_seconds:.1f} s)", flush=True)

@@ -52,6 +52,18 @@ CORS_HEADERS = {
 }
 
 
+def new_session(data: Any, model: str | None = None) -> dict[str, Any]:
+    """A new session from what the client gave (a `session` object, or an ephemeral key's session), whose model
+    it may choose, unlike a later `session.update`."""
+    if data is None:
+        return default_session(model)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in ("object", "id", "expires_at")}
+        chosen = data.get("model")
+        model = chosen if isinstance(chosen, str) else model
+    return apply_update(default_session(model), data, audio_started=False)
+
+
 class RealtimeServer:
     """`async with RealtimeServer(port=0) as server: server.base_url` -> `http://127.0.0.1:PORT/v1`."""
 
@@ -116,6 +128,11 @@ class RealtimeServer:
     def base_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}/v1"
+
+    @property
+    def websocket_url(self) -> str:
+        """The base URL for WebSocket clients: `ws://127.0.0.1:PORT/v1` (their `wss://api.openai.com/v1`)."""
+        return "ws" + self.base_url.removeprefix("http")
 
     # ------------------------------------------------------------------------------------------ plumbing
     @web.middleware
@@ -183,16 +200,14 @@ class RealtimeServer:
                 raise ProtocolError("A raw application/sdp offer needs an ephemeral key (ek_…) from "
                                     "/v1/realtime/client_secrets; with a project key send multipart/form-data.",
                                     "invalid_api_key", status=401)
-            session_data = {k: v for k, v in self._secret(key).items() if k not in ("object", "id", "expires_at")}
+            session_data = self._secret(key)
             sdp = await request.text()
         else:
             raise ProtocolError(f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
                                 "session) or application/sdp.", "unsupported_content_type", status=415)
         if not sdp.strip():
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
-        session = default_session()
-        if session_data is not None:
-            session = apply_update(session, session_data, audio_started=False)
+        session = new_session(session_data)
         self.calls_created += 1
         refusal = self.faults.http_refusal(self.calls_created)
         if refusal is not None:
@@ -268,9 +283,7 @@ class RealtimeServer:
         if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
             raise ProtocolError("Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value",
                                 "expires_after.seconds")
-        session = default_session()
-        if body.get("session") is not None:
-            session = apply_update(session, body["session"], audio_started=False)
+        session = new_session(body.get("session"))
         now = time.time()
         self.secrets = {k: v for k, v in self.secrets.items() if v[0] >= now}  # drop expired ones
         expires_at = int(now) + seconds
@@ -295,8 +308,7 @@ class RealtimeServer:
         session = default_session(model)
         try:
             if key.startswith("ek_"):
-                secret = {k: v for k, v in self._secret(key).items() if k not in ("object", "id", "expires_at")}
-                session = apply_update(default_session(secret.get("model")), secret, audio_started=False)
+                session = new_session(self._secret(key))
             else:
                 self._check_key(key)
         except ProtocolError as exc:

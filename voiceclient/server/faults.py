@@ -1,20 +1,20 @@
 """Faults the embedded server injects on purpose, so clients (ours, and yours) can be tested against a server
 that misbehaves the way real networks and services do.
 
-A fault is an action, which calls it hits (`call = N`, the Nth call created, counting from 1; every call when
-left out) and when: `at_seconds` after the call was created, or `after_turns` responses into it (once the Nth
-`response.done` has gone out). In a scenario or agent file, a `[[faults]]` table each; on the command line,
+A fault is an action, which calls it hits (`call = N`, the Nth call or WebSocket session created, counting from
+1; every one when left out) and when: `at_seconds` after the call was created, or `after_turns` responses into it
+(once the Nth `response.done` has gone out). In a scenario or agent file, a `[[faults]]` table each; on the command line,
 `--fault ACTION[:key=value...]`, for example `--fault drop_connection:call=1:at_seconds=5` or
 `--fault http_status:status=429:retry_after=1:times=2`.
 
 | action            | what the client sees |
 |-------------------|----------------------|
 | `stop_media`      | no more audio from the server, and its audio is no longer heard (the connection stays up) |
-| `close_channel`   | the `oai-events` data channel closes (no hangup, no error) |
-| `drop_connection` | the peer connection closes (no hangup, no error) |
-| `expire_session`  | the `session_expired` error, then the call ends, as at the session cap |
+| `close_channel`   | the `oai-events` data channel closes; a WebSocket session's socket closes cleanly (no error) |
+| `drop_connection` | the peer connection closes; a WebSocket's TCP connection drops without a close frame |
+| `expire_session`  | the `session_expired` error, then the call or session ends, as at the session cap |
 | `delay_events`    | every server event from then on arrives `delay_ms` late (order kept) |
-| `http_status`     | `POST /v1/realtime/calls` answers `status` `times` times (`Retry-After: retry_after` if set) |
+| `http_status`     | the create-call (or WebSocket upgrade) answers `status` `times` times (`Retry-After` if set) |
 """
 
 from __future__ import annotations

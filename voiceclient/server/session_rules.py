@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol.validation import deep_merge, real_path
 from voiceclient.protocol.events import new_id
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant running inside voiceclient's embedded Realtime server. "
@@ -83,7 +85,11 @@ def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -
     """Merge a `session.update` into the current full session; the current one is untouched on error."""
     patch = check_session(update).to_wire()
     if "model" in patch and patch["model"] != current["model"]:
-        raise ProtocolError("The model of a session cannot be changed.", "invalid_value", "session.model")
+        # The model is fixed at creation. An update naming another one keeps the model and applies the rest:
+        # openai-agents-python sends its default model in every update, over a sideband too (where it may not
+        # choose one), so the real service cannot be refusing those updates.
+        log.info("session.update named model %r; the session keeps %r", patch["model"], current["model"])
+        del patch["model"]
     voice = patch.get("audio", {}).get("output", {}).get("voice")
     if voice is not None and audio_started and voice != current["audio"]["output"]["voice"]:
         raise ProtocolError("Cannot update a conversation's voice if assistant audio is present.",

@@ -47,6 +47,7 @@ class TurnHandler:
         self.buffer_start_ms = 0
         self.audio_samples = 0  # 24 kHz samples of input audio received in this session
         self.speech_item: str | None = None
+        self.vad_pending = 0  # VAD events posted and not handled yet
         self.speech_start_ms = 0
         self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
         self.speculative: tuple[str, asyncio.Task[str | None]] | None = None  # (speech item, early transcript)
@@ -61,8 +62,11 @@ class TurnHandler:
         self.buffered += pcm.size
         self.audio_samples += pcm.size
         for vad_event in self.vad.feed(pcm):
+            self.vad_pending += 1
             self.ctx.post("vad", vad_event)
-        if not self.vad.speaking and self.speech_item is None:
+        # Audio that arrives faster than real time (appends) runs ahead of the queue: a turn the VAD has seen but
+        # the session has not handled yet must keep its audio.
+        if not self.vad.speaking and self.speech_item is None and not self.vad_pending:
             keep = MANUAL_BUFFER_MS if self.ctx.turn_detection is None else max(self.vad.prefix_ms, 0) + 200
             self._trim_buffer(keep)
 
@@ -94,6 +98,7 @@ class TurnHandler:
         self.vad.configure(self.ctx.turn_detection)
 
     def on_vad(self, vad_event: VadEvent) -> TurnEvent:
+        self.vad_pending -= 1
         if self.ctx.turn_detection is None:
             return TurnEvent.NONE
         if vad_event.kind == "paused":
