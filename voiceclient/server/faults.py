@@ -3,8 +3,8 @@ that misbehaves the way real networks and services do.
 
 A fault is an action, which calls it hits (`call = N`, the Nth call or WebSocket session created, counting from
 1; every one when left out) and when: `at_seconds` after the call was created, or `after_turns` responses into it
-(once the Nth `response.done` has gone out). In a scenario or agent file, a `[[faults]]` table each; on the command line,
-`--fault ACTION[:key=value...]`, for example `--fault drop_connection:call=1:at_seconds=5` or
+(once the Nth `response.done` has gone out). In a scenario or agent file, a `[[faults]]` table each; on the command
+line, `--fault ACTION[:key=value...]`, for example `--fault drop_connection:call=1:at_seconds=5` or
 `--fault http_status:status=429:retry_after=1:times=2`.
 
 | action            | what the client sees |
