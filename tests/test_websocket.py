@@ -340,3 +340,32 @@ def test_g711_matches_the_reference_codec() -> None:
     # and a tone survives the round trip at 8 kHz
     t = resample(tone(440, 0.5, API_RATE), API_RATE, g711.G711_RATE)
     assert abs(dominant_frequency(g711.decode(g711.encode(t, "ulaw"), "ulaw"), g711.G711_RATE) - 440) < 3
+
+
+async def test_the_readme_example_against_voiceclient_serve(tmp_path: Path) -> None:
+    """`scripts/websocket_example.py` (the README's) against a `voiceclient serve` process: the echo answers."""
+    import sys
+    import wave
+
+    root = Path(__file__).resolve().parents[1]
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert serve.stdout is not None
+        line = (await asyncio.wait_for(serve.stdout.readline(), 30)).decode()
+        base_url = line.split("listening on ", 1)[1].split()[0]
+        example = await asyncio.create_subprocess_exec(
+            sys.executable, str(root / "scripts" / "websocket_example.py"), "--base-url", base_url,
+            "--input", str(FIXTURES / "hello.wav"), "--output", str(tmp_path / "answer.wav"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(example.communicate(), 30)
+        assert example.returncode == 0, err.decode()
+        assert "assistant: Echo of" in out.decode()
+        with wave.open(str(tmp_path / "answer.wav")) as w:
+            answer = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        hello = load_audio(FIXTURES / "hello.wav", API_RATE)
+        assert answer.size > 0.5 * hello.size and np.abs(answer).max() > 1000
+    finally:
+        serve.terminate()
+        await serve.wait()
