@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 from pathlib import Path
@@ -266,3 +267,51 @@ def test_a_pause_inside_speech_is_announced_before_the_turn_ends() -> None:
     assert [e.kind for e in events] == ["started", "paused", "resumed", "paused", "stopped"]
     paused, stopped = events[3], events[4]
     assert stopped.ms - paused.ms == 500  # the early transcription starts 500 ms before the turn is over
+
+
+async def test_the_sdk_over_a_websocket_talks_to_the_offline_agent(speech: SpeechBackends) -> None:
+    """The same agent, transcription and voice over a WebSocket session driven by the official SDK: the spoken
+    question is transcribed, the tool called, and its answer comes back as speech in audio deltas."""
+    import base64
+    import json
+
+    from openai import AsyncOpenAI
+    from openai.types.realtime import RealtimeServerEvent
+    from pydantic import TypeAdapter
+
+    from voiceclient.testing import transcribe
+
+    oracle: TypeAdapter[RealtimeServerEvent] = TypeAdapter(RealtimeServerEvent)
+    question = load_audio(ASSETS / "demo_check.wav", API_RATE)
+    async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
+        client = AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            await conn.session.update(session={**SESSION, "tools": [get_weather.definition.model_dump(
+                mode="json", exclude_none=True)]})
+            audio = np.concatenate([np.zeros(API_RATE // 2, np.int16), question, np.zeros(API_RATE, np.int16)])
+            for i in range(0, audio.size, 2400):
+                await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + 2400].tobytes()).decode())
+            heard, said, answer, answer_of_this = None, None, bytearray(), b""
+            async with asyncio.timeout(60):
+                while said is None or "sunny" not in said:
+                    event = oracle.validate_json(await conn.recv_bytes())
+                    if event.type == "conversation.item.input_audio_transcription.completed":
+                        heard = event.transcript
+                    elif event.type == "response.function_call_arguments.done":
+                        assert event.name == "get_weather"
+                        output = json.dumps({"city": json.loads(event.arguments)["city"], "forecast": "sunny"})
+                        await conn.conversation.item.create(item={"type": "function_call_output",
+                                                                  "call_id": event.call_id, "output": output})
+                        await conn.response.create()
+                    elif event.type == "response.output_audio.delta":
+                        answer.extend(base64.b64decode(event.delta))
+                    elif event.type == "response.output_audio_transcript.done":
+                        said = event.transcript
+                        if "sunny" in said:
+                            answer_of_this = bytes(answer)
+                        answer = bytearray()
+        await client.close()
+    assert heard is not None and {"weather", "paris"} <= set(words(heard)), heard
+    assert said == "It is sunny in Paris."
+    spoken = transcribe(np.frombuffer(bytes(answer_of_this), "<i2"), API_RATE)
+    assert {"sunny", "paris"} <= set(words(spoken)), spoken

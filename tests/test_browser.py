@@ -23,11 +23,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 PAGE = Path(__file__).parent / "browser" / "call.html"
 
 
-async def run_page(server: RealtimeServer, mode: str, tmp_path: Path) -> dict[str, Any]:
+async def run_page(server: RealtimeServer, mode: str, tmp_path: Path, page_file: Path = PAGE,
+                   query: str | None = None) -> dict[str, Any]:
     result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE.read_text(), content_type="text/html")
+        return web.Response(text=page_file.read_text(), content_type="text/html")
 
     async def receive(request: web.Request) -> web.Response:
         if not result.done():
@@ -42,7 +43,7 @@ async def run_page(server: RealtimeServer, mode: str, tmp_path: Path) -> dict[st
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/?mode={mode}&base={server.base_url}"
+    url = f"http://127.0.0.1:{port}/?{query or f'mode={mode}&base={server.base_url}'}"
     assert CHROMIUM is not None
     browser = subprocess.Popen([
         CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
@@ -94,3 +95,33 @@ async def test_browser_call_from_another_origin(chromium: str, mode: str, tmp_pa
         assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5
         expected_instructions = "from the secret" if mode == "ephemeral" else "from the page"
         assert call.session["instructions"] == expected_instructions
+
+
+async def test_browser_websocket_session_with_an_ephemeral_key(chromium: str, tmp_path: Path) -> None:
+    """A page opens a WebSocket session the browser way (the key as a subprotocol), streams its microphone as
+    appends, and gets the echo back as audio deltas."""
+    import httpx
+
+    async with RealtimeServer(port=0, api_key="sk-backend") as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:  # the page's backend mints the key
+            secret = (await http.post("/realtime/client_secrets", headers={"Authorization": "Bearer sk-backend"},
+                                      json={"session": {"type": "realtime", "instructions": "from the secret"}})).json()
+        ws_url = f"{server.websocket_url}/realtime?model=gpt-realtime"
+        report = await run_page(server, "websocket", tmp_path, Path(__file__).parent / "browser" / "websocket.html",
+                                f"ws={ws_url}&key={secret['value']}")
+        assert report["ok"], report
+        assert report["protocol"] == "realtime"
+        events = report["events"]
+        assert events[0] == "session.created"
+        for expected in ("input_audio_buffer.speech_started", "input_audio_buffer.committed",
+                         "response.output_audio.delta", "response.output_audio.done", "response.done"):
+            assert expected in events, (expected, events)
+        assert not [e for e in events if e.startswith("output_audio_buffer.")]
+        assert report["answerSamples"] > 0.3 * 24000 and report["peak"] > 1000
+        assert report["transcript"].startswith("Echo of")
+        session = server.history[0]
+        assert session.transport == "websocket" and session.session["instructions"] == "from the secret"
+        pcm = session.conversation.user_audio()[0]
+        start, end = loud_spans(pcm, 24000)[0]
+        segment = pcm[int(start * 24000) + 1200:int(end * 24000) - 1200]
+        assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5

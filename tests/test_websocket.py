@@ -160,6 +160,34 @@ async def test_a_function_tool_round_trip(voice_server: Any, tmp_path: Path) -> 
     await client.close()
 
 
+async def test_a_hosted_mcp_call_with_approval(voice_server: Any) -> None:
+    server = await voice_server(scenario=FIXTURES / "scenarios" / "mcp.toml")
+    client = sdk(server)
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        wire = Wire(conn)
+        await wire.recv()
+        await conn.session.update(session={"type": "realtime", "tools": [{
+            "type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/docs",
+            "authorization": "secret-token-123", "require_approval": "always"}]})
+        listed = await wire.until("mcp_list_tools.completed")
+        updated = next(e for e in listed if e.type == "session.updated")
+        assert "secret-token-123" not in updated.model_dump_json()  # credentials are never echoed
+        await wire.append(np.concatenate([silence(0.2), tone(300, 0.5, API_RATE), silence(0.6)]))
+        first = await wire.until("response.done")
+        request = next(e.item for e in first if e.type == "response.output_item.done"
+                       and e.item.type == "mcp_approval_request")
+        assert request.server_label == "docs" and request.name == "search"
+        await conn.conversation.item.create(item={"type": "mcp_approval_response",
+                                                  "approval_request_id": request.id, "approve": True})
+        await conn.response.create()
+        second = await wire.until("response.done")
+        kinds = [e.type for e in second]
+        assert kinds.index("response.mcp_call.in_progress") < kinds.index("response.mcp_call.completed")
+        said = [e.transcript for e in second if e.type == "response.output_audio_transcript.done"]
+        assert said[-1] == "The docs say: WebRTC needs ICE."
+    await client.close()
+
+
 async def test_barge_in_the_client_truncates_what_it_played(server: RealtimeServer) -> None:
     """As the real service: the answer arrives at once, the client plays it, and on `speech_started` it stops and
     truncates the item at what it had played; the server cuts the item and answers the new turn."""
