@@ -5,6 +5,7 @@ CPU of one call. Figures go in the README; nothing here is a test.
     .venv/bin/python scripts/bench.py            # everything (about a minute)
     .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
     .venv/bin/python scripts/bench.py scale --calls 1,8,16   # N scripted calls at once against one server
+    .venv/bin/python scripts/bench.py websocket --sessions 1,8   # WebSocket sessions driven by the openai SDK
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -664,11 +665,84 @@ def one_way_onsets(timeline: Timeline) -> list[float]:
     return [at - (size - off) / RATE for at, off, size, _ in timeline.onsets()]
 
 
+async def ws_turn(client: object, paced_seconds: float | None = None) -> tuple[float, float, int]:
+    """One WebSocket session of the official SDK, the microphone as 20 ms appends in real time: (connect ms to
+    session.created, ms from the end of the user's tone to the first audio delta, turns answered). With
+    `paced_seconds`, turns of 1 s tone + 1 s silence for that long instead of one turn."""
+    import base64
+
+    from voiceclient.audio.format import tone
+
+    rate, frame = 24_000, 480
+    start = time.monotonic()
+    async with client.realtime.connect(model="gpt-realtime") as conn:  # type: ignore[attr-defined]
+        await conn.recv()
+        connect_ms = (time.monotonic() - start) * 1000
+        turns = max(1, int((paced_seconds or 2.0) / 2.0))
+        pcm = np.concatenate([np.concatenate([tone(440, 1.0, rate), np.zeros(rate, np.int16)])] * turns)
+        first_delta: list[float] = []
+        tone_end: list[float] = []
+        answered = 0
+
+        async def read() -> None:
+            nonlocal answered
+            async for event in conn:
+                if event.type == "response.output_audio.delta" and len(first_delta) < len(tone_end):
+                    first_delta.append(time.monotonic())
+                elif event.type == "response.done":
+                    answered += 1
+                    if answered == turns:
+                        return
+
+        reader = asyncio.get_running_loop().create_task(read())
+        t0 = time.monotonic()
+        for i in range(0, pcm.size, frame):
+            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i:i + frame].tobytes()).decode())
+            if i // frame % 100 == 49:  # the last frame of a turn's tone has gone
+                tone_end.append(time.monotonic())
+            await asyncio.sleep(max(0.0, t0 + (i + frame) / rate - time.monotonic()))
+        await asyncio.wait_for(reader, 10)
+        delays = [(d - e) * 1000 for d, e in zip(first_delta, tone_end)]
+        return connect_ms, statistics.median(delays), answered
+
+
+async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
+    """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK."""
+    from openai import AsyncOpenAI
+
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
+                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        client = AsyncOpenAI(base_url=url, api_key="sk-bench")
+        await ws_turn(client)  # warm: the server's first session, the SDK's imports
+        results = [await ws_turn(client) for _ in range(runs)]
+        print(f"websocket connect (SDK connect -> session.created): {stats([r[0] for r in results])}")
+        print(f"websocket turn (end of the tone -> first audio delta, silence_duration_ms 200): "
+              f"{stats([r[1] for r in results])}")
+        for n in counts:
+            c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            out = await asyncio.gather(*(ws_turn(client, seconds) for _ in range(n)))
+            c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            turns = sum(r[2] for r in out)
+            print(f"websocket x{n}, {seconds:g} s of real-time appends each: {turns} of {n * int(seconds / 2)} "
+                  f"turns answered, turn delay median {statistics.median(r[1] for r in out):.0f} ms, "
+                  f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session, "
+                  f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %")
+        await client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale"])
+                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
+                                 "websocket"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
+    parser.add_argument("--sessions", default="1,8", help="websocket: the numbers of sessions at once")
     parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
                         "(every call in this process's event loop)")
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
@@ -711,6 +785,8 @@ async def main() -> None:
                          args.max_call_seconds)
     if "scale" in args.what:
         await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
+    if "websocket" in args.what:
+        await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "

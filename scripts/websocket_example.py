@@ -2,7 +2,8 @@
 answer's audio and transcript out. The same code talks to the real service with the real base URL and key.
 
     voiceclient serve --port 8000 &
-    python scripts/websocket_example.py --base-url http://127.0.0.1:8000/v1 --input fixtures/hello.wav --output answer.wav
+    python scripts/websocket_example.py --base-url http://127.0.0.1:8000/v1
+        --input fixtures/hello.wav --output answer.wav
 """
 
 from __future__ import annotations
