@@ -260,6 +260,42 @@ async def test_the_session_goes_on_after_bad_events(server: RealtimeServer) -> N
     await client.close()
 
 
+async def test_push_to_talk_and_the_idle_timer(server: RealtimeServer) -> None:
+    """Turn detection off: the client commits and asks; then server VAD with `idle_timeout_ms`, whose timer starts
+    once the answer's audio would have played at the client, not when its deltas were sent."""
+    client = sdk(server)
+    async with client.realtime.connect(model="gpt-realtime") as conn:
+        wire = Wire(conn)
+        await wire.recv()
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        await wire.until("session.updated")
+        await wire.append(tone(600, 0.5, API_RATE))
+        await conn.input_audio_buffer.commit()
+        committed = await wire.until("input_audio_buffer.committed")
+        assert not [e for e in committed if e.type.startswith("input_audio_buffer.speech")]
+        await conn.response.create()
+        answer = audio_of(await wire.until("response.done"))
+        assert len(answer) / 2 / API_RATE == pytest.approx(0.5, abs=0.02)
+        assert abs(dominant_frequency(np.frombuffer(answer, "<i2"), API_RATE) - 600) < 5
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
+            "type": "server_vad", "idle_timeout_ms": 5000}}}})
+        await wire.until("session.updated")
+        await wire.append(np.concatenate([silence(0.2), tone(300, 1.5, API_RATE), silence(0.5)]))
+        await wire.until("response.output_audio.delta")
+        first_delta = asyncio.get_running_loop().time()
+        await wire.until("response.done")
+        timeout = (await wire.until("input_audio_buffer.timeout_triggered", timeout=15))[-1]
+        waited = asyncio.get_running_loop().time() - first_delta
+        assert waited >= 1.5 + 5.0 - 0.05  # the answer's audio played out, then the idle timeout
+        assert timeout.item_id.startswith("item_")
+        # The empty turn is answered (create_response); reading it also lets the client's close handshake through
+        # (websockets stops reading a socket whose messages nobody takes, and the close frame waits behind them).
+        answered = await wire.until("response.output_audio_transcript.done")
+        assert answered[-1].transcript == "I heard nothing."
+        await wire.until("response.done")
+    await client.close()
+
+
 # ----------------------------------------------------------------------------------------------- the handshake
 async def test_keys_are_checked_as_the_real_service_checks_them() -> None:
     import httpx

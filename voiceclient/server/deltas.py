@@ -4,7 +4,8 @@ By default a response's audio leaves as fast as it is generated, as the real ser
 and plays it, and truncates on barge-in); with `pace=True` it leaves in real time, one chunk per chunk of time, so
 a client can be tested against audio that is still arriving when the user barges in (the unsent rest is dropped
 then). `played(tag)` is what has been sent. Nothing here announces playout: there is no `output_audio_buffer.*`
-over a WebSocket.
+over a WebSocket. What the server does after the audio (the idle timer) waits until the audio sent would have
+played at the client in real time, not merely until it was sent.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class DeltaOutput:
         self._closed: set[str] = set()
         self._flushed: dict[str, asyncio.Event] = {}
         self._wake = asyncio.Event()
+        self._plays_until = 0.0  # loop time at which the audio sent so far has played out in real time
+        self._drains: dict[str, asyncio.TimerHandle] = {}  # tag -> its on_drain, due when it has played
         self._chunk_samples = (PACED_CHUNK_MS if pace else BURST_CHUNK_MS) * API_RATE // 1000
 
     def start(self, tasks: TaskOwner) -> None:
@@ -87,6 +90,10 @@ class DeltaOutput:
     def clear(self) -> dict[str, int]:
         """Barge-in: what was not sent yet is dropped (what was sent is the client's to truncate)."""
         tags = {t: self._sent.get(t, 0) for t in self._queued}
+        for handle in self._drains.values():
+            handle.cancel()
+        self._drains.clear()
+        self._plays_until = 0.0
         self._chunks.clear()
         for t in tags:
             self._queued.pop(t, None)
@@ -111,6 +118,8 @@ class DeltaOutput:
             self.send({"type": "response.output_audio.delta", **chunk.ids,
                        "delta": base64.b64encode(chunk.wire[lo:hi]).decode()})
         chunk.sent += take
+        now = asyncio.get_running_loop().time()
+        self._plays_until = max(self._plays_until, now) + take / API_RATE
         self._sent[chunk.tag] = self._sent.get(chunk.tag, 0) + take
         self._queued[chunk.tag] -= take
         if chunk.sent >= chunk.samples:
@@ -125,6 +134,16 @@ class DeltaOutput:
         self._queued.pop(tag, None)
         self._closed.discard(tag)
         self._flushed.pop(tag, asyncio.Event()).set()
+        if self.on_drain is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._plays_until <= loop.time():
+            self.on_drain(tag, sent)
+        else:
+            self._drains[tag] = loop.call_at(self._plays_until, self._drained, tag, sent)
+
+    def _drained(self, tag: str, sent: int) -> None:
+        self._drains.pop(tag, None)
         if self.on_drain is not None:
             self.on_drain(tag, sent)
 
