@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -203,9 +204,119 @@ def rss_of(pid: int) -> float:
     return float("nan")
 
 
-async def bench_agent(silence_ms: int) -> None:
-    """The offline agent in a `voiceclient serve` process: load time, RSS, per-turn latency, CPU."""
+# Spoken questions for the agent benchmark, of different lengths, said by espeak-ng at run time (a voice the tests
+# do not use), beside the flite sentences of fixtures/speech/ that the tests use. Answered by the rules in
+# voiceclient/assets/agent_demo.toml: the weather question with a tool round trip, the rest by a spoken answer.
+AGENT_QUESTIONS = [
+    "Hello there.",
+    "Can you hear me?",
+    "What is the weather in Paris?",
+    "I would like to know how long the drive to the coast takes on a Sunday morning.",
+    "Please tell me a short story about a cat who lived in a lighthouse by the sea.",
+    "Is it going to rain?",
+    "Good morning, how are you today?",
+    "Set a timer for ten minutes.",
+    "Which is bigger, the moon or the earth?",
+    "Thank you, goodbye.",
+]
+# Sentences said in two halves with a pause between (the comma pause of issue 12): the turn must not end there.
+PAUSED = [("My favorite colors are green,", "blue and orange."),
+          ("Turn off the lights in the kitchen,", "and lock the front door."),
+          ("Remind me to call my sister,", "tomorrow morning.")]
+
+
+def espeak(text: str, out: Path) -> np.ndarray:
+    from voiceclient.audio.sources import load_audio
+
+    subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "160", "-w", str(out), text], check=True, timeout=30)
+    pcm = load_audio(out, RATE)
+    loud = np.flatnonzero(np.abs(pcm) > 300)
+    return pcm[loud[0]:loud[-1] + 1] if loud.size else pcm  # the speech itself, no silence either side
+
+
+def voiced_edges(pcm: np.ndarray, rate: int, dbfs: float = -40.0, window_ms: int = 5) -> np.ndarray:
+    """Per `window_ms` window: is it voiced (RMS above `dbfs`)."""
+    n = rate * window_ms // 1000
+    frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
+    return 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12) > dbfs
+
+
+async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence_ms: int, vad: str,
+                      record: Path) -> tuple[list[tuple[str, float, bool]], list[int]]:
+    """Say each question (48 kHz) in one call, wait for its answer to finish playing; from the call's own
+    recording, per question: (text, end of the user's last voiced sample -> first assistant sample, a tool turn),
+    and the number of user turns the server committed per question."""
     from voiceclient.app.demo import get_weather
+
+    td = {"type": "server_vad", "silence_duration_ms": silence_ms} if vad == "server_vad" else \
+        {"type": "semantic_vad", "eagerness": "high"}
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1"}, "turn_detection": td}}})
+    committed: list[int] = []
+    tool_turns: list[bool] = []
+    async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session, tools=[get_weather],
+                         source=BufferSource(np.zeros(RATE // 2, np.int16)), record_wav=record,
+                         events_jsonl=record.with_suffix(".jsonl")) as call:
+        stream = call.events()
+        await asyncio.sleep(0.5)
+        for _, pcm in questions:
+            tools_before, turns = call.tool_calls, 0
+            call.set_source(BufferSource(np.concatenate([pcm, np.zeros(RATE * 3 // 2, np.int16)])))
+            while True:  # the answer (after the tool round trip, if any) has played out
+                event = await asyncio.wait_for(stream.__anext__(), 30)
+                turns += event.type == "input_audio_buffer.committed"
+                if event.type == "output_audio_buffer.stopped" and not call.turns.busy:
+                    break
+            committed.append(turns)
+            tool_turns.append(call.tool_calls > tools_before)
+            await asyncio.sleep(0.3)
+    import wave
+
+    with wave.open(str(record)) as w:
+        rec = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    rate, window = 24_000, 5
+    sent, heard = voiced_edges(rec[:, 0], rate), voiced_edges(rec[:, 1], rate)
+    # The user's utterances in the recording: voiced stretches of the sent lane, joined across gaps under 0.8 s
+    # (a comma pause is one utterance); one per question.
+    spans: list[list[int]] = []
+    for w in np.flatnonzero(sent):
+        if spans and w - spans[-1][1] <= 800 // window:
+            spans[-1][1] = int(w)
+        else:
+            spans.append([int(w), int(w)])
+    assert len(spans) == len(questions), f"{len(spans)} utterances in the recording for {len(questions)} questions"
+    log = [json.loads(line) for line in record.with_suffix(".jsonl").read_text().splitlines()]
+    results = []
+    for i, (text, _) in enumerate(questions):
+        end = spans[i][1] + 1  # the window after the user's last voiced one
+        hi = spans[i + 1][0] if i + 1 < len(spans) else heard.size
+        answer = np.flatnonzero(heard[end:hi])
+        results.append((text, float(answer[0] * window) if answer.size else float("nan"), tool_turns[i]))
+        # Where the time went, from the event log (client receive times): after the user's last voiced sample.
+        t_end, t_next = end * window / 1000, hi * window / 1000
+        marks = {}
+        for line in log:
+            kind = line["event"]["type"]
+            if line["dir"] == "server" and t_end - 0.5 < line["t"] < t_next and kind in STEPS and kind not in marks:
+                marks[kind] = (line["t"] - t_end) * 1000
+        breakdown.append(" ".join(f"{STEPS[k]} {marks[k]:.0f}" for k in STEPS if k in marks))
+    return results, committed
+
+
+STEPS = {"input_audio_buffer.speech_stopped": "stopped", "conversation.item.input_audio_transcription.completed":
+         "heard", "response.created": "response", "output_audio_buffer.started": "playing"}
+breakdown: list[str] = []
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
+    """The offline agent in a `voiceclient serve` process: end of the user's speech to the first assistant audio,
+    over spoken questions of different lengths (from the call's recording); turns ended inside a paused sentence;
+    load time, RSS, CPU."""
+    from voiceclient.audio.sources import load_audio
     from voiceclient.server.speech import SpeechBackends
 
     t0 = time.monotonic()
@@ -214,6 +325,11 @@ async def bench_agent(silence_ms: int) -> None:
     print(f"agent models ({probe.describe()}): loaded in {probe.load_seconds:.2f} s in-process "
           f"({time.monotonic() - t0:.2f} s with imports)")
     del probe
+    work = Path(tempfile.mkdtemp(prefix="voiceclient-bench-agent-"))
+    said = [(text, espeak(text, work / f"q{i}.wav")) for i, text in enumerate(AGENT_QUESTIONS)]
+    flite = (ROOT / "fixtures" / "speech" / "sentences.txt").read_text().splitlines()
+    said += [(text, load_audio(ROOT / "fixtures" / "speech" / f"sentence_{i + 1}.wav", RATE))
+             for i, text in enumerate(flite)]
     rules = ROOT / "voiceclient" / "assets" / "agent_demo.toml"
     server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario",
                                str(rules)], stdout=subprocess.PIPE, text=True)
@@ -223,25 +339,30 @@ async def bench_agent(silence_ms: int) -> None:
         while "offline speech" not in (line := server.stdout.readline()):
             pass
         print(f"server: {line.strip()}; RSS {rss_of(server.pid):.0f} MB after loading")
-        session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {
-            "transcription": {"model": "whisper-1"},
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": silence_ms}}}})
-        silence = BufferSource(np.zeros(0, np.int16))
-        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session, source=silence,
-                             tools=[get_weather]) as call:
-            c0, w0 = cpu_of(server.pid), time.monotonic()
-            await asyncio.sleep(5)
-            idle = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
-            from voiceclient.audio.sources import WavSource
-
-            call.set_source(WavSource(ROOT / "voiceclient" / "assets" / "demo_user.wav"))
-            c0, w0 = cpu_of(server.pid), time.monotonic()
-            await call.run_until_idle(1.0, 60)
-            talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
-        lat = ", ".join(f"{x * 1000:.0f} ms" for x in call.meter.latencies)
-        print(f"end of user speech -> first assistant audio, per turn (silence_duration_ms {silence_ms}): {lat}")
-        print(f"server CPU: idle call {idle:.1f} % of one core, talking {talking:.1f} %; "
-              f"RSS {rss_of(server.pid):.0f} MB after the conversation")
+        spoken: list[float] = []
+        tools: list[float] = []
+        c0, w0 = cpu_of(server.pid), time.monotonic()
+        for r in range(rounds):
+            results, _ = await agent_turns(url, said, silence_ms, "server_vad", work / f"rec{r}.wav")
+            for (text, ms, tool), steps in zip(results, breakdown[-len(results):]):
+                (tools if tool else spoken).append(ms)
+                print(f"  {ms:6.0f} ms  {'(tool) ' if tool else ''}{text:60.60s} [{steps}]")
+        talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
+        print(f"end of user speech -> first assistant audio, silence_duration_ms {silence_ms}, "
+              f"{len(spoken)} spoken answers: median {statistics.median(spoken):.0f} ms, "
+              f"p90 {percentile(spoken, 90):.0f} ms, worst {max(spoken):.0f} ms")
+        if tools:
+            print(f"  with a tool round trip ({len(tools)}): median {statistics.median(tools):.0f} ms")
+        for vad in ("server_vad", "semantic_vad"):
+            for pause_ms in (150, 200, 250):
+                halves = [(f"{a} {b}", np.concatenate([espeak(a, work / "a.wav"), np.zeros(RATE * pause_ms // 1000,
+                          np.int16), espeak(b, work / "b.wav")])) for a, b in PAUSED]
+                _, committed = await agent_turns(url, halves, silence_ms, vad, work / "paused.wav")
+                false_ends = sum(n - 1 for n in committed)
+                print(f"sentences with a {pause_ms} ms pause, {vad}"
+                      f"{f' {silence_ms} ms' if vad == 'server_vad' else ' (eagerness high)'}: "
+                      f"{false_ends} false ends of turn in {len(committed)} sentences")
+        print(f"server CPU while talking {talking:.1f} % of one core; RSS {rss_of(server.pid):.0f} MB after")
     finally:
         server.terminate()
         server.wait(10)
@@ -752,7 +873,8 @@ async def main() -> None:
                         "--recycle-after (the client recycles a minute before it)")
     parser.add_argument("--turn-every", type=float, default=20.0, help="soak: seconds between turns")
     parser.add_argument("--media-timeout", type=float, default=2.0, help="recovery: the client's media timeout")
-    parser.add_argument("--silence-ms", type=int, default=500, help="agent: the session's silence_duration_ms")
+    parser.add_argument("--silence-ms", type=int, default=200, help="agent: the session's silence_duration_ms")
+    parser.add_argument("--rounds", type=int, default=1, help="agent: times through the questions")
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
@@ -777,7 +899,7 @@ async def main() -> None:
     if "talk" in args.what:
         await bench_talk(args.seconds)
     if "agent" in args.what:
-        await bench_agent(args.silence_ms)
+        await bench_agent(args.silence_ms, args.rounds)
     if "recovery" in args.what:
         await bench_recovery(args.runs, args.media_timeout)
     if "soak" in args.what:

