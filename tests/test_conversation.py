@@ -95,6 +95,22 @@ def test_truncate_keeps_the_words_whose_audio_had_started(end_ms: int, kept: str
     assert said["content"][0]["transcript"] == kept
 
 
+# A reply voiced part by part: "You said: " took 0.7 s, then "hello there." 0.9 s; each word starts where its
+# part placed it, so truncating is by the words' own starts, not by their share of the whole text.
+@pytest.mark.parametrize(("end_ms", "kept"), [(0, ""), (250, "You"), (700, "You said:"), (701, "You said: hello"),
+                                              (1200, "You said: hello there.")])
+def test_truncate_by_the_word_starts_of_a_reply_voiced_part_by_part(end_ms: int, kept: str) -> None:
+    conv = Conversation()
+    said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
+                                                                             "transcript": "You said: hello there."}]}
+    conv.add_output(said)
+    conv.full_text["a"] = "You said: hello there."
+    conv.word_starts["a"] = [(0, "You "), (280, "said: "), (700, "hello "), (1150, "there.")]
+    conv.audio["a"] = ItemAudio(np.zeros(int(1.6 * RTP_RATE), np.int16), RTP_RATE)
+    conv.truncate("a", end_ms)
+    assert said["content"][0]["transcript"] == kept
+
+
 @pytest.mark.parametrize(("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"),
                                                          ("nope", 0, "item_id")])
 def test_truncate_refusals(target: str, end_ms: int, param: str) -> None:
