@@ -13,7 +13,7 @@ from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.server import RealtimeServer
 from voiceclient.server.agent import AgentResponder
 from voiceclient.server.responders import ScenarioResponder
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.speech import SileroProbability, SpeechBackends
 from voiceclient.client.call import VoiceCall
 from voiceclient.tools import tool
 
@@ -31,6 +31,10 @@ def asset(name: str) -> Path:
     return Path(str(resources.files("voiceclient") / "assets" / name))
 
 
+# The demo's user says two sentences in one turn ("Thank you. Goodbye."): 500 ms keeps that a turn.
+SILENCE_MS = 500
+
+
 async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) -> dict[str, object]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +46,7 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
     agent = speech.stt is not None and speech.tts is not None
     session = SessionConfig.model_validate({
         "type": "realtime", "instructions": "You are a weather assistant.",
-        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS},
                             **({"transcription": {"model": "whisper-1"}} if agent else {})}},
     })
     responder = AgentResponder.from_file(asset("agent_demo.toml")) if agent else \
@@ -74,12 +78,14 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
     }
     if not quiet:
         lat = call.meter.latencies
+        turn_end = SILENCE_MS + (SileroProbability.hangover_ms if speech.silero is not None else 0)
         print("\nSummary")
         print(f"  connect time        {call.connect_seconds:.2f} s (process-local, loopback)")
         print(f"  turns               {printer.user_turns} user, {printer.responses} assistant responses")
         if lat:
             print(f"  latency per turn    {', '.join(f'{x * 1000:.0f} ms' for x in lat)}"
-                  f"  (median {statistics.median(lat) * 1000:.0f} ms; end of user speech -> first assistant audio)")
+                  f"  (median {statistics.median(lat) * 1000:.0f} ms; end of user speech -> first assistant audio, "
+                  f"of which {turn_end} ms is waiting for the turn's end)")
         print(f"  tool calls          {call.tool_calls} ({', '.join(printer.tools_called) or 'none'})")
         print(f"  speech sent / heard {call.meter.speech_sent_seconds:.1f} s / "
               f"{call.meter.speech_received_seconds:.1f} s")
