@@ -81,7 +81,7 @@ def test_a_response_answers_what_came_since_the_last_one_except_its_own_items() 
     assert conv.take_unanswered() == []
 
 
-# "one two three four": the words start at 0, 22, 44 and 78 % of the text, and so of its 2 s of audio.
+# "one two three four": the engine placed the words at 0, 22, 44 and 78 % of the text, and so of its 2 s of audio.
 @pytest.mark.parametrize(("end_ms", "kept"), [(0, ""), (400, "one"), (500, "one two"), (1500, "one two three"),
                                               (1600, "one two three four"), (2000, "one two three four")])
 def test_truncate_keeps_the_words_whose_audio_had_started(end_ms: int, kept: str) -> None:
@@ -89,7 +89,7 @@ def test_truncate_keeps_the_words_whose_audio_had_started(end_ms: int, kept: str
     said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
                                                                              "transcript": "one two three four"}]}
     conv.add_output(said)
-    conv.full_text["a"] = "one two three four"
+    conv.word_starts["a"] = [(0, "one "), (444, "two "), (888, "three "), (1555, "four")]
     conv.audio["a"] = ItemAudio(np.zeros(2 * RTP_RATE, np.int16), RTP_RATE)
     conv.truncate("a", end_ms)
     assert said["content"][0]["transcript"] == kept
@@ -104,7 +104,6 @@ def test_truncate_by_the_word_starts_of_a_reply_voiced_part_by_part(end_ms: int,
     said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
                                                                              "transcript": "You said: hello there."}]}
     conv.add_output(said)
-    conv.full_text["a"] = "You said: hello there."
     conv.word_starts["a"] = [(0, "You "), (280, "said: "), (700, "hello "), (1150, "there.")]
     conv.audio["a"] = ItemAudio(np.zeros(int(1.6 * RTP_RATE), np.int16), RTP_RATE)
     conv.truncate("a", end_ms)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,23 @@ def sdk(server: RealtimeServer, key: str = "sk-test") -> Any:
     return AsyncOpenAI(api_key=key, base_url=server.base_url)
 
 
+@contextlib.asynccontextmanager
+async def session_of(server: RealtimeServer, model: str = "gpt-realtime",
+                     **session: Any) -> AsyncIterator[tuple[Any, Wire]]:
+    """An SDK WebSocket session past its `session.created` (and, given fields, its `session.updated`)."""
+    client = sdk(server)
+    try:
+        async with client.realtime.connect(model=model) as conn:
+            wire = Wire(conn)
+            assert (await wire.recv()).type == "session.created"
+            if session:
+                await conn.session.update(session={"type": "realtime", **session})
+                await wire.until("session.updated")
+            yield conn, wire
+    finally:
+        await client.close()
+
+
 async def test_a_voice_turn_over_the_sdk_comes_back_as_audio_deltas_and_a_transcript(server: RealtimeServer) -> None:
     speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
     client = sdk(server)
@@ -115,36 +134,26 @@ async def test_a_voice_turn_over_the_sdk_comes_back_as_audio_deltas_and_a_transc
 
 
 async def test_g711_in_and_out_at_8_khz(server: RealtimeServer) -> None:
-    client = sdk(server)
     for fmt, law in (("audio/pcmu", "ulaw"), ("audio/pcma", "alaw")):
-        async with client.realtime.connect(model="gpt-realtime") as conn:
-            wire = Wire(conn)
-            await wire.recv()
-            await conn.session.update(session={"type": "realtime", "audio": {
-                "input": {"format": {"type": fmt}}, "output": {"format": {"type": fmt}}}})
-            updated = await wire.until("session.updated")
-            assert updated[-1].session.audio.output.format.type == fmt
+        async with session_of(server, audio={"input": {"format": {"type": fmt}},
+                                             "output": {"format": {"type": fmt}}}) as (conn, wire):
+            assert wire.seen[-1].session.audio.output.format.type == fmt
             await wire.append(np.concatenate([np.zeros(2400, np.int16), tone(440, 1.0, g711.G711_RATE),
                                               np.zeros(8000, np.int16)]), chunk=800, law=law)
             events = await wire.until("response.done")
             back = g711.decode(audio_of(events), law)  # one byte a sample, 8 kHz
             assert 0.9 < back.size / g711.G711_RATE < 1.8
             assert abs(dominant_frequency(back, g711.G711_RATE) - 440) < 5
-    await client.close()
 
 
 async def test_a_function_tool_round_trip(voice_server: Any, tmp_path: Path) -> None:
     scenario = tmp_path / "weather.toml"
     scenario.write_text(SCENARIO)
     server = await voice_server(scenario=scenario)
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
-        await conn.session.update(session={"type": "realtime", "tools": [{
+    async with session_of(server, tools=[{
             "type": "function", "name": "get_weather", "description": "The weather in a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]})
-        await wire.until("session.updated")
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]) \
+            as (conn, wire):
         await wire.append(np.concatenate([silence(0.2), tone(300, 0.6, API_RATE), silence(0.6)]))
         first = await wire.until("response.done")
         call = next(e for e in first if e.type == "response.function_call_arguments.done")
@@ -157,15 +166,11 @@ async def test_a_function_tool_round_trip(voice_server: Any, tmp_path: Path) -> 
         second = await wire.until("response.done")
         said = next(e for e in second if e.type == "response.output_audio_transcript.done").transcript
         assert said == "It is sunny in Paris." and audio_of(second)
-    await client.close()
 
 
 async def test_a_hosted_mcp_call_with_approval(voice_server: Any) -> None:
     server = await voice_server(scenario=FIXTURES / "scenarios" / "mcp.toml")
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
+    async with session_of(server) as (conn, wire):
         await conn.session.update(session={"type": "realtime", "tools": [{
             "type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/docs",
             "authorization": "secret-token-123", "require_approval": "always"}]})
@@ -185,16 +190,12 @@ async def test_a_hosted_mcp_call_with_approval(voice_server: Any) -> None:
         assert kinds.index("response.mcp_call.in_progress") < kinds.index("response.mcp_call.completed")
         said = [e.transcript for e in second if e.type == "response.output_audio_transcript.done"]
         assert said[-1] == "The docs say: WebRTC needs ICE."
-    await client.close()
 
 
 async def test_barge_in_the_client_truncates_what_it_played(server: RealtimeServer) -> None:
     """As the real service: the answer arrives at once, the client plays it, and on `speech_started` it stops and
     truncates the item at what it had played; the server cuts the item and answers the new turn."""
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
+    async with session_of(server) as (conn, wire):
         await wire.append(np.concatenate([silence(0.2), tone(300, 2.0, API_RATE), silence(0.6)]))
         first = await wire.until("response.done")
         item_id = first[-1].response.output[0].id
@@ -213,17 +214,13 @@ async def test_barge_in_the_client_truncates_what_it_played(server: RealtimeServ
         second = await wire.until("response.done")
         assert started and second[-1].response.status == "completed"
         assert 0.4 < len(audio_of(second)) / 2 / API_RATE < 1.4  # the echo of the new turn
-    await client.close()
 
 
 async def test_paced_audio_is_cut_at_barge_in(voice_server: Any) -> None:
     """`--pace-websocket-audio`: the answer leaves in real time, so speech mid-answer cancels it (reason
     `turn_detected`) and the unsent rest never arrives."""
     server = await voice_server(scenario=FIXTURES / "scenarios" / "long_reply.toml", pace_websocket_audio=True)
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
+    async with session_of(server) as (conn, wire):
         await wire.append(np.concatenate([silence(0.2), tone(300, 0.5, API_RATE), silence(0.6)]))
         received = 0
         while received < 10:  # 10 deltas of 40 ms: the answer is 0.4 s in (of 3 s)
@@ -236,14 +233,10 @@ async def test_paced_audio_is_cut_at_barge_in(voice_server: Any) -> None:
         total = 10 * 0.04 + len(audio_of(rest)) / 2 / API_RATE
         assert total < 1.5, f"{total:.2f} s of a 3 s answer arrived"
         assert any(e.type == "input_audio_buffer.speech_started" for e in rest)
-    await client.close()
 
 
 async def test_the_session_goes_on_after_bad_events(server: RealtimeServer) -> None:
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
+    async with session_of(server) as (conn, wire):
         await conn.send({"type": "input_audio_buffer.append", "audio": "not base64!", "event_id": "e1"})
         error = (await wire.until("error"))[-1].error
         assert error.event_id == "e1" and error.param == "audio" and "base64" in error.message
@@ -257,18 +250,12 @@ async def test_the_session_goes_on_after_bad_events(server: RealtimeServer) -> N
         await conn.response.create()
         said = await wire.until("response.output_audio_transcript.done")
         assert said[-1].transcript == "You said: still there?"
-    await client.close()
 
 
 async def test_push_to_talk_and_the_idle_timer(server: RealtimeServer) -> None:
     """Turn detection off: the client commits and asks; then server VAD with `idle_timeout_ms`, whose timer starts
     once the answer's audio would have played at the client, not when its deltas were sent."""
-    client = sdk(server)
-    async with client.realtime.connect(model="gpt-realtime") as conn:
-        wire = Wire(conn)
-        await wire.recv()
-        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
-        await wire.until("session.updated")
+    async with session_of(server, audio={"input": {"turn_detection": None}}) as (conn, wire):
         await wire.append(tone(600, 0.5, API_RATE))
         await conn.input_audio_buffer.commit()
         committed = await wire.until("input_audio_buffer.committed")
@@ -293,7 +280,6 @@ async def test_push_to_talk_and_the_idle_timer(server: RealtimeServer) -> None:
         answered = await wire.until("response.output_audio_transcript.done")
         assert answered[-1].transcript == "I heard nothing."
         await wire.until("response.done")
-    await client.close()
 
 
 # ----------------------------------------------------------------------------------------------- the handshake
@@ -363,12 +349,8 @@ async def test_websocket_sessions_and_a_webrtc_call_at_once(server: RealtimeServ
     beside them, all at the same time on one server."""
     from .conftest import assert_wire_valid
 
-    client = sdk(server)
-
     async def one(frequency: float) -> float:
-        async with client.realtime.connect(model="gpt-realtime") as conn:
-            wire = Wire(conn)
-            await wire.recv()
+        async with session_of(server) as (conn, wire):
             await wire.append(np.concatenate([silence(0.2), tone(frequency, 0.8, API_RATE), silence(0.6)]))
             return dominant_frequency(np.frombuffer(audio_of(await wire.until("response.done")), "<i2"), API_RATE)
 
@@ -385,22 +367,28 @@ async def test_websocket_sessions_and_a_webrtc_call_at_once(server: RealtimeServ
     assert results[3] == "You said: hello from WebRTC"
     assert_wire_valid(tmp_path / "events.jsonl")
     assert len([s for s in server.history if s.transport == "websocket"]) == 3
-    await client.close()
+
+
+# SHA-256 of CPython 3.11's audioop (the ITU/Sun reference) over every 16-bit sample (lin2ulaw, lin2alaw) and
+# every code (ulaw2lin, alaw2lin); audioop itself is gone in Python 3.13.
+AUDIOOP_SHA256 = {
+    "lin2ulaw": "81d633c9e6972a18c74a58720b96cb8ca0bdd096d4060b646dd708c3b846019a",
+    "lin2alaw": "38488f6fd710f4686360edc4d38639f96c491595ef93f8eb8d62d5e07ca6ce7b",
+    "ulaw2lin": "3dab54339e520bb2c924826e3b72a917a2b612e9fd12fc867500f1d983a75827",
+    "alaw2lin": "e04788d110e58ff8c70c93b8480190d973e3b67876b6119abbaec766cc75c174",
+}
 
 
 def test_g711_matches_the_reference_codec() -> None:
-    """Every 16-bit sample and every code, against CPython's audioop (the ITU/Sun reference), where it exists."""
-    import warnings
+    """Every 16-bit sample and every code, bit for bit against the reference's output."""
+    import hashlib
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        audioop = pytest.importorskip("audioop")
     pcm = np.arange(-32768, 32768, dtype=np.int16)
     codes = bytes(range(256))
-    assert g711.encode(pcm, "ulaw") == audioop.lin2ulaw(pcm.tobytes(), 2)
-    assert g711.encode(pcm, "alaw") == audioop.lin2alaw(pcm.tobytes(), 2)
-    assert g711.decode(codes, "ulaw").tobytes() == audioop.ulaw2lin(codes, 2)
-    assert g711.decode(codes, "alaw").tobytes() == audioop.alaw2lin(codes, 2)
+    ours = {"lin2ulaw": g711.encode(pcm, "ulaw"), "lin2alaw": g711.encode(pcm, "alaw"),
+            "ulaw2lin": g711.decode(codes, "ulaw").astype("<i2").tobytes(),
+            "alaw2lin": g711.decode(codes, "alaw").astype("<i2").tobytes()}
+    assert {k: hashlib.sha256(v).hexdigest() for k, v in ours.items()} == AUDIOOP_SHA256
     # and a tone survives the round trip at 8 kHz
     t = resample(tone(440, 0.5, API_RATE), API_RATE, g711.G711_RATE)
     assert abs(dominant_frequency(g711.decode(g711.encode(t, "ulaw"), "ulaw"), g711.G711_RATE) - 440) < 3

@@ -1,6 +1,7 @@
 """The session's audio formats on the JSON wire (`input_audio_buffer.append`, `response.output_audio.delta`):
 `{"type": "audio/pcm", "rate": 24000}` (16-bit little-endian mono), `{"type": "audio/pcmu"}` and
-`{"type": "audio/pcma"}` (G.711 at 8 kHz). Inside voiceclient audio is 24 kHz int16; these convert at the edge."""
+`{"type": "audio/pcma"}` (G.711 at 8 kHz). Inside voiceclient audio is 24 kHz int16; input is converted here, at
+the edge; output leaves through `server/deltas.py`."""
 
 from __future__ import annotations
 
@@ -12,21 +13,9 @@ import numpy as np
 
 from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE
-from voiceclient.audio.resample import Resampler, resample
+from voiceclient.audio.resample import Resampler
 
 LAWS = {"audio/pcmu": "ulaw", "audio/pcma": "alaw"}
-
-
-def bytes_per_second(fmt: dict[str, Any]) -> int:
-    return g711.G711_RATE if fmt.get("type") in LAWS else 2 * int(fmt.get("rate") or API_RATE)
-
-
-def to_wire(pcm24: np.ndarray, fmt: dict[str, Any]) -> bytes:
-    """24 kHz int16 -> the bytes of `fmt` (a whole utterance at once: one resampling, no chunk edges)."""
-    law = LAWS.get(fmt.get("type", ""))
-    if law is not None:
-        return g711.encode(resample(pcm24, API_RATE, g711.G711_RATE), law)
-    return np.ascontiguousarray(pcm24, dtype="<i2").tobytes()
 
 
 class InputDecoder:

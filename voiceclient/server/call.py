@@ -47,7 +47,8 @@ class ServerCall(ServerSession):
         self.reader: InboundReader | None = None
         self._resampler = Resampler(RTP_RATE, API_RATE)
         # A client that got its answer but never connects must not hold the call.
-        self._timers.append(asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._post, "abandoned", None))
+        self._abandoned = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._post, "abandoned", None)
+        self._timers.append(self._abandoned)
 
     @property
     def pc(self) -> Any:
@@ -68,10 +69,7 @@ class ServerCall(ServerSession):
         self.reader.start()
 
     def _on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
-        if not self.media_stopped:
-            pcm = self._resampler.process(pcm48)
-            if pcm.size:
-                self.on_input_audio(pcm)
+        self.on_input_audio(self._resampler.process(pcm48))
 
     async def _watch(self) -> None:
         reason = await self.peer.lost
@@ -79,7 +77,7 @@ class ServerCall(ServerSession):
         self._post("lost", reason)
 
     def _on_open(self) -> None:
-        self._timers[-1].cancel()
+        self._abandoned.cancel()
         self.greet()
 
     def _on_other(self, kind: str, payload: Any) -> bool:

@@ -53,7 +53,6 @@ class ItemAudio:
 class Conversation:
     items: list[Item] = field(default_factory=list)
     audio: dict[str, ItemAudio] = field(default_factory=dict)  # item id -> its audio (user input, assistant)
-    full_text: dict[str, str] = field(default_factory=dict)  # assistant item id -> all it was to say
     # assistant item id -> (ms into the item's audio where the word starts, the word), as the audio was queued
     word_starts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     produced: set[str] = field(default_factory=set)  # ids of items a response or the server created
@@ -149,7 +148,7 @@ class Conversation:
             raise ProtocolError(f"Item with id '{item_id}' not found.", "item_not_found", "item_id")
         self.items.pop(index)
         self.audio.pop(item_id, None)
-        self.full_text.pop(item_id, None)
+        self.word_starts.pop(item_id, None)
         if index < self.answered_upto:
             self.answered_upto -= 1
 
@@ -170,20 +169,11 @@ class Conversation:
         if audio_end_ms > length_ms:
             raise ProtocolError(f"Audio content of {length_ms}ms is already shorter than {audio_end_ms}ms.",
                                 "invalid_value", "audio_end_ms")
-        self.cut(item, audio_end_ms, length_ms)
+        self.cut(item, audio_end_ms)
 
-    def cut(self, item: Item, end_ms: int, length_ms: int) -> None:
-        """Keep the words whose audio had started by `end_ms` (by their position in the full text)."""
-        starts = self.word_starts.get(item["id"])
-        if starts:  # the words' own places in the audio (a reply voiced part by part)
-            for part in item.get("content") or []:
-                if part.get("transcript") is not None or part.get("type") in ("output_audio", "audio"):
-                    part["transcript"] = "".join(w for ms, w in starts if ms < end_ms).rstrip()
-            return
-        full = self.full_text.get(item["id"])
-        heard = end_ms / length_ms if length_ms else 0.0
+    def cut(self, item: Item, end_ms: int) -> None:
+        """Keep the words whose audio had started by `end_ms` (by where the response engine placed each word)."""
+        starts = self.word_starts.get(item["id"], [])
         for part in item.get("content") or []:
-            text = full if full is not None else part.get("transcript")
-            if text:
-                part["transcript"] = "".join(w for off, w in word_offsets(text)
-                                             if off / max(1, len(text)) < heard).rstrip()
+            if "transcript" in part:
+                part["transcript"] = "".join(w for ms, w in starts if ms < end_ms).rstrip()

@@ -27,7 +27,9 @@ class AudioOutput(Protocol):
     `flushed(tag)` waits until every sample queued for `tag` has left.
     """
 
-    rate: int
+    @property
+    def rate(self) -> int: ...
+
     announces_playout: bool
     on_start: Callable[[str], None] | None
     on_drain: Callable[[str, int], None] | None
@@ -53,7 +55,6 @@ class PlayoutQueue(AudioSource):
     how many samples had actually been played.
     """
 
-    rate = RTP_RATE
     announces_playout = True
 
     def __init__(
@@ -61,16 +62,21 @@ class PlayoutQueue(AudioSource):
         on_start: Callable[[str], None] | None = None,
         on_drain: Callable[[str, int], None] | None = None,
     ) -> None:
-        self._chunks: collections.deque[tuple[str, np.ndarray]] = collections.deque()
+        self._chunks: collections.deque[tuple[str, np.ndarray, dict[str, Any]]] = collections.deque()
         self._played: dict[str, int] = {}
         self._queued: dict[str, int] = {}
         self._closed: set[str] = set()
         self.on_start = on_start
         self.on_drain = on_drain
 
+    @property
+    def rate(self) -> int:
+        return RTP_RATE
+
     def put(self, tag: str, pcm: np.ndarray, ids: dict[str, Any] | None = None) -> None:
+        """Queue `pcm` (at `rate`) for `tag`; `ids` travel with it to `take` (the event fields of its deltas)."""
         if pcm.size:
-            self._chunks.append((tag, np.asarray(pcm, dtype=np.int16)))
+            self._chunks.append((tag, np.asarray(pcm, dtype=np.int16), ids or {}))
             self._queued[tag] = self._queued.get(tag, 0) + pcm.size
             self._played.setdefault(tag, 0)
 
@@ -99,28 +105,41 @@ class PlayoutQueue(AudioSource):
         return tags
 
     def read(self, n: int) -> np.ndarray:
+        """The next `n` samples as the track plays them (silence where nothing is queued)."""
         out = np.zeros(n, np.int16)
         filled = 0
-        while filled < n and self._chunks:
-            tag, chunk = self._chunks[0]
-            take = min(n - filled, chunk.size)
+        for _, piece, _ in self.take(n):
+            out[filled:filled + piece.size] = piece
+            filled += piece.size
+        return out
+
+    def take(self, n: int) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+        """Up to `n` queued samples, as (tag, pcm, ids) pieces in order, counted as played."""
+        pieces = []
+        while n > 0 and self._chunks:
+            tag, chunk, ids = self._chunks[0]
+            size = min(n, chunk.size)
             if self._played.get(tag, 0) == 0 and self.on_start:
                 self.on_start(tag)
-            out[filled:filled + take] = chunk[:take]
-            filled += take
-            self._played[tag] = self._played.get(tag, 0) + take
-            self._queued[tag] -= take
-            if take == chunk.size:
+            pieces.append((tag, chunk[:size], ids))
+            n -= size
+            self._played[tag] = self._played.get(tag, 0) + size
+            self._queued[tag] -= size
+            if size == chunk.size:
                 self._chunks.popleft()
             else:
-                self._chunks[0] = (tag, chunk[take:])
+                self._chunks[0] = (tag, chunk[size:], ids)
             if self._queued[tag] == 0 and tag in self._closed:
                 self._finish(tag)
-        return out
+        return pieces
 
     def _finish(self, tag: str) -> None:
         played = self._played.pop(tag, 0)
         self._queued.pop(tag, None)
         self._closed.discard(tag)
+        self.drained(tag, played)
+
+    def drained(self, tag: str, played: int) -> None:
+        """Every sample of a closed `tag` has been played: `on_drain`."""
         if self.on_drain:
             self.on_drain(tag, played)

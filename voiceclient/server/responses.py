@@ -81,8 +81,8 @@ class ResponseEngine:
     def session(self) -> dict[str, Any]:
         return self.ctx.session
 
-    def _truncate(self, item: dict[str, Any], end_ms: int, length_ms: int) -> None:
-        self.conversation.cut(item, end_ms, length_ms)
+    def _truncate(self, item: dict[str, Any], end_ms: int) -> None:
+        self.conversation.cut(item, end_ms)
         self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
                    "audio_end_ms": end_ms})
 
@@ -260,7 +260,6 @@ class ResponseEngine:
         self.send({"type": "response.content_part.added", **ids,
                    "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
         status = "completed"
-        self.conversation.full_text[item_id] = speech.text
         try:
             async for text, pcm24 in self._voiced_parts(speech, audio):
                 await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
@@ -300,22 +299,21 @@ class ResponseEngine:
         starts playing when `paced`."""
         item_id = item["id"]
         start = resp.queued
+        earlier = self.conversation.audio.get(item_id)
+        item_start = start - (earlier.pcm.size if earlier is not None else 0)  # where the item's audio began
         if pcm24 is not None and pcm24.size:
             rate = self.output.rate
             pcm = resample(pcm24, API_RATE, rate) if rate != API_RATE else pcm24
-            first = not any(entry[0] is item for entry in resp.audio_items)
             self.output.put(resp.id, pcm, ids)
             resp.queued += pcm.size
-            if first:
+            if earlier is None:
                 resp.audio_items.append((item, start, resp.queued))
-            else:  # the item's audio grows by this part
-                i = next(i for i, entry in enumerate(resp.audio_items) if entry[0] is item)
-                resp.audio_items[i] = (item, resp.audio_items[i][1], resp.queued)
-            earlier = self.conversation.audio.get(item_id)
+            else:  # the item's audio grows by this part (its entry is the last: items are voiced in turn)
+                resp.audio_items[-1] = (item, item_start, resp.queued)
             whole = pcm if earlier is None else np.concatenate([earlier.pcm, pcm])
             self.conversation.audio[item_id] = ItemAudio(whole, rate)
             self.audio_started = True
-            if first:
+            if earlier is None:
                 try:
                     await asyncio.wait_for(resp.started.wait(), 0.5)
                 except TimeoutError:
@@ -324,7 +322,7 @@ class ResponseEngine:
         starts = self.conversation.word_starts.setdefault(item_id, [])
         for offset, word in word_offsets(text):
             due = start + int(total * offset / max(1, len(text)))
-            starts.append((samples_to_ms(due - self._item_start(resp, item), self.output.rate), word))
+            starts.append((samples_to_ms(due - item_start, self.output.rate), word))
             if paced:  # each word goes out when its audio does
                 while self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id):
                     await asyncio.sleep(0.01)
@@ -332,10 +330,6 @@ class ResponseEngine:
             self.send({"type": "response.output_audio_transcript.delta" if audio else
                        "response.output_text.delta", **ids, "delta": word})
             await asyncio.sleep(0)
-
-    @staticmethod
-    def _item_start(resp: ActiveResponse, item: dict[str, Any]) -> int:
-        return next((s for it, s, _ in resp.audio_items if it is item), 0)
 
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
         item_id, call_id = new_id("item"), new_id("call")
@@ -414,7 +408,7 @@ class ResponseEngine:
                 heard = min(max(samples - start, 0), end - start)
                 if heard < end - start:
                     rate = self.output.rate
-                    self._truncate(item, samples_to_ms(heard, rate), samples_to_ms(end - start, rate))
+                    self._truncate(item, samples_to_ms(heard, rate))
             self.send({"type": "output_audio_buffer.cleared", "response_id": resp_id})
         return bool(played)
 

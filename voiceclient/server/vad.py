@@ -93,7 +93,7 @@ class TurnDetector:
             self.prefix_ms = 300 if prefix is None else int(prefix)
             self.silence_ms = 200 if silence is None else int(silence)
         self.release = max(0.0, self.threshold - self.prob.hysteresis)
-        self.stop_ms = self.silence_ms + getattr(self.prob, "hangover_ms", 0)
+        self.stop_ms = self.silence_ms + self.prob.hangover_ms
         # A pause this long may end the turn: the server starts transcribing then, while it waits for the rest
         # of `silence_duration_ms`, and keeps the result if the user does not resume.
         self.pause_ms = min(150.0, self.silence_ms / 2)

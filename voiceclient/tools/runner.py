@@ -7,7 +7,7 @@
   the user's interruption).
 - A call of a tool this client did not declare is not answered: in the sideband split another client of the same
   session (a backend) owns that tool and sends its output; two outputs for one call id would be wrong. It is
-  reported locally instead: a log line, `foreign_calls`, and the `on_foreign_call` hook (the printer's line).
+  reported locally instead: a log line and `foreign_calls` (the printer says so from the event itself).
 - Once the response's `response.done` has arrived and every call of it has its output, one `response.create`
   follows (through `TurnState.request_response`, which retries it once after the active response if the server
   answers `conversation_already_has_active_response`), only if the response completed and none of its calls was
@@ -61,7 +61,6 @@ def error_output(message: str) -> str:
 
 
 ToolResultHook = Callable[[str, str, str, float], None]  # (name, arguments, output, seconds)
-ForeignCallHook = Callable[[str, str, str], None]  # (name, call_id, arguments) of a call this client does not own
 
 
 class ResponseRequester(Protocol):
@@ -89,8 +88,7 @@ class _Running:
 class ToolRunner:
     def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], responses: ResponseRequester,
                  timeout: float = DEFAULT_TIMEOUT, on_result: ToolResultHook | None = None,
-                 approver: Approver | None = None, handle: CallHandle | None = None,
-                 on_foreign_call: ForeignCallHook | None = None) -> None:
+                 approver: Approver | None = None, handle: CallHandle | None = None) -> None:
         self.tools = {t.name: t for t in tools}
         self.send = send
         self.responses = responses
@@ -98,7 +96,6 @@ class ToolRunner:
         self.on_result = on_result  # (name, arguments, output, seconds) for the UI and summaries
         self.approver = approver
         self.handle = handle
-        self.on_foreign_call = on_foreign_call
         self.calls_run = 0
         self.foreign_calls: list[tuple[str, str]] = []  # (name, call_id) of calls left to another client
         self._responses: dict[str, _ResponseCalls] = {}
@@ -150,8 +147,6 @@ class ToolRunner:
             self.foreign_calls.append((name, call_id))
             log.info("function call %s of %r: not a tool of this client; left to the client that declared it",
                      call_id, name)
-            if self.on_foreign_call is not None:
-                self.on_foreign_call(name, call_id, arguments)
             return
         if call_id in self._running:
             log.warning("function call %s announced twice; running it once", call_id)
