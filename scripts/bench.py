@@ -242,10 +242,10 @@ def voiced_edges(pcm: np.ndarray, rate: int, dbfs: float = -40.0, window_ms: int
 
 
 async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence_ms: int, vad: str,
-                      record: Path) -> tuple[list[tuple[str, float, bool]], list[int]]:
+                      record: Path) -> tuple[list[tuple[str, float, bool, str]], list[int]]:
     """Say each question (48 kHz) in one call, wait for its answer to finish playing; from the call's own
-    recording, per question: (text, end of the user's last voiced sample -> first assistant sample, a tool turn),
-    and the number of user turns the server committed per question."""
+    recording, per question: (text, end of the user's last voiced sample -> first assistant sample, a tool turn,
+    where the time went), and the number of user turns the server committed per question."""
     from voiceclient.app.demo import get_weather
 
     td = {"type": "server_vad", "silence_duration_ms": silence_ms} if vad == "server_vad" else \
@@ -291,7 +291,6 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
         end = spans[i][1] + 1  # the window after the user's last voiced one
         hi = spans[i + 1][0] if i + 1 < len(spans) else heard.size
         answer = np.flatnonzero(heard[end:hi])
-        results.append((text, float(answer[0] * window) if answer.size else float("nan"), tool_turns[i]))
         # Where the time went, from the event log (client receive times): after the user's last voiced sample.
         t_end, t_next = end * window / 1000, hi * window / 1000
         marks = {}
@@ -299,13 +298,13 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
             kind = line["event"]["type"]
             if line["dir"] == "server" and t_end - 0.5 < line["t"] < t_next and kind in STEPS and kind not in marks:
                 marks[kind] = (line["t"] - t_end) * 1000
-        breakdown.append(" ".join(f"{STEPS[k]} {marks[k]:.0f}" for k in STEPS if k in marks))
+        steps = " ".join(f"{STEPS[k]} {marks[k]:.0f}" for k in STEPS if k in marks)
+        results.append((text, float(answer[0] * window) if answer.size else float("nan"), tool_turns[i], steps))
     return results, committed
 
 
 STEPS = {"input_audio_buffer.speech_stopped": "stopped", "conversation.item.input_audio_transcription.completed":
          "heard", "response.created": "response", "output_audio_buffer.started": "playing"}
-breakdown: list[str] = []
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -344,7 +343,7 @@ async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
         c0, w0 = cpu_of(server.pid), time.monotonic()
         for r in range(rounds):
             results, _ = await agent_turns(url, said, silence_ms, "server_vad", work / f"rec{r}.wav")
-            for (text, ms, tool), steps in zip(results, breakdown[-len(results):]):
+            for text, ms, tool, steps in results:
                 (tools if tool else spoken).append(ms)
                 print(f"  {ms:6.0f} ms  {'(tool) ' if tool else ''}{text:60.60s} [{steps}]")
         talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
