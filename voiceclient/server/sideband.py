@@ -8,17 +8,19 @@ queue. An unknown or ended call is refused with 404 before the upgrade, as the A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000  # events buffered for a slow sideband before it is dropped
 
 
 class Listener(Protocol):
-    def push(self, text: str) -> None: ...
+    def push(self, text: str) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -36,39 +38,59 @@ class Joinable(Protocol):
     def leave(self, listener: Listener) -> None: ...
 
 
-class Sideband:
-    """One joined WebSocket: its own writer task, so a slow reader never blocks the call."""
+class EventWriter:
+    """Server events to one WebSocket through its own writer task, so a slow reader never blocks the session.
+    More than `limit` events waiting means the reader is too slow: `push` then calls `on_overflow` (or closes).
+    `close(code, message)` lets what is queued leave, then closes the socket; `task` ends when it has."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, limit: int = QUEUE_LIMIT,
+                 on_overflow: Callable[[], None] | None = None, name: str = "event writer") -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
-        self.writer = asyncio.get_running_loop().create_task(self._write(), name="sideband writer")
+        self.on_overflow = on_overflow
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=limit)
+        self.close_code: int = WSCloseCode.OK
+        self.close_message = b""
+        # Not a session task: it must outlive the session's own tasks to deliver the last events (a final error).
+        self.task = asyncio.get_running_loop().create_task(self._write(), name=name)
 
-    def push(self, text: str) -> None:
+    def push(self, text: str) -> bool:
         try:
             self.queue.put_nowait(text)
+            return True
         except asyncio.QueueFull:
-            log.warning("sideband too slow; closing it")
-            self.close()
+            log.warning("%s: the client reads too slowly (%d events waiting)", self.task.get_name(),
+                        self.queue.maxsize)
+            if self.on_overflow is not None:
+                self.on_overflow()
+            else:
+                self.close()
+            return False
 
-    def close(self) -> None:
+    def close(self, code: int = WSCloseCode.OK, message: bytes = b"") -> None:
+        self.close_code, self.close_message = code, message
         try:
             self.queue.put_nowait(None)
         except asyncio.QueueFull:
-            self.writer.cancel()
+            self.task.cancel()
 
     async def _write(self) -> None:
         while (text := await self.queue.get()) is not None:
             if self.ws.closed:
                 return
-            await self.ws.send_str(text)
-        await self.ws.close()
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError) as exc:  # the client went away mid-send
+                log.info("%s: send failed: %s", self.task.get_name(), exc)
+                return
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.close(code=self.close_code, message=self.close_message)
 
 
 async def serve_sideband(request: web.Request, call: Joinable) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
-    sideband = Sideband(ws)
+    sideband = EventWriter(ws, name=f"sideband of {call.id}")
     call.join(sideband)
     log.info("call %s: sideband joined", call.id)
     try:

@@ -5,8 +5,9 @@
     ResponseEngine --> DeltaOutput --response.output_audio.delta (base64, the session's output format)--> client
 
 The client plays the audio and truncates on barge-in (`conversation.item.truncate`); there is no
-`output_audio_buffer.*`. Events go out through one writer task, so a slow reader never blocks the session; a
-reader so slow that `QUEUE_LIMIT` events wait is disconnected. The rest of the session is `ServerSession`'s.
+`output_audio_buffer.*`. Events go out through an `EventWriter` (the sidebands' too), so a slow reader never
+blocks the session; a reader so slow that `QUEUE_LIMIT` events wait is disconnected. The rest of the session is
+`ServerSession`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voiceclient.server.deltas import DeltaOutput
 from voiceclient.server.faults import FaultSpec
 from voiceclient.server.responders import Responder
 from voiceclient.server.session import ServerSession
+from voiceclient.server.sideband import EventWriter
 from voiceclient.server.speech import SpeechBackends
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,9 @@ class WebSocketSession(ServerSession):
         super().__init__(session_id, session, responder, self.deltas, on_closed, max_seconds, speech, vad, faults)
         self.request = request
         self.ws = ws
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self.close_code = WSCloseCode.OK
-        self.close_reason = ""
-        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"websocket writer {session_id}")
+        self.writer = EventWriter(ws, QUEUE_LIMIT, on_overflow=self._too_slow, name=f"websocket {session_id}")
         self._dropped = False
+        self._close_with: tuple[int, bytes] = (WSCloseCode.OK, b"")
 
     async def serve(self) -> None:
         """Greet the client, then read its events until the socket closes; the session ends with it."""
@@ -66,26 +66,11 @@ class WebSocketSession(ServerSession):
             await self.close()
 
     def _deliver(self, text: str, kind: str) -> bool:
-        if self.ws.closed or self._dropped:
-            return False
-        if self.outbox.qsize() >= QUEUE_LIMIT:
-            log.warning("websocket %s: the client reads too slowly (%d events waiting); disconnecting it", self.id,
-                        QUEUE_LIMIT)
-            self.close_code, self.close_reason = WSCloseCode.POLICY_VIOLATION, "client too slow"
-            self._post("lost", "too slow")
-            return False
-        self.outbox.put_nowait(text)
-        return True
+        return not (self.ws.closed or self._dropped) and self.writer.push(text)
 
-    async def _write(self) -> None:
-        while (text := await self.outbox.get()) is not None:
-            if self.ws.closed:
-                return
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError) as exc:  # the client went away mid-send
-                log.info("websocket %s: send failed: %s", self.id, exc)
-                return
+    def _too_slow(self) -> None:
+        self._close_with = (WSCloseCode.POLICY_VIOLATION, b"client too slow")
+        self._post("lost", "too slow")
 
     async def _transport_fault(self, fault: FaultSpec) -> None:
         if fault.action == "stop_media":
@@ -99,10 +84,7 @@ class WebSocketSession(ServerSession):
                 transport.abort()
 
     async def _close_transport(self) -> None:
-        self.outbox.put_nowait(None)  # what is queued (a final error, say) still leaves, then the socket closes
+        self.writer.close(*self._close_with)  # what is queued (a final error, say) still leaves, then the close
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._writer), CLOSE_FLUSH_SECONDS)
-        self._writer.cancel()
-        if not self.ws.closed and not self._dropped:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await self.ws.close(code=self.close_code, message=self.close_reason.encode())
+            await asyncio.wait_for(asyncio.shield(self.writer.task), CLOSE_FLUSH_SECONDS)
+        self.writer.task.cancel()
