@@ -81,31 +81,27 @@ def test_a_response_answers_what_came_since_the_last_one_except_its_own_items() 
     assert conv.take_unanswered() == []
 
 
-# "one two three four": the engine placed the words at 0, 22, 44 and 78 % of the text, and so of its 2 s of audio.
-@pytest.mark.parametrize(("end_ms", "kept"), [(0, ""), (400, "one"), (500, "one two"), (1500, "one two three"),
-                                              (1600, "one two three four"), (2000, "one two three four")])
-def test_truncate_keeps_the_words_whose_audio_had_started(end_ms: int, kept: str) -> None:
-    conv = Conversation()
-    said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
-                                                                             "transcript": "one two three four"}]}
-    conv.add_output(said)
-    conv.word_starts["a"] = [(0, "one "), (444, "two "), (888, "three "), (1555, "four")]
-    conv.audio["a"] = ItemAudio(np.zeros(2 * RTP_RATE, np.int16), RTP_RATE)
-    conv.truncate("a", end_ms)
-    assert said["content"][0]["transcript"] == kept
+# Truncating keeps the words whose audio had started, by where the response engine placed each word: "one two
+# three four" in one part of 2 s (at 0, 22, 44 and 78 % of the text); "You said: " in 0.7 s, then "hello there."
+# in 0.9 s (voiced part by part, so not by the words' share of the whole text).
+ONE_PART = ([(0, "one "), (444, "two "), (888, "three "), (1555, "four")], 2.0)
+TWO_PARTS = ([(0, "You "), (280, "said: "), (700, "hello "), (1150, "there.")], 1.6)
 
 
-# A reply voiced part by part: "You said: " took 0.7 s, then "hello there." 0.9 s; each word starts where its
-# part placed it, so truncating is by the words' own starts, not by their share of the whole text.
-@pytest.mark.parametrize(("end_ms", "kept"), [(0, ""), (250, "You"), (700, "You said:"), (701, "You said: hello"),
-                                              (1200, "You said: hello there.")])
-def test_truncate_by_the_word_starts_of_a_reply_voiced_part_by_part(end_ms: int, kept: str) -> None:
+@pytest.mark.parametrize(("reply", "end_ms", "kept"), [
+    (ONE_PART, 0, ""), (ONE_PART, 400, "one"), (ONE_PART, 500, "one two"), (ONE_PART, 1500, "one two three"),
+    (ONE_PART, 1600, "one two three four"), (ONE_PART, 2000, "one two three four"),
+    (TWO_PARTS, 0, ""), (TWO_PARTS, 250, "You"), (TWO_PARTS, 700, "You said:"), (TWO_PARTS, 701, "You said: hello"),
+    (TWO_PARTS, 1200, "You said: hello there.")])
+def test_truncate_keeps_the_words_whose_audio_had_started(reply: tuple[list[tuple[int, str]], float], end_ms: int,
+                                                          kept: str) -> None:
+    starts, seconds = reply
     conv = Conversation()
-    said = {"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio",
-                                                                             "transcript": "You said: hello there."}]}
+    said = {"id": "a", "type": "message", "role": "assistant",
+            "content": [{"type": "output_audio", "transcript": "".join(w for _, w in starts)}]}
     conv.add_output(said)
-    conv.word_starts["a"] = [(0, "You "), (280, "said: "), (700, "hello "), (1150, "there.")]
-    conv.audio["a"] = ItemAudio(np.zeros(int(1.6 * RTP_RATE), np.int16), RTP_RATE)
+    conv.word_starts["a"] = starts
+    conv.audio["a"] = ItemAudio(np.zeros(int(seconds * RTP_RATE), np.int16), RTP_RATE)
     conv.truncate("a", end_ms)
     assert said["content"][0]["transcript"] == kept
 
