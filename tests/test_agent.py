@@ -310,9 +310,15 @@ def test_agent_policy_acknowledges_rules_match_and_bad_rules_fail(tmp_path: Path
     agent = AgentResponder(AGENT_RULES)
     heard = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="I like trains."))
     assert [(o.text, o.paced) for o in heard.outputs if isinstance(o, Speech)] == [("You said: I like trains.", True)]
-    call = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?"))
+    call = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?",
+                                  function_tools={"get_weather"}))
     assert [(o.name, o.arguments) for o in call.outputs if isinstance(o, FunctionCall)] == \
         [("get_weather", '{"city": "Oslo"}')]
+    # A session that declared no get_weather: the real model cannot call it, so the rule does not apply.
+    undeclared = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?",
+                                        function_tools={"send_email"}))
+    assert [(type(o).__name__, getattr(o, "text", None)) for o in undeclared.outputs] == \
+        [("Speech", "You said: What's the weather in Oslo.")]
     nothing = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript=""))
     assert nothing.outputs[0].text == "Sorry, I did not catch that."
     rules = tmp_path / "rules.toml"

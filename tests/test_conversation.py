@@ -50,7 +50,7 @@ def test_insert(ids: list[str], answered: int, new: str, previous: str | None, a
 
 
 @pytest.mark.parametrize(("ids", "new", "previous", "code", "param"), [
-    (["a"], "a", None, "item_already_exists", "item.id"),
+    (["a"], "a", None, "item_create_duplicate_item_id", None),  # the real service's code; param null
     (["a"], "b", "zzz", "item_not_found", "previous_item_id"),
     ([], "b", "zzz", "item_not_found", "previous_item_id"),
 ])
@@ -67,8 +67,27 @@ def test_delete_keeps_the_answered_mark_on_the_same_item(answered: int, delete: 
     conv.audio[delete] = ItemAudio(np.zeros(10, np.int16), API_RATE)
     conv.delete(delete)
     assert conv.answered_upto == answered_after and delete not in conv.audio
-    with pytest.raises(ProtocolError, match="not found"):
+    with pytest.raises(ProtocolError, match=f"^Error deleting item: the item with id '{delete}' does not exist.$") \
+            as err:
         conv.delete(delete)
+    assert (err.value.code, err.value.param) == ("item_delete_invalid_item_id", None)
+
+
+@pytest.mark.parametrize(("operation", "verb"), [("retrieve", "retrieving"), ("delete", "deleting"),
+                                                 ("truncate", "truncating")])
+def test_unknown_items_get_the_real_services_codes(operation: str, verb: str) -> None:
+    """pipecat stops its session on any code of a retrieve but `item_retrieve_invalid_item_id`; LiveKit Agents and
+    pipecat both match on these (shared/protocol.md 4.4)."""
+    conv = Conversation(items=[item("a")])
+    with pytest.raises(ProtocolError) as err:
+        if operation == "truncate":
+            conv.truncate("zzz", 0)
+        else:
+            getattr(conv, "delete" if operation == "delete" else "require")("zzz")
+    error = err.value.event()["error"]
+    assert error["message"] == f"Error {verb} item: the item with id 'zzz' does not exist."
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error",
+                                                              f"item_{operation}_invalid_item_id", None)
 
 
 def test_a_response_answers_what_came_since_the_last_one_except_its_own_items() -> None:
@@ -107,8 +126,8 @@ def test_truncate_keeps_the_words_whose_audio_had_started(reply: tuple[list[tupl
 
 
 @pytest.mark.parametrize(("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"),
-                                                         ("nope", 0, "item_id")])
-def test_truncate_refusals(target: str, end_ms: int, param: str) -> None:
+                                                         ("nope", 0, None)])
+def test_truncate_refusals(target: str, end_ms: int, param: str | None) -> None:
     conv = Conversation()
     conv.insert(item("u"))
     conv.add_output({"id": "a", "type": "message", "role": "assistant", "content": []})

@@ -421,3 +421,38 @@ async def test_the_readme_example_against_voiceclient_serve(tmp_path: Path) -> N
     finally:
         serve.terminate()
         await serve.wait()
+
+
+async def test_conversation_operations_answer_as_the_real_service(server: RealtimeServer) -> None:
+    """`previous_item_id` as the service reports it (null for an item put first with "root"), and the error codes
+    pipecat and LiveKit Agents branch on, with the client's `event_id` echoed (pipecat reads its item id from it)."""
+    async with session_of(server) as (conn, wire):
+        await conn.conversation.item.create(item={"id": "item_b", "type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "second"}]})
+        added = (await wire.until("conversation.item.added"))[-1]
+        assert added.previous_item_id is None  # the first item follows nothing
+        await conn.conversation.item.create(previous_item_id="root", item={
+            "id": "item_a", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]})
+        added = (await wire.until("conversation.item.added"))[-1]
+        assert added.item.id == "item_a" and added.previous_item_id is None  # never "root"
+        await conn.conversation.item.create(previous_item_id="item_a", item={
+            "id": "item_c", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "mid"}]})
+        assert (await wire.until("conversation.item.added"))[-1].previous_item_id == "item_a"
+        cases = [
+            (conn.conversation.item.retrieve(item_id="gone", event_id="rci_gone"), "rci_gone",
+             "item_retrieve_invalid_item_id", "Error retrieving item: the item with id 'gone' does not exist."),
+            (conn.conversation.item.delete(item_id="gone", event_id="del_gone"), "del_gone",
+             "item_delete_invalid_item_id", "Error deleting item: the item with id 'gone' does not exist."),
+            (conn.conversation.item.create(event_id="dup_b", item={
+                "id": "item_b", "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "again"}]}), "dup_b",
+             "item_create_duplicate_item_id", "Error adding item: an item with id 'item_b' already exists."),
+        ]
+        for send, event_id, code, message in cases:
+            await send
+            error = (await wire.until("error"))[-1].error
+            assert (error.type, error.code, error.message, error.param, error.event_id) == (
+                "invalid_request_error", code, message, None, event_id)
+        await conn.conversation.item.retrieve(item_id="item_c")
+        retrieved = (await wire.until("conversation.item.retrieved"))[-1]
+        assert retrieved.item.id == "item_c"

@@ -10,6 +10,8 @@ Default policy: a short spoken acknowledgement of what it heard. Rules (JSON or 
     pattern = "weather .*in (?P<city>[A-Z][a-z]+)"   # a regex searched in the transcript, case-insensitive
     say = "Let me check."                     # optional, spoken before the call
     call = { name = "get_weather", arguments = { city = "{city}" } }   # arguments from the named groups
+    # (a rule with a call applies only when the session declared that function, as the real model can call
+    # nothing else; otherwise the next rule or the fallback answers)
     answer = "It is {output[forecast]} in {output[city]}."            # after the function output
     [[rules]]
     pattern = "thank|bye"
@@ -102,6 +104,8 @@ class AgentResponder:
         if not heard:
             return ResponsePlan([self.say(self.spec.not_heard)])
         for rule in self.spec.rules:
+            if rule.call is not None and rule.call.name not in ctx.function_tools:
+                continue  # the real model calls only the tools the session declared
             match = re.search(rule.pattern, heard, re.IGNORECASE)
             if match is None:
                 continue

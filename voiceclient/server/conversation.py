@@ -70,10 +70,15 @@ class Conversation:
         index = self.index_of(item_id)
         return None if index is None else self.items[index]
 
-    def require(self, item_id: str, param: str = "item_id") -> Item:
+    def require(self, item_id: str, operation: str = "retrieve") -> Item:
+        """The item, or the real service's error for an unknown id: `item_retrieve_invalid_item_id` ("Error
+        retrieving item: the item with id 'X' does not exist."), likewise for delete and truncate (pipecat and
+        LiveKit Agents branch on these codes; `param` is null, as the service sends it)."""
         item = self.get(item_id)
         if item is None:
-            raise ProtocolError(f"Item with id '{item_id}' not found.", "item_not_found", param)
+            verb = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}[operation]
+            raise ProtocolError(f"Error {verb} item: the item with id '{item_id}' does not exist.",
+                                f"item_{operation}_invalid_item_id")
         return item
 
     def user_audio(self) -> list[np.ndarray]:
@@ -116,7 +121,8 @@ class Conversation:
     def insert(self, item: Item, previous_item_id: str | None = None) -> str | None:
         """Add a client's (or the input buffer's) item; returns the id it now follows (None: first)."""
         if any(it["id"] == item["id"] for it in self.items):
-            raise ProtocolError(f"Item with id '{item['id']}' already exists.", "item_already_exists", "item.id")
+            raise ProtocolError(f"Error adding item: an item with id '{item['id']}' already exists.",
+                                "item_create_duplicate_item_id")
         index = None if previous_item_id in (None, "root") else self.index_of(previous_item_id)
         if previous_item_id not in (None, "root") and index is None:
             raise ProtocolError(f"Previous item with id '{previous_item_id}' not found.", "item_not_found",
@@ -143,9 +149,7 @@ class Conversation:
         return previous
 
     def delete(self, item_id: str) -> None:
-        index = self.index_of(item_id)
-        if index is None:
-            raise ProtocolError(f"Item with id '{item_id}' not found.", "item_not_found", "item_id")
+        index = self.items.index(self.require(item_id, "delete"))
         self.items.pop(index)
         self.audio.pop(item_id, None)
         self.word_starts.pop(item_id, None)
@@ -160,8 +164,8 @@ class Conversation:
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """A client's `conversation.item.truncate`: checked, then applied."""
-        item = self.get(item_id)
-        if item is None or item.get("role") != "assistant":
+        item = self.require(item_id, "truncate")
+        if item.get("role") != "assistant":
             raise ProtocolError(f"Item with id '{item_id}' is not an assistant message.", "invalid_value",
                                 "item_id")
         audio = self.audio.get(item_id)

@@ -94,6 +94,7 @@ class TurnContext:
     origin: Any = None  # FunctionCall.origin of the calls those outputs answer
     mcp_decisions: list[tuple[McpApprovalRequest, bool, str | None]] = field(default_factory=list)
     mcp_tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # the session's MCP tools by server_label
+    function_tools: set[str] = field(default_factory=set)  # the names of the session's function tools
     turn_index: int = 0  # user turns answered before this one (in this session or one replayed into it)
     earlier: list[str] = field(default_factory=list)  # what the user said in each earlier turn, in order
 

@@ -118,7 +118,9 @@ class ResponseEngine:
         tool outputs came in meanwhile), else the function outputs that arrived since the last response."""
         new = self.conversation.take_unanswered()
         ctx = TurnContext(turn_index=self.turn_index)
-        ctx.mcp_tools = {t["server_label"]: t for t in self.session.get("tools") or [] if t.get("type") == "mcp"}
+        tools = self.session.get("tools") or []
+        ctx.mcp_tools = {t["server_label"]: t for t in tools if t.get("type") == "mcp"}
+        ctx.function_tools = {t["name"] for t in tools if t.get("type") == "function" and "name" in t}
         for it in new:
             if it.get("type") == "mcp_approval_response":
                 request = self.mcp_pending.pop(it["approval_request_id"], None)

@@ -309,9 +309,7 @@ class ServerSession:
         if not item["type"].startswith("mcp_"):
             item["object"] = "realtime.item"
             item["status"] = "completed"
-        previous = self.conversation.insert(item, event.previous_item_id)
-        if event.previous_item_id == "root":
-            previous = "root"
+        previous = self.conversation.insert(item, event.previous_item_id)  # "root": first, so null, as the real
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
