@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,36 @@ async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
         assert proc.returncode == 130
     finally:
         if proc.returncode is None:  # a failed test leaves no server behind
+            proc.kill()
+            await proc.wait()
+
+
+async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tmp_path: Path) -> None:
+    """`serve --fault unreachable` answers in the real shape, but no ICE check gets an answer (UDP dropped on the
+    way): `call` says so in one line within its deadline (default 5 s), exits 4, and hangs the call up."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", "-v", "serve", "--port", "0", "--no-speech", "--fault", "unreachable",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        url = line.split("listening on ")[1].split()[0]
+        events = tmp_path / "events.jsonl"
+        started = time.monotonic()
+        code, out, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", url,
+                                       "--api-key", "sk-x", "--events", str(events))
+        elapsed = time.monotonic() - started
+        assert code == 4, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1, err
+        assert "did not come up within 5 s" in lines[0] and "blocks UDP" in lines[0] and "127.0.0.1:" in lines[0]
+        assert elapsed < 15  # 5 s of ICE plus the start of a Python process, not the 21 s it was
+        assert all(json.loads(line) for line in events.read_text().splitlines())
+        proc.send_signal(signal.SIGINT)
+        _, served = await asyncio.wait_for(proc.communicate(), 10)
+        assert "ended" in served.decode()  # the client hung the call up on its way out
+    finally:
+        if proc.returncode is None:
             proc.kill()
             await proc.wait()
 

@@ -144,6 +144,36 @@ async def test_cors_lets_a_page_on_another_origin_read_location(http, offer) -> 
     assert "location" in resp.headers["access-control-expose-headers"].lower()
 
 
+@pytest.mark.parametrize("sdk, requested", [
+    # @openai/agents-realtime 0.20, OpenAIRealtimeWebRTC's SDP POST (Bearer ek_, application/sdp, its own header)
+    ("agents-js webrtc", "authorization,content-type,x-openai-agents-sdk"),
+    # openai-node in a browser (dangerouslyAllowBrowser): its platform headers, retry count and timeout
+    ("openai-node", "authorization,content-type,accept,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+                    "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+                    "x-stainless-runtime-version,x-stainless-timeout"),
+    ("openai-node with organization and project", "authorization,openai-organization,openai-project"),
+    ("OpenAI's browser guide (fetch)", "authorization,content-type"),
+])
+async def test_the_preflight_allows_what_openais_sdks_send(http, sdk: str, requested: str) -> None:
+    pre = await http.options("/realtime/calls", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": requested})
+    assert pre.status_code == 204
+    allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
+    assert set(requested.split(",")) <= allowed, sdk
+    assert pre.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+async def test_the_preflight_allows_no_third_party_header(http) -> None:
+    """The real service refused a page that added `originator`; so does this one: the browser sees it missing
+    from the allowed list and never sends the POST."""
+    pre = await http.options("/realtime/calls", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,originator"})
+    allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
+    assert "originator" not in allowed and "*" not in allowed
+
+
 async def test_required_api_key(offer) -> None:
     async with RealtimeServer(port=0, api_key="sk-right") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:

@@ -50,6 +50,8 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
     g.add_argument("--ice-server", dest="ice_servers", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (default: none; host candidates only)")
+    g.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                   help="give the call up when ICE has not connected this long after the answer (default 5)")
     g.add_argument("--max-retries", type=int, metavar="N",
                    help="retries of a refused or failed HTTP request, as the openai SDK does (default 2; 429, "
                         "408, 409, 5xx and connection errors; Retry-After honoured up to 60 s)")
@@ -125,8 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
     serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="ACTION[:key=value...]",
                        help="inject a fault: stop_media, close_channel, drop_connection, expire_session, "
-                            "delay_events (with at_seconds= or after_turns=, call=N, delay_ms=) or http_status "
-                            "(status=, retry_after=, times=, call=N); also [[faults]] in a scenario file")
+                            "delay_events (with at_seconds= or after_turns=, call=N, delay_ms=), http_status "
+                            "(status=, retry_after=, times=, call=N) or unreachable (call=N: ICE checks go "
+                            "unanswered, as where UDP is dropped); also [[faults]] in a scenario file")
+    serve.add_argument("--answer", dest="answer_shape", choices=["real", "aiortc"], default="real",
+                       help="real: ICE-lite and the SDP answer as OpenAI's service gives it (default); aiortc: "
+                            "aiortc's own answer (full ICE, every interface)")
     serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
                        help="end each call after S seconds with the `session_expired` error the real service "
                             "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
@@ -172,7 +178,8 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
 
     config = _load_config(args.config)
     settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
-                                       ice_servers=args.ice_servers or None, max_retries=args.max_retries)
+                                       ice_servers=args.ice_servers or None, max_retries=args.max_retries,
+                                       connect_timeout=args.connect_timeout)
     session = build_session(args.session, base=config.get("session"),
                             assignments=args.assignments if assignments is None else assignments,
                             model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
@@ -247,7 +254,7 @@ async def run_serve(args: argparse.Namespace) -> int:
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
                             vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults,
-                            pace_websocket_audio=args.pace_websocket_audio)
+                            pace_websocket_audio=args.pace_websocket_audio, answer_shape=args.answer_shape)
     try:
         await server.start()
     except OSError as exc:

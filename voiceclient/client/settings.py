@@ -25,7 +25,7 @@ class ClientSettings(BaseModel):
     api_key: str | None = Field(default=None, repr=False)
     ice_servers: list[str] = Field(default_factory=list)
     http_timeout: float = Field(default=20.0, gt=0)
-    connect_timeout: float = Field(default=20.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)  # ICE after the answer; then as long again for DTLS and SCTP
     session_update_timeout: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)  # HTTP retries, as the openai SDK does (see client.retry)
 

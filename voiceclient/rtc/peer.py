@@ -3,7 +3,9 @@ buffer, the `oai-events` data channel, and a `lost` future set (with a reason) w
 closes without us closing it.
 
 The offerer (the client) creates the channel and the offer; the answerer (the embedded server) takes the offer,
-accepts the first `oai-events` channel the offerer opens and answers. aiortc's camelCase stays in this module.
+accepts the first `oai-events` channel the offerer opens and answers, by default as OpenAI's service does: ICE-lite
+on host candidates of one address, the answer in the real service's shape (`rtc/lite.py`, `rtc/answer.py`); with
+`answer_shape="aiortc"`, as aiortc answers (full ICE on every interface). aiortc's camelCase stays in this module.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
+from voiceclient.rtc.answer import prepare_answerer, real_answer
 from voiceclient.rtc.inline import use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_immediate_jitter_buffer
+from voiceclient.rtc.lite import LiteConnection, use_ice_lite
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
 Role = Literal["offerer", "answerer"]
+AnswerShape = Literal["real", "aiortc"]
 
 
 class InvalidOffer(ProtocolError):
@@ -37,14 +42,22 @@ class InvalidOffer(ProtocolError):
 
 class Peer:
     def __init__(self, outbound: MediaStreamTrack, ice_servers: list[str] | None = None,
-                 role: Role = "offerer") -> None:
+                 role: Role = "offerer", answer_shape: AnswerShape = "real", host: str = "127.0.0.1",
+                 deaf: bool = False) -> None:
+        """Answerer only: `answer_shape`, `host` (the address whose candidates a real-shape answer gives) and
+        `deaf` (answer no ICE checks: candidates nobody can reach)."""
         servers = [RTCIceServer(urls=u) for u in ice_servers or []]
         self.role = role
+        self.answer_shape = answer_shape
+        self.host = host
+        self.deaf = deaf
+        self.lite: list[LiteConnection] = []
         self.outbound = outbound
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))  # [] means no STUN wait offline
         loop = asyncio.get_running_loop()
         self.remote_track: asyncio.Future[MediaStreamTrack] = loop.create_future()
         self.opened = asyncio.Event()
+        self.ice_connected = asyncio.Event()
         self.lost: asyncio.Future[str] = loop.create_future()
         self.on_message: Callable[[str | bytes], None] | None = None
         self.on_open: Callable[[], None] | None = None
@@ -60,6 +73,7 @@ class Peer:
             self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
+        self.pc.on("iceconnectionstatechange", self._on_ice_state)
 
     # ------------------------------------------------------------------------------------------ aiortc events
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
@@ -103,6 +117,10 @@ class Peer:
         elif state == "closed" and not self._closed:
             self._lose("the WebRTC connection was closed by the remote side")
 
+    def _on_ice_state(self) -> None:
+        if self.pc.iceConnectionState in ("connected", "completed"):
+            self.ice_connected.set()
+
     def _lose(self, reason: str) -> None:
         if not self.lost.done():
             self.lost.set_result(reason)
@@ -131,25 +149,60 @@ class Peer:
                 use_immediate_jitter_buffer(transceiver.receiver)
                 use_inline_decoder(transceiver.receiver)
         use_inline_encoder(self.pc.addTrack(self.outbound))
+        if self.answer_shape == "aiortc":
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return self.pc.localDescription.sdp
+        prepare_answerer(self.pc)
+        self.lite = await use_ice_lite(self.pc, self.host, deaf=self.deaf)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return real_answer(self.pc.localDescription.sdp)
 
     async def wait_open(self, timeout: float) -> None:
-        """Wait for the data channel to open (it may already be open), or fail clearly."""
+        """Wait for ICE to connect within `timeout` (a person at a laptop will not wait longer, and a lite server
+        that never answers leaves aioice checking for ever), then for DTLS, SCTP and the data channel within as
+        long again; or fail with one line that says which step did not come up."""
         if self.channel is not None and self.channel.readyState == "open":
             self.opened.set()
-        opened = asyncio.get_running_loop().create_task(self.opened.wait())
-        waiters: set[asyncio.Future[Any]] = {opened, self.lost}
+            self.ice_connected.set()
+        if not await self._wait_for(self.ice_connected, timeout):
+            raise ConnectionLostError(self._not_connected(timeout))
+        if not await self._wait_for(self.opened, timeout):
+            raise ConnectionLostError(f"ICE connected, but the data channel did not open within {timeout:g} s "
+                                      f"(DTLS {self._dtls_state()}); the server may not be a Realtime server")
+
+    def _dtls_state(self) -> str:
+        transceivers = self.pc.getTransceivers()
+        return str(transceivers[0].receiver.transport.state) if transceivers else "?"
+
+    def _not_connected(self, timeout: float) -> str:
+        candidates = sorted({f"{c.host}:{c.port}" for c in self._remote_candidates() if c.transport == "udp"})
+        tcp = any(c.transport == "tcp" for c in self._remote_candidates())
+        where = ", ".join(candidates[:3]) or "no UDP candidate"
+        return (f"the WebRTC connection did not come up within {timeout:g} s: no answer to ICE checks from the "
+                f"server's UDP candidates ({where}; ICE {self.pc.iceConnectionState}). A network that blocks UDP "
+                "does this (office, hotel or conference Wi-Fi): try another network, or a TURN server with "
+                "--ice-server" + (" (aiortc cannot use the server's TCP candidates)" if tcp else ""))
+
+    def _remote_candidates(self) -> list[Any]:
+        transceivers = self.pc.getTransceivers()
+        if not transceivers:
+            return []
+        return list(transceivers[0].receiver.transport.transport._connection.remote_candidates)
+
+    async def _wait_for(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for `event`: True when set, False after `timeout`; raises with the reason if the connection is
+        lost meanwhile."""
+        waiter = asyncio.get_running_loop().create_task(event.wait())
+        waiters: set[asyncio.Future[Any]] = {waiter, self.lost}
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            opened.cancel()
-        if self.opened.is_set():
-            return
+            waiter.cancel()
+        if event.is_set():
+            return True
         if self.lost.done():
             raise ConnectionLostError(self.lost.result())
-        raise ConnectionLostError(f"the connection did not come up within {timeout:g} s "
-                                  f"(ICE state {self.pc.iceConnectionState})")
+        return False
 
     # ------------------------------------------------------------------------------------------ use
     @property

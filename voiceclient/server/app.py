@@ -2,7 +2,8 @@
 
 - `POST /v1/realtime/calls`: multipart (`sdp`, optional `session`; part content types optional, as browser
   FormData sends none) with any bearer key (or the one given to `--api-key`), or raw `application/sdp` with an
-  `ek_` key issued by this server. 201, `application/sdp`, `Location: /v1/realtime/calls/rtc_<hex>`.
+  `ek_` key issued by this server. 201, `application/sdp`, `Location: /v1/realtime/calls/rtc_u1_<base62>`, the
+  answer in the real service's shape (ICE-lite; `rtc/answer.py`).
 - `POST /v1/realtime/calls/{id}/hangup`: 200, or 404 for an unknown call.
 - `POST /v1/realtime/client_secrets`: `{value: "ek_…", expires_at, session}`.
 - `GET /v1/realtime?model=M` (WebSocket): a whole session over the socket (`server/websocket.py`). The key comes
@@ -27,7 +28,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import BodyPartReader, web
 
 from voiceclient.protocol.errors import ProtocolError
-from voiceclient.rtc.peer import InvalidOffer
+from voiceclient.rtc.lite import BASE62
+from voiceclient.rtc.peer import AnswerShape, InvalidOffer
 from voiceclient.server.call import ServerCall
 from voiceclient.server.session import ServerSession
 from voiceclient.server.websocket import WebSocketSession
@@ -41,15 +43,26 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
 WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
+# The request headers OpenAI's own SDKs send from a browser, and no more: the real service checks them against a
+# fixed list (a third-party `originator` header was refused there), so a page that works here works there.
+SDK_REQUEST_HEADERS = (
+    "Authorization", "Content-Type", "Accept",
+    "OpenAI-Organization", "OpenAI-Project", "OpenAI-Safety-Identifier",  # openai-node's client options
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout", "X-Stainless-Helper-Method",
+    "X-OpenAI-Agents-SDK",  # @openai/agents-realtime adds it to the SDP POST (its WebRTC transport)
+)
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Accept, OpenAI-Organization, OpenAI-Project, "
-                                    "OpenAI-Safety-Identifier, X-Stainless-Lang, X-Stainless-Package-Version, "
-                                    "X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, "
-                                    "X-Stainless-Runtime-Version, X-Stainless-Retry-Count, X-Stainless-Timeout",
+    "Access-Control-Allow-Headers": ", ".join(SDK_REQUEST_HEADERS),
     "Access-Control-Expose-Headers": "Location, x-request-id",
     "Access-Control-Max-Age": "600",
 }
+
+
+def new_call_id() -> str:
+    """A call id in the real service's form: `rtc_u1_E7JWxaN1u2ZbQG9SnKbwh` (`rtc_u<digit>_`, 21-32 base62)."""
+    return f"rtc_u{secrets.randbelow(10)}_" + "".join(secrets.choice(BASE62) for _ in range(25))
 
 
 def new_session(data: Any, model: str | None = None) -> dict[str, Any]:
@@ -70,10 +83,13 @@ class RealtimeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
                  api_key: str | None = None, max_call_seconds: float = 3600.0,
                  speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None,
-                 pace_websocket_audio: bool = False) -> None:
+                 pace_websocket_audio: bool = False, answer_shape: AnswerShape = "real") -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
         `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
-        sessions get their answer audio in real time instead of as fast as it is made."""
+        sessions get their answer audio in real time instead of as fast as it is made; `answer_shape`: "real"
+        (ICE-lite and the answer as OpenAI's service gives it, candidates on `host`) or "aiortc" (aiortc's own
+        answer, full ICE on every interface)."""
+        self.answer_shape: AnswerShape = answer_shape
         self.speech = speech
         self.vad = vad
         self.faults = faults or FaultPlan()
@@ -213,12 +229,13 @@ class RealtimeServer:
         if refusal is not None:
             log.info("create-call %d: injected HTTP %d", self.calls_created, refusal.status)
             raise refusal
-        call_id = "rtc_" + secrets.token_hex(16)
+        call_id = new_call_id()
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         call = ServerCall(call_id, session, self.responder_factory(), on_closed=self._on_call_closed,
                           max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad,
-                          faults=self.faults.for_call(self.calls_created))
+                          faults=self.faults.for_call(self.calls_created), answer_shape=self.answer_shape,
+                          host=self.host, unreachable=self.faults.unreachable(self.calls_created))
         try:
             answer = await call.answer(sdp)
         except InvalidOffer as exc:
@@ -228,7 +245,8 @@ class RealtimeServer:
         self.calls[call_id] = call
         self.history.append(call)
         log.info("call %s created", call_id)
-        return web.Response(status=201, text=answer, content_type="application/sdp",
+        # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
+        return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
                             headers={"Location": f"/v1/realtime/calls/{call_id}"})
 
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.tracks import InboundReader, OutboundTrack
-from voiceclient.rtc.peer import Peer
+from voiceclient.rtc.peer import AnswerShape, Peer
 from voiceclient.server.faults import FaultSpec
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.server.responders import Responder
@@ -37,11 +37,14 @@ class ServerCall(ServerSession):
     def __init__(self, call_id: str, session: dict[str, Any], responder: Responder,
                  on_closed: Callable[[ServerSession], None] | None = None,
                  max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
-                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
+                 vad: str = "auto", faults: list[FaultSpec] | None = None, answer_shape: AnswerShape = "real",
+                 host: str = "127.0.0.1", unreachable: bool = False) -> None:
+        """`answer_shape`: "real" (ICE-lite, the real service's answer, candidates on `host`) or "aiortc";
+        `unreachable`: the answer's candidates answer no checks (the `unreachable` fault)."""
         self.playout = PlayoutQueue()
         super().__init__(call_id, session, responder, self.playout, on_closed, max_seconds, speech, vad, faults)
         self.track = OutboundTrack(self.playout)
-        self.peer = Peer(self.track, role="answerer")
+        self.peer = Peer(self.track, role="answerer", answer_shape=answer_shape, host=host, deaf=unreachable)
         self.peer.on_message = self.submit
         self.peer.on_open = self._on_open
         self.reader: InboundReader | None = None

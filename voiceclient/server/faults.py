@@ -15,6 +15,7 @@ line, `--fault ACTION[:key=value...]`, for example `--fault drop_connection:call
 | `expire_session`  | the `session_expired` error, then the call or session ends, as at the session cap |
 | `delay_events`    | every server event from then on arrives `delay_ms` late (order kept) |
 | `http_status`     | the create-call (or WebSocket upgrade) answers `status` `times` times (`Retry-After` if set) |
+| `unreachable`     | a WebRTC call is answered as usual, but no ICE check is answered (UDP dropped on the way) |
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from voiceclient.errors import ConfigError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.validation import validate
 
-Action = Literal["stop_media", "close_channel", "drop_connection", "expire_session", "delay_events", "http_status"]
+Action = Literal["stop_media", "close_channel", "drop_connection", "expire_session", "delay_events", "http_status",
+                 "unreachable"]
 CALL_ACTIONS = ("stop_media", "close_channel", "drop_connection", "expire_session", "delay_events")
 
 
@@ -84,6 +86,10 @@ class FaultPlan:
                 return ProtocolError(f"Injected fault: HTTP {fault.status}.", code, type=kind, status=fault.status,
                                      headers=headers)
         return None
+
+    def unreachable(self, call_number: int) -> bool:
+        """Whether this WebRTC call's candidates are to answer no checks."""
+        return any(f.action == "unreachable" and (f.call is None or f.call == call_number) for f in self.faults)
 
     def for_call(self, call_number: int) -> list[FaultSpec]:
         return [f for f in self.faults if f.action in CALL_ACTIONS and (f.call is None or f.call == call_number)]
