@@ -149,8 +149,9 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
             "server->client before loss": down[:split], "server->client after loss": down[split + 1:]}
 
 
-async def bench_connect(runs: int) -> tuple[list[float], list[float]]:
-    """Process start -> session.updated (a fresh `python -c` each run), and in-process connect time."""
+async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], list[float]]:
+    """Process start -> session.updated (a fresh `python -c` each run), and in-process connect time, against a
+    server answering in the real service's shape (ICE-lite) or aiortc's (`--answer aiortc`)."""
     script = (
         "import asyncio, sys, time\n"
         "from voiceclient import VoiceCall, ClientSettings\n"
@@ -159,7 +160,7 @@ async def bench_connect(runs: int) -> tuple[list[float], list[float]]:
         "        print('READY', time.time(), call.connect_seconds, flush=True)\n"
         "asyncio.run(main())\n")
     process, inproc = [], []
-    async with RealtimeServer(port=0) as server:
+    async with RealtimeServer(port=0, answer_shape=answer) as server:  # type: ignore[arg-type]
         for _ in range(runs):
             start = time.time()
             proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, server.base_url,
@@ -877,6 +878,8 @@ async def main() -> None:
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--answer", choices=["real", "aiortc"], default="real",
+                        help="connect: the server's answer, ICE-lite as the real service (default) or aiortc's")
     args = parser.parse_args()
     if args.worker:
         await scale_worker(*args.worker)
@@ -884,9 +887,9 @@ async def main() -> None:
     print(f"# voiceclient benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
           f"{sys.version.split()[0]}")
     if "connect" in args.what:
-        process, inproc = await bench_connect(args.runs)
-        print(f"connect, process start -> session.updated: {stats(process)}")
-        print(f"connect, VoiceCall.connect() -> session.updated: {stats(inproc)}")
+        process, inproc = await bench_connect(args.runs, args.answer)
+        print(f"connect ({args.answer} answer), process start -> session.updated: {stats(process)}")
+        print(f"connect ({args.answer} answer), VoiceCall.connect() -> session.updated: {stats(inproc)}")
     if "latency" in args.what:
         label = "stock aiortc jitter buffer" if args.stock else "immediate jitter buffer"
         for name, values in (await bench_latency(args.seconds, args.stock)).items():

@@ -24,11 +24,17 @@ PAGE = Path(__file__).parent / "browser" / "call.html"
 
 
 async def run_page(server: RealtimeServer, mode: str, tmp_path: Path, page_file: Path = PAGE,
-                   query: str | None = None) -> dict[str, Any]:
+                   query: str | None = None, assets: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Serve `page_file` (and `assets`, by path) from an origin of its own, open it in Chromium with a fake
+    microphone playing the 440 Hz fixture, and return what the page POSTs to /result."""
     result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=page_file.read_text(), content_type="text/html")
+
+    async def asset(request: web.Request) -> web.Response:
+        path = (assets or {})[request.path]
+        return web.Response(body=path.read_bytes(), content_type="text/javascript")
 
     async def receive(request: web.Request) -> web.Response:
         if not result.done():
@@ -38,6 +44,8 @@ async def run_page(server: RealtimeServer, mode: str, tmp_path: Path, page_file:
     app = web.Application()
     app.router.add_get("/", page)
     app.router.add_post("/result", receive)
+    for path in assets or {}:
+        app.router.add_get(path, asset)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,0 +1,253 @@
+"""The frameworks most people reach the Realtime API through, driven unchanged against the embedded server's
+WebSocket: pipecat (`OpenAIRealtimeLLMService` in a pipeline) and LiveKit Agents (`RealtimeModel`'s session,
+driven without a room). Each: connect, a typed turn, a spoken turn whose tool the framework runs, and the edge the
+framework branches on (pipecat: a retrieve of an unknown item must fail that call, not the session; LiveKit: an item
+put first with previous_item_id "root" must be reported after null, not after "root").
+
+Versions: the `frameworks` extra (pyproject.toml), installed by scripts/test."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voiceclient.audio.format import API_RATE, dominant_frequency, tone
+from voiceclient.server import RealtimeServer
+from voiceclient.server.responders import ScenarioResponder
+
+# The frameworks' own deprecations (pipecat imports audioop, and its old module paths) are not ours to fix.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+SCENARIO = """
+after_turns = "echo"
+[[turns]]                          # the typed turn
+text = "Hello from the embedded server."
+tone = { frequency = 660, seconds = 0.5 }
+[[turns]]                          # the spoken turn: the framework runs the tool
+  [[turns.calls]]
+  name = "get_weather"
+  arguments = { city = "Paris" }
+  [turns.after_tools]
+  text = "Paris is {output[forecast]}."
+  tone = { frequency = 700, seconds = 0.5 }
+"""
+# 0.3 s of silence, 1 s of 440 Hz, then 1.5 s of silence (a WebSocket server's VAD hears only what is appended)
+SPEECH = np.concatenate([np.zeros(7200, np.int16), tone(440, 1.0, API_RATE), np.zeros(36000, np.int16)])
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed: pip install "
+                                                    "'voiceclient[frameworks]' (scripts/test installs it)")
+
+
+@pytest.fixture
+async def scenario_server(tmp_path: Path) -> AsyncIterator[RealtimeServer]:
+    path = tmp_path / "scenario.toml"
+    path.write_text(SCENARIO)
+    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(path), vad="energy") as server:
+        yield server
+
+
+def chunks(pcm: np.ndarray, size: int = 480) -> list[np.ndarray]:
+    return [pcm[i:i + size] for i in range(0, pcm.size, size)]
+
+
+# ---------------------------------------------------------------------------------------------------- pipecat
+@needs("pipecat")
+async def test_pipecat_realtime_service_against_the_embedded_server(scenario_server: RealtimeServer) -> None:
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+    from pipecat.frames import frames as f
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+    from pipecat.workers.runner import WorkerRunner
+
+    class Speaker(FrameProcessor):
+        """Where pipecat's output transport would stand: keeps what the service said and says when the bot
+        speaks, as the transport does (the assistant aggregator holds tool results while the bot speaks)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def process_frame(self, frame: Any, direction: Any) -> None:
+            await super().process_frame(frame, direction)
+            if direction == FrameDirection.DOWNSTREAM:
+                self.frames.put_nowait(frame)
+            await self.push_frame(frame, direction)
+            for kind, spoken in ((f.TTSStartedFrame, f.BotStartedSpeakingFrame),
+                                 (f.TTSStoppedFrame, f.BotStoppedSpeakingFrame)):
+                if isinstance(frame, kind):
+                    await self.push_frame(spoken())
+                    await self.push_frame(spoken(), FrameDirection.UPSTREAM)
+
+        async def until(self, kinds: tuple[type, ...], timeout: float = 15) -> list[Any]:
+            got = []
+            while True:
+                frame = await asyncio.wait_for(self.frames.get(), timeout)
+                got.append(frame)
+                if isinstance(frame, kinds):
+                    return got
+
+    def said(frames: list[Any]) -> tuple[str, np.ndarray]:
+        text = "".join(x.text for x in frames if isinstance(x, f.LLMTextFrame))
+        audio = b"".join(x.audio for x in frames if isinstance(x, f.TTSAudioRawFrame))
+        return text, np.frombuffer(audio, "<i2")
+
+    server = scenario_server
+    llm = OpenAIRealtimeLLMService(api_key="sk-test", base_url=f"{server.websocket_url}/realtime")
+    calls: list[dict[str, Any]] = []
+
+    async def get_weather(params: Any) -> None:
+        calls.append(dict(params.arguments))
+        await params.result_callback({"city": params.arguments["city"], "forecast": "sunny"})
+
+    llm.register_function("get_weather", get_weather)
+    tools = ToolsSchema(standard_tools=[FunctionSchema(name="get_weather", description="The weather in a city.",
+                                                       properties={"city": {"type": "string"}}, required=["city"])])
+    context = LLMContext(messages=[{"role": "user", "content": "Hello there"}], tools=tools)
+    pair = LLMContextAggregatorPair(context)
+    speaker = Speaker()
+    worker = PipelineWorker(Pipeline([pair.user(), llm, speaker, pair.assistant()]), cancel_on_idle_timeout=False,
+                            params=PipelineParams(audio_in_sample_rate=API_RATE, audio_out_sample_rate=API_RATE))
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def on_started(worker: Any, frame: Any) -> None:
+        started.set()
+
+    runner = WorkerRunner()
+    await runner.add_workers(worker)
+    running = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        await worker.queue_frame(f.LLMContextFrame(context))
+        text, audio = said(await speaker.until((f.TTSStoppedFrame,)))
+        assert text == "Hello from the embedded server."
+        assert abs(dominant_frequency(audio, API_RATE) - 660) < 5 and audio.size == API_RATE // 2
+
+        async def speak() -> None:
+            for piece in chunks(SPEECH):
+                await worker.queue_frame(f.InputAudioRawFrame(audio=piece.tobytes(), sample_rate=API_RATE,
+                                                              num_channels=1))
+                await asyncio.sleep(0.02)  # the pace of a microphone
+
+        await speak()
+        text, audio = said(await speaker.until((f.TTSStoppedFrame,)))
+        assert calls == [{"city": "Paris"}]  # pipecat ran the tool and sent its output
+        assert text == "Paris is sunny." and abs(dominant_frequency(audio, API_RATE) - 700) < 5
+
+        # The edge: pipecat fails only the retrieve on `item_retrieve_invalid_item_id` (with the event id it gave);
+        # any other error code it takes as fatal and stops the session.
+        with pytest.raises(Exception, match=r"^Error retrieving item: the item with id 'item_gone' does not exist"):
+            await asyncio.wait_for(llm.retrieve_conversation_item("item_gone"), 5)
+        await speak()
+        frames = await speaker.until((f.TTSStoppedFrame, f.ErrorFrame))
+        assert not [x for x in frames if isinstance(x, f.ErrorFrame)]
+        assert said(frames)[0].startswith("Echo of ")  # the session goes on: the echo of the next turn
+        [session] = list(server.history)
+        heard = session.conversation.user_audio()[0]
+        assert abs(dominant_frequency(heard[7200:31200], API_RATE) - 440) < 5
+    finally:
+        await worker.queue_frame(f.EndFrame())
+        await asyncio.wait_for(running, 10)
+
+
+# ---------------------------------------------------------------------------------------------------- LiveKit
+@needs("livekit.agents", "livekit.plugins.openai")
+async def test_livekit_realtime_model_against_the_embedded_server(scenario_server: RealtimeServer,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import aiohttp
+    from livekit import rtc
+    from livekit.agents import llm
+    from livekit.plugins.openai.realtime import RealtimeModel
+
+    @llm.function_tool
+    async def get_weather(city: str) -> dict[str, str]:
+        """The weather in a city."""
+        return {"city": city, "forecast": "sunny"}
+
+    async def heard(generation: Any) -> tuple[str, np.ndarray, list[Any]]:
+        texts: list[str] = []
+        frames: list[bytes] = []
+        calls: list[Any] = []
+
+        async def functions() -> None:
+            async for call in generation.function_stream:
+                calls.append(call)
+
+        async def message(msg: Any) -> None:
+            async def text() -> None:
+                async for delta in msg.text_stream:
+                    texts.append(delta)
+
+            async def audio() -> None:
+                async for frame in msg.audio_stream:
+                    frames.append(bytes(frame.data))
+
+            await asyncio.gather(text(), audio())
+
+        reading = asyncio.ensure_future(functions())
+        async for msg in generation.message_stream:
+            await message(msg)
+        await reading
+        return "".join(texts), np.frombuffer(b"".join(frames), "<i2"), calls
+
+    caplog.set_level(logging.WARNING, logger="livekit")
+    server = scenario_server
+    async with aiohttp.ClientSession() as http:
+        model = RealtimeModel(base_url=server.base_url, api_key="sk-test", http_session=http, model="gpt-realtime")
+        session = model.session()
+        generations: asyncio.Queue[Any] = asyncio.Queue()
+        session.on("generation_created", generations.put_nowait)
+        errors: list[Any] = []
+        session.on("error", errors.append)
+        try:
+            chat = llm.ChatContext()
+            chat.add_message(role="user", content="Hello there")
+            await session.update_chat_ctx(chat)
+            await session.update_tools([get_weather])
+            text, audio, _ = await heard(await asyncio.wait_for(session.generate_reply(), 10))
+            assert text == "Hello from the embedded server."
+            assert abs(dominant_frequency(audio, API_RATE) - 660) < 5
+
+            # The edge: an item put first goes out with previous_item_id "root"; the server reports it after null
+            # (as the real service does), so LiveKit's copy of the conversation keeps the order it asked for.
+            first = llm.ChatMessage(role="user", content=["First of all"], id="item_first")
+            chat = session.chat_ctx.copy()
+            chat.items.insert(0, first)
+            await session.update_chat_ctx(chat)
+            assert session.chat_ctx.items[0].id == "item_first"
+            assert [it["id"] for it in next(iter(server.sessions.values())).conversation.items][0] == "item_first"
+
+            while not generations.empty():  # generate_reply's own generation came through the event too
+                generations.get_nowait()
+            for piece in chunks(SPEECH):
+                session.push_audio(rtc.AudioFrame(piece.tobytes(), API_RATE, 1, piece.size))
+                await asyncio.sleep(0.02)
+            _, _, calls = await heard(await asyncio.wait_for(generations.get(), 10))
+            assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+            output = await get_weather(**json.loads(calls[0].arguments))
+            chat = session.chat_ctx.copy()
+            chat.items.append(llm.FunctionCallOutput(call_id=calls[0].call_id, name="get_weather",
+                                                     output=json.dumps(output), is_error=False))
+            await session.update_chat_ctx(chat)
+            text, audio, _ = await heard(await asyncio.wait_for(session.generate_reply(), 10))
+            assert text == "Paris is sunny." and abs(dominant_frequency(audio, API_RATE) - 700) < 5
+        finally:
+            await session.aclose()
+            await model.aclose()
+    assert errors == []
+    assert not [r for r in caplog.records if "unknown item" in r.getMessage()]
