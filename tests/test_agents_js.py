@@ -20,29 +20,14 @@ from voiceclient.audio.format import dominant_frequency
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
-from .conftest import loud_spans
+from .conftest import FIXTURES, loud_spans
 from .test_browser import CHROMIUM, run_page
 
 pytestmark = pytest.mark.timeout(120)
 SOURCES = Path(__file__).parent / "browser" / "agents"
 NPM = shutil.which("npm")
+SCENARIO = FIXTURES / "scenarios" / "clients.toml"  # a typed turn, a tool turn, a long answer to interrupt
 PAGE = """<!doctype html><html><body><script type="module" src="/bundle.js"></script></body></html>"""
-SCENARIO = """
-after_turns = "silence"
-[[turns]]                          # the typed "Hello there"
-text = "Hello from the embedded server."
-tone = { frequency = 660, seconds = 0.8 }
-[[turns]]                          # the typed weather question: the SDK runs its tool
-  [[turns.calls]]
-  name = "get_weather"
-  arguments = { city = "Paris" }
-  [turns.after_tools]
-  text = "Paris is {output[forecast]}, {output[temperature]} degrees."
-  tone = { frequency = 700, seconds = 0.6 }
-[[turns]]                          # the spoken turn from the fake microphone: a long answer, interrupted
-text = "This is a long answer that goes on for a while."
-tone = { frequency = 330, seconds = 4.0 }
-"""
 
 
 @pytest.fixture(scope="session")
@@ -68,11 +53,9 @@ def agents_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bundle: Path, tmp_path: Path) -> None:
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(SCENARIO)
     page = tmp_path / "page.html"
     page.write_text(PAGE)
-    async with RealtimeServer(port=0, api_key="sk-backend", responder=ScenarioResponder.from_file(scenario)) \
+    async with RealtimeServer(port=0, api_key="sk-backend", responder=ScenarioResponder.from_file(SCENARIO)) \
             as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:  # the page's backend mints the key
             secret = (await http.post("/realtime/client_secrets", headers={"Authorization": "Bearer sk-backend"},
