@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from voiceclient import ClientSettings, VoiceCall
+from voiceclient.errors import ConnectionLostError
 from voiceclient.audio.sources import SilenceSource
 from voiceclient.audio.tracks import OutboundTrack
 from voiceclient.rtc.answer import MAX_MESSAGE_SIZE
@@ -121,23 +122,36 @@ async def test_only_offered_codecs_and_the_offers_payload_type(server: RealtimeS
         await peer.close()
 
 
-async def test_the_client_takes_the_captured_real_answer() -> None:
-    """The captured answer, its candidates re-pointed at loopback: one at an ICE-lite agent with the captured ufrag
-    and password, two at agents that answer nothing (as unreachable addresses would). The client sees ICE-lite,
-    becomes the controlling agent, nominates with a second check (regular nomination) and ICE completes."""
+async def lite_agents(deaf: list[bool]) -> tuple[list[LiteConnection], list[asyncio.Future[None]], str]:
+    """ICE-lite agents on loopback with the captured answer's ufrag and password (deaf ones answer nothing, as an
+    unreachable address would), and the captured answer with its candidates re-pointed at them."""
     real = real_answer_text()
     ufrag = re.search(r"a=ice-ufrag:(\S+)", real).group(1)
     password = re.search(r"a=ice-pwd:(\S+)", real).group(1)
-    agents = [LiteConnection("127.0.0.1", ufrag, password, deaf=i > 0) for i in range(3)]
+    agents = [LiteConnection("127.0.0.1", ufrag, password, deaf=d) for d in deaf]
     for agent in agents:
         await agent.gather_candidates()
     waiting = [asyncio.ensure_future(agent.connect()) for agent in agents]
     answer = real
     for i, agent in enumerate(agents):
-        port = agent.local_candidates[0].port
-        answer = answer.replace(f"203.0.113.1{i} 3478", f"127.0.0.1 {port}")
+        answer = answer.replace(f"203.0.113.1{i} 3478", f"127.0.0.1 {agent.local_candidates[0].port}")
         answer = answer.replace(f"203.0.113.1{i} 443", f"127.0.0.1 {9 + i}")  # TCP: aioice pairs none of these
     assert "203.0.113" not in answer
+    return agents, waiting, answer
+
+
+async def close_agents(agents: list[LiteConnection], waiting: list[asyncio.Future[None]]) -> None:
+    for agent in agents:
+        await agent.close()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_the_client_takes_the_captured_real_answer() -> None:
+    """The captured answer, its candidates re-pointed at loopback: one at an ICE-lite agent with the captured ufrag
+    and password, two at agents that answer nothing. The client sees ICE-lite, becomes the controlling agent,
+    nominates with a second check (regular nomination) and ICE completes."""
+    agents, waiting, answer = await lite_agents([False, True, True])
+    ufrag = re.search(r"a=ice-ufrag:(\S+)", answer).group(1)
     client = Peer(OutboundTrack(SilenceSource()))
     try:
         await client.create_offer()
@@ -161,9 +175,26 @@ async def test_the_client_takes_the_captured_real_answer() -> None:
         assert ice.state == "completed" or await _until(lambda: ice.state == "completed")
     finally:
         await client.close()
-        for agent in agents:
-            await agent.close()
-        await asyncio.gather(*waiting, return_exceptions=True)
+        await close_agents(agents, waiting)
+
+
+async def test_the_captured_answer_unreachable_fails_at_the_deadline_in_one_line() -> None:
+    """No end-of-candidates: aioice would check for ever. The deadline gives up, naming what did not answer."""
+    agents, waiting, answer = await lite_agents([True, True, True])
+    client = Peer(OutboundTrack(SilenceSource()))
+    try:
+        await client.create_offer()
+        await client.accept_answer(answer)
+        with pytest.raises(ConnectionLostError) as err:
+            await client.wait_open(1.0)
+        message = str(err.value)
+        assert "\n" not in message and message.startswith("the WebRTC connection did not come up within 1 s")
+        ports = sorted(str(a.local_candidates[0].port) for a in agents)
+        assert all(f"127.0.0.1:{port}" in message for port in ports)
+        assert "blocks UDP" in message and "aiortc cannot use the server's TCP candidates" in message
+    finally:
+        await client.close()
+        await close_agents(agents, waiting)
 
 
 async def _until(predicate, timeout: float = 5.0) -> bool:

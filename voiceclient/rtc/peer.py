@@ -175,8 +175,9 @@ class Peer:
         return str(transceivers[0].receiver.transport.state) if transceivers else "?"
 
     def _not_connected(self, timeout: float) -> str:
-        candidates = sorted({f"{c.host}:{c.port}" for c in self._remote_candidates() if c.transport == "udp"})
-        tcp = any(c.transport == "tcp" for c in self._remote_candidates())
+        remote = self._remote_candidates()
+        candidates = sorted({f"{c.ip}:{c.port}" for c in remote if c.protocol == "udp"})
+        tcp = any(c.protocol == "tcp" for c in remote)
         where = ", ".join(candidates[:3]) or "no UDP candidate"
         return (f"the WebRTC connection did not come up within {timeout:g} s: no answer to ICE checks from the "
                 f"server's UDP candidates ({where}; ICE {self.pc.iceConnectionState}). A network that blocks UDP "
@@ -185,9 +186,7 @@ class Peer:
 
     def _remote_candidates(self) -> list[Any]:
         transceivers = self.pc.getTransceivers()
-        if not transceivers:
-            return []
-        return list(transceivers[0].receiver.transport.transport._connection.remote_candidates)
+        return transceivers[0].receiver.transport.transport.getRemoteCandidates() if transceivers else []
 
     async def _wait_for(self, event: asyncio.Event, timeout: float) -> bool:
         """Wait for `event`: True when set, False after `timeout`; raises with the reason if the connection is
