@@ -128,7 +128,7 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
     up_sent, up_recv, down_sent, down_recv = Timeline(), Timeline(), Timeline(), Timeline()
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
     async with RealtimeServer(port=0) as server:
-        settings = ClientSettings(base_url=server.base_url, api_key="sk-bench")
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc")
         call = VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16)))
         async with call:
             srv = next(iter(server.calls.values()))
@@ -156,7 +156,7 @@ async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], l
         "import asyncio, sys, time\n"
         "from voiceclient import VoiceCall, ClientSettings\n"
         "async def main():\n"
-        "    async with VoiceCall(ClientSettings(base_url=sys.argv[1], api_key='sk-bench')) as call:\n"
+        "    async with VoiceCall(ClientSettings(base_url=sys.argv[1], api_key='sk-bench', transport='webrtc')) as call:\n"
         "        print('READY', time.time(), call.connect_seconds, flush=True)\n"
         "asyncio.run(main())\n")
     process, inproc = [], []
@@ -186,7 +186,7 @@ async def bench_cpu(seconds: float) -> tuple[float, float]:
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         pcm, _ = burst_train(seconds)
         session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
-        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session,
+        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session,
                              source=BufferSource(pcm)) as call:
             c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
             await asyncio.sleep(seconds)
@@ -255,7 +255,7 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
         "transcription": {"model": "whisper-1"}, "turn_detection": td}}})
     committed: list[int] = []
     tool_turns: list[bool] = []
-    async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session, tools=[get_weather],
+    async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session, tools=[get_weather],
                          source=BufferSource(np.zeros(RATE // 2, np.int16)), record_wav=record,
                          events_jsonl=record.with_suffix(".jsonl")) as call:
         stream = call.events()
@@ -421,7 +421,7 @@ async def bench_talk(seconds: float) -> None:
             w.writeframes(pcm.astype("<i2").tobytes())
         async with RealtimeServer(port=0) as server:
             queue: asyncio.Queue[str] = asyncio.Queue()
-            talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-bench"), SessionConfig(), aec="off",
+            talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc"), SessionConfig(), aec="off",
                         commands=queue, stream=open(os.devnull, "w"))
             mic_in, speaker_out, srv_in, srv_out = Timeline(), Timeline(), Timeline(), Timeline()
             task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
@@ -506,7 +506,7 @@ async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         queue: asyncio.Queue[str] = asyncio.Queue()
-        talk = Talk(ClientSettings(base_url=url, api_key="sk-bench"), SessionConfig(), aec="off", commands=queue,
+        talk = Talk(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), SessionConfig(), aec="off", commands=queue,
                     stream=open(os.devnull, "w"))
         task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
         while talk.call is None or talk.call.state.value != "connected":
@@ -540,7 +540,7 @@ async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, f
 
     faults = FaultPlan([FaultSpec(action="stop_media", call=1, at_seconds=at)])
     async with RealtimeServer(port=0, faults=faults) as server:
-        call = VoiceCall(ClientSettings(base_url=server.base_url, api_key="sk-bench"), reconnect=5,
+        call = VoiceCall(ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc"), reconnect=5,
                          media_timeout=media_timeout, on_status=status)
         async with call:
             call.tap_audio(received=tap)
@@ -641,7 +641,7 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        call = VoiceCall(ClientSettings(base_url=url, api_key="sk-bench"), session,
+        call = VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session,
                          source=BufferSource(pcm), recycle_after=recycle_after, record_wav=record,
                          on_status=on_status)
         sampler = asyncio.ensure_future(sample())
@@ -702,7 +702,7 @@ async def scale_call(url: str, out: Path) -> dict[str, float | str]:
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 300}}}})
     try:
-        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", connect_timeout=30), session,
+        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", connect_timeout=30, transport="webrtc"), session,
                              source=WavSource(SCALE_SPEECH), output_wav=out) as call:
             ended = await call.run_until_idle(1.5, 40)
             delay = call.meter.latencies[0] if call.meter.latencies else float("nan")
@@ -836,7 +836,7 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        client = AsyncOpenAI(base_url=url, api_key="sk-bench")
+        client = AsyncOpenAI(base_url=url, api_key="sk-bench", transport="webrtc")
         await ws_turn(client)  # warm: the server's first session, the SDK's imports
         results = [await ws_turn(client) for _ in range(runs)]
         print(f"websocket connect (SDK connect -> session.created): {stats([r[0] for r in results])}")

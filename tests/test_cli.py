@@ -167,7 +167,8 @@ async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
 
 async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tmp_path: Path) -> None:
     """`serve --fault unreachable` answers in the real shape, but no ICE check gets an answer (UDP dropped on the
-    way): `call` says so in one line within its deadline (default 5 s), exits 4, and hangs the call up."""
+    way): `call --transport webrtc` says so in one line within its deadline (default 5 s), exits 4, and hangs the
+    call up; `call` (auto) goes on over the WebSocket after 3 s and says so."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voiceclient", "-v", "serve", "--port", "0", "--no-speech", "--fault", "unreachable",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
@@ -177,8 +178,8 @@ async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tm
         url = line.split("listening on ")[1].split()[0]
         events = tmp_path / "events.jsonl"
         started = time.monotonic()
-        code, out, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", url,
-                                       "--api-key", "sk-x", "--events", str(events))
+        code, out, err = await run_cli("call", "--transport", "webrtc", "--input", str(FIXTURES / "hello.wav"),
+                                       "--base-url", url, "--api-key", "sk-x", "--events", str(events))
         elapsed = time.monotonic() - started
         assert code == 4, err
         lines = [line for line in err.splitlines() if line.strip()]
@@ -186,6 +187,11 @@ async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tm
         assert "did not come up within 5 s" in lines[0] and "blocks UDP" in lines[0] and "127.0.0.1:" in lines[0]
         assert elapsed < 15  # 5 s of ICE plus the start of a Python process, not the 21 s it was
         assert all(json.loads(line) for line in events.read_text().splitlines())
+        code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url",
+                                       url, "--api-key", "sk-x", "--idle-exit", "1")
+        assert code == 0, err
+        assert "WebRTC did not connect (the WebRTC connection did not come up within 3 s" in out + err
+        assert "the call goes on over WebSocket" in out + err and "sess_" in out
         proc.send_signal(signal.SIGINT)
         _, served = await asyncio.wait_for(proc.communicate(), 10)
         assert "ended" in served.decode()  # the client hung the call up on its way out

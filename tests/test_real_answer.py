@@ -207,7 +207,7 @@ async def _until(predicate, timeout: float = 5.0) -> bool:
 
 async def test_a_whole_call_takes_the_lite_path(server: RealtimeServer, settings: ClientSettings) -> None:
     """Every loopback call now runs against a lite server: the client is controlling and nominates."""
-    async with VoiceCall(settings) as call:
+    async with VoiceCall(settings.model_copy(update={"transport": "webrtc"})) as call:
         connection = call._transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
         assert connection.remote_is_lite and connection.ice_controlling
         [served] = server.calls.values()
@@ -251,7 +251,7 @@ async def test_a_client_that_vanishes_is_noticed_by_its_missing_consent_checks(
     from voiceclient.rtc import lite
 
     monkeypatch.setattr(lite, "CONSENT_TIMEOUT", 1.0)
-    call = VoiceCall(settings)
+    call = VoiceCall(settings.model_copy(update={"transport": "webrtc"}))
     await call.connect()
     try:
         [served] = server.calls.values()

@@ -110,3 +110,19 @@ async def test_the_echo_brings_back_the_same_words(realtime_server, scripted_cal
     # garbled, cut or missing audio gets most words wrong.
     as_recorded = word_error_rate(TEXTS[wav.stem], transcribe_wav(wav))
     assert_heard_close_to(result, TEXTS[wav.stem], max_wer=as_recorded + 0.2)
+
+
+@pytest.mark.xdist_group("assistant")
+async def test_the_assistant_over_the_websocket_transport(voice_server, scripted_call) -> None:
+    """The same spoken request through `scripted_call(..., transport="websocket")`: the appends are heard, the
+    tool runs, the answer's words are in what the client played out."""
+    from voiceclient import SessionConfig
+
+    server = await voice_server(scenario=RULES)
+    wav = ROOT / "voiceclient" / "assets" / "demo_user.wav"
+    result = await scripted_call(server, wav, tools=TOOLS, session=SessionConfig.model_validate(SESSION_500MS),
+                                 transport="websocket")
+    assert_tool_called(result, "get_weather", city="Paris")
+    assert_heard(result, "sunny in paris", "goodbye")
+    assert [line["event"]["type"] for line in result.events if line["dir"] == "local"][:1] == [
+        "output_audio_buffer.started"]

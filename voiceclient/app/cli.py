@@ -50,6 +50,10 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
     g.add_argument("--ice-server", dest="ice_servers", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (default: none; host candidates only)")
+    g.add_argument("--transport", choices=["auto", "webrtc", "websocket"],
+                   help="auto (default): WebRTC, and the WebSocket when ICE has not connected within 3 s (a "
+                        "network that drops UDP); webrtc: WebRTC only; websocket: one WebSocket session, the audio "
+                        "as events (through any network that lets HTTPS out)")
     g.add_argument("--connect-timeout", type=float, metavar="SECONDS",
                    help="give the call up when ICE has not connected this long after the answer (default 5)")
     g.add_argument("--max-retries", type=int, metavar="N",
@@ -179,7 +183,7 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
     config = _load_config(args.config)
     settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
                                        ice_servers=args.ice_servers or None, max_retries=args.max_retries,
-                                       connect_timeout=args.connect_timeout)
+                                       connect_timeout=args.connect_timeout, transport=args.transport)
     session = build_session(args.session, base=config.get("session"),
                             assignments=args.assignments if assignments is None else assignments,
                             model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})

@@ -30,6 +30,8 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
 from voiceclient.client.switching import PendingConnection, ReconnectPolicy
 from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
+from voiceclient.client.fallback import AutoTransport
+from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import (
     CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, VoiceClientError,
 )
@@ -108,6 +110,14 @@ class CallState(enum.Enum):
     CONNECTED = "connected"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+def without_audio(event: dict[str, Any]) -> dict[str, Any]:
+    """The event log keeps events, the recording keeps the audio: a WebSocket's answer audio (base64 in
+    `response.output_audio.delta`) is logged as its length, as RTP audio is not logged at all."""
+    if event.get("type") == "response.output_audio.delta" and isinstance(event.get("delta"), str):
+        return {**event, "delta": f"<{len(event['delta'])} base64 characters>"}
+    return event
 
 
 class VoiceCall:
@@ -193,6 +203,7 @@ class VoiceCall:
         self._dispatcher.on_any(self._notify)
         self._dispatcher.on(ev.Error, self._log_error)
         self._dispatcher.on(ev.SessionCreated, self._on_session_created)
+        self._dispatcher.on(ev.SpeechStarted, self._on_speech_started)
         self._runner.subscribe(self._dispatcher)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
@@ -226,6 +237,7 @@ class VoiceCall:
         timeout = self.settings.connect_timeout
         session_created = self._expect(lambda e: e.type == "session.created")
         await transport.open(self.session, *self._taps(transport))
+        self._said_fallback(transport)
         self.call_id = transport.call_id
         self._tasks.spawn(self._watch_connection(transport), "connection watch")
         self._tasks.spawn(self._watch_media(), "media watch")
@@ -258,14 +270,30 @@ class VoiceCall:
         if self._given_transport is not None:
             given, self._given_transport = self._given_transport, None
             return given
-        if self._transport is not None and not isinstance(self._transport, WebRTCTransport):
+        if self._transport is not None and not isinstance(self._transport, (WebRTCTransport, WebSocketTransport,
+                                                                            AutoTransport)):
             raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
+        if self.settings.transport == "websocket":
+            return WebSocketTransport(self.settings)
+        if self.settings.transport == "auto":
+            return AutoTransport(self.settings)
         return WebRTCTransport(self.settings)
 
-    def _taps(self, transport: Transport) -> tuple[MessageTap, FrameTap, FrameTap]:
+    def _said_fallback(self, transport: Transport) -> None:
+        if isinstance(transport, AutoTransport) and transport.fallback is not None:
+            self._status(f"WebRTC did not connect ({transport.fallback}); the call goes on over WebSocket")
+
+    def _taps(self, transport: Transport) -> tuple[MessageTap, FrameTap, FrameTap, MessageTap]:
         """The callbacks a transport is opened with: only the current transport reaches the call."""
         def message(text: str | bytes) -> None:
             self._route_message(transport, text)
+
+        def local(text: str | bytes) -> None:  # a transport's own events (the WebSocket's playout)
+            if transport is self._transport:
+                event = ev.parse_server_event(text)
+                if self._log is not None:
+                    self._log.write("local", json.loads(text))
+                self._dispatcher.put(event)
 
         def audio(pcm: np.ndarray, pts: int, at: float) -> None:
             if transport is self._transport:
@@ -278,7 +306,7 @@ class VoiceCall:
             if transport is self._transport:
                 self._on_sent(pcm, pts, at)
 
-        return message, audio, sent
+        return message, audio, sent, local
 
     async def close(self) -> None:
         """Hang up and release everything, in reverse order of setup. Idempotent: a second call waits for the
@@ -383,16 +411,18 @@ class VoiceCall:
         transport = self._new_transport()
         pending = PendingConnection(transport, self._log_line)
         self._pending = pending
-        message, audio, sent = self._taps(transport)
+        message, audio, sent, local = self._taps(transport)
         timeout = self.settings.connect_timeout
         replay = self.history.replay_items()
         self.replayed = len(replay)
         try:
-            await asyncio.wait_for(pending.prepare(self.session, replay, audio, sent, message, timeout), 2 * timeout)
+            await asyncio.wait_for(pending.prepare(self.session, replay, audio, sent, message, timeout, local),
+                                   2 * timeout)
         except BaseException:
             self._pending = None
             await transport.close()
             raise
+        self._said_fallback(transport)
         return transport
 
     def _switch(self, transport: Transport, reason: str) -> None:
@@ -522,7 +552,7 @@ class VoiceCall:
             if isinstance(event, ev.MalformedEvent) and event.event_type is None:
                 self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
             else:
-                self._log.write("server", json.loads(message))
+                self._log.write("server", without_audio(json.loads(message)))
 
     def _on_message(self, message: str | bytes) -> None:
         event = ev.parse_server_event(message)
@@ -617,7 +647,26 @@ class VoiceCall:
         self._runner.interrupt()
         if self.turns.active:
             self.send(ev.ResponseCancel())
-        self.send(ev.OutputAudioBufferClear())
+        if self._transport is not None and self._transport.plays_audio:
+            self._cut_playout()
+        else:
+            self.send(ev.OutputAudioBufferClear())
+
+    def _cut_playout(self) -> None:
+        """Where the client plays the answer itself (WebSocket), stop it and tell the server what was heard."""
+        cut = self._transport.clear_playout() if self._transport is not None else None
+        if cut is not None:
+            item_id, heard_ms = cut
+            self.send(ev.ConversationItemTruncate(item_id=item_id, audio_end_ms=heard_ms))
+
+    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
+        """Barge-in where the client plays the answer: the server has cancelled the response (interrupt_response);
+        the speaker stops and the item keeps what was heard."""
+        detection = self.session.audio.input.turn_detection if self.session.audio and self.session.audio.input \
+            else None
+        if self._transport is not None and self._transport.plays_audio and (
+                detection is None or detection.interrupt_response is not False):
+            self._cut_playout()
 
     def update_session(self, session: SessionConfig) -> None:
         """Send a `session.update`; the call keeps the merged session for any later connection."""

@@ -57,7 +57,7 @@ class ScriptedTransport(Transport):
         self._sent_any = asyncio.Event()
 
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap) -> None:
+                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
         if self.fail_open is not None:
             raise ConnectionLostError(self.fail_open)
         self._on_message, self._on_audio, self._on_sent = on_message, on_audio, on_sent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,8 @@ class ClientSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = DEFAULT_BASE_URL
+    # "auto": WebRTC (`/realtime/calls`), or one WebSocket session when ICE does not connect in ~3 s (UDP blocked)
+    transport: Literal["auto", "webrtc", "websocket"] = "auto"
     api_key: str | None = Field(default=None, repr=False)
     ice_servers: list[str] = Field(default_factory=list)
     http_timeout: float = Field(default=20.0, gt=0)

@@ -84,9 +84,9 @@ class PendingConnection:
         raise TimeoutError(f"no {what} on the new connection within {timeout:g} s")
 
     async def prepare(self, session: SessionConfig, replay: list[ev.Item], on_audio: FrameTap, on_sent: FrameTap,
-                      on_message: MessageTap, timeout: float) -> None:
+                      on_message: MessageTap, timeout: float, on_local: MessageTap | None = None) -> None:
         """Open, confirm `session`, replay the items; raises on any failure (the caller closes the transport)."""
-        await self.transport.open(session, on_message, on_audio, on_sent)
+        await self.transport.open(session, on_message, on_audio, on_sent, on_local)
         created = await self._next(lambda e: e.type == "session.created", timeout, "waiting for session.created")
         if isinstance(created, ev.SessionCreated) and isinstance(created.session.get("expires_at"), (int, float)):
             self.expires_at = float(created.session["expires_at"])

@@ -41,9 +41,17 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap) -> None:
+                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
         """Connect with `session`; from then on every server message goes to `on_message` in order, every
-        received audio frame to `on_audio` and every sent one to `on_sent`."""
+        received audio frame to `on_audio` and every sent one to `on_sent`. `on_local` takes the events a
+        transport makes itself in the protocol's words (the WebSocket's playout: `output_audio_buffer.*`)."""
+
+    plays_audio: bool = False  # the transport plays the answer out itself (WebSocket); over WebRTC the server does
+
+    def clear_playout(self) -> tuple[str, int] | None:
+        """A transport that plays the answer itself drops what was not heard yet and returns (the item that was
+        playing, ms of it heard), for the call's `conversation.item.truncate`; None when nothing was playing."""
+        return None
 
     @abc.abstractmethod
     def send(self, text: str) -> None:
@@ -74,7 +82,7 @@ class WebRTCTransport(Transport):
         self._closed = False
 
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap) -> None:
+                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
         from voiceclient.audio.tracks import InboundReader, OutboundTrack  # aiortc only when a call is made
         from voiceclient.rtc.peer import Peer
 

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from voiceclient.protocol.session import SessionConfig
@@ -119,11 +119,12 @@ async def run_scripted_call(
     idle_seconds: float = 1.5,
     max_duration: float = 60.0,
     text: str | None = None,
+    transport: Literal["webrtc", "websocket"] = "webrtc",
 ) -> ScriptedCallResult:
-    """Call `base_url` (an embedded server, or any Realtime endpoint), send `wav` as the microphone (and `text` as a
-    message, if given), wait until the conversation is idle for `idle_seconds`, hang up. Files go to `directory`
-    under `name` (default: the WAV's stem): NAME.conversation.wav (stereo: user | assistant), NAME.assistant.wav,
-    NAME.events.jsonl."""
+    """Call `base_url` (an embedded server, or any Realtime endpoint) over `transport`, send `wav` as the microphone
+    (and `text` as a message, if given), wait until the conversation is idle for `idle_seconds`, hang up. Files go
+    to `directory` under `name` (default: the WAV's stem): NAME.conversation.wav (stereo: user | assistant),
+    NAME.assistant.wav, NAME.events.jsonl."""
     from voiceclient.audio.sources import WavSource
     from voiceclient.client.call import VoiceCall
     from voiceclient.client.settings import ClientSettings
@@ -134,7 +135,7 @@ async def run_scripted_call(
     stem = _file_name(name or wav.stem)
     output, recording, events = (folder / f"{stem}.assistant.wav", folder / f"{stem}.conversation.wav",
                                  folder / f"{stem}.events.jsonl")
-    settings = ClientSettings(base_url=base_url, api_key=api_key, connect_timeout=30)
+    settings = ClientSettings(base_url=base_url, api_key=api_key, connect_timeout=30, transport=transport)
     async with VoiceCall(settings, session, source=WavSource(wav), tools=tools, output_wav=output,
                          record_wav=recording, events_jsonl=events) as call:
         if text is not None:

@@ -1,0 +1,325 @@
+"""The Realtime API over one WebSocket (`GET /v1/realtime?model=M`), under the same `Transport` seam as WebRTC.
+
+What WebRTC does in the media path, this transport does itself, in the protocol's own words:
+
+- the microphone: the outbound track paces the source (20 ms frames, a device's own pace for a microphone), each
+  frame goes out as `input_audio_buffer.append` in the session's input format (24 kHz PCM, or G.711);
+- the speaker: `response.output_audio.delta` is decoded into a local playout queue, played out in real time in
+  20 ms frames into the same taps as RTP audio (speaker, recording, WAV), so everything downstream is the same;
+- the playout it announces as WebRTC's server does, but as local events (`output_audio_buffer.started`,
+  `stopped`, `cleared`: logged `"dir": "local"`), so turn state, idle detection and barge-in read one set of
+  events for both transports;
+- barge-in: `clear_playout()` drops the unplayed audio and says how much of the item was really heard, counted from
+  the samples the playout consumed (not wall time), as OpenAI's Agents SDKs do; the call sends the
+  `conversation.item.truncate` (when the server hears the user start, or on `interrupt()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from voiceclient.audio import g711
+from voiceclient.audio.format import API_RATE, FRAME_MS, RTP_FRAME, RTP_RATE, samples_to_ms
+from voiceclient.audio.resample import Resampler
+from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.audio.wire import LAWS
+from voiceclient.client.settings import ClientSettings
+from voiceclient.client.transport import FrameTap, MessageTap, Transport
+from voiceclient.errors import (
+    APIConnectionError, AuthenticationError, NotFoundError, RateLimitError, ServerError, VoiceClientError,
+)
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "gpt-realtime"
+MAX_MESSAGE = 32 * 1024 * 1024  # an answer's delta can be large when the server sends it in one burst
+
+
+def websocket_url(base_url: str, model: str) -> str:
+    """`https://api.openai.com/v1` -> `wss://api.openai.com/v1/realtime?model=M` (http -> ws likewise)."""
+    base = base_url.rstrip("/")
+    if base.startswith("http"):
+        base = "ws" + base[4:]
+    return f"{base}/realtime?model={model}"
+
+
+@dataclass
+class Part:
+    """Answer audio of one response's item, as received, at 48 kHz."""
+
+    response_id: str
+    item_id: str
+    pcm: np.ndarray
+    position: int = 0
+
+
+class Playout:
+    """The answer audio waiting to be heard, in order, and how much of each item was heard."""
+
+    def __init__(self) -> None:
+        self.parts: deque[Part] = deque()
+        self.played: dict[str, int] = {}  # item_id -> samples at 48 kHz consumed by the speaker
+        self.finished: set[str] = set()  # responses whose audio is all here (`response.output_audio.done`)
+        self.playing: str | None = None  # the response whose audio is being heard
+
+    def push(self, response_id: str, item_id: str, pcm: np.ndarray) -> None:
+        self.parts.append(Part(response_id, item_id, pcm))
+
+    def read(self, n: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """`n` samples (silence where nothing is queued) and what changed: ("started" | "stopped", response)."""
+        out = np.zeros(n, np.int16)
+        changes: list[tuple[str, str]] = []
+        filled = 0
+        while filled < n and self.parts:
+            part = self.parts[0]
+            if self.playing != part.response_id:
+                if self.playing is not None:
+                    changes.append(("stopped", self.playing))
+                self.playing = part.response_id
+                changes.append(("started", part.response_id))
+            take = min(n - filled, part.pcm.size - part.position)
+            out[filled:filled + take] = part.pcm[part.position:part.position + take]
+            part.position += take
+            filled += take
+            self.played[part.item_id] = self.played.get(part.item_id, 0) + take
+            if part.position >= part.pcm.size:
+                self.parts.popleft()
+        if self.playing is not None and not self.parts and self.playing in self.finished:
+            changes.append(("stopped", self.playing))
+            self.playing = None
+        return out, changes
+
+    def clear(self) -> tuple[str, str, int] | None:
+        """Drop what was not heard yet; returns (response, item, ms of the item heard) of what was playing."""
+        current = self.parts[0] if self.parts else None
+        self.parts.clear()
+        if current is None or self.playing is None:
+            return None
+        self.playing = None
+        return current.response_id, current.item_id, samples_to_ms(self.played.get(current.item_id, 0), RTP_RATE)
+
+
+class WebSocketTransport(Transport):
+    """The Realtime API over WebSocket: one session per connection, audio as JSON events both ways."""
+
+    plays_audio = True
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.lost = asyncio.get_running_loop().create_future()
+        self._tasks = TaskOwner("websocket transport")
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._source: AudioSource = SilenceSource()
+        self._playout = Playout()
+        self._cleared: set[str] = set()  # responses whose audio was dropped at a barge-in: late deltas go too
+        self._input_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
+        self._output_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
+        self._to_api = Resampler(RTP_RATE, API_RATE)
+        self._to_law = Resampler(API_RATE, g711.G711_RATE)
+        self._from_api = Resampler(API_RATE, RTP_RATE)
+        self._from_law = Resampler(g711.G711_RATE, API_RATE)
+        self._on_local: MessageTap | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._track: Any = None  # the outbound track that paces the source (set by `open`)
+        self._closed = False
+
+    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
+                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+        from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
+
+        self._on_local = on_local
+        url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
+        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+        self._http = aiohttp.ClientSession()
+        try:
+            self._ws = await self._http.ws_connect(url, headers=headers, max_msg_size=MAX_MESSAGE, heartbeat=30,
+                                                   timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                                                   protocols=("realtime",))
+        except aiohttp.WSServerHandshakeError as exc:
+            raise self._refused(url, exc.status, exc.message) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise APIConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+        log.info("websocket session: connected to %s", url)
+        await self._first(on_message)
+        self._track = track = OutboundTrack(self._source, on_frame=on_sent)
+        self._tasks.spawn(self._write(), "writer")
+        self._tasks.spawn(self._receive(on_message), "receive")
+        self._tasks.spawn(self._send_audio(track), "microphone")
+        self._tasks.spawn(self._play(on_audio), "playout")
+
+    async def _first(self, on_message: MessageTap) -> None:
+        """The session's first event: `session.created` names the session (its id is this connection's call id);
+        a refused key comes as an `error` and close code 3000 right after the upgrade."""
+        assert self._ws is not None
+        try:
+            message = await self._ws.receive(timeout=self.settings.connect_timeout)
+        except TimeoutError:
+            raise APIConnectionError(f"no session.created within {self.settings.connect_timeout:g} s of the "
+                                     "WebSocket upgrade") from None
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise APIConnectionError(f"the WebSocket closed before session.created (code {self._ws.close_code})")
+        event = json.loads(message.data)
+        if event.get("type") == "error":
+            error = event.get("error") or {}
+            text = str(error.get("message") or "the server refused the session")
+            if error.get("code") == "invalid_api_key":
+                raise AuthenticationError(text, status=401, code="invalid_api_key")
+            raise APIConnectionError(text)
+        if event.get("type") == "session.created":
+            self.call_id = str((event.get("session") or {}).get("id") or "") or None
+        self._take(message.data)
+        on_message(message.data)
+
+    @staticmethod
+    def _refused(url: str, status: int, message: str) -> VoiceClientError:
+        text = f"GET {url}: HTTP {status} {message}".strip()
+        if status in (401, 403):
+            return AuthenticationError(text, status=status)
+        if status == 404:
+            return NotFoundError(text, status=status)
+        if status == 429:
+            return RateLimitError(text, status=status)
+        if status >= 500:
+            return ServerError(text, status=status)
+        return APIConnectionError(text)
+
+    # ------------------------------------------------------------------------------------------ receiving
+    async def _receive(self, on_message: MessageTap) -> None:
+        assert self._ws is not None
+        async for message in self._ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self._take(message.data)
+                on_message(message.data)
+            elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                break
+        if not self._closed and not self.lost.done():
+            code = self._ws.close_code
+            reason = f"the WebSocket closed (code {code})" if code else "the WebSocket connection dropped"
+            self.lost.set_result(reason)
+
+    def _take(self, text: str) -> None:
+        """What the transport itself needs from a server event: the formats, the answer audio, the barge-in."""
+        try:
+            event = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "response.output_audio.delta":
+            response_id = str(event.get("response_id", ""))
+            if response_id not in self._cleared:
+                self._playout.push(response_id, str(event.get("item_id", "")), self._decode(event.get("delta", "")))
+        elif kind == "response.output_audio.done":
+            self._playout.finished.add(str(event.get("response_id", "")))
+        elif kind in ("session.created", "session.updated"):
+            audio = (event.get("session") or {}).get("audio") or {}
+            self._input_format = (audio.get("input") or {}).get("format") or self._input_format
+            self._output_format = (audio.get("output") or {}).get("format") or self._output_format
+
+    def _decode(self, delta: str) -> np.ndarray:
+        try:
+            data = base64.b64decode(delta)
+        except ValueError:
+            log.warning("an audio delta that is not base64 was dropped")
+            return np.zeros(0, np.int16)
+        law = LAWS.get(str(self._output_format.get("type")))
+        if law is not None:
+            pcm24 = self._from_law.process(g711.decode(data, law))
+        else:
+            pcm24 = np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.int16)
+        return self._from_api.process(pcm24)
+
+    # ------------------------------------------------------------------------------------------ playout
+    async def _play(self, on_audio: FrameTap) -> None:
+        """The speaker's clock: 20 ms of answer audio (or silence) every 20 ms, into the same taps as RTP."""
+        t0 = time.monotonic()
+        frames = 0
+        while True:
+            due = t0 + frames * FRAME_MS / 1000
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > 0.2:  # the loop stalled: start the clock again rather than burst
+                t0 = now - frames * FRAME_MS / 1000
+            pcm, changes = self._playout.read(RTP_FRAME)
+            for change, response_id in changes:
+                self._local({"type": f"output_audio_buffer.{change}", "response_id": response_id})
+            on_audio(pcm, frames * RTP_FRAME, time.monotonic())
+            frames += 1
+
+    def clear_playout(self) -> tuple[str, int] | None:
+        """Drop the answer audio not heard yet (and any still to arrive for that response); (item, ms heard)."""
+        cut = self._playout.clear()
+        if cut is None:
+            return None
+        response_id, item_id, heard_ms = cut
+        self._cleared.add(response_id)
+        self._local({"type": "output_audio_buffer.cleared", "response_id": response_id})
+        log.info("playout cleared: %s cut at %d ms heard", item_id, heard_ms)
+        return item_id, heard_ms
+
+    def _local(self, event: dict[str, Any]) -> None:
+        if self._on_local is not None:
+            self._on_local(json.dumps({"event_id": f"local_{time.monotonic_ns()}", **event}))
+
+    # ------------------------------------------------------------------------------------------ sending
+    async def _send_audio(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:  # the track was stopped: the transport is closing
+                return
+            pcm48 = np.frombuffer(memoryview(frame.planes[0]), np.int16, count=frame.samples)
+            pcm24 = self._to_api.process(pcm48)
+            law = LAWS.get(str(self._input_format.get("type")))
+            data = g711.encode(self._to_law.process(pcm24), law) if law else pcm24.astype("<i2").tobytes()
+            self.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()}))
+
+    def send(self, text: str) -> None:
+        if self._ws is None or self._ws.closed or self._closed:
+            raise VoiceClientError("the WebSocket is not open")
+        self._outbox.put_nowait(text)
+
+    async def _write(self) -> None:
+        """The one writer: client events leave in the order they were sent."""
+        assert self._ws is not None
+        while True:
+            text = await self._outbox.get()
+            try:
+                await self._ws.send_str(text)
+            except (ConnectionResetError, aiohttp.ClientError) as exc:
+                if not self.lost.done():
+                    self.lost.set_result(f"the WebSocket connection dropped ({type(exc).__name__})")
+                return
+
+    def set_source(self, source: AudioSource) -> None:
+        self._source = source
+        if self._track is not None:
+            self._track.source = source
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._tasks.close()
+        if self._track is not None:
+            self._track.stop()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._http is not None:
+            await self._http.close()
+        if not self.lost.done():
+            self.lost.cancel()
