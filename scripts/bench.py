@@ -110,6 +110,11 @@ def drop_one_packet(receiver, after_packets: int) -> None:
     buffer.add = add
 
 
+def webrtc_settings(url: str, **kw: float) -> ClientSettings:
+    """The benchmarks measure WebRTC itself (the default transport, auto, would too, behind one more layer)."""
+    return ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc", **kw)
+
+
 def stats(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -128,7 +133,7 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
     up_sent, up_recv, down_sent, down_recv = Timeline(), Timeline(), Timeline(), Timeline()
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
     async with RealtimeServer(port=0) as server:
-        settings = ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc")
+        settings = webrtc_settings(server.base_url)
         call = VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16)))
         async with call:
             srv = next(iter(server.calls.values()))
@@ -156,7 +161,8 @@ async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], l
         "import asyncio, sys, time\n"
         "from voiceclient import VoiceCall, ClientSettings\n"
         "async def main():\n"
-        "    async with VoiceCall(ClientSettings(base_url=sys.argv[1], api_key='sk-bench', transport='webrtc')) as call:\n"
+        "    settings = ClientSettings(base_url=sys.argv[1], api_key='sk-bench', transport='webrtc')\n"
+        "    async with VoiceCall(settings) as call:\n"
         "        print('READY', time.time(), call.connect_seconds, flush=True)\n"
         "asyncio.run(main())\n")
     process, inproc = [], []
@@ -186,7 +192,7 @@ async def bench_cpu(seconds: float) -> tuple[float, float]:
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         pcm, _ = burst_train(seconds)
         session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
-        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session,
+        async with VoiceCall(webrtc_settings(url), session,
                              source=BufferSource(pcm)) as call:
             c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
             await asyncio.sleep(seconds)
@@ -255,7 +261,7 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
         "transcription": {"model": "whisper-1"}, "turn_detection": td}}})
     committed: list[int] = []
     tool_turns: list[bool] = []
-    async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session, tools=[get_weather],
+    async with VoiceCall(webrtc_settings(url), session, tools=[get_weather],
                          source=BufferSource(np.zeros(RATE // 2, np.int16)), record_wav=record,
                          events_jsonl=record.with_suffix(".jsonl")) as call:
         stream = call.events()
@@ -421,7 +427,7 @@ async def bench_talk(seconds: float) -> None:
             w.writeframes(pcm.astype("<i2").tobytes())
         async with RealtimeServer(port=0) as server:
             queue: asyncio.Queue[str] = asyncio.Queue()
-            talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc"), SessionConfig(), aec="off",
+            talk = Talk(webrtc_settings(server.base_url), SessionConfig(), aec="off",
                         commands=queue, stream=open(os.devnull, "w"))
             mic_in, speaker_out, srv_in, srv_out = Timeline(), Timeline(), Timeline(), Timeline()
             task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
@@ -506,7 +512,7 @@ async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         queue: asyncio.Queue[str] = asyncio.Queue()
-        talk = Talk(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), SessionConfig(), aec="off", commands=queue,
+        talk = Talk(webrtc_settings(url), SessionConfig(), aec="off", commands=queue,
                     stream=open(os.devnull, "w"))
         task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
         while talk.call is None or talk.call.state.value != "connected":
@@ -540,7 +546,7 @@ async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, f
 
     faults = FaultPlan([FaultSpec(action="stop_media", call=1, at_seconds=at)])
     async with RealtimeServer(port=0, faults=faults) as server:
-        call = VoiceCall(ClientSettings(base_url=server.base_url, api_key="sk-bench", transport="webrtc"), reconnect=5,
+        call = VoiceCall(webrtc_settings(server.base_url), reconnect=5,
                          media_timeout=media_timeout, on_status=status)
         async with call:
             call.tap_audio(received=tap)
@@ -641,7 +647,7 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        call = VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc"), session,
+        call = VoiceCall(webrtc_settings(url), session,
                          source=BufferSource(pcm), recycle_after=recycle_after, record_wav=record,
                          on_status=on_status)
         sampler = asyncio.ensure_future(sample())
@@ -702,7 +708,7 @@ async def scale_call(url: str, out: Path) -> dict[str, float | str]:
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 300}}}})
     try:
-        async with VoiceCall(ClientSettings(base_url=url, api_key="sk-bench", connect_timeout=30, transport="webrtc"), session,
+        async with VoiceCall(webrtc_settings(url, connect_timeout=30), session,
                              source=WavSource(SCALE_SPEECH), output_wav=out) as call:
             ended = await call.run_until_idle(1.5, 40)
             delay = call.meter.latencies[0] if call.meter.latencies else float("nan")
@@ -836,7 +842,7 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        client = AsyncOpenAI(base_url=url, api_key="sk-bench", transport="webrtc")
+        client = AsyncOpenAI(base_url=url, api_key="sk-bench")
         await ws_turn(client)  # warm: the server's first session, the SDK's imports
         results = [await ws_turn(client) for _ in range(runs)]
         print(f"websocket connect (SDK connect -> session.created): {stats([r[0] for r in results])}")
@@ -857,11 +863,62 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
         server.wait(10)
 
 
+async def fallback_round(drop_udp: bool, transport: str, runs: int) -> list[float]:
+    """`voiceclient serve` in a network namespace of its own (root: ip, nft), UDP dropped there or not; the client
+    outside, `runs` calls, each: start -> the first answer audio of a typed turn (ms)."""
+    import subprocess
+
+    def sh(*args: str, data: bytes | None = None) -> None:
+        subprocess.run(args, check=True, capture_output=True, input=data, timeout=20)
+
+    ns, outside, inside = "vcbench", "vcabench", "vcbbench"
+    sh("ip", "netns", "add", ns)
+    proc = None
+    times: list[float] = []
+    try:
+        sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+        sh("ip", "link", "set", inside, "netns", ns)
+        sh("ip", "addr", "add", "198.18.99.1/30", "dev", outside)
+        sh("ip", "link", "set", outside, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", "198.18.99.2/30", "dev", inside)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
+        if drop_udp:
+            sh("ip", "netns", "exec", ns, "nft", "-f", "-", data=(
+                b"table inet t {\n chain i { type filter hook input priority 0; meta l4proto udp drop; }\n"
+                b" chain o { type filter hook output priority 0; meta l4proto udp drop; }\n}\n"))
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", ns, sys.executable, "-m", "voiceclient", "serve", "--host", "198.18.99.2",
+            "--port", "0", "--no-speech", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        assert proc.stdout is not None
+        url = (await proc.stdout.readline()).decode().split("listening on ")[1].split()[0]
+        for _ in range(runs):
+            start = time.monotonic()
+            settings = ClientSettings(base_url=url, api_key="sk-bench", transport=transport)  # type: ignore[arg-type]
+            async with VoiceCall(settings) as call:
+                call.send_text("hello")
+                await call.wait_for(lambda e: e.type == "output_audio_buffer.started", 30)
+                times.append((time.monotonic() - start) * 1000)
+    finally:
+        if proc is not None:
+            proc.kill()
+            await proc.wait()
+        subprocess.run(["ip", "link", "del", outside], capture_output=True, timeout=20)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+    return times
+
+
+async def bench_fallback(runs: int) -> None:
+    for drop, transport in ((False, "webrtc"), (False, "auto"), (False, "websocket"), (True, "auto")):
+        times = await fallback_round(drop, transport, runs)
+        print(f"UDP {'dropped' if drop else 'open':7s}, --transport {transport:9s}: start -> first answer audio "
+              f"{stats(times)}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket"])
+                                 "websocket", "fallback"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
     parser.add_argument("--sessions", default="1,8", help="websocket: the numbers of sessions at once")
     parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
@@ -909,6 +966,8 @@ async def main() -> None:
                          args.max_call_seconds)
     if "scale" in args.what:
         await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
+    if "fallback" in args.what:
+        await bench_fallback(args.runs)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:

@@ -30,8 +30,6 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
 from voiceclient.client.switching import PendingConnection, ReconnectPolicy
 from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
-from voiceclient.client.fallback import AutoTransport
-from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import (
     CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, VoiceClientError,
 )
@@ -265,6 +263,9 @@ class VoiceCall:
             self._tasks.spawn(self._recycle_loop(), "recycle")
 
     def _new_transport(self) -> Transport:
+        from voiceclient.client.fallback import AutoTransport  # each imports what it needs when a call is made
+        from voiceclient.client.websocket import WebSocketTransport
+
         if self._transport_factory is not None:
             return self._transport_factory()
         if self._given_transport is not None:
@@ -280,8 +281,9 @@ class VoiceCall:
         return WebRTCTransport(self.settings)
 
     def _said_fallback(self, transport: Transport) -> None:
-        if isinstance(transport, AutoTransport) and transport.fallback is not None:
-            self._status(f"WebRTC did not connect ({transport.fallback}); the call goes on over WebSocket")
+        fallback = getattr(transport, "fallback", None)  # an AutoTransport that gave WebRTC up
+        if isinstance(fallback, str):
+            self._status(f"WebRTC did not connect ({fallback}); the call goes on over WebSocket")
 
     def _taps(self, transport: Transport) -> tuple[MessageTap, FrameTap, FrameTap, MessageTap]:
         """The callbacks a transport is opened with: only the current transport reaches the call."""

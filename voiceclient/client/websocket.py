@@ -23,9 +23,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import numpy as np
 
 from voiceclient.audio import g711
@@ -40,6 +39,9 @@ from voiceclient.errors import (
 )
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
+
+if TYPE_CHECKING:
+    import aiohttp  # imported when a session is opened, not with the package (start-up time)
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-realtime"
@@ -137,6 +139,8 @@ class WebSocketTransport(Transport):
 
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
                    on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+        import aiohttp
+
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
 
         self._on_local = on_local
@@ -162,6 +166,8 @@ class WebSocketTransport(Transport):
     async def _first(self, on_message: MessageTap) -> None:
         """The session's first event: `session.created` names the session (its id is this connection's call id);
         a refused key comes as an `error` and close code 3000 right after the upgrade."""
+        import aiohttp
+
         assert self._ws is not None
         try:
             message = await self._ws.receive(timeout=self.settings.connect_timeout)
@@ -197,6 +203,8 @@ class WebSocketTransport(Transport):
 
     # ------------------------------------------------------------------------------------------ receiving
     async def _receive(self, on_message: MessageTap) -> None:
+        import aiohttp
+
         assert self._ws is not None
         async for message in self._ws:
             if message.type == aiohttp.WSMsgType.TEXT:
@@ -295,6 +303,8 @@ class WebSocketTransport(Transport):
 
     async def _write(self) -> None:
         """The one writer: client events leave in the order they were sent."""
+        import aiohttp
+
         assert self._ws is not None
         while True:
             text = await self._outbox.get()
