@@ -389,3 +389,57 @@ async def test_a_session_ended_at_its_cap_is_reconnected_with_the_conversation(t
                            "1.5 seconds. (session_expired)")
     assert "reconnected, conversation restored (2 items)" in statuses
     assert_wire_valid(tmp_path / "events.jsonl")
+
+
+@pytest.mark.timeout(90)
+async def test_recycles_beat_a_short_cap_while_the_user_keeps_talking(tmp_path) -> None:
+    """A 12 s cap, a recycle every 6 s, a turn every 6 s for 40 s: each connection's timer runs from when it was
+    made, a switch comes before every cap (at a quiet moment, or forced just before the cap), and no
+    `session_expired` reaches the call. Every turn is answered, into one recording."""
+    turns = 7
+    pcm = np.zeros(48000 * 42, np.int16)
+    for i in range(turns):
+        at = 48000 * (1 + 6 * i)
+        pcm[at:at + 38400] = tone(440 + 60 * i, 0.8, 48000)
+    statuses: list[str] = []
+    rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, max_call_seconds=12) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
+        async with VoiceCall(settings, source=BufferSource(pcm), recycle_after=6, on_status=statuses.append,
+                             record_wav=rec, events_jsonl=events) as call:
+            ended = await call.run_until_idle(1.5, 60)
+            assert call.error is None
+        assert ended == "idle"
+    log = read_events(events)
+    assert not [e for e in log if e["event"]["type"] == "error"]  # no session_expired, on any connection
+    switched = [e for e in log if e["event"]["type"] == "call.switched"]
+    assert len(switched) >= 5 and all(s["event"]["reason"].startswith("recycle") for s in switched)
+    assert not [s for s in statuses if s.startswith("connection lost")]
+    # Each connection carried the call for less than the cap.
+    times = [0.0] + [s["t"] for s in switched]
+    assert max(b - a for a, b in zip(times, times[1:])) < 12
+    # One recording: every turn said, every turn answered by its own echo, in order.
+    stereo, rate, _ = read_wav(rec)
+    said, heard = loud_spans(stereo[:, 0], rate), loud_spans(stereo[:, 1], rate)
+    assert len(said) == turns and len(heard) == turns, (said, heard)
+    for i, ((_, s1), (h0, h1)) in enumerate(zip(said, heard)):
+        assert s1 < h0 < s1 + 1.5
+        echo = stereo[int(h0 * rate) + 1200:int(h1 * rate) - 1200, 1]
+        assert abs(dominant_frequency(echo, rate) - (440 + 60 * i)) < 5
+
+
+async def test_with_no_quiet_moment_the_switch_comes_anyway_before_the_cap(tmp_path) -> None:
+    """The user never stops (a tone for 9 s): no quiet moment comes, so the recycle switches just before the 6 s
+    cap rather than let `session_expired` end the call."""
+    statuses: list[str] = []
+    events = tmp_path / "events.jsonl"
+    async with RealtimeServer(port=0, max_call_seconds=6) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
+        async with VoiceCall(settings, source=BufferSource(tone(440, 9.0, 48000)), on_status=statuses.append,
+                             events_jsonl=events) as call:
+            await until_switched(call, 1, timeout=20)
+        log = read_events(events)
+    assert not [e for e in log if e["event"]["type"] == "error"]
+    [switched] = [e for e in log if e["event"]["type"] == "call.switched"][:1]
+    assert switched["event"]["reason"] == "recycle before the cap" and 3.5 < switched["t"] < 6
+    assert statuses[0].startswith("session recycled before the cap, mid-turn")

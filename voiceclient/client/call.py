@@ -188,6 +188,8 @@ class VoiceCall:
         self._last_media: float | None = None
         self._idle_frames = 0  # frames received while no response audio was playing (a server that streams on)
         self._expires_at: float | None = None  # the current session's cap (unix time), from session.created
+        self._session_length: float | None = None  # seconds from session.created to that cap
+        self._connected_at = time.monotonic()  # when the connection now carrying the call was made
         self._tasks = TaskOwner("voice call")
         self._closed = asyncio.Event()
         self._activity = asyncio.Event()
@@ -223,7 +225,7 @@ class VoiceCall:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
         transport = self._transport = self._new_transport()  # a WebRTC one imports aiortc here
-        self.t0 = time.monotonic()
+        self.t0 = self._connected_at = time.monotonic()
         out_wav, rec_wav, events = self._paths
         if events:
             self._log = EventLog(events, self.t0)
@@ -380,13 +382,17 @@ class VoiceCall:
         if transport is not self._transport or transport in self._lost:
             return
         self._lost.add(transport)
-        if self.state is not CallState.CONNECTED or self.reconnect.attempts <= 0:
+        attempts = self.reconnect.attempts
+        expired = reason.startswith("the server ended the session") and "session_expired" in reason
+        if expired and (self.recycle_after is not None or self._expires_at is not None):
+            attempts = max(attempts, 1)  # a call asked to last goes on past a cap it did not beat
+        if self.state is not CallState.CONNECTED or attempts <= 0:
             if self.state in (CallState.CONNECTING, CallState.CONNECTED):
                 self._fail(ConnectionLostError(reason))
             return
         self.reconnecting = True
         self._activity.set()
-        self._tasks.spawn(self._reconnect(transport, reason), "reconnect")
+        self._tasks.spawn(self._reconnect(transport, reason, attempts), "reconnect")
 
     def _fail(self, error: VoiceClientError) -> None:
         self.error = error
@@ -407,11 +413,13 @@ class VoiceCall:
     def _on_session_created(self, event: ev.SessionCreated) -> None:
         expires = event.session.get("expires_at")
         self._expires_at = float(expires) if isinstance(expires, (int, float)) else None
+        self._session_length = self._expires_at - time.time() if self._expires_at is not None else None
 
     async def _prepare(self) -> Transport:
         """A new connection with the session confirmed and the history replayed; not yet carrying the call."""
         transport = self._new_transport()
         pending = PendingConnection(transport, self._log_line)
+        pending.created = time.monotonic()
         self._pending = pending
         message, audio, sent, local = self._taps(transport)
         timeout = self.settings.connect_timeout
@@ -433,8 +441,11 @@ class VoiceCall:
         transport.set_source(self.source)
         if old is not None:
             old.set_source(SilenceSource())
-        if self._pending is not None and self._pending.expires_at is not None:
-            self._expires_at = self._pending.expires_at
+        if self._pending is not None:
+            self._connected_at = self._pending.created
+            if self._pending.expires_at is not None:
+                self._expires_at = self._pending.expires_at
+                self._session_length = self._pending.expires_at - self._pending.created_wall
         self.history.new_session(self.replayed)
         self._transport, self._pending = transport, None
         self._last_media = None
@@ -458,8 +469,7 @@ class VoiceCall:
         await asyncio.sleep(self.retire_after)
         await old.close()
 
-    async def _reconnect(self, lost: Transport, reason: str) -> None:
-        attempts = self.reconnect.attempts
+    async def _reconnect(self, lost: Transport, reason: str, attempts: int) -> None:
         self._status(f"connection lost: {reason}")
         try:
             for attempt in range(attempts):
@@ -488,13 +498,31 @@ class VoiceCall:
         under_way = self.turns.busy or self._runner.busy  # (a microphone or WAV still sending is no obstacle)
         return not under_way and time.monotonic() - self.turns.last_activity >= QUIET_GAP
 
+    def _cap_margin(self) -> float:
+        """How long before the cap a recycle begins: `recycle_margin`, or for a short session a quarter of it, and
+        never less than the new connection needs to be made, settle and find a quiet moment."""
+        length = self._session_length if self._session_length is not None else float("inf")
+        return min(self.recycle_margin, max(self.settle_before_switch + 2.0, length / 4))
+
+    def _cap(self) -> float | None:
+        """The current session's cap as monotonic time, or None."""
+        return None if self._expires_at is None else time.monotonic() + self._expires_at - time.time()
+
     def _recycle_due(self) -> float | None:
-        """When the current connection should be replaced (monotonic time), or None."""
+        """When the current connection should be replaced (monotonic time), or None: `recycle_after` from when that
+        connection was made, and before its cap at the latest."""
+        due: list[float] = []
         if self.recycle_after is not None:
-            return time.monotonic() + self.recycle_after
-        if self._expires_at is not None:
-            return time.monotonic() + max(0.0, self._expires_at - time.time() - self.recycle_margin)
-        return None
+            due.append(self._connected_at + self.recycle_after)
+        cap = self._cap()
+        if cap is not None:
+            due.append(cap - self._cap_margin())
+        return min(due) if due else None
+
+    def _switch_by(self) -> float | None:
+        """The last moment to switch without a quiet one: just before the cap (a word may glitch)."""
+        cap = self._cap()
+        return None if cap is None else cap - min(1.5, self._cap_margin() / 2)
 
     async def _recycle_loop(self) -> None:
         """Before each session's cap: prepare the next connection in the background, wait for a quiet moment
@@ -510,31 +538,45 @@ class VoiceCall:
                 await asyncio.sleep(5)
                 continue
             pending = self._pending
+            assert pending is not None and pending.transport is transport
             await asyncio.sleep(self.settle_before_switch)  # let the new connection's setup burst pass first
-            while not self._quiet():
-                if self.reconnecting or (self._transport is not None and self._transport.lost.done()):
-                    if pending is self._pending:
-                        self._pending = None
-                    await transport.close()  # the loss path makes its own connection
-                    break
-                self._activity.clear()
-                try:
-                    await asyncio.wait_for(self._activity.wait(), 0.05)
-                except TimeoutError:
-                    pass
-            else:
-                assert pending is not None and pending.transport is transport
-                try:  # what was said while it waited: a round trip, while the conversation is quiet
-                    catch_up = self.history.replay_items()
-                    await pending.replay(catch_up, self.settings.connect_timeout)
-                    self.replayed = len(catch_up)
-                except (VoiceClientError, TimeoutError) as exc:
-                    log.warning("could not bring the next connection up to date (%s); trying again", exc)
+            moment = await self._switch_moment()
+            if moment == "lost":  # the loss path makes its own connection
+                if pending is self._pending:
                     self._pending = None
-                    await transport.close()
-                    continue
-                self._switch(transport, "recycle")
-                self._status(f"session recycled, conversation carried over ({self.replayed} items)")
+                await transport.close()
+                continue
+            try:  # what was said while it waited: a round trip, while the conversation is quiet
+                catch_up = self.history.replay_items()
+                await pending.replay(catch_up, self.settings.connect_timeout)
+                self.replayed = len(catch_up)
+            except (VoiceClientError, TimeoutError) as exc:
+                log.warning("could not bring the next connection up to date (%s); trying again", exc)
+                self._pending = None
+                await transport.close()
+                continue
+            forced = moment == "forced"
+            self._switch(transport, "recycle before the cap" if forced else "recycle")
+            self._status(f"session recycled{' before the cap, mid-turn' if forced else ''}, conversation "
+                         f"carried over ({self.replayed} items)")
+
+    async def _switch_moment(self) -> str:
+        """Wait for a quiet moment to switch ("quiet"), or the last moment before the cap ("forced"), unless the
+        current connection is lost meanwhile ("lost")."""
+        while not self._quiet():
+            if self.reconnecting or (self._transport is not None and self._transport.lost.done()):
+                return "lost"
+            by = self._switch_by()
+            if by is not None and time.monotonic() >= by:
+                log.warning("no quiet moment before the session's cap: switching connections now (a word may "
+                            "glitch)")
+                return "forced"
+            self._activity.clear()
+            try:
+                await asyncio.wait_for(self._activity.wait(), 0.05)
+            except TimeoutError:
+                pass
+        return "quiet"
 
     # ------------------------------------------------------------------------------------------ events in
     def _log_line(self, direction: str, event: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class ReconnectPolicy:
 class PendingConnection:
     def __init__(self, transport: Transport, send_log: Callable[[str, dict[str, object]], None]) -> None:
         self.transport = transport
+        self.created = time.monotonic()  # when this connection was begun (its recycle timer starts here)
+        self.created_wall = time.time()
         self.events: asyncio.Queue[ev.ReceivedServerEvent] = asyncio.Queue()
         self.expires_at: float | None = None  # the new session's cap, from its session.created
         self.replayed: set[str | None] = set()  # ids of the history items this connection has been given
