@@ -306,7 +306,7 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
             said = await stream.next_of("response.output_audio_transcript.done", timeout=15)
             while call.switches == 0:  # the switch waits until the echo has been heard
                 await call.wait_for(lambda e: True, 10) if call.busy else await asyncio.sleep(0.05)
-            assert call.call_id != first and len(server.history) == 2
+            assert call.call_id != first and len(server.history) >= 2  # (the next may be preparing)
             call.send_text("still there?")
             done = await call.wait_for(lambda e: e.type == "response.done", 10)
             assert done.response.status == "completed"
@@ -372,23 +372,27 @@ async def test_a_call_is_recycled_before_the_servers_cap_and_never_lost(tmp_path
     assert [s["reason"] for s in switched[:2]] == ["recycle", "recycle"]
 
 
-async def test_a_session_ended_at_its_cap_is_reconnected_with_the_conversation(tmp_path) -> None:
+async def test_a_cap_too_short_for_a_quiet_recycle_is_beaten_by_a_switch_before_it(tmp_path) -> None:
+    """A 1.5 s cap leaves no time for a quiet moment: each connection is switched before its cap (mid-turn if it
+    must), the conversation goes on with its words, and no session_expired ends it. (Reconnecting after a
+    `session_expired` the server sends anyway is tests/test_faults.py's `expire_session`.)"""
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=1.5) as server:
-        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
         async with VoiceCall(settings, reconnect=2, on_status=statuses.append,
                              events_jsonl=tmp_path / "events.jsonl") as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call)
             call.send_text("what is my name?")
-            await call.wait_for(lambda e: e.type == "response.done", 10)
-            texts = [it["content"][0].get("text") for it in server.history[-1].conversation.items]
+            done = await call.wait_for(lambda e: e.type == "response.done", 10)
+            assert done.response.status == "completed"
+            current = next(c for c in server.history if c.id == call.call_id)  # a newer one may be settling
+            texts = [it["content"][0].get("text") for it in current.conversation.items]
             assert texts[:3] == ["my name is Ada", "You said: my name is Ada", "what is my name?"]
-    assert statuses[0] == ("connection lost: the server ended the session: Your session hit the maximum duration of "
-                           "1.5 seconds. (session_expired)")
-    assert "reconnected, conversation restored (2 items)" in statuses
-    assert_wire_valid(tmp_path / "events.jsonl")
+    assert statuses and all(s.startswith("session recycled") for s in statuses)
+    log = assert_wire_valid(tmp_path / "events.jsonl")
+    assert not [e for e in log if e["event"]["type"] == "error"]
 
 
 @pytest.mark.timeout(90)

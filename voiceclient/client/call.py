@@ -384,8 +384,8 @@ class VoiceCall:
         self._lost.add(transport)
         attempts = self.reconnect.attempts
         expired = reason.startswith("the server ended the session") and "session_expired" in reason
-        if expired and (self.recycle_after is not None or self._expires_at is not None):
-            attempts = max(attempts, 1)  # a call asked to last goes on past a cap it did not beat
+        if expired and self.recycle_after is not None:
+            attempts = max(attempts, 1)  # a call asked to last (it recycles) goes on past a cap it did not beat
         if self.state is not CallState.CONNECTED or attempts <= 0:
             if self.state in (CallState.CONNECTING, CallState.CONNECTED):
                 self._fail(ConnectionLostError(reason))
