@@ -8,12 +8,13 @@ pytestmark = pytest.mark.timeout(10)
 def test_public_api_is_pinned() -> None:
     assert voiceclient.__all__ == [
         "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
-        "AuthenticationError", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
-        "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
+        "AuthenticationError", "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI",
+        "ClientSettings", "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
         "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
         "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
-        "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource",
-        "__version__", "build_session", "load_audio", "parse_server_event", "tool",
+        "ToolContext", "ToolDefinitionError", "Transport", "UnknownEvent", "VoiceCall", "VoiceClientError",
+        "WavSource", "WebRTCTransport", "WebSocketTransport", "__version__", "build_session", "load_audio",
+        "parse_server_event", "tool",
     ]
     for name in voiceclient.__all__:
         assert hasattr(voiceclient, name)

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from voiceclient.audio.sources import BufferSource, WavSource, load_audio
     from voiceclient.client.call import CallState, EventStream, VoiceCall
     from voiceclient.client.calls_api import CallAnswer, CallsAPI
+    from voiceclient.client.fallback import AutoTransport
     from voiceclient.client.settings import ClientSettings, build_session
+    from voiceclient.client.transport import Transport, WebRTCTransport
+    from voiceclient.client.websocket import WebSocketTransport
     from voiceclient.errors import (
         APIConnectionError, APIError, APITimeoutError, AuthenticationError, CallError, ConfigError,
         ConnectionLostError, DeviceError, InvalidAnswerError, InvalidOfferError, InvalidSessionError, NotFoundError,
@@ -34,7 +37,10 @@ _WHERE = {
     "voiceclient.audio.sources": ["BufferSource", "WavSource", "load_audio"],
     "voiceclient.client.call": ["CallState", "EventStream", "VoiceCall"],
     "voiceclient.client.calls_api": ["CallAnswer", "CallsAPI"],
+    "voiceclient.client.fallback": ["AutoTransport"],
     "voiceclient.client.settings": ["ClientSettings", "build_session"],
+    "voiceclient.client.transport": ["Transport", "WebRTCTransport"],
+    "voiceclient.client.websocket": ["WebSocketTransport"],
     "voiceclient.errors": [
         "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "CallError", "ConfigError",
         "ConnectionLostError", "DeviceError", "InvalidAnswerError", "InvalidOfferError", "InvalidSessionError",
@@ -51,10 +57,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
-    "AuthenticationError", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
-    "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
+    "AuthenticationError", "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI",
+    "ClientSettings", "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
     "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
     "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
-    "ToolContext", "ToolDefinitionError", "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource",
-    "__version__", "build_session", "load_audio", "parse_server_event", "tool",
+    "ToolContext", "ToolDefinitionError", "Transport", "UnknownEvent", "VoiceCall", "VoiceClientError",
+    "WavSource", "WebRTCTransport", "WebSocketTransport", "__version__", "build_session", "load_audio",
+    "parse_server_event", "tool",
 ]

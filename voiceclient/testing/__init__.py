@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from voiceclient.testing.asserts import (
         assert_events_in_order, assert_heard, assert_heard_close_to, assert_tool_called, word_error_rate,
     )
+    from voiceclient.client.scripted import ScriptedTransport
     from voiceclient.testing.calls import ScriptedCallResult, ToolCall, run_scripted_call
     from voiceclient.testing.devices import virtual_audio_devices
     from voiceclient.testing.speech import speech_backends, transcribe, transcribe_wav
 
 _WHERE = {
+    "voiceclient.client.scripted": ["ScriptedTransport"],  # the in-memory transport, as httpx has MockTransport
     "voiceclient.testing.asserts": ["assert_events_in_order", "assert_heard", "assert_heard_close_to",
                                     "assert_tool_called", "word_error_rate"],
     "voiceclient.testing.calls": ["ScriptedCallResult", "ToolCall", "run_scripted_call"],
@@ -37,7 +39,7 @@ _WHERE = {
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
-    "ScriptedCallResult", "ToolCall", "assert_events_in_order", "assert_heard", "assert_heard_close_to",
-    "assert_tool_called", "run_scripted_call", "speech_backends", "transcribe", "transcribe_wav",
-    "virtual_audio_devices", "word_error_rate",
+    "ScriptedCallResult", "ScriptedTransport", "ToolCall", "assert_events_in_order", "assert_heard",
+    "assert_heard_close_to", "assert_tool_called", "run_scripted_call", "speech_backends", "transcribe",
+    "transcribe_wav", "virtual_audio_devices", "word_error_rate",
 ]
