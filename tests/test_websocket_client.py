@@ -140,3 +140,34 @@ async def test_call_transport_websocket_from_the_command_line(server: RealtimeSe
     assert "sess_" in out
     types = [json.loads(line)["event"]["type"] for line in events.read_text().splitlines()]
     assert types[0] == "session.created" and "response.done" in types
+
+
+async def test_a_websocket_call_is_recycled_with_its_conversation(server: RealtimeServer, tmp_path: Path) -> None:
+    """The recycle path (a second session prepared, the history replayed, the switch at a quiet moment) over the
+    WebSocket: the new session knows the words, and its answer is played out by the client."""
+    from .conftest import until_switched
+
+    statuses: list[str] = []
+    out = tmp_path / "out.wav"
+    async with VoiceCall(ws_settings(server), recycle_after=1.5, on_status=statuses.append, output_wav=out,
+                         events_jsonl=tmp_path / "events.jsonl") as call:
+        first = call.call_id
+        call.send_text("my name is Ada")
+        await call.wait_for(lambda e: e.type == "response.done", 10)
+        await until_switched(call, 1, timeout=20)
+        assert call.call_id != first and str(call.call_id).startswith("sess_")
+        call.send_text("what is my name?")
+        done = await call.wait_for(lambda e: e.type == "response.done", 10)
+        assert done.response.status == "completed"
+        await call.run_until_idle(0.5, 20)
+        current = next(s for s in server.history if s.id == call.call_id)
+        texts = [it["content"][0].get("text") or it["content"][0].get("transcript")
+                 for it in current.conversation.items]
+        assert texts[:4] == ["my name is Ada", "You said: my name is Ada", "what is my name?",
+                             "You said: what is my name?"]
+    assert statuses[0] == "session recycled, conversation carried over (2 items)"
+    log = read_events(tmp_path / "events.jsonl")
+    switched = next(line["t"] for line in log if line["event"]["type"] == "call.switched")
+    assert [line for line in log if line["dir"] == "local" and line["t"] > switched
+            and line["event"]["type"] == "output_audio_buffer.started"]  # the new session's answer was played
+    assert len(loud_spans(read_wav(out)[0][:, 0], 24000)) == 2
