@@ -181,8 +181,9 @@ class Peer:
         where = ", ".join(candidates[:3]) or "no UDP candidate"
         return (f"the WebRTC connection did not come up within {timeout:g} s: no answer to ICE checks from the "
                 f"server's UDP candidates ({where}; ICE {self.pc.iceConnectionState}). A network that blocks UDP "
-                "does this (office, hotel or conference Wi-Fi): try another network, or a TURN server with "
-                "--ice-server" + (" (aiortc cannot use the server's TCP candidates)" if tcp else ""))
+                "does this (office, hotel or conference Wi-Fi): --transport websocket (or the default, auto) goes "
+                "through wherever HTTPS does; or a TURN server with --ice-server"
+                + (" (aiortc cannot use the server's TCP candidates)" if tcp else ""))
 
     def _remote_candidates(self) -> list[Any]:
         transceivers = self.pc.getTransceivers()
