@@ -414,6 +414,11 @@ async def test_recycles_beat_a_short_cap_while_the_user_keeps_talking(tmp_path) 
             ended = await call.run_until_idle(1.5, 60)
             assert call.error is None
         assert ended == "idle"
+        for _ in range(100):  # every call it made is hung up with it, one still retiring too
+            if not server.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert not server.calls
     log = read_events(events)
     assert not [e for e in log if e["event"]["type"] == "error"]  # no session_expired, on any connection
     switched = [e for e in log if e["event"]["type"] == "call.switched"]

@@ -4,6 +4,7 @@ tools and barge-in as over WebRTC, with the playout done by the client."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -165,6 +166,11 @@ async def test_a_websocket_call_is_recycled_with_its_conversation(server: Realti
                  for it in current.conversation.items]
         assert texts[:4] == ["my name is Ada", "You said: my name is Ada", "what is my name?",
                              "You said: what is my name?"]
+    for _ in range(100):  # every session the call opened is closed with it, the retiring one too
+        if not server.sessions:
+            break
+        await asyncio.sleep(0.05)
+    assert not server.sessions
     assert statuses[0] == "session recycled, conversation carried over (2 items)"
     log = read_events(tmp_path / "events.jsonl")
     switched = next(line["t"] for line in log if line["event"]["type"] == "call.switched")

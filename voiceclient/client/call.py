@@ -466,8 +466,10 @@ class VoiceCall:
     async def _retire(self, old: Transport) -> None:
         """Hang the previous connection up once the new one has settled: tearing a peer connection down takes the
         event loop for tens of milliseconds, which at the very moment of the switch would be heard as a gap."""
-        await asyncio.sleep(self.retire_after)
-        await old.close()
+        try:
+            await asyncio.sleep(self.retire_after)
+        finally:  # also when the call closes meanwhile: the old connection is hung up, not left to the GC
+            await old.close()
 
     async def _reconnect(self, lost: Transport, reason: str, attempts: int) -> None:
         self._status(f"connection lost: {reason}")

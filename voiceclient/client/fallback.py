@@ -44,7 +44,10 @@ class AutoTransport(Transport):
             self.fallback = str(exc)
             log.info("WebRTC did not come up (%s); trying the WebSocket", exc)
             chosen: Transport = WebSocketTransport(self.settings)
-            await chosen.open(session, on_message, on_audio, on_sent, on_local)
+            await chosen.open(session, on_message, on_audio, on_sent, on_local)  # (it cleans up if it fails)
+        except BaseException:
+            await webrtc.close()  # refused, unreachable, cancelled: nothing of it stays open
+            raise
         else:
             chosen = webrtc
         self._use(chosen)

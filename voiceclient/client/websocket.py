@@ -139,6 +139,14 @@ class WebSocketTransport(Transport):
 
     async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
                    on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+        try:
+            await self._open(session, on_message, on_audio, on_sent, on_local)
+        except BaseException:
+            await self.close()  # a refused or failed open leaves no socket or HTTP session behind
+            raise
+
+    async def _open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
+                    on_sent: FrameTap, on_local: MessageTap | None) -> None:
         import aiohttp
 
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
