@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceclient import ClientSettings, SessionConfig, VoiceCall  # noqa: E402
+from voiceclient.client.options import Continuity, Recording  # noqa: E402
 from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.audio.sources import BufferSource  # noqa: E402
 from voiceclient.protocol import events as ev  # noqa: E402
@@ -262,8 +263,8 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
     committed: list[int] = []
     tool_turns: list[bool] = []
     async with VoiceCall(webrtc_settings(url), session, tools=[get_weather],
-                         source=BufferSource(np.zeros(RATE // 2, np.int16)), record_wav=record,
-                         events_jsonl=record.with_suffix(".jsonl")) as call:
+                         source=BufferSource(np.zeros(RATE // 2, np.int16)),
+                         recording=Recording(record_wav=record, events_jsonl=record.with_suffix(".jsonl"))) as call:
         stream = call.events()
         await asyncio.sleep(0.5)
         for _, pcm in questions:
@@ -546,8 +547,8 @@ async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, f
 
     faults = FaultPlan([FaultSpec(action="stop_media", call=1, at_seconds=at)])
     async with RealtimeServer(port=0, faults=faults) as server:
-        call = VoiceCall(webrtc_settings(server.base_url), reconnect=5,
-                         media_timeout=media_timeout, on_status=status)
+        call = VoiceCall(webrtc_settings(server.base_url), on_status=status,
+                         continuity=Continuity(reconnect=5, media_timeout=media_timeout))
         async with call:
             call.tap_audio(received=tap)
             call.send_text("remember the number 42")
@@ -647,9 +648,8 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        call = VoiceCall(webrtc_settings(url), session,
-                         source=BufferSource(pcm), recycle_after=recycle_after, record_wav=record,
-                         on_status=on_status)
+        call = VoiceCall(webrtc_settings(url), session, source=BufferSource(pcm), on_status=on_status,
+                         recording=Recording(record_wav=record), continuity=Continuity(recycle_after=recycle_after))
         sampler = asyncio.ensure_future(sample())
         async with call:
             call.tap_audio(sent=sent, received=heard)
@@ -708,8 +708,8 @@ async def scale_call(url: str, out: Path) -> dict[str, float | str]:
     session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 300}}}})
     try:
-        async with VoiceCall(webrtc_settings(url, connect_timeout=30), session,
-                             source=WavSource(SCALE_SPEECH), output_wav=out) as call:
+        async with VoiceCall(webrtc_settings(url, connect_timeout=30), session, source=WavSource(SCALE_SPEECH),
+                             recording=Recording(output_wav=out)) as call:
             ended = await call.run_until_idle(1.5, 40)
             delay = call.meter.latencies[0] if call.meter.latencies else float("nan")
         heard = load_audio(out, 24000)

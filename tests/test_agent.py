@@ -13,6 +13,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.sources import BufferSource, load_audio
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.server import RealtimeServer
 from voiceclient.server.agent import AgentResponder, AgentSpec
 from voiceclient.server.speech import SpeechBackends, WhisperStt, moonshine_runs_here
@@ -192,8 +193,10 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     out, events = tmp_path / "out.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(SESSION), source=WavSource(
-                ASSETS / "demo_user.wav"), tools=[get_weather], output_wav=out, events_jsonl=events) as call:
+        async with VoiceCall(settings, SessionConfig.model_validate(SESSION),
+                             source=WavSource(
+                ASSETS / "demo_user.wav"), tools=[get_weather],
+                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
             await call.run_until_idle(1.5, 60)
     log = assert_wire_valid(events)
     heard = [e["event"]["transcript"] for e in log
@@ -215,7 +218,8 @@ async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(speec
                                                  "say": "First you said: {earlier[0]}."}]})
     async with RealtimeServer(port=0, responder=AgentResponder(rules), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, recycle_after=1.0, output_wav=out) as call:
+        async with VoiceCall(settings, recording=Recording(output_wav=out),
+                             continuity=Continuity(recycle_after=1.0)) as call:
             call.send_text("The password is purple elephant.")
             await call.wait_for(lambda e: e.type == "response.done", 30)
             await until_switched(call)
@@ -244,7 +248,7 @@ async def test_barge_in_cuts_the_speech_and_the_transcript_to_what_was_heard(spe
     async with RealtimeServer(port=0, responder=responder, speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         async with VoiceCall(settings, SessionConfig.model_validate(session), source=BufferSource(pcm),
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 60)
     log = [e["event"] for e in assert_wire_valid(events) if e["dir"] == "server"]
     first_done = next(e for e in log if e["type"] == "response.done")
@@ -264,8 +268,10 @@ async def test_transcription_fails_cleanly_without_speech_to_text(tmp_path: Path
     no_stt = SpeechBackends(stt="none")
     async with RealtimeServer(port=0, speech=no_stt, vad="energy") as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(SESSION), source=WavSource(
-                FIXTURES / "tone_440_16k_stereo.wav"), events_jsonl=events) as call:
+        async with VoiceCall(settings, SessionConfig.model_validate(SESSION),
+                             source=WavSource(
+                FIXTURES / "tone_440_16k_stereo.wav"),
+                             recording=Recording(events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 30)
     log = [e["event"] for e in assert_wire_valid(events)]
     failed = [e for e in log if e["type"] == "conversation.item.input_audio_transcription.failed"]
@@ -280,8 +286,8 @@ async def test_idle_timeout_triggers_a_turn(speech: SpeechBackends, tmp_path: Pa
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(session),
-                             source=WavSource(FIXTURES / "hello.wav"), events_jsonl=events) as call:
+        async with VoiceCall(settings, SessionConfig.model_validate(session), source=WavSource(FIXTURES / "hello.wav"),
+                             recording=Recording(events_jsonl=events)) as call:
             stream = call.events()
             stopped = await stream.next_of("output_audio_buffer.stopped", timeout=20)
             triggered = await stream.next_of("input_audio_buffer.timeout_triggered", timeout=10)

@@ -17,6 +17,7 @@ from agents.realtime import RealtimeAgent, RealtimeRunner
 from voiceclient import ClientSettings, VoiceCall
 from voiceclient.audio.format import API_RATE, RTP_RATE, tone
 from voiceclient.audio.sources import BufferSource
+from voiceclient.client.options import Recording
 
 from .conftest import assert_wire_valid, read_events
 from .test_websocket import SCENARIO
@@ -85,7 +86,7 @@ async def test_the_sideband_split_one_output_per_call(voice_server: Any, tmp_pat
     server = await voice_server(scenario=scenario)
     settings = ClientSettings(base_url=server.base_url, api_key="sk-test", connect_timeout=10)
     calls: list[str] = []
-    async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
+    async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
         stream = call.events()
         runner = RealtimeRunner(weather_agent(calls))
         backend = await runner.run(model_config={

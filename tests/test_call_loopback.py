@@ -12,6 +12,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.sources import BufferSource
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.protocol import events as ev
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 
 async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) -> None:
     out, rec, events = tmp_path / "out.wav", tmp_path / "rec.wav", tmp_path / "events.jsonl"
-    async with VoiceCall(settings, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"), output_wav=out,
-                         record_wav=rec, events_jsonl=events) as call:
+    async with VoiceCall(settings, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+                         recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events)) as call:
         assert await call.run_until_idle(1.0, 30) == "idle"
     # The assistant WAV: 24 kHz mono, one loud span of about the tone's length, at 440 Hz.
     pcm, rate, channels = read_wav(out)
@@ -60,7 +61,8 @@ async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) ->
 
 async def test_every_event_validates_against_the_official_types(settings: ClientSettings, tmp_path) -> None:
     events = tmp_path / "events.jsonl"
-    async with VoiceCall(settings, source=WavSource(FIXTURES / "two_turns_24k.wav"), events_jsonl=events) as call:
+    async with VoiceCall(settings, source=WavSource(FIXTURES / "two_turns_24k.wav"),
+                         recording=Recording(events_jsonl=events)) as call:
         await call.run_until_idle(1.0, 30)
         call.send_text("hello there")
         await call.wait_for(lambda e: e.type == "output_audio_buffer.stopped", 15)
@@ -95,7 +97,7 @@ async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path
             {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
                                                                          "silence_duration_ms": 800}}}})
         async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather],
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 30)
             assert call.tool_calls == 3
         # The history as the server reported it: the turn, what was said, the calls and their outputs, in order.
@@ -130,7 +132,8 @@ async def test_barge_in_cancels_and_clears(tmp_path) -> None:
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=scenario) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, source=BufferSource(pcm), output_wav=out, events_jsonl=events) as call:
+        async with VoiceCall(settings, source=BufferSource(pcm),
+                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 30)
     types = [(e["event"]["type"], e["event"]) for e in assert_wire_valid(events) if e["dir"] == "server"]
     names = [t for t, _ in types]
@@ -146,7 +149,7 @@ async def test_barge_in_cancels_and_clears(tmp_path) -> None:
 
 
 async def test_bad_client_events_get_errors_and_the_call_goes_on(settings: ClientSettings, tmp_path) -> None:
-    async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
+    async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
         transport = call.transport
         stream = call.events()
         for raw in ['{not json', '{"type": "no.such.event", "event_id": "e1"}',
@@ -232,7 +235,7 @@ async def test_the_session_cap_ends_the_call_with_session_expired(tmp_path) -> N
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         started = time.time()
         async with VoiceCall(settings, source=BufferSource(np.zeros(48000 * 20, np.int16)),
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             with pytest.raises(ConnectionLostError) as lost:
                 await call.run_until_idle(1.0, 20)
         for _ in range(100):
@@ -279,7 +282,7 @@ async def test_vad_flags_are_honoured(create_response: bool, interrupt_response:
     async with RealtimeServer(port=0, responder=responder) as server:
         s = ClientSettings(base_url=server.base_url, api_key="sk-test")
         async with VoiceCall(s, session, source=WavSource(FIXTURES / "two_turns_24k.wav"),
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 30)
     names = [e["event"]["type"] for e in assert_wire_valid(events) if e["dir"] == "server"]
     assert names.count("input_audio_buffer.committed") == 2
@@ -299,8 +302,9 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
         one_turn = SessionConfig.model_validate(  # "Hello, can you hear me?" has a comma pause
             {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
                                                                          "silence_duration_ms": 800}}}})
-        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), recycle_after=1.0,
-                             events_jsonl=events, record_wav=record, on_status=statuses.append) as call:
+        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), on_status=statuses.append,
+                             recording=Recording(record_wav=record, events_jsonl=events),
+                             continuity=Continuity(recycle_after=1.0)) as call:
             first = call.call_id
             stream = call.events()
             said = await stream.next_of("response.output_audio_transcript.done", timeout=15)
@@ -330,8 +334,8 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
 async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(settings: ClientSettings,
                                                                                server) -> None:
     statuses: list[str] = []
-    async with VoiceCall(settings, source=BufferSource(np.zeros(48000, np.int16)), reconnect=3,
-                         on_status=statuses.append) as call:
+    async with VoiceCall(settings, source=BufferSource(np.zeros(48000, np.int16)), on_status=statuses.append,
+                         continuity=Continuity(reconnect=3)) as call:
         call.send_text("remember the word apple")
         await call.wait_for(lambda e: e.type == "response.done", 10)
         await asyncio.gather(*(c.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
@@ -351,8 +355,9 @@ async def test_a_call_is_recycled_before_the_servers_cap_and_never_lost(tmp_path
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=4) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, recycle_margin=2.5, on_status=statuses.append,
-                             events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, on_status=statuses.append,
+                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+                             continuity=Continuity(recycle_margin=2.5)) as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call, 2)  # each new session has its own cap, and is recycled before it too
@@ -379,8 +384,9 @@ async def test_a_cap_too_short_for_a_quiet_recycle_is_beaten_by_a_switch_before_
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=1.5) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-        async with VoiceCall(settings, reconnect=2, on_status=statuses.append,
-                             events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, on_status=statuses.append,
+                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+                             continuity=Continuity(reconnect=2)) as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call)
@@ -409,8 +415,9 @@ async def test_recycles_beat_a_short_cap_while_the_user_keeps_talking(tmp_path) 
     rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, max_call_seconds=12) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-        async with VoiceCall(settings, source=BufferSource(pcm), recycle_after=6, on_status=statuses.append,
-                             record_wav=rec, events_jsonl=events) as call:
+        async with VoiceCall(settings, source=BufferSource(pcm), on_status=statuses.append,
+                             recording=Recording(record_wav=rec, events_jsonl=events),
+                             continuity=Continuity(recycle_after=6)) as call:
             ended = await call.run_until_idle(1.5, 60)
             assert call.error is None
         assert ended == "idle"
@@ -445,7 +452,7 @@ async def test_with_no_quiet_moment_the_switch_comes_anyway_before_the_cap(tmp_p
     async with RealtimeServer(port=0, max_call_seconds=6) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
         async with VoiceCall(settings, source=BufferSource(tone(440, 9.0, 48000)), on_status=statuses.append,
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             await until_switched(call, 1, timeout=20)
         log = read_events(events)
     assert not [e for e in log if e["event"]["type"] == "error"]

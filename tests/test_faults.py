@@ -7,6 +7,7 @@ import time
 import pytest
 
 from voiceclient import ClientSettings, ConfigError, SessionNotConfirmedError, VoiceCall
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec, parse_fault
 
@@ -26,8 +27,9 @@ async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_
     faults = FaultPlan([FaultSpec(action=action, call=1, after_turns=1)])
     async with RealtimeServer(port=0, faults=faults) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, reconnect=2, media_timeout=1.0, on_status=statuses.append,
-                             events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, on_status=statuses.append,
+                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+                             continuity=Continuity(reconnect=2, media_timeout=1.0)) as call:
             call.send_text("remember the number 42")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call)
@@ -57,7 +59,7 @@ async def test_delayed_events_arrive_late_and_in_order(tmp_path) -> None:
     faults = FaultPlan([FaultSpec(action="delay_events", at_seconds=0, delay_ms=400)])
     async with RealtimeServer(port=0, faults=faults) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
             assert call.connect_seconds is not None and call.connect_seconds >= 0.8  # created, then updated
             call.send_text("hello")
             done = await call.wait_for(lambda e: e.type == "response.done", 10)
@@ -70,7 +72,7 @@ async def test_a_server_that_never_confirms_the_session_is_a_clear_failure(tmp_p
     faults = FaultPlan([FaultSpec(action="delay_events", at_seconds=0, delay_ms=1500)])
     async with RealtimeServer(port=0, faults=faults) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", session_update_timeout=0.5)
-        call = VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl")
+        call = VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
         with pytest.raises(SessionNotConfirmedError, match=r"did not confirm the session within 0.5 s") as err:
             async with call:
                 pass

@@ -21,6 +21,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import dominant_frequency
 from voiceclient.client.fallback import AutoTransport
+from voiceclient.client.options import Recording
 from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import ConnectionLostError
 
@@ -104,7 +105,7 @@ async def test_auto_goes_on_over_websocket_with_a_spoken_turn_and_a_tool(udp_dro
     out = tmp_path / "out.wav"
     started = time.monotonic()
     async with VoiceCall(settings, session, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather],
-                         output_wav=out, on_status=status.append) as call:
+                         on_status=status.append, recording=Recording(output_wav=out)) as call:
         assert isinstance(call.transport, AutoTransport) and isinstance(call.transport.chosen, WebSocketTransport)
         stream = call.events()
         first = await stream.next_of("response.output_audio_transcript.done", timeout=30)

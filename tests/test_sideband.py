@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from voiceclient import ClientSettings, VoiceCall
+from voiceclient.client.options import Recording
 from voiceclient.server import RealtimeServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -17,7 +18,7 @@ async def test_the_sdk_joins_a_call_and_drives_it(tmp_path) -> None:
 
     async with RealtimeServer(port=0) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
             stream = call.events()
             client = AsyncOpenAI(api_key="sk-backend", base_url=server.base_url)
             async with client.realtime.connect(call_id=call.call_id) as sideband:

@@ -13,6 +13,7 @@ import pytest
 
 from voiceclient import ClientSettings, SessionConfig
 from voiceclient.audio.format import API_RATE, dominant_frequency, tone
+from voiceclient.client.options import Recording
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
@@ -48,7 +49,7 @@ async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tupl
     events = tmp_path / "events.jsonl"
     queue: asyncio.Queue[str] = asyncio.Queue()
     talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
-                events_jsonl=str(events), commands=queue, stream=open(tmp_path / "screen.txt", "w"))
+                recording=Recording(events_jsonl=events), commands=queue, stream=open(tmp_path / "screen.txt", "w"))
     task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
     while talk.call is None or talk.call.state.value != "connected":
         await asyncio.sleep(0.05)
@@ -150,7 +151,7 @@ async def test_push_to_talk(pulse, tmp_path: Path) -> None:
     async with RealtimeServer(port=0) as server:
         queue: asyncio.Queue[str] = asyncio.Queue()
         talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
-                    push_to_talk=True, commands=queue, events_jsonl=str(tmp_path / "events.jsonl"),
+                    push_to_talk=True, commands=queue, recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
                     stream=open(tmp_path / "screen.txt", "w"))
         task = asyncio.ensure_future(talk.run(max_duration=20))
         while talk.call is None or talk.call.state.value != "connected":

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
+from voiceclient.client.options import Recording
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 from voiceclient.tools import ApprovalDecision, ApprovalRequest, ToolContext, policy
@@ -30,7 +31,7 @@ async def run_call(scenario: str, tmp_path: Path, tools: list, *, wav: str = "tw
             as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         async with VoiceCall(settings, cfg, source=WavSource(FIXTURES / wav), tools=tools, approver=approver,
-                             events_jsonl=events) as call:
+                             recording=Recording(events_jsonl=events)) as call:
             await call.run_until_idle(idle, max_duration)
     return assert_wire_valid(events), call
 

@@ -21,8 +21,8 @@ from voiceclient import (
 )
 from voiceclient.audio.sources import BufferSource
 from voiceclient.client.dispatcher import Dispatcher
+from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
 from voiceclient.client.scripted import ScriptedTransport
-from voiceclient.client.switching import ReconnectPolicy
 from voiceclient.client.state import TurnState
 from voiceclient.protocol import events as ev
 
@@ -105,7 +105,8 @@ async def call(transport: ScriptedTransport) -> AsyncIterator[VoiceCall]:
 # ----------------------------------------------------------------------------------------------- connecting
 async def test_connect_sends_the_session_and_waits_for_its_confirmation(tmp_path: Path) -> None:
     transport = ScriptedTransport()
-    async with VoiceCall(SETTINGS, tools=[quick], transport=transport, events_jsonl=tmp_path / "e.jsonl") as call:
+    async with VoiceCall(SETTINGS, tools=[quick], transport=transport,
+                         recording=Recording(events_jsonl=tmp_path / "e.jsonl")) as call:
         assert call.state.value == "connected" and call.call_id == "rtc_scripted"
         assert call.effective_session is not None
         assert [t["name"] for t in call.effective_session["tools"]] == ["quick"]
@@ -329,7 +330,7 @@ async def test_a_lost_connection_is_raised_once_with_its_reason(call: VoiceCall,
 
 async def test_malformed_and_unknown_events_are_logged_and_never_stop_the_call(
         tmp_path: Path, transport: ScriptedTransport) -> None:
-    async with VoiceCall(SETTINGS, transport=transport, events_jsonl=tmp_path / "e.jsonl") as call:
+    async with VoiceCall(SETTINGS, transport=transport, recording=Recording(events_jsonl=tmp_path / "e.jsonl")) as call:
         stream = call.events()
         transport.emit_raw("{not json")
         transport.emit({"type": "response.brand_new_thing", "x": 1})
@@ -343,7 +344,7 @@ async def test_malformed_and_unknown_events_are_logged_and_never_stop_the_call(
 
 
 async def test_a_second_close_waits_for_the_first(tmp_path: Path, transport: ScriptedTransport) -> None:
-    call = VoiceCall(SETTINGS, transport=transport, record_wav=tmp_path / "c.wav")
+    call = VoiceCall(SETTINGS, transport=transport, recording=Recording(record_wav=tmp_path / "c.wav"))
     await call.connect()
     transport.feed(np.full(960 * 5, 1000, np.int16))
     first = asyncio.ensure_future(call.close())
@@ -466,13 +467,15 @@ async def test_history_follows_the_server_order_transcripts_tools_deletes_and_tr
 class Connections:
     """A transport factory for reconnect/recycle tests: every connection a scripted server that echoes items."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, mute: int = 0) -> None:
         self.made: list[ScriptedTransport] = []
         self.fail = fail  # this many connections after the first cannot be opened
+        self.mute = mute  # this many after those open but never acknowledge a replayed item
 
     def __call__(self) -> ScriptedTransport:
         failing = 0 < len(self.made) <= self.fail
-        t = ScriptedTransport(echo_items=True, call_id=f"rtc_{len(self.made)}",
+        mute = self.fail < len(self.made) <= self.fail + self.mute
+        t = ScriptedTransport(echo_items=not mute, call_id=f"rtc_{len(self.made)}",
                               fail_open="connection refused" if failing else None)
         self.made.append(t)
         return t
@@ -500,8 +503,9 @@ async def test_a_lost_connection_reconnects_replays_the_history_and_delivers_the
         tmp_path: Path) -> None:
     connections = Connections()
     seen, (on_status, until) = statuses()
-    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, reconnect=ReconnectPolicy(3, (0.01,)),
-                         on_status=on_status, events_jsonl=tmp_path / "e.jsonl") as call:
+    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, on_status=on_status,
+                         recording=Recording(events_jsonl=tmp_path / "e.jsonl"),
+                         continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,)))) as call:
         first = connections.made[0]
         added(first, None, {"id": "u1", "type": "message", "role": "user",
                             "content": [{"type": "input_text", "text": "double 21"}]})
@@ -529,9 +533,58 @@ async def test_a_lost_connection_reconnects_replays_the_history_and_delivers_the
     assert all(e["dir"] == "local" for e in log if e["event"]["type"].startswith(("call.", "conversation.history")))
 
 
+async def test_a_tool_output_made_while_reconnecting_goes_out_on_the_new_connection() -> None:
+    """The tool finishes during the reconnect's backoff: its output waits, and the new connection gets it once,
+    after the replayed history (it was once put back in the queue at the switch and never sent)."""
+    connections = Connections()
+    seen, (on_status, until) = statuses()
+    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, on_status=on_status,
+                         continuity=Continuity(reconnect=ReconnectPolicy(2, (0.4,)))) as call:
+        first = connections.made[0]
+        added(first, None, {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow",
+                            "arguments": '{"x": 4}'})
+        created(first, "r1")
+        function_call(first, "r1", "c1", "slow", '{"x": 4}')
+        await call.events_handled()
+        first.lose("gone")
+        await until("reconnected")
+        assert call._runner.calls_run == 1 and not call.reconnecting
+        second = connections.made[1]
+        sent = await second.wait_sent("conversation.item.create", 2)
+    assert [c["item"].get("id") for c in sent[:1]] == ["fc1"]
+    assert [c["item"] for c in second.sent_of("conversation.item.create")[1:]] == [
+        {"type": "function_call_output", "call_id": "c1", "output": "8"}]
+    assert first.sent_of("conversation.item.create") == []
+
+
+async def test_a_connection_that_never_acknowledges_the_replay_is_given_up_for_the_next_attempt(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The wait for the replayed items is bounded by the connect timeout: then that connection is closed and the
+    next attempt made (it once waited 20 s, and a call could go on unrecovered)."""
+    connections = Connections(mute=1)
+    seen, (on_status, until) = statuses()
+    settings = SETTINGS.model_copy(update={"connect_timeout": 0.3})
+    async with VoiceCall(settings, transport_factory=connections, on_status=on_status,
+                         continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,)))) as call:
+        added(connections.made[0], None, {"id": "u1", "type": "message", "role": "user",
+                                          "content": [{"type": "input_text", "text": "hi"}]})
+        await call.events_handled()
+        connections.made[0].lose("gone")
+        await until("reconnected")
+        assert call.call_id == "rtc_2" and call.switches == 1
+    mute, third = connections.made[1], connections.made[2]
+    assert mute.closed and [c["item"]["id"] for c in mute.sent_of("conversation.item.create")] == ["u1"]
+    assert [c["item"]["id"] for c in third.sent_of("conversation.item.create")] == ["u1"]
+    assert seen == ["connection lost: gone", "reconnecting (attempt 1 of 3)", "reconnecting (attempt 2 of 3)",
+                    "reconnected, conversation restored (1 items)"]
+    assert any("did not acknowledge 1 of the 1 replayed items within 0.3 s" in r.getMessage()
+               for r in caplog.records)
+
+
 async def test_reconnecting_gives_up_after_its_attempts_with_one_line() -> None:
     connections = Connections(fail=5)
-    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(2, (0.01,))) as call:
+    async with VoiceCall(SETTINGS, transport_factory=connections,
+                         continuity=Continuity(reconnect=ReconnectPolicy(2, (0.01,)))) as call:
         connections.made[0].lose("the WebRTC connection failed (ICE/DTLS)")
         with pytest.raises(ConnectionLostError) as err:
             await asyncio.wait_for(call.run_until_idle(5), 3)
@@ -542,8 +595,8 @@ async def test_reconnecting_gives_up_after_its_attempts_with_one_line() -> None:
 async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
     connections = Connections()
     seen, (on_status, until) = statuses()
-    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(1, (0.01,)),
-                         media_timeout=0.2, on_status=on_status) as call:
+    async with VoiceCall(SETTINGS, transport_factory=connections, on_status=on_status,
+                         continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2)) as call:
         connections.made[0].feed(np.zeros(960 * 30, np.int16), at=asyncio.get_running_loop().time())  # idle stream
         await until("reconnected")
         assert call.switches == 1
@@ -552,8 +605,8 @@ async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
 
 async def test_a_server_that_pauses_when_it_has_nothing_to_say_is_not_a_loss() -> None:
     connections = Connections()
-    async with VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(1, (0.01,)),
-                         media_timeout=0.2) as call:
+    async with VoiceCall(SETTINGS, transport_factory=connections,
+                         continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2)) as call:
         first = connections.made[0]
         created(first, "r1")
         first.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
@@ -569,9 +622,9 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
     connections = Connections()
     seen, (on_status, until) = statuses()
     source = BufferSource(np.ones(960 * 50, np.int16))
-    async with VoiceCall(SETTINGS, source=source, transport_factory=connections, recycle_after=0.05,
-                         on_status=on_status) as call:
-        call.settle_before_switch = call.retire_after = 0.0
+    async with VoiceCall(SETTINGS, source=source, transport_factory=connections, on_status=on_status,
+                         continuity=Continuity(recycle_after=0.05)) as call:
+        call._connections._settle = call._connections._retire_after = 0.0  # (tuning knobs, private)
         first = connections.made[0]
         added(first, None, {"id": "u1", "type": "message", "role": "user",
                             "content": [{"type": "input_text", "text": "hello"}]})
@@ -595,7 +648,8 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
 
 async def test_closing_during_a_reconnect_ends_it_cleanly(caplog: pytest.LogCaptureFixture) -> None:
     connections = Connections(fail=5)
-    call = VoiceCall(SETTINGS, transport_factory=connections, reconnect=ReconnectPolicy(3, (0.2,)))
+    call = VoiceCall(SETTINGS, transport_factory=connections,
+                     continuity=Continuity(reconnect=ReconnectPolicy(3, (0.2,))))
     await call.connect()
     connections.made[0].lose("gone")
     await asyncio.sleep(0.05)

@@ -19,6 +19,7 @@ from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE, dominant_frequency, tone
 from voiceclient.audio.resample import resample
 from voiceclient.audio.sources import load_audio
+from voiceclient.client.options import Recording
 from voiceclient.server import RealtimeServer
 
 from .conftest import FIXTURES
@@ -356,7 +357,7 @@ async def test_websocket_sessions_and_a_webrtc_call_at_once(server: RealtimeServ
 
     async def webrtc() -> str:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", connect_timeout=10)
-        async with VoiceCall(settings, events_jsonl=tmp_path / "events.jsonl") as call:
+        async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
             stream = call.events()
             call.send_text("hello from WebRTC")
             said = await stream.next_of("response.output_audio_transcript.done")

@@ -14,6 +14,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import dominant_frequency, tone
 from voiceclient.audio.sources import BufferSource
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.errors import AuthenticationError
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
@@ -32,8 +33,8 @@ def ws_settings(server: RealtimeServer, **kw: object) -> ClientSettings:
 async def test_a_voice_turn_over_websocket_is_heard_recorded_and_logged(server: RealtimeServer,
                                                                         tmp_path: Path) -> None:
     out, rec, events = tmp_path / "out.wav", tmp_path / "rec.wav", tmp_path / "events.jsonl"
-    async with VoiceCall(ws_settings(server), source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"), output_wav=out,
-                         record_wav=rec, events_jsonl=events) as call:
+    async with VoiceCall(ws_settings(server), source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+                         recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events)) as call:
         assert call.call_id is not None and call.call_id.startswith("sess_")  # the session is the connection
         assert await call.run_until_idle(1.0, 30) == "idle"
     [session] = list(server.history)
@@ -68,8 +69,8 @@ async def test_barge_in_over_websocket_flushes_the_speaker_and_truncates_at_what
                           tone(660, 0.6, 48000), np.zeros(48000, np.int16)])
     out, events = tmp_path / "out.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=scenario) as server:
-        async with VoiceCall(ws_settings(server), source=BufferSource(pcm), output_wav=out,
-                             events_jsonl=events) as call:
+        async with VoiceCall(ws_settings(server), source=BufferSource(pcm),
+                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
             await call.run_until_idle(1.0, 30)
         [session] = list(server.history)
         log = read_events(events)
@@ -117,7 +118,7 @@ async def test_g711_both_ways_over_websocket(server: RealtimeServer, tmp_path: P
                                                       "output": {"format": {"type": "audio/pcma"}}}})
     out = tmp_path / "out.wav"
     async with VoiceCall(ws_settings(server), session, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
-                         output_wav=out) as call:
+                         recording=Recording(output_wav=out)) as call:
         assert await call.run_until_idle(1.0, 30) == "idle"
     pcm, rate, _ = read_wav(out)
     [(s, e)] = loud_spans(pcm[:, 0], rate)
@@ -150,8 +151,9 @@ async def test_a_websocket_call_is_recycled_with_its_conversation(server: Realti
 
     statuses: list[str] = []
     out = tmp_path / "out.wav"
-    async with VoiceCall(ws_settings(server), recycle_after=1.5, on_status=statuses.append, output_wav=out,
-                         events_jsonl=tmp_path / "events.jsonl") as call:
+    async with VoiceCall(ws_settings(server), on_status=statuses.append,
+                         recording=Recording(output_wav=out, events_jsonl=tmp_path / "events.jsonl"),
+                         continuity=Continuity(recycle_after=1.5)) as call:
         first = call.call_id
         call.send_text("my name is Ada")
         await call.wait_for(lambda e: e.type == "response.done", 10)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from voiceclient.client.call import CallState, EventStream, VoiceCall
     from voiceclient.client.calls_api import CallAnswer, CallsAPI
     from voiceclient.client.fallback import AutoTransport
+    from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
     from voiceclient.client.settings import ClientSettings, build_session
     from voiceclient.client.transport import Transport, WebRTCTransport
     from voiceclient.client.websocket import WebSocketTransport
@@ -38,6 +39,7 @@ _WHERE = {
     "voiceclient.client.call": ["CallState", "EventStream", "VoiceCall"],
     "voiceclient.client.calls_api": ["CallAnswer", "CallsAPI"],
     "voiceclient.client.fallback": ["AutoTransport"],
+    "voiceclient.client.options": ["Continuity", "ReconnectPolicy", "Recording"],
     "voiceclient.client.settings": ["ClientSettings", "build_session"],
     "voiceclient.client.transport": ["Transport", "WebRTCTransport"],
     "voiceclient.client.websocket": ["WebSocketTransport"],
@@ -56,12 +58,12 @@ __getattr__, __dir__ = lazy_names(__name__, _WHERE)
 __version__ = "0.1.0"
 
 __all__ = [
-    "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
-    "AuthenticationError", "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI",
-    "ClientSettings", "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
+    "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest", "AuthenticationError",
+    "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI", "ClientSettings",
+    "ConfigError", "ConnectionLostError", "Continuity", "DeviceError", "EventStream", "InvalidAnswerError",
     "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
-    "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
-    "ToolContext", "ToolDefinitionError", "Transport", "UnknownEvent", "VoiceCall", "VoiceClientError",
-    "WavSource", "WebRTCTransport", "WebSocketTransport", "__version__", "build_session", "load_audio",
-    "parse_server_event", "tool",
+    "RealtimeServer", "ReconnectPolicy", "Recording", "ServerError", "SessionConfig", "SessionNotConfirmedError",
+    "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError", "Transport", "UnknownEvent", "VoiceCall",
+    "VoiceClientError", "WavSource", "WebRTCTransport", "WebSocketTransport", "__version__", "build_session",
+    "load_audio", "parse_server_event", "tool",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
-from voiceclient.client.switching import Continuity
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.errors import ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
@@ -193,7 +193,8 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
         raise ConfigError(f"--reconnect: {args.reconnect} is not allowed; must be 0 or more")
     _check_positive("--recycle-after", args.recycle_after)
     _check_positive("--media-timeout", args.media_timeout)
-    continuity = Continuity(args.reconnect, args.recycle_after, args.media_timeout)
+    continuity = Continuity(reconnect=args.reconnect, recycle_after=args.recycle_after,
+                            media_timeout=args.media_timeout)
     return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout,
                      continuity)
 
@@ -209,12 +210,10 @@ async def run_call(args: argparse.Namespace) -> int:
     setup = call_setup(args)
     source = WavSource(args.input)
     printer = TranscriptPrinter(quiet=args.quiet)
-    async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools, output_wav=args.output,
-                         record_wav=args.record, events_jsonl=args.events, on_tool_result=printer.tool_result,
-                         tool_timeout=args.tool_timeout or setup.tool_timeout, approver=setup.approver,
-                         on_status=printer.line, reconnect=setup.continuity.reconnect,
-                         recycle_after=setup.continuity.recycle_after,
-                         media_timeout=setup.continuity.media_timeout) as call:
+    async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools,
+                         recording=Recording(args.output, args.record, args.events), continuity=setup.continuity,
+                         on_tool_result=printer.tool_result, tool_timeout=args.tool_timeout or setup.tool_timeout,
+                         approver=setup.approver, on_status=printer.line) as call:
         printer.attach(call)
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
@@ -233,7 +232,7 @@ async def run_talk(args: argparse.Namespace) -> int:
     setup = call_setup(args, assignments)
     talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver,
                 input_device=args.input_device, output_device=args.output_device, aec=args.aec,
-                push_to_talk=args.push_to_talk, record_wav=args.record, events_jsonl=args.events,
+                push_to_talk=args.push_to_talk, recording=Recording(record_wav=args.record, events_jsonl=args.events),
                 continuity=setup.continuity)
     await talk.run(args.max_duration)
     return 0

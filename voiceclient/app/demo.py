@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from voiceclient.audio.sources import WavSource
+from voiceclient.client.options import Recording
 from voiceclient.client.settings import ClientSettings
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.app.printer import TranscriptPrinter
@@ -59,8 +60,8 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
             printer.line("scripted replies; " + (speech.missing() or ""))
         settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo")
         async with VoiceCall(settings, session, source=WavSource(asset("demo_user.wav")), tools=[get_weather],
-                             output_wav=files["assistant"], record_wav=files["conversation"],
-                             events_jsonl=files["events"], on_tool_result=printer.tool_result) as call:
+                             recording=Recording(files["assistant"], files["conversation"], files["events"]),
+                             on_tool_result=printer.tool_result) as call:
             printer.attach(call)
             printer.line(f"connected in {call.connect_seconds:.2f} s, call {call.call_id}")
             await call.run_until_idle(idle_seconds=1.5, max_duration=60)

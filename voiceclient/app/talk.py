@@ -25,7 +25,7 @@ from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol import events as ev
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.client.call import VoiceCall
-from voiceclient.client.switching import Continuity
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.tools.approvals import Approver
 from voiceclient.tasks import TaskOwner
 from voiceclient.tools.registry import Tool
@@ -61,9 +61,8 @@ class Talk:
     def __init__(self, settings: ClientSettings, session: SessionConfig, *, tools: list[Tool] | None = None,
                  approver: Approver | None = None, input_device: str | None = None,
                  output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
-                 record_wav: str | None = None, events_jsonl: str | None = None,
-                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None,
-                 continuity: Continuity | None = None) -> None:
+                 recording: Recording | None = None, continuity: Continuity | None = None,
+                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None) -> None:
         if push_to_talk:  # the client says when a turn ends
             data = session.to_wire()
             data.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
@@ -82,7 +81,7 @@ class Talk:
             self.speaker.reference = self.aec.reference
         self.mic = MicSource(input_device, process=self.aec.process if self.aec else None)
         self.mic.muted = push_to_talk
-        self.record_wav, self.events_jsonl = record_wav, events_jsonl
+        self.recording = recording or Recording()
         self.continuity = continuity or Continuity(reconnect=5)  # talk reconnects by default
         self.commands = commands
         self.call: VoiceCall | None = None
@@ -206,11 +205,9 @@ class Talk:
             if self.aec is not None:  # far end to near end: what the output and input streams hold
                 self.aec.set_delay(int((self.speaker.latency_s + self.mic.latency_s) * 1000))
             call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
-                             approver=self.approver, playback=self.speaker, record_wav=self.record_wav,
-                             events_jsonl=self.events_jsonl, on_tool_result=self._tool_result,
-                             on_status=self.printer.line, reconnect=self.continuity.reconnect,
-                             recycle_after=self.continuity.recycle_after,
-                             media_timeout=self.continuity.media_timeout)
+                             approver=self.approver, playback=self.speaker, recording=self.recording,
+                             continuity=self.continuity, on_tool_result=self._tool_result,
+                             on_status=self.printer.line)
             self.call = call
             self._subscribe(call)
             async with call:

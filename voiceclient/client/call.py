@@ -1,10 +1,12 @@
 """The conversation: `async with VoiceCall(...) as call`, the only module that wires the client's parts together.
 
-    settings -> Transport (WebRTC: create call, aiortc peer) -> server messages -> decode -> Dispatcher
+    settings -> ConnectionManager -> Connection (transport + handshake) -> server messages -> decode -> Dispatcher
         -> TurnState (first) -> waiters and event streams -> ToolRunner -> your handlers (`call.on(...)`)
     source -> transport (paced 20 ms frames)        received frames -> WAV sink, recorder, meter, speaker
 
-The transport is a seam: `WebRTCTransport` by default, `ScriptedTransport` in fast tests.
+The call knows turns, tools, files and waiting; which connection carries it, and how a new one replaces it (a
+recycle, a reconnect), is the `ConnectionManager`'s job. The transport is a seam: `AutoTransport` by default,
+`ScriptedTransport` in fast tests.
 """
 
 from __future__ import annotations
@@ -14,29 +16,25 @@ import enum
 import json
 import logging
 import time
-import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import numpy as np
 
 from voiceclient.audio.sinks import ConversationRecorder, WavSink
 from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.client.connections import ConnectionManager
 from voiceclient.client.dispatcher import AnyHandler, Dispatcher
 from voiceclient.client.history import ConversationHistory
+from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
-from voiceclient.client.switching import PendingConnection, ReconnectPolicy
-from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
-from voiceclient.errors import (
-    CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, VoiceClientError,
-)
+from voiceclient.client.transport import Transport
+from voiceclient.errors import CallError, ConnectionLostError, VoiceClientError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol.validation import deep_merge
-from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import Approver
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 from voiceclient.tools.runner import ToolResultHook, ToolRunner
@@ -46,10 +44,6 @@ E = TypeVar("E")
 Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
 SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
-QUIET_GAP = 0.3  # seconds without a server event before a recycle may switch connections
-RETIRE_AFTER = 1.0  # seconds the previous connection stays up (sending silence, ignored) after a switch
-SETTLE_BEFORE_SWITCH = 1.0  # seconds between a new connection being ready and carrying the call
-IDLE_STREAMING_FRAMES = 25  # 0.5 s of frames with no response playing: this server sends audio all the time
 
 
 class EventStream:
@@ -122,9 +116,10 @@ class VoiceCall:
     """One Realtime conversation.
 
     `source` is the microphone (a `WavSource`, a device source, any `AudioSource`); it starts playing only after
-    the server has confirmed the session (`session.updated`). Files are optional and always finalised. `turns`
-    is where the conversation stands (responses, audio, the user, tools); `on(EventClass, handler)` subscribes a
-    typed handler to the ordered event consumer.
+    the server has confirmed the session (`session.updated`). `recording` says which files to keep (each always
+    finalised), `continuity` how the call outlives its connections (reconnect, recycle). `turns` is where the
+    conversation stands (responses, audio, the user, tools); `on(EventClass, handler)` subscribes a typed handler
+    to the ordered event consumer.
     """
 
     def __init__(
@@ -134,63 +129,39 @@ class VoiceCall:
         *,
         source: AudioSource | None = None,
         tools: list[Tool] | None = None,
-        output_wav: str | Path | None = None,
-        record_wav: str | Path | None = None,
-        events_jsonl: str | Path | None = None,
+        recording: Recording | None = None,
+        continuity: Continuity | None = None,
         tool_timeout: float = DEFAULT_TIMEOUT,
         on_tool_result: ToolResultHook | None = None,
         approver: Approver | None = None,
         playback: Playback | None = None,
+        on_status: Callable[[str], None] | None = None,
         transport: Transport | None = None,
         transport_factory: Callable[[], Transport] | None = None,
-        reconnect: ReconnectPolicy | int = 0,
-        recycle_after: float | None = None,
-        recycle_margin: float = 60.0,
-        media_timeout: float = 2.0,
-        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
         base = session or SessionConfig()
         self.session = base.with_tools([t.definition for t in self.tools]) if self.tools else base
         self.source: AudioSource = source or SilenceSource()
+        self.recording = recording or Recording()
+        self.continuity = continuity or Continuity()
+        self.on_status = on_status  # human-readable lines about the connection (reconnecting, recycled)
         self.state = CallState.NEW
-        self.call_id: str | None = None
         self.t0 = time.monotonic()
         self.connect_seconds: float | None = None
         self.effective_session: dict[str, Any] | None = None
         self.meter = TurnMeter()
         self.error: VoiceClientError | None = None
         self.hangup_requested: str | None = None
-        self._ended_by_server: str | None = None
-        self._paths = (output_wav, record_wav, events_jsonl)
         self._received_taps: list[Playback] = [playback] if playback is not None else []  # e.g. a SpeakerSink
         self._sent_taps: list[Playback] = []
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
-        self._given_transport = transport
-        self._transport_factory = transport_factory
-        self._transport: Transport | None = None
-        self._pending: PendingConnection | None = None
-        self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(reconnect)
-        self.recycle_after = recycle_after  # seconds per connection; else from `expires_at` less the margin
-        self.recycle_margin = recycle_margin
-        self.media_timeout = media_timeout  # no audio from a server that was streaming for this long: lost
-        self.on_status = on_status  # human-readable lines about the connection (reconnecting, recycled)
-        self.switches = 0
-        self.settle_before_switch = SETTLE_BEFORE_SWITCH
-        self.retire_after = RETIRE_AFTER
-        self.replayed = 0  # items replayed into the newest connection
-        self.reconnecting = False
+        self._connections = ConnectionManager(self, self.settings, self.continuity, transport=transport,
+                                              transport_factory=transport_factory)
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
-        self._lost: weakref.WeakSet[Transport] = weakref.WeakSet()  # transports whose loss has been handled
-        self._last_media: float | None = None
-        self._idle_frames = 0  # frames received while no response audio was playing (a server that streams on)
-        self._expires_at: float | None = None  # the current session's cap (unix time), from session.created
-        self._session_length: float | None = None  # seconds from session.created to that cap
-        self._connected_at = time.monotonic()  # when the connection now carrying the call was made
-        self._tasks = TaskOwner("voice call")
         self._closed = asyncio.Event()
         self._activity = asyncio.Event()
         self._subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]] = []
@@ -202,7 +173,6 @@ class VoiceCall:
         self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
         self._dispatcher.on_any(self._notify)
         self._dispatcher.on(ev.Error, self._log_error)
-        self._dispatcher.on(ev.SessionCreated, self._on_session_created)
         self._dispatcher.on(ev.SpeechStarted, self._on_speech_started)
         self._runner.subscribe(self._dispatcher)
         self.history = ConversationHistory()  # the conversation as the server reports it
@@ -224,93 +194,21 @@ class VoiceCall:
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
-        transport = self._transport = self._new_transport()  # a WebRTC one imports aiortc here
-        self.t0 = self._connected_at = time.monotonic()
-        out_wav, rec_wav, events = self._paths
-        if events:
-            self._log = EventLog(events, self.t0)
-        if out_wav:
-            self._sink = WavSink(out_wav, self.t0)
-        if rec_wav:
-            self._recorder = ConversationRecorder(rec_wav, self.t0)
+        self.t0 = time.monotonic()
+        files = self.recording
+        if files.events_jsonl:
+            self._log = EventLog(files.events_jsonl, self.t0)
+        if files.output_wav:
+            self._sink = WavSink(files.output_wav, self.t0)
+        if files.record_wav:
+            self._recorder = ConversationRecorder(files.record_wav, self.t0)
         self._dispatcher.start()
-        timeout = self.settings.connect_timeout
-        session_created = self._expect(lambda e: e.type == "session.created")
-        await transport.open(self.session, *self._taps(transport))
-        self._said_fallback(transport)
-        self.call_id = transport.call_id
-        self._tasks.spawn(self._watch_connection(transport), "connection watch")
-        self._tasks.spawn(self._watch_media(), "media watch")
-        await self._wait(session_created, timeout, "session.created")
-
-        update = ev.SessionUpdate(session=self.session)
-        updated = self._expect(lambda e: e.type == "session.updated" or (
-            isinstance(e, ev.Error) and e.error.event_id == update.event_id))
-        self.send(update)
-        try:
-            reply = await self._wait(updated, self.settings.session_update_timeout, "session.updated")
-        except TimeoutError:
-            raise SessionNotConfirmedError(
-                f"the server did not confirm the session within {self.settings.session_update_timeout:g} s (no "
-                "session.updated): the instructions, voice, tools and turn detection asked for may not apply") from None
-        if isinstance(reply, ev.Error):
-            raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
-                                     + (f" (param {reply.error.param})" if reply.error.param else ""))
-        if isinstance(reply, ev.SessionUpdated):
-            self.effective_session = reply.session
+        first = await self._connections.open()  # a WebRTC transport imports aiortc here
+        await self._dispatcher.drain(self.settings.session_update_timeout)  # its session events are handled
+        self.effective_session = first.effective_session
         self.connect_seconds = time.monotonic() - self.t0
         self.state = CallState.CONNECTED
-        transport.set_source(self.source)
-        if self.recycle_after is not None or self._expires_at is not None:
-            self._tasks.spawn(self._recycle_loop(), "recycle")
-
-    def _new_transport(self) -> Transport:
-        from voiceclient.client.fallback import AutoTransport  # each imports what it needs when a call is made
-        from voiceclient.client.websocket import WebSocketTransport
-
-        if self._transport_factory is not None:
-            return self._transport_factory()
-        if self._given_transport is not None:
-            given, self._given_transport = self._given_transport, None
-            return given
-        if self._transport is not None and not isinstance(self._transport, (WebRTCTransport, WebSocketTransport,
-                                                                            AutoTransport)):
-            raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
-        if self.settings.transport == "websocket":
-            return WebSocketTransport(self.settings)
-        if self.settings.transport == "auto":
-            return AutoTransport(self.settings)
-        return WebRTCTransport(self.settings)
-
-    def _said_fallback(self, transport: Transport) -> None:
-        fallback = getattr(transport, "fallback", None)  # an AutoTransport that gave WebRTC up
-        if isinstance(fallback, str):
-            self._status(f"WebRTC did not connect ({fallback}); the call goes on over WebSocket")
-
-    def _taps(self, transport: Transport) -> tuple[MessageTap, FrameTap, FrameTap, MessageTap]:
-        """The callbacks a transport is opened with: only the current transport reaches the call."""
-        def message(text: str | bytes) -> None:
-            self._route_message(transport, text)
-
-        def local(text: str | bytes) -> None:  # a transport's own events (the WebSocket's playout)
-            if transport is self._transport:
-                event = ev.parse_server_event(text)
-                if self._log is not None:
-                    self._log.write("local", json.loads(text))
-                self._dispatcher.put(event)
-
-        def audio(pcm: np.ndarray, pts: int, at: float) -> None:
-            if transport is self._transport:
-                self._last_media = at
-                if not self.turns.audio_playing:
-                    self._idle_frames += 1
-                self._on_audio(pcm, pts, at)
-
-        def sent(pcm: np.ndarray, pts: int, at: float) -> None:
-            if transport is self._transport:
-                self._on_sent(pcm, pts, at)
-
-        return message, audio, sent, local
+        self._connections.start()
 
     async def close(self) -> None:
         """Hang up and release everything, in reverse order of setup. Idempotent: a second call waits for the
@@ -325,11 +223,7 @@ class VoiceCall:
         try:
             await self._dispatcher.drain(0.5)
             await self._runner.close()
-            await self._tasks.close()  # the watches, a reconnection or recycle under way
-            if self._pending is not None:
-                await self._pending.transport.close()
-            if self._transport is not None:
-                await self._transport.close()
+            await self._connections.close()  # the watches, a reconnection or recycle under way, every connection
             await self._dispatcher.stop()
         finally:
             for closer in (self._sink, self._recorder):
@@ -352,49 +246,70 @@ class VoiceCall:
         self.hangup_requested = reason
         self._activity.set()
 
-    async def _watch_connection(self, transport: Transport) -> None:
-        try:
-            reason = await transport.lost
-        except asyncio.CancelledError:  # the transport was closed on purpose (or the call is closing)
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-            return
-        if self._ended_by_server is not None:  # it said why before it went: that is the reason
-            reason = f"the server ended the session: {self._ended_by_server}"
-            self._ended_by_server = None
-        self._connection_lost(transport, reason)
+    # ------------------------------------------------------------------------------------------ connections
+    @property
+    def transport(self) -> Transport:
+        """The connection under the call (for diagnostics and raw sends); set once `connect()` has begun."""
+        transport = self._connections.transport
+        if transport is None:
+            raise CallError("the call has no transport yet: connect() first")
+        return transport
 
-    async def _watch_media(self) -> None:
-        """A server that was streaming audio and stopped is gone, whatever the connection state says. Servers may
-        pause when they have nothing to say: silence counts only from one that kept sending while it had nothing
-        to say (the embedded server and aiortc peers do), or while its response audio is playing."""
-        while True:
-            await asyncio.sleep(min(0.5, self.media_timeout / 2))
-            transport, last = self._transport, self._last_media
-            if transport is None or last is None or self.state is not CallState.CONNECTED or self.reconnecting:
-                continue
-            streams_on = self._idle_frames >= IDLE_STREAMING_FRAMES or self.turns.audio_playing
-            if streams_on and time.monotonic() - last > self.media_timeout:
-                self._connection_lost(transport, f"no audio from the server for {self.media_timeout:g} s")
+    @property
+    def call_id(self) -> str | None:
+        """The id of the connection carrying the call (each reconnect or recycle makes a new one)."""
+        return self._connections.call_id
 
-    def _connection_lost(self, transport: Transport, reason: str) -> None:
-        if transport is not self._transport or transport in self._lost:
-            return
-        self._lost.add(transport)
-        attempts = self.reconnect.attempts
-        expired = reason.startswith("the server ended the session") and "session_expired" in reason
-        if expired and self.recycle_after is not None:
-            attempts = max(attempts, 1)  # a call asked to last (it recycles) goes on past a cap it did not beat
-        if self.state is not CallState.CONNECTED or attempts <= 0:
-            if self.state in (CallState.CONNECTING, CallState.CONNECTED):
-                self._fail(ConnectionLostError(reason))
-            return
-        self.reconnecting = True
-        self._activity.set()
-        self._tasks.spawn(self._reconnect(transport, reason, attempts), "reconnect")
+    @property
+    def switches(self) -> int:
+        """How many times the call moved onto a new connection (recycles and reconnects)."""
+        return self._connections.switches
 
-    def _fail(self, error: VoiceClientError) -> None:
+    @property
+    def replayed(self) -> int:
+        """Items of the history replayed into the newest connection."""
+        return self._connections.replayed
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._connections.reconnecting
+
+    # What the connection manager sees of the conversation (`connections.Conversation`).
+    def quiet_since(self) -> float | None:
+        if self.turns.busy or self._runner.busy:
+            return None
+        return self.turns.last_activity
+
+    def answer_playing(self) -> bool:
+        return self.turns.audio_playing
+
+    def on_server_message(self, message: str | bytes, current: bool) -> None:
+        event = ev.parse_server_event(message)
+        self._log_incoming(message, event)
+        if not current:  # a connection being prepared, or one retiring: logged, not handled
+            return
+        if isinstance(event, ev.UnknownEvent):
+            log.info("unknown server event type %r (kept, ignored)", event.type)
+        elif isinstance(event, ev.MalformedEvent):
+            log.warning("malformed server event: %s", event.reason)
+        self._dispatcher.put(event)
+
+    def on_local_message(self, message: str | bytes) -> None:
+        if self._log is not None:
+            self._log.write("local", json.loads(message))
+        self._dispatcher.put(ev.parse_server_event(message))
+
+    def log_line(self, direction: str, event: dict[str, Any]) -> None:
+        if self._log is not None:
+            self._log.write(direction, event)
+
+    def status(self, text: str) -> None:
+        log.info("call: %s", text)
+        self.log_line("local", {"type": "call.status", "text": text})
+        if self.on_status is not None:
+            self.on_status(text)
+
+    def fail(self, error: VoiceClientError) -> None:
         self.error = error
         log.error("%s", error)
         for _, fut in self._waiters:
@@ -402,212 +317,24 @@ class VoiceCall:
                 fut.set_exception(error)
         self._activity.set()
 
-    def _status(self, text: str) -> None:
-        log.info("call: %s", text)
-        if self._log is not None:
-            self._log.write("local", {"type": "call.status", "text": text})
-        if self.on_status is not None:
-            self.on_status(text)
+    def wake(self) -> None:
+        self._activity.set()
 
-    # ------------------------------------------------------------------------------------------ new connections
-    def _on_session_created(self, event: ev.SessionCreated) -> None:
-        expires = event.session.get("expires_at")
-        self._expires_at = float(expires) if isinstance(expires, (int, float)) else None
-        self._session_length = self._expires_at - time.time() if self._expires_at is not None else None
-
-    async def _prepare(self) -> Transport:
-        """A new connection with the session confirmed and the history replayed; not yet carrying the call."""
-        transport = self._new_transport()
-        pending = PendingConnection(transport, self._log_line)
-        pending.created = time.monotonic()
-        self._pending = pending
-        message, audio, sent, local = self._taps(transport)
-        timeout = self.settings.connect_timeout
-        replay = self.history.replay_items()
-        self.replayed = len(replay)
-        try:
-            await asyncio.wait_for(pending.prepare(self.session, replay, audio, sent, message, timeout, local),
-                                   2 * timeout)
-        except BaseException:
-            self._pending = None
-            await transport.close()
-            raise
-        self._said_fallback(transport)
-        return transport
-
-    def _switch(self, transport: Transport, reason: str) -> None:
-        """Move the conversation onto `transport`: microphone first, then events and speaker; retire the old one."""
-        old = self._transport
-        transport.set_source(self.source)
-        if old is not None:
-            old.set_source(SilenceSource())
-        if self._pending is not None:
-            self._connected_at = self._pending.created
-            if self._pending.expires_at is not None:
-                self._expires_at = self._pending.expires_at
-                self._session_length = self._pending.expires_at - self._pending.created_wall
-        self.history.new_session(self.replayed)
-        self._transport, self._pending = transport, None
-        self._last_media = None
-        self._idle_frames = 0
+    def connection_changed(self, replayed: int) -> None:
+        self.history.new_session(replayed)
         self.turns.connection_changed()
-        self.switches += 1
-        self._log_line("local", {"type": "call.switched", "from": self.call_id, "to": transport.call_id,
-                                 "reason": reason})
-        self.call_id = transport.call_id
-        self._tasks.spawn(self._watch_connection(transport), "connection watch")
-        if old is not None:
-            self._lost.add(old)  # whatever it does now is not a loss of the call
-            self._tasks.spawn(self._retire(old), "hang up the previous connection")
         outbox, self._outbox = self._outbox, []
         for event in outbox:  # what the conversation said while it had no connection (tool outputs)
             self.send(event)
-
-    async def _retire(self, old: Transport) -> None:
-        """Hang the previous connection up once the new one has settled: tearing a peer connection down takes the
-        event loop for tens of milliseconds, which at the very moment of the switch would be heard as a gap."""
-        try:
-            await asyncio.sleep(self.retire_after)
-        finally:  # also when the call closes meanwhile: the old connection is hung up, not left to the GC
-            await old.close()
-
-    async def _reconnect(self, lost: Transport, reason: str, attempts: int) -> None:
-        self._status(f"connection lost: {reason}")
-        try:
-            for attempt in range(attempts):
-                await asyncio.sleep(self.reconnect.delay(attempt))
-                self._status(f"reconnecting (attempt {attempt + 1} of {attempts})")
-                try:
-                    transport = await self._prepare()
-                except (VoiceClientError, TimeoutError) as exc:
-                    log.warning("reconnect attempt %d of %d failed: %s", attempt + 1, attempts, exc)
-                    continue
-                self._switch(transport, f"lost: {reason}")
-                self._status(f"reconnected, conversation restored ({self.replayed} items)")
-                return
-            self._fail(ConnectionLostError(f"{reason}; {attempts} attempts to reconnect failed"))
-        finally:
-            self.reconnecting = False
-            self._activity.set()
-            if not self._tasks.closed:  # (when the call is closing, close() itself ends what is left)
-                self._tasks.spawn(lost.close(), "close the lost connection")
-
-    def _quiet(self) -> bool:
-        """A moment to change connections: nothing under way and no server event for QUIET_GAP (a turn that just
-        ended is answered within milliseconds, so a short gap covers the moment between the two)."""
-        if self._transport is None or self._transport.lost.done() or self.reconnecting:
-            return False
-        under_way = self.turns.busy or self._runner.busy  # (a microphone or WAV still sending is no obstacle)
-        return not under_way and time.monotonic() - self.turns.last_activity >= QUIET_GAP
-
-    def _cap_margin(self) -> float:
-        """How long before the cap a recycle begins: `recycle_margin`, or for a short session a quarter of it, and
-        never less than the new connection needs to be made, settle and find a quiet moment."""
-        length = self._session_length if self._session_length is not None else float("inf")
-        return min(self.recycle_margin, max(self.settle_before_switch + 2.0, length / 4))
-
-    def _cap(self) -> float | None:
-        """The current session's cap as monotonic time, or None."""
-        return None if self._expires_at is None else time.monotonic() + self._expires_at - time.time()
-
-    def _recycle_due(self) -> float | None:
-        """When the current connection should be replaced (monotonic time), or None: `recycle_after` from when that
-        connection was made, and before its cap at the latest."""
-        due: list[float] = []
-        if self.recycle_after is not None:
-            due.append(self._connected_at + self.recycle_after)
-        cap = self._cap()
-        if cap is not None:
-            due.append(cap - self._cap_margin())
-        return min(due) if due else None
-
-    def _switch_by(self) -> float | None:
-        """The last moment to switch without a quiet one: just before the cap (a word may glitch)."""
-        cap = self._cap()
-        return None if cap is None else cap - min(1.5, self._cap_margin() / 2)
-
-    async def _recycle_loop(self) -> None:
-        """Before each session's cap: prepare the next connection in the background, wait for a quiet moment
-        (no response, user not speaking, no tool pending, the assistant's audio finished), then switch."""
-        while (due := self._recycle_due()) is not None:
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            while self.reconnecting:
-                await asyncio.sleep(0.1)
-            try:
-                transport = await self._prepare()
-            except (VoiceClientError, TimeoutError) as exc:
-                log.warning("could not prepare the next connection (%s); trying again in 5 s", exc)
-                await asyncio.sleep(5)
-                continue
-            pending = self._pending
-            assert pending is not None and pending.transport is transport
-            await asyncio.sleep(self.settle_before_switch)  # let the new connection's setup burst pass first
-            moment = await self._switch_moment()
-            if moment == "lost":  # the loss path makes its own connection
-                if pending is self._pending:
-                    self._pending = None
-                await transport.close()
-                continue
-            try:  # what was said while it waited: a round trip, while the conversation is quiet
-                catch_up = self.history.replay_items()
-                await pending.replay(catch_up, self.settings.connect_timeout)
-                self.replayed = len(catch_up)
-            except (VoiceClientError, TimeoutError) as exc:
-                log.warning("could not bring the next connection up to date (%s); trying again", exc)
-                self._pending = None
-                await transport.close()
-                continue
-            forced = moment == "forced"
-            self._switch(transport, "recycle before the cap" if forced else "recycle")
-            self._status(f"session recycled{' before the cap, mid-turn' if forced else ''}, conversation "
-                         f"carried over ({self.replayed} items)")
-
-    async def _switch_moment(self) -> str:
-        """Wait for a quiet moment to switch ("quiet"), or the last moment before the cap ("forced"), unless the
-        current connection is lost meanwhile ("lost")."""
-        while not self._quiet():
-            if self.reconnecting or (self._transport is not None and self._transport.lost.done()):
-                return "lost"
-            by = self._switch_by()
-            if by is not None and time.monotonic() >= by:
-                log.warning("no quiet moment before the session's cap: switching connections now (a word may "
-                            "glitch)")
-                return "forced"
-            self._activity.clear()
-            try:
-                await asyncio.wait_for(self._activity.wait(), 0.05)
-            except TimeoutError:
-                pass
-        return "quiet"
+        self._activity.set()
 
     # ------------------------------------------------------------------------------------------ events in
-    def _log_line(self, direction: str, event: dict[str, Any]) -> None:
-        if self._log is not None:
-            self._log.write(direction, event)
-
-    def _route_message(self, transport: Transport, message: str | bytes) -> None:
-        if transport is self._transport:
-            self._on_message(message)
-            return
-        self._log_incoming(message, ev.parse_server_event(message))
-        if self._pending is not None and transport is self._pending.transport:
-            self._pending.on_message(message)
-
     def _log_incoming(self, message: str | bytes, event: ev.ReceivedServerEvent) -> None:
         if self._log is not None:  # the log keeps the event as it came over the wire
             if isinstance(event, ev.MalformedEvent) and event.event_type is None:
                 self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
             else:
                 self._log.write("server", without_audio(json.loads(message)))
-
-    def _on_message(self, message: str | bytes) -> None:
-        event = ev.parse_server_event(message)
-        self._log_incoming(message, event)
-        if isinstance(event, ev.UnknownEvent):
-            log.info("unknown server event type %r (kept, ignored)", event.type)
-        elif isinstance(event, ev.MalformedEvent):
-            log.warning("malformed server event: %s", event.reason)
-        self._dispatcher.put(event)
 
     def _notify(self, event: ev.ReceivedServerEvent) -> None:
         for pred, fut in list(self._waiters):
@@ -620,7 +347,7 @@ class VoiceCall:
     def _log_error(self, event: ev.Error) -> None:
         log.warning("server error: %s (%s)", event.error.message, event.error.code)
         if event.error.code in SESSION_ENDING_ERRORS:
-            self._ended_by_server = f"{event.error.message} ({event.error.code})"
+            self._connections.server_ending(f"{event.error.message} ({event.error.code})")
 
     @overload
     def on(self, kind: type[E], handler: Callable[[E], object]) -> None: ...
@@ -671,7 +398,7 @@ class VoiceCall:
 
     # ------------------------------------------------------------------------------------------ events out
     def send(self, event: ev.ClientEvent) -> None:
-        if self._transport is None or self.state is CallState.CLOSED:
+        if self._connections.transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
         if self.reconnecting:  # said again on the new connection, after the history
             self._outbox.append(event)
@@ -680,7 +407,7 @@ class VoiceCall:
         self.turns.sent(event)
         if self._log is not None:
             self._log.write("client", wire)
-        self._transport.send(json.dumps(wire, separators=(",", ":")))
+        self._connections.send(json.dumps(wire, separators=(",", ":")))
 
     def send_text(self, text: str) -> None:
         """A user text message, then a response."""
@@ -693,14 +420,15 @@ class VoiceCall:
         self._runner.interrupt()
         if self.turns.active:
             self.send(ev.ResponseCancel())
-        if self._transport is not None and self._transport.plays_audio:
+        if self._connections.transport is not None and self._connections.transport.plays_audio:
             self._cut_playout()
         else:
             self.send(ev.OutputAudioBufferClear())
 
     def _cut_playout(self) -> None:
         """Where the client plays the answer itself (WebSocket), stop it and tell the server what was heard."""
-        cut = self._transport.clear_playout() if self._transport is not None else None
+        transport = self._connections.transport
+        cut = transport.clear_playout() if transport is not None else None
         if cut is not None:
             item_id, heard_ms = cut
             self.send(ev.ConversationItemTruncate(item_id=item_id, audio_end_ms=heard_ms))
@@ -710,7 +438,8 @@ class VoiceCall:
         the speaker stops and the item keeps what was heard."""
         detection = self.session.audio.input.turn_detection if self.session.audio and self.session.audio.input \
             else None
-        if self._transport is not None and self._transport.plays_audio and (
+        transport = self._connections.transport
+        if transport is not None and transport.plays_audio and (
                 detection is None or detection.interrupt_response is not False):
             self._cut_playout()
 
@@ -720,18 +449,10 @@ class VoiceCall:
         self.session = SessionConfig.model_validate(merged)
         self.send(ev.SessionUpdate(session=session))
 
-    @property
-    def transport(self) -> Transport:
-        """The connection under the call (for diagnostics and raw sends); set once `connect()` has begun."""
-        if self._transport is None:
-            raise CallError("the call has no transport yet: connect() first")
-        return self._transport
-
     def set_source(self, source: AudioSource) -> None:
         """Send from `source` from now on (before `connect()`: once the session is confirmed)."""
         self.source = source
-        if self._transport is not None and self.state is CallState.CONNECTED:
-            self._transport.set_source(source)
+        self._connections.set_source(source)
 
     # ------------------------------------------------------------------------------------------ audio taps
     def tap_audio(self, *, received: Playback | None = None, sent: Playback | None = None) -> None:
@@ -741,7 +462,7 @@ class VoiceCall:
         if sent is not None:
             self._sent_taps.append(sent)
 
-    def _on_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
         for tap in (*self._received_taps, self._sink, self._recorder.received if self._recorder else None,
                     self.meter.received):
             if tap is not None:
@@ -750,7 +471,7 @@ class VoiceCall:
                 except Exception:  # one failing sink must not silence the others
                     log.exception("received-audio tap failed")
 
-    def _on_sent(self, pcm: np.ndarray, pts: int, at: float) -> None:
+    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
         for tap in (self._recorder.sent if self._recorder else None, self.meter.sent, *self._sent_taps):
             if tap is not None:
                 try:

@@ -127,6 +127,7 @@ async def run_scripted_call(
     NAME.assistant.wav, NAME.events.jsonl."""
     from voiceclient.audio.sources import WavSource
     from voiceclient.client.call import VoiceCall
+    from voiceclient.client.options import Recording
     from voiceclient.client.settings import ClientSettings
 
     wav = Path(wav)
@@ -136,8 +137,8 @@ async def run_scripted_call(
     output, recording, events = (folder / f"{stem}.assistant.wav", folder / f"{stem}.conversation.wav",
                                  folder / f"{stem}.events.jsonl")
     settings = ClientSettings(base_url=base_url, api_key=api_key, connect_timeout=30, transport=transport)
-    async with VoiceCall(settings, session, source=WavSource(wav), tools=tools, output_wav=output,
-                         record_wav=recording, events_jsonl=events) as call:
+    async with VoiceCall(settings, session, source=WavSource(wav), tools=tools,
+                         recording=Recording(output, recording, events)) as call:
         if text is not None:
             call.send_text(text)
         ended = await call.run_until_idle(idle_seconds, max_duration)
