@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -914,13 +915,168 @@ async def bench_fallback(runs: int) -> None:
               f"{stats(times)}")
 
 
+# ----------------------------------------------------------------------------------------------- both transports
+class StreamTimeline:
+    """Onsets of a stream of chunks at any rate, each chunk timed when it was handed over (pts counted here)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.frames: list[tuple[int, float, np.ndarray]] = []
+        self._pts = 0
+
+    def tap(self, pcm: np.ndarray, at: float) -> None:
+        self.frames.append((self._pts, at, pcm.copy()))
+        self._pts += pcm.size
+
+    def onsets(self) -> list[tuple[float, int, int]]:
+        """(time the chunk holding an onset was handed over, the onset's offset in it, the chunk's size)."""
+        out, quiet_until = [], -1.0
+        for pts, at, pcm in self.frames:
+            hits = np.nonzero(np.abs(pcm.astype(np.int32)) > THRESHOLD)[0]
+            if hits.size:
+                pos = (pts + int(hits[0])) / self.rate
+                if pos > quiet_until:
+                    out.append((at, int(hits[0]), pcm.size))
+                quiet_until = pos + BURST + 0.05
+        return out
+
+
+def stream_one_way(sent: StreamTimeline, received: StreamTimeline) -> list[float]:
+    """ms from an onset being captured (its chunk complete) to it being available (played, or in the buffer)."""
+    out = []
+    for (s_at, s_off, s_size), (r_at, r_off, _) in zip(sent.onsets(), received.onsets()):
+        out.append((r_at + r_off / received.rate - (s_at - (s_size - s_off) / sent.rate)) * 1000)
+    return out
+
+
+async def transport_latency(transport: str, seconds: float) -> tuple[list[float], list[float]]:
+    """One call over `transport` against an in-process server (one clock for both sides): a train of 1 kHz bursts
+    as the user's audio, then the echo of it as the answer. Up: the client's sent frame -> the server's input
+    (RTP decoded and resampled, or an `input_audio_buffer.append` decoded). Down: the server's output (an RTP
+    frame, or a `response.output_audio.delta`, sent in real time: `pace_websocket_audio`) -> the client's playable
+    frame (decoded RTP, or the local playout's frame)."""
+    pcm, _ = burst_train(seconds)
+    up_sent, up_recv = StreamTimeline(RATE), StreamTimeline(24_000)
+    down_sent, down_recv = StreamTimeline(RATE), StreamTimeline(RATE)
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    loop = asyncio.get_running_loop()
+    async with RealtimeServer(port=0, pace_websocket_audio=True, vad="energy") as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-bench", transport=transport)  # type: ignore[arg-type]
+        async with VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16))) as call:
+            srv = next(iter({**server.calls, **server.sessions}.values()))
+            original_input = srv.on_input_audio
+
+            def server_input(pcm24: np.ndarray) -> None:
+                up_recv.tap(pcm24, loop.time())
+                original_input(pcm24)
+
+            srv.on_input_audio = server_input  # type: ignore[method-assign]
+            if transport == "webrtc":
+                srv.track.on_frame = lambda frame, pts, at: down_sent.tap(frame, at)  # type: ignore[attr-defined]
+            else:
+                import base64
+
+                deltas = srv.deltas  # type: ignore[attr-defined]
+                send = deltas.send
+
+                def delta_out(event: dict) -> None:
+                    if event.get("type") == "response.output_audio.delta":
+                        down_sent.tap(np.repeat(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), 2),
+                                      loop.time())
+                    send(event)
+
+                deltas.send = delta_out
+            call.tap_audio(received=lambda frame, pts, at: down_recv.tap(frame, at),
+                           sent=lambda frame, pts, at: up_sent.tap(frame, at))
+            await asyncio.sleep(0.3)
+            source = BufferSource(pcm)
+            call.set_source(source)
+            while not source.done:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            call.send(ev.InputAudioBufferCommit())
+            call.send(ev.ResponseCreate())
+            await call.wait_for(lambda e: e.type == "response.done", seconds + 10)
+            await call.run_until_idle(0.5, seconds + 10)
+    return stream_one_way(up_sent, up_recv), stream_one_way(down_sent, down_recv)
+
+
+def turn_train(seconds: float) -> np.ndarray:
+    """Turns of 1 s of a 440 Hz tone and 1 s of silence, at 48 kHz, for `seconds`."""
+    from voiceclient.audio.format import tone
+
+    turn = np.concatenate([tone(440, 1.0, RATE), np.zeros(RATE, np.int16)])
+    return np.concatenate([turn] * max(1, int(seconds / 2)))
+
+
+async def transport_round(url: str, server_pid: int, transport: str, n: int, seconds: float) -> dict[str, Any]:
+    """N calls at once over `transport`, from this process's event loop, each a turn every 2 s for `seconds`.
+    CPU is counted from when every call is connected to when every call is idle."""
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "silence_duration_ms": 200}}}})
+    settings = ClientSettings(base_url=url, api_key="sk-bench", transport=transport,  # type: ignore[arg-type]
+                              connect_timeout=30)
+    calls = [VoiceCall(settings, session) for _ in range(n)]
+    try:
+        await asyncio.gather(*(call.connect() for call in calls))
+        c0, s0, w0 = time.process_time(), cpu_of(server_pid), time.monotonic()
+        pcm = turn_train(seconds)
+        for call in calls:
+            call.set_source(BufferSource(pcm))
+        await asyncio.gather(*(call.run_until_idle(1.0, seconds + 20) for call in calls))
+        c1, s1, w1 = time.process_time(), cpu_of(server_pid), time.monotonic()
+    finally:
+        await asyncio.gather(*(call.close() for call in calls))
+    delays = sorted(d * 1000 for call in calls for d in call.meter.latencies)
+    return {"connect": [c.connect_seconds * 1000 for c in calls if c.connect_seconds is not None],
+            "turns": sum(len(c.meter.latencies) for c in calls), "expected": n * int(seconds / 2),
+            "delay": statistics.median(delays) if delays else float("nan"), "worst": delays[-1] if delays else 0.0,
+            "client": (c1 - c0) / (w1 - w0) * 100 / n, "server": (s1 - s0) / (w1 - w0) * 100 / n}
+
+
+async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None:
+    """Our client over WebRTC and over WebSocket, side by side, in one run: connect, one-way latency each way, turn
+    delay, CPU per call of client and server, and N calls at once. The connect, turn and CPU rows are against
+    `voiceclient serve --no-speech --vad energy` in its own process (echo; WebSocket answer audio in bursts, as
+    the real service sends it); the latency rows against an in-process server, so that both ends read one clock."""
+    rows: dict[str, dict[str, str]] = {"webrtc": {}, "websocket": {}}
+    for transport in rows:
+        up, down = await transport_latency(transport, seconds)
+        rows[transport]["one-way, client -> server (median / p99)"] = stats(up)
+        rows[transport]["one-way, server -> client (median / p99)"] = stats(down)
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
+                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        for transport in rows:
+            await transport_round(url, server.pid, transport, 1, 2)  # warm: imports, the server's first session
+            connects: list[float] = []
+            for _ in range(runs):
+                connects += (await transport_round(url, server.pid, transport, 1, 2))["connect"]
+            rows[transport]["connect, VoiceCall.connect() -> session.updated"] = stats(connects)
+            for n in counts:
+                r = await transport_round(url, server.pid, transport, n, seconds)
+                rows[transport][f"{n} at once: turns answered, turn delay median (worst)"] = (
+                    f"{r['turns']}/{r['expected']}, {r['delay']:.0f} ({r['worst']:.0f}) ms")
+                rows[transport][f"{n} at once: CPU per call, client / server"] = (
+                    f"{r['client']:.1f} / {r['server']:.1f} % of a core")
+    finally:
+        server.terminate()
+        server.wait(10)
+    print("| what | WebRTC | WebSocket |\n|---|---|---|")
+    for what in rows["webrtc"]:
+        print(f"| {what} | {rows['webrtc'][what]} | {rows['websocket'][what]} |")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket", "fallback"])
+                                 "websocket", "fallback", "transports"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
-    parser.add_argument("--sessions", default="1,8", help="websocket: the numbers of sessions at once")
+    parser.add_argument("--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) "
+                        "at once")
     parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
                         "(every call in this process's event loop)")
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
@@ -968,6 +1124,8 @@ async def main() -> None:
         await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
     if "fallback" in args.what:
         await bench_fallback(args.runs)
+    if "transports" in args.what:
+        await bench_transports(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:

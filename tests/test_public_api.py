@@ -9,12 +9,12 @@ def test_public_api_is_pinned() -> None:
     assert voiceclient.__all__ == [
         "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
         "AuthenticationError", "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI",
-        "ClientSettings", "ConfigError", "ConnectionLostError", "DeviceError", "EventStream", "InvalidAnswerError",
-        "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError", "RateLimitError",
-        "RealtimeServer", "ServerError", "SessionConfig", "SessionNotConfirmedError", "SessionUpdateError", "Tool",
-        "ToolContext", "ToolDefinitionError", "Transport", "UnknownEvent", "VoiceCall", "VoiceClientError",
-        "WavSource", "WebRTCTransport", "WebSocketTransport", "__version__", "build_session", "load_audio",
-        "parse_server_event", "tool",
+        "ClientSettings", "ConfigError", "ConnectionLostError", "Continuity", "DeviceError", "EventStream",
+        "InvalidAnswerError", "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError",
+        "RateLimitError", "RealtimeServer", "ReconnectPolicy", "Recording", "ServerError", "SessionConfig",
+        "SessionNotConfirmedError", "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError", "Transport",
+        "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource", "WebRTCTransport", "WebSocketTransport",
+        "__version__", "build_session", "load_audio", "parse_server_event", "tool",
     ]
     for name in voiceclient.__all__:
         assert hasattr(voiceclient, name)

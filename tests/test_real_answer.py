@@ -208,7 +208,7 @@ async def _until(predicate, timeout: float = 5.0) -> bool:
 async def test_a_whole_call_takes_the_lite_path(server: RealtimeServer, settings: ClientSettings) -> None:
     """Every loopback call now runs against a lite server: the client is controlling and nominates."""
     async with VoiceCall(settings.model_copy(update={"transport": "webrtc"})) as call:
-        connection = call._transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
         assert connection.remote_is_lite and connection.ice_controlling
         [served] = server.calls.values()
         [lite] = served.peer.lite
@@ -228,7 +228,7 @@ async def test_the_server_receives_a_message_over_aiortcs_default_size(server: R
         event = {"type": "conversation.item.create", "item": {"id": "item_large", "type": "message", "role": "user",
                                                               "content": [{"type": "input_text", "text": text}]}}
         stream = call.events()
-        call._transport.send(json.dumps(event))
+        call.transport.send(json.dumps(event))
         await stream.next_of("error")
         [served] = server.calls.values()
         assert served.conversation.get("item_large")["content"][0]["text"] == text
@@ -255,7 +255,7 @@ async def test_a_client_that_vanishes_is_noticed_by_its_missing_consent_checks(
     await call.connect()
     try:
         [served] = server.calls.values()
-        connection = call._transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
         for protocol in connection._protocols:  # the laptop's network goes away: no close, no goodbye
             protocol.transport.close()
         await asyncio.wait_for(served.closed.wait(), 15)
