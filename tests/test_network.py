@@ -8,6 +8,7 @@ benchmarking range 198.18.0.0/15, on the test's own veth pair only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -21,7 +22,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
 from voiceclient.audio.format import dominant_frequency
 from voiceclient.client.fallback import AutoTransport
-from voiceclient.client.options import Recording
+from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
 from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import ConnectionLostError
 
@@ -39,9 +40,26 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, timeout=20)
 
 
+def drop(ns: str, table: str, protocols: str) -> None:
+    """Drop every packet of `protocols` ("udp", "{ tcp, udp }") in and out of namespace `ns`, silently."""
+    rules = (f"table inet {table} {{\n"
+             f"  chain input {{ type filter hook input priority 0; meta l4proto {protocols} drop; }}\n"
+             f"  chain output {{ type filter hook output priority 0; meta l4proto {protocols} drop; }}\n}}\n")
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules.encode(), check=True,
+                   capture_output=True, timeout=20)
+
+
 @pytest.fixture
 async def udp_dropped_server() -> AsyncIterator[str]:
     """`voiceclient serve --scenario tools.toml` behind a namespace that drops UDP both ways; its base URL."""
+    async with namespaced_server(True, "--scenario", str(FIXTURES / "scenarios" / "tools.toml")) as (url, _):
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def namespaced_server(drop_udp: bool, *serve_args: str) -> AsyncIterator[tuple[str, str]]:
+    """`voiceclient serve` in a namespace of its own (dropping UDP both ways, or not); (its base URL, the
+    namespace's name)."""
     tag = f"{os.getpid() % 10000}{next(SERIAL)}"
     ns, outside, inside = f"vc{tag}", f"vca{tag}", f"vcb{tag}"
     subnet = (os.getpid() * 7 + int(tag[-2:])) % 250
@@ -56,18 +74,15 @@ async def udp_dropped_server() -> AsyncIterator[str]:
         sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", inside)
         sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
         sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        rules = ("table inet voiceclient_test {\n"
-                 "  chain input { type filter hook input priority 0; meta l4proto udp drop; }\n"
-                 "  chain output { type filter hook output priority 0; meta l4proto udp drop; }\n}\n")
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules.encode(), check=True,
-                       capture_output=True, timeout=20)
+        if drop_udp:
+            drop(ns, "voiceclient_test", "udp")
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", ns, sys.executable, "-m", "voiceclient", "serve", "--host", ns_ip, "--port", "0",
-            "--no-speech", "--vad", "energy", "--scenario", str(FIXTURES / "scenarios" / "tools.toml"),
+            "--no-speech", "--vad", "energy", *serve_args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        yield line.split("listening on ")[1].split()[0]
+        yield line.split("listening on ")[1].split()[0], ns
     finally:
         if proc is not None and proc.returncode is None:
             proc.kill()
@@ -125,3 +140,49 @@ async def test_auto_goes_on_over_websocket_with_a_spoken_turn_and_a_tool(udp_dro
     head = pcm[int(start * rate) + 600:int((start + 0.35) * rate), 0]
     tail = pcm[int((start + 0.5) * rate):int(end * rate) - 600, 0]
     assert abs(dominant_frequency(head, rate) - 500) < 5 and abs(dominant_frequency(tail, rate) - 700) < 5
+
+
+@pytest.mark.parametrize("transport, reason", [
+    ("webrtc", "no audio from the server for 1.5 s"),
+    ("websocket", "the server went silent: no answer to a WebSocket ping for 1.5 s"),
+])
+async def test_a_network_that_goes_silent_mid_call_is_noticed_and_the_call_comes_back(
+        transport: str, reason: str) -> None:
+    """Every packet to and from the server dropped mid-call, no FIN, no RST (Wi-Fi gone, a VPN re-routing): the
+    client notices within its media timeout (over WebRTC the audio stops; over a WebSocket only its pings can
+    tell), tries again while the network is down, and once it is back carries the conversation on."""
+    async with namespaced_server(False) as (url, ns):
+        settings = ClientSettings(base_url=url, api_key="sk-x", transport=transport, connect_timeout=2,
+                                  session_update_timeout=2, http_timeout=2, max_retries=0)
+        statuses: list[str] = []
+        changed = asyncio.Event()
+
+        def on_status(text: str) -> None:
+            statuses.append(text)
+            changed.set()
+
+        async def until(word: str, timeout: float) -> float:
+            async def wait() -> None:
+                while not any(word in s for s in statuses):
+                    changed.clear()
+                    await changed.wait()
+            await asyncio.wait_for(wait(), timeout)
+            return time.monotonic()
+
+        async with VoiceCall(settings, on_status=on_status,
+                             continuity=Continuity(reconnect=ReconnectPolicy(8, (0.5,)), media_timeout=1.5)) as call:
+            call.send_text("remember the number 42")
+            await call.wait_for(lambda e: e.type == "response.done", 10)
+            await asyncio.sleep(1.0)  # the server streams on (WebRTC) or pings go unanswered (WebSocket)
+            dropped = time.monotonic()
+            drop(ns, "voiceclient_silent", "{ tcp, udp }")
+            noticed = await until("connection lost", 10)
+            await until("reconnecting (attempt 2", 30)  # the first attempt met the silent network
+            sh("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "voiceclient_silent")
+            await until("reconnected", 40)
+            call.send_text("which number?")
+            done = await call.wait_for(lambda e: e.type == "response.done", 10)
+            assert done.response.status == "completed" and call.switches == 1
+    assert statuses[0] == f"connection lost: {reason}"
+    assert 1.0 < noticed - dropped < 4.0
+    assert statuses[-1] == "reconnected, conversation restored (2 items)"

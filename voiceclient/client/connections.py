@@ -158,10 +158,11 @@ class ConnectionManager:
         if self.current is not None and not isinstance(
                 self.current.transport, (WebRTCTransport, WebSocketTransport, AutoTransport)):
             raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
+        liveness = self.continuity.media_timeout  # a server silent this long is lost, whichever the transport
         if self.settings.transport == "websocket":
-            return WebSocketTransport(self.settings)
+            return WebSocketTransport(self.settings, liveness)
         if self.settings.transport == "auto":
-            return AutoTransport(self.settings)
+            return AutoTransport(self.settings, liveness)
         return WebRTCTransport(self.settings)
 
     def _connection(self) -> Connection:

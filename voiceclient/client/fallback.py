@@ -22,8 +22,9 @@ WEBRTC_DEADLINE = 3.0  # seconds for ICE to connect before the WebSocket is trie
 class AutoTransport(Transport):
     """One connection, over WebRTC if it comes up in time, else over WebSocket; `fallback` says why it fell back."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, liveness: float = 30.0) -> None:
         self.settings = settings
+        self.liveness = liveness  # the WebSocket's (see WebSocketTransport)
         self.lost = asyncio.get_running_loop().create_future()
         self.chosen: Transport | None = None
         self.fallback: str | None = None  # why WebRTC was given up, when it was
@@ -43,7 +44,7 @@ class AutoTransport(Transport):
             await webrtc.close()  # hangs the WebRTC call up: it exists on the server
             self.fallback = str(exc)
             log.info("WebRTC did not come up (%s); trying the WebSocket", exc)
-            chosen: Transport = WebSocketTransport(self.settings)
+            chosen: Transport = WebSocketTransport(self.settings, self.liveness)
             await chosen.open(session, on_message, on_audio, on_sent, on_local)  # (it cleans up if it fails)
         except BaseException:
             await webrtc.close()  # refused, unreachable, cancelled: nothing of it stays open

@@ -117,8 +117,11 @@ class WebSocketTransport(Transport):
 
     plays_audio = True
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, liveness: float = 30.0) -> None:
+        """`liveness`: a server silent this long, not even answering a ping, is lost (a call passes its
+        `media_timeout`: over WebRTC the audio that stops says it, over a WebSocket only the pings can)."""
         self.settings = settings
+        self.liveness = liveness
         self.lost = asyncio.get_running_loop().create_future()
         self._tasks = TaskOwner("websocket transport")
         self._http: aiohttp.ClientSession | None = None
@@ -155,13 +158,17 @@ class WebSocketTransport(Transport):
         url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
         headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
         self._http = aiohttp.ClientSession()
-        try:
-            self._ws = await self._http.ws_connect(url, headers=headers, max_msg_size=MAX_MESSAGE, heartbeat=30,
-                                                   timeout=aiohttp.ClientWSTimeout(ws_close=5),
-                                                   protocols=("realtime",))
+        deadline = self.settings.connect_timeout
+        try:  # a ping after 2/3 of `liveness` without a message, a pong within its half: silent for `liveness`
+            async with asyncio.timeout(deadline):
+                self._ws = await self._http.ws_connect(url, headers=headers, max_msg_size=MAX_MESSAGE,
+                                                       heartbeat=self.liveness / 1.5, protocols=("realtime",),
+                                                       timeout=aiohttp.ClientWSTimeout(ws_close=5))
         except aiohttp.WSServerHandshakeError as exc:
             raise self._refused(url, exc.status, exc.message) from None
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except TimeoutError:
+            raise APIConnectionError(f"GET {url}: the server did not answer within {deadline:g} s") from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
         log.info("websocket session: connected to %s", url)
         await self._first(on_message)
@@ -222,7 +229,12 @@ class WebSocketTransport(Transport):
                 break
         if not self._closed and not self.lost.done():
             code = self._ws.close_code
-            reason = f"the WebSocket closed (code {code})" if code else "the WebSocket connection dropped"
+            if isinstance(self._ws.exception(), aiohttp.ServerTimeoutError):
+                reason = f"the server went silent: no answer to a WebSocket ping for {self.liveness:g} s"
+            elif code:
+                reason = f"the WebSocket closed (code {code})"
+            else:
+                reason = "the WebSocket connection dropped"
             self.lost.set_result(reason)
 
     def _take(self, text: str) -> None:
