@@ -16,17 +16,23 @@ from .conftest import FIXTURES, assert_wire_valid, until_switched
 pytestmark = pytest.mark.timeout(40)
 
 
-@pytest.mark.parametrize("action, reason", [
-    ("stop_media", "no audio from the server for 1 s"),
-    ("close_channel", "closed"),
-    ("drop_connection", "closed"),
-    ("expire_session", "Your session hit the maximum duration"),
+@pytest.mark.parametrize("transport, action, reason", [
+    ("webrtc", "stop_media", "no audio from the server for 1 s"),
+    ("webrtc", "close_channel", "closed"),
+    ("webrtc", "drop_connection", "closed"),
+    ("webrtc", "expire_session", "Your session hit the maximum duration"),
+    # (over a WebSocket, `stop_media` mutes the answer's deltas while the events go on: a server that is there,
+    # not a loss; a server gone silent altogether is tests/test_network.py's)
+    ("websocket", "close_channel", "the WebSocket closed (code 1000)"),
+    ("websocket", "drop_connection", "the WebSocket connection dropped (no close frame)"),
+    ("websocket", "expire_session", "Your session hit the maximum duration"),
 ])
-async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_on(action, reason, tmp_path) -> None:
+async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_on(transport, action, reason,
+                                                                                    tmp_path) -> None:
     statuses: list[str] = []
     faults = FaultPlan([FaultSpec(action=action, call=1, after_turns=1)])
     async with RealtimeServer(port=0, faults=faults) as server:
-        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport)
         async with VoiceCall(settings, on_status=statuses.append,
                              recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
                              continuity=Continuity(reconnect=2, media_timeout=1.0)) as call:

@@ -231,10 +231,10 @@ class WebSocketTransport(Transport):
             code = self._ws.close_code
             if isinstance(self._ws.exception(), aiohttp.ServerTimeoutError):
                 reason = f"the server went silent: no answer to a WebSocket ping for {self.liveness:g} s"
-            elif code:
+            elif code and code != aiohttp.WSCloseCode.ABNORMAL_CLOSURE:
                 reason = f"the WebSocket closed (code {code})"
-            else:
-                reason = "the WebSocket connection dropped"
+            else:  # 1006: the TCP connection went without a close frame
+                reason = "the WebSocket connection dropped (no close frame)"
             self.lost.set_result(reason)
 
     def _take(self, text: str) -> None:
