@@ -42,14 +42,16 @@ def spans_at(pcm: np.ndarray, rate: int, frequency: float) -> list[tuple[float, 
 
 
 async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tuple[float, Path]],
-                   seconds: float, commands: list[tuple[float, str]] = ()) -> tuple[np.ndarray, object, Path]:
+                   seconds: float, commands: list[tuple[float, str]] = (),
+                   transport: str = "auto") -> tuple[np.ndarray, object, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
     from voiceclient.app.talk import Talk
 
     events = tmp_path / "events.jsonl"
     queue: asyncio.Queue[str] = asyncio.Queue()
-    talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
-                recording=Recording(events_jsonl=events), commands=queue, stream=open(tmp_path / "screen.txt", "w"))
+    talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport), SessionConfig(),
+                aec="off", recording=Recording(events_jsonl=events), commands=queue,
+                stream=open(tmp_path / "screen.txt", "w"))
     task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
     while talk.call is None or talk.call.state.value != "connected":
         await asyncio.sleep(0.05)
@@ -78,10 +80,13 @@ async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tupl
     return heard, talk, events
 
 
-async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_speaker(pulse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_speaker(pulse, tmp_path: Path,
+                                                                                   transport: str) -> None:
     said = wav(tmp_path / "a.wav", np.concatenate([tone(440, 1.0, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     async with RealtimeServer(port=0) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0)
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0,
+                                             transport=transport)
         call = server.history[-1]
         user = call.conversation.user_audio()
     assert len(user) == 1
@@ -116,18 +121,30 @@ async def test_the_spoken_fixture_reaches_the_server_intact(pulse, tmp_path: Pat
     assert 1.0 < heard.size / API_RATE < 4.0
 
 
-async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path, transport: str) -> None:
     first = wav(tmp_path / "a.wav", np.concatenate([tone(440, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     second = wav(tmp_path / "b.wav", np.concatenate([tone(660, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")  # 3 s at 330 Hz
     async with RealtimeServer(port=0, responder=responder) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first), (2.4, second)], seconds=8.0)
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first), (2.4, second)], seconds=8.0,
+                                             transport=transport)
     replies = spans_at(heard, API_RATE, 330)
     assert replies, "the reply was never heard"
     assert replies[0][1] - replies[0][0] < 1.8  # cut well before its 3 s
     assert talk.interrupts >= 1
-    kinds = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
-    assert "output_audio_buffer.cleared" in kinds and "conversation.item.truncated" in kinds
+    log = read_events(events)
+    kinds = {d: [e["event"]["type"] for e in log if e["dir"] == d] for d in ("server", "client", "local")}
+    assert "conversation.item.truncated" in kinds["server"]
+    if transport == "webrtc":  # the server played the answer: it clears its buffer and truncates
+        assert "output_audio_buffer.cleared" in kinds["server"]
+    else:  # the client played it: its playout is cleared, and it tells the server what was heard
+        assert "output_audio_buffer.cleared" in kinds["local"]
+        [truncate] = [e["event"] for e in log if e["dir"] == "client"
+                      and e["event"]["type"] == "conversation.item.truncate"]
+        # where the item is cut is what came out of the (virtual) speaker, as parecord heard it (measured: 1000 ms
+        # cut for 0.98 s heard, 1040 for 1.02)
+        assert abs(truncate["audio_end_ms"] / 1000 - (replies[0][1] - replies[0][0])) < 0.15
 
 
 async def test_local_interrupt_command(pulse, tmp_path: Path) -> None:
