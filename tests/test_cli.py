@@ -212,9 +212,12 @@ async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
     assert code == 2 and "drop_connection needs at_seconds or after_turns" in err
 
 
-async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) -> None:
-    code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), timeout=55)
+@pytest.mark.parametrize("transport, over", [("auto", "WebRTC"), ("websocket", "WebSocket")])
+async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path, transport: str, over: str) -> None:
+    code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), "--transport", transport,
+                                   timeout=55)
     assert code == 0, err
+    assert f" over {over}, call " in out
     assert "tool: get_weather" in out
     assert "assistant: It is sunny and 22 degrees in Paris." in out
     assert "assistant: You are welcome. Goodbye!" in out
@@ -224,7 +227,8 @@ async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path) ->
         assert (tmp_path / "demo" / name).stat().st_size > 1000
 
 
-@pytest.mark.parametrize("flag, expected", [([], "did not approve"), (["--approve", "always"], "sent to ada")])
+@pytest.mark.parametrize("flag, expected", [([], "did not approve"), (["--approve", "always"], "sent to ada"),
+                                            (["--approve", "always", "--transport", "websocket"], "sent to ada")])
 async def test_call_approval_policy_flag(flag: list[str], expected: str, tmp_path: Path) -> None:
     tools = tmp_path / "mail.py"
     tools.write_text("from voiceclient import tool\n@tool(needs_approval=True)\n"

@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a whole call with a tool against the embedded server, offline")
     demo.add_argument("--output-dir", default="demo-output")
     demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--transport", choices=["auto", "webrtc", "websocket"], default="auto",
+                      help="how the call reaches the server (default auto: WebRTC, else the WebSocket)")
     return parser
 
 
@@ -318,7 +320,7 @@ async def run_tools(args: argparse.Namespace) -> int:
 async def run_demo(args: argparse.Namespace) -> int:
     from voiceclient.app.demo import run_demo as demo
 
-    await demo(args.output_dir, quiet=args.quiet)
+    await demo(args.output_dir, quiet=args.quiet, transport=args.transport)
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from voiceclient.audio.sources import WavSource
 from voiceclient.client.options import Recording
-from voiceclient.client.settings import ClientSettings
+from voiceclient.client.settings import ClientSettings, TransportName
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.server import RealtimeServer
@@ -28,6 +28,13 @@ def get_weather(city: str) -> dict[str, object]:
     return {"city": city, "forecast": forecast, "temperature_c": temperature}
 
 
+def describe(call: VoiceCall) -> str:
+    """Which transport carries the call: "WebRTC" or "WebSocket" (what `auto` chose)."""
+    transport = call.transport
+    chosen = getattr(transport, "chosen", None) or transport  # an AutoTransport says what it chose
+    return "WebSocket" if chosen.plays_audio else "WebRTC"
+
+
 def asset(name: str) -> Path:
     return Path(str(resources.files("voiceclient") / "assets" / name))
 
@@ -36,7 +43,8 @@ def asset(name: str) -> Path:
 SILENCE_MS = 500
 
 
-async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) -> dict[str, object]:
+async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False,
+                   transport: TransportName = "auto") -> dict[str, object]:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"conversation": out / "conversation.wav", "assistant": out / "assistant.wav",
@@ -58,12 +66,12 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False) 
             printer.line(f"offline agent: {speech.describe()} (models loaded in {speech.load_seconds:.1f} s)")
         else:
             printer.line("scripted replies; " + (speech.missing() or ""))
-        settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo")
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo", transport=transport)
         async with VoiceCall(settings, session, source=WavSource(asset("demo_user.wav")), tools=[get_weather],
                              recording=Recording(files["assistant"], files["conversation"], files["events"]),
                              on_tool_result=printer.tool_result) as call:
             printer.attach(call)
-            printer.line(f"connected in {call.connect_seconds:.2f} s, call {call.call_id}")
+            printer.line(f"connected in {call.connect_seconds:.2f} s over {describe(call)}, call {call.call_id}")
             await call.run_until_idle(idle_seconds=1.5, max_duration=60)
     summary: dict[str, object] = {
         "connect_seconds": call.connect_seconds,

@@ -14,6 +14,7 @@ from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol.validation import deep_merge, read_object_file, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+TransportName = Literal["auto", "webrtc", "websocket"]
 
 
 class ClientSettings(BaseModel):
@@ -23,7 +24,7 @@ class ClientSettings(BaseModel):
 
     base_url: str = DEFAULT_BASE_URL
     # "auto": WebRTC (`/realtime/calls`), or one WebSocket session when ICE does not connect in ~3 s (UDP blocked)
-    transport: Literal["auto", "webrtc", "websocket"] = "auto"
+    transport: TransportName = "auto"
     api_key: str | None = Field(default=None, repr=False)
     ice_servers: list[str] = Field(default_factory=list)
     http_timeout: float = Field(default=20.0, gt=0)
