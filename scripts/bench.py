@@ -941,11 +941,17 @@ class StreamTimeline:
         return out
 
 
-def stream_one_way(sent: StreamTimeline, received: StreamTimeline) -> list[float]:
-    """ms from an onset being captured (its chunk complete) to it being available (played, or in the buffer)."""
+def stream_one_way(sent: StreamTimeline, received: StreamTimeline, played: bool) -> list[float]:
+    """ms from the chunk holding an onset leaving the sender (a microphone frame as an RTP packet or an append; an
+    RTP frame or a delta of the answer) to that chunk being there: in the server's input buffer (the chunk
+    arrived), or, `played`, its first sample handed to the speaker (the onset's time in the playout frame less its
+    offset in the chunk it left in: for a delta, how long after it left its audio began to play)."""
     out = []
-    for (s_at, s_off, s_size), (r_at, r_off, _) in zip(sent.onsets(), received.onsets()):
-        out.append((r_at + r_off / received.rate - (s_at - (s_size - s_off) / sent.rate)) * 1000)
+    for (s_at, s_off, _), (r_at, r_off, _) in zip(sent.onsets(), received.onsets()):
+        if played:
+            out.append((r_at + r_off / received.rate - s_off / sent.rate - s_at) * 1000)
+        else:
+            out.append((r_at - s_at) * 1000)
     return out
 
 
@@ -997,15 +1003,15 @@ async def transport_latency(transport: str, seconds: float) -> tuple[list[float]
             call.send(ev.InputAudioBufferCommit())
             call.send(ev.ResponseCreate())
             await call.wait_for(lambda e: e.type == "response.done", seconds + 10)
-            await call.run_until_idle(0.5, seconds + 10)
-    return stream_one_way(up_sent, up_recv), stream_one_way(down_sent, down_recv)
+            await call.run_until_idle(0.5, 2 * seconds + 20)  # (from the call's start: the train, then its echo)
+    return stream_one_way(up_sent, up_recv, False), stream_one_way(down_sent, down_recv, True)
 
 
 def turn_train(seconds: float) -> np.ndarray:
-    """Turns of 1 s of a 440 Hz tone and 1 s of silence, at 48 kHz, for `seconds`."""
+    """Turns of 0.5 s of a 440 Hz tone and 1.5 s of silence (its echo ends before the next), at 48 kHz."""
     from voiceclient.audio.format import tone
 
-    turn = np.concatenate([tone(440, 1.0, RATE), np.zeros(RATE, np.int16)])
+    turn = np.concatenate([tone(440, 0.5, RATE), np.zeros(RATE * 3 // 2, np.int16)])
     return np.concatenate([turn] * max(1, int(seconds / 2)))
 
 
@@ -1042,8 +1048,8 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
     rows: dict[str, dict[str, str]] = {"webrtc": {}, "websocket": {}}
     for transport in rows:
         up, down = await transport_latency(transport, seconds)
-        rows[transport]["one-way, client -> server (median / p99)"] = stats(up)
-        rows[transport]["one-way, server -> client (median / p99)"] = stats(down)
+        rows[transport]["one-way up: frame sent -> in the server's input buffer"] = stats(up)
+        rows[transport]["one-way down: RTP frame / delta sent -> playable at the client"] = stats(down)
     server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
                                "--vad", "energy"], stdout=subprocess.PIPE, text=True)
     try:
@@ -1061,9 +1067,17 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
                     f"{r['turns']}/{r['expected']}, {r['delay']:.0f} ({r['worst']:.0f}) ms")
                 rows[transport][f"{n} at once: CPU per call, client / server"] = (
                     f"{r['client']:.1f} / {r['server']:.1f} % of a core")
+                print(f"{transport} x{n}: {r}", file=sys.stderr, flush=True)
     finally:
+        started = time.monotonic()
         server.terminate()
-        server.wait(10)
+        try:
+            server.wait(30)
+            print(f"the server stopped {time.monotonic() - started:.1f} s after SIGTERM", file=sys.stderr)
+        except subprocess.TimeoutExpired:
+            print("the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
+            server.kill()
+            server.wait()
     print("| what | WebRTC | WebSocket |\n|---|---|---|")
     for what in rows["webrtc"]:
         print(f"| {what} | {rows['webrtc'][what]} | {rows['websocket'][what]} |")
