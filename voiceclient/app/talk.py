@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from voiceclient.audio.aec import EchoCanceller
 from voiceclient.audio.mic import MicSource
+from voiceclient.audio.recovery import StreamGuard
 from voiceclient.audio.speaker import SpeakerSink
 from voiceclient.client.settings import ClientSettings
 from voiceclient.protocol.session import SessionConfig
@@ -81,6 +82,7 @@ class Talk:
             self.speaker.reference = self.aec.reference
         self.mic = MicSource(input_device, process=self.aec.process if self.aec else None)
         self.mic.muted = push_to_talk
+        self.guard = StreamGuard([self.mic, self.speaker], self._sound_status, self._streams_reopened)
         self.recording = recording or Recording()
         self.continuity = continuity or Continuity(reconnect=5)  # talk reconnects by default
         self.commands = commands
@@ -179,7 +181,7 @@ class Talk:
         return (f"mic {self.mic.level_dbfs:6.1f} dBFS{' (muted)' if self.mic.muted else ''} | "
                 f"speaker buffer {self.speaker.buffered_ms:.0f} ms, underruns {self.speaker.underruns}, "
                 f"trimmed {self.speaker.trimmed} | mic drops {self.mic.dropped}, stalls {self.mic.stalls} | "
-                f"aec {'on' if self.aec else 'off'} | last turn "
+                f"aec {'on' if self.aec else 'off'} | sound recovered {self.guard.recoveries}x | last turn "
                 f"{(str(int(lat[-1] * 1000)) + ' ms') if lat else '-'}")
 
     # ------------------------------------------------------------------------------------------ run
@@ -203,7 +205,7 @@ class Talk:
         self.mic.start()
         try:
             if self.aec is not None:  # far end to near end: what the output and input streams hold
-                self.aec.set_delay(int((self.speaker.latency_s + self.mic.latency_s) * 1000))
+                self.aec.set_delay(self._echo_delay_ms())
             call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
                              approver=self.approver, playback=self.speaker, recording=self.recording,
                              continuity=self.continuity, on_tool_result=self._tool_result,
@@ -217,6 +219,7 @@ class Talk:
                                   f"{'on' if self.aec else 'off'}")
                 self.printer.line(HELP)
                 tasks = TaskOwner("talk")
+                tasks.spawn(self.guard.run(), "sound guard")
                 tasks.spawn(self._commands(), "commands")
                 tasks.spawn(self._refresh(), "view refresh")
                 if self.view is not None:
@@ -240,6 +243,19 @@ class Talk:
         finally:
             self.mic.close()
             self.speaker.close()
+
+    def _echo_delay_ms(self) -> int:
+        return int((self.speaker.latency_s + self.mic.latency_s) * 1000)
+
+    def _streams_reopened(self) -> None:
+        if self.aec is not None:
+            self.aec.restart(self._echo_delay_ms())
+
+    def _sound_status(self, text: str) -> None:
+        """A line about the sound devices: on the screen, and in the event log beside the call's own."""
+        self.printer.line(text)
+        if self.call is not None:
+            self.call.log_line("local", {"type": "talk.sound", "text": text})
 
     def _tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
         if self.view is not None:

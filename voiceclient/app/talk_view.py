@@ -93,7 +93,10 @@ class TalkView:
         mic = Text("mic ") + level_bar(talk.mic.level_dbfs) + Text(f" {talk.mic.level_dbfs:6.1f} dBFS")
         facts = Text(f"last turn {f'{latency:.0f} ms' if latency is not None else '-'} | tokens {self.tokens} | "
                      f"speaker {talk.speaker.buffered_ms:3.0f} ms, underruns {talk.speaker.underruns} | "
-                     f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}", style="dim")
+                     f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}"
+                     + (f" | sound recovered {talk.guard.recoveries}x" if talk.guard.recoveries else ""), style="dim")
+        if talk.guard.recovering:
+            who = Text("sound devices stopped: reopening…", style="bold red")
         lines = [who, mic, facts]
         if self.tools_running:
             lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"

@@ -29,6 +29,7 @@ class EchoCanceller:
         from livekit import rtc
 
         self._rtc = rtc
+        self.noise_suppression = noise_suppression
         self.apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression,
                                              high_pass_filter=True, auto_gain_control=False)
         self.delay_ms = delay_ms
@@ -39,6 +40,17 @@ class EchoCanceller:
     @staticmethod
     def available() -> bool:
         return importlib.util.find_spec("livekit") is not None and importlib.util.find_spec("livekit.rtc") is not None
+
+    def restart(self, delay_ms: int) -> None:
+        """The streams were reopened (a new device, a sound server back): the echo path is a new one, so the
+        canceller starts again from the new delay instead of adapting from the old path."""
+        with self._lock:
+            self.apm = self._rtc.AudioProcessingModule(echo_cancellation=True,
+                                                       noise_suppression=self.noise_suppression,
+                                                       high_pass_filter=True, auto_gain_control=False)
+            self.delay_ms = delay_ms
+            self.apm.set_stream_delay_ms(delay_ms)
+            self._pending_ref = np.zeros(0, np.int16)
 
     def set_delay(self, delay_ms: int) -> None:
         with self._lock:

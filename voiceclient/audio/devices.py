@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +65,17 @@ def format_devices(devices: list[Device]) -> str:
     return "\n".join(lines)
 
 
+def reinitialise_portaudio() -> None:
+    """Make PortAudio look at the devices again: it sees them as they were when it started (python-sounddevice
+    issues 125, 382, 493, 601). It closes every open stream, so close yours first."""
+    sd = sounddevice()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception as exc:
+        raise DeviceError(f"cannot re-initialise PortAudio: {exc}") from None
+
+
 def close_stream(stream: Any, what: str) -> None:
     """Stop and close a PortAudio stream; a failure to close is logged, never raised (we are tearing down)."""
     try:
@@ -91,3 +103,47 @@ def find_device(spec: str | int | None, kind: Kind) -> Device:
         names = ", ".join(f"{d.index}: {d.name}" for d in usable)
         raise DeviceError(f"no {kind} device {spec!r}; {kind} devices are {names}")
     return match[0]
+
+
+def find_or_default(spec: str | int | None, kind: Kind) -> Device:
+    """The device asked for; when it is gone, the default, with one line in the log."""
+    try:
+        return find_device(spec, kind)
+    except DeviceError:
+        if spec is None or spec == "":
+            raise
+    chosen = find_device(None, kind)
+    log.warning("the %s device %r is gone; using the default, %r", kind, spec, chosen.name)
+    return chosen
+
+
+def find_input_or_default(spec: str | int | None) -> Device:
+    return find_or_default(spec, "input")
+
+
+def find_output_or_default(spec: str | int | None) -> Device:
+    return find_or_default(spec, "output")
+
+
+def stream_failure(stream: Any, finished: bool, opened_at: float, last_callback: float, stall: float,
+                   startup: float) -> str | None:
+    """Why an open PortAudio stream is not running, or None: it finished (PortAudio stopped it), went inactive,
+    or has not called back for `stall` seconds. For `startup` seconds after it opened, gaps are not counted:
+    streams through a sound server stall for a moment as they start."""
+    if stream is None:
+        return None  # not opened, or closed on purpose
+    if finished:
+        return "was stopped by PortAudio"
+    try:
+        active = bool(stream.active)
+    except Exception:  # a stream whose host API went away
+        active = False
+    if not active:
+        return "is no longer active"
+    now = time.monotonic()
+    if now - opened_at < startup:
+        return None
+    if last_callback < opened_at:
+        return f"has not called back since it was opened {now - opened_at:.1f} s ago"
+    silent = now - last_callback
+    return f"has not called back for {silent * 1000:.0f} ms" if silent > stall else None

@@ -4,6 +4,9 @@ The PortAudio callback copies each block and hands it to the event loop with `ca
 bounded deque that drops the oldest block (it never grows). The outbound track awaits the next block, so the
 device's clock paces the RTP stream and nothing can drift. If the device cannot run at 48 kHz the stream runs at
 its own rate and each block is resampled once, here.
+
+While the device sends nothing (a stream that stopped, being reopened by `StreamGuard`), `next_block` gives
+silence in real time, so the call's audio and its recording keep their timeline.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Any
 from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import close_stream, find_device, sounddevice
+from voiceclient.audio.devices import close_stream, find_device, find_input_or_default, sounddevice, stream_failure
 from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
@@ -30,9 +34,11 @@ class MicSource(AudioSource):
     """A device-paced source: `await next_block()` returns the next 20 ms (silence when muted)."""
 
     paced = True
+    what = "microphone"
 
     def __init__(self, device: str | int | None = None, max_blocks: int = 10,
                  process: BlockTap | None = None) -> None:
+        self.spec = device  # what the user asked for (None: the default), looked up again on each reopen
         self.device = find_device(device, "input")
         self.max_blocks = max_blocks
         self.process = process  # e.g. echo cancellation, on the event loop, 20 ms at a time
@@ -49,10 +55,18 @@ class MicSource(AudioSource):
         self._rate = RTP_RATE
         self._resampler: Resampler | None = None
         self._pending = np.zeros(0, np.int16)
+        self._stalled = False
+        self._finished = False
+        self.opened_at = 0.0
+        self.last_callback = 0.0  # monotonic time of the device's last callback (written by PortAudio's thread)
 
     def start(self) -> None:
-        sd = sounddevice()
         self._loop = asyncio.get_running_loop()
+        self._open()
+
+    def _open(self) -> None:
+        sd = sounddevice()
+        self._rate, self._resampler, self._pending = RTP_RATE, None, np.zeros(0, np.int16)
         try:
             sd.check_input_settings(device=self.device.index, channels=1, dtype="int16", samplerate=RTP_RATE)
         except Exception:
@@ -60,15 +74,31 @@ class MicSource(AudioSource):
             self._resampler = Resampler(self._rate, RTP_RATE)
             log.info("microphone %s runs at %d Hz; resampling to 48 kHz", self.device.name, self._rate)
         try:
+            self._finished = False
+            self.opened_at = time.monotonic()
             self._stream = sd.InputStream(device=self.device.index, channels=1, dtype="int16",
                                           samplerate=self._rate, blocksize=self._rate // 50, latency="low",
-                                          callback=self._callback)
+                                          callback=self._callback, finished_callback=self._on_finished)
             self._stream.start()
             self.latency_s = float(self._stream.latency)
         except Exception as exc:
             raise DeviceError(f"cannot open microphone {self.device.name!r}: {exc}") from None
 
-    def _callback(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+    def reopen(self) -> None:
+        """Close the stream (if open), find the device again (the one asked for, else the default) and open it."""
+        self.close()
+        self.device = find_input_or_default(self.spec)
+        self._open()
+
+    def failure(self, stall: float, startup: float) -> str | None:
+        """Why the stream is not running, or None (also when it is closed on purpose)."""
+        return stream_failure(self._stream, self._finished, self.opened_at, self.last_callback, stall, startup)
+
+    def _on_finished(self) -> None:
+        self._finished = True
+
+    def _callback(self, indata: np.ndarray, frames: int, at: Any, status: Any) -> None:
+        self.last_callback = time.monotonic()
         block = indata[:, 0].copy()
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -92,14 +122,17 @@ class MicSource(AudioSource):
         self._ready.set()
 
     async def next_block(self, timeout: float = 0.1) -> np.ndarray:
-        """The next 20 ms block (a silent one, counted as a stall, if the device is late by `timeout`)."""
+        """The next 20 ms block (a silent one, counted as a stall, if the device is late by `timeout`; then one
+        every 20 ms while it stays silent)."""
         while not self._queue:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                await asyncio.wait_for(self._ready.wait(), 0.02 if self._stalled else timeout)
             except TimeoutError:
                 self.stalls += 1
+                self._stalled = True
                 return np.zeros(RTP_FRAME, np.int16)
+        self._stalled = False
         block = self._queue.popleft()
         self.blocks += 1
         self.level_dbfs = rms_dbfs(block)

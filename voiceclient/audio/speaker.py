@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import close_stream, find_device, sounddevice
+from voiceclient.audio.devices import close_stream, find_device, find_output_or_default, sounddevice, stream_failure
 from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_RATE
 
@@ -25,8 +26,11 @@ BLOCK = RTP_RATE // 100  # 10 ms
 
 
 class SpeakerSink:
+    what = "speaker"
+
     def __init__(self, device: str | int | None = None, prebuffer_ms: int = 40, cap_ms: int = 120,
                  reference: Callable[[np.ndarray], None] | None = None) -> None:
+        self.spec = device  # what the user asked for (None: the default), looked up again on each reopen
         self.device = find_device(device, "output")
         self.prebuffer = RTP_RATE * prebuffer_ms // 1000
         self.cap = RTP_RATE * cap_ms // 1000
@@ -42,16 +46,37 @@ class SpeakerSink:
         self._priming = True
         self._lock = threading.Lock()
         self._stream: Any = None
+        self._finished = False
+        self.opened_at = 0.0
+        self.last_callback = 0.0  # monotonic time of the device's last callback (written by PortAudio's thread)
 
     def start(self) -> None:
         sd = sounddevice()
         try:
+            self._finished = False
+            self.opened_at = time.monotonic()
             self._stream = sd.OutputStream(device=self.device.index, channels=1, dtype="int16", samplerate=RTP_RATE,
-                                           blocksize=BLOCK, latency="low", callback=self._callback)
+                                           blocksize=BLOCK, latency="low", callback=self._callback,
+                                           finished_callback=self._on_finished)
             self._stream.start()
             self.latency_s = float(self._stream.latency)
         except Exception as exc:
             raise DeviceError(f"cannot open speaker {self.device.name!r}: {exc}") from None
+
+    def reopen(self) -> None:
+        """Close the stream (if open), find the device again (the one asked for, else the default) and open it;
+        what was buffered is dropped (it is late now)."""
+        self.close()
+        self.device = find_output_or_default(self.spec)
+        self.flush()
+        self.start()
+
+    def failure(self, stall: float, startup: float) -> str | None:
+        """Why the stream is not running, or None (also when it is closed on purpose)."""
+        return stream_failure(self._stream, self._finished, self.opened_at, self.last_callback, stall, startup)
+
+    def _on_finished(self) -> None:
+        self._finished = True
 
     # The receive task's side ------------------------------------------------------------------------------
     def __call__(self, pcm: np.ndarray, pts: int | None = None, arrival: float | None = None) -> None:
@@ -82,7 +107,8 @@ class SpeakerSink:
         return self._buf.size * 1000 / RTP_RATE
 
     # The device's side ------------------------------------------------------------------------------------
-    def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+    def _callback(self, outdata: np.ndarray, frames: int, at: Any, status: Any) -> None:
+        self.last_callback = time.monotonic()
         with self._lock:
             if self._priming and self._buf.size >= self.prebuffer:
                 self._priming = False
