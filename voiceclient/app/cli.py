@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long")
     _tool_flags(talk)
     talk.add_argument("--approve", choices=["always", "never"],
-                      help="answer to tools that need approval (default: the config's, else never)")
+                      help="a policy for tools that need approval (default: the config's; else, in a terminal, "
+                           "you are asked each time: y / n / a; without one, never)")
     _session_flags(talk)
     _connection_flags(talk)
     _continuity_flags(talk, reconnect=5)
@@ -176,6 +177,7 @@ class CallSetup:
     approver: Approver
     tool_timeout: float
     continuity: Continuity
+    approve_given: bool  # --approve, or `approve` in the config's [tools]: a policy, not a question
 
 
 def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
@@ -197,8 +199,9 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
     _check_positive("--media-timeout", args.media_timeout)
     continuity = Continuity(reconnect=args.reconnect, recycle_after=args.recycle_after,
                             media_timeout=args.media_timeout)
+    given = args.approve is not None or "approve" in (config.get("tools") or {})
     return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout,
-                     continuity)
+                     continuity, given)
 
 
 async def run_call(args: argparse.Namespace) -> int:
@@ -235,7 +238,8 @@ async def run_talk(args: argparse.Namespace) -> int:
     talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver,
                 input_device=args.input_device, output_device=args.output_device, aec=args.aec,
                 push_to_talk=args.push_to_talk, recording=Recording(record_wav=args.record, events_jsonl=args.events),
-                continuity=setup.continuity)
+                continuity=setup.continuity,
+                ask_approvals=not setup.approve_given and sys.stdin.isatty() and sys.stdout.isatty())
     await talk.run(args.max_duration)
     return 0
 

@@ -25,6 +25,7 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol import events as ev
 from voiceclient.app.printer import TranscriptPrinter
+from voiceclient.app.prompts import ConversationApprover
 from voiceclient.client.call import VoiceCall
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.tools.approvals import Approver
@@ -63,16 +64,22 @@ class Talk:
                  approver: Approver | None = None, input_device: str | None = None,
                  output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
                  recording: Recording | None = None, continuity: Continuity | None = None,
-                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None) -> None:
+                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None,
+                 ask_approvals: bool = False) -> None:
+        """`ask_approvals`: tools that need approval (and MCP approval requests) are asked of the person in the
+        conversation, a prompt answered with y / n / a, instead of `approver`'s policy."""
         if push_to_talk:  # the client says when a turn ends
             data = session.to_wire()
             data.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
             session = SessionConfig.model_validate(data)
         self.settings, self.session = settings, session
         self.tools, self.approver = tools or [], approver
+        self.printer = TranscriptPrinter(stream)
+        self.prompts = ConversationApprover(self.printer.line) if ask_approvals else None
+        if self.prompts is not None:
+            self.approver = self.prompts
         self.push_to_talk = push_to_talk
         self.talking = False
-        self.printer = TranscriptPrinter(stream)
         self.speaker = SpeakerSink(output_device)
         use_aec, hint = wants_aec(aec, self.speaker.device.name)
         self.aec = EchoCanceller() if use_aec else None
@@ -142,6 +149,8 @@ class Talk:
     def command(self, line: str) -> None:
         assert self.call is not None
         text = line.strip()
+        if self.prompts is not None and self.prompts.answer(text):  # y / n / a to the approval asked
+            return
         if text in ("/q", "/quit"):
             self._quit.set()
         elif text in ("/i", "/interrupt"):

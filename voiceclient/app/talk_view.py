@@ -98,6 +98,9 @@ class TalkView:
         if talk.guard.recovering:
             who = Text("sound devices stopped: reopening…", style="bold red")
         lines = [who, mic, facts]
+        prompt = talk.prompts.prompt if talk.prompts is not None else None
+        if prompt is not None:
+            lines.insert(0, Text(prompt, style="bold yellow"))
         if self.tools_running:
             lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"
                                                     for n, t in self.tools_running.items()), style="magenta"))
