@@ -186,3 +186,37 @@ async def test_the_guard_reopens_only_the_failed_stream_else_both_after_reinitia
         "sound: the microphone stopped", "sound: the microphone stopped and cannot be reopened yet",
         "sound: the microphone stopped"]
     assert lines[-1].endswith("(recovery 2)")
+
+
+async def test_devices_are_listed_and_chosen_live_with_d(pulse, tmp_path: Path) -> None:
+    """`/d` lists the devices and which are in use; `/d out N` moves the speaker live (the call goes on and the
+    next echo is heard through it); an unknown number changes nothing and says why."""
+    from voiceclient.audio.devices import list_devices
+
+    async with RealtimeServer(port=0) as server:
+        talk, task, _ = await start_talk(server, tmp_path)
+        screen = tmp_path / "screen.txt"
+
+        async def said(text: str) -> str:
+            for _ in range(100):
+                lines = [line for line in screen.read_text().splitlines() if text in line]
+                if lines:
+                    return lines[-1]
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{text!r} never said:\n{screen.read_text()}")
+
+        talk.commands.put_nowait("/d")
+        listing = await said("in use: microphone")
+        assert f"speaker {talk.speaker.device.index} (default)" in listing
+        assert "pulse" in screen.read_text()  # PortAudio's ALSA devices through PulseAudio: pulse and default
+        other = next(d for d in list_devices() if d.outputs and d.index != talk.speaker.device.index)
+        talk.commands.put_nowait(f"/d out {other.index}")
+        assert await said(f"(speaker: {other.name} [{other.index}])")
+        talk.commands.put_nowait("/d out 99")
+        assert "no output device '99'" in await said("(device not changed")
+        after = await speak_and_listen(pulse, turn(tmp_path / "b.wav", 660), 4.0)
+        device = talk.speaker.device
+        await stop_talk(talk, task)
+    assert device.index == other.index
+    [echo] = spans_at(after, API_RATE, 660)
+    assert 0.6 < echo[1] - echo[0] < 1.0

@@ -22,6 +22,7 @@ from voiceclient.audio.mic import MicSource
 from voiceclient.audio.recovery import StreamGuard
 from voiceclient.audio.speaker import SpeakerSink
 from voiceclient.client.settings import ClientSettings
+from voiceclient.errors import DeviceError
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol import events as ev
 from voiceclient.app.printer import TranscriptPrinter
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HELP = ("commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
-        "/t talk (push-to-talk: start, then /t again to send) | /s status | /q quit")
+        "/t talk (push-to-talk: start, then /t again to send) | /d devices | /s status | /q quit")
 HEADSET_WORDS = ("headset", "headphone", "earphone", "airpods", "buds", "hands-free", "handsfree")
 
 
@@ -96,6 +97,7 @@ class Talk:
         self.call: VoiceCall | None = None
         self.interrupts = 0
         self._quit = asyncio.Event()
+        self._command_tasks: TaskOwner | None = None
         self.view: TalkView | None = None
         if stream is None and sys.stdout.isatty():
             try:
@@ -161,6 +163,9 @@ class Talk:
             self.printer.line("(microphone muted)" if self.mic.muted else "(microphone on)")
         elif text in ("/t", "/talk"):
             self.toggle_talk()
+        elif text == "/d" or text.startswith("/d "):
+            if self._command_tasks is not None:  # (reopening a stream waits on PortAudio: not in this handler)
+                self._command_tasks.spawn(self.devices(text[2:].split()), "devices")
         elif text in ("/s", "/status"):
             self.printer.line(self.status())
         elif text in ("/h", "/help", "?"):
@@ -168,6 +173,31 @@ class Talk:
         elif text:
             self.call.send_text(text)
             self.printer.line(f"you (typed): {text}")
+
+    async def devices(self, args: list[str]) -> None:
+        """`/d`: the devices, marked; `/d IN OUT` (numbers) chooses both, `/d in N` or `/d out N` one, live."""
+        from voiceclient.audio.devices import find_device, format_devices, list_devices
+
+        try:
+            if not args:
+                listing = format_devices(list_devices())
+                self.printer.line(f"{listing}\nin use: microphone {self.mic.device.index} "
+                                  f"({self.mic.device.name}), speaker {self.speaker.device.index} "
+                                  f"({self.speaker.device.name}). /d IN OUT chooses both, /d in N or /d out N one")
+                return
+            if len(args) == 2 and args[0] in ("in", "out"):
+                choices = [(self.mic if args[0] == "in" else self.speaker, args[1])]
+            elif len(args) == 2:
+                choices = [(self.mic, args[0]), (self.speaker, args[1])]
+            else:
+                self.printer.line("(/d, /d IN OUT, /d in N or /d out N)")
+                return
+            for stream, spec in choices:
+                find_device(spec, "input" if stream is self.mic else "output")  # one that exists, or the list
+                await self.guard.choose(stream, int(spec) if spec.isdigit() else spec)
+                self.printer.line(f"({stream.what}: {stream.device.name} [{stream.device.index}])")
+        except DeviceError as exc:
+            self.printer.line(f"(device not changed: {exc})")
 
     def toggle_talk(self) -> None:
         assert self.call is not None
@@ -227,7 +257,7 @@ class Talk:
                                   f" speaker {self.speaker.device.name!r}, echo cancellation "
                                   f"{'on' if self.aec else 'off'}")
                 self.printer.line(HELP)
-                tasks = TaskOwner("talk")
+                tasks = self._command_tasks = TaskOwner("talk")
                 tasks.spawn(self.guard.run(), "sound guard")
                 tasks.spawn(self._commands(), "commands")
                 tasks.spawn(self._refresh(), "view refresh")

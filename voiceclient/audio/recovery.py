@@ -36,6 +36,7 @@ class GuardedStream(Protocol):
     """A device stream the guard can watch and reopen (`MicSource`, `SpeakerSink`)."""
 
     what: str  # "microphone" | "speaker"
+    spec: str | int | None  # the device asked for (None: the default)
 
     def failure(self, stall: float, startup: float) -> str | None:
         """Why the stream is not running (None while it is)."""
@@ -59,6 +60,7 @@ class StreamGuard:
         self.recoveries = 0
         self.last_recovery_seconds: float | None = None
         self.recovering = False
+        self._lock = asyncio.Lock()  # one reopening at a time: a recovery, or a device chosen by the user
 
     async def run(self) -> None:
         while True:
@@ -68,6 +70,25 @@ class StreamGuard:
                 await self.recover(failed)
 
     async def recover(self, failed: list[tuple[GuardedStream, str]]) -> None:
+        async with self._lock:
+            await self._recover(failed)
+
+    async def choose(self, stream: GuardedStream, spec: str | int) -> None:
+        """Move `stream` to the device `spec` (an index or a name), live; if it does not open there, back to the
+        one it was on, and DeviceError says why."""
+        async with self._lock:
+            old = stream.spec
+            stream.spec = spec
+            try:
+                await asyncio.to_thread(stream.reopen)
+            except DeviceError:
+                stream.spec = old
+                await asyncio.to_thread(stream.reopen)
+                raise
+            if self.on_reopened is not None:
+                self.on_reopened()
+
+    async def _recover(self, failed: list[tuple[GuardedStream, str]]) -> None:
         started = time.monotonic()
         self.recovering = True
         names = " and ".join(s.what for s, _ in failed)
