@@ -491,6 +491,104 @@ async def bench_talk(seconds: float) -> None:
           f"{with_call - devices_only:.1f} %")
 
 
+async def bench_switches(rounds: int) -> None:
+    """`talk` on PulseAudio's virtual devices while the sound system changes under it, each kind `rounds` times:
+    the speaker moved with `/d`, new default devices with the old ones unloaded, the sound server restarted. A
+    tone plays both ways all along (into the virtual microphone; from the server's playout to the speaker); the gap
+    is the longest run without it, in the blocks the microphone delivered and in those handed to the speaker."""
+    from voiceclient.app.talk import Talk
+    from voiceclient.audio.devices import list_devices
+    from voiceclient.audio.format import rms_dbfs, tone
+    from voiceclient.testing.devices import restart_sound_server, virtual_audio_devices
+
+    def pactl(env: dict[str, str], *args: str) -> None:
+        subprocess.run(["pactl", *args], env=env, check=True, capture_output=True)
+
+    gaps: dict[str, list[tuple[float, float]]] = {"/d: the speaker moved": [], "new default devices": [],
+                                                 "the sound server restarted": []}
+    with virtual_audio_devices() as env, tempfile.TemporaryDirectory() as tmp:
+        long_tone = Path(tmp) / "tone.wav"
+        import wave
+
+        with wave.open(str(long_tone), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(24000)
+            w.writeframes(tone(500, 600.0, 24000, -12).astype("<i2").tobytes())
+        session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        async with RealtimeServer(port=0) as server:
+            talk = Talk(webrtc_settings(server.base_url), session, aec="off", commands=asyncio.Queue(),
+                        stream=open(os.devnull, "w"))
+            task = asyncio.ensure_future(talk.run(max_duration=3600))
+            while talk.call is None or talk.call.state.value != "connected":
+                await asyncio.sleep(0.05)
+            srv = next(iter(server.calls.values()))
+            srv.playout.put("bench", tone(500, 600.0, RATE, -12))
+            heard: list[tuple[float, bool]] = []  # (time, loud) of each block the microphone delivered
+            played: list[tuple[float, bool]] = []  # and of each handed to the speaker
+
+            def on_mic(block: np.ndarray) -> np.ndarray:
+                heard.append((time.monotonic(), rms_dbfs(block) > -40))
+                return block
+
+            talk.mic.process = on_mic
+            talk.speaker.reference = lambda block: played.append((time.monotonic(), bool(np.abs(block).max() > 300)))
+            player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+            await asyncio.sleep(3.0)
+
+            def gap(blocks: list[tuple[float, bool]], since: float) -> float:
+                """ms of the longest stretch without the tone after `since` (from the last loud block to the next)."""
+                loud = [t for t, is_loud in blocks if is_loud and t >= since - 1.0]
+                return max((b - a for a, b in zip(loud, loud[1:])), default=float("nan")) * 1000
+
+            async def settle(since: float) -> None:
+                await asyncio.sleep(5.0)
+                gaps[kind].append((gap(heard, since), gap(played, since)))
+
+            for _ in range(rounds):
+                kind = "/d: the speaker moved"
+                other = next(d for d in list_devices() if d.outputs and d.index != talk.speaker.device.index)
+                at = time.monotonic()
+                await talk.devices(["out", str(other.index)])
+                await settle(at)
+            for _ in range(rounds):
+                kind = "new default devices"
+                at = time.monotonic()
+                pactl(env, "load-module", "module-null-sink", "sink_name=hspk", "rate=48000", "channels=2")
+                pactl(env, "load-module", "module-null-sink", "sink_name=hmicsink", "rate=48000", "channels=1")
+                pactl(env, "load-module", "module-remap-source", "source_name=hmic", "master=hmicsink.monitor")
+                pactl(env, "set-default-sink", "hspk")
+                pactl(env, "set-default-source", "hmic")
+                player.kill()
+                player = subprocess.Popen(["paplay", "--device=hmicsink", str(long_tone)], env=env)
+                modules = subprocess.run(["pactl", "list", "short", "modules"], env=env, capture_output=True,
+                                         text=True).stdout.splitlines()
+                for line in reversed([m for m in modules if "vspk" in m or "vmic" in m]):
+                    pactl(env, "unload-module", line.split("\t")[0])
+                await settle(at)
+                await asyncio.to_thread(restart_sound_server, env)  # back to vspk and vmic for the next round
+                player.kill()
+                player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+                await asyncio.sleep(4.0)
+            for _ in range(rounds):
+                kind = "the sound server restarted"
+                at = time.monotonic()
+                await asyncio.to_thread(restart_sound_server, env)
+                player.kill()
+                player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+                await settle(at)
+            player.kill()
+            talk.commands.put_nowait("/q")  # type: ignore[union-attr]
+            await asyncio.wait_for(task, 15)
+    print(f"talk, the gap in the audio at each kind of switch, {rounds} times each (ms; microphone: the blocks it "
+          "delivered; speaker: those handed to the device); recoveries by the sound guard: "
+          f"{talk.guard.recoveries}")
+    for kind, values in gaps.items():
+        mic = ", ".join(f"{m:.0f}" for m, _ in values)
+        spk = ", ".join(f"{s:.0f}" for _, s in values)
+        print(f"  {kind}: microphone {mic}; speaker {spk}")
+
+
 async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
     from voiceclient.audio.mic import MicSource
     from voiceclient.audio.speaker import SpeakerSink
@@ -1087,7 +1185,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket", "fallback", "transports"])
+                                 "websocket", "fallback", "transports", "switches"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
     parser.add_argument("--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) "
                         "at once")
@@ -1138,6 +1236,8 @@ async def main() -> None:
         await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
     if "fallback" in args.what:
         await bench_fallback(args.runs)
+    if "switches" in args.what:
+        await bench_switches(args.runs)
     if "transports" in args.what:
         await bench_transports(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "websocket" in args.what:
