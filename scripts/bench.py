@@ -495,7 +495,11 @@ async def bench_switches(rounds: int) -> None:
     """`talk` on PulseAudio's virtual devices while the sound system changes under it, each kind `rounds` times:
     the speaker moved with `/d`, new default devices with the old ones unloaded, the sound server restarted. A
     tone plays both ways all along (into the virtual microphone; from the server's playout to the speaker); the gap
-    is the longest run without it, in the blocks the microphone delivered and in those handed to the speaker."""
+    is the longest run without it, in the blocks the microphone delivered and in those handed to the speaker.
+    A virtual speaker (a null sink) renders in 2 s blocks while nothing keeps it busy, so a stream opened on an
+    idle one waits up to 2 s for its first block, whoever opens it (measured: 1.86-1.95 s for a plain stream):
+    `pacat` keeps each speaker busy here, so that the gap measured is the client's. After a restart every sink is
+    new and idle: that row has the 2 s in it."""
     from voiceclient.app.talk import Talk
     from voiceclient.audio.devices import list_devices
     from voiceclient.audio.format import rms_dbfs, tone
@@ -534,6 +538,12 @@ async def bench_switches(rounds: int) -> None:
             talk.mic.process = on_mic
             talk.speaker.reference = lambda block: played.append((time.monotonic(), bool(np.abs(block).max() > 300)))
             player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+
+            def keep_busy(sink: str) -> subprocess.Popen[bytes]:
+                zeros = open("/dev/zero", "rb")  # silence, for ever
+                return subprocess.Popen(["pacat", f"--device={sink}", "--latency-msec=10"], stdin=zeros, env=env)
+
+            keepers = [keep_busy("vspk")]
             await asyncio.sleep(3.0)
 
             def gap(blocks: list[tuple[float, bool]], since: float) -> float:
@@ -557,10 +567,13 @@ async def bench_switches(rounds: int) -> None:
                 pactl(env, "load-module", "module-null-sink", "sink_name=hspk", "rate=48000", "channels=2")
                 pactl(env, "load-module", "module-null-sink", "sink_name=hmicsink", "rate=48000", "channels=1")
                 pactl(env, "load-module", "module-remap-source", "source_name=hmic", "master=hmicsink.monitor")
-                pactl(env, "set-default-sink", "hspk")
-                pactl(env, "set-default-source", "hmic")
+                keepers.append(keep_busy("hspk"))
                 player.kill()
                 player = subprocess.Popen(["paplay", "--device=hmicsink", str(long_tone)], env=env)
+                await asyncio.sleep(2.5)  # (the new virtual microphone's own first block, before the switch)
+                at = time.monotonic()
+                pactl(env, "set-default-sink", "hspk")
+                pactl(env, "set-default-source", "hmic")
                 modules = subprocess.run(["pactl", "list", "short", "modules"], env=env, capture_output=True,
                                          text=True).stdout.splitlines()
                 for line in reversed([m for m in modules if "vspk" in m or "vmic" in m]):
@@ -569,6 +582,7 @@ async def bench_switches(rounds: int) -> None:
                 await asyncio.to_thread(restart_sound_server, env)  # back to vspk and vmic for the next round
                 player.kill()
                 player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+                keepers = [keep_busy("vspk")]
                 await asyncio.sleep(4.0)
             for _ in range(rounds):
                 kind = "the sound server restarted"
@@ -576,8 +590,11 @@ async def bench_switches(rounds: int) -> None:
                 await asyncio.to_thread(restart_sound_server, env)
                 player.kill()
                 player = subprocess.Popen(["paplay", "--device=vmicsink", str(long_tone)], env=env)
+                keepers = [keep_busy("vspk")]
                 await settle(at)
             player.kill()
+            for keeper in keepers:
+                keeper.kill()
             talk.commands.put_nowait("/q")  # type: ignore[union-attr]
             await asyncio.wait_for(task, 15)
     print(f"talk, the gap in the audio at each kind of switch, {rounds} times each (ms; microphone: the blocks it "
