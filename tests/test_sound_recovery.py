@@ -5,6 +5,7 @@ is followed by a spoken turn heard at the speaker, in the same call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import wave
 from pathlib import Path
@@ -220,3 +221,58 @@ async def test_devices_are_listed_and_chosen_live_with_d(pulse, tmp_path: Path) 
     assert device.index == other.index
     [echo] = spans_at(after, API_RATE, 660)
     assert 0.6 < echo[1] - echo[0] < 1.0
+
+
+async def test_a_new_system_default_moves_the_unpinned_streams(pulse, tmp_path: Path) -> None:
+    """Where the system does not move streams to a new default (macOS, Windows), talk does: its helper reports the
+    defaults, and on a change PortAudio is re-initialised and the streams reopened, in the call. Here the helper's
+    report is a stand-in saying the default output changed (PulseAudio's own default never changes name for
+    PortAudio); what follows is real: both streams reopened, the next turn heard and echoed."""
+    import sys
+
+    from voiceclient.app.talk import Talk
+
+    report = ("import json, time; say = lambda o: print(json.dumps({'input': 'default', 'output': o}), flush=True);"
+              " say('default'); time.sleep(2); say('Headset'); time.sleep(120)")
+    async with RealtimeServer(port=0) as server:
+        talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc"),
+                    SessionConfig(), aec="off", commands=asyncio.Queue(), follow_defaults=True,
+                    stream=open(tmp_path / "screen.txt", "w", buffering=1))
+        talk.defaults.command = [sys.executable, "-c", report]
+        task = asyncio.ensure_future(talk.run(max_duration=60))
+        while talk.defaults.changes < 1:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        while talk.mic.last_callback < talk.mic.opened_at:
+            await asyncio.sleep(0.02)
+        after = await speak_and_listen(pulse, turn(tmp_path / "b.wav", 660), 4.0)
+        switches = talk.call.switches
+        await stop_talk(talk, task)
+    [echo] = spans_at(after, API_RATE, 660)
+    assert 0.6 < echo[1] - echo[0] < 1.0 and switches == 0
+    lines = (tmp_path / "screen.txt").read_text()
+    assert "sound: following the new default: speaker 'default'" in lines
+    assert talk.guard.recoveries == 0  # a move, not a failure
+
+
+async def test_the_default_device_helper_reports_what_portaudio_sees(pulse) -> None:
+    """The helper process (its own PortAudio, re-initialised each look) reports the defaults; here PortAudio's
+    default devices are PulseAudio's `default`."""
+    from voiceclient.audio.defaults import DefaultWatch
+
+    async def changed(kinds: list[str]) -> None:
+        raise AssertionError(f"no default changed here, yet {kinds}")
+
+    watch = DefaultWatch(changed, interval=0.2)
+    task = asyncio.ensure_future(watch.run())
+    try:
+        while watch.defaults is None:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a few more looks: the same
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert watch.defaults == {"input": "default", "output": "default"} and watch.changes == 0
+    assert watch._proc is None  # the helper is gone with the watch

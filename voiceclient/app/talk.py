@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from voiceclient.audio.aec import EchoCanceller
 from voiceclient.audio.mic import MicSource
+from voiceclient.audio.defaults import DefaultWatch
 from voiceclient.audio.recovery import StreamGuard
 from voiceclient.audio.speaker import SpeakerSink
 from voiceclient.client.settings import ClientSettings
@@ -66,9 +67,11 @@ class Talk:
                  output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
                  recording: Recording | None = None, continuity: Continuity | None = None,
                  stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None,
-                 ask_approvals: bool = False) -> None:
+                 ask_approvals: bool = False, follow_defaults: bool | None = None) -> None:
         """`ask_approvals`: tools that need approval (and MCP approval requests) are asked of the person in the
-        conversation, a prompt answered with y / n / a, instead of `approver`'s policy."""
+        conversation, a prompt answered with y / n / a, instead of `approver`'s policy. `follow_defaults`: move the
+        streams not pinned to a device to a new system default (None: on macOS and Windows, where the system does
+        not; PulseAudio and PipeWire move them themselves)."""
         if push_to_talk:  # the client says when a turn ends
             data = session.to_wire()
             data.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
@@ -91,6 +94,8 @@ class Talk:
         self.mic = MicSource(input_device, process=self.aec.process if self.aec else None)
         self.mic.muted = push_to_talk
         self.guard = StreamGuard([self.mic, self.speaker], self._sound_status, self._streams_reopened)
+        self.defaults = DefaultWatch(self._defaults_changed)
+        self.follow_defaults = sys.platform in ("darwin", "win32") if follow_defaults is None else follow_defaults
         self.recording = recording or Recording()
         self.continuity = continuity or Continuity(reconnect=5)  # talk reconnects by default
         self.commands = commands
@@ -259,6 +264,8 @@ class Talk:
                 self.printer.line(HELP)
                 tasks = self._command_tasks = TaskOwner("talk")
                 tasks.spawn(self.guard.run(), "sound guard")
+                if self.follow_defaults and (self.mic.spec is None or self.speaker.spec is None):
+                    tasks.spawn(self.defaults.run(), "default devices")
                 tasks.spawn(self._commands(), "commands")
                 tasks.spawn(self._refresh(), "view refresh")
                 if self.view is not None:
@@ -289,6 +296,21 @@ class Talk:
     def _streams_reopened(self) -> None:
         if self.aec is not None:
             self.aec.restart(self._echo_delay_ms())
+
+    async def _defaults_changed(self, kinds: list[str]) -> None:
+        """The system's default input or output changed (a headset plugged in) and the system did not move the
+        streams to it: move those the user did not pin."""
+        unpinned = [k for k in kinds if (self.mic if k == "input" else self.speaker).spec is None]
+        if not unpinned:
+            return
+        try:
+            await self.guard.follow_defaults()
+        except DeviceError as exc:
+            self._sound_status(f"sound: the default device changed, and it could not be opened ({exc})")
+            return
+        moved = [f"microphone {self.mic.device.name!r}" if k == "input" else f"speaker {self.speaker.device.name!r}"
+                 for k in unpinned]
+        self._sound_status(f"sound: following the new default: {', '.join(moved)}")
 
     def _sound_status(self, text: str) -> None:
         """A line about the sound devices: on the screen, and in the event log beside the call's own."""

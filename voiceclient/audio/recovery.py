@@ -88,6 +88,22 @@ class StreamGuard:
             if self.on_reopened is not None:
                 self.on_reopened()
 
+    async def follow_defaults(self) -> None:
+        """A default device changed where the system does not move streams to it: PortAudio re-initialised (it
+        sees the new device only then; it closes every stream), and every stream reopened, on the new default
+        unless the user named its device."""
+        async with self._lock:
+            def reopen_all() -> None:
+                for stream in self.streams:
+                    stream.close()
+                reinitialise_portaudio()
+                for stream in self.streams:
+                    stream.reopen()
+
+            await asyncio.to_thread(reopen_all)
+            if self.on_reopened is not None:
+                self.on_reopened()
+
     async def _recover(self, failed: list[tuple[GuardedStream, str]]) -> None:
         started = time.monotonic()
         self.recovering = True
