@@ -95,8 +95,8 @@ class Tmux:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test installs it)")
 async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, tmp_path: Path) -> None:
-    """The model calls send_email (needs_approval): the prompt shows in talk's panel, `y` is typed, the tool runs
-    and the answer says what it returned; the conversation went on meanwhile (a typed message was sent)."""
+    """`/d` lists the devices; the model calls send_email (needs_approval): the prompt shows in talk's panel, `y`
+    is typed, the tool runs and the answer says what it returned."""
     tools = tmp_path / "mail.py"
     tools.write_text("from voiceclient import tool\n@tool(needs_approval=True)\n"
                      "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n")
@@ -110,6 +110,8 @@ async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, 
         tmux.start(command, env)
         try:
             await tmux.until("connected in", 30)
+            tmux.keys("/d", "Enter")  # the devices, and the two in use
+            devices = await tmux.until("in use: microphone")
             tmux.keys("please email ada", "Enter")
             screen = await tmux.until('allow send_email(to="ada@example.com", body="Hello")? y / n / a')
             tmux.keys("y", "Enter")
@@ -120,6 +122,7 @@ async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, 
                 await asyncio.sleep(0.1)
         finally:
             tmux.kill()
+    assert "< default input, > default output" in devices and "(default), speaker " in devices
     assert "(allowed send_email)" in screen and "tool: send_email" in screen
     assert "sent to ada@example.com" in screen
     kinds = [line for line in events.read_text().splitlines() if '"function_call_output"' in line]
