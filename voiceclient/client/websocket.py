@@ -56,6 +56,11 @@ def websocket_url(base_url: str, model: str) -> str:
     return f"{base}/realtime?model={model}"
 
 
+def _tick(wake: asyncio.Future[bool]) -> None:
+    if not wake.done():
+        wake.set_result(False)  # the playout's next 20 ms are due
+
+
 @dataclass
 class Part:
     """Answer audio of one response's item, as received, at 48 kHz."""
@@ -128,6 +133,7 @@ class WebSocketTransport(Transport):
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._source: AudioSource = SilenceSource()
         self._playout = Playout()
+        self._wake: asyncio.Future[bool] | None = None  # the playout's wait for its next tick (True: audio came)
         self._cleared: set[str] = set()  # responses whose audio was dropped at a barge-in: late deltas go too
         self._input_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
         self._output_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
@@ -247,7 +253,10 @@ class WebSocketTransport(Transport):
         if kind == "response.output_audio.delta":
             response_id = str(event.get("response_id", ""))
             if response_id not in self._cleared:
+                idle = not self._playout.parts
                 self._playout.push(response_id, str(event.get("item_id", "")), self._decode(event.get("delta", "")))
+                if idle and self._wake is not None and not self._wake.done():
+                    self._wake.set_result(True)  # nothing was playing: the speaker starts it now
         elif kind == "response.output_audio.done":
             self._playout.finished.add(str(event.get("response_id", "")))
         elif kind in ("session.created", "session.updated"):
@@ -270,14 +279,24 @@ class WebSocketTransport(Transport):
 
     # ------------------------------------------------------------------------------------------ playout
     async def _play(self, on_audio: FrameTap) -> None:
-        """The speaker's clock: 20 ms of answer audio (or silence) every 20 ms, into the same taps as RTP."""
+        """The speaker's clock: 20 ms of answer audio (or silence) every 20 ms, into the same taps as RTP. Audio
+        that arrives while nothing plays starts at once: the clock starts again from it (otherwise it would wait
+        for the next tick, 10 ms on average)."""
+        loop = asyncio.get_running_loop()
         t0 = time.monotonic()
         frames = 0
         while True:
             due = t0 + frames * FRAME_MS / 1000
             now = time.monotonic()
-            if due > now:
-                await asyncio.sleep(due - now)
+            if due > now:  # a future and a timer, as asyncio.sleep itself: no task per frame
+                self._wake = wake = loop.create_future()
+                timer = loop.call_later(due - now, _tick, wake)
+                try:
+                    if await wake:
+                        t0 = time.monotonic() - frames * FRAME_MS / 1000  # the first of it plays now
+                finally:
+                    timer.cancel()
+                    self._wake = None
             elif now - due > 0.2:  # the loop stalled: start the clock again rather than burst
                 t0 = now - frames * FRAME_MS / 1000
             pcm, changes = self._playout.read(RTP_FRAME)
