@@ -112,6 +112,58 @@ def without_audio(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _Side:
+    """The call as its connection manager sees it (`connections.Conversation`): these are not the call's API."""
+
+    def __init__(self, call: VoiceCall) -> None:
+        self._call = call
+
+    @property
+    def session(self) -> SessionConfig:
+        return self._call.session
+
+    @property
+    def source(self) -> AudioSource:
+        return self._call.source
+
+    @property
+    def history(self) -> ConversationHistory:
+        return self._call.history
+
+    def quiet_since(self) -> float | None:
+        return self._call._quiet_since()
+
+    def answer_playing(self) -> bool:
+        return self._call._answer_playing()
+
+    def on_server_message(self, message: str | bytes, current: bool) -> None:
+        self._call._on_server_message(message, current)
+
+    def on_local_message(self, message: str | bytes) -> None:
+        self._call._on_local_message(message)
+
+    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        self._call._on_audio(pcm, pts, at)
+
+    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        self._call._on_sent(pcm, pts, at)
+
+    def log_line(self, direction: str, event: dict[str, Any]) -> None:
+        self._call.log_line(direction, event)
+
+    def status(self, text: str) -> None:
+        self._call._status(text)
+
+    def fail(self, error: VoiceClientError) -> None:
+        self._call._fail(error)
+
+    def wake(self) -> None:
+        self._call._wake()
+
+    def connection_changed(self, replayed: int) -> None:
+        self._call._connection_changed(replayed)
+
+
 class VoiceCall:
     """One Realtime conversation.
 
@@ -159,7 +211,7 @@ class VoiceCall:
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
-        self._connections = ConnectionManager(self, self.settings, self.continuity, transport=transport,
+        self._connections = ConnectionManager(_Side(self), self.settings, self.continuity, transport=transport,
                                               transport_factory=transport_factory)
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
         self._closed = asyncio.Event()
@@ -274,16 +326,16 @@ class VoiceCall:
     def reconnecting(self) -> bool:
         return self._connections.reconnecting
 
-    # What the connection manager sees of the conversation (`connections.Conversation`).
-    def quiet_since(self) -> float | None:
+    # What the connection manager sees of the conversation, through `_Side` (`connections.Conversation`).
+    def _quiet_since(self) -> float | None:
         if self.turns.busy or self._runner.busy:
             return None
         return self.turns.last_activity
 
-    def answer_playing(self) -> bool:
+    def _answer_playing(self) -> bool:
         return self.turns.audio_playing
 
-    def on_server_message(self, message: str | bytes, current: bool) -> None:
+    def _on_server_message(self, message: str | bytes, current: bool) -> None:
         event = ev.parse_server_event(message)
         self._log_incoming(message, event)
         if not current:  # a connection being prepared, or one retiring: logged, not handled
@@ -294,22 +346,23 @@ class VoiceCall:
             log.warning("malformed server event: %s", event.reason)
         self._dispatcher.put(event)
 
-    def on_local_message(self, message: str | bytes) -> None:
+    def _on_local_message(self, message: str | bytes) -> None:
         if self._log is not None:
             self._log.write("local", json.loads(message))
         self._dispatcher.put(ev.parse_server_event(message))
 
     def log_line(self, direction: str, event: dict[str, Any]) -> None:
+        """Write a line of your own into the call's event log (`direction` "local" for what was never sent)."""
         if self._log is not None:
             self._log.write(direction, event)
 
-    def status(self, text: str) -> None:
+    def _status(self, text: str) -> None:
         log.info("call: %s", text)
         self.log_line("local", {"type": "call.status", "text": text})
         if self.on_status is not None:
             self.on_status(text)
 
-    def fail(self, error: VoiceClientError) -> None:
+    def _fail(self, error: VoiceClientError) -> None:
         self.error = error
         log.error("%s", error)
         for _, fut in self._waiters:
@@ -317,10 +370,10 @@ class VoiceCall:
                 fut.set_exception(error)
         self._activity.set()
 
-    def wake(self) -> None:
+    def _wake(self) -> None:
         self._activity.set()
 
-    def connection_changed(self, replayed: int) -> None:
+    def _connection_changed(self, replayed: int) -> None:
         self.history.new_session(replayed)
         self.turns.connection_changed()
         outbox, self._outbox = self._outbox, []
@@ -462,7 +515,7 @@ class VoiceCall:
         if sent is not None:
             self._sent_taps.append(sent)
 
-    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+    def _on_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
         for tap in (*self._received_taps, self._sink, self._recorder.received if self._recorder else None,
                     self.meter.received):
             if tap is not None:
@@ -471,7 +524,7 @@ class VoiceCall:
                 except Exception:  # one failing sink must not silence the others
                     log.exception("received-audio tap failed")
 
-    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+    def _on_sent(self, pcm: np.ndarray, pts: int, at: float) -> None:
         for tap in (self._recorder.sent if self._recorder else None, self.meter.sent, *self._sent_taps):
             if tap is not None:
                 try:

@@ -7,7 +7,7 @@ session's cap, and a new one after a loss; which of them carries the call, and w
     switch: microphone first, then events and audio; the previous connection sends silence, then is hung up
 
 Every connection is made by the same `Connection` handshake. The manager sees the conversation only through the
-narrow `Conversation` protocol (a `VoiceCall` is one): it knows transports, timers and the reconnect policy, not
+narrow `Conversation` protocol (a `VoiceCall` gives it one): it knows transports, timers and the reconnect policy, not
 turns, tools or files.
 """
 
@@ -42,9 +42,12 @@ IDLE_STREAMING_FRAMES = 25  # 0.5 s of frames with no response playing: this ser
 class Conversation(Protocol):
     """What the connection manager needs of the conversation it carries."""
 
-    session: SessionConfig
-    source: AudioSource
-    history: ConversationHistory
+    @property
+    def session(self) -> SessionConfig: ...
+    @property
+    def source(self) -> AudioSource: ...
+    @property
+    def history(self) -> ConversationHistory: ...
 
     def quiet_since(self) -> float | None:
         """None while something is under way (a response, the user speaking, a tool), else when the last thing
