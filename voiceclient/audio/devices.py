@@ -117,14 +117,6 @@ def find_or_default(spec: str | int | None, kind: Kind) -> Device:
     return chosen
 
 
-def find_input_or_default(spec: str | int | None) -> Device:
-    return find_or_default(spec, "input")
-
-
-def find_output_or_default(spec: str | int | None) -> Device:
-    return find_or_default(spec, "output")
-
-
 def stream_failure(stream: Any, finished: bool, opened_at: float, last_callback: float, stall: float,
                    startup: float) -> str | None:
     """Why an open PortAudio stream is not running, or None: it finished (PortAudio stopped it), went inactive,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import close_stream, find_device, find_input_or_default, sounddevice, stream_failure
+from voiceclient.audio.devices import close_stream, find_device, find_or_default, sounddevice, stream_failure
 from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
@@ -87,7 +87,7 @@ class MicSource(AudioSource):
     def reopen(self) -> None:
         """Close the stream (if open), find the device again (the one asked for, else the default) and open it."""
         self.close()
-        self.device = find_input_or_default(self.spec)
+        self.device = find_or_default(self.spec, "input")
         self._open()
 
     def failure(self, stall: float, startup: float) -> str | None:

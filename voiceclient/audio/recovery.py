@@ -93,14 +93,7 @@ class StreamGuard:
         sees the new device only then; it closes every stream), and every stream reopened, on the new default
         unless the user named its device."""
         async with self._lock:
-            def reopen_all() -> None:
-                for stream in self.streams:
-                    stream.close()
-                reinitialise_portaudio()
-                for stream in self.streams:
-                    stream.reopen()
-
-            await asyncio.to_thread(reopen_all)
+            await asyncio.to_thread(self._reopen_all)
             if self.on_reopened is not None:
                 self.on_reopened()
 
@@ -146,6 +139,10 @@ class StreamGuard:
             return
         except DeviceError as exc:
             log.info("sound: reopening without re-initialising PortAudio failed (%s); re-initialising", exc)
+        self._reopen_all()
+
+    def _reopen_all(self) -> None:
+        """Every stream closed, PortAudio re-initialised (it sees today's devices), every stream reopened."""
         for stream in self.streams:
             stream.close()
         reinitialise_portaudio()

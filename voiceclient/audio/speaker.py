@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from voiceclient.audio.devices import close_stream, find_device, find_output_or_default, sounddevice, stream_failure
+from voiceclient.audio.devices import close_stream, find_device, find_or_default, sounddevice, stream_failure
 from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_RATE
 
@@ -67,7 +67,7 @@ class SpeakerSink:
         """Close the stream (if open), find the device again (the one asked for, else the default) and open it;
         what was buffered is dropped (it is late now)."""
         self.close()
-        self.device = find_output_or_default(self.spec)
+        self.device = find_or_default(self.spec, "output")
         self.flush()
         self.start()
 

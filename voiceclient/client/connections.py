@@ -212,14 +212,14 @@ class ConnectionManager:
                             self.settings.session_update_timeout)
             await conn.replay(replay, timeout)
 
+        deadline = 2 * timeout + self.settings.session_update_timeout  # connect, confirm, replay
         try:
-            await asyncio.wait_for(ready(), 2 * timeout + self.settings.session_update_timeout)
+            await asyncio.wait_for(ready(), deadline)
         except BaseException as exc:
             self.pending = None
             await conn.transport.close()
             if isinstance(exc, TimeoutError):
-                raise ConnectionLostError(f"the new connection was not ready within "
-                                          f"{2 * timeout + self.settings.session_update_timeout:g} s") from None
+                raise ConnectionLostError(f"the new connection was not ready within {deadline:g} s") from None
             raise
         self.replayed = len(replay)
         self._said_fallback(conn)
