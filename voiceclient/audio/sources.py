@@ -6,6 +6,8 @@ source (a microphone) says so with `paced = True` and is awaited block by block 
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
@@ -91,3 +93,56 @@ class WavSource(BufferSource):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         super().__init__(load_audio(path))
+
+
+class PushSource(AudioSource):
+    """Audio the application hands over as it has it (the Agents SDK's `send_audio`): queued, sent in real time
+    by the outbound track, silence while nothing is queued. `done` while the queue is empty."""
+
+    def __init__(self) -> None:
+        self._queue: deque[np.ndarray] = deque()
+        self._queued = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    @property
+    def done(self) -> bool:
+        return self._queued == 0
+
+    @property
+    def queued_seconds(self) -> float:
+        return self._queued / RTP_RATE
+
+    def push(self, pcm: np.ndarray) -> None:
+        """Queue 48 kHz mono int16 samples after what is queued already."""
+        chunk = np.asarray(pcm, dtype=np.int16).reshape(-1)
+        if chunk.size:
+            self._queue.append(chunk)
+            self._queued += chunk.size
+            self._empty.clear()
+
+    def clear(self) -> None:
+        self._queue.clear()
+        self._queued = 0
+        self._empty.set()
+
+    async def drained(self) -> None:
+        """Return once everything queued so far has been read by the track."""
+        await self._empty.wait()
+
+    def read(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.int16)
+        filled = 0
+        while filled < n and self._queue:
+            head = self._queue[0]
+            take = min(n - filled, head.size)
+            out[filled:filled + take] = head[:take]
+            filled += take
+            if take == head.size:
+                self._queue.popleft()
+            else:
+                self._queue[0] = head[take:]
+        self._queued -= filled
+        if self._queued == 0:
+            self._empty.set()
+        return out

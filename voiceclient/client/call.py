@@ -163,6 +163,9 @@ class _Side:
     def connection_changed(self, replayed: int) -> None:
         self._call._connection_changed(replayed)
 
+    def connection_lost(self, reason: str) -> None:
+        self._call._connection_state("connecting")
+
 
 class VoiceCall:
     """One Realtime conversation.
@@ -215,6 +218,8 @@ class VoiceCall:
                                               transport_factory=transport_factory)
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
         self._closed = asyncio.Event()
+        self._ended = asyncio.Event()  # closed, or failed
+        self._connection_handlers: list[Callable[[str], None]] = []
         self._activity = asyncio.Event()
         self._subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]] = []
         self._waiters: list[tuple[Predicate, asyncio.Future[ev.ReceivedServerEvent]]] = []
@@ -292,6 +297,7 @@ class VoiceCall:
                     fut.cancel()
             self.state = CallState.CLOSED
             self._closed.set()
+            self._ended.set()
 
     def request_hangup(self, reason: str = "hangup requested") -> None:
         """Ask `run_until_idle` to return now (used by tools); the caller's `async with` then closes the call."""
@@ -365,6 +371,7 @@ class VoiceCall:
     def _fail(self, error: VoiceClientError) -> None:
         self.error = error
         log.error("%s", error)
+        self._ended.set()
         for _, fut in self._waiters:
             if not fut.done():
                 fut.set_exception(error)
@@ -380,6 +387,25 @@ class VoiceCall:
         for event in outbox:  # what the conversation said while it had no connection (tool outputs)
             self.send(event)
         self._activity.set()
+        self._connection_state("connected")
+
+    def _connection_state(self, state: str) -> None:
+        for handler in list(self._connection_handlers):
+            try:
+                handler(state)
+            except Exception:
+                log.exception("connection handler failed")
+
+    def on_connection(self, handler: Callable[[str], None]) -> None:
+        """`handler("connecting")` when the connection carrying the call is lost and new ones are tried,
+        `handler("connected")` when a new one carries it (after a reconnect or a recycle). A call that gives up
+        fails instead: `await call.ended()`."""
+        self._connection_handlers.append(handler)
+
+    async def ended(self) -> VoiceClientError | None:
+        """Wait until the call has closed or failed; the failure, if it failed."""
+        await self._ended.wait()
+        return self.error
 
     # ------------------------------------------------------------------------------------------ events in
     def _log_incoming(self, message: str | bytes, event: ev.ReceivedServerEvent) -> None:

@@ -95,6 +95,7 @@ class CallsAPI:
         headers = {"Accept": accept}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        headers.update(self.settings.headers)
         return headers
 
     async def _post(self, path: str, **kw: Any) -> httpx.Response:

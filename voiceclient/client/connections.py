@@ -66,6 +66,9 @@ class Conversation(Protocol):
     def connection_changed(self, replayed: int) -> None:
         """A new connection carries the call, holding `replayed` items of the history."""
 
+    def connection_lost(self, reason: str) -> None:
+        """The connection carrying the call is gone; new ones are being tried."""
+
 
 class ConnectionManager:
     """Makes, switches, retires and replaces the connections of one conversation."""
@@ -302,6 +305,7 @@ class ConnectionManager:
     async def _reconnect(self, lost: Connection, reason: str, attempts: int) -> None:
         status = self._conversation.status
         status(f"connection lost: {reason}")
+        self._conversation.connection_lost(reason)
         try:
             for attempt in range(attempts):
                 await asyncio.sleep(self._policy.delay(attempt))

@@ -31,6 +31,9 @@ class ClientSettings(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)  # ICE after the answer; then as long again for DTLS and SCTP
     session_update_timeout: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)  # HTTP retries, as the openai SDK does (see client.retry)
+    # Sent with every request (the create-call POST, the WebSocket's handshake), after `Authorization`: e.g.
+    # Azure's `api-key`, or an `Authorization` of your own (the Agents SDK's `headers` model option).
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":
