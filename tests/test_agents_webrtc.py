@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from voiceclient.errors import AuthenticationError, ConnectionLostError
 from voiceclient.server.faults import FaultSpec
 
 from .conftest import FIXTURES, assert_wire_valid, read_events
+from .test_cli import TOOLS, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 QUESTION = FIXTURES / "tone_440_16k_stereo.wav"  # 0.5 s silence, 1 s 440 Hz, 0.5 s silence: one VAD turn
@@ -379,3 +381,49 @@ async def test_bad_input_is_a_clear_error(voice_server: Any) -> None:
     async with await RealtimeRunner(RealtimeAgent(name="a"), model=model).run(
             model_config={"api_key": "sk-right", "url": server.base_url}):
         assert model.call.call_id is not None
+
+
+def two_questions(path: Path) -> Path:
+    """Two user turns, the second after the first's two answers have played: 24 kHz mono."""
+    pcm = np.concatenate([np.zeros(6000, np.int16), tone(440, 1.0, API_RATE), np.zeros(5 * API_RATE, np.int16),
+                          tone(440, 1.0, API_RATE), np.zeros(API_RATE, np.int16)])
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(API_RATE)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+async def test_voiceclient_call_with_an_agent(voice_server: Any, tmp_path: Path) -> None:
+    server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
+    code, out, err = await run_cli(
+        "call", "--agent", f"{FIXTURES}/agents/weather.py:triage", "--input", str(two_questions(tmp_path / "q.wav")),
+        "--output", str(tmp_path / "answer.wav"), "--events", str(tmp_path / "events.jsonl"),
+        "--base-url", server.base_url, "--api-key", "sk-test", "--idle-exit", "1.5", "--voice", "marin")
+    assert code == 0, err
+    lines = [line.split("] ", 1)[1] for line in out.splitlines() if "] " in line]
+    assert "agent: handoff triage -> weather" in lines
+    assert 'agent: weather calls get_weather({"city": "Paris"})' in lines
+    assert any(line.startswith("agent: get_weather -> ") and "sunny" in line for line in lines)
+    assert [line for line in lines if line.startswith("assistant:")] == [f"assistant: {a}" for a in ANSWERS]
+    assert not [line for line in lines if "not a tool of this client" in line]  # the SDK owns the tools
+    assert server.history[-1].session["audio"]["output"]["voice"] == "marin"  # the flags apply over the agent's
+    assert_wire_valid(tmp_path / "events.jsonl")
+
+
+async def test_voiceclient_call_with_a_bad_agent_says_why(tmp_path: Path) -> None:
+    wav = str(two_questions(tmp_path / "q.wav"))
+    tools = tmp_path / "weather_tools.py"
+    tools.write_text(TOOLS)
+    for agent, extra, message in (
+            ("nosuch_module_here:agent", [], "--agent nosuch_module_here:agent: cannot import nosuch_module_here"),
+            (f"{FIXTURES}/agents/weather.py:nobody", [], "weather.py has no nobody"),
+            (f"{FIXTURES}/agents/weather.py:get_weather", [], "expected a RealtimeAgent, not FunctionTool"),
+            ("triage", [], "expected module:attr"),
+            (f"{FIXTURES}/agents/weather.py:triage", ["--tools", str(tools)], "not both")):
+        code, out, err = await run_cli("call", "--agent", agent, "--input", wav, *extra, "--base-url",
+                                       "http://127.0.0.1:9/v1")
+        assert code == 2, (agent, err)
+        assert err.strip().splitlines() == [f"voiceclient: error: {err.split('error: ', 1)[1].strip()}"]
+        assert message in err, err

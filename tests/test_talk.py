@@ -43,7 +43,7 @@ def spans_at(pcm: np.ndarray, rate: int, frequency: float) -> list[tuple[float, 
 
 async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tuple[float, Path]],
                    seconds: float, commands: list[tuple[float, str]] = (),
-                   transport: str = "auto") -> tuple[np.ndarray, object, Path]:
+                   transport: str = "auto", agent: object = None) -> tuple[np.ndarray, object, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
     from voiceclient.app.talk import Talk
 
@@ -51,7 +51,7 @@ async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tupl
     queue: asyncio.Queue[str] = asyncio.Queue()
     talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport), SessionConfig(),
                 aec="off", recording=Recording(events_jsonl=events), commands=queue,
-                stream=open(tmp_path / "screen.txt", "w"))
+                stream=open(tmp_path / "screen.txt", "w"), agent=agent)
     task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
     while talk.call is None or talk.call.state.value != "connected":
         await asyncio.sleep(0.05)
@@ -196,3 +196,29 @@ async def test_push_to_talk(pulse, tmp_path: Path) -> None:
     assert len(user) == 1  # the tone played while muted never became a turn
     spans = loud_spans(user[0], API_RATE)
     assert len(spans) == 1 and abs(spans[0][1] - spans[0][0] - 0.8) < 0.15
+
+
+async def test_talk_to_an_agents_sdk_agent(pulse, tmp_path: Path) -> None:
+    """`talk --agent`: an Agents SDK triage agent hands off to the weather agent, whose tool the SDK runs; the
+    answers come out of the speaker and the screen says what the SDK did."""
+    from voiceclient.agents.app import load_agent
+
+    said = wav(tmp_path / "q.wav", np.concatenate([tone(300, 1.0, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "agents.toml")
+    async with RealtimeServer(port=0, responder=responder) as server:
+        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said), (6.0, said)], seconds=11.0,
+                                             agent=load_agent(f"{FIXTURES}/agents/weather.py:triage"))
+        session = server.history[-1].session
+    screen = (tmp_path / "screen.txt").read_text()
+    assert "agent 'triage' through the Agents SDK" in screen
+    assert "agent: handoff triage -> weather" in screen
+    assert 'agent: weather calls get_weather({"city": "Paris"})' in screen
+    assert "agent: get_weather -> {'city': 'Paris', 'forecast': 'sunny'}" in screen
+    assert "assistant: It is sunny in Paris." in screen
+    assert talk.agent_session.current_agent == "weather" and talk.call.tool_calls == 0
+    assert [t["name"] for t in session["tools"]] == ["get_weather"]
+    # The four answers (440 Hz, 0.66 + 1.5 + 1.2 + 1.26 s) came out of the speaker, none cut by a barge-in.
+    answered = sum(b - a for a, b in spans_at(heard, API_RATE, 440))
+    assert 4.2 < answered < 5.1, spans_at(heard, API_RATE, 440)
+    log = read_events(events)
+    assert not [e for e in log if e["dir"] == "server" and e["event"]["type"] == "output_audio_buffer.cleared"]

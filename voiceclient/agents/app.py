@@ -20,6 +20,7 @@ from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 from agents.realtime.config import RealtimeRunConfig
 
 from voiceclient.agents.model import WebRTCModel
+from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.client.call import VoiceCall
 from voiceclient.errors import ConfigError
 
@@ -137,3 +138,20 @@ class AgentSession:
     async def interrupt(self) -> None:
         if self.session is not None:
             await self.session.interrupt()
+
+
+async def call_with_agent(spec: str, model: WebRTCModel, printer: TranscriptPrinter, idle_exit: float,
+                          max_duration: float | None) -> AgentSession:
+    """`voiceclient call --agent`: the agent answers the call's WAV; hang up when the conversation is idle."""
+    agent = load_agent(spec)
+    printer.foreign_calls = False
+    runner = AgentSession(agent, model, printer.line)
+    async with runner.running() as call:
+        printer.attach(call)
+        printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id}); agent {agent.name!r} "
+                     "through the Agents SDK")
+        reason = await call.run_until_idle(idle_exit, max_duration)
+        printer.line("hanging up: " + ("conversation idle" if reason == "idle" else "--max-duration reached"))
+    if runner.failure is not None:
+        raise runner.failure
+    return runner

@@ -175,7 +175,9 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         if headers is not None:  # as the SDK's model: the headers carry the credential, no Authorization is added
             values.update(headers=dict(headers), api_key=None)
         else:
-            api_key = await get_api_key(options.get("api_key")) or base.api_key
+            given = options.get("api_key")  # the SDK's option, else these settings' key, else $OPENAI_API_KEY
+            api_key = (await get_api_key(given) if given is not None else None) or base.api_key \
+                or await get_api_key(None)
             if not api_key:
                 raise UserError("API key is required but was not provided.")
             values["api_key"] = api_key

@@ -44,6 +44,12 @@ def _tool_flags(p: argparse.ArgumentParser) -> None:
                    help="load @tool functions (enabled); installed plugins are enabled in the config's [tools]")
 
 
+def _agent_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--agent", metavar="MODULE:ATTR|FILE.py:ATTR",
+                   help="an OpenAI Agents SDK RealtimeAgent answers (the agents extra): the SDK runs its tools, "
+                        "handoffs and guardrails over this WebRTC call; the session flags apply over the agent's")
+
+
 def _connection_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
     g.add_argument("--base-url", help="API base URL (default: $OPENAI_BASE_URL or https://api.openai.com/v1)")
@@ -85,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--record", metavar="CONV.wav", help="stereo 24 kHz: left sent, right received")
     call.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
     _tool_flags(call)
+    _agent_flag(call)
     call.add_argument("--approve", choices=["always", "never"],
                       help="answer to tools that need approval and MCP approval requests (default: the config's "
                            "[tools] approve, else never)")
@@ -110,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
     talk.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long")
     _tool_flags(talk)
+    _agent_flag(talk)
     talk.add_argument("--approve", choices=["always", "never"],
                       help="a policy for tools that need approval (default: the config's; else, in a terminal, "
                            "you are asked each time: y / n / a; without one, never)")
@@ -199,6 +207,13 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
     _check_positive("--media-timeout", args.media_timeout)
     continuity = Continuity(reconnect=args.reconnect, recycle_after=args.recycle_after,
                             media_timeout=args.media_timeout)
+    if getattr(args, "agent", None):
+        if args.tools or tools:
+            raise ConfigError("--agent: the agent's tools run in the Agents SDK; --tools and enabled plugins are for "
+                              "voiceclient's own tool runner, not both")
+        if settings.transport == "websocket":
+            raise ConfigError("--agent runs over WebRTC (voiceclient.agents.WebRTCModel); for a WebSocket, run the "
+                              "SDK's own model")
     given = args.approve is not None or "approve" in (config.get("tools") or {})
     return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout,
                      continuity, given)
@@ -215,6 +230,15 @@ async def run_call(args: argparse.Namespace) -> int:
     setup = call_setup(args)
     source = WavSource(args.input)
     printer = TranscriptPrinter(quiet=args.quiet)
+    if args.agent:
+        from voiceclient.agents.app import call_with_agent
+        from voiceclient.agents.model import WebRTCModel
+
+        model = WebRTCModel(source=source, playback=False, recording=Recording(args.output, args.record, args.events),
+                            continuity=setup.continuity, settings=setup.settings, session=setup.session,
+                            on_status=printer.line)
+        await call_with_agent(args.agent, model, printer, args.idle_exit, args.max_duration)
+        return 0
     async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools,
                          recording=Recording(args.output, args.record, args.events), continuity=setup.continuity,
                          on_tool_result=printer.tool_result, tool_timeout=args.tool_timeout or setup.tool_timeout,
@@ -235,7 +259,12 @@ async def run_talk(args: argparse.Namespace) -> int:
         value = "null" if args.noise_reduction == "off" else json.dumps({"type": args.noise_reduction})
         assignments.append(f"audio.input.noise_reduction={value}")
     setup = call_setup(args, assignments)
-    talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver,
+    agent = None
+    if args.agent:
+        from voiceclient.agents.app import load_agent
+
+        agent = load_agent(args.agent)
+    talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver, agent=agent,
                 input_device=args.input_device, output_device=args.output_device, aec=args.aec,
                 push_to_talk=args.push_to_talk, recording=Recording(record_wav=args.record, events_jsonl=args.events),
                 continuity=setup.continuity,

@@ -24,6 +24,8 @@ class TranscriptPrinter:
         self.transcript: list[tuple[str, str]] = []
         self._streaming = False
         self._own_tools: set[str] = set()
+        self.foreign_calls = True  # say so when the model calls a tool this client did not declare (False: an
+        # Agents SDK runner owns the tools, and says what it runs)
 
     @property
     def stream(self) -> TextIO:
@@ -116,7 +118,7 @@ class TranscriptPrinter:
             self.line(f"mcp: {extra.get('server_label')}/{item.name}({item.arguments}) -> {result}")
 
     def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
-        if event.name not in self._own_tools:
+        if event.name not in self._own_tools and self.foreign_calls:
             self.line(f"tool: {event.name}({event.arguments}) is not a tool of this client; left to the one that "
                       "declared it (a sideband backend)")
 

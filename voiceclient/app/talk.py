@@ -15,6 +15,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
 
 from voiceclient.audio.aec import EchoCanceller
@@ -35,6 +37,9 @@ from voiceclient.tasks import TaskOwner
 from voiceclient.tools.registry import Tool
 
 if TYPE_CHECKING:
+    from agents.realtime import RealtimeAgent
+
+    from voiceclient.agents.app import AgentSession
     from voiceclient.app.talk_view import TalkView
 
 log = logging.getLogger(__name__)
@@ -67,11 +72,13 @@ class Talk:
                  output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
                  recording: Recording | None = None, continuity: Continuity | None = None,
                  stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None,
-                 ask_approvals: bool = False, follow_defaults: bool | None = None) -> None:
+                 ask_approvals: bool = False, follow_defaults: bool | None = None,
+                 agent: RealtimeAgent[object] | None = None) -> None:
         """`ask_approvals`: tools that need approval (and MCP approval requests) are asked of the person in the
         conversation, a prompt answered with y / n / a, instead of `approver`'s policy. `follow_defaults`: move the
         streams not pinned to a device to a new system default (None: on macOS and Windows, where the system does
-        not; PulseAudio and PipeWire move them themselves)."""
+        not; PulseAudio and PipeWire move them themselves). `agent`: an Agents SDK `RealtimeAgent` answers, through
+        `voiceclient.agents.WebRTCModel` (the SDK runs its tools, handoffs and guardrails)."""
         if push_to_talk:  # the client says when a turn ends
             data = session.to_wire()
             data.setdefault("audio", {}).setdefault("input", {})["turn_detection"] = None
@@ -100,6 +107,8 @@ class Talk:
         self.continuity = continuity or Continuity(reconnect=5)  # talk reconnects by default
         self.commands = commands
         self.call: VoiceCall | None = None
+        self.agent = agent
+        self.agent_session: AgentSession | None = None
         self.interrupts = 0
         self._quit = asyncio.Event()
         self._command_tasks: TaskOwner | None = None
@@ -150,7 +159,10 @@ class Talk:
     def interrupt(self) -> None:
         assert self.call is not None
         self._barge_in()
-        self.call.interrupt()
+        if self.agent_session is not None and self._command_tasks is not None:  # through the SDK, which knows
+            self._command_tasks.spawn(self.agent_session.interrupt(), "interrupt")  # the responses it asked for
+        else:
+            self.call.interrupt()
 
     # ------------------------------------------------------------------------------------------ commands
     def command(self, line: str) -> None:
@@ -176,7 +188,10 @@ class Talk:
         elif text in ("/h", "/help", "?"):
             self.printer.line(HELP)
         elif text:
-            self.call.send_text(text)
+            if self.agent_session is not None and self._command_tasks is not None:
+                self._command_tasks.spawn(self.agent_session.send_message(text), "message")
+            else:
+                self.call.send_text(text)
             self.printer.line(f"you (typed): {text}")
 
     async def devices(self, args: list[str]) -> None:
@@ -250,17 +265,11 @@ class Talk:
         try:
             if self.aec is not None:  # far end to near end: what the output and input streams hold
                 self.aec.set_delay(self._echo_delay_ms())
-            call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
-                             approver=self.approver, playback=self.speaker, recording=self.recording,
-                             continuity=self.continuity, on_tool_result=self._tool_result,
-                             on_status=self.printer.line)
-            self.call = call
-            self._subscribe(call)
-            async with call:
-                self.printer.attach(call)
+            async with self._conversation() as call:
                 self.printer.line(f"connected in {call.connect_seconds:.2f} s; microphone {self.mic.device.name!r},"
                                   f" speaker {self.speaker.device.name!r}, echo cancellation "
-                                  f"{'on' if self.aec else 'off'}")
+                                  f"{'on' if self.aec else 'off'}"
+                                  + (f"; agent {self.agent.name!r} through the Agents SDK" if self.agent else ""))
                 self.printer.line(HELP)
                 tasks = self._command_tasks = TaskOwner("talk")
                 tasks.spawn(self.guard.run(), "sound guard")
@@ -289,6 +298,35 @@ class Talk:
         finally:
             self.mic.close()
             self.speaker.close()
+
+    @asynccontextmanager
+    async def _conversation(self) -> AsyncIterator[VoiceCall]:
+        """The call: voiceclient's own, or the one under an Agents SDK runner (`agent`)."""
+        if self.agent is None:
+            call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
+                             approver=self.approver, playback=self.speaker, recording=self.recording,
+                             continuity=self.continuity, on_tool_result=self._tool_result,
+                             on_status=self.printer.line)
+            self._attach(call)
+            async with call:
+                self.printer.attach(call)
+                yield call
+            return
+        from voiceclient.agents.app import AgentSession
+        from voiceclient.agents.model import WebRTCModel
+
+        model = WebRTCModel(source=self.mic, playback=self.speaker, recording=self.recording,
+                            continuity=self.continuity, settings=self.settings, session=self.session,
+                            on_call=self._attach, on_status=self.printer.line)
+        self.printer.foreign_calls = False
+        self.agent_session = AgentSession(self.agent, model, self.printer.line)
+        async with self.agent_session.running() as call:
+            self.printer.attach(call)
+            yield call
+
+    def _attach(self, call: VoiceCall) -> None:
+        self.call = call
+        self._subscribe(call)
 
     def _echo_delay_ms(self) -> int:
         return int((self.speaker.latency_s + self.mic.latency_s) * 1000)

@@ -64,7 +64,8 @@ class TalkView:
             self.tokens += int(event.response.usage.get("total_tokens") or 0)
 
     def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
-        self.tools_running[event.name or "?"] = time.monotonic()
+        if self.talk.agent_session is None:  # (an agent's tools: the SDK says when they start and end)
+            self.tools_running[event.name or "?"] = time.monotonic()
 
     def on_any(self, event: ev.ReceivedServerEvent) -> None:
         self.live.update(self.render())
@@ -83,7 +84,7 @@ class TalkView:
             who = Text("you are speaking", style="bold green")
         elif call.turns.audio_playing:
             who = Text("assistant speaking", style="bold cyan")
-        elif call.turns.active or self.tools_running:
+        elif call.turns.active or self.tools_running or (talk.agent_session and talk.agent_session.tools_running):
             who = Text("assistant thinking", style="cyan")
         elif talk.push_to_talk:
             who = Text("talking: /t to send" if talk.talking else "push-to-talk: /t to speak", style="yellow")
@@ -101,6 +102,15 @@ class TalkView:
         prompt = talk.prompts.prompt if talk.prompts is not None else None
         if prompt is not None:
             lines.insert(0, Text(prompt, style="bold yellow"))
+        agent = talk.agent_session
+        if agent is not None:
+            lines.append(Text(f"agent {agent.current_agent}"
+                              + (f" | handoffs {' , '.join(f'{a} -> {b}' for a, b in agent.handoffs[-3:])}"
+                                 if agent.handoffs else "")
+                              + (f" | guardrails tripped {len(agent.guardrails_tripped)}"
+                                 if agent.guardrails_tripped else "")
+                              + (f" | tools {', '.join(sorted(agent.tools_running))}" if agent.tools_running else ""),
+                              style="magenta"))
         if self.tools_running:
             lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"
                                                     for n, t in self.tools_running.items()), style="magenta"))
