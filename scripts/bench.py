@@ -6,6 +6,7 @@ CPU of one call. Figures go in the README; nothing here is a test.
     .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
     .venv/bin/python scripts/bench.py scale --calls 1,8,16   # N scripted calls at once against one server
     .venv/bin/python scripts/bench.py websocket --sessions 1,8   # WebSocket sessions driven by the openai SDK
+    .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -1198,11 +1199,99 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
         print(f"| {what} | {rows['webrtc'][what]} | {rows['websocket'][what]} |")
 
 
+async def agents_round(url: str, ws_url: str, kind: str, turns: int) -> dict[str, Any]:
+    """One Agents SDK session (an agent with no tools, the server echoing) over `kind`: the SDK's own WebSocket
+    model or voiceclient's WebRTCModel. The same application code drives both: `session.send_audio` in real-time
+    20 ms chunks (0.5 s of 440 Hz, then silence), the answer's first `audio` event timed. Connect is `async with
+    session` entered -> the SDK sees `session.updated`."""
+    from agents.realtime import RealtimeAgent, RealtimeRunner
+
+    from voiceclient.agents import WebRTCModel
+    from voiceclient.audio.format import API_RATE, tone
+    from voiceclient.audio.sources import SilenceSource
+
+    settings = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200}}
+    model = None if kind == "websocket" else WebRTCModel(source=SilenceSource(), playback=False)
+    config = {"api_key": "sk-bench", "initial_model_settings": settings,
+              "url": f"{ws_url}/realtime?model=gpt-realtime" if model is None else url}
+    session = await RealtimeRunner(RealtimeAgent(name="echo", instructions="Repeat."), model=model).run(
+        model_config=config)  # type: ignore[arg-type]
+    chunk = API_RATE // 50
+    said = tone(440, 0.5, API_RATE)
+    silence = np.zeros(chunk, np.int16).tobytes()
+    updated, heard = asyncio.Event(), asyncio.Event()
+    marks: dict[str, float] = {}
+    delays: list[float] = []
+    t0 = time.monotonic()
+    async with session:
+        async def consume() -> None:
+            async for event in session:
+                if (event.type == "raw_model_event" and event.data.type == "raw_server_event"
+                        and event.data.data.get("type") == "session.updated" and not updated.is_set()):
+                    marks["updated"] = time.monotonic()
+                    updated.set()
+                elif event.type == "audio" and "end" in marks and not heard.is_set():
+                    delays.append((time.monotonic() - marks["end"]) * 1000)
+                    heard.set()
+
+        reader = asyncio.get_running_loop().create_task(consume())
+        await asyncio.wait_for(updated.wait(), 30)
+        connect = (marks["updated"] - t0) * 1000
+        c0, w0 = time.process_time(), time.monotonic()
+        for _ in range(turns):
+            marks.pop("end", None)
+            heard.clear()
+            tick = time.monotonic()
+            for i in range(0, said.size, chunk):
+                await session.send_audio(said[i:i + chunk].tobytes())
+                tick += 0.02
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            marks["end"] = time.monotonic()
+            for _ in range(125):  # 2.5 s of silence: the VAD ends the turn, the echo plays out
+                await session.send_audio(silence)
+                tick += 0.02
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        c1, w1 = time.process_time(), time.monotonic()
+        reader.cancel()
+    return {"connect": connect, "delays": delays, "turns": turns, "cpu": (c1 - c0) / (w1 - w0) * 100}
+
+
+async def bench_agents(runs: int, turns: int) -> None:
+    """The Agents SDK over its own WebSocket model and over voiceclient's WebRTCModel, side by side, in one run,
+    against `voiceclient serve --no-speech --vad energy` in its own process (echo)."""
+    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
+                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    rows: dict[str, dict[str, str]] = {"websocket": {}, "webrtc": {}}
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        ws_url = url.replace("http://", "ws://", 1)
+        for kind in rows:
+            await agents_round(url, ws_url, kind, 1)  # warm: imports, the server's first session
+            connects = [(await agents_round(url, ws_url, kind, 0))["connect"] for _ in range(runs)]
+            rows[kind]["connect: `async with session` -> the SDK sees session.updated"] = stats(connects)
+            r = await agents_round(url, ws_url, kind, turns)
+            print(f"agents {kind}: {r}", file=sys.stderr, flush=True)
+            rows[kind]["turns answered; user's last sample sent -> the answer's first `audio` event, median / p99"] = (
+                f"{len(r['delays'])}/{r['turns']}; {stats(r['delays'])}")
+            rows[kind]["client CPU during the turns (SDK + model + driver)"] = f"{r['cpu']:.1f} % of a core"
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    print("| what | the SDK's WebSocket model | voiceclient's WebRTCModel |\n|---|---|---|")
+    for what in rows["websocket"]:
+        print(f"| {what} | {rows['websocket'][what]} | {rows['webrtc'][what]} |")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket", "fallback", "transports", "switches"])
+                                 "websocket", "fallback", "transports", "switches", "agents"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
     parser.add_argument("--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) "
                         "at once")
@@ -1220,6 +1309,7 @@ async def main() -> None:
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
     parser.add_argument("--answer", choices=["real", "aiortc"], default="real",
                         help="connect: the server's answer, ICE-lite as the real service (default) or aiortc's")
     args = parser.parse_args()
@@ -1257,6 +1347,8 @@ async def main() -> None:
         await bench_switches(args.runs)
     if "transports" in args.what:
         await bench_transports(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
+    if "agents" in args.what:
+        await bench_agents(args.runs, args.turns)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:

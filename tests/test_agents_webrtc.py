@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from voiceclient.client.options import Continuity, Recording
 from voiceclient.errors import AuthenticationError, ConnectionLostError
 from voiceclient.server.faults import FaultSpec
 
-from .conftest import FIXTURES, assert_wire_valid, read_events
+from .conftest import FIXTURES, assert_wire_valid, loud_spans, read_events, read_wav
 from .test_cli import TOOLS, run_cli
 
 pytestmark = pytest.mark.timeout(60)
@@ -427,3 +428,20 @@ async def test_voiceclient_call_with_a_bad_agent_says_why(tmp_path: Path) -> Non
         assert code == 2, (agent, err)
         assert err.strip().splitlines() == [f"voiceclient: error: {err.split('error: ', 1)[1].strip()}"]
         assert message in err, err
+
+
+async def test_the_readme_example_against_voiceclient_serve(voice_server: Any, tmp_path: Path) -> None:
+    server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(FIXTURES.parent / "scripts" / "agents_example.py"), "--base-url", server.base_url,
+        "--input", str(QUESTION), "--output", str(tmp_path / "answer.wav"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 45)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines() == [
+        "triage: One moment.", "handoff: triage -> weather", "weather: This is the weather desk.",
+        "weather: Let me look that up.", "tool: get_weather -> {'city': 'Paris', 'forecast': 'sunny'}",
+        "weather: It is sunny in Paris."]
+    pcm = read_wav(tmp_path / "answer.wav")[0][:, 0]
+    answered = sum(b - a for a, b in loud_spans(pcm, API_RATE))
+    assert 4.3 < answered < 5.0  # the four answers, played to the end (0.66 + 1.5 + 1.2 + 1.26 s)

@@ -23,7 +23,12 @@ ALLOWED = {
     "server": {"errors", "tasks", "protocol", "audio", "rtc"},
     "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server"},
     "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server"},
+    "agents": {"errors", "tasks", "protocol", "audio", "client", "app"},  # the Agents SDK's model, and --agent
 }
+
+
+def test_every_layer_has_rules() -> None:
+    assert {layer(m) for m in MODULES} - {"", "__main__"} == set(ALLOWED)
 
 
 def module_name(path: Path) -> str:

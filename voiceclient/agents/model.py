@@ -119,6 +119,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         self._call: VoiceCall | None = None
         self._owned: list[Any] = []  # the microphone and speaker this model opened
         self._pushed: PushSource | None = None
+        self._push_resampler: Resampler | None = None
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -269,7 +270,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             self._audio_parts.clear()
             self._playing = None
             self._interrupted.clear()
-            self._pushed = None
+            self._pushed = self._push_resampler = None
             await self._release_response_waiters()
 
     # ------------------------------------------------------------------------------------------ events in
@@ -385,31 +386,33 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             raise UserError(f"WebRTCModel: {exc}") from exc
 
     async def _send_audio(self, event: RealtimeModelSendAudio) -> None:
-        """Into the outbound track, in real time (the session's input format decoded to 48 kHz); `commit` once it
-        has gone out."""
+        """Into the outbound track, in real time (the session's input format decoded to 48 kHz, one resampler for
+        the whole stream); `commit` once it has gone out."""
         call = await self._ready()
         if self._pushed is None:
             self._pushed = PushSource()
             call.set_source(self._pushed)
-        self._pushed.push(self._decode_input(event.audio))
+        pcm, rate = self._decode_input(event.audio)
+        if self._push_resampler is None or self._push_resampler.in_rate != rate:
+            self._push_resampler = Resampler(rate, RTP_RATE)
+        self._pushed.push(self._push_resampler.process(pcm))
         if event.commit:
+            self._pushed.push(self._push_resampler.flush())
             await self._pushed.drained()
             await asyncio.sleep(COMMIT_ALLOWANCE)
             call.send(ev.InputAudioBufferCommit())
 
-    def _decode_input(self, data: bytes) -> np.ndarray:
+    def _decode_input(self, data: bytes) -> tuple[np.ndarray, int]:
+        """The app's bytes as int16 samples and their rate, per the session's input format."""
         fmt = None
         session = self._created_session
         if session is not None and session.audio is not None and session.audio.input is not None:
             fmt = self._read_format_type(session.audio.input.format)
         if fmt in ("audio/pcmu", "g711_ulaw", "audio/pcma", "g711_alaw"):
-            law = "ulaw" if fmt in ("audio/pcmu", "g711_ulaw") else "alaw"
-            return Resampler(8000, RTP_RATE).process(g711.decode(data, law))
+            return g711.decode(data, "ulaw" if fmt in ("audio/pcmu", "g711_ulaw") else "alaw"), 8000
         if len(data) % 2:
             raise ConfigError("send_audio: PCM16 audio must be a whole number of 2-byte samples")
-        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
-        resampler = Resampler(API_RATE, RTP_RATE)
-        return np.concatenate([resampler.process(pcm), resampler.flush()])
+        return np.frombuffer(data, dtype="<i2").astype(np.int16), API_RATE
 
     async def _send_interrupt(self, event: RealtimeModelSendInterrupt) -> None:
         """Over WebRTC the server truncates at what was played: stop the audio (`output_audio_buffer.clear`) and
