@@ -445,3 +445,26 @@ async def test_the_readme_example_against_voiceclient_serve(voice_server: Any, t
     pcm = read_wav(tmp_path / "answer.wav")[0][:, 0]
     answered = sum(b - a for a, b in loud_spans(pcm, API_RATE))
     assert 4.3 < answered < 5.0  # the four answers, played to the end (0.66 + 1.5 + 1.2 + 1.26 s)
+
+
+async def test_the_url_and_key_come_from_the_sdks_options_or_the_environment(voice_server: Any,
+                                                                             monkeypatch: Any) -> None:
+    server = await voice_server(api_key="sk-right")
+    agent = RealtimeAgent(name="a")
+    # the SDK's `headers` carry the credential (as for Azure's `api-key`): no Authorization is made up
+    model = WebRTCModel(source=SilenceSource(), playback=False)
+    async with await RealtimeRunner(agent, model=model).run(
+            model_config={"url": server.base_url, "headers": {"Authorization": "Bearer sk-right"}}):
+        assert model.call.settings.api_key is None and model.call.call_id is not None
+    # nothing given: OPENAI_BASE_URL and OPENAI_API_KEY, as the SDK and voiceclient read them
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-right")
+    model = WebRTCModel(source=SilenceSource(), playback=False)
+    async with await RealtimeRunner(agent, model=model).run():
+        assert model.call.settings.base_url == server.base_url
+    # the SDK's own WebSocket URL is accepted too, and names the same server
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    model = WebRTCModel(source=SilenceSource(), playback=False)
+    ws = server.base_url.replace("http://", "ws://") + "/realtime?model=gpt-realtime"
+    async with await RealtimeRunner(agent, model=model).run(model_config={"url": ws}):
+        assert model.call.settings.base_url == server.base_url
