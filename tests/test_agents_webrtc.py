@@ -208,12 +208,17 @@ tone = { frequency = 660, seconds = 4.0 }
 """
 
 
+async def scripted(voice_server: Any, tmp_path: Path, scenario: str) -> tuple[Any, WebRTCModel]:
+    """A server playing `scenario`, and a model that says the question and logs every event."""
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario)
+    server = await voice_server(scenario=path)
+    return server, WebRTCModel(source=WavSource(QUESTION), playback=False,
+                               recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
+
+
 async def test_an_interrupt_in_a_long_answer_stops_it_where_it_was_heard(voice_server: Any, tmp_path: Path) -> None:
-    scenario = tmp_path / "long.toml"
-    scenario.write_text(LONG_ANSWER)
-    server = await voice_server(scenario=scenario)
-    model = WebRTCModel(source=WavSource(QUESTION), playback=False,
-                        recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
+    server, model = await scripted(voice_server, tmp_path, LONG_ANSWER)
     session = await RealtimeRunner(RealtimeAgent(name="storyteller", instructions="Tell long stories."),
                                    model=model).run(model_config={"api_key": "sk-test", "url": server.base_url})
     seen = Seen()
@@ -247,17 +252,13 @@ tone = { frequency = 550, seconds = 3.0 }
 
 
 async def test_an_output_guardrail_stops_the_answer(voice_server: Any, tmp_path: Path) -> None:
-    scenario = tmp_path / "guarded.toml"
-    scenario.write_text(GUARDED)
-    server = await voice_server(scenario=scenario)
+    server, model = await scripted(voice_server, tmp_path, GUARDED)
 
     @output_guardrail
     def no_secrets(ctx: Any, agent: Any, text: str) -> GuardrailFunctionOutput:
         return GuardrailFunctionOutput(output_info=None, tripwire_triggered="swordfish" in text)
 
     agent = RealtimeAgent(name="desk", instructions="Never tell secrets.", output_guardrails=[no_secrets])
-    model = WebRTCModel(source=WavSource(QUESTION), playback=False,
-                        recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
     session = await RealtimeRunner(agent, model=model, config={"guardrails_settings": {"debounce_text_length": 20}}
                                    ).run(model_config={"api_key": "sk-test", "url": server.base_url})
     seen = Seen()
