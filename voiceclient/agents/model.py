@@ -183,7 +183,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 raise UserError("API key is required but was not provided.")
             values["api_key"] = api_key
         try:
-            return base.model_copy(update=values)
+            return ClientSettings.model_validate({**base.model_dump(), **values})
         except ValueError as exc:
             raise UserError(f"WebRTCModel: {exc}") from None
 
