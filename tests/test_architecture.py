@@ -21,8 +21,9 @@ ALLOWED = {
     "tools": {"errors", "tasks", "protocol"},
     "client": {"errors", "tasks", "protocol", "audio", "rtc", "tools"},
     "server": {"errors", "tasks", "protocol", "audio", "rtc"},
-    "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server"},
-    "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server"},
+    "report": {"errors"},  # a call's timeline page, from its files
+    "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
+    "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
     "agents": {"errors", "tasks", "protocol", "audio", "client", "app"},  # the Agents SDK's model, and --agent
 }
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
     _tool_flags(tools)
     tools.add_argument("--json", action="store_true", help="machine-readable output")
+
+    report = sub.add_parser("report", help="a call's timeline as one HTML page, from its event log and recording")
+    report.add_argument("events", metavar="EVENTS.jsonl", help="the call's event log (--events)")
+    report.add_argument("--recording", metavar="CONV.wav", help="its stereo recording (--record): the waveforms, "
+                        "and each turn's latency as heard")
+    report.add_argument("-o", "--output", metavar="REPORT.html", help="default: EVENTS.html beside the log")
+    report.add_argument("--png", metavar="REPORT.png", help="also a picture of the timeline (needs Chromium)")
 
     demo = sub.add_parser("demo", help="a whole call with a tool against the embedded server, offline")
     demo.add_argument("--output-dir", default="demo-output")
@@ -350,6 +358,25 @@ async def run_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voiceclient.report import screenshot, write_report
+
+    out = Path(args.output) if args.output else Path(args.events).with_suffix(".html")
+    started = time.monotonic()
+    timeline = await asyncio.to_thread(write_report, args.events, args.recording, out)
+    s = timeline.summary
+    print(f"{out}: {s['duration']:.1f} s, {s['turns']} turns, latency "
+          + (f"{s['latency_median_ms']} ms median" if s["latency_median_ms"] is not None else "-")
+          + f", {len(s['tools'])} tool calls, {s['errors']} errors ({out.stat().st_size / 1024:.0f} KB in "
+          f"{time.monotonic() - started:.2f} s)")
+    if args.png:
+        await asyncio.to_thread(screenshot, out, args.png)
+        print(args.png)
+    return 0
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     from voiceclient.app.demo import run_demo as demo
 
@@ -369,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "call": run_call, "talk": run_talk, "devices": run_devices, "serve": run_serve, "tools": run_tools,
-        "demo": run_demo}
+        "demo": run_demo, "report": run_report}
     runner = commands[args.command]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

@@ -1,0 +1,358 @@
+"""A call's timeline, read from the files it leaves: the JSONL event log (both directions on the call's clock) and,
+if there is one, the stereo recording (left sent, right received, on the same clock).
+
+`Timeline.read(events, recording)` gives what the report draws: lanes of spans and marks (the user speaking,
+responses, the assistant's audio playing, tool calls, errors, the connection, session updates), the transcripts
+where they were said, each turn's latency (the end of the user's speech to the first answer audio, measured in the
+recording when there is one), the loudness of both channels, and a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import wave
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceclient.errors import ConfigError
+
+LOUD_DBFS = -45.0  # a 10 ms frame above this is sound (speech or an answer), below it silence
+FLOOR_DBFS = -90
+MAX_POINTS = 120_000  # loudness frames per channel at most (a 30-minute call: one per 15 ms)
+LANES = ("user speaking", "responses", "assistant audio", "tools", "errors", "connection", "session")
+
+
+@dataclass
+class Span:
+    lane: str
+    start: float
+    end: float | None  # None: still open when the log ends
+    label: str
+    events: list[int] = field(default_factory=list)  # indexes into `Timeline.events`
+    kind: str = ""  # for colours: a response's status, "approval", "cleared", ...
+
+
+@dataclass
+class Mark:
+    lane: str
+    t: float
+    label: str
+    event: int
+    kind: str = ""
+
+
+@dataclass
+class Said:
+    who: str  # "user" or "assistant"
+    t: float
+    text: str
+    event: int
+
+
+@dataclass
+class Turn:
+    index: int
+    speech_end: float  # the user's last sound (recording) or the VAD's stop (events)
+    first_audio: float | None
+    latency_ms: float | None
+    measured: str  # "recording" or "events"
+    user_text: str = ""
+    answer_text: str = ""
+
+
+@dataclass
+class Timeline:
+    events: list[dict[str, Any]]
+    spans: list[Span]
+    marks: list[Mark]
+    said: list[Said]
+    turns: list[Turn]
+    duration: float
+    summary: dict[str, Any]
+    loudness: dict[str, Any] | None  # {"step": s, "user": bytes, "assistant": bytes} (dBFS + 128, one per step)
+
+    @classmethod
+    def read(cls, events_path: str | Path, recording: str | Path | None = None) -> Timeline:
+        return Builder(read_log(events_path), read_recording(recording) if recording else None).build()
+
+    def to_json(self) -> dict[str, Any]:
+        import base64
+
+        data = {k: v for k, v in asdict(self).items() if k != "loudness"}
+        if self.loudness is not None:
+            data["loudness"] = {"step": self.loudness["step"],
+                                **{k: base64.b64encode(self.loudness[k]).decode() for k in ("user", "assistant")}}
+        else:
+            data["loudness"] = None
+        data["lanes"] = list(LANES)
+        return data
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The event log's lines; a line cut short (a call killed mid-write) or not JSON is skipped, not fatal."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"event log not found: {p}")
+    lines = []
+    for text in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(line, dict) and isinstance(line.get("event"), dict) and isinstance(line.get("t"), (int, float)):
+            lines.append(line)
+    if not lines:
+        raise ConfigError(f"{p}: no events (expected the JSONL event log of a call: --events)")
+    return lines
+
+
+def read_recording(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(sent, received, rate) of a stereo recording (`--record`); a mono WAV is taken as the received side."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recording not found: {p}")
+    try:
+        with wave.open(str(p)) as w:
+            rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+            frames = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as exc:
+        raise ConfigError(f"{p}: not a WAV recording ({exc})") from None
+    if width != 2:
+        raise ConfigError(f"{p}: expected 16-bit samples, not {8 * width}-bit")
+    pcm = np.frombuffer(frames[: len(frames) // (2 * channels) * 2 * channels], "<i2").reshape(-1, channels)
+    if channels == 1:
+        return np.zeros(pcm.shape[0], np.int16), pcm[:, 0], rate
+    return pcm[:, 0], pcm[:, 1], rate
+
+
+def loudness(pcm: np.ndarray, rate: int, step: float) -> np.ndarray:
+    """dBFS of each `step` seconds of `pcm`, as ints from FLOOR_DBFS to 0."""
+    n = max(1, int(rate * step))
+    frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
+    if frames.size == 0:
+        return np.zeros(0, np.int16)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1)) / 32768.0
+    levels: np.ndarray = np.clip(np.round(20 * np.log10(rms + 1e-9)), FLOOR_DBFS, 0).astype(np.int16)
+    return levels
+
+
+class Builder:
+    def __init__(self, lines: list[dict[str, Any]], recording: tuple[np.ndarray, np.ndarray, int] | None) -> None:
+        self.lines = lines
+        self.recording = recording
+        self.spans: list[Span] = []
+        self.marks: list[Mark] = []
+        self.said: list[Said] = []
+        self.open: dict[tuple[str, str], Span] = {}
+        self.playout_start: dict[str, float] = {}  # response id -> when its audio started playing
+        self.call_ids: list[str] = []
+        self.errors = 0
+        self.switches = 0
+        self.tools: list[str] = []
+        self.usage: dict[str, int] = {}
+        self._levels: tuple[np.ndarray, np.ndarray] | None = None  # 10 ms loudness of (sent, received)
+
+    # ------------------------------------------------------------------------------------------ spans
+    def begin(self, lane: str, key: str, t: float, label: str, i: int, kind: str = "") -> Span:
+        span = Span(lane, t, None, label, [i], kind)
+        self.spans.append(span)
+        self.open[(lane, key)] = span
+        return span
+
+    def end(self, lane: str, key: str, t: float, i: int, label: str | None = None, kind: str | None = None) -> None:
+        span = self.open.pop((lane, key), None)
+        if span is None:
+            return
+        span.end = t
+        span.events.append(i)
+        if label is not None:
+            span.label = label
+        if kind is not None:
+            span.kind = kind
+
+    def mark(self, lane: str, t: float, label: str, i: int, kind: str = "") -> None:
+        self.marks.append(Mark(lane, t, label, i, kind))
+
+    # ------------------------------------------------------------------------------------------ events
+    def build(self) -> Timeline:
+        for i, line in enumerate(self.lines):
+            self.read(i, float(line["t"]), str(line.get("dir")), line["event"])
+        duration = max(float(self.lines[-1]["t"]), self._recording_seconds())
+        turns = self.turns()
+        latencies = [t.latency_ms for t in turns if t.latency_ms is not None]
+        summary = {
+            "call_ids": self.call_ids, "duration": round(duration, 2), "turns": len(turns),
+            "responses": sum(1 for s in self.spans if s.lane == "responses"),
+            "latency_median_ms": round(statistics.median(latencies)) if latencies else None,
+            "latency_worst_ms": round(max(latencies)) if latencies else None,
+            "latency_measured": turns[0].measured if turns else None,
+            "tools": self.tools, "errors": self.errors, "switches": self.switches, "usage": self.usage,
+            "events": len(self.lines),
+        }
+        return Timeline(self.lines, self.spans, self.marks, self.said, turns, duration, summary, self._loudness())
+
+    def read(self, i: int, t: float, direction: str, e: dict[str, Any]) -> None:
+        kind = str(e.get("type", ""))
+        if direction == "server":
+            self.server(i, t, kind, e)
+        elif direction == "client":
+            self.client(i, t, kind, e)
+        else:
+            self.local(i, t, kind, e)
+
+    def server(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
+        if kind == "session.created":
+            self.mark("connection", t, "session.created", i)
+        elif kind == "session.updated":
+            self.mark("session", t, "session.updated", i)
+        elif kind == "input_audio_buffer.speech_started":
+            self.begin("user speaking", "speech", t, "speaking", i)
+        elif kind == "input_audio_buffer.speech_stopped":
+            self.end("user speaking", "speech", t, i)
+        elif kind == "input_audio_buffer.committed":
+            self.mark("user speaking", t, "committed", i, "commit")
+        elif kind == "response.created":
+            rid = str((e.get("response") or {}).get("id", ""))
+            self.begin("responses", rid, t, "in progress", i)
+        elif kind == "response.done":
+            response = e.get("response") or {}
+            rid = str(response.get("id", ""))
+            status = str(response.get("status", ""))
+            usage = response.get("usage") or {}
+            tokens = usage.get("total_tokens")
+            for k in ("input_tokens", "output_tokens", "total_tokens"):
+                if isinstance(usage.get(k), int):
+                    self.usage[k] = self.usage.get(k, 0) + usage[k]
+            label = status + (f" · {tokens} tokens" if tokens is not None else "")
+            self.end("responses", rid, t, i, label, status)
+        elif kind in ("output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared"):
+            self.playout(i, t, kind, e)
+        elif kind == "response.function_call_arguments.done":
+            name = str(e.get("name", "?"))
+            self.tools.append(name)
+            self.begin("tools", str(e.get("call_id", "")), t, f"{name}({e.get('arguments', '')})", i)
+        elif kind == "response.output_item.done" and (e.get("item") or {}).get("type") == "mcp_call":
+            item = e["item"]
+            self.tools.append(str(item.get("name", "?")))
+            self.mark("tools", t, f"mcp {item.get('server_label')}/{item.get('name')}", i, "mcp")
+        elif kind == "conversation.item.done" and (e.get("item") or {}).get("type") == "mcp_approval_request":
+            item = e["item"]
+            self.begin("tools", f"approval:{item.get('id')}", t, f"approval? {item.get('name')}", i, "approval")
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.said.append(Said("user", t, str(e.get("transcript", "")), i))
+        elif kind in ("response.output_audio_transcript.done", "response.output_text.done"):
+            text = str(e.get("transcript", e.get("text", "")))
+            self.said.append(Said("assistant", self.playout_start.get(str(e.get("response_id")), t), text, i))
+        elif kind == "conversation.item.truncated":
+            self.mark("assistant audio", t, f"truncated at {e.get('audio_end_ms')} ms", i, "cut")
+        elif kind == "error" or kind == "voiceclient.malformed":
+            self.errors += 1
+            err = e.get("error") or {}
+            self.mark("errors", t, str(err.get("code") or err.get("message") or e.get("reason") or kind), i, "error")
+
+    def client(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
+        if kind == "session.update":
+            self.mark("session", t, "session.update", i)
+        elif kind == "conversation.item.create":
+            item = e.get("item") or {}
+            if item.get("type") == "function_call_output":
+                span = self.open.get(("tools", str(item.get("call_id", ""))))
+                if span is not None:
+                    output = str(item.get("output", ""))
+                    output = output if len(output) <= 80 else output[:79] + "…"
+                    self.end("tools", str(item.get("call_id", "")), t, i,
+                             f"{span.label} -> {output} ({(t - span.start) * 1000:.0f} ms)")
+            elif item.get("type") == "mcp_approval_response":
+                approved = bool(item.get("approve"))
+                self.end("tools", f"approval:{item.get('approval_request_id')}", t, i,
+                         "approved" if approved else "refused", "approval")
+            elif item.get("type") == "message" and item.get("role") == "user":
+                text = " ".join(str(c.get("text", "")) for c in item.get("content") or [] if c.get("text"))
+                if text:
+                    self.said.append(Said("user", t, text, i))
+        elif kind in ("response.cancel", "output_audio_buffer.clear", "conversation.item.truncate"):
+            self.mark("assistant audio" if kind != "response.cancel" else "responses", t, kind, i, "cut")
+
+    def local(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
+        if kind in ("output_audio_buffer.started", "output_audio_buffer.stopped", "output_audio_buffer.cleared"):
+            self.playout(i, t, kind, e)  # a WebSocket call's own playout
+        elif kind == "call.status":
+            self.mark("connection", t, str(e.get("text", "")), i, "status")
+        elif kind == "call.switched":
+            self.switches += 1
+            self.mark("connection", t, f"switched: {e.get('reason', '')}".strip(), i, "switch")
+        elif kind == "conversation.history":
+            if e.get("call_id") and e["call_id"] not in self.call_ids:
+                self.call_ids.append(str(e["call_id"]))
+        elif kind == "talk.sound":
+            self.mark("connection", t, str(e.get("text", "")), i, "sound")
+
+    def playout(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
+        rid = str(e.get("response_id", ""))
+        if kind.endswith("started"):
+            self.playout_start.setdefault(rid, t)
+            self.begin("assistant audio", rid, t, "playing", i)
+        else:
+            cleared = kind.endswith("cleared")
+            self.end("assistant audio", rid, t, i, "cut off" if cleared else "played", "cleared" if cleared else "")
+
+    # ------------------------------------------------------------------------------------------ turns
+    def turns(self) -> list[Turn]:
+        """A turn per stretch of user speech the server detected; its latency from the end of the user's speech to
+        the first sound of the answer."""
+        speech = sorted((s for s in self.spans if s.lane == "user speaking" and s.end is not None),
+                        key=lambda s: s.start)
+        starts = [float(s.start) for s in speech] + [float("inf")]
+        playing = sorted(s.start for s in self.spans if s.lane == "assistant audio")
+        out = []
+        for n, s in enumerate(speech):
+            stop = float(s.end or s.start)
+            next_start = starts[n + 1]
+            end, first, measured = self._from_recording(s.start, stop, next_start)
+            if measured is None:
+                end = stop
+                first = next((p for p in playing if stop <= p < next_start), None)
+                measured = "events"
+            latency = (first - end) * 1000 if first is not None else None
+            user = " ".join(x.text for x in self.said if x.who == "user" and stop <= x.t < next_start)
+            answer = " ".join(x.text for x in self.said if x.who == "assistant" and stop <= x.t < next_start)
+            out.append(Turn(n + 1, round(end, 3), None if first is None else round(first, 3),
+                            None if latency is None else round(latency, 1), measured, user, answer))
+        return out
+
+    def _from_recording(self, start: float, stop: float, until: float) -> tuple[float, float | None, str | None]:
+        if self.recording is None:
+            return stop, None, None
+        step = 0.01
+        if self._levels is None:
+            sent, received, rate = self.recording
+            self._levels = loudness(sent, rate, step), loudness(received, rate, step)
+        user, answer = self._levels
+        lo, hi = int(max(0.0, start - 0.5) / step), int(stop / step) + 1
+        loud = np.nonzero(user[lo:hi] > LOUD_DBFS)[0]
+        if loud.size == 0:
+            return stop, None, None
+        end = (lo + int(loud[-1]) + 1) * step
+        a, b = int(end / step), min(answer.size, int(min(until, end + 30.0) / step))
+        heard = np.nonzero(answer[a:b] > LOUD_DBFS)[0]
+        return end, (a + int(heard[0])) * step if heard.size else None, "recording"
+
+    # ------------------------------------------------------------------------------------------ loudness
+    def _recording_seconds(self) -> float:
+        if self.recording is None:
+            return 0.0
+        return float(self.recording[0].size / self.recording[2])
+
+    def _loudness(self) -> dict[str, Any] | None:
+        if self.recording is None:
+            return None
+        sent, received, rate = self.recording
+        step = max(0.01, round(sent.size / rate / MAX_POINTS, 3))
+        return {"step": step, "user": (loudness(sent, rate, step) - FLOOR_DBFS).astype(np.uint8).tobytes(),
+                "assistant": (loudness(received, rate, step) - FLOOR_DBFS).astype(np.uint8).tobytes()}
