@@ -56,3 +56,7 @@ def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pyte
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert {line["event"]["type"] for line in lines} >= {"session.created", "response.done"}
     assert events.with_name(events.name.replace(".events.jsonl", ".conversation.wav")).stat().st_size > 44
+    page = Path(re.search(r"timeline (\S+\.report\.html)", text).group(1))  # type: ignore[union-attr]
+    assert page.parent == events.parent and "voiceclient call report" in page.read_text()
+    assert page.parent.name == "test_fails0"  # the failing test's call; the passing one's made no page
+    assert not list(page.parent.with_name("test_passes0").glob("*.report.html"))

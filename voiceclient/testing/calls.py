@@ -93,6 +93,15 @@ class ScriptedCallResult:
         """The files, for a failure message."""
         return (f"conversation {self.recording}, assistant audio {self.output_wav}, events {self.events_jsonl}")
 
+    def report(self, path: str | Path | None = None) -> Path:
+        """The call's timeline as one HTML page (`voiceclient report`), beside its files unless `path` says."""
+        from voiceclient.report import write_report
+
+        out = Path(path) if path is not None else self.events_jsonl.with_name(
+            self.events_jsonl.name.replace(".events.jsonl", "") + ".report.html")
+        write_report(self.events_jsonl, self.recording, out)
+        return out
+
 
 def _json_or_text(text: Any) -> Any:
     if not isinstance(text, str):

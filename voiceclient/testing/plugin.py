@@ -8,7 +8,8 @@ models load once per process, so once per xdist worker):
 - `voice_server`: a factory, `await voice_server(scenario="rules.toml", faults=[...], agent=True, ...)`.
 - `scripted_call`: `await scripted_call(server, "question.wav", session=..., tools=[...])`, a
   `voiceclient.testing.ScriptedCallResult` with its files under the test's tmp_path. When the test fails, the
-  report names the conversation WAV and event log of every call it made, kept there for you to listen to.
+  report names the conversation WAV, event log and timeline page (`voiceclient report`) of every call it made,
+  kept there for you to listen to and look at.
 
 Async fixtures through pytest-asyncio, so they work in its default strict mode (mark your tests
 `@pytest.mark.asyncio`) and in auto mode. The only module of voiceclient that imports pytest. It imports nothing
@@ -106,6 +107,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     made = item.stash.get(_CALLS, None)
     if made and report.failed and report.when == "call":
-        lines = [f"{r.input_wav.name}: {r.where()}" for r in made]
+        lines = []
+        for r in made:
+            try:
+                timeline = f", timeline {r.report()}"
+            except Exception as exc:  # the report must not hide the failure it is about
+                timeline = f" (no timeline: {exc})"
+            lines.append(f"{r.input_wav.name}: {r.where()}{timeline}")
         report.sections.append(("voiceclient: the calls of this test, kept", "\n".join(lines)))
     return report
