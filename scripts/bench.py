@@ -7,6 +7,7 @@ CPU of one call. Figures go in the README; nothing here is a test.
     .venv/bin/python scripts/bench.py scale --calls 1,8,16   # N scripted calls at once against one server
     .venv/bin/python scripts/bench.py websocket --sessions 1,8   # WebSocket sessions driven by the openai SDK
     .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
+    .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -1287,18 +1288,54 @@ async def bench_agents(runs: int, turns: int) -> None:
         print(f"| {what} | {rows['websocket'][what]} | {rows['webrtc'][what]} |")
 
 
+async def bench_report(minutes: float) -> None:
+    """`voiceclient report` on a long call: the demo's conversation (its event log and stereo recording) repeated
+    to `minutes`, on one clock, then the page made from it."""
+    from voiceclient.report import write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        subprocess.run([sys.executable, "-m", "voiceclient", "demo", "--output-dir", str(work / "demo"), "--quiet",
+                        "--transport", "webrtc"], check=True, capture_output=True)
+        lines = [json.loads(x) for x in (work / "demo" / "events.jsonl").read_text().splitlines()]
+        import wave
+
+        with wave.open(str(work / "demo" / "conversation.wav")) as w:
+            rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+        one = len(pcm) / 4 / rate
+        copies = max(1, int(minutes * 60 / one))
+        with open(work / "long.jsonl", "w") as out:
+            for k in range(copies):
+                for line in lines:
+                    out.write(json.dumps({**line, "t": round(line["t"] + k * one, 4)}) + "\n")
+        with wave.open(str(work / "long.wav"), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            for _ in range(copies):
+                w.writeframes(pcm)
+        started, c0 = time.monotonic(), time.process_time()
+        timeline = write_report(work / "long.jsonl", work / "long.wav", work / "long.html")
+        wall, cpu = time.monotonic() - started, time.process_time() - c0
+        size = (work / "long.html").stat().st_size
+        print(f"report of a {copies * one / 60:.1f}-minute call ({len(lines) * copies} events, "
+              f"{timeline.summary['turns']} turns, a {(work / 'long.wav').stat().st_size / 1e6:.0f} MB recording): "
+              f"{size / 1e6:.1f} MB of HTML in {wall:.2f} s ({cpu:.2f} s CPU); the demo's own: "
+              f"{len(lines)} events")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
                         choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket", "fallback", "transports", "switches", "agents"])
+                                 "websocket", "fallback", "transports", "switches", "agents", "report"])
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
     parser.add_argument("--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) "
                         "at once")
     parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
                         "(every call in this process's event loop)")
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long")
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak, report: how long")
     parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
     parser.add_argument("--max-call-seconds", type=float, help="soak: the server's session cap instead of "
                         "--recycle-after (the client recycles a minute before it)")
@@ -1349,6 +1386,8 @@ async def main() -> None:
         await bench_transports(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "agents" in args.what:
         await bench_agents(args.runs, args.turns)
+    if "report" in args.what:
+        await bench_report(args.minutes)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:

@@ -30,7 +30,8 @@ def render(timeline: Timeline, title: str) -> str:
     usage = s["usage"]
     facts = [("call", ", ".join(s["call_ids"]) or "-"), ("duration", f"{s['duration']:.1f} s"),
              ("turns", str(s["turns"])), ("responses", str(s["responses"])), ("turn latency", latency),
-             ("tool calls", ", ".join(s["tools"]) or "none"), ("errors", str(s["errors"])),
+             ("tool calls", ", ".join(f"{name} ×{s['tools'].count(name)}" if s["tools"].count(name) > 1 else name
+                                       for name in dict.fromkeys(s["tools"])) or "none"), ("errors", str(s["errors"])),
              ("connection switches", str(s["switches"])),
              ("tokens", f"{usage.get('total_tokens', 0)} ({usage.get('input_tokens', 0)} in / "
                         f"{usage.get('output_tokens', 0)} out)" if usage else "-"),

@@ -82,7 +82,10 @@ class Timeline:
     def to_json(self) -> dict[str, Any]:
         import base64
 
-        data = {k: v for k, v in asdict(self).items() if k != "loudness"}
+        # (the events as they are: asdict would deep-copy every one, half the time of a long call's report)
+        data: dict[str, Any] = {"events": self.events, "duration": self.duration, "summary": self.summary}
+        for name in ("spans", "marks", "said", "turns"):
+            data[name] = [asdict(x) for x in getattr(self, name)]
         if self.loudness is not None:
             data["loudness"] = {"step": self.loudness["step"],
                                 **{k: base64.b64encode(self.loudness[k]).decode() for k in ("user", "assistant")}}
@@ -131,15 +134,28 @@ def read_recording(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     return pcm[:, 0], pcm[:, 1], rate
 
 
-def loudness(pcm: np.ndarray, rate: int, step: float) -> np.ndarray:
-    """dBFS of each `step` seconds of `pcm`, as ints from FLOOR_DBFS to 0."""
-    n = max(1, int(rate * step))
-    frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
-    if frames.size == 0:
-        return np.zeros(0, np.int16)
-    rms = np.sqrt(np.mean(frames ** 2, axis=1)) / 32768.0
-    levels: np.ndarray = np.clip(np.round(20 * np.log10(rms + 1e-9)), FLOOR_DBFS, 0).astype(np.int16)
+FRAME = 0.01  # seconds: the loudness frame turns are measured in; the page's frames are whole multiples of it
+
+
+def energy(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Mean square of each 10 ms of `pcm` (full scale 1.0)."""
+    n = max(1, int(rate * FRAME))
+    frames = pcm[: pcm.size // n * n].reshape(-1, n).astype(np.float32) / 32768.0
+    mean_square: np.ndarray = np.einsum("ij,ij->i", frames, frames) / n
+    return mean_square
+
+
+def decibels(mean_square: np.ndarray, frames: int = 1) -> np.ndarray:
+    """dBFS of each `frames` 10 ms frames together, as ints from FLOOR_DBFS to 0."""
+    if frames > 1:
+        mean_square = mean_square[: mean_square.size // frames * frames].reshape(-1, frames).mean(axis=1)
+    levels: np.ndarray = np.clip(np.round(10 * np.log10(mean_square + 1e-18)), FLOOR_DBFS, 0).astype(np.int16)
     return levels
+
+
+def loudness(pcm: np.ndarray, rate: int, step: float = FRAME) -> np.ndarray:
+    """dBFS of each `step` seconds (a multiple of 10 ms) of `pcm`."""
+    return decibels(energy(pcm, rate), max(1, round(step / FRAME)))
 
 
 class Builder:
@@ -156,7 +172,8 @@ class Builder:
         self.switches = 0
         self.tools: list[str] = []
         self.usage: dict[str, int] = {}
-        self._levels: tuple[np.ndarray, np.ndarray] | None = None  # 10 ms loudness of (sent, received)
+        self._levels: tuple[np.ndarray, np.ndarray] | None = None  # 10 ms energies of (sent, received)
+        self._db: tuple[np.ndarray, np.ndarray] | None = None  # and their dBFS
 
     # ------------------------------------------------------------------------------------------ spans
     def begin(self, lane: str, key: str, t: float, label: str, i: int, kind: str = "") -> Span:
@@ -296,7 +313,7 @@ class Builder:
     def playout(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
         rid = str(e.get("response_id", ""))
         if kind.endswith("started"):
-            self.playout_start.setdefault(rid, t)
+            self.playout_start[rid] = t
             self.begin("assistant audio", rid, t, "playing", i)
         else:
             cleared = kind.endswith("cleared")
@@ -329,11 +346,10 @@ class Builder:
     def _from_recording(self, start: float, stop: float, until: float) -> tuple[float, float | None, str | None]:
         if self.recording is None:
             return stop, None, None
-        step = 0.01
-        if self._levels is None:
-            sent, received, rate = self.recording
-            self._levels = loudness(sent, rate, step), loudness(received, rate, step)
-        user, answer = self._levels
+        step = FRAME
+        if self._db is None:
+            self._db = decibels(self._energies()[0]), decibels(self._energies()[1])
+        user, answer = self._db
         lo, hi = int(max(0.0, start - 0.5) / step), int(stop / step) + 1
         loud = np.nonzero(user[lo:hi] > LOUD_DBFS)[0]
         if loud.size == 0:
@@ -349,10 +365,18 @@ class Builder:
             return 0.0
         return float(self.recording[0].size / self.recording[2])
 
+    def _energies(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._levels is None:
+            assert self.recording is not None
+            sent, received, rate = self.recording
+            self._levels = energy(sent, rate), energy(received, rate)
+        return self._levels
+
     def _loudness(self) -> dict[str, Any] | None:
         if self.recording is None:
             return None
-        sent, received, rate = self.recording
-        step = max(0.01, round(sent.size / rate / MAX_POINTS, 3))
-        return {"step": step, "user": (loudness(sent, rate, step) - FLOOR_DBFS).astype(np.uint8).tobytes(),
-                "assistant": (loudness(received, rate, step) - FLOOR_DBFS).astype(np.uint8).tobytes()}
+        sent, _, rate = self.recording
+        frames = max(1, int(np.ceil(sent.size / rate / MAX_POINTS / FRAME)))
+        user, answer = (decibels(e, frames) - FLOOR_DBFS for e in self._energies())
+        return {"step": round(frames * FRAME, 3), "user": user.astype(np.uint8).tobytes(),
+                "assistant": answer.astype(np.uint8).tobytes()}
