@@ -20,7 +20,7 @@ ALLOWED = {
     "rtc": {"errors", "protocol", "audio"},
     "tools": {"errors", "tasks", "protocol"},
     "client": {"errors", "tasks", "protocol", "audio", "rtc", "tools"},
-    "server": {"errors", "tasks", "protocol", "audio", "rtc"},
+    "server": {"errors", "tasks", "protocol", "audio", "rtc", "report"},  # (report: the console's timeline pages)
     "report": {"errors"},  # a call's timeline page, from its files
     "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
     "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report"},

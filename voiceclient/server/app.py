@@ -29,6 +29,7 @@ from aiohttp import BodyPartReader, web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
+from voiceclient.server.console import Console
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
 from voiceclient.server.call import ServerCall
 from voiceclient.server.session import ServerSession
@@ -111,6 +112,8 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
         self.app.router.add_get("/", self.index)
+        self.console = Console()  # the live console, at "/" for a browser
+        self.console.routes(self.app)
         self._runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -170,10 +173,11 @@ class RealtimeServer:
                 log.exception("request %s %s failed", request.method, request.path)
                 error = ProtocolError(f"The server had an error: {exc}", type="server_error", status=500)
                 resp = web.json_response(error.envelope(), status=500)
-        resp.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
-        resp.headers["Vary"] = "Origin"
-        for key, value in CORS_HEADERS.items():
-            resp.headers[key] = value
+        if request.path != "/" and not request.path.startswith("/console/"):  # the console is for this origin only
+            resp.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+            resp.headers["Vary"] = "Origin"
+            for key, value in CORS_HEADERS.items():
+                resp.headers[key] = value
         return resp
 
     def _bearer(self, request: web.Request) -> str:
@@ -197,6 +201,8 @@ class RealtimeServer:
         return entry[1]
 
     async def index(self, request: web.Request) -> web.Response:
+        if "text/html" in request.headers.get("Accept", ""):
+            return await self.console.page(request)
         return web.json_response({"object": "voiceclient.server", "base_url": self.base_url,
                                   "calls": len(self.calls), "websocket_sessions": len(self.sessions)})
 
@@ -244,6 +250,7 @@ class RealtimeServer:
             raise
         self.calls[call_id] = call
         self.history.append(call)
+        self.console.watch(call)
         log.info("call %s created", call_id)
         # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
         return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
@@ -355,6 +362,7 @@ class RealtimeServer:
                                       faults=self.faults.for_call(self.calls_created))
         self.sessions[ws_session.id] = ws_session
         self.history.append(ws_session)
+        self.console.watch(ws_session)
         log.info("websocket session %s created (model %s)", ws_session.id, session["model"])
         await ws_session.serve()
         return ws
@@ -371,6 +379,7 @@ class RealtimeServer:
         return await serve_sideband(request, call)
 
     def _on_call_closed(self, call: ServerSession) -> None:
+        self.console.ended(call)
         if self.calls.pop(call.id, None) is not None:
             log.info("call %s ended", call.id)
         elif self.sessions.pop(call.id, None) is not None:

@@ -89,6 +89,9 @@ class ServerSession:
         self.media_stopped = False  # an injected fault: no audio either way
         self.event_delay = 0.0  # an injected fault: every event this many seconds late
         self.listeners: set[Listener] = set()
+        # Who sees the session's events as they happen (the console): (direction, event) with "client" for what
+        # the client sent, "server" for what it was sent, "local" for the server's own (an injected fault).
+        self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
         self.closed = asyncio.Event()
         self._closing = False
         loop = asyncio.get_running_loop()
@@ -137,6 +140,7 @@ class ServerSession:
         text = json.dumps(event, separators=(",", ":"))
         for listener in list(self.listeners):
             listener.push(text)
+        self._watched("server", event)
         if event["type"] == "response.done":
             self.responses_done += 1
             for fault in self.faults:
@@ -151,9 +155,23 @@ class ServerSession:
         if self._deliver(text, kind):
             self.events_sent += 1
 
+    def _watched(self, direction: str, event: dict[str, Any]) -> None:
+        if not self.watchers:
+            return
+        if event.get("type") in ("input_audio_buffer.append", "response.output_audio.delta"):
+            key = "audio" if "audio" in event else "delta"
+            if isinstance(event.get(key), str):  # the audio stays out of the log, its length in
+                event = {**event, key: f"<{len(event[key])} base64 characters>"}
+        for watcher in list(self.watchers):
+            try:
+                watcher(direction, event)
+            except Exception:
+                log.exception("session watcher failed")
+
     async def _inject(self, fault: FaultSpec) -> None:
         """Apply an injected fault (see server/faults.py)."""
         log.info("%s %s: injecting %s", self.transport, self.id, fault.action)
+        self._watched("local", {"type": "server.fault", **fault.model_dump(exclude_none=True)})
         if fault.action == "expire_session":
             self._post("expire", None)
         elif fault.action == "delay_events":
@@ -228,6 +246,13 @@ class ServerSession:
     # ------------------------------------------------------------------------------------------ client events
     async def _on_client_message(self, message: str | bytes) -> None:
         event = ev.parse_client_event(message)
+        if self.watchers:
+            try:
+                data = json.loads(message)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                data = None
+            self._watched("client", data if isinstance(data, dict) else {"type": "voiceclient.malformed",
+                                                                        "reason": "not a JSON object"})
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:
                 raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
