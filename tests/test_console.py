@@ -17,7 +17,7 @@ from voiceclient.audio.format import API_RATE, dominant_frequency
 from voiceclient.audio.sources import WavSource
 from voiceclient.client.options import Recording
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, loud_spans, read_wav
 from .test_browser import CHROMIUM
 
 pytestmark = [pytest.mark.timeout(90),
@@ -45,7 +45,8 @@ def console_url(server: Any) -> str:
 
 async def test_the_console_shows_a_live_call_its_events_and_then_its_report(voice_server: Any, browser: Any,
                                                                           tmp_path: Any) -> None:
-    server = await voice_server(scenario=FIXTURES / "scenarios" / "long_reply.toml")  # 3 s answers
+    server = await voice_server(scenario=FIXTURES / "scenarios" / "long_reply.toml",  # 3 s answers
+                                record_dir=tmp_path / "kept")
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(console_url(server)) else None)
@@ -77,6 +78,18 @@ async def test_the_console_shows_a_live_call_its_events_and_then_its_report(voic
     await report.wait_for_selector("body[data-ready='1']")
     assert await report.inner_text("#fact-call") == call.call_id
     assert await report.inner_text("#fact-turns") == "1"
+    assert (await report.inner_text("#fact-turn-latency")).endswith("(recording)")  # the server's recording
+    # the recording itself: left what the user sent (1 s of 440 Hz), right what the server played (3 s)
+    wav = await page.request.get(console_url(server).rstrip("/") + await page.get_attribute("#recording-link", "href"))
+    assert wav.ok and wav.headers["content-type"] == "audio/wav"
+    (tmp_path / "server.wav").write_bytes(await wav.body())
+    pcm, rate, channels = read_wav(tmp_path / "server.wav")
+    assert channels == 2
+    (said,) = loud_spans(pcm[:, 0], rate)
+    assert 0.9 < said[1] - said[0] < 1.2
+    assert abs(dominant_frequency(pcm[int(said[0] * rate):int(said[1] * rate), 0], rate) - 440) < 5
+    answered = loud_spans(pcm[:, 1], rate)
+    assert answered[0][0] > said[1] and 2.8 < answered[0][1] - answered[0][0] < 3.2
     assert outside == []  # the console and its report asked nothing of anyone else
 
 

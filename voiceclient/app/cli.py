@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
                        help="end each call after S seconds with the `session_expired` error the real service "
                             "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
+    serve.add_argument("--record-dir", metavar="DIR",
+                       help="keep each WebRTC call's stereo recording in DIR (the console links it, and its timeline "
+                            "page shows the waveforms and the latency as heard)")
     serve.add_argument("--pace-websocket-audio", action="store_true",
                        help="send WebSocket sessions their answer audio in real time (default: as fast as it is "
                             "made, as the real service does)")
@@ -300,13 +303,15 @@ async def run_serve(args: argparse.Namespace) -> int:
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
     server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
                             vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults,
-                            pace_websocket_audio=args.pace_websocket_audio, answer_shape=args.answer_shape)
+                            pace_websocket_audio=args.pace_websocket_audio, answer_shape=args.answer_shape,
+                            record_dir=args.record_dir)
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
     print(f"  try: voiceclient call --base-url {server.base_url} --api-key sk-local --input IN.wav", flush=True)
+    print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
     print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
     if speech is not None:
         await speech.ready()

@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 from collections.abc import Awaitable, Callable
 
@@ -84,13 +85,16 @@ class RealtimeServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
                  api_key: str | None = None, max_call_seconds: float = 3600.0,
                  speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None,
-                 pace_websocket_audio: bool = False, answer_shape: AnswerShape = "real") -> None:
+                 pace_websocket_audio: bool = False, answer_shape: AnswerShape = "real",
+                 record_dir: str | Path | None = None) -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
         `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
         sessions get their answer audio in real time instead of as fast as it is made; `answer_shape`: "real"
         (ICE-lite and the answer as OpenAI's service gives it, candidates on `host`) or "aiortc" (aiortc's own
-        answer, full ICE on every interface)."""
+        answer, full ICE on every interface); `record_dir`: keep each WebRTC call's stereo recording there
+        (`ID.conversation.wav`: left what the user sent, right what the server played), for the console."""
         self.answer_shape: AnswerShape = answer_shape
+        self.record_dir = Path(record_dir) if record_dir is not None else None
         self.speech = speech
         self.vad = vad
         self.faults = faults or FaultPlan()
@@ -250,7 +254,11 @@ class RealtimeServer:
             raise
         self.calls[call_id] = call
         self.history.append(call)
-        self.console.watch(call)
+        watched = self.console.watch(call)
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            call.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
+            watched.recording = call.recording
         log.info("call %s created", call_id)
         # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
         return web.Response(status=201, body=answer.encode(), content_type="application/sdp",

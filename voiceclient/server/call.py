@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.resample import Resampler
+from voiceclient.audio.sinks import ConversationRecorder
 from voiceclient.audio.tracks import InboundReader, OutboundTrack
 from voiceclient.rtc.peer import AnswerShape, Peer
 from voiceclient.server.faults import FaultSpec
@@ -48,6 +51,8 @@ class ServerCall(ServerSession):
         self.peer.on_message = self.submit
         self.peer.on_open = self._on_open
         self.reader: InboundReader | None = None
+        self.recorder: ConversationRecorder | None = None
+        self.recording: Path | None = None
         self._resampler = Resampler(RTP_RATE, API_RATE)
         # A client that got its answer but never connects must not hold the call.
         self._abandoned = asyncio.get_running_loop().call_later(CONNECT_TIMEOUT, self._post, "abandoned", None)
@@ -71,7 +76,16 @@ class ServerCall(ServerSession):
         self.reader = InboundReader(track, [self._on_rtp_audio])
         self.reader.start()
 
+    def record(self, path: Path, t0: float) -> None:
+        """Keep a stereo recording of the call (left what the user sent, right what the server played), on the
+        clock that starts at `t0` (the console's event log's)."""
+        recorder = ConversationRecorder(path, t0)
+        self.recorder, self.recording = recorder, path
+        self.playout.on_read = lambda pcm: recorder.received(pcm, None, time.monotonic())
+
     def _on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
+        if self.recorder is not None:
+            self.recorder.sent(pcm48, pts, arrival)
         self.on_input_audio(self._resampler.process(pcm48))
 
     async def _watch(self) -> None:
@@ -111,3 +125,7 @@ class ServerCall(ServerSession):
             await self.reader.stop()
         self.track.stop()
         await self.peer.close()
+        if self.recorder is not None:
+            self.playout.on_read = None
+            self.recorder.close(time.monotonic())
+            self.recorder = None

@@ -8,6 +8,7 @@ browser over WebRTC, as OpenAI's browser guide does.
     GET /console/sessions/{id}/events        its events so far, then as they happen (server-sent events)
     GET /console/sessions/{id}/events.jsonl  its event log, in the client's event-log format (`--events`)
     GET /console/sessions/{id}/report.html   its timeline page
+    GET /console/sessions/{id}/conversation.wav  its stereo recording (`serve --record-dir`, WebRTC calls)
 
 The event log is the server's view, on the server's clock: `client` for what the client sent, `server` for what
 the server sent, `local` for an injected fault. Audio stays out of it (its length in).
@@ -21,6 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +46,7 @@ class Watched:
     turns: int = 0
     injected: list[str] = field(default_factory=list)
     ended_at: float | None = None
+    recording: Path | None = None  # `serve --record-dir`: the call's stereo recording, on this log's clock
 
     def seen(self, direction: str, event: dict[str, Any]) -> None:
         line = {"t": round(time.monotonic() - self.t0, 4), "dir": direction, "event": event}
@@ -82,7 +85,8 @@ class Watched:
                 "faults": [f.action + (f" at {f.at_seconds:g} s" if f.at_seconds is not None else
                                        f" after {f.after_turns} responses" if f.after_turns else "")
                            for f in s.faults], "injected": self.injected,
-                "last": self.lines[-1]["event"].get("type") if self.lines else None}
+                "last": self.lines[-1]["event"].get("type") if self.lines else None,
+                "recording": self.recording is not None and self.ended_at is not None}
 
 
 class Console:
@@ -94,8 +98,9 @@ class Console:
         app.router.add_get("/console/sessions/{id}/events", self.events)
         app.router.add_get("/console/sessions/{id}/events.jsonl", self.event_log)
         app.router.add_get("/console/sessions/{id}/report.html", self.report)
+        app.router.add_get("/console/sessions/{id}/conversation.wav", self.conversation)
 
-    def watch(self, session: ServerSession) -> None:
+    def watch(self, session: ServerSession) -> Watched:
         watched = Watched(session, time.monotonic())
         session.watchers.append(watched.seen)
         self.watched[session.id] = watched
@@ -104,6 +109,7 @@ class Console:
             if oldest is None:
                 break
             del self.watched[oldest]
+        return watched
 
     def ended(self, session: ServerSession) -> None:
         watched = self.watched.get(session.id)
@@ -153,9 +159,22 @@ class Console:
         return web.Response(text=body, content_type="application/x-ndjson",
                             headers={"Content-Disposition": f'inline; filename="{watched.session.id}.events.jsonl"'})
 
+    def _recording(self, watched: Watched) -> Path | None:
+        """The call's recording, once it has ended (the WAV is finalised at the end)."""
+        if watched.recording is None or watched.ended_at is None or not watched.recording.is_file():
+            return None
+        return watched.recording
+
+    async def conversation(self, request: web.Request) -> web.StreamResponse:
+        path = self._recording(self._find(request))
+        if path is None:
+            raise ProtocolError("no recording of this session (serve --record-dir keeps those of WebRTC calls, "
+                                "once they have ended)", "no_recording", status=404)
+        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
     async def report(self, request: web.Request) -> web.Response:
         from voiceclient.report.page import render
-        from voiceclient.report.timeline import Builder
+        from voiceclient.report.timeline import Builder, read_recording
 
         watched = self._find(request)
         lines = list(watched.lines)
@@ -163,6 +182,8 @@ class Console:
             raise ProtocolError("no events yet", "no_events", status=404)
         lines.append({"t": lines[-1]["t"], "dir": "local",
                       "event": {"type": "conversation.history", "call_id": watched.session.id}})
-        timeline = await asyncio.to_thread(lambda: Builder(lines, None).build())
+        path = self._recording(watched)
+        timeline = await asyncio.to_thread(
+            lambda: Builder(lines, read_recording(path) if path is not None else None).build())
         return web.Response(text=render(timeline, f"{watched.session.id} (the server's view)"),
                             content_type="text/html")

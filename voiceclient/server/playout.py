@@ -68,6 +68,7 @@ class PlayoutQueue(AudioSource):
         self._closed: set[str] = set()
         self.on_start = on_start
         self.on_drain = on_drain
+        self.on_read: Callable[[np.ndarray], None] | None = None  # every block the track reads (a recording)
 
     @property
     def rate(self) -> int:
@@ -111,6 +112,8 @@ class PlayoutQueue(AudioSource):
         for _, piece, _ in self.take(n):
             out[filled:filled + piece.size] = piece
             filled += piece.size
+        if self.on_read is not None:
+            self.on_read(out)
         return out
 
     def take(self, n: int) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
