@@ -153,11 +153,6 @@ def decibels(mean_square: np.ndarray, frames: int = 1) -> np.ndarray:
     return levels
 
 
-def loudness(pcm: np.ndarray, rate: int, step: float = FRAME) -> np.ndarray:
-    """dBFS of each `step` seconds (a multiple of 10 ms) of `pcm`."""
-    return decibels(energy(pcm, rate), max(1, round(step / FRAME)))
-
-
 class Builder:
     def __init__(self, lines: list[dict[str, Any]], recording: tuple[np.ndarray, np.ndarray, int] | None) -> None:
         self.lines = lines
