@@ -81,7 +81,14 @@ class ServerCall(ServerSession):
         clock that starts at `t0` (the console's event log's)."""
         recorder = ConversationRecorder(path, t0)
         self.recorder, self.recording = recorder, path
-        self.playout.on_read = lambda pcm: recorder.received(pcm, None, time.monotonic())
+        played = 0  # the track's own sample clock: what it reads is one contiguous stream, however late a read
+
+        def on_read(pcm: np.ndarray) -> None:
+            nonlocal played
+            recorder.received(pcm, played, time.monotonic())
+            played += pcm.size
+
+        self.playout.on_read = on_read
 
     def _on_rtp_audio(self, pcm48: np.ndarray, pts: int, arrival: float) -> None:
         if self.recorder is not None:
