@@ -183,6 +183,19 @@ async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], l
     return process, inproc
 
 
+def stop(process: subprocess.Popen[Any], timeout: float = 30) -> float | None:
+    """SIGTERM, then SIGKILL if `process` has not stopped within `timeout` s: how long it took, or None if killed."""
+    started = time.monotonic()
+    process.terminate()
+    try:
+        process.wait(timeout)
+        return time.monotonic() - started
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
 def cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -205,8 +218,7 @@ async def bench_cpu(seconds: float) -> tuple[float, float]:
             del call
         return (c1 - c0) / (w1 - w0) * 100, (s1 - s0) / (w1 - w0) * 100
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
 
 
 def rss_of(pid: int) -> float:
@@ -375,8 +387,7 @@ async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
                       f"{false_ends} false ends of turn in {len(committed)} sentences")
         print(f"server CPU while talking {talking:.1f} % of one core; RSS {rss_of(server.pid):.0f} MB after")
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
 
 
 def bench_aec() -> tuple[float, float, float]:
@@ -645,8 +656,7 @@ async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
         queue.put_nowait("/q")
         await task
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
     return devices_only, with_call
 
 
@@ -778,8 +788,7 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
             t0 = call.t0
         sampler.cancel()
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
     with wave.open(str(record)) as w:
         rate = w.getframerate()
         stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
@@ -902,8 +911,7 @@ async def bench_scale(counts: list[int], modes: list[str]) -> None:
                     for reason in sorted(set(failed)):
                         print(f"      {failed.count(reason)} x {reason}")
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
 
 
 def one_way_onsets(timeline: Timeline) -> list[float]:
@@ -978,8 +986,7 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
                   f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %")
         await client.close()
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
 
 
 async def fallback_round(drop_udp: bool, transport: str, runs: int) -> list[float]:
@@ -1187,15 +1194,9 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
                     f"{r['client']:.1f} / {r['server']:.1f} % of a core")
                 print(f"{transport} x{n}: {r}", file=sys.stderr, flush=True)
     finally:
-        started = time.monotonic()
-        server.terminate()
-        try:
-            server.wait(30)
-            print(f"the server stopped {time.monotonic() - started:.1f} s after SIGTERM", file=sys.stderr)
-        except subprocess.TimeoutExpired:
-            print("the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
-            server.kill()
-            server.wait()
+        took = stop(server)
+        print(f"the server stopped {took:.1f} s after SIGTERM" if took is not None
+              else "the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
     print("| what | WebRTC | WebSocket |\n|---|---|---|")
     for what in rows["webrtc"]:
         print(f"| {what} | {rows['webrtc'][what]} | {rows['websocket'][what]} |")
@@ -1278,12 +1279,7 @@ async def bench_agents(runs: int, turns: int) -> None:
                 f"{len(r['delays'])}/{r['turns']}; {stats(r['delays'])}")
             rows[kind]["client CPU during the turns (SDK + model + driver)"] = f"{r['cpu']:.1f} % of a core"
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
     print("| what | the SDK's WebSocket model | voiceclient's WebRTCModel |\n|---|---|---|")
     for what in rows["websocket"]:
         print(f"| {what} | {rows['websocket'][what]} | {rows['webrtc'][what]} |")

@@ -15,16 +15,17 @@ ALLOWED = {
     "errors": set(),
     "tasks": set(),
     "lazy": set(),
+    "loading": {"errors"},  # user code named on the command line
     "protocol": {"errors"},
     "audio": {"errors", "tasks"},
     "rtc": {"errors", "protocol", "audio"},
-    "tools": {"errors", "tasks", "protocol"},
+    "tools": {"errors", "tasks", "protocol", "loading"},
     "client": {"errors", "tasks", "protocol", "audio", "rtc", "tools"},
     "server": {"errors", "tasks", "protocol", "audio", "rtc", "report"},  # (report: the console's timeline pages)
     "report": {"errors"},  # a call's timeline page, from its files
     "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
     "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
-    "agents": {"errors", "tasks", "protocol", "audio", "client", "app"},  # the Agents SDK's model, and --agent
+    "agents": {"errors", "tasks", "loading", "protocol", "audio", "client", "app"},  # the SDK model, --agent
 }
 
 

@@ -7,13 +7,9 @@ session events (the agent answering, handoffs, tool calls, guardrail trips, erro
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
@@ -23,6 +19,7 @@ from voiceclient.agents.model import WebRTCModel
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.client.call import VoiceCall
 from voiceclient.errors import ConfigError
+from voiceclient.loading import import_user_module
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +29,7 @@ def load_agent(spec: str) -> RealtimeAgent[Any]:
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
         raise ConfigError(f"--agent {spec}: expected module:attr or path/file.py:attr")
-    try:
-        if where.endswith(".py") or "/" in where:
-            path = Path(where)
-            if not path.is_file():
-                raise ConfigError(f"--agent {spec}: no such file {where}")
-            module_spec = importlib.util.spec_from_file_location(f"voiceclient_agent_{path.stem}", path)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"--agent {spec}: cannot load {where} as a Python module")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"--agent {spec}: cannot import {where}: {type(exc).__name__}: {exc}") from None
+    module = import_user_module(where, f"--agent {spec}", "voiceclient_agent_")
     obj = getattr(module, attr, None)
     if obj is None:
         raise ConfigError(f"--agent {spec}: {where} has no {attr}")

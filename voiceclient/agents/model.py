@@ -121,6 +121,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         self._pushed: PushSource | None = None
         self._push_resampler: Resampler | None = None
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._events_queued = 0  # server events in the inbox not yet consumed (they may start a playout)
         self._consumer: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._audio_parts: dict[str, tuple[str, int]] = {}  # response id -> (item id, content index) of its audio
@@ -267,6 +268,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 stream.close()
             self._owned.clear()
             self._inbox = asyncio.Queue()
+            self._events_queued = 0
             self._audio_parts.clear()
             self._playing = None
             self._interrupted.clear()
@@ -276,10 +278,15 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
     # ------------------------------------------------------------------------------------------ events in
     def _received(self, event: ev.ReceivedServerEvent) -> None:
         """The call's ordered consumer: every server event, queued with the audio for one consumer."""
+        self._events_queued += 1
         self._inbox.put_nowait(("event", event))
 
     def _heard(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        self._inbox.put_nowait(("audio", pcm))  # whose audio it is, the consumer knows in order
+        # Whose audio it is, the consumer knows in order. A frame with nothing playing once every queued event is
+        # consumed (the track's silence between answers) is dropped here rather than queued to be dropped there.
+        if self._playing is None and self._events_queued == 0:
+            return
+        self._inbox.put_nowait(("audio", pcm))
 
     def _connection(self, state: str) -> None:
         self._inbox.put_nowait(("status", state))
@@ -289,6 +296,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             kind, value = await self._inbox.get()
             try:
                 if kind == "event":
+                    self._events_queued -= 1
                     await self._on_server_event(value)
                 elif kind == "audio":
                     await self._on_audio(value)

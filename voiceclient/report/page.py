@@ -18,8 +18,14 @@ from voiceclient.report.timeline import Timeline
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
+def page_template(package: str, name: str) -> str:
+    """An HTML page shipped in `package`, with the palette and base rules all voiceclient pages share inlined."""
+    base = resources.files("voiceclient.report").joinpath("base.css").read_text(encoding="utf-8")
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8").replace("%BASE_CSS%", base)
+
+
 def template() -> str:
-    return resources.files("voiceclient.report").joinpath("template.html").read_text(encoding="utf-8")
+    return page_template("voiceclient.report", "template.html")
 
 
 def render(timeline: Timeline, title: str) -> str:

@@ -21,13 +21,13 @@ import collections
 import json
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from voiceclient.protocol.errors import ProtocolError
+from voiceclient.report.page import page_template
 from voiceclient.server.session import ServerSession
 
 KEPT = 32  # sessions kept for the console (running and ended)
@@ -124,7 +124,7 @@ class Console:
         return watched
 
     async def page(self, request: web.Request) -> web.Response:
-        text = resources.files("voiceclient.server").joinpath("console.html").read_text(encoding="utf-8")
+        text = page_template("voiceclient.server", "console.html")
         return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def sessions(self, request: web.Request) -> web.Response:

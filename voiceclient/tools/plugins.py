@@ -11,10 +11,7 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voiceclient.protocol.validation import validate
 from voiceclient.errors import ConfigError
+from voiceclient.loading import import_user_module, is_file_spec
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 
 ENTRY_POINT_GROUP = "voiceclient.tools"
@@ -69,38 +67,10 @@ def tools_in(obj: Any, where: str) -> list[Tool]:
     return found
 
 
-def _import_file(path: Path, spec: str) -> ModuleType:
-    name = f"voiceclient_tools_{path.stem}"
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise ConfigError(f"--tools {spec}: cannot load as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"--tools {spec}: {type(exc).__name__}: {exc}") from None
-    return module
-
-
 def load_tools(spec: str) -> list[Tool]:
     """Tools from `path/file.py` or `package.module`."""
-    if spec.endswith(".py") or "/" in spec or Path(spec).is_file():
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"--tools {spec}: no such file")
-        module = _import_file(path, spec)
-    else:
-        try:
-            module = importlib.import_module(spec)
-        except ImportError as exc:
-            raise ConfigError(f"--tools {spec}: cannot import: {exc}") from None
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"--tools {spec}: {type(exc).__name__}: {exc}") from None
+    where = spec if is_file_spec(spec) or not Path(spec).is_file() else f"./{spec}"
+    module = import_user_module(where, f"--tools {spec}", "voiceclient_tools_")
     return tools_in(module, f"--tools {spec}")
 
 
