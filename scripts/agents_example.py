@@ -44,6 +44,7 @@ async def main() -> None:
     runner = RealtimeRunner(triage, model=model)
     session = await runner.run(model_config={"url": args.base_url, "api_key": args.api_key})
     async with session:
+
         async def conversation() -> None:
             history: list = []
             asked = False
@@ -56,8 +57,9 @@ async def main() -> None:
                     print(f"tool: {event.tool.name} -> {event.output}")
                 elif event.type == "agent_end":
                     last = next((i for i in reversed(history) if getattr(i, "role", None) == "assistant"), None)
-                    said = " ".join(c.transcript for c in (last.content if last else []) if getattr(c, "transcript",
-                                                                                                 None))
+                    said = " ".join(
+                        c.transcript for c in (last.content if last else []) if getattr(c, "transcript", None)
+                    )
                     print(f"{event.agent.name}: {said}")
                     if "Paris" in said:
                         return  # the weather agent has answered: done
@@ -67,6 +69,7 @@ async def main() -> None:
 
         await asyncio.wait_for(conversation(), args.seconds)
         await model.call.run_until_idle(idle_seconds=1.0)  # the last answer has played to the end
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -37,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceclient import ClientSettings, SessionConfig, VoiceCall  # noqa: E402
-from voiceclient.client.options import Continuity, Recording  # noqa: E402
-from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.audio.sources import BufferSource  # noqa: E402
-from voiceclient.protocol import events as ev  # noqa: E402
+from voiceclient.client.options import Continuity, Recording  # noqa: E402
 from voiceclient.client.transport import WebRTCTransport  # noqa: E402
+from voiceclient.protocol import events as ev  # noqa: E402
+from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.server import RealtimeServer  # noqa: E402
 
 RATE = 48_000
@@ -59,7 +60,7 @@ def burst_train(seconds: float) -> tuple[np.ndarray, list[int]]:
     burst[0] = 10000  # a sharp first sample
     for start in np.arange(0.5, seconds - 0.2, BURST_EVERY):
         i = int(start * RATE)
-        pcm[i:i + burst.size] = burst
+        pcm[i : i + burst.size] = burst
         onsets.append(i)
     return pcm, onsets
 
@@ -155,8 +156,12 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
             await asyncio.sleep(seconds + 0.5)
     up, down = one_way(up_sent, up_recv), one_way(down_sent, down_recv)
     split = len(up) // 2
-    return {"client->server before loss": up[:split], "client->server after loss": up[split + 1:],
-            "server->client before loss": down[:split], "server->client after loss": down[split + 1:]}
+    return {
+        "client->server before loss": up[:split],
+        "client->server after loss": up[split + 1 :],
+        "server->client before loss": down[:split],
+        "server->client after loss": down[split + 1 :],
+    }
 
 
 async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], list[float]]:
@@ -169,13 +174,15 @@ async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], l
         "    settings = ClientSettings(base_url=sys.argv[1], api_key='sk-bench', transport='webrtc')\n"
         "    async with VoiceCall(settings) as call:\n"
         "        print('READY', time.time(), call.connect_seconds, flush=True)\n"
-        "asyncio.run(main())\n")
+        "asyncio.run(main())\n"
+    )
     process, inproc = [], []
     async with RealtimeServer(port=0, answer_shape=answer) as server:  # type: ignore[arg-type]
         for _ in range(runs):
             start = time.time()
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, server.base_url,
-                                                        stdout=asyncio.subprocess.PIPE)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", script, server.base_url, stdout=asyncio.subprocess.PIPE
+            )
             out, _ = await proc.communicate()
             _, ready, connect = out.decode().split()
             process.append((float(ready) - start) * 1000)
@@ -203,15 +210,15 @@ def cpu_of(pid: int) -> float:
 
 async def bench_cpu(seconds: float) -> tuple[float, float]:
     """CPU % of one core for the client process and the server process during a call of `seconds`."""
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         pcm, _ = burst_train(seconds)
         session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
-        async with VoiceCall(webrtc_settings(url), session,
-                             source=BufferSource(pcm)) as call:
+        async with VoiceCall(webrtc_settings(url), session, source=BufferSource(pcm)) as call:
             c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
             await asyncio.sleep(seconds)
             c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
@@ -244,9 +251,11 @@ AGENT_QUESTIONS = [
     "Thank you, goodbye.",
 ]
 # Sentences said in two halves with a pause between (the comma pause of issue 12): the turn must not end there.
-PAUSED = [("My favorite colors are green,", "blue and orange."),
-          ("Turn off the lights in the kitchen,", "and lock the front door."),
-          ("Remind me to call my sister,", "tomorrow morning.")]
+PAUSED = [
+    ("My favorite colors are green,", "blue and orange."),
+    ("Turn off the lights in the kitchen,", "and lock the front door."),
+    ("Remind me to call my sister,", "tomorrow morning."),
+]
 
 
 def espeak(text: str, out: Path) -> np.ndarray:
@@ -255,32 +264,41 @@ def espeak(text: str, out: Path) -> np.ndarray:
     subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "160", "-w", str(out), text], check=True, timeout=30)
     pcm = load_audio(out, RATE)
     loud = np.flatnonzero(np.abs(pcm) > 300)
-    return pcm[loud[0]:loud[-1] + 1] if loud.size else pcm  # the speech itself, no silence either side
+    return pcm[loud[0] : loud[-1] + 1] if loud.size else pcm  # the speech itself, no silence either side
 
 
 def voiced_edges(pcm: np.ndarray, rate: int, dbfs: float = -40.0, window_ms: int = 5) -> np.ndarray:
     """Per `window_ms` window: is it voiced (RMS above `dbfs`)."""
     n = rate * window_ms // 1000
     frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
-    return 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12) > dbfs
+    return 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) / 32768 + 1e-12) > dbfs
 
 
-async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence_ms: int, vad: str,
-                      record: Path) -> tuple[list[tuple[str, float, bool, str]], list[int]]:
+async def agent_turns(
+    url: str, questions: list[tuple[str, np.ndarray]], silence_ms: int, vad: str, record: Path
+) -> tuple[list[tuple[str, float, bool, str]], list[int]]:
     """Say each question (48 kHz) in one call, wait for its answer to finish playing; from the call's own
     recording, per question: (text, end of the user's last voiced sample -> first assistant sample, a tool turn,
     where the time went), and the number of user turns the server committed per question."""
     from voiceclient.app.demo import get_weather
 
-    td = {"type": "server_vad", "silence_duration_ms": silence_ms} if vad == "server_vad" else \
-        {"type": "semantic_vad", "eagerness": "high"}
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {
-        "transcription": {"model": "whisper-1"}, "turn_detection": td}}})
+    td = (
+        {"type": "server_vad", "silence_duration_ms": silence_ms}
+        if vad == "server_vad"
+        else {"type": "semantic_vad", "eagerness": "high"}
+    )
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}, "turn_detection": td}}}
+    )
     committed: list[int] = []
     tool_turns: list[bool] = []
-    async with VoiceCall(webrtc_settings(url), session, tools=[get_weather],
-                         source=BufferSource(np.zeros(RATE // 2, np.int16)),
-                         recording=Recording(record_wav=record, events_jsonl=record.with_suffix(".jsonl"))) as call:
+    async with VoiceCall(
+        webrtc_settings(url),
+        session,
+        tools=[get_weather],
+        source=BufferSource(np.zeros(RATE // 2, np.int16)),
+        recording=Recording(record_wav=record, events_jsonl=record.with_suffix(".jsonl")),
+    ) as call:
         stream = call.events()
         await asyncio.sleep(0.5)
         for _, pcm in questions:
@@ -327,8 +345,12 @@ async def agent_turns(url: str, questions: list[tuple[str, np.ndarray]], silence
     return results, committed
 
 
-STEPS = {"input_audio_buffer.speech_stopped": "stopped", "conversation.item.input_audio_transcription.completed":
-         "heard", "response.created": "response", "output_audio_buffer.started": "playing"}
+STEPS = {
+    "input_audio_buffer.speech_stopped": "stopped",
+    "conversation.item.input_audio_transcription.completed": "heard",
+    "response.created": "response",
+    "output_audio_buffer.started": "playing",
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -345,17 +367,23 @@ async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
     t0 = time.monotonic()
     probe = SpeechBackends()
     await probe.ready()
-    print(f"agent models ({probe.describe()}): loaded in {probe.load_seconds:.2f} s in-process "
-          f"({time.monotonic() - t0:.2f} s with imports)")
+    print(
+        f"agent models ({probe.describe()}): loaded in {probe.load_seconds:.2f} s in-process "
+        f"({time.monotonic() - t0:.2f} s with imports)"
+    )
     del probe
     work = Path(tempfile.mkdtemp(prefix="voiceclient-bench-agent-"))
     said = [(text, espeak(text, work / f"q{i}.wav")) for i, text in enumerate(AGENT_QUESTIONS)]
     flite = (ROOT / "fixtures" / "speech" / "sentences.txt").read_text().splitlines()
-    said += [(text, load_audio(ROOT / "fixtures" / "speech" / f"sentence_{i + 1}.wav", RATE))
-             for i, text in enumerate(flite)]
+    said += [
+        (text, load_audio(ROOT / "fixtures" / "speech" / f"sentence_{i + 1}.wav", RATE)) for i, text in enumerate(flite)
+    ]
     rules = ROOT / "voiceclient" / "assets" / "agent_demo.toml"
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario",
-                               str(rules)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--scenario", str(rules)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
@@ -371,20 +399,35 @@ async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
                 (tools if tool else spoken).append(ms)
                 print(f"  {ms:6.0f} ms  {'(tool) ' if tool else ''}{text:60.60s} [{steps}]")
         talking = (cpu_of(server.pid) - c0) / (time.monotonic() - w0) * 100
-        print(f"end of user speech -> first assistant audio, silence_duration_ms {silence_ms}, "
-              f"{len(spoken)} spoken answers: median {statistics.median(spoken):.0f} ms, "
-              f"p90 {percentile(spoken, 90):.0f} ms, worst {max(spoken):.0f} ms")
+        print(
+            f"end of user speech -> first assistant audio, silence_duration_ms {silence_ms}, "
+            f"{len(spoken)} spoken answers: median {statistics.median(spoken):.0f} ms, "
+            f"p90 {percentile(spoken, 90):.0f} ms, worst {max(spoken):.0f} ms"
+        )
         if tools:
             print(f"  with a tool round trip ({len(tools)}): median {statistics.median(tools):.0f} ms")
         for vad in ("server_vad", "semantic_vad"):
             for pause_ms in (150, 200, 250):
-                halves = [(f"{a} {b}", np.concatenate([espeak(a, work / "a.wav"), np.zeros(RATE * pause_ms // 1000,
-                          np.int16), espeak(b, work / "b.wav")])) for a, b in PAUSED]
+                halves = [
+                    (
+                        f"{a} {b}",
+                        np.concatenate(
+                            [
+                                espeak(a, work / "a.wav"),
+                                np.zeros(RATE * pause_ms // 1000, np.int16),
+                                espeak(b, work / "b.wav"),
+                            ]
+                        ),
+                    )
+                    for a, b in PAUSED
+                ]
                 _, committed = await agent_turns(url, halves, silence_ms, vad, work / "paused.wav")
                 false_ends = sum(n - 1 for n in committed)
-                print(f"sentences with a {pause_ms} ms pause, {vad}"
-                      f"{f' {silence_ms} ms' if vad == 'server_vad' else ' (eagerness high)'}: "
-                      f"{false_ends} false ends of turn in {len(committed)} sentences")
+                print(
+                    f"sentences with a {pause_ms} ms pause, {vad}"
+                    f"{f' {silence_ms} ms' if vad == 'server_vad' else ' (eagerness high)'}: "
+                    f"{false_ends} false ends of turn in {len(committed)} sentences"
+                )
         print(f"server CPU while talking {talking:.1f} % of one core; RSS {rss_of(server.pid):.0f} MB after")
     finally:
         stop(server)
@@ -403,32 +446,34 @@ def bench_aec() -> tuple[float, float, float]:
     t = np.arange(int(0.25 * RATE)) / RATE
     room = rng.normal(0, 1, t.size) * np.exp(-t / 0.05)
     room[:480] = 0
-    room *= 0.5 / np.sqrt(np.sum(room ** 2))
+    room *= 0.5 / np.sqrt(np.sum(room**2))
     far3 = np.concatenate([far, far, far])
-    echo = np.convolve(far3.astype(np.float64), room)[:far3.size]
+    echo = np.convolve(far3.astype(np.float64), room)[: far3.size]
     mic = echo.copy()
     talk_at = 2 * far.size
-    mic[talk_at:talk_at + near.size] += near
+    mic[talk_at : talk_at + near.size] += near
     mic = np.clip(mic, -32768, 32767).astype(np.int16)
     aec = EchoCanceller(delay_ms=10)
     out = np.zeros_like(mic)
     start = time.process_time()
     for i in range(0, mic.size - 960, 960):
-        aec.reference(far3[i:i + 960])
-        out[i:i + 960] = aec.process(mic[i:i + 960])
+        aec.reference(far3[i : i + 960])
+        out[i : i + 960] = aec.process(mic[i : i + 960])
     cpu = (time.process_time() - start) / (mic.size / 480) * 1000
     far_only = slice(far.size, 2 * far.size)
     erle = 10 * np.log10(np.mean(echo[far_only] ** 2) / max(1e-9, float(np.mean(out[far_only].astype(float) ** 2))))
     span = near.size - 2000
-    corr = max(float(np.corrcoef(out[talk_at + lag:talk_at + lag + span].astype(float),
-                                 near[:span].astype(float))[0, 1]) for lag in range(0, 1200, 48))
+    corr = max(
+        float(np.corrcoef(out[talk_at + lag : talk_at + lag + span].astype(float), near[:span].astype(float))[0, 1])
+        for lag in range(0, 1200, 48)
+    )
     return erle, corr, cpu
 
 
 async def bench_talk(seconds: float) -> None:
     """`talk` through PulseAudio's virtual devices against an echo server in this process."""
-    from voiceclient.audio.format import tone
     from voiceclient.app.talk import Talk
+    from voiceclient.audio.format import tone
     from voiceclient.testing import virtual_audio_devices
 
     with virtual_audio_devices() as env, tempfile.TemporaryDirectory() as tmp:
@@ -443,8 +488,13 @@ async def bench_talk(seconds: float) -> None:
             w.writeframes(pcm.astype("<i2").tobytes())
         async with RealtimeServer(port=0) as server:
             queue: asyncio.Queue[str] = asyncio.Queue()
-            talk = Talk(webrtc_settings(server.base_url), SessionConfig(), aec="off",
-                        commands=queue, stream=open(os.devnull, "w"))
+            talk = Talk(
+                webrtc_settings(server.base_url),
+                SessionConfig(),
+                aec="off",
+                commands=queue,
+                stream=open(os.devnull, "w"),
+            )
             mic_in, speaker_out, srv_in, srv_out = Timeline(), Timeline(), Timeline(), Timeline()
             task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
             while talk.call is None or talk.call.state.value != "connected":
@@ -480,8 +530,9 @@ async def bench_talk(seconds: float) -> None:
             await stream.next_of("output_audio_buffer.started", timeout=5)
             await asyncio.sleep(1.0)
             marks: dict[str, float] = {}
-            talk.speaker.reference = lambda b: marks.setdefault("silent", time.monotonic()) \
-                if "barge" in marks and not b.any() else None
+            talk.speaker.reference = lambda b: (
+                marks.setdefault("silent", time.monotonic()) if "barge" in marks and not b.any() else None
+            )
             subprocess.Popen(["paplay", "--device=vmicsink", str(burst)], env=env)
             await stream.next_of("input_audio_buffer.speech_started", timeout=5)
             marks["barge"] = time.monotonic()
@@ -493,16 +544,22 @@ async def bench_talk(seconds: float) -> None:
     echo_delay = [o - i for i, o in zip(one_way_onsets(srv_in), one_way_onsets(srv_out))]
     app = [(a - b) * 1000 for a, b in zip(m2e, echo_delay)]
     device = (talk.speaker.latency_s + talk.mic.latency_s) * 1000
-    print(f"talk, mouth-to-ear in the app (mic callback -> speaker callback, less the echo server's own delay): "
-          f"{stats(app)}; plus the streams' reported input and output latency {device:.0f} ms")
+    print(
+        f"talk, mouth-to-ear in the app (mic callback -> speaker callback, less the echo server's own delay): "
+        f"{stats(app)}; plus the streams' reported input and output latency {device:.0f} ms"
+    )
     print(f"talk, the echo server's own delay (turn end + VAD silence): {stats([x * 1000 for x in echo_delay])}")
     if "silent" in marks:
-        print(f"talk, barge-in: speech_started at the client -> first silent speaker block "
-              f"{(marks['silent'] - marks['barge']) * 1000:.1f} ms (+ {talk.speaker.latency_s * 1000:.0f} ms output "
-              "latency)")
-    print(f"talk, CPU of the talk process: {with_call:.1f} % of one core in a call (echo server in another "
-          f"process); the open microphone and speaker streams alone: {devices_only:.1f} %; the client's own work: "
-          f"{with_call - devices_only:.1f} %")
+        print(
+            f"talk, barge-in: speech_started at the client -> first silent speaker block "
+            f"{(marks['silent'] - marks['barge']) * 1000:.1f} ms (+ {talk.speaker.latency_s * 1000:.0f} ms output "
+            "latency)"
+        )
+    print(
+        f"talk, CPU of the talk process: {with_call:.1f} % of one core in a call (echo server in another "
+        f"process); the open microphone and speaker streams alone: {devices_only:.1f} %; the client's own work: "
+        f"{with_call - devices_only:.1f} %"
+    )
 
 
 async def bench_switches(rounds: int) -> None:
@@ -522,8 +579,11 @@ async def bench_switches(rounds: int) -> None:
     def pactl(env: dict[str, str], *args: str) -> None:
         subprocess.run(["pactl", *args], env=env, check=True, capture_output=True)
 
-    gaps: dict[str, list[tuple[float, float]]] = {"/d: the speaker moved": [], "new default devices": [],
-                                                 "the sound server restarted": []}
+    gaps: dict[str, list[tuple[float, float]]] = {
+        "/d: the speaker moved": [],
+        "new default devices": [],
+        "the sound server restarted": [],
+    }
     with virtual_audio_devices() as env, tempfile.TemporaryDirectory() as tmp:
         long_tone = Path(tmp) / "tone.wav"
         import wave
@@ -535,8 +595,13 @@ async def bench_switches(rounds: int) -> None:
             w.writeframes(tone(500, 600.0, 24000, -12).astype("<i2").tobytes())
         session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
         async with RealtimeServer(port=0) as server:
-            talk = Talk(webrtc_settings(server.base_url), session, aec="off", commands=asyncio.Queue(),
-                        stream=open(os.devnull, "w"))
+            talk = Talk(
+                webrtc_settings(server.base_url),
+                session,
+                aec="off",
+                commands=asyncio.Queue(),
+                stream=open(os.devnull, "w"),
+            )
             task = asyncio.ensure_future(talk.run(max_duration=3600))
             while talk.call is None or talk.call.state.value != "connected":
                 await asyncio.sleep(0.05)
@@ -563,7 +628,7 @@ async def bench_switches(rounds: int) -> None:
             def gap(blocks: list[tuple[float, bool]], since: float) -> float:
                 """ms of the longest stretch without the tone after `since` (from the last loud block to the next)."""
                 loud = [t for t, is_loud in blocks if is_loud and t >= since - 1.0]
-                return max((b - a for a, b in zip(loud, loud[1:])), default=float("nan")) * 1000
+                return max((b - a for a, b in itertools.pairwise(loud)), default=float("nan")) * 1000
 
             async def settle(since: float) -> None:
                 await asyncio.sleep(5.0)
@@ -588,8 +653,9 @@ async def bench_switches(rounds: int) -> None:
                 at = time.monotonic()
                 pactl(env, "set-default-sink", "hspk")
                 pactl(env, "set-default-source", "hmic")
-                modules = subprocess.run(["pactl", "list", "short", "modules"], env=env, capture_output=True,
-                                         text=True).stdout.splitlines()
+                modules = subprocess.run(
+                    ["pactl", "list", "short", "modules"], env=env, capture_output=True, text=True
+                ).stdout.splitlines()
                 for line in reversed([m for m in modules if "vspk" in m or "vmic" in m]):
                     pactl(env, "unload-module", line.split("\t")[0])
                 await settle(at)
@@ -611,9 +677,11 @@ async def bench_switches(rounds: int) -> None:
                 keeper.kill()
             talk.commands.put_nowait("/q")  # type: ignore[union-attr]
             await asyncio.wait_for(task, 15)
-    print(f"talk, the gap in the audio at each kind of switch, {rounds} times each (ms; microphone: the blocks it "
-          "delivered; speaker: those handed to the device); recoveries by the sound guard: "
-          f"{talk.guard.recoveries}")
+    print(
+        f"talk, the gap in the audio at each kind of switch, {rounds} times each (ms; microphone: the blocks it "
+        "delivered; speaker: those handed to the device); recoveries by the sound guard: "
+        f"{talk.guard.recoveries}"
+    )
     for kind, values in gaps.items():
         mic = ", ".join(f"{m:.0f}" for m, _ in values)
         spk = ", ".join(f"{s:.0f}" for _, s in values)
@@ -621,9 +689,9 @@ async def bench_switches(rounds: int) -> None:
 
 
 async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
+    from voiceclient.app.talk import Talk
     from voiceclient.audio.mic import MicSource
     from voiceclient.audio.speaker import SpeakerSink
-    from voiceclient.app.talk import Talk
 
     mic, speaker = MicSource(), SpeakerSink()
     speaker.start()
@@ -637,14 +705,16 @@ async def talk_cpu(seconds: float, env: dict[str, str]) -> tuple[float, float]:
     devices_only = (time.process_time() - cpu0) / (time.monotonic() - wall0) * 100
     mic.close()
     speaker.close()
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
-                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         queue: asyncio.Queue[str] = asyncio.Queue()
-        talk = Talk(webrtc_settings(url), SessionConfig(), aec="off", commands=queue,
-                    stream=open(os.devnull, "w"))
+        talk = Talk(webrtc_settings(url), SessionConfig(), aec="off", commands=queue, stream=open(os.devnull, "w"))
         task = asyncio.ensure_future(talk.run(max_duration=seconds + 30))
         while talk.call is None or talk.call.state.value != "connected":
             await asyncio.sleep(0.05)
@@ -676,8 +746,11 @@ async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, f
 
     faults = FaultPlan([FaultSpec(action="stop_media", call=1, at_seconds=at)])
     async with RealtimeServer(port=0, faults=faults) as server:
-        call = VoiceCall(webrtc_settings(server.base_url), on_status=status,
-                         continuity=Continuity(reconnect=5, media_timeout=media_timeout))
+        call = VoiceCall(
+            webrtc_settings(server.base_url),
+            on_status=status,
+            continuity=Continuity(reconnect=5, media_timeout=media_timeout),
+        )
         async with call:
             call.tap_audio(received=tap)
             call.send_text("remember the number 42")
@@ -690,31 +763,40 @@ async def recovery_once(media_timeout: float, at: float = 3.0) -> tuple[float, f
             while not heard:
                 await asyncio.sleep(0.005)
             replayed = call.replayed
-    return (marks["connection"] - fault_at, marks["reconnected"] - marks["connection"],
-            heard[0] - marks["reconnected"], replayed)
+    return (
+        marks["connection"] - fault_at,
+        marks["reconnected"] - marks["connection"],
+        heard[0] - marks["reconnected"],
+        replayed,
+    )
 
 
 async def bench_recovery(runs: int, media_timeout: float) -> None:
     """Media stopped at the server -> loss detected -> new call with the history -> assistant audio heard again."""
     rows = [await recovery_once(media_timeout) for _ in range(runs)]
     for detect, back, audio, replayed in rows:
-        print(f"recovery: detected {detect * 1000:5.0f} ms after the media stopped, conversation back "
-              f"{back * 1000:4.0f} ms later ({replayed} items), audio again {audio * 1000:4.0f} ms after that")
-    print(f"recovery, median of {runs}: detected {statistics.median(r[0] for r in rows) * 1000:.0f} ms, back "
-          f"{statistics.median(r[1] for r in rows) * 1000:.0f} ms later, audio again "
-          f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after that (media timeout {media_timeout:g} s)")
+        print(
+            f"recovery: detected {detect * 1000:5.0f} ms after the media stopped, conversation back "
+            f"{back * 1000:4.0f} ms later ({replayed} items), audio again {audio * 1000:4.0f} ms after that"
+        )
+    print(
+        f"recovery, median of {runs}: detected {statistics.median(r[0] for r in rows) * 1000:.0f} ms, back "
+        f"{statistics.median(r[1] for r in rows) * 1000:.0f} ms later, audio again "
+        f"{statistics.median(r[2] for r in rows) * 1000:.0f} ms after that (media timeout {media_timeout:g} s)"
+    )
 
 
 def loud_onsets(pcm: np.ndarray, rate: int, dbfs: float = -30.0) -> list[float]:
     """Seconds at which each loud stretch of `pcm` starts (10 ms frames)."""
     n = rate // 100
     frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
-    loud = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12) > dbfs
+    loud = 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) / 32768 + 1e-12) > dbfs
     return [i / 100 for i in range(len(loud)) if loud[i] and (i == 0 or not loud[i - 1])]
 
 
-async def bench_soak(minutes: float, recycle_after: float | None, turn_every: float,
-                     max_call_seconds: float | None) -> None:
+async def bench_soak(
+    minutes: float, recycle_after: float | None, turn_every: float, max_call_seconds: float | None
+) -> None:
     """A long call with a turn every `turn_every` s, recycled every `recycle_after` s or, with `max_call_seconds`,
     by the server's session cap (the client recycles a minute before the `expires_at` it was given). Bounded
     bookkeeping only (a few numbers per turn and switch), so the RSS figure is the call's own."""
@@ -725,8 +807,9 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
 
     turns = int(minutes * 60 / turn_every)
     burst = tone(440, 0.6, 48000, -12.0)
-    pcm = np.concatenate([np.concatenate([burst, np.zeros(int(48000 * turn_every) - burst.size, np.int16)])
-                          for _ in range(turns)])
+    pcm = np.concatenate(
+        [np.concatenate([burst, np.zeros(int(48000 * turn_every) - burst.size, np.int16)]) for _ in range(turns)]
+    )
     gaps: list[tuple[float, float]] = []  # (when, gap ms) for every gap between sent frames over 30 ms
     last_sent = [0.0]
     loud_sent: list[float] = []  # monotonic time of each burst's first loud frame, as sent / as received
@@ -768,17 +851,27 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
         if event.response.status != "completed":
             cut.append(str(event.response.status))
 
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
-        "type": "server_vad", "silence_duration_ms": 300}}}})
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}}
+    )
     started = time.monotonic()
     cap = ["--max-call-seconds", f"{max_call_seconds:g}"] if max_call_seconds else []
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", *cap],
-                              stdout=subprocess.PIPE, text=True)  # its own process, as a real server is
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", *cap],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # its own process, as a real server is
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
-        call = VoiceCall(webrtc_settings(url), session, source=BufferSource(pcm), on_status=on_status,
-                         recording=Recording(record_wav=record), continuity=Continuity(recycle_after=recycle_after))
+        call = VoiceCall(
+            webrtc_settings(url),
+            session,
+            source=BufferSource(pcm),
+            on_status=on_status,
+            recording=Recording(record_wav=record),
+            continuity=Continuity(recycle_after=recycle_after),
+        )
         sampler = asyncio.ensure_future(sample())
         async with call:
             call.tap_audio(sent=sent, received=heard)
@@ -801,16 +894,25 @@ async def bench_soak(minutes: float, recycle_after: float | None, turn_every: fl
     lags = sorted(lag_ms.elements())
     p99 = lags[int(0.99 * (len(lags) - 1))] / 10 if lags else 0.0
     base = rss_samples[0] if rss_samples else rss_end
-    every = (f"server cap {max_call_seconds:g} s (recycled at expires_at - 60 s)" if max_call_seconds
-             else f"recycle every {recycle_after:g} s")
-    print(f"soak: {minutes:g} min, a turn every {turn_every:g} s, {every}: "
-          f"{len(switches)} switches, {len(losses)} connections lost, {len(cut)} cut responses, "
-          f"{len(loud_heard)} of {turns} turns echoed" + "".join(f"\n  {line}" for line in losses))
-    print(f"soak: microphone gap at each switch (longest gap between sent frames, 20 ms is none): "
-          f"{', '.join(f'{g:.0f} ms' if g else '20 ms' for g in at_switch) or 'n/a'}")
-    print(f"soak: client RSS {base:.0f} MB after 30 s -> {rss_end:.0f} MB at the end ({rss_end - base:+.1f} MB); "
-          f"recording drift between left and right {(max(drift) - min(drift)) * 1000 if drift else 0:.0f} ms; "
-          f"event-loop lag p99 {p99:.1f} ms, max {lags[-1] / 10 if lags else 0:.1f} ms")
+    every = (
+        f"server cap {max_call_seconds:g} s (recycled at expires_at - 60 s)"
+        if max_call_seconds
+        else f"recycle every {recycle_after:g} s"
+    )
+    print(
+        f"soak: {minutes:g} min, a turn every {turn_every:g} s, {every}: "
+        f"{len(switches)} switches, {len(losses)} connections lost, {len(cut)} cut responses, "
+        f"{len(loud_heard)} of {turns} turns echoed" + "".join(f"\n  {line}" for line in losses)
+    )
+    print(
+        f"soak: microphone gap at each switch (longest gap between sent frames, 20 ms is none): "
+        f"{', '.join(f'{g:.0f} ms' if g else '20 ms' for g in at_switch) or 'n/a'}"
+    )
+    print(
+        f"soak: client RSS {base:.0f} MB after 30 s -> {rss_end:.0f} MB at the end ({rss_end - base:+.1f} MB); "
+        f"recording drift between left and right {(max(drift) - min(drift)) * 1000 if drift else 0:.0f} ms; "
+        f"event-loop lag p99 {p99:.1f} ms, max {lags[-1] / 10 if lags else 0:.1f} ms"
+    )
     every_5 = rss_samples[::10]  # one sample each 30 s: every fifth minute, to tell growth from a plateau
     print("soak: client RSS every 5 minutes: " + ", ".join(f"{m:.1f}" for m in every_5) + f", end {rss_end:.1f} MB")
 
@@ -833,16 +935,25 @@ async def scale_call(url: str, out: Path) -> dict[str, float | str]:
     """One scripted call: the spoken sentence in, the echo back; its turn delay and fidelity."""
     from voiceclient.audio.sources import WavSource, load_audio
 
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
-        "type": "server_vad", "silence_duration_ms": 300}}}})
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}}
+    )
     try:
-        async with VoiceCall(webrtc_settings(url, connect_timeout=30), session, source=WavSource(SCALE_SPEECH),
-                             recording=Recording(output_wav=out)) as call:
+        async with VoiceCall(
+            webrtc_settings(url, connect_timeout=30),
+            session,
+            source=WavSource(SCALE_SPEECH),
+            recording=Recording(output_wav=out),
+        ) as call:
             ended = await call.run_until_idle(1.5, 40)
             delay = call.meter.latencies[0] if call.meter.latencies else float("nan")
         heard = load_audio(out, 24000)
-        return {"ended": ended, "delay": delay, "fidelity": fidelity(load_audio(SCALE_SPEECH, 24000), heard),
-                "connect": call.connect_seconds or float("nan")}
+        return {
+            "ended": ended,
+            "delay": delay,
+            "fidelity": fidelity(load_audio(SCALE_SPEECH, 24000), heard),
+            "connect": call.connect_seconds or float("nan"),
+        }
     except Exception as exc:  # a call that fails is a row of the table, not the end of the benchmark
         return {"ended": f"failed: {exc}", "delay": float("nan"), "fidelity": 0.0, "connect": float("nan")}
 
@@ -860,12 +971,25 @@ async def scale_round(url: str, n: int, mode: str, work: Path) -> tuple[list[dic
 
     started, cpu0 = time.monotonic(), _children_cpu() + time.process_time()
     if mode == "processes":
-        procs = [await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).resolve()), "scale", "--worker", url, str(work / f"p{n}_{i}.wav"),
-            stdout=asyncio.subprocess.PIPE) for i in range(n)]
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "scale",
+                "--worker",
+                url,
+                str(work / f"p{n}_{i}.wav"),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for i in range(n)
+        ]
         outs = await asyncio.gather(*(p.communicate() for p in procs))
-        rows = [json.loads(o.decode().strip().splitlines()[-1]) if o.strip() else
-                {"ended": "failed: no output", "delay": float("nan"), "fidelity": 0.0} for o, _ in outs]
+        rows = [
+            json.loads(o.decode().strip().splitlines()[-1])
+            if o.strip()
+            else {"ended": "failed: no output", "delay": float("nan"), "fidelity": 0.0}
+            for o, _ in outs
+        ]
     else:
         rows = list(await asyncio.gather(*(scale_call(url, work / f"l{n}_{i}.wav") for i in range(n))))
     return rows, time.monotonic() - started, _children_cpu() + time.process_time() - cpu0
@@ -880,18 +1004,23 @@ async def bench_scale(counts: list[int], modes: list[str]) -> None:
     """One embedded server (echo responder, energy VAD, its own process) and N scripted calls at once. Per N: how
     many completed, the answer's fidelity (normalised correlation of the echoed speech with what was sent) and the
     turn delay (end of the user's speech to the first echoed audio), against the single call; and CPU per call."""
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
         with tempfile.TemporaryDirectory() as tmp:
             for mode in modes:
                 base: tuple[float, float] | None = None
-                print(f"scale ({mode}): N calls at once against one server; fidelity and turn delay are medians "
-                      "(worst) over the calls")
-                print(f"  {'N':>3} {'done':>5} {'fidelity':>16} {'turn delay ms':>18} {'client CPU/call':>16} "
-                      f"{'server CPU/call':>16} {'wall s':>7}  within target")
+                print(
+                    f"scale ({mode}): N calls at once against one server; fidelity and turn delay are medians "
+                    "(worst) over the calls"
+                )
+                print(
+                    f"  {'N':>3} {'done':>5} {'fidelity':>16} {'turn delay ms':>18} {'client CPU/call':>16} "
+                    f"{'server CPU/call':>16} {'wall s':>7}  within target"
+                )
                 for n in counts:
                     s0 = cpu_of(server.pid)
                     rows, wall, cpu = await scale_round(url, n, mode, Path(tmp))
@@ -902,11 +1031,12 @@ async def bench_scale(counts: list[int], modes: list[str]) -> None:
                     med_f, med_d = statistics.median(fid), statistics.median(delays)
                     if base is None:
                         base = (med_f, med_d)
-                    good = (len(ok) == n and fid[0] >= base[0] - 0.03
-                            and delays[-1] <= 1.5 * base[1] + 100)
-                    print(f"  {n:>3} {len(ok):>2}/{n:<2} {med_f:7.3f} ({fid[0]:.3f}) {med_d:8.0f} ({delays[-1]:5.0f}) "
-                          f"{cpu / n / wall * 100:14.1f} % {server_cpu / n / wall * 100:14.1f} % {wall:7.1f}  "
-                          f"{'yes' if good else 'NO'}")
+                    good = len(ok) == n and fid[0] >= base[0] - 0.03 and delays[-1] <= 1.5 * base[1] + 100
+                    print(
+                        f"  {n:>3} {len(ok):>2}/{n:<2} {med_f:7.3f} ({fid[0]:.3f}) {med_d:8.0f} ({delays[-1]:5.0f}) "
+                        f"{cpu / n / wall * 100:14.1f} % {server_cpu / n / wall * 100:14.1f} % {wall:7.1f}  "
+                        f"{'yes' if good else 'NO'}"
+                    )
                     failed = [str(r["ended"]) for r in rows if r["ended"] != "idle"]
                     for reason in sorted(set(failed)):
                         print(f"      {failed.count(reason)} x {reason}")
@@ -951,7 +1081,7 @@ async def ws_turn(client: object, paced_seconds: float | None = None) -> tuple[f
         reader = asyncio.get_running_loop().create_task(read())
         t0 = time.monotonic()
         for i in range(0, pcm.size, frame):
-            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i:i + frame].tobytes()).decode())
+            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i : i + frame].tobytes()).decode())
             if i // frame % 100 == 49:  # the last frame of a turn's tone has gone
                 tone_end.append(time.monotonic())
             await asyncio.sleep(max(0.0, t0 + (i + frame) / rate - time.monotonic()))
@@ -964,8 +1094,11 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
     """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK."""
     from openai import AsyncOpenAI
 
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
-                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
@@ -973,17 +1106,21 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
         await ws_turn(client)  # warm: the server's first session, the SDK's imports
         results = [await ws_turn(client) for _ in range(runs)]
         print(f"websocket connect (SDK connect -> session.created): {stats([r[0] for r in results])}")
-        print(f"websocket turn (end of the tone -> first audio delta, silence_duration_ms 200): "
-              f"{stats([r[1] for r in results])}")
+        print(
+            f"websocket turn (end of the tone -> first audio delta, silence_duration_ms 200): "
+            f"{stats([r[1] for r in results])}"
+        )
         for n in counts:
             c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
             out = await asyncio.gather(*(ws_turn(client, seconds) for _ in range(n)))
             c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
             turns = sum(r[2] for r in out)
-            print(f"websocket x{n}, {seconds:g} s of real-time appends each: {turns} of {n * int(seconds / 2)} "
-                  f"turns answered, turn delay median {statistics.median(r[1] for r in out):.0f} ms, "
-                  f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session, "
-                  f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %")
+            print(
+                f"websocket x{n}, {seconds:g} s of real-time appends each: {turns} of {n * int(seconds / 2)} "
+                f"turns answered, turn delay median {statistics.median(r[1] for r in out):.0f} ms, "
+                f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session, "
+                f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %"
+            )
         await client.close()
     finally:
         stop(server)
@@ -1009,12 +1146,36 @@ async def fallback_round(drop_udp: bool, transport: str, runs: int) -> list[floa
         sh("ip", "netns", "exec", ns, "ip", "addr", "add", "198.18.99.2/30", "dev", inside)
         sh("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
         if drop_udp:
-            sh("ip", "netns", "exec", ns, "nft", "-f", "-", data=(
-                b"table inet t {\n chain i { type filter hook input priority 0; meta l4proto udp drop; }\n"
-                b" chain o { type filter hook output priority 0; meta l4proto udp drop; }\n}\n"))
+            sh(
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "nft",
+                "-f",
+                "-",
+                data=(
+                    b"table inet t {\n chain i { type filter hook input priority 0; meta l4proto udp drop; }\n"
+                    b" chain o { type filter hook output priority 0; meta l4proto udp drop; }\n}\n"
+                ),
+            )
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", ns, sys.executable, "-m", "voiceclient", "serve", "--host", "198.18.99.2",
-            "--port", "0", "--no-speech", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-m",
+            "voiceclient",
+            "serve",
+            "--host",
+            "198.18.99.2",
+            "--port",
+            "0",
+            "--no-speech",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         assert proc.stdout is not None
         url = (await proc.stdout.readline()).decode().split("listening on ")[1].split()[0]
         for _ in range(runs):
@@ -1036,8 +1197,10 @@ async def fallback_round(drop_udp: bool, transport: str, runs: int) -> list[floa
 async def bench_fallback(runs: int) -> None:
     for drop, transport in ((False, "webrtc"), (False, "auto"), (False, "websocket"), (True, "auto")):
         times = await fallback_round(drop, transport, runs)
-        print(f"UDP {'dropped' if drop else 'open':7s}, --transport {transport:9s}: start -> first answer audio "
-              f"{stats(times)}")
+        print(
+            f"UDP {'dropped' if drop else 'open':7s}, --transport {transport:9s}: start -> first answer audio "
+            f"{stats(times)}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- both transports
@@ -1112,13 +1275,14 @@ async def transport_latency(transport: str, seconds: float) -> tuple[list[float]
 
                 def delta_out(event: dict) -> None:
                     if event.get("type") == "response.output_audio.delta":
-                        down_sent.tap(np.repeat(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), 2),
-                                      loop.time())
+                        down_sent.tap(np.repeat(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), 2), loop.time())
                     send(event)
 
                 deltas.send = delta_out
-            call.tap_audio(received=lambda frame, pts, at: down_recv.tap(frame, at),
-                           sent=lambda frame, pts, at: up_sent.tap(frame, at))
+            call.tap_audio(
+                received=lambda frame, pts, at: down_recv.tap(frame, at),
+                sent=lambda frame, pts, at: up_sent.tap(frame, at),
+            )
             await asyncio.sleep(0.3)
             source = BufferSource(pcm)
             call.set_source(source)
@@ -1143,10 +1307,15 @@ def turn_train(seconds: float) -> np.ndarray:
 async def transport_round(url: str, server_pid: int, transport: str, n: int, seconds: float) -> dict[str, Any]:
     """N calls at once over `transport`, from this process's event loop, each a turn every 2 s for `seconds`.
     CPU is counted from when every call is connected to when every call is idle."""
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
-        "type": "server_vad", "silence_duration_ms": 200}}}})
-    settings = ClientSettings(base_url=url, api_key="sk-bench", transport=transport,  # type: ignore[arg-type]
-                              connect_timeout=30)
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200}}}}
+    )
+    settings = ClientSettings(
+        base_url=url,
+        api_key="sk-bench",
+        transport=transport,  # type: ignore[arg-type]
+        connect_timeout=30,
+    )
     calls = [VoiceCall(settings, session) for _ in range(n)]
     try:
         await asyncio.gather(*(call.connect() for call in calls))
@@ -1159,10 +1328,15 @@ async def transport_round(url: str, server_pid: int, transport: str, n: int, sec
     finally:
         await asyncio.gather(*(call.close() for call in calls))
     delays = sorted(d * 1000 for call in calls for d in call.meter.latencies)
-    return {"connect": [c.connect_seconds * 1000 for c in calls if c.connect_seconds is not None],
-            "turns": sum(len(c.meter.latencies) for c in calls), "expected": n * int(seconds / 2),
-            "delay": statistics.median(delays) if delays else float("nan"), "worst": delays[-1] if delays else 0.0,
-            "client": (c1 - c0) / (w1 - w0) * 100 / n, "server": (s1 - s0) / (w1 - w0) * 100 / n}
+    return {
+        "connect": [c.connect_seconds * 1000 for c in calls if c.connect_seconds is not None],
+        "turns": sum(len(c.meter.latencies) for c in calls),
+        "expected": n * int(seconds / 2),
+        "delay": statistics.median(delays) if delays else float("nan"),
+        "worst": delays[-1] if delays else 0.0,
+        "client": (c1 - c0) / (w1 - w0) * 100 / n,
+        "server": (s1 - s0) / (w1 - w0) * 100 / n,
+    }
 
 
 async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None:
@@ -1175,8 +1349,11 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
         up, down = await transport_latency(transport, seconds)
         rows[transport]["one-way up: frame sent -> in the server's input buffer"] = stats(up)
         rows[transport]["one-way down: RTP frame / delta sent -> playable at the client"] = stats(down)
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
-                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
@@ -1189,14 +1366,20 @@ async def bench_transports(runs: int, seconds: float, counts: list[int]) -> None
             for n in counts:
                 r = await transport_round(url, server.pid, transport, n, seconds)
                 rows[transport][f"{n} at once: turns answered, turn delay median (worst)"] = (
-                    f"{r['turns']}/{r['expected']}, {r['delay']:.0f} ({r['worst']:.0f}) ms")
+                    f"{r['turns']}/{r['expected']}, {r['delay']:.0f} ({r['worst']:.0f}) ms"
+                )
                 rows[transport][f"{n} at once: CPU per call, client / server"] = (
-                    f"{r['client']:.1f} / {r['server']:.1f} % of a core")
+                    f"{r['client']:.1f} / {r['server']:.1f} % of a core"
+                )
                 print(f"{transport} x{n}: {r}", file=sys.stderr, flush=True)
     finally:
         took = stop(server)
-        print(f"the server stopped {took:.1f} s after SIGTERM" if took is not None
-              else "the server did not stop within 30 s of SIGTERM: killed", file=sys.stderr)
+        print(
+            f"the server stopped {took:.1f} s after SIGTERM"
+            if took is not None
+            else "the server did not stop within 30 s of SIGTERM: killed",
+            file=sys.stderr,
+        )
     print("| what | WebRTC | WebSocket |\n|---|---|---|")
     for what in rows["webrtc"]:
         print(f"| {what} | {rows['webrtc'][what]} | {rows['websocket'][what]} |")
@@ -1215,10 +1398,14 @@ async def agents_round(url: str, ws_url: str, kind: str, turns: int) -> dict[str
 
     settings = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 200}}
     model = None if kind == "websocket" else WebRTCModel(source=SilenceSource(), playback=False)
-    config = {"api_key": "sk-bench", "initial_model_settings": settings,
-              "url": f"{ws_url}/realtime?model=gpt-realtime" if model is None else url}
+    config = {
+        "api_key": "sk-bench",
+        "initial_model_settings": settings,
+        "url": f"{ws_url}/realtime?model=gpt-realtime" if model is None else url,
+    }
     session = await RealtimeRunner(RealtimeAgent(name="echo", instructions="Repeat."), model=model).run(
-        model_config=config)  # type: ignore[arg-type]
+        model_config=config
+    )  # type: ignore[arg-type]
     chunk = API_RATE // 50
     said = tone(440, 0.5, API_RATE)
     silence = np.zeros(chunk, np.int16).tobytes()
@@ -1227,10 +1414,15 @@ async def agents_round(url: str, ws_url: str, kind: str, turns: int) -> dict[str
     delays: list[float] = []
     t0 = time.monotonic()
     async with session:
+
         async def consume() -> None:
             async for event in session:
-                if (event.type == "raw_model_event" and event.data.type == "raw_server_event"
-                        and event.data.data.get("type") == "session.updated" and not updated.is_set()):
+                if (
+                    event.type == "raw_model_event"
+                    and event.data.type == "raw_server_event"
+                    and event.data.data.get("type") == "session.updated"
+                    and not updated.is_set()
+                ):
                     marks["updated"] = time.monotonic()
                     updated.set()
                 elif event.type == "audio" and "end" in marks and not heard.is_set():
@@ -1246,7 +1438,7 @@ async def agents_round(url: str, ws_url: str, kind: str, turns: int) -> dict[str
             heard.clear()
             tick = time.monotonic()
             for i in range(0, said.size, chunk):
-                await session.send_audio(said[i:i + chunk].tobytes())
+                await session.send_audio(said[i : i + chunk].tobytes())
                 tick += 0.02
                 await asyncio.sleep(max(0.0, tick - time.monotonic()))
             marks["end"] = time.monotonic()
@@ -1262,8 +1454,11 @@ async def agents_round(url: str, ws_url: str, kind: str, turns: int) -> dict[str
 async def bench_agents(runs: int, turns: int) -> None:
     """The Agents SDK over its own WebSocket model and over voiceclient's WebRTCModel, side by side, in one run,
     against `voiceclient serve --no-speech --vad energy` in its own process (echo)."""
-    server = subprocess.Popen([sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech",
-                               "--vad", "energy"], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     rows: dict[str, dict[str, str]] = {"websocket": {}, "webrtc": {}}
     try:
         assert server.stdout is not None
@@ -1276,7 +1471,8 @@ async def bench_agents(runs: int, turns: int) -> None:
             r = await agents_round(url, ws_url, kind, turns)
             print(f"agents {kind}: {r}", file=sys.stderr, flush=True)
             rows[kind]["turns answered; user's last sample sent -> the answer's first `audio` event, median / p99"] = (
-                f"{len(r['delays'])}/{r['turns']}; {stats(r['delays'])}")
+                f"{len(r['delays'])}/{r['turns']}; {stats(r['delays'])}"
+            )
             rows[kind]["client CPU during the turns (SDK + model + driver)"] = f"{r['cpu']:.1f} % of a core"
     finally:
         stop(server)
@@ -1292,8 +1488,21 @@ async def bench_report(minutes: float) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([sys.executable, "-m", "voiceclient", "demo", "--output-dir", str(work / "demo"), "--quiet",
-                        "--transport", "webrtc"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "voiceclient",
+                "demo",
+                "--output-dir",
+                str(work / "demo"),
+                "--quiet",
+                "--transport",
+                "webrtc",
+            ],
+            check=True,
+            capture_output=True,
+        )
         lines = [json.loads(x) for x in (work / "demo" / "events.jsonl").read_text().splitlines()]
         import wave
 
@@ -1315,27 +1524,55 @@ async def bench_report(minutes: float) -> None:
         timeline = write_report(work / "long.jsonl", work / "long.wav", work / "long.html")
         wall, cpu = time.monotonic() - started, time.process_time() - c0
         size = (work / "long.html").stat().st_size
-        print(f"report of a {copies * one / 60:.1f}-minute call ({len(lines) * copies} events, "
-              f"{timeline.summary['turns']} turns, a {(work / 'long.wav').stat().st_size / 1e6:.0f} MB recording): "
-              f"{size / 1e6:.1f} MB of HTML in {wall:.2f} s ({cpu:.2f} s CPU); the demo's own: "
-              f"{len(lines)} events")
+        print(
+            f"report of a {copies * one / 60:.1f}-minute call ({len(lines) * copies} events, "
+            f"{timeline.summary['turns']} turns, a {(work / 'long.wav').stat().st_size / 1e6:.0f} MB recording): "
+            f"{size / 1e6:.1f} MB of HTML in {wall:.2f} s ({cpu:.2f} s CPU); the demo's own: "
+            f"{len(lines)} events"
+        )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="*", default=["connect", "latency", "cpu"],
-                        choices=["connect", "latency", "cpu", "agent", "talk", "aec", "recovery", "soak", "scale",
-                                 "websocket", "fallback", "transports", "switches", "agents", "report"])
+    parser.add_argument(
+        "what",
+        nargs="*",
+        default=["connect", "latency", "cpu"],
+        choices=[
+            "connect",
+            "latency",
+            "cpu",
+            "agent",
+            "talk",
+            "aec",
+            "recovery",
+            "soak",
+            "scale",
+            "websocket",
+            "fallback",
+            "transports",
+            "switches",
+            "agents",
+            "report",
+        ],
+    )
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
-    parser.add_argument("--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) "
-                        "at once")
-    parser.add_argument("--modes", default="processes,loop", help="scale: processes (one per call) and/or loop "
-                        "(every call in this process's event loop)")
+    parser.add_argument(
+        "--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) at once"
+    )
+    parser.add_argument(
+        "--modes",
+        default="processes,loop",
+        help="scale: processes (one per call) and/or loop (every call in this process's event loop)",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--minutes", type=float, default=30.0, help="soak, report: how long")
     parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
-    parser.add_argument("--max-call-seconds", type=float, help="soak: the server's session cap instead of "
-                        "--recycle-after (the client recycles a minute before it)")
+    parser.add_argument(
+        "--max-call-seconds",
+        type=float,
+        help="soak: the server's session cap instead of --recycle-after (the client recycles a minute before it)",
+    )
     parser.add_argument("--turn-every", type=float, default=20.0, help="soak: seconds between turns")
     parser.add_argument("--media-timeout", type=float, default=2.0, help="recovery: the client's media timeout")
     parser.add_argument("--silence-ms", type=int, default=200, help="agent: the session's silence_duration_ms")
@@ -1344,14 +1581,20 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
-    parser.add_argument("--answer", choices=["real", "aiortc"], default="real",
-                        help="connect: the server's answer, ICE-lite as the real service (default) or aiortc's")
+    parser.add_argument(
+        "--answer",
+        choices=["real", "aiortc"],
+        default="real",
+        help="connect: the server's answer, ICE-lite as the real service (default) or aiortc's",
+    )
     args = parser.parse_args()
     if args.worker:
         await scale_worker(*args.worker)
         return
-    print(f"# voiceclient benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
-          f"{sys.version.split()[0]}")
+    print(
+        f"# voiceclient benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
+        f"{sys.version.split()[0]}"
+    )
     if "connect" in args.what:
         process, inproc = await bench_connect(args.runs, args.answer)
         print(f"connect ({args.answer} answer), process start -> session.updated: {stats(process)}")
@@ -1362,8 +1605,10 @@ async def main() -> None:
             print(f"one-way {name:27s} ({label}): {stats(values)}")
     if "aec" in args.what:
         erle, corr, aec_cpu = bench_aec()
-        print(f"echo cancellation (livekit AEC3) on a synthetic laptop echo: {erle:.1f} dB echo reduction, "
-              f"near-end correlation in double talk {corr:.2f}, {aec_cpu:.3f} ms CPU per 10 ms")
+        print(
+            f"echo cancellation (livekit AEC3) on a synthetic laptop echo: {erle:.1f} dB echo reduction, "
+            f"near-end correlation in double talk {corr:.2f}, {aec_cpu:.3f} ms CPU per 10 ms"
+        )
     if "talk" in args.what:
         await bench_talk(args.seconds)
     if "agent" in args.what:
@@ -1371,8 +1616,9 @@ async def main() -> None:
     if "recovery" in args.what:
         await bench_recovery(args.runs, args.media_timeout)
     if "soak" in args.what:
-        await bench_soak(args.minutes, None if args.max_call_seconds else args.recycle_after, args.turn_every,
-                         args.max_call_seconds)
+        await bench_soak(
+            args.minutes, None if args.max_call_seconds else args.recycle_after, args.turn_every, args.max_call_seconds
+        )
     if "scale" in args.what:
         await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
     if "fallback" in args.what:
@@ -1389,8 +1635,10 @@ async def main() -> None:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
-        print(f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "
-              f"server {server:.1f} %")
+        print(
+            f"CPU during a {args.seconds:g} s call with audio both ways: client {client:.1f} % of one core, "
+            f"server {server:.1f} %"
+        )
 
 
 if __name__ == "__main__":

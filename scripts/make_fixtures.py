@@ -84,15 +84,35 @@ def main() -> None:
     FIXTURES.mkdir(exist_ok=True)
     ASSETS.mkdir(exist_ok=True)
     # Tones: known frequencies to assert on, in awkward formats to exercise the WAV source.
-    write_wav(FIXTURES / "tone_440_16k_stereo.wav",
-              np.concatenate([silence(0.5, 16000), tone(440, 1.0, 16000), silence(0.5, 16000)]), 16000, 2)
-    write_float_wav(FIXTURES / "tone_880_44k_float.wav",
-                    np.concatenate([silence(0.3, 44100), tone(880, 0.8, 44100), silence(0.3, 44100)]), 44100)
-    write_wav(FIXTURES / "two_turns_24k.wav",
-              np.concatenate([silence(0.3, 24000), tone(440, 1.0, 24000), silence(3.0, 24000),
-                              tone(660, 1.0, 24000), silence(0.5, 24000)]), 24000)
-    write_wav(FIXTURES / "long_tone_48k.wav",
-              np.concatenate([silence(0.3, 48000), tone(523.25, 3.0, 48000), silence(0.3, 48000)]), 48000)
+    write_wav(
+        FIXTURES / "tone_440_16k_stereo.wav",
+        np.concatenate([silence(0.5, 16000), tone(440, 1.0, 16000), silence(0.5, 16000)]),
+        16000,
+        2,
+    )
+    write_float_wav(
+        FIXTURES / "tone_880_44k_float.wav",
+        np.concatenate([silence(0.3, 44100), tone(880, 0.8, 44100), silence(0.3, 44100)]),
+        44100,
+    )
+    write_wav(
+        FIXTURES / "two_turns_24k.wav",
+        np.concatenate(
+            [
+                silence(0.3, 24000),
+                tone(440, 1.0, 24000),
+                silence(3.0, 24000),
+                tone(660, 1.0, 24000),
+                silence(0.5, 24000),
+            ]
+        ),
+        24000,
+    )
+    write_wav(
+        FIXTURES / "long_tone_48k.wav",
+        np.concatenate([silence(0.3, 48000), tone(523.25, 3.0, 48000), silence(0.3, 48000)]),
+        48000,
+    )
     # Speech.
     write_wav(FIXTURES / "hello.wav", speak("Hello, can you hear me?", 22050), 22050)
     # The speech-to-text accuracy set: one WAV per sentence, and the sentences in a text file beside them.
@@ -103,9 +123,11 @@ def main() -> None:
     # The demo's conversation (shipped in the package so `voiceclient demo` works from any install).
     question = speak("What is the weather like in Paris today?")
     thanks = speak("Thank you. Goodbye!")
-    write_wav(ASSETS / "demo_user.wav",
-              np.concatenate([silence(0.4, 24000), question, silence(7.0, 24000), thanks, silence(0.5, 24000)]),
-              24000)
+    write_wav(
+        ASSETS / "demo_user.wav",
+        np.concatenate([silence(0.4, 24000), question, silence(7.0, 24000), thanks, silence(0.5, 24000)]),
+        24000,
+    )
     write_wav(ASSETS / "demo_check.wav", speak("Let me check the weather in Paris."), 24000)
     write_wav(ASSETS / "demo_answer.wav", speak("It is sunny and twenty two degrees in Paris."), 24000)
     write_wav(ASSETS / "demo_bye.wav", speak("You are welcome. Goodbye!"), 24000)

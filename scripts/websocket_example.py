@@ -33,12 +33,17 @@ async def main() -> None:
     speech = load_audio(args.input, RATE)
     client = AsyncOpenAI(base_url=args.base_url, api_key=args.api_key)  # http:// becomes ws:// for realtime
     async with client.realtime.connect(model=args.model) as conn:
-        await conn.session.update(session={"type": "realtime", "instructions": "Be brief.", "audio": {"input": {
-            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "instructions": "Be brief.",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+            }
+        )
         # The microphone: 100 ms appends, then a second of silence so the server VAD ends the turn.
         audio = np.concatenate([speech, np.zeros(RATE, np.int16)])
         for i in range(0, audio.size, RATE // 10):
-            await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + RATE // 10].tobytes()).decode())
+            await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i : i + RATE // 10].tobytes()).decode())
         answer = bytearray()
         async for event in conn:
             if event.type == "response.output_audio.delta":

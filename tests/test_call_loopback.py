@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -24,8 +25,11 @@ pytestmark = pytest.mark.timeout(60)
 
 async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) -> None:
     out, rec, events = tmp_path / "out.wav", tmp_path / "rec.wav", tmp_path / "events.jsonl"
-    async with VoiceCall(settings, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
-                         recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events)) as call:
+    async with VoiceCall(
+        settings,
+        source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+        recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events),
+    ) as call:
         assert await call.run_until_idle(1.0, 30) == "idle"
     # The assistant WAV: 24 kHz mono, one loud span of about the tone's length, at 440 Hz.
     pcm, rate, channels = read_wav(out)
@@ -34,7 +38,7 @@ async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) ->
     assert len(spans) == 1, spans
     start, end = spans[0]
     assert 0.9 <= end - start <= 1.1
-    echoed = pcm[int(start * rate) + 1200:int(end * rate) - 1200, 0]
+    echoed = pcm[int(start * rate) + 1200 : int(end * rate) - 1200, 0]
     assert abs(dominant_frequency(echoed, rate) - 440) < 3
     assert -17 < rms_dbfs(echoed) < -13  # the fixture's -12 dBFS peak sine (-15 dBFS RMS), through Opus twice
     # The echo starts after the user's tone ended (turn taking), within the VAD silence plus a margin.
@@ -48,27 +52,51 @@ async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) ->
     assert len(right_spans) == 1 and abs(right_spans[0][0] - start) < 0.05
     # The event sequence of one voice turn (protocol.md 5.5).
     server_types = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
-    expected = ["session.created", "session.updated", "input_audio_buffer.speech_started",
-                "input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "conversation.item.added",
-                "conversation.item.done", "response.created", "rate_limits.updated", "response.output_item.added",
-                "conversation.item.added", "response.content_part.added", "output_audio_buffer.started"]
-    assert server_types[:len(expected)] == expected
-    tail = [t for t in server_types if t != "response.output_audio_transcript.delta"][len(expected):]
-    assert tail == ["response.output_audio.done", "response.output_audio_transcript.done",
-                    "response.content_part.done", "response.output_item.done", "conversation.item.done",
-                    "response.done", "output_audio_buffer.stopped"]
+    expected = [
+        "session.created",
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "conversation.item.added",
+        "response.content_part.added",
+        "output_audio_buffer.started",
+    ]
+    assert server_types[: len(expected)] == expected
+    tail = [t for t in server_types if t != "response.output_audio_transcript.delta"][len(expected) :]
+    assert tail == [
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+        "output_audio_buffer.stopped",
+    ]
 
 
 async def test_every_event_validates_against_the_official_types(settings: ClientSettings, tmp_path) -> None:
     events = tmp_path / "events.jsonl"
-    async with VoiceCall(settings, source=WavSource(FIXTURES / "two_turns_24k.wav"),
-                         recording=Recording(events_jsonl=events)) as call:
+    async with VoiceCall(
+        settings, source=WavSource(FIXTURES / "two_turns_24k.wav"), recording=Recording(events_jsonl=events)
+    ) as call:
         await call.run_until_idle(1.0, 30)
         call.send_text("hello there")
         await call.wait_for(lambda e: e.type == "output_audio_buffer.stopped", 15)
     seen = {line["event"]["type"] for line in assert_wire_valid(events)}
-    assert {"session.created", "response.done", "output_audio_buffer.stopped", "conversation.item.create",
-            "response.create", "session.update"} <= seen
+    assert {
+        "session.created",
+        "response.done",
+        "output_audio_buffer.stopped",
+        "conversation.item.create",
+        "response.create",
+        "session.update",
+    } <= seen
 
 
 async def test_text_message_gets_a_spoken_reply_with_transcript(settings: ClientSettings) -> None:
@@ -94,10 +122,18 @@ async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path
     async with RealtimeServer(port=0, responder=scenario) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         one_turn = SessionConfig.model_validate(  # "Hello, can you hear me?" has a comma pause
-            {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                         "silence_duration_ms": 800}}}})
-        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather],
-                             recording=Recording(events_jsonl=events)) as call:
+            {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}},
+            }
+        )
+        async with VoiceCall(
+            settings,
+            one_turn,
+            source=WavSource(FIXTURES / "hello.wav"),
+            tools=[get_weather],
+            recording=Recording(events_jsonl=events),
+        ) as call:
             await call.run_until_idle(1.0, 30)
             assert call.tool_calls == 3
         # The history as the server reported it: the turn, what was said, the calls and their outputs, in order.
@@ -107,8 +143,11 @@ async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path
         assert [k[0] for k in kinds[2:8]] == ["function_call"] * 3 + ["function_call_output"] * 3
         assert kinds[8] == ("message", "assistant", "Paris is sunny, 22 degrees.") and len(kinds) == 9
     log = assert_wire_valid(events)
-    assert read_events(events)[-1]["event"] == {"type": "conversation.history", "call_id": call.call_id,
-                                                "items": call.history.to_json()}
+    assert read_events(events)[-1]["event"] == {
+        "type": "conversation.history",
+        "call_id": call.call_id,
+        "items": call.history.to_json(),
+    }
     client = [e["event"] for e in log if e["dir"] == "client"]
     outputs = [e for e in client if e["type"] == "conversation.item.create"]
     by_call = {json.loads(o["item"]["output"]).get("city", "error"): o for o in outputs}
@@ -117,8 +156,9 @@ async def test_tool_round_trip_sends_one_output_and_one_response_create(tmp_path
     creates = [i for i, e in enumerate(client) if e["type"] == "response.create"]
     assert len(creates) == 1, "exactly one response.create for the three calls of one response"
     assert creates[0] > max(client.index(o) for o in outputs)
-    transcripts = [e["event"]["transcript"] for e in log
-                   if e["event"]["type"] == "response.output_audio_transcript.done"]
+    transcripts = [
+        e["event"]["transcript"] for e in log if e["event"]["type"] == "response.output_audio_transcript.done"
+    ]
     assert transcripts[-1] == "Paris is sunny, 22 degrees."
 
 
@@ -126,14 +166,22 @@ async def test_barge_in_cancels_and_clears(tmp_path) -> None:
     # The reply is a 3 s tone; the user speaks again 1 s into it.
     scenario = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
     first = tone(440, 0.6, 48000)
-    pcm = np.concatenate([np.zeros(9600, np.int16), first, np.zeros(48000 * 1, np.int16),
-                          tone(660, 0.6, 48000), np.zeros(48000, np.int16)])
+    pcm = np.concatenate(
+        [
+            np.zeros(9600, np.int16),
+            first,
+            np.zeros(48000 * 1, np.int16),
+            tone(660, 0.6, 48000),
+            np.zeros(48000, np.int16),
+        ]
+    )
     out = tmp_path / "out.wav"
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=scenario) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, source=BufferSource(pcm),
-                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings, source=BufferSource(pcm), recording=Recording(output_wav=out, events_jsonl=events)
+        ) as call:
             await call.run_until_idle(1.0, 30)
     types = [(e["event"]["type"], e["event"]) for e in assert_wire_valid(events) if e["dir"] == "server"]
     names = [t for t, _ in types]
@@ -152,11 +200,15 @@ async def test_bad_client_events_get_errors_and_the_call_goes_on(settings: Clien
     async with VoiceCall(settings, recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
         transport = call.transport
         stream = call.events()
-        for raw in ['{not json', '{"type": "no.such.event", "event_id": "e1"}',
-                    '{"type": "conversation.item.truncate", "event_id": "e2"}', '[1,2]',
-                    '{"type": "response.cancel", "event_id": "e3"}',
-                    '{"type": "session.update", "event_id": "e4", "session": {"type": "realtime", '
-                    '"audio": {"output": {"speed": 9}}}}']:
+        for raw in [
+            "{not json",
+            '{"type": "no.such.event", "event_id": "e1"}',
+            '{"type": "conversation.item.truncate", "event_id": "e2"}',
+            "[1,2]",
+            '{"type": "response.cancel", "event_id": "e3"}',
+            '{"type": "session.update", "event_id": "e4", "session": {"type": "realtime", '
+            '"audio": {"output": {"speed": 9}}}}',
+        ]:
             transport.send(raw)
         errors = [await stream.next_of("error", timeout=5) for _ in range(6)]
         codes = [(e.error.code, e.error.event_id) for e in errors]
@@ -174,22 +226,26 @@ async def test_bad_client_events_get_errors_and_the_call_goes_on(settings: Clien
 
 
 async def test_session_update_is_merged_and_refused_updates_change_nothing(settings: ClientSettings) -> None:
-    session = SessionConfig.model_validate({"type": "realtime", "instructions": "Be brief.",
-                                            "audio": {"output": {"voice": "marin"}}})
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "instructions": "Be brief.", "audio": {"output": {"voice": "marin"}}}
+    )
     async with VoiceCall(settings, session) as call:
         assert call.effective_session["instructions"] == "Be brief."
         assert call.effective_session["audio"]["output"]["voice"] == "marin"
         assert call.effective_session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
-        call.update_session(SessionConfig.model_validate(
-            {"type": "realtime", "audio": {"input": {"turn_detection": None}}}))
+        call.update_session(
+            SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        )
         updated = await call.wait_for(lambda e: e.type == "session.updated", 5)
         assert updated.session["audio"]["input"]["turn_detection"] is None
         assert updated.session["audio"]["output"]["voice"] == "marin"  # untouched by the partial update
         # The model is fixed at creation: an update naming another keeps it and applies the rest.
-        call.update_session(SessionConfig.model_validate({"type": "realtime", "model": "gpt-other",
-                                                          "instructions": "Be briefer."}))
-        updated = await call.wait_for(lambda e: e.type == "session.updated" and
-                                      e.session["instructions"] == "Be briefer.", 5)
+        call.update_session(
+            SessionConfig.model_validate({"type": "realtime", "model": "gpt-other", "instructions": "Be briefer."})
+        )
+        updated = await call.wait_for(
+            lambda e: e.type == "session.updated" and e.session["instructions"] == "Be briefer.", 5
+        )
         assert updated.session["model"] == "gpt-realtime"
 
 
@@ -234,8 +290,9 @@ async def test_the_session_cap_ends_the_call_with_session_expired(tmp_path) -> N
     async with RealtimeServer(port=0, max_call_seconds=2) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         started = time.time()
-        async with VoiceCall(settings, source=BufferSource(np.zeros(48000 * 20, np.int16)),
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings, source=BufferSource(np.zeros(48000 * 20, np.int16)), recording=Recording(events_jsonl=events)
+        ) as call:
             with pytest.raises(ConnectionLostError) as lost:
                 await call.run_until_idle(1.0, 20)
         for _ in range(100):
@@ -243,15 +300,20 @@ async def test_the_session_cap_ends_the_call_with_session_expired(tmp_path) -> N
                 break
             await asyncio.sleep(0.05)
         assert not server.calls
-    assert str(lost.value) == ("the server ended the session: Your session hit the maximum duration of 2 seconds. "
-                               "(session_expired)")
+    assert str(lost.value) == (
+        "the server ended the session: Your session hit the maximum duration of 2 seconds. (session_expired)"
+    )
     log = assert_wire_valid(events)
     created = next(e["event"] for e in log if e["event"]["type"] == "session.created")
     assert started + 1 <= created["session"]["expires_at"] <= started + 3
     error = next(e for e in log if e["event"]["type"] == "error")
-    assert error["event"]["error"] == {"type": "invalid_request_error", "code": "session_expired", "param": None,
-                                       "event_id": None, "message": "Your session hit the maximum duration of 2 "
-                                                                    "seconds."}
+    assert error["event"]["error"] == {
+        "type": "invalid_request_error",
+        "code": "session_expired",
+        "param": None,
+        "event_id": None,
+        "message": "Your session hit the maximum duration of 2 seconds.",
+    }
     assert 1.8 <= error["t"] <= 10  # at the cap (measured from the client's start, which is before the call's)
 
 
@@ -276,13 +338,26 @@ async def test_response_create_while_active_is_refused(settings: ClientSettings)
 @pytest.mark.parametrize("create_response, interrupt_response", [(False, False), (True, False)])
 async def test_vad_flags_are_honoured(create_response: bool, interrupt_response: bool, tmp_path) -> None:
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": {
-        "type": "server_vad", "create_response": create_response, "interrupt_response": interrupt_response}}}})
+    session = SessionConfig.model_validate(
+        {
+            "type": "realtime",
+            "audio": {
+                "input": {
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "create_response": create_response,
+                        "interrupt_response": interrupt_response,
+                    }
+                }
+            },
+        }
+    )
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=responder) as server:
         s = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(s, session, source=WavSource(FIXTURES / "two_turns_24k.wav"),
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            s, session, source=WavSource(FIXTURES / "two_turns_24k.wav"), recording=Recording(events_jsonl=events)
+        ) as call:
             await call.run_until_idle(1.0, 30)
     names = [e["event"]["type"] for e in assert_wire_valid(events) if e["dir"] == "server"]
     assert names.count("input_audio_buffer.committed") == 2
@@ -300,11 +375,19 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
     async with RealtimeServer(port=0) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
         one_turn = SessionConfig.model_validate(  # "Hello, can you hear me?" has a comma pause
-            {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                         "silence_duration_ms": 800}}}})
-        async with VoiceCall(settings, one_turn, source=WavSource(FIXTURES / "hello.wav"), on_status=statuses.append,
-                             recording=Recording(record_wav=record, events_jsonl=events),
-                             continuity=Continuity(recycle_after=1.0)) as call:
+            {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}},
+            }
+        )
+        async with VoiceCall(
+            settings,
+            one_turn,
+            source=WavSource(FIXTURES / "hello.wav"),
+            on_status=statuses.append,
+            recording=Recording(record_wav=record, events_jsonl=events),
+            continuity=Continuity(recycle_after=1.0),
+        ) as call:
             first = call.call_id
             stream = call.events()
             said = await stream.next_of("response.output_audio_transcript.done", timeout=15)
@@ -331,11 +414,16 @@ async def test_a_recycle_mid_conversation_carries_the_history_to_a_new_call(tmp_
     assert log[-1]["event"]["type"] != "session.created"
 
 
-async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(settings: ClientSettings,
-                                                                               server) -> None:
+async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(
+    settings: ClientSettings, server
+) -> None:
     statuses: list[str] = []
-    async with VoiceCall(settings, source=BufferSource(np.zeros(48000, np.int16)), on_status=statuses.append,
-                         continuity=Continuity(reconnect=3)) as call:
+    async with VoiceCall(
+        settings,
+        source=BufferSource(np.zeros(48000, np.int16)),
+        on_status=statuses.append,
+        continuity=Continuity(reconnect=3),
+    ) as call:
         call.send_text("remember the word apple")
         await call.wait_for(lambda e: e.type == "response.done", 10)
         await asyncio.gather(*(c.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
@@ -355,9 +443,12 @@ async def test_a_call_is_recycled_before_the_servers_cap_and_never_lost(tmp_path
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=4) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, on_status=statuses.append,
-                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
-                             continuity=Continuity(recycle_margin=2.5)) as call:
+        async with VoiceCall(
+            settings,
+            on_status=statuses.append,
+            recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+            continuity=Continuity(recycle_margin=2.5),
+        ) as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call, 2)  # each new session has its own cap, and is recycled before it too
@@ -365,14 +456,20 @@ async def test_a_call_is_recycled_before_the_servers_cap_and_never_lost(tmp_path
             done = await call.wait_for(lambda e: e.type == "response.done", 10)
             assert done.response.status == "completed"
             current = next(c for c in server.history if c.id == call.call_id)  # a newer one may be settling
-            texts = [it["content"][0].get("text") or it["content"][0].get("transcript")
-                     for it in current.conversation.items]
-            assert texts == ["my name is Ada", "You said: my name is Ada", "what is my name?",
-                             "You said: what is my name?"]
+            texts = [
+                it["content"][0].get("text") or it["content"][0].get("transcript") for it in current.conversation.items
+            ]
+            assert texts == [
+                "my name is Ada",
+                "You said: my name is Ada",
+                "what is my name?",
+                "You said: what is my name?",
+            ]
     assert statuses[:2] == ["session recycled, conversation carried over (2 items)"] * 2
     assert not [s for s in statuses if s.startswith("connection lost")]
-    assert not [e for e in read_events(tmp_path / "events.jsonl")
-                if e["event"]["type"] == "error"]  # no session_expired reached any connection
+    assert not [
+        e for e in read_events(tmp_path / "events.jsonl") if e["event"]["type"] == "error"
+    ]  # no session_expired reached any connection
     switched = [e["event"] for e in read_events(tmp_path / "events.jsonl") if e["event"]["type"] == "call.switched"]
     assert [s["reason"] for s in switched[:2]] == ["recycle", "recycle"]
 
@@ -386,9 +483,12 @@ async def test_a_cap_too_short_for_a_quiet_recycle_is_beaten_by_a_switch_before_
     statuses: list[str] = []
     async with RealtimeServer(port=0, max_call_seconds=2.5) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-        async with VoiceCall(settings, on_status=statuses.append,
-                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
-                             continuity=Continuity(reconnect=2)) as call:
+        async with VoiceCall(
+            settings,
+            on_status=statuses.append,
+            recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+            continuity=Continuity(reconnect=2),
+        ) as call:
             call.send_text("my name is Ada")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call)
@@ -412,14 +512,18 @@ async def test_recycles_beat_a_short_cap_while_the_user_keeps_talking(tmp_path) 
     pcm = np.zeros(48000 * 42, np.int16)
     for i in range(turns):
         at = 48000 * (1 + 6 * i)
-        pcm[at:at + 38400] = tone(440 + 60 * i, 0.8, 48000)
+        pcm[at : at + 38400] = tone(440 + 60 * i, 0.8, 48000)
     statuses: list[str] = []
     rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, max_call_seconds=12) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-        async with VoiceCall(settings, source=BufferSource(pcm), on_status=statuses.append,
-                             recording=Recording(record_wav=rec, events_jsonl=events),
-                             continuity=Continuity(recycle_after=6)) as call:
+        async with VoiceCall(
+            settings,
+            source=BufferSource(pcm),
+            on_status=statuses.append,
+            recording=Recording(record_wav=rec, events_jsonl=events),
+            continuity=Continuity(recycle_after=6),
+        ) as call:
             ended = await call.run_until_idle(1.5, 60)
             assert call.error is None
         assert ended == "idle"
@@ -435,14 +539,14 @@ async def test_recycles_beat_a_short_cap_while_the_user_keeps_talking(tmp_path) 
     assert not [s for s in statuses if s.startswith("connection lost")]
     # Each connection carried the call for less than the cap.
     times = [0.0] + [s["t"] for s in switched]
-    assert max(b - a for a, b in zip(times, times[1:])) < 12
+    assert max(b - a for a, b in itertools.pairwise(times)) < 12
     # One recording: every turn said, every turn answered by its own echo, in order.
     stereo, rate, _ = read_wav(rec)
     said, heard = loud_spans(stereo[:, 0], rate), loud_spans(stereo[:, 1], rate)
     assert len(said) == turns and len(heard) == turns, (said, heard)
     for i, ((_, s1), (h0, h1)) in enumerate(zip(said, heard)):
         assert s1 < h0 < s1 + 1.5
-        echo = stereo[int(h0 * rate) + 1200:int(h1 * rate) - 1200, 1]
+        echo = stereo[int(h0 * rate) + 1200 : int(h1 * rate) - 1200, 1]
         assert abs(dominant_frequency(echo, rate) - (440 + 60 * i)) < 5
 
 
@@ -453,8 +557,12 @@ async def test_with_no_quiet_moment_the_switch_comes_anyway_before_the_cap(tmp_p
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, max_call_seconds=6) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-        async with VoiceCall(settings, source=BufferSource(tone(440, 9.0, 48000)), on_status=statuses.append,
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            source=BufferSource(tone(440, 9.0, 48000)),
+            on_status=statuses.append,
+            recording=Recording(events_jsonl=events),
+        ) as call:
             await until_switched(call, 1, timeout=20)
         log = read_events(events)
     assert not [e for e in log if e["event"]["type"] == "error"]

@@ -30,8 +30,14 @@ def get_weather(city: str, unit: str = "celsius") -> dict:
 
 async def run_cli(*args: str, timeout: float = 45, env: dict | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiceclient", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **(env or {})})
+        sys.executable,
+        "-m",
+        "voiceclient",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **(env or {})},
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -42,12 +48,30 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
     files = {"out": tmp_path / "out.wav", "rec": tmp_path / "rec.wav", "events": tmp_path / "events.jsonl"}
     session = tmp_path / "session.toml"
     session.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n')
-    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")) \
-            as server:
+    async with RealtimeServer(
+        port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")
+    ) as server:
         code, out, err = await run_cli(
-            "call", "--input", str(FIXTURES / "hello.wav"), "--output", str(files["out"]), "--record",
-            str(files["rec"]), "--events", str(files["events"]), "--tools", str(tools), "--session", str(session),
-            "--base-url", server.base_url, "--api-key", "sk-test", "--idle-exit", "1")
+            "call",
+            "--input",
+            str(FIXTURES / "hello.wav"),
+            "--output",
+            str(files["out"]),
+            "--record",
+            str(files["rec"]),
+            "--events",
+            str(files["events"]),
+            "--tools",
+            str(tools),
+            "--session",
+            str(session),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-test",
+            "--idle-exit",
+            "1",
+        )
     assert code == 0, err
     assert "tool: get_weather" in out and "assistant: Paris is sunny, 22 degrees." in out
     assert read_wav(files["out"])[1:] == (24000, 1) and read_wav(files["rec"])[1:] == (24000, 2)
@@ -58,19 +82,22 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
     assert "sk-test" not in files["events"].read_text()
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--set", "audio.output.speed=9"], 2, "session.audio.output.speed: 9 is not allowed"),
-    (["--idle-exit", "0"], 2, "--idle-exit: 0 is not allowed"),
-    (["--tools", "no_such_module_for_tools"], 2, "cannot import"),
-    (["--input", "/nonexistent.wav"], 2, "audio file not found"),
-    (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
-    (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
-    (["--reconnect", "-1"], 2, "--reconnect: -1 is not allowed"),
-    (["--recycle-after", "0"], 2, "--recycle-after: 0 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--set", "audio.output.speed=9"], 2, "session.audio.output.speed: 9 is not allowed"),
+        (["--idle-exit", "0"], 2, "--idle-exit: 0 is not allowed"),
+        (["--tools", "no_such_module_for_tools"], 2, "cannot import"),
+        (["--input", "/nonexistent.wav"], 2, "audio file not found"),
+        (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
+        (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
+        (["--reconnect", "-1"], 2, "--reconnect: -1 is not allowed"),
+        (["--recycle-after", "0"], 2, "--recycle-after: 0 is not allowed"),
+    ],
+)
 async def test_failures_exit_with_distinct_codes_and_one_line(args, code, message, tmp_path) -> None:
     base = ["call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "sk-x", "--base-url", "http://127.0.0.1:9/v1"]
-    got, out, err = await run_cli(*base, *args)
+    got, _out, err = await run_cli(*base, *args)
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voiceclient: error: ") and message in lines[0]
@@ -81,8 +108,12 @@ async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> 
     from aiohttp import web
 
     async def create(request: web.Request) -> web.Response:
-        return web.Response(status=201, text="v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
-                            content_type="application/sdp", headers={"Location": "/v1/realtime/calls/rtc_bad"})
+        return web.Response(
+            status=201,
+            text="v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+            content_type="application/sdp",
+            headers={"Location": "/v1/realtime/calls/rtc_bad"},
+        )
 
     async def hangup(request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -96,20 +127,24 @@ async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> 
     await site.start()
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        code, _, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", url,
-                                     "--api-key", "sk-x")
+        code, _, err = await run_cli(
+            "call", "--input", str(FIXTURES / "hello.wav"), "--base-url", url, "--api-key", "sk-x"
+        )
     finally:
         await runner.cleanup()
     lines = err.strip().splitlines()
     assert code == 4 and len(lines) == 1, err
-    assert lines[0] == ("voiceclient: error: the server's SDP answer does not fit our offer: Media sections in "
-                        "answer do not match offer")
+    assert lines[0] == (
+        "voiceclient: error: the server's SDP answer does not fit our offer: Media sections in "
+        "answer do not match offer"
+    )
 
 
 async def test_authentication_failure_exits_3() -> None:
     async with RealtimeServer(port=0, api_key="sk-right") as server:
-        code, _, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--base-url", server.base_url,
-                                     "--api-key", "sk-wrong")
+        code, _, err = await run_cli(
+            "call", "--input", str(FIXTURES / "hello.wav"), "--base-url", server.base_url, "--api-key", "sk-wrong"
+        )
     assert code == 3 and "Incorrect API key" in err and "sk-wrong" not in err
 
 
@@ -123,9 +158,24 @@ async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
     rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0) as server:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "voiceclient", "call", "--input", str(FIXTURES / "long_tone_48k.wav"),
-            "--record", str(rec), "--events", str(events), "--base-url", server.base_url, "--api-key", "sk-x",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
+            sys.executable,
+            "-m",
+            "voiceclient",
+            "call",
+            "--input",
+            str(FIXTURES / "long_tone_48k.wav"),
+            "--record",
+            str(rec),
+            "--events",
+            str(events),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-x",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=ctrl_c_as_in_a_terminal,
+        )
         assert proc.stdout is not None
         while b"connected" not in await asyncio.wait_for(proc.stdout.readline(), 20):
             pass
@@ -145,15 +195,37 @@ async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
 
 async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--vad", "energy", "--scenario",
-        str(FIXTURES / "scenarios" / "long_reply.toml"), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
+        sys.executable,
+        "-m",
+        "voiceclient",
+        "serve",
+        "--port",
+        "0",
+        "--vad",
+        "energy",
+        "--scenario",
+        str(FIXTURES / "scenarios" / "long_reply.toml"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         url = line.split("listening on ")[1].split()[0]
-        code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url",
-                                       url, "--api-key", "sk-x", "--idle-exit", "0.5", "--max-duration", "8")
+        code, out, err = await run_cli(
+            "call",
+            "--input",
+            str(FIXTURES / "tone_440_16k_stereo.wav"),
+            "--base-url",
+            url,
+            "--api-key",
+            "sk-x",
+            "--idle-exit",
+            "0.5",
+            "--max-duration",
+            "8",
+        )
         assert code == 0, err
         assert "This is a long answer" in out
         proc.send_signal(signal.SIGINT)
@@ -170,16 +242,39 @@ async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tm
     way): `call --transport webrtc` says so in one line within its deadline (default 5 s), exits 4, and hangs the
     call up; `call` (auto) goes on over the WebSocket after 3 s and says so."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiceclient", "-v", "serve", "--port", "0", "--no-speech", "--fault", "unreachable",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=ctrl_c_as_in_a_terminal)
+        sys.executable,
+        "-m",
+        "voiceclient",
+        "-v",
+        "serve",
+        "--port",
+        "0",
+        "--no-speech",
+        "--fault",
+        "unreachable",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         url = line.split("listening on ")[1].split()[0]
         events = tmp_path / "events.jsonl"
         started = time.monotonic()
-        code, out, err = await run_cli("call", "--transport", "webrtc", "--input", str(FIXTURES / "hello.wav"),
-                                       "--base-url", url, "--api-key", "sk-x", "--events", str(events))
+        code, out, err = await run_cli(
+            "call",
+            "--transport",
+            "webrtc",
+            "--input",
+            str(FIXTURES / "hello.wav"),
+            "--base-url",
+            url,
+            "--api-key",
+            "sk-x",
+            "--events",
+            str(events),
+        )
         elapsed = time.monotonic() - started
         assert code == 4, err
         lines = [line for line in err.splitlines() if line.strip()]
@@ -187,8 +282,17 @@ async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tm
         assert "did not come up within 5 s" in lines[0] and "blocks UDP" in lines[0] and "127.0.0.1:" in lines[0]
         assert elapsed < 15  # 5 s of ICE plus the start of a Python process, not the 21 s it was
         assert all(json.loads(line) for line in events.read_text().splitlines())
-        code, out, err = await run_cli("call", "--input", str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url",
-                                       url, "--api-key", "sk-x", "--idle-exit", "1")
+        code, out, err = await run_cli(
+            "call",
+            "--input",
+            str(FIXTURES / "tone_440_16k_stereo.wav"),
+            "--base-url",
+            url,
+            "--api-key",
+            "sk-x",
+            "--idle-exit",
+            "1",
+        )
         assert code == 0, err
         assert "WebRTC did not connect (the WebRTC connection did not come up within 3 s" in out + err
         assert "the call goes on over WebSocket" in out + err and "sess_" in out
@@ -203,7 +307,7 @@ async def test_call_gives_up_on_an_unreachable_server_at_the_connect_deadline(tm
 
 async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[[turns]]\ntone = { frequency = -5, seconds = 1 }\n')
+    bad.write_text("[[turns]]\ntone = { frequency = -5, seconds = 1 }\n")
     code, _, err = await run_cli("serve", "--port", "0", "--scenario", str(bad))
     assert code == 2 and "turns.0.tone.frequency" in err
     code, _, err = await run_cli("serve", "--port", "0", "--max-call-seconds", "0")
@@ -214,8 +318,7 @@ async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("transport, over", [("auto", "WebRTC"), ("websocket", "WebSocket")])
 async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path, transport: str, over: str) -> None:
-    code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), "--transport", transport,
-                                   timeout=55)
+    code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), "--transport", transport, timeout=55)
     assert code == 0, err
     assert f" over {over}, call " in out
     assert "tool: get_weather" in out
@@ -227,19 +330,41 @@ async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path, tr
         assert (tmp_path / "demo" / name).stat().st_size > 1000
 
 
-@pytest.mark.parametrize("flag, expected", [([], "did not approve"), (["--approve", "always"], "sent to ada"),
-                                            (["--approve", "always", "--transport", "websocket"], "sent to ada")])
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ([], "did not approve"),
+        (["--approve", "always"], "sent to ada"),
+        (["--approve", "always", "--transport", "websocket"], "sent to ada"),
+    ],
+)
 async def test_call_approval_policy_flag(flag: list[str], expected: str, tmp_path: Path) -> None:
     tools = tmp_path / "mail.py"
-    tools.write_text("from voiceclient import tool\n@tool(needs_approval=True)\n"
-                     "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n")
+    tools.write_text(
+        "from voiceclient import tool\n@tool(needs_approval=True)\n"
+        "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n"
+    )
     config = tmp_path / "c.toml"
     config.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n')
-    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" /
-                                                                              "approval.toml")) as server:
-        code, out, err = await run_cli("call", "--input", str(FIXTURES / "hello.wav"), "--tools", str(tools),
-                                       "--config", str(config), "--base-url", server.base_url, "--api-key", "sk-x",
-                                       "--idle-exit", "1", *flag)
+    async with RealtimeServer(
+        port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / "approval.toml")
+    ) as server:
+        code, out, err = await run_cli(
+            "call",
+            "--input",
+            str(FIXTURES / "hello.wav"),
+            "--tools",
+            str(tools),
+            "--config",
+            str(config),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-x",
+            "--idle-exit",
+            "1",
+            *flag,
+        )
     assert code == 0, err
     tool_line = next(line for line in out.splitlines() if "tool: send_email" in line)
     assert expected in tool_line

@@ -20,8 +20,10 @@ from voiceclient.client.options import Recording
 from .conftest import FIXTURES, loud_spans, read_wav
 from .test_browser import CHROMIUM
 
-pytestmark = [pytest.mark.timeout(90),
-              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/test installs it)")]
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/test installs it)"),
+]
 
 
 @pytest.fixture
@@ -29,10 +31,16 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={FIXTURES / 'tone_440_16k_stereo.wav'}",
-            "--autoplay-policy=no-user-gesture-required"])
+        launched = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={FIXTURES / 'tone_440_16k_stereo.wav'}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
         try:
             yield launched
         finally:
@@ -43,18 +51,24 @@ def console_url(server: Any) -> str:
     return server.base_url.removesuffix("/v1") + "/"
 
 
-async def test_the_console_shows_a_live_call_its_events_and_then_its_report(voice_server: Any, browser: Any,
-                                                                          tmp_path: Any) -> None:
-    server = await voice_server(scenario=FIXTURES / "scenarios" / "long_reply.toml",  # 3 s answers
-                                record_dir=tmp_path / "kept")
+async def test_the_console_shows_a_live_call_its_events_and_then_its_report(
+    voice_server: Any, browser: Any, tmp_path: Any
+) -> None:
+    server = await voice_server(
+        scenario=FIXTURES / "scenarios" / "long_reply.toml",  # 3 s answers
+        record_dir=tmp_path / "kept",
+    )
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(console_url(server)) else None)
     await page.goto(console_url(server))
     await page.wait_for_selector("text=no calls yet")
     settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc")
-    async with VoiceCall(settings, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
-                         recording=Recording(events_jsonl=tmp_path / "events.jsonl")) as call:
+    async with VoiceCall(
+        settings,
+        source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+        recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+    ) as call:
         card = page.locator(".session", has_text=call.call_id)
         await card.locator("text=live").wait_for()
         # while it runs: the user's turn, then the answer playing, each as it happens
@@ -66,8 +80,12 @@ async def test_the_console_shows_a_live_call_its_events_and_then_its_report(voic
         await call.run_until_idle(1.0)
     await card.locator("text=ended").wait_for(timeout=15_000)
     rows = await page.locator("#rows td.type").all_inner_texts()
-    assert rows.index("input_audio_buffer.speech_started") < rows.index("response.created") < \
-        rows.index("output_audio_buffer.started") < rows.index("output_audio_buffer.stopped")
+    assert (
+        rows.index("input_audio_buffer.speech_started")
+        < rows.index("response.created")
+        < rows.index("output_audio_buffer.started")
+        < rows.index("output_audio_buffer.stopped")
+    )
     await page.locator("#rows td.type", has_text="response.done").first.click()
     assert json.loads(await page.locator("#json").inner_text())["event"]["response"]["status"] == "completed"
     await page.screenshot(path=str(tmp_path / "console.png"))
@@ -87,14 +105,13 @@ async def test_the_console_shows_a_live_call_its_events_and_then_its_report(voic
     assert channels == 2
     (said,) = loud_spans(pcm[:, 0], rate)
     assert 0.9 < said[1] - said[0] < 1.2
-    assert abs(dominant_frequency(pcm[int(said[0] * rate):int(said[1] * rate), 0], rate) - 440) < 5
+    assert abs(dominant_frequency(pcm[int(said[0] * rate) : int(said[1] * rate), 0], rate) - 440) < 5
     answered = loud_spans(pcm[:, 1], rate)
     assert answered[0][0] > said[1] and 2.8 < answered[0][1] - answered[0][0] < 3.2
     assert outside == []  # the console and its report asked nothing of anyone else
 
 
-async def test_talk_from_this_browser_makes_a_webrtc_call_and_hears_the_answer(voice_server: Any,
-                                                                              browser: Any) -> None:
+async def test_talk_from_this_browser_makes_a_webrtc_call_and_hears_the_answer(voice_server: Any, browser: Any) -> None:
     server = await voice_server()  # the echo
     page = await browser.new_page()
     await page.goto(console_url(server))
@@ -104,7 +121,7 @@ async def test_talk_from_this_browser_makes_a_webrtc_call_and_hears_the_answer(v
     await page.locator(".session", has_text=call_id).wait_for()
     call = next(s for s in server.history if s.id == call_id)
     heard = call.conversation.user_audio()[0]  # the fake microphone's 440 Hz, through the page's WebRTC
-    assert abs(dominant_frequency(heard[heard.size // 4: 3 * heard.size // 4], API_RATE) - 440) < 5
+    assert abs(dominant_frequency(heard[heard.size // 4 : 3 * heard.size // 4], API_RATE) - 440) < 5
     assert np.abs(heard).max() > 1000
     await page.click("#hangup")
     await page.locator(".session", has_text=call_id).locator("text=ended").wait_for(timeout=15_000)

@@ -15,7 +15,13 @@ from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.server.responders import (
-    FunctionCall, ResponsePlan, ScenarioResponder, ScenarioSpec, Speech, TurnContext, fill_template,
+    FunctionCall,
+    ResponsePlan,
+    ScenarioResponder,
+    ScenarioSpec,
+    Speech,
+    TurnContext,
+    fill_template,
 )
 from voiceclient.server.responses import ResponseEngine
 from voiceclient.server.session_rules import default_session
@@ -25,8 +31,13 @@ pytestmark = pytest.mark.timeout(10)
 
 
 def item(item_id: str, **fields: Any) -> dict[str, Any]:
-    return {"id": item_id, "type": "message", "role": "user", "content": [{"type": "input_text", "text": item_id}],
-            **fields}
+    return {
+        "id": item_id,
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": item_id}],
+        **fields,
+    }
 
 
 # (existing ids, answered_upto, new id, previous_item_id) -> (ids after, answered_upto after, previous reported)
@@ -42,18 +53,28 @@ INSERTS = [
 
 
 @pytest.mark.parametrize(("ids", "answered", "new", "previous", "after", "answered_after", "reported"), INSERTS)
-def test_insert(ids: list[str], answered: int, new: str, previous: str | None, after: list[str],
-                answered_after: int, reported: str | None) -> None:
+def test_insert(
+    ids: list[str],
+    answered: int,
+    new: str,
+    previous: str | None,
+    after: list[str],
+    answered_after: int,
+    reported: str | None,
+) -> None:
     conv = Conversation(items=[item(i) for i in ids], answered_upto=answered)
     assert conv.insert(item(new), previous) == reported
     assert [it["id"] for it in conv.items] == after and conv.answered_upto == answered_after
 
 
-@pytest.mark.parametrize(("ids", "new", "previous", "code", "param"), [
-    (["a"], "a", None, "item_create_duplicate_item_id", None),  # the real service's code; param null
-    (["a"], "b", "zzz", "item_not_found", "previous_item_id"),
-    ([], "b", "zzz", "item_not_found", "previous_item_id"),
-])
+@pytest.mark.parametrize(
+    ("ids", "new", "previous", "code", "param"),
+    [
+        (["a"], "a", None, "item_create_duplicate_item_id", None),  # the real service's code; param null
+        (["a"], "b", "zzz", "item_not_found", "previous_item_id"),
+        ([], "b", "zzz", "item_not_found", "previous_item_id"),
+    ],
+)
 def test_insert_refusals(ids: list[str], new: str, previous: str | None, code: str, param: str) -> None:
     conv = Conversation(items=[item(i) for i in ids])
     with pytest.raises(ProtocolError) as err:
@@ -67,14 +88,16 @@ def test_delete_keeps_the_answered_mark_on_the_same_item(answered: int, delete: 
     conv.audio[delete] = ItemAudio(np.zeros(10, np.int16), API_RATE)
     conv.delete(delete)
     assert conv.answered_upto == answered_after and delete not in conv.audio
-    with pytest.raises(ProtocolError, match=f"^Error deleting item: the item with id '{delete}' does not exist.$") \
-            as err:
+    with pytest.raises(
+        ProtocolError, match=f"^Error deleting item: the item with id '{delete}' does not exist.$"
+    ) as err:
         conv.delete(delete)
     assert (err.value.code, err.value.param) == ("item_delete_invalid_item_id", None)
 
 
-@pytest.mark.parametrize(("operation", "verb"), [("retrieve", "retrieving"), ("delete", "deleting"),
-                                                 ("truncate", "truncating")])
+@pytest.mark.parametrize(
+    ("operation", "verb"), [("retrieve", "retrieving"), ("delete", "deleting"), ("truncate", "truncating")]
+)
 def test_unknown_items_get_the_real_services_codes(operation: str, verb: str) -> None:
     """pipecat stops its session on any code of a retrieve but `item_retrieve_invalid_item_id`; LiveKit Agents and
     pipecat both match on these (shared/protocol.md 4.4)."""
@@ -86,8 +109,11 @@ def test_unknown_items_get_the_real_services_codes(operation: str, verb: str) ->
             getattr(conv, "delete" if operation == "delete" else "require")("zzz")
     error = err.value.event()["error"]
     assert error["message"] == f"Error {verb} item: the item with id 'zzz' does not exist."
-    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error",
-                                                              f"item_{operation}_invalid_item_id", None)
+    assert (error["type"], error["code"], error["param"]) == (
+        "invalid_request_error",
+        f"item_{operation}_invalid_item_id",
+        None,
+    )
 
 
 def test_a_response_answers_what_came_since_the_last_one_except_its_own_items() -> None:
@@ -107,26 +133,43 @@ ONE_PART = ([(0, "one "), (444, "two "), (888, "three "), (1555, "four")], 2.0)
 TWO_PARTS = ([(0, "You "), (280, "said: "), (700, "hello "), (1150, "there.")], 1.6)
 
 
-@pytest.mark.parametrize(("reply", "end_ms", "kept"), [
-    (ONE_PART, 0, ""), (ONE_PART, 400, "one"), (ONE_PART, 500, "one two"), (ONE_PART, 1500, "one two three"),
-    (ONE_PART, 1600, "one two three four"), (ONE_PART, 2000, "one two three four"),
-    (TWO_PARTS, 0, ""), (TWO_PARTS, 250, "You"), (TWO_PARTS, 700, "You said:"), (TWO_PARTS, 701, "You said: hello"),
-    (TWO_PARTS, 1200, "You said: hello there.")])
-def test_truncate_keeps_the_words_whose_audio_had_started(reply: tuple[list[tuple[int, str]], float], end_ms: int,
-                                                          kept: str) -> None:
+@pytest.mark.parametrize(
+    ("reply", "end_ms", "kept"),
+    [
+        (ONE_PART, 0, ""),
+        (ONE_PART, 400, "one"),
+        (ONE_PART, 500, "one two"),
+        (ONE_PART, 1500, "one two three"),
+        (ONE_PART, 1600, "one two three four"),
+        (ONE_PART, 2000, "one two three four"),
+        (TWO_PARTS, 0, ""),
+        (TWO_PARTS, 250, "You"),
+        (TWO_PARTS, 700, "You said:"),
+        (TWO_PARTS, 701, "You said: hello"),
+        (TWO_PARTS, 1200, "You said: hello there."),
+    ],
+)
+def test_truncate_keeps_the_words_whose_audio_had_started(
+    reply: tuple[list[tuple[int, str]], float], end_ms: int, kept: str
+) -> None:
     starts, seconds = reply
     conv = Conversation()
-    said = {"id": "a", "type": "message", "role": "assistant",
-            "content": [{"type": "output_audio", "transcript": "".join(w for _, w in starts)}]}
+    said = {
+        "id": "a",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_audio", "transcript": "".join(w for _, w in starts)}],
+    }
     conv.add_output(said)
     conv.word_starts["a"] = starts
     conv.audio["a"] = ItemAudio(np.zeros(int(seconds * RTP_RATE), np.int16), RTP_RATE)
     conv.truncate("a", end_ms)
-    assert said["content"][0]["transcript"] == kept
+    assert said["content"][0]["transcript"] == kept  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"),
-                                                         ("nope", 0, None)])
+@pytest.mark.parametrize(
+    ("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"), ("nope", 0, None)]
+)
 def test_truncate_refusals(target: str, end_ms: int, param: str | None) -> None:
     conv = Conversation()
     conv.insert(item("u"))
@@ -137,12 +180,23 @@ def test_truncate_refusals(target: str, end_ms: int, param: str | None) -> None:
     assert err.value.param == param and err.value.event()["error"]["param"] == param
 
 
-@pytest.mark.parametrize(("template", "fields", "said"), [
-    ("{output[city]} is {output[forecast]}.", {"output": {"city": "Paris", "forecast": "sunny"}}, "Paris is sunny."),
-    ("{output[city]} is {output[forecast]}.", {"output": {"error": "bad"}}, "{output[city]} is {output[forecast]}."),
-    ("{missing} and {outputs[x][y]}", {"outputs": {}}, "{missing} and {outputs[x][y]}"),
-    ("a stray { brace", {}, "a stray { brace"),
-])
+@pytest.mark.parametrize(
+    ("template", "fields", "said"),
+    [
+        (
+            "{output[city]} is {output[forecast]}.",
+            {"output": {"city": "Paris", "forecast": "sunny"}},
+            "Paris is sunny.",
+        ),
+        (
+            "{output[city]} is {output[forecast]}.",
+            {"output": {"error": "bad"}},
+            "{output[city]} is {output[forecast]}.",
+        ),
+        ("{missing} and {outputs[x][y]}", {"outputs": {}}, "{missing} and {outputs[x][y]}"),
+        ("a stray { brace", {}, "a stray { brace"),
+    ],
+)
 def test_templates_never_raise(template: str, fields: dict[str, Any], said: str) -> None:
     assert fill_template(template, fields) == said
 
@@ -156,21 +210,47 @@ def said_by(role: str, item_id: str, text: str, audio: bool = False) -> dict[str
 # (items as (role, id, text, produced here), the item asked about) -> (user words before it, turns carried over)
 EARLIER = [
     ([("user", "u1", "hi", False)], "u1", [], 0),
-    ([("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", False), ("user", "u2", "name?", False)],
-     "u2", ["my name is Ada"], 1),  # replayed: the assistant's answer came with the history
-    ([("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", True), ("user", "u2", "name?", False)],
-     "u2", ["my name is Ada"], 0),  # answered here: the session's own counter has it
-    ([("user", "u1", "one", False), ("user", "u2", "two", False), ("assistant", "a1", "ok", False),
-      ("user", "u3", "three", False)], "u3", ["one", "two"], 1),  # two messages, one answer: one turn
-    ([("assistant", "a0", "welcome", False), ("user", "u1", "", False), ("assistant", "a1", "ok", False),
-      ("user", "u2", "x", False)], "u2", [], 1),  # an untranscribed audio turn: no words, still a turn
+    (
+        [("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", False), ("user", "u2", "name?", False)],
+        "u2",
+        ["my name is Ada"],
+        1,
+    ),  # replayed: the assistant's answer came with the history
+    (
+        [("user", "u1", "my name is Ada", False), ("assistant", "a1", "ok", True), ("user", "u2", "name?", False)],
+        "u2",
+        ["my name is Ada"],
+        0,
+    ),  # answered here: the session's own counter has it
+    (
+        [
+            ("user", "u1", "one", False),
+            ("user", "u2", "two", False),
+            ("assistant", "a1", "ok", False),
+            ("user", "u3", "three", False),
+        ],
+        "u3",
+        ["one", "two"],
+        1,
+    ),  # two messages, one answer: one turn
+    (
+        [
+            ("assistant", "a0", "welcome", False),
+            ("user", "u1", "", False),
+            ("assistant", "a1", "ok", False),
+            ("user", "u2", "x", False),
+        ],
+        "u2",
+        [],
+        1,
+    ),  # an untranscribed audio turn: no words, still a turn
 ]
 
 
 @pytest.mark.parametrize(("items", "before", "words", "carried"), EARLIER)
-def test_earlier_words_and_turns_carried_from_a_replayed_history(items: list[tuple[str, str, str, bool]],
-                                                                  before: str, words: list[str],
-                                                                  carried: int) -> None:
+def test_earlier_words_and_turns_carried_from_a_replayed_history(
+    items: list[tuple[str, str, str, bool]], before: str, words: list[str], carried: int
+) -> None:
     conv = Conversation()
     for role, item_id, text, produced in items:
         entry = said_by(role, item_id, text, audio=role == "user" and not text)
@@ -186,8 +266,9 @@ class Harness:
     def __init__(self, responder: Any) -> None:
         self.sent: list[dict[str, Any]] = []
         self.tasks = TaskOwner("test session")
-        self.ctx = SessionContext("rtc_test", default_session(), self.sent.append, lambda kind, payload: None,
-                                  self.tasks, responder)
+        self.ctx = SessionContext(
+            "rtc_test", default_session(), self.sent.append, lambda kind, payload: None, self.tasks, responder
+        )
         self.ctx.session["output_modalities"] = ["text"]
         self.conversation = Conversation()
         self.engine = ResponseEngine(self.ctx, self.conversation, PlayoutQueue(), self._no_transcript, lambda: 0.0)
@@ -207,18 +288,32 @@ class Harness:
 
 
 async def test_tool_outputs_are_answered_in_call_order_whatever_order_they_arrive_in() -> None:
-    spec = ScenarioSpec.model_validate({"turns": [{"text": "Checking.", "calls": [
-        {"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {"town": "x"}}],
-        "after_tools": {"text": "{output[city]} is {output[forecast]}."}}]})
+    spec = ScenarioSpec.model_validate(
+        {
+            "turns": [
+                {
+                    "text": "Checking.",
+                    "calls": [
+                        {"name": "get_weather", "arguments": {"city": "Paris"}},
+                        {"name": "get_weather", "arguments": {"town": "x"}},
+                    ],
+                    "after_tools": {"text": "{output[city]} is {output[forecast]}."},
+                }
+            ]
+        }
+    )
     h = Harness(ScenarioResponder(spec, base_dir=__import__("pathlib").Path(".")))
     h.conversation.insert(item("u1"))
     first = await h.respond()
     calls = [it["call_id"] for it in first["output"] if it["type"] == "function_call"]
     # The refused call's output arrives first (it is answered at once); the answer still uses the first call's.
-    for call_id, output in ((calls[1], {"error": "invalid arguments"}), (calls[0], {"city": "Paris",
-                                                                                    "forecast": "sunny"})):
-        h.conversation.insert({"id": "out_" + call_id, "type": "function_call_output", "call_id": call_id,
-                               "output": json.dumps(output)})
+    for call_id, output in (
+        (calls[1], {"error": "invalid arguments"}),
+        (calls[0], {"city": "Paris", "forecast": "sunny"}),
+    ):
+        h.conversation.insert(
+            {"id": "out_" + call_id, "type": "function_call_output", "call_id": call_id, "output": json.dumps(output)}
+        )
     second = await h.respond()
     assert second["status"] == "completed" and h.said() == ["Checking.", "Paris is sunny."]
 
@@ -247,12 +342,21 @@ async def test_a_failing_responder_fails_that_response_only() -> None:
 async def test_a_scenario_carried_into_a_new_session_goes_on_at_its_next_turn() -> None:
     """A recycle or reconnect replays the history into a new session: the scenario answers the next turn (not
     the first again), and can say what the user said before the switch."""
-    spec = ScenarioSpec.model_validate({"turns": [{"text": "What is your name?"},
-                                                  {"text": "Hello {user_text}. You first said {earlier[0]}."},
-                                                  {"text": "Bye, {previous}."}]})
+    spec = ScenarioSpec.model_validate(
+        {
+            "turns": [
+                {"text": "What is your name?"},
+                {"text": "Hello {user_text}. You first said {earlier[0]}."},
+                {"text": "Bye, {previous}."},
+            ]
+        }
+    )
     h = Harness(ScenarioResponder(spec, base_dir=__import__("pathlib").Path(".")))
-    for entry in (said_by("user", "u1", "hi"), said_by("assistant", "a1", "What is your name?"),
-                  said_by("user", "u2", "Ada")):  # the client's replay of the old session
+    for entry in (
+        said_by("user", "u1", "hi"),
+        said_by("assistant", "a1", "What is your name?"),
+        said_by("user", "u2", "Ada"),
+    ):  # the client's replay of the old session
         h.conversation.insert(entry)
     await h.respond()
     h.conversation.insert(said_by("user", "u3", "thanks"))

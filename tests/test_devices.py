@@ -40,8 +40,7 @@ async def test_the_microphone_hears_what_is_played_into_it(pulse, tmp_path: Path
     try:
         for _ in range(100):  # warm up: PulseAudio streams stall for a moment after they start
             await mic.next_block()
-        player = subprocess.Popen(["paplay", "--device=vmicsink", str(FIXTURES / "tone_440_16k_stereo.wav")],
-                                  env=pulse)
+        player = subprocess.Popen(["paplay", "--device=vmicsink", str(FIXTURES / "tone_440_16k_stereo.wav")], env=pulse)
         blocks = [await mic.next_block(timeout=0.5) for _ in range(150)]  # 3 s
         player.wait(10)
     finally:
@@ -51,7 +50,7 @@ async def test_the_microphone_hears_what_is_played_into_it(pulse, tmp_path: Path
     assert spans, "nothing reached the microphone"
     start, end = spans[0]
     assert 0.8 < end - start < 1.2
-    assert abs(dominant_frequency(pcm[int(start * RTP_RATE) + 2400:int(end * RTP_RATE) - 2400], RTP_RATE) - 440) < 3
+    assert abs(dominant_frequency(pcm[int(start * RTP_RATE) + 2400 : int(end * RTP_RATE) - 2400], RTP_RATE) - 440) < 3
     assert all(b.size == 960 for b in blocks)
 
 
@@ -61,8 +60,18 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     out = tmp_path / "speaker.wav"
     speaker = SpeakerSink()
     speaker.start()
-    recorder = subprocess.Popen(["parecord", "--device=vspk.monitor", "--channels=1", "--rate=48000",
-                                 "--format=s16le", "--file-format=wav", str(out)], env=pulse)
+    recorder = subprocess.Popen(
+        [
+            "parecord",
+            "--device=vspk.monitor",
+            "--channels=1",
+            "--rate=48000",
+            "--format=s16le",
+            "--file-format=wav",
+            str(out),
+        ],
+        env=pulse,
+    )
     try:
         await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
         pcm = tone(880, 1.0, RTP_RATE)
@@ -70,7 +79,7 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
         start = loop.time()
         for n, i in enumerate(range(0, pcm.size, 960)):  # as frames arrive: 20 ms apart on the sender's clock
             await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))  # (drift-free, like RTP)
-            speaker(pcm[i:i + 960])
+            speaker(pcm[i : i + 960])
         await asyncio.sleep(0.5)
         stats = (speaker.underruns, speaker.trimmed)
     finally:
@@ -83,5 +92,5 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     assert len(spans) == 1, spans
     start, end = spans[0]
     assert 0.9 < end - start < 1.15
-    assert abs(dominant_frequency(heard[int(start * 48000) + 2400:int(end * 48000) - 2400], 48000) - 880) < 3
+    assert abs(dominant_frequency(heard[int(start * 48000) + 2400 : int(end * 48000) - 2400], 48000) - 880) < 3
     assert stats[1] == 0  # nothing trimmed: paced input never exceeds the cap

@@ -7,8 +7,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from voiceclient import SessionConfig
-from voiceclient.protocol import events as ev
 from voiceclient.client.dispatcher import Dispatcher
+from voiceclient.protocol import events as ev
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -17,16 +17,28 @@ def test_unknown_and_malformed_never_raise() -> None:
     unknown = ev.parse_server_event('{"type": "brand.new.event", "event_id": "e", "x": 1}')
     assert isinstance(unknown, ev.UnknownEvent) and unknown.type == "brand.new.event"
     for raw in ["{bad", "[]", '{"no": "type"}', b"\xff\xfe", '{"type": 5}']:
-        assert isinstance(ev.parse_server_event(raw), ev.MalformedEvent)
+        assert isinstance(ev.parse_server_event(raw), ev.MalformedEvent)  # type: ignore[arg-type]
     broken = ev.parse_server_event('{"type": "response.done", "event_id": "e9"}')
     assert isinstance(broken, ev.MalformedEvent) and broken.event_type == "response.done"
     assert broken.event_id == "e9" and "response" in broken.reason
 
 
 def test_known_events_decode_to_their_models() -> None:
-    e = ev.parse_server_event(json.dumps({"type": "response.function_call_arguments.done", "event_id": "e",
-                                          "response_id": "r", "item_id": "i", "output_index": 0,
-                                          "call_id": "c", "name": "f", "arguments": "{}", "new_field": 1}))
+    e = ev.parse_server_event(
+        json.dumps(
+            {
+                "type": "response.function_call_arguments.done",
+                "event_id": "e",
+                "response_id": "r",
+                "item_id": "i",
+                "output_index": 0,
+                "call_id": "c",
+                "name": "f",
+                "arguments": "{}",
+                "new_field": 1,
+            }
+        )
+    )
     assert isinstance(e, ev.ResponseFunctionCallArgumentsDone) and e.call_id == "c"
 
 
@@ -47,17 +59,28 @@ def test_every_client_event_we_emit_validates_against_the_oracle() -> None:
     from openai.types.realtime import RealtimeClientEvent
 
     oracle = TypeAdapter(RealtimeClientEvent)
-    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}},
-                                            "tools": [{"type": "function", "name": "f", "parameters": {}}]})
+    session = SessionConfig.model_validate(
+        {
+            "type": "realtime",
+            "audio": {"input": {"turn_detection": None}},
+            "tools": [{"type": "function", "name": "f", "parameters": {}}],
+        }
+    )
     emitted = [
-        ev.SessionUpdate(session=session), ev.InputAudioBufferAppend(audio="AAAA"), ev.InputAudioBufferCommit(),
-        ev.InputAudioBufferClear(), ev.OutputAudioBufferClear(),
+        ev.SessionUpdate(session=session),
+        ev.InputAudioBufferAppend(audio="AAAA"),
+        ev.InputAudioBufferCommit(),
+        ev.InputAudioBufferClear(),
+        ev.OutputAudioBufferClear(),
         ev.ConversationItemCreate(item=ev.Item.user_text("hi")),
         ev.ConversationItemCreate(item=ev.Item.function_call_output("call_1", '{"ok": true}')),
-        ev.ConversationItemRetrieve(item_id="i"), ev.ConversationItemTruncate(item_id="i", audio_end_ms=10),
-        ev.ConversationItemDelete(item_id="i"), ev.ResponseCreate(),
+        ev.ConversationItemRetrieve(item_id="i"),
+        ev.ConversationItemTruncate(item_id="i", audio_end_ms=10),
+        ev.ConversationItemDelete(item_id="i"),
+        ev.ResponseCreate(),
         ev.ResponseCreate(response=ev.ResponseParams(instructions="x", conversation="none", metadata={"a": "b"})),
-        ev.ResponseCancel(), ev.ResponseCancel(response_id="r"),
+        ev.ResponseCancel(),
+        ev.ResponseCancel(response_id="r"),
     ]
     for event in emitted:
         wire = json.loads(event.to_json())
@@ -83,8 +106,11 @@ async def test_dispatcher_is_ordered_and_survives_a_failing_handler() -> None:
     d.on_any(lambda e: seen.append("any:" + (e.event_id or "")))
     d.start()
     for i in range(3):
-        d.put(ev.parse_server_event(json.dumps({"type": "error", "event_id": str(i),
-                                                "error": {"type": "x", "message": "m"}})))
+        d.put(
+            ev.parse_server_event(
+                json.dumps({"type": "error", "event_id": str(i), "error": {"type": "x", "message": "m"}})
+            )
+        )
     await d.drain(2)
     await d.stop()
     assert seen == ["slow:0", "any:0", "slow:1", "any:1", "slow:2", "any:2"]

@@ -16,26 +16,33 @@ from .conftest import FIXTURES, assert_wire_valid, until_switched
 pytestmark = pytest.mark.timeout(40)
 
 
-@pytest.mark.parametrize("transport, action, reason", [
-    ("webrtc", "stop_media", "no audio from the server for 1 s"),
-    ("webrtc", "close_channel", "closed"),
-    ("webrtc", "drop_connection", "closed"),
-    ("webrtc", "expire_session", "Your session hit the maximum duration"),
-    # (over a WebSocket, `stop_media` mutes the answer's deltas while the events go on: a server that is there,
-    # not a loss; a server gone silent altogether is tests/test_network.py's)
-    ("websocket", "close_channel", "the WebSocket closed (code 1000)"),
-    ("websocket", "drop_connection", "the WebSocket connection dropped (no close frame)"),
-    ("websocket", "expire_session", "Your session hit the maximum duration"),
-])
-async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_on(transport, action, reason,
-                                                                                    tmp_path) -> None:
+@pytest.mark.parametrize(
+    "transport, action, reason",
+    [
+        ("webrtc", "stop_media", "no audio from the server for 1 s"),
+        ("webrtc", "close_channel", "closed"),
+        ("webrtc", "drop_connection", "closed"),
+        ("webrtc", "expire_session", "Your session hit the maximum duration"),
+        # (over a WebSocket, `stop_media` mutes the answer's deltas while the events go on: a server that is there,
+        # not a loss; a server gone silent altogether is tests/test_network.py's)
+        ("websocket", "close_channel", "the WebSocket closed (code 1000)"),
+        ("websocket", "drop_connection", "the WebSocket connection dropped (no close frame)"),
+        ("websocket", "expire_session", "Your session hit the maximum duration"),
+    ],
+)
+async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_on(
+    transport, action, reason, tmp_path
+) -> None:
     statuses: list[str] = []
     faults = FaultPlan([FaultSpec(action=action, call=1, after_turns=1)])
     async with RealtimeServer(port=0, faults=faults) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport)
-        async with VoiceCall(settings, on_status=statuses.append,
-                             recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
-                             continuity=Continuity(reconnect=2, media_timeout=1.0)) as call:
+        async with VoiceCall(
+            settings,
+            on_status=statuses.append,
+            recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+            continuity=Continuity(reconnect=2, media_timeout=1.0),
+        ) as call:
             call.send_text("remember the number 42")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await until_switched(call)
@@ -44,7 +51,9 @@ async def test_the_client_reconnects_after_each_fault_and_the_conversation_goes_
             assert done.response.status == "completed"
             now = server.history[-1].conversation.items
             assert [it["content"][0].get("text") for it in now if it.get("role") == "user"] == [
-                "remember the number 42", "which number?"]
+                "remember the number 42",
+                "which number?",
+            ]
         assert len(server.history) == 2
     assert statuses[0].startswith("connection lost: ") and reason in statuses[0], statuses
     assert statuses[-1] == "reconnected, conversation restored (2 items)"
@@ -93,12 +102,14 @@ def test_faults_from_the_command_line_and_scenario_files(tmp_path) -> None:
     assert (fault.status, fault.retry_after, fault.times, fault.call) == (429, 1.5, 2, 1)
     with pytest.raises(ConfigError, match="needs at_seconds or after_turns"):
         parse_fault("drop_connection")
-    with pytest.raises(ConfigError, match="--fault.action"):
+    with pytest.raises(ConfigError, match=r"--fault\.action"):
         parse_fault("unplug_the_router:at_seconds=1")
     from voiceclient.server.responders import ScenarioResponder
 
     scenario = tmp_path / "faulty.toml"
-    scenario.write_text((FIXTURES / "scenarios" / "tools.toml").read_text()
-                        + '\n[[faults]]\naction = "drop_connection"\ncall = 1\nat_seconds = 3\n')
+    scenario.write_text(
+        (FIXTURES / "scenarios" / "tools.toml").read_text()
+        + '\n[[faults]]\naction = "drop_connection"\ncall = 1\nat_seconds = 3\n'
+    )
     spec = ScenarioResponder.from_file(scenario).spec
     assert [(f.action, f.call, f.at_seconds) for f in spec.faults] == [("drop_connection", 1, 3.0)]

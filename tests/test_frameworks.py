@@ -33,8 +33,10 @@ SPEECH = np.concatenate([np.zeros(7200, np.int16), tone(440, 1.0, API_RATE), np.
 
 def needs(*modules: str) -> pytest.MarkDecorator:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed: pip install "
-                                                    "'voiceclient[frameworks]' (scripts/test installs it)")
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"{', '.join(missing)} not installed: pip install 'voiceclient[frameworks]' (scripts/test installs it)",
+    )
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ async def scenario_server() -> AsyncIterator[RealtimeServer]:
 
 
 def chunks(pcm: np.ndarray, size: int = 480) -> list[np.ndarray]:
-    return [pcm[i:i + size] for i in range(0, pcm.size, size)]
+    return [pcm[i : i + size] for i in range(0, pcm.size, size)]
 
 
 # ---------------------------------------------------------------------------------------------------- pipecat
@@ -74,8 +76,10 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
             if direction == FrameDirection.DOWNSTREAM:
                 self.frames.put_nowait(frame)
             await self.push_frame(frame, direction)
-            for kind, spoken in ((f.TTSStartedFrame, f.BotStartedSpeakingFrame),
-                                 (f.TTSStoppedFrame, f.BotStoppedSpeakingFrame)):
+            for kind, spoken in (
+                (f.TTSStartedFrame, f.BotStartedSpeakingFrame),
+                (f.TTSStoppedFrame, f.BotStoppedSpeakingFrame),
+            ):
                 if isinstance(frame, kind):
                     await self.push_frame(spoken())
                     await self.push_frame(spoken(), FrameDirection.UPSTREAM)
@@ -102,13 +106,24 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
         await params.result_callback({"city": params.arguments["city"], "forecast": "sunny", "temperature": 22})
 
     llm.register_function("get_weather", get_weather)
-    tools = ToolsSchema(standard_tools=[FunctionSchema(name="get_weather", description="The weather in a city.",
-                                                       properties={"city": {"type": "string"}}, required=["city"])])
+    tools = ToolsSchema(
+        standard_tools=[
+            FunctionSchema(
+                name="get_weather",
+                description="The weather in a city.",
+                properties={"city": {"type": "string"}},
+                required=["city"],
+            )
+        ]
+    )
     context = LLMContext(messages=[{"role": "user", "content": "Hello there"}], tools=tools)
     pair = LLMContextAggregatorPair(context)
     speaker = Speaker()
-    worker = PipelineWorker(Pipeline([pair.user(), llm, speaker, pair.assistant()]), cancel_on_idle_timeout=False,
-                            params=PipelineParams(audio_in_sample_rate=API_RATE, audio_out_sample_rate=API_RATE))
+    worker = PipelineWorker(
+        Pipeline([pair.user(), llm, speaker, pair.assistant()]),
+        cancel_on_idle_timeout=False,
+        params=PipelineParams(audio_in_sample_rate=API_RATE, audio_out_sample_rate=API_RATE),
+    )
     started = asyncio.Event()
 
     @worker.event_handler("on_pipeline_started")
@@ -127,8 +142,9 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
 
         async def speak() -> None:
             for piece in chunks(SPEECH):
-                await worker.queue_frame(f.InputAudioRawFrame(audio=piece.tobytes(), sample_rate=API_RATE,
-                                                              num_channels=1))
+                await worker.queue_frame(
+                    f.InputAudioRawFrame(audio=piece.tobytes(), sample_rate=API_RATE, num_channels=1)
+                )
                 await asyncio.sleep(0.02)  # the pace of a microphone
 
         await speak()
@@ -154,8 +170,9 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
 
 # ---------------------------------------------------------------------------------------------------- LiveKit
 @needs("livekit.agents", "livekit.plugins.openai")
-async def test_livekit_realtime_model_against_the_embedded_server(scenario_server: RealtimeServer,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_livekit_realtime_model_against_the_embedded_server(
+    scenario_server: RealtimeServer, caplog: pytest.LogCaptureFixture
+) -> None:
     import aiohttp
     from livekit import rtc
     from livekit.agents import llm
@@ -217,7 +234,7 @@ async def test_livekit_realtime_model_against_the_embedded_server(scenario_serve
             chat.items.insert(0, first)
             await session.update_chat_ctx(chat)
             assert session.chat_ctx.items[0].id == "item_first"
-            assert [it["id"] for it in next(iter(server.sessions.values())).conversation.items][0] == "item_first"
+            assert next(iter(server.sessions.values())).conversation.items[0]["id"] == "item_first"
 
             while not generations.empty():  # generate_reply's own generation came through the event too
                 generations.get_nowait()
@@ -228,8 +245,11 @@ async def test_livekit_realtime_model_against_the_embedded_server(scenario_serve
             assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
             output = await get_weather(**json.loads(calls[0].arguments))
             chat = session.chat_ctx.copy()
-            chat.items.append(llm.FunctionCallOutput(call_id=calls[0].call_id, name="get_weather",
-                                                     output=json.dumps(output), is_error=False))
+            chat.items.append(
+                llm.FunctionCallOutput(
+                    call_id=calls[0].call_id, name="get_weather", output=json.dumps(output), is_error=False
+                )
+            )
             await session.update_chat_ctx(chat)
             text, audio, _ = await heard(await asyncio.wait_for(session.generate_reply(), 10))
             assert text == "Paris is sunny, 22 degrees." and abs(dominant_frequency(audio, API_RATE) - 700) < 5

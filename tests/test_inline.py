@@ -20,7 +20,12 @@ from aiortc.rtp import compute_audio_level_dbov
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.tracks import frame_to_mono
 from voiceclient.rtc.inline import (
-    InlineDecoderQueue, MonoOpusDecoder, MonoOpusEncoder, audio_level_dbov, use_inline_decoder, use_inline_encoder,
+    InlineDecoderQueue,
+    MonoOpusDecoder,
+    MonoOpusEncoder,
+    audio_level_dbov,
+    use_inline_decoder,
+    use_inline_encoder,
 )
 
 pytestmark = pytest.mark.timeout(20)
@@ -28,8 +33,9 @@ OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
 
 
 def stereo_frame(mono: np.ndarray, pts: int = 0) -> av.AudioFrame:
-    frame = av.AudioFrame.from_ndarray(np.repeat(mono.astype(np.int16), 2).reshape(1, -1), format="s16",
-                                       layout="stereo")
+    frame = av.AudioFrame.from_ndarray(
+        np.repeat(mono.astype(np.int16), 2).reshape(1, -1), format="s16", layout="stereo"
+    )
     frame.sample_rate = 48000
     frame.pts = pts
     return frame
@@ -51,8 +57,7 @@ def test_audio_level_is_the_value_aiortc_computes(level: float) -> None:
 
 def test_frame_to_mono_averages_the_two_channels() -> None:
     left, right = np.full(960, 1001, np.int16), np.full(960, -3001, np.int16)
-    frame = av.AudioFrame.from_ndarray(np.stack((left, right), axis=1).reshape(1, -1), format="s16",
-                                       layout="stereo")
+    frame = av.AudioFrame.from_ndarray(np.stack((left, right), axis=1).reshape(1, -1), format="s16", layout="stereo")
     assert frame_to_mono(frame).tolist() == [-1000] * 960
 
 
@@ -61,7 +66,7 @@ def test_mono_opus_keeps_the_level_and_timestamps_and_stock_decoders_hear_both_c
     sine = tone(440, 1.0, 48000, -12.0)  # -15 dBFS RMS
     packets = []
     for i in range(50):
-        frame = av.AudioFrame.from_ndarray(sine[i * 960:(i + 1) * 960].reshape(1, -1), format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(sine[i * 960 : (i + 1) * 960].reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = 48000
         payloads, timestamp = encoder.encode(frame)
         packets += [JitterFrame(data=p, timestamp=timestamp) for p in payloads]
@@ -72,7 +77,7 @@ def test_mono_opus_keeps_the_level_and_timestamps_and_stock_decoders_hear_both_c
     assert len(stock[10].layout.channels) == 2
     both = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in stock[5:]])
     assert (both[:, 0] == both[:, 1]).all()  # a mono packet is two full-level channels, not -3 dB each
-    for pcm in (ours[48000 // 10:], both[:, 0]):
+    for pcm in (ours[48000 // 10 :], both[:, 0]):
         assert -15.8 < rms_dbfs(pcm) < -14.2
         assert abs(dominant_frequency(pcm, 48000) - 440) < 2
 
@@ -88,19 +93,24 @@ async def test_packets_are_decoded_on_the_loop_and_the_thread_still_ends_the_tra
     inline = use_inline_decoder(transceiver.receiver)
     assert transceiver.receiver._RTCRtpReceiver__decoder_queue is inline  # type: ignore[attr-defined]
     # What aiortc's decoder thread does with its queue: wait on get(), end the track on None.
-    thread = threading.Thread(target=lambda: inline.get() is None and asyncio.run_coroutine_threadsafe(
-        transceiver.receiver._track._queue.put(None), loop), daemon=True)
+    thread = threading.Thread(
+        target=lambda: (
+            inline.get() is None
+            and asyncio.run_coroutine_threadsafe(transceiver.receiver._track._queue.put(None), loop)
+        ),
+        daemon=True,
+    )
     loop = asyncio.get_running_loop()
     thread.start()
     encoder = get_encoder(OPUS)
     sine = tone(440, 0.2, 48000, -12.0)
     for i in range(10):
-        payloads, timestamp = encoder.encode(stereo_frame(sine[i * 960:(i + 1) * 960], i * 960))
+        payloads, timestamp = encoder.encode(stereo_frame(sine[i * 960 : (i + 1) * 960], i * 960))
         for payload in payloads:
             inline.put((OPUS, JitterFrame(data=payload, timestamp=timestamp)))
     inline.put((OPUS, JitterFrame(data=b"\xff\xff\xff", timestamp=99999)))  # garbage: counted, decoder kept
     track = transceiver.receiver._track
-    decoded = [frame_to_mono(await asyncio.wait_for(track.recv(), 2)) for _ in range(10)]
+    decoded = [frame_to_mono(await asyncio.wait_for(track.recv(), 2)) for _ in range(10)]  # type: ignore[arg-type]
     assert abs(dominant_frequency(np.concatenate(decoded[3:]), 48000) - 440) < 3
     assert inline.errors == 1
     inline.put(None)  # the receiver stopping

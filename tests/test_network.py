@@ -28,9 +28,13 @@ from voiceclient.errors import ConnectionLostError
 
 from .conftest import FIXTURES, loud_spans, read_wav
 
-pytestmark = [pytest.mark.timeout(90),
-              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"),
-                                 reason="needs root, ip and nft (CI runs as root; scripts/test installs nftables)")]
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"),
+        reason="needs root, ip and nft (CI runs as root; scripts/test installs nftables)",
+    ),
+]
 
 
 SERIAL = itertools.count(10)  # two digits: one namespace and veth pair per test, names under 16 characters
@@ -42,11 +46,14 @@ def sh(*args: str) -> None:
 
 def drop(ns: str, table: str, protocols: str) -> None:
     """Drop every packet of `protocols` ("udp", "{ tcp, udp }") in and out of namespace `ns`, silently."""
-    rules = (f"table inet {table} {{\n"
-             f"  chain input {{ type filter hook input priority 0; meta l4proto {protocols} drop; }}\n"
-             f"  chain output {{ type filter hook output priority 0; meta l4proto {protocols} drop; }}\n}}\n")
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules.encode(), check=True,
-                   capture_output=True, timeout=20)
+    rules = (
+        f"table inet {table} {{\n"
+        f"  chain input {{ type filter hook input priority 0; meta l4proto {protocols} drop; }}\n"
+        f"  chain output {{ type filter hook output priority 0; meta l4proto {protocols} drop; }}\n}}\n"
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules.encode(), check=True, capture_output=True, timeout=20
+    )
 
 
 @pytest.fixture
@@ -77,9 +84,25 @@ async def namespaced_server(drop_udp: bool, *serve_args: str) -> AsyncIterator[t
         if drop_udp:
             drop(ns, "voiceclient_test", "udp")
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", ns, sys.executable, "-m", "voiceclient", "serve", "--host", ns_ip, "--port", "0",
-            "--no-speech", "--vad", "energy", *serve_args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-m",
+            "voiceclient",
+            "serve",
+            "--host",
+            ns_ip,
+            "--port",
+            "0",
+            "--no-speech",
+            "--vad",
+            "energy",
+            *serve_args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         yield line.split("listening on ")[1].split()[0], ns
@@ -111,16 +134,22 @@ async def test_webrtc_alone_fails_at_its_deadline_where_udp_is_dropped(udp_dropp
     assert 4.5 < elapsed < 10
 
 
-async def test_auto_goes_on_over_websocket_with_a_spoken_turn_and_a_tool(udp_dropped_server: str,
-                                                                        tmp_path) -> None:
+async def test_auto_goes_on_over_websocket_with_a_spoken_turn_and_a_tool(udp_dropped_server: str, tmp_path) -> None:
     settings = ClientSettings(base_url=udp_dropped_server, api_key="sk-x")  # transport "auto", the default
-    session = SessionConfig.model_validate({"audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                                   "silence_duration_ms": 800}}}})
+    session = SessionConfig.model_validate(
+        {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}}}
+    )
     status: list[str] = []
     out = tmp_path / "out.wav"
     started = time.monotonic()
-    async with VoiceCall(settings, session, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather],
-                         on_status=status.append, recording=Recording(output_wav=out)) as call:
+    async with VoiceCall(
+        settings,
+        session,
+        source=WavSource(FIXTURES / "hello.wav"),
+        tools=[get_weather],
+        on_status=status.append,
+        recording=Recording(output_wav=out),
+    ) as call:
         assert isinstance(call.transport, AutoTransport) and isinstance(call.transport.chosen, WebSocketTransport)
         stream = call.events()
         first = await stream.next_of("response.output_audio_transcript.done", timeout=30)
@@ -129,31 +158,45 @@ async def test_auto_goes_on_over_websocket_with_a_spoken_turn_and_a_tool(udp_dro
         answer = await stream.next_of("response.output_audio_transcript.done", timeout=30)
         assert answer.transcript == "Paris is sunny, 22 degrees."
         await call.run_until_idle(1.0, 30)
-    assert len(status) == 1 and status[0].startswith("WebRTC did not connect (the WebRTC connection did not come "
-                                                     "up within 3 s") and status[0].endswith("over WebSocket")
+    assert (
+        len(status) == 1
+        and status[0].startswith("WebRTC did not connect (the WebRTC connection did not come up within 3 s")
+        and status[0].endswith("over WebSocket")
+    )
     assert 3 < first_answer < 20
     # Heard, played out by the client: the preamble's 0.4 s of 500 Hz, then the answer's 0.6 s of 700 Hz, back to
     # back (as over WebRTC: the answer follows the tool output at once).
     pcm, rate, _ = read_wav(out)
     [(start, end)] = loud_spans(pcm[:, 0], rate)
     assert abs(end - start - 1.0) < 0.06
-    head = pcm[int(start * rate) + 600:int((start + 0.35) * rate), 0]
-    tail = pcm[int((start + 0.5) * rate):int(end * rate) - 600, 0]
+    head = pcm[int(start * rate) + 600 : int((start + 0.35) * rate), 0]
+    tail = pcm[int((start + 0.5) * rate) : int(end * rate) - 600, 0]
     assert abs(dominant_frequency(head, rate) - 500) < 5 and abs(dominant_frequency(tail, rate) - 700) < 5
 
 
-@pytest.mark.parametrize("transport, reason", [
-    ("webrtc", "no audio from the server for 1.5 s"),
-    ("websocket", "the server went silent: no answer to a WebSocket ping for 1.5 s"),
-])
+@pytest.mark.parametrize(
+    "transport, reason",
+    [
+        ("webrtc", "no audio from the server for 1.5 s"),
+        ("websocket", "the server went silent: no answer to a WebSocket ping for 1.5 s"),
+    ],
+)
 async def test_a_network_that_goes_silent_mid_call_is_noticed_and_the_call_comes_back(
-        transport: str, reason: str) -> None:
+    transport: str, reason: str
+) -> None:
     """Every packet to and from the server dropped mid-call, no FIN, no RST (Wi-Fi gone, a VPN re-routing): the
     client notices within its media timeout (over WebRTC the audio stops; over a WebSocket only its pings can
     tell), tries again while the network is down, and once it is back carries the conversation on."""
     async with namespaced_server(False) as (url, ns):
-        settings = ClientSettings(base_url=url, api_key="sk-x", transport=transport, connect_timeout=2,
-                                  session_update_timeout=2, http_timeout=2, max_retries=0)
+        settings = ClientSettings(
+            base_url=url,
+            api_key="sk-x",
+            transport=transport,  # type: ignore[arg-type]
+            connect_timeout=2,
+            session_update_timeout=2,
+            http_timeout=2,
+            max_retries=0,
+        )
         statuses: list[str] = []
         changed = asyncio.Event()
 
@@ -166,11 +209,15 @@ async def test_a_network_that_goes_silent_mid_call_is_noticed_and_the_call_comes
                 while not any(word in s for s in statuses):
                     changed.clear()
                     await changed.wait()
+
             await asyncio.wait_for(wait(), timeout)
             return time.monotonic()
 
-        async with VoiceCall(settings, on_status=on_status,
-                             continuity=Continuity(reconnect=ReconnectPolicy(8, (0.5,)), media_timeout=1.5)) as call:
+        async with VoiceCall(
+            settings,
+            on_status=on_status,
+            continuity=Continuity(reconnect=ReconnectPolicy(8, (0.5,)), media_timeout=1.5),
+        ) as call:
             call.send_text("remember the number 42")
             await call.wait_for(lambda e: e.type == "response.done", 10)
             await asyncio.sleep(1.0)  # the server streams on (WebRTC) or pings go unanswered (WebSocket)

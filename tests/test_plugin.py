@@ -18,8 +18,10 @@ HEAVY = {"numpy", "av", "aiortc", "httpx", "pydantic", "aiohttp", "onnxruntime",
 
 
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
-    code = ("import sys, voiceclient.testing.plugin, voiceclient.testing; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(HEAVY)!r})))")
+    code = (
+        "import sys, voiceclient.testing.plugin, voiceclient.testing; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(HEAVY)!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -32,7 +34,8 @@ def test_the_plugin_is_registered_under_its_entry_point() -> None:
 
 
 def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_users_suite=f'''
+    pytester.makepyfile(
+        test_users_suite=f"""
         import pytest
         from voiceclient.testing import assert_tool_called
 
@@ -45,18 +48,19 @@ def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pyte
         async def test_fails(realtime_server, scripted_call):
             result = await scripted_call(realtime_server, {str(FIXTURES / "tone_440_16k_stereo.wav")!r})
             assert_tool_called(result, "get_weather", city="Paris")
-    ''')
+    """
+    )
     # pytest-asyncio's default (strict) mode, as a user's suite has it unless it says otherwise
     run = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore")
     run.assert_outcomes(passed=1, failed=1)
     text = run.stdout.str()
     assert "expected a call of get_weather(city='Paris'); the calls made: none" in text
     assert "voiceclient: the calls of this test, kept" in text
-    events = Path(re.search(r"events (\S+\.events\.jsonl)", text).group(1))  # type: ignore[union-attr]
+    events = Path(re.search(r"events (\S+\.events\.jsonl)", text).group(1))
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert {line["event"]["type"] for line in lines} >= {"session.created", "response.done"}
     assert events.with_name(events.name.replace(".events.jsonl", ".conversation.wav")).stat().st_size > 44
-    page = Path(re.search(r"timeline (\S+\.report\.html)", text).group(1))  # type: ignore[union-attr]
+    page = Path(re.search(r"timeline (\S+\.report\.html)", text).group(1))
     assert page.parent == events.parent and "voiceclient call report" in page.read_text()
     assert page.parent.name == "test_fails0"  # the failing test's call; the passing one's made no page
     assert not list(page.parent.with_name("test_passes0").glob("*.report.html"))

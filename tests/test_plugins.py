@@ -23,9 +23,24 @@ PLUGIN = FIXTURES / "plugins" / "voiceclient-example-tools"
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(PLUGIN)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return str(target)
 
 
@@ -63,15 +78,19 @@ async def test_config_enables_plugins_and_filters_tools(plugin_path: str, tmp_pa
     assert (await tools_json(plugin_path, "--config", str(config)))["enabled"] == ["roll_dice"]
 
 
-@pytest.mark.parametrize("config_text, extra, message", [
-    ('[tools]\nplugins = ["nope"]\n', [], "[tools] plugins: nope not installed (installed: example, example-dice"),
-    ('[tools]\nplugins = ["example"]\nenable = ["ghost"]\n', [], "[tools] enable: no enabled source offers ghost"),
-    ('[tools]\nplugins = ["example"]\n', ["dup"], "tool 'convert_units' is defined twice: in "),
-    ('[tools]\ntimeout = -1\n', [], "tools.timeout: -1 is not allowed"),
-    ('[tool]\nplugins = []\n', [], "unknown section(s) tool"),
-])
-async def test_config_mistakes_are_one_line_errors(plugin_path: str, tmp_path: Path, config_text: str,
-                                                   extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "config_text, extra, message",
+    [
+        ('[tools]\nplugins = ["nope"]\n', [], "[tools] plugins: nope not installed (installed: example, example-dice"),
+        ('[tools]\nplugins = ["example"]\nenable = ["ghost"]\n', [], "[tools] enable: no enabled source offers ghost"),
+        ('[tools]\nplugins = ["example"]\n', ["dup"], "tool 'convert_units' is defined twice: in "),
+        ("[tools]\ntimeout = -1\n", [], "tools.timeout: -1 is not allowed"),
+        ("[tool]\nplugins = []\n", [], "unknown section(s) tool"),
+    ],
+)
+async def test_config_mistakes_are_one_line_errors(
+    plugin_path: str, tmp_path: Path, config_text: str, extra: list[str], message: str
+) -> None:
     config = tmp_path / "c.toml"
     config.write_text(config_text)
     args = ["tools", "--config", str(config)]
@@ -87,17 +106,34 @@ async def test_config_mistakes_are_one_line_errors(plugin_path: str, tmp_path: P
 
 async def test_a_call_uses_an_enabled_plugin_tool(plugin_path: str, tmp_path: Path) -> None:
     scenario = tmp_path / "convert.toml"
-    scenario.write_text('[[turns]]\n  [[turns.calls]]\n  name = "convert_units"\n'
-                        '  arguments = { value = 10, source = "km", target = "mi" }\n'
-                        '  [turns.after_tools]\n  text = "That is {output[value]} {output[unit]}."\n')
+    scenario.write_text(
+        '[[turns]]\n  [[turns.calls]]\n  name = "convert_units"\n'
+        '  arguments = { value = 10, source = "km", target = "mi" }\n'
+        '  [turns.after_tools]\n  text = "That is {output[value]} {output[unit]}."\n'
+    )
     config = tmp_path / "voiceclient.toml"
-    config.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n'
-                      '[tools]\nplugins = ["example"]\n')
+    config.write_text(
+        '[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n'
+        '[tools]\nplugins = ["example"]\n'
+    )
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(scenario)) as server:
-        code, out, err = await run_cli("call", "--config", str(config), "--input", str(FIXTURES / "hello.wav"),
-                                       "--events", str(events), "--base-url", server.base_url, "--api-key", "sk-x",
-                                       "--idle-exit", "1", env=env_with(plugin_path))
+        code, out, err = await run_cli(
+            "call",
+            "--config",
+            str(config),
+            "--input",
+            str(FIXTURES / "hello.wav"),
+            "--events",
+            str(events),
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-x",
+            "--idle-exit",
+            "1",
+            env=env_with(plugin_path),
+        )
     assert code == 0, err
     assert "assistant: That is 6.2137 mi." in out
     update = next(e["event"] for e in read_events(events) if e["event"]["type"] == "session.update")

@@ -7,14 +7,53 @@ pytestmark = pytest.mark.timeout(10)
 
 def test_public_api_is_pinned() -> None:
     assert voiceclient.__all__ == [
-        "APIConnectionError", "APIError", "APITimeoutError", "ApprovalDecision", "ApprovalRequest",
-        "AuthenticationError", "AutoTransport", "BufferSource", "CallAnswer", "CallError", "CallState", "CallsAPI",
-        "ClientSettings", "ConfigError", "ConnectionLostError", "Continuity", "DeviceError", "EventStream",
-        "InvalidAnswerError", "InvalidOfferError", "InvalidSessionError", "Item", "MalformedEvent", "NotFoundError",
-        "RateLimitError", "RealtimeServer", "ReconnectPolicy", "Recording", "ServerError", "SessionConfig",
-        "SessionNotConfirmedError", "SessionUpdateError", "Tool", "ToolContext", "ToolDefinitionError", "Transport",
-        "UnknownEvent", "VoiceCall", "VoiceClientError", "WavSource", "WebRTCTransport", "WebSocketTransport",
-        "__version__", "build_session", "load_audio", "parse_server_event", "tool",
+        "APIConnectionError",
+        "APIError",
+        "APITimeoutError",
+        "ApprovalDecision",
+        "ApprovalRequest",
+        "AuthenticationError",
+        "AutoTransport",
+        "BufferSource",
+        "CallAnswer",
+        "CallError",
+        "CallState",
+        "CallsAPI",
+        "ClientSettings",
+        "ConfigError",
+        "ConnectionLostError",
+        "Continuity",
+        "DeviceError",
+        "EventStream",
+        "InvalidAnswerError",
+        "InvalidOfferError",
+        "InvalidSessionError",
+        "Item",
+        "MalformedEvent",
+        "NotFoundError",
+        "RateLimitError",
+        "RealtimeServer",
+        "ReconnectPolicy",
+        "Recording",
+        "ServerError",
+        "SessionConfig",
+        "SessionNotConfirmedError",
+        "SessionUpdateError",
+        "Tool",
+        "ToolContext",
+        "ToolDefinitionError",
+        "Transport",
+        "UnknownEvent",
+        "VoiceCall",
+        "VoiceClientError",
+        "WavSource",
+        "WebRTCTransport",
+        "WebSocketTransport",
+        "__version__",
+        "build_session",
+        "load_audio",
+        "parse_server_event",
+        "tool",
     ]
     for name in voiceclient.__all__:
         assert hasattr(voiceclient, name)
@@ -28,13 +67,19 @@ def test_public_api_is_pinned() -> None:
 
 def test_error_tree() -> None:
     e = voiceclient
-    assert all(issubclass(c, e.VoiceClientError) for c in (
-        e.ConfigError, e.APIError, e.APIConnectionError, e.CallError, e.ToolDefinitionError))
+    assert all(
+        issubclass(c, e.VoiceClientError)
+        for c in (e.ConfigError, e.APIError, e.APIConnectionError, e.CallError, e.ToolDefinitionError)
+    )
     assert issubclass(e.APITimeoutError, TimeoutError) and issubclass(e.ConnectionLostError, ConnectionError)
     assert issubclass(e.ConfigError, ValueError) and issubclass(e.InvalidOfferError, ValueError)
     assert e.RateLimitError.transient and e.ServerError.transient and not e.AuthenticationError.transient
-    assert {c.exit_code for c in (e.ConfigError, e.AuthenticationError, e.APIConnectionError, e.ServerError)} == \
-        {2, 3, 4, 5}
+    assert {c.exit_code for c in (e.ConfigError, e.AuthenticationError, e.APIConnectionError, e.ServerError)} == {
+        2,
+        3,
+        4,
+        5,
+    }
     # An answer that cannot connect is a connection failure (4) that no retry mends; an unconfirmed session is a
     # call error (5), not a success with the session silently missing.
     assert e.InvalidAnswerError.exit_code == 4 and not e.InvalidAnswerError.transient
@@ -45,9 +90,11 @@ def test_sounddevice_is_not_imported_by_the_client() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, voiceclient, voiceclient.client.call, voiceclient.app.cli, voiceclient.server, "
-            "voiceclient.testing; "
-            "print('sounddevice' in sys.modules)")
+    code = (
+        "import sys, voiceclient, voiceclient.client.call, voiceclient.app.cli, voiceclient.server, "
+        "voiceclient.testing; "
+        "print('sounddevice' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # it fails at import without PortAudio: only device mode may import it
 

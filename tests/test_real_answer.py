@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from voiceclient import ClientSettings, VoiceCall
-from voiceclient.errors import ConnectionLostError
 from voiceclient.audio.sources import SilenceSource
 from voiceclient.audio.tracks import OutboundTrack
+from voiceclient.errors import ConnectionLostError
 from voiceclient.rtc.answer import MAX_MESSAGE_SIZE
 from voiceclient.rtc.lite import LiteConnection
 from voiceclient.rtc.peer import Peer
@@ -46,16 +46,20 @@ def line_kinds(sdp: str) -> list[list[str]]:
         elif line.startswith("a=candidate:"):
             bits = line.split()
             extra = {bits[i]: bits[i + 1] for i in range(8, len(bits) - 1, 2)}
-            kind = f"a=candidate {bits[2]} typ {bits[7]}" + (f" tcptype {extra['tcptype']}" if "tcptype" in extra
-                                                             else "") + (" ufrag" if "ufrag" in extra else "")
+            kind = (
+                f"a=candidate {bits[2]} typ {bits[7]}"
+                + (f" tcptype {extra['tcptype']}" if "tcptype" in extra else "")
+                + (" ufrag" if "ufrag" in extra else "")
+            )
         elif line.startswith("a=rtpmap:"):
             kind = "a=rtpmap " + line.split()[1]
         elif line.startswith("a=ssrc:"):
             kind = "a=ssrc " + line.split(" ", 1)[1]
         elif line.startswith("a=fmtp:"):
             kind = "a=fmtp " + line.split(" ", 1)[1]
-        elif line.startswith(("a=setup:", "a=sctp-port:", "a=msid:", "a=msid-semantic:", "a=group:", "c=", "t=",
-                              "s=", "v=")) or line in ("a=ice-lite", "a=rtcp-mux", "a=rtcp-rsize", "a=sendrecv"):
+        elif line.startswith(
+            ("a=setup:", "a=sctp-port:", "a=msid:", "a=msid-semantic:", "a=group:", "c=", "t=", "s=", "v=")
+        ) or line in ("a=ice-lite", "a=rtcp-mux", "a=rtcp-rsize", "a=sendrecv"):
             kind = line
         else:
             kind = line.split(":", 1)[0].split(" ", 1)[0]
@@ -64,7 +68,7 @@ def line_kinds(sdp: str) -> list[list[str]]:
 
 
 @pytest.fixture
-async def offer() -> str:
+async def offer() -> str:  # type: ignore[misc]
     peer = Peer(OutboundTrack(SilenceSource()))
     sdp = await peer.create_offer()
     yield sdp
@@ -87,8 +91,11 @@ async def test_our_answer_has_the_real_answers_lines_kind_by_kind(server: Realti
     # Known differences, and only these: the real service gives three addresses, each also as a TCP passive
     # candidate on 443 (aioice cannot serve ICE-TCP); we give one UDP candidate on the address we are bound to.
     assert Counter(k for k in theirs[1] if k.startswith("a=candidate")) == {
-        "a=candidate udp typ host ufrag": 3, "a=candidate tcp typ host tcptype passive ufrag": 3}
+        "a=candidate udp typ host ufrag": 3,
+        "a=candidate tcp typ host tcptype passive ufrag": 3,
+    }
     assert [k for k in mine[1] if k.startswith("a=candidate")] == ["a=candidate udp typ host ufrag"]
+
     def drop(kinds: list[str]) -> list[str]:
         return [k for k in kinds if not k.startswith("a=candidate")]
 
@@ -110,8 +117,9 @@ async def test_only_offered_codecs_and_the_offers_payload_type(server: RealtimeS
     try:
         sdp = await peer.create_offer()
         # An offer with Opus under 111 and no G.711, as libwebrtc makes it (the August 2026 answer had no PCMU/PCMA)
-        sdp = sdp.replace("UDP/TLS/RTP/SAVPF 96 9 0 8", "UDP/TLS/RTP/SAVPF 111").replace("a=rtpmap:96 opus",
-                                                                                       "a=rtpmap:111 opus")
+        sdp = sdp.replace("UDP/TLS/RTP/SAVPF 96 9 0 8", "UDP/TLS/RTP/SAVPF 111").replace(
+            "a=rtpmap:96 opus", "a=rtpmap:111 opus"
+        )
         sdp = re.sub(r"a=rtpmap:(9|0|8) [^\r]+\r\n", "", sdp)
         resp = await create_call(server, sdp)
         assert resp.status_code == 201, resp.text
@@ -137,7 +145,7 @@ async def lite_agents(deaf: list[bool]) -> tuple[list[LiteConnection], list[asyn
         answer = answer.replace(f"203.0.113.1{i} 3478", f"127.0.0.1 {agent.local_candidates[0].port}")
         answer = answer.replace(f"203.0.113.1{i} 443", f"127.0.0.1 {9 + i}")  # TCP: aioice pairs none of these
     assert "203.0.113" not in answer
-    return agents, waiting, answer
+    return agents, waiting, answer  # type: ignore[return-value]
 
 
 async def close_agents(agents: list[LiteConnection], waiting: list[asyncio.Future[None]]) -> None:
@@ -165,7 +173,7 @@ async def test_the_client_takes_the_captured_real_answer() -> None:
         assert [c.payloadType for c in transceiver._codecs][:1] == [96]  # Opus under the offer's type
         assert transceiver.receiver.transport._role == "server"  # setup:active: the service is the DTLS client
         assert pc.sctp.transport is transceiver.receiver.transport  # BUNDLE: one transport
-        assert pc._RTCPeerConnection__sctpRemoteCaps.maxMessageSize == 1073741823
+        assert pc._RTCPeerConnection__sctpRemoteCaps.maxMessageSize == 1073741823  # type: ignore[attr-defined]
         remote = connection.remote_candidates
         assert sorted(c.transport for c in remote) == ["tcp"] * 3 + ["udp"] * 3
         await asyncio.wait_for(waiting[0], 10)  # the lite agent saw the client's nomination
@@ -202,13 +210,14 @@ async def _until(predicate, timeout: float = 5.0) -> bool:
         while not predicate():
             await asyncio.sleep(0.02)
         return True
+
     return await asyncio.wait_for(wait(), timeout)
 
 
 async def test_a_whole_call_takes_the_lite_path(server: RealtimeServer, settings: ClientSettings) -> None:
     """Every loopback call now runs against a lite server: the client is controlling and nominates."""
     async with VoiceCall(settings.model_copy(update={"transport": "webrtc"})) as call:
-        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection  # type: ignore[attr-defined]
         assert connection.remote_is_lite and connection.ice_controlling
         [served] = server.calls.values()
         [lite] = served.peer.lite
@@ -219,14 +228,22 @@ async def test_a_whole_call_takes_the_lite_path(server: RealtimeServer, settings
         assert done.transcript == "You said: over a lite server"
 
 
-async def test_the_server_receives_a_message_over_aiortcs_default_size(server: RealtimeServer,
-                                                                       settings: ClientSettings) -> None:
+async def test_the_server_receives_a_message_over_aiortcs_default_size(
+    server: RealtimeServer, settings: ClientSettings
+) -> None:
     """The answer advertises what the server takes in one message; one of 1 MiB (four times aiortc's own limit)
     arrives whole. The server's echo of it cannot go back (the client takes 256 KiB): an error, and it serves on."""
     async with VoiceCall(settings) as call:
         text = "0123456789abcdef" * 65536
-        event = {"type": "conversation.item.create", "item": {"id": "item_large", "type": "message", "role": "user",
-                                                              "content": [{"type": "input_text", "text": text}]}}
+        event = {
+            "type": "conversation.item.create",
+            "item": {
+                "id": "item_large",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
         stream = call.events()
         call.transport.send(json.dumps(event))
         await stream.next_of("error")
@@ -246,7 +263,8 @@ async def test_aiortcs_own_answer_stays_behind_an_option(offer: str) -> None:
 
 
 async def test_a_client_that_vanishes_is_noticed_by_its_missing_consent_checks(
-        server: RealtimeServer, settings: ClientSettings, monkeypatch) -> None:
+    server: RealtimeServer, settings: ClientSettings, monkeypatch
+) -> None:
     """A lite server sends no checks of its own; the client's consent checks (every ~5 s) are its sign of life."""
     from voiceclient.rtc import lite
 
@@ -255,7 +273,7 @@ async def test_a_client_that_vanishes_is_noticed_by_its_missing_consent_checks(
     await call.connect()
     try:
         [served] = server.calls.values()
-        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection
+        connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection  # type: ignore[attr-defined]
         for protocol in connection._protocols:  # the laptop's network goes away: no close, no goodbye
             protocol.transport.close()
         await asyncio.wait_for(served.closed.wait(), 15)

@@ -15,7 +15,12 @@ import pytest
 
 from voiceclient import tool
 from voiceclient.testing import (
-    assert_events_in_order, assert_heard, assert_heard_close_to, assert_tool_called, transcribe_wav, word_error_rate,
+    assert_events_in_order,
+    assert_heard,
+    assert_heard_close_to,
+    assert_tool_called,
+    transcribe_wav,
+    word_error_rate,
 )
 
 from .conftest import FIXTURES, NEEDS_AGENT
@@ -24,8 +29,10 @@ ROOT = FIXTURES.parent
 SPEECH = FIXTURES / "speech"
 RULES = FIXTURES / "scenarios" / "assistant.toml"
 pytestmark = [pytest.mark.timeout(90), NEEDS_AGENT]
-SESSION_500MS = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                          "silence_duration_ms": 500}}}}
+SESSION_500MS = {
+    "type": "realtime",
+    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+}
 
 
 @tool
@@ -95,9 +102,14 @@ async def test_the_assistant_answers_each_request(voice_server, scripted_call, w
         assert result.tool_calls == []
     else:
         name, arguments = expected_call
-        assert_tool_called(result, name, **arguments)
-    assert_events_in_order(result, "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                           "response.created", "response.done")
+        assert_tool_called(result, name, **arguments)  # type: ignore[arg-type]
+    assert_events_in_order(
+        result,
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "response.created",
+        "response.done",
+    )
     assert_heard(result, *phrases)
 
 
@@ -120,9 +132,11 @@ async def test_the_assistant_over_the_websocket_transport(voice_server, scripted
 
     server = await voice_server(scenario=RULES)
     wav = ROOT / "voiceclient" / "assets" / "demo_user.wav"
-    result = await scripted_call(server, wav, tools=TOOLS, session=SessionConfig.model_validate(SESSION_500MS),
-                                 transport="websocket")
+    result = await scripted_call(
+        server, wav, tools=TOOLS, session=SessionConfig.model_validate(SESSION_500MS), transport="websocket"
+    )
     assert_tool_called(result, "get_weather", city="Paris")
     assert_heard(result, "sunny in paris", "goodbye")
     assert [line["event"]["type"] for line in result.events if line["dir"] == "local"][:1] == [
-        "output_audio_buffer.started"]
+        "output_audio_buffer.started"
+    ]

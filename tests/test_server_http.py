@@ -40,8 +40,11 @@ def error_of(resp: httpx.Response) -> dict:
 
 async def test_multipart_with_part_types_answers_201_with_sdp_and_relative_location(http, offer, server) -> None:
     session = {"type": "realtime", "instructions": "hi"}
-    resp = await http.post("/realtime/calls", headers={**AUTH, "Accept": "application/sdp"}, files={
-        "sdp": (None, offer, "application/sdp"), "session": (None, json.dumps(session), "application/json")})
+    resp = await http.post(
+        "/realtime/calls",
+        headers={**AUTH, "Accept": "application/sdp"},
+        files={"sdp": (None, offer, "application/sdp"), "session": (None, json.dumps(session), "application/json")},
+    )
     assert resp.status_code == 201
     assert resp.headers["content-type"].startswith("application/sdp")
     location = resp.headers["location"]
@@ -60,28 +63,37 @@ async def test_multipart_with_part_types_answers_201_with_sdp_and_relative_locat
 async def test_browser_formdata_without_part_content_types_is_accepted(http, offer) -> None:
     # What `FormData.set("sdp", text)` sends: multipart parts with no per-part Content-Type.
     boundary = "XyZ"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n{offer}\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\n\r\n"
-            f"{json.dumps({'type': 'realtime'})}\r\n--{boundary}--\r\n")
-    resp = await http.post("/realtime/calls", content=body.encode(),
-                           headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sdp"\r\n\r\n{offer}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session"\r\n\r\n'
+        f"{json.dumps({'type': 'realtime'})}\r\n--{boundary}--\r\n"
+    )
+    resp = await http.post(
+        "/realtime/calls",
+        content=body.encode(),
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert resp.status_code == 201, resp.text
 
 
-@pytest.mark.parametrize("case, status, code, param", [
-    ("no_auth", 401, None, None),
-    ("garbage_sdp", 400, "invalid_offer", "sdp"),
-    ("no_type", 400, "missing_required_parameter", "session.type"),
-    ("not_json", 400, "invalid_json", "session"),
-    ("bad_value", 400, "invalid_value", "session.audio.output.speed"),
-    ("beta_shape", 400, "invalid_type", "session.audio.input.format"),
-    ("unknown_field", 400, "unknown_parameter", "session.voice"),
-    ("json_body", 415, "unsupported_content_type", None),
-    ("raw_sdp_project_key", 401, "invalid_api_key", None),
-    ("beta_header", 400, "beta_api_shape_disabled", None),
-])
-async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(http, offer, case, status, code,
-                                                                           param) -> None:
+@pytest.mark.parametrize(
+    "case, status, code, param",
+    [
+        ("no_auth", 401, None, None),
+        ("garbage_sdp", 400, "invalid_offer", "sdp"),
+        ("no_type", 400, "missing_required_parameter", "session.type"),
+        ("not_json", 400, "invalid_json", "session"),
+        ("bad_value", 400, "invalid_value", "session.audio.output.speed"),
+        ("beta_shape", 400, "invalid_type", "session.audio.input.format"),
+        ("unknown_field", 400, "unknown_parameter", "session.voice"),
+        ("json_body", 415, "unsupported_content_type", None),
+        ("raw_sdp_project_key", 401, "invalid_api_key", None),
+        ("beta_header", 400, "beta_api_shape_disabled", None),
+    ],
+)
+async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(
+    http, offer, case, status, code, param
+) -> None:
     files = {"sdp": (None, offer, "application/sdp")}
     kw: dict = {"headers": AUTH, "files": files}
     if case == "no_auth":
@@ -113,51 +125,81 @@ async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(http,
 
 
 async def test_ephemeral_key_with_raw_sdp(http, offer, server) -> None:
-    secret = await http.post("/realtime/client_secrets", headers=AUTH, json={
-        "expires_after": {"anchor": "created_at", "seconds": 60},
-        "session": {"type": "realtime", "instructions": "from the secret"}})
+    secret = await http.post(
+        "/realtime/client_secrets",
+        headers=AUTH,
+        json={
+            "expires_after": {"anchor": "created_at", "seconds": 60},
+            "session": {"type": "realtime", "instructions": "from the secret"},
+        },
+    )
     assert secret.status_code == 200
     body = secret.json()
     assert body["value"].startswith("ek_") and body["session"]["instructions"] == "from the secret"
     assert body["session"]["object"] == "realtime.session" and body["expires_at"] > 0
-    resp = await http.post("/realtime/calls", content=offer,
-                           headers={"Authorization": f"Bearer {body['value']}", "Content-Type": "application/sdp"})
+    resp = await http.post(
+        "/realtime/calls",
+        content=offer,
+        headers={"Authorization": f"Bearer {body['value']}", "Content-Type": "application/sdp"},
+    )
     assert resp.status_code == 201
     call_id = resp.headers["location"].rsplit("/", 1)[1]
     assert server.calls[call_id].session["instructions"] == "from the secret"
-    bad = await http.post("/realtime/calls", content=offer,
-                          headers={"Authorization": "Bearer ek_unknown", "Content-Type": "application/sdp"})
+    bad = await http.post(
+        "/realtime/calls",
+        content=offer,
+        headers={"Authorization": "Bearer ek_unknown", "Content-Type": "application/sdp"},
+    )
     assert bad.status_code == 401 and error_of(bad)["code"] == "invalid_api_key"
     too_long = await http.post("/realtime/client_secrets", headers=AUTH, json={"expires_after": {"seconds": 9000}})
     assert too_long.status_code == 400 and error_of(too_long)["param"] == "expires_after.seconds"
 
 
 async def test_cors_lets_a_page_on_another_origin_read_location(http, offer) -> None:
-    pre = await http.options("/realtime/calls", headers={
-        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type"})
+    pre = await http.options(
+        "/realtime/calls",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert pre.status_code in (200, 204)
     assert pre.headers["access-control-allow-origin"] == "http://localhost:5173"
     assert "authorization" in pre.headers["access-control-allow-headers"].lower()
-    resp = await http.post("/realtime/calls", headers={**AUTH, "Origin": "http://localhost:5173"},
-                           files={"sdp": (None, offer, "application/sdp")})
+    resp = await http.post(
+        "/realtime/calls",
+        headers={**AUTH, "Origin": "http://localhost:5173"},
+        files={"sdp": (None, offer, "application/sdp")},
+    )
     assert "location" in resp.headers["access-control-expose-headers"].lower()
 
 
-@pytest.mark.parametrize("sdk, requested", [
-    # @openai/agents-realtime 0.20, OpenAIRealtimeWebRTC's SDP POST (Bearer ek_, application/sdp, its own header)
-    ("agents-js webrtc", "authorization,content-type,x-openai-agents-sdk"),
-    # openai-node in a browser (dangerouslyAllowBrowser): its platform headers, retry count and timeout
-    ("openai-node", "authorization,content-type,accept,x-stainless-arch,x-stainless-lang,x-stainless-os,"
-                    "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
-                    "x-stainless-runtime-version,x-stainless-timeout"),
-    ("openai-node with organization and project", "authorization,openai-organization,openai-project"),
-    ("OpenAI's browser guide (fetch)", "authorization,content-type"),
-])
+@pytest.mark.parametrize(
+    "sdk, requested",
+    [
+        # @openai/agents-realtime 0.20, OpenAIRealtimeWebRTC's SDP POST (Bearer ek_, application/sdp, its own header)
+        ("agents-js webrtc", "authorization,content-type,x-openai-agents-sdk"),
+        # openai-node in a browser (dangerouslyAllowBrowser): its platform headers, retry count and timeout
+        (
+            "openai-node",
+            "authorization,content-type,accept,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+            "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+            "x-stainless-runtime-version,x-stainless-timeout",
+        ),
+        ("openai-node with organization and project", "authorization,openai-organization,openai-project"),
+        ("OpenAI's browser guide (fetch)", "authorization,content-type"),
+    ],
+)
 async def test_the_preflight_allows_what_openais_sdks_send(http, sdk: str, requested: str) -> None:
-    pre = await http.options("/realtime/calls", headers={
-        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": requested})
+    pre = await http.options(
+        "/realtime/calls",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": requested,
+        },
+    )
     assert pre.status_code == 204
     allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
     assert set(requested.split(",")) <= allowed, sdk
@@ -167,9 +209,14 @@ async def test_the_preflight_allows_what_openais_sdks_send(http, sdk: str, reque
 async def test_the_preflight_allows_no_third_party_header(http) -> None:
     """The real service refused a page that added `originator`; so does this one: the browser sees it missing
     from the allowed list and never sends the POST."""
-    pre = await http.options("/realtime/calls", headers={
-        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,originator"})
+    pre = await http.options(
+        "/realtime/calls",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,originator",
+        },
+    )
     allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
     assert "originator" not in allowed and "*" not in allowed
 
@@ -177,8 +224,11 @@ async def test_the_preflight_allows_no_third_party_header(http) -> None:
 async def test_required_api_key(offer) -> None:
     async with RealtimeServer(port=0, api_key="sk-right") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
-            wrong = await http.post("/realtime/calls", headers={"Authorization": "Bearer sk-wrong"},
-                                    files={"sdp": (None, offer, "application/sdp")})
+            wrong = await http.post(
+                "/realtime/calls",
+                headers={"Authorization": "Bearer sk-wrong"},
+                files={"sdp": (None, offer, "application/sdp")},
+            )
             assert wrong.status_code == 401 and error_of(wrong)["code"] == "invalid_api_key"
 
 
@@ -187,7 +237,8 @@ async def test_the_official_openai_sdk_creates_a_call(server, offer) -> None:
 
     client = AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
     raw = await client.realtime.calls.with_raw_response.create(
-        sdp=offer, session={"type": "realtime", "instructions": "from the SDK"})
+        sdp=offer, session={"type": "realtime", "instructions": "from the SDK"}
+    )
     assert raw.status_code == 201
     call_id = raw.headers["location"].rsplit("/", 1)[1]
     assert raw.parse().text.startswith("v=0")

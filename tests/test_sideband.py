@@ -24,15 +24,21 @@ async def test_the_sdk_joins_a_call_and_drives_it(tmp_path) -> None:
             async with client.realtime.connect(call_id=call.call_id) as sideband:
                 first = await asyncio.wait_for(sideband.recv(), 5)
                 assert first.type == "session.created" and first.session.audio.output.voice == "alloy"
-                await sideband.conversation.item.create(item={
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "from the backend"}]})
+                await sideband.conversation.item.create(
+                    item={
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "from the backend"}],
+                    }
+                )
                 await sideband.response.create()
                 seen = []
                 while "response.done" not in seen:
                     event = await asyncio.wait_for(sideband.recv(), 5)  # parsed by the SDK's own models
                     seen.append(event.type)
-                assert {"conversation.item.added", "response.created", "response.output_audio_transcript.done"} \
-                    <= set(seen)
+                assert {"conversation.item.added", "response.created", "response.output_audio_transcript.done"} <= set(
+                    seen
+                )
                 await sideband.send({"type": "no.such.event", "event_id": "sb1"})  # type: ignore[arg-type]
                 error = await asyncio.wait_for(sideband.recv(), 5)
                 assert error.type == "error" and error.error.event_id == "sb1"
@@ -49,8 +55,13 @@ async def test_unknown_calls_and_sessions_without_a_model_are_refused() -> None:
 
     async with RealtimeServer(port=0) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
-            headers = {"Authorization": "Bearer sk-x", "Connection": "Upgrade", "Upgrade": "websocket",
-                       "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+            headers = {
+                "Authorization": "Bearer sk-x",
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }
             unknown = await http.get("/realtime", params={"call_id": "rtc_nope"}, headers=headers)
             assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "call_id_not_found"
             missing = await http.get("/realtime", headers=headers)

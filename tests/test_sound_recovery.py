@@ -23,12 +23,23 @@ from .test_talk import spans_at, wav
 pytestmark = pytest.mark.timeout(120)
 
 
-async def speak_and_listen(pulse: dict[str, str], said: Path, seconds: float, microphone: str = "vmicsink",
-                           speaker: str = "vspk") -> np.ndarray:
+async def speak_and_listen(
+    pulse: dict[str, str], said: Path, seconds: float, microphone: str = "vmicsink", speaker: str = "vspk"
+) -> np.ndarray:
     """Play `said` into the virtual microphone and record the virtual speaker for `seconds`."""
     out = said.with_suffix(".heard.wav")
-    recorder = subprocess.Popen(["parecord", f"--device={speaker}.monitor", "--channels=1", "--rate=24000",
-                                 "--format=s16le", "--file-format=wav", str(out)], env=pulse)
+    recorder = subprocess.Popen(
+        [
+            "parecord",
+            f"--device={speaker}.monitor",
+            "--channels=1",
+            "--rate=24000",
+            "--format=s16le",
+            "--file-format=wav",
+            str(out),
+        ],
+        env=pulse,
+    )
     await asyncio.sleep(0.3)
     player = subprocess.Popen(["paplay", f"--device={microphone}", str(said)], env=pulse)
     await asyncio.sleep(seconds)
@@ -43,8 +54,13 @@ async def start_talk(server: RealtimeServer, tmp_path: Path) -> tuple[Any, async
     from voiceclient.app.talk import Talk
 
     screen = tmp_path / "screen.txt"
-    talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc"), SessionConfig(),
-                aec="off", commands=asyncio.Queue(), stream=open(screen, "w", buffering=1))
+    talk = Talk(
+        ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc"),
+        SessionConfig(),
+        aec="off",
+        commands=asyncio.Queue(),
+        stream=open(screen, "w", buffering=1),
+    )
     task = asyncio.ensure_future(talk.run(max_duration=90))
     while talk.call is None or talk.call.state.value != "connected":
         if task.done():
@@ -86,8 +102,9 @@ async def test_the_sound_server_restarting_mid_call_is_survived(pulse, tmp_path:
         same_call, switches = talk.call.call_id == call_id, talk.call.switches
         await stop_talk(talk, task)
         user_turns = server.history[-1].conversation.user_audio()
-    print(f"sound server restart: streams reopened {reopened:.2f} s, microphone delivering {hearing:.2f} s after "
-          "the kill")
+    print(
+        f"sound server restart: streams reopened {reopened:.2f} s, microphone delivering {hearing:.2f} s after the kill"
+    )
     assert len(spans_at(before, API_RATE, 440)) == 1
     [echo] = spans_at(after, API_RATE, 660)
     assert 0.6 < echo[1] - echo[0] < 1.0  # the whole turn, echoed, at the speaker of the new server
@@ -113,8 +130,11 @@ async def test_new_default_devices_mid_call_carry_the_conversation(pulse, tmp_pa
             talk, task, _ = await start_talk(server, tmp_path)
             call_id = talk.call.call_id
             before = await speak_and_listen(pulse, turn(tmp_path / "a.wav", 440), 3.5)
-            old = [line.split("\t")[0] for line in pactl(pulse, "list", "short", "modules").splitlines()
-                   if "vspk" in line or "vmic" in line]
+            old = [
+                line.split("\t")[0]
+                for line in pactl(pulse, "list", "short", "modules").splitlines()
+                if "vspk" in line or "vmic" in line
+            ]
             pactl(pulse, "load-module", "module-null-sink", "sink_name=hspk", "rate=48000", "channels=2")
             pactl(pulse, "load-module", "module-null-sink", "sink_name=hmicsink", "rate=48000", "channels=1")
             pactl(pulse, "load-module", "module-remap-source", "source_name=hmic", "master=hmicsink.monitor")
@@ -123,8 +143,9 @@ async def test_new_default_devices_mid_call_carry_the_conversation(pulse, tmp_pa
             for module in reversed(old):  # the remapped microphone first, then the sinks under it
                 pactl(pulse, "unload-module", module)
             await asyncio.sleep(2.5)  # the new virtual microphone's first block (see the test above)
-            after = await speak_and_listen(pulse, turn(tmp_path / "b.wav", 660), 4.0, microphone="hmicsink",
-                                           speaker="hspk")
+            after = await speak_and_listen(
+                pulse, turn(tmp_path / "b.wav", 660), 4.0, microphone="hmicsink", speaker="hspk"
+            )
             same_call, switches = talk.call.call_id == call_id, talk.call.switches
             await stop_talk(talk, task)
             user_turns = server.history[-1].conversation.user_audio()
@@ -146,6 +167,7 @@ class FakeStream:
 
     def __init__(self, what: str, opens: list[bool] | None = None) -> None:
         self.what = what
+        self.spec: str | int | None = None
         self.broken: str | None = None
         self.opens = opens or []  # results of the next reopen() calls (True: it opens); then True
         self.reopened = 0
@@ -172,7 +194,8 @@ async def test_the_guard_reopens_only_the_failed_stream_else_both_after_reinitia
 
     reinits: list[int] = []
     monkeypatch.setattr(recovery, "reinitialise_portaudio", lambda: reinits.append(1))
-    mic, speaker, lines = FakeStream("microphone"), FakeStream("speaker"), []
+    mic, speaker = FakeStream("microphone"), FakeStream("speaker")
+    lines: list[str] = []
     guard = recovery.StreamGuard([mic, speaker], lines.append, retry=0.01)
     mic.broken = "has not called back for 400 ms"
     await guard.recover([(mic, mic.broken)])
@@ -184,8 +207,10 @@ async def test_the_guard_reopens_only_the_failed_stream_else_both_after_reinitia
     assert reinits == [1, 1] and mic.reopened == 2 and speaker.reopened == 1  # (closed by each re-initialising)
     assert guard.recoveries == 2
     assert [line.split(" (")[0] for line in lines] == [
-        "sound: the microphone stopped", "sound: the microphone stopped and cannot be reopened yet",
-        "sound: the microphone stopped"]
+        "sound: the microphone stopped",
+        "sound: the microphone stopped and cannot be reopened yet",
+        "sound: the microphone stopped",
+    ]
     assert lines[-1].endswith("(recovery 2)")
 
 
@@ -234,12 +259,19 @@ async def test_a_new_system_default_moves_the_unpinned_streams(pulse, tmp_path: 
 
     from voiceclient.app.talk import Talk
 
-    report = ("import json, time; say = lambda o: print(json.dumps({'input': 'default', 'output': o}), flush=True);"
-              " say('default'); time.sleep(2); say('Headset'); time.sleep(120)")
+    report = (
+        "import json, time; say = lambda o: print(json.dumps({'input': 'default', 'output': o}), flush=True);"
+        " say('default'); time.sleep(2); say('Headset'); time.sleep(120)"
+    )
     async with RealtimeServer(port=0) as server:
-        talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc"),
-                    SessionConfig(), aec="off", commands=asyncio.Queue(), follow_defaults=True,
-                    stream=open(tmp_path / "screen.txt", "w", buffering=1))
+        talk = Talk(
+            ClientSettings(base_url=server.base_url, api_key="sk-test", transport="webrtc"),
+            SessionConfig(),
+            aec="off",
+            commands=asyncio.Queue(),
+            follow_defaults=True,
+            stream=open(tmp_path / "screen.txt", "w", buffering=1),
+        )
         talk.defaults.command = [sys.executable, "-c", report]
         task = asyncio.ensure_future(talk.run(max_duration=60))
         while talk.defaults.changes < 1:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import wave
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig
 from voiceclient.audio.format import API_RATE, dominant_frequency, tone
 from voiceclient.client.options import Recording
+from voiceclient.client.settings import TransportName
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
@@ -35,30 +38,53 @@ def spans_at(pcm: np.ndarray, rate: int, frequency: float) -> list[tuple[float, 
     """Loud spans whose main frequency is `frequency` (within 3 %)."""
     out = []
     for a, b in loud_spans(pcm, rate):
-        seg = pcm[int(a * rate):int(b * rate)]
+        seg = pcm[int(a * rate) : int(b * rate)]
         if seg.size > rate // 20 and abs(dominant_frequency(seg, rate) - frequency) < frequency * 0.03:
             out.append((a, b))
     return out
 
 
-async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tuple[float, Path]],
-                   seconds: float, commands: list[tuple[float, str]] = (),
-                   transport: str = "auto", agent: object = None) -> tuple[np.ndarray, object, Path]:
+async def converse(
+    pulse,
+    tmp_path: Path,
+    server: RealtimeServer,
+    say: list[tuple[float, Path]],
+    seconds: float,
+    commands: Sequence[tuple[float, str]] = (),
+    transport: TransportName = "auto",
+    agent: Any = None,
+) -> tuple[np.ndarray, Any, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
     from voiceclient.app.talk import Talk
 
     events = tmp_path / "events.jsonl"
     queue: asyncio.Queue[str] = asyncio.Queue()
-    talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport), SessionConfig(),
-                aec="off", recording=Recording(events_jsonl=events), commands=queue,
-                stream=open(tmp_path / "screen.txt", "w"), agent=agent)
+    talk = Talk(
+        ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport),
+        SessionConfig(),
+        aec="off",
+        recording=Recording(events_jsonl=events),
+        commands=queue,
+        stream=open(tmp_path / "screen.txt", "w"),
+        agent=agent,
+    )
     task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
     while talk.call is None or talk.call.state.value != "connected":
         await asyncio.sleep(0.05)
     await asyncio.sleep(2.0)  # PulseAudio streams stall for a moment after they start
     out = tmp_path / "speaker.wav"
-    recorder = subprocess.Popen(["parecord", "--device=vspk.monitor", "--channels=1", "--rate=24000",
-                                 "--format=s16le", "--file-format=wav", str(out)], env=pulse)
+    recorder = subprocess.Popen(
+        [
+            "parecord",
+            "--device=vspk.monitor",
+            "--channels=1",
+            "--rate=24000",
+            "--format=s16le",
+            "--file-format=wav",
+            str(out),
+        ],
+        env=pulse,
+    )
     start = asyncio.get_running_loop().time()
     players = []
     plan = sorted([(t, "play", p) for t, p in say] + [(t, "cmd", c) for t, c in commands], key=lambda x: x[0])
@@ -81,17 +107,17 @@ async def converse(pulse, tmp_path: Path, server: RealtimeServer, say: list[tupl
 
 
 @pytest.mark.parametrize("transport", ["webrtc", "websocket"])
-async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_speaker(pulse, tmp_path: Path,
-                                                                                   transport: str) -> None:
+async def test_spoken_turn_reaches_the_server_and_the_echo_comes_out_of_the_speaker(
+    pulse, tmp_path: Path, transport: str
+) -> None:
     said = wav(tmp_path / "a.wav", np.concatenate([tone(440, 1.0, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     async with RealtimeServer(port=0) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0,
-                                             transport=transport)
+        heard, talk, _events = await converse(pulse, tmp_path, server, [(0.5, said)], seconds=5.0, transport=transport)  # type: ignore[arg-type]
         call = server.history[-1]
         user = call.conversation.user_audio()
     assert len(user) == 1
     a, b = loud_spans(user[0], API_RATE)[0]
-    assert abs(dominant_frequency(user[0][int(a * API_RATE) + 1200:int(b * API_RATE) - 1200], API_RATE) - 440) < 3
+    assert abs(dominant_frequency(user[0][int(a * API_RATE) + 1200 : int(b * API_RATE) - 1200], API_RATE) - 440) < 3
     echoed = spans_at(heard, API_RATE, 440)
     assert len(echoed) == 1 and 0.85 < echoed[0][1] - echoed[0][0] < 1.2, echoed
     assert echoed[0][0] > 1.5  # after the user's turn ended (0.5 s + 1 s of tone + the VAD's silence)
@@ -116,7 +142,7 @@ async def test_the_spoken_fixture_reaches_the_server_intact(pulse, tmp_path: Pat
     for lag in range(0, max(1, got.size - 40)):
         n = min(got.size - lag, ref.size)
         if n > 40:
-            best = max(best, float(np.corrcoef(got[lag:lag + n], ref[:n])[0, 1]))
+            best = max(best, float(np.corrcoef(got[lag : lag + n], ref[:n])[0, 1]))
     assert best > 0.8, best  # the words arrived with their shape (through the device and Opus)
     assert 1.0 < heard.size / API_RATE < 4.0
 
@@ -127,8 +153,14 @@ async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path, transport: s
     second = wav(tmp_path / "b.wav", np.concatenate([tone(660, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")  # 3 s at 330 Hz
     async with RealtimeServer(port=0, responder=responder) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first), (2.4, second)], seconds=8.0,
-                                             transport=transport)
+        heard, talk, events = await converse(
+            pulse,
+            tmp_path,
+            server,
+            [(0.3, first), (2.4, second)],
+            seconds=8.0,
+            transport=transport,  # type: ignore[arg-type]
+        )
     replies = spans_at(heard, API_RATE, 330)
     assert replies, "the reply was never heard"
     assert replies[0][1] - replies[0][0] < 1.8  # cut well before its 3 s
@@ -140,8 +172,9 @@ async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path, transport: s
         assert "output_audio_buffer.cleared" in kinds["server"]
     else:  # the client played it: its playout is cleared, and it tells the server what was heard
         assert "output_audio_buffer.cleared" in kinds["local"]
-        [truncate] = [e["event"] for e in log if e["dir"] == "client"
-                      and e["event"]["type"] == "conversation.item.truncate"]
+        [truncate] = [
+            e["event"] for e in log if e["dir"] == "client" and e["event"]["type"] == "conversation.item.truncate"
+        ]
         # where the item is cut is what came out of the (virtual) speaker, as parecord heard it (measured: 1000 ms
         # cut for 0.98 s heard, 1040 for 1.02)
         assert abs(truncate["audio_end_ms"] / 1000 - (replies[0][1] - replies[0][0])) < 0.15
@@ -151,8 +184,9 @@ async def test_local_interrupt_command(pulse, tmp_path: Path) -> None:
     first = wav(tmp_path / "a.wav", np.concatenate([tone(440, 0.6, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
     async with RealtimeServer(port=0, responder=responder) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.3, first)], seconds=7.0,
-                                             commands=[(2.6, "/i")])
+        heard, _talk, events = await converse(
+            pulse, tmp_path, server, [(0.3, first)], seconds=7.0, commands=[(2.6, "/i")]
+        )
     replies = spans_at(heard, API_RATE, 330)
     assert replies and replies[0][1] - replies[0][0] < 2.0
     log = read_events(events)
@@ -167,9 +201,15 @@ async def test_push_to_talk(pulse, tmp_path: Path) -> None:
     said = wav(tmp_path / "a.wav", tone(550, 0.8, API_RATE))
     async with RealtimeServer(port=0) as server:
         queue: asyncio.Queue[str] = asyncio.Queue()
-        talk = Talk(ClientSettings(base_url=server.base_url, api_key="sk-test"), SessionConfig(), aec="off",
-                    push_to_talk=True, commands=queue, recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
-                    stream=open(tmp_path / "screen.txt", "w"))
+        talk = Talk(
+            ClientSettings(base_url=server.base_url, api_key="sk-test"),
+            SessionConfig(),
+            aec="off",
+            push_to_talk=True,
+            commands=queue,
+            recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+            stream=open(tmp_path / "screen.txt", "w"),
+        )
         task = asyncio.ensure_future(talk.run(max_duration=20))
         while talk.call is None or talk.call.state.value != "connected":
             await asyncio.sleep(0.05)
@@ -188,8 +228,11 @@ async def test_push_to_talk(pulse, tmp_path: Path) -> None:
         queue.put_nowait("/q")
         await asyncio.wait_for(task, 15)
     sent = [e["event"]["type"] for e in read_events(tmp_path / "events.jsonl") if e["dir"] == "client"]
-    assert sent[sent.index("input_audio_buffer.clear"):][:3] == [
-        "input_audio_buffer.clear", "input_audio_buffer.commit", "response.create"]
+    assert sent[sent.index("input_audio_buffer.clear") :][:3] == [
+        "input_audio_buffer.clear",
+        "input_audio_buffer.commit",
+        "response.create",
+    ]
     assert done.response.status == "completed"
     call = server.history[-1]
     user = call.conversation.user_audio()
@@ -206,8 +249,14 @@ async def test_talk_to_an_agents_sdk_agent(pulse, tmp_path: Path) -> None:
     said = wav(tmp_path / "q.wav", np.concatenate([tone(300, 1.0, API_RATE), np.zeros(API_RATE // 2, np.int16)]))
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "agents.toml")
     async with RealtimeServer(port=0, responder=responder) as server:
-        heard, talk, events = await converse(pulse, tmp_path, server, [(0.5, said), (6.0, said)], seconds=11.0,
-                                             agent=load_agent(f"{FIXTURES}/agents/weather.py:triage"))
+        heard, talk, events = await converse(
+            pulse,
+            tmp_path,
+            server,
+            [(0.5, said), (6.0, said)],
+            seconds=11.0,
+            agent=load_agent(f"{FIXTURES}/agents/weather.py:triage"),
+        )
         session = server.history[-1].session
     screen = (tmp_path / "screen.txt").read_text()
     assert "agent 'triage' through the Agents SDK" in screen

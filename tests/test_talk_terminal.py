@@ -47,8 +47,14 @@ async def test_a_prompt_is_answered_by_the_next_y_n_or_a() -> None:
     assert (await decide(prompts, SEND_EMAIL, timeout=5)).approve  # not asked again
     assert prompts.asked == 3
     assert not prompts.answer("y")  # nothing waits: a plain message
-    assert lines == [prompt_text(SEND_EMAIL), "(allowed send_email)", prompt_text(SEND_EMAIL), "(refused send_email)",
-                     prompt_text(SEND_EMAIL), "(allowed send_email for the rest of the call)"]
+    assert lines == [
+        prompt_text(SEND_EMAIL),
+        "(allowed send_email)",
+        prompt_text(SEND_EMAIL),
+        "(refused send_email)",
+        prompt_text(SEND_EMAIL),
+        "(allowed send_email for the rest of the call)",
+    ]
 
 
 async def test_no_answer_in_time_is_a_refusal_and_the_prompt_goes() -> None:
@@ -66,8 +72,9 @@ class Tmux:
         self.socket = f"vc-{name}-{os.getpid()}"
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True,
-                              timeout=10).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True, timeout=10
+        ).stdout
 
     def start(self, command: list[str], env: dict[str, str]) -> None:
         exports = [f"-e{k}={v}" for k, v in env.items()]
@@ -98,14 +105,32 @@ async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, 
     """`/d` lists the devices; the model calls send_email (needs_approval): the prompt shows in talk's panel, `y`
     is typed, the tool runs and the answer says what it returned."""
     tools = tmp_path / "mail.py"
-    tools.write_text("from voiceclient import tool\n@tool(needs_approval=True)\n"
-                     "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n")
+    tools.write_text(
+        "from voiceclient import tool\n@tool(needs_approval=True)\n"
+        "def send_email(to: str, body: str) -> str:\n    '''Send.'''\n    return f'sent to {to}'\n"
+    )
     events = tmp_path / "events.jsonl"
     tmux = Tmux("approval")
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "approval.toml")
     async with RealtimeServer(port=0, responder=responder) as server:
-        command = [sys.executable, "-m", "voiceclient", "talk", "--base-url", server.base_url, "--api-key", "sk-x",
-                   "--tools", str(tools), "--transport", "webrtc", "--aec", "off", "--events", str(events)]
+        command = [
+            sys.executable,
+            "-m",
+            "voiceclient",
+            "talk",
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-x",
+            "--tools",
+            str(tools),
+            "--transport",
+            "webrtc",
+            "--aec",
+            "off",
+            "--events",
+            str(events),
+        ]
         env = {"XDG_RUNTIME_DIR": pulse["XDG_RUNTIME_DIR"], "PATH": os.environ["PATH"], "TERM": "xterm-256color"}
         tmux.start(command, env)
         try:

@@ -19,19 +19,35 @@ from .conftest import FIXTURES, assert_wire_valid
 pytestmark = pytest.mark.timeout(60)
 
 
-async def run_call(scenario: str, tmp_path: Path, tools: list, *, wav: str = "two_turns_24k.wav",
-                   session: dict | None = None, approver=None, max_duration: float = 30,
-                   idle: float = 1.0) -> tuple[list[dict], VoiceCall]:
+async def run_call(
+    scenario: str,
+    tmp_path: Path,
+    tools: list,
+    *,
+    wav: str = "two_turns_24k.wav",
+    session: dict | None = None,
+    approver=None,
+    max_duration: float = 30,
+    idle: float = 1.0,
+) -> tuple[list[dict], VoiceCall]:
     events = tmp_path / "events.jsonl"
     one_turn = {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}}}
     # "Hello, can you hear me?" has a comma pause that the default 200 ms VAD silence splits into two turns.
-    cfg = SessionConfig.model_validate({"type": "realtime", **(one_turn if wav == "hello.wav" else {}),
-                                        **(session or {})})
-    async with RealtimeServer(port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / scenario)) \
-            as server:
+    cfg = SessionConfig.model_validate(
+        {"type": "realtime", **(one_turn if wav == "hello.wav" else {}), **(session or {})}
+    )
+    async with RealtimeServer(
+        port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / scenario)
+    ) as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
-        async with VoiceCall(settings, cfg, source=WavSource(FIXTURES / wav), tools=tools, approver=approver,
-                             recording=Recording(events_jsonl=events)) as call:
+        async with VoiceCall(
+            settings,
+            cfg,
+            source=WavSource(FIXTURES / wav),
+            tools=tools,
+            approver=approver,
+            recording=Recording(events_jsonl=events),
+        ) as call:
             await call.run_until_idle(idle, max_duration)
     return assert_wire_valid(events), call
 
@@ -59,7 +75,7 @@ async def test_a_response_already_active_is_waited_for_and_retried_once(tmp_path
     # The retry went out after the blocking response was done, and its answer is turn 1's.
     types = [(e["dir"], e["event"]["type"]) for e in log]
     retry_at = types.index(("client", "response.create"), types.index(("server", "error")))
-    assert ("server", "response.done") in types[types.index(("server", "error")):retry_at]
+    assert ("server", "response.done") in types[types.index(("server", "error")) : retry_at]
     assert transcripts(log)[-1] == "Lookup says ice gathers candidates."
 
 
@@ -105,8 +121,7 @@ async def test_tools_still_running_when_the_call_ends_are_cancelled_cleanly(tmp_
         time.sleep(0.5)
         return "late"
 
-    log, call = await run_call("interrupt.toml", tmp_path, [long_task, blocking_task], wav="hello.wav",
-                               max_duration=4)
+    log, call = await run_call("interrupt.toml", tmp_path, [long_task, blocking_task], wav="hello.wav", max_duration=4)
     assert state == ["started", "cancelled"]
     assert client_events(log, "conversation.item.create") == []  # nothing sent after the call ended
     assert call.state.value == "closed"
@@ -125,7 +140,7 @@ async def test_needs_approval_goes_through_the_approver(rule: str, expected: str
 
     async def approver(request: ApprovalRequest) -> ApprovalDecision:
         seen.append(request)
-        return await policy(rule)(request)
+        return await policy(rule)(request)  # type: ignore[return-value]
 
     log, _ = await run_call("approval.toml", tmp_path, [send_email], wav="hello.wav", approver=approver)
     assert [r.name for r in seen] == ["send_email"] and seen[0].kind == "function"
@@ -136,9 +151,18 @@ async def test_needs_approval_goes_through_the_approver(rule: str, expected: str
     assert len(client_events(log, "response.create")) == 1
 
 
-MCP_SESSION = {"tools": [{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/docs",
-                          "authorization": "secret-token-123", "headers": {"X-Api-Key": "header-secret-456"},
-                          "require_approval": "always"}]}
+MCP_SESSION = {
+    "tools": [
+        {
+            "type": "mcp",
+            "server_label": "docs",
+            "server_url": "https://mcp.example/docs",
+            "authorization": "secret-token-123",
+            "headers": {"X-Api-Key": "header-secret-456"},
+            "require_approval": "always",
+        }
+    ]
+}
 
 
 @pytest.mark.parametrize("approve", [True, False])
@@ -147,15 +171,15 @@ async def test_mcp_approval_request_then_mcp_call(approve: bool, tmp_path: Path)
         assert request.kind == "mcp" and request.server_label == "docs" and request.name == "search"
         return approve
 
-    log, _ = await run_call("mcp.toml", tmp_path, [], wav="hello.wav", session=MCP_SESSION, approver=approver,
-                            idle=1.5)
+    log, _ = await run_call("mcp.toml", tmp_path, [], wav="hello.wav", session=MCP_SESSION, approver=approver, idle=1.5)
     server_types = [e["event"]["type"] for e in log if e["dir"] == "server"]
     assert {"mcp_list_tools.in_progress", "mcp_list_tools.completed"} <= set(server_types)
     response = client_events(log, "conversation.item.create")[0]["item"]
     assert response["type"] == "mcp_approval_response" and response["approve"] is approve
     if approve:
-        assert ["response.mcp_call.in_progress", "response.mcp_call.completed"] == \
-            [t for t in server_types if t.startswith("response.mcp_call.")]
+        assert ["response.mcp_call.in_progress", "response.mcp_call.completed"] == [
+            t for t in server_types if t.startswith("response.mcp_call.")
+        ]
         assert transcripts(log)[-1] == "The docs say: WebRTC needs ICE."
     else:
         assert not any(t.startswith("response.mcp_call.") for t in server_types)
@@ -184,6 +208,9 @@ async def test_tool_context_reaches_the_live_call(tmp_path: Path) -> None:
 
     log, _ = await run_call("approval.toml", tmp_path, [send_email], wav="hello.wav")
     assert seen["call_id"].startswith("call_") and json.loads(seen["arguments"])["to"] == "ada@example.com"
-    texts = [e["item"]["content"][0]["text"] for e in client_events(log, "conversation.item.create")
-             if e["item"]["type"] == "message"]
+    texts = [
+        e["item"]["content"][0]["text"]
+        for e in client_events(log, "conversation.item.create")
+        if e["item"]["type"] == "message"
+    ]
     assert texts == ["tool says hi"]

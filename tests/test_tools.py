@@ -43,8 +43,10 @@ def test_schema_from_type_hints() -> None:
 
 
 async def test_invoke_validates_then_runs_sync_off_the_loop_and_async_on_it() -> None:
-    assert await forecast.invoke('{"place": {"city": "Oslo"}, "days": 2, "unit": "fahrenheit"}') == \
-        "Oslo 2 fahrenheit short"
+    assert (
+        await forecast.invoke('{"place": {"city": "Oslo"}, "days": 2, "unit": "fahrenheit"}')
+        == "Oslo 2 fahrenheit short"
+    )
 
     @tool(name="adder", description="Adds.")
     async def add(a: int, b: int = 1) -> int:
@@ -99,8 +101,12 @@ from voiceclient.tools.registry import parse_docstring  # noqa: E402
 
 def test_argument_descriptions_from_annotated_field_and_docstrings() -> None:
     @tool
-    def google(a: int, b: Annotated[str, "from Annotated"], c: Annotated[float, Field(ge=0, description="f")] = 1.0,
-               d: Optional[list[int]] = None) -> None:  # noqa: UP045 (users write Optional)
+    def google(
+        a: int,
+        b: Annotated[str, "from Annotated"],
+        c: Annotated[float, Field(ge=0, description="f")] = 1.0,
+        d: Optional[list[int]] = None,  # noqa: UP045 (users write Optional)
+    ) -> None:
         """Does things.
 
         More detail here.
@@ -136,6 +142,7 @@ def test_context_parameter_is_not_in_the_schema_and_must_come_first() -> None:
         return ctx.arguments
 
     assert list(with_ctx.parameters["properties"]) == ["q"] and with_ctx.wants_context
+
     def misplaced(q: str, ctx: ToolContext) -> None: ...
 
     with pytest.raises(ToolDefinitionError, match="first parameter"):

@@ -14,10 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from voiceclient import (
-    ClientSettings, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError, ToolContext, VoiceCall, tool,
+    ClientSettings,
+    ConnectionLostError,
+    SessionNotConfirmedError,
+    SessionUpdateError,
+    ToolContext,
+    VoiceCall,
+    tool,
 )
 from voiceclient.audio.sources import BufferSource
 from voiceclient.client.dispatcher import Dispatcher
@@ -73,8 +80,17 @@ def end_call(context: ToolContext) -> str:
 
 
 def function_call(t: ScriptedTransport, response_id: str, call_id: str, name: str, arguments: str = "{}") -> None:
-    t.emit({"type": "response.function_call_arguments.done", "response_id": response_id, "item_id": "item_" + call_id,
-            "output_index": 0, "call_id": call_id, "name": name, "arguments": arguments})
+    t.emit(
+        {
+            "type": "response.function_call_arguments.done",
+            "response_id": response_id,
+            "item_id": "item_" + call_id,
+            "output_index": 0,
+            "call_id": call_id,
+            "name": name,
+            "arguments": arguments,
+        }
+    )
 
 
 def created(t: ScriptedTransport, response_id: str) -> None:
@@ -86,8 +102,11 @@ def done(t: ScriptedTransport, response_id: str, status: str = "completed") -> N
 
 
 def outputs(t: ScriptedTransport) -> dict[str, Any]:
-    return {e["item"]["call_id"]: json.loads(e["item"]["output"]) for e in t.sent_of("conversation.item.create")
-            if e["item"]["type"] == "function_call_output"}
+    return {
+        e["item"]["call_id"]: json.loads(e["item"]["output"])
+        for e in t.sent_of("conversation.item.create")
+        if e["item"]["type"] == "function_call_output"
+    }
 
 
 @pytest.fixture
@@ -97,35 +116,47 @@ async def transport() -> ScriptedTransport:
 
 @pytest.fixture
 async def call(transport: ScriptedTransport) -> AsyncIterator[VoiceCall]:
-    async with VoiceCall(SETTINGS, tools=[slow, hangs, lookup, quick, echo_number, end_call],
-                         transport=transport) as c:
+    async with VoiceCall(SETTINGS, tools=[slow, hangs, lookup, quick, echo_number, end_call], transport=transport) as c:
         yield c
 
 
 # ----------------------------------------------------------------------------------------------- connecting
 async def test_connect_sends_the_session_and_waits_for_its_confirmation(tmp_path: Path) -> None:
     transport = ScriptedTransport()
-    async with VoiceCall(SETTINGS, tools=[quick], transport=transport,
-                         recording=Recording(events_jsonl=tmp_path / "e.jsonl")) as call:
+    async with VoiceCall(
+        SETTINGS, tools=[quick], transport=transport, recording=Recording(events_jsonl=tmp_path / "e.jsonl")
+    ) as call:
         assert call.state.value == "connected" and call.call_id == "rtc_scripted"
         assert call.effective_session is not None
         assert [t["name"] for t in call.effective_session["tools"]] == ["quick"]
     assert call.state.value == "closed" and transport.closed
     log = read_events(tmp_path / "e.jsonl")
     assert [(e["dir"], e["event"]["type"]) for e in log] == [
-        ("server", "session.created"), ("client", "session.update"), ("server", "session.updated"),
-        ("local", "conversation.history")]
+        ("server", "session.created"),
+        ("client", "session.update"),
+        ("server", "session.updated"),
+        ("local", "conversation.history"),
+    ]
     assert log[-1]["event"]["items"] == []
 
 
 async def test_a_refused_session_is_an_error_with_the_servers_words() -> None:
     def refuse(event: dict[str, Any]) -> None:
-        transport.emit({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value",
-                                                   "message": "Bad voice.", "param": "session.audio.output.voice",
-                                                   "event_id": event["event_id"]}})
+        transport.emit(  # type: ignore[attr-defined]
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "invalid_value",
+                    "message": "Bad voice.",
+                    "param": "session.audio.output.voice",
+                    "event_id": event["event_id"],
+                },
+            }
+        )
 
     transport = ScriptedTransport(refuse, confirm_session=False)
-    with pytest.raises(SessionUpdateError, match="Bad voice.*session.audio.output.voice"):
+    with pytest.raises(SessionUpdateError, match=r"Bad voice.*session\.audio\.output\.voice"):
         async with VoiceCall(SETTINGS, transport=transport):
             pass
     assert transport.closed
@@ -140,8 +171,9 @@ async def test_a_session_the_server_never_confirms_fails_the_call_clearly() -> N
 
 
 # ----------------------------------------------------------------------------------------------- tools
-async def test_one_output_per_call_then_exactly_one_response_create(call: VoiceCall,
-                                                                    transport: ScriptedTransport) -> None:
+async def test_one_output_per_call_then_exactly_one_response_create(
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     created(transport, "r1")
     function_call(transport, "r1", "c1", "slow", '{"x": 2}')
     function_call(transport, "r1", "c2", "missing")
@@ -162,7 +194,8 @@ async def test_one_output_per_call_then_exactly_one_response_create(call: VoiceC
 
 
 async def test_a_call_only_of_tools_it_did_not_declare_gets_no_output_and_no_response(
-        call: VoiceCall, transport: ScriptedTransport) -> None:
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     created(transport, "r1")
     function_call(transport, "r1", "c1", "lookup_weather", '{"city": "Paris"}')
     done(transport, "r1")
@@ -170,8 +203,13 @@ async def test_a_call_only_of_tools_it_did_not_declare_gets_no_output_and_no_res
     assert transport.sent_of("conversation.item.create") == [] and transport.sent_of("response.create") == []
     assert call.foreign_tool_calls == [("lookup_weather", "c1")]
     assert call.busy  # the conversation still owes that call an output: the call waits for the backend's
-    transport.emit({"type": "conversation.item.added", "previous_item_id": None,
-                    "item": {"id": "item_out", "type": "function_call_output", "call_id": "c1", "output": "{}"}})
+    transport.emit(
+        {
+            "type": "conversation.item.added",
+            "previous_item_id": None,
+            "item": {"id": "item_out", "type": "function_call_output", "call_id": "c1", "output": "{}"},
+        }
+    )
     await call.events_handled()
     assert not call.busy and transport.sent_of("conversation.item.create") == []
 
@@ -186,8 +224,9 @@ async def test_no_response_create_before_response_done(call: VoiceCall, transpor
     await transport.wait_sent("response.create")
 
 
-async def test_a_cancelled_response_gets_its_outputs_but_no_new_response(call: VoiceCall,
-                                                                        transport: ScriptedTransport) -> None:
+async def test_a_cancelled_response_gets_its_outputs_but_no_new_response(
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     created(transport, "r1")
     function_call(transport, "r1", "c1", "quick")
     done(transport, "r1", "cancelled")
@@ -197,16 +236,25 @@ async def test_a_cancelled_response_gets_its_outputs_but_no_new_response(call: V
     assert not call.turns.busy
 
 
-async def test_a_busy_refusal_is_retried_once_after_the_active_response(call: VoiceCall,
-                                                                      transport: ScriptedTransport) -> None:
+async def test_a_busy_refusal_is_retried_once_after_the_active_response(
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     created(transport, "r1")
     function_call(transport, "r1", "c1", "quick")
     done(transport, "r1")
     [first] = await transport.wait_sent("response.create")
     created(transport, "r_vad")  # server VAD started a response meanwhile: ours is refused
-    transport.emit({"type": "error", "error": {"type": "invalid_request_error", "message": "busy",
-                                               "code": "conversation_already_has_active_response",
-                                               "event_id": first["event_id"]}})
+    transport.emit(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "busy",
+                "code": "conversation_already_has_active_response",
+                "event_id": first["event_id"],
+            },
+        }
+    )
     await call.events_handled()
     assert len(transport.sent_of("response.create")) == 1 and call.turns.responding
     done(transport, "r_vad")
@@ -214,16 +262,25 @@ async def test_a_busy_refusal_is_retried_once_after_the_active_response(call: Vo
     assert creates[1]["event_id"] != first["event_id"]
     # A second refusal is not retried again: the user hears the error instead of a loop.
     created(transport, "r_vad2")
-    transport.emit({"type": "error", "error": {"type": "invalid_request_error", "message": "busy",
-                                               "code": "conversation_already_has_active_response",
-                                               "event_id": creates[1]["event_id"]}})
+    transport.emit(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "busy",
+                "code": "conversation_already_has_active_response",
+                "event_id": creates[1]["event_id"],
+            },
+        }
+    )
     done(transport, "r_vad2")
     await call.events_handled()
     assert len(transport.sent_of("response.create")) == 2 and not call.turns.responding
 
 
 async def test_barge_in_cancels_interruptible_tools_which_report_it_and_get_no_response(
-        call: VoiceCall, transport: ScriptedTransport) -> None:
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     created(transport, "r1")
     function_call(transport, "r1", "c1", "lookup")
     function_call(transport, "r1", "c2", "slow", '{"x": 1}')
@@ -237,8 +294,7 @@ async def test_barge_in_cancels_interruptible_tools_which_report_it_and_get_no_r
     assert transport.sent_of("response.create") == []  # the user's new turn gets its own response
 
 
-async def test_local_interrupt_cancels_then_clears_in_that_order(call: VoiceCall,
-                                                                transport: ScriptedTransport) -> None:
+async def test_local_interrupt_cancels_then_clears_in_that_order(call: VoiceCall, transport: ScriptedTransport) -> None:
     created(transport, "r1")
     transport.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
     await call.events_handled()
@@ -271,14 +327,19 @@ async def test_a_tool_can_hang_up(call: VoiceCall, transport: ScriptedTransport)
     assert outputs(transport)["c1"] == "bye"
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                       max_size=3), max_leaves=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(arguments=st.one_of(st.text(max_size=40), json_values.map(json.dumps),
-                           st.fixed_dictionaries({"n": json_values}).map(json.dumps)))
+@given(
+    arguments=st.one_of(
+        st.text(max_size=40), json_values.map(json.dumps), st.fixed_dictionaries({"n": json_values}).map(json.dumps)
+    )
+)
 def test_any_argument_text_gets_exactly_one_output_and_one_response_create(arguments: str) -> None:
     async def scenario() -> ScriptedTransport:
         transport = ScriptedTransport()
@@ -321,15 +382,15 @@ async def test_max_duration_ends_a_busy_call(call: VoiceCall, transport: Scripte
     assert await asyncio.wait_for(call.run_until_idle(0.05, max_duration=0.3), 2) == "max_duration"
 
 
-async def test_a_lost_connection_is_raised_once_with_its_reason(call: VoiceCall,
-                                                                transport: ScriptedTransport) -> None:
+async def test_a_lost_connection_is_raised_once_with_its_reason(call: VoiceCall, transport: ScriptedTransport) -> None:
     transport.lose("the oai-events data channel closed")
     with pytest.raises(ConnectionLostError, match="data channel closed"):
         await asyncio.wait_for(call.run_until_idle(5), 2)
 
 
 async def test_malformed_and_unknown_events_are_logged_and_never_stop_the_call(
-        tmp_path: Path, transport: ScriptedTransport) -> None:
+    tmp_path: Path, transport: ScriptedTransport
+) -> None:
     async with VoiceCall(SETTINGS, transport=transport, recording=Recording(events_jsonl=tmp_path / "e.jsonl")) as call:
         stream = call.events()
         transport.emit_raw("{not json")
@@ -356,7 +417,8 @@ async def test_a_second_close_waits_for_the_first(tmp_path: Path, transport: Scr
 
 # ----------------------------------------------------------------------------------------------- routing
 async def test_typed_handlers_run_in_subscription_order_after_the_state_is_updated(
-        call: VoiceCall, transport: ScriptedTransport) -> None:
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     seen: list[str] = []
 
     def on_created(event: ev.ResponseCreated) -> None:
@@ -365,15 +427,22 @@ async def test_typed_handlers_run_in_subscription_order_after_the_state_is_updat
 
     call.on(ev.ResponseCreated, on_created)
     call.on("response.done", lambda e: seen.append(f"type:{e.type}"))
-    call.on(ev.ServerEvent, lambda e: seen.append(f"base:{e.type}"))  # a base class matches its subclasses
+    # a base class matches its subclasses
+    call.on(ev.ServerEvent, lambda e: seen.append(f"base:{e.type}"))  # type: ignore[attr-defined]
     call.on_any(lambda e: seen.append(f"any:{e.type}"))
     created(transport, "r1")
     done(transport, "r1")
     transport.emit({"type": "something.new"})
     await call.events_handled()
-    assert seen == ["class:r1", "base:response.created", "any:response.created",
-                    "type:response.done", "base:response.done", "any:response.done",
-                    "any:something.new"]
+    assert seen == [
+        "class:r1",
+        "base:response.created",
+        "any:response.created",
+        "type:response.done",
+        "base:response.done",
+        "any:response.done",
+        "any:something.new",
+    ]
 
 
 async def test_a_failing_handler_is_reported_and_the_next_event_still_arrives() -> None:
@@ -387,8 +456,10 @@ async def test_a_failing_handler_is_reported_and_the_next_event_still_arrives() 
     dispatcher.on(ev.ResponseDone, boom)
     dispatcher.on_any(lambda e: got.append(e.type))
     dispatcher.start()
-    for text in ('{"type": "response.done", "response": {"id": "r"}}', '{"type": "response.created", '
-                 '"response": {"id": "r2"}}'):
+    for text in (
+        '{"type": "response.done", "response": {"id": "r"}}',
+        '{"type": "response.created", "response": {"id": "r2"}}',
+    ):
         dispatcher.put(ev.parse_server_event(text))
     await dispatcher.drain()
     await dispatcher.stop()
@@ -404,12 +475,25 @@ def test_the_tracker_answers_creates_in_order_and_forgets_refused_ones() -> None
     assert list(turns.requested) == [a.event_id, b.event_id]
     turns.received(ev.parse_server_event('{"type": "response.created", "response": {"id": "r1"}}'))
     assert list(turns.requested) == [b.event_id] and turns.active == {"r1"}
-    turns.received(ev.parse_server_event(json.dumps({"type": "error", "error": {
-        "type": "invalid_request_error", "message": "busy", "code": "conversation_already_has_active_response",
-        "event_id": b.event_id}})))
+    turns.received(
+        ev.parse_server_event(
+            json.dumps(
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "busy",
+                        "code": "conversation_already_has_active_response",
+                        "event_id": b.event_id,
+                    },
+                }
+            )
+        )
+    )
     assert not turns.requested and len(sent) == 2  # b was not retryable
-    turns.received(ev.parse_server_event('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1, '
-                                         '"item_id": "i"}'))
+    turns.received(
+        ev.parse_server_event('{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1, "item_id": "i"}')
+    )
     assert turns.user_speaking and turns.busy
 
 
@@ -420,41 +504,95 @@ def added(t: ScriptedTransport, previous: str | None, item: dict[str, Any]) -> N
 
 
 async def test_history_follows_the_server_order_transcripts_tools_deletes_and_truncation(
-        call: VoiceCall, transport: ScriptedTransport) -> None:
+    call: VoiceCall, transport: ScriptedTransport
+) -> None:
     user = {"id": "u1", "type": "message", "role": "user", "content": [{"type": "input_audio", "transcript": None}]}
     added(transport, None, user)
-    transport.emit({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1",
-                    "content_index": 0, "transcript": "Weather in Paris?"})
-    added(transport, "u1", {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "get_weather",
-                            "arguments": '{"city": "Paris"}'})
-    added(transport, "fc1", {"id": "out1", "type": "function_call_output", "call_id": "c1",
-                             "output": '{"forecast": "sunny"}'})
-    transport.emit({"type": "conversation.item.added", "previous_item_id": "out1", "item": {
-        "id": "a1", "type": "message", "role": "assistant", "content": []}})
-    transport.emit({"type": "response.output_audio_transcript.done", "response_id": "r2", "item_id": "a1",
-                    "output_index": 0, "content_index": 0, "transcript": "It is sunny in Paris"})
-    transport.emit({"type": "conversation.item.truncated", "item_id": "a1", "content_index": 0,
-                    "audio_end_ms": 900})
-    added(transport, "root", {"id": "sys", "type": "message", "role": "system",
-                              "content": [{"type": "input_text", "text": "Be brief."}]})
-    added(transport, "a1", {"id": "typo", "type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "oops"}]})
+    transport.emit(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "u1",
+            "content_index": 0,
+            "transcript": "Weather in Paris?",
+        }
+    )
+    added(
+        transport,
+        "u1",
+        {
+            "id": "fc1",
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+    )
+    added(
+        transport,
+        "fc1",
+        {"id": "out1", "type": "function_call_output", "call_id": "c1", "output": '{"forecast": "sunny"}'},
+    )
+    transport.emit(
+        {
+            "type": "conversation.item.added",
+            "previous_item_id": "out1",
+            "item": {"id": "a1", "type": "message", "role": "assistant", "content": []},
+        }
+    )
+    transport.emit(
+        {
+            "type": "response.output_audio_transcript.done",
+            "response_id": "r2",
+            "item_id": "a1",
+            "output_index": 0,
+            "content_index": 0,
+            "transcript": "It is sunny in Paris",
+        }
+    )
+    transport.emit({"type": "conversation.item.truncated", "item_id": "a1", "content_index": 0, "audio_end_ms": 900})
+    added(
+        transport,
+        "root",
+        {"id": "sys", "type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
+    )
+    added(
+        transport,
+        "a1",
+        {"id": "typo", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "oops"}]},
+    )
     transport.emit({"type": "conversation.item.deleted", "item_id": "typo"})
     await call.events_handled()
     assert [(it.id, it.text) for it in call.history] == [
-        ("sys", "Be brief."), ("u1", "Weather in Paris?"), ("fc1", None), ("out1", None),
-        ("a1", "It is sunny in Paris")]
-    assert call.history.get("a1").truncated_ms == 900 and call.history.get("u1").audio  # type: ignore[union-attr]
+        ("sys", "Be brief."),
+        ("u1", "Weather in Paris?"),
+        ("fc1", None),
+        ("out1", None),
+        ("a1", "It is sunny in Paris"),
+    ]
+    assert call.history.get("a1").truncated_ms == 900 and call.history.get("u1").audio
     replay = [item.model_dump(exclude_none=True) for item in call.history.replay_items()]
     assert replay == [
         {"id": "sys", "type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]},
-        {"id": "u1", "type": "message", "role": "user",
-         "content": [{"type": "input_text", "text": "Weather in Paris?"}]},
-        {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "get_weather",
-         "arguments": '{"city": "Paris"}'},
+        {
+            "id": "u1",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Weather in Paris?"}],
+        },
+        {
+            "id": "fc1",
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
         {"id": "out1", "type": "function_call_output", "call_id": "c1", "output": '{"forecast": "sunny"}'},
-        {"id": "a1", "type": "message", "role": "assistant",
-         "content": [{"type": "output_text", "text": "It is sunny in Paris"}]},
+        {
+            "id": "a1",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "It is sunny in Paris"}],
+        },
     ]
     from openai.types.realtime import ConversationItem  # the replayed items are valid items for the API
     from pydantic import TypeAdapter
@@ -475,8 +613,9 @@ class Connections:
     def __call__(self) -> ScriptedTransport:
         failing = 0 < len(self.made) <= self.fail
         mute = self.fail < len(self.made) <= self.fail + self.mute
-        t = ScriptedTransport(echo_items=not mute, call_id=f"rtc_{len(self.made)}",
-                              fail_open="connection refused" if failing else None)
+        t = ScriptedTransport(
+            echo_items=not mute, call_id=f"rtc_{len(self.made)}", fail_open="connection refused" if failing else None
+        )
         self.made.append(t)
         return t
 
@@ -494,24 +633,37 @@ def statuses() -> tuple[list[str], Any]:
             while not any(word in s for s in seen):
                 changed.clear()
                 await changed.wait()
+
         await asyncio.wait_for(wait(), timeout)
 
     return seen, (on_status, until)
 
 
 async def test_a_lost_connection_reconnects_replays_the_history_and_delivers_the_running_tools_output(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     connections = Connections()
     seen, (on_status, until) = statuses()
-    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, on_status=on_status,
-                         recording=Recording(events_jsonl=tmp_path / "e.jsonl"),
-                         continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,)))) as call:
+    async with VoiceCall(
+        SETTINGS,
+        tools=[slow],
+        transport_factory=connections,
+        on_status=on_status,
+        recording=Recording(events_jsonl=tmp_path / "e.jsonl"),
+        continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,))),
+    ) as call:
         first = connections.made[0]
-        added(first, None, {"id": "u1", "type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "double 21"}]})
+        added(
+            first,
+            None,
+            {"id": "u1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "double 21"}]},
+        )
         created(first, "r1")
-        added(first, "u1", {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow",
-                            "arguments": '{"x": 21}'})
+        added(
+            first,
+            "u1",
+            {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow", "arguments": '{"x": 21}'},
+        )
         function_call(first, "r1", "c1", "slow", '{"x": 21}')
         await call.events_handled()
         first.lose("the oai-events data channel closed")  # while the tool runs
@@ -524,12 +676,16 @@ async def test_a_lost_connection_reconnects_replays_the_history_and_delivers_the
     assert creates[2]["item"] == {"type": "function_call_output", "call_id": "c1", "output": "42"}
     assert first.sent_of("conversation.item.create") == []  # nothing went to the dead connection
     assert second.sent_of("response.create") == []  # the response the loss cut is not asked again by itself
-    assert seen == ["connection lost: the oai-events data channel closed", "reconnecting (attempt 1 of 3)",
-                    "reconnected, conversation restored (2 items)"]
+    assert seen == [
+        "connection lost: the oai-events data channel closed",
+        "reconnecting (attempt 1 of 3)",
+        "reconnected, conversation restored (2 items)",
+    ]
     log = read_events(tmp_path / "e.jsonl")
     switched = [e["event"] for e in log if e["event"]["type"] == "call.switched"]
-    assert switched == [{"type": "call.switched", "from": "rtc_0", "to": "rtc_1",
-                         "reason": "lost: the oai-events data channel closed"}]
+    assert switched == [
+        {"type": "call.switched", "from": "rtc_0", "to": "rtc_1", "reason": "lost: the oai-events data channel closed"}
+    ]
     assert all(e["dir"] == "local" for e in log if e["event"]["type"].startswith(("call.", "conversation.history")))
 
 
@@ -537,12 +693,20 @@ async def test_a_tool_output_made_while_reconnecting_goes_out_on_the_new_connect
     """The tool finishes during the reconnect's backoff: its output waits, and the new connection gets it once,
     after the replayed history (it was once put back in the queue at the switch and never sent)."""
     connections = Connections()
-    seen, (on_status, until) = statuses()
-    async with VoiceCall(SETTINGS, tools=[slow], transport_factory=connections, on_status=on_status,
-                         continuity=Continuity(reconnect=ReconnectPolicy(2, (0.4,)))) as call:
+    _seen, (on_status, until) = statuses()
+    async with VoiceCall(
+        SETTINGS,
+        tools=[slow],
+        transport_factory=connections,
+        on_status=on_status,
+        continuity=Continuity(reconnect=ReconnectPolicy(2, (0.4,))),
+    ) as call:
         first = connections.made[0]
-        added(first, None, {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow",
-                            "arguments": '{"x": 4}'})
+        added(
+            first,
+            None,
+            {"id": "fc1", "type": "function_call", "call_id": "c1", "name": "slow", "arguments": '{"x": 4}'},
+        )
         created(first, "r1")
         function_call(first, "r1", "c1", "slow", '{"x": 4}')
         await call.events_handled()
@@ -553,21 +717,30 @@ async def test_a_tool_output_made_while_reconnecting_goes_out_on_the_new_connect
         sent = await second.wait_sent("conversation.item.create", 2)
     assert [c["item"].get("id") for c in sent[:1]] == ["fc1"]
     assert [c["item"] for c in second.sent_of("conversation.item.create")[1:]] == [
-        {"type": "function_call_output", "call_id": "c1", "output": "8"}]
+        {"type": "function_call_output", "call_id": "c1", "output": "8"}
+    ]
     assert first.sent_of("conversation.item.create") == []
 
 
 async def test_a_connection_that_never_acknowledges_the_replay_is_given_up_for_the_next_attempt(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The wait for the replayed items is bounded by the connect timeout: then that connection is closed and the
     next attempt made (it once waited 20 s, and a call could go on unrecovered)."""
     connections = Connections(mute=1)
     seen, (on_status, until) = statuses()
     settings = SETTINGS.model_copy(update={"connect_timeout": 0.3})
-    async with VoiceCall(settings, transport_factory=connections, on_status=on_status,
-                         continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,)))) as call:
-        added(connections.made[0], None, {"id": "u1", "type": "message", "role": "user",
-                                          "content": [{"type": "input_text", "text": "hi"}]})
+    async with VoiceCall(
+        settings,
+        transport_factory=connections,
+        on_status=on_status,
+        continuity=Continuity(reconnect=ReconnectPolicy(3, (0.01,))),
+    ) as call:
+        added(
+            connections.made[0],
+            None,
+            {"id": "u1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        )
         await call.events_handled()
         connections.made[0].lose("gone")
         await until("reconnected")
@@ -575,16 +748,20 @@ async def test_a_connection_that_never_acknowledges_the_replay_is_given_up_for_t
     mute, third = connections.made[1], connections.made[2]
     assert mute.closed and [c["item"]["id"] for c in mute.sent_of("conversation.item.create")] == ["u1"]
     assert [c["item"]["id"] for c in third.sent_of("conversation.item.create")] == ["u1"]
-    assert seen == ["connection lost: gone", "reconnecting (attempt 1 of 3)", "reconnecting (attempt 2 of 3)",
-                    "reconnected, conversation restored (1 items)"]
-    assert any("did not acknowledge 1 of the 1 replayed items within 0.3 s" in r.getMessage()
-               for r in caplog.records)
+    assert seen == [
+        "connection lost: gone",
+        "reconnecting (attempt 1 of 3)",
+        "reconnecting (attempt 2 of 3)",
+        "reconnected, conversation restored (1 items)",
+    ]
+    assert any("did not acknowledge 1 of the 1 replayed items within 0.3 s" in r.getMessage() for r in caplog.records)
 
 
 async def test_reconnecting_gives_up_after_its_attempts_with_one_line() -> None:
     connections = Connections(fail=5)
-    async with VoiceCall(SETTINGS, transport_factory=connections,
-                         continuity=Continuity(reconnect=ReconnectPolicy(2, (0.01,)))) as call:
+    async with VoiceCall(
+        SETTINGS, transport_factory=connections, continuity=Continuity(reconnect=ReconnectPolicy(2, (0.01,)))
+    ) as call:
         connections.made[0].lose("the WebRTC connection failed (ICE/DTLS)")
         with pytest.raises(ConnectionLostError) as err:
             await asyncio.wait_for(call.run_until_idle(5), 3)
@@ -595,8 +772,12 @@ async def test_reconnecting_gives_up_after_its_attempts_with_one_line() -> None:
 async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
     connections = Connections()
     seen, (on_status, until) = statuses()
-    async with VoiceCall(SETTINGS, transport_factory=connections, on_status=on_status,
-                         continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2)) as call:
+    async with VoiceCall(
+        SETTINGS,
+        transport_factory=connections,
+        on_status=on_status,
+        continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2),
+    ) as call:
         connections.made[0].feed(np.zeros(960 * 30, np.int16), at=asyncio.get_running_loop().time())  # idle stream
         await until("reconnected")
         assert call.switches == 1
@@ -605,8 +786,11 @@ async def test_a_server_that_stops_sending_audio_is_a_loss() -> None:
 
 async def test_a_server_that_pauses_when_it_has_nothing_to_say_is_not_a_loss() -> None:
     connections = Connections()
-    async with VoiceCall(SETTINGS, transport_factory=connections,
-                         continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2)) as call:
+    async with VoiceCall(
+        SETTINGS,
+        transport_factory=connections,
+        continuity=Continuity(reconnect=ReconnectPolicy(1, (0.01,)), media_timeout=0.2),
+    ) as call:
         first = connections.made[0]
         created(first, "r1")
         first.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
@@ -622,12 +806,20 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
     connections = Connections()
     seen, (on_status, until) = statuses()
     source = BufferSource(np.ones(960 * 50, np.int16))
-    async with VoiceCall(SETTINGS, source=source, transport_factory=connections, on_status=on_status,
-                         continuity=Continuity(recycle_after=0.05)) as call:
+    async with VoiceCall(
+        SETTINGS,
+        source=source,
+        transport_factory=connections,
+        on_status=on_status,
+        continuity=Continuity(recycle_after=0.05),
+    ) as call:
         call._connections._settle = call._connections._retire_after = 0.0  # (tuning knobs, private)
         first = connections.made[0]
-        added(first, None, {"id": "u1", "type": "message", "role": "user",
-                            "content": [{"type": "input_text", "text": "hello"}]})
+        added(
+            first,
+            None,
+            {"id": "u1", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+        )
         created(first, "r1")  # a response is under way: no switch in the middle of it
         first.emit({"type": "output_audio_buffer.started", "response_id": "r1"})
         await asyncio.sleep(0.3)
@@ -648,8 +840,9 @@ async def test_recycle_waits_for_a_quiet_moment_then_moves_the_microphone(tmp_pa
 
 async def test_closing_during_a_reconnect_ends_it_cleanly(caplog: pytest.LogCaptureFixture) -> None:
     connections = Connections(fail=5)
-    call = VoiceCall(SETTINGS, transport_factory=connections,
-                     continuity=Continuity(reconnect=ReconnectPolicy(3, (0.2,))))
+    call = VoiceCall(
+        SETTINGS, transport_factory=connections, continuity=Continuity(reconnect=ReconnectPolicy(3, (0.2,)))
+    )
     await call.connect()
     connections.made[0].lose("gone")
     await asyncio.sleep(0.05)

@@ -70,7 +70,7 @@ class Wire:
 
     async def append(self, pcm: np.ndarray, chunk: int = 2400, law: str | None = None) -> None:
         for i in range(0, pcm.size, chunk):
-            piece = pcm[i:i + chunk]
+            piece = pcm[i : i + chunk]
             data = g711.encode(piece, law) if law else piece.astype("<i2").tobytes()
             await self.conn.input_audio_buffer.append(audio=base64.b64encode(data).decode())
 
@@ -86,8 +86,9 @@ def sdk(server: RealtimeServer, key: str = "sk-test") -> Any:
 
 
 @contextlib.asynccontextmanager
-async def session_of(server: RealtimeServer, model: str = "gpt-realtime",
-                     **session: Any) -> AsyncIterator[tuple[Any, Wire]]:
+async def session_of(
+    server: RealtimeServer, model: str = "gpt-realtime", **session: Any
+) -> AsyncIterator[tuple[Any, Wire]]:
     """An SDK WebSocket session past its `session.created` (and, given fields, its `session.updated`)."""
     client = sdk(server)
     try:
@@ -113,10 +114,19 @@ async def test_a_voice_turn_over_the_sdk_comes_back_as_audio_deltas_and_a_transc
         await wire.append(np.concatenate([silence(0.3), speech, silence(0.8)]))  # faster than real time
         events = await wire.until("response.done")
         kinds = [e.type for e in events if e.type != "response.output_audio.delta"]
-        order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                 "input_audio_buffer.committed", "response.created", "response.output_item.added",
-                 "response.content_part.added", "response.output_audio.done", "response.output_audio_transcript.done",
-                 "response.content_part.done", "response.output_item.done", "response.done"]
+        order = [
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "response.created",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_audio.done",
+            "response.output_audio_transcript.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+        ]
         assert [k for k in kinds if k in order] == order
         deltas = [i for i, e in enumerate(events) if e.type == "response.output_audio.delta"]
         assert deltas and deltas[-1] < [e.type for e in events].index("response.output_audio.done")
@@ -128,7 +138,7 @@ async def test_a_voice_turn_over_the_sdk_comes_back_as_audio_deltas_and_a_transc
         sent = np.concatenate([silence(0.3), speech, silence(0.8)])
         offset = int(np.flatnonzero(sent)[0] - np.flatnonzero(echoed)[0])
         assert echoed.size >= np.ptp(np.flatnonzero(speech)) and offset >= 0
-        assert np.array_equal(echoed, sent[offset:offset + echoed.size])
+        assert np.array_equal(echoed, sent[offset : offset + echoed.size])
         transcript = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
         assert transcript == f"Echo of {echoed.size / API_RATE:.1f} seconds of your audio."
     await client.close()
@@ -136,11 +146,15 @@ async def test_a_voice_turn_over_the_sdk_comes_back_as_audio_deltas_and_a_transc
 
 async def test_g711_in_and_out_at_8_khz(server: RealtimeServer) -> None:
     for fmt, law in (("audio/pcmu", "ulaw"), ("audio/pcma", "alaw")):
-        async with session_of(server, audio={"input": {"format": {"type": fmt}},
-                                             "output": {"format": {"type": fmt}}}) as (conn, wire):
+        async with session_of(
+            server, audio={"input": {"format": {"type": fmt}}, "output": {"format": {"type": fmt}}}
+        ) as (_conn, wire):
             assert wire.seen[-1].session.audio.output.format.type == fmt
-            await wire.append(np.concatenate([np.zeros(2400, np.int16), tone(440, 1.0, g711.G711_RATE),
-                                              np.zeros(8000, np.int16)]), chunk=800, law=law)
+            await wire.append(
+                np.concatenate([np.zeros(2400, np.int16), tone(440, 1.0, g711.G711_RATE), np.zeros(8000, np.int16)]),
+                chunk=800,
+                law=law,
+            )
             events = await wire.until("response.done")
             back = g711.decode(audio_of(events), law)  # one byte a sample, 8 kHz
             assert 0.9 < back.size / g711.G711_RATE < 1.8
@@ -151,16 +165,28 @@ async def test_a_function_tool_round_trip(voice_server: Any, tmp_path: Path) -> 
     scenario = tmp_path / "weather.toml"
     scenario.write_text(SCENARIO)
     server = await voice_server(scenario=scenario)
-    async with session_of(server, tools=[{
-            "type": "function", "name": "get_weather", "description": "The weather in a city.",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]) \
-            as (conn, wire):
+    async with session_of(
+        server,
+        tools=[
+            {
+                "type": "function",
+                "name": "get_weather",
+                "description": "The weather in a city.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
+    ) as (conn, wire):
         await wire.append(np.concatenate([silence(0.2), tone(300, 0.6, API_RATE), silence(0.6)]))
         first = await wire.until("response.done")
         call = next(e for e in first if e.type == "response.function_call_arguments.done")
         assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
-        await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call.call_id,
-                                                  "output": json.dumps({"city": "Paris", "forecast": "sunny"})})
+        await conn.conversation.item.create(
+            item={
+                "type": "function_call_output",
+                "call_id": call.call_id,
+                "output": json.dumps({"city": "Paris", "forecast": "sunny"}),
+            }
+        )
         added = await wire.until("conversation.item.done")
         assert added[-1].item.type == "function_call_output" and added[-1].item.call_id == call.call_id
         await conn.response.create()
@@ -172,19 +198,32 @@ async def test_a_function_tool_round_trip(voice_server: Any, tmp_path: Path) -> 
 async def test_a_hosted_mcp_call_with_approval(voice_server: Any) -> None:
     server = await voice_server(scenario=FIXTURES / "scenarios" / "mcp.toml")
     async with session_of(server) as (conn, wire):
-        await conn.session.update(session={"type": "realtime", "tools": [{
-            "type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/docs",
-            "authorization": "secret-token-123", "require_approval": "always"}]})
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "tools": [
+                    {
+                        "type": "mcp",
+                        "server_label": "docs",
+                        "server_url": "https://mcp.example/docs",
+                        "authorization": "secret-token-123",
+                        "require_approval": "always",
+                    }
+                ],
+            }
+        )
         listed = await wire.until("mcp_list_tools.completed")
         updated = next(e for e in listed if e.type == "session.updated")
         assert "secret-token-123" not in updated.model_dump_json()  # credentials are never echoed
         await wire.append(np.concatenate([silence(0.2), tone(300, 0.5, API_RATE), silence(0.6)]))
         first = await wire.until("response.done")
-        request = next(e.item for e in first if e.type == "response.output_item.done"
-                       and e.item.type == "mcp_approval_request")
+        request = next(
+            e.item for e in first if e.type == "response.output_item.done" and e.item.type == "mcp_approval_request"
+        )
         assert request.server_label == "docs" and request.name == "search"
-        await conn.conversation.item.create(item={"type": "mcp_approval_response",
-                                                  "approval_request_id": request.id, "approve": True})
+        await conn.conversation.item.create(
+            item={"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        )
         await conn.response.create()
         second = await wire.until("response.done")
         kinds = [e.type for e in second]
@@ -221,7 +260,7 @@ async def test_paced_audio_is_cut_at_barge_in(voice_server: Any) -> None:
     """`--pace-websocket-audio`: the answer leaves in real time, so speech mid-answer cancels it (reason
     `turn_detected`) and the unsent rest never arrives."""
     server = await voice_server(scenario=FIXTURES / "scenarios" / "long_reply.toml", pace_websocket_audio=True)
-    async with session_of(server) as (conn, wire):
+    async with session_of(server) as (_conn, wire):
         await wire.append(np.concatenate([silence(0.2), tone(300, 0.5, API_RATE), silence(0.6)]))
         received = 0
         while received < 10:  # 10 deltas of 40 ms: the answer is 0.4 s in (of 3 s)
@@ -244,10 +283,11 @@ async def test_the_session_goes_on_after_bad_events(server: RealtimeServer) -> N
         await conn.send({"type": "output_audio_buffer.clear", "event_id": "e2"})
         error = (await wire.until("error"))[-1].error
         assert error.event_id == "e2" and "WebRTC" in error.message
-        await conn.send({"type": "no.such.event", "event_id": "e3"})  # type: ignore[arg-type]
+        await conn.send({"type": "no.such.event", "event_id": "e3"})
         assert (await wire.until("error"))[-1].error.param == "type"
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "still there?"}]})
+        await conn.conversation.item.create(
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "still there?"}]}
+        )
         await conn.response.create()
         said = await wire.until("response.output_audio_transcript.done")
         assert said[-1].transcript == "You said: still there?"
@@ -265,8 +305,12 @@ async def test_push_to_talk_and_the_idle_timer(server: RealtimeServer) -> None:
         answer = audio_of(await wire.until("response.done"))
         assert len(answer) / 2 / API_RATE == pytest.approx(0.5, abs=0.02)
         assert abs(dominant_frequency(np.frombuffer(answer, "<i2"), API_RATE) - 600) < 5
-        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
-            "type": "server_vad", "idle_timeout_ms": 5000}}}})
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}},
+            }
+        )
         await wire.until("session.updated")
         await wire.append(np.concatenate([silence(0.2), tone(300, 1.5, API_RATE), silence(0.5)]))
         await wire.until("response.output_audio.delta")
@@ -302,31 +346,45 @@ async def test_keys_are_checked_as_the_real_service_checks_them() -> None:
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 3000 and ws.close_reason == "invalid_request_error.invalid_api_key"
         # The browser form: the key as a subprotocol beside "realtime", which the server selects.
-        async with websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key.sk-right"]) as ws:
+        async with websockets.connect(url, subprotocols=["realtime", "openai-insecure-api-key.sk-right"]) as ws:  # type: ignore[list-item]
             assert ws.subprotocol == "realtime"
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "session.created"
         # An ephemeral key carries its session (and model); the query's model is not needed.
         async with httpx.AsyncClient(base_url=server.base_url) as http:
-            secret = (await http.post("/realtime/client_secrets", headers={"Authorization": "Bearer sk-right"},
-                                      json={"session": {"type": "realtime", "model": "gpt-realtime-mini",
-                                                        "audio": {"output": {"voice": "cedar"}}}})).json()
-        async with websockets.connect(f"{server.websocket_url}/realtime",
-                                      additional_headers={"Authorization": f"Bearer {secret['value']}"}) as ws:
+            secret = (
+                await http.post(
+                    "/realtime/client_secrets",
+                    headers={"Authorization": "Bearer sk-right"},
+                    json={
+                        "session": {
+                            "type": "realtime",
+                            "model": "gpt-realtime-mini",
+                            "audio": {"output": {"voice": "cedar"}},
+                        }
+                    },
+                )
+            ).json()
+        async with websockets.connect(
+            f"{server.websocket_url}/realtime", additional_headers={"Authorization": f"Bearer {secret['value']}"}
+        ) as ws:
             session = json.loads(await asyncio.wait_for(ws.recv(), 5))["session"]
             assert session["model"] == "gpt-realtime-mini" and session["audio"]["output"]["voice"] == "cedar"
         # The beta protocol is gone, as on the real service.
         with pytest.raises(websockets.InvalidStatus) as beta:
-            await websockets.connect(url, additional_headers={"Authorization": "Bearer sk-right",
-                                                              "OpenAI-Beta": "realtime=v1"})
+            await websockets.connect(
+                url, additional_headers={"Authorization": "Bearer sk-right", "OpenAI-Beta": "realtime=v1"}
+            )
         assert beta.value.response.status_code == 400
 
 
 async def test_the_session_cap_and_injected_faults_end_a_websocket_session(voice_server: Any) -> None:
     import websockets
+
     from voiceclient.server.faults import FaultSpec
 
-    server = await voice_server(max_call_seconds=1.0,
-                                faults=[FaultSpec(action="drop_connection", call=2, at_seconds=0.3)])
+    server = await voice_server(
+        max_call_seconds=1.0, faults=[FaultSpec(action="drop_connection", call=2, at_seconds=0.3)]
+    )
     headers = {"Authorization": "Bearer sk-x"}
     url = f"{server.websocket_url}/realtime?model=gpt-realtime"
     async with websockets.connect(url, additional_headers=headers) as ws:  # session 1: the cap
@@ -351,7 +409,7 @@ async def test_websocket_sessions_and_a_webrtc_call_at_once(server: RealtimeServ
     from .conftest import assert_wire_valid
 
     async def one(frequency: float) -> float:
-        async with session_of(server) as (conn, wire):
+        async with session_of(server) as (_conn, wire):
             await wire.append(np.concatenate([silence(0.2), tone(frequency, 0.8, API_RATE), silence(0.6)]))
             return dominant_frequency(np.frombuffer(audio_of(await wire.until("response.done")), "<i2"), API_RATE)
 
@@ -386,9 +444,12 @@ def test_g711_matches_the_reference_codec() -> None:
 
     pcm = np.arange(-32768, 32768, dtype=np.int16)
     codes = bytes(range(256))
-    ours = {"lin2ulaw": g711.encode(pcm, "ulaw"), "lin2alaw": g711.encode(pcm, "alaw"),
-            "ulaw2lin": g711.decode(codes, "ulaw").astype("<i2").tobytes(),
-            "alaw2lin": g711.decode(codes, "alaw").astype("<i2").tobytes()}
+    ours = {
+        "lin2ulaw": g711.encode(pcm, "ulaw"),
+        "lin2alaw": g711.encode(pcm, "alaw"),
+        "ulaw2lin": g711.decode(codes, "ulaw").astype("<i2").tobytes(),
+        "alaw2lin": g711.decode(codes, "alaw").astype("<i2").tobytes(),
+    }
     assert {k: hashlib.sha256(v).hexdigest() for k, v in ours.items()} == AUDIOOP_SHA256
     # and a tone survives the round trip at 8 kHz
     t = resample(tone(440, 0.5, API_RATE), API_RATE, g711.G711_RATE)
@@ -402,16 +463,34 @@ async def test_the_readme_example_against_voiceclient_serve(tmp_path: Path) -> N
 
     root = Path(__file__).resolve().parents[1]
     serve = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "voiceclient",
+        "serve",
+        "--port",
+        "0",
+        "--no-speech",
+        "--vad",
+        "energy",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert serve.stdout is not None
         line = (await asyncio.wait_for(serve.stdout.readline(), 30)).decode()
         base_url = line.split("listening on ", 1)[1].split()[0]
         example = await asyncio.create_subprocess_exec(
-            sys.executable, str(root / "scripts" / "websocket_example.py"), "--base-url", base_url,
-            "--input", str(FIXTURES / "hello.wav"), "--output", str(tmp_path / "answer.wav"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            str(root / "scripts" / "websocket_example.py"),
+            "--base-url",
+            base_url,
+            "--input",
+            str(FIXTURES / "hello.wav"),
+            "--output",
+            str(tmp_path / "answer.wav"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(example.communicate(), 30)
         assert example.returncode == 0, err.decode()
         assert "assistant: Echo of" in out.decode()
@@ -428,32 +507,75 @@ async def test_conversation_operations_answer_as_the_real_service(server: Realti
     """`previous_item_id` as the service reports it (null for an item put first with "root"), and the error codes
     pipecat and LiveKit Agents branch on, with the client's `event_id` echoed (pipecat reads its item id from it)."""
     async with session_of(server) as (conn, wire):
-        await conn.conversation.item.create(item={"id": "item_b", "type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "second"}]})
+        await conn.conversation.item.create(
+            item={
+                "id": "item_b",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "second"}],
+            }
+        )
         added = (await wire.until("conversation.item.added"))[-1]
         assert added.previous_item_id is None  # the first item follows nothing
-        await conn.conversation.item.create(previous_item_id="root", item={
-            "id": "item_a", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]})
+        await conn.conversation.item.create(
+            previous_item_id="root",
+            item={
+                "id": "item_a",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "first"}],
+            },
+        )
         added = (await wire.until("conversation.item.added"))[-1]
         assert added.item.id == "item_a" and added.previous_item_id is None  # never "root"
-        await conn.conversation.item.create(previous_item_id="item_a", item={
-            "id": "item_c", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "mid"}]})
+        await conn.conversation.item.create(
+            previous_item_id="item_a",
+            item={
+                "id": "item_c",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "mid"}],
+            },
+        )
         assert (await wire.until("conversation.item.added"))[-1].previous_item_id == "item_a"
         cases = [
-            (conn.conversation.item.retrieve(item_id="gone", event_id="rci_gone"), "rci_gone",
-             "item_retrieve_invalid_item_id", "Error retrieving item: the item with id 'gone' does not exist."),
-            (conn.conversation.item.delete(item_id="gone", event_id="del_gone"), "del_gone",
-             "item_delete_invalid_item_id", "Error deleting item: the item with id 'gone' does not exist."),
-            (conn.conversation.item.create(event_id="dup_b", item={
-                "id": "item_b", "type": "message", "role": "user",
-                "content": [{"type": "input_text", "text": "again"}]}), "dup_b",
-             "item_create_duplicate_item_id", "Error adding item: an item with id 'item_b' already exists."),
+            (
+                conn.conversation.item.retrieve(item_id="gone", event_id="rci_gone"),
+                "rci_gone",
+                "item_retrieve_invalid_item_id",
+                "Error retrieving item: the item with id 'gone' does not exist.",
+            ),
+            (
+                conn.conversation.item.delete(item_id="gone", event_id="del_gone"),
+                "del_gone",
+                "item_delete_invalid_item_id",
+                "Error deleting item: the item with id 'gone' does not exist.",
+            ),
+            (
+                conn.conversation.item.create(
+                    event_id="dup_b",
+                    item={
+                        "id": "item_b",
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "again"}],
+                    },
+                ),
+                "dup_b",
+                "item_create_duplicate_item_id",
+                "Error adding item: an item with id 'item_b' already exists.",
+            ),
         ]
         for send, event_id, code, message in cases:
             await send
             error = (await wire.until("error"))[-1].error
             assert (error.type, error.code, error.message, error.param, error.event_id) == (
-                "invalid_request_error", code, message, None, event_id)
+                "invalid_request_error",
+                code,
+                message,
+                None,
+                event_id,
+            )
         await conn.conversation.item.retrieve(item_id="item_c")
         retrieved = (await wire.until("conversation.item.retrieved"))[-1]
         assert retrieved.item.id == "item_c"

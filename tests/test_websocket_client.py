@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,16 +26,17 @@ from .test_cli import run_cli
 pytestmark = pytest.mark.timeout(60)
 
 
-def ws_settings(server: RealtimeServer, **kw: object) -> ClientSettings:
-    return ClientSettings(base_url=server.base_url, api_key="sk-test", transport="websocket", connect_timeout=10,
-                          **kw)
+def ws_settings(server: RealtimeServer, **kw: Any) -> ClientSettings:
+    return ClientSettings(base_url=server.base_url, api_key="sk-test", transport="websocket", connect_timeout=10, **kw)
 
 
-async def test_a_voice_turn_over_websocket_is_heard_recorded_and_logged(server: RealtimeServer,
-                                                                        tmp_path: Path) -> None:
+async def test_a_voice_turn_over_websocket_is_heard_recorded_and_logged(server: RealtimeServer, tmp_path: Path) -> None:
     out, rec, events = tmp_path / "out.wav", tmp_path / "rec.wav", tmp_path / "events.jsonl"
-    async with VoiceCall(ws_settings(server), source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
-                         recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events)) as call:
+    async with VoiceCall(
+        ws_settings(server),
+        source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+        recording=Recording(output_wav=out, record_wav=rec, events_jsonl=events),
+    ) as call:
         assert call.call_id is not None and call.call_id.startswith("sess_")  # the session is the connection
         assert await call.run_until_idle(1.0, 30) == "idle"
     [session] = list(server.history)
@@ -42,13 +44,13 @@ async def test_a_voice_turn_over_websocket_is_heard_recorded_and_logged(server: 
     # What the server heard: the 440 Hz tone, sent as appends.
     heard = session.conversation.user_audio()[0]
     start, end = loud_spans(heard, 24000)[0]
-    assert abs(dominant_frequency(heard[int(start * 24000) + 1200:int(end * 24000) - 1200], 24000) - 440) < 3
+    assert abs(dominant_frequency(heard[int(start * 24000) + 1200 : int(end * 24000) - 1200], 24000) - 440) < 3
     # What the client heard: the echo, played out in real time, once, after the tone.
     pcm, rate, _ = read_wav(out)
     spans = loud_spans(pcm[:, 0], rate)
     assert len(spans) == 1 and 0.9 <= spans[0][1] - spans[0][0] <= 1.1
     s, e = spans[0]
-    assert abs(dominant_frequency(pcm[int(s * rate) + 1200:int(e * rate) - 1200, 0], rate) - 440) < 3
+    assert abs(dominant_frequency(pcm[int(s * rate) + 1200 : int(e * rate) - 1200, 0], rate) - 440) < 3
     stereo = read_wav(rec)[0]
     assert loud_spans(stereo[:, 0], 24000)[0][1] < loud_spans(stereo[:, 1], 24000)[0][0]
     # The log: the wire events (validated by the official types), the playout as local events, no audio payloads.
@@ -65,12 +67,20 @@ async def test_barge_in_over_websocket_flushes_the_speaker_and_truncates_at_what
     """The client's own barge-in: the server cancels (turn_detected); the client drops the unplayed audio and
     truncates the item at the samples the speaker consumed."""
     scenario = ScenarioResponder.from_file(FIXTURES / "scenarios" / "long_reply.toml")
-    pcm = np.concatenate([np.zeros(9600, np.int16), tone(440, 0.6, 48000), np.zeros(48000, np.int16),
-                          tone(660, 0.6, 48000), np.zeros(48000, np.int16)])
+    pcm = np.concatenate(
+        [
+            np.zeros(9600, np.int16),
+            tone(440, 0.6, 48000),
+            np.zeros(48000, np.int16),
+            tone(660, 0.6, 48000),
+            np.zeros(48000, np.int16),
+        ]
+    )
     out, events = tmp_path / "out.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, responder=scenario) as server:
-        async with VoiceCall(ws_settings(server), source=BufferSource(pcm),
-                             recording=Recording(output_wav=out, events_jsonl=events)) as call:
+        async with VoiceCall(
+            ws_settings(server), source=BufferSource(pcm), recording=Recording(output_wav=out, events_jsonl=events)
+        ) as call:
             await call.run_until_idle(1.0, 30)
         [session] = list(server.history)
         log = read_events(events)
@@ -84,8 +94,10 @@ async def test_barge_in_over_websocket_flushes_the_speaker_and_truncates_at_what
         local = [line["event"]["type"] for line in log if line["dir"] == "local"]
         assert "output_audio_buffer.cleared" in local
         cut = session.conversation.get(truncate["item_id"])
-        assert cut is not None and cut["content"][0]["transcript"] != "This is a long answer that goes on for " \
-                                                                      "three whole seconds."
+        assert (
+            cut is not None
+            and cut["content"][0]["transcript"] != "This is a long answer that goes on for three whole seconds."
+        )
 
 
 async def test_a_tool_round_trip_and_a_text_turn_over_websocket(tmp_path: Path) -> None:
@@ -100,11 +112,13 @@ async def test_a_tool_round_trip_and_a_text_turn_over_websocket(tmp_path: Path) 
         return {"city": city, "forecast": "sunny", "temperature": 22}
 
     scenario = ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")
-    session = SessionConfig.model_validate({"audio": {"input": {"turn_detection": {"type": "server_vad",
-                                                                                   "silence_duration_ms": 800}}}})
+    session = SessionConfig.model_validate(
+        {"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}}}
+    )
     async with RealtimeServer(port=0, responder=scenario) as server:
-        async with VoiceCall(ws_settings(server), session, source=WavSource(FIXTURES / "hello.wav"),
-                             tools=[get_weather]) as call:
+        async with VoiceCall(
+            ws_settings(server), session, source=WavSource(FIXTURES / "hello.wav"), tools=[get_weather]
+        ) as call:
             stream = call.events()
             done = await stream.next_of("response.output_audio_transcript.done", timeout=20)  # the preamble
             assert done.transcript == "Checking two cities."
@@ -114,15 +128,20 @@ async def test_a_tool_round_trip_and_a_text_turn_over_websocket(tmp_path: Path) 
 
 
 async def test_g711_both_ways_over_websocket(server: RealtimeServer, tmp_path: Path) -> None:
-    session = SessionConfig.model_validate({"audio": {"input": {"format": {"type": "audio/pcmu"}},
-                                                      "output": {"format": {"type": "audio/pcma"}}}})
+    session = SessionConfig.model_validate(
+        {"audio": {"input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcma"}}}}
+    )
     out = tmp_path / "out.wav"
-    async with VoiceCall(ws_settings(server), session, source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
-                         recording=Recording(output_wav=out)) as call:
+    async with VoiceCall(
+        ws_settings(server),
+        session,
+        source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+        recording=Recording(output_wav=out),
+    ) as call:
         assert await call.run_until_idle(1.0, 30) == "idle"
     pcm, rate, _ = read_wav(out)
     [(s, e)] = loud_spans(pcm[:, 0], rate)
-    assert abs(dominant_frequency(pcm[int(s * rate) + 1200:int(e * rate) - 1200, 0], rate) - 440) < 5
+    assert abs(dominant_frequency(pcm[int(s * rate) + 1200 : int(e * rate) - 1200, 0], rate) - 440) < 5
 
 
 async def test_a_wrong_key_over_websocket_is_an_authentication_error() -> None:
@@ -135,9 +154,21 @@ async def test_a_wrong_key_over_websocket_is_an_authentication_error() -> None:
 
 async def test_call_transport_websocket_from_the_command_line(server: RealtimeServer, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    code, out, err = await run_cli("call", "--transport", "websocket", "--input",
-                                   str(FIXTURES / "tone_440_16k_stereo.wav"), "--base-url", server.base_url,
-                                   "--api-key", "sk-x", "--events", str(events), "--idle-exit", "1")
+    code, out, err = await run_cli(
+        "call",
+        "--transport",
+        "websocket",
+        "--input",
+        str(FIXTURES / "tone_440_16k_stereo.wav"),
+        "--base-url",
+        server.base_url,
+        "--api-key",
+        "sk-x",
+        "--events",
+        str(events),
+        "--idle-exit",
+        "1",
+    )
     assert code == 0, err
     assert "sess_" in out
     types = [json.loads(line)["event"]["type"] for line in events.read_text().splitlines()]
@@ -151,9 +182,12 @@ async def test_a_websocket_call_is_recycled_with_its_conversation(server: Realti
 
     statuses: list[str] = []
     out = tmp_path / "out.wav"
-    async with VoiceCall(ws_settings(server), on_status=statuses.append,
-                         recording=Recording(output_wav=out, events_jsonl=tmp_path / "events.jsonl"),
-                         continuity=Continuity(recycle_after=1.5)) as call:
+    async with VoiceCall(
+        ws_settings(server),
+        on_status=statuses.append,
+        recording=Recording(output_wav=out, events_jsonl=tmp_path / "events.jsonl"),
+        continuity=Continuity(recycle_after=1.5),
+    ) as call:
         first = call.call_id
         call.send_text("my name is Ada")
         await call.wait_for(lambda e: e.type == "response.done", 10)
@@ -164,10 +198,15 @@ async def test_a_websocket_call_is_recycled_with_its_conversation(server: Realti
         assert done.response.status == "completed"
         await call.run_until_idle(0.5, 20)
         current = next(s for s in server.history if s.id == call.call_id)
-        texts = [it["content"][0].get("text") or it["content"][0].get("transcript")
-                 for it in current.conversation.items]
-        assert texts[:4] == ["my name is Ada", "You said: my name is Ada", "what is my name?",
-                             "You said: what is my name?"]
+        texts = [
+            it["content"][0].get("text") or it["content"][0].get("transcript") for it in current.conversation.items
+        ]
+        assert texts[:4] == [
+            "my name is Ada",
+            "You said: my name is Ada",
+            "what is my name?",
+            "You said: what is my name?",
+        ]
     for _ in range(100):  # every session the call opened is closed with it, the retiring one too
         if not server.sessions:
             break
@@ -176,6 +215,9 @@ async def test_a_websocket_call_is_recycled_with_its_conversation(server: Realti
     assert statuses[0] == "session recycled, conversation carried over (2 items)"
     log = read_events(tmp_path / "events.jsonl")
     switched = next(line["t"] for line in log if line["event"]["type"] == "call.switched")
-    assert [line for line in log if line["dir"] == "local" and line["t"] > switched
-            and line["event"]["type"] == "output_audio_buffer.started"]  # the new session's answer was played
+    assert [
+        line
+        for line in log
+        if line["dir"] == "local" and line["t"] > switched and line["event"]["type"] == "output_audio_buffer.started"
+    ]  # the new session's answer was played
     assert len(loud_spans(read_wav(out)[0][:, 0], 24000)) == 2

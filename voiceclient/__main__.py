@@ -1,3 +1,5 @@
+"""`python -m voiceclient`: the command line."""
+
 import sys
 
 from voiceclient.app.cli import main

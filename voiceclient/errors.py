@@ -78,8 +78,11 @@ class APIError(VoiceClientError):
         self.param = param
 
     def __str__(self) -> str:
-        bits = [f"HTTP {self.status}" if self.status else None, self.code,
-                f"param {self.param}" if self.param else None]
+        bits = [
+            f"HTTP {self.status}" if self.status else None,
+            self.code,
+            f"param {self.param}" if self.param else None,
+        ]
         head = ", ".join(b for b in bits if b)
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
         return f"{self.message} ({head}){tries}" if head else self.message + tries

@@ -1,9 +1,9 @@
 """OpenAI's Agents SDK over WebRTC: `WebRTCModel`, a `RealtimeModel` for `RealtimeRunner` (the `agents` extra).
 
-    from agents.realtime import RealtimeRunner
-    from voiceclient.agents import WebRTCModel
+from agents.realtime import RealtimeRunner
+from voiceclient.agents import WebRTCModel
 
-    runner = RealtimeRunner(agent, model=WebRTCModel(source=WavSource("question.wav"), output_wav="answer.wav"))
+runner = RealtimeRunner(agent, model=WebRTCModel(source=WavSource("question.wav"), output_wav="answer.wav"))
 """
 
 from __future__ import annotations

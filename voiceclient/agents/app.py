@@ -43,8 +43,13 @@ def load_agent(spec: str) -> RealtimeAgent[Any]:
 class AgentSession:
     """A `RealtimeRunner` session over `model`, with its events said as lines (`line`) and counted."""
 
-    def __init__(self, agent: RealtimeAgent[Any], model: WebRTCModel, line: Callable[[str], None],
-                 run_config: RealtimeRunConfig | None = None) -> None:
+    def __init__(
+        self,
+        agent: RealtimeAgent[Any],
+        model: WebRTCModel,
+        line: Callable[[str], None],
+        run_config: RealtimeRunConfig | None = None,
+    ) -> None:
         self.agent = agent
         self.model = model
         self.line = line
@@ -121,16 +126,19 @@ class AgentSession:
             await self.session.interrupt()
 
 
-async def call_with_agent(spec: str, model: WebRTCModel, printer: TranscriptPrinter, idle_exit: float,
-                          max_duration: float | None) -> AgentSession:
+async def call_with_agent(
+    spec: str, model: WebRTCModel, printer: TranscriptPrinter, idle_exit: float, max_duration: float | None
+) -> AgentSession:
     """`voiceclient call --agent`: the agent answers the call's WAV; hang up when the conversation is idle."""
     agent = load_agent(spec)
     printer.foreign_calls = False
     runner = AgentSession(agent, model, printer.line)
     async with runner.running() as call:
         printer.attach(call)
-        printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id}); agent {agent.name!r} "
-                     "through the Agents SDK")
+        printer.line(
+            f"connected in {call.connect_seconds:.2f} s (call {call.call_id}); agent {agent.name!r} "
+            "through the Agents SDK"
+        )
         reason = await call.run_until_idle(idle_exit, max_duration)
         printer.line("hanging up: " + ("conversation idle" if reason == "idle" else "--max-duration reached"))
     if runner.failure is not None:

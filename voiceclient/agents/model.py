@@ -101,11 +101,19 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
     - `on_call`: called with the `VoiceCall` before it connects (to subscribe to its events, as `talk` does).
     """
 
-    def __init__(self, *, source: AudioSource | None = None, playback: Playback | Literal[False] | None = None,
-                 output_wav: str | None = None, recording: Recording | None = None,
-                 continuity: Continuity | None = None, settings: ClientSettings | None = None,
-                 session: SessionConfig | None = None, on_call: Callable[[VoiceCall], None] | None = None,
-                 on_status: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        source: AudioSource | None = None,
+        playback: Playback | Literal[False] | None = None,
+        output_wav: str | None = None,
+        recording: Recording | None = None,
+        continuity: Continuity | None = None,
+        settings: ClientSettings | None = None,
+        session: SessionConfig | None = None,
+        on_call: Callable[[VoiceCall], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self._source = source
         self._playback = playback
@@ -142,8 +150,10 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         if self._call is not None:
             raise AssertionError("Already connected")
         if options.get("call_id"):
-            raise UserError("WebRTCModel makes its own call; to join a call by call_id (the sideband), use the "
-                            "SDK's OpenAIRealtimeWebSocketModel")
+            raise UserError(
+                "WebRTCModel makes its own call; to join a call by call_id (the sideband), use the "
+                "SDK's OpenAIRealtimeWebSocketModel"
+            )
         model_settings: RealtimeSessionModelSettings = options.get("initial_model_settings", {})
         if options.get("playback_tracker") is not None:
             log.info("WebRTCModel: the playback tracker is not used (over WebRTC the server measures playout)")
@@ -178,8 +188,9 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             values.update(headers=dict(headers), api_key=None)
         else:
             given = options.get("api_key")  # the SDK's option, else these settings' key, else $OPENAI_API_KEY
-            api_key = (await get_api_key(given) if given is not None else None) or base.api_key \
-                or await get_api_key(None)
+            api_key = (
+                (await get_api_key(given) if given is not None else None) or base.api_key or await get_api_key(None)
+            )
             if not api_key:
                 raise UserError("API key is required but was not provided.")
             values["api_key"] = api_key
@@ -194,8 +205,9 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         data = self._get_session_config(model_settings).model_dump(mode="json", exclude_unset=True)
         tracing = _ConversionHelper.convert_tracing_config(self._tracing_config)
         if tracing is not None:
-            data["tracing"] = tracing if isinstance(tracing, str) else tracing.model_dump(mode="json",
-                                                                                           exclude_unset=True)
+            data["tracing"] = (
+                tracing if isinstance(tracing, str) else tracing.model_dump(mode="json", exclude_unset=True)
+            )
         return self._merged(data)
 
     def _merged(self, data: dict[str, Any]) -> SessionConfig:
@@ -222,8 +234,15 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             playback = speaker
         elif self._playback:
             playback = self._playback
-        call = VoiceCall(settings, session, source=source, recording=self._recording, continuity=self._continuity,
-                         playback=playback, on_status=self._on_status)
+        call = VoiceCall(
+            settings,
+            session,
+            source=source,
+            recording=self._recording,
+            continuity=self._continuity,
+            playback=playback,
+            on_status=self._on_status,
+        )
         call.on_any(self._received)
         call.tap_audio(received=self._heard)
         call.on_connection(self._connection)
@@ -301,11 +320,13 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 elif kind == "audio":
                     await self._on_audio(value)
                 elif kind == "status":
-                    await self._emit_event(RealtimeModelConnectionStatusEvent(
-                        status="connected" if value == "connected" else "connecting"))
+                    await self._emit_event(
+                        RealtimeModelConnectionStatusEvent(status="connected" if value == "connected" else "connecting")
+                    )
                 elif kind == "failed":
-                    await self._emit_event(RealtimeModelExceptionEvent(exception=value,
-                                                                       context=f"the WebRTC call failed: {value}"))
+                    await self._emit_event(
+                        RealtimeModelExceptionEvent(exception=value, context=f"the WebRTC call failed: {value}")
+                    )
                     await self._emit_event(RealtimeModelConnectionStatusEvent(status="disconnected"))
                     await self._emit_event(RealtimeModelEndOfStreamEvent())
                     return
@@ -317,14 +338,16 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             try:
                 data = json.loads(event.raw)
             except json.JSONDecodeError:
-                await self._emit_event(RealtimeModelExceptionEvent(
-                    exception=ValueError(event.reason), context="Failed to parse data-channel message as JSON"))
+                await self._emit_event(
+                    RealtimeModelExceptionEvent(
+                        exception=ValueError(event.reason), context="Failed to parse data-channel message as JSON"
+                    )
+                )
                 return
         else:
             data = event.model_dump(mode="json", exclude_unset=True, by_alias=True)
         kind = data.get("type")
-        if kind == "response.content_part.added" and (data.get("part") or {}).get("type") in ("audio",
-                                                                                             "output_audio"):
+        if kind == "response.content_part.added" and (data.get("part") or {}).get("type") in ("audio", "output_audio"):
             self._audio_parts[data["response_id"]] = (data["item_id"], data.get("content_index", 0))
             while len(self._audio_parts) > 8:  # responses whose audio never played (cancelled before playout)
                 del self._audio_parts[next(iter(self._audio_parts))]
@@ -341,8 +364,9 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 self._audio_parts.pop(playing.response_id, None)
                 if kind == "output_audio_buffer.cleared" and playing.response_id not in self._interrupted:
                     # a barge-in (the server's VAD) or an interrupt from elsewhere: the app stops its playback
-                    await self._emit_event(RealtimeModelAudioInterruptedEvent(item_id=playing.item_id,
-                                                                              content_index=playing.content_index))
+                    await self._emit_event(
+                        RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
+                    )
         elif kind == "response.done":
             self._interrupted.discard((data.get("response") or {}).get("id", ""))
         await self._handle_ws_event(data)
@@ -354,9 +378,14 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         out = self._resampler.process(pcm)
         if out.size:
             self._current_item_id = playing.item_id  # what `conversation.item.retrieve` refreshes after a truncation
-            await self._emit_event(RealtimeModelAudioEvent(data=out.tobytes(), response_id=playing.response_id,
-                                                           item_id=playing.item_id,
-                                                           content_index=playing.content_index))
+            await self._emit_event(
+                RealtimeModelAudioEvent(
+                    data=out.tobytes(),
+                    response_id=playing.response_id,
+                    item_id=playing.item_id,
+                    content_index=playing.content_index,
+                )
+            )
 
     async def _send_tracing_config(self, tracing_config: Any) -> None:
         """Nothing: the tracing config is part of the session the call sends (and sends again on a new
@@ -434,8 +463,9 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         playing = self._playing
         if playing is not None and event.response_id in (None, playing.response_id):
             self._interrupted.add(playing.response_id)
-            await self._emit_event(RealtimeModelAudioInterruptedEvent(item_id=playing.item_id,
-                                                                      content_index=playing.content_index))
+            await self._emit_event(
+                RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
+            )
             call.send(ev.OutputAudioBufferClear())
         else:  # its audio has not started playing (a guardrail on the first words): stopped when it starts
             response_id = event.response_id or self._response_create_sequencer.ongoing_response_id
@@ -443,4 +473,3 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 self._interrupted.add(response_id)
         if not event.playback_only and self._ongoing_response:
             await self._cancel_response(response_id=event.response_id)
-

@@ -11,14 +11,14 @@ import asyncio
 import json
 import logging
 import signal
-import time
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voiceclient.client.settings import ClientSettings, build_session, load_config_file
 from voiceclient.client.options import Continuity, Recording
+from voiceclient.client.settings import ClientSettings, build_session, load_config_file
 from voiceclient.errors import ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
@@ -36,53 +36,100 @@ def _session_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="e.g. gpt-realtime")
     g.add_argument("--instructions", help="system instructions")
     g.add_argument("--voice", help="output voice, e.g. marin")
-    g.add_argument("--set", dest="assignments", action="append", default=[], metavar="PATH=VALUE",
-                   help="any session field, VALUE as JSON: --set audio.input.turn_detection=null")
+    g.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="any session field, VALUE as JSON: --set audio.input.turn_detection=null",
+    )
 
 
 def _tool_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tools", action="append", default=[], metavar="FILE.py|package.module",
-                   help="load @tool functions (enabled); installed plugins are enabled in the config's [tools]")
+    p.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="FILE.py|package.module",
+        help="load @tool functions (enabled); installed plugins are enabled in the config's [tools]",
+    )
 
 
 def _agent_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--agent", metavar="MODULE:ATTR|FILE.py:ATTR",
-                   help="an OpenAI Agents SDK RealtimeAgent answers (the agents extra): the SDK runs its tools, "
-                        "handoffs and guardrails over this WebRTC call; the session flags apply over the agent's")
+    p.add_argument(
+        "--agent",
+        metavar="MODULE:ATTR|FILE.py:ATTR",
+        help="an OpenAI Agents SDK RealtimeAgent answers (the agents extra): the SDK runs its tools, "
+        "handoffs and guardrails over this WebRTC call; the session flags apply over the agent's",
+    )
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection")
     g.add_argument("--base-url", help="API base URL (default: $OPENAI_BASE_URL or https://api.openai.com/v1)")
     g.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
-    g.add_argument("--ice-server", dest="ice_servers", action="append", default=[], metavar="URL",
-                   help="STUN/TURN server URL (default: none; host candidates only)")
-    g.add_argument("--transport", choices=["auto", "webrtc", "websocket"],
-                   help="auto (default): WebRTC, and the WebSocket when ICE has not connected within 3 s (a "
-                        "network that drops UDP); webrtc: WebRTC only; websocket: one WebSocket session, the audio "
-                        "as events (through any network that lets HTTPS out)")
-    g.add_argument("--connect-timeout", type=float, metavar="SECONDS",
-                   help="give the call up when ICE has not connected this long after the answer (default 5)")
-    g.add_argument("--max-retries", type=int, metavar="N",
-                   help="retries of a refused or failed HTTP request, as the openai SDK does (default 2; 429, "
-                        "408, 409, 5xx and connection errors; Retry-After honoured up to 60 s)")
+    g.add_argument(
+        "--ice-server",
+        dest="ice_servers",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN server URL (default: none; host candidates only)",
+    )
+    g.add_argument(
+        "--transport",
+        choices=["auto", "webrtc", "websocket"],
+        help="auto (default): WebRTC, and the WebSocket when ICE has not connected within 3 s (a "
+        "network that drops UDP); webrtc: WebRTC only; websocket: one WebSocket session, the audio "
+        "as events (through any network that lets HTTPS out)",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give the call up when ICE has not connected this long after the answer (default 5)",
+    )
+    g.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help="retries of a refused or failed HTTP request, as the openai SDK does (default 2; 429, "
+        "408, 409, 5xx and connection errors; Retry-After honoured up to 60 s)",
+    )
 
 
 def _continuity_flags(p: argparse.ArgumentParser, reconnect: int) -> None:
     g = p.add_argument_group("calls that last (the conversation outlives its connection)")
-    g.add_argument("--reconnect", type=int, default=reconnect, metavar="N",
-                   help=f"after a lost connection, up to N new connections with the conversation replayed, backing "
-                        f"off 0.5, 1, 2, 4 s (default {reconnect})")
-    g.add_argument("--recycle-after", type=float, metavar="SECONDS",
-                   help="move to a fresh connection after this long (at a quiet moment, history replayed); without "
-                        "it, 60 s before the session's expires_at")
-    g.add_argument("--media-timeout", type=float, default=2.0, metavar="SECONDS",
-                   help="a server that was sending audio and stops for this long is lost (default 2)")
+    g.add_argument(
+        "--reconnect",
+        type=int,
+        default=reconnect,
+        metavar="N",
+        help=f"after a lost connection, up to N new connections with the conversation replayed, backing "
+        f"off 0.5, 1, 2, 4 s (default {reconnect})",
+    )
+    g.add_argument(
+        "--recycle-after",
+        type=float,
+        metavar="SECONDS",
+        help="move to a fresh connection after this long (at a quiet moment, history replayed); without "
+        "it, 60 s before the session's expires_at",
+    )
+    g.add_argument(
+        "--media-timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="a server that was sending audio and stops for this long is lost (default 2)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voiceclient", description="A WebRTC voice client for OpenAI's "
-                                     "Realtime API, with an embedded Realtime-compatible server.")
+    parser = argparse.ArgumentParser(
+        prog="voiceclient",
+        description="A WebRTC voice client for OpenAI's Realtime API, with an embedded Realtime-compatible server.",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -93,12 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
     _tool_flags(call)
     _agent_flag(call)
-    call.add_argument("--approve", choices=["always", "never"],
-                      help="answer to tools that need approval and MCP approval requests (default: the config's "
-                           "[tools] approve, else never)")
+    call.add_argument(
+        "--approve",
+        choices=["always", "never"],
+        help="answer to tools that need approval and MCP approval requests (default: the config's "
+        "[tools] approve, else never)",
+    )
     call.add_argument("--tool-timeout", type=float, metavar="SECONDS", help="default tool timeout (30)")
-    call.add_argument("--idle-exit", type=float, default=2.0, metavar="SECONDS",
-                      help="hang up after the input ends and the conversation is idle this long (default 2)")
+    call.add_argument(
+        "--idle-exit",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="hang up after the input ends and the conversation is idle this long (default 2)",
+    )
     call.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long in any case")
     call.add_argument("--quiet", action="store_true", help="no live transcript")
     _session_flags(call)
@@ -108,20 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
     talk = sub.add_parser("talk", help="talk to the model: microphone, speaker, barge-in, echo cancellation")
     talk.add_argument("--input-device", metavar="INDEX|NAME", help="microphone (default: the system's)")
     talk.add_argument("--output-device", metavar="INDEX|NAME", help="speaker (default: the system's)")
-    talk.add_argument("--aec", choices=["auto", "on", "off"], default="auto",
-                      help="echo cancellation (auto: on unless the output looks like a headset)")
-    talk.add_argument("--noise-reduction", choices=["near_field", "far_field", "off"],
-                      help="the server's input noise reduction (session audio.input.noise_reduction)")
-    talk.add_argument("--push-to-talk", action="store_true",
-                      help="no turn detection: /t starts a turn, /t again sends it")
+    talk.add_argument(
+        "--aec",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="echo cancellation (auto: on unless the output looks like a headset)",
+    )
+    talk.add_argument(
+        "--noise-reduction",
+        choices=["near_field", "far_field", "off"],
+        help="the server's input noise reduction (session audio.input.noise_reduction)",
+    )
+    talk.add_argument(
+        "--push-to-talk", action="store_true", help="no turn detection: /t starts a turn, /t again sends it"
+    )
     talk.add_argument("--record", metavar="CONV.wav", help="stereo 24 kHz: left sent, right received")
     talk.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
     talk.add_argument("--max-duration", type=float, metavar="SECONDS", help="hang up after this long")
     _tool_flags(talk)
     _agent_flag(talk)
-    talk.add_argument("--approve", choices=["always", "never"],
-                      help="a policy for tools that need approval (default: the config's; else, in a terminal, "
-                           "you are asked each time: y / n / a; without one, never)")
+    talk.add_argument(
+        "--approve",
+        choices=["always", "never"],
+        help="a policy for tools that need approval (default: the config's; else, in a terminal, "
+        "you are asked each time: y / n / a; without one, never)",
+    )
     _session_flags(talk)
     _connection_flags(talk)
     _continuity_flags(talk, reconnect=5)
@@ -131,31 +197,61 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the embedded Realtime server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--scenario", metavar="FILE",
-                       help="scripted turns, or agent rules (JSON or TOML); default: echo")
-    serve.add_argument("--agent", action="store_true",
-                       help="answer with the offline agent (listens, speaks, acknowledges what it heard)")
-    serve.add_argument("--vad", choices=["auto", "energy"], default="auto",
-                       help="auto: Silero VAD when installed (speech), else energy; energy: level only (tones)")
+    serve.add_argument(
+        "--scenario", metavar="FILE", help="scripted turns, or agent rules (JSON or TOML); default: echo"
+    )
+    serve.add_argument(
+        "--agent",
+        action="store_true",
+        help="answer with the offline agent (listens, speaks, acknowledges what it heard)",
+    )
+    serve.add_argument(
+        "--vad",
+        choices=["auto", "energy"],
+        default="auto",
+        help="auto: Silero VAD when installed (speech), else energy; energy: level only (tones)",
+    )
     serve.add_argument("--no-speech", action="store_true", help="do not load the offline speech models")
     serve.add_argument("--api-key", help="accept only this key (default: any key)")
-    serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="ACTION[:key=value...]",
-                       help="inject a fault: stop_media, close_channel, drop_connection, expire_session, "
-                            "delay_events (with at_seconds= or after_turns=, call=N, delay_ms=), http_status "
-                            "(status=, retry_after=, times=, call=N) or unreachable (call=N: ICE checks go "
-                            "unanswered, as where UDP is dropped); also [[faults]] in a scenario file")
-    serve.add_argument("--answer", dest="answer_shape", choices=["real", "aiortc"], default="real",
-                       help="real: ICE-lite and the SDP answer as OpenAI's service gives it (default); aiortc: "
-                            "aiortc's own answer (full ICE, every interface)")
-    serve.add_argument("--max-call-seconds", type=float, default=3600.0, metavar="S",
-                       help="end each call after S seconds with the `session_expired` error the real service "
-                            "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at")
-    serve.add_argument("--record-dir", metavar="DIR",
-                       help="keep each WebRTC call's stereo recording in DIR (the console links it, and its timeline "
-                            "page shows the waveforms and the latency as heard)")
-    serve.add_argument("--pace-websocket-audio", action="store_true",
-                       help="send WebSocket sessions their answer audio in real time (default: as fast as it is "
-                            "made, as the real service does)")
+    serve.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        default=[],
+        metavar="ACTION[:key=value...]",
+        help="inject a fault: stop_media, close_channel, drop_connection, expire_session, "
+        "delay_events (with at_seconds= or after_turns=, call=N, delay_ms=), http_status "
+        "(status=, retry_after=, times=, call=N) or unreachable (call=N: ICE checks go "
+        "unanswered, as where UDP is dropped); also [[faults]] in a scenario file",
+    )
+    serve.add_argument(
+        "--answer",
+        dest="answer_shape",
+        choices=["real", "aiortc"],
+        default="real",
+        help="real: ICE-lite and the SDP answer as OpenAI's service gives it (default); aiortc: "
+        "aiortc's own answer (full ICE, every interface)",
+    )
+    serve.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="end each call after S seconds with the `session_expired` error the real service "
+        "sends at its 60-minute cap (default 3600); `session.created` says when, in expires_at",
+    )
+    serve.add_argument(
+        "--record-dir",
+        metavar="DIR",
+        help="keep each WebRTC call's stereo recording in DIR (the console links it, and its timeline "
+        "page shows the waveforms and the latency as heard)",
+    )
+    serve.add_argument(
+        "--pace-websocket-audio",
+        action="store_true",
+        help="send WebSocket sessions their answer audio in real time (default: as fast as it is "
+        "made, as the real service does)",
+    )
 
     tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
     tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
@@ -164,16 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="a call's timeline as one HTML page, from its event log and recording")
     report.add_argument("events", metavar="EVENTS.jsonl", help="the call's event log (--events)")
-    report.add_argument("--recording", metavar="CONV.wav", help="its stereo recording (--record): the waveforms, "
-                        "and each turn's latency as heard")
+    report.add_argument(
+        "--recording",
+        metavar="CONV.wav",
+        help="its stereo recording (--record): the waveforms, and each turn's latency as heard",
+    )
     report.add_argument("-o", "--output", metavar="REPORT.html", help="default: EVENTS.html beside the log")
     report.add_argument("--png", metavar="REPORT.png", help="also a picture of the timeline (needs Chromium)")
 
     demo = sub.add_parser("demo", help="a whole call with a tool against the embedded server, offline")
     demo.add_argument("--output-dir", default="demo-output")
     demo.add_argument("--quiet", action="store_true")
-    demo.add_argument("--transport", choices=["auto", "webrtc", "websocket"], default="auto",
-                      help="how the call reaches the server (default auto: WebRTC, else the WebSocket)")
+    demo.add_argument(
+        "--transport",
+        choices=["auto", "webrtc", "websocket"],
+        default="auto",
+        help="how the call reaches the server (default auto: WebRTC, else the WebSocket)",
+    )
     return parser
 
 
@@ -204,30 +307,45 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
     from voiceclient.tools.plugins import select, tools_config
 
     config = _load_config(args.config)
-    settings = ClientSettings.from_env(base_url=args.base_url, api_key=args.api_key,
-                                       ice_servers=args.ice_servers or None, max_retries=args.max_retries,
-                                       connect_timeout=args.connect_timeout, transport=args.transport)
-    session = build_session(args.session, base=config.get("session"),
-                            assignments=args.assignments if assignments is None else assignments,
-                            model=args.model, instructions=args.instructions, **{"audio.output.voice": args.voice})
+    settings = ClientSettings.from_env(
+        base_url=args.base_url,
+        api_key=args.api_key,
+        ice_servers=args.ice_servers or None,
+        max_retries=args.max_retries,
+        connect_timeout=args.connect_timeout,
+        transport=args.transport,
+    )
+    session = build_session(
+        args.session,
+        base=config.get("session"),
+        assignments=args.assignments if assignments is None else assignments,
+        model=args.model,
+        instructions=args.instructions,
+        **{"audio.output.voice": args.voice},
+    )
     tools_cfg = tools_config(config.get("tools"))
     tools, _ = select(tools_cfg, args.tools)
     if args.reconnect < 0:
         raise ConfigError(f"--reconnect: {args.reconnect} is not allowed; must be 0 or more")
     _check_positive("--recycle-after", args.recycle_after)
     _check_positive("--media-timeout", args.media_timeout)
-    continuity = Continuity(reconnect=args.reconnect, recycle_after=args.recycle_after,
-                            media_timeout=args.media_timeout)
+    continuity = Continuity(
+        reconnect=args.reconnect, recycle_after=args.recycle_after, media_timeout=args.media_timeout
+    )
     if getattr(args, "agent", None):
         if args.tools or tools:
-            raise ConfigError("--agent: the agent's tools run in the Agents SDK; --tools and enabled plugins are for "
-                              "voiceclient's own tool runner, not both")
+            raise ConfigError(
+                "--agent: the agent's tools run in the Agents SDK; --tools and enabled plugins are for "
+                "voiceclient's own tool runner, not both"
+            )
         if settings.transport == "websocket":
-            raise ConfigError("--agent runs over WebRTC (voiceclient.agents.WebRTCModel); for a WebSocket, run the "
-                              "SDK's own model")
+            raise ConfigError(
+                "--agent runs over WebRTC (voiceclient.agents.WebRTCModel); for a WebSocket, run the SDK's own model"
+            )
     given = args.approve is not None or "approve" in (config.get("tools") or {})
-    return CallSetup(settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout,
-                     continuity, given)
+    return CallSetup(
+        settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout, continuity, given
+    )
 
 
 async def run_call(args: argparse.Namespace) -> int:
@@ -245,15 +363,29 @@ async def run_call(args: argparse.Namespace) -> int:
         from voiceclient.agents.app import call_with_agent
         from voiceclient.agents.model import WebRTCModel
 
-        model = WebRTCModel(source=source, playback=False, recording=Recording(args.output, args.record, args.events),
-                            continuity=setup.continuity, settings=setup.settings, session=setup.session,
-                            on_status=printer.line)
+        model = WebRTCModel(
+            source=source,
+            playback=False,
+            recording=Recording(args.output, args.record, args.events),
+            continuity=setup.continuity,
+            settings=setup.settings,
+            session=setup.session,
+            on_status=printer.line,
+        )
         await call_with_agent(args.agent, model, printer, args.idle_exit, args.max_duration)
         return 0
-    async with VoiceCall(setup.settings, setup.session, source=source, tools=setup.tools,
-                         recording=Recording(args.output, args.record, args.events), continuity=setup.continuity,
-                         on_tool_result=printer.tool_result, tool_timeout=args.tool_timeout or setup.tool_timeout,
-                         approver=setup.approver, on_status=printer.line) as call:
+    async with VoiceCall(
+        setup.settings,
+        setup.session,
+        source=source,
+        tools=setup.tools,
+        recording=Recording(args.output, args.record, args.events),
+        continuity=setup.continuity,
+        on_tool_result=printer.tool_result,
+        tool_timeout=args.tool_timeout or setup.tool_timeout,
+        approver=setup.approver,
+        on_status=printer.line,
+    ) as call:
         printer.attach(call)
         printer.line(f"connected in {call.connect_seconds:.2f} s (call {call.call_id})")
         reason = await call.run_until_idle(args.idle_exit, args.max_duration)
@@ -275,11 +407,20 @@ async def run_talk(args: argparse.Namespace) -> int:
         from voiceclient.agents.app import load_agent
 
         agent = load_agent(args.agent)
-    talk = Talk(setup.settings, setup.session, tools=setup.tools, approver=setup.approver, agent=agent,
-                input_device=args.input_device, output_device=args.output_device, aec=args.aec,
-                push_to_talk=args.push_to_talk, recording=Recording(record_wav=args.record, events_jsonl=args.events),
-                continuity=setup.continuity,
-                ask_approvals=not setup.approve_given and sys.stdin.isatty() and sys.stdout.isatty())
+    talk = Talk(
+        setup.settings,
+        setup.session,
+        tools=setup.tools,
+        approver=setup.approver,
+        agent=agent,
+        input_device=args.input_device,
+        output_device=args.output_device,
+        aec=args.aec,
+        push_to_talk=args.push_to_talk,
+        recording=Recording(record_wav=args.record, events_jsonl=args.events),
+        continuity=setup.continuity,
+        ask_approvals=not setup.approve_given and sys.stdin.isatty() and sys.stdout.isatty(),
+    )
     await talk.run(args.max_duration)
     return 0
 
@@ -301,10 +442,19 @@ async def run_serve(args: argparse.Namespace) -> int:
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
-    server = RealtimeServer(args.host, args.port, responder=responder, api_key=args.api_key, speech=speech,
-                            vad=args.vad, max_call_seconds=args.max_call_seconds, faults=faults,
-                            pace_websocket_audio=args.pace_websocket_audio, answer_shape=args.answer_shape,
-                            record_dir=args.record_dir)
+    server = RealtimeServer(
+        args.host,
+        args.port,
+        responder=responder,
+        api_key=args.api_key,
+        speech=speech,
+        vad=args.vad,
+        max_call_seconds=args.max_call_seconds,
+        faults=faults,
+        pace_websocket_audio=args.pace_websocket_audio,
+        answer_shape=args.answer_shape,
+        record_dir=args.record_dir,
+    )
     try:
         await server.start()
     except OSError as exc:
@@ -317,8 +467,10 @@ async def run_serve(args: argparse.Namespace) -> int:
         await speech.ready()
         print(f"  offline speech: {speech.describe()} (loaded in {speech.load_seconds:.1f} s)", flush=True)
         if speech.silero is not None and args.vad == "auto":
-            print("  turns: Silero VAD hears speech only; pass --vad energy for tones or other synthetic audio",
-                  flush=True)
+            print(
+                "  turns: Silero VAD hears speech only; pass --vad energy for tones or other synthetic audio",
+                flush=True,
+            )
         hint = speech.missing()
         if hint:
             print(f"  {hint}", flush=True)
@@ -336,10 +488,26 @@ async def run_tools(args: argparse.Namespace) -> int:
     chosen, sources = select(tools_config(config.get("tools")), args.tools)
     schema = [t.definition.to_wire() for t in chosen]
     if args.json:
-        print(json.dumps({"sources": [{"name": s.name, "origin": s.origin, "installed": s.installed,
-                                       "enabled": s.enabled, "error": s.error,
-                                       "tools": [t.name for t in s.tools]} for s in sources],
-                          "enabled": [t.name for t in chosen], "schema": schema}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "sources": [
+                        {
+                            "name": s.name,
+                            "origin": s.origin,
+                            "installed": s.installed,
+                            "enabled": s.enabled,
+                            "error": s.error,
+                            "tools": [t.name for t in s.tools],
+                        }
+                        for s in sources
+                    ],
+                    "enabled": [t.name for t in chosen],
+                    "schema": schema,
+                },
+                indent=2,
+            )
+        )
         return 0
     enabled = {id(t) for t in chosen}
     installed = [s for s in sources if s.installed]
@@ -352,12 +520,20 @@ async def run_tools(args: argparse.Namespace) -> int:
         if s.error:
             print(f"      error: {s.error}")
         for t in s.tools:
-            flags = [f for f, on in (("needs approval", t.needs_approval),
-                                     ("cancel on interrupt", t.cancel_on_interrupt),
-                                     (f"timeout {t.timeout or 0:g} s", t.timeout)) if on]
+            flags = [
+                f
+                for f, on in (
+                    ("needs approval", t.needs_approval),
+                    ("cancel on interrupt", t.cancel_on_interrupt),
+                    (f"timeout {t.timeout or 0:g} s", t.timeout),
+                )
+                if on
+            ]
             mark = "on " if id(t) in enabled else "off"
-            print(f"      [{mark}] {t.name}: {t.description.splitlines()[0] if t.description else ''}"
-                  + (f"  ({', '.join(flags)})" if flags else ""))
+            print(
+                f"      [{mark}] {t.name}: {t.description.splitlines()[0] if t.description else ''}"
+                + (f"  ({', '.join(flags)})" if flags else "")
+            )
     print(f"\nsent to the model as session.tools ({len(schema)}):")
     print(json.dumps(schema, indent=2))
     return 0
@@ -372,10 +548,12 @@ async def run_report(args: argparse.Namespace) -> int:
     started = time.monotonic()
     timeline = await asyncio.to_thread(write_report, args.events, args.recording, out)
     s = timeline.summary
-    print(f"{out}: {s['duration']:.1f} s, {s['turns']} turns, latency "
-          + (f"{s['latency_median_ms']} ms median" if s["latency_median_ms"] is not None else "-")
-          + f", {len(s['tools'])} tool calls, {s['errors']} errors ({out.stat().st_size / 1024:.0f} KB in "
-          f"{time.monotonic() - started:.2f} s)")
+    print(
+        f"{out}: {s['duration']:.1f} s, {s['turns']} turns, latency "
+        + (f"{s['latency_median_ms']} ms median" if s["latency_median_ms"] is not None else "-")
+        + f", {len(s['tools'])} tool calls, {s['errors']} errors ({out.stat().st_size / 1024:.0f} KB in "
+        f"{time.monotonic() - started:.2f} s)"
+    )
     if args.png:
         await asyncio.to_thread(screenshot, out, args.png)
         print(args.png)
@@ -400,8 +578,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for noisy in ("aioice", "aiortc", "httpx"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
-        "call": run_call, "talk": run_talk, "devices": run_devices, "serve": run_serve, "tools": run_tools,
-        "demo": run_demo, "report": run_report}
+        "call": run_call,
+        "talk": run_talk,
+        "devices": run_devices,
+        "serve": run_serve,
+        "tools": run_tools,
+        "demo": run_demo,
+        "report": run_report,
+    }
     runner = commands[args.command]
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

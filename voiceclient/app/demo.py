@@ -6,16 +6,16 @@ import statistics
 from importlib import resources
 from pathlib import Path
 
+from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.audio.sources import WavSource
+from voiceclient.client.call import VoiceCall
 from voiceclient.client.options import Recording
 from voiceclient.client.settings import ClientSettings, TransportName
 from voiceclient.protocol.session import SessionConfig
-from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.server import RealtimeServer
 from voiceclient.server.agent import AgentResponder
 from voiceclient.server.responders import ScenarioResponder
 from voiceclient.server.speech import SileroProbability, SpeechBackends
-from voiceclient.client.call import VoiceCall
 from voiceclient.tools import tool
 
 WEATHER = {"paris": ("sunny", 22), "london": ("cloudy", 14), "tokyo": ("rainy", 18)}
@@ -43,23 +43,35 @@ def asset(name: str) -> Path:
 SILENCE_MS = 500
 
 
-async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False,
-                   transport: TransportName = "auto") -> dict[str, object]:
+async def run_demo(
+    output_dir: str | Path = "demo-output", quiet: bool = False, transport: TransportName = "auto"
+) -> dict[str, object]:
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"conversation": out / "conversation.wav", "assistant": out / "assistant.wav",
-             "events": out / "events.jsonl"}
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the call)
+    files = {
+        "conversation": out / "conversation.wav",
+        "assistant": out / "assistant.wav",
+        "events": out / "events.jsonl",
+    }
     speech = SpeechBackends()
     await speech.ready()
     printer = TranscriptPrinter(quiet=quiet)
     agent = speech.stt is not None and speech.tts is not None
-    session = SessionConfig.model_validate({
-        "type": "realtime", "instructions": "You are a weather assistant.",
-        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS},
-                            **({"transcription": {"model": "whisper-1"}} if agent else {})}},
-    })
-    responder = AgentResponder.from_file(asset("agent_demo.toml")) if agent else \
-        ScenarioResponder.from_file(asset("demo.toml"))
+    session = SessionConfig.model_validate(
+        {
+            "type": "realtime",
+            "instructions": "You are a weather assistant.",
+            "audio": {
+                "input": {
+                    "turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS},
+                    **({"transcription": {"model": "whisper-1"}} if agent else {}),
+                }
+            },
+        }
+    )
+    responder = (
+        AgentResponder.from_file(asset("agent_demo.toml")) if agent else ScenarioResponder.from_file(asset("demo.toml"))
+    )
     async with RealtimeServer(port=0, responder=responder, speech=speech) as server:
         printer.line(f"embedded Realtime server at {server.base_url} (no key, no network)")
         if agent:
@@ -67,9 +79,14 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False,
         else:
             printer.line("scripted replies; " + (speech.missing() or ""))
         settings = ClientSettings(base_url=server.base_url, api_key="sk-local-demo", transport=transport)
-        async with VoiceCall(settings, session, source=WavSource(asset("demo_user.wav")), tools=[get_weather],
-                             recording=Recording(files["assistant"], files["conversation"], files["events"]),
-                             on_tool_result=printer.tool_result) as call:
+        async with VoiceCall(
+            settings,
+            session,
+            source=WavSource(asset("demo_user.wav")),
+            tools=[get_weather],
+            recording=Recording(files["assistant"], files["conversation"], files["events"]),
+            on_tool_result=printer.tool_result,
+        ) as call:
             printer.attach(call)
             printer.line(f"connected in {call.connect_seconds:.2f} s over {describe(call)}, call {call.call_id}")
             await call.run_until_idle(idle_seconds=1.5, max_duration=60)
@@ -92,11 +109,14 @@ async def run_demo(output_dir: str | Path = "demo-output", quiet: bool = False,
         print(f"  connect time        {call.connect_seconds:.2f} s (process-local, loopback)")
         print(f"  turns               {printer.user_turns} user, {printer.responses} assistant responses")
         if lat:
-            print(f"  latency per turn    {', '.join(f'{x * 1000:.0f} ms' for x in lat)}"
-                  f"  (median {statistics.median(lat) * 1000:.0f} ms; end of user speech -> first assistant audio, "
-                  f"of which {turn_end} ms is waiting for the turn's end)")
+            print(
+                f"  latency per turn    {', '.join(f'{x * 1000:.0f} ms' for x in lat)}"
+                f"  (median {statistics.median(lat) * 1000:.0f} ms; end of user speech -> first assistant audio, "
+                f"of which {turn_end} ms is waiting for the turn's end)"
+            )
         print(f"  tool calls          {call.tool_calls} ({', '.join(printer.tools_called) or 'none'})")
-        print(f"  speech sent / heard {call.meter.speech_sent_seconds:.1f} s / "
-              f"{call.meter.speech_received_seconds:.1f} s")
+        print(
+            f"  speech sent / heard {call.meter.speech_sent_seconds:.1f} s / {call.meter.speech_received_seconds:.1f} s"
+        )
         print(f"  files               {', '.join(str(p) for p in files.values())}")
     return summary

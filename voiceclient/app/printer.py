@@ -119,8 +119,10 @@ class TranscriptPrinter:
 
     def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
         if event.name not in self._own_tools and self.foreign_calls:
-            self.line(f"tool: {event.name}({event.arguments}) is not a tool of this client; left to the one that "
-                      "declared it (a sideband backend)")
+            self.line(
+                f"tool: {event.name}({event.arguments}) is not a tool of this client; left to the one that "
+                "declared it (a sideband backend)"
+            )
 
     def tool_result(self, name: str, arguments: str, output: str, seconds: float) -> None:
         self.tools_called.append(name)

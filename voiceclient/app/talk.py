@@ -19,21 +19,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from voiceclient.audio.aec import EchoCanceller
-from voiceclient.audio.mic import MicSource
-from voiceclient.audio.defaults import DefaultWatch
-from voiceclient.audio.recovery import StreamGuard
-from voiceclient.audio.speaker import SpeakerSink
-from voiceclient.client.settings import ClientSettings
-from voiceclient.errors import DeviceError
-from voiceclient.protocol.session import SessionConfig
-from voiceclient.protocol import events as ev
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.app.prompts import ConversationApprover
+from voiceclient.audio.aec import EchoCanceller
+from voiceclient.audio.defaults import DefaultWatch
+from voiceclient.audio.mic import MicSource
+from voiceclient.audio.recovery import StreamGuard
+from voiceclient.audio.speaker import SpeakerSink
 from voiceclient.client.call import VoiceCall
 from voiceclient.client.options import Continuity, Recording
-from voiceclient.tools.approvals import Approver
+from voiceclient.client.settings import ClientSettings
+from voiceclient.errors import DeviceError
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
+from voiceclient.tools.approvals import Approver
 from voiceclient.tools.registry import Tool
 
 if TYPE_CHECKING:
@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from voiceclient.app.talk_view import TalkView
 
 log = logging.getLogger(__name__)
-HELP = ("commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
-        "/t talk (push-to-talk: start, then /t again to send) | /d devices | /s status | /q quit")
+HELP = (
+    "commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
+    "/t talk (push-to-talk: start, then /t again to send) | /d devices | /s status | /q quit"
+)
 HEADSET_WORDS = ("headset", "headphone", "earphone", "airpods", "buds", "hands-free", "handsfree")
 
 
@@ -67,13 +69,25 @@ def wants_aec(mode: str, output_name: str) -> tuple[bool, str | None]:
 
 
 class Talk:
-    def __init__(self, settings: ClientSettings, session: SessionConfig, *, tools: list[Tool] | None = None,
-                 approver: Approver | None = None, input_device: str | None = None,
-                 output_device: str | None = None, aec: str = "auto", push_to_talk: bool = False,
-                 recording: Recording | None = None, continuity: Continuity | None = None,
-                 stream: TextIO | None = None, commands: asyncio.Queue[str] | None = None,
-                 ask_approvals: bool = False, follow_defaults: bool | None = None,
-                 agent: RealtimeAgent[object] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        session: SessionConfig,
+        *,
+        tools: list[Tool] | None = None,
+        approver: Approver | None = None,
+        input_device: str | None = None,
+        output_device: str | None = None,
+        aec: str = "auto",
+        push_to_talk: bool = False,
+        recording: Recording | None = None,
+        continuity: Continuity | None = None,
+        stream: TextIO | None = None,
+        commands: asyncio.Queue[str] | None = None,
+        ask_approvals: bool = False,
+        follow_defaults: bool | None = None,
+        agent: RealtimeAgent[object] | None = None,
+    ) -> None:
         """`ask_approvals`: tools that need approval (and MCP approval requests) are asked of the person in the
         conversation, a prompt answered with y / n / a, instead of `approver`'s policy. `follow_defaults`: move the
         streams not pinned to a device to a new system default (None: on macOS and Windows, where the system does
@@ -141,9 +155,12 @@ class Talk:
         usage = event.response.usage
         if usage:
             lat = self.call.meter.latencies
-            self.printer.line(f"(response {event.response.status}: {usage.get('total_tokens', 0)} tokens, "
-                              f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
-                              + (f"; last turn {lat[-1] * 1000:.0f} ms to first audio" if lat else "") + ")")
+            self.printer.line(
+                f"(response {event.response.status}: {usage.get('total_tokens', 0)} tokens, "
+                f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
+                + (f"; last turn {lat[-1] * 1000:.0f} ms to first audio" if lat else "")
+                + ")"
+            )
 
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         call = self.call
@@ -201,9 +218,11 @@ class Talk:
         try:
             if not args:
                 listing = format_devices(list_devices())
-                self.printer.line(f"{listing}\nin use: microphone {self.mic.device.index} "
-                                  f"({self.mic.device.name}), speaker {self.speaker.device.index} "
-                                  f"({self.speaker.device.name}). /d IN OUT chooses both, /d in N or /d out N one")
+                self.printer.line(
+                    f"{listing}\nin use: microphone {self.mic.device.index} "
+                    f"({self.mic.device.name}), speaker {self.speaker.device.index} "
+                    f"({self.speaker.device.name}). /d IN OUT chooses both, /d in N or /d out N one"
+                )
                 return
             if len(args) == 2 and args[0] in ("in", "out"):
                 choices = [(self.mic if args[0] == "in" else self.speaker, args[1])]
@@ -237,11 +256,13 @@ class Talk:
 
     def status(self) -> str:
         lat = self.call.meter.latencies if self.call else []
-        return (f"mic {self.mic.level_dbfs:6.1f} dBFS{' (muted)' if self.mic.muted else ''} | "
-                f"speaker buffer {self.speaker.buffered_ms:.0f} ms, underruns {self.speaker.underruns}, "
-                f"trimmed {self.speaker.trimmed} | mic drops {self.mic.dropped}, stalls {self.mic.stalls} | "
-                f"aec {'on' if self.aec else 'off'} | sound recovered {self.guard.recoveries}x | last turn "
-                f"{(str(int(lat[-1] * 1000)) + ' ms') if lat else '-'}")
+        return (
+            f"mic {self.mic.level_dbfs:6.1f} dBFS{' (muted)' if self.mic.muted else ''} | "
+            f"speaker buffer {self.speaker.buffered_ms:.0f} ms, underruns {self.speaker.underruns}, "
+            f"trimmed {self.speaker.trimmed} | mic drops {self.mic.dropped}, stalls {self.mic.stalls} | "
+            f"aec {'on' if self.aec else 'off'} | sound recovered {self.guard.recoveries}x | last turn "
+            f"{(str(int(lat[-1] * 1000)) + ' ms') if lat else '-'}"
+        )
 
     # ------------------------------------------------------------------------------------------ run
     async def _stdin_lines(self) -> None:
@@ -266,10 +287,12 @@ class Talk:
             if self.aec is not None:  # far end to near end: what the output and input streams hold
                 self.aec.set_delay(self._echo_delay_ms())
             async with self._conversation() as call:
-                self.printer.line(f"connected in {call.connect_seconds:.2f} s; microphone {self.mic.device.name!r},"
-                                  f" speaker {self.speaker.device.name!r}, echo cancellation "
-                                  f"{'on' if self.aec else 'off'}"
-                                  + (f"; agent {self.agent.name!r} through the Agents SDK" if self.agent else ""))
+                self.printer.line(
+                    f"connected in {call.connect_seconds:.2f} s; microphone {self.mic.device.name!r},"
+                    f" speaker {self.speaker.device.name!r}, echo cancellation "
+                    f"{'on' if self.aec else 'off'}"
+                    + (f"; agent {self.agent.name!r} through the Agents SDK" if self.agent else "")
+                )
                 self.printer.line(HELP)
                 tasks = self._command_tasks = TaskOwner("talk")
                 tasks.spawn(self.guard.run(), "sound guard")
@@ -303,10 +326,18 @@ class Talk:
     async def _conversation(self) -> AsyncIterator[VoiceCall]:
         """The call: voiceclient's own, or the one under an Agents SDK runner (`agent`)."""
         if self.agent is None:
-            call = VoiceCall(self.settings, self.session, source=self.mic, tools=self.tools,
-                             approver=self.approver, playback=self.speaker, recording=self.recording,
-                             continuity=self.continuity, on_tool_result=self._tool_result,
-                             on_status=self.printer.line)
+            call = VoiceCall(
+                self.settings,
+                self.session,
+                source=self.mic,
+                tools=self.tools,
+                approver=self.approver,
+                playback=self.speaker,
+                recording=self.recording,
+                continuity=self.continuity,
+                on_tool_result=self._tool_result,
+                on_status=self.printer.line,
+            )
             self._attach(call)
             async with call:
                 self.printer.attach(call)
@@ -315,9 +346,16 @@ class Talk:
         from voiceclient.agents.app import AgentSession
         from voiceclient.agents.model import WebRTCModel
 
-        model = WebRTCModel(source=self.mic, playback=self.speaker, recording=self.recording,
-                            continuity=self.continuity, settings=self.settings, session=self.session,
-                            on_call=self._attach, on_status=self.printer.line)
+        model = WebRTCModel(
+            source=self.mic,
+            playback=self.speaker,
+            recording=self.recording,
+            continuity=self.continuity,
+            settings=self.settings,
+            session=self.session,
+            on_call=self._attach,
+            on_status=self.printer.line,
+        )
         self.printer.foreign_calls = False
         self.agent_session = AgentSession(self.agent, model, self.printer.line)
         async with self.agent_session.running() as call:
@@ -346,8 +384,10 @@ class Talk:
         except DeviceError as exc:
             self._sound_status(f"sound: the default device changed, and it could not be opened ({exc})")
             return
-        moved = [f"microphone {self.mic.device.name!r}" if k == "input" else f"speaker {self.speaker.device.name!r}"
-                 for k in unpinned]
+        moved = [
+            f"microphone {self.mic.device.name!r}" if k == "input" else f"speaker {self.speaker.device.name!r}"
+            for k in unpinned
+        ]
         self._sound_status(f"sound: following the new default: {', '.join(moved)}")
 
     def _sound_status(self, text: str) -> None:

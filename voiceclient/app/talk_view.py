@@ -34,8 +34,9 @@ class TalkView:
         self.tokens = 0
         self.assistant_text = ""
         self.tools_running: dict[str, float] = {}
-        self.live = Live(self.render(), refresh_per_second=10, redirect_stdout=True, redirect_stderr=True,
-                         transient=True)
+        self.live = Live(
+            self.render(), refresh_per_second=10, redirect_stdout=True, redirect_stderr=True, transient=True
+        )
 
     def __enter__(self) -> "TalkView":
         self.live.__enter__()
@@ -92,10 +93,13 @@ class TalkView:
             who = Text("listening", style="green")
         latency = call.meter.latencies[-1] * 1000 if call is not None and call.meter.latencies else None
         mic = Text("mic ") + level_bar(talk.mic.level_dbfs) + Text(f" {talk.mic.level_dbfs:6.1f} dBFS")
-        facts = Text(f"last turn {f'{latency:.0f} ms' if latency is not None else '-'} | tokens {self.tokens} | "
-                     f"speaker {talk.speaker.buffered_ms:3.0f} ms, underruns {talk.speaker.underruns} | "
-                     f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}"
-                     + (f" | sound recovered {talk.guard.recoveries}x" if talk.guard.recoveries else ""), style="dim")
+        facts = Text(
+            f"last turn {f'{latency:.0f} ms' if latency is not None else '-'} | tokens {self.tokens} | "
+            f"speaker {talk.speaker.buffered_ms:3.0f} ms, underruns {talk.speaker.underruns} | "
+            f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}"
+            + (f" | sound recovered {talk.guard.recoveries}x" if talk.guard.recoveries else ""),
+            style="dim",
+        )
         if talk.guard.recovering:
             who = Text("sound devices stopped: reopening…", style="bold red")
         lines = [who, mic, facts]
@@ -104,16 +108,26 @@ class TalkView:
             lines.insert(0, Text(prompt, style="bold yellow"))
         agent = talk.agent_session
         if agent is not None:
-            lines.append(Text(f"agent {agent.current_agent}"
-                              + (f" | handoffs {' , '.join(f'{a} -> {b}' for a, b in agent.handoffs[-3:])}"
-                                 if agent.handoffs else "")
-                              + (f" | guardrails tripped {len(agent.guardrails_tripped)}"
-                                 if agent.guardrails_tripped else "")
-                              + (f" | tools {', '.join(sorted(agent.tools_running))}" if agent.tools_running else ""),
-                              style="magenta"))
+            lines.append(
+                Text(
+                    f"agent {agent.current_agent}"
+                    + (
+                        f" | handoffs {' , '.join(f'{a} -> {b}' for a, b in agent.handoffs[-3:])}"
+                        if agent.handoffs
+                        else ""
+                    )
+                    + (f" | guardrails tripped {len(agent.guardrails_tripped)}" if agent.guardrails_tripped else "")
+                    + (f" | tools {', '.join(sorted(agent.tools_running))}" if agent.tools_running else ""),
+                    style="magenta",
+                )
+            )
         if self.tools_running:
-            lines.append(Text("tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)"
-                                                    for n, t in self.tools_running.items()), style="magenta"))
+            lines.append(
+                Text(
+                    "tools: " + ", ".join(f"{n} ({time.monotonic() - t:.1f} s)" for n, t in self.tools_running.items()),
+                    style="magenta",
+                )
+            )
         if self.assistant_text and call is not None and (call.turns.audio_playing or call.turns.active):
             lines.append(Text("assistant: " + self.assistant_text[-200:], style="cyan"))
         lines.append(Text("type to send a message | /i interrupt | /m mute | /t talk | /q quit", style="dim"))

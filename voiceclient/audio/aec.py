@@ -30,8 +30,9 @@ class EchoCanceller:
 
         self._rtc = rtc
         self.noise_suppression = noise_suppression
-        self.apm = rtc.AudioProcessingModule(echo_cancellation=True, noise_suppression=noise_suppression,
-                                             high_pass_filter=True, auto_gain_control=False)
+        self.apm = rtc.AudioProcessingModule(
+            echo_cancellation=True, noise_suppression=noise_suppression, high_pass_filter=True, auto_gain_control=False
+        )
         self.delay_ms = delay_ms
         self.apm.set_stream_delay_ms(delay_ms)
         self._lock = threading.Lock()
@@ -45,9 +46,12 @@ class EchoCanceller:
         """The streams were reopened (a new device, a sound server back): the echo path is a new one, so the
         canceller starts again from the new delay instead of adapting from the old path."""
         with self._lock:
-            self.apm = self._rtc.AudioProcessingModule(echo_cancellation=True,
-                                                       noise_suppression=self.noise_suppression,
-                                                       high_pass_filter=True, auto_gain_control=False)
+            self.apm = self._rtc.AudioProcessingModule(
+                echo_cancellation=True,
+                noise_suppression=self.noise_suppression,
+                high_pass_filter=True,
+                auto_gain_control=False,
+            )
             self.delay_ms = delay_ms
             self.apm.set_stream_delay_ms(delay_ms)
             self._pending_ref = np.zeros(0, np.int16)
@@ -66,7 +70,7 @@ class EchoCanceller:
         whole = data.size // BLOCK * BLOCK
         with self._lock:
             for i in range(0, whole, BLOCK):
-                self.apm.process_reverse_stream(self._frame(data[i:i + BLOCK]))
+                self.apm.process_reverse_stream(self._frame(data[i : i + BLOCK]))
         self._pending_ref = data[whole:].copy()
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -74,9 +78,9 @@ class EchoCanceller:
         out = np.empty_like(block)
         with self._lock:
             for i in range(0, block.size - block.size % BLOCK, BLOCK):
-                frame = self._frame(block[i:i + BLOCK])
+                frame = self._frame(block[i : i + BLOCK])
                 self.apm.process_stream(frame)
-                out[i:i + BLOCK] = np.frombuffer(bytes(frame.data), np.int16)
+                out[i : i + BLOCK] = np.frombuffer(bytes(frame.data), np.int16)
         rest = block.size % BLOCK
         if rest:
             out[-rest:] = block[-rest:]

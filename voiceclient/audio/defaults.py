@@ -55,8 +55,12 @@ def main(interval: float = INTERVAL) -> None:
 class DefaultWatch:
     """Runs the helper and calls `on_change(kinds)` ("input", "output") when a default device changes."""
 
-    def __init__(self, on_change: Callable[[list[str]], Awaitable[None]], interval: float = INTERVAL,
-                 command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[list[str]], Awaitable[None]],
+        interval: float = INTERVAL,
+        command: list[str] | None = None,
+    ) -> None:
         self.on_change = on_change
         self.command = command or [sys.executable, "-m", "voiceclient.audio.defaults", str(interval)]
         self.changes = 0
@@ -65,7 +69,8 @@ class DefaultWatch:
 
     async def run(self) -> None:
         self._proc = proc = await asyncio.create_subprocess_exec(
-            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            *self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         try:
             async for raw in proc.stdout:

@@ -19,8 +19,9 @@ def sounddevice() -> Any:
     try:
         import sounddevice as sd
     except OSError:
-        raise DeviceError("PortAudio is not installed: apt-get install libportaudio2 "
-                          "(or your system's PortAudio package)") from None
+        raise DeviceError(
+            "PortAudio is not installed: apt-get install libportaudio2 (or your system's PortAudio package)"
+        ) from None
     except ImportError:
         raise DeviceError("sounddevice is not installed: pip install 'voiceclient[device]'") from None
     return sd
@@ -49,8 +50,19 @@ def list_devices() -> list[Device]:
         default_in, default_out = sd.default.device
     except Exception as exc:  # PortAudio errors are not a subclass of anything useful
         raise DeviceError(f"cannot list sound devices: {exc}") from None
-    return [Device(i, d["name"], apis[d["hostapi"]]["name"], d["max_input_channels"], d["max_output_channels"],
-                   d["default_samplerate"], i == default_in, i == default_out) for i, d in enumerate(raw)]
+    return [
+        Device(
+            i,
+            d["name"],
+            apis[d["hostapi"]]["name"],
+            d["max_input_channels"],
+            d["max_output_channels"],
+            d["default_samplerate"],
+            i == default_in,
+            i == default_out,
+        )
+        for i, d in enumerate(raw)
+    ]
 
 
 def format_devices(devices: list[Device]) -> str:
@@ -59,8 +71,9 @@ def format_devices(devices: list[Device]) -> str:
     lines = [f"{'#':>3}  {'in':>3} {'out':>3}  {'rate':>6}  {'host API':<12} name"]
     for d in devices:
         mark = ("<" if d.default_input else " ") + (">" if d.default_output else " ")
-        lines.append(f"{d.index:>3}{mark}{d.inputs:>3} {d.outputs:>3}  {d.default_rate:>6.0f}  {d.hostapi:<12} "
-                     f"{d.name}")
+        lines.append(
+            f"{d.index:>3}{mark}{d.inputs:>3} {d.outputs:>3}  {d.default_rate:>6.0f}  {d.hostapi:<12} {d.name}"
+        )
     lines.append("< default input, > default output")
     return "\n".join(lines)
 
@@ -117,8 +130,9 @@ def find_or_default(spec: str | int | None, kind: Kind) -> Device:
     return chosen
 
 
-def stream_failure(stream: Any, finished: bool, opened_at: float, last_callback: float, stall: float,
-                   startup: float) -> str | None:
+def stream_failure(
+    stream: Any, finished: bool, opened_at: float, last_callback: float, stall: float, startup: float
+) -> str | None:
     """Why an open PortAudio stream is not running, or None: it finished (PortAudio stopped it), went inactive,
     or has not called back for `stall` seconds. For `startup` seconds after it opened, gaps are not counted:
     streams through a sound server stall for a moment as they start."""

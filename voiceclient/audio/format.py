@@ -31,7 +31,7 @@ def rms_dbfs(pcm: np.ndarray) -> float:
         return float("-inf")
     x = pcm.reshape(-1).astype(np.float64)
     energy = float(np.dot(x, x)) / x.size  # a dot product: a fifth of the time of mean(square(x)) per frame
-    return 10 * math.log10(energy / 32768.0 ** 2) if energy > 0 else float("-inf")
+    return 10 * math.log10(energy / 32768.0**2) if energy > 0 else float("-inf")
 
 
 def dominant_frequency(pcm: np.ndarray, rate: int) -> float:
@@ -60,5 +60,5 @@ def tone(frequency: float, seconds: float, rate: int, level_dbfs: float = -12.0)
     if edge:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, edge))
         y[:edge] *= ramp
-        y[n - edge:] *= ramp[::-1]
+        y[n - edge :] *= ramp[::-1]
     return y.astype(np.int16)

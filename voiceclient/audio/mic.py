@@ -15,16 +15,16 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from voiceclient.audio.devices import close_stream, find_device, find_or_default, sounddevice, stream_failure
-from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_FRAME, RTP_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource
+from voiceclient.errors import DeviceError
 
 log = logging.getLogger(__name__)
 BlockTap = Callable[[np.ndarray], np.ndarray]
@@ -36,8 +36,7 @@ class MicSource(AudioSource):
     paced = True
     what = "microphone"
 
-    def __init__(self, device: str | int | None = None, max_blocks: int = 10,
-                 process: BlockTap | None = None) -> None:
+    def __init__(self, device: str | int | None = None, max_blocks: int = 10, process: BlockTap | None = None) -> None:
         self.spec = device  # what the user asked for (None: the default), looked up again on each reopen
         self.device = find_device(device, "input")
         self.max_blocks = max_blocks
@@ -76,9 +75,16 @@ class MicSource(AudioSource):
         try:
             self._finished = False
             self.opened_at = time.monotonic()
-            self._stream = sd.InputStream(device=self.device.index, channels=1, dtype="int16",
-                                          samplerate=self._rate, blocksize=self._rate // 50, latency="low",
-                                          callback=self._callback, finished_callback=self._on_finished)
+            self._stream = sd.InputStream(
+                device=self.device.index,
+                channels=1,
+                dtype="int16",
+                samplerate=self._rate,
+                blocksize=self._rate // 50,
+                latency="low",
+                callback=self._callback,
+                finished_callback=self._on_finished,
+            )
             self._stream.start()
             self.latency_s = float(self._stream.latency)
         except Exception as exc:
@@ -109,7 +115,7 @@ class MicSource(AudioSource):
             block = np.concatenate([self._pending, self._resampler.process(block)])
             whole = block.size // RTP_FRAME * RTP_FRAME
             self._pending = block[whole:]
-            chunks = [block[i:i + RTP_FRAME] for i in range(0, whole, RTP_FRAME)]
+            chunks = [block[i : i + RTP_FRAME] for i in range(0, whole, RTP_FRAME)]
         else:
             chunks = [block]
         for chunk in chunks:

@@ -50,9 +50,16 @@ class GuardedStream(Protocol):
 class StreamGuard:
     """Keeps `streams` running for as long as `run()` runs (a task of the call's owner)."""
 
-    def __init__(self, streams: list[GuardedStream], on_status: Callable[[str], None],
-                 on_reopened: Callable[[], None] | None = None, *, stall: float = STALL, startup: float = STARTUP,
-                 retry: float = RETRY) -> None:
+    def __init__(
+        self,
+        streams: list[GuardedStream],
+        on_status: Callable[[str], None],
+        on_reopened: Callable[[], None] | None = None,
+        *,
+        stall: float = STALL,
+        startup: float = STARTUP,
+        retry: float = RETRY,
+    ) -> None:
         self.streams = streams
         self.on_status = on_status
         self.on_reopened = on_reopened  # e.g. the echo canceller's delay from the new streams' latencies
@@ -117,8 +124,10 @@ class StreamGuard:
                 except DeviceError as exc:
                     targets = list(self.streams)  # (re-initialising closed them all)
                     if not said_waiting:
-                        self.on_status(f"sound: the {names} stopped and cannot be reopened yet ({exc}); "
-                                       "trying again until the sound server is back")
+                        self.on_status(
+                            f"sound: the {names} stopped and cannot be reopened yet ({exc}); "
+                            "trying again until the sound server is back"
+                        )
                         said_waiting = True
                     await asyncio.sleep(self.retry)
         finally:
@@ -127,8 +136,10 @@ class StreamGuard:
         self.last_recovery_seconds = time.monotonic() - started
         if self.on_reopened is not None:
             self.on_reopened()
-        self.on_status(f"sound: the {names} stopped ({failed[0][1]}); reopened in "
-                       f"{self.last_recovery_seconds:.1f} s (recovery {self.recoveries})")
+        self.on_status(
+            f"sound: the {names} stopped ({failed[0][1]}); reopened in "
+            f"{self.last_recovery_seconds:.1f} s (recovery {self.recoveries})"
+        )
 
     def _reopen(self, failed: list[GuardedStream]) -> None:
         """In a worker thread (opening a stream can take a while): the failed streams alone, else all of them

@@ -17,8 +17,9 @@ class Resampler:
     def process(self, pcm: np.ndarray) -> np.ndarray:
         if self._r is None or pcm.size == 0:
             return pcm.astype(np.int16, copy=False)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1),
-                                           format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
         frame.sample_rate = self.in_rate
         return self._collect(self._r.resample(frame))
 

@@ -37,8 +37,12 @@ class WavWriter:
         data = self.frames * 2 * self.channels
         self._f.seek(0)
         self._f.write(b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE")
-        self._f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 1, self.channels, self.rate,
-                                            self.rate * 2 * self.channels, 2 * self.channels, 16))
+        self._f.write(
+            b"fmt "
+            + struct.pack(
+                "<IHHIIHH", 16, 1, self.channels, self.rate, self.rate * 2 * self.channels, 2 * self.channels, 16
+            )
+        )
         self._f.write(b"data" + struct.pack("<I", data))
         self._f.seek(0, 2)
 
@@ -95,7 +99,7 @@ class TimelineLane:
         if pos > self.end:
             parts.append(np.zeros(pos - self.end, np.int16))
         elif pos < self.end:
-            pcm = pcm[self.end - pos:]
+            pcm = pcm[self.end - pos :]
         parts.append(pcm)
         block = np.concatenate(parts) if len(parts) > 1 else parts[0]
         self.end += block.size

@@ -14,8 +14,8 @@ from typing import ClassVar
 import av
 import numpy as np
 
-from voiceclient.errors import ConfigError
 from voiceclient.audio.format import RTP_RATE
+from voiceclient.errors import ConfigError
 
 
 class AudioSource:
@@ -80,7 +80,7 @@ class BufferSource(AudioSource):
         return self.pcm.size / RTP_RATE
 
     def read(self, n: int) -> np.ndarray:
-        chunk = self.pcm[self.position:self.position + n]
+        chunk = self.pcm[self.position : self.position + n]
         self.position += chunk.size
         if chunk.size < n:
             chunk = np.concatenate([chunk, np.zeros(n - chunk.size, np.int16)])
@@ -136,7 +136,7 @@ class PushSource(AudioSource):
         while filled < n and self._queue:
             head = self._queue[0]
             take = min(n - filled, head.size)
-            out[filled:filled + take] = head[:take]
+            out[filled : filled + take] = head[:take]
             filled += take
             if take == head.size:
                 self._queue.popleft()

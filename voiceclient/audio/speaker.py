@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from voiceclient.audio.devices import close_stream, find_device, find_or_default, sounddevice, stream_failure
-from voiceclient.errors import DeviceError
 from voiceclient.audio.format import RTP_RATE
+from voiceclient.errors import DeviceError
 
 log = logging.getLogger(__name__)
 BLOCK = RTP_RATE // 100  # 10 ms
@@ -28,8 +28,13 @@ BLOCK = RTP_RATE // 100  # 10 ms
 class SpeakerSink:
     what = "speaker"
 
-    def __init__(self, device: str | int | None = None, prebuffer_ms: int = 40, cap_ms: int = 120,
-                 reference: Callable[[np.ndarray], None] | None = None) -> None:
+    def __init__(
+        self,
+        device: str | int | None = None,
+        prebuffer_ms: int = 40,
+        cap_ms: int = 120,
+        reference: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
         self.spec = device  # what the user asked for (None: the default), looked up again on each reopen
         self.device = find_device(device, "output")
         self.prebuffer = RTP_RATE * prebuffer_ms // 1000
@@ -55,9 +60,16 @@ class SpeakerSink:
         try:
             self._finished = False
             self.opened_at = time.monotonic()
-            self._stream = sd.OutputStream(device=self.device.index, channels=1, dtype="int16", samplerate=RTP_RATE,
-                                           blocksize=BLOCK, latency="low", callback=self._callback,
-                                           finished_callback=self._on_finished)
+            self._stream = sd.OutputStream(
+                device=self.device.index,
+                channels=1,
+                dtype="int16",
+                samplerate=RTP_RATE,
+                blocksize=BLOCK,
+                latency="low",
+                callback=self._callback,
+                finished_callback=self._on_finished,
+            )
             self._stream.start()
             self.latency_s = float(self._stream.latency)
         except Exception as exc:

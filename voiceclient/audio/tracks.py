@@ -12,9 +12,9 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voiceclient.tasks import cancel_and_wait
 from voiceclient.audio.format import FRAME_MS, RTP_FRAME, RTP_RATE
 from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 TIME_BASE = fractions.Fraction(1, RTP_RATE)
@@ -69,7 +69,7 @@ class OutboundTrack(MediaStreamTrack):
         pcm = np.asarray(pcm, dtype=np.int16).reshape(-1)
         if pcm.size != RTP_FRAME:  # never from our sources; a wrong size must not stop the sender
             fixed = np.zeros(RTP_FRAME, np.int16)
-            fixed[:min(pcm.size, RTP_FRAME)] = pcm[:RTP_FRAME]
+            fixed[: min(pcm.size, RTP_FRAME)] = pcm[:RTP_FRAME]
             pcm = fixed
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RTP_RATE

@@ -66,6 +66,7 @@ class EventStream:
 
     async def next_of(self, *types: str, timeout: float = 10.0) -> ev.ReceivedServerEvent:
         """The next event of one of `types` (others are skipped)."""
+
         async def find() -> ev.ReceivedServerEvent:
             async for event in self:
                 if event.type in types:
@@ -214,8 +215,9 @@ class VoiceCall:
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
-        self._connections = ConnectionManager(_Side(self), self.settings, self.continuity, transport=transport,
-                                              transport_factory=transport_factory)
+        self._connections = ConnectionManager(
+            _Side(self), self.settings, self.continuity, transport=transport, transport_factory=transport_factory
+        )
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
         self._closed = asyncio.Event()
         self._ended = asyncio.Event()  # closed, or failed
@@ -224,8 +226,15 @@ class VoiceCall:
         self._subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]] = []
         self._waiters: list[tuple[Predicate, asyncio.Future[ev.ReceivedServerEvent]]] = []
         self.turns = TurnState(self.send)
-        self._runner = ToolRunner(self.tools, self.send, self.turns, timeout=tool_timeout, on_result=on_tool_result,
-                                  approver=approver, handle=LiveCallHandle(self))
+        self._runner = ToolRunner(
+            self.tools,
+            self.send,
+            self.turns,
+            timeout=tool_timeout,
+            on_result=on_tool_result,
+            approver=approver,
+            handle=LiveCallHandle(self),
+        )
         self._dispatcher = Dispatcher()
         self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
         self._dispatcher.on_any(self._notify)
@@ -287,8 +296,9 @@ class VoiceCall:
                 if closer is not None:
                     closer.close(end)
             if self._log is not None:
-                self._log.write("local", {"type": "conversation.history", "call_id": self.call_id,
-                                          "items": self.history.to_json()})
+                self._log.write(
+                    "local", {"type": "conversation.history", "call_id": self.call_id, "items": self.history.to_json()}
+                )
                 self._log.close()
             for queue in self._subscribers:
                 queue.put_nowait(None)
@@ -447,8 +457,9 @@ class VoiceCall:
         self._waiters.append((predicate, fut))
         return fut
 
-    async def _wait(self, fut: asyncio.Future[ev.ReceivedServerEvent], timeout: float,
-                    what: str) -> ev.ReceivedServerEvent:
+    async def _wait(
+        self, fut: asyncio.Future[ev.ReceivedServerEvent], timeout: float, what: str
+    ) -> ev.ReceivedServerEvent:
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
@@ -515,11 +526,13 @@ class VoiceCall:
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         """Barge-in where the client plays the answer: the server has cancelled the response (interrupt_response);
         the speaker stops and the item keeps what was heard."""
-        detection = self.session.audio.input.turn_detection if self.session.audio and self.session.audio.input \
-            else None
+        detection = self.session.audio.input.turn_detection if self.session.audio and self.session.audio.input else None
         transport = self._connections.transport
-        if transport is not None and transport.plays_audio and (
-                detection is None or detection.interrupt_response is not False):
+        if (
+            transport is not None
+            and transport.plays_audio
+            and (detection is None or detection.interrupt_response is not False)
+        ):
             self._cut_playout()
 
     def update_session(self, session: SessionConfig) -> None:
@@ -542,8 +555,12 @@ class VoiceCall:
             self._sent_taps.append(sent)
 
     def _on_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        for tap in (*self._received_taps, self._sink, self._recorder.received if self._recorder else None,
-                    self.meter.received):
+        for tap in (
+            *self._received_taps,
+            self._sink,
+            self._recorder.received if self._recorder else None,
+            self.meter.received,
+        ):
             if tap is not None:
                 try:
                     tap(pcm, pts, at)

@@ -17,12 +17,19 @@ import httpx
 
 from voiceclient.client.retry import RetryPolicy, retry_after
 from voiceclient.client.settings import ClientSettings
-from voiceclient.protocol.session import SessionConfig
 from voiceclient.errors import (
-    APIConnectionError, APIError, APITimeoutError, AuthenticationError, InvalidAnswerError, InvalidOfferError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    InvalidAnswerError,
+    InvalidOfferError,
     InvalidSessionError,
-    NotFoundError, RateLimitError, ServerError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
 )
+from voiceclient.protocol.session import SessionConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def error_from_response(resp: httpx.Response) -> APIError:
     except (json.JSONDecodeError, UnicodeDecodeError):
         pass
     message = str(err.get("message") or resp.text.strip()[:200] or resp.reason_phrase or "error")
-    kw: dict[str, Any] = dict(status=status, type=err.get("type"), code=err.get("code"), param=err.get("param"))
+    kw: dict[str, Any] = {"status": status, "type": err.get("type"), "code": err.get("code"), "param": err.get("param")}
     if status in (401, 403):
         return AuthenticationError(message, **kw)
     if status == 429:
@@ -62,8 +69,10 @@ def error_from_response(resp: httpx.Response) -> APIError:
         return ServerError(message, **kw)
     if kw["code"] == "invalid_offer":
         return InvalidOfferError(message, **kw)
-    if status in (400, 422) and (str(kw["param"] or "").startswith("session") or kw["code"] in (
-            "missing_required_parameter", "invalid_type", "invalid_value", "unknown_parameter")):
+    if status in (400, 422) and (
+        str(kw["param"] or "").startswith("session")
+        or kw["code"] in ("missing_required_parameter", "invalid_type", "invalid_value", "unknown_parameter")
+    ):
         return InvalidSessionError(message, **kw)
     return APIError(message, **kw)
 
@@ -71,8 +80,9 @@ def error_from_response(resp: httpx.Response) -> APIError:
 class CallsAPI:
     """`async with CallsAPI(settings) as api: answer = await api.create_call(sdp, session)`."""
 
-    def __init__(self, settings: ClientSettings, client: httpx.AsyncClient | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, settings: ClientSettings, client: httpx.AsyncClient | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._own = client is None
@@ -140,12 +150,14 @@ class CallsAPI:
                 files["session"] = (None, json.dumps(session.to_wire()).encode(), "application/json")
             resp = await self._post("/realtime/calls", files=files, headers=headers)
         if resp.status_code not in (200, 201):
-            raise error_from_response(resp).after(self.retry.max_retries + 1 if self.retry.should_retry(
-                resp.status_code, resp.headers) else 1)
+            raise error_from_response(resp).after(
+                self.retry.max_retries + 1 if self.retry.should_retry(resp.status_code, resp.headers) else 1
+            )
         answer = resp.text
         if not answer.lstrip().startswith("v="):
-            raise InvalidAnswerError(f"the server answered HTTP {resp.status_code} but the body is not an SDP "
-                                     f"answer: {answer[:80]!r}")
+            raise InvalidAnswerError(
+                f"the server answered HTTP {resp.status_code} but the body is not an SDP answer: {answer[:80]!r}"
+            )
         location = resp.headers.get("location", "")
         call_id = call_id_from_location(location) if location else ""
         if not call_id:
@@ -157,8 +169,9 @@ class CallsAPI:
         if resp.status_code >= 300:
             raise error_from_response(resp)
 
-    async def create_client_secret(self, session: SessionConfig | None = None,
-                                   expires_seconds: int | None = None) -> dict[str, Any]:
+    async def create_client_secret(
+        self, session: SessionConfig | None = None, expires_seconds: int | None = None
+    ) -> dict[str, Any]:
         """POST /realtime/client_secrets -> `{"value": "ek_…", "expires_at": …, "session": {…}}`."""
         body: dict[str, Any] = {}
         if session is not None:

@@ -68,8 +68,9 @@ class Connection:
         self._log("client", wire)
         self.transport.send(json.dumps(wire, separators=(",", ":")))
 
-    async def open(self, session: SessionConfig, taps: Taps, timeout: float,
-                   update_timeout: float | None = None) -> None:
+    async def open(
+        self, session: SessionConfig, taps: Taps, timeout: float, update_timeout: float | None = None
+    ) -> None:
         """Connect, confirm `session`; raises a `VoiceClientError` on any failure (the caller closes the
         transport)."""
         message, audio, sent, local = taps
@@ -84,15 +85,23 @@ class Connection:
         self.send(update)
         wait = timeout if update_timeout is None else update_timeout
         try:
-            reply = await self._next(lambda e: e.type == "session.updated" or (
-                isinstance(e, ev.Error) and e.error.event_id == update.event_id), wait, "session.updated")
+            reply = await self._next(
+                lambda e: (
+                    e.type == "session.updated" or (isinstance(e, ev.Error) and e.error.event_id == update.event_id)
+                ),
+                wait,
+                "session.updated",
+            )
         except TimeoutError:
             raise SessionNotConfirmedError(
                 f"the server did not confirm the session within {wait:g} s (no session.updated): the "
-                "instructions, voice, tools and turn detection asked for may not apply") from None
+                "instructions, voice, tools and turn detection asked for may not apply"
+            ) from None
         if isinstance(reply, ev.Error):
-            raise SessionUpdateError(f"the server refused the session: {reply.error.message}"
-                                     + (f" (param {reply.error.param})" if reply.error.param else ""))
+            raise SessionUpdateError(
+                f"the server refused the session: {reply.error.message}"
+                + (f" (param {reply.error.param})" if reply.error.param else "")
+            )
         if isinstance(reply, ev.SessionUpdated):
             self.effective_session = reply.session
 
@@ -108,24 +117,31 @@ class Connection:
         while waiting:
             left = max(0.0, deadline - time.monotonic())
             try:
-                event = await self._next(lambda e: (
-                    isinstance(e, ev.ConversationItemDone) and e.item.id in waiting.values()) or (
-                    isinstance(e, ev.Error) and e.error.event_id in waiting), left,
-                    f"acknowledgement of the replayed conversation ({len(waiting)} of {len(creates)} items)")
+                event = await self._next(
+                    lambda e: (
+                        (isinstance(e, ev.ConversationItemDone) and e.item.id in waiting.values())
+                        or (isinstance(e, ev.Error) and e.error.event_id in waiting)
+                    ),
+                    left,
+                    f"acknowledgement of the replayed conversation ({len(waiting)} of {len(creates)} items)",
+                )
             except TimeoutError:
-                raise ConnectionLostError(f"the new connection did not acknowledge {len(waiting)} of the "
-                                          f"{len(creates)} replayed items within {timeout:g} s") from None
+                raise ConnectionLostError(
+                    f"the new connection did not acknowledge {len(waiting)} of the "
+                    f"{len(creates)} replayed items within {timeout:g} s"
+                ) from None
             if isinstance(event, ev.Error):
-                log.warning("replaying the conversation: the new connection refused an item: %s",
-                            event.error.message)
+                log.warning("replaying the conversation: the new connection refused an item: %s", event.error.message)
                 waiting.pop(event.error.event_id, None)
             elif isinstance(event, ev.ConversationItemDone):
                 for request in [k for k, v in waiting.items() if v == event.item.id]:
                     del waiting[request]
 
-    async def _next(self, accept: Callable[[ev.ReceivedServerEvent], bool], timeout: float,
-                    what: str) -> ev.ReceivedServerEvent:
+    async def _next(
+        self, accept: Callable[[ev.ReceivedServerEvent], bool], timeout: float, what: str
+    ) -> ev.ReceivedServerEvent:
         """The next listened event `accept` takes; TimeoutError after `timeout`, ConnectionLostError on a loss."""
+
         async def find() -> ev.ReceivedServerEvent:
             while True:
                 event = await self._events.get()

@@ -73,16 +73,23 @@ class Conversation(Protocol):
 class ConnectionManager:
     """Makes, switches, retires and replaces the connections of one conversation."""
 
-    def __init__(self, conversation: Conversation, settings: ClientSettings, continuity: Continuity, *,
-                 transport: Transport | None = None,
-                 transport_factory: Callable[[], Transport] | None = None) -> None:
+    def __init__(
+        self,
+        conversation: Conversation,
+        settings: ClientSettings,
+        continuity: Continuity,
+        *,
+        transport: Transport | None = None,
+        transport_factory: Callable[[], Transport] | None = None,
+    ) -> None:
         self.settings = settings
         self.continuity = continuity
         self.current: Connection | None = None  # the connection carrying the call
         self.pending: Connection | None = None  # the one being made ready
         self.switches = 0  # times the call moved to a new connection
         self.replayed = 0  # items replayed into the newest connection
-        self.reconnecting = False
+        self._settled = asyncio.Event()  # clear while a lost connection is being replaced
+        self._settled.set()
         self._conversation = conversation
         self._policy = continuity.policy
         self._given = transport
@@ -95,6 +102,11 @@ class ConnectionManager:
         self._started = False  # the call is connected: a loss from now on is reconnected (or fails the call)
         self._ended_by_server: str | None = None
         self._tasks = TaskOwner("connections")
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether a lost connection is being replaced (what the call says meanwhile waits for the new one)."""
+        return not self._settled.is_set()
 
     @property
     def transport(self) -> Transport | None:
@@ -111,8 +123,12 @@ class ConnectionManager:
         conn = self.current = self._connection()
         self._tasks.spawn(self._watch(conn), "connection watch")
         self._tasks.spawn(self._watch_media(), "media watch")
-        await conn.open(self._conversation.session, self._taps(conn), self.settings.connect_timeout,
-                        self.settings.session_update_timeout)
+        await conn.open(
+            self._conversation.session,
+            self._taps(conn),
+            self.settings.connect_timeout,
+            self.settings.session_update_timeout,
+        )
         self._said_fallback(conn)
         return conn
 
@@ -162,7 +178,8 @@ class ConnectionManager:
             given, self._given = self._given, None
             return given
         if self.current is not None and not isinstance(
-                self.current.transport, (WebRTCTransport, WebSocketTransport, AutoTransport)):
+            self.current.transport, (WebRTCTransport, WebSocketTransport, AutoTransport)
+        ):
             raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
         liveness = self.continuity.media_timeout  # a server silent this long is lost, whichever the transport
         if self.settings.transport == "websocket":
@@ -211,8 +228,7 @@ class ConnectionManager:
         timeout = self.settings.connect_timeout
 
         async def ready() -> None:
-            await conn.open(self._conversation.session, self._taps(conn), timeout,
-                            self.settings.session_update_timeout)
+            await conn.open(self._conversation.session, self._taps(conn), timeout, self.settings.session_update_timeout)
             await conn.replay(replay, timeout)
 
         deadline = 2 * timeout + self.settings.session_update_timeout  # connect, confirm, replay
@@ -240,9 +256,11 @@ class ConnectionManager:
         self._last_media = None
         self._idle_frames = 0
         self.switches += 1
-        self.reconnecting = False  # (what the call said meanwhile goes out on this connection now)
-        self._conversation.log_line("local", {"type": "call.switched", "from": old.call_id if old else None,
-                                              "to": conn.call_id, "reason": reason})
+        self._settled.set()  # (what the call said meanwhile goes out on this connection now)
+        self._conversation.log_line(
+            "local",
+            {"type": "call.switched", "from": old.call_id if old else None, "to": conn.call_id, "reason": reason},
+        )
         self._tasks.spawn(self._watch(conn), "connection watch")
         if old is not None:
             self._lost.add(old.transport)  # whatever it does now is not a loss of the call
@@ -298,7 +316,7 @@ class ConnectionManager:
         if attempts <= 0:
             self._conversation.fail(ConnectionLostError(reason))
             return
-        self.reconnecting = True
+        self._settled.clear()
         self._conversation.wake()
         self._tasks.spawn(self._reconnect(conn, reason, attempts), "reconnect")
 
@@ -320,7 +338,7 @@ class ConnectionManager:
                 return
             self._conversation.fail(ConnectionLostError(f"{reason}; {attempts} attempts to reconnect failed"))
         finally:
-            self.reconnecting = False
+            self._settled.set()
             self._conversation.wake()
             if not self._tasks.closed:  # (when the call is closing, close() itself ends what is left)
                 self._tasks.spawn(lost.transport.close(), "close the lost connection")
@@ -365,8 +383,7 @@ class ConnectionManager:
         (no response, user not speaking, no tool pending, the assistant's audio finished), then switch."""
         while (due := self._recycle_due()) is not None:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            while self.reconnecting:
-                await asyncio.sleep(0.1)
+            await self._settled.wait()
             try:
                 conn = await self._prepare()
             except VoiceClientError as exc:
@@ -391,8 +408,10 @@ class ConnectionManager:
                 continue
             forced = moment == "forced"
             self._switch(conn, "recycle before the cap" if forced else "recycle")
-            self._conversation.status(f"session recycled{' before the cap, mid-turn' if forced else ''}, "
-                                      f"conversation carried over ({self.replayed} items)")
+            self._conversation.status(
+                f"session recycled{' before the cap, mid-turn' if forced else ''}, "
+                f"conversation carried over ({self.replayed} items)"
+            )
 
     async def _switch_moment(self) -> str:
         """Wait for a quiet moment to switch ("quiet"), or the last moment before the cap ("forced"), unless the
@@ -402,8 +421,7 @@ class ConnectionManager:
                 return "lost"
             by = self._switch_by()
             if by is not None and time.monotonic() >= by:
-                log.warning("no quiet moment before the session's cap: switching connections now (a word may "
-                            "glitch)")
+                log.warning("no quiet moment before the session's cap: switching connections now (a word may glitch)")
                 return "forced"
             await asyncio.sleep(0.05)
         return "quiet"

@@ -52,8 +52,10 @@ class Dispatcher:
         route = self._routes.get(key)
         if route is None:
             route = self._routes[key] = [
-                handler for kind, handler in self._subscriptions
-                if kind is None or kind == event.type or (isinstance(kind, type) and isinstance(event, kind))]
+                handler
+                for kind, handler in self._subscriptions
+                if kind is None or kind == event.type or (isinstance(kind, type) and isinstance(event, kind))
+            ]
         return route
 
     def put(self, event: ReceivedServerEvent) -> None:

@@ -34,8 +34,14 @@ class AutoTransport(Transport):
     def plays_audio(self) -> bool:  # type: ignore[override]
         return self.chosen is not None and self.chosen.plays_audio
 
-    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+    async def open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None = None,
+    ) -> None:
         deadline = min(self.settings.connect_timeout, WEBRTC_DEADLINE)
         webrtc = WebRTCTransport(self.settings.model_copy(update={"connect_timeout": deadline}))
         try:

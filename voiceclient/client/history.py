@@ -129,14 +129,29 @@ class ConversationHistory:
         out: list[ev.Item] = []
         for it in self.items:
             if it.type == "message" and it.role in ("user", "system") and it.text:
-                out.append(ev.Item(id=it.id, type="message", role=it.role,
-                                   content=[ev.ContentPart(type="input_text", text=it.text)]))
+                out.append(
+                    ev.Item(
+                        id=it.id,
+                        type="message",
+                        role=it.role,
+                        content=[ev.ContentPart(type="input_text", text=it.text)],
+                    )
+                )
             elif it.type == "message" and it.role == "assistant" and it.text:
-                out.append(ev.Item(id=it.id, type="message", role="assistant",
-                                   content=[ev.ContentPart(type="output_text", text=it.text)]))
+                out.append(
+                    ev.Item(
+                        id=it.id,
+                        type="message",
+                        role="assistant",
+                        content=[ev.ContentPart(type="output_text", text=it.text)],
+                    )
+                )
             elif it.type == "function_call" and it.call_id and it.name:
-                out.append(ev.Item(id=it.id, type="function_call", call_id=it.call_id, name=it.name,
-                                   arguments=it.arguments or "{}"))
+                out.append(
+                    ev.Item(
+                        id=it.id, type="function_call", call_id=it.call_id, name=it.name, arguments=it.arguments or "{}"
+                    )
+                )
             elif it.type == "function_call_output" and it.call_id and it.output is not None:
                 out.append(ev.Item(id=it.id, type="function_call_output", call_id=it.call_id, output=it.output))
         return out

@@ -37,7 +37,7 @@ class RetryPolicy:
         asked = retry_after(headers or {})
         if asked is not None and 0 < asked <= self.max_retry_after:
             return asked
-        backoff = min(self.initial_delay * 2.0 ** retries_done, self.max_delay)
+        backoff = min(self.initial_delay * 2.0**retries_done, self.max_delay)
         return backoff * (1 - 0.25 * self.random())
 
 

@@ -35,8 +35,15 @@ def _noop_frame(pcm: np.ndarray, pts: int, at: float) -> None:
 
 
 class ScriptedTransport(Transport):
-    def __init__(self, on_client_event: ClientEventHandler | None = None, *, confirm_session: bool = True,
-                 echo_items: bool = False, fail_open: str | None = None, call_id: str = "rtc_scripted") -> None:
+    def __init__(
+        self,
+        on_client_event: ClientEventHandler | None = None,
+        *,
+        confirm_session: bool = True,
+        echo_items: bool = False,
+        fail_open: str | None = None,
+        call_id: str = "rtc_scripted",
+    ) -> None:
         self.on_client_event = on_client_event
         self.confirm_session = confirm_session
         self.echo_items = echo_items  # answer each conversation.item.create with item.added and item.done
@@ -56,8 +63,14 @@ class ScriptedTransport(Transport):
         self._pts = 0
         self._sent_any = asyncio.Event()
 
-    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+    async def open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None = None,
+    ) -> None:
         if self.fail_open is not None:
             raise ConnectionLostError(self.fail_open)
         self._on_message, self._on_audio, self._on_sent = on_message, on_audio, on_sent
@@ -88,7 +101,7 @@ class ScriptedTransport(Transport):
         """Received audio (48 kHz mono int16) for the call's taps, in 20 ms frames."""
         pcm = np.asarray(pcm, np.int16)
         for start in range(0, pcm.size, RTP_FRAME):
-            self._on_audio(pcm[start:start + RTP_FRAME], self._pts, at)
+            self._on_audio(pcm[start : start + RTP_FRAME], self._pts, at)
             self._pts += RTP_FRAME
 
     def pump(self, frames: int, at: float = 0.0) -> np.ndarray:
@@ -136,6 +149,7 @@ class ScriptedTransport(Transport):
 
     async def wait_sent(self, kind: str, count: int = 1, timeout: float = 2.0) -> list[dict[str, Any]]:
         """Wait until the client has sent `count` events of type `kind`; returns them."""
+
         async def enough() -> list[dict[str, Any]]:
             while len(found := self.sent_of(kind)) < count:
                 self._sent_any.clear()
@@ -145,5 +159,6 @@ class ScriptedTransport(Transport):
         try:
             return await asyncio.wait_for(enough(), timeout)
         except TimeoutError:
-            raise AssertionError(f"expected {count} {kind} within {timeout:g} s; the client sent "
-                                 f"{self.sent_types()}") from None
+            raise AssertionError(
+                f"expected {count} {kind} within {timeout:g} s; the client sent {self.sent_types()}"
+            ) from None

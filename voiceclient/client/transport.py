@@ -40,8 +40,14 @@ class Transport(abc.ABC):
     lost: asyncio.Future[str]
 
     @abc.abstractmethod
-    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+    async def open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None = None,
+    ) -> None:
         """Connect with `session`; from then on every server message goes to `on_message` in order, every
         received audio frame to `on_audio` and every sent one to `on_sent`. `on_local` takes the events a
         transport makes itself in the protocol's words (the WebSocket's playout: `output_audio_buffer.*`)."""
@@ -81,8 +87,14 @@ class WebRTCTransport(Transport):
         self._watch: asyncio.Future[str] | None = None
         self._closed = False
 
-    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+    async def open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None = None,
+    ) -> None:
         from voiceclient.audio.tracks import InboundReader, OutboundTrack  # aiortc only when a call is made
         from voiceclient.rtc.peer import Peer
 

@@ -35,7 +35,12 @@ from voiceclient.audio.wire import LAWS
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.transport import FrameTap, MessageTap, Transport
 from voiceclient.errors import (
-    APIConnectionError, AuthenticationError, NotFoundError, RateLimitError, ServerError, VoiceClientError,
+    APIConnectionError,
+    AuthenticationError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    VoiceClientError,
 )
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
@@ -96,7 +101,7 @@ class Playout:
                 self.playing = part.response_id
                 changes.append(("started", part.response_id))
             take = min(n - filled, part.pcm.size - part.position)
-            out[filled:filled + take] = part.pcm[part.position:part.position + take]
+            out[filled : filled + take] = part.pcm[part.position : part.position + take]
             part.position += take
             filled += take
             self.played[part.item_id] = self.played.get(part.item_id, 0) + take
@@ -146,16 +151,28 @@ class WebSocketTransport(Transport):
         self._track: Any = None  # the outbound track that paces the source (set by `open`)
         self._closed = False
 
-    async def open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                   on_sent: FrameTap, on_local: MessageTap | None = None) -> None:
+    async def open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None = None,
+    ) -> None:
         try:
             await self._open(session, on_message, on_audio, on_sent, on_local)
         except BaseException:
             await self.close()  # a refused or failed open leaves no socket or HTTP session behind
             raise
 
-    async def _open(self, session: SessionConfig, on_message: MessageTap, on_audio: FrameTap,
-                    on_sent: FrameTap, on_local: MessageTap | None) -> None:
+    async def _open(
+        self,
+        session: SessionConfig,
+        on_message: MessageTap,
+        on_audio: FrameTap,
+        on_sent: FrameTap,
+        on_local: MessageTap | None,
+    ) -> None:
         import aiohttp
 
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
@@ -168,9 +185,14 @@ class WebSocketTransport(Transport):
         deadline = self.settings.connect_timeout
         try:  # a ping after 2/3 of `liveness` without a message, a pong within its half: silent for `liveness`
             async with asyncio.timeout(deadline):
-                self._ws = await self._http.ws_connect(url, headers=headers, max_msg_size=MAX_MESSAGE,
-                                                       heartbeat=self.liveness / 1.5, protocols=("realtime",),
-                                                       timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                self._ws = await self._http.ws_connect(
+                    url,
+                    headers=headers,
+                    max_msg_size=MAX_MESSAGE,
+                    heartbeat=self.liveness / 1.5,
+                    protocols=("realtime",),
+                    timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                )
         except aiohttp.WSServerHandshakeError as exc:
             raise self._refused(url, exc.status, exc.message) from None
         except TimeoutError:
@@ -194,8 +216,9 @@ class WebSocketTransport(Transport):
         try:
             message = await self._ws.receive(timeout=self.settings.connect_timeout)
         except TimeoutError:
-            raise APIConnectionError(f"no session.created within {self.settings.connect_timeout:g} s of the "
-                                     "WebSocket upgrade") from None
+            raise APIConnectionError(
+                f"no session.created within {self.settings.connect_timeout:g} s of the WebSocket upgrade"
+            ) from None
         if message.type != aiohttp.WSMsgType.TEXT:
             raise APIConnectionError(f"the WebSocket closed before session.created (code {self._ws.close_code})")
         event = json.loads(message.data)
@@ -275,7 +298,7 @@ class WebSocketTransport(Transport):
         if law is not None:
             pcm24 = self._from_law.process(g711.decode(data, law))
         else:
-            pcm24 = np.frombuffer(data[:len(data) // 2 * 2], "<i2").astype(np.int16)
+            pcm24 = np.frombuffer(data[: len(data) // 2 * 2], "<i2").astype(np.int16)
         return self._from_api.process(pcm24)
 
     # ------------------------------------------------------------------------------------------ playout

@@ -9,8 +9,16 @@ from voiceclient.errors import VoiceClientError
 
 
 class ProtocolError(VoiceClientError):
-    def __init__(self, message: str, code: str | None = None, param: str | None = None, *,
-                 type: str = "invalid_request_error", status: int = 400, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        *,
+        type: str = "invalid_request_error",
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message, self.code, self.param, self.type, self.status = message, code, param, type, status
         self.headers = dict(headers or {})  # HTTP headers of the response (Retry-After)

@@ -157,9 +157,17 @@ class ResponseCancel(ClientEvent):
 
 
 KnownClientEvent = Union[
-        SessionUpdate, InputAudioBufferAppend, InputAudioBufferCommit, InputAudioBufferClear,
-        OutputAudioBufferClear, ConversationItemCreate, ConversationItemRetrieve, ConversationItemTruncate,
-        ConversationItemDelete, ResponseCreate, ResponseCancel,
+    SessionUpdate,
+    InputAudioBufferAppend,
+    InputAudioBufferCommit,
+    InputAudioBufferClear,
+    OutputAudioBufferClear,
+    ConversationItemCreate,
+    ConversationItemRetrieve,
+    ConversationItemTruncate,
+    ConversationItemDelete,
+    ResponseCreate,
+    ResponseCancel,
 ]
 AnyClientEvent = Annotated[KnownClientEvent, Field(discriminator="type")]
 
@@ -457,18 +465,52 @@ class RateLimitsUpdated(ServerEvent):
 
 
 KnownServerEvent = Union[
-        Error, SessionCreated, SessionUpdated, ConversationCreated, ConversationItemAdded, ConversationItemDone,
-        ConversationItemCreated, ConversationItemRetrieved, ConversationItemTruncated, ConversationItemDeleted,
-        InputTranscriptionDelta, InputTranscriptionCompleted, InputTranscriptionFailed, InputTranscriptionSegment,
-        SpeechStarted, SpeechStopped, InputAudioBufferCommitted, InputAudioBufferCleared,
-        InputAudioBufferTimeoutTriggered, InputAudioBufferDtmf, OutputAudioBufferStarted, OutputAudioBufferStopped,
-        OutputAudioBufferCleared, ResponseCreated, ResponseDone, ResponseOutputItemAdded, ResponseOutputItemDone,
-        ResponseContentPartAdded, ResponseContentPartDone, ResponseOutputAudioTranscriptDelta,
-        ResponseOutputAudioTranscriptDone, ResponseOutputTextDelta, ResponseOutputTextDone,
-        ResponseOutputAudioDelta, ResponseOutputAudioDone, ResponseFunctionCallArgumentsDelta,
-        ResponseFunctionCallArgumentsDone, ResponseMcpCallArgumentsDelta, ResponseMcpCallArgumentsDone,
-        ResponseMcpCallInProgress, ResponseMcpCallCompleted, ResponseMcpCallFailed, McpListToolsInProgress,
-        McpListToolsCompleted, McpListToolsFailed, RateLimitsUpdated,
+    Error,
+    SessionCreated,
+    SessionUpdated,
+    ConversationCreated,
+    ConversationItemAdded,
+    ConversationItemDone,
+    ConversationItemCreated,
+    ConversationItemRetrieved,
+    ConversationItemTruncated,
+    ConversationItemDeleted,
+    InputTranscriptionDelta,
+    InputTranscriptionCompleted,
+    InputTranscriptionFailed,
+    InputTranscriptionSegment,
+    SpeechStarted,
+    SpeechStopped,
+    InputAudioBufferCommitted,
+    InputAudioBufferCleared,
+    InputAudioBufferTimeoutTriggered,
+    InputAudioBufferDtmf,
+    OutputAudioBufferStarted,
+    OutputAudioBufferStopped,
+    OutputAudioBufferCleared,
+    ResponseCreated,
+    ResponseDone,
+    ResponseOutputItemAdded,
+    ResponseOutputItemDone,
+    ResponseContentPartAdded,
+    ResponseContentPartDone,
+    ResponseOutputAudioTranscriptDelta,
+    ResponseOutputAudioTranscriptDone,
+    ResponseOutputTextDelta,
+    ResponseOutputTextDone,
+    ResponseOutputAudioDelta,
+    ResponseOutputAudioDone,
+    ResponseFunctionCallArgumentsDelta,
+    ResponseFunctionCallArgumentsDone,
+    ResponseMcpCallArgumentsDelta,
+    ResponseMcpCallArgumentsDone,
+    ResponseMcpCallInProgress,
+    ResponseMcpCallCompleted,
+    ResponseMcpCallFailed,
+    McpListToolsInProgress,
+    McpListToolsCompleted,
+    McpListToolsFailed,
+    RateLimitsUpdated,
 ]
 AnyServerEvent = Annotated[KnownServerEvent, Field(discriminator="type")]
 
@@ -526,8 +568,9 @@ def _decode(text: str | bytes, classes: dict[str, type[BaseModel]]) -> BaseModel
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"])
-        return MalformedEvent(raw=raw[:2000], reason=f"{where}: {err['msg']}", event_type=data["type"],
-                              event_id=event_id)
+        return MalformedEvent(
+            raw=raw[:2000], reason=f"{where}: {err['msg']}", event_type=data["type"], event_id=event_id
+        )
 
 
 def parse_server_event(text: str | bytes) -> ReceivedServerEvent:

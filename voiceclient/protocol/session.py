@@ -241,7 +241,7 @@ def redact_secrets(value: Any, *, drop: bool = False) -> Any:
                 if not drop:
                     out[key] = REDACTED
             elif key == "headers" and isinstance(item, dict):
-                out[key] = {name: REDACTED for name in item}
+                out[key] = dict.fromkeys(item, REDACTED)
             else:
                 out[key] = redact_secrets(item, drop=drop)
         return out

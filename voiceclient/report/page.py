@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import html
 import json
-from importlib import resources
 import shutil
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from voiceclient.errors import ConfigError
@@ -31,26 +31,55 @@ def template() -> str:
 def render(timeline: Timeline, title: str) -> str:
     data = json.dumps(timeline.to_json(), separators=(",", ":"), default=str).replace("</", "<\\/")
     s = timeline.summary
-    latency = ("-" if s["latency_median_ms"] is None else
-               f"{s['latency_median_ms']} ms median, {s['latency_worst_ms']} ms worst ({s['latency_measured']})")
+    latency = (
+        "-"
+        if s["latency_median_ms"] is None
+        else f"{s['latency_median_ms']} ms median, {s['latency_worst_ms']} ms worst ({s['latency_measured']})"
+    )
     usage = s["usage"]
-    facts = [("call", ", ".join(s["call_ids"]) or "-"), ("duration", f"{s['duration']:.1f} s"),
-             ("turns", str(s["turns"])), ("responses", str(s["responses"])), ("turn latency", latency),
-             ("tool calls", ", ".join(f"{name} ×{s['tools'].count(name)}" if s["tools"].count(name) > 1 else name
-                                       for name in dict.fromkeys(s["tools"])) or "none"), ("errors", str(s["errors"])),
-             ("connection switches", str(s["switches"])),
-             ("tokens", f"{usage.get('total_tokens', 0)} ({usage.get('input_tokens', 0)} in / "
-                        f"{usage.get('output_tokens', 0)} out)" if usage else "-"),
-             ("events", str(s["events"]))]
-    summary = "".join(f'<div class="fact"><span>{html.escape(k)}</span><b id="fact-{k.replace(" ", "-")}">'
-                      f"{html.escape(v)}</b></div>" for k, v in facts)
+    facts = [
+        ("call", ", ".join(s["call_ids"]) or "-"),
+        ("duration", f"{s['duration']:.1f} s"),
+        ("turns", str(s["turns"])),
+        ("responses", str(s["responses"])),
+        ("turn latency", latency),
+        (
+            "tool calls",
+            ", ".join(
+                f"{name} \u00d7{s['tools'].count(name)}" if s["tools"].count(name) > 1 else name
+                for name in dict.fromkeys(s["tools"])
+            )
+            or "none",
+        ),
+        ("errors", str(s["errors"])),
+        ("connection switches", str(s["switches"])),
+        (
+            "tokens",
+            f"{usage.get('total_tokens', 0)} ({usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out)"
+            if usage
+            else "-",
+        ),
+        ("events", str(s["events"])),
+    ]
+    summary = "".join(
+        f'<div class="fact"><span>{html.escape(k)}</span><b id="fact-{k.replace(" ", "-")}">{html.escape(v)}</b></div>'
+        for k, v in facts
+    )
     rows = "".join(
         f"<tr><td>{t.index}</td><td>{t.speech_end:.2f} s</td>"
         f"<td>{'-' if t.first_audio is None else f'{t.first_audio:.2f} s'}</td>"
-        f"<td class=\"ms\">{'-' if t.latency_ms is None else f'{t.latency_ms:.0f} ms'}</td>"
-        f"<td>{html.escape(t.user_text)}</td><td>{html.escape(t.answer_text)}</td></tr>" for t in timeline.turns)
-    return (template().replace("%CSP%", CSP).replace("%TITLE%", html.escape(title)).replace("%SUMMARY%", summary)
-            .replace("%ROWS%", rows or '<tr><td colspan="6">no user turns</td></tr>').replace("%DATA%", data))
+        f'<td class="ms">{"-" if t.latency_ms is None else f"{t.latency_ms:.0f} ms"}</td>'
+        f"<td>{html.escape(t.user_text)}</td><td>{html.escape(t.answer_text)}</td></tr>"
+        for t in timeline.turns
+    )
+    return (
+        template()
+        .replace("%CSP%", CSP)
+        .replace("%TITLE%", html.escape(title))
+        .replace("%SUMMARY%", summary)
+        .replace("%ROWS%", rows or '<tr><td colspan="6">no user turns</td></tr>')
+        .replace("%DATA%", data)
+    )
 
 
 def write_report(events: str | Path, recording: str | Path | None, out: str | Path) -> Timeline:
@@ -69,9 +98,22 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1600, height: int
     if browser is None:
         raise ConfigError("--png needs Chromium (apt-get install chromium); the HTML report needs nothing")
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                               f"--user-data-dir={profile}", "--hide-scrollbars", f"--window-size={width},{height}",
-                               f"--screenshot={Path(png).resolve()}", Path(page).resolve().as_uri()],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [
+                browser,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                f"--window-size={width},{height}",
+                f"--screenshot={Path(png).resolve()}",
+                Path(page).resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     if done.returncode != 0 or not Path(png).is_file():
         raise ConfigError(f"--png: Chromium could not photograph the report: {done.stderr.strip()[-300:]}")

@@ -87,8 +87,10 @@ class Timeline:
         for name in ("spans", "marks", "said", "turns"):
             data[name] = [asdict(x) for x in getattr(self, name)]
         if self.loudness is not None:
-            data["loudness"] = {"step": self.loudness["step"],
-                                **{k: base64.b64encode(self.loudness[k]).decode() for k in ("user", "assistant")}}
+            data["loudness"] = {
+                "step": self.loudness["step"],
+                **{k: base64.b64encode(self.loudness[k]).decode() for k in ("user", "assistant")},
+            }
         else:
             data["loudness"] = None
         data["lanes"] = list(LANES)
@@ -199,12 +201,17 @@ class Builder:
         turns = self.turns()
         latencies = [t.latency_ms for t in turns if t.latency_ms is not None]
         summary = {
-            "call_ids": self.call_ids, "duration": round(duration, 2), "turns": len(turns),
+            "call_ids": self.call_ids,
+            "duration": round(duration, 2),
+            "turns": len(turns),
             "responses": sum(1 for s in self.spans if s.lane == "responses"),
             "latency_median_ms": round(statistics.median(latencies)) if latencies else None,
             "latency_worst_ms": round(max(latencies)) if latencies else None,
             "latency_measured": turns[0].measured if turns else None,
-            "tools": self.tools, "errors": self.errors, "switches": self.switches, "usage": self.usage,
+            "tools": self.tools,
+            "errors": self.errors,
+            "switches": self.switches,
+            "usage": self.usage,
             "events": len(self.lines),
         }
         return Timeline(self.lines, self.spans, self.marks, self.said, turns, duration, summary, self._loudness())
@@ -278,12 +285,23 @@ class Builder:
                 if span is not None:
                     output = str(item.get("output", ""))
                     output = output if len(output) <= 80 else output[:79] + "…"
-                    self.end("tools", str(item.get("call_id", "")), t, i,
-                             f"{span.label} -> {output} ({(t - span.start) * 1000:.0f} ms)")
+                    self.end(
+                        "tools",
+                        str(item.get("call_id", "")),
+                        t,
+                        i,
+                        f"{span.label} -> {output} ({(t - span.start) * 1000:.0f} ms)",
+                    )
             elif item.get("type") == "mcp_approval_response":
                 approved = bool(item.get("approve"))
-                self.end("tools", f"approval:{item.get('approval_request_id')}", t, i,
-                         "approved" if approved else "refused", "approval")
+                self.end(
+                    "tools",
+                    f"approval:{item.get('approval_request_id')}",
+                    t,
+                    i,
+                    "approved" if approved else "refused",
+                    "approval",
+                )
             elif item.get("type") == "message" and item.get("role") == "user":
                 text = " ".join(str(c.get("text", "")) for c in item.get("content") or [] if c.get("text"))
                 if text:
@@ -318,8 +336,9 @@ class Builder:
     def turns(self) -> list[Turn]:
         """A turn per stretch of user speech the server detected; its latency from the end of the user's speech to
         the first sound of the answer."""
-        speech = sorted((s for s in self.spans if s.lane == "user speaking" and s.end is not None),
-                        key=lambda s: s.start)
+        speech = sorted(
+            (s for s in self.spans if s.lane == "user speaking" and s.end is not None), key=lambda s: s.start
+        )
         starts = [float(s.start) for s in speech] + [float("inf")]
         playing = sorted(s.start for s in self.spans if s.lane == "assistant audio")
         out = []
@@ -334,8 +353,17 @@ class Builder:
             latency = (first - end) * 1000 if first is not None else None
             user = " ".join(x.text for x in self.said if x.who == "user" and stop <= x.t < next_start)
             answer = " ".join(x.text for x in self.said if x.who == "assistant" and stop <= x.t < next_start)
-            out.append(Turn(n + 1, round(end, 3), None if first is None else round(first, 3),
-                            None if latency is None else round(latency, 1), measured, user, answer))
+            out.append(
+                Turn(
+                    n + 1,
+                    round(end, 3),
+                    None if first is None else round(first, 3),
+                    None if latency is None else round(latency, 1),
+                    measured,
+                    user,
+                    answer,
+                )
+            )
         return out
 
     def _from_recording(self, start: float, stop: float, until: float) -> tuple[float, float | None, str | None]:
@@ -373,5 +401,8 @@ class Builder:
         sent, _, rate = self.recording
         frames = max(1, int(np.ceil(sent.size / rate / MAX_POINTS / FRAME)))
         user, answer = (decibels(e, frames) - FLOOR_DBFS for e in self._energies())
-        return {"step": round(frames * FRAME, 3), "user": user.astype(np.uint8).tobytes(),
-                "assistant": answer.astype(np.uint8).tobytes()}
+        return {
+            "step": round(frames * FRAME, 3),
+            "user": user.astype(np.uint8).tobytes(),
+            "assistant": answer.astype(np.uint8).tobytes(),
+        }

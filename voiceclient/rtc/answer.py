@@ -48,8 +48,15 @@ def real_answer(local_sdp: str, max_message_size: int = MAX_MESSAGE_SIZE) -> str
     desc = sdp.SessionDescription.parse(local_sdp)
     fingerprint = next(f for f in _dtls(desc.media[0]).fingerprints if f.algorithm == "sha-256")
     bundle = next((g for g in desc.group if g.semantic == "BUNDLE"), None)
-    lines = ["v=0", f"o=- {secrets.randbelow(9 * 10**18) + 10**18} {int(time.time())} IN IP4 0.0.0.0", "s=-",
-             "t=0 0", "a=msid-semantic:WMS *", f"a=fingerprint:sha-256 {fingerprint.value}", "a=ice-lite"]
+    lines = [
+        "v=0",
+        f"o=- {secrets.randbelow(9 * 10**18) + 10**18} {int(time.time())} IN IP4 0.0.0.0",
+        "s=-",
+        "t=0 0",
+        "a=msid-semantic:WMS *",
+        f"a=fingerprint:sha-256 {fingerprint.value}",
+        "a=ice-lite",
+    ]
     if bundle is not None:
         lines.append(f"a=group:BUNDLE {' '.join(map(str, bundle.items))}")
     for index, media in enumerate(desc.media):
@@ -84,9 +91,15 @@ def _setup(media: sdp.MediaDescription) -> str:
 
 def _rtp(media: sdp.MediaDescription) -> list[str]:
     codecs = media.rtp.codecs
-    lines = [f"m={media.kind} 9 {media.profile} {' '.join(str(c.payloadType) for c in codecs)}",
-             "c=IN IP4 0.0.0.0", _setup(media), f"a=mid:{media.rtp.muxId}", *_ice(media), "a=rtcp-mux",
-             "a=rtcp-rsize"]
+    lines = [
+        f"m={media.kind} 9 {media.profile} {' '.join(str(c.payloadType) for c in codecs)}",
+        "c=IN IP4 0.0.0.0",
+        _setup(media),
+        f"a=mid:{media.rtp.muxId}",
+        *_ice(media),
+        "a=rtcp-mux",
+        "a=rtcp-rsize",
+    ]
     for codec in codecs:
         name = codec.mimeType.split("/", 1)[1]
         channels = f"/{codec.channels}" if codec.channels and codec.channels > 1 else ""
@@ -95,8 +108,12 @@ def _rtp(media: sdp.MediaDescription) -> list[str]:
             lines.append(f"a=fmtp:{codec.payloadType} {OPUS_FMTP}")
     track = media.kind
     for ssrc in media.ssrc:
-        lines += [f"a=ssrc:{ssrc.ssrc} cname:{CNAME}", f"a=ssrc:{ssrc.ssrc} msid:{CNAME} {track}",
-                  f"a=ssrc:{ssrc.ssrc} mslabel:{CNAME}", f"a=ssrc:{ssrc.ssrc} label:{track}"]
+        lines += [
+            f"a=ssrc:{ssrc.ssrc} cname:{CNAME}",
+            f"a=ssrc:{ssrc.ssrc} msid:{CNAME} {track}",
+            f"a=ssrc:{ssrc.ssrc} mslabel:{CNAME}",
+            f"a=ssrc:{ssrc.ssrc} label:{track}",
+        ]
     if media.ssrc:
         lines.append(f"a=msid:{CNAME} {track}")
     lines.append(f"a={media.direction}")
@@ -104,6 +121,12 @@ def _rtp(media: sdp.MediaDescription) -> list[str]:
 
 
 def _application(media: sdp.MediaDescription, max_message_size: int) -> list[str]:
-    return ["m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0", _setup(media),
-            f"a=mid:{media.rtp.muxId}", "a=sendrecv", f"a=sctp-port:{media.sctp_port or 5000}",
-            f"a=max-message-size:{max_message_size}"]
+    return [
+        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
+        "c=IN IP4 0.0.0.0",
+        _setup(media),
+        f"a=mid:{media.rtp.muxId}",
+        "a=sendrecv",
+        f"a=sctp-port:{media.sctp_port or 5000}",
+        f"a=max-message-size:{max_message_size}",
+    ]

@@ -65,8 +65,10 @@ class MonoOpusEncoder:
 
     def encode(self, frame: av.AudioFrame) -> tuple[list[bytes], int | None]:
         if frame.format.name != "s16" or frame.sample_rate != OPUS_RATE or frame.layout.name not in ("mono", "stereo"):
-            raise ValueError(f"the Opus encoder takes 48 kHz s16 mono or stereo, not {frame.format.name} "
-                             f"{frame.layout.name} at {frame.sample_rate} Hz")
+            raise ValueError(
+                f"the Opus encoder takes 48 kHz s16 mono or stereo, not {frame.format.name} "
+                f"{frame.layout.name} at {frame.sample_rate} Hz"
+            )
         if frame.layout.name == "stereo":  # never from OutboundTrack, which sends mono
             frame = av.AudioFrame.from_ndarray(frame_to_mono(frame).reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = OPUS_RATE
@@ -132,8 +134,10 @@ def use_inline_encoder(sender: RTCRtpSender) -> None:
     """Encode this audio sender's frames on the event loop (before media flows)."""
     for name in ("track", "encoder"):
         if not hasattr(sender, _SENDER + name):
-            raise RuntimeError(f"aiortc's RTCRtpSender no longer has {_SENDER + name}; voiceclient.rtc.inline "
-                               "needs updating for this aiortc version")
+            raise RuntimeError(
+                f"aiortc's RTCRtpSender no longer has {_SENDER + name}; voiceclient.rtc.inline "
+                "needs updating for this aiortc version"
+            )
     sender._next_encoded_frame = types.MethodType(_next_encoded_frame, sender)  # type: ignore[method-assign]
 
 
@@ -177,8 +181,10 @@ class InlineDecoderQueue:
 def use_inline_decoder(receiver: RTCRtpReceiver) -> InlineDecoderQueue:
     """Decode this audio receiver's packets on the event loop (before media flows)."""
     if not isinstance(getattr(receiver, _DECODER_QUEUE, None), queue.Queue):
-        raise RuntimeError(f"aiortc's RTCRtpReceiver no longer has {_DECODER_QUEUE}; voiceclient.rtc.inline needs "
-                           "updating for this aiortc version")
+        raise RuntimeError(
+            f"aiortc's RTCRtpReceiver no longer has {_DECODER_QUEUE}; voiceclient.rtc.inline needs "
+            "updating for this aiortc version"
+        )
     inline = InlineDecoderQueue(receiver)
     setattr(receiver, _DECODER_QUEUE, inline)
     return inline

@@ -38,8 +38,10 @@ class ImmediateJitterBuffer:
 def use_immediate_jitter_buffer(receiver: RTCRtpReceiver) -> ImmediateJitterBuffer:
     """Install the immediate buffer on an audio receiver (before media flows)."""
     if not hasattr(receiver, _ATTR):
-        raise RuntimeError("aiortc's RTCRtpReceiver no longer has a jitter buffer attribute; "
-                           "voiceclient.rtc.jitter needs updating for this aiortc version")
+        raise RuntimeError(
+            "aiortc's RTCRtpReceiver no longer has a jitter buffer attribute; "
+            "voiceclient.rtc.jitter needs updating for this aiortc version"
+        )
     buffer = ImmediateJitterBuffer()
     setattr(receiver, _ATTR, buffer)
     return buffer

@@ -50,8 +50,9 @@ class LiteConnection(aioice.Connection):
     started, the client's nomination taken."""
 
     def __init__(self, host: str, local_username: str, local_password: str, deaf: bool = False) -> None:
-        super().__init__(ice_controlling=False, use_ipv6=False, local_username=local_username,
-                         local_password=local_password)
+        super().__init__(
+            ice_controlling=False, use_ipv6=False, local_username=local_username, local_password=local_password
+        )
         self.bind_host = host
         self.deaf = deaf
         self.last_check = 0.0
@@ -102,8 +103,15 @@ class LiteConnection(aioice.Connection):
         component = protocol.local_candidate.component
         remote = next((c for c in self._remote_candidates if c.host == addr[0] and c.port == addr[1]), None)
         if remote is None:
-            remote = Candidate(foundation=secrets.token_hex(5), component=component, transport="udp",
-                               priority=message.attributes["PRIORITY"], host=addr[0], port=addr[1], type="prflx")
+            remote = Candidate(
+                foundation=secrets.token_hex(5),
+                component=component,
+                transport="udp",
+                priority=message.attributes["PRIORITY"],
+                host=addr[0],
+                port=addr[1],
+                type="prflx",
+            )
             self._remote_candidates.append(remote)
         pair = self._find_pair(protocol, remote)
         if pair is None:

@@ -41,9 +41,15 @@ class InvalidOffer(ProtocolError):
 
 
 class Peer:
-    def __init__(self, outbound: MediaStreamTrack, ice_servers: list[str] | None = None,
-                 role: Role = "offerer", answer_shape: AnswerShape = "real", host: str = "127.0.0.1",
-                 deaf: bool = False) -> None:
+    def __init__(
+        self,
+        outbound: MediaStreamTrack,
+        ice_servers: list[str] | None = None,
+        role: Role = "offerer",
+        answer_shape: AnswerShape = "real",
+        host: str = "127.0.0.1",
+        deaf: bool = False,
+    ) -> None:
         """Answerer only: `answer_shape`, `host` (the address whose candidates a real-shape answer gives) and
         `deaf` (answer no ICE checks: candidates nobody can reach)."""
         servers = [RTCIceServer(urls=u) for u in ice_servers or []]
@@ -167,8 +173,10 @@ class Peer:
         if not await self._wait_for(self.ice_connected, timeout):
             raise ConnectionLostError(self._not_connected(timeout))
         if not await self._wait_for(self.opened, timeout):
-            raise ConnectionLostError(f"ICE connected, but the data channel did not open within {timeout:g} s "
-                                      f"(DTLS {self._dtls_state()}); the server may not be a Realtime server")
+            raise ConnectionLostError(
+                f"ICE connected, but the data channel did not open within {timeout:g} s "
+                f"(DTLS {self._dtls_state()}); the server may not be a Realtime server"
+            )
 
     def _dtls_state(self) -> str:
         transceivers = self.pc.getTransceivers()
@@ -179,11 +187,13 @@ class Peer:
         candidates = sorted({f"{c.ip}:{c.port}" for c in remote if c.protocol == "udp"})
         tcp = any(c.protocol == "tcp" for c in remote)
         where = ", ".join(candidates[:3]) or "no UDP candidate"
-        return (f"the WebRTC connection did not come up within {timeout:g} s: no answer to ICE checks from the "
-                f"server's UDP candidates ({where}; ICE {self.pc.iceConnectionState}). A network that blocks UDP "
-                "does this (office, hotel or conference Wi-Fi): --transport websocket (or the default, auto) goes "
-                "through wherever HTTPS does; or a TURN server with --ice-server"
-                + (" (aiortc cannot use the server's TCP candidates)" if tcp else ""))
+        return (
+            f"the WebRTC connection did not come up within {timeout:g} s: no answer to ICE checks from the "
+            f"server's UDP candidates ({where}; ICE {self.pc.iceConnectionState}). A network that blocks UDP "
+            "does this (office, hotel or conference Wi-Fi): --transport websocket (or the default, auto) goes "
+            "through wherever HTTPS does; or a TURN server with --ice-server"
+            + (" (aiortc cannot use the server's TCP candidates)" if tcp else "")
+        )
 
     def _remote_candidates(self) -> list[Any]:
         transceivers = self.pc.getTransceivers()

@@ -27,11 +27,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.errors import ConfigError
+from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.server.faults import FaultSpec
-from voiceclient.server.responders import (earlier_fields, fill_template, FunctionCall, output_fields, Responder,
-                                           ResponsePlan, ScenarioResponder, Speech, TurnContext)
+from voiceclient.server.responders import (
+    FunctionCall,
+    Responder,
+    ResponsePlan,
+    ScenarioResponder,
+    Speech,
+    TurnContext,
+    earlier_fields,
+    fill_template,
+    output_fields,
+)
 
 
 class AgentCall(BaseModel):
@@ -95,8 +104,11 @@ class AgentResponder:
         if ctx.function_outputs:
             rule = ctx.origin if isinstance(ctx.origin, AgentRule) else None
             fields = output_fields(ctx.function_outputs)
-            text = _fill(rule.answer, fields) if rule is not None and rule.answer else \
-                "Done: " + "; ".join(str(out) for _, out in ctx.function_outputs)
+            text = (
+                _fill(rule.answer, fields)
+                if rule is not None and rule.answer
+                else "Done: " + "; ".join(str(out) for _, out in ctx.function_outputs)
+            )
             return ResponsePlan([self.say(text)])
         heard = (ctx.transcript or "").strip()
         if ctx.user_audio is not None and ctx.user_audio.size == 0 and ctx.user_text is None:
@@ -109,17 +121,22 @@ class AgentResponder:
             match = re.search(rule.pattern, heard, re.IGNORECASE)
             if match is None:
                 continue
-            fields = {"transcript": heard, **earlier_fields(ctx),
-                      **{k: v for k, v in match.groupdict().items() if v is not None}}
+            fields = {
+                "transcript": heard,
+                **earlier_fields(ctx),
+                **{k: v for k, v in match.groupdict().items() if v is not None},
+            }
             plan = ResponsePlan()
             if rule.say:
                 plan.outputs.append(self.say(_fill(rule.say, fields)))
             if rule.call is not None:
-                plan.outputs.append(FunctionCall(rule.call.name, json.dumps(_fill(rule.call.arguments, fields)),
-                                                 origin=rule))
+                plan.outputs.append(
+                    FunctionCall(rule.call.name, json.dumps(_fill(rule.call.arguments, fields)), origin=rule)
+                )
             return plan
-        return ResponsePlan([self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!"),
-                                                                 **earlier_fields(ctx)}))])
+        return ResponsePlan(
+            [self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!"), **earlier_fields(ctx)}))]
+        )
 
 
 def is_agent_file(path: str | Path) -> bool:

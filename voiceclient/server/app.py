@@ -22,24 +22,24 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
-from voiceclient.server.console import Console
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
 from voiceclient.server.call import ServerCall
-from voiceclient.server.session import ServerSession
-from voiceclient.server.websocket import WebSocketSession
+from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
 from voiceclient.server.responders import EchoResponder, Responder
+from voiceclient.server.session import ServerSession
 from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.websocket import WebSocketSession
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,10 +48,21 @@ WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as
 # The request headers OpenAI's own SDKs send from a browser, and no more: the real service checks them against a
 # fixed list (a third-party `originator` header was refused there), so a page that works here works there.
 SDK_REQUEST_HEADERS = (
-    "Authorization", "Content-Type", "Accept",
-    "OpenAI-Organization", "OpenAI-Project", "OpenAI-Safety-Identifier",  # openai-node's client options
-    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
-    "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout", "X-Stainless-Helper-Method",
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+    "OpenAI-Safety-Identifier",  # openai-node's client options
+    "X-Stainless-Lang",
+    "X-Stainless-Package-Version",
+    "X-Stainless-OS",
+    "X-Stainless-Arch",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Retry-Count",
+    "X-Stainless-Timeout",
+    "X-Stainless-Helper-Method",
     "X-OpenAI-Agents-SDK",  # @openai/agents-realtime adds it to the SDP POST (its WebRTC transport)
 )
 CORS_HEADERS = {
@@ -82,11 +93,20 @@ def new_session(data: Any, model: str | None = None) -> dict[str, Any]:
 class RealtimeServer:
     """`async with RealtimeServer(port=0) as server: server.base_url` -> `http://127.0.0.1:PORT/v1`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8000, responder: Responder | None = None,
-                 api_key: str | None = None, max_call_seconds: float = 3600.0,
-                 speech: SpeechBackends | None = None, vad: str = "auto", faults: FaultPlan | None = None,
-                 pace_websocket_audio: bool = False, answer_shape: AnswerShape = "real",
-                 record_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        responder: Responder | None = None,
+        api_key: str | None = None,
+        max_call_seconds: float = 3600.0,
+        speech: SpeechBackends | None = None,
+        vad: str = "auto",
+        faults: FaultPlan | None = None,
+        pace_websocket_audio: bool = False,
+        answer_shape: AnswerShape = "real",
+        record_dir: str | Path | None = None,
+    ) -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
         `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
         sessions get their answer audio in real time instead of as fast as it is made; `answer_shape`: "real"
@@ -187,9 +207,12 @@ class RealtimeServer:
     def _bearer(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            raise ProtocolError("You didn't provide an API key. You need to provide your API key in an "
-                                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                                None, status=401)
+            raise ProtocolError(
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                None,
+                status=401,
+            )
         return auth[7:].strip()
 
     def _check_key(self, key: str) -> None:
@@ -207,15 +230,23 @@ class RealtimeServer:
     async def index(self, request: web.Request) -> web.Response:
         if "text/html" in request.headers.get("Accept", ""):
             return await self.console.page(request)
-        return web.json_response({"object": "voiceclient.server", "base_url": self.base_url,
-                                  "calls": len(self.calls), "websocket_sessions": len(self.sessions)})
+        return web.json_response(
+            {
+                "object": "voiceclient.server",
+                "base_url": self.base_url,
+                "calls": len(self.calls),
+                "websocket_sessions": len(self.sessions),
+            }
+        )
 
     # ------------------------------------------------------------------------------------------ routes
     async def create_call(self, request: web.Request) -> web.Response:
         key = self._bearer(request)
         if request.headers.get("OpenAI-Beta"):
-            raise ProtocolError("The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
-                                "GA API.", "beta_api_shape_disabled")
+            raise ProtocolError(
+                "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
+                "beta_api_shape_disabled",
+            )
         ctype = request.content_type
         session_data: Any = None
         if ctype == "multipart/form-data":
@@ -223,14 +254,21 @@ class RealtimeServer:
             sdp, session_data = await self._read_multipart(request)
         elif ctype == "application/sdp":
             if not key.startswith("ek_"):
-                raise ProtocolError("A raw application/sdp offer needs an ephemeral key (ek_…) from "
-                                    "/v1/realtime/client_secrets; with a project key send multipart/form-data.",
-                                    "invalid_api_key", status=401)
+                raise ProtocolError(
+                    "A raw application/sdp offer needs an ephemeral key (ek_…) from "
+                    "/v1/realtime/client_secrets; with a project key send multipart/form-data.",
+                    "invalid_api_key",
+                    status=401,
+                )
             session_data = self._secret(key)
             sdp = await request.text()
         else:
-            raise ProtocolError(f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
-                                "session) or application/sdp.", "unsupported_content_type", status=415)
+            raise ProtocolError(
+                f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
+                "session) or application/sdp.",
+                "unsupported_content_type",
+                status=415,
+            )
         if not sdp.strip():
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         session = new_session(session_data)
@@ -242,10 +280,19 @@ class RealtimeServer:
         call_id = new_call_id()
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
-        call = ServerCall(call_id, session, self.responder_factory(), on_closed=self._on_call_closed,
-                          max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad,
-                          faults=self.faults.for_call(self.calls_created), answer_shape=self.answer_shape,
-                          host=self.host, unreachable=self.faults.unreachable(self.calls_created))
+        call = ServerCall(
+            call_id,
+            session,
+            self.responder_factory(),
+            on_closed=self._on_call_closed,
+            max_seconds=self.max_call_seconds,
+            speech=self.speech,
+            vad=self.vad,
+            faults=self.faults.for_call(self.calls_created),
+            answer_shape=self.answer_shape,
+            host=self.host,
+            unreachable=self.faults.unreachable(self.calls_created),
+        )
         try:
             answer = await call.answer(sdp)
         except InvalidOffer as exc:
@@ -261,8 +308,12 @@ class RealtimeServer:
             watched.recording = call.recording
         log.info("call %s created", call_id)
         # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
-        return web.Response(status=201, body=answer.encode(), content_type="application/sdp",
-                            headers={"Location": f"/v1/realtime/calls/{call_id}"})
+        return web.Response(
+            status=201,
+            body=answer.encode(),
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
 
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
         sdp: str | None = None
@@ -280,8 +331,9 @@ class RealtimeServer:
                     try:
                         session = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        raise ProtocolError(f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json",
-                                            "session") from None
+                        raise ProtocolError(
+                            f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json", "session"
+                        ) from None
                 else:
                     raise ProtocolError(f"Unknown parameter: '{name}'.", "unknown_parameter", name)
         except (ValueError, UnicodeDecodeError, AssertionError) as exc:
@@ -294,16 +346,20 @@ class RealtimeServer:
         self._bearer(request)
         call = self.calls.get(request.match_info["call_id"])
         if call is None:
-            raise ProtocolError(f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id",
-                                status=404)
+            raise ProtocolError(
+                f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id", status=404
+            )
         await call.close()
         return web.Response(status=200)
 
     async def client_secrets(self, request: web.Request) -> web.Response:
         key = self._bearer(request)
         if key.startswith("ek_"):
-            raise ProtocolError("Client secrets must be created with a project API key, not an ephemeral key.",
-                                "invalid_api_key", status=401)
+            raise ProtocolError(
+                "Client secrets must be created with a project API key, not an ephemeral key.",
+                "invalid_api_key",
+                status=401,
+            )
         self._check_key(key)
         try:
             body = await request.json() if request.can_read_body else {}
@@ -314,8 +370,9 @@ class RealtimeServer:
         expires = body.get("expires_after") or {}
         seconds = expires.get("seconds", 600) if isinstance(expires, dict) else None
         if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
-            raise ProtocolError("Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value",
-                                "expires_after.seconds")
+            raise ProtocolError(
+                "Invalid 'expires_after.seconds': an integer from 10 to 7200.", "invalid_value", "expires_after.seconds"
+            )
         session = new_session(body.get("session"))
         now = time.time()
         self.secrets = {k: v for k, v in self.secrets.items() if v[0] >= now}  # drop expired ones
@@ -334,8 +391,10 @@ class RealtimeServer:
         if request.headers.get("Authorization") or key is None:
             key = self._bearer(request)
         if request.headers.get("OpenAI-Beta") or "openai-beta.realtime-v1" in offered:
-            raise ProtocolError("The Realtime Beta API is no longer supported. Please use /v1/realtime for the "
-                                "GA API.", "beta_api_shape_disabled")
+            raise ProtocolError(
+                "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
+                "beta_api_shape_disabled",
+            )
         model = request.query.get("model")
         refused: ProtocolError | None = None
         session = default_session(model)
@@ -364,10 +423,19 @@ class RealtimeServer:
         if self.speech is not None:
             await self.speech.ready()
         await ws.prepare(request)
-        ws_session = WebSocketSession(session["id"], session, self.responder_factory(), request, ws,
-                                      pace_audio=self.pace_websocket_audio, on_closed=self._on_call_closed,
-                                      max_seconds=self.max_call_seconds, speech=self.speech, vad=self.vad,
-                                      faults=self.faults.for_call(self.calls_created))
+        ws_session = WebSocketSession(
+            session["id"],
+            session,
+            self.responder_factory(),
+            request,
+            ws,
+            pace_audio=self.pace_websocket_audio,
+            on_closed=self._on_call_closed,
+            max_seconds=self.max_call_seconds,
+            speech=self.speech,
+            vad=self.vad,
+            faults=self.faults.for_call(self.calls_created),
+        )
         self.sessions[ws_session.id] = ws_session
         self.history.append(ws_session)
         self.console.watch(ws_session)
@@ -382,8 +450,7 @@ class RealtimeServer:
         call_id = request.query.get("call_id", "")
         call = self.calls.get(call_id)
         if call is None:
-            raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id",
-                                status=404)
+            raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)
 
     def _on_call_closed(self, call: ServerSession) -> None:

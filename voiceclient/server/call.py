@@ -37,11 +37,20 @@ CONNECT_TIMEOUT = 30  # seconds from the SDP answer to an open data channel
 class ServerCall(ServerSession):
     transport = "webrtc"
 
-    def __init__(self, call_id: str, session: dict[str, Any], responder: Responder,
-                 on_closed: Callable[[ServerSession], None] | None = None,
-                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
-                 vad: str = "auto", faults: list[FaultSpec] | None = None, answer_shape: AnswerShape = "real",
-                 host: str = "127.0.0.1", unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        call_id: str,
+        session: dict[str, Any],
+        responder: Responder,
+        on_closed: Callable[[ServerSession], None] | None = None,
+        max_seconds: float = 3600.0,
+        speech: SpeechBackends | None = None,
+        vad: str = "auto",
+        faults: list[FaultSpec] | None = None,
+        answer_shape: AnswerShape = "real",
+        host: str = "127.0.0.1",
+        unreachable: bool = False,
+    ) -> None:
         """`answer_shape`: "real" (ICE-lite, the real service's answer, candidates on `host`) or "aiortc";
         `unreachable`: the answer's candidates answer no checks (the `unreachable` fault)."""
         self.playout = PlayoutQueue()
@@ -106,8 +115,9 @@ class ServerCall(ServerSession):
 
     def _on_other(self, kind: str, payload: Any) -> bool:
         if kind == "abandoned" and not self.peer.is_open:
-            log.info("call %s: the client never opened oai-events within %d s; ending the call", self.id,
-                     CONNECT_TIMEOUT)
+            log.info(
+                "call %s: the client never opened oai-events within %d s; ending the call", self.id, CONNECT_TIMEOUT
+            )
             return True
         return False
 

@@ -79,14 +79,32 @@ class Watched:
     def summary(self) -> dict[str, Any]:
         s = self.session
         end = self.ended_at if self.ended_at is not None else time.monotonic()
-        return {"id": s.id, "transport": s.transport, "created_at": s.created_at, "ended": self.ended_at is not None,
-                "seconds": round(end - self.t0, 1), "events": len(self.lines), "turns": self.turns,
-                "speaking": self.speaking, "responding": sorted(self.responses), "playing": self.playing,
-                "faults": [f.action + (f" at {f.at_seconds:g} s" if f.at_seconds is not None else
-                                       f" after {f.after_turns} responses" if f.after_turns else "")
-                           for f in s.faults], "injected": self.injected,
-                "last": self.lines[-1]["event"].get("type") if self.lines else None,
-                "recording": self.recording is not None and self.ended_at is not None}
+        return {
+            "id": s.id,
+            "transport": s.transport,
+            "created_at": s.created_at,
+            "ended": self.ended_at is not None,
+            "seconds": round(end - self.t0, 1),
+            "events": len(self.lines),
+            "turns": self.turns,
+            "speaking": self.speaking,
+            "responding": sorted(self.responses),
+            "playing": self.playing,
+            "faults": [
+                f.action
+                + (
+                    f" at {f.at_seconds:g} s"
+                    if f.at_seconds is not None
+                    else f" after {f.after_turns} responses"
+                    if f.after_turns
+                    else ""
+                )
+                for f in s.faults
+            ],
+            "injected": self.injected,
+            "last": self.lines[-1]["event"].get("type") if self.lines else None,
+            "recording": self.recording is not None and self.ended_at is not None,
+        }
 
 
 class Console:
@@ -119,8 +137,11 @@ class Console:
     def _find(self, request: web.Request) -> Watched:
         watched = self.watched.get(request.match_info["id"])
         if watched is None:
-            raise ProtocolError(f"no session {request.match_info['id']!r} (the console keeps the last {KEPT})",
-                                "session_not_found", status=404)
+            raise ProtocolError(
+                f"no session {request.match_info['id']!r} (the console keeps the last {KEPT})",
+                "session_not_found",
+                status=404,
+            )
         return watched
 
     async def page(self, request: web.Request) -> web.Response:
@@ -156,8 +177,11 @@ class Console:
     async def event_log(self, request: web.Request) -> web.Response:
         watched = self._find(request)
         body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in watched.lines)
-        return web.Response(text=body, content_type="application/x-ndjson",
-                            headers={"Content-Disposition": f'inline; filename="{watched.session.id}.events.jsonl"'})
+        return web.Response(
+            text=body,
+            content_type="application/x-ndjson",
+            headers={"Content-Disposition": f'inline; filename="{watched.session.id}.events.jsonl"'},
+        )
 
     def _recording(self, watched: Watched) -> Path | None:
         """The call's recording, once it has ended (the WAV is finalised at the end)."""
@@ -168,8 +192,11 @@ class Console:
     async def conversation(self, request: web.Request) -> web.StreamResponse:
         path = self._recording(self._find(request))
         if path is None:
-            raise ProtocolError("no recording of this session (serve --record-dir keeps those of WebRTC calls, "
-                                "once they have ended)", "no_recording", status=404)
+            raise ProtocolError(
+                "no recording of this session (serve --record-dir keeps those of WebRTC calls, once they have ended)",
+                "no_recording",
+                status=404,
+            )
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
     async def report(self, request: web.Request) -> web.Response:
@@ -180,10 +207,17 @@ class Console:
         lines = list(watched.lines)
         if not lines:
             raise ProtocolError("no events yet", "no_events", status=404)
-        lines.append({"t": lines[-1]["t"], "dir": "local",
-                      "event": {"type": "conversation.history", "call_id": watched.session.id}})
+        lines.append(
+            {
+                "t": lines[-1]["t"],
+                "dir": "local",
+                "event": {"type": "conversation.history", "call_id": watched.session.id},
+            }
+        )
         path = self._recording(watched)
         timeline = await asyncio.to_thread(
-            lambda: Builder(lines, read_recording(path) if path is not None else None).build())
-        return web.Response(text=render(timeline, f"{watched.session.id} (the server's view)"),
-                            content_type="text/html")
+            lambda: Builder(lines, read_recording(path) if path is not None else None).build()
+        )
+        return web.Response(
+            text=render(timeline, f"{watched.session.id} (the server's view)"), content_type="text/html"
+        )

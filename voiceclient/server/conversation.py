@@ -77,8 +77,9 @@ class Conversation:
         item = self.get(item_id)
         if item is None:
             verb = {"retrieve": "retrieving", "delete": "deleting", "truncate": "truncating"}[operation]
-            raise ProtocolError(f"Error {verb} item: the item with id '{item_id}' does not exist.",
-                                f"item_{operation}_invalid_item_id")
+            raise ProtocolError(
+                f"Error {verb} item: the item with id '{item_id}' does not exist.", f"item_{operation}_invalid_item_id"
+            )
         return item
 
     def user_audio(self) -> list[np.ndarray]:
@@ -93,8 +94,10 @@ class Conversation:
             if it["id"] == before:
                 break
             if it.get("type") == "message" and it.get("role") == "user":
-                parts = [p.get("text") if p.get("type") == "input_text" else p.get("transcript")
-                         for p in it.get("content") or []]
+                parts = [
+                    p.get("text") if p.get("type") == "input_text" else p.get("transcript")
+                    for p in it.get("content") or []
+                ]
                 said = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
                 if said:
                     out.append(said)
@@ -114,19 +117,23 @@ class Conversation:
         return count
 
     def function_name(self, call_id: str) -> str | None:
-        return next((it.get("name") for it in self.items
-                     if it.get("type") == "function_call" and it.get("call_id") == call_id), None)
+        return next(
+            (it.get("name") for it in self.items if it.get("type") == "function_call" and it.get("call_id") == call_id),
+            None,
+        )
 
     # ------------------------------------------------------------------------------------------ changing
     def insert(self, item: Item, previous_item_id: str | None = None) -> str | None:
         """Add a client's (or the input buffer's) item; returns the id it now follows (None: first)."""
         if any(it["id"] == item["id"] for it in self.items):
-            raise ProtocolError(f"Error adding item: an item with id '{item['id']}' already exists.",
-                                "item_create_duplicate_item_id")
+            raise ProtocolError(
+                f"Error adding item: an item with id '{item['id']}' already exists.", "item_create_duplicate_item_id"
+            )
         index = None if previous_item_id in (None, "root") else self.index_of(previous_item_id)
         if previous_item_id not in (None, "root") and index is None:
-            raise ProtocolError(f"Previous item with id '{previous_item_id}' not found.", "item_not_found",
-                                "previous_item_id")
+            raise ProtocolError(
+                f"Previous item with id '{previous_item_id}' not found.", "item_not_found", "previous_item_id"
+            )
         if previous_item_id is None or previous_item_id == self.last_id or not self.items:
             previous = self.last_id
             self.items.append(item)
@@ -158,7 +165,7 @@ class Conversation:
 
     def take_unanswered(self) -> list[Item]:
         """The items a new response answers (added since the last one, not produced by one), marking them."""
-        new = [it for it in self.items[self.answered_upto:] if it["id"] not in self.produced]
+        new = [it for it in self.items[self.answered_upto :] if it["id"] not in self.produced]
         self.answered_upto = len(self.items)
         return new
 
@@ -166,13 +173,15 @@ class Conversation:
         """A client's `conversation.item.truncate`: checked, then applied."""
         item = self.require(item_id, "truncate")
         if item.get("role") != "assistant":
-            raise ProtocolError(f"Item with id '{item_id}' is not an assistant message.", "invalid_value",
-                                "item_id")
+            raise ProtocolError(f"Item with id '{item_id}' is not an assistant message.", "invalid_value", "item_id")
         audio = self.audio.get(item_id)
         length_ms = audio.ms if audio is not None else 0
         if audio_end_ms > length_ms:
-            raise ProtocolError(f"Audio content of {length_ms}ms is already shorter than {audio_end_ms}ms.",
-                                "invalid_value", "audio_end_ms")
+            raise ProtocolError(
+                f"Audio content of {length_ms}ms is already shorter than {audio_end_ms}ms.",
+                "invalid_value",
+                "audio_end_ms",
+            )
         self.cut(item, audio_end_ms)
 
     def cut(self, item: Item, end_ms: int) -> None:

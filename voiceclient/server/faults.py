@@ -28,8 +28,9 @@ from voiceclient.errors import ConfigError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.validation import validate
 
-Action = Literal["stop_media", "close_channel", "drop_connection", "expire_session", "delay_events", "http_status",
-                 "unreachable"]
+Action = Literal[
+    "stop_media", "close_channel", "drop_connection", "expire_session", "delay_events", "http_status", "unreachable"
+]
 CALL_ACTIONS = ("stop_media", "close_channel", "drop_connection", "expire_session", "delay_events")
 
 
@@ -83,8 +84,9 @@ class FaultPlan:
                 headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
                 kind = "server_error" if fault.status >= 500 else "invalid_request_error"
                 code = "rate_limit_exceeded" if fault.status == 429 else "injected_fault"
-                return ProtocolError(f"Injected fault: HTTP {fault.status}.", code, type=kind, status=fault.status,
-                                     headers=headers)
+                return ProtocolError(
+                    f"Injected fault: HTTP {fault.status}.", code, type=kind, status=fault.status, headers=headers
+                )
         return None
 
     def unreachable(self, call_number: int) -> bool:

@@ -110,7 +110,7 @@ class PlayoutQueue(AudioSource):
         out = np.zeros(n, np.int16)
         filled = 0
         for _, piece, _ in self.take(n):
-            out[filled:filled + piece.size] = piece
+            out[filled : filled + piece.size] = piece
             filled += piece.size
         if self.on_read is not None:
             self.on_read(out)

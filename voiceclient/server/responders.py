@@ -27,8 +27,8 @@ Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scena
 from __future__ import annotations
 
 import json
-import string
 import logging
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol

@@ -27,10 +27,16 @@ from voiceclient.protocol.events import new_id
 from voiceclient.server.context import Send, SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio, word_offsets
 from voiceclient.server.playout import AudioOutput
-from voiceclient.tasks import cancel_and_wait
 from voiceclient.server.responders import (
-    FunctionCall, McpApprovalRequest, McpCall, ResponsePlan, Speech, TurnContext, placeholder_audio,
+    FunctionCall,
+    McpApprovalRequest,
+    McpCall,
+    ResponsePlan,
+    Speech,
+    TurnContext,
+    placeholder_audio,
 )
+from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +59,15 @@ class ActiveResponse:
 
 
 class ResponseEngine:
-    def __init__(self, ctx: SessionContext, conversation: Conversation, output: AudioOutput,
-                 transcript_of: Callable[[str], Awaitable[str | None]], input_seconds: Callable[[], float],
-                 on_audio_stopped: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        ctx: SessionContext,
+        conversation: Conversation,
+        output: AudioOutput,
+        transcript_of: Callable[[str], Awaitable[str | None]],
+        input_seconds: Callable[[], float],
+        on_audio_stopped: Callable[[], None] = lambda: None,
+    ) -> None:
         self.ctx = ctx
         self.conversation = conversation
         self.output = output
@@ -83,14 +95,21 @@ class ResponseEngine:
 
     def _truncate(self, item: dict[str, Any], end_ms: int) -> None:
         self.conversation.cut(item, end_ms)
-        self.send({"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0,
-                   "audio_end_ms": end_ms})
+        self.send(
+            {"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0, "audio_end_ms": end_ms}
+        )
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
         self.conversation.truncate(item_id, audio_end_ms)
-        self.send({"type": "conversation.item.truncated", "item_id": item_id, "content_index": 0,
-                   "audio_end_ms": audio_end_ms})
+        self.send(
+            {
+                "type": "conversation.item.truncated",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": audio_end_ms,
+            }
+        )
 
     # ------------------------------------------------------------------------------------------ MCP
     def list_mcp_tools(self) -> None:
@@ -101,8 +120,7 @@ class ResponseEngine:
             if tool.get("type") != "mcp" or label in self.mcp_listed:
                 continue
             self.mcp_listed.add(label)
-            item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label,
-                                    "tools": []}
+            item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label, "tools": []}
             previous = self.conversation.add_output(item)
             self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
             self.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
@@ -146,31 +164,51 @@ class ResponseEngine:
             self.turn_index += 1
             return ctx
         # In the order the model made the calls, not the order the tools happened to finish in.
-        order = {it.get("call_id"): i for i, it in enumerate(self.conversation.items)
-                 if it.get("type") == "function_call"}
-        outputs = sorted((it for it in new if it.get("type") == "function_call_output"),
-                         key=lambda it: order.get(it["call_id"], len(order)))
-        ctx.function_outputs = [(self.conversation.function_name(it["call_id"]) or "unknown", it["output"])
-                                for it in outputs]
-        ctx.origin = next((self.call_origins[it["call_id"]] for it in outputs
-                           if self.call_origins.get(it["call_id"]) is not None), None)
+        order = {
+            it.get("call_id"): i for i, it in enumerate(self.conversation.items) if it.get("type") == "function_call"
+        }
+        outputs = sorted(
+            (it for it in new if it.get("type") == "function_call_output"),
+            key=lambda it: order.get(it["call_id"], len(order)),
+        )
+        ctx.function_outputs = [
+            (self.conversation.function_name(it["call_id"]) or "unknown", it["output"]) for it in outputs
+        ]
+        ctx.origin = next(
+            (self.call_origins[it["call_id"]] for it in outputs if self.call_origins.get(it["call_id"]) is not None),
+            None,
+        )
         if not outputs:
             self.turn_index += 1
         return ctx
 
     def start(self, params: ev.ResponseParams | None) -> ActiveResponse:
         """A new response (the caller has checked that none is active)."""
-        modalities = (params.output_modalities if params and params.output_modalities
-                      else self.session["output_modalities"])
+        modalities = (
+            params.output_modalities if params and params.output_modalities else self.session["output_modalities"]
+        )
         resp_id = new_id("resp")
         conversation = None if params and params.conversation == "none" else "conv_" + self.ctx.id.split("_", 1)[-1]
-        obj = {"object": "realtime.response", "id": resp_id, "status": "in_progress", "status_details": None,
-               "output": [], "conversation_id": conversation, "output_modalities": modalities,
-               "max_output_tokens": (params.max_output_tokens if params and params.max_output_tokens
-                                     else self.session["max_output_tokens"]),
-               "audio": {"output": {"format": self.session["audio"]["output"]["format"],
-                                    "voice": self.session["audio"]["output"]["voice"]}},
-               "usage": None, "metadata": params.metadata if params else None}
+        obj = {
+            "object": "realtime.response",
+            "id": resp_id,
+            "status": "in_progress",
+            "status_details": None,
+            "output": [],
+            "conversation_id": conversation,
+            "output_modalities": modalities,
+            "max_output_tokens": (
+                params.max_output_tokens if params and params.max_output_tokens else self.session["max_output_tokens"]
+            ),
+            "audio": {
+                "output": {
+                    "format": self.session["audio"]["output"]["format"],
+                    "voice": self.session["audio"]["output"]["voice"],
+                }
+            },
+            "usage": None,
+            "metadata": params.metadata if params else None,
+        }
         active = ActiveResponse(resp_id, obj)
         self.active = active
         self.responses[resp_id] = active
@@ -192,9 +230,15 @@ class ResponseEngine:
 
     async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
         self.send({"type": "response.created", "response": {**resp.obj, "output": []}})
-        self.send({"type": "rate_limits.updated", "rate_limits": [
-            {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-            {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15}]})
+        self.send(
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+                    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
+                ],
+            }
+        )
         try:
             plan = await self._plan(ctx)
             if plan.delay_ms:
@@ -215,8 +259,10 @@ class ResponseEngine:
         except Exception as exc:  # a responder bug ends this response, visibly, and never the session
             log.exception("session %s: response %s failed", self.ctx.id, resp.id)
             resp.obj["status"] = "failed"
-            resp.obj["status_details"] = {"type": "failed", "error": {"type": "server_error",
-                                                                      "code": type(exc).__name__}}
+            resp.obj["status_details"] = {
+                "type": "failed",
+                "error": {"type": "server_error", "code": type(exc).__name__},
+            }
         finally:
             resp.obj["usage"] = self._usage(resp)
             self.send({"type": "response.done", "response": resp.obj})
@@ -229,38 +275,54 @@ class ResponseEngine:
         audio_out = int(resp.queued / self.output.rate * 10)
         audio_in = int(self.input_seconds() * 10)
         text_in = sum(len(json.dumps(it)) // 4 for it in self.conversation.items) // 2
-        return {"total_tokens": text + audio_out + audio_in + text_in, "input_tokens": audio_in + text_in,
-                "output_tokens": text + audio_out,
-                "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in, "image_tokens": 0,
-                                        "cached_tokens": 0,
-                                        "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
-                                                                  "image_tokens": 0}},
-                "output_token_details": {"text_tokens": text, "audio_tokens": audio_out}}
+        return {
+            "total_tokens": text + audio_out + audio_in + text_in,
+            "input_tokens": audio_in + text_in,
+            "output_tokens": text + audio_out,
+            "input_token_details": {
+                "text_tokens": text_in,
+                "audio_tokens": audio_in,
+                "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": text, "audio_tokens": audio_out},
+        }
 
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
         resp.obj["output"].append(item)
         previous = self.conversation.add_output(item)
-        self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index,
-                   "item": item})
+        self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index, "item": item})
         self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
         return previous
 
-    def _finish_item(self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None,
-                     status: str) -> None:
+    def _finish_item(
+        self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None, status: str
+    ) -> None:
         item["status"] = status
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
-                   "item": item})
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
         item_id = new_id("item")
-        item: dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant",
-                                "status": "in_progress", "content": []}
+        item: dict[str, Any] = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         previous = self._output_item(resp, index, item)
         ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
         said_words: list[str] = []
-        self.send({"type": "response.content_part.added", **ids,
-                   "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}})
+        self.send(
+            {
+                "type": "response.content_part.added",
+                **ids,
+                "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""},
+            }
+        )
         status = "completed"
         try:
             async for text, pcm24 in self._voiced_parts(speech, audio):
@@ -295,8 +357,17 @@ class ResponseEngine:
             pcm = placeholder_audio(speech.text)
         return _once([(speech.text, pcm if audio else None)])
 
-    async def _play_part(self, resp: ActiveResponse, item: dict[str, Any], ids: dict[str, Any], text: str,
-                         pcm24: np.ndarray | None, audio: bool, paced: bool, said: list[str]) -> None:
+    async def _play_part(
+        self,
+        resp: ActiveResponse,
+        item: dict[str, Any],
+        ids: dict[str, Any],
+        text: str,
+        pcm24: np.ndarray | None,
+        audio: bool,
+        paced: bool,
+        said: list[str],
+    ) -> None:
         """Queue one part's audio, then send its words (adding each to `said` as it goes), each as its audio
         starts playing when `paced`."""
         item_id = item["id"]
@@ -326,42 +397,67 @@ class ResponseEngine:
             due = start + int(total * offset / max(1, len(text)))
             starts.append((samples_to_ms(due - item_start, self.output.rate), word))
             if paced:  # each word goes out when its audio does
-                while self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id):
+                # (a poll: the track reads one 20 ms frame at a time, and a word is due within one)
+                while (  # noqa: ASYNC110
+                    self.output.played(resp.id) < due and not resp.cleared and self.output.pending(resp.id)
+                ):
                     await asyncio.sleep(0.01)
             said.append(word)
-            self.send({"type": "response.output_audio_transcript.delta" if audio else
-                       "response.output_text.delta", **ids, "delta": word})
+            self.send(
+                {
+                    "type": "response.output_audio_transcript.delta" if audio else "response.output_text.delta",
+                    **ids,
+                    "delta": word,
+                }
+            )
             await asyncio.sleep(0)
 
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
         item_id, call_id = new_id("item"), new_id("call")
-        item: dict[str, Any] = {"id": item_id, "object": "realtime.item", "type": "function_call",
-                                "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""}
+        item: dict[str, Any] = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": call_id,
+            "name": call.name,
+            "arguments": "",
+        }
         previous = self._output_item(resp, index, item)
         ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "call_id": call_id}
         half = len(call.arguments) // 2
         for delta in (call.arguments[:half], call.arguments[half:]):
             if delta:
                 self.send({"type": "response.function_call_arguments.delta", **ids, "delta": delta})
-        self.send({"type": "response.function_call_arguments.done", **ids, "name": call.name,
-                   "arguments": call.arguments})
+        self.send(
+            {"type": "response.function_call_arguments.done", **ids, "name": call.name, "arguments": call.arguments}
+        )
         item["arguments"] = call.arguments
         self.call_origins[call_id] = call.origin
         self._finish_item(resp, index, item, previous, "completed")
 
     def _emit_mcp_approval_request(self, resp: ActiveResponse, index: int, request: McpApprovalRequest) -> None:
         call = request.call
-        item = {"id": new_id("item"), "type": "mcp_approval_request", "server_label": call.server_label,
-                "name": call.name, "arguments": call.arguments}
+        item = {
+            "id": new_id("item"),
+            "type": "mcp_approval_request",
+            "server_label": call.server_label,
+            "name": call.name,
+            "arguments": call.arguments,
+        }
         previous = self._output_item(resp, index, item)
         self.mcp_pending[item["id"]] = request
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
-                   "item": item})
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
-        item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_call", "server_label": call.server_label,
-                                "name": call.name, "arguments": ""}
+        item: dict[str, Any] = {
+            "id": new_id("item"),
+            "type": "mcp_call",
+            "server_label": call.server_label,
+            "name": call.name,
+            "arguments": "",
+        }
         if call.approval_request_id:
             item["approval_request_id"] = call.approval_request_id
         previous = self._output_item(resp, index, item)
@@ -377,8 +473,7 @@ class ResponseEngine:
         else:
             item["output"] = call.output or ""
             self.send({"type": "response.mcp_call.completed", "item_id": item["id"], "output_index": index})
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index,
-                   "item": item})
+        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
         self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
 
     def has_mcp_request(self, item_id: str) -> bool:
@@ -428,7 +523,6 @@ class ResponseEngine:
                 self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
             if self.active is None:
                 self.on_audio_stopped()
-
 
     async def close(self) -> None:
         if self.active is not None:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from voiceclient.audio.wire import InputDecoder
 from voiceclient.audio.format import API_RATE
+from voiceclient.audio.wire import InputDecoder
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
@@ -64,10 +64,18 @@ class ServerSession:
 
     transport = "none"  # "webrtc" or "websocket", for logs and the index
 
-    def __init__(self, session_id: str, session: dict[str, Any], responder: Responder, output: AudioOutput,
-                 on_closed: Callable[[ServerSession], None] | None = None,
-                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
-                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        session: dict[str, Any],
+        responder: Responder,
+        output: AudioOutput,
+        on_closed: Callable[[ServerSession], None] | None = None,
+        max_seconds: float = 3600.0,
+        speech: SpeechBackends | None = None,
+        vad: str = "auto",
+        faults: list[FaultSpec] | None = None,
+    ) -> None:
         self.id = session_id
         self.on_closed = on_closed
         self.created_at = time.time()
@@ -75,13 +83,20 @@ class ServerSession:
         self.tasks = TaskOwner(f"session {session_id}")
         self.max_seconds = max_seconds
         self.expires_at = int(self.created_at + max_seconds)  # the session cap, as `session.created` says
-        self.ctx = SessionContext(session_id, {**session, "expires_at": self.expires_at}, self.send, self._post,
-                                  self.tasks, responder, speech)
+        self.ctx = SessionContext(
+            session_id, {**session, "expires_at": self.expires_at}, self.send, self._post, self.tasks, responder, speech
+        )
         self.conversation = Conversation()
         self.output = output
         self.turns = TurnHandler(self.ctx, self.conversation, vad)
-        self.responses = ResponseEngine(self.ctx, self.conversation, output, self.turns.transcript_of,
-                                        lambda: self.turns.audio_samples / API_RATE, self.turns.arm_idle_timer)
+        self.responses = ResponseEngine(
+            self.ctx,
+            self.conversation,
+            output,
+            self.turns.transcript_of,
+            lambda: self.turns.audio_samples / API_RATE,
+            self.turns.arm_idle_timer,
+        )
         self.input = InputDecoder()
         self.events_sent = 0
         self.responses_done = 0
@@ -96,8 +111,9 @@ class ServerSession:
         self._closing = False
         loop = asyncio.get_running_loop()
         self._timers = [loop.call_later(max_seconds, self._post, "expire", None)]
-        self._timers += [loop.call_later(f.at_seconds, self._post, "fault", f) for f in self.faults
-                         if f.at_seconds is not None]
+        self._timers += [
+            loop.call_later(f.at_seconds, self._post, "fault", f) for f in self.faults if f.at_seconds is not None
+        ]
 
     @property
     def session(self) -> dict[str, Any]:
@@ -224,8 +240,11 @@ class ServerSession:
                 self.send(exc.event())
             except Exception as exc:  # the session goes on whatever one event did
                 log.exception("%s %s: handling %s failed", self.transport, self.id, kind)
-                self.send(ProtocolError(f"The server failed to handle the event: {exc}", "server_error",
-                                        type="server_error").event())
+                self.send(
+                    ProtocolError(
+                        f"The server failed to handle the event: {exc}", "server_error", type="server_error"
+                    ).event()
+                )
 
     async def _on_vad(self, vad_event: VadEvent) -> None:
         outcome = self.turns.on_vad(vad_event)
@@ -236,8 +255,12 @@ class ServerSession:
             if self.responses.active is None:
                 self._respond(None)
             else:
-                log.info("%s %s: turn ended while response %s runs; not starting another", self.transport,
-                         self.id, self.responses.active.id)
+                log.info(
+                    "%s %s: turn ended while response %s runs; not starting another",
+                    self.transport,
+                    self.id,
+                    self.responses.active.id,
+                )
 
     def _respond(self, params: ev.ResponseParams | None) -> None:
         self.turns.cancel_idle_timer()
@@ -251,19 +274,24 @@ class ServerSession:
                 data = json.loads(message)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 data = None
-            self._watched("client", data if isinstance(data, dict) else {"type": "voiceclient.malformed",
-                                                                        "reason": "not a JSON object"})
+            self._watched(
+                "client",
+                data if isinstance(data, dict) else {"type": "voiceclient.malformed", "reason": "not a JSON object"},
+            )
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:
                 raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
             param = event.reason.split(":", 1)[0]
             code = "missing_required_parameter" if "required" in event.reason else "invalid_value"
-            raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", code,
-                                param or None).with_event(event)
+            raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", code, param or None).with_event(
+                event
+            )
         if isinstance(event, ev.UnknownEvent):
-            raise ProtocolError(f"Invalid value: '{event.type}'. Supported values are: "
-                                f"{', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.", "invalid_value",
-                                "type").with_event(event)
+            raise ProtocolError(
+                f"Invalid value: '{event.type}'. Supported values are: {', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.",
+                "invalid_value",
+                "type",
+            ).with_event(event)
         try:
             await self._handle(event)
         except ProtocolError as exc:
@@ -277,8 +305,9 @@ class ServerSession:
             try:
                 pcm = self.input.decode(event.audio, fmt)
             except ValueError as exc:
-                raise ProtocolError(f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).",
-                                    "invalid_value", "audio") from None
+                raise ProtocolError(
+                    f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).", "invalid_value", "audio"
+                ) from None
             self.on_input_audio(pcm)
         elif isinstance(event, ev.InputAudioBufferCommit):
             self.turns.commit()
@@ -286,9 +315,13 @@ class ServerSession:
             self.turns.clear()
         elif isinstance(event, ev.OutputAudioBufferClear):
             if not self.output.announces_playout:
-                raise ProtocolError("output_audio_buffer.clear is only supported for WebRTC and SIP sessions: over "
-                                    "a WebSocket the client plays the audio, stops it itself and sends "
-                                    "conversation.item.truncate.", "invalid_value", "type")
+                raise ProtocolError(
+                    "output_audio_buffer.clear is only supported for WebRTC and SIP sessions: over "
+                    "a WebSocket the client plays the audio, stops it itself and sends "
+                    "conversation.item.truncate.",
+                    "invalid_value",
+                    "type",
+                )
             if not self.responses.clear_output():
                 if self.responses.last_response_id is None:
                     raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
@@ -304,9 +337,12 @@ class ServerSession:
             self.responses.truncate(event.item_id, event.audio_end_ms)
         elif isinstance(event, ev.ResponseCreate):
             if self.responses.active is not None:
-                raise ProtocolError(f"Conversation already has an active response in progress: "
-                                    f"{self.responses.active.id}. Wait until the response is finished before "
-                                    "creating a new one.", "conversation_already_has_active_response")
+                raise ProtocolError(
+                    f"Conversation already has an active response in progress: "
+                    f"{self.responses.active.id}. Wait until the response is finished before "
+                    "creating a new one.",
+                    "conversation_already_has_active_response",
+                )
             self._respond(event.response)
         elif isinstance(event, ev.ResponseCancel):
             active = self.responses.active
@@ -326,10 +362,14 @@ class ServerSession:
         problem = check_item(item)
         if problem:
             raise ProtocolError(problem[0], "invalid_value", problem[1])
-        if item.get("type") == "mcp_approval_response" and \
-                not self.responses.has_mcp_request(item["approval_request_id"]):
-            raise ProtocolError(f"No MCP approval request with id '{item['approval_request_id']}'.",
-                                "item_not_found", "item.approval_request_id")
+        if item.get("type") == "mcp_approval_response" and not self.responses.has_mcp_request(
+            item["approval_request_id"]
+        ):
+            raise ProtocolError(
+                f"No MCP approval request with id '{item['approval_request_id']}'.",
+                "item_not_found",
+                "item.approval_request_id",
+            )
         item.setdefault("id", new_id("item"))
         if not item["type"].startswith("mcp_"):
             item["object"] = "realtime.item"
@@ -374,8 +414,11 @@ def check_item(item: dict[str, Any]) -> tuple[str, str] | None:
         role = item.get("role")
         if role not in ("user", "assistant", "system"):
             return f"Invalid 'item.role': {role!r}.", "item.role"
-        allowed = {"user": {"input_text", "input_audio", "input_image"}, "system": {"input_text"},
-                   "assistant": {"output_text", "output_audio", "text", "audio"}}[role]
+        allowed = {
+            "user": {"input_text", "input_audio", "input_image"},
+            "system": {"input_text"},
+            "assistant": {"output_text", "output_audio", "text", "audio"},
+        }[role]
         for i, part in enumerate(item.get("content") or []):
             if part.get("type") not in allowed:
                 return f"Invalid content type {part.get('type')!r} for a {role} message.", f"item.content[{i}].type"

@@ -9,10 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
-from voiceclient.protocol.session import SessionConfig
-
-from voiceclient.protocol.validation import deep_merge, real_path
 from voiceclient.protocol.events import new_id
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.validation import deep_merge, real_path
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-realtime"
@@ -55,8 +54,15 @@ def default_session(model: str | None = None) -> dict[str, Any]:
 def default_turn_detection(kind: str) -> dict[str, Any]:
     if kind == "semantic_vad":
         return {"type": "semantic_vad", "eagerness": "auto", "create_response": True, "interrupt_response": True}
-    return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 200,
-            "idle_timeout_ms": None, "create_response": True, "interrupt_response": True}
+    return {
+        "type": "server_vad",
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 200,
+        "idle_timeout_ms": None,
+        "create_response": True,
+        "interrupt_response": True,
+    }
 
 
 def check_session(data: Any) -> SessionConfig:
@@ -64,8 +70,7 @@ def check_session(data: Any) -> SessionConfig:
     if not isinstance(data, dict):
         raise ProtocolError("The session must be a JSON object.", "invalid_type", "session")
     if "type" not in data:
-        raise ProtocolError("Missing required parameter: 'session.type'.", "missing_required_parameter",
-                           "session.type")
+        raise ProtocolError("Missing required parameter: 'session.type'.", "missing_required_parameter", "session.type")
     try:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
@@ -73,8 +78,16 @@ def check_session(data: Any) -> SessionConfig:
         path = ".".join(["session", *real_path(err["loc"], data)])
         if err["type"] == "extra_forbidden":
             return_code, msg = "unknown_parameter", f"Unknown parameter: '{path}'."
-        elif err["type"] in ("dict_type", "model_type", "string_type", "int_type", "float_type", "bool_type",
-                             "list_type", "model_attributes_type"):
+        elif err["type"] in (
+            "dict_type",
+            "model_type",
+            "string_type",
+            "int_type",
+            "float_type",
+            "bool_type",
+            "list_type",
+            "model_attributes_type",
+        ):
             return_code, msg = "invalid_type", f"Invalid type for '{path}': {err['msg']}."
         else:
             return_code, msg = "invalid_value", f"Invalid value for '{path}': {err['msg']}."
@@ -92,8 +105,11 @@ def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -
         del patch["model"]
     voice = patch.get("audio", {}).get("output", {}).get("voice")
     if voice is not None and audio_started and voice != current["audio"]["output"]["voice"]:
-        raise ProtocolError("Cannot update a conversation's voice if assistant audio is present.",
-                           "cannot_update_voice", "session.audio.output.voice")
+        raise ProtocolError(
+            "Cannot update a conversation's voice if assistant audio is present.",
+            "cannot_update_voice",
+            "session.audio.output.voice",
+        )
     if current.get("tracing") not in (None,) and "tracing" in patch and patch["tracing"] != current["tracing"]:
         raise ProtocolError("Tracing cannot be modified once it is enabled.", "invalid_value", "session.tracing")
     td = patch.get("audio", {}).get("input", {}).get("turn_detection", "unset")

@@ -43,8 +43,13 @@ class EventWriter:
     More than `limit` events waiting means the reader is too slow: `push` then calls `on_overflow` (or closes).
     `close(code, message)` lets what is queued leave, then closes the socket; `task` ends when it has."""
 
-    def __init__(self, ws: web.WebSocketResponse, limit: int = QUEUE_LIMIT,
-                 on_overflow: Callable[[], None] | None = None, name: str = "event writer") -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        limit: int = QUEUE_LIMIT,
+        on_overflow: Callable[[], None] | None = None,
+        name: str = "event writer",
+    ) -> None:
         self.ws = ws
         self.on_overflow = on_overflow
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=limit)
@@ -58,8 +63,7 @@ class EventWriter:
             self.queue.put_nowait(text)
             return True
         except asyncio.QueueFull:
-            log.warning("%s: the client reads too slowly (%d events waiting)", self.task.get_name(),
-                        self.queue.maxsize)
+            log.warning("%s: the client reads too slowly (%d events waiting)", self.task.get_name(), self.queue.maxsize)
             if self.on_overflow is not None:
                 self.on_overflow()
             else:

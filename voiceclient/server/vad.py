@@ -111,7 +111,7 @@ class TurnDetector:
         n = data.size // self.prob.frame
         events: list[VadEvent] = []
         for i in range(n):
-            frame = data[i * self.prob.frame:(i + 1) * self.prob.frame]
+            frame = data[i * self.prob.frame : (i + 1) * self.prob.frame]
             p = self.prob(frame)
             self.last_probability = p
             loud = True
@@ -123,7 +123,7 @@ class TurnDetector:
             if self.enabled:
                 self._step(p, loud, events)
             self.position_ms += self.frame_ms
-        self._pending = data[n * self.prob.frame:].copy()
+        self._pending = data[n * self.prob.frame :].copy()
         return events
 
     def _step(self, p: float, loud: bool, events: list[VadEvent]) -> None:
@@ -153,5 +153,3 @@ class TurnDetector:
                 self.speaking = False
                 self._above = 0
                 events.append(VadEvent("stopped", int(self.position_ms + self.frame_ms)))
-
-

@@ -35,11 +35,20 @@ CLOSE_FLUSH_SECONDS = 5.0  # on close, how long the events already queued may ta
 class WebSocketSession(ServerSession):
     transport = "websocket"
 
-    def __init__(self, session_id: str, session: dict[str, Any], responder: Responder,
-                 request: web.Request, ws: web.WebSocketResponse, pace_audio: bool = False,
-                 on_closed: Callable[[ServerSession], None] | None = None,
-                 max_seconds: float = 3600.0, speech: SpeechBackends | None = None,
-                 vad: str = "auto", faults: list[FaultSpec] | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        session: dict[str, Any],
+        responder: Responder,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        pace_audio: bool = False,
+        on_closed: Callable[[ServerSession], None] | None = None,
+        max_seconds: float = 3600.0,
+        speech: SpeechBackends | None = None,
+        vad: str = "auto",
+        faults: list[FaultSpec] | None = None,
+    ) -> None:
         self.deltas = DeltaOutput(self.send, lambda: self.session["audio"]["output"]["format"], pace_audio)
         super().__init__(session_id, session, responder, self.deltas, on_closed, max_seconds, speech, vad, faults)
         self.request = request

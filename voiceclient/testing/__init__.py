@@ -20,18 +20,27 @@ from typing import TYPE_CHECKING
 from voiceclient.lazy import lazy_names
 
 if TYPE_CHECKING:
-    from voiceclient.testing.asserts import (
-        assert_events_in_order, assert_heard, assert_heard_close_to, assert_tool_called, word_error_rate,
-    )
     from voiceclient.client.scripted import ScriptedTransport
+    from voiceclient.testing.asserts import (
+        assert_events_in_order,
+        assert_heard,
+        assert_heard_close_to,
+        assert_tool_called,
+        word_error_rate,
+    )
     from voiceclient.testing.calls import ScriptedCallResult, ToolCall, run_scripted_call
     from voiceclient.testing.devices import virtual_audio_devices
     from voiceclient.testing.speech import speech_backends, transcribe, transcribe_wav
 
 _WHERE = {
     "voiceclient.client.scripted": ["ScriptedTransport"],  # the in-memory transport, as httpx has MockTransport
-    "voiceclient.testing.asserts": ["assert_events_in_order", "assert_heard", "assert_heard_close_to",
-                                    "assert_tool_called", "word_error_rate"],
+    "voiceclient.testing.asserts": [
+        "assert_events_in_order",
+        "assert_heard",
+        "assert_heard_close_to",
+        "assert_tool_called",
+        "word_error_rate",
+    ],
     "voiceclient.testing.calls": ["ScriptedCallResult", "ToolCall", "run_scripted_call"],
     "voiceclient.testing.devices": ["virtual_audio_devices"],
     "voiceclient.testing.speech": ["speech_backends", "transcribe", "transcribe_wav"],
@@ -39,7 +48,17 @@ _WHERE = {
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
-    "ScriptedCallResult", "ScriptedTransport", "ToolCall", "assert_events_in_order", "assert_heard",
-    "assert_heard_close_to", "assert_tool_called", "run_scripted_call", "speech_backends", "transcribe",
-    "transcribe_wav", "virtual_audio_devices", "word_error_rate",
+    "ScriptedCallResult",
+    "ScriptedTransport",
+    "ToolCall",
+    "assert_events_in_order",
+    "assert_heard",
+    "assert_heard_close_to",
+    "assert_tool_called",
+    "run_scripted_call",
+    "speech_backends",
+    "transcribe",
+    "transcribe_wav",
+    "virtual_audio_devices",
+    "word_error_rate",
 ]

@@ -7,10 +7,13 @@ from typing import Any
 
 from voiceclient.testing.calls import ScriptedCallResult
 
-
-_NUMBERS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_NUMBERS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 
 
 def words(text: str) -> list[str]:
@@ -22,7 +25,7 @@ def words(text: str) -> list[str]:
 
 def _contains(haystack: list[str], needle: list[str]) -> bool:
     n = len(needle)
-    return any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1)) if n else True
+    return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1)) if n else True
 
 
 def assert_heard(result: ScriptedCallResult, *phrases: str, source: str = "audio") -> None:
@@ -33,7 +36,8 @@ def assert_heard(result: ScriptedCallResult, *phrases: str, source: str = "audio
     if missing:
         raise AssertionError(
             f"expected the assistant to say {', '.join(repr(p) for p in missing)}; "
-            f"{'heard' if source == 'audio' else 'its transcript was'}: {said!r} ({result.where()})")
+            f"{'heard' if source == 'audio' else 'its transcript was'}: {said!r} ({result.where()})"
+        )
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -52,8 +56,10 @@ def assert_heard_close_to(result: ScriptedCallResult, expected: str, max_wer: fl
     heard = result.heard
     wer = word_error_rate(expected, heard)
     if wer > max_wer:
-        raise AssertionError(f"expected the assistant to say {expected!r} (word error rate <= {max_wer:.0%}); "
-                             f"heard {heard!r}, {wer:.0%} wrong ({result.where()})")
+        raise AssertionError(
+            f"expected the assistant to say {expected!r} (word error rate <= {max_wer:.0%}); "
+            f"heard {heard!r}, {wer:.0%} wrong ({result.where()})"
+        )
 
 
 def assert_tool_called(result: ScriptedCallResult, name: str, **arguments: Any) -> None:
@@ -76,5 +82,7 @@ def assert_events_in_order(result: ScriptedCallResult, *types: str) -> None:
             position = seen.index(wanted, position) + 1
         except ValueError:
             after = seen[:position][-3:] or "the start"
-            raise AssertionError(f"expected the server events {list(types)} in order; {wanted!r} did not come "
-                                 f"after {after}; all: {seen} ({result.where()})") from None
+            raise AssertionError(
+                f"expected the server events {list(types)} in order; {wanted!r} did not come "
+                f"after {after}; all: {seen} ({result.where()})"
+            ) from None

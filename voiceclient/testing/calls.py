@@ -53,14 +53,20 @@ class ScriptedCallResult:
     @property
     def assistant_transcript(self) -> str:
         """What the server says the assistant said (its transcript events, every response in order)."""
-        return " ".join(e["transcript"] for e in self.server_events
-                        if e["type"] == "response.output_audio_transcript.done" and e.get("transcript"))
+        return " ".join(
+            e["transcript"]
+            for e in self.server_events
+            if e["type"] == "response.output_audio_transcript.done" and e.get("transcript")
+        )
 
     @property
     def user_transcript(self) -> str:
         """What the server heard the user say (input transcription), where the session asked for it."""
-        return " ".join(e["transcript"] for e in self.server_events
-                        if e["type"] == "conversation.item.input_audio_transcription.completed")
+        return " ".join(
+            e["transcript"]
+            for e in self.server_events
+            if e["type"] == "conversation.item.input_audio_transcription.completed"
+        )
 
     @property
     def heard(self) -> str:
@@ -85,20 +91,29 @@ class ScriptedCallResult:
         for event in self.server_events:
             item = event.get("item", {})
             if event["type"] == "response.output_item.done" and item.get("type") == "function_call":
-                calls.append(ToolCall(item["name"], _json_or_text(item.get("arguments", "")) or {},
-                                      outputs.get(item["call_id"]), item["call_id"]))
+                calls.append(
+                    ToolCall(
+                        item["name"],
+                        _json_or_text(item.get("arguments", "")) or {},
+                        outputs.get(item["call_id"]),
+                        item["call_id"],
+                    )
+                )
         return calls
 
     def where(self) -> str:
         """The files, for a failure message."""
-        return (f"conversation {self.recording}, assistant audio {self.output_wav}, events {self.events_jsonl}")
+        return f"conversation {self.recording}, assistant audio {self.output_wav}, events {self.events_jsonl}"
 
     def report(self, path: str | Path | None = None) -> Path:
         """The call's timeline as one HTML page (`voiceclient report`), beside its files unless `path` says."""
         from voiceclient.report import write_report
 
-        out = Path(path) if path is not None else self.events_jsonl.with_name(
-            self.events_jsonl.name.replace(".events.jsonl", "") + ".report.html")
+        out = (
+            Path(path)
+            if path is not None
+            else self.events_jsonl.with_name(self.events_jsonl.name.replace(".events.jsonl", "") + ".report.html")
+        )
         write_report(self.events_jsonl, self.recording, out)
         return out
 
@@ -141,13 +156,17 @@ async def run_scripted_call(
 
     wav = Path(wav)
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before the call)
     stem = _file_name(name or wav.stem)
-    output, recording, events = (folder / f"{stem}.assistant.wav", folder / f"{stem}.conversation.wav",
-                                 folder / f"{stem}.events.jsonl")
+    output, recording, events = (
+        folder / f"{stem}.assistant.wav",
+        folder / f"{stem}.conversation.wav",
+        folder / f"{stem}.events.jsonl",
+    )
     settings = ClientSettings(base_url=base_url, api_key=api_key, connect_timeout=30, transport=transport)
-    async with VoiceCall(settings, session, source=WavSource(wav), tools=tools,
-                         recording=Recording(output, recording, events)) as call:
+    async with VoiceCall(
+        settings, session, source=WavSource(wav), tools=tools, recording=Recording(output, recording, events)
+    ) as call:
         if text is not None:
             call.send_text(text)
         ended = await call.run_until_idle(idle_seconds, max_duration)

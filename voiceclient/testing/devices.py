@@ -12,17 +12,22 @@ from collections.abc import Iterator
 
 from voiceclient.errors import ConfigError
 
-
-MODULES = ["--load=module-native-protocol-unix",
-           "--load=module-null-sink sink_name=vspk rate=48000 channels=2",
-           "--load=module-null-sink sink_name=vmicsink rate=48000 channels=1",
-           "--load=module-remap-source source_name=vmic master=vmicsink.monitor",
-           "--load=module-always-sink"]
+MODULES = [
+    "--load=module-native-protocol-unix",
+    "--load=module-null-sink sink_name=vspk rate=48000 channels=2",
+    "--load=module-null-sink sink_name=vmicsink rate=48000 channels=1",
+    "--load=module-remap-source source_name=vmic master=vmicsink.monitor",
+    "--load=module-always-sink",
+]
 
 
 def _start_daemon(env: dict[str, str]) -> None:
-    subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--disallow-exit", *MODULES],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--disallow-exit", *MODULES],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     for _ in range(100):
         if subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode == 0:
             break

@@ -49,8 +49,9 @@ async def voice_server() -> AsyncIterator[ServerFactory]:
 
     servers: list[RealtimeServer] = []
 
-    async def make(*, scenario: str | Path | None = None, agent: bool = False,
-                   faults: list[FaultSpec] | None = None, **kwargs: Any) -> RealtimeServer:
+    async def make(
+        *, scenario: str | Path | None = None, agent: bool = False, faults: list[FaultSpec] | None = None, **kwargs: Any
+    ) -> RealtimeServer:
         from voiceclient.server.agent import responder_for, scenario_faults
         from voiceclient.server.faults import FaultPlan
 

@@ -37,5 +37,5 @@ def transcribe(pcm: np.ndarray, rate: int) -> str:
 def transcribe_wav(path: str | Path, start: float = 0.0, end: float | None = None) -> str:
     """The words in a WAV (any format), e.g. the assistant output of a call; `start`/`end` in seconds."""
     pcm = load_audio(path, STT_RATE)
-    pcm = pcm[int(start * STT_RATE):None if end is None else int(end * STT_RATE)]
+    pcm = pcm[int(start * STT_RATE) : None if end is None else int(end * STT_RATE)]
     return transcribe(pcm, STT_RATE)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Union
-from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 APPROVAL_TIMEOUT = 120.0
@@ -48,8 +48,9 @@ def policy(rule: str) -> Approver:
     return approve
 
 
-async def decide(approver: Approver | None, request: ApprovalRequest,
-                 timeout: float = APPROVAL_TIMEOUT) -> ApprovalDecision:
+async def decide(
+    approver: Approver | None, request: ApprovalRequest, timeout: float = APPROVAL_TIMEOUT
+) -> ApprovalDecision:
     if approver is None:
         return ApprovalDecision(False, "no approver is configured, so tools that need approval are refused")
     try:

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from voiceclient.protocol.validation import validate
 from voiceclient.errors import ConfigError
 from voiceclient.loading import import_user_module, is_file_spec
+from voiceclient.protocol.validation import validate
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 
 ENTRY_POINT_GROUP = "voiceclient.tools"
@@ -95,16 +95,18 @@ def load_all(specs: list[str]) -> list[Tool]:
     return select(ToolsConfig(), specs, installed=[])[0]
 
 
-def select(config: ToolsConfig, specs: list[str],
-           installed: list[ToolSource] | None = None) -> tuple[list[Tool], list[ToolSource]]:
+def select(
+    config: ToolsConfig, specs: list[str], installed: list[ToolSource] | None = None
+) -> tuple[list[Tool], list[ToolSource]]:
     """The enabled tools (what the model will see) and every source with what it offered."""
     sources = [ToolSource(spec, spec, installed=False, tools=load_tools(spec), enabled=True) for spec in specs]
     plugins = discover_installed() if installed is None else installed
     names = {p.name for p in plugins}
     unknown = [p for p in config.plugins if p != "*" and p not in names]
     if unknown:
-        raise ConfigError(f"[tools] plugins: {', '.join(unknown)} not installed "
-                          f"(installed: {', '.join(sorted(names)) or 'none'})")
+        raise ConfigError(
+            f"[tools] plugins: {', '.join(unknown)} not installed (installed: {', '.join(sorted(names)) or 'none'})"
+        )
     for plugin in plugins:
         plugin.enabled = "*" in config.plugins or plugin.name in config.plugins
         if plugin.enabled and plugin.error:
@@ -114,8 +116,10 @@ def select(config: ToolsConfig, specs: list[str],
     for key, listed in (("enable", config.enable or []), ("disable", config.disable)):
         missing = [n for n in listed if n not in offered]
         if missing:
-            raise ConfigError(f"[tools] {key}: no enabled source offers {', '.join(missing)} "
-                              f"(offered: {', '.join(sorted(offered)) or 'none'})")
+            raise ConfigError(
+                f"[tools] {key}: no enabled source offers {', '.join(missing)} "
+                f"(offered: {', '.join(sorted(offered)) or 'none'})"
+            )
     chosen: list[Tool] = []
     seen: dict[str, str] = {}
     for source in sources:

@@ -23,15 +23,15 @@ import json
 import logging
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
-from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from voiceclient.protocol.session import FunctionTool
 from voiceclient.errors import ToolDefinitionError
+from voiceclient.protocol.session import FunctionTool
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -58,8 +58,7 @@ class ToolContext:
 
 def _strip_titles(schema: Any) -> Any:
     if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items()
-                if not (k == "title" and isinstance(v, str))}
+        return {k: _strip_titles(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
     return schema
@@ -104,9 +103,16 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 class Tool:
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, description: str | None = None, *,
-                 timeout: float | None = None, needs_approval: bool = False,
-                 cancel_on_interrupt: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        description: str | None = None,
+        *,
+        timeout: float | None = None,
+        needs_approval: bool = False,
+        cancel_on_interrupt: bool = False,
+    ) -> None:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
         summary, self.arg_docs = parse_docstring(fn.__doc__ or "")
@@ -128,8 +134,9 @@ class Tool:
         schema["additionalProperties"] = False
         self.parameters = schema
         try:
-            self.definition = FunctionTool(name=self.name, description=self.description or None,
-                                           parameters=self.parameters)
+            self.definition = FunctionTool(
+                name=self.name, description=self.description or None, parameters=self.parameters
+            )
         except ValidationError:
             raise ToolDefinitionError(f"tool name {self.name!r}: use 1-64 letters, digits, _ or -") from None
         functools.update_wrapper(self, fn)
@@ -173,7 +180,7 @@ class Tool:
         base, *meta = typing.get_args(annotation)
         texts = [m for m in meta if isinstance(m, str)]
         rest = [m for m in meta if not isinstance(m, str)]
-        return (typing.Annotated[tuple([base, *rest])] if rest else base), (texts[0] if texts else None)
+        return (typing.Annotated[(base, *rest)] if rest else base), (texts[0] if texts else None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -189,8 +196,15 @@ class Tool:
         kwargs = self.parse_arguments(arguments)
         args: tuple[Any, ...] = ()
         if self.wants_context:
-            args = (context or ToolContext(call_id="", name=self.name, arguments=arguments,
-                                           logger=logging.getLogger(f"voiceclient.tools.{self.name}")),)
+            args = (
+                context
+                or ToolContext(
+                    call_id="",
+                    name=self.name,
+                    arguments=arguments,
+                    logger=logging.getLogger(f"voiceclient.tools.{self.name}"),
+                ),
+            )
         if self.is_async:
             return await self.fn(*args, **kwargs)
         return await asyncio.to_thread(self.fn, *args, **kwargs)
@@ -202,15 +216,35 @@ class Tool:
 @overload
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None, timeout: float | None = None,
-         needs_approval: bool = False, cancel_on_interrupt: bool = False) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    needs_approval: bool = False,
+    cancel_on_interrupt: bool = False,
+) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
-def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None,
-         timeout: float | None = None, needs_approval: bool = False, cancel_on_interrupt: bool = False) -> Any:
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    needs_approval: bool = False,
+    cancel_on_interrupt: bool = False,
+) -> Any:
     """Declare a function tool: `@tool`, or `@tool(name=, description=, timeout=, needs_approval=,
     cancel_on_interrupt=)`."""
     if fn is not None:
         return Tool(fn)
-    return lambda f: Tool(f, name=name, description=description, timeout=timeout, needs_approval=needs_approval,
-                          cancel_on_interrupt=cancel_on_interrupt)
+    return lambda f: Tool(
+        f,
+        name=name,
+        description=description,
+        timeout=timeout,
+        needs_approval=needs_approval,
+        cancel_on_interrupt=cancel_on_interrupt,
+    )

@@ -86,9 +86,16 @@ class _Running:
 
 
 class ToolRunner:
-    def __init__(self, tools: list[Tool], send: Callable[[ClientEvent], None], responses: ResponseRequester,
-                 timeout: float = DEFAULT_TIMEOUT, on_result: ToolResultHook | None = None,
-                 approver: Approver | None = None, handle: CallHandle | None = None) -> None:
+    def __init__(
+        self,
+        tools: list[Tool],
+        send: Callable[[ClientEvent], None],
+        responses: ResponseRequester,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_result: ToolResultHook | None = None,
+        approver: Approver | None = None,
+        handle: CallHandle | None = None,
+    ) -> None:
         self.tools = {t.name: t for t in tools}
         self.send = send
         self.responses = responses
@@ -145,8 +152,9 @@ class ToolRunner:
     def _start(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         if name not in self.tools:
             self.foreign_calls.append((name, call_id))
-            log.info("function call %s of %r: not a tool of this client; left to the client that declared it",
-                     call_id, name)
+            log.info(
+                "function call %s of %r: not a tool of this client; left to the client that declared it", call_id, name
+            )
             return
         if call_id in self._running:
             log.warning("function call %s announced twice; running it once", call_id)
@@ -196,8 +204,13 @@ class ToolRunner:
             if not decision.approve:
                 return json.dumps({"error": "the user did not approve this call", "reason": decision.reason})
         timeout = tool.timeout or self.timeout
-        context = ToolContext(call_id=call_id, name=name, arguments=arguments, call=self.handle,
-                              logger=logging.getLogger(f"voiceclient.tools.{name}"))
+        context = ToolContext(
+            call_id=call_id,
+            name=name,
+            arguments=arguments,
+            call=self.handle,
+            logger=logging.getLogger(f"voiceclient.tools.{name}"),
+        )
         try:
             result = await asyncio.wait_for(tool.invoke(arguments, context), timeout)
         except TimeoutError:
@@ -224,8 +237,9 @@ class ToolRunner:
             return
         self._answered_mcp.add(item.id or "")
         extra = item.model_extra or {}
-        request = ApprovalRequest("mcp", item.id or "", item.name or "", item.arguments or "",
-                                  server_label=extra.get("server_label"))
+        request = ApprovalRequest(
+            "mcp", item.id or "", item.name or "", item.arguments or "", server_label=extra.get("server_label")
+        )
         self._approvals += 1
         self._tasks.spawn(self._answer_mcp(request), f"MCP approval {request.id}")
 
@@ -237,8 +251,7 @@ class ToolRunner:
         if self.on_result is not None:
             verdict = "approved" if decision.approve else f"refused ({decision.reason})"
             self.on_result(f"mcp {request.server_label}/{request.name}", request.arguments, verdict, 0.0)
-        fields: dict[str, Any] = {"id": new_id("item"), "approval_request_id": request.id,
-                                  "approve": decision.approve}
+        fields: dict[str, Any] = {"id": new_id("item"), "approval_request_id": request.id, "approve": decision.approve}
         if decision.reason:
             fields["reason"] = decision.reason
         self._send(ConversationItemCreate(item=Item(type="mcp_approval_response", **fields)))
