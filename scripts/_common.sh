@@ -4,6 +4,9 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
+# What scripts/test and scripts/check install: the test tools and every part the tests drive.
+TEST_EXTRAS="test,agent,moonshine,aec,frameworks,agents"
+
 say() { printf '%s\n' "$*" >&2; }
 
 # ensure_apt CMD:PACKAGE | PACKAGE ...  (a command to look for and the Debian package that provides it, or a
@@ -66,6 +69,18 @@ ensure_venv() {
     if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >"$log" 2>&1; then
         grep -v -e "^WARNING: Location" "$log" >&2
         say "pip could not install voiceclient into .venv (full log: $log)"
+        return 1
+    fi
+}
+
+# ensure_group NAME: install a dependency group of pyproject.toml (PEP 735) into .venv (pip >= 25.1 reads them).
+ensure_group() {
+    local log="$VENV/install.log"
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pip>=25.1" >"$log" 2>&1 \
+        || ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check --group "$ROOT/pyproject.toml:$1" \
+            >"$log" 2>&1; then
+        grep -v -e "^WARNING: Location" "$log" >&2
+        say "pip could not install the $1 group into .venv (full log: $log)"
         return 1
     fi
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmarks on loopback: connect time, one-way audio latency each way (before and after a lost packet),
-CPU of one call. Figures go in the README; nothing here is a test.
+CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
 
     .venv/bin/python scripts/bench.py            # everything (about a minute)
     .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
@@ -13,7 +13,7 @@ One-way latency = when a sample would play at the receiver (its decoded frame's 
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
 It covers the 20 ms of framing (a sample at the start of a frame waits for the frame to fill), Opus encode and
 decode with its look-ahead, SRTP, UDP on loopback, the jitter buffer and the Python hops: about 23 ms with the
-immediate jitter buffer, 28-29 ms with aiortc's stock one (README, "Benchmarks").
+immediate jitter buffer, 28-29 ms with aiortc's stock one (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -105,3 +105,52 @@ def server(realtime_server: RealtimeServer) -> RealtimeServer:
 @pytest.fixture
 def settings(server: RealtimeServer) -> ClientSettings:
     return ClientSettings(base_url=server.base_url, api_key="sk-test", connect_timeout=10)
+
+
+# What is slow by nature, as markers (pyproject.toml names them; `scripts/test --fast` leaves them out): a module's
+# nature, and a test's by the fixtures it uses (each of them starts a real server and real-time calls, or opens
+# sound devices). What is left is the unit lane: scripted transports, tables, events, tools, config, rules.
+MODULE_MARKS = {
+    "test_agent": ("agent", "webrtc"),
+    "test_agents_js": ("browser", "subprocess"),
+    "test_agents_sdk": ("webrtc",),
+    "test_agents_webrtc": ("webrtc",),
+    "test_browser": ("browser",),
+    "test_call_loopback": ("webrtc",),
+    "test_cli": ("subprocess",),
+    "test_console": ("browser", "webrtc"),
+    "test_devices": ("device",),
+    "test_faults": ("webrtc",),
+    "test_frameworks": ("webrtc",),
+    "test_network": ("subprocess", "webrtc"),
+    "test_plugin": ("subprocess",),
+    "test_plugins": ("subprocess",),
+    "test_real_answer": ("webrtc",),
+    "test_report": ("browser",),
+    "test_scripted_suite": ("agent", "webrtc"),
+    "test_sideband": ("webrtc",),
+    "test_sound_recovery": ("device",),
+    "test_talk": ("device", "webrtc"),
+    "test_talk_terminal": ("subprocess",),
+    "test_tool_calls": ("webrtc",),
+    "test_websocket": ("webrtc",),
+    "test_websocket_client": ("webrtc",),
+}
+FIXTURE_MARKS = {
+    "server": "webrtc",
+    "settings": "webrtc",
+    "realtime_server": "webrtc",
+    "voice_server": "webrtc",
+    "agent_server": "agent",
+    "scripted_call": "webrtc",
+    "pulse": "device",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""  # type: ignore[attr-defined]
+        names = set(MODULE_MARKS.get(module, ()))
+        names |= {FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_MARKS}
+        for name in sorted(names):
+            item.add_marker(getattr(pytest.mark, name))

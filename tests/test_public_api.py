@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 import voiceclient
@@ -108,3 +110,50 @@ def test_the_package_is_typed_and_the_testing_helpers_need_no_pytest() -> None:
     code = "import sys, voiceclient, voiceclient.testing; print('pytest' in sys.modules, voiceclient.RealtimeServer)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("False <class 'voiceclient.server.app.RealtimeServer'>")
+
+
+PACKAGES = [
+    "voiceclient",
+    "voiceclient.testing",
+    "voiceclient.tools",
+    "voiceclient.server",
+    "voiceclient.report",
+    "voiceclient.audio",
+    "voiceclient.client",
+    "voiceclient.agents",
+]
+
+
+def exported() -> dict[str, object]:
+    """Every name in a package's `__all__`, as `package.Name` (an object re-exported twice, once)."""
+    import importlib
+
+    found: dict[int, tuple[str, object]] = {}
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        for name in getattr(module, "__all__", []):
+            value = getattr(module, name)
+            if inspect.isclass(value) or inspect.isfunction(value):
+                found.setdefault(id(value), (f"{package}.{name}", value))
+    return dict(found.values())
+
+
+def test_every_exported_name_and_its_public_members_are_documented() -> None:
+    """What the API reference shows: each exported class and function has its own docstring, and so has each
+    public method and property of an exported class (an override documented by the method it overrides)."""
+    missing = []
+    for where, value in exported().items():
+        if not (value.__doc__ or "").strip() or (inspect.isclass(value) and "__doc__" not in vars(value)):
+            missing.append(where)
+        if not inspect.isclass(value):
+            continue
+        for name, member in vars(value).items():
+            if name.startswith("_") or not (
+                callable(member) or isinstance(member, (property, classmethod, staticmethod))
+            ):
+                continue
+            if inspect.isclass(member):
+                continue
+            if not (inspect.getdoc(getattr(value, name)) or "").strip():
+                missing.append(f"{where}.{name}")
+    assert not missing, f"{len(missing)} exported names without a docstring: {', '.join(missing)}"

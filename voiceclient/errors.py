@@ -45,15 +45,17 @@ class VoiceClientError(Exception):
 
 
 class ConfigError(VoiceClientError, ValueError):
+    """A bad value in a flag, a config or session file, a scenario or a tool definition (exit code 2)."""
+
     exit_code = 2
 
 
 class ToolDefinitionError(ConfigError):
-    pass
+    """A function that cannot be a tool (arguments with no JSON Schema, a timeout not above 0)."""
 
 
 class DeviceError(ConfigError):
-    pass
+    """A sound device that cannot be found or opened, or sounddevice missing."""
 
 
 class APIError(VoiceClientError):
@@ -89,10 +91,14 @@ class APIError(VoiceClientError):
 
 
 class AuthenticationError(APIError):
+    """The API key was refused (HTTP 401 or 403; exit code 3)."""
+
     exit_code = 3
 
 
 class RateLimitError(APIError):
+    """HTTP 429; `retry_after` is the seconds the server asked to wait, when it said."""
+
     transient = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
@@ -101,28 +107,34 @@ class RateLimitError(APIError):
 
 
 class InvalidOfferError(APIError, ValueError):
-    pass
+    """The server refused the SDP offer (its error code `invalid_offer`)."""
 
 
 class InvalidSessionError(APIError, ValueError):
+    """The server refused the session sent with the call (HTTP 400 about a session field; exit code 2)."""
+
     exit_code = 2
 
 
 class NotFoundError(APIError):
-    pass
+    """HTTP 404: a wrong base URL, or a call that no longer exists."""
 
 
 class ServerError(APIError):
+    """HTTP 5xx: the service failed; transient, so retried."""
+
     transient = True
 
 
 class APIConnectionError(VoiceClientError, ConnectionError):
+    """The HTTP request did not get an answer (refused, reset, DNS); transient (exit code 4)."""
+
     transient = True
     exit_code = 4
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
-    pass
+    """The HTTP request timed out."""
 
 
 class InvalidAnswerError(APIConnectionError):
@@ -132,15 +144,21 @@ class InvalidAnswerError(APIConnectionError):
 
 
 class CallError(VoiceClientError):
+    """A call that connected and then failed (exit code 5)."""
+
     exit_code = 5
 
 
 class ConnectionLostError(CallError, ConnectionError):
+    """The connection carrying the call was lost and could not be replaced (exit code 4)."""
+
     transient = True
     exit_code = 4
 
 
 class SessionUpdateError(CallError):
+    """The server refused a `session.update` (its `error` event), with the server's words."""
+
     exit_code = 2
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import voiceclient
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
 from voiceclient.errors import ConfigError, VoiceClientError
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A WebRTC voice client for OpenAI's Realtime API, with an embedded Realtime-compatible server.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("--version", action="version", version=f"voiceclient {voiceclient.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     call = sub.add_parser("call", help="a scripted call: a WAV as the microphone, files out")

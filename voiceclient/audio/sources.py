@@ -77,6 +77,7 @@ class BufferSource(AudioSource):
 
     @property
     def duration(self) -> float:
+        """Seconds of audio in the buffer."""
         return self.pcm.size / RTP_RATE
 
     def read(self, n: int) -> np.ndarray:

@@ -76,6 +76,7 @@ class EventStream:
         return await asyncio.wait_for(find(), timeout)
 
     def close(self) -> None:
+        """Stop receiving events: nothing more is queued (what already is can still be read)."""
         if self._queue in self._subscribers:
             self._subscribers.remove(self._queue)
 
@@ -98,6 +99,8 @@ class LiveCallHandle:
 
 
 class CallState(enum.Enum):
+    """Where a call is in its life: `NEW` -> `CONNECTING` -> `CONNECTED` -> `CLOSING` -> `CLOSED` (`call.state`)."""
+
     NEW = "new"
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -257,6 +260,9 @@ class VoiceCall:
         await self.close()
 
     async def connect(self) -> None:
+        """Create the call, connect and confirm the session (`async with` calls it). A `CallError` if the call is not
+        new.
+        """
         if self.state is not CallState.NEW:
             raise CallError(f"connect() on a call that is {self.state.value}")
         self.state = CallState.CONNECTING
@@ -340,6 +346,7 @@ class VoiceCall:
 
     @property
     def reconnecting(self) -> bool:
+        """Whether the call's connection was lost and a new one is being made (what is sent meanwhile waits for it)."""
         return self._connections.reconnecting
 
     # What the connection manager sees of the conversation, through `_Side` (`connections.Conversation`).
@@ -450,6 +457,7 @@ class VoiceCall:
         self._dispatcher.on(kind, handler)
 
     def on_any(self, handler: AnyHandler) -> None:
+        """Call `handler` with every server event, in order, on the call's one consumer."""
         self._dispatcher.on_any(handler)
 
     def _expect(self, predicate: Predicate) -> asyncio.Future[ev.ReceivedServerEvent]:
@@ -488,6 +496,9 @@ class VoiceCall:
 
     # ------------------------------------------------------------------------------------------ events out
     def send(self, event: ev.ClientEvent) -> None:
+        """Send a client event (a model from `voiceclient.protocol.events`); while reconnecting, it goes out on the new
+        connection. A `CallError` when the call is not connected.
+        """
         if self._connections.transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
         if self.reconnecting:  # said again on the new connection, after the history
@@ -578,10 +589,14 @@ class VoiceCall:
     # ------------------------------------------------------------------------------------------ waiting
     @property
     def input_done(self) -> bool:
+        """Whether the source (the WAV, the buffer) has nothing more to send."""
         return self.source.done
 
     @property
     def busy(self) -> bool:
+        """Whether anything is under way: input still sending, a response or a tool running, the user speaking, a
+        reconnect.
+        """
         return not self.input_done or self.turns.busy or self._runner.busy or self.reconnecting
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
@@ -620,6 +635,7 @@ class VoiceCall:
 
     @property
     def tool_calls(self) -> int:
+        """How many tool calls the call has run."""
         return self._runner.calls_run
 
     @property

@@ -95,6 +95,7 @@ class CallsAPI:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP client if this object made it."""
         if self._own:
             await self._client.aclose()
 
@@ -165,6 +166,7 @@ class CallsAPI:
         return CallAnswer(sdp=answer, call_id=call_id, location=location)
 
     async def hangup(self, call_id: str) -> None:
+        """`POST /realtime/calls/{call_id}/hangup`: end a call from the HTTP side."""
         resp = await self._post(f"/realtime/calls/{call_id}/hangup", headers=self._headers("*/*"))
         if resp.status_code >= 300:
             raise error_from_response(resp)

@@ -34,6 +34,7 @@ class ReconnectPolicy:
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 
     def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt `attempt` (from 0; the last backoff repeats)."""
         return self.backoff[min(attempt, len(self.backoff) - 1)] if self.backoff else 0.0
 
 
@@ -63,4 +64,5 @@ class Continuity:
 
     @property
     def policy(self) -> ReconnectPolicy:
+        """`reconnect` as a `ReconnectPolicy` (a number is that many attempts with the default backoff)."""
         return self.reconnect if isinstance(self.reconnect, ReconnectPolicy) else ReconnectPolicy(self.reconnect)

@@ -35,6 +35,13 @@ def _noop_frame(pcm: np.ndarray, pts: int, at: float) -> None:
 
 
 class ScriptedTransport(Transport):
+    """The server played from a script, in memory: `VoiceCall(transport=ScriptedTransport())`, then `emit` server
+    events and assert on `sent`. The call's own turn rules run unchanged, in milliseconds, with no peer and no
+    audio. `on_client_event` answers what the client sends; `confirm_session` answers each `session.update`
+    with `session.updated` (the session merged); `echo_items` answers each `conversation.item.create` with
+    `conversation.item.added` and `.done`; `fail_open` makes `open` fail with that reason.
+    """
+
     def __init__(
         self,
         on_client_event: ClientEventHandler | None = None,
@@ -94,6 +101,7 @@ class ScriptedTransport(Transport):
         self._on_message(text)
 
     def lose(self, reason: str = "the scripted connection dropped") -> None:
+        """End the connection as a network loss would (the call reconnects if it may)."""
         if not self.lost.done():
             self.lost.set_result(reason)
 
@@ -142,9 +150,11 @@ class ScriptedTransport(Transport):
 
     # ------------------------------------------------------------------------------------------ asserting
     def sent_types(self, *, skip: tuple[str, ...] = ("session.update",)) -> list[str]:
+        """The types of the events the client sent, in order (`skip`: types left out)."""
         return [e["type"] for e in self.sent if e["type"] not in skip]
 
     def sent_of(self, kind: str) -> list[dict[str, Any]]:
+        """The events of type `kind` the client sent, in order."""
         return [e for e in self.sent if e["type"] == kind]
 
     async def wait_sent(self, kind: str, count: int = 1, timeout: float = 2.0) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ class ClientSettings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":
+        """Settings from `OPENAI_BASE_URL` and `OPENAI_API_KEY` (when set), then the `overrides` that are not None."""
         values: dict[str, Any] = {}
         if os.environ.get("OPENAI_BASE_URL"):
             values["base_url"] = os.environ["OPENAI_BASE_URL"]

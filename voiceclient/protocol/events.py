@@ -50,10 +50,12 @@ class Item(BaseModel):
 
     @classmethod
     def user_text(cls, text: str) -> "Item":
+        """A user message item with `text` as its one `input_text` part."""
         return cls(type="message", role="user", content=[ContentPart(type="input_text", text=text)])
 
     @classmethod
     def function_call_output(cls, call_id: str, output: str) -> "Item":
+        """The output of function call `call_id` (a string, usually JSON)."""
         return cls(type="function_call_output", call_id=call_id, output=output)
 
     def transcript(self) -> str:

@@ -29,6 +29,7 @@ def template() -> str:
 
 
 def render(timeline: Timeline, title: str) -> str:
+    """The timeline page of `timeline` as one self-contained HTML document (no network, its data inlined)."""
     data = json.dumps(timeline.to_json(), separators=(",", ":"), default=str).replace("</", "<\\/")
     s = timeline.summary
     latency = (
@@ -83,6 +84,7 @@ def render(timeline: Timeline, title: str) -> str:
 
 
 def write_report(events: str | Path, recording: str | Path | None, out: str | Path) -> Timeline:
+    """Read a call's event log (and stereo recording), write its timeline page to `out`, return the timeline."""
     timeline = Timeline.read(events, recording)
     Path(out).write_text(render(timeline, Path(events).name), encoding="utf-8")
     return timeline

@@ -77,9 +77,11 @@ class Timeline:
 
     @classmethod
     def read(cls, events_path: str | Path, recording: str | Path | None = None) -> Timeline:
+        """The timeline of a call from its event log, and its stereo recording when given."""
         return Builder(read_log(events_path), read_recording(recording) if recording else None).build()
 
     def to_json(self) -> dict[str, Any]:
+        """The timeline as the page's JSON: lanes, spans, marks, turns, loudness and the events themselves."""
         import base64
 
         # (the events as they are: asdict would deep-copy every one, half the time of a long call's report)

@@ -142,6 +142,7 @@ class RealtimeServer:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> "RealtimeServer":
+        """Listen (`port=0`: a free port, then in `port`) and begin loading the offline models, if any."""
         if self.speech is not None:
             self.speech.start_loading()
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -155,6 +156,7 @@ class RealtimeServer:
         return self
 
     async def close(self) -> None:
+        """End every call and session, then stop listening. Idempotent."""
         live: list[ServerSession] = [*self.calls.values(), *self.sessions.values()]
         await asyncio.gather(*(c.close() for c in live), return_exceptions=True)
         if self._runner is not None:
@@ -169,6 +171,7 @@ class RealtimeServer:
 
     @property
     def base_url(self) -> str:
+        """The API base URL clients are given, `http://host:port/v1`."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}/v1"
 
@@ -228,6 +231,7 @@ class RealtimeServer:
         return entry[1]
 
     async def index(self, request: web.Request) -> web.Response:
+        """`GET /`: the console page for a browser, else what the server offers as JSON."""
         if "text/html" in request.headers.get("Accept", ""):
             return await self.console.page(request)
         return web.json_response(
@@ -241,6 +245,7 @@ class RealtimeServer:
 
     # ------------------------------------------------------------------------------------------ routes
     async def create_call(self, request: web.Request) -> web.Response:
+        """`POST /v1/realtime/calls`: an SDP offer (raw or multipart with a session) in, the SDP answer out."""
         key = self._bearer(request)
         if request.headers.get("OpenAI-Beta"):
             raise ProtocolError(
@@ -343,6 +348,7 @@ class RealtimeServer:
         return sdp, session
 
     async def hangup(self, request: web.Request) -> web.Response:
+        """`POST /v1/realtime/calls/{call_id}/hangup`."""
         self._bearer(request)
         call = self.calls.get(request.match_info["call_id"])
         if call is None:
@@ -353,6 +359,7 @@ class RealtimeServer:
         return web.Response(status=200)
 
     async def client_secrets(self, request: web.Request) -> web.Response:
+        """`POST /v1/realtime/client_secrets`: an ephemeral key (`ek_...`) for a browser, with its session."""
         key = self._bearer(request)
         if key.startswith("ek_"):
             raise ProtocolError(

@@ -3,12 +3,12 @@
 A responder turns the conversation so far into a `ResponsePlan`: spoken (or text) messages with their
 transcripts and audio, and function calls. The server turns the plan into the protocol's event sequence.
 
-Scenario files (JSON or TOML) script each user turn; see `docs` in README "Scenario files":
+Scenario files (JSON or TOML) script each user turn; see docs/serve.md, "Scenario files":
 
     after_turns = "echo"              # what to do once the turns run out: echo | silence | repeat
     [[turns]]
     text = "Let me look that up."     # spoken preamble (optional); {user_text}, {previous}, {earlier[0]}: the user's
-                                      # words now, in their last turn, in their first (README "Scenario files")
+                                      # words now, in their last turn, in their first (docs/serve.md, "Scenario files")
     delay_ms = 0                      # "thinking" time before the first output
       [[turns.calls]]
       name = "get_weather"

@@ -43,6 +43,7 @@ class ScriptedCallResult:
 
     @property
     def server_events(self) -> list[dict[str, Any]]:
+        """The server's events from the event log, in order."""
         return [line["event"] for line in self.events if line["dir"] == "server"]
 
     @property
@@ -80,6 +81,7 @@ class ScriptedCallResult:
 
     @property
     def tool_calls(self) -> list[ToolCall]:
+        """Each function call the model made, with its arguments and the output the client sent."""
         outputs: dict[str, Any] = {}
         for line in self.events:
             event = line["event"]

@@ -103,6 +103,11 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 class Tool:
+    """A Python function the model may call: its JSON Schema from the signature and docstring (`definition`), how long
+    it may run (`timeout`), whether the user approves each call (`needs_approval`), and whether an interrupted
+    response cancels it (`cancel_on_interrupt`). Made by `@tool`.
+    """
+
     def __init__(
         self,
         fn: Callable[..., Any],

@@ -1,0 +1,183 @@
+"""The docs cannot rot: every Python example in README.md and docs/ runs, and every command shown names only
+options the command has.
+
+- A block that is a program (`asyncio.run(...)`) runs in a fresh directory holding `question.wav` (the demo's
+  spoken question), against a `voiceclient serve` process (`OPENAI_BASE_URL`, `OPENAI_API_KEY`) with the demo's
+  scenario, or with what a `<!-- docs-test: serve ARGS -->` line just above the block asks for.
+- A block with `async def test_` is a test file: pytest runs it (the plugin's fixtures, strict asyncio mode).
+- Any other Python block is a fragment of a larger program (it names what the page around it defines): it is
+  compiled (top-level `await` allowed), not run.
+- Each `voiceclient SUBCOMMAND ... --flag` line in a plain block: every flag is in `voiceclient SUBCOMMAND --help`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+ASSETS = ROOT / "voiceclient" / "assets"
+BLOCK = re.compile(r"(?:<!-- docs-test: (?P<directive>[^>]*?) -->\n)?```(?P<lang>\w*)[^\n]*\n(?P<body>.*?)```", re.S)
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.subprocess]
+
+
+def blocks(lang: str) -> list[tuple[str, str, str]]:
+    """(where, directive, body) of every fenced block of `lang` in the pages."""
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for m in BLOCK.finditer(text):
+            if m["lang"] == lang:
+                line = text[: m.start()].count("\n") + 1
+                found.append((f"{page.relative_to(ROOT)}:{line}", m["directive"] or "", m["body"]))
+    return found
+
+
+def kind(body: str) -> str:
+    if "asyncio.run(" in body:
+        return "program"
+    if re.search(r"^async def test_|^def test_", body, re.M):
+        return "test"
+    return "fragment"
+
+
+PYTHON = blocks("python")
+
+
+def test_the_pages_hold_examples() -> None:
+    kinds = [kind(body) for _, _, body in PYTHON]
+    assert kinds.count("program") >= 2 and kinds.count("test") >= 2, kinds
+
+
+@pytest.mark.parametrize(
+    ("where", "directive", "body"),
+    [b for b in PYTHON if kind(b[2]) == "fragment"],
+    ids=[b[0] for b in PYTHON if kind(b[2]) == "fragment"],
+)
+def test_a_fragment_compiles(where: str, directive: str, body: str) -> None:
+    compile(body, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def serve(tmp_path: Path, directive: str) -> tuple[subprocess.Popen[str], str]:
+    args = directive.split()[1:] if directive.startswith("serve") else ["--scenario", str(ASSETS / "demo.toml")]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voiceclient",
+            "serve",
+            "--port",
+            "0",
+            "--vad",
+            "energy",
+            "--no-speech",
+            "--api-key",
+            "sk-local",
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"(http://\S+/v1)", line)
+    assert found, line
+    return process, found.group(1)
+
+
+@pytest.mark.webrtc
+@pytest.mark.parametrize(
+    ("where", "directive", "body"),
+    [b for b in PYTHON if kind(b[2]) == "program"],
+    ids=[b[0] for b in PYTHON if kind(b[2]) == "program"],
+)
+def test_a_program_runs_against_serve(where: str, directive: str, body: str, tmp_path: Path) -> None:
+    if "from agents" in body:
+        pytest.importorskip("agents")
+    shutil.copy(ASSETS / "demo_user.wav", tmp_path / "question.wav")
+    (tmp_path / "example.py").write_text(body, encoding="utf-8")
+    server, url = serve(tmp_path, directive)
+    try:
+        env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-local"}
+        done = subprocess.run(
+            [sys.executable, "example.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert done.returncode == 0, f"{where}:\n{done.stdout}\n{done.stderr}"
+    for name in re.findall(r'(?:output_wav|Recording\(output_wav)="([^"]+\.wav)"', body):
+        assert (tmp_path / name).stat().st_size > 10_000, f"{where}: {name} holds no answer"
+
+
+@pytest.mark.webrtc
+@pytest.mark.parametrize(
+    ("where", "directive", "body"),
+    [b for b in PYTHON if kind(b[2]) == "test"],
+    ids=[b[0] for b in PYTHON if kind(b[2]) == "test"],
+)
+def test_a_test_example_passes_under_pytest(where: str, directive: str, body: str, tmp_path: Path) -> None:
+    (tmp_path / "test_example.py").write_text(body, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 0 and " passed" in done.stdout, f"{where}:\n{done.stdout[-3000:]}\n{done.stderr}"
+
+
+def command_lines() -> list[tuple[str, str, list[str]]]:
+    """(where, subcommand, flags) of each `voiceclient SUB ...` line of a plain block (a usage line continues
+    on the indented lines below it)."""
+    found = []
+    for where, _, body in blocks(""):
+        lines = body.split("\n")
+        for i, line in enumerate(lines):
+            m = re.match(r"^(?:\$ )?voiceclient (\w+)\b(.*)", line)
+            if not m:
+                continue
+            rest = [m[2]]
+            for more in lines[i + 1 :]:
+                if not more.startswith(" " * 8):
+                    break
+                rest.append(more)
+            text = " ".join(rest).split(" #")[0]
+            found.append((where, m[1], sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", text)))))
+    return found
+
+
+def test_every_command_shown_has_the_options_it_shows() -> None:
+    lines = command_lines()
+    assert {sub for _, sub, _ in lines} >= {"call", "talk", "serve", "report", "devices"}
+    helps: dict[str, str] = {}
+    wrong = []
+    for where, sub, flags in lines:
+        if sub not in helps:
+            done = subprocess.run(
+                [sys.executable, "-m", "voiceclient", sub, "--help"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+            assert done.returncode == 0, f"{where}: voiceclient {sub} --help failed: {done.stderr}"
+            helps[sub] = done.stdout
+        wrong += [
+            f"{where}: voiceclient {sub} {flag}"
+            for flag in flags
+            if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[sub])
+        ]
+    assert not wrong, "options the docs show that the command does not have:\n" + "\n".join(wrong)
