@@ -181,3 +181,71 @@ def test_every_command_shown_has_the_options_it_shows() -> None:
             if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[sub])
         ]
     assert not wrong, "options the docs show that the command does not have:\n" + "\n".join(wrong)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def as_script(body: str, port: int) -> str:
+    """A block of commands as a bash script, as a reader would type them: `voiceclient serve` in the background
+    (on a free port instead of 8000), each next command once the server says where it listens; the servers stopped
+    at the end."""
+    script = [
+        "set -euo pipefail",
+        "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
+        'ready() { for _ in $(seq 600); do grep -q \'http://\' "$1" && return 0; sleep 0.1; done; cat "$1"; exit 1; }',
+    ]
+    servers = 0
+    for line in body.replace("\\\n", " ").split("\n"):
+        line = line.split("  #")[0].strip().replace("8000", str(port))
+        if not line:
+            continue
+        if line.startswith("voiceclient serve"):
+            servers += 1
+            line = line.removesuffix("&").strip()
+            if "--port" not in line:
+                line += f" --port {port}"
+            script += [f"{line} >serve{servers}.log 2>&1 &", f"ready serve{servers}.log"]
+        else:
+            script.append(line)
+    return "\n".join(script) + "\n"
+
+
+RUN = [b for b in blocks("") if b[1] == "run"]
+
+
+@pytest.mark.webrtc
+@pytest.mark.parametrize(("where", "directive", "body"), RUN, ids=[b[0] for b in RUN])
+def test_a_block_of_commands_runs(where: str, directive: str, body: str, tmp_path: Path) -> None:
+    if "--agent" in body:
+        pytest.importorskip("agents")
+    for name in ("fixtures", "scripts"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    shutil.copy(ASSETS / "demo_user.wav", tmp_path / "question.wav")
+    (tmp_path / "block.sh").write_text(as_script(body, free_port()), encoding="utf-8")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "block.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("serve*.log")))
+    assert done.returncode == 0, f"{where}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{logs[-2000:]}"
+    for out in re.findall(r"--output (\S+\.wav)", body):
+        assert (tmp_path / out).stat().st_size > 10_000, f"{where}: {out} holds no answer"
+
+
+def test_some_blocks_of_commands_are_run() -> None:
+    assert len(RUN) >= 4
+
+
+def test_the_architecture_page_states_the_layer_rules_the_test_enforces() -> None:
+    from .test_architecture import ALLOWED
+
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", text, re.M))
+    assert set(rows) == set(ALLOWED)
+    for layer, allowed in ALLOWED.items():
+        assert set(re.findall(r"`(\w+)`", rows[layer])) == allowed, layer

@@ -143,7 +143,8 @@ def test_every_exported_name_and_its_public_members_are_documented() -> None:
     public method and property of an exported class (an override documented by the method it overrides)."""
     missing = []
     for where, value in exported().items():
-        if not (value.__doc__ or "").strip() or (inspect.isclass(value) and "__doc__" not in vars(value)):
+        doc = (vars(value).get("__doc__") if inspect.isclass(value) else value.__doc__) or ""
+        if not doc.strip() or doc.startswith(f"{getattr(value, '__name__', '')}("):  # (a dataclass signature)
             missing.append(where)
         if not inspect.isclass(value):
             continue

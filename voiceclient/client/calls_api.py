@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CallAnswer:
+    """What `POST /v1/realtime/calls` gave back: the SDP answer, the call's id, and the `Location` it came from."""
+
     sdp: str
     call_id: str
     location: str

@@ -66,6 +66,11 @@ class Turn:
 
 @dataclass
 class Timeline:
+    """A call as the report draws it: its events, the spans (speaking, playing, responses, tools, connections) and
+    marks on their lanes, what was said when, the user's turns with their latency, the duration, the summary facts
+    and the loudness of each side (from the recording, when given).
+    """
+
     events: list[dict[str, Any]]
     spans: list[Span]
     marks: list[Mark]

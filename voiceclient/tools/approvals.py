@@ -19,6 +19,11 @@ APPROVAL_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class ApprovalRequest:
+    """What an approver is asked: a function call of a tool that `needs_approval` (`kind` "function", `id` its call_id)
+    or a hosted MCP call (`kind` "mcp", `id` the `mcp_approval_request` item, `server_label` its server), with the
+    tool's `name` and its `arguments` as the model wrote them (JSON text).
+    """
+
     kind: Literal["function", "mcp"]
     id: str  # the function call's call_id, or the mcp_approval_request item's id
     name: str
@@ -28,6 +33,8 @@ class ApprovalRequest:
 
 @dataclass(frozen=True)
 class ApprovalDecision:
+    """An approver's answer: `approve`, and a `reason` the model is told when it is refused."""
+
     approve: bool
     reason: str | None = None
 
