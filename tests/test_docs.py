@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,16 +54,17 @@ def kind(body: str) -> str:
 PYTHON = blocks("python")
 
 
+def cases(found: list[tuple[str, str, str]], of_kind: str | None = None) -> list[Any]:
+    """The blocks (of one kind) as parameters, each named by where it is."""
+    return [pytest.param(*b, id=b[0]) for b in found if of_kind is None or kind(b[2]) == of_kind]
+
+
 def test_the_pages_hold_examples() -> None:
     kinds = [kind(body) for _, _, body in PYTHON]
     assert kinds.count("program") >= 2 and kinds.count("test") >= 2, kinds
 
 
-@pytest.mark.parametrize(
-    ("where", "directive", "body"),
-    [b for b in PYTHON if kind(b[2]) == "fragment"],
-    ids=[b[0] for b in PYTHON if kind(b[2]) == "fragment"],
-)
+@pytest.mark.parametrize(("where", "directive", "body"), cases(PYTHON, "fragment"))
 def test_a_fragment_compiles(where: str, directive: str, body: str) -> None:
     compile(body, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
@@ -97,11 +99,7 @@ def serve(tmp_path: Path, directive: str) -> tuple[subprocess.Popen[str], str]:
 
 
 @pytest.mark.webrtc
-@pytest.mark.parametrize(
-    ("where", "directive", "body"),
-    [b for b in PYTHON if kind(b[2]) == "program"],
-    ids=[b[0] for b in PYTHON if kind(b[2]) == "program"],
-)
+@pytest.mark.parametrize(("where", "directive", "body"), cases(PYTHON, "program"))
 def test_a_program_runs_against_serve(where: str, directive: str, body: str, tmp_path: Path) -> None:
     if "from agents" in body:
         pytest.importorskip("agents")
@@ -122,11 +120,7 @@ def test_a_program_runs_against_serve(where: str, directive: str, body: str, tmp
 
 
 @pytest.mark.webrtc
-@pytest.mark.parametrize(
-    ("where", "directive", "body"),
-    [b for b in PYTHON if kind(b[2]) == "test"],
-    ids=[b[0] for b in PYTHON if kind(b[2]) == "test"],
-)
+@pytest.mark.parametrize(("where", "directive", "body"), cases(PYTHON, "test"))
 def test_a_test_example_passes_under_pytest(where: str, directive: str, body: str, tmp_path: Path) -> None:
     (tmp_path / "test_example.py").write_text(body, encoding="utf-8")
     done = subprocess.run(
@@ -220,7 +214,7 @@ RUN = [b for b in blocks("") if b[1] == "run"]
 
 
 @pytest.mark.webrtc
-@pytest.mark.parametrize(("where", "directive", "body"), RUN, ids=[b[0] for b in RUN])
+@pytest.mark.parametrize(("where", "directive", "body"), cases(RUN))
 def test_a_block_of_commands_runs(where: str, directive: str, body: str, tmp_path: Path) -> None:
     if "--agent" in body:
         pytest.importorskip("agents")

@@ -12,8 +12,9 @@ from voiceclient.errors import ConfigError
 
 
 def is_file_spec(where: str) -> bool:
-    """Whether `where` names a file (`path/file.py`, or anything with a slash) rather than a module."""
-    return where.endswith(".py") or "/" in where
+    """Whether `where` names a file (`path/file.py`, anything with a slash, or a file that exists) rather than a
+    module."""
+    return where.endswith(".py") or "/" in where or Path(where).is_file()
 
 
 def import_user_module(where: str, label: str, prefix: str) -> ModuleType:

@@ -4,6 +4,7 @@ Chromium, where it is installed."""
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import shutil
@@ -18,6 +19,7 @@ from voiceclient.report.timeline import Timeline
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
+@functools.cache
 def page_template(package: str, name: str) -> str:
     """An HTML page shipped in `package`, with the palette and base rules all voiceclient pages share inlined."""
     base = resources.files("voiceclient.report").joinpath("base.css").read_text(encoding="utf-8")

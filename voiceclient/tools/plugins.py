@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from voiceclient.errors import ConfigError
-from voiceclient.loading import import_user_module, is_file_spec
+from voiceclient.loading import import_user_module
 from voiceclient.protocol.validation import validate
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
 
@@ -69,8 +68,7 @@ def tools_in(obj: Any, where: str) -> list[Tool]:
 
 def load_tools(spec: str) -> list[Tool]:
     """Tools from `path/file.py` or `package.module`."""
-    where = spec if is_file_spec(spec) or not Path(spec).is_file() else f"./{spec}"
-    module = import_user_module(where, f"--tools {spec}", "voiceclient_tools_")
+    module = import_user_module(spec, f"--tools {spec}", "voiceclient_tools_")
     return tools_in(module, f"--tools {spec}")
 
 
