@@ -4,7 +4,9 @@ microphone; paplay speaks into it and parecord listens to the speaker."""
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
+import threading
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -271,3 +273,72 @@ async def test_talk_to_an_agents_sdk_agent(pulse, tmp_path: Path) -> None:
     assert 4.2 < answered < 5.1, spans_at(heard, API_RATE, 440)
     log = read_events(events)
     assert not [e for e in log if e["dir"] == "server" and e["event"]["type"] == "output_audio_buffer.cleared"]
+
+
+async def test_the_panel_is_drawn_only_by_the_thread_that_prints_above_it(pulse, tmp_path: Path) -> None:
+    """rich's refresh thread drawing the panel while a line printed above it from the event loop could leave the
+    top of the panel in the scrollback (a panel that changed height is drawn from the wrong row): the panel is
+    drawn from the event loop alone, as the lines are."""
+    from rich.console import Console
+
+    from voiceclient.app.talk import Talk
+    from voiceclient.app.talk_view import TalkView
+
+    writers: set[int] = set()
+
+    class Screen(io.StringIO):
+        def write(self, text: str) -> int:
+            writers.add(threading.get_ident())
+            return super().write(text)
+
+    talk = Talk(
+        ClientSettings(api_key="sk-test"), SessionConfig(), aec="off", stream=open(tmp_path / "screen.txt", "w")
+    )
+    screen = Screen()
+    view = TalkView(talk, console=Console(file=screen, force_terminal=True, width=100))
+    with view:
+        for n in range(5):
+            view.tokens = n
+            view.refresh()
+            await asyncio.sleep(0.1)
+    assert "tokens 4" in screen.getvalue()
+    assert writers == {threading.get_ident()}
+
+
+async def test_unknown_commands_are_not_sent_and_the_help_lists_this_sessions(pulse, tmp_path: Path) -> None:
+    """`/x`, `/foo bar` and `/t` (without --push-to-talk) each say so in one line and send nothing; `//text`
+    sends `/text`; the help has no `/t` here."""
+    from voiceclient.app.talk import Talk
+
+    async with RealtimeServer(port=0) as server:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        talk = Talk(
+            ClientSettings(base_url=server.base_url, api_key="sk-test"),
+            SessionConfig(),
+            aec="off",
+            commands=queue,
+            recording=Recording(events_jsonl=tmp_path / "events.jsonl"),
+            stream=open(tmp_path / "screen.txt", "w"),
+        )
+        task = asyncio.ensure_future(talk.run(max_duration=20))
+        while talk.call is None or talk.call.state.value != "connected":
+            await asyncio.sleep(0.05)
+        stream = talk.call.events()
+        for line in ["/x", "/foo bar", "/t", "/h", "//etc/hosts is a file"]:
+            queue.put_nowait(line)
+        done = await stream.next_of("response.done", timeout=10)
+        queue.put_nowait("/q")
+        await asyncio.wait_for(task, 15)
+        items = server.history[-1].conversation.items
+    said = [p["text"] for i in items if i.get("role") == "user" for p in i["content"] if p["type"] == "input_text"]
+    assert said == ["/etc/hosts is a file"] and done.response.status == "completed"
+    sent = [e["event"]["type"] for e in read_events(tmp_path / "events.jsonl") if e["dir"] == "client"]
+    assert "input_audio_buffer.clear" not in sent and "input_audio_buffer.commit" not in sent  # /t did nothing
+    lines = (tmp_path / "screen.txt").read_text().splitlines()
+    for unknown in ("/x is not a command", "/foo is not a command", "/t is push-to-talk"):
+        [line] = [line for line in lines if unknown in line]
+        assert "(nothing was sent" in line or "--push-to-talk" in line
+        assert line.endswith("/h this list | /q hang up and quit")
+    helps = [line for line in lines if "] commands: " in line]
+    assert len(helps) == 2 and all("/t " not in h and "/m mute" in h for h in helps)  # at the start, and /h
+    assert "you (typed): /etc/hosts is a file" in "\n".join(lines)

@@ -83,6 +83,10 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-J", "-S", "-200")
 
+    def scrollback(self) -> list[str]:
+        """Every line the pane has held: the screen and all that scrolled off it."""
+        return self.run("capture-pane", "-p", "-J", "-S", "-").splitlines()
+
     def keys(self, *keys: str) -> None:
         self.run("send-keys", *keys)
 
@@ -100,7 +104,112 @@ class Tmux:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test installs it)")
+def talk_command(base_url: str, *flags: str) -> list[str]:
+    command = [sys.executable, "-m", "voiceclient", "talk", "--base-url", base_url, "--api-key", "sk-x", "--aec", "off"]
+    return [*command, *flags]
+
+
+def terminal_env(pulse: dict[str, str]) -> dict[str, str]:
+    return {"XDG_RUNTIME_DIR": pulse["XDG_RUNTIME_DIR"], "PATH": os.environ["PATH"], "TERM": "xterm-256color"}
+
+
+def panels(lines: list[str]) -> int:
+    """How many times the top of talk's panel is on these lines (one: the panel on the screen)."""
+    return sum(1 for line in lines if "voiceclient talk" in line and line.startswith("╭"))
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (scripts/test installs it)")
+
+
+@needs_tmux
+async def test_typed_lines_leave_nothing_of_the_panel_in_the_scrollback(pulse) -> None:
+    """The panel shows the line being typed (the terminal does not echo it under the panel), and each answer
+    changes the panel's height while lines print above it: after five typed messages and their answers the
+    scrollback holds the conversation and one panel, the live one."""
+    tmux = Tmux("scrollback")
+    async with RealtimeServer(port=0) as server:
+        tmux.start(talk_command(server.base_url), terminal_env(pulse))
+        try:
+            await tmux.until("connected in", 30)
+            for n, text in enumerate(["one two", "three four", "five six", "seven eight", "nine ten"]):
+                while "\n".join(tmux.scrollback()).count("(response completed") < n:  # (the answer before)
+                    await asyncio.sleep(0.1)
+                tmux.keys(text, "Enter")
+                await tmux.until(f"assistant: You said: {text}")
+            lines = tmux.scrollback()
+            assert panels(lines) == 1, "\n".join(lines)
+            assert not [line for line in lines if line.startswith("│ listening")][1:], "\n".join(lines)
+            tmux.keys("half a line")
+            await tmux.until("> half a line")
+            tmux.keys("C-u")  # erased: the line is the program's, not the terminal's
+            tmux.keys("hello")
+            await tmux.until("> hello ")
+            tmux.keys("BSpace", "p", "Enter")
+            await tmux.until("you (typed): hellp")
+            lines = tmux.scrollback()
+            tmux.keys("/q", "Enter")
+            deadline = time.monotonic() + 15
+            while server.calls and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            tmux.kill()
+    assert "half a line" not in "\n".join(line for line in lines if "you (typed)" in line)
+    assert panels(lines) == 1, "\n".join(lines)
+
+
+@needs_tmux
+async def test_what_is_written_to_stderr_prints_above_the_panel(pulse) -> None:
+    """The sound server restarts under `talk`: the recovery's warning (a log record, written to the process's
+    stderr) and whatever ALSA says print as lines above the panel, not over it."""
+    from voiceclient.testing.devices import restart_sound_server
+
+    tmux = Tmux("stderr")
+    async with RealtimeServer(port=0) as server:
+        tmux.start(talk_command(server.base_url), terminal_env(pulse))
+        try:
+            await tmux.until("connected in", 30)
+            await tmux.until("│ listening")
+            await asyncio.to_thread(restart_sound_server, pulse)
+            await tmux.until("reopened in", 30)
+            tmux.keys("after the restart", "Enter")
+            await tmux.until("(response completed")
+            lines = tmux.scrollback()
+            tmux.keys("/q", "Enter")
+            deadline = time.monotonic() + 15
+            while server.calls and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            tmux.kill()
+    [warning] = [line for line in lines if "WARNING voiceclient.audio.recovery: sound: the" in line]
+    assert warning.startswith("[")  # a line of its own, stamped like the others
+    assert panels(lines) == 1, "\n".join(lines)
+
+
+@needs_tmux
+async def test_ctrl_c_gives_the_terminal_back_as_it_was(pulse, tmp_path: Path) -> None:
+    """Ctrl-C while a line is half typed: talk hangs up, nothing of the panel stays on the screen, and the
+    terminal echoes and reads lines again (the shell after talk says what `stty` sees)."""
+    after = tmp_path / "after.sh"
+    modes = "stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '"  # "icanon echo", or "-icanon"
+    after.write_text(f"echo EXIT=$1; {modes}; sleep 30\n")
+    tmux = Tmux("ctrl-c")
+    async with RealtimeServer(port=0) as server:
+        talk = " ".join(talk_command(server.base_url))
+        tmux.start(["bash", "-c", f"'{talk}; bash {after} $?'"], terminal_env(pulse))
+        try:
+            await tmux.until("connected in", 30)
+            tmux.keys("half a line")
+            await tmux.until("> half a line")
+            tmux.keys("C-c")
+            await tmux.until("icanon echo", 20)
+            lines = tmux.scrollback()
+        finally:
+            tmux.kill()
+    assert "EXIT=130" in lines and "voiceclient: interrupted; hung up, files written so far are complete" in lines
+    assert panels(lines) == 0 and not [line for line in lines if line.startswith(("│", "╰"))], "\n".join(lines)
+
+
+@needs_tmux
 async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, tmp_path: Path) -> None:
     """`/d` lists the devices; the model calls send_email (needs_approval): the prompt shows in talk's panel, `y`
     is typed, the tool runs and the answer says what it returned."""
@@ -113,26 +222,8 @@ async def test_talk_in_a_terminal_asks_before_a_tool_that_needs_approval(pulse, 
     tmux = Tmux("approval")
     responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "approval.toml")
     async with RealtimeServer(port=0, responder=responder) as server:
-        command = [
-            sys.executable,
-            "-m",
-            "voiceclient",
-            "talk",
-            "--base-url",
-            server.base_url,
-            "--api-key",
-            "sk-x",
-            "--tools",
-            str(tools),
-            "--transport",
-            "webrtc",
-            "--aec",
-            "off",
-            "--events",
-            str(events),
-        ]
-        env = {"XDG_RUNTIME_DIR": pulse["XDG_RUNTIME_DIR"], "PATH": os.environ["PATH"], "TERM": "xterm-256color"}
-        tmux.start(command, env)
+        command = talk_command(server.base_url, "--tools", str(tools), "--transport", "webrtc", "--events", str(events))
+        tmux.start(command, terminal_env(pulse))
         try:
             await tmux.until("connected in", 30)
             tmux.keys("/d", "Enter")  # the devices, and the two in use

@@ -16,11 +16,13 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
 
+from voiceclient.app import talk_commands as tc
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.app.prompts import ConversationApprover
+from voiceclient.app.terminal import EOF, LineEditor, StderrLines, TerminalInput
 from voiceclient.audio.aec import EchoCanceller
 from voiceclient.audio.defaults import DefaultWatch
 from voiceclient.audio.mic import MicSource
@@ -43,10 +45,6 @@ if TYPE_CHECKING:
     from voiceclient.app.talk_view import TalkView
 
 log = logging.getLogger(__name__)
-HELP = (
-    "commands: type a message and Enter to send it | /i interrupt | /m mute or unmute | "
-    "/t talk (push-to-talk: start, then /t again to send) | /d devices | /s status | /q quit"
-)
 HEADSET_WORDS = ("headset", "headphone", "earphone", "airpods", "buds", "hands-free", "handsfree")
 
 
@@ -104,6 +102,7 @@ class Talk:
         if self.prompts is not None:
             self.approver = self.prompts
         self.push_to_talk = push_to_talk
+        self.commands_here = tc.session_commands(push_to_talk)  # the commands that do something in this session
         self.talking = False
         self.speaker = SpeakerSink(output_device)
         use_aec, hint = wants_aec(aec, self.speaker.device.name)
@@ -127,6 +126,7 @@ class Talk:
         self._quit = asyncio.Event()
         self._command_tasks: TaskOwner | None = None
         self.view: TalkView | None = None
+        self.editor: LineEditor | None = None  # the line being typed, when the panel shows it
         if stream is None and sys.stdout.isatty():
             try:
                 from voiceclient.app.talk_view import TalkView
@@ -184,32 +184,39 @@ class Talk:
     # ------------------------------------------------------------------------------------------ commands
     def command(self, line: str) -> None:
         assert self.call is not None
-        text = line.strip()
-        if self.prompts is not None and self.prompts.answer(text):  # y / n / a to the approval asked
+        if self.prompts is not None and self.prompts.answer(line):  # y / n / a to the approval asked
             return
-        if text in ("/q", "/quit"):
+        typed = tc.parse(line, self.commands_here)
+        if isinstance(typed, tc.Message):
+            if self.agent_session is not None and self._command_tasks is not None:
+                self._command_tasks.spawn(self.agent_session.send_message(typed.text), "message")
+            else:
+                self.call.send_text(typed.text)
+            self.printer.line(f"you (typed): {typed.text}")
+        elif isinstance(typed, tc.Unknown):
+            self.printer.line(typed.why)
+        elif typed is not None:
+            self.run_command(typed)
+
+    def run_command(self, run: tc.Run) -> None:
+        command = run.command
+        if command is tc.QUIT:
             self._quit.set()
-        elif text in ("/i", "/interrupt"):
+        elif command is tc.INTERRUPT:
             self.interrupt()
             self.printer.line("(interrupted)")
-        elif text in ("/m", "/mute"):
+        elif command is tc.MUTE:
             self.mic.muted = not self.mic.muted
             self.printer.line("(microphone muted)" if self.mic.muted else "(microphone on)")
-        elif text in ("/t", "/talk"):
+        elif command is tc.TALK:
             self.toggle_talk()
-        elif text == "/d" or text.startswith("/d "):
+        elif command is tc.DEVICES:
             if self._command_tasks is not None:  # (reopening a stream waits on PortAudio: not in this handler)
-                self._command_tasks.spawn(self.devices(text[2:].split()), "devices")
-        elif text in ("/s", "/status"):
+                self._command_tasks.spawn(self.devices(list(run.args)), "devices")
+        elif command is tc.STATUS:
             self.printer.line(self.status())
-        elif text in ("/h", "/help", "?"):
-            self.printer.line(HELP)
-        elif text:
-            if self.agent_session is not None and self._command_tasks is not None:
-                self._command_tasks.spawn(self.agent_session.send_message(text), "message")
-            else:
-                self.call.send_text(text)
-            self.printer.line(f"you (typed): {text}")
+        elif command is tc.HELP:
+            self.printer.line(tc.help_line(self.commands_here))
 
     async def devices(self, args: list[str]) -> None:
         """`/d`: the devices, marked; `/d IN OUT` (numbers) chooses both, `/d in N` or `/d out N` one, live."""
@@ -265,7 +272,8 @@ class Talk:
         )
 
     # ------------------------------------------------------------------------------------------ run
-    async def _stdin_lines(self) -> None:
+    def _read_lines(self) -> None:
+        """Whole lines from stdin, as the terminal (or a pipe) gives them; its end is /q."""
         loop = asyncio.get_running_loop()
         queue = self.commands
         assert queue is not None
@@ -277,10 +285,31 @@ class Talk:
 
         threading.Thread(target=read, daemon=True, name="voiceclient-stdin").start()
 
+    def _own_terminal(self, stack: ExitStack) -> None:
+        """While the panel is up, nothing else writes to the terminal (see voiceclient.app.terminal): keys go into
+        the line the panel shows (Enter sends it, Ctrl-D on an empty line is /q), stderr's lines above the panel."""
+        loop = asyncio.get_running_loop()
+        queue = self.commands
+        editor = self.editor = LineEditor()
+        assert queue is not None
+
+        def keys(data: bytes) -> None:  # on the event loop
+            for line in editor.feed(data):
+                queue.put_nowait("/q" if line == EOF else line)
+            if self.view is not None:
+                self.view.refresh()
+
+        stack.enter_context(StderrLines(lambda text: loop.call_soon_threadsafe(self.printer.line, text)))
+        stack.enter_context(TerminalInput(sys.stdin.fileno(), lambda data: loop.call_soon_threadsafe(keys, data)))
+
     async def run(self, max_duration: float | None = None) -> None:
+        keys_here = self.view is not None and TerminalInput.possible(sys.stdin)
         if self.commands is None:
             self.commands = asyncio.Queue()
-            await self._stdin_lines()
+            if not keys_here:
+                self._read_lines()
+        else:
+            keys_here = False
         self.speaker.start()
         self.mic.start()
         try:
@@ -293,7 +322,7 @@ class Talk:
                     f"{'on' if self.aec else 'off'}"
                     + (f"; agent {self.agent.name!r} through the Agents SDK" if self.agent else "")
                 )
-                self.printer.line(HELP)
+                self.printer.line(tc.help_line(self.commands_here))
                 tasks = self._command_tasks = TaskOwner("talk")
                 tasks.spawn(self.guard.run(), "sound guard")
                 if self.follow_defaults and (self.mic.spec is None or self.speaker.spec is None):
@@ -302,8 +331,11 @@ class Talk:
                 tasks.spawn(self._refresh(), "view refresh")
                 if self.view is not None:
                     self.view.__enter__()
+                terminal = ExitStack()
                 deadline = None if max_duration is None else time.monotonic() + max_duration
                 try:
+                    if keys_here:
+                        self._own_terminal(terminal)
                     while not self._quit.is_set():
                         if call.error is not None:
                             raise call.error
@@ -314,9 +346,12 @@ class Talk:
                         except TimeoutError:
                             pass
                 finally:
-                    await tasks.close()
-                    if self.view is not None:
-                        self.view.__exit__(None, None, None)
+                    try:
+                        await tasks.close()
+                    finally:
+                        terminal.close()
+                        if self.view is not None:
+                            self.view.__exit__(None, None, None)
                 self.printer.line(self.status())
         finally:
             self.mic.close()

@@ -8,11 +8,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from voiceclient.app.talk_commands import footer
 from voiceclient.protocol import events as ev
 
 if TYPE_CHECKING:
@@ -29,13 +30,22 @@ def level_bar(dbfs: float, width: int = BAR) -> Text:
 
 
 class TalkView:
-    def __init__(self, talk: Talk) -> None:
+    def __init__(self, talk: Talk, console: Console | None = None) -> None:
+        """`console`: where the panel is drawn (rich's own, on stdout, unless given)."""
         self.talk = talk
         self.tokens = 0
         self.assistant_text = ""
         self.tools_running: dict[str, float] = {}
+        # Drawn from the event loop alone (`refresh`, ten times a second), where every line above it is printed:
+        # rich's own refresh thread could draw the panel between a line's cursor move and its text, and a panel
+        # that had changed height was then drawn too low, its top left in the scrollback.
         self.live = Live(
-            self.render(), refresh_per_second=10, redirect_stdout=True, redirect_stderr=True, transient=True
+            self.render(),
+            console=console,
+            auto_refresh=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+            transient=True,
         )
 
     def __enter__(self) -> "TalkView":
@@ -52,7 +62,6 @@ class TalkView:
         call.on(ev.ResponseOutputTextDelta, self.on_delta)
         call.on(ev.ResponseDone, self.on_response_done)
         call.on(ev.ResponseFunctionCallArgumentsDone, self.on_function_call)
-        call.on_any(self.on_any)
 
     def on_response_created(self, event: ev.ResponseCreated) -> None:
         self.assistant_text = ""
@@ -67,9 +76,6 @@ class TalkView:
     def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
         if self.talk.agent_session is None:  # (an agent's tools: the SDK says when they start and end)
             self.tools_running[event.name or "?"] = time.monotonic()
-
-    def on_any(self, event: ev.ReceivedServerEvent) -> None:
-        self.live.update(self.render())
 
     def tool_done(self, name: str) -> None:
         self.tools_running.pop(name, None)
@@ -130,8 +136,11 @@ class TalkView:
             )
         if self.assistant_text and call is not None and (call.turns.audio_playing or call.turns.active):
             lines.append(Text("assistant: " + self.assistant_text[-200:], style="cyan"))
-        lines.append(Text("type to send a message | /i interrupt | /m mute | /t talk | /q quit", style="dim"))
+        if talk.editor is not None:  # the line being typed (the terminal does not echo it: voiceclient.app.terminal)
+            lines.append(Text("> ", style="bold") + Text(talk.editor.text) + Text(" ", style="reverse"))
+        lines.append(Text(f"type to send a message | {footer(talk.commands_here)}", style="dim"))
         return Panel(Group(*lines), title="voiceclient talk", border_style="blue")
 
     def refresh(self) -> None:
-        self.live.update(self.render())
+        """Draw the panel again (on the event loop's thread)."""
+        self.live.update(self.render(), refresh=True)
