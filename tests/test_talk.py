@@ -342,3 +342,76 @@ async def test_unknown_commands_are_not_sent_and_the_help_lists_this_sessions(pu
     helps = [line for line in lines if "] commands: " in line]
     assert len(helps) == 2 and all("/t " not in h and "/m mute" in h for h in helps)  # at the start, and /h
     assert "you (typed): /etc/hosts is a file" in "\n".join(lines)
+
+
+async def test_the_microphone_counts_gaps_and_drops_only_once_it_runs(pulse) -> None:
+    """A sound server's microphone takes up to 2 s to deliver its first block (the call sends silence meanwhile),
+    and nobody reads it before the call connects: neither is a gap or a drop. The source suspended for a second
+    mid-stream is one gap, of about 1 s."""
+    from voiceclient.audio.mic import MicSource
+
+    loop = asyncio.get_running_loop()
+    starting = MicSource()
+    starting.start()
+    try:
+        while starting.blocks < 25:  # read from the start, as a call that connects at once
+            await starting.next_block()
+    finally:
+        starting.close()
+    assert (starting.gaps, starting.gap_seconds, starting.dropped) == (0, 0.0, 0)
+    mic = MicSource()
+    mic.start()
+    try:
+        while mic.last_callback < mic.opened_at:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # delivering, and not read yet (a call still connecting): its queue overflows
+        for _ in range(25):
+            await mic.next_block()
+        assert (mic.gaps, mic.dropped) == (0, 0)
+        await asyncio.to_thread(subprocess.run, ["pactl", "suspend-source", "vmic", "1"], env=pulse, check=True)
+        suspended = loop.time()
+        while loop.time() - suspended < 1.0:
+            await mic.next_block()
+        await asyncio.to_thread(subprocess.run, ["pactl", "suspend-source", "vmic", "0"], env=pulse, check=True)
+        while mic.gap_seconds == 0:
+            await mic.next_block()
+    finally:
+        mic.close()
+    assert mic.gaps == 1 and 0.9 < mic.gap_seconds < 2.0, mic.gap_seconds
+
+
+async def test_the_speaker_counts_a_cut_in_the_sound_not_the_end_of_an_answer(pulse) -> None:
+    """Frames as they arrive, 20 ms apart: a tone held up 100 ms in the middle is one gap; silence frames between
+    answers, an answer that ends and nothing after it, and a flush (barge-in) are none."""
+    from voiceclient.audio.format import RTP_RATE
+    from voiceclient.audio.speaker import SpeakerSink
+
+    speaker = SpeakerSink()
+    speaker.start()
+    loop = asyncio.get_running_loop()
+
+    async def frames(pcm: np.ndarray) -> None:
+        start = loop.time()
+        for n, i in enumerate(range(0, pcm.size, 960)):
+            await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+            speaker(pcm[i : i + 960])
+
+    try:
+        await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
+        await frames(tone(440, 0.5, RTP_RATE))
+        await asyncio.sleep(0.1)  # held up mid-answer: the speaker runs out
+        await frames(tone(440, 0.5, RTP_RATE))
+        assert speaker.gaps == 1
+        await frames(np.zeros(RTP_RATE // 2, np.int16))  # the silence between answers
+        await frames(tone(550, 0.3, RTP_RATE))
+        await frames(np.zeros(RTP_RATE // 2, np.int16))
+        await frames(tone(550, 0.3, RTP_RATE))  # an answer that ends, nothing after it
+        await asyncio.sleep(1.0)
+        await frames(tone(660, 0.3, RTP_RATE))
+        speaker.flush()  # a barge-in
+        await asyncio.sleep(0.1)
+        await frames(tone(660, 0.3, RTP_RATE))
+        await asyncio.sleep(0.2)
+    finally:
+        speaker.close()
+    assert speaker.gaps == 1 and speaker.trimmed == 0

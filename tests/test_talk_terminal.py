@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,9 @@ class Tmux:
         ).stdout
 
     def start(self, command: list[str], env: dict[str, str]) -> None:
-        exports = [f"-e{k}={v}" for k, v in env.items()]
+        # COLUMNS and LINES as the window's: rich takes them over the terminal's size, and the shell tmux runs the
+        # command with can export others (80 and 24 were seen under pytest)
+        exports = [f"-e{k}={v}" for k, v in {**env, "COLUMNS": "200", "LINES": "50"}.items()]
         self.run("new-session", "-d", "-x", "200", "-y", "50", *exports, " ".join(command))
 
     def screen(self) -> str:
@@ -183,6 +186,51 @@ async def test_what_is_written_to_stderr_prints_above_the_panel(pulse) -> None:
     [warning] = [line for line in lines if "WARNING voiceclient.audio.recovery: sound: the" in line]
     assert warning.startswith("[")  # a line of its own, stamped like the others
     assert panels(lines) == 1, "\n".join(lines)
+
+
+@needs_tmux
+async def test_status_says_what_each_figure_means(pulse) -> None:
+    """`/s` once the microphone delivers (a tone played into it shows on the panel's meter): every figure with
+    its meaning, and the microphone's start (up to 2 s on a sound server, silence sent meanwhile) is no gap."""
+    tmux = Tmux("status")
+    async with RealtimeServer(port=0) as server:
+        tmux.start(talk_command(server.base_url), terminal_env(pulse))
+        player = None
+        try:
+            await tmux.until("connected in", 30)
+            player = subprocess.Popen(["paplay", "--device=vmicsink", str(FIXTURES / "long_tone_48k.wav")], env=pulse)
+            deadline = time.monotonic() + 20
+            while not re.search(r"│ mic [█·]+ +-\d", tmux.screen()):  # a level: the microphone delivers
+                assert time.monotonic() < deadline, tmux.screen()
+                await asyncio.sleep(0.1)
+            tmux.keys("/s", "Enter")
+            await tmux.until("last spoken turn:")
+            lines = tmux.scrollback()
+            tmux.keys("/q", "Enter")
+            deadline = time.monotonic() + 15
+            while server.calls and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            if player is not None:
+                player.kill()
+                player.wait(10)
+            tmux.kill()
+    start = next(i for i, line in enumerate(lines) if line.endswith("] status:"))
+    status = lines[start + 1 : start + 9]
+    assert re.fullmatch(
+        r"  microphone '.+': level -\d+ dBFS \(the last 20 ms; speech is about -40 to -10 dBFS\)", status[0]
+    )
+    assert (
+        status[1] == "    gaps 0: times it went quiet for over 0.1 s after it had started (what you said then was lost)"
+    )
+    assert status[2].startswith("    dropped 0: 20 ms blocks of it thrown away because the call did not take them")
+    assert re.fullmatch(
+        r"  speaker '.+': \d+ ms waiting to be played \(about 40 keeps the sound smooth; at most 120\)", status[3]
+    )
+    assert status[4].startswith("    gaps ") and "(cuts you may have heard)" in status[4]
+    assert status[5].startswith("    skipped ") and "a jump you may have heard" in status[5]
+    assert status[6].startswith("  echo cancellation off; the sound devices ")
+    assert status[7].startswith("  last spoken turn: ")
 
 
 @needs_tmux

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from voiceclient.app import talk_commands as tc
 from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.app.prompts import ConversationApprover
+from voiceclient.app.talk_status import Health, explain
 from voiceclient.app.terminal import EOF, LineEditor, StderrLines, TerminalInput
 from voiceclient.audio.aec import EchoCanceller
 from voiceclient.audio.defaults import DefaultWatch
@@ -262,13 +263,25 @@ class Talk:
             self.printer.line("(sent)")
 
     def status(self) -> str:
+        """`/s`: every figure of the sound and the conversation, with what it means."""
         lat = self.call.meter.latencies if self.call else []
-        return (
-            f"mic {self.mic.level_dbfs:6.1f} dBFS{' (muted)' if self.mic.muted else ''} | "
-            f"speaker buffer {self.speaker.buffered_ms:.0f} ms, underruns {self.speaker.underruns}, "
-            f"trimmed {self.speaker.trimmed} | mic drops {self.mic.dropped}, stalls {self.mic.stalls} | "
-            f"aec {'on' if self.aec else 'off'} | sound recovered {self.guard.recoveries}x | last turn "
-            f"{(str(int(lat[-1] * 1000)) + ' ms') if lat else '-'}"
+        mic, speaker = self.mic, self.speaker
+        return explain(
+            Health(
+                mic_name=mic.device.name,
+                mic_dbfs=mic.level_dbfs,
+                mic_muted=mic.muted,
+                mic_gaps=mic.gaps,
+                mic_gap_seconds=mic.gap_seconds,
+                mic_dropped=mic.dropped,
+                speaker_name=speaker.device.name,
+                speaker_buffered_ms=speaker.buffered_ms,
+                speaker_gaps=speaker.gaps,
+                speaker_trimmed_ms=speaker.trimmed_ms,
+                echo_cancellation=self.aec is not None,
+                recoveries=self.guard.recoveries,
+                last_turn_ms=lat[-1] * 1000 if lat else None,
+            )
         )
 
     # ------------------------------------------------------------------------------------------ run

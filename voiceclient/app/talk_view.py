@@ -101,9 +101,10 @@ class TalkView:
         mic = Text("mic ") + level_bar(talk.mic.level_dbfs) + Text(f" {talk.mic.level_dbfs:6.1f} dBFS")
         facts = Text(
             f"last turn {f'{latency:.0f} ms' if latency is not None else '-'} | tokens {self.tokens} | "
-            f"speaker {talk.speaker.buffered_ms:3.0f} ms, underruns {talk.speaker.underruns} | "
-            f"mic drops {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}"
-            + (f" | sound recovered {talk.guard.recoveries}x" if talk.guard.recoveries else ""),
+            f"speaker {talk.speaker.buffered_ms:3.0f} ms, gaps {talk.speaker.gaps} | "
+            f"mic gaps {talk.mic.gaps}, dropped {talk.mic.dropped} | echo cancellation {'on' if talk.aec else 'off'}"
+            + (f" | sound recovered {talk.guard.recoveries}x" if talk.guard.recoveries else "")
+            + " | /s explains",
             style="dim",
         )
         if talk.guard.recovering:

@@ -7,6 +7,12 @@ its own rate and each block is resampled once, here.
 
 While the device sends nothing (a stream that stopped, being reopened by `StreamGuard`), `next_block` gives
 silence in real time, so the call's audio and its recording keep their timeline.
+
+What went wrong is counted for people (`talk`'s `/s`): `gaps` (and `gap_seconds`), the times a stream that had been
+delivering went quiet for longer than `next_block`'s timeout, so what was said then was lost (a stream that has
+not delivered since it opened is starting, and through a sound server that takes up to 2 s: not a gap); `dropped`,
+the blocks thrown away because the call did not take them in time (not counted before it first asks for one: the
+microphone opens before the call connects).
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ class MicSource(AudioSource):
         self.level_dbfs = float("-inf")
         self.blocks = 0
         self.dropped = 0
-        self.stalls = 0
+        self.gaps = 0
+        self.gap_seconds = 0.0
         self.latency_s = 0.0
         self._queue: collections.deque[np.ndarray] = collections.deque()
         self._ready = asyncio.Event()
@@ -55,6 +62,8 @@ class MicSource(AudioSource):
         self._resampler: Resampler | None = None
         self._pending = np.zeros(0, np.int16)
         self._stalled = False
+        self._gap_since: float | None = None  # when the gap being counted began
+        self._reading = False  # the call has asked for a block
         self._finished = False
         self.opened_at = 0.0
         self.last_callback = 0.0  # monotonic time of the device's last callback (written by PortAudio's thread)
@@ -123,21 +132,28 @@ class MicSource(AudioSource):
                 continue
             if len(self._queue) >= self.max_blocks:
                 self._queue.popleft()
-                self.dropped += 1
+                if self._reading:
+                    self.dropped += 1
             self._queue.append(chunk)
         self._ready.set()
 
     async def next_block(self, timeout: float = 0.1) -> np.ndarray:
-        """The next 20 ms block (a silent one, counted as a stall, if the device is late by `timeout`; then one
-        every 20 ms while it stays silent)."""
+        """The next 20 ms block (a silent one if the device is late by `timeout`; then one every 20 ms while it
+        stays silent: a gap, if the stream had been delivering)."""
+        self._reading = True
         while not self._queue:
             self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), 0.02 if self._stalled else timeout)
             except TimeoutError:
-                self.stalls += 1
+                if not self._stalled and self.last_callback >= self.opened_at:  # it had been delivering
+                    self.gaps += 1
+                    self._gap_since = time.monotonic() - timeout
                 self._stalled = True
                 return np.zeros(RTP_FRAME, np.int16)
+        if self._gap_since is not None:
+            self.gap_seconds += time.monotonic() - self._gap_since
+            self._gap_since = None
         self._stalled = False
         block = self._queue.popleft()
         self.blocks += 1

@@ -5,6 +5,11 @@ before it starts (so jitter does not click); silent frames are skipped while tha
 (120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer. `flush()` silences the
 speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an interrupted response.
 Every block handed to the device can be passed to `reference` (the echo canceller's far end).
+
+What went wrong is counted for people (`talk`'s `/s`): `gaps`, the times the speaker ran out of audio in the middle
+of sound and the sound went on after it (a frame arrived late: a cut you may have heard; running out as an answer
+ends, or in the silence between answers, is not one); `trimmed`, answer audio skipped because it piled up past the
+cap (a burst after a hold-up).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from voiceclient.errors import DeviceError
 
 log = logging.getLogger(__name__)
 BLOCK = RTP_RATE // 100  # 10 ms
+SILENT = 8  # a sample at most this far from zero is silence
+RESUMED = 0.5  # seconds: sound coming back within this after the speaker ran out mid-sound makes it a gap
 
 
 class SpeakerSink:
@@ -40,7 +47,7 @@ class SpeakerSink:
         self.prebuffer = RTP_RATE * prebuffer_ms // 1000
         self.cap = RTP_RATE * cap_ms // 1000
         self.reference = reference
-        self.underruns = 0
+        self.gaps = 0
         self.trimmed = 0
         self.dropped = 0
         self.skipped_silence = 0
@@ -49,6 +56,8 @@ class SpeakerSink:
         self.latency_s = 0.0
         self._buf = np.zeros(0, np.int16)
         self._priming = True
+        self._sounding = False  # the last block played had sound in it
+        self._ran_out_at: float | None = None  # when the speaker ran out in the middle of sound
         self._lock = threading.Lock()
         self._stream: Any = None
         self._finished = False
@@ -97,7 +106,11 @@ class SpeakerSink:
             self.dropped += pcm.size
             return
         with self._lock:
-            if self._buf.size >= self.prebuffer and not np.any(np.abs(pcm) > 8):
+            if self._ran_out_at is not None:  # sound right after running out mid-sound: a cut, not an ending
+                if time.monotonic() - self._ran_out_at < RESUMED and np.any(np.abs(pcm) > SILENT):
+                    self.gaps += 1
+                self._ran_out_at = None
+            if self._buf.size >= self.prebuffer and not np.any(np.abs(pcm) > SILENT):
                 # A silent frame while enough is buffered: skip it, so delay built up by jitter drains away
                 # in the pauses instead of staying for the rest of the call (the server sends silence too).
                 self.skipped_silence += pcm.size
@@ -113,10 +126,16 @@ class SpeakerSink:
         with self._lock:
             self._buf = np.zeros(0, np.int16)
             self._priming = True
+            self._ran_out_at = None  # (silenced on purpose: not a gap)
 
     @property
     def buffered_ms(self) -> float:
         return self._buf.size * 1000 / RTP_RATE
+
+    @property
+    def trimmed_ms(self) -> float:
+        """Answer audio skipped because it piled up past the cap."""
+        return self.trimmed * 1000 / RTP_RATE
 
     # The device's side ------------------------------------------------------------------------------------
     def _callback(self, outdata: np.ndarray, frames: int, at: Any, status: Any) -> None:
@@ -124,18 +143,18 @@ class SpeakerSink:
         with self._lock:
             if self._priming and self._buf.size >= self.prebuffer:
                 self._priming = False
-            if self._priming or self._buf.size == 0:
-                if not self._priming:
-                    self._priming = True
-                block = np.zeros(frames, np.int16)
-            elif self._buf.size < frames:
-                self.underruns += 1
+            if not self._priming and self._buf.size < frames:  # ran out: prime again before playing on
+                if self._sounding:
+                    self._ran_out_at = self.last_callback
+                self._priming = True
                 block = np.concatenate([self._buf, np.zeros(frames - self._buf.size, np.int16)])
                 self._buf = np.zeros(0, np.int16)
-                self._priming = True
+            elif self._priming:
+                block = np.zeros(frames, np.int16)
             else:
                 block = self._buf[:frames].copy()
                 self._buf = self._buf[frames:]
+            self._sounding = bool(np.any(np.abs(block) > SILENT))
         outdata[:, 0] = block
         self.played_blocks += 1
         if self.reference is not None:

@@ -1,11 +1,12 @@
-"""What `talk` makes of what is typed: the line being edited (keys in, lines out), and what a line is (a message,
-one of this session's commands, or an unknown command, which is never sent)."""
+"""`talk`'s screen, the parts a function decides: the line being edited (keys in, lines out), what a line is (a
+message, one of this session's commands, or an unknown command, which is never sent), and what `/s` says."""
 
 from __future__ import annotations
 
 import pytest
 
 from voiceclient.app import talk_commands as tc
+from voiceclient.app.talk_status import Health, explain
 from voiceclient.app.terminal import EOF, LineEditor
 
 pytestmark = pytest.mark.timeout(10)
@@ -81,3 +82,62 @@ def test_the_help_lists_what_this_session_has() -> None:
     assert tc.footer(tc.session_commands(push_to_talk=True)) == (
         "/i interrupt | /t talk | /d devices | /s status | /h help | /q quit"
     )
+
+
+HEALTHY = Health(
+    mic_name="default",
+    mic_dbfs=float("-inf"),
+    mic_muted=False,
+    mic_gaps=0,
+    mic_gap_seconds=0.0,
+    mic_dropped=0,
+    speaker_name="Speakers",
+    speaker_buffered_ms=40.0,
+    speaker_gaps=0,
+    speaker_trimmed_ms=0.0,
+    echo_cancellation=True,
+    recoveries=0,
+    last_turn_ms=None,
+)
+
+
+def test_the_status_says_what_each_figure_means() -> None:
+    assert explain(HEALTHY).splitlines() == [
+        "status:",
+        "  microphone 'default': silent (the last 20 ms; speech is about -40 to -10 dBFS)",
+        "    gaps 0: times it went quiet for over 0.1 s after it had started (what you said then was lost)",
+        "    dropped 0: 20 ms blocks of it thrown away because the call did not take them in time (it was busy, "
+        "or reconnecting)",
+        "  speaker 'Speakers': 40 ms waiting to be played (about 40 keeps the sound smooth; at most 120)",
+        "    gaps 0: times it ran out in the middle of sound because the answer's audio came late (cuts you may have "
+        "heard)",
+        "    skipped 0 ms: answer audio that piled up after a hold-up, dropped to keep the delay short (a jump you "
+        "may have heard)",
+        "  echo cancellation on; the sound devices never stopped",
+        "  last spoken turn: none spoken yet (the time from the end of your speech to the first sound of the answer)",
+    ]
+
+
+def test_the_status_with_trouble_in_it() -> None:
+    from dataclasses import replace
+
+    trouble = replace(
+        HEALTHY,
+        mic_dbfs=-31.6,
+        mic_muted=True,
+        mic_gaps=2,
+        mic_gap_seconds=1.26,
+        speaker_gaps=3,
+        speaker_trimmed_ms=90.0,
+        echo_cancellation=False,
+        recoveries=1,
+        last_turn_ms=642.4,
+    )
+    text = explain(trouble)
+    assert "microphone 'default': level -32 dBFS (the last 20 ms; speech is about -40 to -10 dBFS), muted: " in text
+    assert (
+        "gaps 2: times it went quiet for over 0.1 s after it had started (what you said then was lost, 1.3 s in" in text
+    )
+    assert "    gaps 3: times it ran out in the middle of sound" in text and "skipped 90 ms: " in text
+    assert "echo cancellation off; the sound devices stopped and were reopened once (each said so above)" in text
+    assert "last spoken turn: 642 ms from the end of your speech to the first sound of the answer" in text
