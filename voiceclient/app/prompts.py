@@ -4,7 +4,7 @@
 
 `ConversationApprover` is an `Approver` (voiceclient.tools.approvals): a tool marked `needs_approval`, or a hosted
 MCP server's `mcp_approval_request`, waits on it while the conversation goes on. The next typed line that is `y`,
-`n` or `a` answers the oldest prompt (a terminal in line mode sends a key with Enter); `a` approves that tool for
+`n` or `a` answers the oldest prompt (with Enter, as every typed line); `a` approves that tool for
 the rest of the call. No answer within the approver's timeout (`decide`'s) is a refusal, said to the model.
 """
 
