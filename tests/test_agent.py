@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -229,6 +230,39 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     assert {"sunny", "paris", "welcome"} <= set(words(said)), said
     assert call.tool_calls == 1
     assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
+
+
+@pytest.mark.parametrize(
+    ("returns", "said", "heard"),
+    [
+        ("raises", "get weather failed: LookupError: no weather for Paris.", {"failed", "weather", "paris"}),
+        ({}, "get weather returned nothing.", {"weather", "nothing"}),
+        ({"city": "Paris"}, "get weather returned city: Paris.", {"returned", "city", "paris"}),
+    ],
+)
+async def test_an_answer_the_tool_cannot_fill_says_what_the_tool_returned(
+    speech: SpeechBackends, tmp_path: Path, returns: Any, said: str, heard: set[str]
+) -> None:
+    """`It is {output[forecast]} in {output[city]}.` after a tool that raised, returned `{}` or lacks the
+    forecast: the agent says what happened, in words (spoken, not a brace)."""
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """Weather for a city."""
+        if returns == "raises":
+            raise LookupError(f"no weather for {city}")
+        return dict(returns)
+
+    out = tmp_path / "out.wav"
+    async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, tools=[get_weather], recording=Recording(output_wav=out)) as call:
+            stream = call.events()
+            call.send_text("What's the weather in Paris?")
+            answer = await stream.next_of("response.output_audio_transcript.done", timeout=30)
+            await call.run_until_idle(0.5, 30)  # until the answer has played
+    assert answer.transcript == said and call.tool_calls == 1
+    assert heard <= set(words(transcribe_wav(out))), transcribe_wav(out)
 
 
 async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(
