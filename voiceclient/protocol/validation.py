@@ -44,6 +44,8 @@ def describe_error(exc: ValidationError, prefix: str = "session", data: Any = No
         return f"{where}: required field is missing"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown field"
+    if err["type"] == "explained":  # a model's own whole explanation (PydanticCustomError("explained", ...))
+        return f"{where}: {err['msg']}"
     given = err.get("input")
     shown = json.dumps(given, default=str)
     if len(shown) > 60:

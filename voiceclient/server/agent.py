@@ -16,16 +16,25 @@ Default policy: a short spoken acknowledgement of what it heard. Rules (JSON or 
     [[rules]]
     pattern = "thank|bye"
     say = "You are welcome. Goodbye!"
+
+Each template's fields are checked when the rules load (server/templates.py): `fallback` has `{transcript}`,
+`{earlier[N]}` and `{previous}`; a rule's `say` and call arguments also its pattern's named groups; its `answer`
+also `{output[KEY]}` and `{outputs[TOOL][KEY]}`; `not_heard` and `idle` have `{earlier[N]}` and `{previous}`.
+When the tool failed (`{"error": ...}`), or its output lacks a value the answer asks for, the agent says what the
+tool returned instead: "get weather failed: no such city."
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from voiceclient.errors import ConfigError
 from voiceclient.protocol.validation import read_object_file, validate
@@ -38,8 +47,20 @@ from voiceclient.server.responders import (
     Speech,
     TurnContext,
     earlier_fields,
-    fill_template,
-    output_fields,
+)
+from voiceclient.server.templates import (
+    BY_TOOL,
+    JSON,
+    TEXT,
+    TEXTS,
+    Fields,
+    Unfilled,
+    check_places,
+    failure,
+    fill,
+    output_values,
+    parse_output,
+    tool_report,
 )
 
 
@@ -65,6 +86,24 @@ class AgentRule(BaseModel):
             raise ValueError(f"a regular expression ({exc})") from None
         return v
 
+    @model_validator(mode="after")
+    def _answer_needs_a_call(self) -> "AgentRule":
+        if self.answer is not None and self.call is None:
+            raise PydanticCustomError("explained", "an answer is said after a call's output: this rule has no call")
+        return self
+
+    def say_fields(self) -> Fields:
+        """The fields of its `say` and call arguments: what was heard, and its pattern's named groups."""
+        return HEARD_FIELDS + Fields(dict.fromkeys(re.compile(self.pattern).groupindex, TEXT))
+
+    def answer_fields(self) -> Fields:
+        tools = (self.call.name,) if self.call is not None else ()
+        return self.say_fields() + Fields({"output": JSON, "outputs": BY_TOOL}, tools)
+
+
+HEARD_FIELDS = Fields({"transcript": TEXT, "earlier": TEXTS, "previous": TEXT})  # the fallback's
+UNHEARD_FIELDS = Fields({"earlier": TEXTS, "previous": TEXT})  # not_heard's and idle's (nothing was heard)
+
 
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -74,15 +113,53 @@ class AgentSpec(BaseModel):
     idle: str = "Are you still there?"
     faults: list[FaultSpec] = Field(default_factory=list)  # injected by the server (server/faults.py)
 
+    @model_validator(mode="after")
+    def _templates(self) -> "AgentSpec":
+        check_places(self.templates())
+        return self
 
-def _fill(value: Any, fields: dict[str, Any]) -> Any:
+    def templates(self) -> Iterator[tuple[str, str | None, Fields]]:
+        """Each template with where it is and its fields."""
+        yield "fallback", self.fallback, HEARD_FIELDS
+        yield "not_heard", self.not_heard, UNHEARD_FIELDS
+        yield "idle", self.idle, UNHEARD_FIELDS
+        for i, rule in enumerate(self.rules):
+            where = f"rules[{i}] (pattern {rule.pattern!r})"
+            yield f"{where} say", rule.say, rule.say_fields()
+            if rule.call is not None:
+                for path, text in _strings(rule.call.arguments, "arguments"):
+                    yield f"{where} call {path}", text, rule.say_fields()
+            yield f"{where} answer", rule.answer, rule.answer_fields()
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """The strings in a JSON value, with where each is (arguments.city, arguments.stops[0])."""
     if isinstance(value, str):
-        return fill_template(value, fields)
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _fill(value: Any, values: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return fill(value, values)
     if isinstance(value, dict):
-        return {k: _fill(v, fields) for k, v in value.items()}
+        return {k: _fill(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, fields) for v in value]
+        return [_fill(v, values) for v in value]
     return value
+
+
+@dataclass
+class Asked:
+    """What a rule's call carries to its answer: the rule, and the values of the turn that asked."""
+
+    rule: AgentRule
+    values: dict[str, Any]
 
 
 class AgentResponder:
@@ -100,42 +177,42 @@ class AgentResponder:
     def say(text: str) -> Speech:
         return Speech(text, None, paced=True)
 
+    def answer(self, ctx: TurnContext) -> str:
+        """What is said after function outputs: the rule's answer, or, when a tool failed or the answer asks for
+        a value its output lacks (or there is no answer), what the tools returned."""
+        asked = ctx.origin if isinstance(ctx.origin, Asked) else None
+        outputs = ctx.function_outputs
+        if asked is None or asked.rule.answer is None or any(failure(parse_output(o)) for _, o in outputs):
+            return tool_report(outputs)
+        try:
+            return fill(asked.rule.answer, {**asked.values, **output_values(outputs)})
+        except Unfilled:
+            return tool_report(outputs)
+
     def plan(self, ctx: TurnContext) -> ResponsePlan:
         if ctx.function_outputs:
-            rule = ctx.origin if isinstance(ctx.origin, AgentRule) else None
-            fields = output_fields(ctx.function_outputs)
-            text = (
-                _fill(rule.answer, fields)
-                if rule is not None and rule.answer
-                else "Done: " + "; ".join(str(out) for _, out in ctx.function_outputs)
-            )
-            return ResponsePlan([self.say(text)])
+            return ResponsePlan([self.say(self.answer(ctx))])
         heard = (ctx.transcript or "").strip()
         if ctx.user_audio is not None and ctx.user_audio.size == 0 and ctx.user_text is None:
-            return ResponsePlan([self.say(self.spec.idle)])  # an idle timeout's empty turn
+            return ResponsePlan([self.say(fill(self.spec.idle, earlier_fields(ctx)))])  # an idle timeout's turn
         if not heard:
-            return ResponsePlan([self.say(self.spec.not_heard)])
+            return ResponsePlan([self.say(fill(self.spec.not_heard, earlier_fields(ctx)))])
         for rule in self.spec.rules:
             if rule.call is not None and rule.call.name not in ctx.function_tools:
                 continue  # the real model calls only the tools the session declared
             match = re.search(rule.pattern, heard, re.IGNORECASE)
             if match is None:
                 continue
-            fields = {
-                "transcript": heard,
-                **earlier_fields(ctx),
-                **{k: v for k, v in match.groupdict().items() if v is not None},
-            }
+            values = {"transcript": heard, **earlier_fields(ctx), **match.groupdict(default="")}
             plan = ResponsePlan()
             if rule.say:
-                plan.outputs.append(self.say(_fill(rule.say, fields)))
+                plan.outputs.append(self.say(fill(rule.say, values)))
             if rule.call is not None:
-                plan.outputs.append(
-                    FunctionCall(rule.call.name, json.dumps(_fill(rule.call.arguments, fields)), origin=rule)
-                )
+                arguments = json.dumps(_fill(rule.call.arguments, values))
+                plan.outputs.append(FunctionCall(rule.call.name, arguments, origin=Asked(rule, values)))
             return plan
         return ResponsePlan(
-            [self.say(_fill(self.spec.fallback, {"transcript": heard.rstrip(".?!"), **earlier_fields(ctx)}))]
+            [self.say(fill(self.spec.fallback, {"transcript": heard.rstrip(".?!"), **earlier_fields(ctx)}))]
         )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -40,6 +40,18 @@ from voiceclient.audio.format import API_RATE, tone
 from voiceclient.audio.sources import load_audio
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.server.faults import FaultSpec
+from voiceclient.server.templates import (
+    BY_TOOL,
+    JSON,
+    TEXT,
+    TEXTS,
+    Fields,
+    Unfilled,
+    check_places,
+    fill,
+    output_values,
+    tool_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,54 +184,43 @@ class TurnSpec(ReplySpec):
     mcp: McpSpec | None = None
 
 
+# The fields of a scenario's templates, where each is used.
+TURN_FIELDS = Fields({"user_text": TEXT, "earlier": TEXTS, "previous": TEXT})  # a turn's text
+MCP_FIELDS = Fields({"output": TEXT})  # an MCP call's `after` (its output, or its error)
+
+
+def after_tools_fields(turn: TurnSpec) -> Fields:
+    """An `after_tools` text's fields: the first output, and each by the name of a tool this turn calls (any name
+    when it calls none: the answer to outputs of calls made elsewhere)."""
+    return Fields({"output": JSON, "outputs": BY_TOOL}, tuple(call.name for call in turn.calls))
+
+
 class ScenarioSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     turns: list[TurnSpec] = Field(min_length=1)
     after_turns: Literal["echo", "silence", "repeat"] = "echo"
     faults: list[FaultSpec] = Field(default_factory=list)  # injected by the server (server/faults.py)
 
+    @model_validator(mode="after")
+    def _templates(self) -> "ScenarioSpec":
+        check_places(self.templates())
+        return self
 
-def output_fields(function_outputs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Template fields from function outputs: `output` (the first one, parsed as JSON when it is JSON) and
-    `outputs[name]` (each, by tool name)."""
-    fields: dict[str, Any] = {"outputs": {}}
-    for name, out in function_outputs:
-        try:
-            parsed: Any = json.loads(out)
-        except json.JSONDecodeError:
-            parsed = out
-        fields["outputs"][name] = parsed
-        fields.setdefault("output", parsed)
-    return fields
-
-
-class _LenientFormatter(string.Formatter):
-    """`{name}`, `{output[city]}`, `{outputs[get_weather][forecast]}`: a field that is not there stays visible
-    as written instead of raising (a scenario must not crash a response because a tool answered differently)."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        try:
-            return super().get_field(field_name, args, kwargs)
-        except (KeyError, IndexError, AttributeError, TypeError):
-            return "{" + field_name + "}", field_name
-
-
-_FORMATTER = _LenientFormatter()
+    def templates(self) -> Iterator[tuple[str, str | None, Fields]]:
+        """Each template with where it is and its fields."""
+        for i, turn in enumerate(self.turns):
+            yield f"turns[{i}].text", turn.text, TURN_FIELDS
+            if turn.after_tools is not None:
+                yield f"turns[{i}].after_tools.text", turn.after_tools.text, after_tools_fields(turn)
+            if turn.mcp is not None and turn.mcp.after is not None:
+                yield f"turns[{i}].mcp.after.text", turn.mcp.after.text, MCP_FIELDS
 
 
 def earlier_fields(ctx: TurnContext) -> dict[str, Any]:
-    """Template fields for what the user said before: `{earlier[0]}` (their first turn), `{previous}` (the last),
+    """Template values for what the user said before: `{earlier[0]}` (their first turn), `{previous}` (the last),
     without the closing punctuation (they go inside the template's own sentence)."""
     earlier = [said.rstrip(".?!") for said in ctx.earlier]
     return {"earlier": earlier, "previous": earlier[-1] if earlier else ""}
-
-
-def fill_template(text: str, fields: dict[str, Any]) -> str:
-    """`text` with its `{field}`s filled from `fields`; missing ones are left as written."""
-    try:
-        return _FORMATTER.vformat(text, (), fields)
-    except ValueError:  # a stray brace: say the text as it is
-        return text
 
 
 class ScenarioResponder:
@@ -245,8 +246,12 @@ class ScenarioResponder:
             self._audio_cache[name] = load_audio(path, API_RATE)
         return self._audio_cache[name]
 
-    def _speech(self, reply: ReplySpec, ctx: TurnContext, fields: dict[str, Any]) -> Speech | None:
-        text = fill_template(reply.text, fields) if reply.text else ""
+    def _speech(self, reply: ReplySpec, ctx: TurnContext, values: dict[str, Any], instead: str = "") -> Speech | None:
+        """`instead`: what is said when a tool's value in the text is not there (what the tools returned)."""
+        try:
+            text = fill(reply.text, values) if reply.text else ""
+        except Unfilled:
+            text = instead
         if reply.audio:
             pcm = self._load(reply.audio)
         elif reply.tone is not None:
@@ -269,7 +274,7 @@ class ScenarioResponder:
             if approved:
                 plan.outputs.append(call)
                 if request.after is not None:
-                    speech = self._speech(request.after, ctx, {"output": call.output or call.error or ""})
+                    speech = self._speech(request.after, ctx, *_mcp_values(call))
                     if speech:
                         plan.outputs.append(speech)
             else:
@@ -289,7 +294,7 @@ class ScenarioResponder:
             never = (rule.get("never") or {}).get("tool_names") or []
             rule = "never" if spec.name in never else "always"
         if rule == "never":
-            after = self._speech(spec.after, ctx, {"output": spec.output or spec.error or ""}) if spec.after else None
+            after = self._speech(spec.after, ctx, *_mcp_values(call)) if spec.after else None
             return [call] + ([after] if after else [])
         return [McpApprovalRequest(call, spec.after)]
 
@@ -300,7 +305,8 @@ class ScenarioResponder:
             turn = ctx.origin if isinstance(ctx.origin, TurnSpec) else self._last_turn
             if turn is None or turn.after_tools is None:
                 return self._echo.plan(ctx)
-            speech = self._speech(turn.after_tools, ctx, output_fields(ctx.function_outputs))
+            outputs = ctx.function_outputs
+            speech = self._speech(turn.after_tools, ctx, output_values(outputs), tool_report(outputs))
             return ResponsePlan([speech] if speech else [], turn.after_tools.delay_ms)
         if ctx.turn_index < len(self.spec.turns):
             turn = self.spec.turns[ctx.turn_index]
@@ -321,3 +327,8 @@ class ScenarioResponder:
         if turn.mcp is not None:
             plan.outputs.extend(self._mcp_outputs(turn.mcp, ctx))
         return plan
+
+
+def _mcp_values(call: McpCall) -> tuple[dict[str, Any], str]:
+    """An MCP call's `{output}` (its output, or its error), and what is said when it has neither."""
+    return {"output": call.output or call.error or ""}, f"{call.name} returned nothing."

