@@ -243,3 +243,100 @@ def test_the_architecture_page_states_the_layer_rules_the_test_enforces() -> Non
     assert set(rows) == set(ALLOWED)
     for layer, allowed in ALLOWED.items():
         assert set(re.findall(r"`(\w+)`", rows[layer])) == allowed, layer
+
+
+# The site itself: scripts/docs builds a copy of the docs (its own site/), so a test never touches the reader's.
+needs_mkdocs = pytest.mark.skipif(
+    shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
+    reason="the docs group is not installed (scripts/docs installs it)",
+)
+LINK = re.compile(r'(?:href|src)="([^"#?]+)[^"]*"')
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s#]+)[^)]*\)")
+
+
+def docs_tree(tmp_path: Path) -> Path:
+    """The docs and mkdocs.yml copied, the rest of the project linked: a tree scripts/docs builds as it is."""
+    for name in ("scripts", "voiceclient", "pyproject.toml", "CHANGELOG.md"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    return tmp_path
+
+
+def build(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(tree / "scripts" / "docs")], cwd=tree, capture_output=True, text=True, timeout=150
+    )
+
+
+@needs_mkdocs
+def test_the_site_builds_without_a_warning_and_works_from_files(tmp_path: Path) -> None:
+    tree = docs_tree(tmp_path)
+    done = build(tree)
+    assert done.returncode == 0 and "WARNING" not in done.stderr + done.stdout, done.stderr
+    site = tree / "site"
+    # From file://, a link to a directory opens its listing, not its page: every local link is a file.
+    broken = []
+    for page in sorted(set(site.glob("*.html")) - {site / "404.html"}):  # (404.html is for a server: from /)
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue
+            if not (page.parent / target).is_file():
+                broken.append(f"{page.name}: {target}")
+    assert not broken, "links that open no file from file://:\n" + "\n".join(broken)
+    for name, image in (("serve.html", "console.png"), ("report.html", "report.png")):
+        assert f'src="{image}"' in (site / name).read_text(encoding="utf-8"), name
+        assert (site / image).stat().st_size > 10_000
+
+
+def test_every_relative_link_of_the_markdown_resolves_where_the_page_is() -> None:
+    """As a repository page shows them (relative to the page's own folder), so the same paths work there too."""
+    broken = [
+        f"{page.relative_to(ROOT)}: {target}"
+        for page in PAGES
+        for target in MARKDOWN_LINK.findall(page.read_text(encoding="utf-8"))
+        if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists()
+    ]
+    assert not broken, "\n".join(broken)
+
+
+@needs_mkdocs
+def test_a_broken_image_fails_the_build(tmp_path: Path) -> None:
+    tree = docs_tree(tmp_path)
+    with (tree / "docs" / "report.md").open("a", encoding="utf-8") as page:
+        page.write("\n![a picture that is not there](docs/missing.png)\n")
+    done = build(tree)
+    assert done.returncode != 0
+    assert re.search(r"^WARNING .*docs/missing\.png", done.stderr, re.M), done.stderr
+
+
+@needs_mkdocs
+def test_the_live_site_serves_the_pages_and_images(tmp_path: Path) -> None:
+    import urllib.request
+
+    tree = docs_tree(tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        ["bash", str(tree / "scripts" / "docs"), "serve", str(port)],
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stderr is not None
+        seen = []
+        for line in server.stderr:
+            seen.append(line)
+            if "Serving on" in line:
+                break
+        assert any(f"http://127.0.0.1:{port}/" in line for line in seen), "".join(seen)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/serve.html", timeout=30) as answer:
+            assert 'src="console.png"' in answer.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console.png", timeout=30) as answer:
+            assert answer.headers["Content-Type"] == "image/png"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(10)
