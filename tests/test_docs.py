@@ -7,7 +7,13 @@ options the command has.
 - A block with `async def test_` is a test file: pytest runs it (the plugin's fixtures, strict asyncio mode).
 - Any other Python block is a fragment of a larger program (it names what the page around it defines): it is
   compiled (top-level `await` allowed), not run.
-- Each `voiceclient SUBCOMMAND ... --flag` line in a plain block: every flag is in `voiceclient SUBCOMMAND --help`.
+- Each `voiceclient SUBCOMMAND ... --flag` line in a plain block (with the lines it continues onto with `\\` or
+  an indent): every flag is in `voiceclient SUBCOMMAND --help`.
+- A plain block under `<!-- docs-test: run -->` runs as a reader would type it, in a fresh directory holding
+  `question.wav` and every block of its page under `<!-- docs-test: file NAME -->` (a file the page asks the
+  reader to save as NAME).
+- No line of a code block is wider than the site's code column, except `text` blocks (program output), which the
+  site wraps.
 """
 
 from __future__ import annotations
@@ -31,16 +37,45 @@ BLOCK = re.compile(r"(?:<!-- docs-test: (?P<directive>[^>]*?) -->\n)?```(?P<lang
 pytestmark = [pytest.mark.timeout(180), pytest.mark.subprocess]
 
 
-def blocks(lang: str) -> list[tuple[str, str, str]]:
-    """(where, directive, body) of every fenced block of `lang` in the pages."""
+def all_blocks() -> list[tuple[str, str, str, str]]:
+    """(where, lang, directive, body) of every fenced block in the pages."""
     found = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
         for m in BLOCK.finditer(text):
-            if m["lang"] == lang:
-                line = text[: m.start()].count("\n") + 1
-                found.append((f"{page.relative_to(ROOT)}:{line}", m["directive"] or "", m["body"]))
+            line = text[: m.start()].count("\n") + 1
+            found.append((f"{page.relative_to(ROOT)}:{line}", m["lang"], m["directive"] or "", m["body"]))
     return found
+
+
+def blocks(lang: str) -> list[tuple[str, str, str]]:
+    """(where, directive, body) of every fenced block of `lang` in the pages."""
+    return [(where, directive, body) for where, of_lang, directive, body in all_blocks() if of_lang == lang]
+
+
+def page_files(where: str) -> dict[str, str]:
+    """The files a page asks the reader to save: NAME -> body of each block under `<!-- docs-test: file NAME -->`."""
+    page = where.split(":")[0]
+    return {
+        directive.split()[1]: body
+        for at, _, directive, body in all_blocks()
+        if at.split(":")[0] == page and directive.startswith("file ")
+    }
+
+
+def write_page_files(where: str, directory: Path) -> None:
+    for name, body in page_files(where).items():
+        (directory / name).write_text(body, encoding="utf-8")
+
+
+def skip_unless_installed(body: str) -> None:
+    """What a block needs beyond the base install, as the reader would need it."""
+    if re.search(r"voiceclient (call|talk) .*--agent|from agents", body.replace("\\\n", " ")):
+        pytest.importorskip("agents", reason="the agents extra (OpenAI's Agents SDK)")
+    if re.search(r"voiceclient serve .*--agent|espeak-ng", body):
+        pytest.importorskip("faster_whisper", reason="the agent extra")
+        if shutil.which("espeak-ng") is None:
+            pytest.skip("espeak-ng is not installed")
 
 
 def kind(body: str) -> str:
@@ -70,6 +105,9 @@ def test_a_fragment_compiles(where: str, directive: str, body: str) -> None:
 
 
 def serve(tmp_path: Path, directive: str) -> tuple[subprocess.Popen[str], str]:
+    """`voiceclient serve` on a free port, in the example's directory (its files, and the project's fixtures)."""
+    if not (tmp_path / "fixtures").exists():
+        (tmp_path / "fixtures").symlink_to(ROOT / "fixtures")
     args = directive.split()[1:] if directive.startswith("serve") else ["--scenario", str(ASSETS / "demo.toml")]
     process = subprocess.Popen(
         [
@@ -86,7 +124,7 @@ def serve(tmp_path: Path, directive: str) -> tuple[subprocess.Popen[str], str]:
             "sk-local",
             *args,
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -101,9 +139,9 @@ def serve(tmp_path: Path, directive: str) -> tuple[subprocess.Popen[str], str]:
 @pytest.mark.webrtc
 @pytest.mark.parametrize(("where", "directive", "body"), cases(PYTHON, "program"))
 def test_a_program_runs_against_serve(where: str, directive: str, body: str, tmp_path: Path) -> None:
-    if "from agents" in body:
-        pytest.importorskip("agents")
+    skip_unless_installed(body)
     shutil.copy(ASSETS / "demo_user.wav", tmp_path / "question.wav")
+    write_page_files(where, tmp_path)
     (tmp_path / "example.py").write_text(body, encoding="utf-8")
     server, url = serve(tmp_path, directive)
     try:
@@ -134,11 +172,11 @@ def test_a_test_example_passes_under_pytest(where: str, directive: str, body: st
 
 
 def command_lines() -> list[tuple[str, str, list[str]]]:
-    """(where, subcommand, flags) of each `voiceclient SUB ...` line of a plain block (a usage line continues
-    on the indented lines below it)."""
+    """(where, subcommand, flags) of each `voiceclient SUB ...` line of a plain block (a command continues on
+    the next line after a `\\`; a usage line on the lines indented below it)."""
     found = []
     for where, _, body in blocks(""):
-        lines = body.split("\n")
+        lines = body.replace("\\\n", " ").split("\n")
         for i, line in enumerate(lines):
             m = re.match(r"^(?:\$ )?voiceclient (\w+)\b(.*)", line)
             if not m:
@@ -216,8 +254,8 @@ RUN = [b for b in blocks("") if b[1] == "run"]
 @pytest.mark.webrtc
 @pytest.mark.parametrize(("where", "directive", "body"), cases(RUN))
 def test_a_block_of_commands_runs(where: str, directive: str, body: str, tmp_path: Path) -> None:
-    if "--agent" in body:
-        pytest.importorskip("agents")
+    skip_unless_installed(body)
+    write_page_files(where, tmp_path)
     for name in ("fixtures", "scripts"):
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
@@ -235,6 +273,22 @@ def test_some_blocks_of_commands_are_run() -> None:
     assert len(RUN) >= 4
 
 
+# What the site's code column shows without a scroll bar (Chromium, 1280 and 1600 px wide: 80 characters fit,
+# 81 do not). Program output goes in `text` blocks, which the site wraps (docs/extra.css).
+WIDTH = 80
+
+
+def test_no_line_of_code_is_wider_than_the_column() -> None:
+    wide = [
+        f"{where}: {len(line)} characters: {line.strip()[:50]}..."
+        for where, lang, _, body in all_blocks()
+        if lang != "text"
+        for line in body.split("\n")
+        if len(line) > WIDTH
+    ]
+    assert not wide, "\n".join(wide)
+
+
 def test_the_architecture_page_states_the_layer_rules_the_test_enforces() -> None:
     from .test_architecture import ALLOWED
 
@@ -243,3 +297,100 @@ def test_the_architecture_page_states_the_layer_rules_the_test_enforces() -> Non
     assert set(rows) == set(ALLOWED)
     for layer, allowed in ALLOWED.items():
         assert set(re.findall(r"`(\w+)`", rows[layer])) == allowed, layer
+
+
+# The site itself: scripts/docs builds a copy of the docs (its own site/), so a test never touches the reader's.
+needs_mkdocs = pytest.mark.skipif(
+    shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None,
+    reason="the docs group is not installed (scripts/docs installs it)",
+)
+LINK = re.compile(r'(?:href|src)="([^"#?]+)[^"]*"')
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s#]+)[^)]*\)")
+
+
+def docs_tree(tmp_path: Path) -> Path:
+    """The docs and mkdocs.yml copied, the rest of the project linked: a tree scripts/docs builds as it is."""
+    for name in ("scripts", "voiceclient", "pyproject.toml", "CHANGELOG.md"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    return tmp_path
+
+
+def build(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(tree / "scripts" / "docs")], cwd=tree, capture_output=True, text=True, timeout=150
+    )
+
+
+@needs_mkdocs
+def test_the_site_builds_without_a_warning_and_works_from_files(tmp_path: Path) -> None:
+    tree = docs_tree(tmp_path)
+    done = build(tree)
+    assert done.returncode == 0 and "WARNING" not in done.stderr + done.stdout, done.stderr
+    site = tree / "site"
+    # From file://, a link to a directory opens its listing, not its page: every local link is a file.
+    broken = []
+    for page in sorted(set(site.glob("*.html")) - {site / "404.html"}):  # (404.html is for a server: from /)
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue
+            if not (page.parent / target).is_file():
+                broken.append(f"{page.name}: {target}")
+    assert not broken, "links that open no file from file://:\n" + "\n".join(broken)
+    for name, image in (("serve.html", "console.png"), ("report.html", "report.png")):
+        assert f'src="{image}"' in (site / name).read_text(encoding="utf-8"), name
+        assert (site / image).stat().st_size > 10_000
+
+
+def test_every_relative_link_of_the_markdown_resolves_where_the_page_is() -> None:
+    """As a repository page shows them (relative to the page's own folder), so the same paths work there too."""
+    broken = [
+        f"{page.relative_to(ROOT)}: {target}"
+        for page in PAGES
+        for target in MARKDOWN_LINK.findall(page.read_text(encoding="utf-8"))
+        if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists()
+    ]
+    assert not broken, "\n".join(broken)
+
+
+@needs_mkdocs
+def test_a_broken_image_fails_the_build(tmp_path: Path) -> None:
+    tree = docs_tree(tmp_path)
+    with (tree / "docs" / "report.md").open("a", encoding="utf-8") as page:
+        page.write("\n![a picture that is not there](docs/missing.png)\n")
+    done = build(tree)
+    assert done.returncode != 0
+    assert re.search(r"^WARNING .*docs/missing\.png", done.stderr, re.M), done.stderr
+
+
+@needs_mkdocs
+def test_the_live_site_serves_the_pages_and_images(tmp_path: Path) -> None:
+    import urllib.request
+
+    tree = docs_tree(tmp_path)
+    port = free_port()
+    server = subprocess.Popen(
+        ["bash", str(tree / "scripts" / "docs"), "serve", str(port)],
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stderr is not None
+        seen = []
+        for line in server.stderr:
+            seen.append(line)
+            if "Serving on" in line:
+                break
+        assert any(f"http://127.0.0.1:{port}/" in line for line in seen), "".join(seen)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/serve.html", timeout=30) as answer:
+            assert 'src="console.png"' in answer.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console.png", timeout=30) as answer:
+            assert answer.headers["Content-Type"] == "image/png"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(10)
