@@ -154,7 +154,9 @@ def ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_ctrl_c_or_sigterm_hangs_up_and_leaves_valid_files(tmp_path: Path, signum: int, code: int) -> None:
+    """SIGTERM (CI timeouts, docker stop, systemd) ends a call as Ctrl-C does: it once hung the process."""
     rec, events = tmp_path / "rec.wav", tmp_path / "events.jsonl"
     async with RealtimeServer(port=0) as server:
         proc = await asyncio.create_subprocess_exec(
@@ -180,9 +182,11 @@ async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
         while b"connected" not in await asyncio.wait_for(proc.stdout.readline(), 20):
             pass
         await asyncio.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = await asyncio.wait_for(proc.communicate(), 20)
-        assert proc.returncode == 130, err.decode()
+        assert proc.returncode == code, err.decode()
+        stopped = "voiceclient: interrupted; hung up, files written so far are complete"
+        assert err.decode().strip().splitlines() == [stopped]
         for _ in range(100):  # the client hung up on its way out
             if not server.calls:
                 break
@@ -193,7 +197,8 @@ async def test_ctrl_c_leaves_valid_files(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in events.read_text().splitlines())
 
 
-async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_serve_command_serves_until_stopped(tmp_path: Path, signum: int) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -228,9 +233,10 @@ async def test_serve_command_serves_until_interrupted(tmp_path: Path) -> None:
         )
         assert code == 0, err
         assert "This is a long answer" in out
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.communicate(), 10)
-        assert proc.returncode == 130
+        proc.send_signal(signum)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, err.decode()
+        assert err.decode().strip().splitlines()[-1] == "voiceclient: server stopped"
     finally:
         if proc.returncode is None:  # a failed test leaves no server behind
             proc.kill()

@@ -1,7 +1,8 @@
 """Command line: `voiceclient call | serve | demo`. Thin: flags map onto config models, the work is elsewhere.
 
 Exit codes: 0 done, 2 usage or configuration, 3 authentication, 4 connection, 5 server or call error,
-130 interrupted (Ctrl-C). Failures print one line: `voiceclient: error: …`.
+130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM; `serve` stopped either way exits 0. Failures print one line:
+`voiceclient: error: …`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import voiceclient
+from voiceclient.app.stopping import Stopped, run_command
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
 from voiceclient.errors import ConfigError, VoiceClientError
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
     from voiceclient.protocol.session import SessionConfig
     from voiceclient.tools.approvals import Approver
     from voiceclient.tools.registry import Tool
-
-EXIT_INTERRUPTED = 130
 
 
 def _session_flags(p: argparse.ArgumentParser) -> None:
@@ -589,15 +589,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": run_report,
     }
     runner = commands[args.command]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        return asyncio.run(runner(args))
-    except KeyboardInterrupt:
-        if args.command == "serve":
+        return run_command(runner(args))
+    except (Stopped, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        if args.command == "serve":  # stopping is how a server ends: every call was closed and told
             print("voiceclient: server stopped", file=sys.stderr)
-        else:
-            print("voiceclient: interrupted; hung up, files written so far are complete", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            return 0
+        print("voiceclient: interrupted; hung up, files written so far are complete", file=sys.stderr)
+        return 128 + signum
     except VoiceClientError as exc:
         print(f"voiceclient: error: {exc}", file=sys.stderr)
         return exc.exit_code
