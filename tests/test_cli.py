@@ -38,7 +38,12 @@ async def run_cli(*args: str, timeout: float = 45, env: dict | None = None) -> t
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **(env or {})},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:  # a command that did not end leaves nothing behind
+            proc.kill()
+            await proc.wait()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -374,3 +379,47 @@ async def test_call_approval_policy_flag(flag: list[str], expected: str, tmp_pat
     assert code == 0, err
     tool_line = next(line for line in out.splitlines() if "tool: send_email" in line)
     assert expected in tool_line
+
+
+HUNG_TOOL = '''
+import threading
+
+from voiceclient import tool
+
+
+@tool
+def slow_lookup(topic: str) -> dict:
+    """Never returns."""
+    threading.Event().wait()
+    return {}
+'''
+
+
+async def test_a_hung_sync_tool_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    """The tool's timeout answers the model; once the call hangs up, the process ends (the tool's thread was
+    once joined at interpreter shutdown, forever)."""
+    tools = tmp_path / "hung_tools.py"
+    tools.write_text(HUNG_TOOL)
+    responder = ScenarioResponder.from_file(FIXTURES / "scenarios" / "slow_tool.toml")
+    async with RealtimeServer(port=0, responder=responder) as server:
+        code, out, err = await run_cli(
+            "call",
+            "--input",
+            str(FIXTURES / "two_turns_24k.wav"),
+            "--tools",
+            str(tools),
+            "--tool-timeout",
+            "1",
+            "--idle-exit",
+            "1",
+            "--max-duration",
+            "20",
+            "--base-url",
+            server.base_url,
+            "--api-key",
+            "sk-x",
+            timeout=40,
+        )
+    assert code == 0, err
+    assert "slow_lookup timed out after 1 s" in out
+    assert "hanging up: conversation idle" in out

@@ -8,8 +8,11 @@ the call), and `close()` cancels whatever still runs and waits until all of it h
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,41 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():  # we are being cancelled ourselves: pass it on
             raise
+
+
+async def in_daemon_thread(fn: Callable[..., T], /, *args: Any, name: str = "voiceclient-worker", **kwargs: Any) -> T:
+    """Run a blocking function in its own daemon thread, like `asyncio.to_thread` (context variables included),
+    for code we do not own that may never return (a user's tool).
+
+    `to_thread`'s pool is joined when the loop and the interpreter shut down, so one hung function keeps the
+    process alive forever after its caller gave up. A daemon thread is abandoned instead: cancelling the await
+    stops waiting for it, and the process ends when it has nothing else to do."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # the caller stopped waiting
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result = call()
+        except BaseException as exc:
+            outcome: tuple[T | None, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop closed while the function ran: nobody is waiting
+            pass
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await future
 
 
 class TaskOwner:

@@ -16,7 +16,6 @@ logger and a handle to the live call. Arguments are validated against the same m
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import json
@@ -32,6 +31,7 @@ from pydantic.fields import FieldInfo
 
 from voiceclient.errors import ToolDefinitionError
 from voiceclient.protocol.session import FunctionTool
+from voiceclient.tasks import in_daemon_thread
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -197,7 +197,8 @@ class Tool:
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
     async def invoke(self, arguments: str, context: ToolContext | None = None) -> Any:
-        """Validate the arguments and run the function (sync ones in a worker thread, async ones on the loop)."""
+        """Validate the arguments and run the function (sync ones in a daemon thread of their own, abandoned if the
+        caller stops waiting; async ones on the loop)."""
         kwargs = self.parse_arguments(arguments)
         args: tuple[Any, ...] = ()
         if self.wants_context:
@@ -212,7 +213,8 @@ class Tool:
             )
         if self.is_async:
             return await self.fn(*args, **kwargs)
-        return await asyncio.to_thread(self.fn, *args, **kwargs)
+        # Not asyncio.to_thread: a tool that never returns would hold interpreter shutdown forever.
+        return await in_daemon_thread(self.fn, *args, name=f"tool {self.name}", **kwargs)
 
     def __repr__(self) -> str:
         return f"<Tool {self.name}>"
