@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from voiceclient import ClientSettings, VoiceCall, WavSource
+from voiceclient.client.options import Recording
+from voiceclient.errors import ConnectionLostError
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
@@ -423,3 +426,99 @@ async def test_a_hung_sync_tool_does_not_keep_the_process_alive(tmp_path: Path) 
     assert code == 0, err
     assert "slow_lookup timed out after 1 s" in out
     assert "hanging up: conversation idle" in out
+
+
+async def start_serve() -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "voiceclient",
+        "serve",
+        "--port",
+        "0",
+        "--no-speech",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    return proc, line.split("listening on ")[1].split()[0]
+
+
+async def test_sigterm_to_serve_ends_its_calls_and_tells_their_clients(tmp_path: Path) -> None:
+    """Calls whose clients were killed, and one that is alive: `serve` ends within its close bound, with no
+    traceback, and the live client hears why (not 2 s of missing audio, nor a cancel it never sent)."""
+    serve, url = await start_serve()
+    killed = []
+    try:
+        for _ in range(2):  # clients killed mid-call: their peers never answer the close
+            proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "voiceclient", "call", "--base-url", url, "--api-key", "sk-x"),
+                *("--input", str(FIXTURES / "long_tone_48k.wav")),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            killed.append(proc)
+            assert proc.stdout is not None
+            while b"connected" not in await asyncio.wait_for(proc.stdout.readline(), 20):
+                pass
+            proc.kill()
+            await proc.wait()
+        settings = ClientSettings(base_url=url, api_key="sk-x")
+        source, log = WavSource(FIXTURES / "long_tone_48k.wav"), Recording(events_jsonl=tmp_path / "events.jsonl")
+        async with VoiceCall(settings, source=source, recording=log) as call:
+            await call.wait_for(lambda e: e.type == "input_audio_buffer.speech_started", timeout=10)
+            serve.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionLostError, match="server_shutting_down"):
+                await call.run_until_idle(30, 30)
+        _, err = await asyncio.wait_for(serve.communicate(), 20)
+    finally:
+        for proc in [serve, *killed]:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert serve.returncode == 0, err.decode()
+    text = err.decode()
+    assert "Traceback" not in text and "never retrieved" not in text, text
+    assert "shutting down: ending 3 call(s)" in text
+    assert text.strip().splitlines()[-1] == "voiceclient: server stopped"
+    received = [e["event"] for e in read_events(tmp_path / "events.jsonl") if e["dir"] == "server"]
+    assert [e["error"]["code"] for e in received if e["type"] == "error"] == ["server_shutting_down"]
+    for done in (e["response"] for e in received if e["type"] == "response.done"):
+        assert done["status"] == "failed" and done["status_details"]["error"]["code"] == "server_shutting_down"
+
+
+async def test_a_reader_that_goes_away_does_not_break_the_call(tmp_path: Path) -> None:
+    """`voiceclient call ... | head -1`: the call, its tool and its files go on; the exit is clean. (Every print
+    after the reader left raised BrokenPipeError, which failed the tool and the command.)"""
+    tools = tmp_path / "weather_tools.py"
+    tools.write_text(TOOLS)
+    events = tmp_path / "events.jsonl"
+    session = tmp_path / "session.toml"
+    session.write_text('[session.audio.input.turn_detection]\ntype = "server_vad"\nsilence_duration_ms = 800\n')
+    read_end, write_end = os.pipe()
+    async with RealtimeServer(
+        port=0, responder=ScenarioResponder.from_file(FIXTURES / "scenarios" / "tools.toml")
+    ) as server:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "voiceclient", "call", "--input", str(FIXTURES / "hello.wav")),
+            *("--tools", str(tools), "--session", str(session), "--events", str(events), "--idle-exit", "1"),
+            *("--base-url", server.base_url, "--api-key", "sk-test"),
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:  # as `head -1` does: one line, then it is gone
+            first = await asyncio.wait_for(asyncio.to_thread(reader.readline), 20)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 45)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert b"connected" in first
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    sent = [e["event"] for e in read_events(events) if e["dir"] == "client"]
+    outputs = [e["item"]["output"] for e in sent if e["type"] == "conversation.item.create"]
+    assert outputs and "sunny" in outputs[0]  # the tool ran and answered, though its line could not be printed

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import voiceclient
+from voiceclient.app.pipes import ReaderGoneSafe
 from voiceclient.app.stopping import Stopped, run_command
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
@@ -589,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": run_report,
     }
     runner = commands[args.command]
+    if not isinstance(sys.stdout, ReaderGoneSafe):
+        sys.stdout = ReaderGoneSafe(sys.stdout)  # type: ignore[assignment]
     try:
         return run_command(runner(args))
     except (Stopped, KeyboardInterrupt) as exc:

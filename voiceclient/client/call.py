@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 E = TypeVar("E")
 Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
-SESSION_ENDING_ERRORS = frozenset({"session_expired"})  # the server ends the call after sending one of these
+# The server ends the call after sending one of these (`server_shutting_down`: the embedded server stopping).
+SESSION_ENDING_ERRORS = frozenset({"session_expired", "server_shutting_down"})
 
 
 class EventStream:
@@ -387,7 +388,7 @@ class VoiceCall:
 
     def _fail(self, error: VoiceClientError) -> None:
         self.error = error
-        log.error("%s", error)
+        log.info("call failed: %s", error)  # raised to whoever runs the call, which says it once
         self._ended.set()
         for _, fut in self._waiters:
             if not fut.done():

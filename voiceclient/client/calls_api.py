@@ -111,10 +111,11 @@ class CallsAPI:
         headers.update(self.settings.headers)
         return headers
 
-    async def _post(self, path: str, **kw: Any) -> httpx.Response:
-        """POST with the SDK's retries; returns the last response (the caller maps an error status)."""
+    async def _post(self, path: str, *, retry: bool = True, **kw: Any) -> httpx.Response:
+        """POST with the SDK's retries (one attempt if not `retry`); returns the last response (the caller maps an
+        error status)."""
         url = self._url(path)
-        attempts = self.retry.max_retries + 1
+        attempts = self.retry.max_retries + 1 if retry else 1
         for attempt in range(1, attempts + 1):
             failure: APIConnectionError | None = None
             resp: httpx.Response | None = None
@@ -167,9 +168,11 @@ class CallsAPI:
             log.warning("create call: no Location header; hangup will not be possible")
         return CallAnswer(sdp=answer, call_id=call_id, location=location)
 
-    async def hangup(self, call_id: str) -> None:
-        """`POST /realtime/calls/{call_id}/hangup`: end a call from the HTTP side."""
-        resp = await self._post(f"/realtime/calls/{call_id}/hangup", headers=self._headers("*/*"))
+    async def hangup(self, call_id: str, *, retry: bool = True) -> None:
+        """`POST /realtime/calls/{call_id}/hangup`: end a call from the HTTP side (`retry=False`: one attempt, as a
+        call closing does: closing the peer connection ends the call too, and a server that is gone is not
+        waited for)."""
+        resp = await self._post(f"/realtime/calls/{call_id}/hangup", retry=retry, headers=self._headers("*/*"))
         if resp.status_code >= 300:
             raise error_from_response(resp)
 

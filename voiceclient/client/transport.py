@@ -144,7 +144,7 @@ class WebRTCTransport(Transport):
         self._closed = True
         if self._api is not None and self.call_id:
             try:
-                await asyncio.wait_for(self._api.hangup(self.call_id), 5)
+                await asyncio.wait_for(self._api.hangup(self.call_id, retry=False), 5)
             except (TimeoutError, VoiceClientError) as exc:
                 log.info("hangup of %s: %s", self.call_id, exc)
         if self._reader is not None:

@@ -35,7 +35,7 @@ from voiceclient.server.call import ServerCall
 from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
 from voiceclient.server.responders import EchoResponder, Responder
-from voiceclient.server.session import ServerSession
+from voiceclient.server.session import ServerSession, server_shutting_down
 from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech import SpeechBackends
@@ -44,6 +44,7 @@ from voiceclient.server.websocket import WebSocketSession
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
+CLOSE_SECONDS = 3.0  # each call's close when the server stops; a peer that is gone must not hold the rest
 WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
 # The request headers OpenAI's own SDKs send from a browser, and no more: the real service checks them against a
 # fixed list (a third-party `originator` header was refused there), so a page that works here works there.
@@ -156,12 +157,23 @@ class RealtimeServer:
         return self
 
     async def close(self) -> None:
-        """End every call and session, then stop listening. Idempotent."""
+        """Tell every call and session that the server is shutting down, end them (each within `CLOSE_SECONDS`,
+        together), then stop listening. Idempotent."""
         live: list[ServerSession] = [*self.calls.values(), *self.sessions.values()]
-        await asyncio.gather(*(c.close() for c in live), return_exceptions=True)
+        if live:
+            log.info("shutting down: ending %d call(s) and session(s)", len(live))
+        outcomes = await asyncio.gather(*(self._end(session) for session in live), return_exceptions=True)
+        for session, outcome in zip(live, outcomes):
+            if isinstance(outcome, BaseException):
+                why = "timed out" if isinstance(outcome, TimeoutError) else f"{type(outcome).__name__}: {outcome}"
+                log.warning("%s %s: not closed cleanly (%s)", session.transport, session.id, why)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @staticmethod
+    async def _end(session: ServerSession) -> None:
+        await asyncio.wait_for(session.close(server_shutting_down()), CLOSE_SECONDS)
 
     async def __aenter__(self) -> "RealtimeServer":
         return await self.start()

@@ -23,6 +23,7 @@ import numpy as np
 from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
 from voiceclient.protocol import events as ev
+from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import Send, SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio, word_offsets
@@ -52,6 +53,7 @@ class ActiveResponse:
     obj: dict[str, Any]
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    failure: ProtocolError | None = None  # the server cut it short (shutting down): it ends `failed`
     audio_items: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)  # item, start, end
     queued: int = 0  # samples queued for output (at the output's rate)
     cleared: bool = False
@@ -254,8 +256,12 @@ class ResponseEngine:
                     await self._emit_message(resp, index, output, audio)
             resp.obj["status"] = "completed"
         except asyncio.CancelledError:
-            resp.obj["status"] = "cancelled"
-            resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
+            if resp.failure is not None:
+                resp.obj["status"] = "failed"
+                resp.obj["status_details"] = {"type": "failed", "error": resp.failure.event()["error"]}
+            else:
+                resp.obj["status"] = "cancelled"
+                resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
         except Exception as exc:  # a responder bug ends this response, visibly, and never the session
             log.exception("session %s: response %s failed", self.ctx.id, resp.id)
             resp.obj["status"] = "failed"
@@ -524,6 +530,9 @@ class ResponseEngine:
             if self.active is None:
                 self.on_audio_stopped()
 
-    async def close(self) -> None:
+    async def close(self, failure: ProtocolError | None = None) -> None:
+        """Cancel the running response as the session ends: `client_cancelled` when the client ended it, `failed`
+        with `failure` when the server did."""
         if self.active is not None:
+            self.active.failure = failure
             await self.cancel(self.active, "client_cancelled")

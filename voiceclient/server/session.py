@@ -53,6 +53,14 @@ def session_expired(max_seconds: float) -> ProtocolError:
     return ProtocolError(f"Your session hit the maximum duration of {length}.", "session_expired")
 
 
+def server_shutting_down() -> ProtocolError:
+    """What `serve` tells every open call or session as it stops, before it closes them. The real service's
+    behaviour when it restarts is not documented; a client given this reason need not wait for missing audio."""
+    return ProtocolError(
+        "The server is shutting down; this session has ended.", "server_shutting_down", type="server_error"
+    )
+
+
 def public_session(session: dict[str, Any]) -> dict[str, Any]:
     """The session as sent to clients: MCP credentials are never echoed back."""
     out: dict[str, Any] = redact_secrets(session, drop=True)
@@ -387,9 +395,11 @@ class ServerSession:
         self.send({"type": "conversation.item.retrieved", "item": out})
 
     # ------------------------------------------------------------------------------------------ teardown
-    async def close(self) -> None:
+    async def close(self, reason: ProtocolError | None = None) -> None:
         """End the session: cancel the response, stop the media, close the connection and the sidebands.
-        Idempotent; a second call waits for the first."""
+        `reason`, when the server ends it (shutting down), is sent first as an `error` event, and a response cut
+        short ends `failed` with it (not `cancelled` by a client that cancelled nothing). Idempotent; a second
+        call waits for the first."""
         if self._closing:
             await self.closed.wait()
             return
@@ -397,7 +407,9 @@ class ServerSession:
         for timer in self._timers:
             timer.cancel()
         self.turns.close()
-        await self.responses.close()
+        if reason is not None:
+            self.send(reason.event())
+        await self.responses.close(reason)
         await self.tasks.close()
         await self._close_transport()
         for listener in list(self.listeners):
