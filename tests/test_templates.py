@@ -12,7 +12,7 @@ import pytest
 
 from voiceclient.errors import ConfigError
 from voiceclient.server.agent import AgentResponder, AgentSpec
-from voiceclient.server.responders import FunctionCall, ScenarioResponder, Speech, TurnContext
+from voiceclient.server.responders import EchoResponder, FunctionCall, ScenarioResponder, Speech, TurnContext
 from voiceclient.server.templates import Unfilled, fill, tool_report
 
 pytestmark = pytest.mark.timeout(10)
@@ -237,3 +237,10 @@ def test_the_agent_answers_with_the_turn_that_asked_and_says_a_failure_as_one() 
     ).outputs[0]
     assert isinstance(weather, FunctionCall)
     assert answer('{"forecast": "rain"}', weather.origin, "get_weather") == "get weather returned forecast: rain."
+
+
+def test_the_default_reply_says_a_tools_output_in_words() -> None:
+    """The echo server answers a function output in words too, never with the JSON's braces."""
+    ctx = TurnContext(function_outputs=[("get_weather", json.dumps({"city": "Paris", "temperature_c": 22}))])
+    (speech,) = EchoResponder().plan(ctx).outputs
+    assert speech.text == "get weather returned city: Paris, temperature c: 22."

@@ -126,7 +126,7 @@ class EchoResponder:
 
     def plan(self, ctx: TurnContext) -> ResponsePlan:
         if ctx.function_outputs:
-            text = "The tool returned " + "; ".join(f"{name}: {out}" for name, out in ctx.function_outputs)
+            text = tool_report(ctx.function_outputs)  # in words: "get weather returned city: Paris, ..."
             return ResponsePlan([Speech(text, placeholder_audio(text, 660.0))])
         if ctx.user_text is not None:
             text = f"You said: {ctx.user_text}"
