@@ -54,10 +54,10 @@ class _Stop:
         os._exit(128 + self.signum)
 
 
-def _handled_signals() -> list[int]:
+def _handled_signals() -> list[signal.Signals]:
     """SIGINT only when Python's own handler is in place (a background job's Ctrl-C is meant to be ignored, and a
     caller may have installed its own); SIGTERM unless someone set a handler for it."""
-    wanted = []
+    wanted: list[signal.Signals] = []
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         wanted.append(signal.SIGINT)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):

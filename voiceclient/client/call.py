@@ -242,6 +242,7 @@ class VoiceCall:
         self._dispatcher = Dispatcher()
         self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
         self._dispatcher.on_any(self._notify)
+        self._errors_followed = False  # someone subscribed to error events: they say them, the log need not
         self._dispatcher.on(ev.Error, self._log_error)
         self._dispatcher.on(ev.SpeechStarted, self._on_speech_started)
         self._runner.subscribe(self._dispatcher)
@@ -442,7 +443,9 @@ class VoiceCall:
         self._activity.set()
 
     def _log_error(self, event: ev.Error) -> None:
-        log.warning("server error: %s (%s)", event.error.message, event.error.code)
+        # A warning, unless the application follows errors itself (the CLI prints them): said once, not twice.
+        level = logging.DEBUG if self._errors_followed else logging.WARNING
+        log.log(level, "server error: %s (%s)", event.error.message, event.error.code)
         if event.error.code in SESSION_ENDING_ERRORS:
             self._connections.server_ending(f"{event.error.message} ({event.error.code})")
 
@@ -455,6 +458,8 @@ class VoiceCall:
     def on(self, kind: type[Any] | str, handler: Callable[[Any], object]) -> None:
         """Subscribe `handler` to the events of class (or wire type) `kind`, in the call's ordered consumer: it
         runs after the call's own bookkeeping, so `call.turns` already reflects the event."""
+        if kind in (ev.Error, "error"):
+            self._errors_followed = True
         self._dispatcher.on(kind, handler)
 
     def on_any(self, handler: AnyHandler) -> None:
