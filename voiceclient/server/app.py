@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import secrets
 import time
@@ -27,10 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
+from voiceclient.server.bodies import (
+    MAX_BODY,
+    check_length,
+    decode,
+    parse_json,
+    read_json,
+    read_part,
+    read_text,
+    too_large,
+    unreadable,
+)
 from voiceclient.server.call import ServerCall
 from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
@@ -130,7 +142,7 @@ class RealtimeServer:
         # recent calls and sessions, for inspection
         self.history: collections.deque[ServerSession] = collections.deque(maxlen=32)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
@@ -190,6 +202,9 @@ class RealtimeServer:
                 resp = await handler(request)
             except ProtocolError as exc:
                 resp = web.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+            except web.HTTPRequestEntityTooLarge:  # (the readers in server/bodies.py say it first)
+                error = too_large()
+                resp = web.json_response(error.envelope(), status=error.status)
             except web.HTTPException as exc:
                 if exc.status >= 400:
                     error = ProtocolError(exc.reason, status=exc.status)
@@ -266,7 +281,7 @@ class RealtimeServer:
                     status=401,
                 )
             session_data = self._secret(key)
-            sdp = await request.text()
+            sdp = await read_text(request)
         else:
             raise ProtocolError(
                 f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
@@ -323,25 +338,30 @@ class RealtimeServer:
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
         sdp: str | None = None
         session: Any = None
+        check_length(request)
+        left = MAX_BODY  # all the parts together
         try:
             reader = await request.multipart()
             async for part in reader:
                 if not isinstance(part, BodyPartReader):
                     raise ProtocolError("Nested multipart bodies are not supported.", "invalid_multipart")
                 name = part.name
-                text = (await part.read(decode=True)).decode("utf-8")
+                data = await read_part(part, left)
+                left -= len(data)
+                text = decode(data, part.get_charset("utf-8"), f"the {name!r} part")
                 if name == "sdp":
                     sdp = text
                 elif name == "session":
-                    try:
-                        session = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        raise ProtocolError(
-                            f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json", "session"
-                        ) from None
+                    session = parse_json(text, "The 'session' part", "session")
                 else:
                     raise ProtocolError(f"Unknown parameter: '{name}'.", "unknown_parameter", name)
-        except (ValueError, UnicodeDecodeError, AssertionError) as exc:
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large() from None
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            raise unreadable(exc) from None
+        except (ValueError, AssertionError) as exc:
+            if isinstance(exc, ProtocolError):
+                raise
             raise ProtocolError(f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
         if sdp is None:
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
@@ -368,10 +388,7 @@ class RealtimeServer:
                 status=401,
             )
         self._check_key(key)
-        try:
-            body = await request.json() if request.can_read_body else {}
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"The body is not valid JSON: {exc.msg}.", "invalid_json") from None
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise ProtocolError("The body must be a JSON object.", "invalid_type")
         expires = body.get("expires_after") or {}
