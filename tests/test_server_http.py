@@ -337,3 +337,38 @@ async def test_an_unreadable_body_is_a_400_not_a_500(http, offer, case, code) ->
     assert err["code"] == code and "\n" not in err["message"], err
     ok = await http.post("/realtime/calls", headers=AUTH, files={"sdp": (None, offer, "application/sdp")})
     assert ok.status_code == 201
+
+
+SDP_PART = 'Content-Disposition: form-data; name="sdp"\r\n\r\nv=0'
+SESSION_PART = 'Content-Disposition: form-data; name="session"\r\n\r\n{"type": "realtime"}'
+
+
+@pytest.mark.parametrize(
+    "parts, code, param, says",
+    [
+        (["\r\nv=0"], "invalid_multipart", None, "a part with no name"),  # no headers at all
+        (["Content-Disposition: form-data\r\n\r\nv=0"], "invalid_multipart", None, "a part with no name"),
+        (['Content-Disposition: form-data; name=""\r\n\r\nv=0'], "invalid_multipart", None, "a part with no name"),
+        (["Content-Type: application/sdp\r\n\r\nv=0"], "invalid_multipart", None, "a part with no name"),
+        ([SDP_PART, SDP_PART], "invalid_multipart", "sdp", "'sdp' more than once"),
+        ([SDP_PART, SESSION_PART, SESSION_PART], "invalid_multipart", "session", "'session' more than once"),
+        ([SESSION_PART], "missing_required_parameter", "sdp", "Missing required parameter: 'sdp'"),
+        ([], "missing_required_parameter", "sdp", "no parts"),  # only the closing boundary
+        (None, "missing_required_parameter", "sdp", "empty"),  # no body at all
+        (
+            ['Content-Disposition: form-data; name="voice"\r\n\r\nalloy', SDP_PART],
+            "unknown_parameter",
+            "voice",
+            "'voice'",
+        ),
+    ],
+)
+async def test_odd_multipart_bodies_get_a_clear_400(http, parts, code, param, says) -> None:
+    body, headers = form(*parts) if parts is not None else form()
+    resp = await http.post("/realtime/calls", headers=headers, content=b"" if parts is None else body)
+    assert resp.status_code == 400, resp.text
+    err = error_of(resp)
+    assert (err["code"], err["param"]) == (code, param), err
+    assert says in err["message"] and "None" not in err["message"] and "\n" not in err["message"], err
+    if code != "missing_required_parameter" or parts is None:
+        assert "'sdp' (required) and 'session'" in err["message"], err  # which parts it takes

@@ -25,24 +25,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp import web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
-from voiceclient.server.bodies import (
-    MAX_BODY,
-    check_length,
-    decode,
-    parse_json,
-    read_json,
-    read_part,
-    read_text,
-    too_large,
-    unreadable,
-)
+from voiceclient.server.bodies import MAX_BODY, parse_json, read_form, read_json, read_text, too_large
 from voiceclient.server.call import ServerCall
 from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
@@ -336,36 +324,9 @@ class RealtimeServer:
         )
 
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
-        sdp: str | None = None
-        session: Any = None
-        check_length(request)
-        left = MAX_BODY  # all the parts together
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    raise ProtocolError("Nested multipart bodies are not supported.", "invalid_multipart")
-                name = part.name
-                data = await read_part(part, left)
-                left -= len(data)
-                text = decode(data, part.get_charset("utf-8"), f"the {name!r} part")
-                if name == "sdp":
-                    sdp = text
-                elif name == "session":
-                    session = parse_json(text, "The 'session' part", "session")
-                else:
-                    raise ProtocolError(f"Unknown parameter: '{name}'.", "unknown_parameter", name)
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large() from None
-        except (RequestPayloadError, HttpProcessingError) as exc:
-            raise unreadable(exc) from None
-        except (ValueError, AssertionError) as exc:
-            if isinstance(exc, ProtocolError):
-                raise
-            raise ProtocolError(f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
-        if sdp is None:
-            raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
-        return sdp, session
+        parts = await read_form(request, {"sdp": True, "session": False})
+        session = parse_json(parts["session"], "The 'session' part", "session") if "session" in parts else None
+        return parts["sdp"], session
 
     async def hangup(self, request: web.Request) -> web.Response:
         """`POST /v1/realtime/calls/{call_id}/hangup`."""

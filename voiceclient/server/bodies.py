@@ -7,7 +7,8 @@ knows, JSON nested past Python's recursion limit, a broken `Content-Encoding`) r
     undecodable text                 400 invalid_encoding
     JSON that does not parse         400 invalid_json
     a body aiohttp cannot read       400 invalid_body (a broken gzip or chunked encoding)
-    multipart that does not parse    400 invalid_multipart
+    multipart that does not parse    400 invalid_multipart (also: a part with no name, a part twice)
+    a part the route does not take   400 unknown_parameter; a required part missing: missing_required_parameter
 
 MAX_BODY: an SDP offer is a few kB (a browser's, with every codec it has, about 10 kB); a `session` with long
 instructions and many tools is tens of kB. 1 MiB leaves a hundred times the largest offer and refuses in
@@ -22,7 +23,7 @@ import codecs
 import json
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
@@ -133,3 +134,68 @@ def transfer_decoded(part: BodyPartReader, data: bytes) -> bytes:
         return data
     problem = f"Unknown Content-Transfer-Encoding {encoding!r} in the part {part.name!r}."
     raise ProtocolError(problem, "invalid_multipart")
+
+
+def takes(parts: dict[str, bool]) -> str:
+    """What a form takes, for messages: `'sdp' (required) and 'session'`."""
+    names = [f"'{name}'" + (" (required)" if required else "") for name, required in parts.items()]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+async def read_form(request: web.Request, parts: dict[str, bool]) -> dict[str, str]:
+    """A multipart/form-data body as {part name: text}, within MAX_BODY in all. `parts`: the names the route
+    takes, each True when required. A part with no name, a name given twice, a name not in `parts`, a body with
+    no parts or without a required one: a 400 that says which parts the route takes."""
+    expected = takes(parts)
+    required = next(name for name, needed in parts.items() if needed)  # (the form's routes all require one)
+    missing = f"Missing required parameter: '{required}'."
+    check_length(request)
+    if request.content_length == 0:
+        raise ProtocolError(
+            f"{missing} The multipart body is empty; the parts are {expected}.", "missing_required_parameter", required
+        )
+    found: dict[str, str] = {}
+    left = MAX_BODY  # all the parts together
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if isinstance(part, MultipartReader) or not isinstance(part, BodyPartReader):
+                raise ProtocolError("Nested multipart bodies are not supported.", "invalid_multipart")
+            name = part.name
+            if not name:
+                raise ProtocolError(
+                    "The multipart body has a part with no name (each needs Content-Disposition: form-data; "
+                    f'name="..."); the parts are {expected}.',
+                    "invalid_multipart",
+                )
+            if name not in parts:
+                raise ProtocolError(
+                    f"Unknown parameter: '{name}'. The parts are {expected}.", "unknown_parameter", name
+                )
+            if name in found:
+                raise ProtocolError(
+                    f"The multipart body has the part '{name}' more than once; the parts are {expected}, each once.",
+                    "invalid_multipart",
+                    name,
+                )
+            data = await read_part(part, left)
+            left -= len(data)
+            found[name] = decode(data, part.get_charset("utf-8"), f"the '{name}' part")
+    except ProtocolError:
+        raise
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large() from None
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        raise unreadable(exc) from None
+    except (ValueError, AssertionError) as exc:
+        raise ProtocolError(f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
+    if not found:
+        raise ProtocolError(
+            f"{missing} The multipart body has no parts; the parts are {expected}.",
+            "missing_required_parameter",
+            required,
+        )
+    for name, needed in parts.items():
+        if needed and name not in found:
+            raise ProtocolError(f"Missing required parameter: '{name}'.", "missing_required_parameter", name)
+    return found
