@@ -12,6 +12,7 @@
   upgrade, an `invalid_api_key` error event, then close code 3000 (as the real service does).
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
+- Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
 
 from __future__ import annotations
