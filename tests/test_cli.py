@@ -330,6 +330,14 @@ async def test_serve_rejects_a_bad_scenario(tmp_path: Path) -> None:
     assert code == 2 and "drop_connection needs at_seconds or after_turns" in err
 
 
+@pytest.mark.parametrize("port", ["99999", "-1"])
+async def test_serve_rejects_a_port_out_of_range_with_one_line(port: str) -> None:
+    code, _, err = await run_cli("serve", "--no-speech", "--port", port)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0] == f"voiceclient: error: --port: {port} is not allowed; must be 0 to 65535 (0: any free port)"
+
+
 @pytest.mark.parametrize("transport, over", [("auto", "WebRTC"), ("websocket", "WebSocket")])
 async def test_demo_transcribes_calls_the_tool_and_summarises(tmp_path: Path, transport: str, over: str) -> None:
     code, out, err = await run_cli("demo", "--output-dir", str(tmp_path / "demo"), "--transport", transport, timeout=55)

@@ -261,3 +261,114 @@ async def test_a_call_whose_client_never_connects_is_ended(offer, monkeypatch) -
         call = server.history[-1]
         await asyncio.wait_for(call.closed.wait(), 5)
         assert server.calls == {}
+
+
+BIG = b"a" * 20_000_000  # 20 MB without a newline: far over the body limit
+
+
+def form(*parts: str, boundary: str = "XyZ") -> tuple[bytes, dict[str, str]]:
+    """A multipart body of raw parts (each: its header lines, a blank line, its content) and its headers."""
+    body = "".join(f"--{boundary}\r\n{p}\r\n" for p in parts) + f"--{boundary}--\r\n"
+    return body.encode(), {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+async def ephemeral_key(http: httpx.AsyncClient) -> str:
+    resp = await http.post("/realtime/client_secrets", headers=AUTH, json={})
+    return resp.json()["value"]
+
+
+async def chunks(data: bytes, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+@pytest.mark.parametrize(
+    "case", ["raw_sdp", "raw_sdp_chunked", "multipart", "multipart_chunked", "client_secrets", "client_secrets_chunked"]
+)
+async def test_a_body_over_the_limit_is_413_in_the_error_shape_and_the_server_keeps_serving(http, offer, case) -> None:
+    if case.startswith("raw_sdp"):
+        headers = {"Authorization": f"Bearer {await ephemeral_key(http)}", "Content-Type": "application/sdp"}
+        body, path = BIG, "/realtime/calls"
+    elif case.startswith("multipart"):
+        body, headers = form('Content-Disposition: form-data; name="sdp"\r\n\r\n' + BIG.decode())
+        path = "/realtime/calls"
+    else:
+        body = json.dumps({"session": {"type": "realtime", "instructions": BIG.decode()}}).encode()
+        headers, path = {**AUTH, "Content-Type": "application/json"}, "/realtime/client_secrets"
+    content = chunks(body) if case.endswith("chunked") else body  # chunked: no Content-Length to refuse early
+    resp = await http.post(path, headers=headers, content=content)
+    assert resp.status_code == 413, resp.text
+    err = error_of(resp)
+    assert err["code"] == "request_too_large" and "1 MiB" in err["message"] and "\n" not in err["message"]
+    ok = await http.post("/realtime/calls", headers=AUTH, files={"sdp": (None, offer, "application/sdp")})
+    assert ok.status_code == 201
+
+
+async def test_a_big_body_to_a_call_that_reads_none_is_no_500(http) -> None:
+    resp = await http.post("/realtime/calls/rtc_nobody/hangup", headers=AUTH, content=BIG)
+    assert resp.status_code == 404 and error_of(resp)["code"] == "call_not_found"
+
+
+@pytest.mark.parametrize(
+    "case, code",
+    [
+        ("sdp_not_utf8", "invalid_encoding"),
+        ("sdp_unknown_charset", "invalid_encoding"),
+        ("json_not_utf8", "invalid_encoding"),
+        ("json_too_deep", "invalid_json"),
+        ("bad_gzip", "invalid_body"),
+    ],
+)
+async def test_an_unreadable_body_is_a_400_not_a_500(http, offer, case, code) -> None:
+    json_headers = {**AUTH, "Content-Type": "application/json"}
+    if case.startswith("sdp"):
+        charset = "; charset=bogus" if case == "sdp_unknown_charset" else ""
+        headers = {"Authorization": f"Bearer {await ephemeral_key(http)}", "Content-Type": "application/sdp" + charset}
+        resp = await http.post("/realtime/calls", headers=headers, content=b"v=0\r\n\xff\xfe")
+    elif case == "json_not_utf8":
+        resp = await http.post("/realtime/client_secrets", headers=json_headers, content=b'{"a": "\xff"}')
+    elif case == "json_too_deep":
+        resp = await http.post("/realtime/client_secrets", headers=json_headers, content=b"[" * 100_000)
+    else:
+        headers = {**json_headers, "Content-Encoding": "gzip"}
+        resp = await http.post("/realtime/client_secrets", headers=headers, content=b"not gzip at all")
+    assert resp.status_code == 400, resp.text
+    err = error_of(resp)
+    assert err["code"] == code and "\n" not in err["message"], err
+    ok = await http.post("/realtime/calls", headers=AUTH, files={"sdp": (None, offer, "application/sdp")})
+    assert ok.status_code == 201
+
+
+SDP_PART = 'Content-Disposition: form-data; name="sdp"\r\n\r\nv=0'
+SESSION_PART = 'Content-Disposition: form-data; name="session"\r\n\r\n{"type": "realtime"}'
+
+
+@pytest.mark.parametrize(
+    "parts, code, param, says",
+    [
+        (["\r\nv=0"], "invalid_multipart", None, "a part with no name"),  # no headers at all
+        (["Content-Disposition: form-data\r\n\r\nv=0"], "invalid_multipart", None, "a part with no name"),
+        (['Content-Disposition: form-data; name=""\r\n\r\nv=0'], "invalid_multipart", None, "a part with no name"),
+        (["Content-Type: application/sdp\r\n\r\nv=0"], "invalid_multipart", None, "a part with no name"),
+        ([SDP_PART, SDP_PART], "invalid_multipart", "sdp", "'sdp' more than once"),
+        ([SDP_PART, SESSION_PART, SESSION_PART], "invalid_multipart", "session", "'session' more than once"),
+        ([SESSION_PART], "missing_required_parameter", "sdp", "Missing required parameter: 'sdp'"),
+        ([], "missing_required_parameter", "sdp", "no parts"),  # only the closing boundary
+        (None, "missing_required_parameter", "sdp", "empty"),  # no body at all
+        (
+            ['Content-Disposition: form-data; name="voice"\r\n\r\nalloy', SDP_PART],
+            "unknown_parameter",
+            "voice",
+            "'voice'",
+        ),
+    ],
+)
+async def test_odd_multipart_bodies_get_a_clear_400(http, parts, code, param, says) -> None:
+    body, headers = form(*parts) if parts is not None else form()
+    resp = await http.post("/realtime/calls", headers=headers, content=b"" if parts is None else body)
+    assert resp.status_code == 400, resp.text
+    err = error_of(resp)
+    assert (err["code"], err["param"]) == (code, param), err
+    assert says in err["message"] and "None" not in err["message"] and "\n" not in err["message"], err
+    if code != "missing_required_parameter" or parts is None:
+        assert "'sdp' (required) and 'session'" in err["message"], err  # which parts it takes

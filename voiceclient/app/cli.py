@@ -288,6 +288,11 @@ def _check_positive(name: str, value: float | None) -> None:
         raise ConfigError(f"{name}: {value:g} is not allowed; must be greater than 0")
 
 
+def _check_port(name: str, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}: {value} is not allowed; must be 0 to 65535 (0: any free port)")
+
+
 def _load_config(path: str | None) -> dict[str, Any]:
     return load_config_file(path) if path else {}
 
@@ -441,6 +446,7 @@ async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.server.faults import FaultPlan, parse_fault
     from voiceclient.server.speech import SpeechBackends
 
+    _check_port("--port", args.port)
     responder = responder_for(args.scenario or None, args.agent)
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)

@@ -12,13 +12,13 @@
   upgrade, an `invalid_api_key` error event, then close code 3000 (as the real service does).
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
+- Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import secrets
 import time
@@ -26,11 +26,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
+from voiceclient.server.bodies import MAX_BODY, parse_json, read_form, read_json, read_text, too_large
 from voiceclient.server.call import ServerCall
 from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
@@ -131,7 +132,7 @@ class RealtimeServer:
         # recent calls and sessions, for inspection
         self.history: collections.deque[ServerSession] = collections.deque(maxlen=32)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
-        self.app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
@@ -202,6 +203,9 @@ class RealtimeServer:
                 resp = await handler(request)
             except ProtocolError as exc:
                 resp = web.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+            except web.HTTPRequestEntityTooLarge:  # (the readers in server/bodies.py say it first)
+                error = too_large()
+                resp = web.json_response(error.envelope(), status=error.status)
             except web.HTTPException as exc:
                 if exc.status >= 400:
                     error = ProtocolError(exc.reason, status=exc.status)
@@ -278,7 +282,7 @@ class RealtimeServer:
                     status=401,
                 )
             session_data = self._secret(key)
-            sdp = await request.text()
+            sdp = await read_text(request)
         else:
             raise ProtocolError(
                 f"Unsupported content type {ctype!r}: send multipart/form-data (parts sdp and "
@@ -333,31 +337,9 @@ class RealtimeServer:
         )
 
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
-        sdp: str | None = None
-        session: Any = None
-        try:
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    raise ProtocolError("Nested multipart bodies are not supported.", "invalid_multipart")
-                name = part.name
-                text = (await part.read(decode=True)).decode("utf-8")
-                if name == "sdp":
-                    sdp = text
-                elif name == "session":
-                    try:
-                        session = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        raise ProtocolError(
-                            f"The 'session' part is not valid JSON: {exc.msg}.", "invalid_json", "session"
-                        ) from None
-                else:
-                    raise ProtocolError(f"Unknown parameter: '{name}'.", "unknown_parameter", name)
-        except (ValueError, UnicodeDecodeError, AssertionError) as exc:
-            raise ProtocolError(f"Could not parse the multipart body: {exc}.", "invalid_multipart") from None
-        if sdp is None:
-            raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
-        return sdp, session
+        parts = await read_form(request, {"sdp": True, "session": False})
+        session = parse_json(parts["session"], "The 'session' part", "session") if "session" in parts else None
+        return parts["sdp"], session
 
     async def hangup(self, request: web.Request) -> web.Response:
         """`POST /v1/realtime/calls/{call_id}/hangup`."""
@@ -380,10 +362,7 @@ class RealtimeServer:
                 status=401,
             )
         self._check_key(key)
-        try:
-            body = await request.json() if request.can_read_body else {}
-        except json.JSONDecodeError as exc:
-            raise ProtocolError(f"The body is not valid JSON: {exc.msg}.", "invalid_json") from None
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise ProtocolError("The body must be a JSON object.", "invalid_type")
         expires = body.get("expires_after") or {}

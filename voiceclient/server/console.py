@@ -12,6 +12,10 @@ browser over WebRTC, as OpenAI's browser guide does.
 
 The event log is the server's view, on the server's clock: `client` for what the client sent, `server` for what
 the server sent, `local` for an injected fault. Audio stays out of it (its length in).
+
+What the console keeps is bounded by count and by size: the last KEPT sessions, each one's log within
+`event_log.PER_SESSION` bytes (its earliest events dropped, and counted as not kept, beyond that), and all of them
+within BUDGET bytes, dropping the oldest ended sessions first (a live one is never dropped).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import collections
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +33,20 @@ from aiohttp import web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.report.page import page_template
+from voiceclient.server.event_log import EventLog
 from voiceclient.server.session import ServerSession
 
 KEPT = 32  # sessions kept for the console (running and ended)
-LINES = 50_000  # events kept per session
+BUDGET = 8 * 1024 * 1024  # bytes of event logs kept across sessions: four whole PER_SESSION logs, or 32 demo calls
+Line = str  # one line of a log, as its JSON text
 
 
 @dataclass
 class Watched:
     session: ServerSession
     t0: float
-    lines: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=LINES))
-    subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
+    log: EventLog = field(default_factory=EventLog)
+    subscribers: set[asyncio.Queue[Line | None]] = field(default_factory=set)
     speaking: bool = False
     responses: set[str] = field(default_factory=set)
     playing: bool = False
@@ -47,11 +54,13 @@ class Watched:
     injected: list[str] = field(default_factory=list)
     ended_at: float | None = None
     recording: Path | None = None  # `serve --record-dir`: the call's stereo recording, on this log's clock
+    last: str | None = None  # the type of the last event
+    on_grown: Callable[[], None] | None = None  # the console's budget, checked as the log grows
 
     def seen(self, direction: str, event: dict[str, Any]) -> None:
-        line = {"t": round(time.monotonic() - self.t0, 4), "dir": direction, "event": event}
-        self.lines.append(line)
-        kind = event.get("type")
+        t = round(time.monotonic() - self.t0, 4)
+        text = self.log.append({"t": t, "dir": direction, "event": event})
+        kind = self.last = event.get("type")
         if kind == "input_audio_buffer.speech_started":
             self.speaking = True
         elif kind == "input_audio_buffer.speech_stopped":
@@ -66,9 +75,11 @@ class Watched:
         elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
             self.playing = False
         elif kind == "server.fault":
-            self.injected.append(f"{event.get('action')} at {line['t']:.1f} s")
+            self.injected.append(f"{event.get('action')} at {t:.1f} s")
         for queue in list(self.subscribers):
-            queue.put_nowait(line)
+            queue.put_nowait(text)
+        if self.on_grown is not None:
+            self.on_grown()
 
     def ended(self) -> None:
         self.ended_at = time.monotonic()
@@ -85,7 +96,8 @@ class Watched:
             "created_at": s.created_at,
             "ended": self.ended_at is not None,
             "seconds": round(end - self.t0, 1),
-            "events": len(self.lines),
+            "events": len(self.log),
+            "not_kept": self.log.not_kept,
             "turns": self.turns,
             "speaking": self.speaking,
             "responding": sorted(self.responses),
@@ -102,7 +114,7 @@ class Watched:
                 for f in s.faults
             ],
             "injected": self.injected,
-            "last": self.lines[-1]["event"].get("type") if self.lines else None,
+            "last": self.last,
             "recording": self.recording is not None and self.ended_at is not None,
         }
 
@@ -119,20 +131,29 @@ class Console:
         app.router.add_get("/console/sessions/{id}/conversation.wav", self.conversation)
 
     def watch(self, session: ServerSession) -> Watched:
-        watched = Watched(session, time.monotonic())
+        watched = Watched(session, time.monotonic(), on_grown=self.trim)
         session.watchers.append(watched.seen)
         self.watched[session.id] = watched
-        while len(self.watched) > KEPT:
-            oldest = next((k for k, w in self.watched.items() if w.ended_at is not None), None)
-            if oldest is None:
-                break
-            del self.watched[oldest]
+        self.trim()
         return watched
 
     def ended(self, session: ServerSession) -> None:
         watched = self.watched.get(session.id)
         if watched is not None and watched.ended_at is None:
             watched.ended()
+            session.watchers.remove(watched.seen)  # the server's history keeps the session, not its log
+
+    def size(self) -> int:
+        """Bytes of the event logs kept."""
+        return sum(w.log.size for w in self.watched.values())
+
+    def trim(self) -> None:
+        """Drop the oldest ended sessions while over KEPT sessions or BUDGET bytes."""
+        while len(self.watched) > KEPT or (len(self.watched) > 1 and self.size() > BUDGET):
+            oldest = next((k for k, w in self.watched.items() if w.ended_at is not None), None)
+            if oldest is None:
+                break
+            del self.watched[oldest]
 
     def _find(self, request: web.Request) -> Watched:
         watched = self.watched.get(request.match_info["id"])
@@ -155,18 +176,20 @@ class Console:
         watched = self._find(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        backlog = list(watched.lines)
+        queue: asyncio.Queue[Line | None] = asyncio.Queue()
+        backlog, not_kept = list(watched.log), watched.log.not_kept
         if watched.ended_at is None:
             watched.subscribers.add(queue)
         try:
+            if not_kept:
+                await response.write(f"event: not_kept\ndata: {json.dumps({'count': not_kept})}\n\n".encode())
             for line in backlog:
-                await response.write(f"data: {json.dumps(line, separators=(',', ':'))}\n\n".encode())
+                await response.write(f"data: {line}\n\n".encode())
             while watched.ended_at is None or not queue.empty():
                 live = await queue.get()
                 if live is None:
                     break
-                await response.write(f"data: {json.dumps(live, separators=(',', ':'))}\n\n".encode())
+                await response.write(f"data: {live}\n\n".encode())
             await response.write(b"event: ended\ndata: {}\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -176,7 +199,7 @@ class Console:
 
     async def event_log(self, request: web.Request) -> web.Response:
         watched = self._find(request)
-        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in watched.lines)
+        body = "".join(line + "\n" for line in watched.log)
         return web.Response(
             text=body,
             content_type="application/x-ndjson",
@@ -204,7 +227,7 @@ class Console:
         from voiceclient.report.timeline import Builder, read_recording
 
         watched = self._find(request)
-        lines = list(watched.lines)
+        lines = await asyncio.to_thread(watched.log.parsed)
         if not lines:
             raise ProtocolError("no events yet", "no_events", status=404)
         lines.append(
