@@ -91,6 +91,8 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
         (["--input", "/nonexistent.wav"], 2, "audio file not found"),
         (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
         (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
+        (["--base-url", "htp://127.0.0.1:9/v1"], 2, 'base_url: "htp://127.0.0.1:9/v1" is not an http:// or https://'),
+        (["--base-url", "127.0.0.1:9/v1"], 2, 'base_url: "127.0.0.1:9/v1" is not an http:// or https:// URL'),
         (["--reconnect", "-1"], 2, "--reconnect: -1 is not allowed"),
         (["--recycle-after", "0"], 2, "--recycle-after: 0 is not allowed"),
     ],
@@ -101,6 +103,23 @@ async def test_failures_exit_with_distinct_codes_and_one_line(args, code, messag
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voiceclient: error: ") and message in lines[0]
+
+
+async def test_a_base_url_without_v1_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A 404 from the create-call says where it posted and the usual fix; the WebSocket's handshake likewise."""
+    async with RealtimeServer(port=0) as server:
+        base = server.base_url.removesuffix("/v1")
+        for transport, request in (("webrtc", f"POST {base}/realtime/calls"), ("websocket", "GET ws://")):
+            code, _out, err = await run_cli(
+                "call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "k", "--base-url", base,
+                "--transport", transport,
+            )  # fmt: skip
+            assert code == 5, err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"voiceclient: error: {request}"), err
+            assert lines[0].endswith(f"Not Found (HTTP 404); the base URL usually ends in /v1: --base-url {base}/v1"), (
+                err
+            )
 
 
 async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> None:

@@ -71,6 +71,7 @@ class APIError(VoiceClientError):
         type: str | None = None,
         code: str | None = None,
         param: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -78,6 +79,7 @@ class APIError(VoiceClientError):
         self.type = type
         self.code = code
         self.param = param
+        self.hint = hint  # what to do about it, said after the server's words (e.g. a base URL without /v1)
 
     def __str__(self) -> str:
         bits = [
@@ -87,7 +89,8 @@ class APIError(VoiceClientError):
         ]
         head = ", ".join(b for b in bits if b)
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{self.message} ({head}){tries}" if head else self.message + tries
+        text = f"{self.message} ({head}){tries}" if head else self.message + tries
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class AuthenticationError(APIError):
