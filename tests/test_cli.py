@@ -122,6 +122,31 @@ async def test_a_base_url_without_v1_is_named_with_the_fix(tmp_path: Path) -> No
             )
 
 
+async def test_no_api_key_says_how_to_give_one_before_any_request() -> None:
+    code, _out, err = await run_cli(
+        "call", "--input", str(FIXTURES / "hello.wav"), "--base-url", "http://127.0.0.1:9/v1"
+    )
+    assert code == 3, err
+    assert err.strip() == (
+        "voiceclient: error: no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
+    )
+
+
+async def test_serve_prints_a_try_line_with_the_key_it_requires() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--api-key", "sk-mine",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(2)]
+        assert "try: voiceclient call --base-url http://127.0.0.1:" in lines[1]
+        assert "--api-key sk-mine --input IN.wav" in lines[1], lines
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
 async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> None:
     """A server whose 201 carries an SDP answer without our media sections (seen from misbehaving proxies)."""
     from aiohttp import web

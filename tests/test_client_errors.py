@@ -1,4 +1,4 @@
-"""What a user's first mistakes print (issue 29): a base URL without /v1, a malformed one. Real HTTP
+"""What a user's first mistakes print (issue 29): a base URL without /v1, a malformed one, no API key. Real HTTP
 against the embedded server on 127.0.0.1 (no peer connection: the unit lane). The exit codes, as a user sees
 them, are in tests/test_cli.py."""
 
@@ -13,7 +13,7 @@ from voiceclient.app.cli import build_parser, call_setup
 from voiceclient.client.calls_api import CallsAPI
 from voiceclient.client.settings import base_url_hint
 from voiceclient.client.websocket import WebSocketTransport
-from voiceclient.errors import ConfigError, NotFoundError
+from voiceclient.errors import AuthenticationError, ConfigError, InvalidOfferError, NotFoundError
 from voiceclient.server import RealtimeServer
 
 pytestmark = pytest.mark.timeout(20)
@@ -79,3 +79,32 @@ async def test_a_request_that_cannot_be_sent_is_not_retried(caplog: pytest.LogCa
                 await api.create_call(SDP)
     assert "sk-secret" not in str(err.value)
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+
+
+def test_the_command_line_says_how_to_give_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    args = build_parser().parse_args(["call", "--input", "in.wav", "--base-url", "http://127.0.0.1:9/v1"])
+    with pytest.raises(AuthenticationError) as err:
+        call_setup(args)
+    assert str(err.value) == "no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
+    assert err.value.exit_code == 3
+
+
+async def test_the_library_without_a_key_names_the_variable_before_any_request() -> None:
+    async with RealtimeServer(port=0) as server:
+        keyless = ClientSettings(base_url=server.base_url)
+        async with CallsAPI(keyless) as api:
+            with pytest.raises(AuthenticationError) as over_http:
+                await api.create_call(SDP)
+        with pytest.raises(AuthenticationError) as over_websocket:
+            await WebSocketTransport(keyless.model_copy(update={"transport": "websocket"})).open(
+                SessionConfig(), ignore, ignore, ignore
+            )
+        expected = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
+        assert str(over_http.value) == str(over_websocket.value) == expected
+        # A key in `headers` (Azure's api-key, the Agents SDK's Authorization) is a key: the request is made (and
+        # the server, past its key check, refuses this test's bare SDP).
+        with_header = ClientSettings(base_url=server.base_url, headers={"Authorization": "Bearer sk-h"})
+        async with CallsAPI(with_header) as api:
+            with pytest.raises(InvalidOfferError):
+                await api.create_call(SDP)

@@ -108,11 +108,7 @@ class CallsAPI:
         return self.settings.base_url.rstrip("/") + path
 
     def _headers(self, accept: str) -> dict[str, str]:
-        headers = {"Accept": accept}
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        headers.update(self.settings.headers)
-        return headers
+        return {"Accept": accept, **self.settings.request_headers()}
 
     async def _post(self, path: str, **kw: Any) -> httpx.Response:
         """POST with the SDK's retries; returns the last response (the caller maps an error status)."""

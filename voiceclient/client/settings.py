@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from voiceclient.errors import ConfigError
+from voiceclient.errors import AuthenticationError, ConfigError
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol.validation import deep_merge, read_object_file, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TransportName = Literal["auto", "webrtc", "websocket"]
+NO_KEY = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
+CREDENTIAL_HEADERS = ("authorization", "api-key")  # a key carried in `headers` instead (Azure's api-key, the SDK's)
 
 
 class ClientSettings(BaseModel):
@@ -53,6 +55,20 @@ class ClientSettings(BaseModel):
                 {"value": json.dumps(value), "example": DEFAULT_BASE_URL},
             )
         return value
+
+    @property
+    def has_credential(self) -> bool:
+        """Whether requests carry a key: `api_key`, or an `Authorization` or `api-key` among the `headers`."""
+        return bool(self.api_key) or any(k.lower() in CREDENTIAL_HEADERS for k in self.headers)
+
+    def request_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <api_key>`, then `headers`; AuthenticationError (naming OPENAI_API_KEY) when no
+        key is configured at all, before any request is made."""
+        if not self.has_credential:
+            raise AuthenticationError(NO_KEY)
+        out = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        out.update(self.headers)
+        return out
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":

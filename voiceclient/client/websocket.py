@@ -181,8 +181,7 @@ class WebSocketTransport(Transport):
 
         self._on_local = on_local
         url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
-        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
-        headers.update(self.settings.headers)
+        headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
         deadline = self.settings.connect_timeout
         try:  # a ping after 2/3 of `liveness` without a message, a pong within its half: silent for `liveness`
