@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from voiceclient.server import RealtimeServer
+from voiceclient.server.faults import FaultPlan, FaultSpec
 from voiceclient.server.responders import ScenarioResponder
 
 from .conftest import FIXTURES, read_events, read_wav
@@ -130,6 +131,26 @@ async def test_no_api_key_says_how_to_give_one_before_any_request() -> None:
     assert err.strip() == (
         "voiceclient: error: no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
     )
+
+
+async def test_when_neither_webrtc_nor_the_websocket_connects_both_reasons_are_given() -> None:
+    """auto: ICE gets no answer (UDP dropped), then the WebSocket is refused: one line with both reasons, and the
+    exit code of a connection failure, not the WebSocket's HTTP status alone."""
+    faults = FaultPlan(
+        [FaultSpec(action="unreachable", call=1), FaultSpec(action="http_status", status=503, call=2, times=5)]
+    )
+    async with RealtimeServer(port=0, faults=faults) as server:
+        code, _out, err = await run_cli(
+            "call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "k", "--base-url", server.base_url
+        )
+    assert code == 4, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        "voiceclient: error: could not connect: WebRTC: the WebRTC connection did not come up within 3 s"
+    ), err
+    assert f"; WebSocket fallback: GET {server.websocket_url}/realtime?model=gpt-realtime: " in lines[0], err
+    assert lines[0].endswith("(HTTP 503)"), err
 
 
 async def test_serve_prints_a_try_line_with_the_key_it_requires() -> None:
