@@ -11,7 +11,7 @@
     │   ├── RateLimitError                429: quota or rate limit (.retry_after)     transient
     │   ├── InvalidOfferError(ValueError) 400 invalid_offer: the SDP was refused
     │   ├── InvalidSessionError(ValueError) 400 on the session object (.param names the field)
-    │   ├── NotFoundError                 404: unknown call id
+    │   ├── NotFoundError                 404: unknown call id, or a base URL without /v1
     │   └── ServerError                   5xx                                         transient
     ├── APIConnectionError(ConnectionError) the API could not be reached              exit 4, transient
     │   ├── APITimeoutError(TimeoutError) it did not answer in time                   exit 4, transient
@@ -153,7 +153,8 @@ class CallError(VoiceClientError):
 
 
 class ConnectionLostError(CallError, ConnectionError):
-    """The connection carrying the call was lost and could not be replaced (exit code 4)."""
+    """The connection carrying the call was lost and could not be replaced, or none could be made (`auto`: neither
+    WebRTC nor the WebSocket; the message gives both reasons) (exit code 4)."""
 
     transient = True
     exit_code = 4
