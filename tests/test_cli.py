@@ -16,6 +16,7 @@ from voiceclient import ClientSettings, VoiceCall, WavSource
 from voiceclient.client.options import Recording
 from voiceclient.errors import ConnectionLostError
 from voiceclient.server import RealtimeServer
+from voiceclient.server.faults import FaultPlan, FaultSpec
 from voiceclient.server.responders import ScenarioResponder
 
 from .conftest import FIXTURES, read_events, read_wav
@@ -99,6 +100,8 @@ async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
         (["--input", "/nonexistent.wav"], 2, "audio file not found"),
         (["--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], 4, "POST http://127.0.0.1:9/v1/realtime/calls"),
         (["--max-retries", "-1"], 2, "max_retries: -1 is not allowed"),
+        (["--base-url", "htp://127.0.0.1:9/v1"], 2, 'base_url: "htp://127.0.0.1:9/v1" is not an http:// or https://'),
+        (["--base-url", "127.0.0.1:9/v1"], 2, 'base_url: "127.0.0.1:9/v1" is not an http:// or https:// URL'),
         (["--reconnect", "-1"], 2, "--reconnect: -1 is not allowed"),
         (["--recycle-after", "0"], 2, "--recycle-after: 0 is not allowed"),
     ],
@@ -109,6 +112,68 @@ async def test_failures_exit_with_distinct_codes_and_one_line(args, code, messag
     assert got == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voiceclient: error: ") and message in lines[0]
+
+
+async def test_a_base_url_without_v1_is_named_with_the_fix(tmp_path: Path) -> None:
+    """A 404 from the create-call says where it posted and the usual fix; the WebSocket's handshake likewise."""
+    async with RealtimeServer(port=0) as server:
+        base = server.base_url.removesuffix("/v1")
+        for transport, request in (("webrtc", f"POST {base}/realtime/calls"), ("websocket", "GET ws://")):
+            code, _out, err = await run_cli(
+                "call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "k", "--base-url", base,
+                "--transport", transport,
+            )  # fmt: skip
+            assert code == 5, err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"voiceclient: error: {request}"), err
+            assert lines[0].endswith(f"Not Found (HTTP 404); the base URL usually ends in /v1: --base-url {base}/v1"), (
+                err
+            )
+
+
+async def test_no_api_key_says_how_to_give_one_before_any_request() -> None:
+    code, _out, err = await run_cli(
+        "call", "--input", str(FIXTURES / "hello.wav"), "--base-url", "http://127.0.0.1:9/v1"
+    )
+    assert code == 3, err
+    assert err.strip() == (
+        "voiceclient: error: no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
+    )
+
+
+async def test_when_neither_webrtc_nor_the_websocket_connects_both_reasons_are_given() -> None:
+    """auto: ICE gets no answer (UDP dropped), then the WebSocket is refused: one line with both reasons, and the
+    exit code of a connection failure, not the WebSocket's HTTP status alone."""
+    faults = FaultPlan(
+        [FaultSpec(action="unreachable", call=1), FaultSpec(action="http_status", status=503, call=2, times=5)]
+    )
+    async with RealtimeServer(port=0, faults=faults) as server:
+        code, _out, err = await run_cli(
+            "call", "--input", str(FIXTURES / "hello.wav"), "--api-key", "k", "--base-url", server.base_url
+        )
+    assert code == 4, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(
+        "voiceclient: error: could not connect: WebRTC: the WebRTC connection did not come up within 3 s"
+    ), err
+    assert f"; WebSocket fallback: GET {server.websocket_url}/realtime?model=gpt-realtime: " in lines[0], err
+    assert lines[0].endswith("(HTTP 503)"), err
+
+
+async def test_serve_prints_a_try_line_with_the_key_it_requires() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--api-key", "sk-mine",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(2)]
+        assert "try: voiceclient call --base-url http://127.0.0.1:" in lines[1]
+        assert "--api-key sk-mine --input IN.wav" in lines[1], lines
+    finally:
+        proc.kill()
+        await proc.wait()
 
 
 async def test_an_answer_that_does_not_fit_the_offer_exits_4_with_one_line() -> None:

@@ -11,7 +11,7 @@
     │   ├── RateLimitError                429: quota or rate limit (.retry_after)     transient
     │   ├── InvalidOfferError(ValueError) 400 invalid_offer: the SDP was refused
     │   ├── InvalidSessionError(ValueError) 400 on the session object (.param names the field)
-    │   ├── NotFoundError                 404: unknown call id
+    │   ├── NotFoundError                 404: unknown call id, or a base URL without /v1
     │   └── ServerError                   5xx                                         transient
     ├── APIConnectionError(ConnectionError) the API could not be reached              exit 4, transient
     │   ├── APITimeoutError(TimeoutError) it did not answer in time                   exit 4, transient
@@ -71,6 +71,7 @@ class APIError(VoiceClientError):
         type: str | None = None,
         code: str | None = None,
         param: str | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -78,6 +79,7 @@ class APIError(VoiceClientError):
         self.type = type
         self.code = code
         self.param = param
+        self.hint = hint  # what to do about it, said after the server's words (e.g. a base URL without /v1)
 
     def __str__(self) -> str:
         bits = [
@@ -87,7 +89,8 @@ class APIError(VoiceClientError):
         ]
         head = ", ".join(b for b in bits if b)
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{self.message} ({head}){tries}" if head else self.message + tries
+        text = f"{self.message} ({head}){tries}" if head else self.message + tries
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class AuthenticationError(APIError):
@@ -150,7 +153,8 @@ class CallError(VoiceClientError):
 
 
 class ConnectionLostError(CallError, ConnectionError):
-    """The connection carrying the call was lost and could not be replaced (exit code 4)."""
+    """The connection carrying the call was lost and could not be replaced, or none could be made (`auto`: neither
+    WebRTC nor the WebSocket; the message gives both reasons) (exit code 4)."""
 
     transient = True
     exit_code = 4

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -23,12 +24,14 @@ from voiceclient.app.pipes import ReaderGoneSafe
 from voiceclient.app.stopping import Stopped, run_command
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.settings import ClientSettings, build_session, load_config_file
-from voiceclient.errors import ConfigError, VoiceClientError
+from voiceclient.errors import AuthenticationError, ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
     from voiceclient.protocol.session import SessionConfig
     from voiceclient.tools.approvals import Approver
     from voiceclient.tools.registry import Tool
+
+NO_KEY = "no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
 
 
 def _session_flags(p: argparse.ArgumentParser) -> None:
@@ -323,6 +326,8 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
         connect_timeout=args.connect_timeout,
         transport=args.transport,
     )
+    if not settings.has_credential:  # said before anything is sent, in the command line's words
+        raise AuthenticationError(NO_KEY)
     session = build_session(
         args.session,
         base=config.get("session"),
@@ -469,7 +474,8 @@ async def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
-    print(f"  try: voiceclient call --base-url {server.base_url} --api-key sk-local --input IN.wav", flush=True)
+    key = shlex.quote(args.api_key or "sk-local")  # any key will do, unless --api-key names the one
+    print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
     print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
     print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
     if speech is not None:

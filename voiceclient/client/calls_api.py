@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 
 from voiceclient.client.retry import RetryPolicy, retry_after
-from voiceclient.client.settings import ClientSettings
+from voiceclient.client.settings import ClientSettings, base_url_hint
 from voiceclient.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
+    ConfigError,
     InvalidAnswerError,
     InvalidOfferError,
     InvalidSessionError,
@@ -32,6 +33,8 @@ from voiceclient.errors import (
 from voiceclient.protocol.session import SessionConfig
 
 log = logging.getLogger(__name__)
+# What no retry can mend: the request cannot even be written (a URL httpx cannot send to, a header it refuses).
+NOT_TRANSIENT = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,7 @@ class CallsAPI:
         return self.settings.base_url.rstrip("/") + path
 
     def _headers(self, accept: str) -> dict[str, str]:
-        headers = {"Accept": accept}
-        if self.settings.api_key:
-            headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        headers.update(self.settings.headers)
-        return headers
+        return {"Accept": accept, **self.settings.request_headers()}
 
     async def _post(self, path: str, *, retry: bool = True, **kw: Any) -> httpx.Response:
         """POST with the SDK's retries (one attempt if not `retry`); returns the last response (the caller maps an
@@ -121,6 +120,12 @@ class CallsAPI:
             resp: httpx.Response | None = None
             try:
                 resp = await self._client.post(url, **kw)
+            except httpx.LocalProtocolError:  # its words quote the header, which may be the key: not shown
+                raise ConfigError(
+                    f"POST {url}: a request header is not valid HTTP (a line break in the API key or a header?)"
+                ) from None
+            except NOT_TRANSIENT as exc:
+                raise ConfigError(f"POST {url}: {exc}") from None
             except httpx.TimeoutException:
                 failure = APITimeoutError(f"POST {url}: no answer within {self.settings.http_timeout:g} s")
             except httpx.HTTPError as exc:
@@ -154,7 +159,11 @@ class CallsAPI:
                 files["session"] = (None, json.dumps(session.to_wire()).encode(), "application/json")
             resp = await self._post("/realtime/calls", files=files, headers=headers)
         if resp.status_code not in (200, 201):
-            raise error_from_response(resp).after(
+            error = error_from_response(resp)
+            if isinstance(error, NotFoundError):  # no such endpoint here: say where we looked, and the usual cause
+                error.message = f"POST {self._url('/realtime/calls')}: {error.message}"
+                error.hint = base_url_hint(self.settings.base_url)
+            raise error.after(
                 self.retry.max_retries + 1 if self.retry.should_retry(resp.status_code, resp.headers) else 1
             )
         answer = resp.text

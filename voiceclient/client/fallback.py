@@ -12,11 +12,16 @@ from voiceclient.audio.sources import AudioSource
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
 from voiceclient.client.websocket import WebSocketTransport
-from voiceclient.errors import ConnectionLostError
+from voiceclient.errors import ConnectionLostError, VoiceClientError
 from voiceclient.protocol.session import SessionConfig
 
 log = logging.getLogger(__name__)
 WEBRTC_DEADLINE = 3.0  # seconds for ICE to connect before the WebSocket is tried
+
+
+def first_sentence(text: str) -> str:
+    """The reason without its advice (WebRTC's says to try the WebSocket, which was just tried)."""
+    return text.split(". ", 1)[0]
 
 
 class AutoTransport(Transport):
@@ -51,7 +56,12 @@ class AutoTransport(Transport):
             self.fallback = str(exc)
             log.info("WebRTC did not come up (%s); trying the WebSocket", exc)
             chosen: Transport = WebSocketTransport(self.settings, self.liveness)
-            await chosen.open(session, on_message, on_audio, on_sent, on_local)  # (it cleans up if it fails)
+            try:
+                await chosen.open(session, on_message, on_audio, on_sent, on_local)  # (it cleans up if it fails)
+            except VoiceClientError as ws:  # neither way in: a connection failure, with both reasons
+                raise ConnectionLostError(
+                    f"could not connect: WebRTC: {first_sentence(str(exc))}; WebSocket fallback: {ws}"
+                ) from ws
         except BaseException:
             await webrtc.close()  # refused, unreachable, cancelled: nothing of it stays open
             raise

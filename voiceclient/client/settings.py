@@ -6,15 +6,19 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from voiceclient.errors import ConfigError
+from voiceclient.errors import AuthenticationError, ConfigError
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.protocol.validation import deep_merge, read_object_file, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TransportName = Literal["auto", "webrtc", "websocket"]
+NO_KEY = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
+CREDENTIAL_HEADERS = ("authorization", "api-key")  # a key carried in `headers` instead (Azure's api-key, the SDK's)
 
 
 class ClientSettings(BaseModel):
@@ -35,6 +39,37 @@ class ClientSettings(BaseModel):
     # Azure's `api-key`, or an `Authorization` of your own (the Agents SDK's `headers` model option).
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """A malformed base URL is a configuration error at once, not a request retried three times."""
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            ok = False
+        if not ok:
+            raise PydanticCustomError(
+                "explained",
+                "{value} is not an http:// or https:// URL with a host, e.g. {example}",
+                {"value": json.dumps(value), "example": DEFAULT_BASE_URL},
+            )
+        return value
+
+    @property
+    def has_credential(self) -> bool:
+        """Whether requests carry a key: `api_key`, or an `Authorization` or `api-key` among the `headers`."""
+        return bool(self.api_key) or any(k.lower() in CREDENTIAL_HEADERS for k in self.headers)
+
+    def request_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <api_key>`, then `headers`; AuthenticationError (naming OPENAI_API_KEY) when no
+        key is configured at all, before any request is made."""
+        if not self.has_credential:
+            raise AuthenticationError(NO_KEY)
+        out = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        out.update(self.headers)
+        return out
+
     @classmethod
     def from_env(cls, **overrides: Any) -> "ClientSettings":
         """Settings from `OPENAI_BASE_URL` and `OPENAI_API_KEY` (when set), then the `overrides` that are not None."""
@@ -45,6 +80,14 @@ class ClientSettings(BaseModel):
             values["api_key"] = os.environ["OPENAI_API_KEY"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return validate(cls, values, prefix="")
+
+
+def base_url_hint(base_url: str) -> str | None:
+    """What to suggest after a 404 from a base URL that does not end in `/v1` (the usual mistake), else None."""
+    base = base_url.rstrip("/")
+    if base.endswith("/v1"):
+        return None
+    return f"the base URL usually ends in /v1: --base-url {base}/v1"
 
 
 def load_session_file(path: str | Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,11 +33,12 @@ from voiceclient.audio.format import API_RATE, FRAME_MS, RTP_FRAME, RTP_RATE, sa
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.audio.wire import LAWS
-from voiceclient.client.settings import ClientSettings
+from voiceclient.client.settings import ClientSettings, base_url_hint
 from voiceclient.client.transport import FrameTap, MessageTap, Transport
 from voiceclient.errors import (
     APIConnectionError,
     AuthenticationError,
+    ConfigError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -179,8 +181,7 @@ class WebSocketTransport(Transport):
 
         self._on_local = on_local
         url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
-        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
-        headers.update(self.settings.headers)
+        headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
         deadline = self.settings.connect_timeout
         try:  # a ping after 2/3 of `liveness` without a message, a pong within its half: silent for `liveness`
@@ -195,6 +196,8 @@ class WebSocketTransport(Transport):
                 )
         except aiohttp.WSServerHandshakeError as exc:
             raise self._refused(url, exc.status, exc.message) from None
+        except aiohttp.InvalidURL as exc:  # no retry mends a URL that cannot be asked for
+            raise ConfigError(f"GET {url}: not a URL the WebSocket can open ({exc})") from None
         except TimeoutError:
             raise APIConnectionError(f"GET {url}: the server did not answer within {deadline:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
@@ -233,18 +236,22 @@ class WebSocketTransport(Transport):
         self._take(message.data)
         on_message(message.data)
 
-    @staticmethod
-    def _refused(url: str, status: int, message: str) -> VoiceClientError:
-        text = f"GET {url}: HTTP {status} {message}".strip()
+    def _refused(self, url: str, status: int, message: str) -> VoiceClientError:
+        if message in ("", "Invalid response status"):  # aiohttp's words for any refusal: the status's are clearer
+            try:
+                message = HTTPStatus(status).phrase
+            except ValueError:
+                message = ""
+        text = f"GET {url}: {message}".strip()
         if status in (401, 403):
             return AuthenticationError(text, status=status)
         if status == 404:
-            return NotFoundError(text, status=status)
+            return NotFoundError(text, status=status, hint=base_url_hint(self.settings.base_url))
         if status == 429:
             return RateLimitError(text, status=status)
         if status >= 500:
             return ServerError(text, status=status)
-        return APIConnectionError(text)
+        return APIConnectionError(f"{text} (HTTP {status})")
 
     # ------------------------------------------------------------------------------------------ receiving
     async def _receive(self, on_message: MessageTap) -> None:
