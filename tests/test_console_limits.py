@@ -20,7 +20,8 @@ async def abusive_session(server: RealtimeServer, items: int, size: int, long: i
     """A WebSocket session that adds `items` text items of `size` characters (and one of `long`); its id."""
     url = f"{server.websocket_url}/realtime?model=gpt-realtime"
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(url, headers={"Authorization": "Bearer sk-test"}) as ws:
+        # (no limit on what the client reads: the server echoes each item back, whatever its size)
+        async with http.ws_connect(url, headers={"Authorization": "Bearer sk-test"}, max_msg_size=0) as ws:
             created = await ws.receive_json()
             texts = ["x" * size] * items + (["y" * long] if long else [])
             for text in texts:

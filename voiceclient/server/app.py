@@ -47,6 +47,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
 CLOSE_SECONDS = 3.0  # each call's close when the server stops; a peer that is gone must not hold the rest
 WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
+# What `history` keeps of ended sessions, newest first (creation order): at most HISTORY_KEPT of them, and within
+# HISTORY_BUDGET bytes (`ServerSession.retained_size()`), except that the newest ended one is always kept whole.
+# Older ones over it are dropped whole, not gutted: a session in `history` has its whole conversation, as a test
+# reading `history[-1].conversation` expects. Live sessions are not counted and never dropped. Measured: the demo's
+# call keeps 0.66 MB over WebRTC (0.46 MB over the WebSocket), nearly all of it its turns' audio; a minute of the
+# user's speech is 2.9 MB (24 kHz), a minute of answers 5.8 MB over WebRTC (48 kHz), so a 10-minute call, half
+# each, about 43 MB. 64 MiB keeps such a call whole, or the last 32 demo calls (the count binds first).
+HISTORY_KEPT = 32
+HISTORY_BUDGET = 64 * 1024 * 1024
 # The request headers OpenAI's own SDKs send from a browser, and no more: the real service checks them against a
 # fixed list (a third-party `originator` header was refused there), so a page that works here works there.
 SDK_REQUEST_HEADERS = (
@@ -130,7 +139,7 @@ class RealtimeServer:
         self.calls: dict[str, ServerCall] = {}  # live WebRTC calls
         self.sessions: dict[str, WebSocketSession] = {}  # live WebSocket sessions
         # recent calls and sessions, for inspection
-        self.history: collections.deque[ServerSession] = collections.deque(maxlen=32)
+        self.history: collections.deque[ServerSession] = collections.deque(maxlen=HISTORY_KEPT)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
         self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
@@ -457,3 +466,29 @@ class RealtimeServer:
             log.info("call %s ended", call.id)
         elif self.sessions.pop(call.id, None) is not None:
             log.info("websocket session %s ended", call.id)
+        self._trim_history()
+
+    def history_size(self) -> int:
+        """About the bytes the ended sessions in `history` hold (each one's `retained_bytes`)."""
+        return sum(s.retained_bytes for s in self.history if s.closed.is_set())
+
+    def _trim_history(self) -> None:
+        """Keep the newest ended sessions within HISTORY_BUDGET (the newest always), dropping the older ones."""
+        total, newest, dropped = 0, True, []
+        for session in reversed(self.history):
+            if not session.closed.is_set():
+                continue
+            total += session.retained_bytes
+            if total > HISTORY_BUDGET and not newest:
+                dropped.append(session)
+            newest = False
+        for session in dropped:
+            self.history.remove(session)
+        if dropped:
+            log.info(
+                "history: %d ended session(s) dropped, %d kept (%.1f MB; the budget is %d MiB)",
+                len(dropped),
+                len(self.history),
+                self.history_size() / 1e6,
+                HISTORY_BUDGET // (1024 * 1024),
+            )

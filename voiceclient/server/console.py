@@ -34,6 +34,7 @@ from aiohttp import web
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.report.page import page_template
 from voiceclient.server.event_log import EventLog
+from voiceclient.server.faults import FaultSpec
 from voiceclient.server.session import ServerSession
 
 KEPT = 32  # sessions kept for the console (running and ended)
@@ -43,7 +44,13 @@ Line = str  # one line of a log, as its JSON text
 
 @dataclass
 class Watched:
-    session: ServerSession
+    """One session as the console shows it. It holds what its summary needs, not the session: an ended session's
+    conversation and audio are the server's `history`'s to keep or let go (`app.HISTORY_BUDGET`)."""
+
+    id: str
+    transport: str
+    created_at: float
+    faults: list[FaultSpec]
     t0: float
     log: EventLog = field(default_factory=EventLog)
     subscribers: set[asyncio.Queue[Line | None]] = field(default_factory=set)
@@ -88,12 +95,11 @@ class Watched:
             queue.put_nowait(None)
 
     def summary(self) -> dict[str, Any]:
-        s = self.session
         end = self.ended_at if self.ended_at is not None else time.monotonic()
         return {
-            "id": s.id,
-            "transport": s.transport,
-            "created_at": s.created_at,
+            "id": self.id,
+            "transport": self.transport,
+            "created_at": self.created_at,
             "ended": self.ended_at is not None,
             "seconds": round(end - self.t0, 1),
             "events": len(self.log),
@@ -111,7 +117,7 @@ class Watched:
                     if f.after_turns
                     else ""
                 )
-                for f in s.faults
+                for f in self.faults
             ],
             "injected": self.injected,
             "last": self.last,
@@ -131,7 +137,14 @@ class Console:
         app.router.add_get("/console/sessions/{id}/conversation.wav", self.conversation)
 
     def watch(self, session: ServerSession) -> Watched:
-        watched = Watched(session, time.monotonic(), on_grown=self.trim)
+        watched = Watched(
+            session.id,
+            session.transport,
+            session.created_at,
+            list(session.faults),
+            time.monotonic(),
+            on_grown=self.trim,
+        )
         session.watchers.append(watched.seen)
         self.watched[session.id] = watched
         self.trim()
@@ -141,7 +154,7 @@ class Console:
         watched = self.watched.get(session.id)
         if watched is not None and watched.ended_at is None:
             watched.ended()
-            session.watchers.remove(watched.seen)  # the server's history keeps the session, not its log
+            session.watchers.remove(watched.seen)  # an ended session holds no log (nor a log its session)
 
     def size(self) -> int:
         """Bytes of the event logs kept."""
@@ -203,7 +216,7 @@ class Console:
         return web.Response(
             text=body,
             content_type="application/x-ndjson",
-            headers={"Content-Disposition": f'inline; filename="{watched.session.id}.events.jsonl"'},
+            headers={"Content-Disposition": f'inline; filename="{watched.id}.events.jsonl"'},
         )
 
     def _recording(self, watched: Watched) -> Path | None:
@@ -234,13 +247,11 @@ class Console:
             {
                 "t": lines[-1]["t"],
                 "dir": "local",
-                "event": {"type": "conversation.history", "call_id": watched.session.id},
+                "event": {"type": "conversation.history", "call_id": watched.id},
             }
         )
         path = self._recording(watched)
         timeline = await asyncio.to_thread(
             lambda: Builder(lines, read_recording(path) if path is not None else None).build()
         )
-        return web.Response(
-            text=render(timeline, f"{watched.session.id} (the server's view)"), content_type="text/html"
-        )
+        return web.Response(text=render(timeline, f"{watched.id} (the server's view)"), content_type="text/html")

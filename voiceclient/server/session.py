@@ -44,6 +44,7 @@ from voiceclient.server.vad import VadEvent
 from voiceclient.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
+WORD_TIMING_BYTES = 140  # what Python spends on one word's entry in `Conversation.word_starts`, besides its text
 
 
 def session_expired(max_seconds: float) -> ProtocolError:
@@ -116,6 +117,7 @@ class ServerSession:
         # the client sent, "server" for what it was sent, "local" for the server's own (an injected fault).
         self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
         self.closed = asyncio.Event()
+        self.retained_bytes = 0  # once ended: about what the session still holds (`retained_size()`)
         self._closing = False
         loop = asyncio.get_running_loop()
         self._timers = [loop.call_later(max_seconds, self._post, "expire", None)]
@@ -395,6 +397,19 @@ class ServerSession:
         self.send({"type": "conversation.item.retrieved", "item": out})
 
     # ------------------------------------------------------------------------------------------ teardown
+    def retained_size(self) -> int:
+        """About the bytes this session holds, for the server's budget of ended sessions (`app.HISTORY_BUDGET`):
+        the parts that grow with what a client sends. The conversation's items as JSON (a typed item's text), their
+        audio (user turns, the answers), the word timings of the answers, the session (instructions, tools), and the
+        input audio not committed (none once ended). What is left out is a few kB whatever the client did."""
+        conversation = self.conversation
+        size = len(json.dumps(conversation.items, separators=(",", ":"), default=str))
+        size += sum(audio.pcm.nbytes for audio in conversation.audio.values())
+        size += sum(WORD_TIMING_BYTES + len(word) for words in conversation.word_starts.values() for _, word in words)
+        size += len(json.dumps(self.session, separators=(",", ":"), default=str))
+        size += sum(chunk.nbytes for chunk in self.turns.buffer)
+        return size
+
     async def close(self, reason: ProtocolError | None = None) -> None:
         """End the session: cancel the response, stop the media, close the connection and the sidebands.
         `reason`, when the server ends it (shutting down), is sent first as an `error` event, and a response cut
@@ -414,6 +429,8 @@ class ServerSession:
         await self._close_transport()
         for listener in list(self.listeners):
             listener.close()
+        self.turns.release()
+        self.retained_bytes = self.retained_size()
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed(self)

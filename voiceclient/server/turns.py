@@ -288,3 +288,10 @@ class TurnHandler:
 
     def close(self) -> None:
         self.cancel_idle_timer()
+
+    def release(self) -> None:
+        """The session has ended: the input audio never committed goes (up to MANUAL_BUFFER_MS of it, 43 MB
+        without turn detection; no item has it); the committed turns stay in the conversation."""
+        self.buffer.clear()
+        self.buffered = 0
+        self.speculative = None
