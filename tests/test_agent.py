@@ -237,7 +237,8 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
     [
         ("raises", "get weather failed: LookupError: no weather for Paris.", {"failed", "weather", "paris"}),
         ({}, "get weather returned nothing.", {"weather", "nothing"}),
-        ({"city": "Paris"}, "get weather returned city: Paris.", {"returned", "city", "paris"}),
+        # whisper tiny hears "returned" as "return" now and then: the spoken check keeps to the words it never misses
+        ({"city": "Paris"}, "get weather returned city: Paris.", {"weather", "city", "paris"}),
     ],
 )
 async def test_an_answer_the_tool_cannot_fill_says_what_the_tool_returned(
