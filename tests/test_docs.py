@@ -223,28 +223,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def as_script(body: str, port: int) -> str:
+def as_script(body: str) -> str:
     """A block of commands as a bash script, as a reader would type them: `voiceclient serve` in the background
-    (on a free port instead of 8000), each next command once the server says where it listens; the servers stopped
-    at the end."""
+    on a port it picks itself (`--port 0`: a free port found beforehand could be taken meanwhile by a test running
+    beside it), each next command once the server says where it listens, with that port for 8000; the servers
+    stopped at the end."""
     script = [
         "set -euo pipefail",
         "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
-        'ready() { for _ in $(seq 600); do grep -q \'http://\' "$1" && return 0; sleep 0.1; done; cat "$1"; exit 1; }',
+        "ready() { for _ in $(seq 600); do grep -q 'http://' \"$1\" && break; sleep 0.1; done",
+        "  PORT=$(grep -o -m1 'http://127.0.0.1:[0-9]*' \"$1\" | cut -d: -f3 || true)",
+        '  [ -n "$PORT" ] || { cat "$1"; exit 1; }; }',
     ]
     servers = 0
     for line in body.replace("\\\n", " ").split("\n"):
-        line = line.split("  #")[0].strip().replace("8000", str(port))
+        line = line.split("  #")[0].strip()
         if not line:
             continue
         if line.startswith("voiceclient serve"):
             servers += 1
-            line = line.removesuffix("&").strip()
+            line = line.removesuffix("&").strip().replace("--port 8000", "--port 0")
             if "--port" not in line:
-                line += f" --port {port}"
+                line += " --port 0"
             script += [f"{line} >serve{servers}.log 2>&1 &", f"ready serve{servers}.log"]
         else:
-            script.append(line)
+            script.append(line.replace("8000", "$PORT"))
     return "\n".join(script) + "\n"
 
 
@@ -260,7 +263,7 @@ def test_a_block_of_commands_runs(where: str, directive: str, body: str, tmp_pat
         (tmp_path / name).symlink_to(ROOT / name)
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     shutil.copy(ASSETS / "demo_user.wav", tmp_path / "question.wav")
-    (tmp_path / "block.sh").write_text(as_script(body, free_port()), encoding="utf-8")
+    (tmp_path / "block.sh").write_text(as_script(body), encoding="utf-8")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "block.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     logs = "".join(p.read_text() for p in sorted(tmp_path.glob("serve*.log")))
