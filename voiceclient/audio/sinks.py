@@ -6,6 +6,7 @@ not stretch the recording and a pause of the sender becomes silence of the same 
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from pathlib import Path
@@ -108,7 +109,7 @@ class TimelineLane:
         if not held:
             return np.zeros(0, np.int16)
         first = [held[0]]
-        for prev, frame in zip(held, held[1:]):
+        for prev, frame in itertools.pairwise(held):
             if frame[1] < prev[1] or frame[1] - prev[1] > self.MAX_GAP:
                 break
             first.append(frame)
