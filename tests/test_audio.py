@@ -147,3 +147,27 @@ async def test_recorder_survives_cancellation_mid_write(tmp_path) -> None:
     rec.close(time.monotonic())
     data, _rate, ch = read_wav(tmp_path / "c.wav")
     assert ch == 2 and data.shape[0] > 0
+
+
+def test_a_lagging_event_loop_moves_neither_the_recording_nor_the_meter(tmp_path) -> None:
+    """Frames are stamped when the loop gets to them: late by its lag, never early. The first frames of a call
+    (stamped 80 ms late here) and the answer's first frame (250 ms late) must not move the recording's lanes or
+    the meter's turn latency: both place frames by pts on the earliest-stamped frame."""
+    from voiceclient.client.recording import TurnMeter
+
+    t0 = 100.0
+    rec = ConversationRecorder(tmp_path / "c.wav", t0)
+    meter = TurnMeter()
+    loud, quiet = np.full(960, 8000, np.int16), np.zeros(960, np.int16)
+    for i in range(150):  # 3 s: the user speaks 0.5-1.5 s, the answer starts at 2.0 s
+        lag_in = 0.08 if i < 5 else 0.25 if i == 100 else 0.0  # the answer's first frame is stamped late
+        sent, received = (loud if 25 <= i < 75 else quiet), (loud if i >= 100 else quiet)
+        rec.sent(sent, i * 960, t0 + (i + 1) * 0.02 + (0.08 if i < 5 else 0.0))
+        meter.sent(sent, i * 960, t0 + (i + 1) * 0.02 + (0.08 if i < 5 else 0.0))
+        rec.received(received, 5000 + i * 960, t0 + (i + 1) * 0.02 + lag_in)
+        meter.received(received, 5000 + i * 960, t0 + (i + 1) * 0.02 + lag_in)
+    rec.close(until=t0 + 3.0)
+    stereo, rate, _ = read_wav(tmp_path / "c.wav")
+    assert [(round(a, 2), round(b, 2)) for a, b in loud_spans(stereo[:, 0], rate)] == [(0.5, 1.5)]
+    assert [(round(a, 2), round(b, 2)) for a, b in loud_spans(stereo[:, 1], rate)] == [(2.0, 3.0)]
+    assert meter.latencies == [pytest.approx(0.5)]

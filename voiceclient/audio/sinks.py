@@ -6,6 +6,7 @@ not stretch the recording and a pause of the sender becomes silence of the same 
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from pathlib import Path
@@ -75,17 +76,48 @@ class WavWriter:
 
 
 class TimelineLane:
-    """Turns (pcm at 48 kHz, pts, arrival) into one contiguous 24 kHz stream starting at `t0`."""
+    """Turns (pcm at 48 kHz, pts, arrival) into one contiguous 24 kHz stream starting at `t0`.
+
+    The stream is anchored on the earliest-stamped of its first `HOLD` seconds of frames, which are held until
+    then: a frame is stamped when our event loop gets to it, late by the loop's lag (most at the start of a call,
+    while the connection is set up), and a late anchor would move the whole lane, and every latency read from
+    it, by that lag. The call's meter anchors its clocks the same way (`voiceclient.client.recording`)."""
 
     MAX_GAP = RTP_RATE * 60  # a pts jump beyond a minute is a new stream, re-anchored on arrival
+    HOLD = 0.5
 
     def __init__(self, t0: float, out_rate: int = API_RATE) -> None:
         self.t0 = t0
         self.end = 0  # samples at 48 kHz placed so far
         self._offset: int | None = None
+        self._held: list[tuple[np.ndarray, int, float]] | None = []  # None once the first stream is anchored
         self._resampler = Resampler(RTP_RATE, out_rate)
 
     def push(self, pcm: np.ndarray, pts: int | None, arrival: float) -> np.ndarray:
+        if self._held is None:
+            return self._place(pcm, pts, arrival)
+        if pts is not None:
+            self._held.append((pcm, pts, arrival))
+            if arrival - self._held[0][2] < self.HOLD:
+                return np.zeros(0, np.int16)
+            return self._release()
+        return _joined([self._release(), self._place(pcm, pts, arrival)])
+
+    def _release(self) -> np.ndarray:
+        """Anchor the held frames on the earliest-stamped one (before any pts jump), and place them."""
+        held, self._held = self._held or [], None
+        if not held:
+            return np.zeros(0, np.int16)
+        first = [held[0]]
+        for prev, frame in itertools.pairwise(held):
+            if frame[1] < prev[1] or frame[1] - prev[1] > self.MAX_GAP:
+                break
+            first.append(frame)
+        by_clock = min(int(round((at - self.t0) * RTP_RATE)) - pcm.size - pts for pcm, pts, at in first)
+        self._offset = max(by_clock + held[0][1], self.end) - held[0][1]
+        return _joined([self._place(pcm, pts, at) for pcm, pts, at in held])
+
+    def _place(self, pcm: np.ndarray, pts: int | None, arrival: float) -> np.ndarray:
         by_clock = int(round((arrival - self.t0) * RTP_RATE)) - pcm.size
         if pts is None or self._offset is None:
             pos = max(self.end, by_clock)
@@ -106,15 +138,26 @@ class TimelineLane:
         return self._resampler.process(block)
 
     def pad_until(self, when: float) -> np.ndarray:
+        released = np.zeros(0, np.int16)
+        if self._held:
+            pts0 = self._held[0][1]
+            start = min(at - (pcm.size + pts - pts0) / RTP_RATE for pcm, pts, at in self._held)
+            if when > start:
+                released = self._release()  # padding must not run over the frames still held
         target = int(round((when - self.t0) * RTP_RATE))
         if target <= self.end:
-            return np.zeros(0, np.int16)
+            return released
         block = np.zeros(target - self.end, np.int16)
         self.end = target
-        return self._resampler.process(block)
+        return _joined([released, self._resampler.process(block)])
 
     def flush(self) -> np.ndarray:
-        return self._resampler.flush()
+        return _joined([self._release(), self._resampler.flush()])
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    parts = [p for p in parts if p.size]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, np.int16)
 
 
 class WavSink:
