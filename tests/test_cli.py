@@ -242,9 +242,9 @@ async def test_serve_command_serves_until_stopped(tmp_path: Path, signum: int) -
         assert code == 0, err
         assert "This is a long answer" in out
         proc.send_signal(signum)
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
-        assert proc.returncode == 0, err.decode()
-        assert err.decode().strip().splitlines()[-1] == "voiceclient: server stopped"
+        _, serve_err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, serve_err.decode()
+        assert serve_err.decode().strip().splitlines()[-1] == "voiceclient: server stopped"
     finally:
         if proc.returncode is None:  # a failed test leaves no server behind
             proc.kill()

@@ -591,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     runner = commands[args.command]
     if not isinstance(sys.stdout, ReaderGoneSafe):
-        sys.stdout = ReaderGoneSafe(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = ReaderGoneSafe(sys.stdout)
     try:
         return run_command(runner(args))
     except (Stopped, KeyboardInterrupt) as exc:

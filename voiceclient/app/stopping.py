@@ -57,7 +57,7 @@ class _Stop:
 def _handled_signals() -> list[int]:
     """SIGINT only when Python's own handler is in place (a background job's Ctrl-C is meant to be ignored, and a
     caller may have installed its own); SIGTERM unless someone set a handler for it."""
-    wanted = []
+    wanted: list[int] = []
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         wanted.append(signal.SIGINT)
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
