@@ -2,8 +2,9 @@
 
 48 kHz mono s16 in 10 ms blocks, one stream opened for the whole call, with 100 ms of device buffer (`LATENCY`).
 Each talk spurt is primed with ~40 ms before it starts (so jitter does not click); silent frames are skipped while
-that much is buffered, and a cap (120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer. `flush()` silences the
-speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an interrupted response.
+that much is buffered, and a cap (120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer.
+`flush()` silences the speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an
+interrupted response.
 Every block handed to the device can be passed to `reference` (the echo canceller's far end).
 
 What went wrong is counted for people (`talk`'s `/s`): `gaps`, the times the speaker ran out of audio in the middle
