@@ -27,7 +27,12 @@ from voiceclient.audio.devices import reinitialise_portaudio
 from voiceclient.errors import DeviceError
 
 log = logging.getLogger(__name__)
-STALL = 0.3  # seconds without a callback from a running stream: it has stopped
+# Seconds without a callback from a running stream: it has stopped. A stream that is alive can be late by far more
+# than a block: on a busy machine PortAudio's callback thread waits for the CPU, and a stream that underran is
+# restarted by the sound server, silent for up to 2 s (PulseAudio). Reopening it then loses what was buffered and
+# costs a start-up stall of its own. A sound server that dies ends its streams (finished, inactive: seen at the
+# next look), so this only catches streams that go quiet and stay open (a device suspended or moved).
+STALL = 2.5
 STARTUP = 2.5  # seconds a just-opened stream may take to call back the first time
 RETRY = 0.5  # seconds between attempts while nothing opens
 

@@ -1,9 +1,10 @@
 """The speaker: a ring buffer written by the receive task and read by the PortAudio output callback.
 
-48 kHz mono s16 in 10 ms blocks, one stream opened for the whole call. Each talk spurt is primed with ~40 ms
-before it starts (so jitter does not click); silent frames are skipped while that much is buffered, and a cap
-(120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer. `flush()` silences the
-speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an interrupted response.
+48 kHz mono s16 in 10 ms blocks, one stream opened for the whole call, with 100 ms of device buffer (`LATENCY`).
+Each talk spurt is primed with ~40 ms before it starts (so jitter does not click); silent frames are skipped while
+that much is buffered, and a cap (120 ms) trims delay that bursts build up, so the speaker stays near the prebuffer.
+`flush()` silences the speaker within one block (barge-in); `drop_until(...)` discards audio still in flight for an
+interrupted response.
 Every block handed to the device can be passed to `reference` (the echo canceller's far end).
 
 What went wrong is counted for people (`talk`'s `/s`): `gaps`, the times the speaker ran out of audio in the middle
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 BLOCK = RTP_RATE // 100  # 10 ms
 SILENT = 8  # a sample at most this far from zero is silence
 RESUMED = 0.5  # seconds: sound coming back within this after the speaker ran out mid-sound makes it a gap
+# The device's own buffer, in seconds. PortAudio's "low" is 20 ms through PulseAudio's ALSA plugin: a busy machine
+# that runs the callback 20 ms late underruns it, and the sound server restarts the stream, which can stay silent
+# for up to 2 s (measured beside 3 busy processes on 2 cores: 1.8-1.96 s silences, 3 or 4 per 8 s tone; none at
+# 0.1 s). The ring buffer above it stays short (prebuffer, cap): only this adds delay.
+LATENCY = 0.1
 
 
 class SpeakerSink:
@@ -75,7 +81,7 @@ class SpeakerSink:
                 dtype="int16",
                 samplerate=RTP_RATE,
                 blocksize=BLOCK,
-                latency="low",
+                latency=LATENCY,
                 callback=self._callback,
                 finished_callback=self._on_finished,
             )
