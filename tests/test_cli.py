@@ -51,6 +51,24 @@ async def run_cli(*args: str, timeout: float = 45, env: dict | None = None) -> t
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def start_serve(*args: str, **kw: object) -> tuple[asyncio.subprocess.Process, str]:
+    """`voiceclient serve --port 0 ARGS` in the background, and the base URL it says it listens on."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "voiceclient", "serve", "--port", "0", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, line.split("listening on ")[1].split()[0]
+
+
 async def test_call_runs_tools_and_writes_every_file(tmp_path: Path) -> None:
     tools = tmp_path / "weather_tools.py"
     tools.write_text(TOOLS)
@@ -272,25 +290,9 @@ async def test_ctrl_c_or_sigterm_hangs_up_and_leaves_valid_files(tmp_path: Path,
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 async def test_serve_command_serves_until_stopped(tmp_path: Path, signum: int) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "voiceclient",
-        "serve",
-        "--port",
-        "0",
-        "--vad",
-        "energy",
-        "--scenario",
-        str(FIXTURES / "scenarios" / "long_reply.toml"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=ctrl_c_as_in_a_terminal,
-    )
+    scenario = str(FIXTURES / "scenarios" / "long_reply.toml")
+    proc, url = await start_serve("--vad", "energy", "--scenario", scenario, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-        url = line.split("listening on ")[1].split()[0]
         code, out, err = await run_cli(
             "call",
             "--input",
@@ -501,27 +503,10 @@ async def test_a_hung_sync_tool_does_not_keep_the_process_alive(tmp_path: Path) 
     assert "hanging up: conversation idle" in out
 
 
-async def start_serve() -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "voiceclient",
-        "serve",
-        "--port",
-        "0",
-        "--no-speech",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
-    return proc, line.split("listening on ")[1].split()[0]
-
-
 async def test_sigterm_to_serve_ends_its_calls_and_tells_their_clients(tmp_path: Path) -> None:
     """Calls whose clients were killed, and one that is alive: `serve` ends within its close bound, with no
     traceback, and the live client hears why (not 2 s of missing audio, nor a cancel it never sent)."""
-    serve, url = await start_serve()
+    serve, url = await start_serve("--no-speech")
     killed = []
     try:
         for _ in range(2):  # clients killed mid-call: their peers never answer the close

@@ -99,7 +99,8 @@ def test_delete_keeps_the_answered_mark_on_the_same_item(answered: int, delete: 
 )
 def test_unknown_items_get_the_real_services_codes(operation: str, verb: str) -> None:
     """pipecat stops its session on any code of a retrieve but `item_retrieve_invalid_item_id`; LiveKit Agents and
-    pipecat both match on these (shared/protocol.md 4.4)."""
+        pipecat both match on these codes in their
+    sources (pipecat's OpenAI Realtime service, LiveKit Agents' openai plugin)."""
     conv = Conversation(items=[item("a")])
     with pytest.raises(ProtocolError) as err:
         if operation == "truncate":

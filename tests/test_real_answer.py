@@ -1,4 +1,4 @@
-"""The embedded server answers as OpenAI's service does (shared/real-service/answer-2026-04.sdp, captured), and the
+"""The embedded server answers as OpenAI's service does (tests/data/answer-2026-04.sdp, captured), and the
 client takes the captured answer as the real service gives it: ICE-lite seen, regular nomination, Opus under the
 offer's payload type, the DTLS role the answer sets."""
 
@@ -24,12 +24,11 @@ from voiceclient.server import RealtimeServer
 
 pytestmark = pytest.mark.timeout(60)
 AUTH = {"Authorization": "Bearer sk-test"}
-REAL_ANSWER = Path(__file__).resolve().parents[2] / "shared" / "real-service" / "answer-2026-04.sdp"
-STORED = Path(__file__).resolve().parent / "data" / "answer-2026-04.sdp"  # a copy, for clones without shared/
+REAL_ANSWER = Path(__file__).resolve().parent / "data" / "answer-2026-04.sdp"  # captured from the real service
 
 
 def real_answer_text() -> str:
-    return (REAL_ANSWER if REAL_ANSWER.exists() else STORED).read_bytes().decode()
+    return REAL_ANSWER.read_bytes().decode()
 
 
 def line_kinds(sdp: str) -> list[list[str]]:

@@ -1,4 +1,5 @@
-"""The SDP answer in the shape OpenAI's service gives it (captured answers of 2026; `shared/real-service/`).
+"""The SDP answer in the shape OpenAI's service gives it (captured answers of 2026; one is
+`tests/data/answer-2026-04.sdp` in the repository).
 
 aiortc negotiates and keeps the state (codecs, DTLS role, SCTP); this module writes what aiortc's answer means in
 the real service's words and order:

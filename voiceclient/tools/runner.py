@@ -25,7 +25,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,11 +35,16 @@ from voiceclient.tasks import TaskOwner
 from voiceclient.tools.approvals import ApprovalRequest, Approver, decide
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, CallHandle, Tool, ToolContext
 
-if TYPE_CHECKING:
-    from voiceclient.client.dispatcher import Dispatcher
-
 log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = 16_000
+
+
+class EventSource(Protocol):
+    """What the runner subscribes to (the call's dispatcher, a layer above: tools do not import the client)."""
+
+    def on(self, kind: type[Any], handler: Callable[[Any], object]) -> None: ...
+
+
 INTERRUPTED = "cancelled: the user interrupted before the tool finished"
 
 
@@ -118,7 +123,7 @@ class ToolRunner:
         return bool(self._running) or self._approvals > 0 or any(r.pending for r in self._responses.values())
 
     # ------------------------------------------------------------------------------------------ events
-    def subscribe(self, dispatcher: Dispatcher) -> None:
+    def subscribe(self, dispatcher: EventSource) -> None:
         dispatcher.on(ev.ResponseFunctionCallArgumentsDone, self.on_function_call)
         dispatcher.on(ev.ResponseDone, self.on_response_done)
         dispatcher.on(ev.SpeechStarted, self.on_speech_started)
