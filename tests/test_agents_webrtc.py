@@ -513,14 +513,15 @@ async def test_the_readme_example_against_voiceclient_serve(voice_server: Any, t
     )
     out, err = await asyncio.wait_for(proc.communicate(), 45)
     assert proc.returncode == 0, err.decode()
-    assert out.decode().splitlines() == [
-        "triage: One moment.",
-        "handoff: triage -> weather",
-        "weather: This is the weather desk.",
-        "weather: Let me look that up.",
+    lines = out.decode().splitlines()
+    assert lines[:3] == ["triage: One moment.", "handoff: triage -> weather", "weather: This is the weather desk."]
+    # The SDK runs the tool when its call arrives and ends the agent's turn at `response.done`, on two tasks: which
+    # of these two lines comes first is the SDK's scheduling (it varied under load), not the conversation's order.
+    assert sorted(lines[3:5]) == [
         "tool: get_weather -> {'city': 'Paris', 'forecast': 'sunny'}",
-        "weather: It is sunny in Paris.",
+        "weather: Let me look that up.",
     ]
+    assert lines[5:] == ["weather: It is sunny in Paris."]
     pcm = read_wav(tmp_path / "answer.wav")[0][:, 0]
     answered = sum(b - a for a, b in loud_spans(pcm, API_RATE))
     assert 4.3 < answered < 5.0  # the four answers, played to the end (0.66 + 1.5 + 1.2 + 1.26 s)

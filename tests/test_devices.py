@@ -77,8 +77,12 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
         pcm = tone(880, 1.0, RTP_RATE)
         loop = asyncio.get_running_loop()
         start = loop.time()
+        stalls, behind = 0, False  # how often this loop itself fell behind by more than the speaker's prebuffer
         for n, i in enumerate(range(0, pcm.size, 960)):  # as frames arrive: 20 ms apart on the sender's clock
             await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))  # (drift-free, like RTP)
+            late = loop.time() - (start + n * 0.02) > 0.035
+            stalls += late and not behind
+            behind = late
             speaker(pcm[i : i + 960])
         await asyncio.sleep(0.5)
         stats = (speaker.gaps, speaker.trimmed)
@@ -93,4 +97,6 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     start, end = spans[0]
     assert 0.9 < end - start < 1.15
     assert abs(dominant_frequency(heard[int(start * 48000) + 2400 : int(end * 48000) - 2400], 48000) - 880) < 3
-    assert stats == (0, 0)  # no cut, nothing trimmed: paced input neither runs out nor exceeds the cap
+    # No cut, nothing trimmed: paced input neither runs out nor exceeds the cap. A busy machine can stall this
+    # loop past the prebuffer: audio that came late is a gap, and the speaker must count it (at most one a stall).
+    assert stats[1] == 0 and stats[0] <= stalls, (stats, stalls)

@@ -127,10 +127,13 @@ class AgentSession:
 
 
 async def call_with_agent(
-    spec: str, model: WebRTCModel, printer: TranscriptPrinter, idle_exit: float, max_duration: float | None
+    agent: RealtimeAgent[Any],
+    model: WebRTCModel,
+    printer: TranscriptPrinter,
+    idle_exit: float,
+    max_duration: float | None,
 ) -> AgentSession:
     """`voiceclient call --agent`: the agent answers the call's WAV; hang up when the conversation is idle."""
-    agent = load_agent(spec)
     printer.foreign_calls = False
     runner = AgentSession(agent, model, printer.line)
     async with runner.running() as call:

@@ -27,6 +27,8 @@ from voiceclient.client.settings import ClientSettings, build_session, load_conf
 from voiceclient.errors import AuthenticationError, ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
+    from agents.realtime import RealtimeAgent
+
     from voiceclient.protocol.session import SessionConfig
     from voiceclient.tools.approvals import Approver
     from voiceclient.tools.registry import Tool
@@ -311,6 +313,7 @@ class CallSetup:
     tool_timeout: float
     continuity: Continuity
     approve_given: bool  # --approve, or `approve` in the config's [tools]: a policy, not a question
+    agent: RealtimeAgent[Any] | None  # --agent, loaded
 
 
 def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
@@ -326,8 +329,6 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
         connect_timeout=args.connect_timeout,
         transport=args.transport,
     )
-    if not settings.has_credential:  # said before anything is sent, in the command line's words
-        raise AuthenticationError(NO_KEY)
     session = build_session(
         args.session,
         base=config.get("session"),
@@ -355,9 +356,24 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
             raise ConfigError(
                 "--agent runs over WebRTC (voiceclient.agents.WebRTCModel); for a WebSocket, run the SDK's own model"
             )
+    agent = None
+    if getattr(args, "agent", None):
+        from voiceclient.agents.app import load_agent
+
+        agent = load_agent(args.agent)
+    # After every flag is checked (a mistake in the command line is said first), before anything is sent.
+    if not settings.has_credential:
+        raise AuthenticationError(NO_KEY)
     given = args.approve is not None or "approve" in (config.get("tools") or {})
     return CallSetup(
-        settings, session, tools, policy(args.approve or tools_cfg.approve), tools_cfg.timeout, continuity, given
+        settings,
+        session,
+        tools,
+        policy(args.approve or tools_cfg.approve),
+        tools_cfg.timeout,
+        continuity,
+        given,
+        agent,
     )
 
 
@@ -372,7 +388,7 @@ async def run_call(args: argparse.Namespace) -> int:
     setup = call_setup(args)
     source = WavSource(args.input)
     printer = TranscriptPrinter(quiet=args.quiet)
-    if args.agent:
+    if setup.agent is not None:
         from voiceclient.agents.app import call_with_agent
         from voiceclient.agents.model import WebRTCModel
 
@@ -385,7 +401,7 @@ async def run_call(args: argparse.Namespace) -> int:
             session=setup.session,
             on_status=printer.line,
         )
-        await call_with_agent(args.agent, model, printer, args.idle_exit, args.max_duration)
+        await call_with_agent(setup.agent, model, printer, args.idle_exit, args.max_duration)
         return 0
     async with VoiceCall(
         setup.settings,
@@ -415,17 +431,12 @@ async def run_talk(args: argparse.Namespace) -> int:
         value = "null" if args.noise_reduction == "off" else json.dumps({"type": args.noise_reduction})
         assignments.append(f"audio.input.noise_reduction={value}")
     setup = call_setup(args, assignments)
-    agent = None
-    if args.agent:
-        from voiceclient.agents.app import load_agent
-
-        agent = load_agent(args.agent)
     talk = Talk(
         setup.settings,
         setup.session,
         tools=setup.tools,
         approver=setup.approver,
-        agent=agent,
+        agent=setup.agent,
         input_device=args.input_device,
         output_device=args.output_device,
         aec=args.aec,
