@@ -157,15 +157,15 @@ class OpusDecoder:
         self._lib = lib
         self._state = lib.opus_decoder_create(RATE, 1, ctypes.byref(err))
         _check(err.value, "opus decoder")
-        self._pcm = (ctypes.c_int16 * MAX_FRAME)()
+        self._pcm = np.zeros(MAX_FRAME, np.int16)
         self.last_samples = FRAME
 
     def _run(self, data: bytes | None, samples: int, fec: int) -> np.ndarray:
         if self._state is None:
             raise OpusError("the Opus decoder is closed")
-        n = self._lib.opus_decode(self._state, data, len(data) if data else 0, self._pcm, samples, fec)
+        n = self._lib.opus_decode(self._state, data, len(data) if data else 0, self._pcm.ctypes.data, samples, fec)
         _check(n, "opus decode")
-        return np.frombuffer(self._pcm, np.int16, count=n).copy()
+        return self._pcm[: int(n)].copy()
 
     def decode(self, packet: bytes) -> np.ndarray:
         pcm = self._run(packet, MAX_FRAME, 0)
