@@ -268,6 +268,9 @@ async def test_manual_turns_commit_and_respond(settings: ClientSettings) -> None
 
         audio = np.frombuffer(base64.b64decode(item.content[0].audio), "<i2")
         assert abs(dominant_frequency(audio[2400:-2400], 24000) - 880) < 5
+        # The client sends silence all along: clear, then commit at once (the two reach the server together), so
+        # the buffer holds far less than 100 ms however busy the machine is.
+        call.send(ev.InputAudioBufferClear())
         call.send(ev.InputAudioBufferCommit())
         empty = await call.wait_for(lambda e: e.type == "error", 5)
         assert empty.error.code == "input_audio_buffer_commit_empty"

@@ -1,1 +1,1 @@
-"""WebRTC through aiortc: one peer wrapper for offerer and answerer, and the immediate jitter buffer."""
+"""WebRTC through aiortc: one peer wrapper for offerer and answerer, the adaptive jitter buffer, and the inline Opus path."""

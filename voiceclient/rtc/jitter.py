@@ -1,23 +1,402 @@
-"""A jitter buffer for Opus audio that hands each in-order packet to the decoder at once.
+"""The receive path's jitter buffer: Opus packets in, 20 ms frames out on a steady schedule that follows the network.
 
-aiortc's stock audio buffer (`JitterBuffer(capacity=16, prefetch=4)`) holds 4 packets (+80 ms always) and, after
-one lost packet, stays ~300 ms behind for the rest of the call. On loopback and LAN paths packets arrive in
-order, and Opus packets are whole frames, so the right buffer for a conversation is none: emit every packet that
-is newer than the last one, drop duplicates and late ones. This replaces a private attribute of
-`RTCRtpReceiver`; aiortc's minor version is pinned and `tests/test_jitter.py` fails if the internal moves.
+What a browser's NetEq does, in the parts that matter for a voice call:
+- **An adaptive delay.** Each packet's transit (arrival less its RTP time) is recorded; the buffer plays a packet at
+  its RTP time plus an offset that aims at the 95th percentile of the last few seconds' transits. On loopback or a
+  LAN the spread is under a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before
+  this one did; on Wi-Fi the offset grows to cover the jitter, and shrinks again when the network calms down.
+- **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
+  arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). When nothing newer has
+  arrived either, the network is late rather than lossy: the frame is concealed and the whole schedule moves 20 ms
+  later, so the late packet still plays when it comes (NetEq's expand-then-merge): a delay spike costs delay, not
+  speech.
+- **Growing and shrinking without clicks.** The offset moves toward its target only through the audio: a pause is
+  cut or padded, voiced speech loses or gains one pitch period (`voiceclient.audio.stretch`), so there is never a
+  jump in the played waveform. A packet later than what was already played is dropped.
+
+Frames go straight to the remote track with `pts` on the played timeline (RTP time plus what stretching added), so
+what the speaker, the recording and the latency meter see is what was played, and when. Non-Opus payloads (G.711
+offered by some peers) keep the immediate path: each packet decoded at once.
+
+This replaces a private attribute of aiortc's `RTCRtpReceiver` (aiortc's minor version is pinned;
+`tests/test_jitter.py` fails if the internal moves).
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import collections
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import av
+import numpy as np
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+from voiceclient.audio import opus, stretch
+
+log = logging.getLogger(__name__)
 _ATTR = "_RTCRtpReceiver__jitter_buffer"
+_CODECS = "_RTCRtpReceiver__codecs"
+RATE = opus.RATE
+_TIME_BASE = fractions.Fraction(1, RATE)
+
+WINDOW = 3.0  # seconds of transits the target is read from
+QUANTILE = 0.99
+MARGIN = 0.0005  # played this much after the target transit: the loop's own scheduling noise
+# The offset grows as soon as it is this far under its target (late packets are concealment), and shrinks only
+# once it is this far over (each move is heard, a little, and the network that needed it may come back).
+GROW_AT = 0.0005
+GROW_STEP = 0.01
+SHRINK_AT = 0.02
+EARLY = 0.0005  # a packet this close to its time plays now rather than on a timer
+GRACE = 0.02  # a missing packet with nothing newer is waited for this long past its time before it is concealed
+IDLE_AFTER = 0.5  # seconds of concealment with nothing arriving: the sender has stopped; stop playing
+FEC_HOLD = 0.02  # one packet more held while the sender sends FEC
+MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after a long outage)
+
+
+@dataclass
+class JitterStats:
+    received: int = 0
+    played: int = 0  # frames decoded from their own packet
+    recovered: int = 0  # frames rebuilt from the next packet's FEC
+    concealed: int = 0  # frames concealed by the decoder (PLC)
+    late: int = 0  # packets that came after their frame was played (or concealed past)
+    duplicates: int = 0
+    stretched_ms: float = 0.0  # added by expanding (positive) less removed by accelerating
+    removed_ms: float = 0.0
+    added_ms: float = 0.0
+    resets: int = 0  # re-anchored after the sender stopped
+
+    @property
+    def concealed_share(self) -> float:
+        total = self.played + self.recovered + self.concealed
+        return (self.recovered + self.concealed) / total if total else 0.0
+
+
+class _Unwrapper:
+    """RTP's 16-bit sequence numbers (or 32-bit timestamps) as ever-growing integers."""
+
+    def __init__(self, bits: int) -> None:
+        self.modulo = 1 << bits
+        self.half = self.modulo >> 1
+        self.last: int | None = None
+
+    def __call__(self, value: int) -> int:
+        if self.last is None:
+            self.last = value
+            return value
+        delta = (value - self.last) % self.modulo
+        if delta >= self.half:
+            delta -= self.modulo
+        out = self.last + delta
+        self.last = max(self.last, out)
+        return out
+
+
+class AdaptiveJitterBuffer:
+    """Opus packets in (`push`), frames out (`emit(pcm, pts)`) when each is due. `clock` and `call_at` are the
+    event loop's (injectable so the schedule can be tested on a fake clock)."""
+
+    capacity = 1  # (aiortc's buffers have one; nothing reads it)
+
+    def __init__(
+        self,
+        emit: Callable[[np.ndarray, int], None],
+        clock: Callable[[], float] = time.monotonic,
+        call_at: Callable[[float, Callable[[], None]], Any] | None = None,
+    ) -> None:
+        self._emit = emit
+        self._clock = clock
+        self._call_at = call_at
+        self.stats = JitterStats()
+        self._seq = _Unwrapper(16)
+        self._ts = _Unwrapper(32)
+        self._packets: dict[int, tuple[int, bytes]] = {}
+        self._newest: int | None = None
+        self._next_seq: int | None = None  # None: idle (nothing received yet, or the sender stopped)
+        self._next_ts = 0
+        self._offset = 0.0  # a packet of RTP time `ts` plays at `offset + ts / RATE`
+        self._shift = 0  # samples the played timeline is ahead of RTP time (stretching, concealing late)
+        self._silent_since: float | None = None  # concealing with nothing arriving since
+        self._fec_until = 0.0  # packets with FEC were seen lately (until this time)
+        self._covered = 0  # frames concealed while waiting for the next packet, not yet matched to a lost one
+        self._transits: collections.deque[tuple[float, float]] = collections.deque()
+        self._sorted: list[float] = []
+        self._target = 0.0
+        self._decoder = opus.OpusDecoder()
+        self._timer: Any = None
+        self._timer_at = 0.0
+        self._closed = False
+
+    # -- in ---------------------------------------------------------------------------------------------------
+    def push(self, seq: int, ts: int, payload: bytes, now: float | None = None) -> None:
+        if self._closed:
+            return
+        now = self._clock() if now is None else now
+        seq, ts = self._seq(seq), self._ts(ts)
+        self.stats.received += 1
+        if opus.packet_has_fec(payload):
+            self._fec_until = now + WINDOW
+        self._record_transit(now, now - ts / RATE)
+        if self._next_seq is None:  # the first packet, or the first after the sender stopped: anchor on it
+            self._anchor(seq, ts, now)
+        elif seq < self._next_seq:
+            self.stats.late += 1
+            return
+        if seq in self._packets:
+            self.stats.duplicates += 1
+            return
+        self._packets[seq] = (ts, payload)
+        self._newest = seq if self._newest is None else max(self._newest, seq)
+        self._service(now)
+
+    def _anchor(self, seq: int, ts: int, now: float) -> None:
+        if self.stats.played or self.stats.concealed:
+            self.stats.resets += 1
+        self._packets.clear()
+        self._newest = None
+        self._next_seq, self._next_ts = seq, ts
+        self._target = self._target_offset()
+        self._offset = max(now - ts / RATE, self._target)
+        self._silent_since = None
+
+    def _record_transit(self, now: float, transit: float) -> None:
+        self._transits.append((now, transit))
+        bisect.insort(self._sorted, transit)
+        while self._transits and self._transits[0][0] < now - WINDOW:
+            _, old = self._transits.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._target = self._target_offset()
+
+    def _target_offset(self) -> float:
+        if not self._sorted:
+            return 0.0
+        quantile = self._sorted[min(len(self._sorted) - 1, int(QUANTILE * len(self._sorted)))]
+        # A sender that protects its packets with FEC has seen loss: hold one packet more, so that a lost packet's
+        # successor (which carries its copy) is usually here in time to rebuild it.
+        fec = FEC_HOLD if self._fec_until > (self._transits[-1][0] if self._transits else 0.0) else 0.0
+        return quantile + MARGIN + fec
+
+    # -- out --------------------------------------------------------------------------------------------------
+    def _due(self, ts: int) -> float:
+        return self._offset + ts / RATE
+
+    def _service(self, now: float | None = None) -> None:
+        """Play every frame that is due (several after a hold-up of the loop), then wait for the next one."""
+        while self._next_seq is not None and not self._closed:
+            now = self._clock() if now is None else now
+            packet = self._packets.get(self._next_seq)
+            if packet is not None:
+                due = self._due(packet[0])
+                if now < due - EARLY:
+                    return self._wait(due)
+                del self._packets[self._next_seq]
+                self._play_packet(packet[0], packet[1])
+            elif self._newest is not None and self._newest > self._next_seq and self._covered:
+                self._cover_lost()
+            elif self._newest is not None and self._newest > self._next_seq:
+                due = self._due(self._next_ts)
+                if now < due - EARLY:
+                    return self._wait(due)
+                self._play_lost()
+            else:
+                due = self._due(self._next_ts)
+                if now < due + GRACE:
+                    return self._wait(due + GRACE)
+                if self._silent_since is None:
+                    self._silent_since = due
+                if due - self._silent_since >= IDLE_AFTER:
+                    self._go_idle()
+                    return None
+                self._play_late()
+            now = None
+        return None
+
+    def _wait(self, when: float) -> None:
+        if self._call_at is None:
+            return
+        if self._timer is not None:
+            if abs(self._timer_at - when) < 1e-4:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._service()
+        except Exception:  # a callback on the loop: never let one bad frame stop the schedule
+            log.exception("jitter buffer failed")
+
+    def _play_packet(self, ts: int, payload: bytes) -> None:
+        self._silent_since = None
+        self._covered = 0  # what was concealed while waiting stays: the delay it added is undone by stretching
+        try:
+            pcm = self._decoder.decode(payload)
+            self.stats.played += 1
+        except opus.OpusError:
+            pcm = self._decoder.conceal()
+            self.stats.concealed += 1
+        self._next_ts = ts + pcm.size
+        self._next_seq = (self._next_seq or 0) + 1
+        self._out(self._adapt(pcm, ts), ts)
+
+    def _play_lost(self) -> None:
+        """The next packet is missing and a newer one is here: it is lost. Rebuild it from the FEC the packet after
+        it carries, else conceal it; the schedule goes on."""
+        assert self._next_seq is not None
+        following = self._packets.get(self._next_seq + 1)
+        if following is not None and opus.packet_has_fec(following[1]):
+            gap = following[0] - self._next_ts  # the lost packet's length, as the timestamps say
+            pcm = self._decoder.recover(following[1], samples=gap if 0 < gap <= opus.MAX_FRAME else None)
+            self.stats.recovered += 1
+        else:
+            pcm = self._decoder.conceal()
+            self.stats.concealed += 1
+        ts = self._next_ts
+        self._next_ts = ts + pcm.size
+        self._next_seq += 1
+        self._out(pcm, ts)
+
+    def _cover_lost(self) -> None:
+        """A newer packet came after frames were concealed waiting for this one: this one is lost, and a frame
+        already concealed stands for it, so the schedule takes back the 20 ms it had given."""
+        assert self._next_seq is not None
+        self._covered -= 1
+        self._next_seq += 1
+        size = self._decoder.last_samples
+        self._next_ts += size
+        self._shift -= size
+        self._offset -= size / RATE
+
+    def _play_late(self) -> None:
+        """Nothing newer has arrived: the network is late. Conceal one frame and move the schedule that much
+        later, so the packet still plays when it comes."""
+        pcm = self._decoder.conceal()
+        self.stats.concealed += 1
+        self._covered += 1
+        self._offset += pcm.size / RATE
+        self._shift += pcm.size
+        self._emit(pcm, self._next_ts + self._shift - pcm.size)
+
+    def _adapt(self, pcm: np.ndarray, ts: int) -> np.ndarray:
+        """Move the offset toward its target through this frame's audio."""
+        excess = self._offset - self._target
+        if excess > MAX_DELAY:  # hopelessly behind (a long outage delivered at once): skip to the target
+            self._offset = self._target
+            return pcm
+        if -GROW_AT < excess < SHRINK_AT:
+            return pcm
+        if excess > 0:
+            out = stretch.accelerate(pcm, int(min(excess, 0.02) * RATE))
+        else:  # grown by whole pitch periods, at least GROW_STEP's worth: a little over the target is no harm
+            out = stretch.expand(pcm, int(min(max(-excess, GROW_STEP), 0.02) * RATE))
+        moved = (out.size - pcm.size) / RATE
+        if moved:
+            self._offset += moved
+            self.stats.added_ms += max(moved, 0) * 1000
+            self.stats.removed_ms += max(-moved, 0) * 1000
+            self.stats.stretched_ms += moved * 1000
+        return out
+
+    def _out(self, pcm: np.ndarray, ts: int) -> None:
+        pts = ts + self._shift
+        self._shift += pcm.size - (self._next_ts - ts)
+        if pcm.size:
+            self._emit(pcm, pts)
+
+    def _go_idle(self) -> None:
+        self._next_seq = None
+        self._packets.clear()
+        self._newest = None
+        self._silent_since = None
+        self._decoder.close()
+        self._decoder = opus.OpusDecoder()
+
+    # -- state ------------------------------------------------------------------------------------------------
+    @property
+    def delay_ms(self) -> float:
+        """How long the buffer holds audio now, beyond the fastest packet of the window."""
+        if not self._sorted:
+            return 0.0
+        return max(0.0, self._offset - self._sorted[0]) * 1000
+
+    @property
+    def target_ms(self) -> float:
+        return max(0.0, self._target - self._sorted[0]) * 1000 if self._sorted else 0.0
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._packets.clear()
+        self._decoder.close()
+
+
+class _ReceiverBuffer:
+    """What aiortc's receiver calls (`add(packet) -> (pli, frame)`): Opus packets go to the adaptive buffer, which
+    puts frames on the remote track itself; anything else is handed back at once for aiortc's decoder path."""
+
+    capacity = 1
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        loop = asyncio.get_running_loop()
+        self.buffer = AdaptiveJitterBuffer(self._to_track, clock=loop.time, call_at=loop.call_at)
+        self._others = ImmediateJitterBuffer()
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        codec = getattr(self._receiver, _CODECS, {}).get(packet.payload_type)
+        if codec is not None and codec.name.lower() == "opus":
+            if packet._data:
+                self.buffer.push(packet.sequence_number, packet.timestamp, packet._data)
+            return False, None
+        return self._others.add(packet)
+
+    def _to_track(self, pcm: np.ndarray, pts: int) -> None:
+        track = self._receiver._track
+        if track is None or track.readyState != "live":
+            return
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = pts
+        frame.time_base = _TIME_BASE
+        track._queue.put_nowait(frame)
+
+
+def use_adaptive_jitter_buffer(receiver: RTCRtpReceiver) -> AdaptiveJitterBuffer:
+    """Install the adaptive buffer on an audio receiver (on the event loop, before media flows)."""
+    if not hasattr(receiver, _ATTR) or not isinstance(getattr(receiver, _CODECS, None), dict):
+        raise RuntimeError(
+            "aiortc's RTCRtpReceiver no longer has the jitter buffer or codec attributes; "
+            "voiceclient.rtc.jitter needs updating for this aiortc version"
+        )
+    installed = _ReceiverBuffer(receiver)
+    setattr(receiver, _ATTR, installed)
+    original_stop = receiver.stop
+
+    async def stop() -> None:
+        installed.buffer.close()
+        await original_stop()
+
+    receiver.stop = stop  # type: ignore[method-assign]
+    return installed.buffer
 
 
 class ImmediateJitterBuffer:
+    """The buffer before the adaptive one, kept for the benchmarks' before/after: every packet newer than the last
+    is a frame at once; duplicates and late ones are dropped; nothing is held or concealed."""
+
     capacity = 1
 
     def __init__(self) -> None:

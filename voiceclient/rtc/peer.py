@@ -1,4 +1,4 @@
-"""One RTCPeerConnection of a Realtime call, for either side: a sendrecv audio transceiver with the immediate jitter
+"""One RTCPeerConnection of a Realtime call, for either side: a sendrecv audio transceiver with the adaptive jitter
 buffer, the `oai-events` data channel, and a `lost` future set (with a reason) when ICE/DTLS fails or the channel
 closes without us closing it.
 
@@ -22,7 +22,7 @@ from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.answer import prepare_answerer, real_answer
 from voiceclient.rtc.inline import use_inline_decoder, use_inline_encoder
-from voiceclient.rtc.jitter import use_immediate_jitter_buffer
+from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
 from voiceclient.rtc.lite import LiteConnection, use_ice_lite
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Peer:
         self._closed = False
         if role == "offerer":
             transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
-            use_immediate_jitter_buffer(transceiver.receiver)
+            use_adaptive_jitter_buffer(transceiver.receiver)
             use_inline_decoder(transceiver.receiver)
             use_inline_encoder(transceiver.sender)
             self._attach(self.pc.createDataChannel(CHANNEL_LABEL))
@@ -152,7 +152,7 @@ class Peer:
             raise InvalidOffer(f"{type(exc).__name__}: {exc}") from None
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "audio":
-                use_immediate_jitter_buffer(transceiver.receiver)
+                use_adaptive_jitter_buffer(transceiver.receiver)
                 use_inline_decoder(transceiver.receiver)
         use_inline_encoder(self.pc.addTrack(self.outbound))
         if self.answer_shape == "aiortc":
