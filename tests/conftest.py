@@ -116,6 +116,7 @@ MODULE_MARKS = {
     "test_agents_sdk": ("webrtc",),
     "test_agents_webrtc": ("webrtc",),
     "test_browser": ("browser",),
+    "test_bad_network": ("subprocess", "webrtc"),
     "test_call_loopback": ("webrtc",),
     "test_cli": ("subprocess",),
     "test_console": ("browser", "webrtc"),

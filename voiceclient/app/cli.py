@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         "unanswered, as where UDP is dropped); also [[faults]] in a scenario file",
     )
     serve.add_argument(
+        "--network",
+        metavar="PROFILE_OR_SPEC",
+        help="a bad network between the server and every client, on the real packets: wifi, bad-wifi, lossy, "
+        "mobile, or a spec such as down=bad-wifi, wifi:seed=3, delay_ms=40:jitter_ms=20:loss=0.01, "
+        "down.loss=0.05:up.delay_ms=30 (docs/bad-networks.md)",
+    )
+    serve.add_argument(
         "--answer",
         dest="answer_shape",
         choices=["real", "aiortc"],
@@ -460,9 +467,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.server import RealtimeServer
     from voiceclient.server.agent import responder_for, scenario_faults
     from voiceclient.server.faults import FaultPlan, parse_fault
+    from voiceclient.server.network import parse_network
     from voiceclient.server.speech import SpeechBackends
 
     _check_port("--port", args.port)
+    network = parse_network(args.network) if args.network is not None else None
     responder = responder_for(args.scenario or None, args.agent)
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)
@@ -479,6 +488,7 @@ async def run_serve(args: argparse.Namespace) -> int:
         pace_websocket_audio=args.pace_websocket_audio,
         answer_shape=args.answer_shape,
         record_dir=args.record_dir,
+        network=network,
     )
     try:
         await server.start()
@@ -489,6 +499,8 @@ async def run_serve(args: argparse.Namespace) -> int:
     print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
     print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
     print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
+    if network is not None:
+        print(f"  network: {network.explain()}", flush=True)
     if speech is not None:
         await speech.ready()
         print(f"  offline speech: {speech.describe()} (loaded in {speech.load_seconds:.1f} s)", flush=True)

@@ -21,9 +21,11 @@ from aiortc.mediastreams import MediaStreamTrack
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.answer import prepare_answerer, real_answer
+from voiceclient.rtc.impair import ImpairedTransport
 from voiceclient.rtc.inline import use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
-from voiceclient.rtc.lite import LiteConnection, use_ice_lite
+from voiceclient.rtc.lite import LiteConnection, ice_transports, use_ice_lite
+from voiceclient.rtc.netem import LinkModel
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
@@ -68,6 +70,7 @@ class Peer:
         self.on_message: Callable[[str | bytes], None] | None = None
         self.on_open: Callable[[], None] | None = None
         self.channel: RTCDataChannel | None = None
+        self.impaired: list[ImpairedTransport] = []
         self._closed = False
         if role == "offerer":
             transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
@@ -163,6 +166,14 @@ class Peer:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return real_answer(self.pc.localDescription.sdp)
 
+    def impair(self, down: LinkModel, up: LinkModel) -> None:
+        """Send every datagram of this connection through `down` and receive each through `up` (an emulated
+        network, `rtc/impair.py`). After `answer()` (its transports exist then) and before the answer is sent."""
+        self.impaired = [
+            ImpairedTransport(transport, down, up, f"network {i}")
+            for i, transport in enumerate(ice_transports(self.pc))
+        ]
+
     async def wait_open(self, timeout: float) -> None:
         """Wait for ICE to connect within `timeout` (a person at a laptop will not wait longer, and a lite server
         that never answers leaves aioice checking for ever), then for DTLS, SCTP and the data channel within as
@@ -228,4 +239,8 @@ class Peer:
         if self._closed:
             return
         self._closed = True
+        for impaired in self.impaired:  # the goodbye reaches the client, whatever the emulated network
+            await impaired.drain()
         await self.pc.close()
+        for impaired in self.impaired:
+            await impaired.close()

@@ -35,6 +35,7 @@ from voiceclient.server.bodies import MAX_BODY, parse_json, read_form, read_json
 from voiceclient.server.call import ServerCall
 from voiceclient.server.console import Console
 from voiceclient.server.faults import FaultPlan
+from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession, server_shutting_down
 from voiceclient.server.session_rules import apply_update, default_session
@@ -117,13 +118,18 @@ class RealtimeServer:
         pace_websocket_audio: bool = False,
         answer_shape: AnswerShape = "real",
         record_dir: str | Path | None = None,
+        network: NetworkSpec | str | None = None,
     ) -> None:
         """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
         `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
         sessions get their answer audio in real time instead of as fast as it is made; `answer_shape`: "real"
         (ICE-lite and the answer as OpenAI's service gives it, candidates on `host`) or "aiortc" (aiortc's own
         answer, full ICE on every interface); `record_dir`: keep each WebRTC call's stereo recording there
-        (`ID.conversation.wav`: left what the user sent, right what the server played), for the console."""
+        (`ID.conversation.wav`: left what the user sent, right what the server played), for the console;
+        `network`: the emulated link to every client (a `NetworkSpec`, or a profile or spec as `serve --network`
+        takes it: `"wifi"`, `"down=bad-wifi"`, `"delay_ms=40:loss=0.01"`; `server/network.py`), on each WebRTC
+        call's datagrams and each WebSocket session's messages; its counters are each session's `network`."""
+        self.network = network_spec(network)
         self.answer_shape: AnswerShape = answer_shape
         self.record_dir = Path(record_dir) if record_dir is not None else None
         self.speech = speech
@@ -322,6 +328,7 @@ class RealtimeServer:
             answer_shape=self.answer_shape,
             host=self.host,
             unreachable=self.faults.unreachable(self.calls_created),
+            network=self._network_for(self.calls_created, reliable=False),
         )
         try:
             answer = await call.answer(sdp)
@@ -344,6 +351,13 @@ class RealtimeServer:
             content_type="application/sdp",
             headers={"Location": f"/v1/realtime/calls/{call_id}"},
         )
+
+    def _network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
+        """The emulated network of the Nth call or session (`reliable`: a WebSocket's TCP), or None: no network
+        given and no `network` fault for it, so nothing in its way."""
+        if self.network is None and not self.faults.switches_network(call_number):
+            return None
+        return CallNetwork(self.network or NetworkSpec(name="clean"), call_number, reliable)
 
     async def _read_multipart(self, request: web.Request) -> tuple[str, Any]:
         parts = await read_form(request, {"sdp": True, "session": False})
@@ -442,6 +456,7 @@ class RealtimeServer:
             speech=self.speech,
             vad=self.vad,
             faults=self.faults.for_call(self.calls_created),
+            network=self._network_for(self.calls_created, reliable=True),
         )
         self.sessions[ws_session.id] = ws_session
         self.history.append(ws_session)

@@ -25,6 +25,7 @@ from voiceclient.audio.sinks import ConversationRecorder
 from voiceclient.audio.tracks import InboundReader, OutboundTrack
 from voiceclient.rtc.peer import AnswerShape, Peer
 from voiceclient.server.faults import FaultSpec
+from voiceclient.server.network import CallNetwork
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.server.responders import Responder
 from voiceclient.server.session import ServerSession
@@ -50,11 +51,15 @@ class ServerCall(ServerSession):
         answer_shape: AnswerShape = "real",
         host: str = "127.0.0.1",
         unreachable: bool = False,
+        network: CallNetwork | None = None,
     ) -> None:
         """`answer_shape`: "real" (ICE-lite, the real service's answer, candidates on `host`) or "aiortc";
-        `unreachable`: the answer's candidates answer no checks (the `unreachable` fault)."""
+        `unreachable`: the answer's candidates answer no checks (the `unreachable` fault); `network`: every
+        datagram of the call goes through it (`rtc/impair.py`)."""
         self.playout = PlayoutQueue()
-        super().__init__(call_id, session, responder, self.playout, on_closed, max_seconds, speech, vad, faults)
+        super().__init__(
+            call_id, session, responder, self.playout, on_closed, max_seconds, speech, vad, faults, network
+        )
         self.track = OutboundTrack(self.playout)
         self.peer = Peer(self.track, role="answerer", answer_shape=answer_shape, host=host, deaf=unreachable)
         self.peer.on_message = self.submit
@@ -75,6 +80,8 @@ class ServerCall(ServerSession):
     async def answer(self, offer_sdp: str) -> str:
         """Take the client's offer (raises `InvalidOffer`) and start serving; returns the answer SDP."""
         sdp = await self.peer.answer(offer_sdp)
+        if self.network is not None:  # before the client has the answer: from its first datagram
+            self.peer.impair(self.network.down, self.network.up)
         self.start()
         self.tasks.spawn(self._start_reader(), "audio reader")
         self.tasks.spawn(self._watch(), "connection watch")

@@ -33,6 +33,7 @@ from voiceclient.protocol.session import redact_secrets
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation
 from voiceclient.server.faults import FaultSpec
+from voiceclient.server.network import CallNetwork
 from voiceclient.server.playout import AudioOutput
 from voiceclient.server.responders import Responder
 from voiceclient.server.responses import ResponseEngine
@@ -84,8 +85,12 @@ class ServerSession:
         speech: SpeechBackends | None = None,
         vad: str = "auto",
         faults: list[FaultSpec] | None = None,
+        network: CallNetwork | None = None,
     ) -> None:
+        """`network`: the emulated link to the client (`server/network.py`), which the edge applies to its
+        transport and the `network` fault switches; its counters are logged when the session ends."""
         self.id = session_id
+        self.network = network
         self.on_closed = on_closed
         self.created_at = time.time()
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -202,6 +207,11 @@ class ServerSession:
             self._post("expire", None)
         elif fault.action == "delay_events":
             self.event_delay = fault.delay_ms / 1000
+        elif fault.action == "network":
+            if self.network is None:  # (the server gives a network to every session a network fault hits)
+                log.warning("%s %s: no emulated network to switch", self.transport, self.id)
+            else:
+                self.network.switch(fault.network_spec)
         else:
             if fault.action == "stop_media":
                 self.media_stopped = True
@@ -427,6 +437,8 @@ class ServerSession:
         await self.responses.close(reason)
         await self.tasks.close()
         await self._close_transport()
+        if self.network is not None:
+            log.info("%s %s: %s", self.transport, self.id, self.network.describe())
         for listener in list(self.listeners):
             listener.close()
         self.turns.release()

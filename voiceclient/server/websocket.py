@@ -8,6 +8,10 @@ The client plays the audio and truncates on barge-in (`conversation.item.truncat
 `output_audio_buffer.*`. Events go out through an `EventWriter` (the sidebands' too), so a slow reader never
 blocks the session; a reader so slow that `QUEUE_LIMIT` events wait is disconnected. The rest of the session is
 `ServerSession`'s.
+
+With an emulated network (`server/network.py`), each event waits in a `DelayLine` before the writer takes it, and
+each client message before the session does: delayed, in order, a lost packet turned into a stall of everything
+behind it for a retransmission timeout, as TCP does; never lost, never reordered.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from voiceclient.rtc.impair import DelayLine
 from voiceclient.server.deltas import DeltaOutput
 from voiceclient.server.faults import FaultSpec
+from voiceclient.server.network import CallNetwork
 from voiceclient.server.responders import Responder
 from voiceclient.server.session import ServerSession
 from voiceclient.server.sideband import EventWriter
@@ -48,14 +54,22 @@ class WebSocketSession(ServerSession):
         speech: SpeechBackends | None = None,
         vad: str = "auto",
         faults: list[FaultSpec] | None = None,
+        network: CallNetwork | None = None,
     ) -> None:
         self.deltas = DeltaOutput(self.send, lambda: self.session["audio"]["output"]["format"], pace_audio)
-        super().__init__(session_id, session, responder, self.deltas, on_closed, max_seconds, speech, vad, faults)
+        super().__init__(
+            session_id, session, responder, self.deltas, on_closed, max_seconds, speech, vad, faults, network
+        )
         self.request = request
         self.ws = ws
         self.writer = EventWriter(ws, QUEUE_LIMIT, on_overflow=self._too_slow, name=f"websocket {session_id}")
         self._dropped = False
         self._close_with: tuple[int, bytes] = (WSCloseCode.OK, b"")
+        self._down: DelayLine[str] | None = None
+        self._up: DelayLine[str | bytes] | None = None
+        if network is not None:
+            self._down = DelayLine(network.down, self._write, f"websocket {session_id} down")
+            self._up = DelayLine(network.up, self._read, f"websocket {session_id} up")
 
     async def serve(self) -> None:
         """Greet the client, then read its events until the socket closes; the session ends with it."""
@@ -65,7 +79,10 @@ class WebSocketSession(ServerSession):
         try:
             async for message in self.ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):  # binary: decoded like text, an error event
-                    self.submit(message.data)
+                    if self._up is None:
+                        self.submit(message.data)
+                    else:
+                        self._up.push(message.data)
                 elif message.type == WSMsgType.ERROR:
                     log.info("websocket %s: %s", self.id, self.ws.exception())
                     break
@@ -75,7 +92,18 @@ class WebSocketSession(ServerSession):
             await self.close()
 
     def _deliver(self, text: str, kind: str) -> bool:
-        return not (self.ws.closed or self._dropped) and self.writer.push(text)
+        if self.ws.closed or self._dropped:
+            return False
+        if self._down is None or self._down.bypassed:
+            return self.writer.push(text)
+        self._down.push(text)  # (a reliable line loses nothing)
+        return True
+
+    async def _write(self, text: str) -> None:
+        self.writer.push(text)
+
+    async def _read(self, message: str | bytes) -> None:
+        self.submit(message)
 
     def _too_slow(self) -> None:
         self._close_with = (WSCloseCode.POLICY_VIOLATION, b"client too slow")
@@ -93,6 +121,10 @@ class WebSocketSession(ServerSession):
                 transport.abort()
 
     async def _close_transport(self) -> None:
+        if self._up is not None:
+            await self._up.close()  # what the client sent after the end is not heard
+        if self._down is not None:
+            await self._down.drain()  # what the server sent before it (a final error, say) is
         self.writer.close(*self._close_with)  # what is queued (a final error, say) still leaves, then the close
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(self.writer.task), CLOSE_FLUSH_SECONDS)

@@ -5,7 +5,8 @@ Fixtures (each server on 127.0.0.1 and a free port, so pytest-xdist workers neve
 models load once per process, so once per xdist worker):
 - `realtime_server`: the echo responder with energy turn detection.
 - `agent_server`: the offline agent (Silero VAD, speech-to-text, a neural voice).
-- `voice_server`: a factory, `await voice_server(scenario="rules.toml", faults=[...], agent=True, ...)`.
+- `voice_server`: a factory, `await voice_server(scenario="rules.toml", faults=[...], agent=True, ...)`;
+  `network="bad-wifi"` (a profile or spec, as `serve --network`) puts every call on an emulated bad network.
 - `scripted_call`: `await scripted_call(server, "question.wav", session=..., tools=[...])`, a
   `voiceclient.testing.ScriptedCallResult` with its files under the test's tmp_path. When the test fails, the
   report names the conversation WAV, event log and timeline page (`voiceclient report`) of every call it made,
@@ -44,7 +45,8 @@ ScriptedCall = Callable[..., Awaitable["ScriptedCallResult"]]
 async def voice_server() -> AsyncIterator[ServerFactory]:
     """A factory of embedded servers, all closed at the end of the test:
     `await voice_server()` (echo), `await voice_server(agent=True)`, `await voice_server(scenario=PATH)` (scripted
-    turns or agent rules), `faults=[FaultSpec(...)]`, and any other keyword of `RealtimeServer`."""
+    turns or agent rules), `faults=[FaultSpec(...)]`, `network="wifi"` (a bad network, `server/network.py`; what it
+    did is each call's `network` in `server.history`), and any other keyword of `RealtimeServer`."""
     from voiceclient.server import RealtimeServer
 
     servers: list[RealtimeServer] = []
