@@ -100,8 +100,8 @@ class SwitchingEncoder:
         new = opus.OpusEncoder(self.bitrate, application, self.complexities[application])
         if protect:
             new.set_fec(True, loss_percent)
-        # The old encoder's packets end `lookahead` samples before what it was fed: the new one reads from there.
-        self._head -= self.encoder.lookahead
+        if self.sent:  # the old encoder's packets end `lookahead` samples before what it was fed: read from there
+            self._head -= self.encoder.lookahead
         self.encoder.close()
         self.encoder = new
         self.protected = protect
