@@ -27,7 +27,7 @@ QUIET_RMS = 32768 * 10 ** (-45 / 20)  # -45 dBFS: a pause between words, or sile
 PROTECT_DEADLINE = 25  # frames (0.5 s) a switch to FEC waits for a quiet frame: packets are being lost meanwhile
 CLEAN_DEADLINE = 250  # frames (5 s) a switch back waits: no hurry, a pause will come
 LOWDELAY_COMPLEXITY = 10  # what FFmpeg's libopus wrapper used: the clean path costs what it did
-FEC_COMPLEXITY = 5  # measured: the SILK layer at 10 costs 3x the low-delay encoder; at 5 about the same, barely worse
+FEC_COMPLEXITY = 5  # measured on speech: 173 us a frame (220 at 10, 63 low-delay); lost frames rebuilt 1 dB worse
 
 
 class SwitchingEncoder:

@@ -9,12 +9,16 @@ single item). Opus itself takes 0.1 ms to encode and 0.03 ms to decode a 20 ms f
 so here it runs inline: one call's audio costs about half the CPU, and many calls in one process no longer
 contend for the pool.
 
-The voice is coded as what it is, one channel, with Opus's low-delay (CELT) mode at 32 kbit/s, where aiortc codes
-two equal channels at 96 kbit/s in VoIP mode. The SDP still says `opus/48000/2`, under which every Opus decoder takes
-mono packets (RFC 7587), and a mono packet decodes to two full-level channels, so nothing is lost on the way.
-Measured here per 20 ms frame of speech-like bursts: aiortc's stereo VoIP 119 us; mono VoIP 184 us (its SILK
-layer costs more than CELT); mono low-delay 80 us, with 2.5 ms of look-ahead instead of 6.5 ms, so the audio also
-arrives 4 ms sooner. Received audio is decoded to one channel directly.
+The voice is coded as what it is, one channel at 32 kbit/s, where aiortc codes two equal channels at 96 kbit/s in
+VoIP mode. The SDP still says `opus/48000/2`, under which every Opus decoder takes mono packets (RFC 7587), and a
+mono packet decodes to two full-level channels, so nothing is lost on the way. On a clean path it is Opus's
+low-delay (CELT) mode: 2.5 ms of look-ahead instead of VoIP's 6.5 ms, and the cheapest to encode (measured per
+20 ms frame of speech, libopus through ctypes: 63 us; VoIP 136 us, its SILK layer costs more than CELT). But CELT
+packets cannot carry in-band FEC, so while the far end's RTCP reports loss (`voiceclient.rtc.uplink`) the encoder
+moves to VoIP with FEC (173 us at complexity 5), and back after 10 s without loss, at quiet frames
+(`voiceclient.audio.switching`). Under 5 % random loss the far end then rebuilds most lost frames: 20.7 dB SNR
+against the loss-free decode, where low-delay with concealment gets 9.6 dB. Received audio is decoded to one
+channel directly.
 
 Like the jitter buffer, this replaces private parts of aiortc's sender and receiver (aiortc's minor version is
 pinned; `tests/test_inline.py` fails if they move). The audio level header carries the values aiortc computes.
