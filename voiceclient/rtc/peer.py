@@ -22,7 +22,7 @@ from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.answer import prepare_answerer, real_answer
 from voiceclient.rtc.impair import ImpairedTransport
-from voiceclient.rtc.inline import use_inline_decoder, use_inline_encoder
+from voiceclient.rtc.inline import MonoOpusEncoder, use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
 from voiceclient.rtc.lite import LiteConnection, ice_transports, use_ice_lite
 from voiceclient.rtc.netem import LinkModel
@@ -71,12 +71,13 @@ class Peer:
         self.on_open: Callable[[], None] | None = None
         self.channel: RTCDataChannel | None = None
         self.impaired: list[ImpairedTransport] = []
+        self.uplink: MonoOpusEncoder | None = None  # our audio's encoder: its mode (FEC or not) and switches
         self._closed = False
         if role == "offerer":
             transceiver = self.pc.addTransceiver(outbound, direction="sendrecv")
             use_adaptive_jitter_buffer(transceiver.receiver)
             use_inline_decoder(transceiver.receiver)
-            use_inline_encoder(transceiver.sender)
+            self.uplink = use_inline_encoder(transceiver.sender)
             self._attach(self.pc.createDataChannel(CHANNEL_LABEL))
         else:
             self.pc.on("datachannel", self._on_datachannel)
@@ -157,7 +158,7 @@ class Peer:
             if transceiver.kind == "audio":
                 use_adaptive_jitter_buffer(transceiver.receiver)
                 use_inline_decoder(transceiver.receiver)
-        use_inline_encoder(self.pc.addTrack(self.outbound))
+        self.uplink = use_inline_encoder(self.pc.addTrack(self.outbound))
         if self.answer_shape == "aiortc":
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             return self.pc.localDescription.sdp
