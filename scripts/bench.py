@@ -1645,6 +1645,7 @@ def score_played(
     played: np.ndarray,
     played_origin: float,
     echo: bool = True,
+    served: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """PESQ (wideband, of each sentence's echo found in `played` by cross-correlation against the sentence sent,
     scored in groups of about 10 s) and the delay of each echo: its start in what was played minus the end of the
@@ -1654,7 +1655,8 @@ def score_played(
     first, last = spans[0][0], spans[-1][1]
     at, _ = best_lag(wav[first:last], sent, 0, sent.size)  # where the WAV's speech is in what was sent
     shift = at - first
-    delays, found, refs, degs = [], [], [], []
+    delays, found, refs, degs, srvs = [], [], [], [], []
+    served_at = 0
     for start, end in spans:
         end_time = sent_origin + (shift + end) / RATE  # the sentence's last sample left
         lo = int((end_time - played_origin) * RATE)  # an echo starts after the sentence ends...
@@ -1668,20 +1670,30 @@ def score_played(
         refs.append(wav[start - NET_PAD : end + NET_PAD])
         deg = played[max(0, pos - NET_PAD) : pos + (end - start) + NET_PAD]
         degs.append(np.concatenate([deg, np.zeros(refs[-1].size - deg.size, np.int16)]))
-    scores, i = [], 0
-    while i < len(refs):  # groups of sentences, about 10 s each (P.862 is meant for 8-20 s)
-        j, n = i, 0
-        while j < len(refs) and n < 10 * RATE:
-            n += refs[j].size
-            j += 1
-        try:
-            scores.append(pesq(16_000, to_16k(np.concatenate(refs[i:j])), to_16k(np.concatenate(degs[i:j])), "wb"))
-        except Exception as exc:  # (no utterance found in the degraded file, and the like)
-            print(f"  PESQ failed on sentences {i}-{j - 1}: {exc}")
-        i = j
+        if served is not None:  # the same echo in what serve sent (its recording's right lane), found in turn
+            at_srv, _ = best_lag(wav[start:end], served, served_at, served.size)
+            served_at = at_srv + (end - start)
+            srv = served[max(0, at_srv - NET_PAD) : at_srv + (end - start) + NET_PAD]
+            srvs.append(np.concatenate([srv, np.zeros(refs[-1].size - srv.size, np.int16)]))
+
+    def grouped(refs: list[np.ndarray]) -> float:
+        scores, i = [], 0
+        while i < len(refs):  # groups of sentences, about 10 s each (P.862 is meant for 8-20 s)
+            j, n = i, 0
+            while j < len(refs) and n < 10 * RATE:
+                n += refs[j].size
+                j += 1
+            try:
+                scores.append(pesq(16_000, to_16k(np.concatenate(refs[i:j])), to_16k(np.concatenate(degs[i:j])), "wb"))
+            except Exception as exc:  # (no utterance found in the degraded file, and the like)
+                print(f"  PESQ failed on sentences {i}-{j - 1}: {exc}")
+            i = j
+        return float(np.mean(scores)) if scores else float("nan")
+
     k = max(1, len(delays) // 3)
     return {
-        "pesq": float(np.mean(scores)) if scores else float("nan"),
+        "pesq": grouped(refs),
+        "pesq_down": grouped(srvs) if served is not None else float("nan"),
         "delay": float(np.median(delays)) if delays else float("nan"),
         "drift": float(np.median(delays[-k:]) - np.median(delays[:k])) if len(delays) >= 2 else float("nan"),
         "echoes": f"{len(delays)}/{len(spans)}",
@@ -1928,18 +1940,21 @@ async def network_cell(
         for name in receivers:
             before = set(record_dir.glob("*.conversation.wav")) if record_dir.exists() else set()
             got = await NET_RECEIVERS[name](url, wav_path, seconds, work)
+            for column, r in got.items():  # kept for a look afterwards
+                np.savez(work / f"{column}.{spec or 'clean'}.npz", sent=r["sent"][0], played=r["played"][0])
             # What the server decoded (its recording's left lane), against the WAV alone (no delay across clocks).
-            decoded, _ = read_stereo(await new_recording(record_dir, before))
+            decoded, served = read_stereo(await new_recording(record_dir, before))
             heard = score_played(wav, spans, decoded, 0.0, decoded, 0.0, echo=False)
             for column, r in got.items():
                 if uplink:
                     if column == "recording":
                         continue
                     s = dict(heard)
+                    s["pesq_down"] = float("nan")
                     s["delay"] = s["drift"] = float("nan")
                     s["concealed"] = float("nan")
                 else:
-                    s = score_played(wav, spans, *r["sent"], *r["played"])
+                    s = score_played(wav, spans, *r["sent"], *r["played"], served=served)
                     s["concealed"] = r.get("concealed", float("nan"))
                 s["extra"] = r.get("extra", "")
                 if not uplink and column != "recording":
@@ -2007,7 +2022,8 @@ async def bench_network(
                 for column, s in cell.items():
                     results.setdefault(profile, {}).setdefault(column, []).append(s)
                     print(
-                        f"  {profile} seed {seed} {NET_COLUMNS[column]}: PESQ {s['pesq']:.2f}, delay "
+                        f"  {profile} seed {seed} {NET_COLUMNS[column]}: PESQ {s['pesq']:.2f} (against what serve "
+                        f"sent {s['pesq_down']:.2f}), delay "
                         f"{s['delay']:.0f} ms (drift {s['drift']:+.0f} ms), concealed/missing "
                         f"{s['concealed']:.1f} %, echoes {s['echoes']} (min corr {s['min_corr']:.2f})"
                         + (f"; {s['extra']}" if s["extra"] else "")
@@ -2017,7 +2033,8 @@ async def bench_network(
     print(bench_header() + "\n")
     print(
         f"{len(spans)} spoken sentences ({sum(e - s for s, e in spans) / RATE:.0f} s of speech) echoed by `serve`; "
-        f"median of seeds {','.join(map(str, seeds))}. Cell: PESQ wideband, delay ms (end of a sentence sent to "
+        f"median of seeds {','.join(map(str, seeds))}. Cell: PESQ wideband against the WAV (in brackets: against "
+        "what serve sent, the downlink alone), delay ms (end of a sentence sent to "
         "the start of its echo played; drift late - early), concealed or lost %.\n"
     )
     print("| profile | " + " | ".join(NET_COLUMNS[c] for c in columns) + " |")
@@ -2032,6 +2049,8 @@ async def bench_network(
         for c in columns:
             rows = by_column.get(c, [])
             cell = f"{med(rows, 'pesq'):.2f}"
+            if not np.isnan(med(rows, "pesq_down")):
+                cell += f" ({med(rows, 'pesq_down'):.2f})"
             if not np.isnan(med(rows, "delay")):
                 cell += f", {med(rows, 'delay'):.0f} ms ({med(rows, 'drift'):+.0f})"
             if not np.isnan(med(rows, "concealed")):
