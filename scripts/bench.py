@@ -8,6 +8,21 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py websocket --sessions 1,8   # WebSocket sessions driven by the openai SDK
     .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
     .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
+    .venv/bin/python scripts/bench.py network --seconds 40 --seeds 1,2,3   # speech quality under network profiles
+
+`network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
+`voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
+(`--network down=PROFILE:seed=N`; `--uplink`: `up=`), and each receiver makes its own call to it, one after the
+other: voiceclient's VoiceCall with the real SpeakerSink on a PulseAudio null sink (played = the blocks the device
+callback took, its `reference`), the same call's `--record` right lane (what arrived), stock aiortc in a process
+that imports no voiceclient (scripts/bench_aiortc.py: played = `track.recv()`'s frames in order) and headless
+Chromium with the WAV as its fake microphone (scripts/bench_network.html: played = the remote stream through
+WebAudio, recorded by an AudioWorklet beside the microphone). Per receiver: PESQ wideband of each sentence's echo
+(found by cross-correlation against the sentence; groups of ~10 s), the delay from the end of a sentence sent to
+the start of its echo played (on the receiver's clock; drift = the last third's median less the first third's),
+and the share of audio concealed (Chromium's concealedSamples) or packets lost (aiortc's inbound-rtp); a markdown
+table, median of the seeds, for docs/benchmarks.md. `--uplink` scores what serve received instead (its
+`--record-dir` recording, left lane). Needs pulseaudio, chromium, espeak-ng and the `pesq` package (test extra).
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -20,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -1532,6 +1548,527 @@ async def bench_report(minutes: float) -> None:
         )
 
 
+# ------------------------------------------------------------------------------------------------ network
+# Harvard sentences (IEEE 1969, lists 1-2), said by espeak-ng one per turn.
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It is easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.",
+    "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.",
+    "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.",
+    "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.",
+    "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.",
+    "The girl at the booth sold fifty bonds.",
+]
+NET_LEAD = 3.0  # seconds of silence before the first sentence: the call connects meanwhile (Chromium's capture runs)
+NET_GAP = 2.2  # seconds after a sentence's echo has played (silence 500 ms + prefix 300 ms + transport) to the next
+# One turn per sentence: server VAD with 500 ms of silence (espeak's pauses inside a sentence are shorter), the same
+# session for every receiver.
+NET_SESSION = {
+    "type": "realtime",
+    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+}
+NET_PAD = RATE // 4  # PESQ: 250 ms either side of each sentence
+
+
+def network_speech(seconds: float, out: Path) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The spoken WAV (48 kHz mono, at `out`): sentences until `seconds` of speech, each followed by the time its
+    echo takes; returns the PCM and each sentence's (start, end) sample."""
+    import wave
+
+    parts, spans, pos, said = [np.zeros(int(NET_LEAD * RATE), np.int16)], [], int(NET_LEAD * RATE), 0
+    for i, text in enumerate(itertools.cycle(HARVARD)):
+        if said >= seconds * RATE:
+            break
+        pcm = espeak(text, out.with_name(f"sentence{i}.wav"))
+        spans.append((pos, pos + pcm.size))
+        gap = np.zeros(pcm.size + int(NET_GAP * RATE), np.int16)
+        parts += [pcm, gap]
+        pos += pcm.size + gap.size
+        said += pcm.size
+    wav = np.concatenate(parts)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(wav.astype("<i2").tobytes())
+    return wav, spans
+
+
+def origin(times: list[float] | np.ndarray, sizes: list[int] | np.ndarray) -> float:
+    """The monotonic time of a stream's sample 0, from the times its chunks were handed over (median: robust to
+    a chunk handed late or a burst)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return float(np.median(np.asarray(times) - starts / RATE))
+
+
+def best_lag(ref: np.ndarray, lane: np.ndarray, lo: int, hi: int) -> tuple[int, float]:
+    """Where in lane[lo:hi] `ref` starts best (normalised cross-correlation), and that correlation."""
+    lo, hi = max(0, lo), min(hi, lane.size - ref.size)
+    if hi <= lo:
+        return lo, 0.0
+    seg = lane[lo : hi + ref.size].astype(np.float64)
+    a = ref.astype(np.float64)
+    n = 1 << int(np.ceil(np.log2(seg.size + a.size)))
+    xc = np.fft.irfft(np.fft.rfft(seg, n) * np.conj(np.fft.rfft(a, n)), n)[: hi - lo]
+    energy = np.concatenate([[0], np.cumsum(seg**2)])
+    window = np.sqrt(np.maximum(energy[a.size : a.size + hi - lo] - energy[: hi - lo], 1e-9))
+    score = xc / (window * np.linalg.norm(a) + 1e-9)
+    k = int(np.argmax(score))
+    return lo + k, float(score[k])
+
+
+def to_16k(pcm: np.ndarray) -> np.ndarray:
+    from voiceclient.audio.resample import Resampler
+
+    r = Resampler(RATE, 16_000)
+    return np.concatenate([r.process(pcm), r.flush()]).astype(np.float32) / 32768
+
+
+def score_played(
+    wav: np.ndarray,
+    spans: list[tuple[int, int]],
+    sent: np.ndarray,
+    sent_origin: float,
+    played: np.ndarray,
+    played_origin: float,
+    echo: bool = True,
+    served: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """PESQ (wideband, of each sentence's echo found in `played` by cross-correlation against the sentence sent,
+    scored in groups of about 10 s) and the delay of each echo: its start in what was played minus the end of the
+    sentence in what was sent, on one clock (each stream's origin)."""
+    from pesq import pesq
+
+    first, last = spans[0][0], spans[-1][1]
+    at, _ = best_lag(wav[first:last], sent, 0, sent.size)  # where the WAV's speech is in what was sent
+    shift = at - first
+    delays, found, refs, degs, srvs = [], [], [], [], []
+    served_at = 0
+    for start, end in spans:
+        end_time = sent_origin + (shift + end) / RATE  # the sentence's last sample left
+        lo = int((end_time - played_origin) * RATE)  # an echo starts after the sentence ends...
+        if not echo:  # ...the sentence itself (as the server received it) about where it was sent
+            lo -= end - start + RATE
+        pos, corr = best_lag(wav[start:end], played, lo, lo + 4 * RATE)
+        found.append(corr)
+        if corr < 0.3:  # no echo of it there
+            continue
+        delays.append((played_origin + pos / RATE - end_time) * 1000)
+        refs.append(wav[start - NET_PAD : end + NET_PAD])
+        deg = played[max(0, pos - NET_PAD) : pos + (end - start) + NET_PAD]
+        degs.append(np.concatenate([deg, np.zeros(refs[-1].size - deg.size, np.int16)]))
+        if served is not None:  # the same echo in what serve sent (its recording's right lane), found in turn
+            at_srv, _ = best_lag(wav[start:end], served, served_at, served.size)
+            served_at = at_srv + (end - start)
+            srv = served[max(0, at_srv - NET_PAD) : at_srv + (end - start) + NET_PAD]
+            srvs.append(np.concatenate([srv, np.zeros(refs[-1].size - srv.size, np.int16)]))
+
+    def grouped(refs: list[np.ndarray]) -> float:
+        scores, i = [], 0
+        while i < len(refs):  # groups of sentences, about 10 s each (P.862 is meant for 8-20 s)
+            j, n = i, 0
+            while j < len(refs) and n < 10 * RATE:
+                n += refs[j].size
+                j += 1
+            try:
+                scores.append(pesq(16_000, to_16k(np.concatenate(refs[i:j])), to_16k(np.concatenate(degs[i:j])), "wb"))
+            except Exception as exc:  # (no utterance found in the degraded file, and the like)
+                print(f"  PESQ failed on sentences {i}-{j - 1}: {exc}")
+            i = j
+        return float(np.mean(scores)) if scores else float("nan")
+
+    k = max(1, len(delays) // 3)
+    return {
+        "pesq": grouped(refs),
+        "pesq_down": grouped(srvs) if served is not None else float("nan"),
+        "delay": float(np.median(delays)) if delays else float("nan"),
+        "drift": float(np.median(delays[-k:]) - np.median(delays[:k])) if len(delays) >= 2 else float("nan"),
+        "echoes": f"{len(delays)}/{len(spans)}",
+        "min_corr": min(found) if found else 0.0,
+    }
+
+
+def read_stereo(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 24 kHz stereo recording's lanes, at 48 kHz."""
+    import wave
+
+    from voiceclient.audio.resample import Resampler
+
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    lanes = []
+    for lane in (pcm[:, 0], pcm[:, 1]):
+        r = Resampler(rate, RATE)
+        lanes.append(np.concatenate([r.process(lane.copy()), r.flush()]))
+    return lanes[0], lanes[1]
+
+
+async def net_voiceclient(url: str, wav_path: Path, seconds: float, work: Path) -> dict[str, dict[str, Any]]:
+    """voiceclient's VoiceCall with the real SpeakerSink (on the PulseAudio null sink): what the device callback
+    took, block by block (the sink's `reference`), and the call's `--record` recording (what arrived)."""
+    from voiceclient.audio.sources import WavSource
+    from voiceclient.audio.speaker import SpeakerSink
+
+    speaker = SpeakerSink()
+    played: list[np.ndarray] = []
+    played_at: list[float] = []
+    sent: list[np.ndarray] = []
+    sent_at: list[float] = []
+
+    def on_played(block: np.ndarray) -> None:
+        played_at.append(time.monotonic())
+        played.append(block.copy())
+
+    def on_sent(pcm: np.ndarray, pts: int | None = None, at: float | None = None) -> None:
+        sent_at.append(time.monotonic() if at is None else at)
+        sent.append(pcm.copy())
+
+    speaker.reference = on_played
+    record = work / "voiceclient.record.wav"
+    speaker.start()
+    try:
+        call = VoiceCall(
+            webrtc_settings(url, connect_timeout=30),
+            SessionConfig.model_validate(NET_SESSION),
+            source=WavSource(wav_path),
+            playback=speaker,
+            recording=Recording(record_wav=record),
+        )
+        call.tap_audio(sent=on_sent)
+        async with call:
+            c0, w0 = time.process_time(), time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu, wall = time.process_time() - c0, time.monotonic() - w0
+            assert isinstance(call.transport, WebRTCTransport)
+            stats = await call.transport.peer.pc.getStats()
+    finally:
+        speaker.close()
+    inbound = [s for s in stats.values() if s.type == "inbound-rtp"]
+    lost, received = sum(s.packetsLost for s in inbound), sum(s.packetsReceived for s in inbound)
+    missing = 100 * lost / max(1, lost + received)
+    left, right = read_stereo(record)
+    return {
+        "voiceclient": {
+            "sent": (np.concatenate(sent), origin(sent_at, [s.size for s in sent])),
+            "played": (np.concatenate(played), origin(played_at, [b.size for b in played])),
+            "concealed": missing,
+            "extra": f"speaker gaps {speaker.gaps}, trimmed {speaker.trimmed_ms:.0f} ms, "
+            f"device latency {speaker.latency_s * 1000:.0f} ms",
+            "cpu": (cpu, wall),
+        },
+        "recording": {"sent": (left, 0.0), "played": (right, 0.0), "concealed": missing},
+    }
+
+
+async def net_aiortc(url: str, wav_path: Path, seconds: float, work: Path) -> dict[str, dict[str, Any]]:
+    """Stock aiortc in a process of its own (scripts/bench_aiortc.py): what `track.recv()` decoded, in order."""
+    out = work / "aiortc.npz"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts" / "bench_aiortc.py"),
+        url,
+        str(wav_path),
+        str(out),
+        str(seconds),
+        json.dumps(NET_SESSION),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await proc.communicate()
+    assert proc.returncode == 0, f"the aiortc receiver failed ({proc.returncode})"
+    info = json.loads(stdout.decode().strip().splitlines()[-1])
+    d = np.load(out)
+    return {
+        "aiortc": {
+            "sent": (d["sent"], origin(d["sent_times"], d["sent_sizes"])),
+            "played": (d["played"], origin(d["played_times"], d["played_sizes"])),
+            "concealed": 100 * info["lost"] / max(1, info["lost"] + info["received"]),
+            "cpu": (info["cpu"], info["wall"]),
+        }
+    }
+
+
+CHROMIUM = os.environ.get("CHROMIUM") or next(
+    (
+        p
+        for p in ("chromium", "chromium-browser", "google-chrome")
+        if subprocess.run(["which", p], capture_output=True).returncode == 0
+    ),
+    None,
+)
+
+
+async def net_chromium(url: str, wav_path: Path, seconds: float, work: Path) -> dict[str, dict[str, Any]]:
+    """The system Chromium, headless, its fake microphone playing the WAV: scripts/bench_network.html records the
+    microphone and the remote stream as WebAudio plays it, and POSTs them with getStats()'s inbound-rtp."""
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[dict[str, Any]] = loop.create_future()
+    pcm: dict[str, bytes] = {}
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=(ROOT / "scripts" / "bench_network.html").read_text(), content_type="text/html")
+
+    async def receive_pcm(request: web.Request) -> web.Response:
+        pcm["data"] = await request.read()
+        return web.Response()
+
+    async def receive(request: web.Request) -> web.Response:
+        if not result.done():
+            result.set_result(json.loads(await request.text()))
+        return web.Response()
+
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app.router.add_get("/", page)
+    app.router.add_post("/pcm", receive_pcm)
+    app.router.add_post("/result", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    from urllib.parse import urlencode
+
+    query = urlencode({"base": url, "seconds": f"{seconds:.2f}", "session": json.dumps(NET_SESSION)})
+    assert CHROMIUM is not None, "Chromium is not installed"
+    browser = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-sync",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-default-apps",
+            f"--user-data-dir={work / 'chromium-profile'}",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav_path}",
+            "--autoplay-policy=no-user-gesture-required",
+            f"http://127.0.0.1:{port}/?{query}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        report = await asyncio.wait_for(result, seconds + 60)
+    finally:
+        stop(browser, 10)
+        await runner.cleanup()
+    assert report["ok"], report
+    stereo = np.frombuffer(pcm["data"], "<i2").reshape(-1, 2)
+    st = report["stats"]
+    concealed = 100 * st.get("concealedSamples", 0) / max(1, st.get("totalSamplesReceived", 0))
+    jb = 1000 * st.get("jitterBufferDelay", 0) / max(1, st.get("jitterBufferEmittedCount", 0))
+    return {
+        "chromium": {
+            "sent": (stereo[:, 0].copy(), 0.0),
+            "played": (stereo[:, 1].copy(), 0.0),
+            "concealed": concealed,
+            "extra": f"jitter buffer {jb:.0f} ms, packets lost {st.get('packetsLost', 0)}",
+        }
+    }
+
+
+NET_RECEIVERS = {"voiceclient": net_voiceclient, "aiortc": net_aiortc, "chromium": net_chromium}
+NET_COLUMNS = {
+    "voiceclient": "voiceclient (speaker)",
+    "recording": "voiceclient (--record)",
+    "aiortc": "stock aiortc",
+    "chromium": "Chromium",
+}
+
+
+async def new_recording(record_dir: Path, before: set[Path]) -> Path:
+    """The server's recording of the call just ended, once the server has finished it (its size stays put)."""
+    size = -1
+    for _ in range(100):
+        await asyncio.sleep(0.2)
+        new = sorted(set(record_dir.glob("*.conversation.wav")) - before) if record_dir.exists() else []
+        if new and new[-1].stat().st_size == size:
+            return new[-1]
+        size = new[-1].stat().st_size if new else -1
+    raise AssertionError(f"no finished server recording in {record_dir}")
+
+
+def network_support() -> bool:
+    import inspect
+
+    return "network" in inspect.signature(RealtimeServer.__init__).parameters
+
+
+async def network_cell(
+    spec: str | None,
+    wav: np.ndarray,
+    spans: list[tuple[int, int]],
+    wav_path: Path,
+    receivers: list[str],
+    uplink: bool,
+    work: Path,
+) -> dict[str, dict[str, Any]]:
+    """One `voiceclient serve` process (its own CPU) with this network spec; each receiver's call to it, one after
+    the other; the scores per column."""
+    record_dir = work / "server"
+    cmd = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--record-dir", str(record_dir)]
+    if spec is not None:
+        cmd += ["--network", spec]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    seconds = wav.size / RATE - 0.3  # the call ends before Chromium's fake capture loops the WAV
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        match = re.search(r"listening on (\S+)", line)
+        assert match, f"serve did not start: {line!r}"
+        url = match.group(1)
+        for name in receivers:
+            before = set(record_dir.glob("*.conversation.wav")) if record_dir.exists() else set()
+            got = await NET_RECEIVERS[name](url, wav_path, seconds, work)
+            for column, r in got.items():  # kept for a look afterwards
+                np.savez(work / f"{column}.{spec or 'clean'}.npz", sent=r["sent"][0], played=r["played"][0])
+            # What the server decoded (its recording's left lane), against the WAV alone (no delay across clocks).
+            decoded, served = read_stereo(await new_recording(record_dir, before))
+            heard = score_played(wav, spans, decoded, 0.0, decoded, 0.0, echo=False)
+            for column, r in got.items():
+                if uplink:
+                    if column == "recording":
+                        continue
+                    s = dict(heard)
+                    s["pesq_down"] = float("nan")
+                    s["delay"] = s["drift"] = float("nan")
+                    s["concealed"] = float("nan")
+                else:
+                    s = score_played(wav, spans, *r["sent"], *r["played"], served=served)
+                    s["concealed"] = r.get("concealed", float("nan"))
+                s["extra"] = r.get("extra", "")
+                if not uplink and column != "recording":
+                    s["extra"] = f"serve heard PESQ {heard['pesq']:.2f}; " + s["extra"]
+                s["cpu"] = r.get("cpu")
+                out[column] = s
+    finally:
+        stop(server)
+    return out
+
+
+def bench_header() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    import aiortc
+
+    chromium = (
+        subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip() if CHROMIUM else "-"
+    )
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, commit {commit.stdout.strip()}"
+        f"{' (modified)' if dirty else ''}, Python {sys.version.split()[0]}, aiortc {aiortc.__version__}, {chromium}"
+    )
+
+
+async def bench_network(
+    seconds: float, seeds: list[int], profiles: list[str], receivers: list[str], uplink: bool
+) -> None:
+    """The spoken WAV through `serve` (echo) under network profiles, each receiver's own call; see the top."""
+    from voiceclient.testing import virtual_audio_devices
+
+    work = Path(tempfile.mkdtemp(prefix="voiceclient-bench-network-"))
+    wav_path = work / "speech.wav"
+    wav, spans = network_speech(seconds, wav_path)
+    supported = network_support()
+    if not supported and any(p != "clean" for p in profiles):
+        print(
+            "network: RealtimeServer takes no `network` argument here (the network profiles are not on this "
+            f"branch): skipping {', '.join(p for p in profiles if p != 'clean')}"
+        )
+        profiles = [p for p in profiles if p == "clean"]
+    direction = "up" if uplink else "down"
+    print(
+        f"network: {len(spans)} sentences, {sum(e - s for s, e in spans) / RATE:.1f} s of speech in a "
+        f"{wav.size / RATE:.1f} s call; {direction}link impaired; seeds {seeds}; work files in {work}"
+    )
+    columns = [c for r in receivers for c in (["voiceclient", "recording"] if r == "voiceclient" else [r])]
+    if uplink:
+        columns = [c for c in columns if c != "recording"]
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    devices = virtual_audio_devices() if "voiceclient" in receivers else contextlib.nullcontext()
+    with devices:
+        for profile in profiles:
+            for seed in seeds:
+                spec = None if profile == "clean" else f"{direction}={profile}:seed={seed}"
+                cell = await network_cell(spec, wav, spans, wav_path, receivers, uplink, work)
+                for column, s in cell.items():
+                    results.setdefault(profile, {}).setdefault(column, []).append(s)
+                    print(
+                        f"  {profile} seed {seed} {NET_COLUMNS[column]}: PESQ {s['pesq']:.2f} (against what serve "
+                        f"sent {s['pesq_down']:.2f}), delay "
+                        f"{s['delay']:.0f} ms (drift {s['drift']:+.0f} ms), concealed/missing "
+                        f"{s['concealed']:.1f} %, echoes {s['echoes']} (min corr {s['min_corr']:.2f})"
+                        + (f"; {s['extra']}" if s["extra"] else "")
+                    )
+    what = "what the server received" if uplink else "what each receiver played"
+    print(f"\n### Network: {direction}link impaired, {what}\n")
+    print(bench_header() + "\n")
+    print(
+        f"{len(spans)} spoken sentences ({sum(e - s for s, e in spans) / RATE:.0f} s of speech) echoed by `serve`; "
+        f"median of seeds {','.join(map(str, seeds))}. Cell: PESQ wideband against the WAV (in brackets: against "
+        "what serve sent, the downlink alone), delay ms (end of a sentence sent to "
+        "the start of its echo played; drift late - early), concealed or lost %.\n"
+    )
+    print("| profile | " + " | ".join(NET_COLUMNS[c] for c in columns) + " |")
+    print("|---|" + "---|" * len(columns))
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        values = [r[key] for r in rows if not np.isnan(r[key])]
+        return float(np.median(values)) if values else float("nan")
+
+    for profile, by_column in results.items():
+        cells = []
+        for c in columns:
+            rows = by_column.get(c, [])
+            cell = f"{med(rows, 'pesq'):.2f}"
+            if not np.isnan(med(rows, "pesq_down")):
+                cell += f" ({med(rows, 'pesq_down'):.2f})"
+            if not np.isnan(med(rows, "delay")):
+                cell += f", {med(rows, 'delay'):.0f} ms ({med(rows, 'drift'):+.0f})"
+            if not np.isnan(med(rows, "concealed")):
+                cell += f", {med(rows, 'concealed'):.1f} %"
+            cells.append(cell)
+        print(f"| {profile} | " + " | ".join(cells) + " |")
+    clean = results.get("clean", {})
+    for c in ("voiceclient", "aiortc"):
+        runs = [r["cpu"] for r in clean.get(c, []) if r.get("cpu")]
+        if runs:
+            cpu = statistics.median(r[0] for r in runs)
+            wall = statistics.median(r[1] for r in runs)
+            print(
+                f"\nCPU of the {NET_COLUMNS[c]} process over a clean call: {cpu:.2f} s in {wall:.0f} s "
+                f"({100 * cpu / wall:.1f} % of one core; both directions, the receive side and the WAV's encoding)"
+            )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -1554,7 +2091,14 @@ async def main() -> None:
             "switches",
             "agents",
             "report",
+            "network",
         ],
+    )
+    parser.add_argument("--seeds", default="1", help="network: the network profiles' seeds (median of them)")
+    parser.add_argument("--profiles", default="clean,wifi,bad-wifi,lossy", help="network: the profiles")
+    parser.add_argument("--receivers", default="voiceclient,aiortc,chromium", help="network: who calls")
+    parser.add_argument(
+        "--uplink", action="store_true", help="network: impair client->server instead; score what serve received"
     )
     parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
     parser.add_argument(
@@ -1631,6 +2175,14 @@ async def main() -> None:
         await bench_agents(args.runs, args.turns)
     if "report" in args.what:
         await bench_report(args.minutes)
+    if "network" in args.what:
+        await bench_network(
+            args.seconds,
+            [int(x) for x in args.seeds.split(",")],
+            args.profiles.split(","),
+            args.receivers.split(","),
+            args.uplink,
+        )
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:
