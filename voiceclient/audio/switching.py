@@ -39,10 +39,11 @@ class SwitchingEncoder:
     def __init__(
         self,
         bitrate: int,
+        fec_bitrate: int | None = None,
         lowdelay_complexity: int = LOWDELAY_COMPLEXITY,
         fec_complexity: int = FEC_COMPLEXITY,
     ) -> None:
-        self.bitrate = bitrate
+        self.bitrates = {opus.LOWDELAY: bitrate, opus.VOIP: fec_bitrate or bitrate}
         self.complexities = {opus.LOWDELAY: lowdelay_complexity, opus.VOIP: fec_complexity}
         self.encoder = opus.OpusEncoder(bitrate, opus.LOWDELAY, lowdelay_complexity)
         self.protected = False
@@ -97,7 +98,7 @@ class SwitchingEncoder:
 
     def _switch(self, protect: bool, loss_percent: int) -> None:
         application = opus.VOIP if protect else opus.LOWDELAY
-        new = opus.OpusEncoder(self.bitrate, application, self.complexities[application])
+        new = opus.OpusEncoder(self.bitrates[application], application, self.complexities[application])
         if protect:
             new.set_fec(True, loss_percent)
         if self.sent:  # the old encoder's packets end `lookahead` samples before what it was fed: read from there

@@ -52,9 +52,11 @@ QUANTILE = 0.99
 MARGIN = 0.0005  # played this much after the target transit: the loop's own scheduling noise
 # The offset grows as soon as it is this far under its target (late packets are concealment), and shrinks only
 # once it is this far over (each move is heard, a little, and the network that needed it may come back).
-GROW_AT = 0.0005
+GROW_AT = 0.0005  # while packets come out of order: a packet late past its successor is lost
+FIFO_GROW_AT = 0.01  # while they come in order: one a little late just plays a little late (within GRACE)
 GROW_STEP = 0.01
 SHRINK_AT = 0.02
+SHRINK_SILENT_AT = 0.002  # in a pause, cutting is free: the delay goes back to its target at the next pause
 EARLY = 0.0005  # a packet this close to its time plays now rather than on a timer
 GRACE = 0.02  # a missing packet with nothing newer is waited for this long past its time before it is concealed
 IDLE_AFTER = 0.5  # seconds of concealment with nothing arriving: the sender has stopped; stop playing
@@ -127,6 +129,7 @@ class AdaptiveJitterBuffer:
         self._shift = 0  # samples the played timeline is ahead of RTP time (stretching, concealing late)
         self._silent_since: float | None = None  # concealing with nothing arriving since
         self._fec_until = 0.0  # packets with FEC were seen lately (until this time)
+        self._reordered_until = 0.0  # a packet came after a newer one lately (until this time)
         self._covered = 0  # frames concealed while waiting for the next packet, not yet matched to a lost one
         self._transits: collections.deque[tuple[float, float]] = collections.deque()
         self._sorted: list[float] = []
@@ -150,7 +153,10 @@ class AdaptiveJitterBuffer:
             self._anchor(seq, ts, now)
         elif seq < self._next_seq:
             self.stats.late += 1
+            self._reordered_until = now + WINDOW
             return
+        if self._newest is not None and seq < self._newest:
+            self._reordered_until = now + WINDOW
         if seq in self._packets:
             self.stats.duplicates += 1
             return
@@ -294,7 +300,8 @@ class AdaptiveJitterBuffer:
         if excess > MAX_DELAY:  # hopelessly behind (a long outage delivered at once): skip to the target
             self._offset = self._target
             return pcm
-        if -GROW_AT < excess < SHRINK_AT:
+        grow_at = GROW_AT if self._reordered_until > self._clock() else FIFO_GROW_AT
+        if -grow_at < excess < (SHRINK_SILENT_AT if stretch.is_silent(pcm) else SHRINK_AT):
             return pcm
         if excess > 0:
             out = stretch.accelerate(pcm, int(min(excess, 0.02) * RATE))
@@ -386,7 +393,20 @@ def use_adaptive_jitter_buffer(receiver: RTCRtpReceiver) -> AdaptiveJitterBuffer
     original_stop = receiver.stop
 
     async def stop() -> None:
-        installed.buffer.close()
+        buffer = installed.buffer
+        if buffer.stats.received:
+            s = buffer.stats
+            log.info(
+                "received audio: %d packets, %d concealed, %d rebuilt from FEC, %d late, %+.0f ms stretched; "
+                "holding %.0f ms at the end",
+                s.received,
+                s.concealed,
+                s.recovered,
+                s.late,
+                s.stretched_ms,
+                buffer.delay_ms,
+            )
+        buffer.close()
         await original_stop()
 
     receiver.stop = stop  # type: ignore[method-assign]
