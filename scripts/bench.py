@@ -1886,9 +1886,37 @@ async def net_chromium(url: str, wav_path: Path, seconds: float, work: Path) -> 
     }
 
 
-NET_RECEIVERS = {"voiceclient": net_voiceclient, "aiortc": net_aiortc, "chromium": net_chromium}
+@contextlib.contextmanager
+def before_issue_30() -> Any:
+    """voiceclient's media path as it was before issue 30, for the before/after columns: the immediate jitter buffer
+    (every packet decoded on arrival through PyAV, nothing concealed) and 32 kbit/s low-delay Opus."""
+    import voiceclient.rtc.inline as inline_module
+    import voiceclient.rtc.peer as peer_module
+
+    saved = peer_module.use_adaptive_jitter_buffer, inline_module.MonoOpusEncoder.__init__.__defaults__
+    peer_module.use_adaptive_jitter_buffer = jitter.use_immediate_jitter_buffer  # type: ignore[assignment]
+    inline_module.MonoOpusEncoder.__init__.__defaults__ = (32_000, None, 32_000)
+    try:
+        yield
+    finally:
+        peer_module.use_adaptive_jitter_buffer, inline_module.MonoOpusEncoder.__init__.__defaults__ = saved
+
+
+async def net_voiceclient_before(url: str, wav_path: Path, seconds: float, work: Path) -> dict[str, dict[str, Any]]:
+    with before_issue_30():
+        got = await net_voiceclient(url, wav_path, seconds, work)
+    return {"before": got["voiceclient"]}
+
+
+NET_RECEIVERS = {
+    "voiceclient": net_voiceclient,
+    "before": net_voiceclient_before,
+    "aiortc": net_aiortc,
+    "chromium": net_chromium,
+}
 NET_COLUMNS = {
     "voiceclient": "voiceclient (speaker)",
+    "before": "voiceclient before (speaker)",
     "recording": "voiceclient (--record)",
     "aiortc": "stock aiortc",
     "chromium": "Chromium",
@@ -2096,7 +2124,7 @@ async def main() -> None:
     )
     parser.add_argument("--seeds", default="1", help="network: the network profiles' seeds (median of them)")
     parser.add_argument("--profiles", default="clean,wifi,bad-wifi,lossy", help="network: the profiles")
-    parser.add_argument("--receivers", default="voiceclient,aiortc,chromium", help="network: who calls")
+    parser.add_argument("--receivers", default="voiceclient,before,aiortc,chromium", help="network: who calls")
     parser.add_argument(
         "--uplink", action="store_true", help="network: impair client->server instead; score what serve received"
     )

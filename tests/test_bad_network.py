@@ -4,18 +4,23 @@ RTCP round trips, the WebSocket's event times), the `network` fault mid-call, an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import time
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
-from voiceclient import ClientSettings, VoiceCall
+from voiceclient import ClientSettings, SessionConfig, VoiceCall
+from voiceclient.audio.format import dominant_frequency
+from voiceclient.audio.sources import BufferSource
 from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec
 
+from .conftest import loud_spans
 from .test_cli import run_cli
 
 pytestmark = pytest.mark.timeout(40)
@@ -157,3 +162,69 @@ async def test_the_plugins_voice_server_takes_a_network(voice_server: Any) -> No
         assert done.response.status == "completed"
     network = server.history[-1].network
     assert network is not None and network.down.stats.mean_delay_ms > 50
+
+
+# -- the receive path under it ------------------------------------------------------------------------------------
+def _tone(hz: float, seconds: float, rate: int = 48_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+async def _played_tone(
+    network: str, seconds: float = 3.0, faults: FaultPlan | None = None, tail: float = 1.0
+) -> tuple[list[tuple[int, np.ndarray]], Any]:
+    """The server plays a 440 Hz tone through `network`; what the client's receive path handed on (pts, pcm), and
+    its jitter buffer."""
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    frames: list[tuple[int, np.ndarray]] = []
+    async with RealtimeServer(port=0, network=network, faults=faults) as server:
+        call = VoiceCall(settings_for(server), session, source=BufferSource(np.zeros(0, np.int16)))
+        call.tap_audio(received=lambda pcm, pts, at: frames.append((pts, pcm.copy())))
+        async with call:
+            buffer = call.transport.peer.pc.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer.buffer  # type: ignore[attr-defined]
+            await until(_true(lambda: buffer.stats.received >= 25))  # the server is sending (silence)
+            next(iter(server.calls.values())).playout.put("test", _tone(440, seconds))
+            wanted = buffer.stats.received + int((seconds + tail) * 50)  # the tone, then `tail` of silence
+            await until(_true(lambda: buffer.stats.received >= wanted), timeout=seconds + tail + 15)
+            return frames, buffer
+    raise AssertionError("unreachable")
+
+
+def _true(check: Any) -> Any:
+    async def condition() -> bool:
+        return bool(check())
+
+    return condition
+
+
+def _tone_span(frames: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    pcm = np.concatenate([f for _, f in frames])
+    spans = loud_spans(pcm, 48_000, dbfs=-30)
+    assert spans, "no tone was played"
+    start, end = spans[0][0], spans[-1][1]
+    return pcm[int(start * 48_000) : int(end * 48_000)]
+
+
+async def test_lost_packets_are_concealed_in_time_not_holes() -> None:
+    frames, buffer = await _played_tone("down.delay_ms=40:down.jitter_ms=10:down.loss=0.05:seed=3")
+    assert buffer.stats.concealed + buffer.stats.recovered >= 3  # the network lost some of the tone's packets
+    assert all(a[0] + a[1].size == b[0] for a, b in itertools.pairwise(frames)), "a hole in the played timeline"
+    tone = _tone_span(frames)
+    assert tone.size / 48_000 == pytest.approx(3.0, abs=0.15)  # all of it, and no more than stretching adds
+    blocks = tone[: tone.size // 480 * 480].astype(np.float64).reshape(-1, 480)
+    assert np.sqrt(np.mean(blocks[2:-2] ** 2, axis=1)).min() > 800  # never a silent 10 ms inside the tone
+    for i in range(0, blocks.shape[0] - 10, 10):
+        assert dominant_frequency(blocks[i : i + 10].reshape(-1), 48_000) == pytest.approx(440, abs=15)
+
+
+async def test_a_stall_delays_the_audio_and_the_delay_drains_once_the_network_calms_down() -> None:
+    # 400 ms holds (Wi-Fi retry storms, handovers) twice a second on a 40 ms path, until it calms down after 2 s.
+    calm = FaultSpec(action="network", network="down.delay_ms=40", call=1, at_seconds=2.0)
+    frames, buffer = await _played_tone(
+        "down.delay_ms=40:down.stall_ms=400:down.stall_every_s=0.5:seed=5", 3.0, faults=FaultPlan([calm]), tail=4.0
+    )
+    assert buffer.stats.late == 0  # nothing the stalls held back was thrown away...
+    assert buffer.stats.concealed > 5  # ...the waits were concealed...
+    assert buffer.stats.removed_ms > 100  # ...and the delay they added was taken out again
+    assert buffer.delay_ms < 60  # 4 s after the tone, the buffer holds little: no delay for the rest of the call
+    assert all(a[0] + a[1].size == b[0] for a, b in itertools.pairwise(frames))
