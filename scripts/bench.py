@@ -1950,22 +1950,24 @@ async def network_cell(
     uplink: bool,
     work: Path,
 ) -> dict[str, dict[str, Any]]:
-    """One `voiceclient serve` process (its own CPU) with this network spec; each receiver's call to it, one after
-    the other; the scores per column."""
-    record_dir = work / "server"
-    cmd = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--record-dir", str(record_dir)]
-    if spec is not None:
-        cmd += ["--network", spec]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    """Each receiver's call to a `voiceclient serve` process of its own (its own CPU) with this network spec, one
+    after the other: every call is the server's first, so the seeded network loses the same packets in each; the
+    scores per column."""
     seconds = wav.size / RATE - 0.3  # the call ends before Chromium's fake capture loops the WAV
     out: dict[str, dict[str, Any]] = {}
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        match = re.search(r"listening on (\S+)", line)
-        assert match, f"serve did not start: {line!r}"
-        url = match.group(1)
-        for name in receivers:
+    for name in receivers:
+        record_dir = work / f"server-{name}"
+        cmd = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"]
+        cmd += ["--record-dir", str(record_dir)]
+        if spec is not None:
+            cmd += ["--network", spec]
+        server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            match = re.search(r"listening on (\S+)", line)
+            assert match, f"serve did not start: {line!r}"
+            url = match.group(1)
             before = set(record_dir.glob("*.conversation.wav")) if record_dir.exists() else set()
             got = await NET_RECEIVERS[name](url, wav_path, seconds, work)
             for column, r in got.items():  # kept for a look afterwards
@@ -1989,8 +1991,8 @@ async def network_cell(
                     s["extra"] = f"serve heard PESQ {heard['pesq']:.2f}; " + s["extra"]
                 s["cpu"] = r.get("cpu")
                 out[column] = s
-    finally:
-        stop(server)
+        finally:
+            stop(server)
     return out
 
 

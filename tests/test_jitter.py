@@ -123,10 +123,11 @@ def test_a_lost_packet_is_concealed_in_its_slot_not_a_hole() -> None:
 
 
 def test_a_lost_packet_is_rebuilt_from_the_next_packets_fec() -> None:
-    pcm = tone(300, 3.0)
+    pcm = np.concatenate([np.zeros(opus.RATE // 2, np.int16), tone(300, 2.5)])
     packets = encode(pcm, fec=True)
-    lost = next(i for i in range(10, len(packets) - 1) if opus.packet_has_fec(packets[i + 1]))
-    # A little jitter, so the buffer holds the one extra packet it keeps for FEC when the sender uses it.
+    lost = next(i for i in range(30, len(packets) - 1) if opus.packet_has_fec(packets[i + 1]))
+    # A little jitter; in the pause first, the buffer grows to hold the one extra packet it keeps for FEC when the
+    # sender uses it.
     buffer, played = deliver(packets, lambda i: None if i == lost else 0.05 + i * FRAME_S + 0.004 * (i % 2))
     assert buffer.stats.recovered == 1
     slot_start = lost * opus.FRAME

@@ -610,8 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "serve":  # a server says when calls come and go
-        logging.getLogger("voiceclient.server").setLevel(min(level, logging.INFO))
+    if args.command == "serve":  # a server says when calls come and go, and what the network did to their audio
+        for name in ("voiceclient.server", "voiceclient.rtc"):
+            logging.getLogger(name).setLevel(min(level, logging.INFO))
     if args.verbose < 2:
         for noisy in ("aioice", "aiortc", "httpx"):
             logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -53,9 +53,10 @@ MARGIN = 0.0005  # played this much after the target transit: the loop's own sch
 # The offset grows as soon as it is this far under its target (late packets are concealment), and shrinks only
 # once it is this far over (each move is heard, a little, and the network that needed it may come back).
 GROW_AT = 0.0005  # while packets come out of order: a packet late past its successor is lost
-FIFO_GROW_AT = 0.01  # while they come in order: one a little late just plays a little late (within GRACE)
+FIFO_GROW_AT = 0.03  # while they come in order: a late one is concealed and waited for, which grows the delay anyway
 GROW_STEP = 0.01
-SHRINK_AT = 0.02
+SHRINK_AT = 0.06
+PAUSE_FRAMES = 10  # this many silent frames in a row (200 ms) are a pause between phrases
 SHRINK_SILENT_AT = 0.002  # in a pause, cutting is free: the delay goes back to its target at the next pause
 EARLY = 0.0005  # a packet this close to its time plays now rather than on a timer
 GRACE = 0.02  # a missing packet with nothing newer is waited for this long past its time before it is concealed
@@ -130,6 +131,7 @@ class AdaptiveJitterBuffer:
         self._silent_since: float | None = None  # concealing with nothing arriving since
         self._fec_until = 0.0  # packets with FEC were seen lately (until this time)
         self._reordered_until = 0.0  # a packet came after a newer one lately (until this time)
+        self._quiet = 0  # silent frames played in a row
         self._covered = 0  # frames concealed while waiting for the next packet, not yet matched to a lost one
         self._transits: collections.deque[tuple[float, float]] = collections.deque()
         self._sorted: list[float] = []
@@ -300,8 +302,15 @@ class AdaptiveJitterBuffer:
         if excess > MAX_DELAY:  # hopelessly behind (a long outage delivered at once): skip to the target
             self._offset = self._target
             return pcm
-        grow_at = GROW_AT if self._reordered_until > self._clock() else FIFO_GROW_AT
-        if -grow_at < excess < (SHRINK_SILENT_AT if stretch.is_silent(pcm) else SHRINK_AT):
+        silent = stretch.is_silent(pcm)
+        self._quiet = self._quiet + 1 if silent else 0
+        # In a pause between phrases, growing and cutting are free and unheard, so the delay follows its target
+        # closely there. Inside a phrase, each change is heard a little and moves the rhythm: grow there only when
+        # packets come out of order (a late one is then lost) or lateness nears what is waited for anyway; shrink
+        # only when well over.
+        pause = self._quiet >= PAUSE_FRAMES
+        grow_at = GROW_AT if pause or self._reordered_until > self._clock() else FIFO_GROW_AT
+        if -grow_at < excess < (SHRINK_SILENT_AT if pause else SHRINK_AT):
             return pcm
         if excess > 0:
             out = stretch.accelerate(pcm, int(min(excess, 0.02) * RATE))
