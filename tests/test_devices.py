@@ -74,6 +74,7 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     )
     try:
         await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
+        speaker.device_stalls = 0
         pcm = tone(880, 1.0, RTP_RATE)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -85,7 +86,7 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
             behind = late
             speaker(pcm[i : i + 960])
         await asyncio.sleep(0.5)
-        stats = (speaker.gaps, speaker.trimmed)
+        stats = (speaker.gaps, speaker.trimmed, speaker.device_stalls)
     finally:
         recorder.terminate()
         recorder.wait(10)
@@ -97,6 +98,7 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
     start, end = spans[0]
     assert 0.9 < end - start < 1.15
     assert abs(dominant_frequency(heard[int(start * 48000) + 2400 : int(end * 48000) - 2400], 48000) - 880) < 3
-    # No cut, nothing trimmed: paced input neither runs out nor exceeds the cap. A busy machine can stall this
-    # loop past the prebuffer: audio that came late is a gap, and the speaker must count it (at most one a stall).
-    assert stats[1] == 0 and stats[0] <= stalls, (stats, stalls)
+    # No cut, nothing trimmed: paced input neither runs out nor exceeds the cap. A busy machine can stall this loop
+    # past the prebuffer, or the device's callback thread (which then catches up faster than audio arrives): audio
+    # that came late is a gap, and the speaker must count it (at most one a stall).
+    assert stats[1] == 0 and stats[0] <= stalls + stats[2], (stats, stalls)

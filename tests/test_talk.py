@@ -389,19 +389,29 @@ async def test_the_speaker_counts_a_cut_in_the_sound_not_the_end_of_an_answer(pu
     speaker = SpeakerSink()
     speaker.start()
     loop = asyncio.get_running_loop()
+    stalls = 0  # how often this loop fell behind by more than the prebuffer (a busy machine): a real cut each
 
     async def frames(pcm: np.ndarray) -> None:
-        start = loop.time()
+        nonlocal stalls
+        start, behind = loop.time(), False
         for n, i in enumerate(range(0, pcm.size, 960)):
             await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+            late = loop.time() - (start + n * 0.02) > 0.035
+            stalls += late and not behind
+            behind = late
             speaker(pcm[i : i + 960])
+
+    def busy() -> int:  # cuts the machine made: this loop late, or the device's own thread
+        return stalls + speaker.device_stalls
 
     try:
         await asyncio.sleep(2.0)  # warm up: the output callback stalls for a while after start
+        speaker.device_stalls = 0
         await frames(tone(440, 0.5, RTP_RATE))
         await asyncio.sleep(0.1)  # held up mid-answer: the speaker runs out
         await frames(tone(440, 0.5, RTP_RATE))
-        assert speaker.gaps == 1
+        assert 1 <= speaker.gaps <= 1 + busy(), (speaker.gaps, busy())
+        assert speaker.prebuffer_ms == 60  # a gap: the prebuffer grows, so the next hold-up is not cut
         await frames(np.zeros(RTP_RATE // 2, np.int16))  # the silence between answers
         await frames(tone(550, 0.3, RTP_RATE))
         await frames(np.zeros(RTP_RATE // 2, np.int16))
@@ -414,4 +424,4 @@ async def test_the_speaker_counts_a_cut_in_the_sound_not_the_end_of_an_answer(pu
         await asyncio.sleep(0.2)
     finally:
         speaker.close()
-    assert speaker.gaps == 1 and speaker.trimmed == 0
+    assert 1 <= speaker.gaps <= 1 + busy() and speaker.trimmed == 0, (speaker.gaps, busy())

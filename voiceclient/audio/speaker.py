@@ -10,7 +10,13 @@ Every block handed to the device can be passed to `reference` (the echo cancelle
 What went wrong is counted for people (`talk`'s `/s`): `gaps`, the times the speaker ran out of audio in the middle
 of sound and the sound went on after it (a frame arrived late: a cut you may have heard; running out as an answer
 ends, or in the silence between answers, is not one); `trimmed`, answer audio skipped because it piled up past the
-cap (a burst after a hold-up).
+cap (a burst after a hold-up); `device_stalls`, the times the device's callback came more than 30 ms late (the
+machine was busy: the callbacks that catch up then take the buffer faster than audio arrives).
+
+The prebuffer adapts as a jitter buffer does: each gap raises it by 20 ms (up to 100 ms), so a machine whose sound
+server takes audio in bursts, or whose event loop runs late, is not cut again and again; after 30 s without a gap it
+comes back down by 10 ms at a time. (The jitter of the network is the receive path's job, `voiceclient.rtc.jitter`:
+what reaches the speaker comes at a steady pace.)
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ RESUMED = 0.5  # seconds: sound coming back within this after the speaker ran ou
 # for up to 2 s (measured beside 3 busy processes on 2 cores: 1.8-1.96 s silences, 3 or 4 per 8 s tone; none at
 # 0.1 s). The ring buffer above it stays short (prebuffer, cap): only this adds delay.
 LATENCY = 0.1
+RAISE_MS = 20  # the prebuffer after a gap
+MAX_PREBUFFER_MS = 100
+CALM_S = 30.0  # seconds without a gap before the prebuffer comes down
+LOWER_MS = 10
+STALLED = 0.03  # a callback this much later than its block's length is a stall of the device's thread
 
 
 class SpeakerSink:
@@ -51,6 +62,9 @@ class SpeakerSink:
         self.spec = device  # what the user asked for (None: the default), looked up again on each reopen
         self.device = find_device(device, "output")
         self.prebuffer = RTP_RATE * prebuffer_ms // 1000
+        self.base_prebuffer = self.prebuffer
+        self.device_stalls = 0
+        self._last_gap = 0.0
         self.cap = RTP_RATE * cap_ms // 1000
         self.reference = reference
         self.gaps = 0
@@ -112,10 +126,16 @@ class SpeakerSink:
             self.dropped += pcm.size
             return
         with self._lock:
+            now = time.monotonic()
             if self._ran_out_at is not None:  # sound right after running out mid-sound: a cut, not an ending
-                if time.monotonic() - self._ran_out_at < RESUMED and np.any(np.abs(pcm) > SILENT):
+                if now - self._ran_out_at < RESUMED and np.any(np.abs(pcm) > SILENT):
                     self.gaps += 1
+                    self._last_gap = now
+                    self.prebuffer = min(self.prebuffer + RTP_RATE * RAISE_MS // 1000, self._max_prebuffer)
                 self._ran_out_at = None
+            elif self.prebuffer > self.base_prebuffer and now - self._last_gap > CALM_S:
+                self.prebuffer = max(self.base_prebuffer, self.prebuffer - RTP_RATE * LOWER_MS // 1000)
+                self._last_gap = now  # (the next step down after as long again)
             if self._buf.size >= self.prebuffer and not np.any(np.abs(pcm) > SILENT):
                 # A silent frame while enough is buffered: skip it, so delay built up by jitter drains away
                 # in the pauses instead of staying for the rest of the call (the server sends silence too).
@@ -135,6 +155,14 @@ class SpeakerSink:
             self._ran_out_at = None  # (silenced on purpose: not a gap)
 
     @property
+    def _max_prebuffer(self) -> int:
+        return min(RTP_RATE * MAX_PREBUFFER_MS // 1000, self.cap - RTP_RATE // 50)
+
+    @property
+    def prebuffer_ms(self) -> float:
+        return self.prebuffer * 1000 / RTP_RATE
+
+    @property
     def buffered_ms(self) -> float:
         return self._buf.size * 1000 / RTP_RATE
 
@@ -145,7 +173,10 @@ class SpeakerSink:
 
     # The device's side ------------------------------------------------------------------------------------
     def _callback(self, outdata: np.ndarray, frames: int, at: Any, status: Any) -> None:
-        self.last_callback = time.monotonic()
+        now = time.monotonic()
+        if self.last_callback and now - self.last_callback > frames / RTP_RATE + STALLED:
+            self.device_stalls += 1
+        self.last_callback = now
         with self._lock:
             if self._priming and self._buf.size >= self.prebuffer:
                 self._priming = False
