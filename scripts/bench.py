@@ -9,7 +9,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
     .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
     .venv/bin/python scripts/bench.py network --seconds 40 --seeds 1,2,3   # speech quality under network profiles
-    .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2.5 minutes)
+    .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2 minutes)
 
 `network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
 `voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
@@ -31,7 +31,7 @@ Chromium's Opus encoder; no WebAudio), signalled by long poll from an aiohttp en
 the click train (`burst_train`) on an OutboundTrack paced at real time and times each echo as it comes off the remote
 track; round trip = the echo's onset played less the click's captured (as one-way latency below). Three receivers,
 one call each, one after another, the set `--repeats` times (default 2, interleaved, so the machine's drift shows),
-`--seconds` of clicks per call (default 20; about 2.5 minutes in all): voiceclient's `Peer` as the client makes it
+`--seconds` of clicks per call (default 20; a little over 2 minutes in all): voiceclient's `Peer` as the client makes it
 (adaptive jitter buffer, inline codec), the same with the immediate jitter buffer (the "before"), and stock aiortc (a
 plain RTCPeerConnection). Median and p90 per call, ratio to stock aiortc, a markdown table for docs/benchmarks.md;
 each call's line also gives Chromium's NetEq delay/target from getStats(). Needs chromium.
