@@ -9,6 +9,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
     .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
     .venv/bin/python scripts/bench.py network --seconds 40 --seeds 1,2,3   # speech quality under network profiles
+    .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2 minutes)
 
 `network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
 `voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
@@ -24,6 +25,17 @@ and the share of audio concealed (Chromium's concealedSamples) or packets lost (
 table, median of the seeds, for docs/benchmarks.md. `--uplink` scores what serve received instead (its
 `--record-dir` recording, left lane). Needs pulseaudio, chromium, espeak-ng and the `pesq` package (test extra).
 
+`echo`: the click round trip through a real browser. Headless Chromium (scripts/bench_echo.html) answers our offers
+and sends the received track back on the offer's own transceiver (`pc.addTrack(remoteTrack)`: NetEq, then
+Chromium's Opus encoder; no WebAudio), signalled by long poll from an aiohttp endpoint on 127.0.0.1. Our side sends
+the click train (`burst_train`) on an OutboundTrack paced at real time and times each echo as it comes off the remote
+track; round trip = the echo's onset played less the click's captured (as one-way latency below). Three receivers,
+one call each, one after another, the set `--repeats` times (default 2, interleaved, so the machine's drift shows),
+`--seconds` of clicks per call (default 20; a little over 2 minutes in all): voiceclient's `Peer` as the client makes it
+(adaptive jitter buffer, inline codec), the same with the immediate jitter buffer (the "before"), and stock aiortc (a
+plain RTCPeerConnection). Median and p90 per call, ratio to stock aiortc, a markdown table for docs/benchmarks.md;
+each call's line also gives Chromium's NetEq delay/target from getStats(). Needs chromium.
+
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
 It covers the 20 ms of framing (a sample at the start of a frame waits for the frame to fill), Opus encode and
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import itertools
 import json
@@ -1996,6 +2009,267 @@ async def network_cell(
     return out
 
 
+ECHO_VARIANTS = {
+    "voiceclient": "voiceclient (adaptive jitter buffer)",
+    "immediate": "voiceclient, immediate jitter buffer (before)",
+    "aiortc": "stock aiortc",
+}
+
+
+def local_candidates(sdp: str, loopback: bool) -> str:
+    """The SDP with only its IPv4 candidates of this machine: 127.0.0.1 (ours), or (Chromium's, which gathers none
+    on loopback) its own interface address, whose packets the kernel keeps on the machine."""
+    lines = sdp.splitlines()
+
+    def keep(line: str) -> bool:
+        if not line.startswith("a=candidate:"):
+            return True
+        address = line.split()[4]
+        return address == "127.0.0.1" if loopback else address.count(".") == 3 and not address.endswith(".local")
+
+    kept = [ln for ln in lines if keep(ln)]
+    if not any(ln.startswith("a=candidate:") for ln in kept):
+        raise AssertionError("no usable candidate in the SDP:\n" + sdp)
+    return "\r\n".join(kept) + "\r\n"
+
+
+def round_trips(sent: Timeline, received: Timeline) -> list[float]:
+    """ms from each click sent (captured) to its echo played: the first received onset within the click period after
+    it (robust to an echo that started late or a click lost on the way)."""
+    sent_at = [o[0] - (o[2] - o[1]) / RATE for o in sent.onsets()]  # type: ignore[misc]  # 4-tuples
+    heard_at = [o[0] + o[1] / RATE for o in received.onsets()]
+    out = []
+    for s in sent_at:
+        i = bisect.bisect_left(heard_at, s)
+        if i < len(heard_at) and heard_at[i] - s < BURST_EVERY:
+            out.append((heard_at[i] - s) * 1000)
+    return out
+
+
+class EchoPage:
+    """Headless Chromium on scripts/bench_echo.html, which answers our offers and echoes the audio; its commands
+    go out through a long poll (GET /next) and its replies come back as POSTs."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.browser: subprocess.Popen[bytes] | None = None
+        self.runner: Any = None
+
+    async def __aenter__(self) -> EchoPage:
+        from aiohttp import web
+
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=(ROOT / "scripts" / "bench_echo.html").read_text(), content_type="text/html")
+
+        async def next_command(request: web.Request) -> web.Response:
+            return web.json_response(await self.commands.get())
+
+        async def reply(request: web.Request) -> web.Response:
+            body = json.loads(await request.text())
+            if request.path == "/error":
+                body = {"error": body.get("error", "?")}
+            await self.replies.put(body)
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_get("/", page)
+        app.router.add_get("/next", next_command)
+        for path in ("/answer", "/stats", "/error"):
+            app.router.add_post(path, reply)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert CHROMIUM is not None, "Chromium is not installed"
+        self.browser = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-default-apps",
+                f"--user-data-dir={self.work / 'chromium-profile'}",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",  # candidates as addresses, not mDNS names
+                f"http://127.0.0.1:{port}/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    async def command(self, command: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        await self.commands.put(command)
+        reply = await asyncio.wait_for(self.replies.get(), timeout)
+        if "error" in reply:
+            raise AssertionError(f"the echo page failed: {reply['error']}")
+        return reply
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.commands.put({"type": "done"})
+        await asyncio.sleep(0.2)
+        if self.browser is not None:
+            stop(self.browser, 10)
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def echo_once(page: EchoPage, variant: str, seconds: float) -> dict[str, Any]:
+    """One call through the echo: clicks out on an OutboundTrack paced at real time, their echoes timed as they come
+    back off the remote track; the round trips (ms), Chromium's stats and our receiver's buffer."""
+    from unittest import mock
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamTrack
+
+    import voiceclient.rtc.peer as peer_module
+    from voiceclient.audio.sources import SilenceSource
+    from voiceclient.audio.tracks import InboundReader, OutboundTrack
+    from voiceclient.rtc.peer import Peer
+
+    sent, received = Timeline(), Timeline()
+    track = OutboundTrack(SilenceSource(), on_frame=sent.tap)
+    remote: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    peer: Peer | None = None
+    if variant == "aiortc":  # no voiceclient patches: aiortc's JitterBuffer(16, prefetch 4), its codec threads
+        pc = RTCPeerConnection()
+        pc.addTransceiver(track, direction="sendrecv")
+
+        @pc.on("track")
+        def on_track(t: MediaStreamTrack) -> None:
+            if not remote.done():
+                remote.set_result(t)
+
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+    else:
+        before = (  # the "before": the immediate buffer, for this receiver only, restored at once
+            mock.patch.object(peer_module, "use_adaptive_jitter_buffer", jitter.use_immediate_jitter_buffer)
+            if variant == "immediate"
+            else contextlib.nullcontext()
+        )
+        with before:
+            peer = Peer(track)  # the client's offerer: adaptive buffer, inline decoder and encoder
+        pc = peer.pc
+        offer = await peer.create_offer()
+    reader: InboundReader | None = None
+    try:
+        reply = await page.command({"type": "offer", "sdp": local_candidates(offer, loopback=True)})
+        assert reply["reused"] and reply["transceivers"] == 1, reply  # the echo rides the offer's transceiver
+        await pc.setRemoteDescription(
+            RTCSessionDescription(sdp=local_candidates(reply["sdp"], loopback=False), type="answer")
+        )
+        incoming = await asyncio.wait_for(peer.remote_track if peer else remote, 10)
+        reader = InboundReader(incoming, [received.tap])
+        reader.start()
+        for _ in range(100):  # the echo of our silence is flowing
+            if reader.frames >= 25:
+                break
+            await asyncio.sleep(0.1)
+        pcm, _ = burst_train(seconds)
+        track.source = BufferSource(pcm)
+        await asyncio.sleep(seconds + 0.5)
+        chromium = await page.command({"type": "stats"})
+        buffer: Any = pc.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+        ours = f"{type(buffer).__name__}"
+        if hasattr(buffer, "buffer"):  # the adaptive one
+            st = buffer.buffer.stats
+            ours += (
+                f" (delay {buffer.buffer.delay_ms:.1f} ms, target {buffer.buffer.target_ms:.1f} ms; added "
+                f"{st.added_ms:.0f} ms, removed {st.removed_ms:.0f} ms, concealed {st.concealed}, late {st.late})"
+            )
+        await page.command({"type": "close"})
+    finally:
+        if reader is not None:
+            await reader.stop()
+        if peer is not None:
+            await peer.close()
+        else:
+            await pc.close()
+        track.stop()
+    return {"rtt": round_trips(sent, received), "clicks": len(sent.onsets()), "chromium": chromium, "ours": ours}
+
+
+def chromium_buffer(stats: dict[str, Any]) -> str:
+    """Chromium's NetEq on the way back, from its inbound-rtp: mean delay, target and minimum (ms per sample)."""
+    inbound = stats.get("inbound", {})
+    n = max(1, inbound.get("jitterBufferEmittedCount", 0))
+    out = ", ".join(
+        f"{name} {1000 * inbound.get(key, 0) / n:.1f} ms"
+        for name, key in (
+            ("delay", "jitterBufferDelay"),
+            ("target", "jitterBufferTargetDelay"),
+            ("minimum", "jitterBufferMinimumDelay"),
+        )
+    )
+    concealed = 100 * inbound.get("concealedSamples", 0) / max(1, inbound.get("totalSamplesReceived", 0))
+    rtt = stats.get("pair", {}).get("currentRoundTripTime")
+    return f"{out}, concealed {concealed:.2f} %" + (f", ICE RTT {1000 * rtt:.1f} ms" if rtt is not None else "")
+
+
+async def bench_echo(seconds: float, repeats: int) -> None:
+    """Clicks through a Chromium echo, each variant's call in turn, the set `repeats` times; see the top."""
+    import aioice.ice
+
+    work = Path(tempfile.mkdtemp(prefix="voiceclient-bench-echo-"))
+    host_addresses = aioice.ice.get_host_addresses
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # our candidates: loopback only
+    runs: dict[str, list[list[float]]] = {v: [] for v in ECHO_VARIANTS}
+    try:
+        async with EchoPage(work) as page:
+            for repeat in range(repeats):
+                for variant in ECHO_VARIANTS:
+                    r = await echo_once(page, variant, seconds)
+                    runs[variant].append(r["rtt"])
+                    print(
+                        f"  set {repeat + 1} {ECHO_VARIANTS[variant]}: {stats_p90(r['rtt'])}, "
+                        f"{len(r['rtt'])}/{r['clicks']} clicks came back; ours: {r['ours']}; "
+                        f"Chromium's jitter buffer: {chromium_buffer(r['chromium'])}",
+                        flush=True,
+                    )
+    finally:
+        aioice.ice.get_host_addresses = host_addresses
+    print("\n### Click round trip through a Chromium echo\n")
+    print(bench_header() + "\n")
+    print(
+        f"Clicks (1 kHz bursts with a hard onset every {BURST_EVERY * 1000:.0f} ms) sent for {seconds:g} s per call "
+        "on an OutboundTrack paced at real time, echoed by headless Chromium (the received track sent back on the "
+        "same transceiver: NetEq, Chromium's Opus encoder) on loopback; round trip = the echo's onset played "
+        "(decoded frame's arrival plus its offset) less the click's captured. The variants one after another, "
+        f"the set {repeats} times (set 1 / set 2 ...); ratio = median / stock aiortc's median of the same set.\n"
+    )
+    sep = " / "  # the sets side by side in one cell
+    print("| receiver | median ms | p90 ms | ratio to stock aiortc |")
+    print("|---|---|---|---|")
+    for variant, label in ECHO_VARIANTS.items():
+        med = [statistics.median(v) if v else float("nan") for v in runs[variant]]
+        p90 = [percentile(v, 90) if v else float("nan") for v in runs[variant]]
+        ratio = [m / statistics.median(s) if s else float("nan") for m, s in zip(med, runs["aiortc"], strict=True)]
+        cells = [sep.join(f"{x:.{d}f}" for x in xs) for xs, d in ((med, 1), (p90, 1), (ratio, 2))]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    before = [statistics.median(v) for v in runs["immediate"] if v]
+    now = [statistics.median(v) for v in runs["voiceclient"] if v]
+    if before and now:
+        print(
+            "\nvoiceclient now / before (immediate jitter buffer), per set: "
+            + ", ".join(f"{n / b:.3f}" for n, b in zip(now, before, strict=False))
+            + " (the requirement: within 1.05)"
+        )
+
+
+def stats_p90(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"median {statistics.median(values):5.1f} ms, p90 {percentile(values, 90):5.1f} ms (n={len(values)})"
+
+
 def bench_header() -> str:
     cpu = next(
         (
@@ -2122,8 +2396,10 @@ async def main() -> None:
             "agents",
             "report",
             "network",
+            "echo",
         ],
     )
+    parser.add_argument("--repeats", type=int, default=2, help="echo: times through the set of variants")
     parser.add_argument("--seeds", default="1", help="network: the network profiles' seeds (median of them)")
     parser.add_argument("--profiles", default="clean,wifi,bad-wifi,lossy", help="network: the profiles")
     parser.add_argument("--receivers", default="voiceclient,before,aiortc,chromium", help="network: who calls")
@@ -2152,7 +2428,7 @@ async def main() -> None:
     parser.add_argument("--silence-ms", type=int, default=200, help="agent: the session's silence_duration_ms")
     parser.add_argument("--rounds", type=int, default=1, help="agent: times through the questions")
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
-    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--seconds", type=float, help="how long (default 12 s; echo: 20 s per call)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
     parser.add_argument(
@@ -2162,6 +2438,9 @@ async def main() -> None:
         help="connect: the server's answer, ICE-lite as the real service (default) or aiortc's",
     )
     args = parser.parse_args()
+    echo_seconds = args.seconds or 20.0
+    if args.seconds is None:
+        args.seconds = 12.0
     if args.worker:
         await scale_worker(*args.worker)
         return
@@ -2213,6 +2492,8 @@ async def main() -> None:
             args.receivers.split(","),
             args.uplink,
         )
+    if "echo" in args.what:
+        await bench_echo(echo_seconds, args.repeats)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:
