@@ -68,8 +68,9 @@ class SwitchingEncoder:
         pcm = np.asarray(pcm, np.int16).reshape(-1)
         self._buf = np.concatenate((self._buf, pcm))
         self.fed += pcm.size
-        quiet = self._quiet()
-        if protect != self.protected:
+        pending_switch = protect != self.protected
+        quiet = (pending_switch or self.delay > 0) and self._quiet()  # (only looked at when it matters)
+        if pending_switch:
             self._waiting += 1
             deadline = PROTECT_DEADLINE if protect else CLEAN_DEADLINE
             if quiet or self.sent == 0 or self._waiting >= deadline:
