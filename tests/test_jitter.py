@@ -151,6 +151,32 @@ def test_a_late_burst_loses_nothing_and_its_delay_drains_away() -> None:
     assert played.pts_continuous()
 
 
+def test_a_hold_up_of_the_receivers_own_loop_is_waited_out_not_concealed() -> None:
+    # A busy machine holds this process's loop 150 ms: the timers due meanwhile fire late, and the packets that came
+    # are read only after them, one by one. They are all played, untouched, and the delay does not grow.
+    pcm = tone(440, 2.0)
+    packets = encode(pcm)
+    loop = FakeLoop()
+    played = Played(loop)
+    buffer = AdaptiveJitterBuffer(played, clock=loop.time, call_at=loop.call_at)
+    held_from, held_to = 0.05 + 50 * FRAME_S + 0.001, 0.05 + 50 * FRAME_S + 0.15
+    for i, packet in enumerate(packets):
+        at = 0.05 + i * FRAME_S
+        if held_from <= at < held_to:  # sent during the hold-up: read after the loop's late timers, 1 ms apart
+            at = held_to + 0.001 * (1 + i - 51)
+        if at >= held_to and loop.now < held_to:
+            loop.now = held_to  # the loop wakes: what was due meanwhile runs now, late
+            loop.run_until(held_to)
+        loop.run_until(at)
+        buffer.push(i, i * opus.FRAME, packet)
+    loop.run_until(loop.now + 0.01)
+    assert buffer.stats.concealed == 0 and buffer.stats.late == 0
+    decoder = opus.OpusDecoder()
+    assert np.array_equal(played.pcm, np.concatenate([decoder.decode(p) for p in packets]))
+    assert buffer.delay_ms < 5 and buffer.stats.stretched_ms == 0
+    assert played.pts_continuous()
+
+
 def test_reordered_duplicated_and_late_packets() -> None:
     packets = encode(tone(440, 1.0))
 

@@ -10,6 +10,10 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   arrived either, the network is late rather than lossy: the frame is concealed and the whole schedule moves 20 ms
   later, so the late packet still plays when it comes (NetEq's expand-then-merge): a delay spike costs delay, not
   speech.
+- **The receiver's own hold-ups are not the network's.** A timer that fires late means this process's event loop
+  was held up (a busy machine); the packets that came meanwhile are still in the socket, behind the timer. Nothing
+  is concealed for that long: the buffer waits for them, plays them at once when they come, and keeps their
+  arrival out of the jitter it measures. (A browser receives on its own thread and never meets this.)
 - **Growing and shrinking without clicks.** The offset moves toward its target only through the audio: a pause is
   cut or padded, voiced speech loses or gains one pitch period (`voiceclient.audio.stretch`), so there is never a
   jump in the played waveform. A packet later than what was already played is dropped.
@@ -62,6 +66,8 @@ EARLY = 0.002  # a packet this close to its time plays now rather than on a time
 GRACE = 0.02  # a missing packet with nothing newer is waited for this long past its time before it is concealed
 IDLE_AFTER = 0.5  # seconds of concealment with nothing arriving: the sender has stopped; stop playing
 FEC_HOLD = 0.02  # one packet more held while the sender sends FEC
+STALL = 0.004  # a timer this late means the loop itself was held up, not the network
+MAX_HOLDUP = 0.5  # waited at most this long past a frame's time for packets behind a hold-up of the loop
 MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after a long outage)
 
 
@@ -139,6 +145,7 @@ class AdaptiveJitterBuffer:
         self._decoder = opus.OpusDecoder()
         self._timer: Any = None
         self._timer_at = 0.0
+        self._held_until = 0.0  # the loop was held up: packets that came meanwhile are awaited until then
         self._closed = False
 
     # -- in ---------------------------------------------------------------------------------------------------
@@ -150,7 +157,8 @@ class AdaptiveJitterBuffer:
         self.stats.received += 1
         if opus.packet_has_fec(payload):
             self._fec_until = now + WINDOW
-        self._record_transit(now, now - ts / RATE)
+        if now >= self._held_until:  # (a packet read late after a hold-up of this loop says nothing of the network)
+            self._record_transit(now, now - ts / RATE)
         if self._next_seq is None:  # the first packet, or the first after the sender stopped: anchor on it
             self._anchor(seq, ts, now)
         elif seq < self._next_seq:
@@ -217,8 +225,9 @@ class AdaptiveJitterBuffer:
                 self._play_lost()
             else:
                 due = self._due(self._next_ts)
-                if now < due + GRACE:
-                    return self._wait(due + GRACE)
+                wait = max(due + GRACE, min(self._held_until, due + MAX_HOLDUP))
+                if now < wait:
+                    return self._wait(wait)
                 if self._silent_since is None:
                     self._silent_since = due
                 if due - self._silent_since >= IDLE_AFTER:
@@ -240,6 +249,10 @@ class AdaptiveJitterBuffer:
 
     def _on_timer(self) -> None:
         self._timer = None
+        now = self._clock()
+        lag = now - self._timer_at
+        if lag > STALL:  # the loop was held up: what arrived meanwhile is read after this timer, so wait for it
+            self._held_until = max(self._held_until, now + max(lag, GRACE))
         try:
             self._service()
         except Exception:  # a callback on the loop: never let one bad frame stop the schedule
@@ -318,6 +331,14 @@ class AdaptiveJitterBuffer:
             out = stretch.expand(pcm, int(min(max(-excess, GROW_STEP), 0.02) * RATE))
         moved = (out.size - pcm.size) / RATE
         if moved:
+            log.debug(
+                "%s %+.1f ms in %s (held %.1f ms, target %.1f ms)",
+                "expanded" if moved > 0 else "accelerated",
+                moved * 1000,
+                "a pause" if pause else "speech",
+                self.delay_ms,
+                self.target_ms,
+            )
             self._offset += moved
             self.stats.added_ms += max(moved, 0) * 1000
             self.stats.removed_ms += max(-moved, 0) * 1000
