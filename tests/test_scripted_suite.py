@@ -10,6 +10,7 @@ echo server, asserted on what comes back: the same words as the recording itself
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,8 @@ WAVS = [SPEECH / f"sentence_{i}.wav" for i in range(1, 8)] + [ROOT / "voiceclien
 # or pads pauses by a few samples): sentence_2 is "book a table for two people at seven" at some offsets, "but could
 # table 4 to people at 7" at others, and the answer's "booked" is now and then "book". So the time may come as a
 # digit, and the answer's phrases leave out "booked".
-EXPECTED = {
+# An argument's value, or a tuple of the values Whisper may hear for it.
+EXPECTED: dict[str, tuple[tuple[str, dict[str, Any]] | None, list[str]]] = {
     "sentence_1": (None, ["every letter"]),
     "sentence_2": (("book_table", {"time": ("seven", "7")}), ["your table is"]),
     "sentence_3": (("next_train", {"city": "Boston"}), ["to boston leaves"]),
@@ -107,7 +109,7 @@ async def test_the_assistant_answers_each_request(voice_server, scripted_call, w
     else:
         name, arguments = expected_call
         exact = {k: v for k, v in arguments.items() if not isinstance(v, tuple)}
-        assert_tool_called(result, name, **exact)  # type: ignore[arg-type]
+        assert_tool_called(result, name, **exact)
         call = next(c for c in result.tool_calls if c.name == name)
         for key, choices in arguments.items():
             if isinstance(choices, tuple):

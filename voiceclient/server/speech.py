@@ -240,7 +240,11 @@ class WhisperStt:
         )
         tok = self.tokenizer
         result = self.model.model.generate(
-            encoded, [list(tok.sot_sequence)], beam_size=self.BEAM, max_length=int(16 + 12 * seconds), suppress_blank=True
+            encoded,
+            [list(tok.sot_sequence)],
+            beam_size=self.BEAM,
+            max_length=int(16 + 12 * seconds),
+            suppress_blank=True,
         )
         kept: list[int] = []
         for token in result[0].sequences_ids[0]:
