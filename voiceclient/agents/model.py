@@ -45,10 +45,10 @@ from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSe
 from agents.realtime.openai_realtime import OpenAIRealtimeWebSocketModel, _ConversionHelper, get_api_key
 from openai.types.realtime.realtime_client_event import RealtimeClientEvent as OpenAIRealtimeClientEvent
 
-from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, PushSource
+from voiceclient.audio.wire import wire_format
 from voiceclient.client.call import VoiceCall
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.settings import ClientSettings
@@ -445,11 +445,11 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         session = self._created_session
         if session is not None and session.audio is not None and session.audio.input is not None:
             fmt = self._read_format_type(session.audio.input.format)
-        if fmt in ("audio/pcmu", "g711_ulaw", "audio/pcma", "g711_alaw"):
-            return g711.decode(data, "ulaw" if fmt in ("audio/pcmu", "g711_ulaw") else "alaw"), 8000
-        if len(data) % 2:
-            raise ConfigError("send_audio: PCM16 audio must be a whole number of 2-byte samples")
-        return np.frombuffer(data, dtype="<i2").astype(np.int16), API_RATE
+        wire = wire_format(fmt)
+        try:
+            return wire.unpack(data), wire.rate
+        except ValueError as exc:
+            raise ConfigError(f"send_audio: {exc}") from None
 
     async def _send_interrupt(self, event: RealtimeModelSendInterrupt) -> None:
         """Over WebRTC the server truncates at what was played: stop the audio (`output_audio_buffer.clear`) and

@@ -1,13 +1,16 @@
 """The session's audio formats on the JSON wire (`input_audio_buffer.append`, `response.output_audio.delta`):
 `{"type": "audio/pcm", "rate": 24000}` (16-bit little-endian mono), `{"type": "audio/pcmu"}` and
-`{"type": "audio/pcma"}` (G.711 at 8 kHz). Inside voiceclient audio is 24 kHz int16; input is converted here, at
-the edge; output leaves through `server/deltas.py`."""
+`{"type": "audio/pcma"}` (G.711 at 8 kHz), and the older names `pcm16`, `g711_ulaw` and `g711_alaw`. Inside
+voiceclient audio is 24 kHz int16: `WireEncoder` and `WireDecoder` convert at the edge, one stream each;
+`WireFormat` packs and unpacks samples already at the format's own rate."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -15,31 +18,106 @@ from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE
 from voiceclient.audio.resample import Resampler
 
+PCM = "audio/pcm"
 LAWS = {"audio/pcmu": "ulaw", "audio/pcma": "alaw"}
+LEGACY = {"pcm16": PCM, "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
+
+FormatSpec: TypeAlias = Mapping[str, Any] | str | None
+"""A format as sessions and apps give it: a dict with a `type`, a name, or None (PCM16)."""
 
 
-class InputDecoder:
-    """base64 audio in the session's input format -> 24 kHz int16, one stream (the resampler keeps its state
-    across chunks, so 8 kHz G.711 arrives without clicks at chunk edges)."""
+@dataclass(frozen=True)
+class WireFormat:
+    """One audio format of the wire: its kind (`audio/pcm`, `audio/pcmu` or `audio/pcma`) and sample rate."""
 
-    def __init__(self) -> None:
-        self._fmt: str | None = None
+    kind: str
+    rate: int
+
+    @property
+    def law(self) -> str | None:
+        """The G.711 law ("ulaw" or "alaw"), None for PCM16."""
+        return LAWS.get(self.kind)
+
+    def pack(self, pcm: np.ndarray) -> bytes:
+        """int16 samples at this format's rate -> its bytes."""
+        law = self.law
+        return g711.encode(pcm, law) if law else pcm.astype("<i2").tobytes()
+
+    def unpack(self, data: bytes) -> np.ndarray:
+        """This format's bytes -> int16 samples at its rate (ValueError: PCM16 that is not whole samples)."""
+        law = self.law
+        if law:
+            return g711.decode(data, law)
+        if len(data) % 2:
+            raise ValueError("PCM16 audio must be a whole number of 2-byte samples")
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+
+def wire_format(fmt: FormatSpec) -> WireFormat:
+    """A format as given (`{"type": "audio/pcmu"}`, `"g711_ulaw"`, None...) -> its kind and rate. PCM16 is
+    always 24 kHz on this API; a kind not known is taken as PCM16, as the server takes it."""
+    name = fmt if isinstance(fmt, str) else str((fmt or {}).get("type", PCM))
+    kind = LEGACY.get(name, name)
+    return WireFormat(kind, g711.G711_RATE) if kind in LAWS else WireFormat(PCM, API_RATE)
+
+
+class _Stream:
+    """The resampler of one stream between 24 kHz and a format's rate, started again when the kind changes."""
+
+    def __init__(self, to_api: bool) -> None:
+        self._to_api = to_api
+        self._kind: str | None = None
         self._resampler: Resampler | None = None
 
-    def decode(self, audio: str, fmt: dict[str, Any]) -> np.ndarray:
-        """Raises ValueError (with a one-line reason) for audio that is not base64 in `fmt`."""
+    def resampler(self, fmt: WireFormat) -> Resampler | None:
+        if fmt.kind != self._kind:
+            self._kind = fmt.kind
+            rates = (fmt.rate, API_RATE) if self._to_api else (API_RATE, fmt.rate)
+            self._resampler = Resampler(*rates) if fmt.rate != API_RATE else None
+        return self._resampler
+
+
+class WireEncoder:
+    """24 kHz int16 -> a format's bytes, one stream (the resampler to 8 kHz keeps its state across chunks)."""
+
+    def __init__(self) -> None:
+        self._stream = _Stream(to_api=False)
+
+    def encode(self, pcm: np.ndarray, fmt: FormatSpec) -> bytes:
+        """The next chunk, in `fmt`."""
+        wire = wire_format(fmt)
+        resampler = self._stream.resampler(wire)
+        return wire.pack(resampler.process(pcm) if resampler else pcm)
+
+    def encode_base64(self, pcm: np.ndarray, fmt: FormatSpec) -> str:
+        """The next chunk, in `fmt`, as base64 text (an event's `audio` or `delta`)."""
+        return base64.b64encode(self.encode(pcm, fmt)).decode()
+
+
+class WireDecoder:
+    """A format's bytes -> 24 kHz int16, one stream (the resampler from 8 kHz keeps its state across chunks, so
+    G.711 arrives without clicks at chunk edges).
+
+    `lenient`: for audio a server sent; characters that are not base64 are skipped and an odd last byte of PCM16
+    is dropped, where strict decoding refuses them."""
+
+    def __init__(self, lenient: bool = False) -> None:
+        self.lenient = lenient
+        self._stream = _Stream(to_api=True)
+
+    def decode(self, audio: str, fmt: FormatSpec) -> np.ndarray:
+        """The next base64 chunk in `fmt`. Raises ValueError with a one-line reason for audio that is not."""
         try:
-            data = base64.b64decode(audio, validate=True)
+            data = base64.b64decode(audio, validate=not self.lenient)
         except (binascii.Error, ValueError):
             raise ValueError("not valid base64") from None
-        kind = fmt.get("type", "audio/pcm")
-        if kind != self._fmt:
-            self._fmt = kind
-            self._resampler = Resampler(g711.G711_RATE, API_RATE) if kind in LAWS else None
-        law = LAWS.get(kind)
-        if law is None:
-            if len(data) % 2:
-                raise ValueError("PCM16 audio must be a whole number of 2-byte samples")
-            return np.frombuffer(data, dtype="<i2").astype(np.int16)
-        assert self._resampler is not None
-        return self._resampler.process(g711.decode(data, law))
+        return self.decode_bytes(data, fmt)
+
+    def decode_bytes(self, data: bytes, fmt: FormatSpec) -> np.ndarray:
+        """The next chunk of bytes in `fmt`."""
+        wire = wire_format(fmt)
+        resampler = self._stream.resampler(wire)
+        if self.lenient and wire.law is None:
+            data = data[: len(data) // 2 * 2]
+        pcm = wire.unpack(data)
+        return resampler.process(pcm) if resampler else pcm

@@ -17,7 +17,6 @@ What WebRTC does in the media path, this transport does itself, in the protocol'
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
@@ -28,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE, FRAME_MS, RTP_FRAME, RTP_RATE, samples_to_ms
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, SilenceSource
-from voiceclient.audio.wire import LAWS
+from voiceclient.audio.wire import WireDecoder, WireEncoder
 from voiceclient.client.settings import ClientSettings, base_url_hint
 from voiceclient.client.transport import FrameTap, MessageTap, Transport
 from voiceclient.errors import (
@@ -145,9 +143,9 @@ class WebSocketTransport(Transport):
         self._input_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
         self._output_format: dict[str, Any] = {"type": "audio/pcm", "rate": API_RATE}
         self._to_api = Resampler(RTP_RATE, API_RATE)
-        self._to_law = Resampler(API_RATE, g711.G711_RATE)
+        self._encoder = WireEncoder()
         self._from_api = Resampler(API_RATE, RTP_RATE)
-        self._from_law = Resampler(g711.G711_RATE, API_RATE)
+        self._decoder = WireDecoder(lenient=True)
         self._on_local: MessageTap | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._track: Any = None  # the outbound track that paces the source (set by `open`)
@@ -297,15 +295,10 @@ class WebSocketTransport(Transport):
 
     def _decode(self, delta: str) -> np.ndarray:
         try:
-            data = base64.b64decode(delta)
+            pcm24 = self._decoder.decode(delta, self._output_format)
         except ValueError:
             log.warning("an audio delta that is not base64 was dropped")
             return np.zeros(0, np.int16)
-        law = LAWS.get(str(self._output_format.get("type")))
-        if law is not None:
-            pcm24 = self._from_law.process(g711.decode(data, law))
-        else:
-            pcm24 = np.frombuffer(data[: len(data) // 2 * 2], "<i2").astype(np.int16)
         return self._from_api.process(pcm24)
 
     # ------------------------------------------------------------------------------------------ playout
@@ -362,9 +355,8 @@ class WebSocketTransport(Transport):
                 return
             pcm48 = np.frombuffer(memoryview(frame.planes[0]), np.int16, count=frame.samples)
             pcm24 = self._to_api.process(pcm48)
-            law = LAWS.get(str(self._input_format.get("type")))
-            data = g711.encode(self._to_law.process(pcm24), law) if law else pcm24.astype("<i2").tobytes()
-            self.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()}))
+            audio = self._encoder.encode_base64(pcm24, self._input_format)
+            self.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
 
     def send(self, text: str) -> None:
         if self._ws is None or self._ws.closed or self._closed:

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceclient.audio import g711
-from voiceclient.audio.format import API_RATE
-from voiceclient.audio.wire import LAWS
+from voiceclient.audio.wire import wire_format
 from voiceclient.server.context import Send
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.tasks import TaskOwner
@@ -46,7 +44,7 @@ class DeltaOutput(PlayoutQueue):
 
     @property
     def rate(self) -> int:
-        return g711.G711_RATE if self.output_format().get("type") in LAWS else API_RATE
+        return wire_format(self.output_format()).rate
 
     def start(self, tasks: TaskOwner) -> None:
         """Start pacing (a task of the session's owner), when paced."""
@@ -77,16 +75,15 @@ class DeltaOutput(PlayoutQueue):
 
     def _send_chunk(self) -> None:
         ms = PACED_CHUNK_MS if self.pace else BURST_CHUNK_MS
-        fmt = self.output_format()
-        law = LAWS.get(fmt.get("type", ""))
-        rate = self.rate
+        fmt = wire_format(self.output_format())
+        rate = fmt.rate
         n = min(rate * ms // 1000, self.pending())
         # Before taking: a tag that drains in this take waits until this chunk, too, has played.
         self._plays_until = max(self._plays_until, asyncio.get_running_loop().time()) + n / rate
         for _, pcm, ids in self.take(n):
             if not self.muted:
-                data = g711.encode(pcm, law) if law else pcm.astype("<i2").tobytes()
-                self.send({"type": "response.output_audio.delta", **ids, "delta": base64.b64encode(data).decode()})
+                delta = base64.b64encode(fmt.pack(pcm)).decode()
+                self.send({"type": "response.output_audio.delta", **ids, "delta": delta})
         self._progress.set()
 
     def drained(self, tag: str, played: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from voiceclient.audio.format import API_RATE
-from voiceclient.audio.wire import InputDecoder
+from voiceclient.audio.wire import WireDecoder
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
@@ -111,7 +111,7 @@ class ServerSession:
             lambda: self.turns.audio_samples / API_RATE,
             self.turns.arm_idle_timer,
         )
-        self.input = InputDecoder()
+        self.input = WireDecoder()
         self.events_sent = 0
         self.responses_done = 0
         self.faults = list(faults or [])

@@ -1,6 +1,6 @@
 """The WebSocket edge of a server session: `GET /v1/realtime?model=M`, a whole Realtime session over one socket.
 
-    client --input_audio_buffer.append (base64, the session's input format)--> InputDecoder --24 kHz--> turns
+    client --input_audio_buffer.append (base64, the session's input format)--> WireDecoder --24 kHz--> turns
            --every client event--> the session's ordered queue
     ResponseEngine --> DeltaOutput --response.output_audio.delta (base64, the session's output format)--> client
 
