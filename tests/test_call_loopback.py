@@ -50,7 +50,7 @@ async def test_echo_call_from_wav_fixture(settings: ClientSettings, tmp_path) ->
     assert abs(stereo.shape[0] - pcm.shape[0]) <= 480
     right_spans = loud_spans(stereo[:, 1], rate)
     assert len(right_spans) == 1 and abs(right_spans[0][0] - start) < 0.05
-    # The event sequence of one voice turn (protocol.md 5.5).
+    # The event sequence of one voice turn (docs/protocol.md, "Server events").
     server_types = [e["event"]["type"] for e in read_events(events) if e["dir"] == "server"]
     expected = [
         "session.created",

@@ -133,7 +133,7 @@ class ConversationItemDelete(ClientEvent):
 
 
 class ResponseParams(BaseModel):
-    """The optional `response` object of `response.create` (protocol.md 5.4)."""
+    """The optional `response` object of `response.create` (docs/protocol.md, "Client events")."""
 
     model_config = ConfigDict(extra="forbid")
     output_modalities: list[Literal["audio", "text"]] | None = None

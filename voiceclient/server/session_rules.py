@@ -23,7 +23,7 @@ SESSION_SECONDS = 3600
 
 
 def default_session(model: str | None = None) -> dict[str, Any]:
-    """A fresh session as the API shows it in `session.created` (protocol.md section 6)."""
+    """A fresh session as the API shows it in `session.created` (docs/protocol.md, "Session fields")."""
     return {
         "type": "realtime",
         "object": "realtime.session",
