@@ -1,0 +1,169 @@
+"""docs/protocol.md stays true to the server: its event tables name exactly the events the code handles and
+sends, and the page names no event type the code does not know. No network, no server: the code is read.
+
+Where the event types come from:
+
+- **Client events the server dispatches**: the `isinstance(event, ev.X)` branches of `ServerSession._handle`
+  (`voiceclient/server/session.py`), each class mapped to its `type` literal in `voiceclient/protocol/events.py`.
+  They are also checked against `CLIENT_EVENT_TYPES`, the union the server decodes with.
+- **Server events the server sends**: every dict literal in `voiceclient/server/*.py` and
+  `voiceclient/protocol/errors.py` (`ProtocolError.event()`, the `error` event) whose `"type"` key has a string
+  value (or a conditional between two strings, as `response.output_audio_transcript.delta if audio else
+  response.output_text.delta`) shaped like an event type (`a.b`, or `error`). Read with `ast`, not a regex, so
+  formatting cannot hide one. `protocol/events.py` alone would not do: it models every GA event, including some
+  the server never sends, and it would not see a new event the server starts sending without a model.
+  A few dotted `type`s in the server are its own, never on the wire (the console's, the event watchers');
+  they are listed in `NOT_ON_THE_WIRE`, and the test fails if one disappears, so the list cannot rot.
+- **The page**: the first cell of each row of the tables under "## Client events" and "## Server events", the
+  numbered lists of the example turn, and any backticked name anywhere that looks like an event type (its
+  first segment an event namespace; `session.X` is a session field path when X is a session field).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.session import SessionConfig
+
+pytestmark = pytest.mark.timeout(30)
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "protocol.md"
+SERVER = ROOT / "voiceclient" / "server"
+SOURCES = [*sorted(SERVER.glob("*.py")), ROOT / "voiceclient" / "protocol" / "errors.py"]
+EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
+# Dotted `type`s of the server's own events, for the console and its watchers; never sent to a client.
+NOT_ON_THE_WIRE = {
+    "conversation.history": "console.py",  # the head of a session's event log, in the console
+    "server.fault": "session.py",  # an injected fault, as the console shows it
+    "voiceclient.malformed": "session.py",  # a client message that was not JSON, as the console shows it
+}
+NAMESPACES = {
+    "session",
+    "conversation",
+    "input_audio_buffer",
+    "output_audio_buffer",
+    "response",
+    "rate_limits",
+    "mcp_list_tools",
+}
+
+
+def type_literals(path: Path) -> set[str]:
+    """The string values of every `"type"` key of a dict literal in `path`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values):
+            if not (isinstance(key, ast.Constant) and key.value == "type"):
+                continue
+            for v in [value.body, value.orelse] if isinstance(value, ast.IfExp) else [value]:
+                if isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    found.add(v.value)
+    return found
+
+
+def dotted_types_by_file() -> dict[str, set[str]]:
+    return {path.name: {t for t in type_literals(path) if EVENT_TYPE.match(t) or t == "error"} for path in SOURCES}
+
+
+def sent_by_server() -> set[str]:
+    every = set().union(*dotted_types_by_file().values())
+    return every - set(NOT_ON_THE_WIRE)
+
+
+def dispatched_by_server() -> set[str]:
+    """The `type` of each client event class `ServerSession._handle` has a branch for."""
+    tree = ast.parse((SERVER / "session.py").read_text(encoding="utf-8"))
+    handle = next(n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef) and n.name == "_handle")
+    names = {
+        node.args[1].attr
+        for node in ast.walk(handle)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "isinstance"
+        and isinstance(node.args[1], ast.Attribute)
+    }
+    return {getattr(ev, name).model_fields["type"].default for name in names}
+
+
+def section(text: str, heading: str) -> str:
+    """The text of `## heading` up to the next `## ` heading."""
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def table_types(text: str) -> list[str]:
+    """The backticked event name in the first cell of each table row (not the header's `type`)."""
+    cells = re.findall(r"^\| `([a-z_.]+)` \|", text, re.M)
+    return [name for name in cells if EVENT_TYPE.match(name) or name == "error"]
+
+
+def listed_types(text: str) -> set[str]:
+    """Every backticked event-shaped name of the numbered lists."""
+    return {
+        name
+        for line in re.findall(r"^\d+\. (.*)$", text, re.M)
+        for name in re.findall(r"`([a-z_.]+)`", line)
+        if EVENT_TYPE.match(name)
+    }
+
+
+def page() -> str:
+    return PAGE.read_text(encoding="utf-8")
+
+
+def test_the_sources_are_read_as_expected() -> None:
+    """The scans find what is certainly there, so an empty scan cannot pass the checks below."""
+    by_file = dotted_types_by_file()
+    for name, where in NOT_ON_THE_WIRE.items():
+        assert name in by_file[where], f"{name} is no longer in server/{where}: drop it from NOT_ON_THE_WIRE"
+    sent = sent_by_server()
+    assert {"error", "session.created", "response.done", "response.output_audio.delta"} <= sent
+    assert {"response.output_text.delta", "response.output_audio_transcript.delta"} <= sent  # the IfExp
+    assert dispatched_by_server() == set(ev.CLIENT_EVENT_TYPES), "a client event the server decodes but ignores"
+
+
+def test_every_event_the_server_sends_is_in_the_server_table() -> None:
+    rows = table_types(section(page(), "Server events"))
+    assert len(rows) == len(set(rows)), "a server event twice in the table"
+    sent = sent_by_server()
+    assert not sent - set(rows), f"sent by the server, missing from the page: {sorted(sent - set(rows))}"
+    assert not set(rows) - sent, f"in the page's table, never sent by the server: {sorted(set(rows) - sent)}"
+
+
+def test_every_client_event_the_server_dispatches_is_in_the_client_table() -> None:
+    rows = table_types(section(page(), "Client events"))
+    assert len(rows) == len(set(rows)), "a client event twice in the table"
+    handled = dispatched_by_server()
+    assert not handled - set(rows), f"handled by the server, missing from the page: {sorted(handled - set(rows))}"
+    assert not set(rows) - handled, f"in the page's table, not handled: {sorted(set(rows) - handled)}"
+
+
+def test_the_example_turn_names_only_events_of_its_direction() -> None:
+    listed = listed_types(section(page(), "Server events"))
+    assert listed, "the example turn's lists are gone"
+    assert not listed - sent_by_server(), sorted(listed - sent_by_server())
+
+
+def test_the_page_names_no_event_the_code_does_not_know() -> None:
+    known = set(ev.SERVER_EVENT_TYPES) | set(ev.CLIENT_EVENT_TYPES)
+    fields = set(SessionConfig.model_fields)
+    unknown = set()
+    for name in re.findall(r"`([a-z_]+(?:\.[a-z_*]+)+)`", page()):
+        first, second = name.split(".")[:2]
+        if first not in NAMESPACES or name in known:
+            continue
+        if first == "session" and second in fields:  # a session field's path (`session.audio.output.voice`)
+            continue
+        if name.endswith(".*") and any(k.startswith(name[:-1]) for k in known):  # `output_audio_buffer.*`
+            continue
+        unknown.add(name)
+    assert not unknown, f"the page names event types the code does not know: {sorted(unknown)}"
