@@ -131,20 +131,20 @@ def test_the_sources_are_read_as_expected() -> None:
     assert dispatched_by_server() == set(ev.CLIENT_EVENT_TYPES), "a client event the server decodes but ignores"
 
 
+def assert_table_is(heading: str, code: set[str], done: str) -> None:
+    """The table under `heading` names each of `code`'s event types once, and no other."""
+    rows = table_types(section(page(), heading))
+    assert len(rows) == len(set(rows)), f"an event twice in the {heading} table"
+    assert not code - set(rows), f"{done} by the server, missing from the page: {sorted(code - set(rows))}"
+    assert not set(rows) - code, f"in the page's {heading} table, not {done}: {sorted(set(rows) - code)}"
+
+
 def test_every_event_the_server_sends_is_in_the_server_table() -> None:
-    rows = table_types(section(page(), "Server events"))
-    assert len(rows) == len(set(rows)), "a server event twice in the table"
-    sent = sent_by_server()
-    assert not sent - set(rows), f"sent by the server, missing from the page: {sorted(sent - set(rows))}"
-    assert not set(rows) - sent, f"in the page's table, never sent by the server: {sorted(set(rows) - sent)}"
+    assert_table_is("Server events", sent_by_server(), "sent")
 
 
 def test_every_client_event_the_server_dispatches_is_in_the_client_table() -> None:
-    rows = table_types(section(page(), "Client events"))
-    assert len(rows) == len(set(rows)), "a client event twice in the table"
-    handled = dispatched_by_server()
-    assert not handled - set(rows), f"handled by the server, missing from the page: {sorted(handled - set(rows))}"
-    assert not set(rows) - handled, f"in the page's table, not handled: {sorted(set(rows) - handled)}"
+    assert_table_is("Client events", dispatched_by_server(), "handled")
 
 
 def test_the_example_turn_names_only_events_of_its_direction() -> None:
