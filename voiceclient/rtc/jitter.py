@@ -330,7 +330,7 @@ class AdaptiveJitterBuffer:
         else:  # grown by whole pitch periods, at least GROW_STEP's worth: a little over the target is no harm
             out = stretch.expand(pcm, int(min(max(-excess, GROW_STEP), 0.02) * RATE))
         moved = (out.size - pcm.size) / RATE
-        if moved:
+        if moved and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %+.1f ms in %s (held %.1f ms, target %.1f ms)",
                 "expanded" if moved > 0 else "accelerated",
@@ -339,6 +339,7 @@ class AdaptiveJitterBuffer:
                 self.delay_ms,
                 self.target_ms,
             )
+        if moved:
             self._offset += moved
             self.stats.added_ms += max(moved, 0) * 1000
             self.stats.removed_ms += max(-moved, 0) * 1000
