@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib.util
 import re
 from pathlib import Path
@@ -34,6 +35,13 @@ def words(text: str) -> list[str]:
     for digits, spoken in NUMBERS.items():
         text = text.replace(digits, spoken)
     return re.findall(r"[a-z']+", text.replace("-", ""))
+
+
+def heard_all(expected: set[str], text: str) -> bool:
+    """Every expected word was heard, or a word spelled almost like it: whisper tiny writes "Paris" as "pairs" on
+    some runs, as the audio's start moves by a few samples. The check is that the words were spoken, not braces."""
+    heard = words(text)
+    return all(difflib.get_close_matches(word, heard, n=1, cutoff=0.75) for word in expected)
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -223,11 +231,11 @@ async def test_a_whole_offline_conversation_asserted_by_words(speech: SpeechBack
         for e in log
         if e["event"]["type"] == "conversation.item.input_audio_transcription.completed"
     ]
-    assert len(heard) == 2 and {"weather", "paris"} <= set(words(heard[0])) and "thank" in words(heard[1])
+    assert len(heard) == 2 and heard_all({"weather", "paris"}, heard[0]) and "thank" in words(heard[1])
     deltas = [e["event"] for e in log if e["event"]["type"] == "conversation.item.input_audio_transcription.delta"]
     assert "".join(d["delta"] for d in deltas if d["item_id"] == deltas[0]["item_id"]) == heard[0]
     said = transcribe_wav(out)
-    assert {"sunny", "paris", "welcome"} <= set(words(said)), said
+    assert heard_all({"sunny", "paris", "welcome"}, said), said
     assert call.tool_calls == 1
     assert all(lat < 3.0 for lat in call.meter.latencies) and len(call.meter.latencies) == 2
 
@@ -263,7 +271,8 @@ async def test_an_answer_the_tool_cannot_fill_says_what_the_tool_returned(
             answer = await stream.next_of("response.output_audio_transcript.done", timeout=30)
             await call.run_until_idle(0.5, 30)  # until the answer has played
     assert answer.transcript == said and call.tool_calls == 1
-    assert heard <= set(words(transcribe_wav(out))), transcribe_wav(out)
+    spoken = transcribe_wav(out)
+    assert heard_all(heard, spoken), spoken
 
 
 async def test_after_a_recycle_the_agent_answers_from_words_said_before_it(
@@ -567,7 +576,7 @@ async def test_the_sdk_over_a_websocket_talks_to_the_offline_agent(speech: Speec
                             answer_of_this = bytes(answer)
                         answer = bytearray()
         await client.close()
-    assert heard is not None and {"weather", "paris"} <= set(words(heard)), heard
+    assert heard is not None and heard_all({"weather", "paris"}, heard), heard
     assert said == "It is sunny in Paris."
     spoken = transcribe(np.frombuffer(bytes(answer_of_this), "<i2"), API_RATE)
-    assert {"sunny", "paris"} <= set(words(spoken)), spoken
+    assert heard_all({"sunny", "paris"}, spoken), spoken
