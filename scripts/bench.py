@@ -73,6 +73,7 @@ from voiceclient.client.transport import WebRTCTransport  # noqa: E402
 from voiceclient.protocol import events as ev  # noqa: E402
 from voiceclient.rtc import jitter  # noqa: E402
 from voiceclient.server import RealtimeServer  # noqa: E402
+from voiceclient.server.call import CallEdge  # noqa: E402
 
 RATE = 48_000
 BURST_EVERY = 0.25  # seconds between bursts
@@ -145,6 +146,13 @@ def drop_one_packet(receiver, after_packets: int) -> None:
     buffer.add = add
 
 
+def call_edge(server: RealtimeServer) -> CallEdge:
+    """The WebRTC edge of the server's one call (its peer, reader, track and playout)."""
+    edge = next(iter(server.calls.values())).edge
+    assert isinstance(edge, CallEdge)
+    return edge
+
+
 def webrtc_settings(url: str, **kw: float) -> ClientSettings:
     """The benchmarks measure WebRTC itself (the default transport, auto, would too, behind one more layer)."""
     return ClientSettings(base_url=url, api_key="sk-bench", transport="webrtc", **kw)
@@ -171,7 +179,7 @@ async def bench_latency(seconds: float, stock: bool) -> dict[str, list[float]]:
         settings = webrtc_settings(server.base_url)
         call = VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16)))
         async with call:
-            srv = next(iter(server.calls.values()))
+            srv = call_edge(server)
             assert srv.reader is not None and isinstance(call.transport, WebRTCTransport)
             srv.reader.taps.append(up_recv.tap)
             srv.track.on_frame = down_sent.tap
@@ -529,7 +537,7 @@ async def bench_talk(seconds: float) -> None:
             while talk.call is None or talk.call.state.value != "connected":
                 await asyncio.sleep(0.05)
             await asyncio.sleep(2.0)
-            srv = next(iter(server.calls.values()))
+            srv = call_edge(server)
             assert srv.reader is not None
             srv.reader.taps.append(srv_in.tap)
             srv.track.on_frame = srv_out.tap
@@ -634,8 +642,7 @@ async def bench_switches(rounds: int) -> None:
             task = asyncio.ensure_future(talk.run(max_duration=3600))
             while talk.call is None or talk.call.state.value != "connected":
                 await asyncio.sleep(0.05)
-            srv = next(iter(server.calls.values()))
-            srv.playout.put("bench", tone(500, 600.0, RATE, -12))
+            call_edge(server).playout.put("bench", tone(500, 600.0, RATE, -12))
             heard: list[tuple[float, bool]] = []  # (time, loud) of each block the microphone delivered
             played: list[tuple[float, bool]] = []  # and of each handed to the speaker
 
@@ -1287,19 +1294,19 @@ async def transport_latency(transport: str, seconds: float) -> tuple[list[float]
         settings = ClientSettings(base_url=server.base_url, api_key="sk-bench", transport=transport)  # type: ignore[arg-type]
         async with VoiceCall(settings, session, source=BufferSource(np.zeros(0, np.int16))) as call:
             srv = next(iter({**server.calls, **server.sessions}.values()))
-            original_input = srv.on_input_audio
+            original_input = srv.input_audio
 
             def server_input(pcm24: np.ndarray) -> None:
                 up_recv.tap(pcm24, loop.time())
                 original_input(pcm24)
 
-            srv.on_input_audio = server_input  # type: ignore[method-assign]
+            srv.input_audio = server_input  # type: ignore[method-assign]
             if transport == "webrtc":
-                srv.track.on_frame = lambda frame, pts, at: down_sent.tap(frame, at)  # type: ignore[attr-defined]
+                srv.edge.track.on_frame = lambda frame, pts, at: down_sent.tap(frame, at)  # type: ignore[attr-defined]
             else:
                 import base64
 
-                deltas = srv.deltas  # type: ignore[attr-defined]
+                deltas = srv.edge.deltas  # type: ignore[attr-defined]
                 send = deltas.send
 
                 def delta_out(event: dict) -> None:

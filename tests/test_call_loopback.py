@@ -281,7 +281,7 @@ async def test_connection_loss_ends_the_call_with_a_clear_error(settings: Client
 
     source = BufferSource(np.zeros(48000 * 20, np.int16))
     async with VoiceCall(settings, source=source) as call:
-        await asyncio.gather(*(c.pc.close() for c in server.calls.values()))
+        await asyncio.gather(*(c.edge.pc.close() for c in server.calls.values()))
         with pytest.raises(ConnectionLostError):
             await call.run_until_idle(1.0, 20)
 
@@ -429,7 +429,7 @@ async def test_a_dropped_connection_is_reconnected_and_the_conversation_goes_on(
     ) as call:
         call.send_text("remember the word apple")
         await call.wait_for(lambda e: e.type == "response.done", 10)
-        await asyncio.gather(*(c.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
+        await asyncio.gather(*(c.edge.pc.close() for c in list(server.calls.values())))  # no hangup, no goodbye
         await until_switched(call)
         call.send_text("and now?")
         done = await call.wait_for(lambda e: e.type == "response.done", 10)

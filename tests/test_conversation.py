@@ -246,7 +246,7 @@ class Harness:
         self.sent: list[dict[str, Any]] = []
         self.tasks = TaskOwner("test session")
         self.ctx = SessionContext(
-            "rtc_test", default_session(), self.sent.append, lambda kind, payload: None, self.tasks, responder
+            "rtc_test", default_session(), self.sent.append, lambda message: None, self.tasks, responder
         )
         self.ctx.session["output_modalities"] = ["text"]
         self.conversation = Conversation()

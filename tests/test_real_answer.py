@@ -219,7 +219,7 @@ async def test_a_whole_call_takes_the_lite_path(server: RealtimeServer, settings
         connection = call.transport.peer.pc.getTransceivers()[0].receiver.transport.transport._connection  # type: ignore[attr-defined]
         assert connection.remote_is_lite and connection.ice_controlling
         [served] = server.calls.values()
-        [lite] = served.peer.lite
+        [lite] = served.edge.peer.lite  # type: ignore[attr-defined]
         assert lite.checks_received >= 2 and not lite.ice_controlling
         call.send_text("over a lite server")
         stream = call.events()

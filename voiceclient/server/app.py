@@ -32,8 +32,9 @@ from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
 from voiceclient.rtc.peer import AnswerShape, InvalidOffer
 from voiceclient.server.bodies import MAX_BODY, parse_json, read_form, read_json, read_text, too_large
-from voiceclient.server.call import ServerCall
+from voiceclient.server.call import CallEdge
 from voiceclient.server.console import Console
+from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultPlan
 from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
 from voiceclient.server.responders import EchoResponder, Responder
@@ -41,7 +42,7 @@ from voiceclient.server.session import ServerSession, server_shutting_down
 from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech import SpeechBackends
-from voiceclient.server.websocket import WebSocketSession
+from voiceclient.server.websocket import WebSocketEdge
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -142,8 +143,7 @@ class RealtimeServer:
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
         self.api_key = api_key
         self.max_call_seconds = max_call_seconds
-        self.calls: dict[str, ServerCall] = {}  # live WebRTC calls
-        self.sessions: dict[str, WebSocketSession] = {}  # live WebSocket sessions
+        self.live: dict[str, ServerSession] = {}  # live calls and sessions, whatever carries them
         # recent calls and sessions, for inspection
         self.history: collections.deque[ServerSession] = collections.deque(maxlen=HISTORY_KEPT)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -175,7 +175,7 @@ class RealtimeServer:
     async def close(self) -> None:
         """Tell every call and session that the server is shutting down, end them (each within `CLOSE_SECONDS`,
         together), then stop listening. Idempotent."""
-        live: list[ServerSession] = [*self.calls.values(), *self.sessions.values()]
+        live = list(self.live.values())
         if live:
             log.info("shutting down: ending %d call(s) and session(s)", len(live))
         outcomes = await asyncio.gather(*(self._end(session) for session in live), return_exceptions=True)
@@ -190,6 +190,36 @@ class RealtimeServer:
     @staticmethod
     async def _end(session: ServerSession) -> None:
         await asyncio.wait_for(session.close(server_shutting_down()), CLOSE_SECONDS)
+
+    @property
+    def calls(self) -> dict[str, ServerSession]:
+        """The live WebRTC calls, by call id."""
+        return {k: s for k, s in self.live.items() if s.transport == "webrtc"}
+
+    @property
+    def sessions(self) -> dict[str, ServerSession]:
+        """The live WebSocket sessions, by session id."""
+        return {k: s for k, s in self.live.items() if s.transport == "websocket"}
+
+    def _open(
+        self, session_id: str, session: dict[str, Any], edge: Edge, call_number: int, network: CallNetwork | None
+    ) -> ServerSession:
+        """A session on `edge`, in the registry, the history and the console: the one way a session opens."""
+        opened = ServerSession(
+            session_id,
+            session,
+            self.responder_factory(),
+            edge,
+            on_closed=self._on_closed,
+            max_seconds=self.max_call_seconds,
+            speech=self.speech,
+            vad=self.vad,
+            faults=self.faults.for_call(call_number),
+            network=network,
+        )
+        self.live[session_id] = opened
+        self.history.append(opened)
+        return opened
 
     async def __aenter__(self) -> "RealtimeServer":
         return await self.start()
@@ -316,33 +346,20 @@ class RealtimeServer:
         call_id = new_call_id()
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
-        call = ServerCall(
-            call_id,
-            session,
-            self.responder_factory(),
-            on_closed=self._on_call_closed,
-            max_seconds=self.max_call_seconds,
-            speech=self.speech,
-            vad=self.vad,
-            faults=self.faults.for_call(self.calls_created),
-            answer_shape=self.answer_shape,
-            host=self.host,
-            unreachable=self.faults.unreachable(self.calls_created),
-            network=self._network_for(self.calls_created, reliable=False),
-        )
+        network = self._network_for(self.calls_created, reliable=False)
+        edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(self.calls_created), network)
+        call = self._open(call_id, session, edge, self.calls_created, network)
         try:
-            answer = await call.answer(sdp)
+            answer = await edge.answer(sdp)
         except InvalidOffer as exc:
             await call.close()
             log.info("invalid offer: %s", exc.detail)
             raise
-        self.calls[call_id] = call
-        self.history.append(call)
         watched = self.console.watch(call)
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
-            call.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
-            watched.recording = call.recording
+            edge.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
+            watched.recording = edge.recording
         log.info("call %s created", call_id)
         # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
         return web.Response(
@@ -444,25 +461,15 @@ class RealtimeServer:
         if self.speech is not None:
             await self.speech.ready()
         await ws.prepare(request)
-        ws_session = WebSocketSession(
-            session["id"],
-            session,
-            self.responder_factory(),
-            request,
-            ws,
-            pace_audio=self.pace_websocket_audio,
-            on_closed=self._on_call_closed,
-            max_seconds=self.max_call_seconds,
-            speech=self.speech,
-            vad=self.vad,
-            faults=self.faults.for_call(self.calls_created),
-            network=self._network_for(self.calls_created, reliable=True),
-        )
-        self.sessions[ws_session.id] = ws_session
-        self.history.append(ws_session)
+        network = self._network_for(self.calls_created, reliable=True)
+        edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
+        ws_session = self._open(session["id"], session, edge, self.calls_created, network)
         self.console.watch(ws_session)
         log.info("websocket session %s created (model %s)", ws_session.id, session["model"])
-        await ws_session.serve()
+        try:
+            await edge.serve()
+        finally:
+            await ws_session.close()
         return ws
 
     async def sideband(self, request: web.Request) -> web.StreamResponse:
@@ -475,12 +482,10 @@ class RealtimeServer:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)
 
-    def _on_call_closed(self, call: ServerSession) -> None:
-        self.console.ended(call)
-        if self.calls.pop(call.id, None) is not None:
-            log.info("call %s ended", call.id)
-        elif self.sessions.pop(call.id, None) is not None:
-            log.info("websocket session %s ended", call.id)
+    def _on_closed(self, ended: ServerSession) -> None:
+        self.console.ended(ended)
+        if self.live.pop(ended.id, None) is not None:
+            log.info("%s %s ended", "call" if ended.transport == "webrtc" else f"{ended.transport} session", ended.id)
         self._trim_history()
 
     def history_size(self) -> int:

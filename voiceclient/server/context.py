@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from voiceclient.server.inbox import Inbox
 from voiceclient.server.responders import Responder
 from voiceclient.server.speech import SpeechBackends
 from voiceclient.tasks import TaskOwner
 
 Send = Callable[[dict[str, Any]], None]
-Post = Callable[[str, Any], None]  # (kind, payload) into the session's one ordered queue
+Post = Callable[[Inbox], None]  # into the session's one ordered inbox
 
 
 @dataclass
@@ -40,6 +41,6 @@ class SessionContext:
         """The responder wants the transcript of each user turn (the offline agent)."""
         return bool(getattr(self.responder, "listens", False))
 
-    def later(self, seconds: float, kind: str, payload: Any = None) -> asyncio.TimerHandle:
-        """Post (kind, payload) into the ordered queue after `seconds`."""
-        return asyncio.get_running_loop().call_later(seconds, self.post, kind, payload)
+    def later(self, seconds: float, message: Inbox) -> asyncio.TimerHandle:
+        """Post `message` into the ordered inbox after `seconds`."""
+        return asyncio.get_running_loop().call_later(seconds, self.post, message)

@@ -1,15 +1,17 @@
-"""One Realtime session on the embedded server, whatever carries it: the core both transports share.
+"""One Realtime session on the embedded server, whatever carries it: the core every edge plugs into.
 
-    edge (WebRTC call or WebSocket session) --client events, input audio--> one ordered queue --> handlers (here)
-    TurnHandler (input buffer, VAD, transcription, idle timer)  --vad/idle-->  the queue
+    Edge (WebRTC call, WebSocket, memory) --ClientMessage, ConnectionOpened/Lost, input audio--> the inbox
+    TurnHandler (input buffer, VAD, transcription, idle timer)  --VadDecision, IdleTimeout-->  the inbox
+    the inbox (one ordered queue of `server/inbox.py` messages) --> `_consume` --> the handlers (here)
     Conversation (items, order, answered)  <--  TurnHandler, ResponseEngine, the handlers
     ResponseEngine (responses, cancel, truncation) --> the edge's AudioOutput (RTP playout, or audio delta events)
+    `send(event)` --> every sideband, the console's watchers, then `edge.deliver(text)`
 
-Client messages, voice activity decisions and timers go through one queue with one consumer, so the server
+Client messages, voice activity decisions and timers go through one inbox with one consumer, so the server
 handles them in arrival order, as the real API does. Every background task belongs to the session's `TaskOwner`,
-which `close()` cancels and awaits; a second `close()` waits for the first. An edge (`server/call.py`,
-`server/websocket.py`) supplies the output, delivers the event text, applies the faults that touch the
-connection and closes the connection; nothing here knows which transport it is.
+which `close()` cancels and awaits; a second `close()` waits for the first. The edge (`server/edge.py`) owns the
+connection: it supplies the output, delivers the event text, carries out what a fault does to the connection and
+closes it. Which faults there are and when they strike is decided here, in `_inject`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, assert_never, final
 
 import numpy as np
 
@@ -32,9 +34,20 @@ from voiceclient.protocol.events import new_id
 from voiceclient.protocol.session import redact_secrets
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation
+from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultSpec
+from voiceclient.server.inbox import (
+    ClientMessage,
+    ConnectionLost,
+    ConnectionOpened,
+    ConnectTimeout,
+    FaultDue,
+    IdleTimeout,
+    Inbox,
+    SessionExpired,
+    VadDecision,
+)
 from voiceclient.server.network import CallNetwork
-from voiceclient.server.playout import AudioOutput
 from voiceclient.server.responders import Responder
 from voiceclient.server.responses import ResponseEngine
 from voiceclient.server.session_rules import apply_update
@@ -69,17 +82,16 @@ def public_session(session: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@final
 class ServerSession:
-    """The conversation, turn handling and responses of one session. Subclasses are the edges."""
-
-    transport = "none"  # "webrtc" or "websocket", for logs and the index
+    """The conversation, turn handling and responses of one session, carried by one `Edge`."""
 
     def __init__(
         self,
         session_id: str,
         session: dict[str, Any],
         responder: Responder,
-        output: AudioOutput,
+        edge: Edge,
         on_closed: Callable[[ServerSession], None] | None = None,
         max_seconds: float = 3600.0,
         speech: SpeechBackends | None = None,
@@ -87,19 +99,37 @@ class ServerSession:
         faults: list[FaultSpec] | None = None,
         network: CallNetwork | None = None,
     ) -> None:
-        """`network`: the emulated link to the client (`server/network.py`), which the edge applies to its
-        transport and the `network` fault switches; its counters are logged when the session ends."""
+        """`edge`: the connection (attached here, before anything is sent); `network`: the emulated link to the
+        client (`server/network.py`), which the edge applies to its transport and the `network` fault switches; its
+        counters are logged when the session ends."""
         self.id = session_id
         self.network = network
         self.on_closed = on_closed
         self.created_at = time.time()
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Inbox] = asyncio.Queue()
         self.tasks = TaskOwner(f"session {session_id}")
         self.max_seconds = max_seconds
         self.expires_at = int(self.created_at + max_seconds)  # the session cap, as `session.created` says
         self.ctx = SessionContext(
-            session_id, {**session, "expires_at": self.expires_at}, self.send, self._post, self.tasks, responder, speech
+            session_id, {**session, "expires_at": self.expires_at}, self.send, self.post, self.tasks, responder, speech
         )
+        self.events_sent = 0
+        self.responses_done = 0
+        self.faults = list(faults or [])
+        self.media_stopped = False  # an injected fault: no audio either way
+        self.event_delay = 0.0  # an injected fault: every event this many seconds late
+        self.listeners: set[Listener] = set()
+        # Who sees the session's events as they happen (the console): (direction, event) with "client" for what
+        # the client sent, "server" for what it was sent, "local" for the server's own (an injected fault).
+        self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
+        self.closed = asyncio.Event()
+        self.retained_bytes = 0  # once ended: about what the session still holds (`retained_size()`)
+        self.opened = False  # the client's event path has opened (`ConnectionOpened`)
+        self._closing = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self.edge = edge
+        edge.attach(self)
+        output = edge.output
         self.conversation = Conversation()
         self.output = output
         self.turns = TurnHandler(self.ctx, self.conversation, vad)
@@ -112,57 +142,42 @@ class ServerSession:
             self.turns.arm_idle_timer,
         )
         self.input = WireDecoder()
-        self.events_sent = 0
-        self.responses_done = 0
-        self.faults = list(faults or [])
-        self.media_stopped = False  # an injected fault: no audio either way
-        self.event_delay = 0.0  # an injected fault: every event this many seconds late
-        self.listeners: set[Listener] = set()
-        # Who sees the session's events as they happen (the console): (direction, event) with "client" for what
-        # the client sent, "server" for what it was sent, "local" for the server's own (an injected fault).
-        self.watchers: list[Callable[[str, dict[str, Any]], None]] = []
-        self.closed = asyncio.Event()
-        self.retained_bytes = 0  # once ended: about what the session still holds (`retained_size()`)
-        self._closing = False
-        loop = asyncio.get_running_loop()
-        self._timers = [loop.call_later(max_seconds, self._post, "expire", None)]
-        self._timers += [
-            loop.call_later(f.at_seconds, self._post, "fault", f) for f in self.faults if f.at_seconds is not None
-        ]
+        self.later(max_seconds, SessionExpired())
+        for fault in self.faults:
+            if fault.at_seconds is not None:
+                self.later(fault.at_seconds, FaultDue(fault))
+        self.tasks.spawn(self._consume(), "event consumer")
 
     @property
     def session(self) -> dict[str, Any]:
         return self.ctx.session
 
-    # ------------------------------------------------------------------------------------------ the edge
-    def _deliver(self, text: str, kind: str) -> bool:
-        """Put one server event on the connection; False when it could not go (the connection is not open)."""
-        raise NotImplementedError
+    @property
+    def transport(self) -> str:
+        """The edge's transport ("webrtc", "websocket" or "memory"), for logs, the index and the console."""
+        return self.edge.transport
 
-    async def _transport_fault(self, fault: FaultSpec) -> None:
-        """`stop_media`, `close_channel`, `drop_connection` as they apply to this transport."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------------------------------ the edge's port
+    def post(self, message: Inbox) -> None:
+        """Into the one ordered inbox (the edge, the turn handler, the timers)."""
+        self.inbox.put_nowait(message)
 
-    async def _close_transport(self) -> None:
-        raise NotImplementedError
+    def later(self, seconds: float, message: Inbox) -> asyncio.TimerHandle:
+        """Into the inbox after `seconds`; the timer is cancelled when the session ends."""
+        timer = asyncio.get_running_loop().call_later(seconds, self.post, message)
+        self._timers = [t for t in self._timers if not t.cancelled()] + [timer]
+        return timer
 
-    def _on_other(self, kind: str, payload: Any) -> bool:
-        """A queue entry only this edge posts; True when the session should end."""
-        return False
-
-    # ------------------------------------------------------------------------------------------ core
-    def start(self) -> None:
-        self.tasks.spawn(self._consume(), "event consumer")
-
-    def greet(self) -> None:
-        """The connection is open: `session.created`, then the MCP tools the session already has."""
-        self.send({"type": "session.created", "session": public_session(self.session)})
-        self.responses.list_mcp_tools()
-
-    def on_input_audio(self, pcm24: np.ndarray) -> None:
+    def input_audio(self, pcm24: np.ndarray) -> None:
         """Input audio at 24 kHz, from RTP or `input_audio_buffer.append`."""
         if not self.media_stopped:
             self.turns.append(pcm24)
+
+    def _greet(self) -> None:
+        """The connection is open: `session.created`, then the MCP tools the session already has."""
+        self.opened = True
+        self.send({"type": "session.created", "session": public_session(self.session)})
+        self.responses.list_mcp_tools()
 
     def send(self, event: dict[str, Any]) -> None:
         """To the connection and every sideband, in order."""
@@ -176,14 +191,14 @@ class ServerSession:
             self.responses_done += 1
             for fault in self.faults:
                 if fault.after_turns == self.responses_done:
-                    self._post("fault", fault)
+                    self.post(FaultDue(fault))
         if self.event_delay:
             asyncio.get_running_loop().call_later(self.event_delay, self._count, text, event["type"])
         else:
             self._count(text, event["type"])
 
     def _count(self, text: str, kind: str) -> None:
-        if self._deliver(text, kind):
+        if self.edge.deliver(text, kind):
             self.events_sent += 1
 
     def _watched(self, direction: str, event: dict[str, Any]) -> None:
@@ -200,22 +215,30 @@ class ServerSession:
                 log.exception("session watcher failed")
 
     async def _inject(self, fault: FaultSpec) -> None:
-        """Apply an injected fault (see server/faults.py)."""
+        """Apply an injected fault (see server/faults.py): every fault a session takes, in one place."""
         log.info("%s %s: injecting %s", self.transport, self.id, fault.action)
         self._watched("local", {"type": "server.fault", **fault.model_dump(exclude_none=True)})
-        if fault.action == "expire_session":
-            self._post("expire", None)
-        elif fault.action == "delay_events":
-            self.event_delay = fault.delay_ms / 1000
-        elif fault.action == "network":
-            if self.network is None:  # (the server gives a network to every session a network fault hits)
-                log.warning("%s %s: no emulated network to switch", self.transport, self.id)
-            else:
-                self.network.switch(fault.network_spec)
-        else:
-            if fault.action == "stop_media":
+        match fault.action:
+            case "expire_session":
+                self.post(SessionExpired())
+            case "delay_events":
+                self.event_delay = fault.delay_ms / 1000
+            case "network":
+                if self.network is None:  # (the server gives a network to every session a network fault hits)
+                    log.warning("%s %s: no emulated network to switch", self.transport, self.id)
+                else:
+                    self.network.switch(fault.network_spec)
+            case "stop_media":  # no audio either way
                 self.media_stopped = True
-            await self._transport_fault(fault)
+                self.edge.pause_media()
+            case "close_channel":
+                self.edge.close_channel()
+            case "drop_connection":
+                await self.edge.drop()
+            case "http_status" | "unreachable":  # (faults of the HTTP request, `server/app.py`: never due here)
+                log.warning("%s %s: %s is not a fault of a live session", self.transport, self.id, fault.action)
+            case _:
+                assert_never(fault.action)
 
     # ------------------------------------------------------------------------------------------ sidebands
     def join(self, listener: Listener) -> None:
@@ -224,34 +247,17 @@ class ServerSession:
         listener.push(json.dumps(event, separators=(",", ":")))
 
     def submit(self, message: str | bytes) -> None:
-        self._post("client", message)
+        self.post(ClientMessage(message))
 
     def leave(self, listener: Listener) -> None:
         self.listeners.discard(listener)
 
     # ------------------------------------------------------------------------------------------ consumer
-    def _post(self, kind: str, payload: Any) -> None:
-        self.queue.put_nowait((kind, payload))
-
     async def _consume(self) -> None:
         while True:
-            kind, payload = await self.queue.get()
+            message = await self.inbox.get()
             try:
-                if kind == "client":
-                    await self._on_client_message(payload)
-                elif kind == "vad":
-                    await self._on_vad(payload)
-                elif kind == "idle":
-                    if self.responses.active is None and self.turns.on_idle_timeout():
-                        self._respond(None)
-                elif kind == "fault":
-                    await self._inject(payload)
-                elif kind == "expire":  # the session cap, as the real service ends a session
-                    self.send(session_expired(self.max_seconds).event())
-                    log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
-                    self.tasks.spawn(self.close(), "close")
-                    return
-                elif kind == "lost" or self._on_other(kind, payload):
+                if await self._handle_message(message):
                     self.tasks.spawn(self.close(), "close")
                     return
             except asyncio.CancelledError:
@@ -259,12 +265,42 @@ class ServerSession:
             except ProtocolError as exc:
                 self.send(exc.event())
             except Exception as exc:  # the session goes on whatever one event did
-                log.exception("%s %s: handling %s failed", self.transport, self.id, kind)
+                log.exception("%s %s: handling %s failed", self.transport, self.id, type(message).__name__)
                 self.send(
                     ProtocolError(
                         f"The server failed to handle the event: {exc}", "server_error", type="server_error"
                     ).event()
                 )
+
+    async def _handle_message(self, message: Inbox) -> bool:
+        """Handle one inbox message; True when the session ends with it."""
+        match message:
+            case ClientMessage(text):
+                await self._on_client_message(text)
+            case ConnectionOpened():
+                self._greet()
+            case VadDecision(vad_event):
+                await self._on_vad(vad_event)
+            case IdleTimeout():
+                if self.responses.active is None and self.turns.on_idle_timeout():
+                    self._respond(None)
+            case FaultDue(fault):
+                await self._inject(fault)
+            case SessionExpired():  # the session cap, as the real service ends a session
+                self.send(session_expired(self.max_seconds).event())
+                log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
+                return True
+            case ConnectTimeout():
+                if self.opened:
+                    return False
+                log.info("%s %s: the client never opened the connection in time; ending it", self.transport, self.id)
+                return True
+            case ConnectionLost(reason):
+                log.info("%s %s: %s", self.transport, self.id, reason)
+                return True
+            case _:
+                assert_never(message)
+        return False
 
     async def _on_vad(self, vad_event: VadEvent) -> None:
         outcome = self.turns.on_vad(vad_event)
@@ -328,7 +364,7 @@ class ServerSession:
                 raise ProtocolError(
                     f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).", "invalid_value", "audio"
                 ) from None
-            self.on_input_audio(pcm)
+            self.input_audio(pcm)
         elif isinstance(event, ev.InputAudioBufferCommit):
             self.turns.commit()
         elif isinstance(event, ev.InputAudioBufferClear):
@@ -436,7 +472,7 @@ class ServerSession:
             self.send(reason.event())
         await self.responses.close(reason)
         await self.tasks.close()
-        await self._close_transport()
+        await self.edge.close()
         if self.network is not None:
             log.info("%s %s: %s", self.transport, self.id, self.network.describe())
         for listener in list(self.listeners):

@@ -1,10 +1,11 @@
 """The user's side of a server session: the input audio buffer, turn detection, transcription and the idle timer.
 
 Audio arrives at 24 kHz (resampled from RTP by the WebRTC edge, or decoded from `input_audio_buffer.append`).
-Voice activity decisions are posted into the session's ordered queue and come back through `on_vad`, which says
-what the turn did (`TurnEvent`) so the session can interrupt or answer. A committed turn becomes a user item in the
-conversation and is transcribed once (for a listening responder, and for the client when the session asks);
-while the user pauses, what was said so far is already transcribed, and that is kept if the pause ends the turn.
+Voice activity decisions are posted into the session's ordered inbox (`VadDecision`) and come back through
+`on_vad`, which says what the turn did (`TurnEvent`) so the session can interrupt or answer. A committed turn
+becomes a user item in the conversation and is transcribed once (for a listening responder, and for the client
+when the session asks); while the user pauses, what was said so far is already transcribed, and that is kept if
+the pause ends the turn.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio, words
+from voiceclient.server.inbox import IdleTimeout, VadDecision
 from voiceclient.server.vad import TurnDetector, VadEvent
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class TurnHandler:
         self.audio_samples += pcm.size
         for vad_event in self.vad.feed(pcm):
             self.vad_pending += 1
-            self.ctx.post("vad", vad_event)
+            self.ctx.post(VadDecision(vad_event))
         # Audio that arrives faster than real time (appends) runs ahead of the queue: a turn the VAD has seen but
         # the session has not handled yet must keep its audio.
         if not self.vad.speaking and self.speech_item is None and not self.vad_pending:
@@ -255,12 +257,12 @@ class TurnHandler:
 
     # ------------------------------------------------------------------------------------------ idle timeout
     def arm_idle_timer(self) -> None:
-        """After the assistant's audio: `idle_timeout_ms` of no user speech posts an "idle" into the queue."""
+        """After the assistant's audio: `idle_timeout_ms` of no user speech posts an `IdleTimeout` into the inbox."""
         td = self.ctx.turn_detection or {}
         timeout = td.get("idle_timeout_ms")
         self.cancel_idle_timer()
         if td.get("type") == "server_vad" and timeout:
-            self._idle_timer = self.ctx.later(timeout / 1000, "idle")
+            self._idle_timer = self.ctx.later(timeout / 1000, IdleTimeout())
 
     def cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
