@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from voiceclient.testing.calls import ScriptedCallResult, ToolCall, run_scripted_call
     from voiceclient.testing.devices import virtual_audio_devices
+    from voiceclient.testing.memory import MemoryEdge, MemorySession
     from voiceclient.testing.speech import speech_backends, transcribe, transcribe_wav
 
 _WHERE = {
@@ -43,11 +44,14 @@ _WHERE = {
     ],
     "voiceclient.testing.calls": ["ScriptedCallResult", "ToolCall", "run_scripted_call"],
     "voiceclient.testing.devices": ["virtual_audio_devices"],
+    "voiceclient.testing.memory": ["MemoryEdge", "MemorySession"],  # the server's session core, without a socket
     "voiceclient.testing.speech": ["speech_backends", "transcribe", "transcribe_wav"],
 }
 __getattr__, __dir__ = lazy_names(__name__, _WHERE)
 
 __all__ = [
+    "MemoryEdge",
+    "MemorySession",
     "ScriptedCallResult",
     "ScriptedTransport",
     "ToolCall",
