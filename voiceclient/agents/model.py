@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -62,6 +62,37 @@ Playback = Callable[[np.ndarray, int, float], None]
 # How long after pushed audio has gone out on the track a `commit` waits, so that the server has it (its jitter
 # buffer holds a few frames): the commit travels on the data channel, which is faster than the audio.
 COMMIT_ALLOWANCE = 0.12
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """A server event, in the call's order."""
+
+    event: ev.ReceivedServerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Audio:
+    """A frame of the answer's audio as the track played it."""
+
+    pcm: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """The call's connection state changed."""
+
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The call ended with an error (reconnects exhausted, a fatal error): the SDK's stream ends."""
+
+    error: VoiceClientError
+
+
+_Inbox = _Event | _Audio | _Status | _Failed
 
 
 @dataclass
@@ -128,7 +159,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         self._owned: list[Any] = []  # the microphone and speaker this model opened
         self._pushed: PushSource | None = None
         self._push_resampler: Resampler | None = None
-        self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[_Inbox] = asyncio.Queue()
         self._events_queued = 0  # server events in the inbox not yet consumed (they may start a playout)
         self._consumer: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -257,7 +288,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         error = await call.ended()
         if error is None or self._close_requested:
             return
-        await self._inbox.put(("failed", error))
+        await self._inbox.put(_Failed(error))
 
     async def close(self) -> None:
         self._close_requested = True
@@ -298,38 +329,42 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
     def _received(self, event: ev.ReceivedServerEvent) -> None:
         """The call's ordered consumer: every server event, queued with the audio for one consumer."""
         self._events_queued += 1
-        self._inbox.put_nowait(("event", event))
+        self._inbox.put_nowait(_Event(event))
 
     def _heard(self, pcm: np.ndarray, pts: int, at: float) -> None:
         # Whose audio it is, the consumer knows in order. A frame with nothing playing once every queued event is
         # consumed (the track's silence between answers) is dropped here rather than queued to be dropped there.
         if self._playing is None and self._events_queued == 0:
             return
-        self._inbox.put_nowait(("audio", pcm))
+        self._inbox.put_nowait(_Audio(pcm))
 
     def _connection(self, state: str) -> None:
-        self._inbox.put_nowait(("status", state))
+        self._inbox.put_nowait(_Status(state))
 
     async def _consume(self) -> None:
         while True:
-            kind, value = await self._inbox.get()
+            message = await self._inbox.get()
             try:
-                if kind == "event":
-                    self._events_queued -= 1
-                    await self._on_server_event(value)
-                elif kind == "audio":
-                    await self._on_audio(value)
-                elif kind == "status":
-                    await self._emit_event(
-                        RealtimeModelConnectionStatusEvent(status="connected" if value == "connected" else "connecting")
-                    )
-                elif kind == "failed":
-                    await self._emit_event(
-                        RealtimeModelExceptionEvent(exception=value, context=f"the WebRTC call failed: {value}")
-                    )
-                    await self._emit_event(RealtimeModelConnectionStatusEvent(status="disconnected"))
-                    await self._emit_event(RealtimeModelEndOfStreamEvent())
-                    return
+                match message:
+                    case _Event(event):
+                        self._events_queued -= 1
+                        await self._on_server_event(event)
+                    case _Audio(pcm):
+                        await self._on_audio(pcm)
+                    case _Status(state):
+                        connected = state == "connected"
+                        await self._emit_event(
+                            RealtimeModelConnectionStatusEvent(status="connected" if connected else "connecting")
+                        )
+                    case _Failed(error):
+                        await self._emit_event(
+                            RealtimeModelExceptionEvent(exception=error, context=f"the WebRTC call failed: {error}")
+                        )
+                        await self._emit_event(RealtimeModelConnectionStatusEvent(status="disconnected"))
+                        await self._emit_event(RealtimeModelEndOfStreamEvent())
+                        return
+                    case _:
+                        assert_never(message)
             except Exception as exc:  # as the SDK's model: one bad event is reported, the stream goes on
                 await self._emit_event(RealtimeModelExceptionEvent(exception=exc, context="Error handling event"))
 
