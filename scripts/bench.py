@@ -1309,9 +1309,9 @@ async def transport_latency(transport: str, seconds: float) -> tuple[list[float]
                 deltas = srv.edge.deltas  # type: ignore[attr-defined]
                 send = deltas.send
 
-                def delta_out(event: dict) -> None:
-                    if event.get("type") == "response.output_audio.delta":
-                        down_sent.tap(np.repeat(np.frombuffer(base64.b64decode(event["delta"]), "<i2"), 2), loop.time())
+                def delta_out(event: ev.ServerEvent) -> None:
+                    if isinstance(event, ev.ResponseOutputAudioDelta):
+                        down_sent.tap(np.repeat(np.frombuffer(base64.b64decode(event.delta), "<i2"), 2), loop.time())
                     send(event)
 
                 deltas.send = delta_out

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio
@@ -246,7 +247,12 @@ class Harness:
         self.sent: list[dict[str, Any]] = []
         self.tasks = TaskOwner("test session")
         self.ctx = SessionContext(
-            "rtc_test", default_session(), self.sent.append, lambda message: None, self.tasks, responder
+            "rtc_test",
+            default_session(),
+            lambda event: self.sent.append(ev.server_event_wire(event)),
+            lambda message: None,
+            self.tasks,
+            responder,
         )
         self.ctx.session["output_modalities"] = ["text"]
         self.conversation = Conversation()

@@ -6,13 +6,12 @@ Where the event types come from:
 - **Client events the server dispatches**: the `isinstance(event, ev.X)` branches of `ServerSession._handle`
   (`voiceclient/server/session.py`), each class mapped to its `type` literal in `voiceclient/protocol/events.py`.
   They are also checked against `CLIENT_EVENT_TYPES`, the union the server decodes with.
-- **Server events the server sends**: every dict literal in `voiceclient/server/*.py` and
-  `voiceclient/protocol/errors.py` (`ProtocolError.event()`, the `error` event) whose `"type"` key has a string
-  value (or a conditional between two strings, as `response.output_audio_transcript.delta if audio else
-  response.output_text.delta`) shaped like an event type (`a.b`, or `error`). Read with `ast`, not a regex, so
-  formatting cannot hide one. `protocol/events.py` alone would not do: it models every GA event, including some
-  the server never sends, and it would not see a new event the server starts sending without a model.
-  A few dotted `type`s in the server are its own, never on the wire (the console's, the event watchers');
+- **Server events the server sends**: the server builds every event it sends from the models of
+  `voiceclient/protocol/events.py` (serialized in one place, `server_event_wire`), so each call `ev.X(...)` in
+  `voiceclient/server/*.py` whose `X` is a server event model names one event it sends (its `type` literal), and
+  `ev.error_event(...)` the `error` event. Read with `ast`, not a regex, so formatting cannot hide one.
+  `protocol/events.py` alone would not do: it models every GA event, including some the server never sends.
+  A few dotted `type`s in the server are its own dicts, never on the wire (the console's, the event watchers');
   they are listed in `NOT_ON_THE_WIRE`, and the test fails if one disappears, so the list cannot rot.
 - **The page**: the first cell of each row of the tables under "## Client events" and "## Server events", the
   numbered lists of the example turn, and any backticked name anywhere that looks like an event type (its
@@ -35,7 +34,7 @@ pytestmark = pytest.mark.timeout(30)
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "protocol.md"
 SERVER = ROOT / "voiceclient" / "server"
-SOURCES = [*sorted(SERVER.glob("*.py")), ROOT / "voiceclient" / "protocol" / "errors.py"]
+SOURCES = sorted(SERVER.glob("*.py"))
 EVENT_TYPE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 # Dotted `type`s of the server's own events, for the console and its watchers; never sent to a client.
 NOT_ON_THE_WIRE = {
@@ -69,8 +68,32 @@ def type_literals(path: Path) -> set[str]:
     return found
 
 
+def built_events(path: Path) -> set[str]:
+    """The `type` of every server event `path` builds: `ev.X(...)` with X a server event model, and
+    `ev.error_event(...)`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "ev"
+        ):
+            continue
+        model = getattr(ev, node.func.attr)
+        if node.func.attr == "error_event":
+            found.add("error")
+        elif isinstance(model, type) and issubclass(model, ev.ServerEvent):
+            found.add(model.model_fields["type"].default)
+    return found
+
+
 def dotted_types_by_file() -> dict[str, set[str]]:
-    return {path.name: {t for t in type_literals(path) if EVENT_TYPE.match(t) or t == "error"} for path in SOURCES}
+    """Per file, the event-shaped `type`s it builds or writes in a dict literal."""
+    return {
+        path.name: built_events(path) | {t for t in type_literals(path) if EVENT_TYPE.match(t) or t == "error"}
+        for path in SOURCES
+    }
 
 
 def sent_by_server() -> set[str]:
@@ -127,7 +150,7 @@ def test_the_sources_are_read_as_expected() -> None:
         assert name in by_file[where], f"{name} is no longer in server/{where}: drop it from NOT_ON_THE_WIRE"
     sent = sent_by_server()
     assert {"error", "session.created", "response.done", "response.output_audio.delta"} <= sent
-    assert {"response.output_text.delta", "response.output_audio_transcript.delta"} <= sent  # the IfExp
+    assert {"response.output_text.delta", "response.output_audio_transcript.delta"} <= sent
     assert dispatched_by_server() == set(ev.CLIENT_EVENT_TYPES), "a client event the server decodes but ignores"
 
 

@@ -373,8 +373,9 @@ class WebSocketTransport(Transport):
             try:
                 await self._ws.send_str(text)
             except (ConnectionResetError, aiohttp.ClientError) as exc:
-                if not self.lost.done():
-                    self.lost.set_result(f"the WebSocket connection dropped ({type(exc).__name__})")
+                if not self.lost.done():  # a reset is the same drop the reader reports, whichever sees it first
+                    why = "no close frame" if isinstance(exc, ConnectionResetError) else type(exc).__name__
+                    self.lost.set_result(f"the WebSocket connection dropped ({why})")
                 return
 
     def set_source(self, source: AudioSource) -> None:

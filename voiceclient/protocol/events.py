@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.session import SessionConfig, WireModel
 
 
@@ -190,22 +191,22 @@ class ErrorDetail(BaseModel):
 
 
 class Error(ServerEvent):
-    type: Literal["error"]
+    type: Literal["error"] = "error"
     error: ErrorDetail
 
 
 class SessionCreated(ServerEvent):
-    type: Literal["session.created"]
+    type: Literal["session.created"] = "session.created"
     session: dict[str, Any]
 
 
 class SessionUpdated(ServerEvent):
-    type: Literal["session.updated"]
+    type: Literal["session.updated"] = "session.updated"
     session: dict[str, Any]
 
 
 class ConversationCreated(ServerEvent):
-    type: Literal["conversation.created"]
+    type: Literal["conversation.created"] = "conversation.created"
     conversation: dict[str, Any]
 
 
@@ -215,107 +216,116 @@ class _ItemEvent(ServerEvent):
 
 
 class ConversationItemAdded(_ItemEvent):
-    type: Literal["conversation.item.added"]
+    type: Literal["conversation.item.added"] = "conversation.item.added"
 
 
 class ConversationItemDone(_ItemEvent):
-    type: Literal["conversation.item.done"]
+    type: Literal["conversation.item.done"] = "conversation.item.done"
 
 
 class ConversationItemCreated(_ItemEvent):
-    type: Literal["conversation.item.created"]
+    type: Literal["conversation.item.created"] = "conversation.item.created"
 
 
 class ConversationItemRetrieved(_ItemEvent):
-    type: Literal["conversation.item.retrieved"]
+    type: Literal["conversation.item.retrieved"] = "conversation.item.retrieved"
 
 
 class ConversationItemTruncated(ServerEvent):
-    type: Literal["conversation.item.truncated"]
+    type: Literal["conversation.item.truncated"] = "conversation.item.truncated"
     item_id: str
     content_index: int
     audio_end_ms: int
 
 
 class ConversationItemDeleted(ServerEvent):
-    type: Literal["conversation.item.deleted"]
+    type: Literal["conversation.item.deleted"] = "conversation.item.deleted"
     item_id: str
 
 
 class InputTranscriptionDelta(ServerEvent):
-    type: Literal["conversation.item.input_audio_transcription.delta"]
+    type: Literal["conversation.item.input_audio_transcription.delta"] = (
+        "conversation.item.input_audio_transcription.delta"
+    )
     item_id: str
     content_index: int | None = None
     delta: str | None = None
 
 
 class InputTranscriptionCompleted(ServerEvent):
-    type: Literal["conversation.item.input_audio_transcription.completed"]
+    type: Literal["conversation.item.input_audio_transcription.completed"] = (
+        "conversation.item.input_audio_transcription.completed"
+    )
     item_id: str
     content_index: int
     transcript: str
+    usage: dict[str, Any] | None = None
 
 
 class InputTranscriptionFailed(ServerEvent):
-    type: Literal["conversation.item.input_audio_transcription.failed"]
+    type: Literal["conversation.item.input_audio_transcription.failed"] = (
+        "conversation.item.input_audio_transcription.failed"
+    )
     item_id: str
     content_index: int
     error: dict[str, Any]
 
 
 class InputTranscriptionSegment(ServerEvent):
-    type: Literal["conversation.item.input_audio_transcription.segment"]
+    type: Literal["conversation.item.input_audio_transcription.segment"] = (
+        "conversation.item.input_audio_transcription.segment"
+    )
     item_id: str
     text: str
 
 
 class SpeechStarted(ServerEvent):
-    type: Literal["input_audio_buffer.speech_started"]
+    type: Literal["input_audio_buffer.speech_started"] = "input_audio_buffer.speech_started"
     audio_start_ms: int
     item_id: str
 
 
 class SpeechStopped(ServerEvent):
-    type: Literal["input_audio_buffer.speech_stopped"]
+    type: Literal["input_audio_buffer.speech_stopped"] = "input_audio_buffer.speech_stopped"
     audio_end_ms: int
     item_id: str
 
 
 class InputAudioBufferCommitted(ServerEvent):
-    type: Literal["input_audio_buffer.committed"]
+    type: Literal["input_audio_buffer.committed"] = "input_audio_buffer.committed"
     item_id: str
     previous_item_id: str | None = None
 
 
 class InputAudioBufferCleared(ServerEvent):
-    type: Literal["input_audio_buffer.cleared"]
+    type: Literal["input_audio_buffer.cleared"] = "input_audio_buffer.cleared"
 
 
 class InputAudioBufferTimeoutTriggered(ServerEvent):
-    type: Literal["input_audio_buffer.timeout_triggered"]
+    type: Literal["input_audio_buffer.timeout_triggered"] = "input_audio_buffer.timeout_triggered"
     audio_start_ms: int
     audio_end_ms: int
     item_id: str
 
 
 class InputAudioBufferDtmf(ServerEvent):
-    type: Literal["input_audio_buffer.dtmf_event_received"]
+    type: Literal["input_audio_buffer.dtmf_event_received"] = "input_audio_buffer.dtmf_event_received"
     event: str
     received_at: int
 
 
 class OutputAudioBufferStarted(ServerEvent):
-    type: Literal["output_audio_buffer.started"]
+    type: Literal["output_audio_buffer.started"] = "output_audio_buffer.started"
     response_id: str
 
 
 class OutputAudioBufferStopped(ServerEvent):
-    type: Literal["output_audio_buffer.stopped"]
+    type: Literal["output_audio_buffer.stopped"] = "output_audio_buffer.stopped"
     response_id: str
 
 
 class OutputAudioBufferCleared(ServerEvent):
-    type: Literal["output_audio_buffer.cleared"]
+    type: Literal["output_audio_buffer.cleared"] = "output_audio_buffer.cleared"
     response_id: str
 
 
@@ -331,12 +341,12 @@ class Response(BaseModel):
 
 
 class ResponseCreated(ServerEvent):
-    type: Literal["response.created"]
+    type: Literal["response.created"] = "response.created"
     response: Response
 
 
 class ResponseDone(ServerEvent):
-    type: Literal["response.done"]
+    type: Literal["response.done"] = "response.done"
     response: Response
 
 
@@ -347,11 +357,11 @@ class _OutputItemEvent(ServerEvent):
 
 
 class ResponseOutputItemAdded(_OutputItemEvent):
-    type: Literal["response.output_item.added"]
+    type: Literal["response.output_item.added"] = "response.output_item.added"
 
 
 class ResponseOutputItemDone(_OutputItemEvent):
-    type: Literal["response.output_item.done"]
+    type: Literal["response.output_item.done"] = "response.output_item.done"
 
 
 class _PartEvent(ServerEvent):
@@ -362,46 +372,46 @@ class _PartEvent(ServerEvent):
 
 
 class ResponseContentPartAdded(_PartEvent):
-    type: Literal["response.content_part.added"]
+    type: Literal["response.content_part.added"] = "response.content_part.added"
     part: ContentPart
 
 
 class ResponseContentPartDone(_PartEvent):
-    type: Literal["response.content_part.done"]
+    type: Literal["response.content_part.done"] = "response.content_part.done"
     part: ContentPart
 
 
 class ResponseOutputAudioTranscriptDelta(_PartEvent):
-    type: Literal["response.output_audio_transcript.delta"]
+    type: Literal["response.output_audio_transcript.delta"] = "response.output_audio_transcript.delta"
     delta: str
 
 
 class ResponseOutputAudioTranscriptDone(_PartEvent):
-    type: Literal["response.output_audio_transcript.done"]
+    type: Literal["response.output_audio_transcript.done"] = "response.output_audio_transcript.done"
     transcript: str
 
 
 class ResponseOutputTextDelta(_PartEvent):
-    type: Literal["response.output_text.delta"]
+    type: Literal["response.output_text.delta"] = "response.output_text.delta"
     delta: str
 
 
 class ResponseOutputTextDone(_PartEvent):
-    type: Literal["response.output_text.done"]
+    type: Literal["response.output_text.done"] = "response.output_text.done"
     text: str
 
 
 class ResponseOutputAudioDelta(_PartEvent):
-    type: Literal["response.output_audio.delta"]
+    type: Literal["response.output_audio.delta"] = "response.output_audio.delta"
     delta: str
 
 
 class ResponseOutputAudioDone(_PartEvent):
-    type: Literal["response.output_audio.done"]
+    type: Literal["response.output_audio.done"] = "response.output_audio.done"
 
 
 class ResponseFunctionCallArgumentsDelta(ServerEvent):
-    type: Literal["response.function_call_arguments.delta"]
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
     response_id: str
     item_id: str
     output_index: int
@@ -410,7 +420,7 @@ class ResponseFunctionCallArgumentsDelta(ServerEvent):
 
 
 class ResponseFunctionCallArgumentsDone(ServerEvent):
-    type: Literal["response.function_call_arguments.done"]
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
     response_id: str
     item_id: str
     output_index: int
@@ -420,49 +430,56 @@ class ResponseFunctionCallArgumentsDone(ServerEvent):
 
 
 class ResponseMcpCallArgumentsDelta(ServerEvent):
-    type: Literal["response.mcp_call_arguments.delta"]
+    type: Literal["response.mcp_call_arguments.delta"] = "response.mcp_call_arguments.delta"
     item_id: str
+    response_id: str | None = None
+    output_index: int | None = None
     delta: str
 
 
 class ResponseMcpCallArgumentsDone(ServerEvent):
-    type: Literal["response.mcp_call_arguments.done"]
+    type: Literal["response.mcp_call_arguments.done"] = "response.mcp_call_arguments.done"
     item_id: str
+    response_id: str | None = None
+    output_index: int | None = None
     arguments: str
 
 
 class ResponseMcpCallInProgress(ServerEvent):
-    type: Literal["response.mcp_call.in_progress"]
+    type: Literal["response.mcp_call.in_progress"] = "response.mcp_call.in_progress"
     item_id: str
+    output_index: int | None = None
 
 
 class ResponseMcpCallCompleted(ServerEvent):
-    type: Literal["response.mcp_call.completed"]
+    type: Literal["response.mcp_call.completed"] = "response.mcp_call.completed"
     item_id: str
+    output_index: int | None = None
 
 
 class ResponseMcpCallFailed(ServerEvent):
-    type: Literal["response.mcp_call.failed"]
+    type: Literal["response.mcp_call.failed"] = "response.mcp_call.failed"
     item_id: str
+    output_index: int | None = None
 
 
 class McpListToolsInProgress(ServerEvent):
-    type: Literal["mcp_list_tools.in_progress"]
+    type: Literal["mcp_list_tools.in_progress"] = "mcp_list_tools.in_progress"
     item_id: str
 
 
 class McpListToolsCompleted(ServerEvent):
-    type: Literal["mcp_list_tools.completed"]
+    type: Literal["mcp_list_tools.completed"] = "mcp_list_tools.completed"
     item_id: str
 
 
 class McpListToolsFailed(ServerEvent):
-    type: Literal["mcp_list_tools.failed"]
+    type: Literal["mcp_list_tools.failed"] = "mcp_list_tools.failed"
     item_id: str
 
 
 class RateLimitsUpdated(ServerEvent):
-    type: Literal["rate_limits.updated"]
+    type: Literal["rate_limits.updated"] = "rate_limits.updated"
     rate_limits: list[dict[str, Any]]
 
 
@@ -578,6 +595,22 @@ def _decode(text: str | bytes, classes: dict[str, type[BaseModel]]) -> BaseModel
 def parse_server_event(text: str | bytes) -> ReceivedServerEvent:
     """Decode one data-channel message from the server. Never raises."""
     return typing.cast(ReceivedServerEvent, _decode(text, _SERVER_CLASSES))
+
+
+def server_event_wire(event: ServerEvent) -> dict[str, Any]:
+    """A server event as the server puts it on the wire: its `event_id` (a new one unless set) and `type` first,
+    then exactly the fields it was built with (a field set to None is sent as null; one left out is not sent).
+    The embedded server builds every event it sends from the models above and serializes it here, so the two
+    halves share one schema: what the server can send, the client's parser knows."""
+    data = event.model_dump(mode="json", exclude_unset=True)
+    data.pop("type", None)
+    event_id = data.pop("event_id", None) or new_id("event")
+    return {"event_id": event_id, "type": type(event).model_fields["type"].default, **data}
+
+
+def error_event(exc: ProtocolError) -> Error:
+    """The `error` event of a refusal, naming the client event it answers."""
+    return Error(error=ErrorDetail(**exc.body(with_event_id=True)))
 
 
 def parse_client_event(text: str | bytes) -> ReceivedClientEvent:

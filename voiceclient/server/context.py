@@ -8,12 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from voiceclient.protocol.events import ServerEvent
 from voiceclient.server.inbox import Inbox
 from voiceclient.server.responders import Responder
 from voiceclient.server.speech import SpeechBackends
 from voiceclient.tasks import TaskOwner
 
-Send = Callable[[dict[str, Any]], None]
+Send = Callable[[ServerEvent], None]  # a server event, built from the shared models
 Post = Callable[[Inbox], None]  # into the session's one ordered inbox
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from voiceclient.audio.wire import wire_format
+from voiceclient.protocol import events as ev
 from voiceclient.server.context import Send
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.tasks import TaskOwner
@@ -83,7 +84,7 @@ class DeltaOutput(PlayoutQueue):
         for _, pcm, ids in self.take(n):
             if not self.muted:
                 delta = base64.b64encode(fmt.pack(pcm)).decode()
-                self.send({"type": "response.output_audio.delta", **ids, "delta": delta})
+                self.send(ev.ResponseOutputAudioDelta(**ids, delta=delta))
         self._progress.set()
 
     def drained(self, tag: str, played: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from voiceclient.protocol.events import ServerEvent
 from voiceclient.server.inbox import Inbox
 from voiceclient.server.playout import AudioOutput
 from voiceclient.tasks import TaskOwner
@@ -42,7 +43,7 @@ class SessionPort(Protocol):
     def input_audio(self, pcm24: np.ndarray) -> None:
         """Input audio at 24 kHz (RTP, decoded and resampled)."""
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, server_event: ServerEvent) -> None:
         """A server event, to the connection and every sideband (the WebSocket's audio deltas go this way)."""
 
 

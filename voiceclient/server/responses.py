@@ -97,21 +97,12 @@ class ResponseEngine:
 
     def _truncate(self, item: dict[str, Any], end_ms: int) -> None:
         self.conversation.cut(item, end_ms)
-        self.send(
-            {"type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0, "audio_end_ms": end_ms}
-        )
+        self.send(ev.ConversationItemTruncated(item_id=item["id"], content_index=0, audio_end_ms=end_ms))
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
         self.conversation.truncate(item_id, audio_end_ms)
-        self.send(
-            {
-                "type": "conversation.item.truncated",
-                "item_id": item_id,
-                "content_index": 0,
-                "audio_end_ms": audio_end_ms,
-            }
-        )
+        self.send(ev.ConversationItemTruncated(item_id=item_id, content_index=0, audio_end_ms=audio_end_ms))
 
     # ------------------------------------------------------------------------------------------ MCP
     def list_mcp_tools(self) -> None:
@@ -124,13 +115,13 @@ class ResponseEngine:
             self.mcp_listed.add(label)
             item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label, "tools": []}
             previous = self.conversation.add_output(item)
-            self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-            self.send({"type": "mcp_list_tools.in_progress", "item_id": item["id"]})
+            self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
+            self.send(ev.McpListToolsInProgress(item_id=item["id"]))
             allowed = tool.get("allowed_tools")
             names = [n for n in names_of(label) if not isinstance(allowed, list) or n in allowed]
             item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
-            self.send({"type": "mcp_list_tools.completed", "item_id": item["id"]})
-            self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+            self.send(ev.McpListToolsCompleted(item_id=item["id"]))
+            self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
 
     # ------------------------------------------------------------------------------------------ responses
     def _context(self) -> TurnContext:
@@ -231,15 +222,14 @@ class ResponseEngine:
         return plan
 
     async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
-        self.send({"type": "response.created", "response": {**resp.obj, "output": []}})
+        self.send(ev.ResponseCreated(response=ev.Response.model_validate({**resp.obj, "output": []})))
         self.send(
-            {
-                "type": "rate_limits.updated",
-                "rate_limits": [
+            ev.RateLimitsUpdated(
+                rate_limits=[
                     {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
                     {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
-                ],
-            }
+                ]
+            )
         )
         try:
             plan = await self._plan(ctx)
@@ -271,7 +261,7 @@ class ResponseEngine:
             }
         finally:
             resp.obj["usage"] = self._usage(resp)
-            self.send({"type": "response.done", "response": resp.obj})
+            self.send(ev.ResponseDone(response=ev.Response.model_validate(resp.obj)))
             if self.active is resp:
                 self.active = None
             self.output.close(resp.id)
@@ -298,16 +288,18 @@ class ResponseEngine:
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
         resp.obj["output"].append(item)
         previous = self.conversation.add_output(item)
-        self.send({"type": "response.output_item.added", "response_id": resp.id, "output_index": index, "item": item})
-        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
+        self.send(
+            ev.ResponseOutputItemAdded(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item))
+        )
+        self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
         return previous
 
     def _finish_item(
         self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None, status: str
     ) -> None:
         item["status"] = status
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
-        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
+        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
 
     async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
         item_id = new_id("item")
@@ -320,15 +312,10 @@ class ResponseEngine:
             "content": [],
         }
         previous = self._output_item(resp, index, item)
-        ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
+        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
         said_words: list[str] = []
-        self.send(
-            {
-                "type": "response.content_part.added",
-                **ids,
-                "part": {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""},
-            }
-        )
+        empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        self.send(ev.ResponseContentPartAdded(**ids, part=ev.ContentPart.model_validate(empty)))
         status = "completed"
         try:
             async for text, pcm24 in self._voiced_parts(speech, audio):
@@ -341,15 +328,15 @@ class ResponseEngine:
         finally:
             said = "".join(said_words)
             if audio:
-                self.send({"type": "response.output_audio.done", **ids})
-                self.send({"type": "response.output_audio_transcript.done", **ids, "transcript": said})
+                self.send(ev.ResponseOutputAudioDone(**ids))
+                self.send(ev.ResponseOutputAudioTranscriptDone(**ids, transcript=said))
                 part = {"type": "audio", "transcript": said}
                 item["content"] = [{"type": "output_audio", "transcript": said}]
             else:
-                self.send({"type": "response.output_text.done", **ids, "text": said})
+                self.send(ev.ResponseOutputTextDone(**ids, text=said))
                 part = {"type": "text", "text": said}
                 item["content"] = [{"type": "output_text", "text": said}]
-            self.send({"type": "response.content_part.done", **ids, "part": part})
+            self.send(ev.ResponseContentPartDone(**ids, part=ev.ContentPart.model_validate(part)))
             self._finish_item(resp, index, item, previous, status)
 
     def _voiced_parts(self, speech: Speech, audio: bool) -> AsyncIterator[tuple[str, np.ndarray | None]]:
@@ -409,13 +396,10 @@ class ResponseEngine:
                 ):
                     await asyncio.sleep(0.01)
             said.append(word)
-            self.send(
-                {
-                    "type": "response.output_audio_transcript.delta" if audio else "response.output_text.delta",
-                    **ids,
-                    "delta": word,
-                }
-            )
+            if audio:
+                self.send(ev.ResponseOutputAudioTranscriptDelta(**ids, delta=word))
+            else:
+                self.send(ev.ResponseOutputTextDelta(**ids, delta=word))
             await asyncio.sleep(0)
 
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
@@ -430,14 +414,12 @@ class ResponseEngine:
             "arguments": "",
         }
         previous = self._output_item(resp, index, item)
-        ids = {"response_id": resp.id, "item_id": item_id, "output_index": index, "call_id": call_id}
+        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "call_id": call_id}
         half = len(call.arguments) // 2
         for delta in (call.arguments[:half], call.arguments[half:]):
             if delta:
-                self.send({"type": "response.function_call_arguments.delta", **ids, "delta": delta})
-        self.send(
-            {"type": "response.function_call_arguments.done", **ids, "name": call.name, "arguments": call.arguments}
-        )
+                self.send(ev.ResponseFunctionCallArgumentsDelta(**ids, delta=delta))
+        self.send(ev.ResponseFunctionCallArgumentsDone(**ids, name=call.name, arguments=call.arguments))
         item["arguments"] = call.arguments
         self.call_origins[call_id] = call.origin
         self._finish_item(resp, index, item, previous, "completed")
@@ -453,8 +435,8 @@ class ResponseEngine:
         }
         previous = self._output_item(resp, index, item)
         self.mcp_pending[item["id"]] = request
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
-        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
+        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
 
     async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
         item: dict[str, Any] = {
@@ -467,20 +449,20 @@ class ResponseEngine:
         if call.approval_request_id:
             item["approval_request_id"] = call.approval_request_id
         previous = self._output_item(resp, index, item)
-        ids = {"response_id": resp.id, "item_id": item["id"], "output_index": index}
-        self.send({"type": "response.mcp_call_arguments.delta", **ids, "delta": call.arguments})
-        self.send({"type": "response.mcp_call_arguments.done", **ids, "arguments": call.arguments})
+        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item["id"], "output_index": index}
+        self.send(ev.ResponseMcpCallArgumentsDelta(**ids, delta=call.arguments))
+        self.send(ev.ResponseMcpCallArgumentsDone(**ids, arguments=call.arguments))
         item["arguments"] = call.arguments
-        self.send({"type": "response.mcp_call.in_progress", "item_id": item["id"], "output_index": index})
+        self.send(ev.ResponseMcpCallInProgress(item_id=item["id"], output_index=index))
         await asyncio.sleep(0.05)  # the hosted call takes a moment
         if call.error is not None:
             item["error"] = {"type": "tool_execution_error", "message": call.error}
-            self.send({"type": "response.mcp_call.failed", "item_id": item["id"], "output_index": index})
+            self.send(ev.ResponseMcpCallFailed(item_id=item["id"], output_index=index))
         else:
             item["output"] = call.output or ""
-            self.send({"type": "response.mcp_call.completed", "item_id": item["id"], "output_index": index})
-        self.send({"type": "response.output_item.done", "response_id": resp.id, "output_index": index, "item": item})
-        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+            self.send(ev.ResponseMcpCallCompleted(item_id=item["id"], output_index=index))
+        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
+        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
 
     def has_mcp_request(self, item_id: str) -> bool:
         return item_id in self.mcp_pending
@@ -512,7 +494,7 @@ class ResponseEngine:
                 if heard < end - start:
                     rate = self.output.rate
                     self._truncate(item, samples_to_ms(heard, rate))
-            self.send({"type": "output_audio_buffer.cleared", "response_id": resp_id})
+            self.send(ev.OutputAudioBufferCleared(response_id=resp_id))
         return bool(played)
 
     def _on_playout_start(self, resp_id: str) -> None:
@@ -520,13 +502,13 @@ class ResponseEngine:
         if resp is not None and not resp.started.is_set():
             resp.started.set()
             if self.output.announces_playout:
-                self.send({"type": "output_audio_buffer.started", "response_id": resp_id})
+                self.send(ev.OutputAudioBufferStarted(response_id=resp_id))
 
     def _on_playout_drain(self, resp_id: str, played: int) -> None:
         resp = self.responses.get(resp_id)
         if resp is not None and resp.started.is_set() and not resp.cleared:
             if self.output.announces_playout:
-                self.send({"type": "output_audio_buffer.stopped", "response_id": resp_id})
+                self.send(ev.OutputAudioBufferStopped(response_id=resp_id))
             if self.active is None:
                 self.on_audio_stopped()
 

@@ -176,13 +176,12 @@ class ServerSession:
     def _greet(self) -> None:
         """The connection is open: `session.created`, then the MCP tools the session already has."""
         self.opened = True
-        self.send({"type": "session.created", "session": public_session(self.session)})
+        self.send(ev.SessionCreated(session=public_session(self.session)))
         self.responses.list_mcp_tools()
 
-    def send(self, event: dict[str, Any]) -> None:
-        """To the connection and every sideband, in order."""
-        if "event_id" not in event:
-            event = {"event_id": new_id("event"), **event}
+    def send(self, server_event: ev.ServerEvent) -> None:
+        """To the connection and every sideband, in order: the one place the server serializes an event."""
+        event = ev.server_event_wire(server_event)
         text = json.dumps(event, separators=(",", ":"))
         for listener in list(self.listeners):
             listener.push(text)
@@ -243,7 +242,7 @@ class ServerSession:
     # ------------------------------------------------------------------------------------------ sidebands
     def join(self, listener: Listener) -> None:
         self.listeners.add(listener)
-        event = {"event_id": new_id("event"), "type": "session.created", "session": public_session(self.session)}
+        event = ev.server_event_wire(ev.SessionCreated(session=public_session(self.session)))
         listener.push(json.dumps(event, separators=(",", ":")))
 
     def submit(self, message: str | bytes) -> None:
@@ -263,14 +262,13 @@ class ServerSession:
             except asyncio.CancelledError:
                 raise
             except ProtocolError as exc:
-                self.send(exc.event())
+                self.send(ev.error_event(exc))
             except Exception as exc:  # the session goes on whatever one event did
                 log.exception("%s %s: handling %s failed", self.transport, self.id, type(message).__name__)
-                self.send(
-                    ProtocolError(
-                        f"The server failed to handle the event: {exc}", "server_error", type="server_error"
-                    ).event()
+                failure = ProtocolError(
+                    f"The server failed to handle the event: {exc}", "server_error", type="server_error"
                 )
+                self.send(ev.error_event(failure))
 
     async def _handle_message(self, message: Inbox) -> bool:
         """Handle one inbox message; True when the session ends with it."""
@@ -287,7 +285,7 @@ class ServerSession:
             case FaultDue(fault):
                 await self._inject(fault)
             case SessionExpired():  # the session cap, as the real service ends a session
-                self.send(session_expired(self.max_seconds).event())
+                self.send(ev.error_event(session_expired(self.max_seconds)))
                 log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
                 return True
             case ConnectTimeout():
@@ -381,14 +379,14 @@ class ServerSession:
             if not self.responses.clear_output():
                 if self.responses.last_response_id is None:
                     raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
-                self.send({"type": "output_audio_buffer.cleared", "response_id": self.responses.last_response_id})
+                self.send(ev.OutputAudioBufferCleared(response_id=self.responses.last_response_id))
         elif isinstance(event, ev.ConversationItemCreate):
             self._item_create(event)
         elif isinstance(event, ev.ConversationItemRetrieve):
             self._item_retrieve(event)
         elif isinstance(event, ev.ConversationItemDelete):
             self.conversation.delete(event.item_id)
-            self.send({"type": "conversation.item.deleted", "item_id": event.item_id})
+            self.send(ev.ConversationItemDeleted(item_id=event.item_id))
         elif isinstance(event, ev.ConversationItemTruncate):
             self.responses.truncate(event.item_id, event.audio_end_ms)
         elif isinstance(event, ev.ResponseCreate):
@@ -410,7 +408,7 @@ class ServerSession:
         raw = json.loads(event.model_dump_json(exclude_unset=True))["session"]
         self.ctx.session = apply_update(self.session, raw, audio_started=self.responses.audio_started)
         self.turns.reconfigure()
-        self.send({"type": "session.updated", "session": public_session(self.session)})
+        self.send(ev.SessionUpdated(session=public_session(self.session)))
         self.responses.list_mcp_tools()
 
     def _item_create(self, event: ev.ConversationItemCreate) -> None:
@@ -431,8 +429,8 @@ class ServerSession:
             item["object"] = "realtime.item"
             item["status"] = "completed"
         previous = self.conversation.insert(item, event.previous_item_id)  # "root": first, so null, as the real
-        self.send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        self.send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
 
     def _item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
         item = self.conversation.require(event.item_id)
@@ -440,7 +438,7 @@ class ServerSession:
         audio = self.conversation.audio.get(item["id"])
         if audio is not None and out.get("role") == "user":
             out["content"][0]["audio"] = base64.b64encode(audio.pcm.astype("<i2").tobytes()).decode()
-        self.send({"type": "conversation.item.retrieved", "item": out})
+        self.send(ev.ConversationItemRetrieved(item=ev.Item.model_validate(out)))
 
     # ------------------------------------------------------------------------------------------ teardown
     def retained_size(self) -> int:
@@ -469,7 +467,7 @@ class ServerSession:
             timer.cancel()
         self.turns.close()
         if reason is not None:
-            self.send(reason.event())
+            self.send(ev.error_event(reason))
         await self.responses.close(reason)
         await self.tasks.close()
         await self.edge.close()

@@ -101,9 +101,12 @@ class MemoryEdge:
         await self._arrived.wait()
 
     def pause_media(self) -> None:
-        """The `stop_media` fault: recorded (the core stops taking input audio itself)."""
+        """The `stop_media` fault: no answer audio leaves (nothing plays; over delta events, none is sent). The
+        core stops taking input audio itself."""
         self.faults_applied.append("stop_media")
         self.media_paused = True
+        if isinstance(self._output, DeltaOutput):
+            self._output.muted = True
 
     def close_channel(self) -> None:
         """The `close_channel` fault: the event path closes and the session ends."""
