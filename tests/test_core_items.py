@@ -505,3 +505,15 @@ async def test_an_mcp_call_needing_approval_runs_once_the_client_approves() -> N
         # the request is answered: approving it again is refused
         error = await refused(s, {"type": "conversation.item.create", "item": approval})
         assert (error["code"], error["param"]) == ("item_not_found", "item.approval_request_id")
+
+
+async def test_an_error_names_the_client_event_id_and_null_when_the_client_sent_none() -> None:
+    """The id of the event the error answers is the client's own; a well-formed event sent without one is
+    answered with null, never with an id the server made up while parsing it."""
+    async with MemorySession() as s:
+        s.send({"type": "conversation.item.retrieve", "item_id": "item_missing"})
+        without = await s.next_event("error")
+        s.send({"type": "conversation.item.retrieve", "item_id": "item_missing", "event_id": "evt_mine"})
+        named = await s.next_event("error")
+        assert without["error"]["code"] == named["error"]["code"] == "item_retrieve_invalid_item_id"
+        assert without["error"]["event_id"] is None and named["error"]["event_id"] == "evt_mine"

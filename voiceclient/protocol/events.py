@@ -582,6 +582,8 @@ def _decode(text: str | bytes, classes: dict[str, type[BaseModel]]) -> BaseModel
     cls = classes.get(data["type"])
     if cls is None:
         return UnknownEvent.model_validate(data)
+    if classes is _CLIENT_CLASSES and "event_id" not in data:  # the client's id or none, never a made-up one:
+        data["event_id"] = None  # an error names the event it answers by the id the client gave (null if none)
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
