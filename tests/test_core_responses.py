@@ -504,3 +504,22 @@ async def test_rate_limits_are_updated_right_after_each_response_created() -> No
             assert set(by_name) == {"requests", "tokens"}
             for r in by_name.values():
                 assert 0 <= r["remaining"] <= r["limit"] and r["reset_seconds"] >= 0
+
+
+async def test_what_a_truncation_cut_cannot_come_back_with_a_later_one() -> None:
+    """Truncation deletes the audio after `audio_end_ms`: a second truncation past that point is refused, and the
+    transcript stays cut."""
+    async with MemorySession({"output_modalities": ["audio"]}, playout=False) as s:
+        s.send({"type": "conversation.item.create", "item": user_text("hello there")})
+        s.send({"type": "response.create"})
+        done = await s.next_event("response.done")
+        item_id = done["response"]["output"][0]["id"]
+        s.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 700})
+        first = await s.next_event("conversation.item.truncated")
+        assert first["audio_end_ms"] == 700
+        s.send({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": 1200})
+        error = await s.next_event("error")
+        assert error["error"]["param"] == "audio_end_ms" and "700ms" in error["error"]["message"]
+        s.send({"type": "conversation.item.retrieve", "item_id": item_id})
+        item = (await s.next_event("conversation.item.retrieved"))["item"]
+        assert item["content"][0]["transcript"] == "You said: hello"

@@ -185,8 +185,14 @@ class Conversation:
         self.cut(item, audio_end_ms)
 
     def cut(self, item: Item, end_ms: int) -> None:
-        """Keep the words whose audio had started by `end_ms` (by where the response engine placed each word)."""
-        starts = self.word_starts.get(item["id"], [])
+        """Keep the words whose audio had started by `end_ms` (by where the response engine placed each word), and
+        the audio up to `end_ms`: what was cut is gone, so a later truncation cannot bring it back."""
+        starts = [(ms, w) for ms, w in self.word_starts.get(item["id"], []) if ms < end_ms]
+        if item["id"] in self.word_starts:
+            self.word_starts[item["id"]] = starts
+        audio = self.audio.get(item["id"])
+        if audio is not None:
+            self.audio[item["id"]] = ItemAudio(audio.pcm[: audio.rate * end_ms // 1000], audio.rate)
         for part in item.get("content") or []:
             if "transcript" in part:
-                part["transcript"] = "".join(w for ms, w in starts if ms < end_ms).rstrip()
+                part["transcript"] = "".join(w for _, w in starts).rstrip()
