@@ -11,6 +11,7 @@ works on the conversation it is given and sends through the session context; it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -380,10 +381,9 @@ class ResponseEngine:
             self.conversation.audio[item_id] = ItemAudio(whole, rate)
             self.audio_started = True
             if earlier is None:
-                try:
-                    await asyncio.wait_for(resp.started.wait(), 0.5)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):  # (asyncio.timeout: 3.11's wait_for can drop a cancel)
+                    async with asyncio.timeout(0.5):
+                        await resp.started.wait()
         total = max(1, resp.queued - start)
         starts = self.conversation.word_starts.setdefault(item_id, [])
         for offset, word in word_offsets(text):
