@@ -11,6 +11,7 @@ releases, so push-to-talk is a toggle).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -354,10 +355,9 @@ class Talk:
                             raise call.error
                         if deadline is not None and time.monotonic() >= deadline:
                             break
-                        try:
-                            await asyncio.wait_for(self._quit.wait(), 0.2)
-                        except TimeoutError:
-                            pass
+                        with contextlib.suppress(TimeoutError):  # (not wait_for: 3.11's can drop a cancel)
+                            async with asyncio.timeout(0.2):
+                                await self._quit.wait()
                 finally:
                     try:
                         await tasks.close()

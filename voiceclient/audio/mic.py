@@ -143,8 +143,9 @@ class MicSource(AudioSource):
         self._reading = True
         while not self._queue:
             self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), 0.02 if self._stalled else timeout)
+            try:  # (asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that comes as the wait ends)
+                async with asyncio.timeout(0.02 if self._stalled else timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 if not self._stalled and self.last_callback >= self.opened_at:  # it had been delivering
                     self.gaps += 1

@@ -12,6 +12,7 @@ recycle, a reconnect), is the `ConnectionManager`'s job. The transport is a seam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -45,6 +46,7 @@ Playback = Callable[[np.ndarray, int, float], None]
 Predicate = Callable[[ev.ReceivedServerEvent], bool]
 # The server ends the call after sending one of these (`server_shutting_down`: the embedded server stopping).
 SESSION_ENDING_ERRORS = frozenset({"session_expired", "server_shutting_down"})
+HANGUP_SETTLE_SECONDS = 2.0  # how long a hangup waits for the tools still running to send their outputs
 
 
 class EventStream:
@@ -614,6 +616,7 @@ class VoiceCall:
             if self.error is not None:
                 raise self.error
             if self.hangup_requested is not None:
+                await self._runner.settle(HANGUP_SETTLE_SECONDS)  # the tool that hung up sends its output
                 return "hangup"
             now = time.monotonic()
             if self.busy:
@@ -634,10 +637,9 @@ class VoiceCall:
             wake = 0.05 if self.busy else max(0.01, idle_since + idle_seconds - now)
             if deadline is not None:
                 wake = min(wake, max(0.0, deadline - now))
-            try:
-                await asyncio.wait_for(self._activity.wait(), wake)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # (not wait_for: 3.11's can drop a cancel as the wait ends)
+                async with asyncio.timeout(wake):
+                    await self._activity.wait()
 
     @property
     def tool_calls(self) -> int:

@@ -92,7 +92,8 @@ class Dispatcher:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
         except TimeoutError:
             log.warning("%d events still unhandled after %.1f s", self._queue.qsize(), timeout)
 

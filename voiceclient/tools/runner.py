@@ -154,6 +154,13 @@ class ToolRunner:
                 running.task.cancel()
 
     # ------------------------------------------------------------------------------------------ function calls
+    async def settle(self, timeout: float) -> None:
+        """Wait (bounded) for the tools running now to finish and send their outputs: a tool that hangs up the
+        call still answers its call first. Never cancels them."""
+        tasks = [running.task for running in self._running.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     def _start(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         if name not in self.tools:
             self.foreign_calls.append((name, call_id))
