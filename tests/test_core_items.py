@@ -517,3 +517,14 @@ async def test_an_error_names_the_client_event_id_and_null_when_the_client_sent_
         named = await s.next_event("error")
         assert without["error"]["code"] == named["error"]["code"] == "item_retrieve_invalid_item_id"
         assert without["error"]["event_id"] is None and named["error"]["event_id"] == "evt_mine"
+
+
+async def test_a_refused_turn_detection_field_is_named_by_the_path_the_client_wrote() -> None:
+    """The error's param is the field as sent (`session.audio.input.turn_detection.idle_timeout_ms`), without the
+    validator's union tag (`server_vad`) that the client never wrote."""
+    async with MemorySession() as s:
+        td = {"type": "server_vad", "idle_timeout_ms": 1000}
+        s.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": td}}}})
+        error = await s.next_event("error")
+        assert error["error"]["param"] == "session.audio.input.turn_detection.idle_timeout_ms"
+        assert "server_vad." not in error["error"]["message"]

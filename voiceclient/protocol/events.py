@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.session import SessionConfig, WireModel
+from voiceclient.protocol.validation import real_path
 
 
 def new_id(prefix: str) -> str:
@@ -588,7 +589,10 @@ def _decode(text: str | bytes, classes: dict[str, type[BaseModel]]) -> BaseModel
         return cls.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
+        parts = real_path(err["loc"], data)  # as the client wrote it: no union tags (`server_vad`)
+        if err["type"] == "missing" and err["loc"]:
+            parts.append(str(err["loc"][-1]))
+        where = ".".join(parts)
         return MalformedEvent(
             raw=raw[:2000], reason=f"{where}: {err['msg']}", event_type=data["type"], event_id=event_id
         )
