@@ -523,3 +523,19 @@ async def test_what_a_truncation_cut_cannot_come_back_with_a_later_one() -> None
         s.send({"type": "conversation.item.retrieve", "item_id": item_id})
         item = (await s.next_event("conversation.item.retrieved"))["item"]
         assert item["content"][0]["transcript"] == "You said: hello"
+
+
+async def test_a_cancel_right_after_create_ends_the_response_and_frees_the_conversation() -> None:
+    """`response.cancel` in the same breath as `response.create`: the response still ends, `cancelled`, and the
+    next `response.create` is taken (the response once stayed active forever, with no `response.done`)."""
+    async with MemorySession({"output_modalities": ["text"]}) as s:
+        s.send({"type": "conversation.item.create", "item": user_text("hello")})
+        s.send({"type": "response.create"})
+        s.send({"type": "response.cancel"})
+        created = await s.next_event("response.created")
+        done = await s.next_event("response.done")
+        assert done["response"]["id"] == created["response"]["id"]
+        assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+        s.send({"type": "response.create"})
+        again = await s.next_event("response.done")
+        assert again["response"]["status"] == "completed"

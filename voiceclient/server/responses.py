@@ -59,6 +59,7 @@ class ActiveResponse:
     queued: int = 0  # samples queued for output (at the output's rate)
     cleared: bool = False
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: bool = False  # `response.done` sent
 
 
 class ResponseEngine:
@@ -208,6 +209,17 @@ class ResponseEngine:
         self.responses[resp_id] = active
         self.last_response_id = resp_id
         ctx = self._context()
+        # Announced here, not in the task: a cancel that comes before the task first runs still ends a response
+        # the client has seen created (`cancel` then sends its `response.done`).
+        self.send(ev.ResponseCreated(response=ev.Response.model_validate({**obj, "output": []})))
+        self.send(
+            ev.RateLimitsUpdated(
+                rate_limits=[
+                    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+                    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
+                ]
+            )
+        )
         active.task = self.ctx.tasks.spawn(self._run_response(active, ctx, modalities == ["audio"]), resp_id)
         return active
 
@@ -223,15 +235,6 @@ class ResponseEngine:
         return plan
 
     async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
-        self.send(ev.ResponseCreated(response=ev.Response.model_validate({**resp.obj, "output": []})))
-        self.send(
-            ev.RateLimitsUpdated(
-                rate_limits=[
-                    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-                    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
-                ]
-            )
-        )
         try:
             plan = await self._plan(ctx)
             if plan.delay_ms:
@@ -247,12 +250,7 @@ class ResponseEngine:
                     await self._emit_message(resp, index, output, audio)
             resp.obj["status"] = "completed"
         except asyncio.CancelledError:
-            if resp.failure is not None:
-                resp.obj["status"] = "failed"
-                resp.obj["status_details"] = {"type": "failed", "error": resp.failure.event()["error"]}
-            else:
-                resp.obj["status"] = "cancelled"
-                resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
+            self._cut_short(resp)
         except Exception as exc:  # a responder bug ends this response, visibly, and never the session
             log.exception("session %s: response %s failed", self.ctx.id, resp.id)
             resp.obj["status"] = "failed"
@@ -261,11 +259,28 @@ class ResponseEngine:
                 "error": {"type": "server_error", "code": type(exc).__name__},
             }
         finally:
-            resp.obj["usage"] = self._usage(resp)
-            self.send(ev.ResponseDone(response=ev.Response.model_validate(resp.obj)))
-            if self.active is resp:
-                self.active = None
-            self.output.close(resp.id)
+            self._finish(resp)
+
+    @staticmethod
+    def _cut_short(resp: ActiveResponse) -> None:
+        """Cancelled: `failed` when the server cut it short (shutting down), else `cancelled` with the reason."""
+        if resp.failure is not None:
+            resp.obj["status"] = "failed"
+            resp.obj["status_details"] = {"type": "failed", "error": resp.failure.event()["error"]}
+        else:
+            resp.obj["status"] = "cancelled"
+            resp.obj["status_details"] = {"type": "cancelled", "reason": resp.cancel_reason or "client_cancelled"}
+
+    def _finish(self, resp: ActiveResponse) -> None:
+        """`response.done`, once, and the response is no longer active."""
+        if resp.finished:
+            return
+        resp.finished = True
+        resp.obj["usage"] = self._usage(resp)
+        self.send(ev.ResponseDone(response=ev.Response.model_validate(resp.obj)))
+        if self.active is resp:
+            self.active = None
+        self.output.close(resp.id)
 
     def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
         text = sum(len(json.dumps(it)) // 4 for it in resp.obj["output"])
@@ -472,6 +487,9 @@ class ResponseEngine:
             return
         resp.cancel_reason = reason
         await cancel_and_wait(resp.task)
+        if not resp.finished:  # cancelled before its task ever ran: its body (and `finally`) never did
+            self._cut_short(resp)
+            self._finish(resp)
 
     async def interrupt(self, reason: str) -> None:
         """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
