@@ -17,9 +17,10 @@ from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.sources import BufferSource, load_audio
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.server import RealtimeServer
-from voiceclient.server.agent import AgentResponder, AgentSpec
-from voiceclient.server.speech import SpeechBackends, WhisperStt, moonshine_runs_here
 from voiceclient.server.vad import TurnDetector
+from voiceclient.speech.agent import AgentResponder, AgentSpec
+from voiceclient.speech.backends import SpeechBackends
+from voiceclient.speech.stt import WhisperStt, moonshine_runs_here
 from voiceclient.testing import speech_backends, transcribe_wav
 
 from .conftest import FIXTURES, NEEDS_AGENT, assert_wire_valid, until_switched
@@ -124,7 +125,7 @@ def test_whisper_short_window_hears_the_fixtures_as_well_as_the_standard_pass(sp
 
 
 def test_a_decoder_loop_is_cut_to_its_first_round() -> None:
-    from voiceclient.server.speech import cut_loop
+    from voiceclient.speech.stt import cut_loop
 
     looped = "What time does the next train leave? What time does the next train leave? What time does"
     assert cut_loop(looped) == "What time does the next train leave?"
@@ -159,7 +160,7 @@ def test_a_comma_pause_does_not_end_the_turn_and_the_end_is_300_ms_after_the_voi
 
 
 async def test_a_reply_is_voiced_part_by_part_with_the_silence_trimmed(speech: SpeechBackends) -> None:
-    from voiceclient.server.speech import speech_parts
+    from voiceclient.speech.tts import speech_parts
 
     text = "You said: the quick brown fox, again. It is late."
     assert speech_parts(text) == ["You said: ", "the quick brown fox, again. ", "It is late."]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceclient.server.inbox import Inbox
-from voiceclient.server.responders import Responder
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.responders import Responder, listens
+from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.tasks import TaskOwner
 
 Send = Callable[[dict[str, Any]], None]
@@ -25,7 +25,7 @@ class SessionContext:
     post: Post
     tasks: TaskOwner
     responder: Responder
-    speech: SpeechBackends | None = None
+    speech: OfflineSpeech | None = None
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:
@@ -39,7 +39,7 @@ class SessionContext:
     @property
     def listening_responder(self) -> bool:
         """The responder wants the transcript of each user turn (the offline agent)."""
-        return bool(getattr(self.responder, "listens", False))
+        return listens(self.responder)
 
     def later(self, seconds: float, message: Inbox) -> asyncio.TimerHandle:
         """Post `message` into the ordered inbox after `seconds`."""
