@@ -399,7 +399,7 @@ async def bench_agent(silence_ms: int, rounds: int = 1) -> None:
     over spoken questions of different lengths (from the call's recording); turns ended inside a paused sentence;
     load time, RSS, CPU."""
     from voiceclient.audio.sources import load_audio
-    from voiceclient.server.speech import SpeechBackends
+    from voiceclient.speech.backends import SpeechBackends
 
     t0 = time.monotonic()
     probe = SpeechBackends()

@@ -23,8 +23,10 @@ ALLOWED = {
     "client": {"errors", "tasks", "protocol", "audio", "rtc", "tools"},
     "server": {"errors", "tasks", "protocol", "audio", "rtc", "report"},  # (report: the console's timeline pages)
     "report": {"errors"},  # a call's timeline page, from its files
-    "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
-    "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report"},
+    # offline speech and the agent (server: the agent is a responder; the server never imports speech)
+    "speech": {"errors", "tasks", "protocol", "audio", "server"},
+    "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
+    "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
     "agents": {"errors", "tasks", "loading", "protocol", "audio", "client", "app"},  # the SDK model, --agent
 }
 

@@ -151,7 +151,7 @@ async def test_events_sent_before_the_client_connects_are_dropped() -> None:
 # ---------------------------------------------------------------------------------------------- ending
 async def test_a_lost_connection_ends_the_session_and_cancels_the_response_in_progress() -> None:
     responder = HeldResponder()
-    async with MemorySession(responder=responder) as s:  # type: ignore[arg-type]
+    async with MemorySession(responder=responder) as s:
         seen = watch(s)
         s.send({"type": "response.create"})
         created = await s.next_event("response.created")
@@ -171,7 +171,7 @@ async def test_a_lost_connection_ends_the_session_and_cancels_the_response_in_pr
 async def test_close_is_idempotent_and_a_second_close_waits_for_the_first() -> None:
     unwind = asyncio.Event()
     responder = HeldResponder(unwind)
-    async with MemorySession(responder=responder) as s:  # type: ignore[arg-type]
+    async with MemorySession(responder=responder) as s:
         s.send({"type": "response.create"})
         await s.next_event("response.created")
         first = asyncio.create_task(s.core.close())
@@ -188,7 +188,7 @@ async def test_close_is_idempotent_and_a_second_close_waits_for_the_first() -> N
 
 
 async def test_closing_for_shutdown_sends_server_shutting_down_and_fails_the_running_response() -> None:
-    async with MemorySession(responder=HeldResponder()) as s:  # type: ignore[arg-type]
+    async with MemorySession(responder=HeldResponder()) as s:
         s.send({"type": "response.create"})
         created = await s.next_event("response.created")
         await s.core.close(server_shutting_down())

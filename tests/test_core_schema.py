@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from voiceclient.protocol.events import SERVER_EVENT_TYPES, MalformedEvent, Unkn
 from voiceclient.server.inbox import IdleTimeout
 from voiceclient.server.responders import ScenarioResponder, ScenarioSpec
 from voiceclient.server.session_rules import default_session
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.speech.backends import SpeechBackends
 from voiceclient.testing import MemorySession
 
 pytestmark = pytest.mark.timeout(10)
@@ -123,15 +124,32 @@ def scenario(spec: dict[str, Any]) -> ScenarioResponder:
     return ScenarioResponder(ScenarioSpec.model_validate(spec), Path("."))
 
 
-class StandInStt(SpeechBackends):
-    """A speech-to-text that hears the same words in any audio (no model loaded)."""
+class StandInStt:
+    """Offline speech whose speech-to-text hears the same words in any audio (no model loaded); no voice."""
 
-    def __init__(self) -> None:
-        super().__init__(enabled=False, stt="none")
-        self.stt = object()  # type: ignore[assignment]
+    def start_loading(self) -> None:
+        pass
+
+    async def ready(self) -> None:
+        pass
+
+    def vad(self) -> None:
+        return None
+
+    @property
+    def can_transcribe(self) -> bool:
+        return True
 
     async def transcribe(self, pcm24k: np.ndarray) -> str | None:
         return "hello there"
+
+    @property
+    def can_synthesize(self) -> bool:
+        return False
+
+    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
+        return
+        yield
 
 
 def no_stt() -> SpeechBackends:

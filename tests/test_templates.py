@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from voiceclient.errors import ConfigError
-from voiceclient.server.agent import AgentResponder, AgentSpec
 from voiceclient.server.responders import EchoResponder, FunctionCall, ScenarioResponder, Speech, TurnContext
 from voiceclient.server.templates import Unfilled, fill, tool_report
+from voiceclient.speech.agent import AgentResponder, AgentSpec
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -130,7 +130,7 @@ def test_a_template_with_a_field_that_is_not_there_fails_when_the_file_loads(
 
 def test_the_templates_shipped_and_in_the_fixtures_load() -> None:
     root = Path(__file__).resolve().parents[1]
-    from voiceclient.server.agent import responder_for
+    from voiceclient.speech.agent import responder_for
 
     files = [*root.glob("fixtures/scenarios/*.toml"), *root.glob("voiceclient/assets/*.toml")]
     assert len(files) > 10

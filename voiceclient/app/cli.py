@@ -465,10 +465,10 @@ async def run_devices(args: argparse.Namespace) -> int:
 
 async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.server import RealtimeServer
-    from voiceclient.server.agent import responder_for, scenario_faults
     from voiceclient.server.faults import FaultPlan, parse_fault
     from voiceclient.server.network import parse_network
-    from voiceclient.server.speech import SpeechBackends
+    from voiceclient.speech.agent import responder_for, scenario_faults
+    from voiceclient.speech.backends import SpeechBackends
 
     _check_port("--port", args.port)
     network = parse_network(args.network) if args.network is not None else None

@@ -13,9 +13,10 @@ from voiceclient.client.options import Recording
 from voiceclient.client.settings import ClientSettings, TransportName
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.server import RealtimeServer
-from voiceclient.server.agent import AgentResponder
 from voiceclient.server.responders import ScenarioResponder
-from voiceclient.server.speech import SileroProbability, SpeechBackends
+from voiceclient.speech.agent import AgentResponder
+from voiceclient.speech.backends import SpeechBackends
+from voiceclient.speech.vad_models import SileroProbability
 from voiceclient.tools import tool
 
 WEATHER = {"paris": ("sunny", 22), "london": ("cloudy", 14), "tokyo": ("rainy", 18)}

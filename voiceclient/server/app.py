@@ -41,7 +41,7 @@ from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession, server_shutting_down
 from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.server.websocket import WebSocketEdge
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class RealtimeServer:
         responder: Responder | None = None,
         api_key: str | None = None,
         max_call_seconds: float = 3600.0,
-        speech: SpeechBackends | None = None,
+        speech: OfflineSpeech | None = None,
         vad: str = "auto",
         faults: FaultPlan | None = None,
         pace_websocket_audio: bool = False,
@@ -121,15 +121,15 @@ class RealtimeServer:
         record_dir: str | Path | None = None,
         network: NetworkSpec | str | None = None,
     ) -> None:
-        """`speech`: offline VAD/STT/TTS backends (`SpeechBackends()`), loaded in the background at start;
-        `vad`: "auto" (Silero when `speech` has it, else energy) or "energy"; `pace_websocket_audio`: WebSocket
-        sessions get their answer audio in real time instead of as fast as it is made; `answer_shape`: "real"
-        (ICE-lite and the answer as OpenAI's service gives it, candidates on `host`) or "aiortc" (aiortc's own
-        answer, full ICE on every interface); `record_dir`: keep each WebRTC call's stereo recording there
-        (`ID.conversation.wav`: left what the user sent, right what the server played), for the console;
-        `network`: the emulated link to every client (a `NetworkSpec`, or a profile or spec as `serve --network`
-        takes it: `"wifi"`, `"down=bad-wifi"`, `"delay_ms=40:loss=0.01"`; `server/network.py`), on each WebRTC
-        call's datagrams and each WebSocket session's messages; its counters are each session's `network`."""
+        """`speech`: offline VAD/STT/TTS (an `OfflineSpeech`: `voiceclient.speech.backends.SpeechBackends()`), loaded in
+        the background at start; `vad`: "auto" (Silero when `speech` has it, else energy) or "energy";
+        `pace_websocket_audio`: WebSocket sessions get their answer audio in real time instead of as fast as it is made;
+        `answer_shape`: "real" (ICE-lite and the answer as OpenAI's service gives it, candidates on `host`) or "aiortc"
+        (aiortc's own answer, full ICE on every interface); `record_dir`: keep each WebRTC call's stereo recording there
+        (`ID.conversation.wav`: left what the user sent, right what the server played), for the console; `network`: the
+        emulated link to every client (a `NetworkSpec`, or a profile or spec as `serve --network` takes it: `"wifi"`,
+        `"down=bad-wifi"`, `"delay_ms=40:loss=0.01"`; `server/network.py`), on each WebRTC call's datagrams and each
+        WebSocket session's messages; its counters are each session's `network`."""
         self.network = network_spec(network)
         self.answer_shape: AnswerShape = answer_shape
         self.record_dir = Path(record_dir) if record_dir is not None else None

@@ -10,8 +10,8 @@ from typing import Any
 
 from voiceclient.protocol.events import ServerEvent
 from voiceclient.server.inbox import Inbox
-from voiceclient.server.responders import Responder
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.responders import Responder, listens
+from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.tasks import TaskOwner
 
 Send = Callable[[ServerEvent], None]  # a server event, built from the shared models
@@ -26,7 +26,7 @@ class SessionContext:
     post: Post
     tasks: TaskOwner
     responder: Responder
-    speech: SpeechBackends | None = None
+    speech: OfflineSpeech | None = None
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:
@@ -40,7 +40,7 @@ class SessionContext:
     @property
     def listening_responder(self) -> bool:
         """The responder wants the transcript of each user turn (the offline agent)."""
-        return bool(getattr(self.responder, "listens", False))
+        return listens(self.responder)
 
     def later(self, seconds: float, message: Inbox) -> asyncio.TimerHandle:
         """Post `message` into the ordered inbox after `seconds`."""

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -112,7 +112,37 @@ class TurnContext:
 
 
 class Responder(Protocol):
-    def plan(self, ctx: TurnContext) -> ResponsePlan: ...
+    """What answers a turn: the conversation so far in, a `ResponsePlan` out (now, or awaited: `plan` may be a
+    coroutine). What else a responder may do, it says by also being a `ListeningResponder` or an
+    `McpToolsResponder`."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan | Awaitable[ResponsePlan]: ...
+
+
+@runtime_checkable
+class ListeningResponder(Protocol):
+    """A responder that may want the transcript of each user turn (`TurnContext.transcript`): when `listens`, the
+    server transcribes every committed turn with its offline speech-to-text (the offline agent)."""
+
+    listens: bool
+
+
+@runtime_checkable
+class McpToolsResponder(Protocol):
+    """A responder whose hosted MCP servers have tools: their names are listed in `mcp_list_tools` items (a
+    responder without this lists none)."""
+
+    def mcp_tool_names(self, server_label: str) -> list[str]: ...
+
+
+def listens(responder: Responder | None) -> bool:
+    """The responder wants the transcript of each user turn."""
+    return isinstance(responder, ListeningResponder) and responder.listens
+
+
+def mcp_tool_names(responder: Responder, server_label: str) -> list[str]:
+    """The tools of the responder's MCP server `server_label` (none for a responder without MCP servers)."""
+    return responder.mcp_tool_names(server_label) if isinstance(responder, McpToolsResponder) else []
 
 
 def placeholder_audio(text: str, frequency: float = 440.0) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +35,7 @@ from voiceclient.server.responders import (
     ResponsePlan,
     Speech,
     TurnContext,
+    mcp_tool_names,
     placeholder_audio,
 )
 from voiceclient.tasks import cancel_and_wait
@@ -109,7 +109,6 @@ class ResponseEngine:
     # ------------------------------------------------------------------------------------------ MCP
     def list_mcp_tools(self) -> None:
         """`mcp_list_tools.*` for each MCP server the session gained (the tools are the responder's)."""
-        names_of: Callable[[str], list[str]] = getattr(self.ctx.responder, "mcp_tool_names", lambda label: [])
         for tool in self.session.get("tools") or []:
             label = tool.get("server_label")
             if tool.get("type") != "mcp" or label in self.mcp_listed:
@@ -120,7 +119,8 @@ class ResponseEngine:
             self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
             self.send(ev.McpListToolsInProgress(item_id=item["id"]))
             allowed = tool.get("allowed_tools")
-            names = [n for n in names_of(label) if not isinstance(allowed, list) or n in allowed]
+            offered = mcp_tool_names(self.ctx.responder, label)
+            names = [n for n in offered if not isinstance(allowed, list) or n in allowed]
             item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
             self.send(ev.McpListToolsCompleted(item_id=item["id"]))
             self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
@@ -230,9 +230,7 @@ class ResponseEngine:
             if heard is not None:
                 ctx.transcript = heard
         plan = self.ctx.responder.plan(ctx)
-        if inspect.isawaitable(plan):
-            plan = await plan
-        return plan
+        return plan if isinstance(plan, ResponsePlan) else await plan
 
     async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
         try:
@@ -359,7 +357,7 @@ class ResponseEngine:
         """What to play, part by part: (text, 24 kHz audio or None). The offline voice streams a reply clause by
         clause (the first part plays while the rest is synthesized); given audio, a tone, or text only, is one
         part."""
-        if audio and speech.pcm is None and self.ctx.speech is not None and self.ctx.speech.tts is not None:
+        if audio and speech.pcm is None and self.ctx.speech is not None and self.ctx.speech.can_synthesize:
             return self.ctx.speech.synthesize_parts(speech.text)
         pcm = speech.pcm
         if audio and pcm is None:

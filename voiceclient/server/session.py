@@ -52,7 +52,7 @@ from voiceclient.server.responders import Responder
 from voiceclient.server.responses import ResponseEngine
 from voiceclient.server.session_rules import apply_update
 from voiceclient.server.sideband import Listener
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.server.turns import TurnEvent, TurnHandler
 from voiceclient.server.vad import VadEvent
 from voiceclient.tasks import TaskOwner
@@ -94,7 +94,7 @@ class ServerSession:
         edge: Edge,
         on_closed: Callable[[ServerSession], None] | None = None,
         max_seconds: float = 3600.0,
-        speech: SpeechBackends | None = None,
+        speech: OfflineSpeech | None = None,
         vad: str = "auto",
         faults: list[FaultSpec] | None = None,
         network: CallNetwork | None = None,

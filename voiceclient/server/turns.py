@@ -166,7 +166,7 @@ class TurnHandler:
         speech = self.ctx.speech
         return (
             speech is not None
-            and speech.stt is not None
+            and speech.can_transcribe
             and (self.ctx.listening_responder or self.ctx.transcription_requested)
         )
 
@@ -185,7 +185,7 @@ class TurnHandler:
         """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
         wanted = self.ctx.transcription_requested
         speech = self.ctx.speech
-        if speech is None or (speech.stt is None and not wanted):
+        if speech is None or (not speech.can_transcribe and not wanted):
             return
         self.transcripts[item["id"]] = self.ctx.tasks.spawn(
             self._run_transcription(item, wanted), f"transcription of {item['id']}"
@@ -205,7 +205,7 @@ class TurnHandler:
         early = self.speculative[1] if self.speculative and self.speculative[0] == item["id"] else None
         self.speculative = None
         try:
-            if speech.stt is None:
+            if not speech.can_transcribe:
                 raise RuntimeError("no speech-to-text backend is installed (pip install 'voiceclient[agent]')")
             text = (await early if early is not None else await speech.transcribe(pcm)) or ""
         except asyncio.CancelledError:

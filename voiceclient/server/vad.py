@@ -3,7 +3,8 @@
 The turn logic (`TurnDetector`) is separate from where the speech probability comes from:
 - `EnergyProbability` (always available): a 20 ms frame's level mapped linearly from -70 dBFS (0.0) to -20 dBFS
   (1.0), so the default `threshold` 0.5 means -45 dBFS.
-- `SileroProbability` (the `agent` extra): Silero VAD v6 run by onnxruntime on 32 ms frames at 16 kHz.
+- `SileroProbability` (voiceclient.speech, the `agent` extra, through `OfflineSpeech.vad()`): Silero VAD v6 run by
+  onnxruntime on 32 ms frames at 16 kHz.
 
 Speech starts after 2 frames at or above `threshold`; it stops after `silence_duration_ms` below the release
 level (`threshold`, or `threshold - 0.15` for a model). `audio_start_ms` includes `prefix_padding_ms`;

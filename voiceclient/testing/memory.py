@@ -35,7 +35,7 @@ from voiceclient.server.playout import PlayoutQueue
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession
 from voiceclient.server.session_rules import default_session
-from voiceclient.server.speech import SpeechBackends
+from voiceclient.server.speech_port import OfflineSpeech
 
 DEFAULT_WAIT = 5.0  # seconds `next_event` waits before it says what did arrive
 
@@ -141,7 +141,7 @@ class MemorySession:
         *,
         playout: bool = True,
         vad: str = "energy",
-        speech: SpeechBackends | None = None,
+        speech: OfflineSpeech | None = None,
         faults: list[FaultSpec] | None = None,
         max_seconds: float = 3600.0,
         connect: bool = True,

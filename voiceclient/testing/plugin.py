@@ -54,12 +54,13 @@ async def voice_server() -> AsyncIterator[ServerFactory]:
     async def make(
         *, scenario: str | Path | None = None, agent: bool = False, faults: list[FaultSpec] | None = None, **kwargs: Any
     ) -> RealtimeServer:
-        from voiceclient.server.agent import responder_for, scenario_faults
         from voiceclient.server.faults import FaultPlan
+        from voiceclient.server.responders import listens
+        from voiceclient.speech.agent import responder_for, scenario_faults
 
         responder = responder_for(scenario, agent)
         speech = kwargs.pop("speech", None)
-        if speech is None and (agent or getattr(responder, "listens", False)):
+        if speech is None and (agent or listens(responder)):
             from voiceclient.testing.speech import speech_backends
 
             speech = speech_backends()

@@ -8,7 +8,8 @@ import numpy as np
 
 from voiceclient.audio.sources import load_audio
 from voiceclient.errors import ConfigError
-from voiceclient.server.speech import STT_RATE, SpeechBackends
+from voiceclient.speech.backends import SpeechBackends
+from voiceclient.speech.stt import STT_RATE
 
 _backends: SpeechBackends | None = None
 

@@ -235,5 +235,6 @@ def responder_for(scenario: str | Path | None = None, agent: bool = False) -> Re
 
 def scenario_faults(responder: Responder | None) -> list[FaultSpec]:
     """The `[[faults]]` of a scenario or agent file (none for the echo)."""
-    spec = getattr(responder, "spec", None)
-    return list(getattr(spec, "faults", None) or [])
+    if isinstance(responder, (AgentResponder, ScenarioResponder)):
+        return list(responder.spec.faults)
+    return []
