@@ -117,7 +117,7 @@ async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bu
         assert len(said) == 3 and said[2] != "This is a long answer that goes on for a while."  # cut where heard
         # The server side: a lite answer (Chromium nominated), the fake microphone's 440 Hz, the SDK's session.
         [call] = list(server.history)
-        assert call.transport == "webrtc" and call.peer.lite and call.peer.lite[0].checks_received >= 1  # type: ignore[attr-defined]
+        assert call.transport == "webrtc" and call.edge.peer.lite and call.edge.peer.lite[0].checks_received >= 1  # type: ignore[attr-defined]
         outputs = [it for it in call.conversation.items if it["type"] == "function_call_output"]
         assert len(outputs) == 1 and '"forecast":"sunny"' in outputs[0]["output"].replace(" ", "")
         pcm = call.conversation.user_audio()[0]
