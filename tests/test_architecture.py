@@ -128,3 +128,40 @@ def test_no_module_imports_a_private_name_of_another() -> None:
 def test_only_the_pytest_plugin_imports_pytest() -> None:
     users = [m for m, p in MODULES.items() if "import pytest" in p.read_text() or "from pytest" in p.read_text()]
     assert users == ["voiceclient.testing.plugin"]
+
+
+# The protocol seam (`voiceclient/server/dialect.py`): the session core, its parts, the edges (the memory edge too),
+# the turn detector and the responders reach the wire protocol only through a `Dialect`. Only the Realtime dialect
+# builds and decodes the Realtime API's events and knows its session schema; `new_id` (ids) is anyone's.
+SPOKEN_BY = {
+    "voiceclient.protocol.events": {"voiceclient.server.realtime"},
+    "voiceclient.protocol.session": {"voiceclient.server.realtime", "voiceclient.server.session_rules"},
+    "voiceclient.server.session_rules": {"voiceclient.server.realtime"},
+}
+HELPERS = {"voiceclient.protocol.events": {"new_id"}}
+
+
+def imported(path: Path) -> set[str]:
+    """Every module of ours `path` imports names of (a module imported by name, `from x import y`, counts as y)."""
+    out = set()
+    for target, names, _ in imports(path):
+        modules = {f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES}
+        rest = [n for n in names if f"{target}.{n}" not in MODULES]
+        out |= modules
+        if not names or (rest and not set(rest) <= HELPERS.get(target, set())):
+            out.add(target)
+    return out
+
+
+def test_only_the_dialect_speaks_the_realtime_protocol() -> None:
+    held = [m for m in MODULES if layer(m) == "server" or m == "voiceclient.testing.memory"]
+    assert "voiceclient.server.realtime" in held and "voiceclient.server.session" in held
+    wrong = sorted(
+        f"{m} imports {target}"
+        for m in held
+        for target in imported(MODULES[m])
+        if target in SPOKEN_BY and m not in SPOKEN_BY[target]
+    )
+    assert wrong == []
+    # The rule reads what it should: the Realtime dialect does import the event models.
+    assert "voiceclient.protocol.events" in imported(MODULES["voiceclient.server.realtime"])

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from voiceclient.audio.format import API_RATE, RTP_RATE
-from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio
 from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import (
     FunctionCall,
     ResponsePlan,
@@ -249,10 +249,11 @@ class Harness:
         self.ctx = SessionContext(
             "rtc_test",
             default_session(),
-            lambda event: self.sent.append(ev.server_event_wire(event)),
+            self.sent.extend,
             lambda message: None,
             self.tasks,
             responder,
+            dialect=RealtimeDialect(),
         )
         self.ctx.session["output_modalities"] = ["text"]
         self.conversation = Conversation()

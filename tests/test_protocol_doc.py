@@ -3,13 +3,17 @@ sends, and the page names no event type the code does not know. No network, no s
 
 Where the event types come from:
 
-- **Client events the server dispatches**: the `isinstance(event, ev.X)` branches of `ServerSession._handle`
-  (`voiceclient/server/session.py`), each class mapped to its `type` literal in `voiceclient/protocol/events.py`.
-  They are also checked against `CLIENT_EVENT_TYPES`, the union the server decodes with.
+- **Client events the server dispatches**: the `isinstance(event, ev.X)` branches of `RealtimeDialect._command`
+  (`voiceclient/server/realtime.py`, the Realtime API's side of the protocol seam: each branch turns one client
+  event into one of the core's commands), each class mapped to its `type` literal in
+  `voiceclient/protocol/events.py`. They are also checked against `CLIENT_EVENT_TYPES`, the union the server
+  decodes with.
 - **Server events the server sends**: the server builds every event it sends from the models of
   `voiceclient/protocol/events.py` (serialized in one place, `server_event_wire`), so each call `ev.X(...)` in
   `voiceclient/server/*.py` whose `X` is a server event model names one event it sends (its `type` literal), and
-  `ev.error_event(...)` the `error` event. Read with `ast`, not a regex, so formatting cannot hide one.
+  `ev.error_event(...)` the `error` event. Read with `ast`, not a regex, so formatting cannot hide one. (The calls
+  are all in `server/realtime.py`, the Realtime dialect, as tests/test_architecture.py requires; every module is
+  read all the same.)
   `protocol/events.py` alone would not do: it models every GA event, including some the server never sends.
   A few dotted `type`s in the server are its own dicts, never on the wire (the console's, the event watchers');
   they are listed in `NOT_ON_THE_WIRE`, and the test fails if one disappears, so the list cannot rot.
@@ -102,9 +106,9 @@ def sent_by_server() -> set[str]:
 
 
 def dispatched_by_server() -> set[str]:
-    """The `type` of each client event class `ServerSession._handle` has a branch for."""
-    tree = ast.parse((SERVER / "session.py").read_text(encoding="utf-8"))
-    handle = next(n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef) and n.name == "_handle")
+    """The `type` of each client event class `RealtimeDialect._command` has a branch for."""
+    tree = ast.parse((SERVER / "realtime.py").read_text(encoding="utf-8"))
+    handle = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_command")
     names = {
         node.args[1].attr
         for node in ast.walk(handle)

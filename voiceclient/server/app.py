@@ -34,12 +34,13 @@ from voiceclient.rtc.peer import AnswerShape, InvalidOffer
 from voiceclient.server.bodies import MAX_BODY, parse_json, read_form, read_json, read_text, too_large
 from voiceclient.server.call import CallEdge
 from voiceclient.server.console import Console
+from voiceclient.server.dialect import Dialect
 from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultPlan
 from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
+from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession, server_shutting_down
-from voiceclient.server.session_rules import apply_update, default_session
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.server.websocket import WebSocketEdge
@@ -91,16 +92,19 @@ def new_call_id() -> str:
     return f"rtc_u{secrets.randbelow(10)}_" + "".join(secrets.choice(BASE62) for _ in range(25))
 
 
-def new_session(data: Any, model: str | None = None) -> dict[str, Any]:
+REALTIME = RealtimeDialect()  # the protocol of every endpoint so far (`/v1/realtime/...`)
+
+
+def new_session(data: Any, model: str | None = None, dialect: Dialect = REALTIME) -> dict[str, Any]:
     """A new session from what the client gave (a `session` object, or an ephemeral key's session), whose model
     it may choose, unlike a later `session.update`."""
     if data is None:
-        return default_session(model)
+        return dialect.default_session(model)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in ("object", "id", "expires_at")}
         chosen = data.get("model")
         model = chosen if isinstance(chosen, str) else model
-    return apply_update(default_session(model), data, audio_started=False)
+    return dialect.apply_update(dialect.default_session(model), data, audio_started=False)
 
 
 class RealtimeServer:
@@ -202,14 +206,22 @@ class RealtimeServer:
         return {k: s for k, s in self.live.items() if s.transport == "websocket"}
 
     def _open(
-        self, session_id: str, session: dict[str, Any], edge: Edge, call_number: int, network: CallNetwork | None
+        self,
+        session_id: str,
+        session: dict[str, Any],
+        edge: Edge,
+        call_number: int,
+        network: CallNetwork | None,
+        dialect: Dialect,
     ) -> ServerSession:
-        """A session on `edge`, in the registry, the history and the console: the one way a session opens."""
+        """A session on `edge` speaking `dialect` (the endpoint's protocol), in the registry, the history and the
+        console: the one way a session opens."""
         opened = ServerSession(
             session_id,
             session,
             self.responder_factory(),
             edge,
+            dialect=dialect,
             on_closed=self._on_closed,
             max_seconds=self.max_call_seconds,
             speech=self.speech,
@@ -348,7 +360,7 @@ class RealtimeServer:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         network = self._network_for(self.calls_created, reliable=False)
         edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(self.calls_created), network)
-        call = self._open(call_id, session, edge, self.calls_created, network)
+        call = self._open(call_id, session, edge, self.calls_created, network, REALTIME)
         try:
             answer = await edge.answer(sdp)
         except InvalidOffer as exc:
@@ -435,7 +447,7 @@ class RealtimeServer:
             )
         model = request.query.get("model")
         refused: ProtocolError | None = None
-        session = default_session(model)
+        session = REALTIME.default_session(model)
         try:
             if key.startswith("ek_"):
                 session = new_session(self._secret(key))
@@ -463,7 +475,7 @@ class RealtimeServer:
         await ws.prepare(request)
         network = self._network_for(self.calls_created, reliable=True)
         edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
-        ws_session = self._open(session["id"], session, edge, self.calls_created, network)
+        ws_session = self._open(session["id"], session, edge, self.calls_created, network, REALTIME)
         self.console.watch(ws_session)
         log.info("websocket session %s created (model %s)", ws_session.id, session["model"])
         try:

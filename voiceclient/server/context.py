@@ -1,20 +1,21 @@
-"""What the parts of a server session share: its id, the current session object, the way out, the backends and
-the one owner of its background tasks. Each part gets this narrow context, never the session object itself."""
+"""What the parts of a server session share: its id, the current session object, the way out and the protocol it
+speaks (`server/dialect.py`), the backends and the one owner of its background tasks. Each part gets this narrow
+context, never the session object itself."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from voiceclient.protocol.events import ServerEvent
+from voiceclient.server.dialect import Dialect, Wire
 from voiceclient.server.inbox import Inbox
 from voiceclient.server.responders import Responder, listens
 from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.tasks import TaskOwner
 
-Send = Callable[[ServerEvent], None]  # a server event, built from the shared models
+Send = Callable[[list[Wire]], None]  # what one happening became on the wire (built by the session's dialect)
 Post = Callable[[Inbox], None]  # into the session's one ordered inbox
 
 
@@ -27,6 +28,8 @@ class SessionContext:
     tasks: TaskOwner
     responder: Responder
     speech: OfflineSpeech | None = None
+    dialect: Dialect = field(kw_only=True)  # the wire protocol: every event the parts send is built by it
+    on_response_done: Callable[[], None] = field(default=lambda: None, kw_only=True)  # (after_turns faults)
 
     @property
     def turn_detection(self) -> dict[str, Any] | None:

@@ -20,8 +20,6 @@ from typing import Any
 import numpy as np
 
 from voiceclient.audio.wire import wire_format
-from voiceclient.protocol import events as ev
-from voiceclient.server.context import Send
 from voiceclient.server.playout import PlayoutQueue
 from voiceclient.tasks import TaskOwner
 
@@ -32,7 +30,14 @@ PACED_CHUNK_MS = 40
 class DeltaOutput(PlayoutQueue):
     announces_playout = False
 
-    def __init__(self, send: Send, output_format: Callable[[], dict[str, Any]], pace: bool = False) -> None:
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any], str], None],
+        output_format: Callable[[], dict[str, Any]],
+        pace: bool = False,
+    ) -> None:
+        """`send(ids, audio)`: one chunk, base64, as the session's event (`SessionPort.output_audio`: the session's
+        dialect builds it)."""
         super().__init__()
         self.send = send
         self.output_format = output_format
@@ -84,7 +89,7 @@ class DeltaOutput(PlayoutQueue):
         for _, pcm, ids in self.take(n):
             if not self.muted:
                 delta = base64.b64encode(fmt.pack(pcm)).decode()
-                self.send(ev.ResponseOutputAudioDelta(**ids, delta=delta))
+                self.send(ids, delta)
         self._progress.set()
 
     def drained(self, tag: str, played: int) -> None:

@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from voiceclient.protocol.events import ServerEvent
 from voiceclient.server.inbox import Inbox
 from voiceclient.server.playout import AudioOutput
 from voiceclient.tasks import TaskOwner
@@ -43,8 +42,9 @@ class SessionPort(Protocol):
     def input_audio(self, pcm24: np.ndarray) -> None:
         """Input audio at 24 kHz (RTP, decoded and resampled)."""
 
-    def send(self, server_event: ServerEvent) -> None:
-        """A server event, to the connection and every sideband (the WebSocket's audio deltas go this way)."""
+    def output_audio(self, ids: dict[str, Any], audio: str) -> None:
+        """A chunk of answer audio sent as an event (base64, the session's output format: the WebSocket's audio
+        deltas), to the connection and every sideband; the session's dialect names and shapes it."""
 
 
 class Edge(Protocol):

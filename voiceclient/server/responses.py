@@ -5,7 +5,8 @@ A response runs as an owned task so `response.cancel` and barge-in can reach it 
 to the session's `AudioOutput`. Over WebRTC that is the playout queue, which is what
 `output_audio_buffer.started/stopped/cleared` and the server's own truncation are measured against; over a
 WebSocket it is audio delta events, the client plays and truncates, and none of those events exist. The engine
-works on the conversation it is given and sends through the session context; it knows nothing of transports.
+works on the conversation it is given and sends through the session context; it knows nothing of transports, and
+reaches the wire protocol only through the session's dialect (`server/dialect.py`): `self.dialect.response_done(...)`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import numpy as np
 
 from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
-from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import Send, SessionContext
 from voiceclient.server.conversation import Conversation, ItemAudio, word_offsets
+from voiceclient.server.dialect import Dialect, ResponseRequest
 from voiceclient.server.playout import AudioOutput
 from voiceclient.server.responders import (
     FunctionCall,
@@ -94,17 +95,21 @@ class ResponseEngine:
         return self.ctx.send
 
     @property
+    def dialect(self) -> Dialect:
+        return self.ctx.dialect
+
+    @property
     def session(self) -> dict[str, Any]:
         return self.ctx.session
 
     def _truncate(self, item: dict[str, Any], end_ms: int) -> None:
         self.conversation.cut(item, end_ms)
-        self.send(ev.ConversationItemTruncated(item_id=item["id"], content_index=0, audio_end_ms=end_ms))
+        self.send(self.dialect.item_truncated(item["id"], end_ms))
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
         self.conversation.truncate(item_id, audio_end_ms)
-        self.send(ev.ConversationItemTruncated(item_id=item_id, content_index=0, audio_end_ms=audio_end_ms))
+        self.send(self.dialect.item_truncated(item_id, audio_end_ms))
 
     # ------------------------------------------------------------------------------------------ MCP
     def list_mcp_tools(self) -> None:
@@ -116,14 +121,14 @@ class ResponseEngine:
             self.mcp_listed.add(label)
             item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label, "tools": []}
             previous = self.conversation.add_output(item)
-            self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
-            self.send(ev.McpListToolsInProgress(item_id=item["id"]))
+            self.send(self.dialect.item_added(item, previous))
+            self.send(self.dialect.mcp_tools_listing(item["id"]))
             allowed = tool.get("allowed_tools")
             offered = mcp_tool_names(self.ctx.responder, label)
             names = [n for n in offered if not isinstance(allowed, list) or n in allowed]
             item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
-            self.send(ev.McpListToolsCompleted(item_id=item["id"]))
-            self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+            self.send(self.dialect.mcp_tools_listed(item["id"]))
+            self.send(self.dialect.item_done(item, previous))
 
     # ------------------------------------------------------------------------------------------ responses
     def _context(self) -> TurnContext:
@@ -177,7 +182,7 @@ class ResponseEngine:
             self.turn_index += 1
         return ctx
 
-    def start(self, params: ev.ResponseParams | None) -> ActiveResponse:
+    def start(self, params: ResponseRequest | None) -> ActiveResponse:
         """A new response (the caller has checked that none is active)."""
         modalities = (
             params.output_modalities if params and params.output_modalities else self.session["output_modalities"]
@@ -211,15 +216,7 @@ class ResponseEngine:
         ctx = self._context()
         # Announced here, not in the task: a cancel that comes before the task first runs still ends a response
         # the client has seen created (`cancel` then sends its `response.done`).
-        self.send(ev.ResponseCreated(response=ev.Response.model_validate({**obj, "output": []})))
-        self.send(
-            ev.RateLimitsUpdated(
-                rate_limits=[
-                    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
-                    {"name": "tokens", "limit": 400000, "remaining": 399000, "reset_seconds": 0.15},
-                ]
-            )
-        )
+        self.send(self.dialect.response_created({**obj, "output": []}))
         active.task = self.ctx.tasks.spawn(self._run_response(active, ctx, modalities == ["audio"]), resp_id)
         return active
 
@@ -275,7 +272,8 @@ class ResponseEngine:
             return
         resp.finished = True
         resp.obj["usage"] = self._usage(resp)
-        self.send(ev.ResponseDone(response=ev.Response.model_validate(resp.obj)))
+        self.send(self.dialect.response_done(resp.obj))
+        self.ctx.on_response_done()
         if self.active is resp:
             self.active = None
         self.output.close(resp.id)
@@ -302,18 +300,14 @@ class ResponseEngine:
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
         resp.obj["output"].append(item)
         previous = self.conversation.add_output(item)
-        self.send(
-            ev.ResponseOutputItemAdded(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item))
-        )
-        self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        self.send(self.dialect.output_item_added(resp.id, index, item, previous))
         return previous
 
     def _finish_item(
         self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None, status: str
     ) -> None:
         item["status"] = status
-        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
-        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
 
     async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
         item_id = new_id("item")
@@ -329,7 +323,7 @@ class ResponseEngine:
         ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
         said_words: list[str] = []
         empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
-        self.send(ev.ResponseContentPartAdded(**ids, part=ev.ContentPart.model_validate(empty)))
+        self.send(self.dialect.content_part_added(ids, empty))
         status = "completed"
         try:
             async for text, pcm24 in self._voiced_parts(speech, audio):
@@ -342,15 +336,15 @@ class ResponseEngine:
         finally:
             said = "".join(said_words)
             if audio:
-                self.send(ev.ResponseOutputAudioDone(**ids))
-                self.send(ev.ResponseOutputAudioTranscriptDone(**ids, transcript=said))
+                self.send(self.dialect.output_audio_done(ids))
+                self.send(self.dialect.output_transcript_done(ids, said))
                 part = {"type": "audio", "transcript": said}
                 item["content"] = [{"type": "output_audio", "transcript": said}]
             else:
-                self.send(ev.ResponseOutputTextDone(**ids, text=said))
+                self.send(self.dialect.output_text_done(ids, said))
                 part = {"type": "text", "text": said}
                 item["content"] = [{"type": "output_text", "text": said}]
-            self.send(ev.ResponseContentPartDone(**ids, part=ev.ContentPart.model_validate(part)))
+            self.send(self.dialect.content_part_done(ids, part))
             self._finish_item(resp, index, item, previous, status)
 
     def _voiced_parts(self, speech: Speech, audio: bool) -> AsyncIterator[tuple[str, np.ndarray | None]]:
@@ -410,9 +404,9 @@ class ResponseEngine:
                     await asyncio.sleep(0.01)
             said.append(word)
             if audio:
-                self.send(ev.ResponseOutputAudioTranscriptDelta(**ids, delta=word))
+                self.send(self.dialect.output_transcript_delta(ids, word))
             else:
-                self.send(ev.ResponseOutputTextDelta(**ids, delta=word))
+                self.send(self.dialect.output_text_delta(ids, word))
             await asyncio.sleep(0)
 
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
@@ -431,8 +425,8 @@ class ResponseEngine:
         half = len(call.arguments) // 2
         for delta in (call.arguments[:half], call.arguments[half:]):
             if delta:
-                self.send(ev.ResponseFunctionCallArgumentsDelta(**ids, delta=delta))
-        self.send(ev.ResponseFunctionCallArgumentsDone(**ids, name=call.name, arguments=call.arguments))
+                self.send(self.dialect.function_arguments_delta(ids, delta))
+        self.send(self.dialect.function_arguments_done(ids, call.name, call.arguments))
         item["arguments"] = call.arguments
         self.call_origins[call_id] = call.origin
         self._finish_item(resp, index, item, previous, "completed")
@@ -448,8 +442,7 @@ class ResponseEngine:
         }
         previous = self._output_item(resp, index, item)
         self.mcp_pending[item["id"]] = request
-        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
-        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
 
     async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
         item: dict[str, Any] = {
@@ -463,19 +456,18 @@ class ResponseEngine:
             item["approval_request_id"] = call.approval_request_id
         previous = self._output_item(resp, index, item)
         ids: dict[str, Any] = {"response_id": resp.id, "item_id": item["id"], "output_index": index}
-        self.send(ev.ResponseMcpCallArgumentsDelta(**ids, delta=call.arguments))
-        self.send(ev.ResponseMcpCallArgumentsDone(**ids, arguments=call.arguments))
+        self.send(self.dialect.mcp_arguments_delta(ids, call.arguments))
+        self.send(self.dialect.mcp_arguments_done(ids, call.arguments))
         item["arguments"] = call.arguments
-        self.send(ev.ResponseMcpCallInProgress(item_id=item["id"], output_index=index))
+        self.send(self.dialect.mcp_call_in_progress(item["id"], index))
         await asyncio.sleep(0.05)  # the hosted call takes a moment
         if call.error is not None:
             item["error"] = {"type": "tool_execution_error", "message": call.error}
-            self.send(ev.ResponseMcpCallFailed(item_id=item["id"], output_index=index))
+            self.send(self.dialect.mcp_call_finished(item["id"], index, failed=True))
         else:
             item["output"] = call.output or ""
-            self.send(ev.ResponseMcpCallCompleted(item_id=item["id"], output_index=index))
-        self.send(ev.ResponseOutputItemDone(response_id=resp.id, output_index=index, item=ev.Item.model_validate(item)))
-        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+            self.send(self.dialect.mcp_call_finished(item["id"], index, failed=False))
+        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
 
     def has_mcp_request(self, item_id: str) -> bool:
         return item_id in self.mcp_pending
@@ -510,7 +502,7 @@ class ResponseEngine:
                 if heard < end - start:
                     rate = self.output.rate
                     self._truncate(item, samples_to_ms(heard, rate))
-            self.send(ev.OutputAudioBufferCleared(response_id=resp_id))
+            self.send(self.dialect.playout_cleared(resp_id))
         return bool(played)
 
     def _on_playout_start(self, resp_id: str) -> None:
@@ -518,13 +510,13 @@ class ResponseEngine:
         if resp is not None and not resp.started.is_set():
             resp.started.set()
             if self.output.announces_playout:
-                self.send(ev.OutputAudioBufferStarted(response_id=resp_id))
+                self.send(self.dialect.playout_started(resp_id))
 
     def _on_playout_drain(self, resp_id: str, played: int) -> None:
         resp = self.responses.get(resp_id)
         if resp is not None and resp.started.is_set() and not resp.cleared:
             if self.output.announces_playout:
-                self.send(ev.OutputAudioBufferStopped(response_id=resp_id))
+                self.send(self.dialect.playout_stopped(resp_id))
             if self.active is None:
                 self.on_audio_stopped()
 

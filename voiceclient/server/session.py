@@ -5,7 +5,9 @@
     the inbox (one ordered queue of `server/inbox.py` messages) --> `_consume` --> the handlers (here)
     Conversation (items, order, answered)  <--  TurnHandler, ResponseEngine, the handlers
     ResponseEngine (responses, cancel, truncation) --> the edge's AudioOutput (RTP playout, or audio delta events)
-    `send(event)` --> every sideband, the console's watchers, then `edge.deliver(text)`
+    `send(events)` --> every sideband, the console's watchers, then `edge.deliver(text)`
+    Dialect (`server/dialect.py`): client messages -> commands; the parts' happenings -> wire events; the session's
+        schema. The Realtime API's is `server/realtime.py`; nothing else here knows an event type.
 
 Client messages, voice activity decisions and timers go through one inbox with one consumer, so the server
 handles them in arrival order, as the real API does. Every background task belongs to the session's `TaskOwner`,
@@ -28,12 +30,27 @@ import numpy as np
 
 from voiceclient.audio.format import API_RATE
 from voiceclient.audio.wire import WireDecoder
-from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
-from voiceclient.protocol.session import redact_secrets
 from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation
+from voiceclient.server.dialect import (
+    AppendAudio,
+    CancelResponse,
+    ClearAudio,
+    ClearOutput,
+    Command,
+    CommitAudio,
+    CreateItem,
+    CreateResponse,
+    DeleteItem,
+    Dialect,
+    ResponseRequest,
+    RetrieveItem,
+    TruncateItem,
+    UpdateSession,
+    Wire,
+)
 from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultSpec
 from voiceclient.server.inbox import (
@@ -50,7 +67,6 @@ from voiceclient.server.inbox import (
 from voiceclient.server.network import CallNetwork
 from voiceclient.server.responders import Responder
 from voiceclient.server.responses import ResponseEngine
-from voiceclient.server.session_rules import apply_update
 from voiceclient.server.sideband import Listener
 from voiceclient.server.speech_port import OfflineSpeech
 from voiceclient.server.turns import TurnEvent, TurnHandler
@@ -76,12 +92,6 @@ def server_shutting_down() -> ProtocolError:
     )
 
 
-def public_session(session: dict[str, Any]) -> dict[str, Any]:
-    """The session as sent to clients: MCP credentials are never echoed back."""
-    out: dict[str, Any] = redact_secrets(session, drop=True)
-    return out
-
-
 @final
 class ServerSession:
     """The conversation, turn handling and responses of one session, carried by one `Edge`."""
@@ -92,6 +102,8 @@ class ServerSession:
         session: dict[str, Any],
         responder: Responder,
         edge: Edge,
+        *,
+        dialect: Dialect,
         on_closed: Callable[[ServerSession], None] | None = None,
         max_seconds: float = 3600.0,
         speech: OfflineSpeech | None = None,
@@ -99,10 +111,12 @@ class ServerSession:
         faults: list[FaultSpec] | None = None,
         network: CallNetwork | None = None,
     ) -> None:
-        """`edge`: the connection (attached here, before anything is sent); `network`: the emulated link to the
+        """`edge`: the connection (attached here, before anything is sent); `dialect`: the wire protocol it speaks
+        (`server/realtime.py`'s `RealtimeDialect` for the Realtime API); `network`: the emulated link to the
         client (`server/network.py`), which the edge applies to its transport and the `network` fault switches; its
         counters are logged when the session ends."""
         self.id = session_id
+        self.dialect = dialect
         self.network = network
         self.on_closed = on_closed
         self.created_at = time.time()
@@ -111,7 +125,15 @@ class ServerSession:
         self.max_seconds = max_seconds
         self.expires_at = int(self.created_at + max_seconds)  # the session cap, as `session.created` says
         self.ctx = SessionContext(
-            session_id, {**session, "expires_at": self.expires_at}, self.send, self.post, self.tasks, responder, speech
+            session_id,
+            {**session, "expires_at": self.expires_at},
+            self.send,
+            self.post,
+            self.tasks,
+            responder,
+            speech,
+            dialect=dialect,
+            on_response_done=self._response_done,
         )
         self.events_sent = 0
         self.responses_done = 0
@@ -173,28 +195,35 @@ class ServerSession:
         if not self.media_stopped:
             self.turns.append(pcm24)
 
+    def output_audio(self, ids: dict[str, Any], audio: str) -> None:
+        """A chunk of answer audio as an event (base64, the session's output format): an edge's delta output."""
+        self.send(self.dialect.output_audio_delta(ids, audio))
+
     def _greet(self) -> None:
         """The connection is open: `session.created`, then the MCP tools the session already has."""
         self.opened = True
-        self.send(ev.SessionCreated(session=public_session(self.session)))
+        self.send(self.dialect.session_created(self.session))
         self.responses.list_mcp_tools()
 
-    def send(self, server_event: ev.ServerEvent) -> None:
-        """To the connection and every sideband, in order: the one place the server serializes an event."""
-        event = ev.server_event_wire(server_event)
-        text = json.dumps(event, separators=(",", ":"))
-        for listener in list(self.listeners):
-            listener.push(text)
-        self._watched("server", event)
-        if event["type"] == "response.done":
-            self.responses_done += 1
-            for fault in self.faults:
-                if fault.after_turns == self.responses_done:
-                    self.post(FaultDue(fault))
-        if self.event_delay:
-            asyncio.get_running_loop().call_later(self.event_delay, self._count, text, event["type"])
-        else:
-            self._count(text, event["type"])
+    def send(self, events: list[Wire]) -> None:
+        """To the connection and every sideband, in order: the one place the server serializes an event. `events`:
+        what one happening became, built by the dialect (`self.send(self.dialect.session_updated(...))`)."""
+        for event in events:
+            text = json.dumps(event, separators=(",", ":"))
+            for listener in list(self.listeners):
+                listener.push(text)
+            self._watched("server", event)
+            if self.event_delay:
+                asyncio.get_running_loop().call_later(self.event_delay, self._count, text, event["type"])
+            else:
+                self._count(text, event["type"])
+
+    def _response_done(self) -> None:
+        """A response has ended (its last event sent): the faults due after so many turns."""
+        self.responses_done += 1
+        for fault in self.faults:
+            if fault.after_turns == self.responses_done:
+                self.post(FaultDue(fault))
 
     def _count(self, text: str, kind: str) -> None:
         if self.edge.deliver(text, kind):
@@ -203,8 +232,8 @@ class ServerSession:
     def _watched(self, direction: str, event: dict[str, Any]) -> None:
         if not self.watchers:
             return
-        if event.get("type") in ("input_audio_buffer.append", "response.output_audio.delta"):
-            key = "audio" if "audio" in event else "delta"
+        key = self.dialect.audio_fields.get(event.get("type", ""))
+        if key is not None:
             if isinstance(event.get(key), str):  # the audio stays out of the log, its length in
                 event = {**event, key: f"<{len(event[key])} base64 characters>"}
         for watcher in list(self.watchers):
@@ -242,8 +271,8 @@ class ServerSession:
     # ------------------------------------------------------------------------------------------ sidebands
     def join(self, listener: Listener) -> None:
         self.listeners.add(listener)
-        event = ev.server_event_wire(ev.SessionCreated(session=public_session(self.session)))
-        listener.push(json.dumps(event, separators=(",", ":")))
+        for event in self.dialect.session_created(self.session):
+            listener.push(json.dumps(event, separators=(",", ":")))
 
     def submit(self, message: str | bytes) -> None:
         self.post(ClientMessage(message))
@@ -262,13 +291,13 @@ class ServerSession:
             except asyncio.CancelledError:
                 raise
             except ProtocolError as exc:
-                self.send(ev.error_event(exc))
+                self.send(self.dialect.error(exc))
             except Exception as exc:  # the session goes on whatever one event did
                 log.exception("%s %s: handling %s failed", self.transport, self.id, type(message).__name__)
                 failure = ProtocolError(
                     f"The server failed to handle the event: {exc}", "server_error", type="server_error"
                 )
-                self.send(ev.error_event(failure))
+                self.send(self.dialect.error(failure))
 
     async def _handle_message(self, message: Inbox) -> bool:
         """Handle one inbox message; True when the session ends with it."""
@@ -285,7 +314,7 @@ class ServerSession:
             case FaultDue(fault):
                 await self._inject(fault)
             case SessionExpired():  # the session cap, as the real service ends a session
-                self.send(ev.error_event(session_expired(self.max_seconds)))
+                self.send(self.dialect.error(session_expired(self.max_seconds)))
                 log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
                 return True
             case ConnectTimeout():
@@ -316,13 +345,12 @@ class ServerSession:
                     self.responses.active.id,
                 )
 
-    def _respond(self, params: ev.ResponseParams | None) -> None:
+    def _respond(self, request: ResponseRequest | None) -> None:
         self.turns.cancel_idle_timer()
-        self.responses.start(params)
+        self.responses.start(request)
 
     # ------------------------------------------------------------------------------------------ client events
     async def _on_client_message(self, message: str | bytes) -> None:
-        event = ev.parse_client_event(message)
         if self.watchers:
             try:
                 data = json.loads(message)
@@ -332,90 +360,78 @@ class ServerSession:
                 "client",
                 data if isinstance(data, dict) else {"type": "voiceclient.malformed", "reason": "not a JSON object"},
             )
-        if isinstance(event, ev.MalformedEvent):
-            if event.event_type is None:
-                raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
-            param = event.reason.split(":", 1)[0]
-            code = "missing_required_parameter" if "required" in event.reason else "invalid_value"
-            raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", code, param or None).with_event(
-                event
-            )
-        if isinstance(event, ev.UnknownEvent):
-            raise ProtocolError(
-                f"Invalid value: '{event.type}'. Supported values are: {', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.",
-                "invalid_value",
-                "type",
-            ).with_event(event)
+        command = self.dialect.decode(message)  # (a ProtocolError names the message it answers)
         try:
-            await self._handle(event)
+            await self._handle(command)
         except ProtocolError as exc:
-            raise exc.with_event(event) from None
+            raise exc.with_event(command) from None
 
-    async def _handle(self, event: ev.KnownClientEvent) -> None:
-        if isinstance(event, ev.SessionUpdate):
-            self._session_update(event)
-        elif isinstance(event, ev.InputAudioBufferAppend):
-            fmt = self.session["audio"]["input"]["format"]
-            try:
-                pcm = self.input.decode(event.audio, fmt)
-            except ValueError as exc:
-                raise ProtocolError(
-                    f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).", "invalid_value", "audio"
-                ) from None
-            self.input_audio(pcm)
-        elif isinstance(event, ev.InputAudioBufferCommit):
-            self.turns.commit()
-        elif isinstance(event, ev.InputAudioBufferClear):
-            self.turns.clear()
-        elif isinstance(event, ev.OutputAudioBufferClear):
-            if not self.output.announces_playout:
-                raise ProtocolError(
-                    "output_audio_buffer.clear is only supported for WebRTC and SIP sessions: over "
-                    "a WebSocket the client plays the audio, stops it itself and sends "
-                    "conversation.item.truncate.",
-                    "invalid_value",
-                    "type",
-                )
-            if not self.responses.clear_output():
-                if self.responses.last_response_id is None:
-                    raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
-                self.send(ev.OutputAudioBufferCleared(response_id=self.responses.last_response_id))
-        elif isinstance(event, ev.ConversationItemCreate):
-            self._item_create(event)
-        elif isinstance(event, ev.ConversationItemRetrieve):
-            self._item_retrieve(event)
-        elif isinstance(event, ev.ConversationItemDelete):
-            self.conversation.delete(event.item_id)
-            self.send(ev.ConversationItemDeleted(item_id=event.item_id))
-        elif isinstance(event, ev.ConversationItemTruncate):
-            self.responses.truncate(event.item_id, event.audio_end_ms)
-        elif isinstance(event, ev.ResponseCreate):
-            if self.responses.active is not None:
-                raise ProtocolError(
-                    f"Conversation already has an active response in progress: "
-                    f"{self.responses.active.id}. Wait until the response is finished before "
-                    "creating a new one.",
-                    "conversation_already_has_active_response",
-                )
-            self._respond(event.response)
-        elif isinstance(event, ev.ResponseCancel):
-            active = self.responses.active
-            if active is None or (event.response_id and event.response_id != active.id):
-                raise ProtocolError("Cancellation failed: no active response found.", "response_cancel_not_active")
-            await self.responses.cancel(active, "client_cancelled")
+    async def _handle(self, command: Command) -> None:
+        match command:
+            case UpdateSession(update):
+                self._session_update(update)
+            case AppendAudio(audio):
+                fmt = self.session["audio"]["input"]["format"]
+                try:
+                    pcm = self.input.decode(audio, fmt)
+                except ValueError as exc:
+                    raise ProtocolError(
+                        f"Invalid 'audio': {exc} (the session's input format is {fmt['type']}).",
+                        "invalid_value",
+                        "audio",
+                    ) from None
+                self.input_audio(pcm)
+            case CommitAudio():
+                self.turns.commit()
+            case ClearAudio():
+                self.turns.clear()
+            case ClearOutput():
+                if not self.output.announces_playout:
+                    raise ProtocolError(
+                        "output_audio_buffer.clear is only supported for WebRTC and SIP sessions: over "
+                        "a WebSocket the client plays the audio, stops it itself and sends "
+                        "conversation.item.truncate.",
+                        "invalid_value",
+                        "type",
+                    )
+                if not self.responses.clear_output():
+                    if self.responses.last_response_id is None:
+                        raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
+                    self.send(self.dialect.playout_cleared(self.responses.last_response_id))
+            case CreateItem(item, previous_item_id):
+                self._item_create(dict(item), previous_item_id)
+            case RetrieveItem(item_id):
+                self._item_retrieve(item_id)
+            case DeleteItem(item_id):
+                self.conversation.delete(item_id)
+                self.send(self.dialect.item_deleted(item_id))
+            case TruncateItem(item_id, audio_end_ms):
+                self.responses.truncate(item_id, audio_end_ms)
+            case CreateResponse(request):
+                if self.responses.active is not None:
+                    raise ProtocolError(
+                        f"Conversation already has an active response in progress: "
+                        f"{self.responses.active.id}. Wait until the response is finished before "
+                        "creating a new one.",
+                        "conversation_already_has_active_response",
+                    )
+                self._respond(request)
+            case CancelResponse(response_id):
+                active = self.responses.active
+                if active is None or (response_id and response_id != active.id):
+                    raise ProtocolError("Cancellation failed: no active response found.", "response_cancel_not_active")
+                await self.responses.cancel(active, "client_cancelled")
+            case _:
+                assert_never(command)
 
-    def _session_update(self, event: ev.SessionUpdate) -> None:
-        raw = json.loads(event.model_dump_json(exclude_unset=True))["session"]
-        self.ctx.session = apply_update(self.session, raw, audio_started=self.responses.audio_started)
+    def _session_update(self, update: dict[str, Any]) -> None:
+        self.ctx.session = self.dialect.apply_update(self.session, update, audio_started=self.responses.audio_started)
         self.turns.reconfigure()
-        self.send(ev.SessionUpdated(session=public_session(self.session)))
+        self.send(self.dialect.session_updated(self.session))
         self.responses.list_mcp_tools()
 
-    def _item_create(self, event: ev.ConversationItemCreate) -> None:
-        item = event.item.model_dump(mode="json", exclude_none=True)
-        problem = check_item(item)
-        if problem:
-            raise ProtocolError(problem[0], "invalid_value", problem[1])
+    def _item_create(self, item: dict[str, Any], previous_item_id: str | None) -> None:
+        """A client's item (the dialect has checked its shape)."""
         if item.get("type") == "mcp_approval_response" and not self.responses.has_mcp_request(
             item["approval_request_id"]
         ):
@@ -428,17 +444,17 @@ class ServerSession:
         if not item["type"].startswith("mcp_"):
             item["object"] = "realtime.item"
             item["status"] = "completed"
-        previous = self.conversation.insert(item, event.previous_item_id)  # "root": first, so null, as the real
-        self.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
-        self.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        previous = self.conversation.insert(item, previous_item_id)  # "root": first, so null, as the real
+        self.send(self.dialect.item_added(item, previous))
+        self.send(self.dialect.item_done(item, previous))
 
-    def _item_retrieve(self, event: ev.ConversationItemRetrieve) -> None:
-        item = self.conversation.require(event.item_id)
+    def _item_retrieve(self, item_id: str) -> None:
+        item = self.conversation.require(item_id)
         out = json.loads(json.dumps(item))
         audio = self.conversation.audio.get(item["id"])
         if audio is not None and out.get("role") == "user":
             out["content"][0]["audio"] = base64.b64encode(audio.pcm.astype("<i2").tobytes()).decode()
-        self.send(ev.ConversationItemRetrieved(item=ev.Item.model_validate(out)))
+        self.send(self.dialect.item_retrieved(out))
 
     # ------------------------------------------------------------------------------------------ teardown
     def retained_size(self) -> int:
@@ -467,7 +483,7 @@ class ServerSession:
             timer.cancel()
         self.turns.close()
         if reason is not None:
-            self.send(ev.error_event(reason))
+            self.send(self.dialect.error(reason))
         await self.responses.close(reason)
         await self.tasks.close()
         await self.edge.close()
@@ -480,34 +496,3 @@ class ServerSession:
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed(self)
-
-
-def check_item(item: dict[str, Any]) -> tuple[str, str] | None:
-    """What is wrong with a client's item (message, param), or None."""
-    kind = item.get("type")
-    if kind == "message":
-        role = item.get("role")
-        if role not in ("user", "assistant", "system"):
-            return f"Invalid 'item.role': {role!r}.", "item.role"
-        allowed = {
-            "user": {"input_text", "input_audio", "input_image"},
-            "system": {"input_text"},
-            "assistant": {"output_text", "output_audio", "text", "audio"},
-        }[role]
-        for i, part in enumerate(item.get("content") or []):
-            if part.get("type") not in allowed:
-                return f"Invalid content type {part.get('type')!r} for a {role} message.", f"item.content[{i}].type"
-        if not item.get("content"):
-            return "A message item needs content.", "item.content"
-    elif kind == "function_call_output":
-        if not item.get("call_id") or item.get("output") is None:
-            return "A function_call_output item needs call_id and output.", "item.call_id"
-    elif kind == "function_call":
-        if not item.get("call_id") or not item.get("name"):
-            return "A function_call item needs call_id and name.", "item.call_id"
-    elif kind == "mcp_approval_response":
-        if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
-            return "An mcp_approval_response needs approval_request_id and approve.", "item.approval_request_id"
-    else:
-        return f"Invalid 'item.type': {kind!r}.", "item.type"
-    return None

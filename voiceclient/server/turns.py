@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from voiceclient.audio.format import API_RATE, samples_to_ms
-from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import SessionContext
@@ -114,11 +113,11 @@ class TurnHandler:
             self.cancel_idle_timer()
             self.speech_item = new_id("item")
             self.speech_start_ms = vad_event.ms
-            self.ctx.send(ev.SpeechStarted(audio_start_ms=vad_event.ms, item_id=self.speech_item))
+            self.ctx.send(self.ctx.dialect.speech_started(self.speech_item, vad_event.ms))
             return TurnEvent.STARTED
         item_id = self.speech_item or new_id("item")
         self.speech_item = None
-        self.ctx.send(ev.SpeechStopped(audio_end_ms=vad_event.ms, item_id=item_id))
+        self.ctx.send(self.ctx.dialect.speech_stopped(item_id, vad_event.ms))
         self._commit(self._take_buffer(self.speech_start_ms, vad_event.ms), item_id)
         return TurnEvent.COMMITTED
 
@@ -142,11 +141,11 @@ class TurnHandler:
         self._take_buffer()
         self.speech_item = None
         self.vad.reset()
-        self.ctx.send(ev.InputAudioBufferCleared())
+        self.ctx.send(self.ctx.dialect.input_cleared())
 
     def _commit(self, pcm: np.ndarray, item_id: str) -> None:
         previous = self.conversation.last_id
-        self.ctx.send(ev.InputAudioBufferCommitted(previous_item_id=previous, item_id=item_id))
+        self.ctx.send(self.ctx.dialect.input_committed(item_id, previous))
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -157,8 +156,8 @@ class TurnHandler:
         }
         self.conversation.audio[item_id] = ItemAudio(pcm, API_RATE)
         self.conversation.insert(item)
-        self.ctx.send(ev.ConversationItemAdded(previous_item_id=previous, item=ev.Item.model_validate(item)))
-        self.ctx.send(ev.ConversationItemDone(previous_item_id=previous, item=ev.Item.model_validate(item)))
+        self.ctx.send(self.ctx.dialect.item_added(item, previous))
+        self.ctx.send(self.ctx.dialect.item_done(item, previous))
         self._transcribe(item)
 
     # ------------------------------------------------------------------------------------------ transcription
@@ -213,18 +212,14 @@ class TurnHandler:
         except Exception as exc:
             log.warning("session %s: transcription failed: %s", self.ctx.id, exc)
             if announce:
-                error: dict[str, Any] = {"type": "transcription_error", "code": "transcription_unavailable"}
-                error |= {"message": str(exc), "param": None}
-                self.ctx.send(ev.InputTranscriptionFailed(item_id=item["id"], content_index=0, error=error))
+                self.ctx.send(self.ctx.dialect.input_transcript_failed(item["id"], str(exc)))
             return None
         item["content"][0]["transcript"] = text
         if announce:
             for word in words(text):
-                self.ctx.send(ev.InputTranscriptionDelta(item_id=item["id"], content_index=0, delta=word))
-            usage = {"type": "duration", "seconds": round(pcm.size / API_RATE, 3)}
-            self.ctx.send(
-                ev.InputTranscriptionCompleted(item_id=item["id"], content_index=0, transcript=text, usage=usage)
-            )
+                self.ctx.send(self.ctx.dialect.input_transcript_delta(item["id"], word))
+            seconds = round(pcm.size / API_RATE, 3)
+            self.ctx.send(self.ctx.dialect.input_transcript_done(item["id"], text, seconds))
         log.info("session %s: heard %r (%.2f s to transcribe)", self.ctx.id, text, time.monotonic() - started)
         return text
 
@@ -249,7 +244,7 @@ class TurnHandler:
             return False
         item_id = new_id("item")
         now = self.now_ms
-        self.ctx.send(ev.InputAudioBufferTimeoutTriggered(audio_start_ms=now, audio_end_ms=now, item_id=item_id))
+        self.ctx.send(self.ctx.dialect.input_timed_out(item_id, now))
         self._take_buffer()
         self._commit(np.zeros(0, np.int16), item_id)
         return True

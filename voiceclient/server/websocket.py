@@ -62,7 +62,7 @@ class WebSocketEdge:
 
     def attach(self, port: SessionPort) -> None:
         self._port = port
-        self.deltas = DeltaOutput(port.send, lambda: port.session["audio"]["output"]["format"], self.pace_audio)
+        self.deltas = DeltaOutput(port.output_audio, lambda: port.session["audio"]["output"]["format"], self.pace_audio)
         self.deltas.start(port.tasks)
         self.writer = EventWriter(self.ws, QUEUE_LIMIT, on_overflow=self._too_slow, name=f"websocket {port.id}")
         if self.network is not None:

@@ -28,13 +28,14 @@ import numpy as np
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.protocol.events import new_id
 from voiceclient.server.deltas import DeltaOutput
+from voiceclient.server.dialect import Dialect
 from voiceclient.server.edge import SessionPort
 from voiceclient.server.faults import FaultSpec
 from voiceclient.server.inbox import ClientMessage, ConnectionLost, ConnectionOpened, Inbox
 from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession
-from voiceclient.server.session_rules import default_session
 from voiceclient.server.speech_port import OfflineSpeech
 
 DEFAULT_WAIT = 5.0  # seconds `next_event` waits before it says what did arrive
@@ -66,7 +67,7 @@ class MemoryEdge:
         if self._playout:
             self._output = PlayoutQueue()
         else:
-            self._output = DeltaOutput(port.send, lambda: port.session["audio"]["output"]["format"])
+            self._output = DeltaOutput(port.output_audio, lambda: port.session["audio"]["output"]["format"])
 
     @property
     def port(self) -> SessionPort:
@@ -131,7 +132,8 @@ class MemorySession:
 
     `session`: fields over the default session (as `session.update` would set them, without its checks);
     `responder`: what answers (echo by default); `vad`: "energy" (no models) or "auto"; `speech`: offline
-    backends (none: transcripts are not made and answers are tones); `faults`, `max_seconds`: as `serve`'s.
+    backends (none: transcripts are not made and answers are tones); `faults`, `max_seconds`: as `serve`'s;
+    `dialect`: the wire protocol the session speaks (`voiceclient.server.dialect`; the Realtime API's by default).
     """
 
     def __init__(
@@ -145,22 +147,24 @@ class MemorySession:
         faults: list[FaultSpec] | None = None,
         max_seconds: float = 3600.0,
         connect: bool = True,
+        dialect: Dialect | None = None,
     ) -> None:
         self._fields = dict(session or {})
         self._responder = responder or EchoResponder()
         self._kw: dict[str, Any] = {"vad": vad, "speech": speech, "faults": faults, "max_seconds": max_seconds}
         self._connect = connect
+        self.dialect: Dialect = dialect or RealtimeDialect()
         self.edge = MemoryEdge(playout)
         self._core: ServerSession | None = None
         self._cursor = 0
 
     async def __aenter__(self) -> MemorySession:
-        base = default_session()
+        base = self.dialect.default_session()
         base.update(self._fields)
-        self._core = ServerSession(new_id("sess"), base, self._responder, self.edge, **self._kw)
+        self._core = ServerSession(new_id("sess"), base, self._responder, self.edge, dialect=self.dialect, **self._kw)
         if self._connect:
             self.edge.connect()
-            await self.next_event("session.created")
+            await self.next_event()  # the greeting (`session.created`)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
