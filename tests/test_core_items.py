@@ -262,7 +262,8 @@ async def test_a_missing_required_field_is_missing_required_parameter_on_that_fi
 async def test_a_field_the_event_does_not_take_is_refused_on_that_field() -> None:
     async with MemorySession() as s:
         error = await refused(s, {"type": "response.cancel", "event_id": "ev_extra", "reason": "bored"})
-        assert (error["code"], error["param"], error["event_id"]) == ("invalid_value", "reason", "ev_extra")
+        assert (error["code"], error["param"], error["event_id"]) == ("unknown_parameter", "reason", "ev_extra")
+        assert error["message"] == "Unknown parameter: 'reason'."
 
 
 async def test_the_session_keeps_serving_after_each_bad_message() -> None:
@@ -332,8 +333,38 @@ async def test_a_refused_session_update_leaves_the_session_as_it_was() -> None:
                 "session": {"type": "realtime", "instructions": "New.", "temperature": 0.7},
             },
         )
-        assert (error["code"], error["param"], error["event_id"]) == ("invalid_value", "session.temperature", "ev_upd")
+        assert (error["code"], error["param"], error["event_id"]) == (
+            "unknown_parameter",
+            "session.temperature",
+            "ev_upd",
+        )
+        assert error["message"] == "Unknown parameter: 'session.temperature'."
         assert s.core.session == before and not s.sent("session.updated")
+
+
+async def test_a_session_update_without_session_type_is_refused_whole() -> None:
+    """The GA service refuses an update whose session has no `type` (a beta leftover): nothing of it applies.
+    Source: a live conformance run against the GA service (docs/protocol.md, "Where serve is strict")."""
+    async with MemorySession() as s:
+        before = copy.deepcopy(s.core.session)
+        error = await refused(s, {"type": "session.update", "event_id": "ev_t", "session": {"instructions": "New."}})
+        assert (error["code"], error["param"], error["event_id"]) == (
+            "missing_required_parameter",
+            "session.type",
+            "ev_t",
+        )
+        assert s.core.session == before and not s.sent("session.updated")
+
+
+async def test_a_wrong_typed_session_field_is_invalid_type_on_its_path() -> None:
+    async with MemorySession() as s:
+        error = await refused(
+            s, {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"format": "pcm16"}}}}
+        )
+        assert (error["code"], error["param"]) == ("invalid_type", "session.audio.input.format")
+        error = await refused(s, {"type": "session.update", "session": {"type": "realtime", "truncation": "some"}})
+        assert (error["code"], error["param"]) == ("invalid_value", "session.truncation")
+        assert "literal" not in error["message"]
 
 
 async def test_an_update_naming_another_model_keeps_the_model_and_applies_the_rest() -> None:
@@ -358,7 +389,7 @@ async def test_the_voice_changes_before_any_audio_but_not_once_assistant_audio_e
         error = await refused(s, {**voice("alloy"), "event_id": "ev_voice"})
         assert (error["code"], error["param"], error["event_id"]) == (
             "cannot_update_voice",
-            "session.audio.output.voice",
+            None,  # the real error names no param (openai-agents-python issue 1661)
             "ev_voice",
         )
         assert s.core.session["audio"]["output"]["voice"] == "verse"
@@ -440,6 +471,16 @@ async def test_a_function_output_waits_for_response_create_then_gets_the_after_t
         assert message["content"] == [{"type": "output_text", "text": "It is sunny in Paris."}]
         deltas = [e["delta"] for e in s.sent("response.output_text.delta")]
         assert "".join(deltas) == "It is sunny in Paris."
+
+
+async def test_a_function_output_for_a_call_the_conversation_never_had_is_refused() -> None:
+    """The real service checks the call id (OpenAPI 2.3.0's text); the item is not added."""
+    async with MemorySession({**TEXT_ONLY, "tools": [WEATHER_TOOL]}) as s:
+        output = {"type": "function_call_output", "call_id": "call_never", "output": "{}"}
+        error = await refused(s, {"type": "conversation.item.create", "event_id": "ev_out", "item": output})
+        assert (error["code"], error["param"], error["event_id"]) == ("invalid_value", "item.call_id", "ev_out")
+        assert "call_never" in error["message"]
+        assert not s.core.conversation.items and not s.sent("conversation.item.added")
 
 
 # ----------------------------------------------------------------------------------------------- MCP calls

@@ -200,7 +200,7 @@ async def test_a_response_create_with_an_unknown_response_field_is_refused() -> 
         ask(s, response={"temperature_scale": 2}, event_id="event_bad")
         error = await s.next_event("error")
         assert error["error"]["type"] == "invalid_request_error"
-        assert error["error"]["code"] == "invalid_value" and error["error"]["event_id"] == "event_bad"
+        assert error["error"]["code"] == "unknown_parameter" and error["error"]["event_id"] == "event_bad"
         assert error["error"]["param"] == "response.temperature_scale"
         # nothing started: a valid response.create right after is not refused as a second response
         s.send({"type": "response.create", "response": {"output_modalities": ["text"]}})

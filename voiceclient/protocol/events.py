@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.session import SessionConfig, WireModel
-from voiceclient.protocol.validation import real_path
+from voiceclient.protocol.validation import api_error
 
 
 def new_id(prefix: str) -> str:
@@ -552,6 +552,9 @@ class MalformedEvent(BaseModel):
     reason: str
     event_type: str | None = None
     event_id: str | None = None
+    # A known type with a bad shape: the API's error code and the field's path (`api_error`), else None.
+    code: str | None = None
+    param: str | None = None
 
 
 # What decoding a message gives: a known event, or one of the fallbacks (never an exception).
@@ -589,12 +592,14 @@ def _decode(text: str | bytes, classes: dict[str, type[BaseModel]]) -> BaseModel
         return cls.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        parts = real_path(err["loc"], data)  # as the client wrote it: no union tags (`server_vad`)
-        if err["type"] == "missing" and err["loc"]:
-            parts.append(str(err["loc"][-1]))
-        where = ".".join(parts)
+        code, _, where = api_error(err, data)  # the path as the client wrote it: no union tags (`server_vad`)
         return MalformedEvent(
-            raw=raw[:2000], reason=f"{where}: {err['msg']}", event_type=data["type"], event_id=event_id
+            raw=raw[:2000],
+            reason=f"{where}: {err['msg']}",
+            event_type=data["type"],
+            event_id=event_id,
+            code=code,
+            param=where or None,
         )
 
 

@@ -32,6 +32,51 @@ def real_path(loc: tuple[Any, ...], data: Any) -> list[str]:
     return out
 
 
+# pydantic's error types that mean "the wrong JSON type" (the API's `invalid_type`); any other refusal of a value
+# is `invalid_value`, an unknown field `unknown_parameter`, a missing one `missing_required_parameter`.
+TYPE_ERRORS = frozenset(
+    {
+        "dict_type",
+        "model_type",
+        "model_attributes_type",
+        "string_type",
+        "int_type",
+        "int_from_float",
+        "float_type",
+        "bool_type",
+        "list_type",
+    }
+)
+
+
+def api_error(err: Any, data: Any, prefix: str = "") -> tuple[str, str, str]:
+    """One pydantic error (`ValidationError.errors()[i]`) as the Realtime API reports it: (code, message,
+    param), the param being the field's path as the client wrote it (`session.audio.input.format`), nothing of the
+    validator's (no union tags, no `literal[...]` or `constrained-int`). `prefix` is prepended to the path."""
+    parts = real_path(err["loc"], data)
+    if err["type"] == "missing" and err["loc"]:
+        parts.append(str(err["loc"][-1]))
+    param = ".".join([prefix, *parts] if prefix else parts)
+    if err["type"] == "extra_forbidden":
+        code = "unknown_parameter"
+    elif err["type"] == "missing":
+        code = "missing_required_parameter"
+    else:
+        code = "invalid_type" if err["type"] in TYPE_ERRORS else "invalid_value"
+    return code, api_message(code, param, err["msg"]), param
+
+
+def api_message(code: str, param: str, detail: str) -> str:
+    """The message of a refused field, in the API's words for `code` (`api_error`)."""
+    if code == "unknown_parameter":
+        return f"Unknown parameter: '{param}'."
+    if code == "missing_required_parameter":
+        return f"Missing required parameter: '{param}'."
+    if code == "invalid_type":
+        return f"Invalid type for '{param}': {detail}."
+    return f"Invalid value for '{param}': {detail}."
+
+
 def describe_error(exc: ValidationError, prefix: str = "session", data: Any = None) -> str:
     """One line: the field, the value given, and what is allowed."""
     errors = exc.errors(include_url=False)

@@ -12,6 +12,7 @@ from typing import Any, final
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.session import redact_secrets
+from voiceclient.protocol.validation import api_message
 from voiceclient.server.dialect import (
     AppendAudio,
     CancelResponse,
@@ -105,11 +106,12 @@ class RealtimeDialect:
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:
                 raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
-            param = event.reason.split(":", 1)[0]
-            code = "missing_required_parameter" if "required" in event.reason else "invalid_value"
-            raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", code, param or None).with_event(
-                event
-            )
+            if event.code is None or event.param is None:
+                raise ProtocolError(f"Invalid '{event.event_type}' event: {event.reason}.", "invalid_value").with_event(
+                    event
+                )
+            detail = event.reason.split(": ", 1)[-1]
+            raise ProtocolError(api_message(event.code, event.param, detail), event.code, event.param).with_event(event)
         if isinstance(event, ev.UnknownEvent):
             raise ProtocolError(
                 f"Invalid value: '{event.type}'. Supported values are: {', '.join(sorted(ev.CLIENT_EVENT_TYPES))}.",
@@ -117,6 +119,10 @@ class RealtimeDialect:
                 "type",
             ).with_event(event)
         try:
+            if isinstance(event, ev.SessionUpdate):
+                # The session as the client wrote it: the model fills in `type`, but an update without one is
+                # refused whole by the real service (`missing_required_parameter`, `session.type`).
+                return UpdateSession(json.loads(message)["session"], event_id=event.event_id)
             return self._command(event)
         except ProtocolError as exc:
             raise exc.with_event(event) from None
@@ -125,7 +131,7 @@ class RealtimeDialect:
     def _command(event: ev.KnownClientEvent) -> Command:
         """Each client event the server handles (tests/test_protocol_doc.py reads these branches)."""
         eid = event.event_id
-        if isinstance(event, ev.SessionUpdate):
+        if isinstance(event, ev.SessionUpdate):  # (decode passes the session as the client wrote it)
             return UpdateSession(json.loads(event.model_dump_json(exclude_unset=True))["session"], event_id=eid)
         if isinstance(event, ev.InputAudioBufferAppend):
             return AppendAudio(event.audio, event_id=eid)

@@ -440,6 +440,14 @@ class ServerSession:
                 "item_not_found",
                 "item.approval_request_id",
             )
+        if item.get("type") == "function_call_output" and not any(
+            it.get("type") == "function_call" and it.get("call_id") == item["call_id"] for it in self.conversation.items
+        ):  # the real service checks the call id (its wording here is the Responses API's for the same refusal)
+            raise ProtocolError(
+                f"No tool call found for function call output with call_id {item['call_id']}.",
+                "invalid_value",
+                "item.call_id",
+            )
         item.setdefault("id", new_id("item"))
         if not item["type"].startswith("mcp_"):
             item["object"] = "realtime.item"

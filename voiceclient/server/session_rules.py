@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.protocol.session import SessionConfig
-from voiceclient.protocol.validation import deep_merge, real_path
+from voiceclient.protocol.validation import api_error, deep_merge
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-realtime"
@@ -74,24 +74,8 @@ def check_session(data: Any) -> SessionConfig:
     try:
         return SessionConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        path = ".".join(["session", *real_path(err["loc"], data)])
-        if err["type"] == "extra_forbidden":
-            return_code, msg = "unknown_parameter", f"Unknown parameter: '{path}'."
-        elif err["type"] in (
-            "dict_type",
-            "model_type",
-            "string_type",
-            "int_type",
-            "float_type",
-            "bool_type",
-            "list_type",
-            "model_attributes_type",
-        ):
-            return_code, msg = "invalid_type", f"Invalid type for '{path}': {err['msg']}."
-        else:
-            return_code, msg = "invalid_value", f"Invalid value for '{path}': {err['msg']}."
-        raise ProtocolError(msg, return_code, path) from None
+        code, message, param = api_error(exc.errors(include_url=False)[0], data, "session")
+        raise ProtocolError(message, code, param) from None
 
 
 def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
@@ -108,7 +92,7 @@ def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -
         raise ProtocolError(
             "Cannot update a conversation's voice if assistant audio is present.",
             "cannot_update_voice",
-            "session.audio.output.voice",
+            None,  # (the real error names no param: openai-agents-python issue 1661)
         )
     if current.get("tracing") not in (None,) and "tracing" in patch and patch["tracing"] != current["tracing"]:
         raise ProtocolError("Tracing cannot be modified once it is enabled.", "invalid_value", "session.tracing")
