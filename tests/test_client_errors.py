@@ -109,7 +109,9 @@ async def test_the_library_without_a_key_names_the_variable_before_any_request()
             with pytest.raises(AuthenticationError) as over_http:
                 await api.create_call(SDP)
         with pytest.raises(AuthenticationError) as over_websocket:
-            await WebSocketTransport(keyless.model_copy(update={"transport": "websocket"})).open(SessionConfig(), Ignored())
+            await WebSocketTransport(keyless.model_copy(update={"transport": "websocket"})).open(
+                SessionConfig(), Ignored()
+            )
         expected = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
         assert str(over_http.value) == str(over_websocket.value) == expected
         # A key in `headers` (Azure's api-key, the Agents SDK's Authorization) is a key: the request is made (and

@@ -2,9 +2,9 @@
 
 A `VoiceCall` is the conversation; the transport is one connection under it. The call hands the transport one
 `TransportEvents` object when it opens it (server messages, received audio, sent audio, the transport's own
-events) and gives it the microphone; the transport says when it is `lost`. `WebRTCTransport` is the real one (create-call over HTTP, aiortc peer, paced outbound
-track, inbound reader); `voiceclient.client.scripted.ScriptedTransport` is an in-memory one for fast tests of the
-call's turn-taking rules.
+events) and gives it the microphone; the transport says when it is `lost`. `WebRTCTransport` is the real one
+(create-call over HTTP, aiortc peer, paced outbound track, inbound reader);
+`voiceclient.client.scripted.ScriptedTransport` is an in-memory one for fast tests of the call's turn-taking rules.
 """
 
 from __future__ import annotations
