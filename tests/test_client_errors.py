@@ -21,8 +21,20 @@ SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 MALFORMED = ["htp://127.0.0.1:8000/v1", "127.0.0.1:8000/v1", "http:///v1", "http://[::1/v1"]
 
 
-def ignore(*_: object) -> None:
-    pass
+class Ignored:
+    """`TransportEvents` that drop everything (these transports never open)."""
+
+    def on_server_message(self, message: str | bytes) -> None:
+        pass
+
+    def on_received_audio(self, pcm: object, pts: int, at: float) -> None:
+        pass
+
+    def on_sent_audio(self, pcm: object, pts: int, at: float) -> None:
+        pass
+
+    def on_local_message(self, message: str | bytes) -> None:
+        pass
 
 
 async def test_a_404_from_create_call_names_the_url_and_suggests_v1() -> None:
@@ -41,7 +53,7 @@ async def test_a_404_from_the_websocket_upgrade_names_the_url_and_suggests_v1() 
         base = server.base_url.removesuffix("/v1")
         transport = WebSocketTransport(ClientSettings(base_url=base, api_key="sk-x", transport="websocket"))
         with pytest.raises(NotFoundError) as err:
-            await transport.open(SessionConfig(), ignore, ignore, ignore)
+            await transport.open(SessionConfig(), Ignored())
     ws = base.replace("http://", "ws://")
     assert str(err.value) == (
         f"GET {ws}/realtime?model=gpt-realtime: Not Found (HTTP 404); "
@@ -98,7 +110,7 @@ async def test_the_library_without_a_key_names_the_variable_before_any_request()
                 await api.create_call(SDP)
         with pytest.raises(AuthenticationError) as over_websocket:
             await WebSocketTransport(keyless.model_copy(update={"transport": "websocket"})).open(
-                SessionConfig(), ignore, ignore, ignore
+                SessionConfig(), Ignored()
             )
         expected = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
         assert str(over_http.value) == str(over_websocket.value) == expected

@@ -6,7 +6,8 @@ token usage, the devices' health). Built on rich; without a terminal, `talk` pri
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -17,10 +18,56 @@ from voiceclient.app.talk_commands import footer
 from voiceclient.protocol import events as ev
 
 if TYPE_CHECKING:
-    from voiceclient.app.talk import Talk
+    from voiceclient.app.prompts import ConversationApprover
+    from voiceclient.app.talk_commands import Command
+    from voiceclient.app.terminal import LineEditor
+    from voiceclient.audio.aec import EchoCanceller
+    from voiceclient.audio.mic import MicSource
+    from voiceclient.audio.recovery import StreamGuard
+    from voiceclient.audio.speaker import SpeakerSink
     from voiceclient.client.call import VoiceCall
 
 BAR = 30
+
+
+class AgentFigures(Protocol):
+    """What the panel shows of an Agents SDK session (`voiceclient.agents.app.AgentSession`)."""
+
+    @property
+    def current_agent(self) -> str: ...
+    @property
+    def handoffs(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def guardrails_tripped(self) -> Collection[str]: ...
+    @property
+    def tools_running(self) -> Collection[str]: ...
+
+
+class TalkModel(Protocol):
+    """What the panel reads of the session it draws (`voiceclient.app.talk.Talk`): the view knows this, not `Talk`."""
+
+    @property
+    def call(self) -> VoiceCall | None: ...
+    @property
+    def agent_session(self) -> AgentFigures | None: ...
+    @property
+    def mic(self) -> MicSource: ...
+    @property
+    def speaker(self) -> SpeakerSink: ...
+    @property
+    def guard(self) -> StreamGuard: ...
+    @property
+    def aec(self) -> EchoCanceller | None: ...
+    @property
+    def prompts(self) -> ConversationApprover | None: ...
+    @property
+    def editor(self) -> LineEditor | None: ...
+    @property
+    def push_to_talk(self) -> bool: ...
+    @property
+    def talking(self) -> bool: ...
+    @property
+    def commands_here(self) -> tuple[Command, ...]: ...
 
 
 def level_bar(dbfs: float, width: int = BAR) -> Text:
@@ -30,7 +77,7 @@ def level_bar(dbfs: float, width: int = BAR) -> Text:
 
 
 class TalkView:
-    def __init__(self, talk: Talk, console: Console | None = None) -> None:
+    def __init__(self, talk: TalkModel, console: Console | None = None) -> None:
         """`console`: where the panel is drawn (rich's own, on stdout, unless given)."""
         self.talk = talk
         self.tokens = 0

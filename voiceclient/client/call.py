@@ -1,12 +1,15 @@
 """The conversation: `async with VoiceCall(...) as call`, the only module that wires the client's parts together.
 
-    settings -> ConnectionManager -> Connection (transport + handshake) -> server messages -> decode -> Dispatcher
-        -> TurnState (first) -> waiters and event streams -> ToolRunner -> your handlers (`call.on(...)`)
-    source -> transport (paced 20 ms frames)        received frames -> WAV sink, recorder, meter, speaker
+    settings -> ConnectionManager -> Connection (transport + handshake) -> TransportEvents -> the call's inbound
+        -> decode -> Dispatcher -> TurnState (first) -> ToolRunner, history -> your subscriptions (`call.subscribe`)
+    source -> transport (paced 20 ms frames)        received frames -> speaker, meter, WAV sink, recorder
 
 The call knows turns, tools, files and waiting; which connection carries it, and how a new one replaces it (a
-recycle, a reconnect), is the `ConnectionManager`'s job. The transport is a seam: `AutoTransport` by default,
-`ScriptedTransport` in fast tests.
+recycle, a reconnect), is the `ConnectionManager`'s job: it reads the call through its `Conversation` protocol
+and says what happens to the connection as the call's own events. Everything that observes the call is one kind of
+subscription (`subscribe(handler, *kinds)`, ended by the function it returns): server events in order, the call's
+own events (status, connection, failure, close, audio frames) where they happen; handlers, streams, waiters and
+taps are all made of it. The transport is a seam: `AutoTransport` by default, `ScriptedTransport` in fast tests.
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ import numpy as np
 
 from voiceclient.audio.sinks import ConversationRecorder, WavSink
 from voiceclient.audio.sources import AudioSource, SilenceSource
+from voiceclient.client.call_events import (
+    AudioReceived,
+    AudioSent,
+    CallClosed,
+    CallFailed,
+    CallStatus,
+    ConnectionChanged,
+)
 from voiceclient.client.connections import ConnectionManager
-from voiceclient.client.dispatcher import AnyHandler, Dispatcher
+from voiceclient.client.dispatcher import AnyHandler, Dispatcher, Unsubscribe
 from voiceclient.client.history import ConversationHistory
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.recording import EventLog, TurnMeter
@@ -52,10 +63,12 @@ HANGUP_SETTLE_SECONDS = 2.0  # how long a hangup waits for the tools still runni
 class EventStream:
     """An async iterator over a call's server events; subscribed when created, so nothing is missed."""
 
-    def __init__(self, subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]]) -> None:
+    def __init__(self, dispatcher: Dispatcher) -> None:
         self._queue: asyncio.Queue[ev.ReceivedServerEvent | None] = asyncio.Queue()
-        self._subscribers = subscribers
-        subscribers.append(self._queue)
+        self._ends = [dispatcher.on_any(self._queue.put_nowait), dispatcher.on(CallClosed, self._call_closed)]
+
+    def _call_closed(self, event: CallClosed) -> None:
+        self._queue.put_nowait(None)
 
     def __aiter__(self) -> EventStream:
         return self
@@ -80,8 +93,9 @@ class EventStream:
 
     def close(self) -> None:
         """Stop receiving events: nothing more is queued (what already is can still be read)."""
-        if self._queue in self._subscribers:
-            self._subscribers.remove(self._queue)
+        ends, self._ends = self._ends, []
+        for end in ends:
+            end()
 
 
 class LiveCallHandle:
@@ -119,59 +133,44 @@ def without_audio(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-class _Side:
-    """The call as its connection manager sees it (`connections.Conversation`): these are not the call's API."""
+class _Inbound:
+    """What the connection carrying the call delivers (`connections.Inbound`): server messages are logged as they
+    came and decoded into the call's ordered consumer; audio frames become the call's own events."""
 
-    def __init__(self, call: VoiceCall) -> None:
-        self._call = call
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.log: EventLog | None = None  # (the call's event log, once it connects)
+        self._dispatcher = dispatcher
 
-    @property
-    def session(self) -> SessionConfig:
-        return self._call.session
+    def on_server_message(self, message: str | bytes) -> None:
+        event = self._logged(message)
+        if isinstance(event, ev.UnknownEvent):
+            log.info("unknown server event type %r (kept, ignored)", event.type)
+        elif isinstance(event, ev.MalformedEvent):
+            log.warning("malformed server event: %s", event.reason)
+        self._dispatcher.put(event)
 
-    @property
-    def source(self) -> AudioSource:
-        return self._call.source
+    def overheard(self, message: str | bytes) -> None:
+        self._logged(message)
 
-    @property
-    def history(self) -> ConversationHistory:
-        return self._call.history
-
-    def quiet_since(self) -> float | None:
-        return self._call._quiet_since()
-
-    def answer_playing(self) -> bool:
-        return self._call._answer_playing()
-
-    def on_server_message(self, message: str | bytes, current: bool) -> None:
-        self._call._on_server_message(message, current)
+    def _logged(self, message: str | bytes) -> ev.ReceivedServerEvent:
+        event = ev.parse_server_event(message)
+        if self.log is not None:  # the log keeps the event as it came over the wire
+            if isinstance(event, ev.MalformedEvent) and event.event_type is None:
+                self.log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
+            else:
+                self.log.write("server", without_audio(json.loads(message)))
+        return event
 
     def on_local_message(self, message: str | bytes) -> None:
-        self._call._on_local_message(message)
+        if self.log is not None:
+            self.log.write("local", json.loads(message))
+        self._dispatcher.put(ev.parse_server_event(message))
 
     def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        self._call._on_audio(pcm, pts, at)
+        self._dispatcher.publish(AudioReceived(pcm, pts, at))
 
     def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        self._call._on_sent(pcm, pts, at)
-
-    def log_line(self, direction: str, event: dict[str, Any]) -> None:
-        self._call.log_line(direction, event)
-
-    def status(self, text: str) -> None:
-        self._call._status(text)
-
-    def fail(self, error: VoiceClientError) -> None:
-        self._call._fail(error)
-
-    def wake(self) -> None:
-        self._call._wake()
-
-    def connection_changed(self, replayed: int) -> None:
-        self._call._connection_changed(replayed)
-
-    def connection_lost(self, reason: str) -> None:
-        self._call._connection_state("connecting")
+        self._dispatcher.publish(AudioSent(pcm, pts, at))
 
 
 class VoiceCall:
@@ -180,8 +179,8 @@ class VoiceCall:
     `source` is the microphone (a `WavSource`, a device source, any `AudioSource`); it starts playing only after
     the server has confirmed the session (`session.updated`). `recording` says which files to keep (each always
     finalised), `continuity` how the call outlives its connections (reconnect, recycle). `turns` is where the
-    conversation stands (responses, audio, the user, tools); `on(EventClass, handler)` subscribes a typed handler
-    to the ordered event consumer.
+    conversation stands (responses, audio, the user, tools); `subscribe(handler, *kinds)` (or `on(kind, handler)`)
+    observes it.
     """
 
     def __init__(
@@ -216,21 +215,24 @@ class VoiceCall:
         self.meter = TurnMeter()
         self.error: VoiceClientError | None = None
         self.hangup_requested: str | None = None
-        self._received_taps: list[Playback] = [playback] if playback is not None else []  # e.g. a SpeakerSink
-        self._sent_taps: list[Playback] = []
         self._sink: WavSink | None = None
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
+        self._dispatcher = Dispatcher()  # every subscription, the call's own first
+        self._inbound = _Inbound(self._dispatcher)
         self._connections = ConnectionManager(
-            _Side(self), self.settings, self.continuity, transport=transport, transport_factory=transport_factory
+            self,
+            self._inbound,
+            self._dispatcher.publish,
+            self.settings,
+            self.continuity,
+            transport=transport,
+            transport_factory=transport_factory,
         )
         self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
         self._closed = asyncio.Event()
         self._ended = asyncio.Event()  # closed, or failed
-        self._connection_handlers: list[Callable[[str], None]] = []
         self._activity = asyncio.Event()
-        self._subscribers: list[asyncio.Queue[ev.ReceivedServerEvent | None]] = []
-        self._waiters: list[tuple[Predicate, asyncio.Future[ev.ReceivedServerEvent]]] = []
         self.turns = TurnState(self.send)
         self._runner = ToolRunner(
             self.tools,
@@ -241,15 +243,19 @@ class VoiceCall:
             approver=approver,
             handle=LiveCallHandle(self),
         )
-        self._dispatcher = Dispatcher()
         self._dispatcher.on_any(self.turns.received)  # first: everyone after it reads an up-to-date state
-        self._dispatcher.on_any(self._notify)
+        self._dispatcher.on_any(self._moved)
         self._errors_followed = False  # someone subscribed to error events: they say them, the log need not
         self._dispatcher.on(ev.Error, self._log_error)
         self._dispatcher.on(ev.SpeechStarted, self._on_speech_started)
         self._runner.subscribe(self._dispatcher)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
+        self._dispatcher.on(CallStatus, self._said)
+        self._dispatcher.on(ConnectionChanged, self._connection_changed)
+        self._dispatcher.on(CallFailed, self._failed)
+        self.tap_audio(received=playback)  # (e.g. a SpeakerSink: first, where it is heard soonest)
+        self.tap_audio(received=self.meter.received, sent=self.meter.sent)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> VoiceCall:
@@ -273,11 +279,13 @@ class VoiceCall:
         self.t0 = time.monotonic()
         files = self.recording
         if files.events_jsonl:
-            self._log = EventLog(files.events_jsonl, self.t0)
+            self._log = self._inbound.log = EventLog(files.events_jsonl, self.t0)
         if files.output_wav:
             self._sink = WavSink(files.output_wav, self.t0)
+            self.tap_audio(received=self._sink)
         if files.record_wav:
             self._recorder = ConversationRecorder(files.record_wav, self.t0)
+            self.tap_audio(received=self._recorder.received, sent=self._recorder.sent)
         self._dispatcher.start()
         first = await self._connections.open()  # a WebRTC transport imports aiortc here
         await self._dispatcher.drain(self.settings.session_update_timeout)  # its session events are handled
@@ -310,11 +318,7 @@ class VoiceCall:
                     "local", {"type": "conversation.history", "call_id": self.call_id, "items": self.history.to_json()}
                 )
                 self._log.close()
-            for queue in self._subscribers:
-                queue.put_nowait(None)
-            for _, fut in self._waiters:
-                if not fut.done():
-                    fut.cancel()
+            self._dispatcher.publish(CallClosed())  # event streams end, waiters still waiting are cancelled
             self.state = CallState.CLOSED
             self._closed.set()
             self._ended.set()
@@ -353,95 +357,53 @@ class VoiceCall:
         """Whether the call's connection was lost and a new one is being made (what is sent meanwhile waits for it)."""
         return self._connections.reconnecting
 
-    # What the connection manager sees of the conversation, through `_Side` (`connections.Conversation`).
-    def _quiet_since(self) -> float | None:
+    def quiet_since(self) -> float | None:
+        """None while something is under way (a response, the user speaking, a tool), else when the conversation
+        last moved (monotonic time): a moment to change connections comes after it (`connections.Conversation`)."""
         if self.turns.busy or self._runner.busy:
             return None
         return self.turns.last_activity
-
-    def _answer_playing(self) -> bool:
-        return self.turns.audio_playing
-
-    def _on_server_message(self, message: str | bytes, current: bool) -> None:
-        event = ev.parse_server_event(message)
-        self._log_incoming(message, event)
-        if not current:  # a connection being prepared, or one retiring: logged, not handled
-            return
-        if isinstance(event, ev.UnknownEvent):
-            log.info("unknown server event type %r (kept, ignored)", event.type)
-        elif isinstance(event, ev.MalformedEvent):
-            log.warning("malformed server event: %s", event.reason)
-        self._dispatcher.put(event)
-
-    def _on_local_message(self, message: str | bytes) -> None:
-        if self._log is not None:
-            self._log.write("local", json.loads(message))
-        self._dispatcher.put(ev.parse_server_event(message))
 
     def log_line(self, direction: str, event: dict[str, Any]) -> None:
         """Write a line of your own into the call's event log (`direction` "local" for what was never sent)."""
         if self._log is not None:
             self._log.write(direction, event)
 
-    def _status(self, text: str) -> None:
-        log.info("call: %s", text)
-        self.log_line("local", {"type": "call.status", "text": text})
+    # The call's own bookkeeping of what happens to its connection (the manager's events), before anyone else's.
+    def _said(self, event: CallStatus) -> None:
+        log.info("call: %s", event.text)
+        self.log_line("local", {"type": "call.status", "text": event.text})
         if self.on_status is not None:
-            self.on_status(text)
+            self.on_status(event.text)
 
-    def _fail(self, error: VoiceClientError) -> None:
-        self.error = error
-        log.info("call failed: %s", error)  # raised to whoever runs the call, which says it once
+    def _failed(self, event: CallFailed) -> None:
+        self.error = event.error
+        log.info("call failed: %s", event.error)  # raised to whoever runs the call, which says it once
         self._ended.set()
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(error)
         self._activity.set()
 
-    def _wake(self) -> None:
+    def _connection_changed(self, event: ConnectionChanged) -> None:
+        if event.state == "connected":
+            self.history.new_session(event.replayed)
+            self.turns.connection_changed()
+            outbox, self._outbox = self._outbox, []
+            for sent in outbox:  # what the conversation said while it had no connection (tool outputs)
+                self.send(sent)
         self._activity.set()
 
-    def _connection_changed(self, replayed: int) -> None:
-        self.history.new_session(replayed)
-        self.turns.connection_changed()
-        outbox, self._outbox = self._outbox, []
-        for event in outbox:  # what the conversation said while it had no connection (tool outputs)
-            self.send(event)
-        self._activity.set()
-        self._connection_state("connected")
-
-    def _connection_state(self, state: str) -> None:
-        for handler in list(self._connection_handlers):
-            try:
-                handler(state)
-            except Exception:
-                log.exception("connection handler failed")
-
-    def on_connection(self, handler: Callable[[str], None]) -> None:
+    def on_connection(self, handler: Callable[[str], None]) -> Unsubscribe:
         """`handler("connecting")` when the connection carrying the call is lost and new ones are tried,
         `handler("connected")` when a new one carries it (after a reconnect or a recycle). A call that gives up
-        fails instead: `await call.ended()`."""
-        self._connection_handlers.append(handler)
+        fails instead: `await call.ended()`. The same as `subscribe` to `ConnectionChanged`."""
+        return self._dispatcher.on(ConnectionChanged, lambda event: handler(event.state))
 
     async def ended(self) -> VoiceClientError | None:
         """Wait until the call has closed or failed; the failure, if it failed."""
         await self._ended.wait()
         return self.error
 
-    # ------------------------------------------------------------------------------------------ events in
-    def _log_incoming(self, message: str | bytes, event: ev.ReceivedServerEvent) -> None:
-        if self._log is not None:  # the log keeps the event as it came over the wire
-            if isinstance(event, ev.MalformedEvent) and event.event_type is None:
-                self._log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
-            else:
-                self._log.write("server", without_audio(json.loads(message)))
-
-    def _notify(self, event: ev.ReceivedServerEvent) -> None:
-        for pred, fut in list(self._waiters):
-            if not fut.done() and pred(event):
-                fut.set_result(event)
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+    # ------------------------------------------------------------------------------------------ subscriptions
+    def _moved(self, event: ev.ReceivedServerEvent) -> None:
         self._activity.set()
 
     def _log_error(self, event: ev.Error) -> None:
@@ -451,45 +413,66 @@ class VoiceCall:
         if event.error.code in SESSION_ENDING_ERRORS:
             self._connections.server_ending(f"{event.error.message} ({event.error.code})")
 
-    @overload
-    def on(self, kind: type[E], handler: Callable[[E], object]) -> None: ...
-
-    @overload
-    def on(self, kind: str, handler: AnyHandler) -> None: ...
-
-    def on(self, kind: type[Any] | str, handler: Callable[[Any], object]) -> None:
-        """Subscribe `handler` to the events of class (or wire type) `kind`, in the call's ordered consumer: it
-        runs after the call's own bookkeeping, so `call.turns` already reflects the event."""
-        if kind in (ev.Error, "error"):
+    def subscribe(self, handler: Callable[[Any], object], *kinds: type[Any] | str) -> Unsubscribe:
+        """The one way to observe the call: `handler` gets every event of one of `kinds`, and the function returned
+        ends the subscription. A kind is a server event class (a base class such as `ev.ServerEvent` matches its
+        subclasses), a wire type ("response.done"), or one of the call's own events
+        (`voiceclient.client.call_events`: `CallStatus`, `ConnectionChanged`, `CallFailed`, `CallClosed`,
+        `AudioReceived`, `AudioSent`); no kinds: every server event. Server events come in order on the call's one
+        consumer, after the call's own bookkeeping (`call.turns` already reflects the event); the call's own
+        events come at once, where they happen (a frame handler must be quick)."""
+        if any(kind in (ev.Error, "error") for kind in kinds):
             self._errors_followed = True
-        self._dispatcher.on(kind, handler)
+        ends = [self._dispatcher.subscribe(kind, handler) for kind in kinds] or [self._dispatcher.on_any(handler)]
 
-    def on_any(self, handler: AnyHandler) -> None:
-        """Call `handler` with every server event, in order, on the call's one consumer."""
-        self._dispatcher.on_any(handler)
+        def unsubscribe() -> None:
+            for end in ends:
+                end()
 
-    def _expect(self, predicate: Predicate) -> asyncio.Future[ev.ReceivedServerEvent]:
+        return unsubscribe
+
+    @overload
+    def on(self, kind: type[E], handler: Callable[[E], object]) -> Unsubscribe: ...
+
+    @overload
+    def on(self, kind: str, handler: AnyHandler) -> Unsubscribe: ...
+
+    def on(self, kind: type[Any] | str, handler: Callable[[Any], object]) -> Unsubscribe:
+        """`subscribe(handler, kind)`, typed for one event class: the handler takes that class."""
+        return self.subscribe(handler, kind)
+
+    def on_any(self, handler: AnyHandler) -> Unsubscribe:
+        """`subscribe(handler)`: every server event, in order, on the call's one consumer."""
+        return self.subscribe(handler)
+
+    async def wait_for(self, predicate: Predicate, timeout: float) -> ev.ReceivedServerEvent:
+        """Wait for the first server event matching `predicate` (from now on); the call's failure if it fails
+        meanwhile."""
         fut: asyncio.Future[ev.ReceivedServerEvent] = asyncio.get_running_loop().create_future()
-        self._waiters.append((predicate, fut))
-        return fut
 
-    async def _wait(
-        self, fut: asyncio.Future[ev.ReceivedServerEvent], timeout: float, what: str
-    ) -> ev.ReceivedServerEvent:
+        def match(event: ev.ReceivedServerEvent) -> None:
+            if not fut.done() and predicate(event):
+                fut.set_result(event)
+
+        def failed(event: CallFailed) -> None:
+            if not fut.done():
+                fut.set_exception(event.error)
+
+        def closed(event: CallClosed) -> None:
+            if not fut.done():
+                fut.cancel()
+
+        ends = [self._dispatcher.on_any(match), self._dispatcher.on(CallFailed, failed)]
+        ends.append(self._dispatcher.on(CallClosed, closed))
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             if self.error is not None:
                 raise self.error from None
-            if what == "session.updated":
-                raise
-            raise ConnectionLostError(f"no {what} from the server within {timeout:g} s") from None
+            raise ConnectionLostError(f"no the awaited event from the server within {timeout:g} s") from None
         finally:
-            self._waiters = [(p, f) for p, f in self._waiters if f is not fut]
-
-    async def wait_for(self, predicate: Predicate, timeout: float) -> ev.ReceivedServerEvent:
-        """Wait for the first server event matching `predicate` (from now on)."""
-        return await self._wait(self._expect(predicate), timeout, "the awaited event")
+            for end in ends:
+                end()
 
     async def events_handled(self, timeout: float = 5.0) -> None:
         """Wait until every server event received so far has been through the handlers."""
@@ -497,7 +480,7 @@ class VoiceCall:
 
     def events(self) -> EventStream:
         """Every server event from this call on, in order, until the call closes (subscribed at once)."""
-        return EventStream(self._subscribers)
+        return EventStream(self._dispatcher)
 
     def __aiter__(self) -> EventStream:
         return self.events()
@@ -566,33 +549,22 @@ class VoiceCall:
         self._connections.set_source(source)
 
     # ------------------------------------------------------------------------------------------ audio taps
-    def tap_audio(self, *, received: Playback | None = None, sent: Playback | None = None) -> None:
-        """Also hand every received and/or sent frame (48 kHz mono int16, pts, monotonic time) to these."""
+    def tap_audio(self, *, received: Playback | None = None, sent: Playback | None = None) -> Unsubscribe:
+        """Also hand every received and/or sent frame (48 kHz mono int16, pts, monotonic time) to these: `subscribe`
+        to `AudioReceived` / `AudioSent`, each frame as its three values."""
+        ends: list[Unsubscribe] = []
         if received is not None:
-            self._received_taps.append(received)
+            tap = received
+            ends.append(self._dispatcher.on(AudioReceived, lambda frame: tap(frame.pcm, frame.pts, frame.at)))
         if sent is not None:
-            self._sent_taps.append(sent)
+            out = sent
+            ends.append(self._dispatcher.on(AudioSent, lambda frame: out(frame.pcm, frame.pts, frame.at)))
 
-    def _on_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        for tap in (
-            *self._received_taps,
-            self._sink,
-            self._recorder.received if self._recorder else None,
-            self.meter.received,
-        ):
-            if tap is not None:
-                try:
-                    tap(pcm, pts, at)
-                except Exception:  # one failing sink must not silence the others
-                    log.exception("received-audio tap failed")
+        def unsubscribe() -> None:
+            for end in ends:
+                end()
 
-    def _on_sent(self, pcm: np.ndarray, pts: int, at: float) -> None:
-        for tap in (self._recorder.sent if self._recorder else None, self.meter.sent, *self._sent_taps):
-            if tap is not None:
-                try:
-                    tap(pcm, pts, at)
-                except Exception:
-                    log.exception("sent-audio tap failed")
+        return unsubscribe
 
     # ------------------------------------------------------------------------------------------ waiting
     @property

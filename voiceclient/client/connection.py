@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voiceclient.client.transport import FrameTap, MessageTap, Transport
+from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import ConnectionLostError, SessionNotConfirmedError, SessionUpdateError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 
 log = logging.getLogger(__name__)
 LogLine = Callable[[str, dict[str, Any]], None]  # (direction, event) into the call's event log
-Taps = tuple[MessageTap, FrameTap, FrameTap, MessageTap]  # (server message, received audio, sent audio, local)
 
 
 class Connection:
@@ -69,12 +68,11 @@ class Connection:
         self.transport.send(json.dumps(wire, separators=(",", ":")))
 
     async def open(
-        self, session: SessionConfig, taps: Taps, timeout: float, update_timeout: float | None = None
+        self, session: SessionConfig, events: TransportEvents, timeout: float, update_timeout: float | None = None
     ) -> None:
-        """Connect, confirm `session`; raises a `VoiceClientError` on any failure (the caller closes the
-        transport)."""
-        message, audio, sent, local = taps
-        await self.transport.open(session, message, audio, sent, local)
+        """Connect with `events` (which hand each server message to `on_message` too), confirm `session`; raises a
+        `VoiceClientError` on any failure (the caller closes the transport)."""
+        await self.transport.open(session, events)
         try:
             created = await self._next(lambda e: e.type == "session.created", timeout, "session.created")
         except TimeoutError as exc:

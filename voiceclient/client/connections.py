@@ -6,9 +6,11 @@ session's cap, and a new one after a loss; which of them carries the call, and w
     recycle loop: due -> prepare -> settle -> a quiet moment (or the last one before the cap) -> catch up -> switch
     switch: microphone first, then events and audio; the previous connection sends silence, then is hung up
 
-Every connection is made by the same `Connection` handshake. The manager sees the conversation only through the
-narrow `Conversation` protocol (a `VoiceCall` gives it one): it knows transports, timers and the reconnect policy, not
-turns, tools or files.
+Every connection is made by the same `Connection` handshake, opened with a `ConnectionEvents` of its own: only the
+connection carrying the call reaches the conversation's `Inbound`, the others' messages are only logged. The manager
+reads the conversation through the narrow `Conversation` protocol (a `VoiceCall` is one) and says what happens to
+the call's connection as the call's own events (`CallStatus`, `ConnectionChanged`, `CallFailed`) through `publish`:
+it knows transports, timers and the reconnect policy, not turns, tools or files.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from voiceclient.audio.sources import AudioSource, SilenceSource
-from voiceclient.client.connection import Connection, Taps
+from voiceclient.client.call_events import CallEvent, CallFailed, CallStatus, ConnectionChanged
+from voiceclient.client.connection import Connection
 from voiceclient.client.history import ConversationHistory
 from voiceclient.client.options import Continuity
 from voiceclient.client.settings import ClientSettings
-from voiceclient.client.transport import Transport
+from voiceclient.client.state import TurnState
+from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import CallError, ConnectionLostError, VoiceClientError
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tasks import TaskOwner
@@ -40,7 +44,7 @@ IDLE_STREAMING_FRAMES = 25  # 0.5 s of frames with no response playing: this ser
 
 
 class Conversation(Protocol):
-    """What the connection manager needs of the conversation it carries."""
+    """What the connection manager reads of the conversation it carries (a `VoiceCall` is one)."""
 
     @property
     def session(self) -> SessionConfig: ...
@@ -48,26 +52,51 @@ class Conversation(Protocol):
     def source(self) -> AudioSource: ...
     @property
     def history(self) -> ConversationHistory: ...
+    @property
+    def turns(self) -> TurnState: ...
 
     def quiet_since(self) -> float | None:
         """None while something is under way (a response, the user speaking, a tool), else when the last thing
         happened (monotonic)."""
 
-    def answer_playing(self) -> bool: ...
-    def on_server_message(self, message: str | bytes, current: bool) -> None: ...
-    def on_local_message(self, message: str | bytes) -> None: ...
-    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None: ...
-    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None: ...
     def log_line(self, direction: str, event: dict[str, Any]) -> None: ...
-    def status(self, text: str) -> None: ...
-    def fail(self, error: VoiceClientError) -> None: ...
-    def wake(self) -> None: ...
 
-    def connection_changed(self, replayed: int) -> None:
-        """A new connection carries the call, holding `replayed` items of the history."""
 
-    def connection_lost(self, reason: str) -> None:
-        """The connection carrying the call is gone; new ones are being tried."""
+class Inbound(TransportEvents, Protocol):
+    """Where what the connection carrying the call receives goes (the call's log, consumer and audio)."""
+
+    def overheard(self, message: str | bytes) -> None:
+        """A server message on a connection not carrying the call (being prepared, or retiring): logged only."""
+
+
+class ConnectionEvents:
+    """One connection's `TransportEvents`: its messages feed its handshake, and reach the conversation only
+    while it carries the call."""
+
+    def __init__(self, manager: ConnectionManager, conn: Connection) -> None:
+        self._manager = manager
+        self._conn = conn
+        self._inbound = manager.inbound
+
+    def on_server_message(self, message: str | bytes) -> None:
+        if self._conn is self._manager.current:
+            self._inbound.on_server_message(message)
+        else:
+            self._inbound.overheard(message)
+        self._conn.on_message(message)
+
+    def on_local_message(self, message: str | bytes) -> None:  # a transport's own events (the WebSocket's playout)
+        if self._conn is self._manager.current:
+            self._inbound.on_local_message(message)
+
+    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        if self._conn is self._manager.current:
+            self._manager.heard(at)
+            self._inbound.on_received_audio(pcm, pts, at)
+
+    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        if self._conn is self._manager.current:
+            self._inbound.on_sent_audio(pcm, pts, at)
 
 
 class ConnectionManager:
@@ -76,6 +105,8 @@ class ConnectionManager:
     def __init__(
         self,
         conversation: Conversation,
+        inbound: Inbound,
+        publish: Callable[[CallEvent], None],
         settings: ClientSettings,
         continuity: Continuity,
         *,
@@ -91,6 +122,8 @@ class ConnectionManager:
         self._settled = asyncio.Event()  # clear while a lost connection is being replaced
         self._settled.set()
         self._conversation = conversation
+        self.inbound = inbound
+        self._publish = publish
         self._policy = continuity.policy
         self._given = transport
         self._factory = transport_factory
@@ -125,7 +158,7 @@ class ConnectionManager:
         self._tasks.spawn(self._watch_media(), "media watch")
         await conn.open(
             self._conversation.session,
-            self._taps(conn),
+            ConnectionEvents(self, conn),
             self.settings.connect_timeout,
             self.settings.session_update_timeout,
         )
@@ -191,35 +224,16 @@ class ConnectionManager:
     def _connection(self) -> Connection:
         return Connection(self._make_transport(), self._conversation.log_line)
 
-    def _taps(self, conn: Connection) -> Taps:
-        """The callbacks a transport is opened with: only the connection carrying the call reaches the call."""
-        conversation = self._conversation
-
-        def message(text: str | bytes) -> None:
-            conversation.on_server_message(text, conn is self.current)
-            conn.on_message(text)
-
-        def local(text: str | bytes) -> None:  # a transport's own events (the WebSocket's playout)
-            if conn is self.current:
-                conversation.on_local_message(text)
-
-        def audio(pcm: np.ndarray, pts: int, at: float) -> None:
-            if conn is self.current:
-                self._last_media = at
-                if not conversation.answer_playing():
-                    self._idle_frames += 1
-                conversation.on_received_audio(pcm, pts, at)
-
-        def sent(pcm: np.ndarray, pts: int, at: float) -> None:
-            if conn is self.current:
-                conversation.on_sent_audio(pcm, pts, at)
-
-        return message, audio, sent, local
+    def heard(self, at: float) -> None:
+        """Audio came from the connection carrying the call at `at` (the media watch's evidence)."""
+        self._last_media = at
+        if not self._conversation.turns.audio_playing:
+            self._idle_frames += 1
 
     def _said_fallback(self, conn: Connection) -> None:
         fallback = getattr(conn.transport, "fallback", None)  # an AutoTransport that gave WebRTC up
         if isinstance(fallback, str):
-            self._conversation.status(f"WebRTC did not connect ({fallback}); the call goes on over WebSocket")
+            self._publish(CallStatus(f"WebRTC did not connect ({fallback}); the call goes on over WebSocket"))
 
     async def _prepare(self) -> Connection:
         """A new connection with the session confirmed and the history replayed; not yet carrying the call."""
@@ -228,7 +242,9 @@ class ConnectionManager:
         timeout = self.settings.connect_timeout
 
         async def ready() -> None:
-            await conn.open(self._conversation.session, self._taps(conn), timeout, self.settings.session_update_timeout)
+            await conn.open(
+                self._conversation.session, ConnectionEvents(self, conn), timeout, self.settings.session_update_timeout
+            )
             await conn.replay(replay, timeout)
 
         deadline = 2 * timeout + self.settings.session_update_timeout  # connect, confirm, replay
@@ -265,7 +281,7 @@ class ConnectionManager:
         if old is not None:
             self._lost.add(old.transport)  # whatever it does now is not a loss of the call
             self._tasks.spawn(self._retire(old.transport), "hang up the previous connection")
-        self._conversation.connection_changed(self.replayed)
+        self._publish(ConnectionChanged("connected", self.replayed))
 
     async def _retire(self, old: Transport) -> None:
         """Hang the previous connection up once the new one has settled: tearing a peer connection down takes the
@@ -299,7 +315,7 @@ class ConnectionManager:
             conn, last = self.current, self._last_media
             if conn is None or last is None or not self._started or self.reconnecting:
                 continue
-            streams_on = self._idle_frames >= IDLE_STREAMING_FRAMES or self._conversation.answer_playing()
+            streams_on = self._idle_frames >= IDLE_STREAMING_FRAMES or self._conversation.turns.audio_playing
             if streams_on and time.monotonic() - last > timeout:
                 self._connection_lost(conn, f"no audio from the server for {timeout:g} s")
 
@@ -314,16 +330,15 @@ class ConnectionManager:
         if expired and self.continuity.recycle_after is not None:
             attempts = max(attempts, 1)  # a call asked to last (it recycles) goes on past a cap it did not beat
         if attempts <= 0:
-            self._conversation.fail(ConnectionLostError(reason))
+            self._publish(CallFailed(ConnectionLostError(reason)))
             return
         self._settled.clear()
-        self._conversation.wake()
         self._tasks.spawn(self._reconnect(conn, reason, attempts), "reconnect")
 
     async def _reconnect(self, lost: Connection, reason: str, attempts: int) -> None:
-        status = self._conversation.status
+        status = self._status
         status(f"connection lost: {reason}")
-        self._conversation.connection_lost(reason)
+        self._publish(ConnectionChanged("connecting"))  # (the call notices it is reconnecting)
         try:
             for attempt in range(attempts):
                 await asyncio.sleep(self._policy.delay(attempt))
@@ -336,12 +351,14 @@ class ConnectionManager:
                 self._switch(conn, f"lost: {reason}")
                 status(f"reconnected, conversation restored ({self.replayed} items)")
                 return
-            self._conversation.fail(ConnectionLostError(f"{reason}; {attempts} attempts to reconnect failed"))
+            self._publish(CallFailed(ConnectionLostError(f"{reason}; {attempts} attempts to reconnect failed")))
         finally:
             self._settled.set()
-            self._conversation.wake()
             if not self._tasks.closed:  # (when the call is closing, close() itself ends what is left)
                 self._tasks.spawn(lost.transport.close(), "close the lost connection")
+
+    def _status(self, text: str) -> None:
+        self._publish(CallStatus(text))
 
     # ------------------------------------------------------------------------------------------ recycling
     def _quiet(self) -> bool:
@@ -408,7 +425,7 @@ class ConnectionManager:
                 continue
             forced = moment == "forced"
             self._switch(conn, "recycle before the cap" if forced else "recycle")
-            self._conversation.status(
+            self._status(
                 f"session recycled{' before the cap, mid-turn' if forced else ''}, "
                 f"conversation carried over ({self.replayed} items)"
             )

@@ -10,7 +10,7 @@ import logging
 
 from voiceclient.audio.sources import AudioSource
 from voiceclient.client.settings import ClientSettings
-from voiceclient.client.transport import FrameTap, MessageTap, Transport, WebRTCTransport
+from voiceclient.client.transport import Transport, TransportEvents, WebRTCTransport
 from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import ConnectionLostError, VoiceClientError
 from voiceclient.protocol.session import SessionConfig
@@ -39,25 +39,18 @@ class AutoTransport(Transport):
     def plays_audio(self) -> bool:  # type: ignore[override]
         return self.chosen is not None and self.chosen.plays_audio
 
-    async def open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None = None,
-    ) -> None:
+    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
         deadline = min(self.settings.connect_timeout, WEBRTC_DEADLINE)
         webrtc = WebRTCTransport(self.settings.model_copy(update={"connect_timeout": deadline}))
         try:
-            await webrtc.open(session, on_message, on_audio, on_sent, on_local)
+            await webrtc.open(session, events)
         except ConnectionLostError as exc:
             await webrtc.close()  # hangs the WebRTC call up: it exists on the server
             self.fallback = str(exc)
             log.info("WebRTC did not come up (%s); trying the WebSocket", exc)
             chosen: Transport = WebSocketTransport(self.settings, self.liveness)
             try:
-                await chosen.open(session, on_message, on_audio, on_sent, on_local)  # (it cleans up if it fails)
+                await chosen.open(session, events)  # (it cleans up if it fails)
             except VoiceClientError as ws:  # neither way in: a connection failure, with both reasons
                 raise ConnectionLostError(
                     f"could not connect: WebRTC: {first_sentence(str(exc))}; WebSocket fallback: {ws}"

@@ -22,16 +22,12 @@ import numpy as np
 
 from voiceclient.audio.format import RTP_FRAME
 from voiceclient.audio.sources import AudioSource, SilenceSource
-from voiceclient.client.transport import FrameTap, MessageTap, Transport
+from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.events import new_id
 from voiceclient.protocol.session import SessionConfig
 
 ClientEventHandler = Callable[[dict[str, Any]], None]
-
-
-def _noop_frame(pcm: np.ndarray, pts: int, at: float) -> None:
-    return None
 
 
 class ScriptedTransport(Transport):
@@ -64,23 +60,14 @@ class ScriptedTransport(Transport):
         self.source: AudioSource = SilenceSource()
         self.opened = False
         self.closed = False
-        self._on_message: MessageTap | None = None
-        self._on_audio: FrameTap = _noop_frame
-        self._on_sent: FrameTap = _noop_frame
+        self._events: TransportEvents | None = None  # (set by `open`)
         self._pts = 0
         self._sent_any = asyncio.Event()
 
-    async def open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None = None,
-    ) -> None:
+    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
         if self.fail_open is not None:
             raise ConnectionLostError(self.fail_open)
-        self._on_message, self._on_audio, self._on_sent = on_message, on_audio, on_sent
+        self._events = events
         self.session = {"object": "realtime.session", "id": new_id("sess"), **session.to_wire()}
         self.opened = True
         self.emit({"type": "session.created", "session": self.session})
@@ -88,17 +75,19 @@ class ScriptedTransport(Transport):
     # ------------------------------------------------------------------------------------------ the server's side
     def emit(self, event: dict[str, Any]) -> None:
         """Deliver one server event to the call (an `event_id` is added when missing)."""
-        if self._on_message is None:
-            raise RuntimeError("the scripted transport is not open")
+        events = self._opened()
         event = {"event_id": new_id("event"), **event}
         self.emitted.append(event)
-        self._on_message(json.dumps(event))
+        events.on_server_message(json.dumps(event))
 
     def emit_raw(self, text: str | bytes) -> None:
         """Deliver a message as it is (malformed input, unknown types)."""
-        if self._on_message is None:
+        self._opened().on_server_message(text)
+
+    def _opened(self) -> TransportEvents:
+        if self._events is None:
             raise RuntimeError("the scripted transport is not open")
-        self._on_message(text)
+        return self._events
 
     def lose(self, reason: str = "the scripted connection dropped") -> None:
         """End the connection as a network loss would (the call reconnects if it may)."""
@@ -107,9 +96,11 @@ class ScriptedTransport(Transport):
 
     def feed(self, pcm: np.ndarray, at: float = 0.0) -> None:
         """Received audio (48 kHz mono int16) for the call's taps, in 20 ms frames."""
+        if self._events is None:
+            return
         pcm = np.asarray(pcm, np.int16)
         for start in range(0, pcm.size, RTP_FRAME):
-            self._on_audio(pcm[start : start + RTP_FRAME], self._pts, at)
+            self._events.on_received_audio(pcm[start : start + RTP_FRAME], self._pts, at)
             self._pts += RTP_FRAME
 
     def pump(self, frames: int, at: float = 0.0) -> np.ndarray:
@@ -117,7 +108,8 @@ class ScriptedTransport(Transport):
         out = []
         for i in range(frames):
             pcm = np.asarray(self.source.read(RTP_FRAME), np.int16)
-            self._on_sent(pcm, i * RTP_FRAME, at)
+            if self._events is not None:
+                self._events.on_sent_audio(pcm, i * RTP_FRAME, at)
             out.append(pcm)
         return np.concatenate(out) if out else np.zeros(0, np.int16)
 

@@ -1,10 +1,10 @@
 """What a call talks through: the `Transport` seam, and its WebRTC implementation.
 
-A `VoiceCall` is the conversation; the transport is one connection under it. The call hands the transport three
-taps when it opens it (server messages, received audio, sent audio) and gives it the microphone; the transport
-says when it is `lost`. `WebRTCTransport` is the real one (create-call over HTTP, aiortc peer, paced outbound
-track, inbound reader); `voiceclient.client.scripted.ScriptedTransport` is an in-memory one for fast tests of the
-call's turn-taking rules.
+A `VoiceCall` is the conversation; the transport is one connection under it. The call hands the transport one
+`TransportEvents` object when it opens it (server messages, received audio, sent audio, the transport's own
+events) and gives it the microphone; the transport says when it is `lost`. `WebRTCTransport` is the real one
+(create-call over HTTP, aiortc peer, paced outbound track, inbound reader);
+`voiceclient.client.scripted.ScriptedTransport` is an in-memory one for fast tests of the call's turn-taking rules.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,6 +32,23 @@ FrameTap = Callable[[np.ndarray, int, float], None]  # (48 kHz mono int16, pts, 
 MessageTap = Callable[[str | bytes], None]
 
 
+class TransportEvents(Protocol):
+    """Where a transport delivers what happens on its connection, each in order, on the event loop's thread."""
+
+    def on_server_message(self, message: str | bytes) -> None:
+        """One server event as it came over the wire (JSON text)."""
+
+    def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        """One received 20 ms frame (48 kHz mono int16, pts, monotonic time)."""
+
+    def on_sent_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
+        """One sent 20 ms frame, as the microphone side sent it."""
+
+    def on_local_message(self, message: str | bytes) -> None:
+        """An event the transport makes itself, in the protocol's words (the WebSocket's playout:
+        `output_audio_buffer.*`)."""
+
+
 class Transport(abc.ABC):
     """One connection of a call. `open` connects (until the event channel is open); `lost` resolves with a reason
     when the connection goes away without `close`; `close` hangs up and releases, and may be called twice."""
@@ -40,17 +57,9 @@ class Transport(abc.ABC):
     lost: asyncio.Future[str]
 
     @abc.abstractmethod
-    async def open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None = None,
-    ) -> None:
-        """Connect with `session`; from then on every server message goes to `on_message` in order, every
-        received audio frame to `on_audio` and every sent one to `on_sent`. `on_local` takes the events a
-        transport makes itself in the protocol's words (the WebSocket's playout: `output_audio_buffer.*`)."""
+    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+        """Connect with `session`; from then on what happens on the connection goes to `events`, in order: every
+        server message, every received and every sent audio frame, and the events the transport makes itself."""
 
     plays_audio: bool = False  # the transport plays the answer out itself (WebSocket); over WebRTC the server does
 
@@ -87,21 +96,16 @@ class WebRTCTransport(Transport):
         self._watch: asyncio.Future[str] | None = None
         self._closed = False
 
-    async def open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None = None,
-    ) -> None:
+    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
         from voiceclient.audio.tracks import InboundReader, OutboundTrack  # aiortc only when a call is made
         from voiceclient.rtc.peer import Peer
 
         timeout = self.settings.connect_timeout
-        self._track = OutboundTrack(SilenceSource(), on_frame=on_sent)
+        sent: FrameTap = events.on_sent_audio
+        received: FrameTap = events.on_received_audio
+        self._track = OutboundTrack(SilenceSource(), on_frame=sent)
         self._peer = peer = Peer(self._track, self.settings.ice_servers)
-        peer.on_message = on_message
+        peer.on_message = events.on_server_message
         peer.lost.add_done_callback(self._peer_lost)
         offer = await peer.create_offer()
         self._api = CallsAPI(self.settings)
@@ -115,7 +119,7 @@ class WebRTCTransport(Transport):
             raise InvalidAnswerError(f"the server's SDP answer does not fit our offer: {reason}") from None
         await peer.wait_open(timeout)
         remote = await asyncio.wait_for(asyncio.shield(peer.remote_track), timeout)
-        self._reader = InboundReader(remote, [on_audio])
+        self._reader = InboundReader(remote, [received])
         self._reader.start()
 
     @property

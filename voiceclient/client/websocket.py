@@ -32,7 +32,7 @@ from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.audio.wire import WireDecoder, WireEncoder
 from voiceclient.client.settings import ClientSettings, base_url_hint
-from voiceclient.client.transport import FrameTap, MessageTap, Transport
+from voiceclient.client.transport import FrameTap, MessageTap, Transport, TransportEvents
 from voiceclient.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -146,38 +146,24 @@ class WebSocketTransport(Transport):
         self._encoder = WireEncoder()
         self._from_api = Resampler(API_RATE, RTP_RATE)
         self._decoder = WireDecoder(lenient=True)
-        self._on_local: MessageTap | None = None
+        self._events: TransportEvents | None = None  # (set by `open`)
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._track: Any = None  # the outbound track that paces the source (set by `open`)
         self._closed = False
 
-    async def open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None = None,
-    ) -> None:
+    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
         try:
-            await self._open(session, on_message, on_audio, on_sent, on_local)
+            await self._open(session, events)
         except BaseException:
             await self.close()  # a refused or failed open leaves no socket or HTTP session behind
             raise
 
-    async def _open(
-        self,
-        session: SessionConfig,
-        on_message: MessageTap,
-        on_audio: FrameTap,
-        on_sent: FrameTap,
-        on_local: MessageTap | None,
-    ) -> None:
+    async def _open(self, session: SessionConfig, events: TransportEvents) -> None:
         import aiohttp
 
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
 
-        self._on_local = on_local
+        self._events = events
         url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
         headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
@@ -201,12 +187,12 @@ class WebSocketTransport(Transport):
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
         log.info("websocket session: connected to %s", url)
-        await self._first(on_message)
-        self._track = track = OutboundTrack(self._source, on_frame=on_sent)
+        await self._first(events.on_server_message)
+        self._track = track = OutboundTrack(self._source, on_frame=events.on_sent_audio)
         self._tasks.spawn(self._write(), "writer")
-        self._tasks.spawn(self._receive(on_message), "receive")
+        self._tasks.spawn(self._receive(events.on_server_message), "receive")
         self._tasks.spawn(self._send_audio(track), "microphone")
-        self._tasks.spawn(self._play(on_audio), "playout")
+        self._tasks.spawn(self._play(events.on_received_audio), "playout")
 
     async def _first(self, on_message: MessageTap) -> None:
         """The session's first event: `session.created` names the session (its id is this connection's call id);
@@ -341,8 +327,8 @@ class WebSocketTransport(Transport):
         return item_id, heard_ms
 
     def _local(self, event: dict[str, Any]) -> None:
-        if self._on_local is not None:
-            self._on_local(json.dumps({"event_id": f"local_{time.monotonic_ns()}", **event}))
+        if self._events is not None:
+            self._events.on_local_message(json.dumps({"event_id": f"local_{time.monotonic_ns()}", **event}))
 
     # ------------------------------------------------------------------------------------------ sending
     async def _send_audio(self, track: Any) -> None:

@@ -42,7 +42,7 @@ MAX_OUTPUT_CHARS = 16_000
 class EventSource(Protocol):
     """What the runner subscribes to (the call's dispatcher, a layer above: tools do not import the client)."""
 
-    def on(self, kind: type[Any], handler: Callable[[Any], object]) -> None: ...
+    def on(self, kind: type[Any], handler: Callable[[Any], object]) -> object: ...
 
 
 INTERRUPTED = "cancelled: the user interrupted before the tool finished"
