@@ -65,7 +65,7 @@ from agents.realtime.model_inputs import (
     RealtimeModelSendUserInput,
 )
 
-from voiceclient.agents import mapping
+from voiceclient.agents.mapping import conversation_message, output_message, tool_call, usage_event, user_item
 from voiceclient.agents.responses import ResponseGate
 from voiceclient.agents.settings import session_wire, tracing_wire
 from voiceclient.audio.format import API_RATE, RTP_RATE
@@ -478,9 +478,9 @@ class WebRTCModel(RealtimeModel):
             item = event.item
             if item.type == "message":
                 done = isinstance(event, ev.ResponseOutputItemDone)
-                await self._emit(RealtimeModelItemUpdatedEvent(item=mapping.output_message(data["item"], done)))
+                await self._emit(RealtimeModelItemUpdatedEvent(item=output_message(data["item"], done)))
             elif item.type == "function_call" and item.status == "completed":
-                await self._emit(RealtimeModelItemUpdatedEvent(item=mapping.tool_call(item)))
+                await self._emit(RealtimeModelItemUpdatedEvent(item=tool_call(item)))
                 await self._emit(
                     RealtimeModelToolCallEvent(
                         call_id=item.call_id or "",
@@ -500,7 +500,7 @@ class WebRTCModel(RealtimeModel):
                 self._interrupted.discard(response_id)
             await self._responses.done(response_id)
             if event.response.usage is not None:
-                await self._emit(mapping.usage_event(event.response.usage))
+                await self._emit(usage_event(event.response.usage))
             await self._emit(RealtimeModelTurnEndedEvent(response_id=response_id))
         elif isinstance(event, (ev.SessionCreated, ev.SessionUpdated)):
             self._server_session = dict(event.session)
@@ -512,9 +512,7 @@ class WebRTCModel(RealtimeModel):
         elif isinstance(event, (ev.ConversationItemAdded, ev.ConversationItemCreated, ev.ConversationItemRetrieved)):
             if event.item.type == "message":
                 previous = event.previous_item_id if isinstance(event, ev.ConversationItemCreated) else None
-                await self._emit(
-                    RealtimeModelItemUpdatedEvent(item=mapping.conversation_message(data["item"], previous))
-                )
+                await self._emit(RealtimeModelItemUpdatedEvent(item=conversation_message(data["item"], previous)))
         elif isinstance(event, (ev.InputTranscriptionCompleted, ev.ConversationItemTruncated)):
             if self._current_item_id:  # the answer's item again, with what the truncation or transcript changed
                 self.call.send(ev.ConversationItemRetrieve(item_id=self._current_item_id))
@@ -620,7 +618,7 @@ class WebRTCModel(RealtimeModel):
             call = await self._ready()
             if send_if is not None and (not send_if() or self._responses.pending):
                 return False
-            self._send(call, ev.ConversationItemCreate(item=mapping.user_item(event.user_input)))
+            self._send(call, ev.ConversationItemCreate(item=user_item(event.user_input)))
             self._create_response(await self._responses.reserve())
             return True
 
@@ -629,7 +627,7 @@ class WebRTCModel(RealtimeModel):
         self._send(
             call, ev.ConversationItemCreate(item=ev.Item.function_call_output(event.tool_call.call_id, event.output))
         )
-        done = mapping.tool_call(
+        done = tool_call(
             ev.Item(
                 type="function_call",
                 id=event.tool_call.id,
