@@ -248,7 +248,7 @@ class WebRTCModel(RealtimeModel):
             self.model = model_settings["model_name"]
         self._tracing = model_settings["tracing"] if "tracing" in model_settings else "auto"
         self._close_requested = False
-        call = self._new_call(await self._settings_for(options), self._session_for(model_settings))
+        call = self._new_call(await self._settings_for(options), self._session_for(model_settings, initial=True))
         self._call = call
         if self._on_call is not None:
             self._on_call(call)
@@ -283,11 +283,12 @@ class WebRTCModel(RealtimeModel):
         except ValueError as exc:
             raise UserError(f"WebRTCModel: {exc}") from None
 
-    def _session_for(self, model_settings: RealtimeSessionModelSettings) -> SessionConfig:
-        """The session for the SDK's settings (the agent's instructions, tools, handoffs, audio), with its tracing
-        (the SDK's model sends that apart after `session.created`) and the `session` fields given here."""
+    def _session_for(self, model_settings: RealtimeSessionModelSettings, *, initial: bool = False) -> SessionConfig:
+        """The session for the SDK's settings (the agent's instructions, tools, handoffs, audio) and the `session`
+        fields given here; the first one with the tracing config (the SDK's model sends that once, apart, after
+        `session.created`; the call keeps it for any later connection)."""
         data = session_wire(model_settings, self.model)
-        tracing = tracing_wire(self._tracing)
+        tracing = tracing_wire(self._tracing) if initial else None
         if tracing is not None:
             data["tracing"] = tracing
         return self._merged(data)
