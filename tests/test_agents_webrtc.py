@@ -589,7 +589,7 @@ async def test_a_tool_call_turn_then_an_interrupt_through_the_sdks_session(voice
     assert seen.interrupted == [answer_item]
     (tool_item,) = [i for i in seen.history if i.type == "function_call"]
     assert tool_item.name == "get_weather" and json.loads(tool_item.arguments) == {"city": "Paris"}
-    assert tool_item.output == str({"city": "Paris", "forecast": "sunny"})  # the SDK's output, as it said it
+    assert json.loads(tool_item.output) == {"city": "Paris", "forecast": "sunny"}  # the SDK's output of the tool
     samples = np.frombuffer(bytes(seen.audio[answer_item]), np.int16)
     assert abs(dominant_frequency(samples, API_RATE) - 660) < 5 and samples.size / API_RATE < heard + 0.3
     log = read_events(tmp_path / "events.jsonl")
