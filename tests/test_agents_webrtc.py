@@ -620,3 +620,40 @@ async def test_a_tool_call_turn_then_an_interrupt_through_the_sdks_session(voice
         log, "conversation.item.truncate"
     )
     assert_wire_valid(tmp_path / "events.jsonl")
+
+
+async def session_held(model: WebRTCModel | None, model_config: Any, updates: int) -> dict[str, Any]:
+    """The session the server confirmed last, once `model` (None: the SDK's WebSocket model) has connected with
+    the triage agent and has had `updates` session updates confirmed."""
+    session = await RealtimeRunner(agents_pair([]), model=model).run(model_config=model_config)
+    seen = Seen()
+    async with session:
+        await seen.until(session, lambda: seen.server_types().count("session.updated") >= updates)
+    last = [e for e in seen.server if e["type"] == "session.updated"][-1]["session"]
+    return {k: v for k, v in last.items() if k not in ("id", "object", "expires_at", "model")}
+
+
+async def test_the_session_is_the_one_the_sdks_websocket_model_sends(voice_server: Any) -> None:
+    """The session the server holds once each model has connected with the same agent and settings: the same
+    (but the model's name: the SDK's model names its default one, `WebRTCModel` leaves it to the server)."""
+    server = await voice_server()
+    settings = {"voice": "marin", "turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}
+    # the SDK's WebSocket model sends the agent's session, then the tracing apart (after session.created)
+    websocket = await session_held(
+        None,
+        {
+            "api_key": "sk-test",
+            "url": f"{server.websocket_url}/realtime?model=gpt-realtime",
+            "initial_model_settings": settings,
+        },
+        updates=2,
+    )
+    webrtc = await session_held(
+        WebRTCModel(source=SilenceSource(), playback=False),
+        {"api_key": "sk-test", "url": server.base_url, "initial_model_settings": settings},
+        updates=1,
+    )
+    assert webrtc == websocket
+    assert webrtc["instructions"] == "Send weather questions to the weather desk."
+    assert [t["name"] for t in webrtc["tools"]] == ["transfer_to_weather"]
+    assert webrtc["audio"]["output"]["voice"] == "marin" and webrtc["tracing"] == "auto"
