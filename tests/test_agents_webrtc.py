@@ -585,6 +585,9 @@ async def test_a_tool_call_turn_then_an_interrupt_through_the_sdks_session(voice
         heard = len(seen.audio[answer_item]) / 2 / API_RATE
         await seen.until(session, lambda: "conversation.item.truncated" in seen.server_types())
         await seen.until(session, lambda: any(i.type == "function_call" and i.output for i in seen.history))
+    # the session's exit closed the model: nothing of it still runs, and closing again is nothing
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("WebRTCModel")]
+    await model.close()
     assert calls == ["Paris"] and seen.errors == [] and "exception" not in seen.types
     assert seen.interrupted == [answer_item]
     (tool_item,) = [i for i in seen.history if i.type == "function_call"]
