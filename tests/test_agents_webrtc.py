@@ -550,3 +550,113 @@ async def test_the_url_and_key_come_from_the_sdks_options_or_the_environment(
     ws = server.base_url.replace("http://", "ws://") + "/realtime?model=gpt-realtime"
     async with await RealtimeRunner(agent, model=model).run(model_config={"url": ws}):
         assert model.call.settings.base_url == server.base_url
+
+
+TOOL_THEN_LONG_ANSWER = """
+after_turns = "silence"
+[[turns]]
+text = "Let me look that up."
+  [[turns.calls]]
+  name = "get_weather"
+  arguments = { city = "Paris" }
+  [turns.after_tools]
+  text = "It is {output[forecast]} in {output[city]}, and here is a long story about its weather."
+  tone = { frequency = 660, seconds = 4.0 }
+"""
+
+
+async def test_a_tool_call_turn_then_an_interrupt_through_the_sdks_session(voice_server: Any, tmp_path: Path) -> None:
+    """One turn through the SDK's `RealtimeSession` over WebRTC, on the model's public interface alone: the user's
+    message, the model's function call, the SDK's tool and its output, the answer after it (asked for only once the
+    first response is done), then `session.interrupt()` a second into that answer."""
+    server, model = await scripted(voice_server, tmp_path, TOOL_THEN_LONG_ANSWER)
+    calls: list[str] = []
+    weather = agents_pair(calls).handoffs[0]
+    assert isinstance(weather, RealtimeAgent)
+    session = await RealtimeRunner(weather, model=model).run(
+        model_config={"api_key": "sk-test", "url": server.base_url, "initial_model_settings": {"turn_detection": None}}
+    )
+    seen = Seen()
+    async with session:
+        await session.send_message("What is the weather in Paris?")
+        await seen.until(session, lambda: "tool_end" in seen.types and len(seen.audio) == 2 and seen.seconds() >= 2.0)
+        answer_item = list(seen.audio)[1]
+        await session.interrupt()
+        heard = len(seen.audio[answer_item]) / 2 / API_RATE
+        await seen.until(session, lambda: "conversation.item.truncated" in seen.server_types())
+        await seen.until(session, lambda: any(i.type == "function_call" and i.output for i in seen.history))
+    # the session's exit closed the model: nothing of it still runs, and closing again is nothing
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("WebRTCModel")]
+    await model.close()
+    assert calls == ["Paris"] and seen.errors == [] and "exception" not in seen.types
+    assert seen.interrupted == [answer_item]
+    (tool_item,) = [i for i in seen.history if i.type == "function_call"]
+    assert tool_item.name == "get_weather" and json.loads(tool_item.arguments) == {"city": "Paris"}
+    assert json.loads(tool_item.output) == {"city": "Paris", "forecast": "sunny"}  # the SDK's output of the tool
+    samples = np.frombuffer(bytes(seen.audio[answer_item]), np.int16)
+    assert abs(dominant_frequency(samples, API_RATE) - 660) < 5 and samples.size / API_RATE < heard + 0.3
+    log = read_events(tmp_path / "events.jsonl")
+    order = [
+        (e["dir"], e["event"]["type"])
+        for e in log
+        if e["event"]["type"] in ("response.create", "response.done", "conversation.item.create")
+    ]
+    # the message and its response; the tool's output, and the response after it only once the first is done
+    assert order == [
+        ("client", "conversation.item.create"),
+        ("client", "response.create"),
+        ("client", "conversation.item.create"),
+        ("server", "response.done"),
+        ("client", "response.create"),
+        ("server", "response.done"),
+    ] or order == [
+        ("client", "conversation.item.create"),
+        ("client", "response.create"),
+        ("server", "response.done"),
+        ("client", "conversation.item.create"),
+        ("client", "response.create"),
+        ("server", "response.done"),
+    ], order
+    (truncated,) = server_sent(log, "conversation.item.truncated")
+    assert truncated["item_id"] == answer_item and abs(truncated["audio_end_ms"] / 1000 - heard) < 0.3
+    assert len(client_sent(log, "output_audio_buffer.clear")) == 1 and not client_sent(
+        log, "conversation.item.truncate"
+    )
+    assert_wire_valid(tmp_path / "events.jsonl")
+
+
+async def session_held(model: WebRTCModel | None, model_config: Any, updates: int) -> dict[str, Any]:
+    """The session the server confirmed last, once `model` (None: the SDK's WebSocket model) has connected with
+    the triage agent and has had `updates` session updates confirmed."""
+    session = await RealtimeRunner(agents_pair([]), model=model).run(model_config=model_config)
+    seen = Seen()
+    async with session:
+        await seen.until(session, lambda: seen.server_types().count("session.updated") >= updates)
+    last = [e for e in seen.server if e["type"] == "session.updated"][-1]["session"]
+    return {k: v for k, v in last.items() if k not in ("id", "object", "expires_at", "model")}
+
+
+async def test_the_session_is_the_one_the_sdks_websocket_model_sends(voice_server: Any) -> None:
+    """The session the server holds once each model has connected with the same agent and settings: the same
+    (but the model's name: the SDK's model names its default one, `WebRTCModel` leaves it to the server)."""
+    server = await voice_server()
+    settings = {"voice": "marin", "turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}
+    # the SDK's WebSocket model sends the agent's session, then the tracing apart (after session.created)
+    websocket = await session_held(
+        None,
+        {
+            "api_key": "sk-test",
+            "url": f"{server.websocket_url}/realtime?model=gpt-realtime",
+            "initial_model_settings": settings,
+        },
+        updates=2,
+    )
+    webrtc = await session_held(
+        WebRTCModel(source=SilenceSource(), playback=False),
+        {"api_key": "sk-test", "url": server.base_url, "initial_model_settings": settings},
+        updates=1,
+    )
+    assert webrtc == websocket
+    assert webrtc["instructions"] == "Send weather questions to the weather desk."
+    assert [t["name"] for t in webrtc["tools"]] == ["transfer_to_weather"]
+    assert webrtc["audio"]["output"]["voice"] == "marin" and webrtc["tracing"] == "auto"

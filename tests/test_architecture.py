@@ -27,7 +27,7 @@ ALLOWED = {
     "speech": {"errors", "tasks", "protocol", "audio", "server"},
     "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
     "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
-    "agents": {"errors", "tasks", "loading", "protocol", "audio", "client", "app"},  # the SDK model, --agent
+    "agents": {"errors", "tasks", "loading", "protocol", "audio", "client"},  # the SDK model, --agent
 }
 
 

@@ -10,18 +10,30 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from agents.realtime import RealtimeAgent, RealtimeRunner, RealtimeSession
 from agents.realtime.config import RealtimeRunConfig
 
 from voiceclient.agents.model import WebRTCModel
-from voiceclient.app.printer import TranscriptPrinter
 from voiceclient.client.call import VoiceCall
 from voiceclient.errors import ConfigError
 from voiceclient.loading import import_user_module
 
 log = logging.getLogger(__name__)
+
+
+class Transcript(Protocol):
+    """Where `call_with_agent` says the call (the CLI's `TranscriptPrinter`: the caller passes it in, so this
+    layer does not reach up into the app's)."""
+
+    foreign_calls: bool
+
+    def line(self, text: str) -> None:
+        """Say one line."""
+
+    def attach(self, call: VoiceCall) -> None:
+        """Follow `call`'s events (its transcripts)."""
 
 
 def load_agent(spec: str) -> RealtimeAgent[Any]:
@@ -129,7 +141,7 @@ class AgentSession:
 async def call_with_agent(
     agent: RealtimeAgent[Any],
     model: WebRTCModel,
-    printer: TranscriptPrinter,
+    printer: Transcript,
     idle_exit: float,
     max_duration: float | None,
 ) -> AgentSession:

@@ -1,30 +1,31 @@
 """`WebRTCModel`: OpenAI's Agents SDK (`RealtimeRunner`) over a voiceclient WebRTC call.
 
-The SDK's own realtime model speaks one WebSocket. This one is that model with its transport replaced: the SDK's
-mapping of server events to its model events, its session config built from the agent, its response sequencing
-and its input conversions all run as they do over the WebSocket (a subclass of `OpenAIRealtimeWebSocketModel`,
-nothing of it copied), while the call is a `VoiceCall`: the microphone (or any `AudioSource`) goes out on the
-RTP track, the model's audio comes back on it (to the speaker, a WAV, and to the SDK as PCM), and the events travel
-on the data channel. What differs over WebRTC, and is done here:
+The model implements the SDK's public `RealtimeModel` interface (`connect`, `add_listener` / `remove_listener`,
+`send_event`, `send_event_if`, `close`) and nothing else of the SDK: the call is a `VoiceCall`, its server events
+become the SDK's model events (`agents.realtime.model_events`) with the meaning the SDK's own WebSocket model
+gives them, and the SDK's send events (`agents.realtime.model_inputs`) become client events. The microphone (or
+any `AudioSource`) goes out on the RTP track, the model's audio comes back on it (to the speaker, a WAV, and to
+the SDK as PCM), and the events travel on the data channel. What differs from the WebSocket:
 
 - audio out: no `response.output_audio.delta` events; the track's frames are decoded to PCM (24 kHz) and handed to
   the SDK as `audio` events while the server says the response's audio plays (`output_audio_buffer.started` to
   `.stopped` / `.cleared`);
 - interrupts and barge-in: the server knows what was played and truncates itself, so an interrupt is
-  `output_audio_buffer.clear` (when audio plays) and `response.cancel` (when a response runs); the SDK's playback
-  tracker is not used, and no `conversation.item.truncate` is sent on the client's guess;
+  `output_audio_buffer.clear` (when audio plays) and `response.cancel` (when a response runs); no playback tracker
+  is used, and no `conversation.item.truncate` is sent on the client's guess;
 - audio in: `send_audio` goes into the outbound track (in real time), not into `input_audio_buffer.append`;
+- `response.create` waits for the response in progress to end (one at a time, as the SDK's model sequences them);
 - reconnect and recycle (voiceclient's `Continuity`) are reported as connection status, with the history
   replayed by voiceclient; the SDK runs the tools, handoffs and guardrails (voiceclient's tool runner is off).
-
-Pinned to the SDK versions tried (the `agents` extra): the subclass uses the SDK model's internal hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, assert_never
@@ -33,18 +34,40 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from agents.exceptions import UserError
 from agents.realtime.config import RealtimeSessionModelSettings
-from agents.realtime.model import RealtimeModelConfig
+from agents.realtime.model import RealtimeModel, RealtimeModelConfig, RealtimeModelListener
 from agents.realtime.model_events import (
+    RealtimeModelAudioDoneEvent,
     RealtimeModelAudioEvent,
     RealtimeModelAudioInterruptedEvent,
     RealtimeModelConnectionStatusEvent,
     RealtimeModelEndOfStreamEvent,
+    RealtimeModelErrorEvent,
+    RealtimeModelEvent,
     RealtimeModelExceptionEvent,
+    RealtimeModelInputAudioTimeoutTriggeredEvent,
+    RealtimeModelInputAudioTranscriptionCompletedEvent,
+    RealtimeModelItemDeletedEvent,
+    RealtimeModelItemUpdatedEvent,
+    RealtimeModelOutputTextDeltaEvent,
+    RealtimeModelRawServerEvent,
+    RealtimeModelToolCallEvent,
+    RealtimeModelTranscriptDeltaEvent,
+    RealtimeModelTurnEndedEvent,
+    RealtimeModelTurnStartedEvent,
 )
-from agents.realtime.model_inputs import RealtimeModelSendAudio, RealtimeModelSendInterrupt
-from agents.realtime.openai_realtime import OpenAIRealtimeWebSocketModel, _ConversionHelper, get_api_key
-from openai.types.realtime.realtime_client_event import RealtimeClientEvent as OpenAIRealtimeClientEvent
+from agents.realtime.model_inputs import (
+    RealtimeModelSendAudio,
+    RealtimeModelSendEvent,
+    RealtimeModelSendInterrupt,
+    RealtimeModelSendRawMessage,
+    RealtimeModelSendSessionUpdate,
+    RealtimeModelSendToolOutput,
+    RealtimeModelSendUserInput,
+)
 
+from voiceclient.agents.mapping import conversation_message, output_message, tool_call, usage_event, user_item
+from voiceclient.agents.responses import ResponseGate
+from voiceclient.agents.settings import session_wire, tracing_wire
 from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, PushSource
@@ -115,7 +138,16 @@ def base_url_from(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-class WebRTCModel(OpenAIRealtimeWebSocketModel):
+async def _api_key(given: Any) -> str | None:
+    """The SDK's `api_key` option: a string, or a function (sync or async) returning one."""
+    if callable(given):
+        given = given()
+        if inspect.isawaitable(given):
+            given = await given
+    return given if isinstance(given, str) and given else None
+
+
+class WebRTCModel(RealtimeModel):
     """An Agents SDK `RealtimeModel` whose connection is a voiceclient WebRTC call.
 
     `RealtimeRunner(agent, model=WebRTCModel(source=WavSource("question.wav"), output_wav="answer.wav"))`.
@@ -145,7 +177,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         on_call: Callable[[VoiceCall], None] | None = None,
         on_status: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__()
+        self.model: str | None = None  # the SDK's `model_name` once connected (None: the server's default)
         self._source = source
         self._playback = playback
         base = recording or Recording()
@@ -155,7 +187,10 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         self._base_session = session
         self._on_call = on_call
         self._on_status = on_status
+        self._listeners: list[RealtimeModelListener] = []
         self._call: VoiceCall | None = None
+        self._tracing: Any = "auto"
+        self._close_requested = False
         self._owned: list[Any] = []  # the microphone and speaker this model opened
         self._pushed: PushSource | None = None
         self._push_resampler: Resampler | None = None
@@ -163,11 +198,31 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         self._events_queued = 0  # server events in the inbox not yet consumed (they may start a playout)
         self._consumer: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._responses = ResponseGate()
+        self._create_tasks: set[asyncio.Task[None]] = set()
+        self._user_input_lock = asyncio.Lock()
+        self._server_session: dict[str, Any] = {}  # as `session.created` / `.updated` last said it
         self._audio_parts: dict[str, tuple[str, int]] = {}  # response id -> (item id, content index) of its audio
         self._playing: _Playing | None = None
+        self._current_item_id: str | None = None  # the audio item last heard
         self._interrupted: set[str] = set()  # responses whose audio the client stopped
         self._resampler = Resampler(RTP_RATE, API_RATE)
         self._connected = asyncio.Event()
+
+    # ------------------------------------------------------------------------------------------ listeners
+    def add_listener(self, listener: RealtimeModelListener) -> None:
+        """Tell `listener` every model event from now on (once, however often added)."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: RealtimeModelListener) -> None:
+        """Stop telling `listener`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def _emit(self, event: RealtimeModelEvent) -> None:
+        for listener in list(self._listeners):  # a listener may remove itself
+            await listener.on_event(event)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -178,6 +233,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         return self._call
 
     async def connect(self, options: RealtimeModelConfig) -> None:
+        """Make the call (its session: the SDK's initial settings, then `session`) and follow its events."""
         if self._call is not None:
             raise AssertionError("Already connected")
         if options.get("call_id"):
@@ -188,17 +244,16 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         model_settings: RealtimeSessionModelSettings = options.get("initial_model_settings", {})
         if options.get("playback_tracker") is not None:
             log.info("WebRTCModel: the playback tracker is not used (over WebRTC the server measures playout)")
-        self._playback_tracker = None
         if model_settings.get("model_name"):
             self.model = model_settings["model_name"]
-        self._tracing_config = model_settings["tracing"] if "tracing" in model_settings else "auto"
+        self._tracing = model_settings["tracing"] if "tracing" in model_settings else "auto"
         self._close_requested = False
-        call = self._new_call(await self._settings_for(options), self._session_for(model_settings))
+        call = self._new_call(await self._settings_for(options), self._session_for(model_settings, initial=True))
         self._call = call
         if self._on_call is not None:
             self._on_call(call)
         self._consumer = asyncio.get_running_loop().create_task(self._consume(), name="WebRTCModel events")
-        await self._emit_event(RealtimeModelConnectionStatusEvent(status="connecting"))
+        await self._emit(RealtimeModelConnectionStatusEvent(status="connecting"))
         try:
             self._start_owned()
             await call.connect()
@@ -207,7 +262,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             raise
         self._connected.set()
         self._watch = asyncio.get_running_loop().create_task(self._watch_call(call), name="WebRTCModel watch")
-        await self._emit_event(RealtimeModelConnectionStatusEvent(status="connected"))
+        await self._emit(RealtimeModelConnectionStatusEvent(status="connected"))
 
     async def _settings_for(self, options: RealtimeModelConfig) -> ClientSettings:
         base = self._settings or ClientSettings.from_env()
@@ -218,10 +273,8 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         if headers is not None:  # as the SDK's model: the headers carry the credential, no Authorization is added
             values.update(headers=dict(headers), api_key=None)
         else:
-            given = options.get("api_key")  # the SDK's option, else these settings' key, else $OPENAI_API_KEY
-            api_key = (
-                (await get_api_key(given) if given is not None else None) or base.api_key or await get_api_key(None)
-            )
+            # the SDK's option, else these settings' key, else $OPENAI_API_KEY
+            api_key = await _api_key(options.get("api_key")) or base.api_key or os.getenv("OPENAI_API_KEY")
             if not api_key:
                 raise UserError("API key is required but was not provided.")
             values["api_key"] = api_key
@@ -230,15 +283,14 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         except ValueError as exc:
             raise UserError(f"WebRTCModel: {exc}") from None
 
-    def _session_for(self, model_settings: RealtimeSessionModelSettings) -> SessionConfig:
-        """The SDK's session object for these settings (the agent's instructions, tools, handoffs, audio), with
-        its tracing (the SDK sends that apart after `session.created`) and the `session` fields given here."""
-        data = self._get_session_config(model_settings).model_dump(mode="json", exclude_unset=True)
-        tracing = _ConversionHelper.convert_tracing_config(self._tracing_config)
+    def _session_for(self, model_settings: RealtimeSessionModelSettings, *, initial: bool = False) -> SessionConfig:
+        """The session for the SDK's settings (the agent's instructions, tools, handoffs, audio) and the `session`
+        fields given here; the first one with the tracing config (the SDK's model sends that once, apart, after
+        `session.created`; the call keeps it for any later connection)."""
+        data = session_wire(model_settings, self.model)
+        tracing = tracing_wire(self._tracing) if initial else None
         if tracing is not None:
-            data["tracing"] = (
-                tracing if isinstance(tracing, str) else tracing.model_dump(mode="json", exclude_unset=True)
-            )
+            data["tracing"] = tracing
         return self._merged(data)
 
     def _merged(self, data: dict[str, Any]) -> SessionConfig:
@@ -291,12 +343,18 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         await self._inbox.put(_Failed(error))
 
     async def close(self) -> None:
+        """Hang up and release everything (idempotent; the model can connect again afterwards)."""
         self._close_requested = True
-        try:
-            await self._cancel_response_create_tasks()
-        finally:
-            await self._teardown()
-            self._reset_connection_state()
+        await self._cancel_create_tasks()
+        await self._teardown()
+
+    async def _cancel_create_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [task for task in self._create_tasks if task is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _teardown(self) -> None:
         call, self._call = self._call, None
@@ -321,9 +379,11 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             self._events_queued = 0
             self._audio_parts.clear()
             self._playing = None
+            self._current_item_id = None
+            self._server_session = {}
             self._interrupted.clear()
             self._pushed = self._push_resampler = None
-            await self._release_response_waiters()
+            await self._responses.reset()
 
     # ------------------------------------------------------------------------------------------ events in
     def _received(self, event: ev.ReceivedServerEvent) -> None:
@@ -353,58 +413,134 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                         await self._on_audio(pcm)
                     case _Status(state):
                         connected = state == "connected"
-                        await self._emit_event(
+                        if connected:  # what was under way on the old connection ended with it
+                            await self._responses.connection_changed()
+                        await self._emit(
                             RealtimeModelConnectionStatusEvent(status="connected" if connected else "connecting")
                         )
                     case _Failed(error):
-                        await self._emit_event(
+                        await self._emit(
                             RealtimeModelExceptionEvent(exception=error, context=f"the WebRTC call failed: {error}")
                         )
-                        await self._emit_event(RealtimeModelConnectionStatusEvent(status="disconnected"))
-                        await self._emit_event(RealtimeModelEndOfStreamEvent())
+                        await self._emit(RealtimeModelConnectionStatusEvent(status="disconnected"))
+                        await self._emit(RealtimeModelEndOfStreamEvent())
                         return
                     case _:
                         assert_never(message)
             except Exception as exc:  # as the SDK's model: one bad event is reported, the stream goes on
-                await self._emit_event(RealtimeModelExceptionEvent(exception=exc, context="Error handling event"))
+                await self._emit(RealtimeModelExceptionEvent(exception=exc, context="Error handling event"))
 
     async def _on_server_event(self, event: ev.ReceivedServerEvent) -> None:
         if isinstance(event, ev.MalformedEvent):
             try:
                 data = json.loads(event.raw)
             except json.JSONDecodeError:
-                await self._emit_event(
+                await self._emit(
                     RealtimeModelExceptionEvent(
                         exception=ValueError(event.reason), context="Failed to parse data-channel message as JSON"
                     )
                 )
                 return
-        else:
-            data = event.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        kind = data.get("type")
-        if kind == "response.content_part.added" and (data.get("part") or {}).get("type") in ("audio", "output_audio"):
-            self._audio_parts[data["response_id"]] = (data["item_id"], data.get("content_index", 0))
-            while len(self._audio_parts) > 8:  # responses whose audio never played (cancelled before playout)
-                del self._audio_parts[next(iter(self._audio_parts))]
-        elif kind == "output_audio_buffer.started":
-            item = self._audio_parts.get(data.get("response_id", ""))
+            await self._emit(RealtimeModelRawServerEvent(data=data))
+            await self._emit(RealtimeModelErrorEvent(error=ValueError(f"{event.event_type}: {event.reason}")))
+            return
+        data = event.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        await self._track_playout(event, data)
+        await self._emit(RealtimeModelRawServerEvent(data=data))
+        await self._map(event, data)
+
+    async def _track_playout(self, event: ev.ReceivedServerEvent, data: dict[str, Any]) -> None:
+        """Which response's audio the track carries (over WebRTC, the server says when it starts and stops)."""
+        if isinstance(event, ev.ResponseContentPartAdded):
+            if (data.get("part") or {}).get("type") in ("audio", "output_audio"):
+                self._audio_parts[event.response_id] = (event.item_id, event.content_index)
+                while len(self._audio_parts) > 8:  # responses whose audio never played (cancelled before playout)
+                    del self._audio_parts[next(iter(self._audio_parts))]
+        elif isinstance(event, ev.OutputAudioBufferStarted):
+            item = self._audio_parts.get(event.response_id)
             if item is not None:
-                self._playing = _Playing(data["response_id"], *item)
+                self._playing = _Playing(event.response_id, *item)
                 self._resampler = Resampler(RTP_RATE, API_RATE)
-                if data["response_id"] in self._interrupted:  # interrupted before it played: not heard at all
+                if event.response_id in self._interrupted:  # interrupted before it played: not heard at all
                     self.call.send(ev.OutputAudioBufferClear())
-        elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
+        elif isinstance(event, (ev.OutputAudioBufferStopped, ev.OutputAudioBufferCleared)):
             playing, self._playing = self._playing, None
-            if playing is not None and playing.response_id == data.get("response_id"):
+            if playing is not None and playing.response_id == event.response_id:
                 self._audio_parts.pop(playing.response_id, None)
-                if kind == "output_audio_buffer.cleared" and playing.response_id not in self._interrupted:
+                if isinstance(event, ev.OutputAudioBufferCleared) and playing.response_id not in self._interrupted:
                     # a barge-in (the server's VAD) or an interrupt from elsewhere: the app stops its playback
-                    await self._emit_event(
+                    await self._emit(
                         RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
                     )
-        elif kind == "response.done":
-            self._interrupted.discard((data.get("response") or {}).get("id", ""))
-        await self._handle_ws_event(data)
+
+    async def _map(self, event: ev.ReceivedServerEvent, data: dict[str, Any]) -> None:
+        """A server event as the SDK's model events, as the SDK's WebSocket model maps it."""
+        if isinstance(event, (ev.ResponseOutputItemAdded, ev.ResponseOutputItemDone)):
+            item = event.item
+            if item.type == "message":
+                done = isinstance(event, ev.ResponseOutputItemDone)
+                await self._emit(RealtimeModelItemUpdatedEvent(item=output_message(data["item"], done)))
+            elif item.type == "function_call" and item.status == "completed":
+                await self._emit(RealtimeModelItemUpdatedEvent(item=tool_call(item)))
+                await self._emit(
+                    RealtimeModelToolCallEvent(
+                        call_id=item.call_id or "",
+                        name=item.name or "",
+                        arguments=item.arguments or "",
+                        id=item.id or "",
+                    )
+                )
+        elif isinstance(event, ev.ResponseOutputAudioDone):
+            await self._emit(RealtimeModelAudioDoneEvent(item_id=event.item_id, content_index=event.content_index))
+        elif isinstance(event, ev.ResponseCreated):
+            await self._responses.created(event.response.id)
+            await self._emit(RealtimeModelTurnStartedEvent(response_id=event.response.id))
+        elif isinstance(event, ev.ResponseDone):
+            response_id = event.response.id
+            if response_id is not None:
+                self._interrupted.discard(response_id)
+            await self._responses.done(response_id)
+            if event.response.usage is not None:
+                await self._emit(usage_event(event.response.usage))
+            await self._emit(RealtimeModelTurnEndedEvent(response_id=response_id))
+        elif isinstance(event, (ev.SessionCreated, ev.SessionUpdated)):
+            self._server_session = dict(event.session)
+        elif isinstance(event, ev.Error):
+            await self._responses.refused(event.error.event_id, _names_response_create(event.error))
+            await self._emit(RealtimeModelErrorEvent(error=event.error))
+        elif isinstance(event, ev.ConversationItemDeleted):
+            await self._emit(RealtimeModelItemDeletedEvent(item_id=event.item_id))
+        elif isinstance(event, (ev.ConversationItemAdded, ev.ConversationItemCreated, ev.ConversationItemRetrieved)):
+            if event.item.type == "message":
+                previous = event.previous_item_id if isinstance(event, ev.ConversationItemCreated) else None
+                await self._emit(RealtimeModelItemUpdatedEvent(item=conversation_message(data["item"], previous)))
+        elif isinstance(event, (ev.InputTranscriptionCompleted, ev.ConversationItemTruncated)):
+            if self._current_item_id:  # the answer's item again, with what the truncation or transcript changed
+                self.call.send(ev.ConversationItemRetrieve(item_id=self._current_item_id))
+            if isinstance(event, ev.InputTranscriptionCompleted):
+                await self._emit(
+                    RealtimeModelInputAudioTranscriptionCompletedEvent(
+                        item_id=event.item_id, transcript=event.transcript
+                    )
+                )
+        elif isinstance(event, ev.ResponseOutputAudioTranscriptDelta):
+            await self._emit(
+                RealtimeModelTranscriptDeltaEvent(
+                    item_id=event.item_id, delta=event.delta, response_id=event.response_id
+                )
+            )
+        elif isinstance(event, ev.ResponseOutputTextDelta):
+            await self._emit(
+                RealtimeModelOutputTextDeltaEvent(
+                    item_id=event.item_id, delta=event.delta, response_id=event.response_id
+                )
+            )
+        elif isinstance(event, ev.InputAudioBufferTimeoutTriggered):
+            await self._emit(
+                RealtimeModelInputAudioTimeoutTriggeredEvent(
+                    item_id=event.item_id, audio_start_ms=event.audio_start_ms, audio_end_ms=event.audio_end_ms
+                )
+            )
 
     async def _on_audio(self, pcm: np.ndarray) -> None:
         playing = self._playing
@@ -413,7 +549,7 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         out = self._resampler.process(pcm)
         if out.size:
             self._current_item_id = playing.item_id  # what `conversation.item.retrieve` refreshes after a truncation
-            await self._emit_event(
+            await self._emit(
                 RealtimeModelAudioEvent(
                     data=out.tobytes(),
                     response_id=playing.response_id,
@@ -422,40 +558,113 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
                 )
             )
 
-    async def _send_tracing_config(self, tracing_config: Any) -> None:
-        """Nothing: the tracing config is part of the session the call sends (and sends again on a new
-        connection)."""
-
     # ------------------------------------------------------------------------------------------ events out
+    async def send_event(self, event: RealtimeModelSendEvent) -> None:
+        """Send what the SDK's session asks for (a `UserError` for what cannot be sent)."""
+        if isinstance(event, RealtimeModelSendRawMessage):
+            await self._send_raw(event)
+        elif isinstance(event, RealtimeModelSendUserInput):
+            await self._send_user_input(event)
+        elif isinstance(event, RealtimeModelSendAudio):
+            await self._send_audio(event)
+        elif isinstance(event, RealtimeModelSendToolOutput):
+            await self._send_tool_output(event)
+        elif isinstance(event, RealtimeModelSendInterrupt):
+            await self._send_interrupt(event)
+        elif isinstance(event, RealtimeModelSendSessionUpdate):
+            call = await self._ready()
+            call.update_session(self._session_for(event.session_settings))
+        else:
+            assert_never(event)
+
+    async def send_event_if(self, event: RealtimeModelSendEvent, send_if: Callable[[], bool]) -> bool:
+        """User input, sent only if `send_if()` still holds as it goes out (and no response is waiting to be
+        asked for); other events are not sent conditionally (False), as the SDK's model does."""
+        if isinstance(event, RealtimeModelSendUserInput):
+            return await self._send_user_input(event, send_if=send_if)
+        return False
+
     async def _ready(self) -> VoiceCall:
         call = self.call
         if not self._connected.is_set():
             await asyncio.wait_for(self._connected.wait(), call.settings.session_update_timeout + 30)
         return call
 
-    async def _send_raw_message(self, event: OpenAIRealtimeClientEvent) -> None:
-        self._send_wire(await self._ready(), event.model_dump(mode="json", exclude_unset=True))
+    def _send(self, call: VoiceCall, event: ev.ClientEvent) -> None:
+        try:
+            call.send(event)
+        except VoiceClientError as exc:
+            raise UserError(f"WebRTCModel: {exc}") from exc
 
-    async def _send_raw_message_if(self, event: OpenAIRealtimeClientEvent, send_if: Callable[[], bool]) -> bool:
+    async def _send_raw(self, event: RealtimeModelSendRawMessage) -> None:
+        wire: dict[str, Any] = {"type": event.message["type"], **(event.message.get("other_data") or {})}
         call = await self._ready()
-        if not send_if():
-            return False
-        self._send_wire(call, event.model_dump(mode="json", exclude_unset=True))
-        return True
-
-    def _send_wire(self, call: VoiceCall, wire: dict[str, Any]) -> None:
-        if wire.get("type") == "session.update":
+        if wire["type"] == "session.update":
             # through the call, which keeps the merged session for any later connection
             call.update_session(self._merged(dict(wire.get("session") or {})))
             return
         parsed = ev.parse_client_event(json.dumps(wire))
         if isinstance(parsed, (ev.UnknownEvent, ev.MalformedEvent)):
             reason = parsed.reason if isinstance(parsed, ev.MalformedEvent) else "not a client event type"
-            raise UserError(f"WebRTCModel cannot send {wire.get('type')!r}: {reason}")
+            raise UserError(f"WebRTCModel cannot send {wire['type']!r}: {reason}")
+        if isinstance(parsed, ev.ResponseCreate):  # one at a time, after the response in progress, as the SDK's
+            self._create_response(await self._responses.reserve(manual=True), parsed)
+            return
+        self._send(call, parsed)
+
+    async def _send_user_input(
+        self, event: RealtimeModelSendUserInput, send_if: Callable[[], bool] | None = None
+    ) -> bool:
+        async with self._user_input_lock:
+            call = await self._ready()
+            if send_if is not None and (not send_if() or self._responses.pending):
+                return False
+            self._send(call, ev.ConversationItemCreate(item=user_item(event.user_input)))
+            self._create_response(await self._responses.reserve())
+            return True
+
+    async def _send_tool_output(self, event: RealtimeModelSendToolOutput) -> None:
+        call = await self._ready()
+        self._send(
+            call, ev.ConversationItemCreate(item=ev.Item.function_call_output(event.tool_call.call_id, event.output))
+        )
+        done = tool_call(
+            ev.Item(
+                type="function_call",
+                id=event.tool_call.id,
+                call_id=event.tool_call.call_id,
+                name=event.tool_call.name,
+                arguments=event.tool_call.arguments,
+            )
+        ).model_copy(
+            update={"previous_item_id": event.tool_call.previous_item_id, "status": "completed", "output": event.output}
+        )
+        await self._emit(RealtimeModelItemUpdatedEvent(item=done))
+        if event.start_response:
+            self._create_response(await self._responses.reserve())
+
+    def _create_response(self, version: int, event: ev.ResponseCreate | None = None) -> None:
+        """`response.create` (this one, or a plain one) once no response runs or is asked for, in the background."""
+        task = asyncio.get_running_loop().create_task(self._send_create(version, event), name="WebRTCModel create")
+        self._create_tasks.add(task)
+        task.add_done_callback(self._create_tasks.discard)
+
+    async def _send_create(self, version: int, event: ev.ResponseCreate | None) -> None:
         try:
-            call.send(parsed)
-        except VoiceClientError as exc:
-            raise UserError(f"WebRTCModel: {exc}") from exc
+            event_id = await self._responses.turn(version, event.event_id if event is not None else None)
+            if event_id is None:  # a create already sent covered it
+                return
+            try:
+                self._send(self.call, (event or ev.ResponseCreate()).model_copy(update={"event_id": event_id}))
+            except BaseException:
+                await self._responses.failed(version)
+                raise
+            await self._responses.sent(version, manual=event is not None)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            if not self._close_requested:
+                await self._emit(RealtimeModelExceptionEvent(exception=exc, context="Error sending response.create"))
 
     async def _send_audio(self, event: RealtimeModelSendAudio) -> None:
         """Into the outbound track, in real time (the session's input format decoded to 48 kHz, one resampler for
@@ -472,15 +681,13 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
             self._pushed.push(self._push_resampler.flush())
             await self._pushed.drained()
             await asyncio.sleep(COMMIT_ALLOWANCE)
-            call.send(ev.InputAudioBufferCommit())
+            self._send(call, ev.InputAudioBufferCommit())
 
     def _decode_input(self, data: bytes) -> tuple[np.ndarray, int]:
         """The app's bytes as int16 samples and their rate, per the session's input format."""
-        fmt = None
-        session = self._created_session
-        if session is not None and session.audio is not None and session.audio.input is not None:
-            fmt = self._read_format_type(session.audio.input.format)
-        wire = wire_format(fmt)
+        audio = self._server_session.get("audio") or {}
+        fmt = (audio.get("input") or {}).get("format") if isinstance(audio, dict) else None
+        wire = wire_format(fmt if isinstance(fmt, (str, dict)) else None)
         try:
             return wire.unpack(data), wire.rate
         except ValueError as exc:
@@ -491,20 +698,37 @@ class WebRTCModel(OpenAIRealtimeWebSocketModel):
         cancel the response (`response.cancel`), scoped to `response_id` when given."""
         if event.playback_only and (event.cancel_response_only or event.force_response_cancel):
             raise ValueError("playback_only cannot be combined with explicit cancellation modes")
-        if event.cancel_response_only:
-            await super()._send_interrupt(event)
-            return
         call = await self._ready()
+        if event.cancel_response_only:
+            if event.response_id is None:
+                raise ValueError("cancel_response_only requires response_id")
+            await self._cancel_response(call, event.response_id)
+            return
         playing = self._playing
         if playing is not None and event.response_id in (None, playing.response_id):
             self._interrupted.add(playing.response_id)
-            await self._emit_event(
+            await self._emit(
                 RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
             )
-            call.send(ev.OutputAudioBufferClear())
+            self._send(call, ev.OutputAudioBufferClear())
         else:  # its audio has not started playing (a guardrail on the first words): stopped when it starts
-            response_id = event.response_id or self._response_create_sequencer.ongoing_response_id
+            response_id = event.response_id or self._responses.ongoing_id
             if response_id is not None:
                 self._interrupted.add(response_id)
-        if not event.playback_only and self._ongoing_response:
-            await self._cancel_response(response_id=event.response_id)
+        if not event.playback_only:
+            await self._cancel_response(call, event.response_id)
+
+    async def _cancel_response(self, call: VoiceCall, response_id: str | None) -> None:
+        """`response.cancel` for the response in progress (`response_id`: only if it is that one)."""
+        if not await self._responses.begin_cancel(response_id):
+            return
+        try:
+            self._send(call, ev.ResponseCancel() if response_id is None else ev.ResponseCancel(response_id=response_id))
+        except BaseException:
+            await self._responses.end_cancel()
+            raise
+
+
+def _names_response_create(error: ev.ErrorDetail) -> bool:
+    """Whether an error without an event id is about a `response.create` (as the SDK's model tells)."""
+    return error.code == "bad_response_create" or "response.create" in (error.message or "").lower()
