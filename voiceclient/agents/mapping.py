@@ -1,5 +1,6 @@
-"""voiceclient's wire data as the Agents SDK's public types, and back: conversation items as the SDK's history
-items (`agents.realtime.items`), a response's usage as its usage event, the SDK's user input as a wire item.
+"""voiceclient's wire data as the Agents SDK's public types, and back: a server event as the SDK's model events
+(`model_events`), conversation items as the SDK's history items (`agents.realtime.items`), a response's usage as
+its usage event, the SDK's user input as a wire item.
 
 The conversions follow the SDK's WebSocket model (the same history comes out over either transport: GA content
 types `output_text`/`output_audio` named `text`/`audio`, as the SDK keeps them), written here from the public
@@ -13,9 +14,21 @@ from typing import Any
 
 from agents.realtime.items import RealtimeMessageItem, RealtimeToolCallItem
 from agents.realtime.model_events import (
+    RealtimeModelAudioDoneEvent,
     RealtimeModelCachedTokensDetails,
+    RealtimeModelErrorEvent,
+    RealtimeModelEvent,
+    RealtimeModelInputAudioTimeoutTriggeredEvent,
+    RealtimeModelInputAudioTranscriptionCompletedEvent,
     RealtimeModelInputTokensDetails,
+    RealtimeModelItemDeletedEvent,
+    RealtimeModelItemUpdatedEvent,
+    RealtimeModelOutputTextDeltaEvent,
     RealtimeModelOutputTokensDetails,
+    RealtimeModelToolCallEvent,
+    RealtimeModelTranscriptDeltaEvent,
+    RealtimeModelTurnEndedEvent,
+    RealtimeModelTurnStartedEvent,
     RealtimeModelUsageEvent,
 )
 from agents.realtime.model_inputs import RealtimeModelUserInput
@@ -26,6 +39,57 @@ from voiceclient.protocol import events as ev
 
 _MESSAGE_ITEM: TypeAdapter[RealtimeMessageItem] = TypeAdapter(RealtimeMessageItem)
 _STATUSES = ("in_progress", "completed", "incomplete")
+
+
+def model_events(event: ev.KnownServerEvent, data: Mapping[str, Any]) -> list[RealtimeModelEvent]:
+    """A server event as the SDK's model events, as the SDK's WebSocket model maps it (`data`: the event as sent).
+    What the model keeps of an event for itself (the response in progress, the session) is the model's."""
+    if isinstance(event, (ev.ResponseOutputItemAdded, ev.ResponseOutputItemDone)):
+        item = event.item
+        if item.type == "message":
+            done = isinstance(event, ev.ResponseOutputItemDone)
+            return [RealtimeModelItemUpdatedEvent(item=output_message(data["item"], done))]
+        if item.type == "function_call" and item.status == "completed":
+            return [
+                RealtimeModelItemUpdatedEvent(item=tool_call(item)),
+                RealtimeModelToolCallEvent(
+                    call_id=item.call_id or "", name=item.name or "", arguments=item.arguments or "", id=item.id or ""
+                ),
+            ]
+        return []
+    if isinstance(event, ev.ResponseOutputAudioDone):
+        return [RealtimeModelAudioDoneEvent(item_id=event.item_id, content_index=event.content_index)]
+    if isinstance(event, ev.ResponseCreated):
+        return [RealtimeModelTurnStartedEvent(response_id=event.response.id)]
+    if isinstance(event, ev.ResponseDone):
+        usage = [usage_event(event.response.usage)] if event.response.usage is not None else []
+        return [*usage, RealtimeModelTurnEndedEvent(response_id=event.response.id)]
+    if isinstance(event, ev.Error):
+        return [RealtimeModelErrorEvent(error=event.error)]
+    if isinstance(event, ev.ConversationItemDeleted):
+        return [RealtimeModelItemDeletedEvent(item_id=event.item_id)]
+    if isinstance(event, (ev.ConversationItemAdded, ev.ConversationItemCreated, ev.ConversationItemRetrieved)):
+        if event.item.type != "message":
+            return []
+        previous = event.previous_item_id if isinstance(event, ev.ConversationItemCreated) else None
+        return [RealtimeModelItemUpdatedEvent(item=conversation_message(data["item"], previous))]
+    if isinstance(event, ev.InputTranscriptionCompleted):
+        return [RealtimeModelInputAudioTranscriptionCompletedEvent(item_id=event.item_id, transcript=event.transcript)]
+    if isinstance(event, ev.ResponseOutputAudioTranscriptDelta):
+        return [
+            RealtimeModelTranscriptDeltaEvent(item_id=event.item_id, delta=event.delta, response_id=event.response_id)
+        ]
+    if isinstance(event, ev.ResponseOutputTextDelta):
+        return [
+            RealtimeModelOutputTextDeltaEvent(item_id=event.item_id, delta=event.delta, response_id=event.response_id)
+        ]
+    if isinstance(event, ev.InputAudioBufferTimeoutTriggered):
+        return [
+            RealtimeModelInputAudioTimeoutTriggeredEvent(
+                item_id=event.item_id, audio_start_ms=event.audio_start_ms, audio_end_ms=event.audio_end_ms
+            )
+        ]
+    return []
 
 
 def conversation_message(item: Mapping[str, Any], previous_item_id: str | None) -> RealtimeMessageItem:

@@ -36,24 +36,13 @@ from agents.exceptions import UserError
 from agents.realtime.config import RealtimeSessionModelSettings
 from agents.realtime.model import RealtimeModel, RealtimeModelConfig, RealtimeModelListener
 from agents.realtime.model_events import (
-    RealtimeModelAudioDoneEvent,
-    RealtimeModelAudioEvent,
-    RealtimeModelAudioInterruptedEvent,
     RealtimeModelConnectionStatusEvent,
     RealtimeModelEndOfStreamEvent,
     RealtimeModelErrorEvent,
     RealtimeModelEvent,
     RealtimeModelExceptionEvent,
-    RealtimeModelInputAudioTimeoutTriggeredEvent,
-    RealtimeModelInputAudioTranscriptionCompletedEvent,
-    RealtimeModelItemDeletedEvent,
     RealtimeModelItemUpdatedEvent,
-    RealtimeModelOutputTextDeltaEvent,
     RealtimeModelRawServerEvent,
-    RealtimeModelToolCallEvent,
-    RealtimeModelTranscriptDeltaEvent,
-    RealtimeModelTurnEndedEvent,
-    RealtimeModelTurnStartedEvent,
 )
 from agents.realtime.model_inputs import (
     RealtimeModelSendAudio,
@@ -65,10 +54,11 @@ from agents.realtime.model_inputs import (
     RealtimeModelSendUserInput,
 )
 
-from voiceclient.agents.mapping import conversation_message, output_message, tool_call, usage_event, user_item
+from voiceclient.agents.mapping import model_events, tool_call, user_item
+from voiceclient.agents.playout import Playout
 from voiceclient.agents.responses import ResponseGate
 from voiceclient.agents.settings import session_wire, tracing_wire
-from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.audio.format import RTP_RATE
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, PushSource
 from voiceclient.audio.wire import wire_format
@@ -116,13 +106,6 @@ class _Failed:
 
 
 _Inbox = _Event | _Audio | _Status | _Failed
-
-
-@dataclass
-class _Playing:
-    response_id: str
-    item_id: str
-    content_index: int
 
 
 def base_url_from(url: str) -> str:
@@ -202,11 +185,7 @@ class WebRTCModel(RealtimeModel):
         self._create_tasks: set[asyncio.Task[None]] = set()
         self._user_input_lock = asyncio.Lock()
         self._server_session: dict[str, Any] = {}  # as `session.created` / `.updated` last said it
-        self._audio_parts: dict[str, tuple[str, int]] = {}  # response id -> (item id, content index) of its audio
-        self._playing: _Playing | None = None
-        self._current_item_id: str | None = None  # the audio item last heard
-        self._interrupted: set[str] = set()  # responses whose audio the client stopped
-        self._resampler = Resampler(RTP_RATE, API_RATE)
+        self._playout = Playout(clear=lambda: self.call.send(ev.OutputAudioBufferClear()))
         self._connected = asyncio.Event()
 
     # ------------------------------------------------------------------------------------------ listeners
@@ -377,11 +356,8 @@ class WebRTCModel(RealtimeModel):
             self._owned.clear()
             self._inbox = asyncio.Queue()
             self._events_queued = 0
-            self._audio_parts.clear()
-            self._playing = None
-            self._current_item_id = None
+            self._playout.reset()
             self._server_session = {}
-            self._interrupted.clear()
             self._pushed = self._push_resampler = None
             await self._responses.reset()
 
@@ -394,7 +370,7 @@ class WebRTCModel(RealtimeModel):
     def _heard(self, pcm: np.ndarray, pts: int, at: float) -> None:
         # Whose audio it is, the consumer knows in order. A frame with nothing playing once every queued event is
         # consumed (the track's silence between answers) is dropped here rather than queued to be dropped there.
-        if self._playing is None and self._events_queued == 0:
+        if self._playout.playing is None and self._events_queued == 0:
             return
         self._inbox.put_nowait(_Audio(pcm))
 
@@ -410,7 +386,9 @@ class WebRTCModel(RealtimeModel):
                         self._events_queued -= 1
                         await self._on_server_event(event)
                     case _Audio(pcm):
-                        await self._on_audio(pcm)
+                        heard = self._playout.heard(pcm)
+                        if heard is not None:
+                            await self._emit(heard)
                     case _Status(state):
                         connected = state == "connected"
                         if connected:  # what was under way on the old connection ended with it
@@ -445,120 +423,29 @@ class WebRTCModel(RealtimeModel):
             await self._emit(RealtimeModelErrorEvent(error=ValueError(f"{event.event_type}: {event.reason}")))
             return
         data = event.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        await self._track_playout(event, data)
+        interrupted = self._playout.track(event)
+        if interrupted is not None:
+            await self._emit(interrupted)
         await self._emit(RealtimeModelRawServerEvent(data=data))
-        await self._map(event, data)
+        if not isinstance(event, ev.UnknownEvent):
+            await self._map(event, data)
 
-    async def _track_playout(self, event: ev.ReceivedServerEvent, data: dict[str, Any]) -> None:
-        """Which response's audio the track carries (over WebRTC, the server says when it starts and stops)."""
-        if isinstance(event, ev.ResponseContentPartAdded):
-            if (data.get("part") or {}).get("type") in ("audio", "output_audio"):
-                self._audio_parts[event.response_id] = (event.item_id, event.content_index)
-                while len(self._audio_parts) > 8:  # responses whose audio never played (cancelled before playout)
-                    del self._audio_parts[next(iter(self._audio_parts))]
-        elif isinstance(event, ev.OutputAudioBufferStarted):
-            item = self._audio_parts.get(event.response_id)
-            if item is not None:
-                self._playing = _Playing(event.response_id, *item)
-                self._resampler = Resampler(RTP_RATE, API_RATE)
-                if event.response_id in self._interrupted:  # interrupted before it played: not heard at all
-                    self.call.send(ev.OutputAudioBufferClear())
-        elif isinstance(event, (ev.OutputAudioBufferStopped, ev.OutputAudioBufferCleared)):
-            playing, self._playing = self._playing, None
-            if playing is not None and playing.response_id == event.response_id:
-                self._audio_parts.pop(playing.response_id, None)
-                if isinstance(event, ev.OutputAudioBufferCleared) and playing.response_id not in self._interrupted:
-                    # a barge-in (the server's VAD) or an interrupt from elsewhere: the app stops its playback
-                    await self._emit(
-                        RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
-                    )
-
-    async def _map(self, event: ev.ReceivedServerEvent, data: dict[str, Any]) -> None:
-        """A server event as the SDK's model events, as the SDK's WebSocket model maps it."""
-        if isinstance(event, (ev.ResponseOutputItemAdded, ev.ResponseOutputItemDone)):
-            item = event.item
-            if item.type == "message":
-                done = isinstance(event, ev.ResponseOutputItemDone)
-                await self._emit(RealtimeModelItemUpdatedEvent(item=output_message(data["item"], done)))
-            elif item.type == "function_call" and item.status == "completed":
-                await self._emit(RealtimeModelItemUpdatedEvent(item=tool_call(item)))
-                await self._emit(
-                    RealtimeModelToolCallEvent(
-                        call_id=item.call_id or "",
-                        name=item.name or "",
-                        arguments=item.arguments or "",
-                        id=item.id or "",
-                    )
-                )
-        elif isinstance(event, ev.ResponseOutputAudioDone):
-            await self._emit(RealtimeModelAudioDoneEvent(item_id=event.item_id, content_index=event.content_index))
-        elif isinstance(event, ev.ResponseCreated):
+    async def _map(self, event: ev.KnownServerEvent, data: dict[str, Any]) -> None:
+        """What the model keeps of a server event, then the event as the SDK's model events (`model_events`)."""
+        if isinstance(event, ev.ResponseCreated):
             await self._responses.created(event.response.id)
-            await self._emit(RealtimeModelTurnStartedEvent(response_id=event.response.id))
         elif isinstance(event, ev.ResponseDone):
-            response_id = event.response.id
-            if response_id is not None:
-                self._interrupted.discard(response_id)
-            await self._responses.done(response_id)
-            if event.response.usage is not None:
-                await self._emit(usage_event(event.response.usage))
-            await self._emit(RealtimeModelTurnEndedEvent(response_id=response_id))
+            await self._responses.done(event.response.id)
         elif isinstance(event, (ev.SessionCreated, ev.SessionUpdated)):
             self._server_session = dict(event.session)
         elif isinstance(event, ev.Error):
             await self._responses.refused(event.error.event_id, _names_response_create(event.error))
-            await self._emit(RealtimeModelErrorEvent(error=event.error))
-        elif isinstance(event, ev.ConversationItemDeleted):
-            await self._emit(RealtimeModelItemDeletedEvent(item_id=event.item_id))
-        elif isinstance(event, (ev.ConversationItemAdded, ev.ConversationItemCreated, ev.ConversationItemRetrieved)):
-            if event.item.type == "message":
-                previous = event.previous_item_id if isinstance(event, ev.ConversationItemCreated) else None
-                await self._emit(RealtimeModelItemUpdatedEvent(item=conversation_message(data["item"], previous)))
         elif isinstance(event, (ev.InputTranscriptionCompleted, ev.ConversationItemTruncated)):
-            if self._current_item_id:  # the answer's item again, with what the truncation or transcript changed
-                self.call.send(ev.ConversationItemRetrieve(item_id=self._current_item_id))
-            if isinstance(event, ev.InputTranscriptionCompleted):
-                await self._emit(
-                    RealtimeModelInputAudioTranscriptionCompletedEvent(
-                        item_id=event.item_id, transcript=event.transcript
-                    )
-                )
-        elif isinstance(event, ev.ResponseOutputAudioTranscriptDelta):
-            await self._emit(
-                RealtimeModelTranscriptDeltaEvent(
-                    item_id=event.item_id, delta=event.delta, response_id=event.response_id
-                )
-            )
-        elif isinstance(event, ev.ResponseOutputTextDelta):
-            await self._emit(
-                RealtimeModelOutputTextDeltaEvent(
-                    item_id=event.item_id, delta=event.delta, response_id=event.response_id
-                )
-            )
-        elif isinstance(event, ev.InputAudioBufferTimeoutTriggered):
-            await self._emit(
-                RealtimeModelInputAudioTimeoutTriggeredEvent(
-                    item_id=event.item_id, audio_start_ms=event.audio_start_ms, audio_end_ms=event.audio_end_ms
-                )
-            )
+            if self._playout.current_item_id:  # the answer's item again, with what the truncation or transcript changed
+                self.call.send(ev.ConversationItemRetrieve(item_id=self._playout.current_item_id))
+        for out in model_events(event, data):
+            await self._emit(out)
 
-    async def _on_audio(self, pcm: np.ndarray) -> None:
-        playing = self._playing
-        if playing is None or playing.response_id in self._interrupted:
-            return
-        out = self._resampler.process(pcm)
-        if out.size:
-            self._current_item_id = playing.item_id  # what `conversation.item.retrieve` refreshes after a truncation
-            await self._emit(
-                RealtimeModelAudioEvent(
-                    data=out.tobytes(),
-                    response_id=playing.response_id,
-                    item_id=playing.item_id,
-                    content_index=playing.content_index,
-                )
-            )
-
-    # ------------------------------------------------------------------------------------------ events out
     async def send_event(self, event: RealtimeModelSendEvent) -> None:
         """Send what the SDK's session asks for (a `UserError` for what cannot be sent)."""
         if isinstance(event, RealtimeModelSendRawMessage):
@@ -704,17 +591,10 @@ class WebRTCModel(RealtimeModel):
                 raise ValueError("cancel_response_only requires response_id")
             await self._cancel_response(call, event.response_id)
             return
-        playing = self._playing
-        if playing is not None and event.response_id in (None, playing.response_id):
-            self._interrupted.add(playing.response_id)
-            await self._emit(
-                RealtimeModelAudioInterruptedEvent(item_id=playing.item_id, content_index=playing.content_index)
-            )
+        interrupted = self._playout.interrupt(event.response_id, self._responses.ongoing_id)
+        if interrupted is not None:  # its audio plays: the app stops it, the server stops sending it
+            await self._emit(interrupted)
             self._send(call, ev.OutputAudioBufferClear())
-        else:  # its audio has not started playing (a guardrail on the first words): stopped when it starts
-            response_id = event.response_id or self._responses.ongoing_id
-            if response_id is not None:
-                self._interrupted.add(response_id)
         if not event.playback_only:
             await self._cancel_response(call, event.response_id)
 
