@@ -94,7 +94,9 @@ def request_of(params: ev.ResponseParams | None) -> ResponseRequest | None:
     for i, item in enumerate(params.input or []):
         if item.get("type") == "item_reference":
             if not isinstance(item.get("id"), str):
-                raise ProtocolError("An item reference needs an id.", "missing_required_parameter", f"response.input[{i}].id")
+                raise ProtocolError(
+                    "An item reference needs an id.", "missing_required_parameter", f"response.input[{i}].id"
+                )
             continue
         problem = check_item(item)
         if problem:

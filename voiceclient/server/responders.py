@@ -167,9 +167,11 @@ def steer(plan: ResponsePlan, tool_choice: Any, tools: list[dict[str, Any]]) -> 
       stays, its MCP calls go;
     - "auto" and an MCP choice: the plan as it is."""
     calls = (FunctionCall, McpCall, McpApprovalRequest)
-    outputs = list(plan.outputs)
+    outputs: list[Speech | FunctionCall | McpApprovalRequest | McpCall] = list(plan.outputs)
     if tool_choice == "none":
-        kept = [o for o in outputs if not isinstance(o, calls)]
+        kept: list[Speech | FunctionCall | McpApprovalRequest | McpCall] = [
+            o for o in outputs if not isinstance(o, calls)
+        ]
         if not kept and outputs:
             kept = [Speech(NO_TOOLS_TEXT, placeholder_audio(NO_TOOLS_TEXT))]
         return ResponsePlan(kept, plan.delay_ms)

@@ -194,10 +194,10 @@ class ResponseEngine:
         for it in new:
             if it.get("type") == "mcp_approval_response":
                 pending = self.mcp_pending.get if oob else self.mcp_pending.pop
-                request = pending(it["approval_request_id"], None)
-                if request is not None:
-                    request.call.approval_request_id = it["approval_request_id"]
-                    ctx.mcp_decisions.append((request, it["approve"], it.get("reason")))
+                approval = pending(it["approval_request_id"], None)
+                if approval is not None:
+                    approval.call.approval_request_id = it["approval_request_id"]
+                    ctx.mcp_decisions.append((approval, it["approve"], it.get("reason")))
         if ctx.mcp_decisions:
             return ctx
         users = [it for it in new if it.get("type") == "message" and it.get("role") == "user"]
@@ -548,7 +548,7 @@ class ResponseEngine:
             offsets = [(0, "")]
         length = max(1, len(text))
         kept_chars, kept_samples = 0, 0
-        for i, (offset, word) in enumerate(offsets):
+        for i, (_, word) in enumerate(offsets):
             end_char = offsets[i + 1][0] if i + 1 < len(offsets) else len(text)
             end_sample = samples if i + 1 == len(offsets) else samples * end_char // length
             cost = text_tokens(word) + (end_sample - kept_samples) * per_sample
