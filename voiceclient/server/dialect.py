@@ -37,12 +37,22 @@ PartIds = Mapping[str, Any]
 # error answering it names (`ProtocolError.with_event`).
 @dataclass(frozen=True)
 class ResponseRequest:
-    """What a client asked of one response (none of it: the session's settings)."""
+    """What a client asked of one response (None: the session's setting, for this response only)."""
 
     output_modalities: list[str] | None = None
     max_output_tokens: int | str | None = None
     conversation: str | None = None  # "none": out of band, in no conversation
     metadata: dict[str, str] | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    voice: str | dict[str, Any] | None = None  # `audio.output.voice`
+    # The response's whole context, when given (`[]`: none): items, or `{"type": "item_reference", "id": ...}`.
+    input: list[dict[str, Any]] | None = None
+
+    @property
+    def out_of_band(self) -> bool:
+        return self.conversation == "none"
 
 
 @dataclass(frozen=True)
@@ -191,12 +201,25 @@ class Dialect(Protocol):
         """The response ended (completed, cancelled, incomplete or failed: `response["status"]`)."""
 
     def output_item_added(
-        self, response_id: str, output_index: int, item: dict[str, Any], previous_item_id: str | None
+        self,
+        response_id: str,
+        output_index: int,
+        item: dict[str, Any],
+        previous_item_id: str | None,
+        *,
+        in_conversation: bool = True,
     ) -> list[Wire]:
-        """A response's output item began (it is in the conversation from now on)."""
+        """A response's output item began (it is in the conversation from now on, unless the response is out of
+        band: `in_conversation` False)."""
 
     def output_item_done(
-        self, response_id: str, output_index: int, item: dict[str, Any], previous_item_id: str | None
+        self,
+        response_id: str,
+        output_index: int,
+        item: dict[str, Any],
+        previous_item_id: str | None,
+        *,
+        in_conversation: bool = True,
     ) -> list[Wire]: ...
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]: ...

@@ -30,6 +30,7 @@ from voiceclient.server.dialect import (
     UpdateSession,
     Wire,
 )
+from voiceclient.server.responders import check_tool_choice
 from voiceclient.server.session_rules import apply_update, default_session
 
 RATE_LIMITS = [
@@ -83,7 +84,34 @@ def request_of(params: ev.ResponseParams | None) -> ResponseRequest | None:
     if params is None:
         return None
     modalities = None if params.output_modalities is None else list[str](params.output_modalities)
-    return ResponseRequest(modalities, params.max_output_tokens, params.conversation, params.metadata)
+    output = (params.audio or {}).get("output") or {}
+    if params.conversation not in (None, "auto", "none"):  # [SDK] `conversation`: "auto" or "none"
+        raise ProtocolError(
+            f"Invalid value: '{params.conversation}'. Supported values are: 'auto' and 'none'.",
+            "invalid_value",
+            "response.conversation",
+        )
+    for i, item in enumerate(params.input or []):
+        if item.get("type") == "item_reference":
+            if not isinstance(item.get("id"), str):
+                raise ProtocolError(
+                    "An item reference needs an id.", "missing_required_parameter", f"response.input[{i}].id"
+                )
+            continue
+        problem = check_item(item)
+        if problem:
+            raise ProtocolError(problem[0], "invalid_value", f"response.input[{i}]" + problem[1][len("item") :])
+    return ResponseRequest(
+        modalities,
+        params.max_output_tokens,
+        params.conversation,
+        params.metadata,
+        instructions=params.instructions,
+        tools=params.tools,
+        tool_choice=params.tool_choice,
+        voice=output.get("voice") if isinstance(output, dict) else None,
+        input=params.input,
+    )
 
 
 @final
@@ -98,7 +126,10 @@ class RealtimeDialect:
         return default_session(model)
 
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
-        return apply_update(current, update, audio_started=audio_started)
+        session = apply_update(current, update, audio_started=audio_started)
+        if isinstance(update, dict) and ("tool_choice" in update or "tools" in update):
+            check_tool_choice(session.get("tool_choice"), session.get("tools") or [], "session.tool_choice")
+        return session
 
     # ------------------------------------------------------------------------------------------ in
     def decode(self, message: str | bytes) -> Command:
@@ -223,20 +254,34 @@ class RealtimeDialect:
         return one(ev.ResponseDone(response=ev.Response.model_validate(response)))
 
     def output_item_added(
-        self, response_id: str, output_index: int, item: dict[str, Any], previous_item_id: str | None
+        self,
+        response_id: str,
+        output_index: int,
+        item: dict[str, Any],
+        previous_item_id: str | None,
+        *,
+        in_conversation: bool = True,
     ) -> list[Wire]:
         added = ev.ResponseOutputItemAdded(
             response_id=response_id, output_index=output_index, item=ev.Item.model_validate(item)
         )
-        return [*one(added), *self.item_added(item, previous_item_id)]
+        # An out-of-band response's items are in no conversation: no `conversation.item.added` ([SDK]
+        # `RealtimeResponseCreateParams.conversation`: "none" does not add items to the default conversation).
+        return [*one(added), *(self.item_added(item, previous_item_id) if in_conversation else [])]
 
     def output_item_done(
-        self, response_id: str, output_index: int, item: dict[str, Any], previous_item_id: str | None
+        self,
+        response_id: str,
+        output_index: int,
+        item: dict[str, Any],
+        previous_item_id: str | None,
+        *,
+        in_conversation: bool = True,
     ) -> list[Wire]:
         done = ev.ResponseOutputItemDone(
             response_id=response_id, output_index=output_index, item=ev.Item.model_validate(item)
         )
-        return [*one(done), *self.item_done(item, previous_item_id)]
+        return [*one(done), *(self.item_done(item, previous_item_id) if in_conversation else [])]
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
         return one(ev.ResponseContentPartAdded(**ids, part=ev.ContentPart.model_validate(part)))

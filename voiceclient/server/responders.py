@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voiceclient.audio.format import API_RATE, tone
 from voiceclient.audio.sources import load_audio
+from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.validation import read_object_file, validate
 from voiceclient.server.faults import FaultSpec
 from voiceclient.server.templates import (
@@ -109,6 +110,83 @@ class TurnContext:
     function_tools: set[str] = field(default_factory=set)  # the names of the session's function tools
     turn_index: int = 0  # user turns answered before this one (in this session or one replayed into it)
     earlier: list[str] = field(default_factory=list)  # what the user said in each earlier turn, in order
+    # What steers this response (the session's, or the response.create's own): the server holds any plan to
+    # `tool_choice` (`steer`), so a responder need not look at it.
+    tool_choice: str | dict[str, Any] = "auto"
+    instructions: str = ""
+    out_of_band: bool = False  # a `conversation: "none"` response: its context is its own input
+
+
+TOOL_CHOICE_MODES = ("auto", "none", "required")
+
+
+def check_tool_choice(choice: Any, tools: list[dict[str, Any]], param: str) -> None:
+    """Refuse a `tool_choice` the real service would not take: not a mode nor a tool, or a function (an MCP
+    server) that `tools` does not declare ([SDK] `RealtimeToolChoiceConfig`: `ToolChoiceOptions`,
+    `ToolChoiceFunction`, `ToolChoiceMcp`). The code and param are ours (the real wording is not established)."""
+    if choice is None or choice in TOOL_CHOICE_MODES:
+        return
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        names = [t.get("name") for t in tools if t.get("type", "function") == "function"]
+        if choice["name"] not in names:
+            raise ProtocolError(
+                f"Invalid value: tool_choice names function '{choice['name']}', which is not among the tools "
+                f"({', '.join(repr(n) for n in names) or 'none declared'}).",
+                "invalid_value",
+                param,
+            )
+        return
+    if isinstance(choice, dict) and choice.get("type") == "mcp" and isinstance(choice.get("server_label"), str):
+        labels = [t.get("server_label") for t in tools if t.get("type") == "mcp"]
+        if choice["server_label"] not in labels:
+            raise ProtocolError(
+                f"Invalid value: tool_choice names MCP server '{choice['server_label']}', which is not among the "
+                "tools.",
+                "invalid_value",
+                param,
+            )
+        return
+    raise ProtocolError(
+        f"Invalid value: {json.dumps(choice)}. Supported values are: 'auto', 'none', 'required', "
+        "{'type': 'function', 'name': ...} and {'type': 'mcp', 'server_label': ...}.",
+        "invalid_value",
+        param,
+    )
+
+
+NO_TOOLS_TEXT = "I can't use a tool for this answer."  # tool_choice "none" left a plan with nothing to say
+
+
+def steer(plan: ResponsePlan, tool_choice: Any, tools: list[dict[str, Any]]) -> ResponsePlan:
+    """The plan as `tool_choice` lets the model answer ([SDK] `RealtimeToolChoiceConfig`):
+    - "none": no tool call, function or MCP; what the plan says stays, and a plan that only called tools says
+      `NO_TOOLS_TEXT` instead;
+    - "required": a plan without a call calls the first declared function (arguments `{}`), as a model made to
+      call a tool it was given no reason for would; with no function declared it stays as it is;
+    - `{"type": "function", "name": N}`: the calls are N's only (the plan's own, else N with `{}`); what it says
+      stays, its MCP calls go;
+    - "auto" and an MCP choice: the plan as it is."""
+    calls = (FunctionCall, McpCall, McpApprovalRequest)
+    outputs: list[Speech | FunctionCall | McpApprovalRequest | McpCall] = list(plan.outputs)
+    if tool_choice == "none":
+        kept: list[Speech | FunctionCall | McpApprovalRequest | McpCall] = [
+            o for o in outputs if not isinstance(o, calls)
+        ]
+        if not kept and outputs:
+            kept = [Speech(NO_TOOLS_TEXT, placeholder_audio(NO_TOOLS_TEXT))]
+        return ResponsePlan(kept, plan.delay_ms)
+    if tool_choice == "required":
+        functions = [t["name"] for t in tools if t.get("type", "function") == "function" and t.get("name")]
+        if not any(isinstance(o, calls) for o in outputs) and functions:
+            outputs.append(FunctionCall(functions[0], "{}"))
+        return ResponsePlan(outputs, plan.delay_ms)
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        name = tool_choice.get("name")
+        kept = [o for o in outputs if not isinstance(o, calls) or (isinstance(o, FunctionCall) and o.name == name)]
+        if not any(isinstance(o, FunctionCall) for o in kept):
+            kept.append(FunctionCall(str(name), "{}"))
+        return ResponsePlan(kept, plan.delay_ms)
+    return plan
 
 
 class Responder(Protocol):

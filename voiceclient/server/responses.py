@@ -36,8 +36,10 @@ from voiceclient.server.responders import (
     ResponsePlan,
     Speech,
     TurnContext,
+    check_tool_choice,
     mcp_tool_names,
     placeholder_audio,
+    steer,
 )
 from voiceclient.tasks import cancel_and_wait
 
@@ -49,10 +51,35 @@ async def _once(parts: list[tuple[str, np.ndarray | None]]) -> AsyncIterator[tup
         yield part
 
 
+TOKENS_PER_CHARACTER = 1 / 4  # the text estimate: about four characters a token (usage, max_output_tokens)
+AUDIO_TOKENS_PER_SECOND = 10  # the audio estimate (usage, max_output_tokens)
+
+
+def text_tokens(text: str) -> float:
+    return len(text) * TOKENS_PER_CHARACTER
+
+
+@dataclass
+class Steering:
+    """What steers one response: the session's settings, or the `response.create`'s for this response only."""
+
+    instructions: str = ""
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = "auto"
+    max_output_tokens: float = float("inf")
+
+
 @dataclass
 class ActiveResponse:
     id: str
     obj: dict[str, Any]
+    # Where its items go: the session's conversation, or (out of band) a scratch one no client sees.
+    conversation: Conversation = field(default_factory=Conversation)
+    out_of_band: bool = False
+    steering: Steering = field(default_factory=Steering)
+    tokens: float = 0.0  # output tokens so far (text and audio, by the estimate above)
+    text_tokens: float = 0.0
+    out_of_tokens: bool = False  # max_output_tokens reached: the response ends `incomplete`
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
     failure: ProtocolError | None = None  # the server cut it short (shutting down): it ends `failed`
@@ -79,7 +106,8 @@ class ResponseEngine:
         self.transcript_of = transcript_of  # the user turn's transcript, for responders that listen
         self.input_seconds = input_seconds  # input audio so far (for the usage estimate)
         self.on_audio_stopped = on_audio_stopped  # the assistant's audio has finished playing (not cleared)
-        self.active: ActiveResponse | None = None
+        self.active: ActiveResponse | None = None  # the default conversation's response (one at a time)
+        self.out_of_band: dict[str, ActiveResponse] = {}  # out-of-band responses running (any number, beside it)
         self.responses: dict[str, ActiveResponse] = {}
         self.last_response_id: str | None = None
         self.turn_index = 0
@@ -131,20 +159,45 @@ class ResponseEngine:
             self.send(self.dialect.item_done(item, previous))
 
     # ------------------------------------------------------------------------------------------ responses
-    def _context(self) -> TurnContext:
+    def _input_items(self, request: ResponseRequest) -> list[dict[str, Any]]:
+        """An out-of-band response's context: its `input` (items, or references to the conversation's items), or
+        the whole default conversation when it gives none. Nothing is marked answered."""
+        if request.input is None:
+            return list(self.conversation.items)
+        items = []
+        for i, it in enumerate(request.input):
+            if it.get("type") == "item_reference":
+                found = self.conversation.get(it["id"])
+                if found is None:  # (the real wording is not established: refused, as an unknown item elsewhere)
+                    raise ProtocolError(
+                        f"Item with id '{it['id']}' not found.", "item_not_found", f"response.input[{i}].id"
+                    )
+                items.append(found)
+            else:
+                items.append({"id": it.get("id") or new_id("item"), **it})
+        return items
+
+    def _context(self, resp: ActiveResponse, request: ResponseRequest | None) -> TurnContext:
         """What the next response answers: MCP approval decisions, else a new user message (a user turn, even if
-        tool outputs came in meanwhile), else the function outputs that arrived since the last response."""
-        new = self.conversation.take_unanswered()
+        tool outputs came in meanwhile), else the function outputs that arrived since the last response. An
+        out-of-band response answers its own input (`_input_items`): it takes nothing from the conversation's
+        unanswered items and is planned as the next turn would be, without using that turn up."""
+        oob = resp.out_of_band
+        new = self._input_items(request) if oob and request is not None else self.conversation.take_unanswered()
         ctx = TurnContext(turn_index=self.turn_index)
-        tools = self.session.get("tools") or []
+        tools = resp.steering.tools
         ctx.mcp_tools = {t["server_label"]: t for t in tools if t.get("type") == "mcp"}
         ctx.function_tools = {t["name"] for t in tools if t.get("type") == "function" and "name" in t}
+        ctx.tool_choice = resp.steering.tool_choice
+        ctx.instructions = resp.steering.instructions
+        ctx.out_of_band = oob
         for it in new:
             if it.get("type") == "mcp_approval_response":
-                request = self.mcp_pending.pop(it["approval_request_id"], None)
-                if request is not None:
-                    request.call.approval_request_id = it["approval_request_id"]
-                    ctx.mcp_decisions.append((request, it["approve"], it.get("reason")))
+                pending = self.mcp_pending.get if oob else self.mcp_pending.pop
+                approval = pending(it["approval_request_id"], None)
+                if approval is not None:
+                    approval.call.approval_request_id = it["approval_request_id"]
+                    ctx.mcp_decisions.append((approval, it["approve"], it.get("reason")))
         if ctx.mcp_decisions:
             return ctx
         users = [it for it in new if it.get("type") == "message" and it.get("role") == "user"]
@@ -161,7 +214,8 @@ class ResponseEngine:
             ctx.earlier = self.conversation.user_words(last["id"])
             # A conversation carried over from an earlier session goes on where it was, not at its first turn.
             ctx.turn_index = self.turn_index + self.conversation.carried_turns(last["id"])
-            self.turn_index += 1
+            if not oob:
+                self.turn_index += 1
             return ctx
         # In the order the model made the calls, not the order the tools happened to finish in.
         order = {
@@ -178,17 +232,53 @@ class ResponseEngine:
             (self.call_origins[it["call_id"]] for it in outputs if self.call_origins.get(it["call_id"]) is not None),
             None,
         )
-        if not outputs:
+        if not outputs and not oob:
             self.turn_index += 1
         return ctx
 
+    def steering(self, params: ResponseRequest | None) -> Steering:
+        """The response's instructions, tools, tool choice and token cap: the request's, else the session's.
+        Raises ProtocolError for a tool choice the tools do not allow (the request's own, or the session's with
+        the request's tools)."""
+        session = self.session
+        tools = params.tools if params and params.tools is not None else session.get("tools") or []
+        choice = params.tool_choice if params and params.tool_choice is not None else session.get("tool_choice")
+        param = "response.tool_choice" if params and params.tool_choice is not None else "session.tool_choice"
+        check_tool_choice(choice, tools, param)
+        cap = params.max_output_tokens if params and params.max_output_tokens else session.get("max_output_tokens")
+        return Steering(
+            instructions=(
+                params.instructions if params and params.instructions is not None else session.get("instructions")
+            )
+            or "",
+            tools=list(tools),
+            tool_choice=choice or "auto",
+            max_output_tokens=float("inf") if cap in (None, "inf") else float(cap),
+        )
+
+    def running(self, response_id: str | None = None) -> ActiveResponse | None:
+        """The response `response.cancel` means: the one named (default or out of band), else the default
+        conversation's ([SDK] `ResponseCancelEvent.response_id`: "if not provided, will cancel an in-progress
+        response in the default conversation")."""
+        if response_id is None:
+            return self.active
+        resp = self.active if self.active is not None and self.active.id == response_id else None
+        return resp or self.out_of_band.get(response_id)
+
     def start(self, params: ResponseRequest | None) -> ActiveResponse:
-        """A new response (the caller has checked that none is active)."""
+        """A new response (the caller has checked that no default-conversation response is active, when this is
+        one; out-of-band responses run beside it and each other). Raises ProtocolError, before anything is sent,
+        for a request the real service refuses."""
         modalities = (
             params.output_modalities if params and params.output_modalities else self.session["output_modalities"]
         )
+        steering = self.steering(params)
+        out_of_band = params is not None and params.out_of_band
+        if out_of_band and params is not None and params.input is not None:
+            self._input_items(params)  # an unknown item reference is refused before the response exists
         resp_id = new_id("resp")
-        conversation = None if params and params.conversation == "none" else "conv_" + self.ctx.id.split("_", 1)[-1]
+        conversation = None if out_of_band else "conv_" + self.ctx.id.split("_", 1)[-1]
+        voice = params.voice if params and params.voice is not None else self.session["audio"]["output"]["voice"]
         obj = {
             "object": "realtime.response",
             "id": resp_id,
@@ -203,17 +293,26 @@ class ResponseEngine:
             "audio": {
                 "output": {
                     "format": self.session["audio"]["output"]["format"],
-                    "voice": self.session["audio"]["output"]["voice"],
+                    "voice": voice,
                 }
             },
             "usage": None,
             "metadata": params.metadata if params else None,
         }
-        active = ActiveResponse(resp_id, obj)
-        self.active = active
+        active = ActiveResponse(
+            resp_id,
+            obj,
+            conversation=Conversation() if out_of_band else self.conversation,
+            out_of_band=out_of_band,
+            steering=steering,
+        )
+        if out_of_band:
+            self.out_of_band[resp_id] = active
+        else:
+            self.active = active
         self.responses[resp_id] = active
         self.last_response_id = resp_id
-        ctx = self._context()
+        ctx = self._context(active, params)
         # Announced here, not in the task: a cancel that comes before the task first runs still ends a response
         # the client has seen created (`cancel` then sends its `response.done`).
         self.send(self.dialect.response_created({**obj, "output": []}))
@@ -231,7 +330,7 @@ class ResponseEngine:
 
     async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
         try:
-            plan = await self._plan(ctx)
+            plan = steer(await self._plan(ctx), resp.steering.tool_choice, resp.steering.tools)
             if plan.delay_ms:
                 await asyncio.sleep(plan.delay_ms / 1000)
             for index, output in enumerate(plan.outputs):
@@ -243,7 +342,13 @@ class ResponseEngine:
                     await self._emit_mcp_call(resp, index, output)
                 else:
                     await self._emit_message(resp, index, output, audio)
-            resp.obj["status"] = "completed"
+                if resp.out_of_tokens:
+                    break
+            if resp.out_of_tokens:  # [SDK] `RealtimeResponseStatus`: incomplete, reason max_output_tokens
+                resp.obj["status"] = "incomplete"
+                resp.obj["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
+            else:
+                resp.obj["status"] = "completed"
         except asyncio.CancelledError:
             self._cut_short(resp)
         except Exception as exc:  # a responder bug ends this response, visibly, and never the session
@@ -276,12 +381,16 @@ class ResponseEngine:
         self.ctx.on_response_done()
         if self.active is resp:
             self.active = None
+        self.out_of_band.pop(resp.id, None)
         self.output.close(resp.id)
 
     def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
-        text = sum(len(json.dumps(it)) // 4 for it in resp.obj["output"])
-        audio_out = int(resp.queued / self.output.rate * 10)
-        audio_in = int(self.input_seconds() * 10)
+        """An estimate (no model counts here): output text at about four characters a token (the words said, a
+        call's name and arguments), audio at 10 tokens a second, the same estimate `max_output_tokens` is held
+        to; input, the conversation's items as JSON and the input audio."""
+        text = int(resp.text_tokens)
+        audio_out = int(resp.queued / self.output.rate * AUDIO_TOKENS_PER_SECOND)
+        audio_in = int(self.input_seconds() * AUDIO_TOKENS_PER_SECOND)
         text_in = sum(len(json.dumps(it)) // 4 for it in self.conversation.items) // 2
         return {
             "total_tokens": text + audio_out + audio_in + text_in,
@@ -299,15 +408,20 @@ class ResponseEngine:
 
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
         resp.obj["output"].append(item)
-        previous = self.conversation.add_output(item)
-        self.send(self.dialect.output_item_added(resp.id, index, item, previous))
+        previous = resp.conversation.add_output(item)
+        if resp.out_of_band:
+            previous = None
+        self.send(self.dialect.output_item_added(resp.id, index, item, previous, in_conversation=not resp.out_of_band))
         return previous
+
+    def _item_done(self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None) -> None:
+        self.send(self.dialect.output_item_done(resp.id, index, item, previous, in_conversation=not resp.out_of_band))
 
     def _finish_item(
         self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None, status: str
     ) -> None:
         item["status"] = status
-        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
+        self._item_done(resp, index, item, previous)
 
     async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
         item_id = new_id("item")
@@ -326,8 +440,17 @@ class ResponseEngine:
         self.send(self.dialect.content_part_added(ids, empty))
         status = "completed"
         try:
-            async for text, pcm24 in self._voiced_parts(speech, audio):
-                await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
+            parts = self._voiced_parts(speech, audio)
+            try:
+                async for text, pcm24 in parts:
+                    await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
+                    if resp.out_of_tokens:
+                        status = "incomplete"
+                        break
+            finally:
+                aclose = getattr(parts, "aclose", None)
+                if aclose is not None:
+                    await aclose()
             if audio:  # every audio delta before `response.output_audio.done` (a paced WebSocket output)
                 await self.output.flushed(resp.id)
         except asyncio.CancelledError:
@@ -372,8 +495,10 @@ class ResponseEngine:
         """Queue one part's audio, then send its words (adding each to `said` as it goes), each as its audio
         starts playing when `paced`."""
         item_id = item["id"]
+        conversation = resp.conversation
+        text, pcm24 = self._within_budget(resp, text, pcm24)
         start = resp.queued
-        earlier = self.conversation.audio.get(item_id)
+        earlier = conversation.audio.get(item_id)
         item_start = start - (earlier.pcm.size if earlier is not None else 0)  # where the item's audio began
         if pcm24 is not None and pcm24.size:
             rate = self.output.rate
@@ -385,14 +510,14 @@ class ResponseEngine:
             else:  # the item's audio grows by this part (its entry is the last: items are voiced in turn)
                 resp.audio_items[-1] = (item, item_start, resp.queued)
             whole = pcm if earlier is None else np.concatenate([earlier.pcm, pcm])
-            self.conversation.audio[item_id] = ItemAudio(whole, rate)
+            conversation.audio[item_id] = ItemAudio(whole, rate)
             self.audio_started = True
             if earlier is None:
                 with contextlib.suppress(TimeoutError):  # (asyncio.timeout: 3.11's wait_for can drop a cancel)
                     async with asyncio.timeout(0.5):
                         await resp.started.wait()
         total = max(1, resp.queued - start)
-        starts = self.conversation.word_starts.setdefault(item_id, [])
+        starts = conversation.word_starts.setdefault(item_id, [])
         for offset, word in word_offsets(text):
             due = start + int(total * offset / max(1, len(text)))
             starts.append((samples_to_ms(due - item_start, self.output.rate), word))
@@ -409,7 +534,41 @@ class ResponseEngine:
                 self.send(self.dialect.output_text_delta(ids, word))
             await asyncio.sleep(0)
 
+    def _within_budget(
+        self, resp: ActiveResponse, text: str, pcm24: np.ndarray | None
+    ) -> tuple[str, np.ndarray | None]:
+        """The part as far as `max_output_tokens` lets it go: word by word, each costing its text tokens and the
+        audio it spans; the part is cut where the next word would go over, text and audio alike (the transcript
+        is what was said up to the cut). Marks the response `out_of_tokens` when it cut."""
+        cap = resp.steering.max_output_tokens
+        samples = 0 if pcm24 is None else pcm24.size
+        per_sample = AUDIO_TOKENS_PER_SECOND / API_RATE
+        offsets = word_offsets(text) if text else []
+        if not offsets and samples:
+            offsets = [(0, "")]
+        length = max(1, len(text))
+        kept_chars, kept_samples = 0, 0
+        for i, (_, word) in enumerate(offsets):
+            end_char = offsets[i + 1][0] if i + 1 < len(offsets) else len(text)
+            end_sample = samples if i + 1 == len(offsets) else samples * end_char // length
+            cost = text_tokens(word) + (end_sample - kept_samples) * per_sample
+            if resp.tokens + cost > cap:
+                resp.out_of_tokens = True
+                break
+            resp.tokens += cost
+            resp.text_tokens += text_tokens(word)
+            kept_chars, kept_samples = end_char, end_sample
+        if not resp.out_of_tokens:
+            return text, pcm24
+        return text[:kept_chars], None if pcm24 is None else pcm24[:kept_samples]
+
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
+        cost = text_tokens(call.name + call.arguments)
+        if resp.tokens + cost > resp.steering.max_output_tokens:  # a call is made whole or not at all
+            resp.out_of_tokens = True
+            return
+        resp.tokens += cost
+        resp.text_tokens += cost
         item_id, call_id = new_id("item"), new_id("call")
         item: dict[str, Any] = {
             "id": item_id,
@@ -442,7 +601,7 @@ class ResponseEngine:
         }
         previous = self._output_item(resp, index, item)
         self.mcp_pending[item["id"]] = request
-        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
+        self._item_done(resp, index, item, previous)
 
     async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
         item: dict[str, Any] = {
@@ -467,7 +626,7 @@ class ResponseEngine:
         else:
             item["output"] = call.output or ""
             self.send(self.dialect.mcp_call_finished(item["id"], index, failed=False))
-        self.send(self.dialect.output_item_done(resp.id, index, item, previous))
+        self._item_done(resp, index, item, previous)
 
     def has_mcp_request(self, item_id: str) -> bool:
         return item_id in self.mcp_pending
@@ -482,7 +641,8 @@ class ResponseEngine:
             self._finish(resp)
 
     async def interrupt(self, reason: str) -> None:
-        """Barge-in: cancel the running response, cut its audio, truncate what was not heard."""
+        """Barge-in: cancel the default conversation's running response, cut all audio, truncate what was not
+        heard. Out-of-band responses go on (what they have queued is cut with the rest)."""
         if self.active is not None:
             await self.cancel(self.active, reason)
         if self.output.announces_playout:
@@ -501,7 +661,10 @@ class ResponseEngine:
                 heard = min(max(samples - start, 0), end - start)
                 if heard < end - start:
                     rate = self.output.rate
-                    self._truncate(item, samples_to_ms(heard, rate))
+                    if resp.out_of_band:  # its item is in no conversation: cut, and nothing to announce
+                        resp.conversation.cut(item, samples_to_ms(heard, rate))
+                    else:
+                        self._truncate(item, samples_to_ms(heard, rate))
             self.send(self.dialect.playout_cleared(resp_id))
         return bool(played)
 
@@ -523,6 +686,6 @@ class ResponseEngine:
     async def close(self, failure: ProtocolError | None = None) -> None:
         """Cancel the running response as the session ends: `client_cancelled` when the client ended it, `failed`
         with `failure` when the server did."""
-        if self.active is not None:
-            self.active.failure = failure
-            await self.cancel(self.active, "client_cancelled")
+        for resp in [*self.out_of_band.values(), *([self.active] if self.active is not None else [])]:
+            resp.failure = failure
+            await self.cancel(resp, "client_cancelled")

@@ -346,7 +346,8 @@ class ServerSession:
                 )
 
     def _respond(self, request: ResponseRequest | None) -> None:
-        self.turns.cancel_idle_timer()
+        if request is None or not request.out_of_band:
+            self.turns.cancel_idle_timer()
         self.responses.start(request)
 
     # ------------------------------------------------------------------------------------------ client events
@@ -408,7 +409,8 @@ class ServerSession:
             case TruncateItem(item_id, audio_end_ms):
                 self.responses.truncate(item_id, audio_end_ms)
             case CreateResponse(request):
-                if self.responses.active is not None:
+                # Only two default-conversation responses conflict; out-of-band ones run beside it.
+                if self.responses.active is not None and not (request is not None and request.out_of_band):
                     raise ProtocolError(
                         f"Conversation already has an active response in progress: "
                         f"{self.responses.active.id}. Wait until the response is finished before "
@@ -417,8 +419,8 @@ class ServerSession:
                     )
                 self._respond(request)
             case CancelResponse(response_id):
-                active = self.responses.active
-                if active is None or (response_id and response_id != active.id):
+                active = self.responses.running(response_id)
+                if active is None:
                     raise ProtocolError("Cancellation failed: no active response found.", "response_cancel_not_active")
                 await self.responses.cancel(active, "client_cancelled")
             case _:
