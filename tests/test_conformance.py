@@ -169,8 +169,39 @@ async def test_a_function_output_for_an_unknown_call_is_refused(wire: Wire) -> N
     assert not [e for e in wire.seen if e["type"] == "conversation.item.added" and e["item"]["type"] != "message"]
 
 
+# ----------------------------------------------------------------------------------------------- responses
+async def test_max_output_tokens_ends_the_response_incomplete(wire: Wire) -> None:
+    """[SDK] RealtimeResponseStatus: reaching `max_output_tokens` ends the response `incomplete`, with reason
+    `max_output_tokens`."""
+    await wire.send(user_text("Tell me a long story about the sea."))
+    await wire.send({"type": "response.create", "response": {"max_output_tokens": 1}})
+    done = await wire.next("response.done")
+    assert done["response"]["status"] == "incomplete"
+    assert done["response"]["status_details"]["reason"] == "max_output_tokens"
+
+
+async def test_an_out_of_band_response_runs_beside_the_default_one_outside_the_conversation(wire: Wire) -> None:
+    """[SDK] RealtimeResponseCreateParams (`conversation: "none"`, `input`, `metadata`): it runs while the
+    default response runs, its `conversation_id` is null, its metadata is echoed, and nothing it makes is added
+    to the conversation."""
+    await wire.send(user_text("Say hello."))
+    await wire.send({"type": "response.create"})
+    await wire.next("response.created")
+    oob = {"conversation": "none", "metadata": {"topic": "check"}, "output_modalities": ["text"], "input": []}
+    await wire.send({"type": "response.create", "response": oob})
+    done: dict[str, dict[str, Any]] = {}
+    while len(done) < 2:
+        event = await wire.next("response.done", "error")
+        assert event["type"] == "response.done", event  # no conversation_already_has_active_response
+        done["oob" if event["response"].get("metadata") == {"topic": "check"} else "default"] = event["response"]
+    assert done["oob"]["conversation_id"] is None and done["default"]["conversation_id"] is not None
+    oob_items = {item["id"] for item in done["oob"]["output"]}
+    added = {e["item"]["id"] for e in wire.seen if e["type"] in ("conversation.item.added", "conversation.item.done")}
+    assert oob_items and not oob_items & added
+
+
 # ----------------------------------------------------------------------------------------------- the switch
-ROWS = 9  # the tests above
+ROWS = 11  # the tests above
 
 
 @pytest.mark.subprocess
