@@ -30,6 +30,7 @@ from voiceclient.server.dialect import (
     UpdateSession,
     Wire,
 )
+from voiceclient.server import transcription
 from voiceclient.server.session_rules import apply_update, default_session
 
 RATE_LIMITS = [
@@ -86,6 +87,21 @@ def request_of(params: ev.ResponseParams | None) -> ResponseRequest | None:
     return ResponseRequest(modalities, params.max_output_tokens, params.conversation, params.metadata)
 
 
+def transcription_update(message: str | bytes) -> UpdateSession | None:
+    """A `session.update` carrying a transcription session (`session.type: "transcription"`), which the client's
+    event model (a realtime session) does not hold: the session as the client wrote it, for `apply_update`."""
+    try:
+        data = json.loads(message)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != "session.update":
+        return None
+    session, event_id = data.get("session"), data.get("event_id")
+    if not isinstance(session, dict) or session.get("type") != "transcription":
+        return None
+    return UpdateSession(session, event_id=event_id if isinstance(event_id, str) else None)
+
+
 @final
 class RealtimeDialect:
     """OpenAI's Realtime API (GA), over WebRTC, WebSocket and sidebands."""
@@ -97,11 +113,21 @@ class RealtimeDialect:
     def default_session(self, model: str | None = None) -> dict[str, Any]:
         return default_session(model)
 
+    def default_transcription_session(self) -> dict[str, Any]:
+        return transcription.default_session()
+
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
+        if current.get("type") == "transcription":
+            return transcription.apply_update(current, update)
+        if transcription.changes_type(current, update):
+            raise transcription.type_change_refused(current, update)
         return apply_update(current, update, audio_started=audio_started)
 
     # ------------------------------------------------------------------------------------------ in
     def decode(self, message: str | bytes) -> Command:
+        update = transcription_update(message)
+        if update is not None:
+            return update
         event = ev.parse_client_event(message)
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:
