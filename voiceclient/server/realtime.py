@@ -30,8 +30,13 @@ from voiceclient.server.dialect import (
     UpdateSession,
     Wire,
 )
-from voiceclient.server import transcription
 from voiceclient.server.session_rules import apply_update, default_session
+from voiceclient.server.transcription import (
+    apply_transcription_update,
+    changes_type,
+    default_transcription_session,
+    type_change_refused,
+)
 
 RATE_LIMITS = [
     {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
@@ -114,13 +119,13 @@ class RealtimeDialect:
         return default_session(model)
 
     def default_transcription_session(self) -> dict[str, Any]:
-        return transcription.default_session()
+        return default_transcription_session()
 
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
         if current.get("type") == "transcription":
-            return transcription.apply_update(current, update)
-        if transcription.changes_type(current, update):
-            raise transcription.type_change_refused(current, update)
+            return apply_transcription_update(current, update)
+        if changes_type(current, update):
+            raise type_change_refused(current, update)
         return apply_update(current, update, audio_started=audio_started)
 
     # ------------------------------------------------------------------------------------------ in

@@ -55,7 +55,7 @@ def default_turn_detection(kind: str) -> dict[str, Any]:
     return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
 
 
-def default_session() -> dict[str, Any]:
+def default_transcription_session() -> dict[str, Any]:
     """A fresh transcription session, as `session.created` shows it."""
     return {
         "type": "transcription",
@@ -74,7 +74,7 @@ def default_session() -> dict[str, Any]:
     }
 
 
-def check_session(data: Any) -> dict[str, Any]:
+def check_transcription_session(data: Any) -> dict[str, Any]:
     """Validate a transcription session object from a client (its wire form); raise ProtocolError with the API's
     codes and the field's path."""
     if not isinstance(data, dict):
@@ -103,15 +103,15 @@ def type_change_refused(current: dict[str, Any], update: dict[str, Any]) -> Prot
     )
 
 
-def apply_update(current: dict[str, Any], update: Any) -> dict[str, Any]:
+def apply_transcription_update(current: dict[str, Any], update: Any) -> dict[str, Any]:
     """Merge a `session.update` (or a creation request) into the current transcription session; the current one
     is untouched on error."""
     if changes_type(current, update):
         raise type_change_refused(current, update)
-    patch = check_session(update)
+    patch = check_transcription_session(update)
     td = patch.get("audio", {}).get("input", {}).get("turn_detection", "unset")
     if isinstance(td, dict):  # a new turn_detection object is completed with that type's defaults
         patch["audio"]["input"]["turn_detection"] = {**default_turn_detection(td["type"]), **td}
     merged = deep_merge(current, patch, replace=("turn_detection", "format"))
-    check_session({k: v for k, v in merged.items() if k not in ("object", "id", "expires_at")})
+    check_transcription_session({k: v for k, v in merged.items() if k not in ("object", "id", "expires_at")})
     return merged
