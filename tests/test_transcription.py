@@ -182,7 +182,11 @@ async def test_session_update_with_a_transcription_object_and_a_manual_commit() 
     [
         ({"type": "transcription", "model": "gpt-realtime"}, "unknown_parameter", "session.model"),
         ({"type": "transcription", "instructions": "hi"}, "unknown_parameter", "session.instructions"),
-        ({"type": "transcription", "audio": {"output": {"voice": "alloy"}}}, "unknown_parameter", "session.audio.output"),
+        (
+            {"type": "transcription", "audio": {"output": {"voice": "alloy"}}},
+            "unknown_parameter",
+            "session.audio.output",
+        ),
         ({"type": "transcription", "include": ["nope"]}, "invalid_value", "session.include.0"),
         ({"type": "realtime", "instructions": "hi"}, "invalid_value", "session.type"),
         ({"audio": {"input": {"turn_detection": None}}}, "missing_required_parameter", "session.type"),

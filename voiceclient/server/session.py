@@ -109,7 +109,7 @@ def not_in_transcription(command: Command) -> ProtocolError:
     name = NOT_IN_TRANSCRIPTION_EVENTS.get(type(command), type(command).__name__)
     return ProtocolError(
         f"{name} is not supported in a transcription session: it transcribes input audio and makes no model "
-        "responses. Open a realtime session (session.type \"realtime\") for responses.",
+        'responses. Open a realtime session (session.type "realtime") for responses.',
         "invalid_value",
         "type",
     )
