@@ -299,3 +299,82 @@ async def test_the_sdk_transcribes_a_spoken_sentence_in_a_transcription_session(
     committed = [e for e in seen if e.type == "input_audio_buffer.committed"]
     assert len(committed) == 1 and committed[0].item_id == completed.item_id
     assert not [e for e in seen if e.type.startswith("response.")]
+
+
+# ------------------------------------------------------------------------------------------ over WebRTC
+def spoken_track() -> Any:
+    """An aiortc audio track: 0.5 s of silence, 1 s of a tone, then silence, in real time (48 kHz, 20 ms frames)."""
+    import fractions
+
+    import av
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class Spoken(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pcm = np.concatenate([np.zeros(24000, np.int16), tone(440, 1.0, 48000, -12)])
+            self.sent = 0
+            self.start: float | None = None
+
+        async def recv(self) -> Any:
+            loop = asyncio.get_running_loop()
+            if self.start is None:
+                self.start = loop.time()
+            wait = self.start + self.sent / 48000 - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            chunk = self.pcm[self.sent : self.sent + 960]
+            chunk = np.pad(chunk, (0, 960 - chunk.size))
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, self.sent, fractions.Fraction(1, 48000)
+            self.sent += 960
+            return frame
+
+    return Spoken()
+
+
+@pytest.mark.webrtc
+@pytest.mark.timeout(40)
+async def test_a_webrtc_call_with_a_transcription_session_transcribes_and_never_answers() -> None:
+    """A browser-like peer (aiortc) posts a transcription session to `/calls`, speaks over RTP and reads the data
+    channel: the session is a transcription session, the turn is transcribed, and nothing answers."""
+    import json
+
+    import httpx
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTrack(spoken_track())
+        channel = pc.createDataChannel("oai-events")
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        channel.on("message", lambda text: events.put_nowait(json.loads(text)))
+        await pc.setLocalDescription(await pc.createOffer())
+        session = {"type": "transcription", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            resp = await http.post(
+                "/realtime/calls",
+                headers={"Authorization": "Bearer sk-test"},
+                files={"sdp": (None, pc.localDescription.sdp), "session": (None, json.dumps(session))},
+            )
+        assert resp.status_code == 201
+        await pc.setRemoteDescription(RTCSessionDescription(resp.text, "answer"))
+        seen: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(20):
+                while not seen or seen[-1]["type"] != "conversation.item.input_audio_transcription.completed":
+                    seen.append(await events.get())
+            await asyncio.sleep(0.3)  # time for a response that must not come
+            while not events.empty():
+                seen.append(events.get_nowait())
+        finally:
+            await pc.close()
+    assert seen[0]["type"] == "session.created" and seen[0]["session"]["type"] == "transcription"
+    committed = [e for e in seen if e["type"] == "input_audio_buffer.committed"]
+    assert len(committed) == 1
+    completed = next(e for e in seen if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert completed["item_id"] == committed[0]["item_id"] and completed["transcript"] == HEARD
+    assert not [e for e in seen if e["type"].startswith(("response.", "output_audio_buffer."))]
+    oracle_checked(seen)
