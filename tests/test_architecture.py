@@ -135,8 +135,13 @@ def test_only_the_pytest_plugin_imports_pytest() -> None:
 # builds and decodes the Realtime API's events and knows its session schema; `new_id` (ids) is anyone's.
 SPOKEN_BY = {
     "voiceclient.protocol.events": {"voiceclient.server.realtime"},
-    "voiceclient.protocol.session": {"voiceclient.server.realtime", "voiceclient.server.session_rules"},
+    "voiceclient.protocol.session": {
+        "voiceclient.server.realtime",
+        "voiceclient.server.session_rules",
+        "voiceclient.server.transcription",
+    },
     "voiceclient.server.session_rules": {"voiceclient.server.realtime"},
+    "voiceclient.server.transcription": {"voiceclient.server.realtime"},
 }
 HELPERS = {"voiceclient.protocol.events": {"new_id"}}
 

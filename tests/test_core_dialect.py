@@ -51,6 +51,9 @@ class Chat:
     def default_session(self, model: str | None = None) -> dict[str, Any]:
         return self.schema.default_session(model)
 
+    def default_transcription_session(self) -> dict[str, Any]:
+        return self.schema.default_transcription_session()
+
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
         return self.schema.apply_update(current, update, audio_started=audio_started)
 

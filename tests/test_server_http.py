@@ -155,6 +155,37 @@ async def test_ephemeral_key_with_raw_sdp(http, offer, server) -> None:
     assert too_long.status_code == 400 and error_of(too_long)["param"] == "expires_after.seconds"
 
 
+async def test_a_transcription_session_over_webrtc_by_multipart_or_ephemeral_key(http, offer, server) -> None:
+    """`/calls` with a `type: "transcription"` session (or an `ek_` issued for one) opens a transcription call;
+    a transcription session with a realtime field is refused before any call exists."""
+    session = {"type": "transcription", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}
+    resp = await http.post(
+        "/realtime/calls",
+        headers=AUTH,
+        files={"sdp": (None, offer, "application/sdp"), "session": (None, json.dumps(session), "application/json")},
+    )
+    assert resp.status_code == 201
+    call = server.calls[resp.headers["location"].rsplit("/", 1)[1]]
+    assert call.session["type"] == "transcription" and "model" not in call.session
+    assert call.session["audio"]["input"]["transcription"]["model"] == "whisper-1"
+    secret = (await http.post("/realtime/client_secrets", headers=AUTH, json={"session": session})).json()
+    assert secret["session"]["type"] == "transcription" and secret["session"]["expires_at"] == secret["expires_at"]
+    resp = await http.post(
+        "/realtime/calls",
+        content=offer,
+        headers={"Authorization": f"Bearer {secret['value']}", "Content-Type": "application/sdp"},
+    )
+    assert resp.status_code == 201
+    assert server.calls[resp.headers["location"].rsplit("/", 1)[1]].session["type"] == "transcription"
+    bad = await http.post(
+        "/realtime/client_secrets", headers=AUTH, json={"session": {"type": "transcription", "model": "gpt-realtime"}}
+    )
+    assert bad.status_code == 400 and (error_of(bad)["code"], error_of(bad)["param"]) == (
+        "unknown_parameter",
+        "session.model",
+    )
+
+
 async def test_cors_lets_a_page_on_another_origin_read_location(http, offer) -> None:
     pre = await http.options(
         "/realtime/calls",

@@ -10,6 +10,9 @@
   as `Authorization: Bearer` (a project key or an `ek_`) or, from a browser, as the subprotocol
   `openai-insecure-api-key.<key>` beside `realtime`. No key at all: 401 before the upgrade; a wrong key: the
   upgrade, an `invalid_api_key` error event, then close code 3000 (as the real service does).
+- `GET /v1/realtime?intent=transcription` (WebSocket): a transcription session (no model; `server/transcription.py`).
+  A transcription session also comes from an `ek_` whose `client_secrets` session had `type: "transcription"`, or a
+  `/calls` session of that type.
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
@@ -100,6 +103,9 @@ def new_session(data: Any, model: str | None = None, dialect: Dialect = REALTIME
     it may choose, unlike a later `session.update`."""
     if data is None:
         return dialect.default_session(model)
+    if isinstance(data, dict) and data.get("type") == "transcription":  # a transcription session: no model
+        data = {k: v for k, v in data.items() if k not in ("object", "id", "expires_at")}
+        return dialect.apply_update(dialect.default_transcription_session(), data, audio_started=False)
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in ("object", "id", "expires_at")}
         chosen = data.get("model")
@@ -446,8 +452,10 @@ class RealtimeServer:
                 "beta_api_shape_disabled",
             )
         model = request.query.get("model")
+        # `?intent=transcription`: a transcription session, which has no model (`server/transcription.py`)
+        transcribing = request.query.get("intent") == "transcription"
         refused: ProtocolError | None = None
-        session = REALTIME.default_session(model)
+        session = REALTIME.default_transcription_session() if transcribing else REALTIME.default_session(model)
         try:
             if key.startswith("ek_"):
                 session = new_session(self._secret(key))
@@ -457,7 +465,7 @@ class RealtimeServer:
             if exc.code != "invalid_api_key":
                 raise
             refused = exc
-        if refused is None and not model and not key.startswith("ek_"):
+        if refused is None and not model and not transcribing and not key.startswith("ek_"):
             raise ProtocolError("Missing required parameter: 'model'.", "missing_required_parameter", "model")
         ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
         if refused is not None:  # the real service upgrades, says why in an error event, and closes with 3000
@@ -477,7 +485,7 @@ class RealtimeServer:
         edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
         ws_session = self._open(session["id"], session, edge, self.calls_created, network, REALTIME)
         self.console.watch(ws_session)
-        log.info("websocket session %s created (model %s)", ws_session.id, session["model"])
+        log.info("websocket session %s created (%s)", ws_session.id, session.get("model") or session["type"])
         try:
             await edge.serve()
         finally:

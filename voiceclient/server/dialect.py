@@ -147,6 +147,9 @@ class Dialect(Protocol):
     def default_session(self, model: str | None = None) -> dict[str, Any]:
         """A fresh session, as the client is first shown it."""
 
+    def default_transcription_session(self) -> dict[str, Any]:
+        """A fresh transcription session (`type: "transcription"`: input audio transcribed, no responses)."""
+
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
         """`update` (a client's fields) merged into `current` and validated; raises ProtocolError."""
 

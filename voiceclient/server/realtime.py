@@ -32,6 +32,12 @@ from voiceclient.server.dialect import (
 )
 from voiceclient.server.responders import check_tool_choice
 from voiceclient.server.session_rules import apply_update, default_session
+from voiceclient.server.transcription import (
+    apply_transcription_update,
+    changes_type,
+    default_transcription_session,
+    type_change_refused,
+)
 
 RATE_LIMITS = [
     {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
@@ -114,6 +120,21 @@ def request_of(params: ev.ResponseParams | None) -> ResponseRequest | None:
     )
 
 
+def transcription_update(message: str | bytes) -> UpdateSession | None:
+    """A `session.update` carrying a transcription session (`session.type: "transcription"`), which the client's
+    event model (a realtime session) does not hold: the session as the client wrote it, for `apply_update`."""
+    try:
+        data = json.loads(message)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != "session.update":
+        return None
+    session, event_id = data.get("session"), data.get("event_id")
+    if not isinstance(session, dict) or session.get("type") != "transcription":
+        return None
+    return UpdateSession(session, event_id=event_id if isinstance(event_id, str) else None)
+
+
 @final
 class RealtimeDialect:
     """OpenAI's Realtime API (GA), over WebRTC, WebSocket and sidebands."""
@@ -125,7 +146,14 @@ class RealtimeDialect:
     def default_session(self, model: str | None = None) -> dict[str, Any]:
         return default_session(model)
 
+    def default_transcription_session(self) -> dict[str, Any]:
+        return default_transcription_session()
+
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
+        if current.get("type") == "transcription":
+            return apply_transcription_update(current, update)
+        if changes_type(current, update):
+            raise type_change_refused(current, update)
         session = apply_update(current, update, audio_started=audio_started)
         if isinstance(update, dict) and ("tool_choice" in update or "tools" in update):
             check_tool_choice(session.get("tool_choice"), session.get("tools") or [], "session.tool_choice")
@@ -133,6 +161,9 @@ class RealtimeDialect:
 
     # ------------------------------------------------------------------------------------------ in
     def decode(self, message: str | bytes) -> Command:
+        update = transcription_update(message)
+        if update is not None:
+            return update
         event = ev.parse_client_event(message)
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:

@@ -92,6 +92,29 @@ def server_shutting_down() -> ProtocolError:
     )
 
 
+# What a transcription session refuses: it has no model, so no responses and no conversation to add to (the
+# stricter reading of the real service's "transcription events only"; docs/differences.md).
+NOT_IN_TRANSCRIPTION = (CreateResponse, CancelResponse, CreateItem, TruncateItem, ClearOutput)
+NOT_IN_TRANSCRIPTION_EVENTS = {
+    CreateResponse: "response.create",
+    CancelResponse: "response.cancel",
+    CreateItem: "conversation.item.create",
+    TruncateItem: "conversation.item.truncate",
+    ClearOutput: "output_audio_buffer.clear",
+}
+
+
+def not_in_transcription(command: Command) -> ProtocolError:
+    """The refusal of a client event a transcription session cannot carry out."""
+    name = NOT_IN_TRANSCRIPTION_EVENTS.get(type(command), type(command).__name__)
+    return ProtocolError(
+        f"{name} is not supported in a transcription session: it transcribes input audio and makes no model "
+        'responses. Open a realtime session (session.type "realtime") for responses.',
+        "invalid_value",
+        "type",
+    )
+
+
 @final
 class ServerSession:
     """The conversation, turn handling and responses of one session, carried by one `Edge`."""
@@ -331,6 +354,8 @@ class ServerSession:
 
     async def _on_vad(self, vad_event: VadEvent) -> None:
         outcome = self.turns.on_vad(vad_event)
+        if self.transcribing:  # a transcription session never answers nor interrupts
+            return
         td = self.ctx.turn_detection or {}
         if outcome is TurnEvent.STARTED and td.get("interrupt_response", True):
             await self.responses.interrupt("turn_detected")
@@ -367,7 +392,14 @@ class ServerSession:
         except ProtocolError as exc:
             raise exc.with_event(command) from None
 
+    @property
+    def transcribing(self) -> bool:
+        """A transcription session (`session.type: "transcription"`): turns are transcribed, never answered."""
+        return self.session.get("type") == "transcription"
+
     async def _handle(self, command: Command) -> None:
+        if self.transcribing and isinstance(command, NOT_IN_TRANSCRIPTION):
+            raise not_in_transcription(command)
         match command:
             case UpdateSession(update):
                 self._session_update(update)

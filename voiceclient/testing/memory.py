@@ -134,6 +134,7 @@ class MemorySession:
     `responder`: what answers (echo by default); `vad`: "energy" (no models) or "auto"; `speech`: offline
     backends (none: transcripts are not made and answers are tones); `faults`, `max_seconds`: as `serve`'s;
     `dialect`: the wire protocol the session speaks (`voiceclient.server.dialect`; the Realtime API's by default).
+    `session={"type": "transcription", ...}` starts a transcription session (its defaults, then those fields).
     """
 
     def __init__(
@@ -159,7 +160,8 @@ class MemorySession:
         self._cursor = 0
 
     async def __aenter__(self) -> MemorySession:
-        base = self.dialect.default_session()
+        transcription = self._fields.get("type") == "transcription"  # a transcription session: no responses
+        base = self.dialect.default_transcription_session() if transcription else self.dialect.default_session()
         base.update(self._fields)
         self._core = ServerSession(new_id("sess"), base, self._responder, self.edge, dialect=self.dialect, **self._kw)
         if self._connect:
