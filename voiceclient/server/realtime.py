@@ -239,10 +239,10 @@ class RealtimeDialect:
         return [*one(done), *self.item_done(item, previous_item_id)]
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
-        return one(ev.ResponseContentPartAdded(**ids, part=ev.ContentPart.model_validate(part)))
+        return one(ev.ResponseContentPartAdded(**ids, part=ev.ResponsePart.model_validate(part)))
 
     def content_part_done(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
-        return one(ev.ResponseContentPartDone(**ids, part=ev.ContentPart.model_validate(part)))
+        return one(ev.ResponseContentPartDone(**ids, part=ev.ResponsePart.model_validate(part)))
 
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return one(ev.ResponseOutputTextDelta(**ids, delta=delta))
