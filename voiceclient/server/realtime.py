@@ -182,8 +182,8 @@ class RealtimeDialect:
     def input_cleared(self) -> list[Wire]:
         return one(ev.InputAudioBufferCleared())
 
-    def input_timed_out(self, item_id: str, at_ms: int) -> list[Wire]:
-        return one(ev.InputAudioBufferTimeoutTriggered(audio_start_ms=at_ms, audio_end_ms=at_ms, item_id=item_id))
+    def input_timed_out(self, item_id: str, start_ms: int, end_ms: int) -> list[Wire]:
+        return one(ev.InputAudioBufferTimeoutTriggered(audio_start_ms=start_ms, audio_end_ms=end_ms, item_id=item_id))
 
     def input_transcript_delta(self, item_id: str, delta: str) -> list[Wire]:
         return one(ev.InputTranscriptionDelta(item_id=item_id, content_index=0, delta=delta))
