@@ -157,7 +157,10 @@ async def test_noise_reduction_strength_defaults_to_1_and_is_kept_when_omitted()
         s.send(
             {
                 "type": "session.update",
-                "session": {"type": "realtime", "audio": {"input": {"noise_reduction": {"type": "far_field", "strength": 2}}}},
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"noise_reduction": {"type": "far_field", "strength": 2}}},
+                },
             }
         )
         error = (await s.next_event("error"))["error"]

@@ -15,8 +15,8 @@ import pytest
 from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE, tone
 from voiceclient.server.session_rules import default_session
-from voiceclient.server.vad import SpeechProbability
 from voiceclient.server.turns import sounds_finished
+from voiceclient.server.vad import SpeechProbability
 from voiceclient.testing import MemorySession
 
 pytestmark = pytest.mark.timeout(10)
@@ -129,7 +129,9 @@ async def semantic_stop(text: str | None, eagerness: str, pause_s: float) -> int
             await s.core.turns.speculative[1]  # the verdict on the pause is in
         s.speak(silence(pause_s))
         s.send({"type": "input_audio_buffer.clear", "event_id": "marker"})  # handled after all the above
-        await s.next_event(lambda e: e.get("type") in ("input_audio_buffer.cleared", "input_audio_buffer.speech_stopped"))
+        await s.next_event(
+            lambda e: e.get("type") in ("input_audio_buffer.cleared", "input_audio_buffer.speech_stopped")
+        )
         stopped = s.sent("input_audio_buffer.speech_stopped")
         return stopped[0]["audio_end_ms"] if stopped else None
 
