@@ -46,7 +46,8 @@ async def retrieve(s: MemorySession, item_id: str) -> dict[str, Any]:
 async def test_the_idle_timeout_spans_the_silence_after_the_assistant_audio() -> None:
     """[SDK] InputAudioBufferTimeoutTriggered: `audio_start_ms` is the input audio offset after the playback of
     the last response, `audio_end_ms` the offset when the timeout triggered, so the span roughly matches the
-    timeout; the silent segment is committed as the user item (`input_audio_buffer.committed`) and answered."""
+    timeout; a user item is committed (`input_audio_buffer.committed`) and answered. (The item has no audio here,
+    where the real one has the silent segment: docs/differences.md.)"""
     async with MemorySession(with_turn_detection(idle_timeout_ms=5000)) as s:
         s.speak(np.concatenate([silence(0.5), talk(0.5), silence(0.5)]))
         await s.next_event("response.created")
@@ -59,9 +60,9 @@ async def test_the_idle_timeout_spans_the_silence_after_the_assistant_audio() ->
         assert timeout["audio_end_ms"] == 1500 + 5000  # the trigger
         assert committed["item_id"] == timeout["item_id"]
         await s.next_event("response.created")
-        item = await retrieve(s, timeout["item_id"])
-        audio = np.frombuffer(base64.b64decode(item["content"][0]["audio"]), "<i2")
-        assert audio.size == 5 * API_RATE and not audio.any()  # the silent segment
+        await s.play_through("output_audio_buffer.stopped")
+        answer = await s.next_event("response.done")
+        assert answer["response"]["output"][0]["content"][0]["transcript"] == "I heard nothing."
         assert len(s.sent("input_audio_buffer.timeout_triggered")) == 1
 
 

@@ -95,8 +95,6 @@ class TurnHandler:
         # the session has not handled yet must keep its audio.
         if not self.vad.speaking and self.speech_item is None and not self.vad_pending:
             keep = MANUAL_BUFFER_MS if self.ctx.turn_detection is None else max(self.vad.prefix_ms, 0) + 200
-            if self._idle is not None:  # the silence since the assistant's audio is the idle turn's audio
-                keep = max(keep, self.now_ms - self._idle[0])
             self._trim_buffer(keep)
         self._idle_by_audio()
 
@@ -269,9 +267,12 @@ class TurnHandler:
 
         [SDK] InputAudioBufferTimeoutTriggered: the timeout runs from the end of the last response's playback;
         `audio_start_ms` is the input position then, `audio_end_ms` the position when it fires, so the span is
-        about the timeout; the silent segment is committed and answered. The timeout is counted on the input
-        audio while it flows (a WebRTC track always does), and on the clock when none arrives (a WebSocket client
-        that sends no audio: then both offsets are the audio written so far)."""
+        about the timeout; a user turn is committed and answered. (The real service commits that silent segment;
+        here the turn has no audio, which is how the responders know an idle turn: docs/differences.md.)
+
+        The timeout is counted on the input audio while it flows (a WebRTC track always does), and on the clock
+        when none arrives (a WebSocket client that sends no audio: then both offsets are the audio written so
+        far)."""
         td = self.ctx.turn_detection or {}
         timeout = td.get("idle_timeout_ms")
         self.cancel_idle_timer()
@@ -299,7 +300,7 @@ class TurnHandler:
             self.ctx.post(IdleTimeout())
 
     def on_idle_timeout(self) -> bool:
-        """Commit the silent turn after an idle timeout; True when the session should answer it."""
+        """Commit an empty turn after an idle timeout; True when the session should answer it."""
         self._idle_timer = None
         idle, self._idle, self._idle_posted = self._idle, None, False
         if self.vad.speaking or self.ctx.turn_detection is None or idle is None:
@@ -308,7 +309,8 @@ class TurnHandler:
         start, timeout = idle
         end = min(self.now_ms, start + timeout)
         self.ctx.send(self.ctx.dialect.input_timed_out(item_id, start, end))
-        self._commit(self._take_buffer(start, end), item_id)
+        self._take_buffer()
+        self._commit(np.zeros(0, np.int16), item_id)
         return True
 
     def close(self) -> None:
