@@ -464,11 +464,17 @@ async def test_appended_g711_is_decoded_to_24_khz(fmt: str, law: str) -> None:
         s.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(g711.encode(spoken, law)).decode()})
         s.send({"type": "input_audio_buffer.commit"})
         committed = await s.next_event("input_audio_buffer.committed")
-        pcm = await retrieved_audio(s, committed["item_id"])
+        pcm = s.core.conversation.audio[committed["item_id"]].pcm
         # three times the samples (but the few the resampler still holds), at the tone's level
         assert spoken.size * 3 - 96 <= pcm.size <= spoken.size * 3
         peak = 32767 * 10 ** (-12 / 20)
         assert 0.9 * peak < np.abs(pcm).max() < 1.1 * peak
+        # retrieved in the session's input format ([SDK] ConversationItemRetrieved: the item with its audio)
+        s.send({"type": "conversation.item.retrieve", "item_id": committed["item_id"]})
+        item = (await s.next_event("conversation.item.retrieved"))["item"]
+        back = g711.decode(base64.b64decode(item["content"][0]["audio"]), law)
+        assert abs(back.size - pcm.size // 3) <= 32
+        assert 0.85 * peak < np.abs(back).max() < 1.15 * peak
 
 
 @pytest.mark.parametrize(

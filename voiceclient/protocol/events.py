@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
-from voiceclient.protocol.session import SessionConfig, WireModel
+from voiceclient.protocol.session import Reasoning, SessionConfig, WireModel
 from voiceclient.protocol.validation import api_error
 
 
@@ -148,6 +148,10 @@ class ResponseParams(BaseModel):
     metadata: dict[str, str] | None = None
     prompt: dict[str, Any] | None = None
     input: list[dict[str, Any]] | None = None
+    # [SDK] RealtimeResponseCreateParams: for reasoning models such as gpt-realtime-2. Validated, not applied by
+    # `serve` (no model reasons there) and not in the response object (RealtimeResponse has no such fields).
+    reasoning: Reasoning | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class ResponseCreate(ClientEvent):
@@ -372,14 +376,21 @@ class _PartEvent(ServerEvent):
     content_index: int
 
 
+class ResponsePart(ContentPart):
+    """The `part` of `response.content_part.added/done`: its `type` is optional ([SDK] ResponseContentPartAddedEvent
+    .Part, `type: Optional[Literal["text", "audio"]]`), so a part without one is read, not refused."""
+
+    type: str | None = None  # type: ignore[assignment]
+
+
 class ResponseContentPartAdded(_PartEvent):
     type: Literal["response.content_part.added"] = "response.content_part.added"
-    part: ContentPart
+    part: ResponsePart
 
 
 class ResponseContentPartDone(_PartEvent):
     type: Literal["response.content_part.done"] = "response.content_part.done"
-    part: ContentPart
+    part: ResponsePart
 
 
 class ResponseOutputAudioTranscriptDelta(_PartEvent):

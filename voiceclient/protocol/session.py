@@ -48,12 +48,20 @@ AudioFormat = Annotated[AudioPCM | AudioPCMU | AudioPCMA, Field(discriminator="t
 
 class NoiseReduction(WireModel):
     type: Literal["near_field", "far_field"]
+    # [SDK] NoiseReduction.strength: "higher values apply more suppression; defaults to 1 when noise reduction is
+    # first enabled". No range is published: 0 to 1 is the stricter reading (docs/differences.md).
+    strength: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class AudioTranscription(WireModel):
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    # [SDK] AudioTranscription: `delay` for gpt-realtime-whisper; `keywords`, `languages` for gpt-transcribe and
+    # gpt-live-transcribe (accepted whatever the model: the SDK's types do not tie them to it).
+    delay: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    keywords: list[str] | None = None
+    languages: list[str] | None = None
 
 
 class ServerVad(WireModel):
@@ -122,6 +130,9 @@ class McpTool(WireModel):
     type: Literal["mcp"] = "mcp"
     server_label: str = Field(min_length=1)
     server_url: str | None = None
+    tunnel_id: str | None = None  # [SDK] Mcp.tunnel_id: a Secure MCP Tunnel instead of a server URL
+    defer_loading: bool | None = None  # [SDK] Mcp.defer_loading: discovered via tool search
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None  # [SDK] Mcp.allowed_callers
     connector_id: str | None = None
     authorization: str | None = None
     headers: dict[str, str] | None = None
@@ -131,8 +142,8 @@ class McpTool(WireModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> "McpTool":
-        if not (self.server_url or self.connector_id):
-            raise ValueError("an mcp tool with server_url or connector_id")
+        if not (self.server_url or self.connector_id or self.tunnel_id):
+            raise ValueError("an mcp tool with server_url or connector_id (or tunnel_id)")
         return self
 
 

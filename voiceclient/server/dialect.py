@@ -176,8 +176,9 @@ class Dialect(Protocol):
 
     def input_cleared(self) -> list[Wire]: ...
 
-    def input_timed_out(self, item_id: str, at_ms: int) -> list[Wire]:
-        """The idle timer committed an empty user turn at `at_ms` of input audio."""
+    def input_timed_out(self, item_id: str, start_ms: int, end_ms: int) -> list[Wire]:
+        """The idle timer committed the silent user turn from `start_ms` (the assistant's audio had ended) to
+        `end_ms` (the timeout) of input audio."""
 
     def input_transcript_delta(self, item_id: str, delta: str) -> list[Wire]: ...
 

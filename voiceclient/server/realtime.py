@@ -244,8 +244,8 @@ class RealtimeDialect:
     def input_cleared(self) -> list[Wire]:
         return one(ev.InputAudioBufferCleared())
 
-    def input_timed_out(self, item_id: str, at_ms: int) -> list[Wire]:
-        return one(ev.InputAudioBufferTimeoutTriggered(audio_start_ms=at_ms, audio_end_ms=at_ms, item_id=item_id))
+    def input_timed_out(self, item_id: str, start_ms: int, end_ms: int) -> list[Wire]:
+        return one(ev.InputAudioBufferTimeoutTriggered(audio_start_ms=start_ms, audio_end_ms=end_ms, item_id=item_id))
 
     def input_transcript_delta(self, item_id: str, delta: str) -> list[Wire]:
         return one(ev.InputTranscriptionDelta(item_id=item_id, content_index=0, delta=delta))
@@ -315,10 +315,10 @@ class RealtimeDialect:
         return [*one(done), *(self.item_done(item, previous_item_id) if in_conversation else [])]
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
-        return one(ev.ResponseContentPartAdded(**ids, part=ev.ContentPart.model_validate(part)))
+        return one(ev.ResponseContentPartAdded(**ids, part=ev.ResponsePart.model_validate(part)))
 
     def content_part_done(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
-        return one(ev.ResponseContentPartDone(**ids, part=ev.ContentPart.model_validate(part)))
+        return one(ev.ResponseContentPartDone(**ids, part=ev.ResponsePart.model_validate(part)))
 
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return one(ev.ResponseOutputTextDelta(**ids, delta=delta))

@@ -29,7 +29,8 @@ from typing import Any, assert_never, final
 import numpy as np
 
 from voiceclient.audio.format import API_RATE
-from voiceclient.audio.wire import WireDecoder
+from voiceclient.audio.resample import resample
+from voiceclient.audio.wire import WireDecoder, wire_format
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import SessionContext
@@ -491,11 +492,17 @@ class ServerSession:
         self.send(self.dialect.item_done(item, previous))
 
     def _item_retrieve(self, item_id: str) -> None:
+        """[SDK] ConversationItemRetrieved: the item's full content with its audio, the user's in the session's
+        input format and the assistant's in its output format."""
         item = self.conversation.require(item_id)
         out = json.loads(json.dumps(item))
         audio = self.conversation.audio.get(item["id"])
-        if audio is not None and out.get("role") == "user":
-            out["content"][0]["audio"] = base64.b64encode(audio.pcm.astype("<i2").tobytes()).decode()
+        part = next((p for p in out.get("content") or [] if p.get("type") in ("input_audio", "output_audio")), None)
+        if audio is not None and part is not None:
+            side = "input" if part["type"] == "input_audio" else "output"
+            fmt = wire_format(self.session["audio"][side]["format"])
+            pcm = resample(audio.pcm, audio.rate, fmt.rate) if audio.rate != fmt.rate else audio.pcm
+            part["audio"] = base64.b64encode(fmt.pack(pcm)).decode()
         self.send(self.dialect.item_retrieved(out))
 
     # ------------------------------------------------------------------------------------------ teardown

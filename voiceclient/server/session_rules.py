@@ -100,5 +100,10 @@ def apply_update(current: dict[str, Any], update: Any, *, audio_started: bool) -
     if isinstance(td, dict):  # a new turn_detection object is completed with that type's defaults
         patch["audio"]["input"]["turn_detection"] = {**default_turn_detection(td["type"]), **td}
     merged = deep_merge(current, patch, replace=("turn_detection", "format"))
+    noise = merged["audio"]["input"].get("noise_reduction")
+    if isinstance(noise, dict) and noise.get("strength") is None:
+        # [SDK] NoiseReduction.strength: "Defaults to 1 when noise reduction is first enabled. Omitting strength
+        # from a session update preserves the current strength" (the merge above keeps it).
+        noise["strength"] = 1.0
     check_session({k: v for k, v in merged.items() if k not in ("object", "id", "expires_at")})
     return merged

@@ -42,6 +42,27 @@ NO_SPEECH = (
 )
 
 
+# How a turn that is not over yet tends to end (semantic_vad's judge, in English): a conjunction, a filler, an
+# article or determiner, a preposition, or a trailing comma, dash or ellipsis.
+UNFINISHED_WORDS = frozenset(
+    "and or but so because cause if then when while although though unless until since as that which who whose "
+    "where um uh er erm hmm mm like well the a an my your his her its our their this these those some to of in on "
+    "at for with from about into by".split()
+)
+
+
+def sounds_finished(text: str) -> bool:
+    """Whether a transcript sounds like the end of what the user wants to say (semantic_vad's judge: the real
+    service runs a turn-end model on the audio; this looks at the last word). Nothing heard sounds finished."""
+    text = text.strip()
+    if not text:
+        return True
+    if text.endswith((",", "...", "\u2026", "-", "\u2014", ";", ":")):
+        return False
+    last = text.split()[-1].strip(".,!?;:\"'()").lower()
+    return last not in UNFINISHED_WORDS
+
+
 class TurnEvent(enum.Enum):
     NONE = "none"
     STARTED = "started"  # the user started speaking (the session may interrupt the assistant)
@@ -54,6 +75,7 @@ class TurnHandler:
         self.conversation = conversation
         speech = ctx.speech
         self.vad = TurnDetector(ctx.turn_detection, speech.vad() if speech and vad != "energy" else None)
+        self.vad.judging = speech is not None and speech.can_transcribe  # semantic_vad judges each pause
         self.buffer: collections.deque[np.ndarray] = collections.deque()  # 24 kHz chunks, oldest first
         self.buffered = 0  # samples in `buffer`, kept as it changes (summing per frame was O(n) per frame)
         self.buffer_start_ms = 0
@@ -64,6 +86,9 @@ class TurnHandler:
         self.transcripts: dict[str, asyncio.Task[str | None]] = {}  # user item id -> its transcription
         self.speculative: tuple[str, asyncio.Task[str | None]] | None = None  # (speech item, early transcript)
         self._idle_timer: asyncio.TimerHandle | None = None
+        # The idle timeout armed: (input position when the assistant's audio ended, the timeout), in ms.
+        self._idle: tuple[int, int] | None = None
+        self._idle_posted = False
 
     # ------------------------------------------------------------------------------------------ audio in
     def append(self, pcm: np.ndarray) -> None:
@@ -81,6 +106,7 @@ class TurnHandler:
         if not self.vad.speaking and self.speech_item is None and not self.vad_pending:
             keep = MANUAL_BUFFER_MS if self.ctx.turn_detection is None else max(self.vad.prefix_ms, 0) + 200
             self._trim_buffer(keep)
+        self._idle_by_audio()
 
     @property
     def now_ms(self) -> int:
@@ -108,6 +134,7 @@ class TurnHandler:
     # ------------------------------------------------------------------------------------------ turns
     def reconfigure(self) -> None:
         self.vad.configure(self.ctx.turn_detection)
+        self.vad.finished = None
 
     def on_vad(self, vad_event: VadEvent) -> TurnEvent:
         self.vad_pending -= 1
@@ -180,15 +207,26 @@ class TurnHandler:
         )
 
     def _speculate(self, pause_ms: int) -> None:
-        """The user paused: transcribe what was said so far while the silence runs on (kept if they stop)."""
-        if not self._wants_transcripts() or self.speech_item is None:
+        """The user paused: transcribe what was said so far while the silence runs on (kept if they stop); with
+        semantic_vad, the transcript then says whether the pause ends the turn (`sounds_finished`)."""
+        judge = self.vad.semantic and self.vad.judging
+        if not (judge or self._wants_transcripts()) or self.speech_item is None:
             return
-        assert self.ctx.speech is not None
         pcm = np.concatenate(self.buffer) if self.buffer else np.zeros(0, np.int16)
         lo = max(0, (self.speech_start_ms - self.buffer_start_ms) * API_RATE // 1000)
         hi = max(lo, (pause_ms - self.buffer_start_ms) * API_RATE // 1000)
-        task = self.ctx.tasks.spawn(self.ctx.speech.transcribe(pcm[lo:hi]), "early transcription")
+        task = self.ctx.tasks.spawn(self._heard_so_far(pcm[lo:hi], judge), "early transcription")
         self.speculative = (self.speech_item, task)
+
+    async def _heard_so_far(self, pcm: np.ndarray, judge: bool) -> str | None:
+        speech = self.ctx.speech
+        assert speech is not None
+        text = await speech.transcribe(pcm)
+        current = self.speculative is not None and self.speculative[1] is asyncio.current_task()
+        if judge and current and self.vad.speaking:  # still the same pause: the user has not resumed
+            self.vad.finished = sounds_finished(text or "")
+            log.debug("session %s: %r sounds %s", self.ctx.id, text, "finished" if self.vad.finished else "unfinished")
+        return text
 
     def _transcribe(self, item: dict[str, Any]) -> None:
         """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
@@ -239,26 +277,52 @@ class TurnHandler:
 
     # ------------------------------------------------------------------------------------------ idle timeout
     def arm_idle_timer(self) -> None:
-        """After the assistant's audio: `idle_timeout_ms` of no user speech posts an `IdleTimeout` into the inbox."""
+        """After the assistant's audio: `idle_timeout_ms` of no user speech posts an `IdleTimeout` into the inbox.
+
+        [SDK] InputAudioBufferTimeoutTriggered: the timeout runs from the end of the last response's playback;
+        `audio_start_ms` is the input position then, `audio_end_ms` the position when it fires, so the span is
+        about the timeout; a user turn is committed and answered. (The real service commits that silent segment;
+        here the turn has no audio, which is how the responders know an idle turn: docs/differences.md.)
+
+        The timeout is counted on the input audio while it flows (a WebRTC track always does), and on the clock
+        when none arrives (a WebSocket client that sends no audio: then both offsets are the audio written so
+        far)."""
         td = self.ctx.turn_detection or {}
         timeout = td.get("idle_timeout_ms")
         self.cancel_idle_timer()
         if td.get("type") == "server_vad" and timeout:
+            self._idle = (self.now_ms, int(timeout))
             self._idle_timer = self.ctx.later(timeout / 1000, IdleTimeout())
 
     def cancel_idle_timer(self) -> None:
+        self._idle = None
+        self._idle_posted = False
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
 
+    def _idle_by_audio(self) -> None:
+        """The idle timeout on the audio clock: `idle_timeout_ms` of input audio without speech since it was armed."""
+        if self._idle is None or self._idle_posted or self.vad.speaking or self.vad_pending:
+            return
+        start, timeout = self._idle
+        if self.now_ms - start >= timeout:
+            self._idle_posted = True
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            self.ctx.post(IdleTimeout())
+
     def on_idle_timeout(self) -> bool:
         """Commit an empty turn after an idle timeout; True when the session should answer it."""
         self._idle_timer = None
-        if self.vad.speaking or self.ctx.turn_detection is None:
+        idle, self._idle, self._idle_posted = self._idle, None, False
+        if self.vad.speaking or self.ctx.turn_detection is None or idle is None:
             return False
         item_id = new_id("item")
-        now = self.now_ms
-        self.ctx.send(self.ctx.dialect.input_timed_out(item_id, now))
+        start, timeout = idle
+        end = min(self.now_ms, start + timeout)
+        self.ctx.send(self.ctx.dialect.input_timed_out(item_id, start, end))
         self._take_buffer()
         self._commit(np.zeros(0, np.int16), item_id)
         return True

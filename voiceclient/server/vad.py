@@ -16,8 +16,12 @@ counting from it would put that lag, varying from turn to turn, into every answe
 `hangover_ms` (100 ms) after `silence_duration_ms`, so a pause inside a sentence (a comma's 150-250 ms, at the
 default 200 ms) does not end it: a turn ends 300 ms after the last voiced sound, every time, instead of 250-360.
 
-`semantic_vad` is approximated honestly: no turn-end model, just a pause length from `eagerness` (high 300 ms,
-medium/auto 600 ms, low 1200 ms) at threshold 0.5.
+`semantic_vad` ([SDK] SemanticVad: "`low` will wait longer for the user to continue speaking, `high` will respond
+more quickly ... `low`, `medium`, and `high` have max timeouts of 8s, 4s, and 2s"): no turn-end model, but when the
+server can transcribe (`judging`), the turn handler transcribes the speech at each pause and says whether it sounds
+finished (`turns.sounds_finished`). A finished-sounding pause ends the turn after the eagerness' short pause (high
+300 ms, medium/auto 600 ms, low 1200 ms); until the verdict, and when it sounds unfinished, the turn ends only after
+the eagerness' maximum (2, 4, 8 s) of silence. Without speech-to-text the short pause alone ends it (threshold 0.5).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import numpy as np
 from voiceclient.audio.format import API_RATE, rms_dbfs
 from voiceclient.audio.resample import Resampler
 
-EAGERNESS_PAUSE_MS = {"high": 300, "auto": 600, "medium": 600, "low": 1200}
+EAGERNESS_PAUSE_MS = {"high": 300, "auto": 600, "medium": 600, "low": 1200}  # a finished-sounding pause
+EAGERNESS_MAX_MS = {"high": 2000, "auto": 4000, "medium": 4000, "low": 8000}  # [SDK] SemanticVad.eagerness
 START_FRAMES = 2
 LOUD_ABOVE_FLOOR_DB = 12.0  # a frame is loud this far above the noise floor (and above -55 dBFS)
 
@@ -81,25 +86,41 @@ class TurnDetector:
         self.noise_floor_db = -70.0
         self._speech_end_ms = 0.0  # end of the last frame that was speech and loud
 
+    # ------------------------------------------------------------------------------------------ semantic_vad
+    judging = False  # semantic_vad with a transcript to judge each pause by (set by the turn handler)
+    finished: bool | None = None  # the verdict on the current pause: None until it comes
+
+    @property
+    def stop_ms(self) -> float:
+        """The silence that ends a turn now: with semantic_vad and a judge, the short pause once the user sounds
+        finished, else the eagerness' maximum."""
+        if self.semantic and self.judging and not self.finished:
+            return self.max_ms + self.prob.hangover_ms
+        return self.silence_ms + self.prob.hangover_ms
+
     def configure(self, td: dict[str, Any] | None) -> None:
         self.enabled = td is not None
         td = td or {}
-        if td.get("type") == "semantic_vad":
+        self.semantic = td.get("type") == "semantic_vad"
+        self.max_ms = 0
+        if self.semantic:
+            eagerness = td.get("eagerness") or "auto"
             self.threshold = 0.5
             self.prefix_ms = 300
-            self.silence_ms = EAGERNESS_PAUSE_MS.get(td.get("eagerness") or "auto", 600)
+            self.silence_ms = EAGERNESS_PAUSE_MS.get(eagerness, 600)
+            self.max_ms = EAGERNESS_MAX_MS.get(eagerness, 4000)
         else:
             threshold, prefix, silence = td.get("threshold"), td.get("prefix_padding_ms"), td.get("silence_duration_ms")
             self.threshold = 0.5 if threshold is None else float(threshold)
             self.prefix_ms = 300 if prefix is None else int(prefix)
             self.silence_ms = 200 if silence is None else int(silence)
         self.release = max(0.0, self.threshold - self.prob.hysteresis)
-        self.stop_ms = self.silence_ms + self.prob.hangover_ms
         # A pause this long may end the turn: the server starts transcribing then, while it waits for the rest
         # of `silence_duration_ms`, and keeps the result if the user does not resume.
         self.pause_ms = min(150.0, self.silence_ms / 2)
 
     def reset(self) -> None:
+        self.finished = None
         self.speaking = False
         self._above = 0
         self._below_ms = 0.0
@@ -135,6 +156,7 @@ class TurnDetector:
                 self._above += 1
                 if self._above >= START_FRAMES:
                     self.speaking = True
+                    self.finished = None
                     self._below_ms = 0.0
                     self._speech_end_ms = self.position_ms + self.frame_ms
                     events.append(VadEvent("started", int(max(0.0, self._first_above_ms - self.prefix_ms))))
@@ -147,10 +169,12 @@ class TurnDetector:
                 self._speech_end_ms = end
             self._below_ms = end - self._speech_end_ms
             if was_paused and self._below_ms == 0.0:
+                self.finished = None
                 events.append(VadEvent("resumed", int(self.position_ms)))
             elif not was_paused and self._below_ms >= self.pause_ms and self._below_ms < self.stop_ms:
                 events.append(VadEvent("paused", int(self.position_ms + self.frame_ms - self._below_ms)))
             if self._below_ms >= max(self.stop_ms, self.frame_ms):
                 self.speaking = False
                 self._above = 0
+                self.finished = None
                 events.append(VadEvent("stopped", int(self.position_ms + self.frame_ms)))
