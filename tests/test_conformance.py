@@ -200,8 +200,54 @@ async def test_an_out_of_band_response_runs_beside_the_default_one_outside_the_c
     assert oob_items and not oob_items & added
 
 
+# ----------------------------------------------------------------------------------------------- sessions
+async def connect(target: tuple[str, str], query: str) -> Any:
+    import websockets
+
+    base, key = target
+    url = base.replace("https://", "wss://").replace("http://", "ws://") + f"/realtime?{query}"
+    return websockets.connect(url, additional_headers={"Authorization": f"Bearer {key}"})
+
+
+async def test_a_model_that_is_not_a_realtime_one_is_model_not_found(target: tuple[str, str]) -> None:
+    """[live] openai-realtime-console 561: an unknown model is `model_not_found`, an error event, then the close."""
+    import websockets
+
+    async with await connect(target, "model=gpt-4o-mini") as ws:
+        w = Wire(ws)
+        error = (await w.next("error"))["error"]
+        assert error["code"] == "model_not_found"
+        with pytest.raises(websockets.ConnectionClosed):
+            async with asyncio.timeout(WAIT):
+                await ws.recv()
+    assert not [e for e in w.seen if e["type"] == "session.created"]
+
+
+async def test_a_transcription_session_by_intent_transcribes_and_never_answers(target: tuple[str, str]) -> None:
+    """[SDK] `realtime.connect` with `intent=transcription`, RealtimeTranscriptionSessionCreateRequest: a session of
+    type `transcription`, with no model at session level, in which `response.create` is refused."""
+    async with await connect(target, "intent=transcription") as ws:
+        w = Wire(ws)
+        created = await w.next("session.created")
+        assert created["session"]["type"] == "transcription" and "model" not in created["session"]
+        error = await w.refused({"type": "response.create"})
+        assert error["type"] == "invalid_request_error"
+
+
+async def test_an_assistant_item_is_retrieved_with_its_audio(wire: Wire) -> None:
+    """[SDK] ConversationItemRetrieved: the item with its audio, assistant items included."""
+    await wire.send(user_text("Say hello."))
+    await wire.send({"type": "response.create"})
+    done = await wire.next("response.done")
+    [item] = [it for it in done["response"]["output"] if it["type"] == "message"]
+    await wire.send({"type": "conversation.item.retrieve", "item_id": item["id"]})
+    retrieved = (await wire.next("conversation.item.retrieved"))["item"]
+    [part] = [c for c in retrieved["content"] if c["type"] == "output_audio"]
+    assert len(part.get("audio") or "") > 1000  # base64 of the answer's audio
+
+
 # ----------------------------------------------------------------------------------------------- the switch
-ROWS = 11  # the tests above
+ROWS = 14  # the tests above
 
 
 @pytest.mark.subprocess
@@ -235,7 +281,7 @@ def test_the_rows_run_against_a_server_at_a_url_as_the_real_service_is_reached(t
         assert run.returncode == 0, run.stdout[-3000:]
         assert f"{ROWS} passed" in run.stdout, run.stdout[-1500:]
         sessions = httpx.get(base_url.removesuffix("/v1") + "/console/sessions", timeout=10).json()
-        assert len(sessions["sessions"]) == ROWS
+        assert len(sessions["sessions"]) == ROWS - 1  # (the refused model opens none)
     finally:
         serve.terminate()
         serve.wait(10)

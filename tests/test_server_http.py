@@ -89,6 +89,7 @@ async def test_browser_formdata_without_part_content_types_is_accepted(http, off
         ("json_body", 415, "unsupported_content_type", None),
         ("raw_sdp_project_key", 401, "invalid_api_key", None),
         ("beta_header", 400, "beta_api_shape_disabled", None),
+        ("not_a_realtime_model", 404, "model_not_found", None),
     ],
 )
 async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(
@@ -116,6 +117,8 @@ async def test_bad_requests_get_the_error_envelope_and_the_server_stays_up(
         kw = {"headers": {**AUTH, "Content-Type": "application/sdp"}, "content": offer}
     elif case == "beta_header":
         kw["headers"] = {**AUTH, "OpenAI-Beta": "realtime=v1"}
+    elif case == "not_a_realtime_model":
+        files["session"] = (None, json.dumps({"type": "realtime", "model": "gpt-4o-mini"}), None)
     resp = await http.post("/realtime/calls", **kw)
     assert resp.status_code == status, resp.text
     err = error_of(resp)

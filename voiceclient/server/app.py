@@ -455,24 +455,29 @@ class RealtimeServer:
         # `?intent=transcription`: a transcription session, which has no model (`server/transcription.py`)
         transcribing = request.query.get("intent") == "transcription"
         refused: ProtocolError | None = None
-        session = REALTIME.default_transcription_session() if transcribing else REALTIME.default_session(model)
+        session: dict[str, Any] | None = None
         try:
             if key.startswith("ek_"):
                 session = new_session(self._secret(key))
             else:
                 self._check_key(key)
+            if session is None and transcribing:
+                session = REALTIME.default_transcription_session()
+            elif session is None and model:
+                session = REALTIME.default_session(model)  # (a model that is not a Realtime one is refused)
         except ProtocolError as exc:
-            if exc.code != "invalid_api_key":
+            if exc.code not in ("invalid_api_key", "model_not_found"):
                 raise
             refused = exc
-        if refused is None and not model and not transcribing and not key.startswith("ek_"):
+        if refused is None and session is None:
             raise ProtocolError("Missing required parameter: 'model'.", "missing_required_parameter", "model")
         ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
         if refused is not None:  # the real service upgrades, says why in an error event, and closes with 3000
             await ws.prepare(request)
             await ws.send_json(refused.event())
-            await ws.close(code=3000, message=b"invalid_request_error.invalid_api_key")
+            await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
             return ws
+        assert session is not None
         self.calls_created += 1
         refusal = self.faults.http_refusal(self.calls_created)
         if refusal is not None:

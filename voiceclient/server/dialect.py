@@ -145,7 +145,8 @@ class Dialect(Protocol):
 
     # -------------------------------------------------------------------------------------- the session's schema
     def default_session(self, model: str | None = None) -> dict[str, Any]:
-        """A fresh session, as the client is first shown it."""
+        """A fresh session, as the client is first shown it; a `model` the protocol does not have is refused
+        (`ProtocolError`)."""
 
     def default_transcription_session(self) -> dict[str, Any]:
         """A fresh transcription session (`type: "transcription"`: input audio transcribed, no responses)."""

@@ -31,7 +31,7 @@ from voiceclient.server.dialect import (
     Wire,
 )
 from voiceclient.server.responders import check_tool_choice
-from voiceclient.server.session_rules import apply_update, default_session
+from voiceclient.server.session_rules import apply_update, check_model, default_session
 from voiceclient.server.transcription import (
     apply_transcription_update,
     changes_type,
@@ -144,6 +144,8 @@ class RealtimeDialect:
 
     # ------------------------------------------------------------------------------------------ the session's schema
     def default_session(self, model: str | None = None) -> dict[str, Any]:
+        if model is not None:
+            check_model(model)
         return default_session(model)
 
     def default_transcription_session(self) -> dict[str, Any]:

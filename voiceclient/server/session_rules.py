@@ -22,6 +22,17 @@ DEFAULT_INSTRUCTIONS = (
 SESSION_SECONDS = 3600
 
 
+def check_model(model: str) -> None:
+    """A session's model must be a Realtime model (`gpt-realtime`, `gpt-realtime-mini`, `gpt-4o-realtime-preview`
+    and their dated snapshots): any other name is `model_not_found`, as the real service answers a model that does
+    not exist or is not a Realtime one (a live report: openai-realtime-console issue 561). This server has every
+    Realtime model; the real one also refuses a model the key is not entitled to, which cannot be known here."""
+    if "realtime" not in model:
+        raise ProtocolError(
+            f"The model `{model}` does not exist or you do not have access to it.", "model_not_found", status=404
+        )
+
+
 def default_session(model: str | None = None) -> dict[str, Any]:
     """A fresh session as the API shows it in `session.created` (docs/protocol.md, "Session fields")."""
     return {
