@@ -365,6 +365,14 @@ async def test_a_wrong_typed_session_field_is_invalid_type_on_its_path() -> None
         error = await refused(s, {"type": "session.update", "session": {"type": "realtime", "truncation": "some"}})
         assert (error["code"], error["param"]) == ("invalid_value", "session.truncation")
         assert "literal" not in error["message"]
+        # JSON types are held strictly, as the service's schema holds them: no "yes" for true, no 1 for a string
+        td = {"type": "server_vad", "create_response": "yes"}
+        error = await refused(
+            s, {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": td}}}}
+        )
+        assert (error["code"], error["param"]) == ("invalid_type", "session.audio.input.turn_detection.create_response")
+        error = await refused(s, {"type": "session.update", "session": {"type": "realtime", "instructions": 1}})
+        assert (error["code"], error["param"]) == ("invalid_type", "session.instructions")
 
 
 async def test_an_update_naming_another_model_keeps_the_model_and_applies_the_rest() -> None:
