@@ -222,6 +222,18 @@ async def test_without_speech_to_text_each_turn_fails_saying_what_to_install() -
         s.speak(np.concatenate([silence(0.3), talk(0.5), silence(1.0)]))
         failed = await s.next_event("conversation.item.input_audio_transcription.failed")
         assert failed["error"]["message"] == NO_SPEECH and "--no-speech" in NO_SPEECH
+    realtime = {"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}
+    async with MemorySession() as s:  # a realtime session that asked for transcripts is told why none come
+        s.send({"type": "session.update", "session": realtime})
+        await s.next_event("session.updated")
+        s.speak(np.concatenate([silence(0.3), talk(0.5), silence(1.0)]))
+        committed = await s.next_event("input_audio_buffer.committed")
+        failed = await s.next_event("conversation.item.input_audio_transcription.failed")
+        assert failed["item_id"] == committed["item_id"] and failed["error"]["message"] == NO_SPEECH
+    async with MemorySession() as s:  # one that did not ask gets nothing about it
+        s.speak(np.concatenate([silence(0.3), talk(0.5), silence(1.0)]))
+        await s.next_event("response.done")
+        assert not s.sent("conversation.item.input_audio_transcription.failed")
 
 
 # ------------------------------------------------------------------------------------------ over HTTP, the SDK

@@ -232,8 +232,7 @@ class TurnHandler:
         """Transcribe a committed user turn once (for the agent and, when the session asks, for the client)."""
         wanted = self.ctx.transcription_requested
         speech = self.ctx.speech
-        if speech is None and wanted and self.ctx.session.get("type") == "transcription":
-            # (a realtime session without speech sends nothing; a transcription session exists to transcribe)
+        if speech is None and wanted:  # a client that asked for transcripts is told why none comes
             self.ctx.send(self.ctx.dialect.input_transcript_failed(item["id"], NO_SPEECH))
             return
         if speech is None or (not speech.can_transcribe and not wanted):
