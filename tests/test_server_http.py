@@ -264,6 +264,15 @@ async def test_required_api_key(offer) -> None:
                 files={"sdp": (None, offer, "application/sdp")},
             )
             assert wrong.status_code == 401 and error_of(wrong)["code"] == "invalid_api_key"
+            right = {"Authorization": "Bearer sk-right"}
+            made = await http.post("/realtime/calls", headers=right, files={"sdp": (None, offer, "application/sdp")})
+            call_id = made.headers["Location"].rsplit("/", 1)[-1]
+            # a hangup is as guarded as the call: another key cannot end it
+            refused = await http.post(f"/realtime/calls/{call_id}/hangup", headers={"Authorization": "Bearer sk-x"})
+            assert refused.status_code == 401 and error_of(refused)["code"] == "invalid_api_key"
+            assert server.calls.get(call_id) is not None
+            ended = await http.post(f"/realtime/calls/{call_id}/hangup", headers=right)
+            assert ended.status_code == 200
 
 
 async def test_the_official_openai_sdk_creates_a_call(server, offer) -> None:

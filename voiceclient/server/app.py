@@ -400,8 +400,9 @@ class RealtimeServer:
         return parts["sdp"], session
 
     async def hangup(self, request: web.Request) -> web.Response:
-        """`POST /v1/realtime/calls/{call_id}/hangup`."""
-        self._bearer(request)
+        """`POST /v1/realtime/calls/{call_id}/hangup`: with the project key (`--api-key`) or a key this server
+        issued, as every other route."""
+        self._check_key(self._bearer(request))
         call = self.calls.get(request.match_info["call_id"])
         if call is None:
             raise ProtocolError(
