@@ -42,6 +42,13 @@ async def test_the_sdk_joins_a_call_and_drives_it(tmp_path) -> None:
                 await sideband.send({"type": "no.such.event", "event_id": "sb1"})  # type: ignore[arg-type]
                 error = await asyncio.wait_for(sideband.recv(), 5)
                 assert error.type == "error" and error.error.event_id == "sb1"
+            # A browser-style join offers the `realtime` subprotocol, and gets it chosen (or it refuses the handshake).
+            import websockets
+
+            url = server.base_url.replace("http://", "ws://") + f"/realtime?call_id={call.call_id}"
+            auth = {"Authorization": "Bearer sk-backend"}
+            async with websockets.connect(url, subprotocols=["realtime"], additional_headers=auth) as ws:  # type: ignore[list-item]
+                assert ws.subprotocol == "realtime"
             # The WebRTC client saw the same conversation, and heard the answer.
             said = await stream.next_of("response.output_audio_transcript.done")
             assert said.transcript == "You said: from the backend"

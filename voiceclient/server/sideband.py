@@ -92,7 +92,9 @@ class EventWriter:
 
 
 async def serve_sideband(request: web.Request, call: Joinable) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=30)
+    # (the `realtime` subprotocol is chosen when offered, as on a WebSocket session: a browser offering it
+    # refuses a handshake that chooses none)
+    ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30)
     await ws.prepare(request)
     sideband = EventWriter(ws, name=f"sideband of {call.id}")
     call.join(sideband)
