@@ -169,13 +169,16 @@ def test_truncate_keeps_the_words_whose_audio_had_started(
 
 
 @pytest.mark.parametrize(
-    ("target", "end_ms", "param"), [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"), ("nope", 0, None)]
+    ("target", "end_ms", "param"),
+    [("u", 0, "item_id"), ("a", 2001, "audio_end_ms"), ("nope", 0, None), ("t", 0, "content_index")],
 )
 def test_truncate_refusals(target: str, end_ms: int, param: str | None) -> None:
+    """("t": an assistant answer in text only has no audio part to truncate.)"""
     conv = Conversation()
     conv.insert(item("u"))
-    conv.add_output({"id": "a", "type": "message", "role": "assistant", "content": []})
+    conv.add_output({"id": "a", "type": "message", "role": "assistant", "content": [{"type": "output_audio"}]})
     conv.audio["a"] = ItemAudio(np.zeros(2 * RTP_RATE, np.int16), RTP_RATE)
+    conv.add_output({"id": "t", "type": "message", "role": "assistant", "content": [{"type": "output_text"}]})
     with pytest.raises(ProtocolError) as err:
         conv.truncate(target, end_ms)
     assert err.value.param == param and err.value.event()["error"]["param"] == param

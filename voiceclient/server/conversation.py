@@ -169,11 +169,18 @@ class Conversation:
         self.answered_upto = len(self.items)
         return new
 
-    def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        """A client's `conversation.item.truncate`: checked, then applied."""
+    def truncate(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> None:
+        """A client's `conversation.item.truncate`: checked, then applied. `content_index` must name the item's
+        audio part ([SDK] ConversationItemTruncateEvent: "the index of the content part to truncate"): a text-only
+        item has nothing to truncate (the real wording is not established: refused, the stricter answer)."""
         item = self.require(item_id, "truncate")
         if item.get("role") != "assistant":
             raise ProtocolError(f"Item with id '{item_id}' is not an assistant message.", "invalid_value", "item_id")
+        parts = item.get("content") or []
+        if not 0 <= content_index < len(parts) or parts[content_index].get("type") not in ("output_audio", "audio"):
+            raise ProtocolError(
+                f"Content part {content_index} of item '{item_id}' is not audio.", "invalid_value", "content_index"
+            )
         audio = self.audio.get(item_id)
         length_ms = audio.ms if audio is not None else 0
         if audio_end_ms > length_ms:

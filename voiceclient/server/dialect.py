@@ -105,6 +105,7 @@ class DeleteItem:
 class TruncateItem:
     item_id: str
     audio_end_ms: int
+    content_index: int = 0  # the audio part cut
     event_id: str | None = field(default=None, kw_only=True)
 
 

@@ -216,7 +216,7 @@ class RealtimeDialect:
         if isinstance(event, ev.ConversationItemDelete):
             return DeleteItem(event.item_id, event_id=eid)
         if isinstance(event, ev.ConversationItemTruncate):
-            return TruncateItem(event.item_id, event.audio_end_ms, event_id=eid)
+            return TruncateItem(event.item_id, event.audio_end_ms, event.content_index, event_id=eid)
         if isinstance(event, ev.ResponseCreate):
             return CreateResponse(request_of(event.response), event_id=eid)
         if isinstance(event, ev.ResponseCancel):

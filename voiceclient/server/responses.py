@@ -134,9 +134,9 @@ class ResponseEngine:
         self.conversation.cut(item, end_ms)
         self.send(self.dialect.item_truncated(item["id"], end_ms))
 
-    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+    def truncate(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> None:
         """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
-        self.conversation.truncate(item_id, audio_end_ms)
+        self.conversation.truncate(item_id, audio_end_ms, content_index)
         self.send(self.dialect.item_truncated(item_id, audio_end_ms))
 
     # ------------------------------------------------------------------------------------------ MCP

@@ -439,8 +439,8 @@ class ServerSession:
             case DeleteItem(item_id):
                 self.conversation.delete(item_id)
                 self.send(self.dialect.item_deleted(item_id))
-            case TruncateItem(item_id, audio_end_ms):
-                self.responses.truncate(item_id, audio_end_ms)
+            case TruncateItem(item_id, audio_end_ms, content_index):
+                self.responses.truncate(item_id, audio_end_ms, content_index)
             case CreateResponse(request):
                 # Only two default-conversation responses conflict; out-of-band ones run beside it.
                 if self.responses.active is not None and not (request is not None and request.out_of_band):
