@@ -66,6 +66,22 @@ async def test_the_idle_timeout_spans_the_silence_after_the_assistant_audio() ->
         assert len(s.sent("input_audio_buffer.timeout_triggered")) == 1
 
 
+async def test_an_idle_timeout_with_create_response_off_commits_and_leaves_the_answer_to_the_client() -> None:
+    """[SDK] ServerVad.create_response: whether a response is made when the VAD ends a turn; off, the idle
+    timeout's turn is committed like any other, and nothing answers it until the client asks."""
+    async with MemorySession(with_turn_detection(idle_timeout_ms=5000, create_response=False)) as s:
+        s.speak(np.concatenate([silence(0.5), talk(0.5), silence(0.5)]))
+        await s.next_event("input_audio_buffer.committed")
+        s.send({"type": "response.create"})
+        await s.play_through("output_audio_buffer.stopped")
+        await s.next_event("response.done")
+        s.speak(silence(6.0))
+        await s.next_event("input_audio_buffer.timeout_triggered")
+        committed = await s.next_event("input_audio_buffer.committed")
+        item = await retrieve(s, committed["item_id"])  # (in order behind anything the timeout started)
+        assert item["role"] == "user" and len(s.sent("response.created")) == 1
+
+
 # ------------------------------------------------------------------------------------------ semantic_vad
 def test_a_trailing_conjunction_or_filler_does_not_sound_finished() -> None:
     """[SDK] SemanticVad: the model waits while the user does not sound finished (our rule: a trailing

@@ -313,7 +313,8 @@ class TurnHandler:
             self.ctx.post(IdleTimeout())
 
     def on_idle_timeout(self) -> bool:
-        """Commit an empty turn after an idle timeout; True when the session should answer it."""
+        """Commit an empty turn after an idle timeout; True when the session should answer it (not when turn
+        detection's `create_response` is false: the client answers its turns itself, this one too)."""
         self._idle_timer = None
         idle, self._idle, self._idle_posted = self._idle, None, False
         if self.vad.speaking or self.ctx.turn_detection is None or idle is None:
@@ -324,7 +325,8 @@ class TurnHandler:
         self.ctx.send(self.ctx.dialect.input_timed_out(item_id, start, end))
         self._take_buffer()
         self._commit(np.zeros(0, np.int16), item_id)
-        return True
+        td = self.ctx.turn_detection
+        return td is not None and td.get("create_response", True) is not False
 
     def close(self) -> None:
         self.cancel_idle_timer()
