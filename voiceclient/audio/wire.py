@@ -76,6 +76,10 @@ class _Stream:
             self._resampler = Resampler(*rates) if fmt.rate != API_RATE else None
         return self._resampler
 
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds; it starts again with the next chunk."""
+        return self._resampler.flush() if self._resampler is not None else np.zeros(0, np.int16)
+
 
 class WireEncoder:
     """24 kHz int16 -> a format's bytes, one stream (the resampler to 8 kHz keeps its state across chunks)."""
@@ -112,6 +116,11 @@ class WireDecoder:
         except (binascii.Error, ValueError):
             raise ValueError("not valid base64") from None
         return self.decode_bytes(data, fmt)
+
+    def flush(self) -> np.ndarray:
+        """The tail the resampler still holds (G.711's last ~2 ms): the end of the stream, or of a turn committed
+        by hand; the next chunk starts a fresh stream."""
+        return self._stream.flush()
 
     def decode_bytes(self, data: bytes, fmt: FormatSpec) -> np.ndarray:
         """The next chunk of bytes in `fmt`."""

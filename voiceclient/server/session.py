@@ -416,6 +416,9 @@ class ServerSession:
                     ) from None
                 self.input_audio(pcm)
             case CommitAudio():
+                tail = self.input.flush()  # (what the resampler from G.711 still holds belongs to this turn)
+                if tail.size:
+                    self.input_audio(tail)
                 self.turns.commit()
             case ClearAudio():
                 self.turns.clear()
