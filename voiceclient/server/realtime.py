@@ -257,7 +257,8 @@ class RealtimeDialect:
         return one(ev.InputTranscriptionCompleted(item_id=item_id, content_index=0, transcript=transcript, usage=usage))
 
     def input_transcript_failed(self, item_id: str, message: str) -> list[Wire]:
-        error = {"type": "transcription_error", "code": "transcription_unavailable", "message": message, "param": None}
+        # (no `param`: OpenAI's JavaScript SDK takes it as a string when present, and refuses the event with null)
+        error = {"type": "transcription_error", "code": "transcription_unavailable", "message": message}
         return one(ev.InputTranscriptionFailed(item_id=item_id, content_index=0, error=error))
 
     # ------------------------------------------------------------------------------------------ the conversation
