@@ -85,15 +85,27 @@ def assert_wire_valid(path: str | Path) -> list[dict[str, Any]]:
     return log
 
 
-@pytest.fixture(scope="session")
-def pulse() -> Any:
-    """Our own PulseAudio daemon with a virtual microphone and speaker (see voiceclient.testing)."""
+@pytest.fixture(scope="module")
+def pulse_daemon() -> Any:
+    """Our own PulseAudio daemon with a virtual microphone and speaker (see voiceclient.testing), one per test
+    module: a module that kills and restarts its daemon, or changes its devices, leaves the next one a fresh one."""
     from voiceclient.testing.devices import virtual_audio_devices
 
     if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
         pytest.skip("PulseAudio is not installed (scripts/test installs pulseaudio and pulseaudio-utils as root)")
     with virtual_audio_devices() as env:
         yield env
+
+
+@pytest.fixture
+def pulse(pulse_daemon: dict[str, str]) -> Any:
+    """The daemon, with this process's PortAudio looking at its devices afresh: a test before may have restarted
+    the daemon or changed its devices, and PortAudio sees them as they were when it started (nothing is open
+    between tests, so re-initialising closes nothing)."""
+    from voiceclient.audio.devices import reinitialise_portaudio
+
+    reinitialise_portaudio()
+    return pulse_daemon
 
 
 @pytest.fixture
