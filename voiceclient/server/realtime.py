@@ -163,10 +163,12 @@ class RealtimeDialect:
 
     # ------------------------------------------------------------------------------------------ in
     def decode(self, message: str | bytes) -> Command:
-        update = transcription_update(message)
-        if update is not None:
-            return update
         event = ev.parse_client_event(message)
+        if isinstance(event, ev.MalformedEvent) and event.event_type == "session.update":
+            # (a transcription session's update is no realtime session: only then is the message read again)
+            update = transcription_update(message)
+            if update is not None:
+                return update
         if isinstance(event, ev.MalformedEvent):
             if event.event_type is None:
                 raise ProtocolError(f"Invalid client event: {event.reason}.", "invalid_json").with_event(event)
@@ -183,20 +185,18 @@ class RealtimeDialect:
                 "type",
             ).with_event(event)
         try:
-            if isinstance(event, ev.SessionUpdate):
-                # The session as the client wrote it: the model fills in `type`, but an update without one is
-                # refused whole by the real service (`missing_required_parameter`, `session.type`).
-                return UpdateSession(json.loads(message)["session"], event_id=event.event_id)
-            return self._command(event)
+            return self._command(event, message)
         except ProtocolError as exc:
             raise exc.with_event(event) from None
 
     @staticmethod
-    def _command(event: ev.KnownClientEvent) -> Command:
+    def _command(event: ev.KnownClientEvent, message: str | bytes) -> Command:
         """Each client event the server handles (tests/test_protocol_doc.py reads these branches)."""
         eid = event.event_id
-        if isinstance(event, ev.SessionUpdate):  # (decode passes the session as the client wrote it)
-            return UpdateSession(json.loads(event.model_dump_json(exclude_unset=True))["session"], event_id=eid)
+        if isinstance(event, ev.SessionUpdate):
+            # The session as the client wrote it: the model fills in `type`, but an update without one is refused
+            # whole by the real service (`missing_required_parameter`, `session.type`).
+            return UpdateSession(json.loads(message)["session"], event_id=eid)
         if isinstance(event, ev.InputAudioBufferAppend):
             return AppendAudio(event.audio, event_id=eid)
         if isinstance(event, ev.InputAudioBufferCommit):
@@ -296,12 +296,13 @@ class RealtimeDialect:
         *,
         in_conversation: bool = True,
     ) -> list[Wire]:
-        added = ev.ResponseOutputItemAdded(
-            response_id=response_id, output_index=output_index, item=ev.Item.model_validate(item)
-        )
         # An out-of-band response's items are in no conversation: no `conversation.item.added` ([SDK]
         # `RealtimeResponseCreateParams.conversation`: "none" does not add items to the default conversation).
-        return [*one(added), *(self.item_added(item, previous_item_id) if in_conversation else [])]
+        model = ev.Item.model_validate(item)  # (validated once for both events)
+        added = one(ev.ResponseOutputItemAdded(response_id=response_id, output_index=output_index, item=model))
+        if not in_conversation:
+            return added
+        return added + one(ev.ConversationItemAdded(previous_item_id=previous_item_id, item=model))
 
     def output_item_done(
         self,
@@ -312,10 +313,11 @@ class RealtimeDialect:
         *,
         in_conversation: bool = True,
     ) -> list[Wire]:
-        done = ev.ResponseOutputItemDone(
-            response_id=response_id, output_index=output_index, item=ev.Item.model_validate(item)
-        )
-        return [*one(done), *(self.item_done(item, previous_item_id) if in_conversation else [])]
+        model = ev.Item.model_validate(item)
+        done = one(ev.ResponseOutputItemDone(response_id=response_id, output_index=output_index, item=model))
+        if not in_conversation:
+            return done
+        return done + one(ev.ConversationItemDone(previous_item_id=previous_item_id, item=model))
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
         return one(ev.ResponseContentPartAdded(**ids, part=ev.ResponsePart.model_validate(part)))
