@@ -64,3 +64,34 @@ def test_a_failing_voice_test_says_where_its_conversation_is_kept(pytester: pyte
     assert page.parent == events.parent and "voiceclient call report" in page.read_text()
     assert page.parent.name == "test_fails0"  # the failing test's call; the passing one's made no page
     assert not list(page.parent.with_name("test_passes0").glob("*.report.html"))
+
+
+def test_a_failed_hearing_tells_the_call_turn_by_turn(tmp_path: Path) -> None:
+    """When the words heard are not the words expected, the message says how the server took the turns: a turn
+    split in two by a pause, with its first answer cancelled, is the usual reason an echo comes back cut."""
+    from voiceclient.testing import ScriptedCallResult, assert_heard
+
+    def server(event: dict) -> dict:
+        return {"dir": "server", "event": event}
+
+    events = [
+        server({"type": "input_audio_buffer.speech_started", "audio_start_ms": 320}),
+        server({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1400}),
+        server({"type": "input_audio_buffer.speech_started", "audio_start_ms": 1900}),
+        server(
+            {
+                "type": "response.done",
+                "response": {"status": "cancelled", "status_details": {"reason": "turn_detected"}},
+            }
+        ),
+        server({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 3020}),
+        server({"type": "response.done", "response": {"status": "completed"}}),
+    ]
+    wav = tmp_path / "a.wav"
+    result = ScriptedCallResult(wav, wav, wav, tmp_path / "a.events.jsonl", "idle", [], events)
+    assert result.turns == (
+        "user 0.32-1.40 s, response cancelled (turn_detected); user 1.90-3.02 s, response completed"
+    )
+    result._heard = "over the lazy dog"
+    with pytest.raises(AssertionError, match=r"turns: user 0\.32-1\.40 s, response cancelled"):
+        assert_heard(result, "the quick brown fox")

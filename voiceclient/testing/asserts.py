@@ -36,7 +36,8 @@ def assert_heard(result: ScriptedCallResult, *phrases: str, source: str = "audio
     if missing:
         raise AssertionError(
             f"expected the assistant to say {', '.join(repr(p) for p in missing)}; "
-            f"{'heard' if source == 'audio' else 'its transcript was'}: {said!r} ({result.where()})"
+            f"{'heard' if source == 'audio' else 'its transcript was'}: {said!r}; "
+            f"turns: {result.turns} ({result.where()})"
         )
 
 
@@ -58,7 +59,7 @@ def assert_heard_close_to(result: ScriptedCallResult, expected: str, max_wer: fl
     if wer > max_wer:
         raise AssertionError(
             f"expected the assistant to say {expected!r} (word error rate <= {max_wer:.0%}); "
-            f"heard {heard!r}, {wer:.0%} wrong ({result.where()})"
+            f"heard {heard!r}, {wer:.0%} wrong; turns: {result.turns} ({result.where()})"
         )
 
 

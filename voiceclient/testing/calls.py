@@ -103,6 +103,35 @@ class ScriptedCallResult:
                 )
         return calls
 
+    @property
+    def turns(self) -> str:
+        """How the call went, turn by turn, from the server's events, for a failure message: "user 0.32-2.84 s,
+        response completed; user 3.10-4.02 s, response cancelled (turn_detected)". A turn split in two, an answer
+        cut short or a turn never detected shows here, where the heard words alone cannot say why."""
+        story: list[str] = []
+        start: float | None = None
+        for event in self.server_events:
+            kind = event["type"]
+            if kind == "input_audio_buffer.speech_started":
+                start = event.get("audio_start_ms", 0) / 1000
+            elif kind == "input_audio_buffer.speech_stopped":
+                end = event.get("audio_end_ms", 0) / 1000
+                story.append(f"user {start if start is not None else 0:.2f}-{end:.2f} s")
+                start = None
+            elif kind == "input_audio_buffer.timeout_triggered":
+                story.append("idle timeout")
+            elif kind == "response.done":
+                response = event.get("response", {})
+                reason = (response.get("status_details") or {}).get("reason")
+                said = f"response {response.get('status', '?')}" + (f" ({reason})" if reason else "")
+                if story and story[-1].startswith("user") and "response" not in story[-1]:
+                    story[-1] += ", " + said  # the answer to that turn
+                else:
+                    story.append(said)
+        if start is not None:
+            story.append(f"user {start:.2f} s-, never stopped")
+        return "; ".join(story) or "no turn detected"
+
     def where(self) -> str:
         """The files, for a failure message."""
         return f"conversation {self.recording}, assistant audio {self.output_wav}, events {self.events_jsonl}"
