@@ -14,6 +14,7 @@ establishes (a refusal whose exact code no source gives is asserted as a refusal
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -200,6 +201,169 @@ async def test_an_out_of_band_response_runs_beside_the_default_one_outside_the_c
     assert oob_items and not oob_items & added
 
 
+# ----------------------------------------------------------------------------------------------- tool_choice
+def function_tool(name: str, description: str) -> dict[str, Any]:
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "name": name, "description": description, "parameters": parameters}
+
+
+WEATHER = function_tool("get_weather", "The weather now in a city.")
+TIME = function_tool("get_time", "The time now in a city.")
+
+
+def outputs(done: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [item for item in done["response"]["output"] if item["type"] == kind]
+
+
+async def test_tool_choice_required_makes_a_tool_call(wire: Wire) -> None:
+    """[SDK] RealtimeToolChoiceConfig, ToolChoiceOptions: `required` means the model must call one or more tools
+    (here the only one declared)."""
+    await wire.update({"type": "realtime", "tools": [WEATHER], "tool_choice": "required"})
+    await wire.send(user_text("Hello there."))
+    await wire.send({"type": "response.create"})
+    done = await wire.next("response.done")
+    assert [call["name"] for call in outputs(done, "function_call")][:1] == ["get_weather"]
+
+
+async def test_a_responses_tool_choice_none_answers_without_a_tool_call(wire: Wire) -> None:
+    """[SDK] RealtimeToolChoiceConfig: `none` means the model will not call any tool and instead generates a
+    message; RealtimeResponseCreateParams.tool_choice is this response's own. So a session that requires a tool
+    call answers this response with a message (locally: the echo, steered to a call by `required`, speaks
+    instead)."""
+    await wire.update({"type": "realtime", "tools": [WEATHER], "tool_choice": "required"})
+    await wire.send(user_text("What is the weather in Paris? Use get_weather."))
+    await wire.send({"type": "response.create", "response": {"tool_choice": "none"}})
+    done = await wire.next("response.done")
+    assert done["response"]["status"] == "completed"
+    assert not outputs(done, "function_call") and outputs(done, "message")
+
+
+async def test_a_tool_choice_naming_a_function_calls_that_function(wire: Wire) -> None:
+    """[SDK] ToolChoiceFunction: "Use this option to force the model to call a specific function" (on a
+    response, RealtimeResponseCreateParams.tool_choice), even when the words ask for another tool."""
+    await wire.update({"type": "realtime", "tools": [WEATHER, TIME]})
+    await wire.send(user_text("What is the weather in Paris?"))
+    await wire.send({"type": "response.create", "response": {"tool_choice": {"type": "function", "name": "get_time"}}})
+    done = await wire.next("response.done")
+    calls = [call["name"] for call in outputs(done, "function_call")]
+    assert calls and set(calls) == {"get_time"}
+
+
+async def test_a_tool_choice_naming_an_undeclared_function_is_refused(wire: Wire) -> None:
+    """[SDK] ToolChoiceFunction forces a call of a function the session declares (it has nothing else to call).
+    (No source gives the code: the row asserts the refusal, on its param, and that the update did not apply.)"""
+    update = {"type": "realtime", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "book_flight"}}
+    error = await wire.refused({"type": "session.update", "session": update})
+    assert error["type"] == "invalid_request_error" and error["param"] == "session.tool_choice"
+    session = await wire.update({"type": "realtime"})
+    assert session["tool_choice"] == "auto"
+
+
+# ----------------------------------------------------------------------------------------------- turns
+async def stream_silence(wire: Wire, stop: asyncio.Event) -> None:
+    """100 ms of silence every 100 ms (PCM16, 24 kHz), as a microphone sends it, until `stop`."""
+    chunk = base64.b64encode(bytes(4800)).decode()
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while not stop.is_set():
+        await wire.send({"type": "input_audio_buffer.append", "audio": chunk})
+        due += 0.1
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
+        except TimeoutError:
+            pass
+
+
+async def test_the_idle_timeout_spans_the_silence_after_the_answer(wire: Wire) -> None:
+    """[SDK] ServerVad.idle_timeout_ms: applied once the last response's audio has finished playing;
+    InputAudioBufferTimeoutTriggered: `audio_start_ms` to `audio_end_ms` is the silent segment after the last
+    response up to the trigger, "the difference between the start and end values will roughly match the
+    configured timeout", and that segment is committed (`input_audio_buffer.committed`, the same item) and
+    answered."""
+    turn_detection = {"type": "server_vad", "idle_timeout_ms": 5000}
+    await wire.update({"type": "realtime", "audio": {"input": {"turn_detection": turn_detection}}})
+    stop = asyncio.Event()
+    silence = asyncio.ensure_future(stream_silence(wire, stop))
+    try:
+        await wire.send(user_text("Say hello."))
+        await wire.send({"type": "response.create"})
+        first = await wire.next("response.done")
+        timeout = await wire.next("input_audio_buffer.timeout_triggered")
+        committed = await wire.next("input_audio_buffer.committed")
+        answer = await wire.next("response.done")
+    finally:
+        stop.set()
+        await silence
+    assert timeout["audio_start_ms"] < timeout["audio_end_ms"]
+    assert abs(timeout["audio_end_ms"] - timeout["audio_start_ms"] - 5000) <= 1000
+    assert committed["item_id"] == timeout["item_id"]
+    assert answer["response"]["id"] != first["response"]["id"]  # "and a model response will be generated"
+
+
+# ----------------------------------------------------------------------------------------------- newer fields
+async def test_transcription_delay_is_accepted_for_gpt_realtime_whisper(wire: Wire) -> None:
+    """[SDK] AudioTranscription.delay: "Only supported with `gpt-realtime-whisper` in GA Realtime sessions";
+    the session shows it (RealtimeSessionCreateResponse)."""
+    transcription = {"model": "gpt-realtime-whisper", "delay": "low"}
+    session = await wire.update({"type": "realtime", "audio": {"input": {"transcription": transcription}}})
+    assert session["audio"]["input"]["transcription"]["delay"] == "low"
+
+
+async def test_transcription_keywords_and_languages_are_accepted_for_gpt_transcribe(wire: Wire) -> None:
+    """[SDK] AudioTranscription.keywords and .languages: "Supported by `gpt-transcribe` and
+    `gpt-live-transcribe`"; the session shows them."""
+    transcription = {"model": "gpt-transcribe", "keywords": ["WebRTC", "Opus"], "languages": ["en", "fr"]}
+    session = await wire.update({"type": "realtime", "audio": {"input": {"transcription": transcription}}})
+    shown = session["audio"]["input"]["transcription"]
+    assert (shown["keywords"], shown["languages"]) == (["WebRTC", "Opus"], ["en", "fr"])
+
+
+async def test_noise_reduction_strength_is_accepted_defaults_to_1_and_is_kept(wire: Wire) -> None:
+    """[SDK] RealtimeAudioConfigInput NoiseReduction.strength: "Defaults to 1 when noise reduction is first
+    enabled. Omitting strength from a session update preserves the current strength." """
+
+    async def noise_reduction(value: dict[str, Any]) -> Any:
+        session = await wire.update({"type": "realtime", "audio": {"input": {"noise_reduction": value}}})
+        return session["audio"]["input"]["noise_reduction"]["strength"]
+
+    assert await noise_reduction({"type": "near_field"}) == 1
+    assert await noise_reduction({"type": "near_field", "strength": 0.5}) == 0.5
+    assert await noise_reduction({"type": "far_field"}) == 0.5
+
+
+async def test_an_mcp_tool_with_tunnel_id_defer_loading_and_allowed_callers_is_accepted(wire: Wire) -> None:
+    """[SDK] RealtimeToolsConfigUnion Mcp: `tunnel_id` (one of `server_url`, `connector_id` or `tunnel_id`),
+    `defer_loading`, `allowed_callers` ("direct", "programmatic"); the session shows the tool with them. (Whether
+    the tunnel answers is another matter: nothing here waits for its tools.)"""
+    tool = {
+        "type": "mcp",
+        "server_label": "docs",
+        "tunnel_id": "tunnel_conformance",
+        "defer_loading": False,
+        "allowed_callers": ["direct"],
+        "require_approval": "never",
+    }
+    session = await wire.update({"type": "realtime", "tools": [tool]})
+    [shown] = [t for t in session["tools"] if t["type"] == "mcp"]
+    assert (shown["server_label"], shown["tunnel_id"]) == ("docs", "tunnel_conformance")
+    assert shown.get("defer_loading") in (False, None) and shown.get("allowed_callers") in (["direct"], None)
+
+
+async def test_reasoning_and_parallel_tool_calls_are_accepted_on_response_create(target: tuple[str, str]) -> None:
+    """[SDK] RealtimeResponseCreateParams.reasoning and .parallel_tool_calls, for reasoning models such as
+    `gpt-realtime-2`: the response runs."""
+    async with await connect(target, "model=gpt-realtime-2") as ws:
+        w = Wire(ws)
+        await w.next("session.created")
+        await w.update({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        await w.send(user_text("Say hello."))
+        response = {"reasoning": {"effort": "low"}, "parallel_tool_calls": False}
+        await w.send({"type": "response.create", "response": response})
+        done = await w.next("response.done", "error")
+        assert done["type"] == "response.done", done
+        assert done["response"]["status"] == "completed"
+
+
 # ----------------------------------------------------------------------------------------------- sessions
 async def connect(target: tuple[str, str], query: str) -> Any:
     import websockets
@@ -247,7 +411,7 @@ async def test_an_assistant_item_is_retrieved_with_its_audio(wire: Wire) -> None
 
 
 # ----------------------------------------------------------------------------------------------- the switch
-ROWS = 14  # the tests above
+ROWS = 24  # the tests above
 
 
 @pytest.mark.subprocess

@@ -390,6 +390,26 @@ async def test_output_audio_buffer_clear_before_any_response_is_refused() -> Non
         assert not s.sent("output_audio_buffer.cleared")
 
 
+async def test_output_audio_buffer_clear_once_the_answer_has_played_is_refused_and_cuts_nothing() -> None:
+    """Nothing plays: the same refusal as before any answer (the real answer is not documented; the stricter one,
+    docs/differences.md), and the answer stays whole."""
+    async with MemorySession() as s:
+        ask(s)
+        await s.play_through("output_audio_buffer.stopped")
+        done = await s.next_event("response.done")
+        await s.next_event("output_audio_buffer.stopped")
+        s.send({"type": "output_audio_buffer.clear", "event_id": "event_late_clear"})
+        error = await s.next_event("error")
+        assert (error["error"]["code"], error["error"]["event_id"]) == ("output_audio_buffer_empty", "event_late_clear")
+        assert not s.sent("output_audio_buffer.cleared") and not s.sent("conversation.item.truncated")
+        item_id = done["response"]["output"][0]["id"]
+        s.send({"type": "conversation.item.retrieve", "item_id": item_id})
+        retrieved = await s.next_event("conversation.item.retrieved")
+        assert (
+            retrieved["item"]["content"][0]["transcript"] == done["response"]["output"][0]["content"][0]["transcript"]
+        )
+
+
 # ------------------------------------------------------------------------------------------ conversation.item.truncate
 async def test_truncating_past_the_end_of_the_audio_is_refused_and_changes_nothing() -> None:
     async with MemorySession(playout=False) as s:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ from voiceclient.server.responders import ScenarioResponder, ScenarioSpec
 from voiceclient.server.session_rules import default_session
 from voiceclient.speech.backends import SpeechBackends
 from voiceclient.testing import MemorySession
+
+from .speech_double import StandInSpeech
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -124,34 +125,6 @@ def scenario(spec: dict[str, Any]) -> ScenarioResponder:
     return ScenarioResponder(ScenarioSpec.model_validate(spec), Path("."))
 
 
-class StandInStt:
-    """Offline speech whose speech-to-text hears the same words in any audio (no model loaded); no voice."""
-
-    def start_loading(self) -> None:
-        pass
-
-    async def ready(self) -> None:
-        pass
-
-    def vad(self) -> None:
-        return None
-
-    @property
-    def can_transcribe(self) -> bool:
-        return True
-
-    async def transcribe(self, pcm24k: np.ndarray) -> str | None:
-        return "hello there"
-
-    @property
-    def can_synthesize(self) -> bool:
-        return False
-
-    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
-        return
-        yield
-
-
 def no_stt() -> SpeechBackends:
     """Speech backends without a speech-to-text: asked-for transcription fails (transcription_unavailable)."""
     return SpeechBackends(enabled=False, stt="none")
@@ -196,7 +169,7 @@ async def websocket_audio_answer() -> list[dict[str, Any]]:
 
 
 async def spoken_turn_transcribed() -> list[dict[str, Any]]:
-    async with MemorySession(transcribed(), speech=StandInStt()) as s:
+    async with MemorySession(transcribed(), speech=StandInSpeech("hello there")) as s:
         s.speak(np.concatenate([silence(0.5), talk(0.5), silence(0.7)]))
         committed = await s.next_event("input_audio_buffer.committed")
         completed = await s.next_event("conversation.item.input_audio_transcription.completed")

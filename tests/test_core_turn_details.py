@@ -4,9 +4,7 @@ the item's audio in the session's formats."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -16,8 +14,9 @@ from voiceclient.audio import g711
 from voiceclient.audio.format import API_RATE, tone
 from voiceclient.server.session_rules import default_session
 from voiceclient.server.turns import sounds_finished
-from voiceclient.server.vad import SpeechProbability
 from voiceclient.testing import MemorySession
+
+from .speech_double import StandInSpeech
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -93,40 +92,6 @@ def test_a_trailing_conjunction_or_filler_does_not_sound_finished() -> None:
     assert sounds_finished("")  # nothing heard: no reason to wait
 
 
-class FakeSpeech:
-    """A stand-in for `OfflineSpeech` (the protocol in server/speech_port.py): no model runs in the fast lane,
-    so `transcribe` gives a fixed text (the energy VAD decides speech)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.heard: asyncio.Queue[int] = asyncio.Queue()
-
-    def start_loading(self) -> None:
-        pass
-
-    async def ready(self) -> None:
-        pass
-
-    def vad(self) -> SpeechProbability | None:
-        return None
-
-    @property
-    def can_transcribe(self) -> bool:
-        return True
-
-    async def transcribe(self, pcm24k: np.ndarray) -> str | None:
-        self.heard.put_nowait(pcm24k.size)
-        return self.text
-
-    @property
-    def can_synthesize(self) -> bool:
-        return False
-
-    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
-        return
-        yield  # an async generator that yields nothing
-
-
 SEMANTIC = {"type": "semantic_vad", "create_response": True, "interrupt_response": True}
 
 
@@ -135,13 +100,13 @@ async def semantic_stop(text: str | None, eagerness: str, pause_s: float) -> int
     `speech_stopped` offset, or None when the turn had not ended."""
     audio = default_session()["audio"]
     audio["input"]["turn_detection"] = {**SEMANTIC, "eagerness": eagerness}
-    speech = FakeSpeech(text) if text is not None else None
+    speech = StandInSpeech(text) if text is not None else None
     session: dict[str, Any] = {"audio": audio}
     async with MemorySession(session, speech=speech) as s:
         s.speak(np.concatenate([silence(0.5), talk(1.0), silence(0.2)]))
         await s.next_event("input_audio_buffer.speech_started")
         if speech is not None:
-            await speech.heard.get()  # the pause is being transcribed
+            await speech.next_heard()  # the pause is being transcribed
             assert s.core.turns.speculative is not None
             await s.core.turns.speculative[1]  # the verdict on the pause is in
         s.speak(silence(pause_s))

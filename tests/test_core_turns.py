@@ -366,6 +366,43 @@ async def test_interrupt_response_false_lets_the_answer_play_on() -> None:
         assert not s.sent("conversation.item.truncated") and not s.sent("output_audio_buffer.cleared")
 
 
+class PacedThenEcho:
+    """Answers typed text with a second of paced speech (the response runs while it is heard), and a spoken turn
+    by how much of it was heard."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.user_text is None and ctx.user_audio is not None:
+            return ResponsePlan([Speech(f"heard {ctx.user_audio.size} samples", talk(0.3))])
+        return ResponsePlan([Speech("one two three four five", talk(1.0), paced=True)])
+
+
+async def test_a_turn_that_ends_while_the_answer_runs_is_kept_and_answered_when_asked() -> None:
+    """[SDK] ServerVad.create_response: "If `interrupt_response` is set to `false` this may fail to create a
+    response if the model is already responding." `serve` takes the stricter reading, it does fail
+    (docs/differences.md): no second response while the first runs, nor after it. The turn is not lost: it is
+    committed into the conversation, and the client's next `response.create` answers it."""
+    async with MemorySession(responder=PacedThenEcho()) as s:
+        await update(s, {"turn_detection": {"type": "server_vad", "interrupt_response": False}})
+        s.send({"type": "conversation.item.create", "item": user_text("talk to me")})
+        s.send({"type": "response.create"})
+        first = (await s.next_event("response.created"))["response"]["id"]
+        s.play(0.2)
+        s.speak(utterance(talk(0.4), silence(0.7)))
+        committed = await s.next_event("input_audio_buffer.committed")
+        assert not s.sent("response.done")  # the turn ended while the first answer ran
+        await s.play_through("output_audio_buffer.stopped")
+        done = await s.next_event("response.done")
+        assert (done["response"]["id"], done["response"]["status"]) == (first, "completed")
+        await s.next_event("output_audio_buffer.stopped")
+        await marker(s)
+        assert len(s.sent("response.created")) == 1  # nothing answered the turn on its own
+        turn = await retrieved_audio(s, committed["item_id"])
+        s.send({"type": "response.create"})
+        await s.play_through("output_audio_buffer.stopped")
+        answer = await s.next_event("response.done")
+        assert answer["response"]["output"][0]["content"][0]["transcript"] == f"heard {turn.size} samples"
+
+
 async def test_a_turn_while_the_answer_is_being_prepared_cancels_it() -> None:
     responder = ThinkingResponder()
     async with MemorySession(responder=responder, playout=False) as s:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -29,43 +28,12 @@ from voiceclient.speech.backends import SpeechBackends
 from voiceclient.testing import MemorySession
 
 from .conftest import FIXTURES, NEEDS_AGENT
+from .speech_double import StandInSpeech
 
 pytestmark = pytest.mark.timeout(20)
 ORACLE: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
 TRANSCRIPTION = {"type": "transcription"}
 HEARD = "the quick brown fox"
-
-
-class StandInStt:
-    """An `OfflineSpeech` double whose speech-to-text hears `HEARD` in any audio (no model); no voice."""
-
-    def __init__(self) -> None:
-        self.heard: list[int] = []  # the samples of each audio it was given
-
-    def start_loading(self) -> None:
-        pass
-
-    async def ready(self) -> None:
-        pass
-
-    def vad(self) -> None:
-        return None
-
-    @property
-    def can_transcribe(self) -> bool:
-        return True
-
-    async def transcribe(self, pcm24k: np.ndarray) -> str | None:
-        self.heard.append(pcm24k.size)
-        return HEARD
-
-    @property
-    def can_synthesize(self) -> bool:
-        return False
-
-    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
-        return
-        yield
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -92,7 +60,7 @@ def types(events: list[dict[str, Any]]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the core, in memory
 async def test_a_spoken_turn_is_committed_and_transcribed_and_never_answered() -> None:
-    stt = StandInStt()
+    stt = StandInSpeech(HEARD)
     async with MemorySession(TRANSCRIPTION, speech=stt) as s:
         created = s.events[0]
         assert created["type"] == "session.created" and created["session"]["type"] == "transcription"
@@ -116,7 +84,7 @@ async def test_a_spoken_turn_is_committed_and_transcribed_and_never_answered() -
 
 
 async def test_response_create_and_conversation_events_are_refused() -> None:
-    async with MemorySession(TRANSCRIPTION, speech=StandInStt()) as s:
+    async with MemorySession(TRANSCRIPTION, speech=StandInSpeech(HEARD)) as s:
         for event in (
             {"type": "response.create", "event_id": "ev_1"},
             {"type": "response.cancel", "event_id": "ev_2"},
@@ -136,7 +104,7 @@ async def test_response_create_and_conversation_events_are_refused() -> None:
 
 
 async def test_session_update_with_a_transcription_object_and_a_manual_commit() -> None:
-    async with MemorySession(TRANSCRIPTION, speech=StandInStt()) as s:
+    async with MemorySession(TRANSCRIPTION, speech=StandInSpeech(HEARD)) as s:
         s.send(
             {
                 "type": "session.update",
@@ -193,7 +161,7 @@ async def test_session_update_with_a_transcription_object_and_a_manual_commit() 
     ],
 )
 async def test_refused_updates_leave_the_session_as_it_was(session: dict[str, Any], code: str, param: str) -> None:
-    async with MemorySession(TRANSCRIPTION, speech=StandInStt()) as s:
+    async with MemorySession(TRANSCRIPTION, speech=StandInSpeech(HEARD)) as s:
         before = s.core.session
         s.send({"type": "session.update", "session": session})
         error = (await s.next_event("error"))["error"]
@@ -256,7 +224,7 @@ async def test_the_sdk_opens_a_transcription_session_with_an_ephemeral_key_and_b
         "type": "transcription",
         "audio": {"input": {"transcription": {"model": "gpt-4o-transcribe", "language": "en"}}},
     }
-    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+    async with RealtimeServer(port=0, speech=StandInSpeech(HEARD), vad="energy") as server:
         backend = AsyncOpenAI(api_key="sk-test", base_url=server.base_url)
         secret = await backend.realtime.client_secrets.create(session=session)  # type: ignore[arg-type]
         assert isinstance(secret.session, RealtimeTranscriptionSessionCreateResponse)
@@ -357,7 +325,7 @@ async def test_a_webrtc_call_with_a_transcription_session_transcribes_and_never_
     import httpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+    async with RealtimeServer(port=0, speech=StandInSpeech(HEARD), vad="energy") as server:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTrack(spoken_track())
         channel = pc.createDataChannel("oai-events")

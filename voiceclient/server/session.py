@@ -363,7 +363,9 @@ class ServerSession:
         elif outcome is TurnEvent.COMMITTED and td.get("create_response", True):
             if self.responses.active is None:
                 self._respond(None)
-            else:
+            else:  # [SDK] ServerVad.create_response: with interrupt_response false this "may fail to create a
+                # response if the model is already responding"; the stricter reading (docs/differences.md). The
+                # turn is in the conversation, for the client's next response.create.
                 log.info(
                     "%s %s: turn ended while response %s runs; not starting another",
                     self.transport,
@@ -432,9 +434,9 @@ class ServerSession:
                         "type",
                     )
                 if not self.responses.clear_output():
-                    if self.responses.last_response_id is None:
-                        raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
-                    self.send(self.dialect.playout_cleared(self.responses.last_response_id))
+                    # Nothing is playing (none yet, or the last answer has played out): no source says what the
+                    # real service does, so the stricter answer, an error (docs/differences.md).
+                    raise ProtocolError("There is no output audio to clear.", "output_audio_buffer_empty")
             case CreateItem(item, previous_item_id):
                 self._item_create(dict(item), previous_item_id)
             case RetrieveItem(item_id):
