@@ -305,9 +305,9 @@ async def test_local_interrupt_cancels_then_clears_in_that_order(call: VoiceCall
     done(transport, "r1", "cancelled")
     await call.events_handled()
     assert not call.turns.busy
-    call.interrupt()  # nothing active: only the clear
-    assert transport.sent_types()[-1:] == ["output_audio_buffer.clear"]
-    assert transport.sent_types().count("response.cancel") == 1
+    sent = len(transport.sent_types())
+    call.interrupt()  # nothing active, nothing playing: nothing to send (a clear would be output_audio_buffer_empty)
+    assert len(transport.sent_types()) == sent
 
 
 async def test_tools_still_running_at_close_are_cancelled_and_send_nothing(transport: ScriptedTransport) -> None:

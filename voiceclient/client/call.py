@@ -508,13 +508,14 @@ class VoiceCall:
 
     def interrupt(self) -> None:
         """Stop the assistant: cancel the response in progress, then clear the audio still playing; tools marked
-        `cancel_on_interrupt` are cancelled too."""
+        `cancel_on_interrupt` are cancelled too. With nothing playing, no clear is sent: the service refuses one
+        (`output_audio_buffer_empty`)."""
         self._runner.interrupt()
         if self.turns.active:
             self.send(ev.ResponseCancel())
         if self._connections.transport is not None and self._connections.transport.plays_audio:
             self._cut_playout()
-        else:
+        elif self.turns.audio_playing:
             self.send(ev.OutputAudioBufferClear())
 
     def _cut_playout(self) -> None:
