@@ -16,7 +16,7 @@ from voiceclient.audio.sources import AudioSource, BufferSource, load_audio
 from voiceclient.audio.tracks import OutboundTrack
 from voiceclient.server.playout import PlayoutQueue
 
-from .conftest import FIXTURES, loud_spans, read_wav
+from .conftest import FIXTURES, loud_spans, read_wav, voice_pitch
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -200,17 +200,10 @@ def test_time_scaling_a_tone_changes_its_length_not_its_frequency_and_adds_no_cl
 def test_time_scaling_a_voice_keeps_its_pitch() -> None:
     voice = load_audio(FIXTURES / "speech" / "sentence_1.wav", 24_000)
 
-    def pitch(pcm: np.ndarray) -> float:
-        """The median fundamental (Hz) of the clearly voiced 20 ms frames (found at 48 kHz)."""
-        x = resample(pcm, 24_000, stretch.RATE)
-        frames = [x[i : i + 960] for i in range(0, x.size - 960, 480) if not stretch.is_silent(x[i : i + 960])]
-        lags = [lag for lag, corr in map(stretch.pitch_lag, frames) if corr > 0.9]
-        return float(stretch.RATE / np.median(lags))
-
     for speed in (0.5, 1.5):
         out = stretch.time_scale(voice, speed, 24_000)
         assert out.size == round(voice.size / speed)
-        assert pitch(out) == pytest.approx(pitch(voice), rel=0.03)
+        assert voice_pitch(out) == pytest.approx(voice_pitch(voice), rel=0.03)
 
 
 def test_time_scaling_at_speed_one_is_the_audio_itself() -> None:
