@@ -95,7 +95,7 @@ def time_scale(pcm: np.ndarray, speed: float, rate: int) -> np.ndarray:
     The output is built of overlapping Hann-windowed pieces, one every half piece. Each is taken from where the
     input is at that point of the output (`speed` times as far in), moved by up to `WSOLA_SEEK_MS` to where it
     best matches the input that followed the previous piece (by cross-correlation), so the overlap adds in phase:
-    no clicks, no echo, the waveform's periods unchanged. Silence and noise go through it the same way. Speed 1
+    no clicks, the waveform's periods unchanged. Silence and noise go through it the same way. Speed 1
     returns `pcm` itself; the result has round(n / speed) samples."""
     if speed == 1.0 or pcm.size == 0:
         return pcm

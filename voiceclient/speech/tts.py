@@ -78,7 +78,8 @@ class PiperTts:
 
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
         """`text` at `speed` times the voice's pace: Piper's own `length_scale` (its phonemes' durations), which
-        sounds better than stretching its audio."""
+        sounds better than stretching its audio. It is not exact: measured, 1.5 gives about 1.35 times the pace,
+        0.5 about 0.6."""
         ids = self.phoneme_ids(text)
         with self.lock:
             audio = self.session.run(
