@@ -35,6 +35,17 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int, int]:
     return data, rate, channels
 
 
+def voice_pitch(pcm24: np.ndarray) -> float:
+    """The median fundamental (Hz) of the clearly voiced 20 ms frames of 24 kHz speech (found at 48 kHz)."""
+    from voiceclient.audio import stretch
+    from voiceclient.audio.resample import resample
+
+    x = resample(pcm24, 24_000, stretch.RATE)
+    frames = [x[i : i + 960] for i in range(0, x.size - 960, 480) if not stretch.is_silent(x[i : i + 960])]
+    lags = [lag for lag, corr in map(stretch.pitch_lag, frames) if corr > 0.9]
+    return float(stretch.RATE / np.median(lags))
+
+
 def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 20) -> list[tuple[float, float]]:
     """Start/end seconds of the stretches whose 20 ms frames are above `dbfs`."""
     n = rate * frame_ms // 1000

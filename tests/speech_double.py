@@ -46,6 +46,6 @@ class StandInSpeech:
     def can_synthesize(self) -> bool:
         return False
 
-    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
+    async def synthesize_parts(self, text: str, speed: float = 1.0) -> AsyncIterator[tuple[str, np.ndarray]]:
         return
         yield  # an async generator that yields nothing

@@ -21,9 +21,10 @@ from voiceclient.server.vad import TurnDetector
 from voiceclient.speech.agent import AgentResponder, AgentSpec
 from voiceclient.speech.backends import SpeechBackends
 from voiceclient.speech.stt import WhisperStt, moonshine_runs_here
+from voiceclient.speech.tts import EspeakTts
 from voiceclient.testing import speech_backends, transcribe_wav
 
-from .conftest import FIXTURES, NEEDS_AGENT, assert_wire_valid, until_switched
+from .conftest import FIXTURES, NEEDS_AGENT, assert_wire_valid, until_switched, voice_pitch
 
 ASSETS = Path(__file__).resolve().parents[1] / "voiceclient" / "assets"
 pytestmark = [pytest.mark.timeout(120), NEEDS_AGENT]
@@ -175,6 +176,29 @@ async def test_a_reply_is_voiced_part_by_part_with_the_silence_trimmed(speech: S
     from voiceclient.testing import transcribe
 
     assert wer(text, transcribe(whole, API_RATE)) <= 0.2
+
+
+async def test_the_voice_speaks_at_the_sessions_speed_at_its_own_pitch(speech: SpeechBackends) -> None:
+    """`audio.output.speed` through the voice's own rate (Piper's length_scale), not a stretch of its audio."""
+    text = "The weather in Paris is sunny, with a light breeze. It is warm."
+
+    async def voiced(speed: float) -> np.ndarray:
+        return np.concatenate([pcm async for _, pcm in speech.synthesize_parts(text, speed)])
+
+    normal, faster = await voiced(1.0), await voiced(1.5)
+    assert 1.25 < normal.size / faster.size < 1.6  # Piper: about 1.35 (each phoneme and gap is whole frames)
+    assert voice_pitch(faster) == pytest.approx(voice_pitch(normal), rel=0.05)
+    from voiceclient.testing import transcribe
+
+    assert wer(text, transcribe(faster, API_RATE)) <= 0.2
+
+
+def test_espeak_speaks_slower_than_its_slowest_rate_by_time_scaling() -> None:
+    """espeak-ng's -s goes down to 80 words a minute (speed 0.48); speed 0.25 is that, time-scaled."""
+    tts = EspeakTts()
+    normal, slowest = tts.synthesize("It is sunny in London.", 1.0), tts.synthesize("It is sunny in London.", 0.25)
+    assert 3.3 < slowest.size / normal.size < 4.7
+    assert voice_pitch(slowest) == pytest.approx(voice_pitch(normal), rel=0.05)
 
 
 def test_text_to_speech_is_deterministic_and_intelligible(speech: SpeechBackends) -> None:

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from voiceclient import ConfigError, WavSource
+from voiceclient.audio import stretch
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.resample import Resampler, resample
 from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
-from voiceclient.audio.sources import AudioSource, BufferSource
+from voiceclient.audio.sources import AudioSource, BufferSource, load_audio
 from voiceclient.audio.tracks import OutboundTrack
 from voiceclient.server.playout import PlayoutQueue
 
-from .conftest import FIXTURES, loud_spans, read_wav
+from .conftest import FIXTURES, loud_spans, read_wav, voice_pitch
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -171,3 +172,42 @@ def test_a_lagging_event_loop_moves_neither_the_recording_nor_the_meter(tmp_path
     assert [(round(a, 2), round(b, 2)) for a, b in loud_spans(stereo[:, 0], rate)] == [(0.5, 1.5)]
     assert [(round(a, 2), round(b, 2)) for a, b in loud_spans(stereo[:, 1], rate)] == [(2.0, 3.0)]
     assert meter.latencies == [pytest.approx(0.5)]
+
+
+def sidebands_db(pcm: np.ndarray, rate: int) -> float:
+    """The strongest spectral component more than 30 Hz from the peak, in dB below the peak: a tone cut or joined
+    with clicks, or wobbling in phase, spreads energy beside its line."""
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(pcm.size)))
+    freqs = np.fft.rfftfreq(pcm.size, 1 / rate)
+    peak = freqs[int(np.argmax(spectrum))]
+    return float(20 * np.log10(spectrum[np.abs(freqs - peak) > 30].max() / spectrum.max()))
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.8, 1.5])
+@pytest.mark.parametrize("frequency", [110.0, 440.0, 2500.0])
+def test_time_scaling_a_tone_changes_its_length_not_its_frequency_and_adds_no_clicks(
+    speed: float, frequency: float
+) -> None:
+    pcm = tone(frequency, 2.0, 24_000)
+    out = stretch.time_scale(pcm, speed, 24_000)
+    assert out.size == round(pcm.size / speed)
+    inner = out[2400:-2400]  # without the tone's own 10 ms fades
+    assert dominant_frequency(inner, 24_000) == pytest.approx(frequency, abs=1.0)
+    assert sidebands_db(inner, 24_000) < -45  # a click every 15 ms piece would stand at about -30 dB
+    assert rms_dbfs(inner) == pytest.approx(rms_dbfs(pcm[2400:-2400]), abs=0.5)  # the pieces add up to 1
+
+
+def test_time_scaling_a_voice_keeps_its_pitch() -> None:
+    voice = load_audio(FIXTURES / "speech" / "sentence_1.wav", 24_000)
+
+    for speed in (0.5, 1.5):
+        out = stretch.time_scale(voice, speed, 24_000)
+        assert out.size == round(voice.size / speed)
+        assert voice_pitch(out) == pytest.approx(voice_pitch(voice), rel=0.03)
+
+
+def test_time_scaling_at_speed_one_is_the_audio_itself() -> None:
+    pcm = tone(440, 0.5, 24_000)
+    assert stretch.time_scale(pcm, 1.0, 24_000) is pcm
+    assert stretch.time_scale(np.zeros(0, np.int16), 1.5, 24_000).size == 0
+    assert stretch.time_scale(pcm[:10], 1.5, 24_000).size == 7  # shorter than a piece: still its share

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, tool
+from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource, build_session, tool
 from voiceclient.audio.format import dominant_frequency, tone
 from voiceclient.audio.sources import BufferSource
 from voiceclient.client.options import Continuity, Recording
@@ -61,6 +61,29 @@ async def test_a_voice_turn_over_websocket_is_heard_recorded_and_logged(server: 
     deltas = [line["event"]["delta"] for line in log if line["event"]["type"] == "response.output_audio.delta"]
     assert deltas and all(d.startswith("<") and d.endswith("base64 characters>") for d in deltas)
     assert not [line for line in log if line["event"]["type"] == "input_audio_buffer.append"]
+
+
+async def test_a_session_at_speed_1_5_hears_the_echo_in_two_thirds_of_the_time(
+    server: RealtimeServer, tmp_path: Path
+) -> None:
+    """`--set audio.output.speed=1.5` over a real call: the 1 s tone comes back in 0.67 s, still at 440 Hz."""
+    out = tmp_path / "out.wav"
+    session = build_session(assignments=["audio.output.speed=1.5"])
+    async with VoiceCall(
+        ws_settings(server),
+        session=session,
+        source=WavSource(FIXTURES / "tone_440_16k_stereo.wav"),
+        recording=Recording(output_wav=out),
+    ) as call:
+        assert call.effective_session is not None and call.effective_session["audio"]["output"]["speed"] == 1.5
+        assert await call.run_until_idle(1.0, 30) == "idle"
+    [heard_session] = list(server.history)
+    heard = heard_session.conversation.user_audio()[0]
+    pcm, rate, _ = read_wav(out)
+    [(s, e)] = loud_spans(pcm[:, 0], rate)
+    [(hs, he)] = loud_spans(heard, 24000)
+    assert e - s == pytest.approx((he - hs) / 1.5, abs=0.05)
+    assert abs(dominant_frequency(pcm[int(s * rate) + 1200 : int(e * rate) - 1200, 0], rate) - 440) < 3
 
 
 async def test_barge_in_over_websocket_flushes_the_speaker_and_truncates_at_what_was_heard(tmp_path: Path) -> None:

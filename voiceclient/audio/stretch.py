@@ -1,4 +1,5 @@
-"""Time-scaling of speech by whole pitch periods, as NetEq's accelerate and preemptive expand do.
+"""Time-scaling of speech without changing its pitch: by whole pitch periods, as NetEq's accelerate and preemptive
+expand do, for the jitter buffer; by WSOLA for a whole answer.
 
 A jitter buffer that holds too much audio must play some of it faster, and one that holds too little must play some
 slower, without a click and without changing the pitch. Voiced speech is nearly periodic, so removing or repeating
@@ -6,6 +7,9 @@ exactly one period (found by autocorrelation) with a cross-fade over it leaves a
 silence is simply shortened or padded, and noise-like frames (no clear period) are left alone. Works on one frame
 at a time (20 ms at 48 kHz), so the period found is at most half a frame (10 ms: voices above 100 Hz; lower ones
 wait for a pause).
+
+A whole answer played at another speed (the session's `audio.output.speed`) is `time_scale`: WSOLA, the same idea
+spread over every piece of the answer instead of one period now and then.
 """
 
 from __future__ import annotations
@@ -78,3 +82,42 @@ def expand(pcm: np.ndarray, most: int) -> np.ndarray:
     period = _fade(pcm[lag : 2 * lag], pcm[:lag])  # ends where pcm[lag] begins: it can follow itself's start
     repeats = [period] + [_fade(pcm[lag : 2 * lag], pcm[:lag]) for _ in range(most // lag - 1)]
     return np.concatenate([pcm[:lag], *repeats, pcm[lag:]])
+
+
+# ------------------------------------------------------------------------------------------ a whole answer
+WSOLA_FRAME_MS = 30  # each piece is two 15 ms halves (two periods of a 133 Hz voice)
+WSOLA_SEEK_MS = 8  # how far a piece may move to line up with the last one (one period of a 125 Hz voice)
+
+
+def time_scale(pcm: np.ndarray, speed: float, rate: int) -> np.ndarray:
+    """`pcm` played `speed` times as fast (shorter above 1, longer below) at the same pitch: WSOLA.
+
+    The output is built of overlapping Hann-windowed pieces, one every half piece. Each is taken from where the
+    input is at that point of the output (`speed` times as far in), moved by up to `WSOLA_SEEK_MS` to where it
+    best matches the input that followed the previous piece (by cross-correlation), so the overlap adds in phase:
+    no clicks, the waveform's periods unchanged. Silence and noise go through it the same way. Speed 1
+    returns `pcm` itself; the result has round(n / speed) samples."""
+    if speed == 1.0 or pcm.size == 0:
+        return pcm
+    half = rate * WSOLA_FRAME_MS // 2000
+    frame, seek = 2 * half, rate * WSOLA_SEEK_MS // 1000
+    length = round(pcm.size / speed)
+    pieces = -(-length // half) + 2
+    lead = half + seek  # zeros before the input: the first piece starts half a piece before it
+    tail = int(pieces * half * speed) + frame + 2 * seek - pcm.size
+    x = np.concatenate([np.zeros(lead), pcm.astype(np.float64), np.zeros(max(0, tail) + frame)])
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(frame) / frame)  # periodic Hann: halves add up to 1
+    y = np.zeros((pieces + 1) * half)
+    previous = lead - half
+    for k in range(pieces):
+        nominal = lead - half + int(round(k * half * speed))  # the piece centred on output k*half
+        if k == 0:
+            start = nominal
+        else:
+            follows = x[previous + half : previous + half + frame]  # what came after the previous piece
+            region = x[nominal - seek : nominal + seek + frame]
+            start = nominal - seek + int(np.argmax(np.correlate(region, follows, "valid")))
+        y[k * half : k * half + frame] += x[start : start + frame] * window
+        previous = start
+    out = y[half : half + length]
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)

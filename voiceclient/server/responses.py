@@ -23,6 +23,7 @@ import numpy as np
 
 from voiceclient.audio.format import API_RATE, samples_to_ms
 from voiceclient.audio.resample import resample
+from voiceclient.audio.stretch import time_scale
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
 from voiceclient.server.context import Send, SessionContext
@@ -46,9 +47,12 @@ from voiceclient.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 
-async def _once(parts: list[tuple[str, np.ndarray | None]]) -> AsyncIterator[tuple[str, np.ndarray | None]]:
-    for part in parts:
-        yield part
+async def _one_part(text: str, pcm: np.ndarray | None, speed: float) -> AsyncIterator[tuple[str, np.ndarray | None]]:
+    """Given audio as one part, played at `speed` (time-scaled, the pitch kept; in a worker thread: a long echo
+    takes a while)."""
+    if pcm is not None and speed != 1.0:
+        pcm = await asyncio.to_thread(time_scale, pcm, speed, API_RATE)
+    yield text, pcm
 
 
 TOKENS_PER_CHARACTER = 1 / 4  # the text estimate: about four characters a token (usage, max_output_tokens)
@@ -77,6 +81,9 @@ class ActiveResponse:
     conversation: Conversation = field(default_factory=Conversation)
     out_of_band: bool = False
     steering: Steering = field(default_factory=Steering)
+    # `audio.output.speed` as the response began: an update while it runs applies from the next one ([docs]
+    # "can only be changed in between model turns, not while a response is in progress").
+    speed: float = 1.0
     tokens: float = 0.0  # output tokens so far (text and audio, by the estimate above)
     text_tokens: float = 0.0
     out_of_tokens: bool = False  # max_output_tokens reached: the response ends `incomplete`
@@ -305,6 +312,7 @@ class ResponseEngine:
             conversation=Conversation() if out_of_band else self.conversation,
             out_of_band=out_of_band,
             steering=steering,
+            speed=float(self.session["audio"]["output"].get("speed") or 1.0),
         )
         if out_of_band:
             self.out_of_band[resp_id] = active
@@ -440,7 +448,7 @@ class ResponseEngine:
         self.send(self.dialect.content_part_added(ids, empty))
         status = "completed"
         try:
-            parts = self._voiced_parts(speech, audio)
+            parts = self._voiced_parts(speech, audio, resp.speed)
             try:
                 async for text, pcm24 in parts:
                     await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
@@ -470,16 +478,16 @@ class ResponseEngine:
             self.send(self.dialect.content_part_done(ids, part))
             self._finish_item(resp, index, item, previous, status)
 
-    def _voiced_parts(self, speech: Speech, audio: bool) -> AsyncIterator[tuple[str, np.ndarray | None]]:
-        """What to play, part by part: (text, 24 kHz audio or None). The offline voice streams a reply clause by
-        clause (the first part plays while the rest is synthesized); given audio, a tone, or text only, is one
-        part."""
+    def _voiced_parts(self, speech: Speech, audio: bool, speed: float) -> AsyncIterator[tuple[str, np.ndarray | None]]:
+        """What to play, part by part: (text, 24 kHz audio or None), at `speed` (`audio.output.speed`). The offline
+        voice streams a reply clause by clause (the first part plays while the rest is synthesized), speaking at
+        that speed itself; given audio, a tone, or text only, is one part, time-scaled to it."""
         if audio and speech.pcm is None and self.ctx.speech is not None and self.ctx.speech.can_synthesize:
-            return self.ctx.speech.synthesize_parts(speech.text)
+            return self.ctx.speech.synthesize_parts(speech.text, speed)
         pcm = speech.pcm
         if audio and pcm is None:
             pcm = placeholder_audio(speech.text)
-        return _once([(speech.text, pcm if audio else None)])
+        return _one_part(speech.text, pcm if audio else None, speed)
 
     async def _play_part(
         self,

@@ -42,7 +42,8 @@ class OfflineSpeech(Protocol):
         """`synthesize_parts` gives a voice (else the server plays a tone for text without audio)."""
         ...
 
-    def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
+    def synthesize_parts(self, text: str, speed: float = 1.0) -> AsyncIterator[tuple[str, np.ndarray]]:
         """`text` voiced part by part: each part's text and its 24 kHz mono int16 audio (the first ready soonest,
-        the rest synthesized while it plays); nothing without a voice."""
+        the rest synthesized while it plays), spoken at `speed` (the session's `audio.output.speed`: 0.25-1.5
+        times the voice's own pace, its pitch kept); nothing without a voice."""
         ...

@@ -136,10 +136,11 @@ class SpeechBackends:
         stt = self.stt
         return await asyncio.to_thread(lambda: stt.transcribe(resample(pcm24k, API_RATE, STT_RATE)))
 
-    async def synthesize_parts(self, text: str) -> AsyncIterator[tuple[str, np.ndarray]]:
+    async def synthesize_parts(self, text: str, speed: float = 1.0) -> AsyncIterator[tuple[str, np.ndarray]]:
         """The reply voiced part by part (`speech_parts`): each part's text and audio, the next part synthesized
-        while this one is handed on. Silence is trimmed to what the punctuation asks for, so the first audio
-        comes at once and the parts join with natural pauses. Nothing when there is no voice."""
+        while this one is handed on. Silence is trimmed to what the punctuation asks for (shorter when faster),
+        so the first audio comes at once and the parts join with natural pauses. The voice speaks at `speed`
+        itself (`audio.output.speed`). Nothing when there is no voice."""
         tts = self.tts
         spoken = [p for p in speech_parts(text) if p.strip()]
         if tts is None or not spoken:
@@ -147,7 +148,8 @@ class SpeechBackends:
 
         def voice(part: str, last: bool) -> np.ndarray:
             mark = part.rstrip()[-1:]
-            return trim_silence(tts.synthesize(part), LEAD_MS, 100 if last else PAUSE_AFTER_MS.get(mark, 60))
+            pause_ms = round((100 if last else PAUSE_AFTER_MS.get(mark, 60)) / speed)
+            return trim_silence(tts.synthesize(part, speed), LEAD_MS, pause_ms)
 
         loop = asyncio.get_running_loop()
         pending = loop.run_in_executor(None, voice, spoken[0], len(spoken) == 1)
