@@ -14,6 +14,9 @@
   A transcription session also comes from an `ek_` whose `client_secrets` session had `type: "transcription"`, or a
   `/calls` session of that type.
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
+- `GET /v1/live/sessions` (WebSocket): a GPT-Live session (`server/live.py`). Nothing is sent before the client's
+  first message, which must be `session.start`; a bad one is answered with an `error` and the socket waits for
+  another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import secrets
 import time
@@ -29,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
@@ -40,6 +44,7 @@ from voiceclient.server.console import Console
 from voiceclient.server.dialect import Dialect
 from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultPlan
+from voiceclient.server.live import LiveDialect
 from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
 from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import EchoResponder, Responder
@@ -162,6 +167,7 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
+        self.app.router.add_get("/v1/live/sessions", self.live_websocket)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -496,6 +502,62 @@ class RealtimeServer:
             await edge.serve()
         finally:
             await ws_session.close()
+        return ws
+
+    async def live_websocket(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/live/sessions` (WebSocket): a GPT-Live session, started by the client's `session.start`."""
+        key = self._bearer(request)
+        refused: ProtocolError | None = None
+        try:
+            if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
+                raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
+            self._check_key(key)
+        except ProtocolError as exc:
+            refused = exc
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
+        await ws.prepare(request)
+        dialect = LiveDialect()
+
+        async def refuse(exc: ProtocolError) -> None:
+            for event in dialect.error(exc):
+                await ws.send_str(json.dumps(event, separators=(",", ":")))
+
+        if refused is not None:
+            await refuse(refused)
+            await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
+            return ws
+        session: dict[str, Any] | None = None
+        async for message in ws:  # nothing is sent before `session.start`
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            try:
+                session = dialect.start_session(message.data)
+                break
+            except ProtocolError as exc:
+                await refuse(exc)
+                if exc.code == "model_not_found":
+                    await ws.close(code=3000, message=f"{exc.type}.{exc.code}".encode())
+                    return ws
+        if session is None:
+            return ws
+        self.calls_created += 1
+        refusal = self.faults.http_refusal(self.calls_created)
+        if refusal is not None:  # (after the upgrade: the session's refusal is an error event, then the close)
+            log.info("live session %d: injected refusal %d", self.calls_created, refusal.status)
+            await refuse(refusal)
+            await ws.close(code=3000, message=f"{refusal.type}.{refusal.code}".encode())
+            return ws
+        if self.speech is not None:
+            await self.speech.ready()
+        network = self._network_for(self.calls_created, reliable=True)
+        edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
+        live = self._open(session["id"], session, edge, self.calls_created, network, dialect)
+        self.console.watch(live)
+        log.info("live session %s created (%s)", live.id, session["model"])
+        try:
+            await edge.serve()
+        finally:
+            await live.close()
         return ws
 
     async def sideband(self, request: web.Request) -> web.StreamResponse:
