@@ -148,6 +148,7 @@ MODULE_MARKS = {
     "test_tool_calls": ("webrtc",),
     "test_websocket": ("webrtc",),
     "test_live_websocket": ("webrtc",),
+    "test_live_webrtc": ("webrtc",),
     "test_websocket_client": ("webrtc",),
 }
 FIXTURE_MARKS = {

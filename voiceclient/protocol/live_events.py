@@ -108,6 +108,31 @@ class SessionConfig(Wire):
     safety_identifier: str | None = None
     triggers: list[dict[str, Any]] | None = None
     client: dict[str, Any] | None = None
+    # WebRTC and SIP only ([SDK] `MediaSessionConfigParam`): taken, not emulated
+    wake_policy: dict[str, Any] | None = None
+    idle_timeout_s: int | None = None
+
+
+class WebRTCTransport(Wire):
+    type: Literal["webrtc"]
+    sdp: str
+
+
+class CreateSession(Wire):
+    """The body of `POST /v1/live/sessions` ([SDK] `LiveCreateParams`)."""
+
+    session: SessionConfig
+    transport: WebRTCTransport
+
+
+def parse_create(body: Any) -> CreateSession:
+    """A WebRTC session's creation request; raises ProtocolError with the API's codes, the field's path as the
+    client wrote it (`session.model`)."""
+    try:
+        return CreateSession.model_validate(body)
+    except ValidationError as exc:
+        code, message, param = api_error(exc.errors(include_url=False)[0], body)
+        raise ProtocolError(message, code, param or None) from None
 
 
 # ----------------------------------------------------------------------------------------------- client events

@@ -14,6 +14,9 @@
   A transcription session also comes from an `ek_` whose `client_secrets` session had `type: "transcription"`, or a
   `/calls` session of that type.
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
+- `POST /v1/live/sessions`: a GPT-Live WebRTC session; JSON in (`session`, `transport: {type: "webrtc", sdp}`),
+  `201` JSON out with the session's id and the SDP answer (as `/calls` gives it). The first data channel event is
+  `session.started`.
 - `GET /v1/live/sessions` (WebSocket): a GPT-Live session (`server/live.py`). Nothing is sent before the client's
   first message, which must be `session.start`; a bad one is answered with an `error` and the socket waits for
   another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
@@ -168,6 +171,7 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
         self.app.router.add_get("/v1/live/sessions", self.live_websocket)
+        self.app.router.add_post("/v1/live/sessions", self.create_live_session)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -362,17 +366,42 @@ class RealtimeServer:
         if not sdp.strip():
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         session = new_session(session_data)
+        call_id, answer = await self._call(new_call_id(), session, sdp, REALTIME)
+        # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
+        return web.Response(
+            status=201,
+            body=answer.encode(),
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    async def create_live_session(self, request: web.Request) -> web.Response:
+        """`POST /v1/live/sessions`: a GPT-Live WebRTC session, JSON `{session, transport: {type: "webrtc", sdp}}`
+        in, `201` JSON `{session: {id}, transport: {type: "webrtc", sdp: ANSWER}}` out (the answer in the shape
+        this server gives for the Realtime API: no GPT-Live answer has been published)."""
+        key = self._bearer(request)
+        if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
+            raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
+        self._check_key(key)
+        dialect = LiveDialect()
+        session, sdp = dialect.create_session(await read_json(request))
+        call_id, answer = await self._call(session["id"], session, sdp, dialect)
+        return web.json_response(
+            {"session": {"id": call_id}, "transport": {"type": "webrtc", "sdp": answer}}, status=201
+        )
+
+    async def _call(self, call_id: str, session: dict[str, Any], sdp: str, dialect: Dialect) -> tuple[str, str]:
+        """A WebRTC call of `session` speaking `dialect`, from the client's offer: (its id, the SDP answer)."""
         self.calls_created += 1
         refusal = self.faults.http_refusal(self.calls_created)
         if refusal is not None:
             log.info("create-call %d: injected HTTP %d", self.calls_created, refusal.status)
             raise refusal
-        call_id = new_call_id()
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         network = self._network_for(self.calls_created, reliable=False)
         edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(self.calls_created), network)
-        call = self._open(call_id, session, edge, self.calls_created, network, REALTIME)
+        call = self._open(call_id, session, edge, self.calls_created, network, dialect)
         try:
             answer = await edge.answer(sdp)
         except InvalidOffer as exc:
@@ -384,14 +413,8 @@ class RealtimeServer:
             self.record_dir.mkdir(parents=True, exist_ok=True)
             edge.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
             watched.recording = edge.recording
-        log.info("call %s created", call_id)
-        # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
-        return web.Response(
-            status=201,
-            body=answer.encode(),
-            content_type="application/sdp",
-            headers={"Location": f"/v1/realtime/calls/{call_id}"},
-        )
+        log.info("call %s created (%s)", call_id, dialect.name)
+        return call_id, answer
 
     def _network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
         """The emulated network of the Nth call or session (`reliable`: a WebSocket's TCP), or None: no network

@@ -165,8 +165,16 @@ class LiveDialect:
         except ProtocolError as exc:
             raise exc.with_event(event) from None
 
+    def create_session(self, body: Any) -> tuple[dict[str, Any], str]:
+        """A WebRTC session from `POST /v1/live/sessions`'s body: (the core's session, the client's SDP offer)."""
+        request = lv.parse_create(body)
+        return self.configured(request.session, websocket=False), request.transport.sdp
+
     def configured(self, config: lv.SessionConfig, *, websocket: bool) -> dict[str, Any]:
         """The core's session from a startup configuration (`session.start`'s, or a WebRTC POST's)."""
+        for name in ("wake_policy", "idle_timeout_s"):
+            if websocket and getattr(config, name) is not None:  # (WebRTC and SIP only)
+                raise ProtocolError(f"Unknown parameter: 'session.{name}'.", "unknown_parameter", f"session.{name}")
         session = self.default_session(config.model)
         live = session["live"]
         if config.instructions and config.instructions.strip():
