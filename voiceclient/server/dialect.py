@@ -8,8 +8,10 @@ The core (`server/session.py`), the turn handler (`server/turns.py`) and the res
 (`server/responses.py`) know the commands and call the happenings by name; which event types, field names and
 shapes go on the wire, what the session object looks like and how it is validated, and how an error is rendered,
 are the dialect's. The edges, the turn detector and the responders never see an event at all. The Realtime API is
-the first dialect (`server/realtime.py`); a second voice API plugs in as another class with these methods, chosen
-per endpoint (`ServerSession(..., dialect=...)`), without touching the edges, the turn detector or the responders.
+the first dialect (`server/realtime.py`), GPT-Live the second (`server/live.py`, one instance per session: it keeps
+the session's timeline); each is chosen per endpoint (`ServerSession(..., dialect=...)`), without touching the
+edges, the turn detector or the responders. A command or happening one protocol has and the other has not (input
+mute, `session_closed`) is carried out by the core all the same, and is nothing on the other's wire.
 
 A happening returns the list of wire events it becomes: none when the protocol has no such event, several when it
 announces one thing twice (the Realtime API's `response.output_item.added` and `conversation.item.added`).
