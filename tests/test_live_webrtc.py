@@ -77,6 +77,7 @@ async def test_the_sdk_creates_a_webrtc_session_that_starts_answers_and_closes()
             peer.send(json.dumps({"type": "session.close", "event_id": "bye"}))
             closed = (await channel.until("session.closed"))[-1]
             assert closed["reason"] == "close_requested" and closed["session"]["id"] == created.session.id
+            assert server.realtime_call(created.session.id) is None  # no Realtime hangup or sideband reaches it
         finally:
             await peer.close()
             await client.close()

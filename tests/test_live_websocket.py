@@ -133,6 +133,25 @@ async def test_the_sdk_starts_a_session_speaks_hears_the_echo_and_closes(live_se
     assert live_server.history[-1].closed.is_set()
 
 
+async def test_the_user_speaking_stops_the_answers_audio() -> None:
+    """With the answer's audio paced (`--pace-websocket-audio`), a turn during it stops the deltas: the rest of
+    the echo is never sent."""
+    speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
+    long_turn = np.concatenate([speech, speech, speech])  # an echo of several seconds
+    async with RealtimeServer(port=0, pace_websocket_audio=True) as server:
+        async with live_session(server) as (conn, wire, _):
+            await wire.append(np.concatenate([silence(0.3), long_turn, silence(1.0)]))
+            await wire.until("session.output_audio.delta")
+            await wire.append(np.concatenate([speech[: API_RATE // 2], silence(1.0)]))  # barge-in, then a turn
+            events = await wire.until("session.usage.updated", timeout=20)  # the first answer ended
+            sent = sum(len(base64.b64decode(e.delta)) for e in wire.seen if e.type == "session.output_audio.delta")
+            assert sent / 2 < long_turn.size / 2  # well short of the whole echo
+            said = "".join(e.delta for e in events if e.type == "session.output_transcript.delta")
+            assert said.startswith("Echo of ")
+            await conn.session.close()
+            await wire.until("session.closed", timeout=20)
+
+
 async def test_g711_and_16_khz_sessions_take_and_give_audio_in_their_format(live_server: RealtimeServer) -> None:
     speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
     for fmt, rate, law, width in (

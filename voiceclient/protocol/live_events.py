@@ -25,7 +25,7 @@ VOICES = frozenset(
     "alloy ash ballad beacon bossa cedar cinder coral delta echo gleam marin meridian quartz ripple sage shida "
     "shimmer stone tempo verse vesper willow".split()
 )
-CLOSE_REASONS = Literal["close_requested", "expired", "content", "remote_hangup", "connection_lost"]
+CloseReason = Literal["close_requested", "expired", "content", "remote_hangup", "connection_lost"]
 
 
 class Wire(BaseModel):
@@ -290,7 +290,7 @@ class Usage(BaseModel):
 
 class SessionClosed(ServerEvent):
     type: Literal["session.closed"] = "session.closed"
-    reason: CLOSE_REASONS
+    reason: CloseReason
     usage: Usage
     session: dict[str, Any]
 

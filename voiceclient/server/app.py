@@ -213,8 +213,13 @@ class RealtimeServer:
 
     @property
     def calls(self) -> dict[str, ServerSession]:
-        """The live WebRTC calls, by call id."""
+        """The live WebRTC calls, by call id (GPT-Live's too)."""
         return {k: s for k, s in self.live.items() if s.transport == "webrtc"}
+
+    def realtime_call(self, call_id: str) -> ServerSession | None:
+        """A live WebRTC call of the Realtime API (what its hangup and sideband reach), or None."""
+        call = self.calls.get(call_id)
+        return call if call is not None and call.dialect is REALTIME else None
 
     @property
     def sessions(self) -> dict[str, ServerSession]:
@@ -432,7 +437,7 @@ class RealtimeServer:
         """`POST /v1/realtime/calls/{call_id}/hangup`: with the project key (`--api-key`) or a key this server
         issued, as every other route."""
         self._check_key(self._bearer(request))
-        call = self.calls.get(request.match_info["call_id"])
+        call = self.realtime_call(request.match_info["call_id"])
         if call is None:
             raise ProtocolError(
                 f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id", status=404
@@ -588,7 +593,7 @@ class RealtimeServer:
         key = self._bearer(request)
         self._check_key(key)
         call_id = request.query.get("call_id", "")
-        call = self.calls.get(call_id)
+        call = self.realtime_call(call_id)
         if call is None:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
+from pydantic import ValidationError
+
 from voiceclient.protocol import live_events as lv
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
@@ -54,7 +56,7 @@ TURN_DETECTION: dict[str, Any] = {
     "create_response": True,
     "interrupt_response": True,
 }
-END_REASONS: dict[str, str] = {
+END_REASONS: dict[EndReason, lv.CloseReason] = {
     "close_requested": "close_requested",
     "expired": "expired",
     "connection_lost": "connection_lost",
@@ -231,11 +233,8 @@ class LiveDialect:
         if delegation is not None:
             try:
                 given = lv.ClientDelegation.model_validate(delegation)
-            except Exception as exc:
-                errors = getattr(exc, "errors", None)
-                if errors is None:
-                    raise
-                code, message, param = api_error(errors(include_url=False)[0], delegation, "session.delegation")
+            except ValidationError as exc:
+                code, message, param = api_error(exc.errors(include_url=False)[0], delegation, "session.delegation")
                 raise ProtocolError(message, code, param) from None
             if given.type != live["delegation"].get("type"):
                 raise ProtocolError(
@@ -314,7 +313,7 @@ class LiveDialect:
     def session_closed(self, session: dict[str, Any], reason: EndReason) -> list[Wire]:
         return one(
             lv.SessionClosed(
-                reason=END_REASONS[reason],  # type: ignore[arg-type]
+                reason=END_REASONS[reason],
                 usage=self._usage(),
                 session=self.resource(session),
             )
