@@ -258,3 +258,35 @@ async def test_errors_before_start_for_unknown_events_and_for_a_model_that_is_no
             assert ended.value.rcvd is not None and ended.value.rcvd.code == 3000
     finally:
         await client.close()
+
+
+@pytest.mark.agent
+async def test_the_offline_agent_hears_the_turn_delegates_and_speaks_the_commentary(
+    voice_server: Any, tmp_path: Any
+) -> None:
+    """The whole path with the offline speech: the user's words as input transcript deltas, the agent's rule
+    delegating the task (a tool no session declared), and the application's commentary spoken in a voice."""
+    rules = tmp_path / "agent.toml"
+    rules.write_text(
+        '[[rules]]\npattern = "(?P<what>fox)"\nsay = "Let me check."\n'
+        'call = { name = "look_up", arguments = { what = "{what}" } }\n'
+    )
+    server = await voice_server(scenario=rules)
+    speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
+    async with live_session(server) as (conn, wire, _):
+        await wire.append(np.concatenate([silence(0.3), speech, silence(1.2)]))
+        events = await wire.until("session.delegation.created", timeout=60)
+        heard = "".join(e.delta for e in events if e.type == "session.input_transcript.delta")
+        assert "fox" in heard.lower()
+        assert all(e.start_ms <= e.end_ms for e in events if e.type == "session.input_transcript.delta")
+        said = "".join(e.delta for e in events if e.type == "session.output_transcript.delta")
+        assert said == "Let me check."
+        await wire.until("session.usage.updated", timeout=60)
+        delegation = events[-1].delegation.id
+        await conn.session.commentary.append(content="The fox is brown.", delegation_id=delegation)
+        spoken = await wire.until("session.usage.updated", timeout=60)
+        assert "".join(e.delta for e in spoken if e.type == "session.output_transcript.delta") == "The fox is brown."
+        audio = b"".join(base64.b64decode(e.delta) for e in spoken if e.type == "session.output_audio.delta")
+        assert len(audio) / 2 / API_RATE > 0.5  # spoken in a voice, not a blip
+        await conn.session.close()
+        await wire.until("session.closed")
