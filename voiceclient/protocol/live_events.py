@@ -182,11 +182,14 @@ class CommentaryAppend(_Append):
 
 
 class ResponseItemCreate(ClientEvent):
+    """(Responses delegation only, which serve does not emulate yet: its fields are not checked.)"""
+
+    model_config = ConfigDict(extra="allow")
     type: Literal["response.item.create"]
-    item: dict[str, Any]
 
 
 class ResponseCreate(ClientEvent):
+    model_config = ConfigDict(extra="allow")
     type: Literal["response.create"]
 
 

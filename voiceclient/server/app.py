@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
 CLOSE_SECONDS = 3.0  # each call's close when the server stops; a peer that is gone must not hold the rest
+LIVE_START_SECONDS = 60.0  # how long a GPT-Live socket may wait for its `session.start` before it is closed
 WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
 # What `history` keeps of ended sessions, newest first (creation order): at most HISTORY_KEPT of them, and within
 # HISTORY_BUDGET bytes (`ServerSession.retained_size()`), except that the newest ended one is always kept whole.
@@ -555,18 +556,23 @@ class RealtimeServer:
             await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
             return ws
         session: dict[str, Any] | None = None
-        async for message in ws:  # nothing is sent before `session.start`
-            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                break
-            try:
-                session = dialect.start_session(message.data)
-                break
-            except ProtocolError as exc:
-                await refuse(exc)
-                if exc.code == "model_not_found":
-                    await ws.close(code=3000, message=f"{exc.type}.{exc.code}".encode())
-                    return ws
+        try:
+            async with asyncio.timeout(LIVE_START_SECONDS):
+                async for message in ws:  # nothing is sent before `session.start`
+                    if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        break
+                    try:
+                        session = dialect.start_session(message.data)
+                        break
+                    except ProtocolError as exc:
+                        await refuse(exc)
+                        if exc.code == "model_not_found":
+                            await ws.close(code=3000, message=f"{exc.type}.{exc.code}".encode())
+                            return ws
+        except TimeoutError:
+            log.info("live session: no session.start in %g s; closing the socket", LIVE_START_SECONDS)
         if session is None:
+            await ws.close()
             return ws
         self.calls_created += 1
         refusal = self.faults.http_refusal(self.calls_created)
