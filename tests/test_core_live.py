@@ -6,6 +6,7 @@ event the server sends is validated against the official SDK's `openai.types.liv
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,12 +36,18 @@ def start(**session: Any) -> str:
     return json.dumps({"type": "session.start", "event_id": "s1", "session": {"model": "gpt-live-1", **session}})
 
 
-def assert_live_wire(events: list[dict[str, Any]]) -> None:
-    """Every event validates against the SDK's server event union, and none is a Realtime one."""
+@functools.cache
+def sdk_server_events() -> Any:
+    """The SDK's server event union as a validator (built once: it takes seconds)."""
     from openai.types.live import ServerEvent
     from pydantic import TypeAdapter
 
-    adapter: Any = TypeAdapter(ServerEvent)
+    return TypeAdapter(ServerEvent)
+
+
+def assert_live_wire(events: list[dict[str, Any]]) -> None:
+    """Every event validates against the SDK's server event union, and none is a Realtime one."""
+    adapter = sdk_server_events()
     for event in events:
         adapter.validate_python(event)
         assert event["event_id"].startswith("event_")
@@ -236,6 +243,21 @@ async def test_a_planned_call_is_delegated_and_the_applications_commentary_is_sp
         after = s.events[s.events.index(appended) :]
         assert "".join(e["delta"] for e in after if e["type"] == "session.output_transcript.delta") == "It is sunny."
         assert any(e["type"] == "session.output_audio.delta" for e in after)
+        assert_live_wire(s.events)
+
+
+async def test_commentary_during_an_answer_is_spoken_after_it() -> None:
+    async with live(playout=True, responder=PacedResponder()) as s:
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        await s.next_event("session.output_transcript.delta")
+        s.send({"type": "session.commentary.append", "content": "And more.", "delegation_id": None})
+        await s.next_event("session.commentary.appended")  # taken at once
+        assert s.core.responses.active is not None and len(s.core.queued) == 1  # the answer still plays
+        for _ in range(2):  # the answer, then the commentary, each played to its end
+            await s.play_through("session.usage.updated")
+            await s.next_event("session.usage.updated")
+        said = "".join(w["delta"] for w in s.sent("session.output_transcript.delta"))
+        assert said == "one two three four fiveAnd more."  # the answer whole, then the commentary
         assert_live_wire(s.events)
 
 

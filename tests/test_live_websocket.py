@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,15 +37,21 @@ def silence(seconds: float, rate: int = API_RATE) -> np.ndarray:
     return np.zeros(int(seconds * rate), np.int16)
 
 
+@functools.cache
+def sdk_server_events() -> Any:
+    """The SDK's server event union as a validator (built once: it takes seconds)."""
+    from openai.types.live import ServerEvent
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ServerEvent)
+
+
 class LiveWire:
     """The SDK's connection, with every received event validated against `openai.types.live.ServerEvent`."""
 
     def __init__(self, conn: Any) -> None:
-        from openai.types.live import ServerEvent
-        from pydantic import TypeAdapter
-
         self.conn = conn
-        self.adapter: Any = TypeAdapter(ServerEvent)
+        self.adapter = sdk_server_events()
         self.seen: list[Any] = []
 
     async def recv(self, timeout: float = 10) -> Any:
