@@ -18,6 +18,7 @@ from voiceclient.audio.format import API_RATE, tone
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.inbox import SessionExpired
 from voiceclient.server.live import LiveDialect
+from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import FunctionCall, ResponsePlan, Speech, TurnContext
 from voiceclient.testing import MemorySession
 
@@ -153,6 +154,10 @@ def test_a_bad_start_is_refused_naming_the_field_and_the_message(message: str, c
 def test_a_model_that_is_not_a_live_one_is_not_found() -> None:
     with pytest.raises(ProtocolError) as refused:
         LiveDialect().start_session(start(model="gpt-realtime"))
+    assert refused.value.code == "model_not_found"
+    assert LiveDialect().start_session(start(model="gpt-live-1.1"))["model"] == "gpt-live-1.1"
+    with pytest.raises(ProtocolError) as refused:  # and the other way round: no GPT-Live model on a Realtime route
+        RealtimeDialect().default_session("gpt-live-1")
     assert refused.value.code == "model_not_found"
 
 
