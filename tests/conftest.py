@@ -158,6 +158,8 @@ MODULE_MARKS = {
     "test_talk_terminal": ("subprocess",),
     "test_tool_calls": ("webrtc",),
     "test_websocket": ("webrtc",),
+    "test_live_websocket": ("webrtc",),
+    "test_live_webrtc": ("webrtc",),
     "test_websocket_client": ("webrtc",),
 }
 FIXTURE_MARKS = {

@@ -132,9 +132,11 @@ def test_only_the_pytest_plugin_imports_pytest() -> None:
 
 # The protocol seam (`voiceclient/server/dialect.py`): the session core, its parts, the edges (the memory edge too),
 # the turn detector and the responders reach the wire protocol only through a `Dialect`. Only the Realtime dialect
-# builds and decodes the Realtime API's events and knows its session schema; `new_id` (ids) is anyone's.
+# builds and decodes the Realtime API's events and knows its session schema, only the GPT-Live dialect GPT-Live's;
+# `new_id` (ids) is anyone's.
 SPOKEN_BY = {
     "voiceclient.protocol.events": {"voiceclient.server.realtime"},
+    "voiceclient.protocol.live_events": {"voiceclient.server.live"},
     "voiceclient.protocol.session": {
         "voiceclient.server.realtime",
         "voiceclient.server.session_rules",
@@ -170,3 +172,4 @@ def test_only_the_dialect_speaks_the_realtime_protocol() -> None:
     assert wrong == []
     # The rule reads what it should: the Realtime dialect does import the event models.
     assert "voiceclient.protocol.events" in imported(MODULES["voiceclient.server.realtime"])
+    assert "voiceclient.protocol.live_events" in imported(MODULES["voiceclient.server.live"])

@@ -46,6 +46,7 @@ class Chat:
 
     name = "chat"
     audio_fields: Mapping[str, str] = {"audio": "data", "speech": "data"}
+    delegates_tools = False
     schema = RealtimeDialect()
 
     def default_session(self, model: str | None = None) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class Chat:
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return [{"type": "words", "text": delta}]
 
-    def output_transcript_delta(self, ids: PartIds, delta: str) -> list[Wire]:
+    def output_transcript_delta(self, ids: PartIds, delta: str, span_ms: tuple[int, int]) -> list[Wire]:
         return [{"type": "said", "text": delta}]
 
     def output_audio_delta(self, ids: PartIds, audio: str) -> list[Wire]:
@@ -111,6 +112,7 @@ class Chat:
     function_arguments_delta = function_arguments_done = mcp_arguments_delta = mcp_arguments_done = _nothing
     mcp_call_in_progress = mcp_call_finished = mcp_tools_listing = mcp_tools_listed = _nothing
     playout_started = playout_stopped = playout_cleared = _nothing
+    session_closed = input_muted = context_appended = _nothing
 
 
 def chat(**kw: Any) -> MemorySession:

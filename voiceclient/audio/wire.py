@@ -20,6 +20,7 @@ from voiceclient.audio.resample import Resampler
 
 PCM = "audio/pcm"
 LAWS = {"audio/pcmu": "ulaw", "audio/pcma": "alaw"}
+PCM_RATES = (16000, 24000)  # PCM16's rates (GPT-Live has both; the Realtime API only 24 kHz)
 LEGACY = {"pcm16": PCM, "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 
 FormatSpec: TypeAlias = Mapping[str, Any] | str | None
@@ -55,23 +56,27 @@ class WireFormat:
 
 def wire_format(fmt: FormatSpec) -> WireFormat:
     """A format as given (`{"type": "audio/pcmu"}`, `"g711_ulaw"`, None...) -> its kind and rate. PCM16 is
-    always 24 kHz on this API; a kind not known is taken as PCM16, as the server takes it."""
+    24 kHz on the Realtime API, 16 or 24 kHz on GPT-Live (its `rate`); a kind not known is taken as PCM16, as the
+    server takes it."""
     name = fmt if isinstance(fmt, str) else str((fmt or {}).get("type", PCM))
     kind = LEGACY.get(name, name)
-    return WireFormat(kind, g711.G711_RATE) if kind in LAWS else WireFormat(PCM, API_RATE)
+    if kind in LAWS:
+        return WireFormat(kind, g711.G711_RATE)
+    rate = fmt.get("rate") if isinstance(fmt, Mapping) else None
+    return WireFormat(PCM, rate if rate in PCM_RATES else API_RATE)
 
 
 class _Stream:
-    """The resampler of one stream between 24 kHz and a format's rate, started again when the kind changes."""
+    """The resampler of one stream between 24 kHz and a format's rate, started again when the format changes."""
 
     def __init__(self, to_api: bool) -> None:
         self._to_api = to_api
-        self._kind: str | None = None
+        self._format: WireFormat | None = None
         self._resampler: Resampler | None = None
 
     def resampler(self, fmt: WireFormat) -> Resampler | None:
-        if fmt.kind != self._kind:
-            self._kind = fmt.kind
+        if fmt != self._format:
+            self._format = fmt
             rates = (fmt.rate, API_RATE) if self._to_api else (API_RATE, fmt.rate)
             self._resampler = Resampler(*rates) if fmt.rate != API_RATE else None
         return self._resampler

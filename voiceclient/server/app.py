@@ -14,6 +14,12 @@
   A transcription session also comes from an `ek_` whose `client_secrets` session had `type: "transcription"`, or a
   `/calls` session of that type.
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
+- `POST /v1/live/sessions`: a GPT-Live WebRTC session; JSON in (`session`, `transport: {type: "webrtc", sdp}`),
+  `201` JSON out with the session's id and the SDP answer (as `/calls` gives it). The first data channel event is
+  `session.started`.
+- `GET /v1/live/sessions` (WebSocket): a GPT-Live session (`server/live.py`). Nothing is sent before the client's
+  first message, which must be `session.start`; a bad one is answered with an `error` and the socket waits for
+  another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import secrets
 import time
@@ -29,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
@@ -40,6 +47,7 @@ from voiceclient.server.console import Console
 from voiceclient.server.dialect import Dialect
 from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultPlan
+from voiceclient.server.live import LiveDialect
 from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
 from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import EchoResponder, Responder
@@ -52,6 +60,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
 CLOSE_SECONDS = 3.0  # each call's close when the server stops; a peer that is gone must not hold the rest
+LIVE_START_SECONDS = 60.0  # how long a GPT-Live socket may wait for its `session.start` before it is closed
 WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
 # What `history` keeps of ended sessions, newest first (creation order): at most HISTORY_KEPT of them, and within
 # HISTORY_BUDGET bytes (`ServerSession.retained_size()`), except that the newest ended one is always kept whole.
@@ -162,6 +171,8 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
+        self.app.router.add_get("/v1/live/sessions", self.live_websocket)
+        self.app.router.add_post("/v1/live/sessions", self.create_live_session)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -203,8 +214,13 @@ class RealtimeServer:
 
     @property
     def calls(self) -> dict[str, ServerSession]:
-        """The live WebRTC calls, by call id."""
+        """The live WebRTC calls, by call id (GPT-Live's too)."""
         return {k: s for k, s in self.live.items() if s.transport == "webrtc"}
+
+    def realtime_call(self, call_id: str) -> ServerSession | None:
+        """A live WebRTC call of the Realtime API (what its hangup and sideband reach), or None."""
+        call = self.calls.get(call_id)
+        return call if call is not None and call.dialect is REALTIME else None
 
     @property
     def sessions(self) -> dict[str, ServerSession]:
@@ -356,17 +372,42 @@ class RealtimeServer:
         if not sdp.strip():
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         session = new_session(session_data)
+        call_id, answer = await self._call(new_call_id(), session, sdp, REALTIME)
+        # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
+        return web.Response(
+            status=201,
+            body=answer.encode(),
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    async def create_live_session(self, request: web.Request) -> web.Response:
+        """`POST /v1/live/sessions`: a GPT-Live WebRTC session, JSON `{session, transport: {type: "webrtc", sdp}}`
+        in, `201` JSON `{session: {id}, transport: {type: "webrtc", sdp: ANSWER}}` out (the answer in the shape
+        this server gives for the Realtime API: no GPT-Live answer has been published)."""
+        key = self._bearer(request)
+        if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
+            raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
+        self._check_key(key)
+        dialect = LiveDialect()
+        session, sdp = dialect.create_session(await read_json(request))
+        call_id, answer = await self._call(session["id"], session, sdp, dialect)
+        return web.json_response(
+            {"session": {"id": call_id}, "transport": {"type": "webrtc", "sdp": answer}}, status=201
+        )
+
+    async def _call(self, call_id: str, session: dict[str, Any], sdp: str, dialect: Dialect) -> tuple[str, str]:
+        """A WebRTC call of `session` speaking `dialect`, from the client's offer: (its id, the SDP answer)."""
         self.calls_created += 1
         refusal = self.faults.http_refusal(self.calls_created)
         if refusal is not None:
             log.info("create-call %d: injected HTTP %d", self.calls_created, refusal.status)
             raise refusal
-        call_id = new_call_id()
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         network = self._network_for(self.calls_created, reliable=False)
         edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(self.calls_created), network)
-        call = self._open(call_id, session, edge, self.calls_created, network, REALTIME)
+        call = self._open(call_id, session, edge, self.calls_created, network, dialect)
         try:
             answer = await edge.answer(sdp)
         except InvalidOffer as exc:
@@ -378,14 +419,8 @@ class RealtimeServer:
             self.record_dir.mkdir(parents=True, exist_ok=True)
             edge.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
             watched.recording = edge.recording
-        log.info("call %s created", call_id)
-        # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
-        return web.Response(
-            status=201,
-            body=answer.encode(),
-            content_type="application/sdp",
-            headers={"Location": f"/v1/realtime/calls/{call_id}"},
-        )
+        log.info("call %s created (%s)", call_id, dialect.name)
+        return call_id, answer
 
     def _network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
         """The emulated network of the Nth call or session (`reliable`: a WebSocket's TCP), or None: no network
@@ -403,7 +438,7 @@ class RealtimeServer:
         """`POST /v1/realtime/calls/{call_id}/hangup`: with the project key (`--api-key`) or a key this server
         issued, as every other route."""
         self._check_key(self._bearer(request))
-        call = self.calls.get(request.match_info["call_id"])
+        call = self.realtime_call(request.match_info["call_id"])
         if call is None:
             raise ProtocolError(
                 f"Call {request.match_info['call_id']!r} not found.", "call_not_found", "call_id", status=404
@@ -498,12 +533,73 @@ class RealtimeServer:
             await ws_session.close()
         return ws
 
+    async def live_websocket(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/live/sessions` (WebSocket): a GPT-Live session, started by the client's `session.start`."""
+        key = self._bearer(request)
+        refused: ProtocolError | None = None
+        try:
+            if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
+                raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
+            self._check_key(key)
+        except ProtocolError as exc:
+            refused = exc
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
+        await ws.prepare(request)
+        dialect = LiveDialect()
+
+        async def refuse(exc: ProtocolError) -> None:
+            for event in dialect.error(exc):
+                await ws.send_str(json.dumps(event, separators=(",", ":")))
+
+        if refused is not None:
+            await refuse(refused)
+            await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
+            return ws
+        session: dict[str, Any] | None = None
+        try:
+            async with asyncio.timeout(LIVE_START_SECONDS):
+                async for message in ws:  # nothing is sent before `session.start`
+                    if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        break
+                    try:
+                        session = dialect.start_session(message.data)
+                        break
+                    except ProtocolError as exc:
+                        await refuse(exc)
+                        if exc.code == "model_not_found":
+                            await ws.close(code=3000, message=f"{exc.type}.{exc.code}".encode())
+                            return ws
+        except TimeoutError:
+            log.info("live session: no session.start in %g s; closing the socket", LIVE_START_SECONDS)
+        if session is None:
+            await ws.close()
+            return ws
+        self.calls_created += 1
+        refusal = self.faults.http_refusal(self.calls_created)
+        if refusal is not None:  # (after the upgrade: the session's refusal is an error event, then the close)
+            log.info("live session %d: injected refusal %d", self.calls_created, refusal.status)
+            await refuse(refusal)
+            await ws.close(code=3000, message=f"{refusal.type}.{refusal.code}".encode())
+            return ws
+        if self.speech is not None:
+            await self.speech.ready()
+        network = self._network_for(self.calls_created, reliable=True)
+        edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
+        live = self._open(session["id"], session, edge, self.calls_created, network, dialect)
+        self.console.watch(live)
+        log.info("live session %s created (%s)", live.id, session["model"])
+        try:
+            await edge.serve()
+        finally:
+            await live.close()
+        return ws
+
     async def sideband(self, request: web.Request) -> web.StreamResponse:
         """`GET /v1/realtime?call_id=rtc_…` (WebSocket): a backend joins a live call."""
         key = self._bearer(request)
         self._check_key(key)
         call_id = request.query.get("call_id", "")
-        call = self.calls.get(call_id)
+        call = self.realtime_call(call_id)
         if call is None:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)

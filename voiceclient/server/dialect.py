@@ -8,8 +8,10 @@ The core (`server/session.py`), the turn handler (`server/turns.py`) and the res
 (`server/responses.py`) know the commands and call the happenings by name; which event types, field names and
 shapes go on the wire, what the session object looks like and how it is validated, and how an error is rendered,
 are the dialect's. The edges, the turn detector and the responders never see an event at all. The Realtime API is
-the first dialect (`server/realtime.py`); a second voice API plugs in as another class with these methods, chosen
-per endpoint (`ServerSession(..., dialect=...)`), without touching the edges, the turn detector or the responders.
+the first dialect (`server/realtime.py`), GPT-Live the second (`server/live.py`, one instance per session: it keeps
+the session's timeline); each is chosen per endpoint (`ServerSession(..., dialect=...)`), without touching the
+edges, the turn detector or the responders. A command or happening one protocol has and the other has not (input
+mute, `session_closed`) is carried out by the core all the same, and is nothing on the other's wire.
 
 A happening returns the list of wire events it becomes: none when the protocol has no such event, several when it
 announces one thing twice (the Realtime API's `response.output_item.added` and `conversation.item.added`).
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Literal, Protocol, Union
 
 from voiceclient.protocol.errors import ProtocolError
 
@@ -49,6 +51,8 @@ class ResponseRequest:
     voice: str | dict[str, Any] | None = None  # `audio.output.voice`
     # The response's whole context, when given (`[]`: none): items, or `{"type": "item_reference", "id": ...}`.
     input: list[dict[str, Any]] | None = None
+    # What the response says, word for word, instead of what the responder plans (GPT-Live's spoken commentary).
+    say: str | None = None
 
     @property
     def out_of_band(self) -> bool:
@@ -121,6 +125,32 @@ class CancelResponse:
     event_id: str | None = field(default=None, kw_only=True)
 
 
+@dataclass(frozen=True)
+class MuteInput:
+    """The model stops (`muted`) or starts again hearing the input audio; the session goes on."""
+
+    muted: bool
+    event_id: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class AppendContext:
+    """Context the application adds while the session runs: `instructions` (steer what follows), `thinking`
+    (silent), `commentary` (to be spoken); `delegation_id`: the delegated task it answers, if any."""
+
+    kind: Literal["instructions", "thinking", "commentary"]
+    content: str
+    delegation_id: str | None = None
+    event_id: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class CloseSession:
+    """The client asks the session to end (its last event says why, `Dialect.session_closed`)."""
+
+    event_id: str | None = field(default=None, kw_only=True)
+
+
 Command = Union[
     UpdateSession,
     AppendAudio,
@@ -133,7 +163,12 @@ Command = Union[
     TruncateItem,
     CreateResponse,
     CancelResponse,
+    MuteInput,
+    AppendContext,
+    CloseSession,
 ]
+# Why a session ended, as the core knows it (`Dialect.session_closed`).
+EndReason = Literal["close_requested", "expired", "connection_lost", "server_shutdown"]
 
 
 # ----------------------------------------------------------------------------------------------- the dialect
@@ -143,6 +178,9 @@ class Dialect(Protocol):
     name: str  # "realtime": for logs
     # Event type -> the field of it that holds base64 audio (kept out of the console's log).
     audio_fields: Mapping[str, str]
+    # The voice model has no tools of its own: every function a responder plans is delegated to the application,
+    # declared or not (GPT-Live); False: only the session's declared tools are called (the Realtime API).
+    delegates_tools: bool
 
     # -------------------------------------------------------------------------------------- the session's schema
     def default_session(self, model: str | None = None) -> dict[str, Any]:
@@ -168,6 +206,15 @@ class Dialect(Protocol):
 
     def error(self, exc: ProtocolError) -> list[Wire]:
         """A refusal or failure, naming the client message it answers (`exc.event_id`)."""
+
+    def session_closed(self, session: dict[str, Any], reason: EndReason) -> list[Wire]:
+        """The session has ended (sent last, before the connection closes, where it is still open)."""
+
+    def input_muted(self, muted: bool, event_id: str | None) -> list[Wire]:
+        """`MuteInput` carried out."""
+
+    def context_appended(self, kind: str, event_id: str | None) -> list[Wire]:
+        """`AppendContext` taken into the session (`kind`: its kind)."""
 
     # -------------------------------------------------------------------------------------- the user's side
     def speech_started(self, item_id: str, audio_start_ms: int) -> list[Wire]: ...
@@ -236,8 +283,9 @@ class Dialect(Protocol):
 
     def output_text_done(self, ids: PartIds, text: str) -> list[Wire]: ...
 
-    def output_transcript_delta(self, ids: PartIds, delta: str) -> list[Wire]:
-        """A word of what the assistant says, as its audio plays (when paced)."""
+    def output_transcript_delta(self, ids: PartIds, delta: str, span_ms: tuple[int, int]) -> list[Wire]:
+        """A word of what the assistant says, as its audio plays (when paced); `span_ms`: where the word is in the
+        item's audio (from, to, in ms of that audio)."""
 
     def output_transcript_done(self, ids: PartIds, transcript: str) -> list[Wire]: ...
 

@@ -3,6 +3,7 @@
     edge (WebRTC call, WebSocket, memory)  --ClientMessage, ConnectionOpened, ConnectionLost-->  inbox
     TurnHandler                            --VadDecision, IdleTimeout-->                         inbox
     the session's own timers               --FaultDue, SessionExpired, ConnectTimeout-->         inbox
+    the session, as a response ends        --QueuedResponseDue-->                               inbox
 
 `ServerSession._consume` matches each message by type and ends in `assert_never`: a new kind that the session does
 not handle is a type error, not a message dropped at run time.
@@ -65,6 +66,11 @@ class SessionExpired:
     """The session reached its maximum duration."""
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedResponseDue:
+    """A response ended: a response that waited for it (a commentary to speak) may start."""
+
+
 Inbox = (
     ClientMessage
     | ConnectionOpened
@@ -74,4 +80,5 @@ Inbox = (
     | IdleTimeout
     | FaultDue
     | SessionExpired
+    | QueuedResponseDue
 )

@@ -23,6 +23,7 @@ from voiceclient.server.dialect import (
     CreateItem,
     CreateResponse,
     DeleteItem,
+    EndReason,
     PartIds,
     ResponseRequest,
     RetrieveItem,
@@ -141,6 +142,7 @@ class RealtimeDialect:
 
     name = "realtime"
     audio_fields: Mapping[str, str] = {"input_audio_buffer.append": "audio", "response.output_audio.delta": "delta"}
+    delegates_tools = False
 
     # ------------------------------------------------------------------------------------------ the session's schema
     def default_session(self, model: str | None = None) -> dict[str, Any]:
@@ -232,6 +234,17 @@ class RealtimeDialect:
 
     def error(self, exc: ProtocolError) -> list[Wire]:
         return one(ev.error_event(exc))
+
+    # (the Realtime API has no closing event, no input mute and no appended context: its decode makes none of those
+    # commands)
+    def session_closed(self, session: dict[str, Any], reason: EndReason) -> list[Wire]:
+        return []
+
+    def input_muted(self, muted: bool, event_id: str | None) -> list[Wire]:
+        return []
+
+    def context_appended(self, kind: str, event_id: str | None) -> list[Wire]:
+        return []
 
     # ------------------------------------------------------------------------------------------ the user's side
     def speech_started(self, item_id: str, audio_start_ms: int) -> list[Wire]:
@@ -331,7 +344,7 @@ class RealtimeDialect:
     def output_text_done(self, ids: PartIds, text: str) -> list[Wire]:
         return one(ev.ResponseOutputTextDone(**ids, text=text))
 
-    def output_transcript_delta(self, ids: PartIds, delta: str) -> list[Wire]:
+    def output_transcript_delta(self, ids: PartIds, delta: str, span_ms: tuple[int, int]) -> list[Wire]:
         return one(ev.ResponseOutputAudioTranscriptDelta(**ids, delta=delta))
 
     def output_transcript_done(self, ids: PartIds, transcript: str) -> list[Wire]:

@@ -108,6 +108,8 @@ class TurnContext:
     mcp_decisions: list[tuple[McpApprovalRequest, bool, str | None]] = field(default_factory=list)
     mcp_tools: dict[str, dict[str, Any]] = field(default_factory=dict)  # the session's MCP tools by server_label
     function_tools: set[str] = field(default_factory=set)  # the names of the session's function tools
+    # The voice model has no tools of its own (GPT-Live): any function is the application's, declared or not.
+    delegated_tools: bool = False
     turn_index: int = 0  # user turns answered before this one (in this session or one replayed into it)
     earlier: list[str] = field(default_factory=list)  # what the user said in each earlier turn, in order
     # What steers this response (the session's, or the response.create's own): the server holds any plan to

@@ -195,6 +195,7 @@ class ResponseEngine:
         tools = resp.steering.tools
         ctx.mcp_tools = {t["server_label"]: t for t in tools if t.get("type") == "mcp"}
         ctx.function_tools = {t["name"] for t in tools if t.get("type") == "function" and "name" in t}
+        ctx.delegated_tools = self.dialect.delegates_tools
         ctx.tool_choice = resp.steering.tool_choice
         ctx.instructions = resp.steering.instructions
         ctx.out_of_band = oob
@@ -320,11 +321,13 @@ class ResponseEngine:
             self.active = active
         self.responses[resp_id] = active
         self.last_response_id = resp_id
-        ctx = self._context(active, params)
+        say = params.say if params is not None else None
+        # (a response that says given words answers nothing of the conversation: it takes none of its items)
+        ctx = self._context(active, params) if say is None else TurnContext(turn_index=self.turn_index)
         # Announced here, not in the task: a cancel that comes before the task first runs still ends a response
         # the client has seen created (`cancel` then sends its `response.done`).
         self.send(self.dialect.response_created({**obj, "output": []}))
-        active.task = self.ctx.tasks.spawn(self._run_response(active, ctx, modalities == ["audio"]), resp_id)
+        active.task = self.ctx.tasks.spawn(self._run_response(active, ctx, modalities == ["audio"], say), resp_id)
         return active
 
     async def _plan(self, ctx: TurnContext) -> ResponsePlan:
@@ -336,9 +339,13 @@ class ResponseEngine:
         plan = self.ctx.responder.plan(ctx)
         return plan if isinstance(plan, ResponsePlan) else await plan
 
-    async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool) -> None:
+    async def _run_response(self, resp: ActiveResponse, ctx: TurnContext, audio: bool, say: str | None) -> None:
+        """`say`: the words to say (`ResponseRequest.say`), instead of the responder's plan."""
         try:
-            plan = steer(await self._plan(ctx), resp.steering.tool_choice, resp.steering.tools)
+            if say is not None:
+                plan = ResponsePlan([Speech(say, None, paced=True)])
+            else:
+                plan = steer(await self._plan(ctx), resp.steering.tool_choice, resp.steering.tools)
             if plan.delay_ms:
                 await asyncio.sleep(plan.delay_ms / 1000)
             for index, output in enumerate(plan.outputs):
@@ -526,9 +533,15 @@ class ResponseEngine:
                         await resp.started.wait()
         total = max(1, resp.queued - start)
         starts = conversation.word_starts.setdefault(item_id, [])
-        for offset, word in word_offsets(text):
-            due = start + int(total * offset / max(1, len(text)))
-            starts.append((samples_to_ms(due - item_start, self.output.rate), word))
+        offsets = word_offsets(text)
+        dues = [start + int(total * offset / max(1, len(text))) for offset, _ in offsets] + [resp.queued]
+        for i, (_, word) in enumerate(offsets):
+            due = dues[i]
+            span = (
+                samples_to_ms(due - item_start, self.output.rate),
+                samples_to_ms(dues[i + 1] - item_start, self.output.rate),
+            )
+            starts.append((span[0], word))
             if paced:  # each word goes out when its audio does
                 # (a poll: the track reads one 20 ms frame at a time, and a word is due within one)
                 while (  # noqa: ASYNC110
@@ -537,7 +550,7 @@ class ResponseEngine:
                     await asyncio.sleep(0.01)
             said.append(word)
             if audio:
-                self.send(self.dialect.output_transcript_delta(ids, word))
+                self.send(self.dialect.output_transcript_delta(ids, word, span))
             else:
                 self.send(self.dialect.output_text_delta(ids, word))
             await asyncio.sleep(0)

@@ -37,15 +37,19 @@ from voiceclient.server.context import SessionContext
 from voiceclient.server.conversation import Conversation
 from voiceclient.server.dialect import (
     AppendAudio,
+    AppendContext,
     CancelResponse,
     ClearAudio,
     ClearOutput,
+    CloseSession,
     Command,
     CommitAudio,
     CreateItem,
     CreateResponse,
     DeleteItem,
     Dialect,
+    EndReason,
+    MuteInput,
     ResponseRequest,
     RetrieveItem,
     TruncateItem,
@@ -62,6 +66,7 @@ from voiceclient.server.inbox import (
     FaultDue,
     IdleTimeout,
     Inbox,
+    QueuedResponseDue,
     SessionExpired,
     VadDecision,
 )
@@ -163,6 +168,9 @@ class ServerSession:
         self.responses_done = 0
         self.faults = list(faults or [])
         self.media_stopped = False  # an injected fault: no audio either way
+        self.input_muted = False  # the client muted the input (`MuteInput`): the model hears nothing
+        self.end_reason: EndReason = "connection_lost"  # why the session ends, for `Dialect.session_closed`
+        self.queued: list[ResponseRequest] = []  # responses waiting for the running one to end (commentary)
         self.event_delay = 0.0  # an injected fault: every event this many seconds late
         self.listeners: set[Listener] = set()
         # Who sees the session's events as they happen (the console): (direction, event) with "client" for what
@@ -216,7 +224,7 @@ class ServerSession:
 
     def input_audio(self, pcm24: np.ndarray) -> None:
         """Input audio at 24 kHz, from RTP or `input_audio_buffer.append`."""
-        if not self.media_stopped:
+        if not self.media_stopped and not self.input_muted:
             self.turns.append(pcm24)
 
     def output_audio(self, ids: dict[str, Any], audio: str) -> None:
@@ -245,6 +253,8 @@ class ServerSession:
     def _response_done(self) -> None:
         """A response has ended (its last event sent): the faults due after so many turns."""
         self.responses_done += 1
+        if self.queued:
+            self.post(QueuedResponseDue())
         for fault in self.faults:
             if fault.after_turns == self.responses_done:
                 self.post(FaultDue(fault))
@@ -327,7 +337,7 @@ class ServerSession:
         """Handle one inbox message; True when the session ends with it."""
         match message:
             case ClientMessage(text):
-                await self._on_client_message(text)
+                return await self._on_client_message(text)
             case ConnectionOpened():
                 self._greet()
             case VadDecision(vad_event):
@@ -338,6 +348,7 @@ class ServerSession:
             case FaultDue(fault):
                 await self._inject(fault)
             case SessionExpired():  # the session cap, as the real service ends a session
+                self.end_reason = "expired"
                 self.send(self.dialect.error(session_expired(self.max_seconds)))
                 log.info("%s %s: the session hit its maximum duration; ending it", self.transport, self.id)
                 return True
@@ -346,6 +357,9 @@ class ServerSession:
                     return False
                 log.info("%s %s: the client never opened the connection in time; ending it", self.transport, self.id)
                 return True
+            case QueuedResponseDue():
+                if self.queued and self.responses.active is None:
+                    self._respond(self.queued.pop(0))
             case ConnectionLost(reason):
                 log.info("%s %s: %s", self.transport, self.id, reason)
                 return True
@@ -379,7 +393,8 @@ class ServerSession:
         self.responses.start(request)
 
     # ------------------------------------------------------------------------------------------ client events
-    async def _on_client_message(self, message: str | bytes) -> None:
+    async def _on_client_message(self, message: str | bytes) -> bool:
+        """Handle one client message; True when the session ends with it (`CloseSession`)."""
         if self.watchers:
             try:
                 data = json.loads(message)
@@ -391,7 +406,7 @@ class ServerSession:
             )
         command = self.dialect.decode(message)  # (a ProtocolError names the message it answers)
         try:
-            await self._handle(command)
+            return await self._handle(command)
         except ProtocolError as exc:
             raise exc.with_event(command) from None
 
@@ -400,7 +415,8 @@ class ServerSession:
         """A transcription session (`session.type: "transcription"`): turns are transcribed, never answered."""
         return self.session.get("type") == "transcription"
 
-    async def _handle(self, command: Command) -> None:
+    async def _handle(self, command: Command) -> bool:
+        """Carry out one command; True when the session ends with it."""
         if self.transcribing and isinstance(command, NOT_IN_TRANSCRIPTION):
             raise not_in_transcription(command)
         match command:
@@ -461,8 +477,32 @@ class ServerSession:
                 if active is None:
                     raise ProtocolError("Cancellation failed: no active response found.", "response_cancel_not_active")
                 await self.responses.cancel(active, "client_cancelled")
+            case MuteInput(muted, event_id=event_id):
+                self.input_muted = muted
+                self.send(self.dialect.input_muted(muted, event_id))
+            case AppendContext(kind, content, event_id=event_id):
+                self._append_context(kind, content, event_id)
+            case CloseSession():
+                self.end_reason = "close_requested"
+                return True
             case _:
                 assert_never(command)
+        return False
+
+    def _append_context(self, kind: str, content: str, event_id: str | None) -> None:
+        """Instructions steer what follows (added to the session's); thinking is silent; commentary is spoken,
+        now or as soon as the response running ends."""
+        if kind == "instructions":
+            instructions = self.session.get("instructions") or ""
+            self.ctx.session = {**self.session, "instructions": f"{instructions}\n{content}".strip()}
+        self.send(self.dialect.context_appended(kind, event_id))
+        if kind != "commentary":
+            return
+        request = ResponseRequest(say=content)
+        if self.responses.active is None:
+            self._respond(request)
+        else:
+            self.queued.append(request)
 
     def _session_update(self, update: dict[str, Any]) -> None:
         self.ctx.session = self.dialect.apply_update(self.session, update, audio_started=self.responses.audio_started)
@@ -533,12 +573,15 @@ class ServerSession:
             await self.closed.wait()
             return
         self._closing = True
+        if reason is not None:
+            self.end_reason = "server_shutdown"
         for timer in self._timers:
             timer.cancel()
         self.turns.close()
         if reason is not None:
             self.send(self.dialect.error(reason))
         await self.responses.close(reason)
+        self.send(self.dialect.session_closed(self.session, self.end_reason))
         await self.tasks.close()
         await self.edge.close()
         if self.network is not None:

@@ -198,8 +198,8 @@ class AgentResponder:
         if not heard:
             return ResponsePlan([self.say(fill(self.spec.not_heard, earlier_fields(ctx)))])
         for rule in self.spec.rules:
-            if rule.call is not None and rule.call.name not in ctx.function_tools:
-                continue  # the real model calls only the tools the session declared
+            if rule.call is not None and not ctx.delegated_tools and rule.call.name not in ctx.function_tools:
+                continue  # the real model calls only the tools the session declared (GPT-Live: it delegates)
             match = re.search(rule.pattern, heard, re.IGNORECASE)
             if match is None:
                 continue

@@ -133,7 +133,8 @@ class MemorySession:
     `session`: fields over the default session (as `session.update` would set them, without its checks);
     `responder`: what answers (echo by default); `vad`: "energy" (no models) or "auto"; `speech`: offline
     backends (none: transcripts are not made and answers are tones); `faults`, `max_seconds`: as `serve`'s;
-    `dialect`: the wire protocol the session speaks (`voiceclient.server.dialect`; the Realtime API's by default).
+    `dialect`: the wire protocol the session speaks (`voiceclient.server.dialect`; the Realtime API's by default,
+    `voiceclient.server.live.LiveDialect()` for GPT-Live, whose default session is one started with `gpt-live-1`).
     `session={"type": "transcription", ...}` starts a transcription session (its defaults, then those fields).
     """
 
