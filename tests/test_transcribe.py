@@ -32,6 +32,7 @@ from voiceclient.app.transcribe import TranscriptLines, transcribe
 from voiceclient.audio.format import RTP_RATE, tone
 from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
 from voiceclient.client.scripted import ScriptedTransport
+from voiceclient.client.settings import TransportName
 from voiceclient.client.websocket import websocket_url
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
@@ -142,13 +143,17 @@ def test_the_websocket_asks_for_a_transcription_session_by_intent() -> None:
     assert websocket_url(base, SessionConfig(model="gpt-x")) == "ws://127.0.0.1:8000/v1/realtime?model=gpt-x"
 
 
+LANGUAGE: dict[str, Any] = {"audio.input.transcription.language": "en"}
+VOICE: dict[str, Any] = {"audio.output.voice": "marin"}
+
+
 def test_a_transcription_session_is_built_from_a_file_keywords_and_assignments(tmp_path: Path) -> None:
     file = tmp_path / "session.toml"
     file.write_text('[session.audio.input.transcription]\nmodel = "gpt-4o-transcribe"\nprompt = "fox"\n')
     session = build_transcription_session(
         file,
         assignments=["audio.input.turn_detection=null", 'include=["item.input_audio_transcription.logprobs"]'],
-        **{"audio.input.transcription.language": "en"},
+        **LANGUAGE,
     )
     assert session.to_wire() == {
         "type": "transcription",
@@ -163,7 +168,7 @@ def test_a_transcription_session_is_built_from_a_file_keywords_and_assignments(t
     with pytest.raises(ConfigError, match=r"session\.model: unknown field"):
         build_transcription_session(model="gpt-realtime")
     with pytest.raises(ConfigError, match=r"session\.audio\.output: unknown field"):
-        build_transcription_session(**{"audio.output.voice": "marin"})
+        build_transcription_session(**VOICE)
     with pytest.raises(ConfigError, match=r'session\.type: "realtime" is not allowed here'):
         build_transcription_session(type="realtime")
 
@@ -238,7 +243,7 @@ def spoken_turn() -> BufferSource:
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("transport", ["webrtc", "websocket"])
 async def test_a_transcription_call_against_serve_transcribes_each_turn_and_nothing_answers(
-    transport: str, tmp_path: Path
+    transport: TransportName, tmp_path: Path
 ) -> None:
     events = tmp_path / "events.jsonl"
     async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
@@ -254,13 +259,13 @@ async def test_a_transcription_call_against_serve_transcribes_each_turn_and_noth
         )
     assert reason == "idle" and out.getvalue() == HEARD + "\n"
     logged = [(line["dir"], line["event"]) for line in read_events(events)]
-    server = [e for d, e in logged if d == "server"]
-    assert [e["type"] for e in server[:2]] == ["session.created", "session.updated"]
-    assert server[0]["session"]["type"] == "transcription"
-    assert server[1]["session"]["audio"]["input"]["transcription"]["model"] == "whisper-1"
+    received = [e for d, e in logged if d == "server"]
+    assert [e["type"] for e in received[:2]] == ["session.created", "session.updated"]
+    assert received[0]["session"]["type"] == "transcription"
+    assert received[1]["session"]["audio"]["input"]["transcription"]["model"] == "whisper-1"
     sent = [e["type"] for d, e in logged if d == "client" and e["type"] != "input_audio_buffer.append"]
     assert sent == ["session.update"]
-    assert not [e for e in server if e["type"].startswith(("response.", "output_audio_buffer."))]
+    assert not [e for e in received if e["type"].startswith(("response.", "output_audio_buffer."))]
 
 
 @pytest.mark.webrtc
@@ -279,7 +284,7 @@ async def test_without_turn_detection_the_input_is_committed_when_it_ends() -> N
 @pytest.mark.timeout(120)
 @NEEDS_AGENT
 @pytest.mark.parametrize("transport", ["webrtc", "websocket"])
-async def test_a_spoken_sentence_is_transcribed_over_either_transport(transport: str) -> None:
+async def test_a_spoken_sentence_is_transcribed_over_either_transport(transport: TransportName) -> None:
     """A recorded sentence from a WAV, through `voiceclient transcribe`'s own loop, against serve with the offline
     models: its words come back as one line."""
     from voiceclient.testing import speech_backends
