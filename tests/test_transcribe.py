@@ -39,11 +39,12 @@ from voiceclient.protocol.session import SessionConfig
 from voiceclient.server import RealtimeServer
 
 from .conftest import FIXTURES, NEEDS_AGENT, read_events
-from .test_transcription import HEARD, StandInStt
+from .speech_double import StandInSpeech
 
 pytestmark = pytest.mark.timeout(10)
 SETTINGS = ClientSettings(base_url="http://scripted.invalid/v1", api_key="sk-test", session_update_timeout=0.3)
 WHISPER = {"audio": {"input": {"transcription": {"model": "whisper-1", "language": "en"}}}}
+HEARD = "the quick brown fox"  # what the stand-in speech-to-text hears in any audio
 SENTENCE = FIXTURES / "speech" / "sentence_1.wav"  # "The quick brown fox jumps over the lazy dog."
 
 
@@ -235,7 +236,7 @@ def test_transcript_lines_show_deltas_live_and_keep_each_completed_turn() -> Non
 
 # ------------------------------------------------------------------------------------------ against serve
 def spoken_turn() -> BufferSource:
-    """A tone the energy VAD takes for a turn (the stand-in hears `HEARD` in it), at 48 kHz."""
+    """A tone the energy VAD takes for a turn (`StandInSpeech` hears `HEARD` in it), at 48 kHz."""
     return BufferSource(np.concatenate([np.zeros(RTP_RATE // 2, np.int16), tone(440, 0.8, RTP_RATE, -12)]))
 
 
@@ -246,7 +247,7 @@ async def test_a_transcription_call_against_serve_transcribes_each_turn_and_noth
     transport: TransportName, tmp_path: Path
 ) -> None:
     events = tmp_path / "events.jsonl"
-    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+    async with RealtimeServer(port=0, speech=StandInSpeech(HEARD), vad="energy") as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport)
         out = io.StringIO()
         session = TranscriptionSessionConfig.model_validate(WHISPER)
@@ -271,7 +272,7 @@ async def test_a_transcription_call_against_serve_transcribes_each_turn_and_noth
 @pytest.mark.webrtc
 @pytest.mark.timeout(40)
 async def test_without_turn_detection_the_input_is_committed_when_it_ends() -> None:
-    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+    async with RealtimeServer(port=0, speech=StandInSpeech(HEARD), vad="energy") as server:
         settings = ClientSettings(base_url=server.base_url, api_key="sk-test", transport="websocket")
         session = build_transcription_session(assignments=["audio.input.turn_detection=null"])
         out = io.StringIO()
@@ -343,7 +344,7 @@ async def test_the_transcribe_command_prints_the_words_and_ends_with_the_wav() -
 @pytest.mark.webrtc
 @pytest.mark.timeout(60)
 async def test_ctrl_c_hangs_the_transcription_up() -> None:
-    async with RealtimeServer(port=0, speech=StandInStt(), vad="energy") as server:
+    async with RealtimeServer(port=0, speech=StandInSpeech(HEARD), vad="energy") as server:
         code, out, err = await run_transcribe(
             str(FIXTURES / "long_tone_48k.wav"),
             *("--base-url", server.base_url, "--api-key", "sk-test"),
