@@ -12,6 +12,9 @@ from typing import Any, Literal, get_args, get_origin
 import pytest
 from openai.types.realtime.realtime_response_create_params import RealtimeResponseCreateParams
 from openai.types.realtime.realtime_session_create_request import RealtimeSessionCreateRequest
+from openai.types.realtime.realtime_transcription_session_create_request import (
+    RealtimeTranscriptionSessionCreateRequest,
+)
 from pydantic import BaseModel, ValidationError
 
 from voiceclient.protocol.events import (
@@ -21,7 +24,7 @@ from voiceclient.protocol.events import (
     ResponseParams,
     parse_server_event,
 )
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import SessionConfig, TranscriptionSessionConfig
 from voiceclient.testing import MemorySession
 
 pytestmark = pytest.mark.timeout(10)
@@ -71,6 +74,14 @@ def test_session_config_has_every_field_of_the_sdk_session_request() -> None:
     sdk, ours = field_paths(RealtimeSessionCreateRequest), field_paths(SessionConfig)
     assert _unexcused(sdk - ours) == [], "fields of the SDK's session that SessionConfig refuses"
     assert sorted(ours - sdk) == [], "fields SessionConfig accepts that the SDK's session does not have"
+
+
+def test_transcription_session_config_has_the_fields_of_the_sdk_transcription_session_request() -> None:
+    """[SDK] RealtimeTranscriptionSessionCreateRequest, recursively, both ways: the client sends it, serve checks it."""
+    sdk, ours = field_paths(RealtimeTranscriptionSessionCreateRequest), field_paths(TranscriptionSessionConfig)
+    assert _unexcused(sdk - ours) == [], "fields of the SDK's transcription session that ours refuses"
+    assert sorted(ours - sdk) == [], "fields ours accepts that the SDK's transcription session does not have"
+    assert "audio.input.turn_detection[semantic_vad].eagerness" in ours  # (the walk reaches the leaves)
 
 
 def test_response_params_have_every_field_of_the_sdk_response_create_params() -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from voiceclient.client.calls_api import CallAnswer, CallsAPI
     from voiceclient.client.fallback import AutoTransport
     from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
-    from voiceclient.client.settings import ClientSettings, build_session
+    from voiceclient.client.settings import ClientSettings, build_session, build_transcription_session
     from voiceclient.client.transport import Transport, WebRTCTransport
     from voiceclient.client.websocket import WebSocketTransport
     from voiceclient.errors import (
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         VoiceClientError,
     )
     from voiceclient.protocol.events import Item, MalformedEvent, UnknownEvent, parse_server_event
-    from voiceclient.protocol.session import SessionConfig
+    from voiceclient.protocol.session import SessionConfig, TranscriptionSessionConfig
     from voiceclient.server import RealtimeServer
     from voiceclient.tools import ApprovalDecision, ApprovalRequest, Tool, ToolContext, tool
 
@@ -54,7 +54,7 @@ _WHERE = {
     "voiceclient.client.calls_api": ["CallAnswer", "CallsAPI"],
     "voiceclient.client.fallback": ["AutoTransport"],
     "voiceclient.client.options": ["Continuity", "ReconnectPolicy", "Recording"],
-    "voiceclient.client.settings": ["ClientSettings", "build_session"],
+    "voiceclient.client.settings": ["ClientSettings", "build_session", "build_transcription_session"],
     "voiceclient.client.transport": ["Transport", "WebRTCTransport"],
     "voiceclient.client.websocket": ["WebSocketTransport"],
     "voiceclient.errors": [
@@ -78,7 +78,7 @@ _WHERE = {
         "VoiceClientError",
     ],
     "voiceclient.protocol.events": ["Item", "MalformedEvent", "UnknownEvent", "parse_server_event"],
-    "voiceclient.protocol.session": ["SessionConfig"],
+    "voiceclient.protocol.session": ["SessionConfig", "TranscriptionSessionConfig"],
     "voiceclient.server": ["RealtimeServer"],
     "voiceclient.tools": ["ApprovalDecision", "ApprovalRequest", "Tool", "ToolContext", "tool"],
 }
@@ -122,6 +122,7 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolDefinitionError",
+    "TranscriptionSessionConfig",
     "Transport",
     "UnknownEvent",
     "VoiceCall",
@@ -131,6 +132,7 @@ __all__ = [
     "WebSocketTransport",
     "__version__",
     "build_session",
+    "build_transcription_session",
     "load_audio",
     "parse_server_event",
     "tool",

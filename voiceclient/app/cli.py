@@ -1,8 +1,9 @@
-"""Command line: `voiceclient call | serve | demo`. Thin: flags map onto config models, the work is elsewhere.
+"""Command line: `voiceclient call | talk | transcribe | serve | demo | ...`. Thin: flags map onto config models,
+the work is elsewhere.
 
 Exit codes: 0 done, 2 usage or configuration, 3 authentication, 4 connection, 5 server or call error,
-130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM; `serve` stopped either way exits 0. Failures print one line:
-`voiceclient: error: …`.
+130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM; `serve` and `transcribe --mic` stopped either way exit 0.
+Failures print one line: `voiceclient: error: …`.
 """
 
 from __future__ import annotations
@@ -23,17 +24,23 @@ import voiceclient
 from voiceclient.app.pipes import ReaderGoneSafe
 from voiceclient.app.stopping import Stopped, run_command
 from voiceclient.client.options import Continuity, Recording
-from voiceclient.client.settings import ClientSettings, build_session, load_config_file
+from voiceclient.client.settings import (
+    ClientSettings,
+    build_session,
+    build_transcription_session,
+    load_config_file,
+)
 from voiceclient.errors import AuthenticationError, ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
     from agents.realtime import RealtimeAgent
 
-    from voiceclient.protocol.session import SessionConfig
+    from voiceclient.protocol.session import SessionConfig, TranscriptionSessionConfig
     from voiceclient.tools.approvals import Approver
     from voiceclient.tools.registry import Tool
 
 NO_KEY = "no API key: pass --api-key (any value works for voiceclient serve) or set OPENAI_API_KEY"
+TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"  # `transcribe`'s model when neither --model nor the session names one
 
 
 def _session_flags(p: argparse.ArgumentParser) -> None:
@@ -200,6 +207,42 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(talk)
     _continuity_flags(talk, reconnect=5)
 
+    transcribe = sub.add_parser(
+        "transcribe", help="a transcription session: a WAV or the microphone in, each turn's transcript out"
+    )
+    transcribe.add_argument(
+        "input",
+        nargs="?",
+        metavar="IN.wav",
+        help="sent as the microphone, then silence; ends once every turn of it is transcribed",
+    )
+    transcribe.add_argument("--mic", action="store_true", help="the microphone instead of a WAV, until Ctrl-C")
+    transcribe.add_argument("--input-device", metavar="INDEX|NAME", help="with --mic: which (default: the system's)")
+    transcribe.add_argument("--events", metavar="EVENTS.jsonl", help="every event, both directions, one per line")
+    transcribe.add_argument(
+        "--idle-exit",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="end after the WAV ends and nothing has happened this long (default 2)",
+    )
+    transcribe.add_argument("--max-duration", type=float, metavar="SECONDS", help="end after this long in any case")
+    g = transcribe.add_argument_group("session (a transcription session: --session, then these flags)")
+    g.add_argument("--session", metavar="FILE", help="transcription session object as JSON or TOML")
+    g.add_argument("--model", help=f"transcription model (default: the session's, else {TRANSCRIBE_MODEL})")
+    g.add_argument("--language", metavar="CODE", help="the input's language, e.g. en")
+    g.add_argument("--prompt", help="words or context that guide the transcription")
+    g.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="any session field, VALUE as JSON: --set audio.input.turn_detection=null (commit at the end)",
+    )
+    _connection_flags(transcribe)
+    _continuity_flags(transcribe, reconnect=0)
+
     sub.add_parser("devices", help="list microphones and speakers")
 
     serve = sub.add_parser("serve", help="the embedded Realtime server")
@@ -323,12 +366,9 @@ class CallSetup:
     agent: RealtimeAgent[Any] | None  # --agent, loaded
 
 
-def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
-    from voiceclient.tools.approvals import policy
-    from voiceclient.tools.plugins import select, tools_config
-
-    config = _load_config(args.config)
-    settings = ClientSettings.from_env(
+def client_settings(args: argparse.Namespace) -> ClientSettings:
+    """The connection flags (`_connection_flags`) over the environment's."""
+    return ClientSettings.from_env(
         base_url=args.base_url,
         api_key=args.api_key,
         ice_servers=args.ice_servers or None,
@@ -336,6 +376,23 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
         connect_timeout=args.connect_timeout,
         transport=args.transport,
     )
+
+
+def continuity_of(args: argparse.Namespace) -> Continuity:
+    """The continuity flags (`_continuity_flags`), checked."""
+    if args.reconnect < 0:
+        raise ConfigError(f"--reconnect: {args.reconnect} is not allowed; must be 0 or more")
+    _check_positive("--recycle-after", args.recycle_after)
+    _check_positive("--media-timeout", args.media_timeout)
+    return Continuity(reconnect=args.reconnect, recycle_after=args.recycle_after, media_timeout=args.media_timeout)
+
+
+def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
+    from voiceclient.tools.approvals import policy
+    from voiceclient.tools.plugins import select, tools_config
+
+    config = _load_config(args.config)
+    settings = client_settings(args)
     session = build_session(
         args.session,
         base=config.get("session"),
@@ -346,13 +403,7 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
     )
     tools_cfg = tools_config(config.get("tools"))
     tools, _ = select(tools_cfg, args.tools)
-    if args.reconnect < 0:
-        raise ConfigError(f"--reconnect: {args.reconnect} is not allowed; must be 0 or more")
-    _check_positive("--recycle-after", args.recycle_after)
-    _check_positive("--media-timeout", args.media_timeout)
-    continuity = Continuity(
-        reconnect=args.reconnect, recycle_after=args.recycle_after, media_timeout=args.media_timeout
-    )
+    continuity = continuity_of(args)
     if getattr(args, "agent", None):
         if args.tools or tools:
             raise ConfigError(
@@ -453,6 +504,68 @@ async def run_talk(args: argparse.Namespace) -> int:
         ask_approvals=not setup.approve_given and sys.stdin.isatty() and sys.stdout.isatty(),
     )
     await talk.run(args.max_duration)
+    return 0
+
+
+def transcription_session(args: argparse.Namespace) -> TranscriptionSessionConfig:
+    """`transcribe`'s session: `TRANSCRIBE_MODEL` unless the session file names another, then the file, then the
+    flags."""
+    default = {"audio": {"input": {"transcription": {"model": TRANSCRIBE_MODEL}}}}
+    return build_transcription_session(
+        args.session,
+        base=default,
+        assignments=args.assignments,
+        **{
+            "audio.input.transcription.model": args.model,
+            "audio.input.transcription.language": args.language,
+            "audio.input.transcription.prompt": args.prompt,
+        },
+    )
+
+
+async def run_transcribe(args: argparse.Namespace) -> int:
+    from voiceclient.app.transcribe import TranscriptLines, transcribe
+    from voiceclient.audio.sources import AudioSource, WavSource
+
+    if (args.input is None) != args.mic:
+        raise ConfigError("transcribe: give IN.wav or --mic (one of them)")
+    if args.input_device is not None and not args.mic:
+        raise ConfigError("--input-device: only with --mic")
+    _check_positive("--idle-exit", args.idle_exit)
+    _check_positive("--max-duration", args.max_duration)
+    settings = client_settings(args)
+    session = transcription_session(args)
+    continuity = continuity_of(args)
+    if not settings.has_credential:
+        raise AuthenticationError(NO_KEY)
+    lines = TranscriptLines()
+    source: AudioSource
+    if args.mic:
+        from voiceclient.audio.mic import MicSource
+
+        mic = source = MicSource(args.input_device)
+        mic.start()
+    else:
+        source = WavSource(args.input)
+    try:
+        reason = await transcribe(
+            settings,
+            session,
+            source,
+            lines,
+            recording=Recording(events_jsonl=args.events),
+            continuity=continuity,
+            idle_exit=args.idle_exit,
+            max_duration=args.max_duration,
+            until_stopped=args.mic,
+        )
+    finally:
+        if args.mic:
+            mic.close()
+    ended = "--max-duration reached" if reason == "max_duration" else "the input ended"
+    lines.status(
+        f"{ended}; {len(lines.lines)} turn(s) transcribed" + (f", {lines.failures} failed" if lines.failures else "")
+    )
     return 0
 
 
@@ -619,6 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "call": run_call,
         "talk": run_talk,
+        "transcribe": run_transcribe,
         "devices": run_devices,
         "serve": run_serve,
         "tools": run_tools,
@@ -634,6 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
         if args.command == "serve":  # stopping is how a server ends: every call was closed and told
             print("voiceclient: server stopped", file=sys.stderr)
+            return 0
+        if args.command == "transcribe" and args.mic:  # and how a microphone's transcription does
+            print("voiceclient: stopped; hung up", file=sys.stderr)
             return 0
         print("voiceclient: interrupted; hung up, files written so far are complete", file=sys.stderr)
         return 128 + signum

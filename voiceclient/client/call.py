@@ -43,9 +43,9 @@ from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
 from voiceclient.client.transport import Transport
-from voiceclient.errors import CallError, ConnectionLostError, VoiceClientError
+from voiceclient.errors import CallError, ConfigError, ConnectionLostError, VoiceClientError
 from voiceclient.protocol import events as ev
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession, SessionConfig, TranscriptionSessionConfig
 from voiceclient.protocol.validation import deep_merge
 from voiceclient.tools.approvals import Approver
 from voiceclient.tools.registry import DEFAULT_TIMEOUT, Tool
@@ -58,6 +58,14 @@ Predicate = Callable[[ev.ReceivedServerEvent], bool]
 # The server ends the call after sending one of these (`server_shutting_down`: the embedded server stopping).
 SESSION_ENDING_ERRORS = frozenset({"session_expired", "server_shutting_down"})
 HANGUP_SETTLE_SECONDS = 2.0  # how long a hangup waits for the tools still running to send their outputs
+# What a transcription session refuses (it has no conversation to add to and makes no responses): never sent in one.
+NOT_IN_TRANSCRIPTION = (
+    ev.ResponseCreate,
+    ev.ResponseCancel,
+    ev.ConversationItemCreate,
+    ev.ConversationItemTruncate,
+    ev.OutputAudioBufferClear,
+)
 
 
 class EventStream:
@@ -107,7 +115,7 @@ class LiveCallHandle:
     def send_text(self, text: str) -> None:
         self._call.send_text(text)
 
-    def update_session(self, session: SessionConfig) -> None:
+    def update_session(self, session: AnySession) -> None:
         self._call.update_session(session)
 
     def hangup(self) -> None:
@@ -181,12 +189,16 @@ class VoiceCall:
     finalised), `continuity` how the call outlives its connections (reconnect, recycle). `turns` is where the
     conversation stands (responses, audio, the user, tools); `subscribe(handler, *kinds)` (or `on(kind, handler)`)
     observes it.
+
+    With a `TranscriptionSessionConfig` the call is a transcription session: the source's turns are committed and
+    transcribed (`ev.InputTranscriptionDelta`, `ev.InputTranscriptionCompleted`, `ev.InputTranscriptionFailed`),
+    nothing answers, and nothing about responses or the conversation is sent (`send` refuses it: a `CallError`).
     """
 
     def __init__(
         self,
         settings: ClientSettings | None = None,
-        session: SessionConfig | None = None,
+        session: SessionConfig | TranscriptionSessionConfig | None = None,
         *,
         source: AudioSource | None = None,
         tools: list[Tool] | None = None,
@@ -202,8 +214,12 @@ class VoiceCall:
     ) -> None:
         self.settings = settings or ClientSettings.from_env()
         self.tools = list(tools or [])
-        base = session or SessionConfig()
-        self.session = base.with_tools([t.definition for t in self.tools]) if self.tools else base
+        base: AnySession = session or SessionConfig()
+        if isinstance(base, SessionConfig) and self.tools:
+            base = base.with_tools([t.definition for t in self.tools])
+        elif self.tools:
+            raise ConfigError("tools need a realtime session: a transcription session has no model to call them")
+        self.session: AnySession = base
         self.source: AudioSource = source or SilenceSource()
         self.recording = recording or Recording()
         self.continuity = continuity or Continuity()
@@ -248,6 +264,8 @@ class VoiceCall:
         self._errors_followed = False  # someone subscribed to error events: they say them, the log need not
         self._dispatcher.on(ev.Error, self._log_error)
         self._dispatcher.on(ev.SpeechStarted, self._on_speech_started)
+        self._dispatcher.on(ev.SessionCreated, self._on_session)
+        self._dispatcher.on(ev.SessionUpdated, self._on_session)
         self._runner.subscribe(self._dispatcher)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
@@ -327,6 +345,11 @@ class VoiceCall:
         """Ask `run_until_idle` to return now (used by tools); the caller's `async with` then closes the call."""
         self.hangup_requested = reason
         self._activity.set()
+
+    @property
+    def transcription(self) -> bool:
+        """Whether the call is a transcription session (its session a `TranscriptionSessionConfig`)."""
+        return isinstance(self.session, TranscriptionSessionConfig)
 
     # ------------------------------------------------------------------------------------------ connections
     @property
@@ -488,8 +511,11 @@ class VoiceCall:
     # ------------------------------------------------------------------------------------------ events out
     def send(self, event: ev.ClientEvent) -> None:
         """Send a client event (a model from `voiceclient.protocol.events`); while reconnecting, it goes out on the new
-        connection. A `CallError` when the call is not connected.
+        connection. A `CallError` when the call is not connected, or when a transcription session has no such event
+        (a response, a conversation item: `NOT_IN_TRANSCRIPTION`).
         """
+        if self.transcription and isinstance(event, NOT_IN_TRANSCRIPTION):
+            raise CallError(f"{event.type} is not sent in a transcription session: it transcribes, nothing answers")
         if self._connections.transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
         if self.reconnecting:  # said again on the new connection, after the history
@@ -509,7 +535,9 @@ class VoiceCall:
     def interrupt(self) -> None:
         """Stop the assistant: cancel the response in progress, then clear the audio still playing; tools marked
         `cancel_on_interrupt` are cancelled too. With nothing playing, no clear is sent: the service refuses one
-        (`output_audio_buffer_empty`)."""
+        (`output_audio_buffer_empty`). Nothing to stop in a transcription session."""
+        if self.transcription:
+            return
         self._runner.interrupt()
         if self.turns.active:
             self.send(ev.ResponseCancel())
@@ -526,6 +554,12 @@ class VoiceCall:
             item_id, heard_ms = cut
             self.send(ev.ConversationItemTruncate(item_id=item_id, audio_end_ms=heard_ms))
 
+    def _on_session(self, event: ev.SessionCreated | ev.SessionUpdated) -> None:
+        """A transcription session with transcription on owes each committed turn a transcript (`turns.busy` until
+        it comes), as the server's session says."""
+        audio_in = (event.session.get("audio") or {}).get("input") or {}
+        self.turns.transcribes = event.session.get("type") == "transcription" and bool(audio_in.get("transcription"))
+
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         """Barge-in where the client plays the answer: the server has cancelled the response (interrupt_response);
         the speaker stops and the item keeps what was heard."""
@@ -533,15 +567,19 @@ class VoiceCall:
         transport = self._connections.transport
         if (
             transport is not None
+            and not self.transcription
             and transport.plays_audio
             and (detection is None or detection.interrupt_response is not False)
         ):
             self._cut_playout()
 
-    def update_session(self, session: SessionConfig) -> None:
-        """Send a `session.update`; the call keeps the merged session for any later connection."""
+    def update_session(self, session: AnySession) -> None:
+        """Send a `session.update`; the call keeps the merged session for any later connection. A session keeps its
+        type: a `CallError` for an update of the other kind."""
+        if session.type != self.session.type:
+            raise CallError(f"this is a {self.session.type} session: a {session.type} session needs a call of its own")
         merged = deep_merge(self.session.to_wire(), session.to_wire(), replace=("turn_detection", "format"))
-        self.session = SessionConfig.model_validate(merged)
+        self.session = type(self.session).model_validate(merged)
         self.send(ev.SessionUpdate(session=session))
 
     def set_source(self, source: AudioSource) -> None:

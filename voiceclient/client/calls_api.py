@@ -30,7 +30,7 @@ from voiceclient.errors import (
     RateLimitError,
     ServerError,
 )
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession
 
 log = logging.getLogger(__name__)
 # What no retry can mend: the request cannot even be written (a URL httpx cannot send to, a header it refuses).
@@ -145,7 +145,7 @@ class CallsAPI:
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    async def create_call(self, sdp: str, session: SessionConfig | None = None) -> CallAnswer:
+    async def create_call(self, sdp: str, session: AnySession | None = None) -> CallAnswer:
         """POST /realtime/calls. Multipart (`sdp` application/sdp, `session` application/json), or raw
         `application/sdp` when the key is an ephemeral `ek_` key (its session is bound to the key)."""
         headers = self._headers("application/sdp")
@@ -186,7 +186,7 @@ class CallsAPI:
             raise error_from_response(resp)
 
     async def create_client_secret(
-        self, session: SessionConfig | None = None, expires_seconds: int | None = None
+        self, session: AnySession | None = None, expires_seconds: int | None = None
     ) -> dict[str, Any]:
         """POST /realtime/client_secrets -> `{"value": "ek_…", "expires_at": …, "session": {…}}`."""
         body: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from typing import Any
 from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import ConnectionLostError, SessionNotConfirmedError, SessionUpdateError
 from voiceclient.protocol import events as ev
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession
 
 log = logging.getLogger(__name__)
 LogLine = Callable[[str, dict[str, Any]], None]  # (direction, event) into the call's event log
@@ -68,7 +68,7 @@ class Connection:
         self.transport.send(json.dumps(wire, separators=(",", ":")))
 
     async def open(
-        self, session: SessionConfig, events: TransportEvents, timeout: float, update_timeout: float | None = None
+        self, session: AnySession, events: TransportEvents, timeout: float, update_timeout: float | None = None
     ) -> None:
         """Connect with `events` (which hand each server message to `on_message` too), confirm `session`; raises a
         `VoiceClientError` on any failure (the caller closes the transport)."""

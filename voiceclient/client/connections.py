@@ -33,7 +33,8 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.client.state import TurnState
 from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import CallError, ConnectionLostError, VoiceClientError
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.session import AnySession
 from voiceclient.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Conversation(Protocol):
     """What the connection manager reads of the conversation it carries (a `VoiceCall` is one)."""
 
     @property
-    def session(self) -> SessionConfig: ...
+    def session(self) -> AnySession: ...
     @property
     def source(self) -> AudioSource: ...
     @property
@@ -149,6 +150,13 @@ class ConnectionManager:
     def call_id(self) -> str | None:
         return self.current.call_id if self.current is not None else None
 
+    def _replay_items(self) -> list[ev.Item]:
+        """What a new connection is given of the conversation: its history; nothing in a transcription session,
+        which has no conversation to carry over (it refuses `conversation.item.create`)."""
+        if self._conversation.session.type == "transcription":
+            return []
+        return self._conversation.history.replay_items()
+
     # ------------------------------------------------------------------------------------------ lifecycle
     async def open(self) -> Connection:
         """The first connection, confirmed: it carries the call from its first event, so its session.created and
@@ -238,7 +246,7 @@ class ConnectionManager:
     async def _prepare(self) -> Connection:
         """A new connection with the session confirmed and the history replayed; not yet carrying the call."""
         conn = self.pending = self._connection()
-        replay = self._conversation.history.replay_items()
+        replay = self._replay_items()
         timeout = self.settings.connect_timeout
 
         async def ready() -> None:
@@ -415,7 +423,7 @@ class ConnectionManager:
                 await conn.transport.close()
                 continue
             try:  # what was said while it waited: a round trip, while the conversation is quiet
-                catch_up = self._conversation.history.replay_items()
+                catch_up = self._replay_items()
                 await conn.replay(catch_up, self.settings.connect_timeout)
                 self.replayed = len(catch_up)
             except VoiceClientError as exc:

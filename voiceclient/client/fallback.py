@@ -13,7 +13,7 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.client.transport import Transport, TransportEvents, WebRTCTransport
 from voiceclient.client.websocket import WebSocketTransport
 from voiceclient.errors import ConnectionLostError, VoiceClientError
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession
 
 log = logging.getLogger(__name__)
 WEBRTC_DEADLINE = 3.0  # seconds for ICE to connect before the WebSocket is tried
@@ -39,7 +39,7 @@ class AutoTransport(Transport):
     def plays_audio(self) -> bool:  # type: ignore[override]
         return self.chosen is not None and self.chosen.plays_audio
 
-    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def open(self, session: AnySession, events: TransportEvents) -> None:
         deadline = min(self.settings.connect_timeout, WEBRTC_DEADLINE)
         webrtc = WebRTCTransport(self.settings.model_copy(update={"connect_timeout": deadline}))
         try:

@@ -25,7 +25,7 @@ from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.transport import Transport, TransportEvents
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.events import new_id
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession
 
 ClientEventHandler = Callable[[dict[str, Any]], None]
 
@@ -64,7 +64,7 @@ class ScriptedTransport(Transport):
         self._pts = 0
         self._sent_any = asyncio.Event()
 
-    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def open(self, session: AnySession, events: TransportEvents) -> None:
         if self.fail_open is not None:
             raise ConnectionLostError(self.fail_open)
         self._events = events

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from voiceclient.errors import AuthenticationError, ConfigError
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import SessionConfig, TranscriptionSessionConfig
 from voiceclient.protocol.validation import deep_merge, read_object_file, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -137,6 +137,19 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return path.strip(), value
 
 
+def _session_data(
+    file: str | Path | None, base: dict[str, Any] | None, assignments: list[str] | None, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """`base`, then the session file, then `field=value` keywords (dotted keys allowed), then `--set` assignments."""
+    data: dict[str, Any] = deep_merge(base or {}, load_session_file(file) if file else {})
+    for key, value in fields.items():
+        if value is not None:
+            set_path(data, key, value)
+    for text in assignments or []:
+        set_path(data, *parse_assignment(text))
+    return data
+
+
 def build_session(
     file: str | Path | None = None,
     *,
@@ -146,11 +159,23 @@ def build_session(
 ) -> SessionConfig:
     """`base` (a config file's session), then the session file, then `field=value` keywords (dotted keys
     allowed), then `--set` assignments; validated once."""
-    data: dict[str, Any] = deep_merge(base or {}, load_session_file(file) if file else {})
-    for key, value in fields.items():
-        if value is not None:
-            set_path(data, key, value)
-    for text in assignments or []:
-        set_path(data, *parse_assignment(text))
+    data = _session_data(file, base, assignments, fields)
     data.setdefault("type", "realtime")
     return validate(SessionConfig, data)
+
+
+def build_transcription_session(
+    file: str | Path | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+    assignments: list[str] | None = None,
+    **fields: Any,
+) -> TranscriptionSessionConfig:
+    """A transcription session, built as `build_session` builds a realtime one:
+
+    build_transcription_session(**{"audio.input.transcription.model": "whisper-1"})
+    """
+    data = _session_data(file, base, assignments, fields)
+    if data.setdefault("type", "transcription") != "transcription":
+        raise ConfigError(f'session.type: {json.dumps(data["type"])} is not allowed here; must be "transcription"')
+    return validate(TranscriptionSessionConfig, data)

@@ -9,6 +9,7 @@ event as it is sent, and knows:
 - the responses whose audio is still playing (`output_audio_buffer.started` until `stopped`/`cleared`);
 - whether the user is speaking (`speech_started` until `speech_stopped`/`cleared`);
 - the function calls the model made that have no `function_call_output` yet;
+- in a transcription session, the committed turns whose transcript has not come yet (`completed` or `failed`);
 - when anything last happened.
 
 It is also the one place that sends `response.create` on behalf of the client's own logic (`request_response`),
@@ -38,6 +39,9 @@ class TurnState:
         self.playing: set[str] = set()  # response ids whose audio is still playing out
         self.user_speaking = False
         self.tools_pending: set[str] = set()  # call_ids of function calls without an output yet
+        # A transcription session with transcription on, as the server last said (the call sets it: `transcribing`)
+        self.transcribes = False
+        self.transcribing: set[str] = set()  # item ids of committed turns whose transcript is owed
         self.last_activity = clock()
         self._retryable: dict[str, float] = {}  # creates retried once after a busy refusal -> when sent
         self._retry_after_done = False
@@ -54,8 +58,15 @@ class TurnState:
 
     @property
     def busy(self) -> bool:
-        """Something is under way: the user speaking, a response owed or running, audio playing, a tool pending."""
-        return self.user_speaking or self.responding or self.audio_playing or bool(self.tools_pending)
+        """Something is under way: the user speaking, a response owed or running, audio playing, a tool pending, a
+        transcript owed."""
+        return (
+            self.user_speaking
+            or self.responding
+            or self.audio_playing
+            or bool(self.tools_pending)
+            or bool(self.transcribing)
+        )
 
     def connection_changed(self) -> None:
         """The conversation moved to a new connection: what was under way on the old one is gone with it (the
@@ -64,6 +75,7 @@ class TurnState:
         self.active.clear()
         self.playing.clear()
         self.user_speaking = False
+        self.transcribing.clear()
         self._retry_after_done = False
         self.last_activity = self._clock()
 
@@ -113,6 +125,10 @@ class TurnState:
             self.tools_pending.add(event.call_id)
         elif isinstance(event, ev.ConversationItemAdded) and event.item.type == "function_call_output":
             self.tools_pending.discard(event.item.call_id or "")  # answered, by us or by a sideband backend
+        elif isinstance(event, ev.InputAudioBufferCommitted) and self.transcribes:
+            self.transcribing.add(event.item_id)
+        elif isinstance(event, ev.InputTranscriptionEnd):
+            self.transcribing.discard(event.item_id)
         elif isinstance(event, ev.Error):
             self._on_error(event)
 

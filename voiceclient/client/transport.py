@@ -21,7 +21,7 @@ from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.calls_api import CallsAPI
 from voiceclient.client.settings import ClientSettings
 from voiceclient.errors import InvalidAnswerError, VoiceClientError
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession
 
 if TYPE_CHECKING:
     from voiceclient.audio.tracks import InboundReader, OutboundTrack
@@ -57,7 +57,7 @@ class Transport(abc.ABC):
     lost: asyncio.Future[str]
 
     @abc.abstractmethod
-    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def open(self, session: AnySession, events: TransportEvents) -> None:
         """Connect with `session`; from then on what happens on the connection goes to `events`, in order: every
         server message, every received and every sent audio frame, and the events the transport makes itself."""
 
@@ -96,7 +96,7 @@ class WebRTCTransport(Transport):
         self._watch: asyncio.Future[str] | None = None
         self._closed = False
 
-    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def open(self, session: AnySession, events: TransportEvents) -> None:
         from voiceclient.audio.tracks import InboundReader, OutboundTrack  # aiortc only when a call is made
         from voiceclient.rtc.peer import Peer
 

@@ -1,4 +1,5 @@
-"""The Realtime API over one WebSocket (`GET /v1/realtime?model=M`), under the same `Transport` seam as WebRTC.
+"""The Realtime API over one WebSocket (`GET /v1/realtime?model=M`, or `?intent=transcription` for a transcription
+session), under the same `Transport` seam as WebRTC.
 
 What WebRTC does in the media path, this transport does itself, in the protocol's own words:
 
@@ -42,7 +43,7 @@ from voiceclient.errors import (
     ServerError,
     VoiceClientError,
 )
-from voiceclient.protocol.session import SessionConfig
+from voiceclient.protocol.session import AnySession, TranscriptionSessionConfig
 from voiceclient.tasks import TaskOwner
 
 if TYPE_CHECKING:
@@ -53,12 +54,15 @@ DEFAULT_MODEL = "gpt-realtime"
 MAX_MESSAGE = 32 * 1024 * 1024  # an answer's delta can be large when the server sends it in one burst
 
 
-def websocket_url(base_url: str, model: str) -> str:
-    """`https://api.openai.com/v1` -> `wss://api.openai.com/v1/realtime?model=M` (http -> ws likewise)."""
+def websocket_url(base_url: str, session: AnySession) -> str:
+    """`https://api.openai.com/v1` -> `wss://api.openai.com/v1/realtime?model=M` (http -> ws likewise); a
+    transcription session has no model: `?intent=transcription`."""
     base = base_url.rstrip("/")
     if base.startswith("http"):
         base = "ws" + base[4:]
-    return f"{base}/realtime?model={model}"
+    if isinstance(session, TranscriptionSessionConfig):
+        return f"{base}/realtime?intent=transcription"
+    return f"{base}/realtime?model={session.model or DEFAULT_MODEL}"
 
 
 def _tick(wake: asyncio.Future[bool]) -> None:
@@ -151,20 +155,20 @@ class WebSocketTransport(Transport):
         self._track: Any = None  # the outbound track that paces the source (set by `open`)
         self._closed = False
 
-    async def open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def open(self, session: AnySession, events: TransportEvents) -> None:
         try:
             await self._open(session, events)
         except BaseException:
             await self.close()  # a refused or failed open leaves no socket or HTTP session behind
             raise
 
-    async def _open(self, session: SessionConfig, events: TransportEvents) -> None:
+    async def _open(self, session: AnySession, events: TransportEvents) -> None:
         import aiohttp
 
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
 
         self._events = events
-        url = websocket_url(self.settings.base_url, session.model or DEFAULT_MODEL)
+        url = websocket_url(self.settings.base_url, session)
         headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
         deadline = self.settings.connect_timeout

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
-from voiceclient.protocol.session import Reasoning, SessionConfig, WireModel
+from voiceclient.protocol.session import AnySession, Reasoning, WireModel
 from voiceclient.protocol.validation import api_error
 
 
@@ -83,8 +83,10 @@ class ClientEvent(WireModel):
 
 
 class SessionUpdate(ClientEvent):
+    """A realtime session's update (`SessionConfig`) or a transcription session's (`TranscriptionSessionConfig`)."""
+
     type: Literal["session.update"] = "session.update"
-    session: SessionConfig
+    session: AnySession
     _always = ("type", "event_id", "session")
 
 
@@ -257,22 +259,26 @@ class InputTranscriptionDelta(ServerEvent):
     delta: str | None = None
 
 
-class InputTranscriptionCompleted(ServerEvent):
+class InputTranscriptionEnd(ServerEvent):
+    """The end of a turn's transcription, either way: `InputTranscriptionCompleted` or `InputTranscriptionFailed`
+    (subscribe to this class for both)."""
+
+    item_id: str
+    content_index: int
+
+
+class InputTranscriptionCompleted(InputTranscriptionEnd):
     type: Literal["conversation.item.input_audio_transcription.completed"] = (
         "conversation.item.input_audio_transcription.completed"
     )
-    item_id: str
-    content_index: int
     transcript: str
     usage: dict[str, Any] | None = None
 
 
-class InputTranscriptionFailed(ServerEvent):
+class InputTranscriptionFailed(InputTranscriptionEnd):
     type: Literal["conversation.item.input_audio_transcription.failed"] = (
         "conversation.item.input_audio_transcription.failed"
     )
-    item_id: str
-    content_index: int
     error: dict[str, Any]
 
 

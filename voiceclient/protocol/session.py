@@ -1,4 +1,5 @@
-"""Pydantic models of the Realtime session object (GA, `type: "realtime"`), shared by client and server.
+"""Pydantic models of the Realtime session objects (GA: `type: "realtime"`, and `type: "transcription"`), shared by
+client and server.
 
 Every model serialises to exactly the wire shape with `to_wire()`: only what the user set is sent, and an
 explicit `None` (for example `turn_detection: null`, which turns server VAD off) is kept.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 
 class WireModel(BaseModel):
@@ -236,6 +237,45 @@ class SessionConfig(WireModel):
         merged = self.to_wire()
         merged["tools"] = list(merged.get("tools") or []) + [t.to_wire() for t in tools]
         return SessionConfig.model_validate(merged)
+
+
+class TranscriptionAudioInput(WireModel):
+    format: AudioFormat | None = None
+    noise_reduction: NoiseReduction | None = None
+    transcription: AudioTranscription | None = None
+    turn_detection: TurnDetection | None = None
+
+
+class TranscriptionAudio(WireModel):
+    input: TranscriptionAudioInput | None = None
+
+
+class TranscriptionSessionConfig(WireModel):
+    """A transcription session (`type: "transcription"`), as the create-call `session` part and `session.update`
+    carry it: input audio only, each committed turn transcribed, no model, no responses. The shape of the openai
+    SDK's `RealtimeTranscriptionSessionCreateRequest`.
+
+        TranscriptionSessionConfig.model_validate(
+            {"type": "transcription", "audio": {"input": {"transcription": {"model": "whisper-1"}}}}
+        )
+    """
+
+    type: Literal["transcription"] = "transcription"
+    audio: TranscriptionAudio | None = None
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+
+
+def _session_kind(value: Any) -> str:
+    """Which session a value is: its `type` (a realtime session when it names none, as `SessionConfig` reads it)."""
+    kind = value.get("type", "realtime") if isinstance(value, dict) else getattr(value, "type", "realtime")
+    return "transcription" if kind == "transcription" else "realtime"
+
+
+# Either kind of session, told apart by `type` (a realtime session when it has none).
+AnySession = Annotated[
+    Annotated[SessionConfig, Tag("realtime")] | Annotated[TranscriptionSessionConfig, Tag("transcription")],
+    Discriminator(_session_kind),
+]
 
 
 REDACTED = "[redacted]"

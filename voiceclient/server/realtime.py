@@ -122,8 +122,8 @@ def request_of(params: ev.ResponseParams | None) -> ResponseRequest | None:
 
 
 def transcription_update(message: str | bytes) -> UpdateSession | None:
-    """A `session.update` carrying a transcription session (`session.type: "transcription"`), which the client's
-    event model (a realtime session) does not hold: the session as the client wrote it, for `apply_update`."""
+    """A `session.update` carrying a transcription session (`session.type: "transcription"`) that the client's
+    event model refuses: the session as the client wrote it, for `apply_update` to refuse in the API's words."""
     try:
         data = json.loads(message)
     except (json.JSONDecodeError, UnicodeDecodeError):

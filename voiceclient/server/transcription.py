@@ -5,19 +5,20 @@ A transcription session has no model and makes no responses: it buffers input au
 (or `input_audio_buffer.commit`) and transcribes each committed turn. Its object, as the openai SDK's
 `RealtimeTranscriptionSessionCreateRequest` / `...CreateResponse` describe it: `type`, `audio.input` (`format`,
 `transcription`, `noise_reduction`, `turn_detection`) and `include`; here also `object`, `id` and `expires_at`, as a
-realtime session carries them. Only the Realtime dialect (`server/realtime.py`) uses this module.
+realtime session carries them. What a client sends is `protocol.session.TranscriptionSessionConfig` (the client's
+model too). Only the Realtime dialect (`server/realtime.py`) uses this module.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.protocol.events import new_id
-from voiceclient.protocol.session import AudioFormat, AudioTranscription, NoiseReduction, TurnDetection, WireModel
+from voiceclient.protocol.session import TranscriptionSessionConfig
 from voiceclient.protocol.validation import api_error, deep_merge
 
 SESSION_SECONDS = 3600
@@ -26,26 +27,6 @@ OBJECT = "realtime.transcription_session"
 # is on (the real service's default is not documented; `audio.input.transcription: null` turns it off).
 DEFAULT_TRANSCRIPTION: dict[str, Any] = {"model": "gpt-4o-mini-transcribe", "language": None, "prompt": ""}
 LOGPROBS = "item.input_audio_transcription.logprobs"
-
-
-class TranscriptionAudioInput(WireModel):
-    format: AudioFormat | None = None
-    noise_reduction: NoiseReduction | None = None
-    transcription: AudioTranscription | None = None
-    turn_detection: TurnDetection | None = None
-
-
-class TranscriptionAudio(WireModel):
-    input: TranscriptionAudioInput | None = None
-
-
-class TranscriptionSessionConfig(WireModel):
-    """A transcription session as a client sends it (`client_secrets`, `/calls`, `session.update`): no `model`,
-    no `instructions`, no `tools`, no output; an unknown field is `unknown_parameter`."""
-
-    type: Literal["transcription"] = "transcription"
-    audio: TranscriptionAudio | None = None
-    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
 
 
 def default_turn_detection(kind: str) -> dict[str, Any]:
