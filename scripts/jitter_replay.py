@@ -14,6 +14,9 @@ No real time and no load: a change to the buffer shows as itself.
 
 Per profile: PESQ (median of the seeds), the share of frames concealed or rebuilt, late packets, the mean one-way
 delay from sending to playing (network included) and its 95th percentile, audio stretched, resets; per seed with -v.
+`--report-every 5` feeds serve's FEC policy as a libwebrtc receiver does (aiortc reports about every second);
+`--set NAME=VALUE` overrides a constant of `voiceclient/rtc/jitter.py`; a profile may be a spec
+(`delay_ms=60:jitter_ms=40`, several separated by `;`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from voiceclient.server.network import parse_network
 
 FRAME = opus.FRAME
 RATE = opus.RATE
-REPORT_EVERY = 1.0  # seconds between the receiver's RTCP reports (aiortc: 0.5-1.5 s)
+REPORT_EVERY = 1.0  # seconds between the receiver's RTCP reports (aiortc: 0.5-1.5 s; libwebrtc: about 5 s)
 
 
 class VirtualLoop:
@@ -81,7 +84,7 @@ LOSS_PERCENT: int | None = None  # --loss-percent: what the encoder is told to e
 def encode_as_serve(pcm: np.ndarray, losses: list[bool]) -> list[bytes]:
     """Packets as serve's downlink sends them: the policy fed, each second, the loss of the second before."""
     encoder, policy, packets = SwitchingEncoder(OPUS_BITRATE, FEC_BITRATE), UplinkPolicy(), []
-    per_report = int(REPORT_EVERY * RATE / FRAME)
+    per_report = round(REPORT_EVERY * RATE / FRAME)
     cumulative = 0
     for i in range(pcm.size // FRAME):
         if i and i % per_report == 0:
@@ -168,11 +171,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds of speech (as bench.py network)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a jitter.py constant")
+    parser.add_argument("--report-every", type=float, default=1.0, help="seconds between RTCP reports")
     parser.add_argument("--loss-percent", type=int, help="the encoder's expected loss while protected")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
-    global LOSS_PERCENT
-    LOSS_PERCENT = args.loss_percent
+    global LOSS_PERCENT, REPORT_EVERY
+    LOSS_PERCENT, REPORT_EVERY = args.loss_percent, args.report_every
     for setting in args.set:
         name, value = setting.split("=", 1)
         if not hasattr(jitter, name):
