@@ -14,6 +14,7 @@ No real time and no load: a change to the buffer shows as itself.
 
 Per profile: PESQ (median of the seeds), the share of frames concealed or rebuilt, late packets, the mean one-way
 delay from sending to playing (network included) and its 95th percentile, audio stretched, resets; per seed with -v.
+`--ideal` plays what a buffer that had every packet in time would (the loss alone: libopus's concealment and FEC);
 `--report-every 5` feeds serve's FEC policy as a libwebrtc receiver does (aiortc reports about every second);
 `--set NAME=VALUE` overrides a constant of `voiceclient/rtc/jitter.py`; a profile may be a spec
 (`delay_ms=60:jitter_ms=40`, several separated by `;`).
@@ -103,12 +104,39 @@ def link(profile: str, seed: int) -> LinkModel:
     return LinkModel(spec.down, f"replay:{seed}:down")
 
 
-def replay(pcm: np.ndarray, profile: str, seed: int) -> dict[str, Any]:
-    """One call: (played pcm on its pts timeline, stats)."""
+def ideal(packets: list[bytes], lost: list[bool]) -> tuple[np.ndarray, jitter.JitterStats]:
+    """What a buffer that had every packet in time would play: each lost one rebuilt from the next one's FEC when
+    that came and carries it, else concealed by libopus."""
+    decoder, stats, out = opus.OpusDecoder(), jitter.JitterStats(), []
+    for i, packet in enumerate(packets):
+        following = packets[i + 1] if i + 1 < len(packets) and not lost[i + 1] else None
+        if not lost[i]:
+            out.append(decoder.decode(packet))
+            stats.played += 1
+        elif following is not None and opus.packet_has_fec(following):
+            out.append(decoder.recover(following))
+            stats.recovered += 1
+        else:
+            out.append(decoder.conceal())
+            stats.concealed += 1
+    return np.concatenate(out), stats
+
+
+def replay(pcm: np.ndarray, profile: str, seed: int, perfect: bool = False) -> dict[str, Any]:
+    """One call: (played pcm on its pts timeline, stats). `perfect`: the ideal buffer instead of ours."""
     count = pcm.size // FRAME
     model = link(profile, seed)
     fates = [model.fate(i * FRAME / RATE) for i in range(count)]  # the sender's clock: packet i leaves at i * 20 ms
     packets = encode_as_serve(pcm, [f is None for f in fates])
+    if perfect:
+        played, stats = ideal(packets, [f is None for f in fates])
+        return {
+            "played": played,
+            "stats": stats,
+            "delay": float("nan"),
+            "delay95": float("nan"),
+            "lost": sum(f is None for f in fates),
+        }
     loop = VirtualLoop()
     frames: list[tuple[float, int, np.ndarray]] = []
     delays: list[float] = []
@@ -173,6 +201,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a jitter.py constant")
     parser.add_argument("--report-every", type=float, default=1.0, help="seconds between RTCP reports")
     parser.add_argument("--loss-percent", type=int, help="the encoder's expected loss while protected")
+    parser.add_argument("--ideal", action="store_true", help="every packet in time, lost ones concealed or rebuilt")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     global LOSS_PERCENT, REPORT_EVERY
@@ -190,7 +219,7 @@ def main() -> None:
     for profile in args.profiles.split(";" if ";" in args.profiles else ","):
         rows = []
         for seed in (int(s) for s in args.seeds.split(",")):
-            r = replay(wav, profile, seed)
+            r = replay(wav, profile, seed, args.ideal)
             r["pesq"] = score(wav, spans, r["played"])
             s = r["stats"]
             total = s.played + s.recovered + s.concealed
