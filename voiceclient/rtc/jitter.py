@@ -2,9 +2,12 @@
 
 What a browser's NetEq does, in the parts that matter for a voice call:
 - **An adaptive delay.** Each packet's transit (arrival less its RTP time) is recorded; the buffer plays a packet at
-  its RTP time plus an offset that aims at the 95th percentile of the last few seconds' transits. On loopback or a
-  LAN the spread is under a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before
-  this one did; on Wi-Fi the offset grows to cover the jitter, and shrinks again when the network calms down.
+  its RTP time plus an offset that aims at the 99th percentile of the last 3 s of transits, and no lower than the
+  second highest of the last 10 s's per-second peaks (a peak that recurs, as NetEq's peak detector keeps one: the
+  jitter of Wi-Fi comes in spells, and a calm 3 s would otherwise cut the delay just before the next spell, whose
+  late packets are then concealed in speech; a single spike is not held). On loopback or a LAN the spread is under
+  a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before this one did; on Wi-Fi the
+  offset grows to cover the jitter, and shrinks again when the network calms down.
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
   arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). When nothing newer has
   arrived either, the network is late rather than lossy: the frame is concealed and the whole schedule moves 20 ms
@@ -53,6 +56,11 @@ _TIME_BASE = fractions.Fraction(1, RATE)
 
 WINDOW = 3.0  # seconds of transits the target is read from
 QUANTILE = 0.99
+# ...and no lower than the PEAK_RANK-th highest of the last PEAKS seconds' peaks (each second's latest transit): the
+# jitter of a link comes in spells, and a quiet 3 s under-reads the spell after it, so a late packet is concealed in
+# speech. A peak seen in two separate seconds is the link's; a single spike (one retry storm) is not held.
+PEAKS = 10
+PEAK_RANK = 2
 MARGIN = 0.0005  # played this much after the target transit: the loop's own scheduling noise
 # The offset grows as soon as it is this far under its target (late packets are concealment), and shrinks only
 # once it is this far over (each move is heard, a little, and the network that needed it may come back).
@@ -141,6 +149,7 @@ class AdaptiveJitterBuffer:
         self._covered = 0  # frames concealed while waiting for the next packet, not yet matched to a lost one
         self._transits: collections.deque[tuple[float, float]] = collections.deque()
         self._sorted: list[float] = []
+        self._peaks: collections.deque[list[float]] = collections.deque()  # [second, its latest transit]
         self._target = 0.0
         self._decoder = opus.OpusDecoder()
         self._timer: Any = None
@@ -190,12 +199,21 @@ class AdaptiveJitterBuffer:
         while self._transits and self._transits[0][0] < now - WINDOW:
             _, old = self._transits.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, old)]
+        second = float(int(now))
+        if self._peaks and self._peaks[-1][0] == second:
+            self._peaks[-1][1] = max(self._peaks[-1][1], transit)
+        else:
+            self._peaks.append([second, transit])
+            while self._peaks[0][0] <= second - PEAKS:
+                self._peaks.popleft()
         self._target = self._target_offset()
 
     def _target_offset(self) -> float:
         if not self._sorted:
             return 0.0
         quantile = self._sorted[min(len(self._sorted) - 1, int(QUANTILE * len(self._sorted)))]
+        if PEAK_RANK and len(self._peaks) >= PEAK_RANK:
+            quantile = max(quantile, sorted(peak for _, peak in self._peaks)[-PEAK_RANK])
         # A sender that protects its packets with FEC has seen loss: hold one packet more, so that a lost packet's
         # successor (which carries its copy) is usually here in time to rebuild it.
         fec = FEC_HOLD if self._fec_until > (self._transits[-1][0] if self._transits else 0.0) else 0.0
