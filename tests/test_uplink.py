@@ -66,10 +66,24 @@ def lag(out: np.ndarray, pcm: np.ndarray, at: int) -> int:
 def test_loss_makes_the_uplink_protected_at_once_with_twice_the_loss_expected() -> None:
     policy = UplinkPolicy()
     assert policy.report(0.0, 0.0, 0) == CLEAN and policy.loss_percent == 0
-    assert policy.report(1.0, 25 / 256, 5) == PROTECTED
-    assert policy.loss_percent == 20 and policy.switches == 1 and policy.lossy_reports == 1
-    assert policy.report(2.0, 40 / 256, 12) == PROTECTED and policy.loss_percent == 25  # 2 x 15.6 %, capped
+    assert policy.report(1.0, 25 / 256, 5) == PROTECTED  # 9.8 % of the last second, none the second before
+    assert policy.loss_percent == 10 and policy.switches == 1 and policy.lossy_reports == 1
+    assert policy.report(2.0, 40 / 256, 12) == PROTECTED and policy.loss_percent == 17  # 2 x (0 + 9.8 + 15.6) / 3
+    policy.report(3.0, 0.5, 40)
+    assert policy.loss_percent == 25  # capped
     assert [expected_loss_percent(f) for f in (0.001, 0.02, 0.05, 0.1, 0.5)] == [5, 5, 10, 20, 25]
+
+
+def test_the_loss_expected_is_the_same_whatever_the_far_ends_report_cadence() -> None:
+    """A burst of 10 lost packets in 5 s (250 sent): 20 % of one of aiortc's 1 s reports, 4 % of libwebrtc's 5 s
+    one. Both receivers get a stream coded for 8 %: twice the loss over the window, not twice the worst report."""
+    every_second = UplinkPolicy()
+    for second, fraction in enumerate([0.0, 0.0, 10 / 50, 0.0, 0.0], 1):
+        every_second.report(float(second), fraction)
+    every_five = UplinkPolicy()
+    every_five.report(5.0, 10 / 250)
+    assert every_second.mode == every_five.mode == PROTECTED
+    assert every_second.loss_percent == every_five.loss_percent == 8
 
 
 def test_a_rising_cumulative_count_is_loss_even_when_the_fraction_rounds_to_nothing() -> None:
@@ -88,8 +102,8 @@ def test_clean_again_only_after_ten_seconds_without_loss_and_no_flapping() -> No
         now += 1.0
         modes.append(policy.report(now, 0.0, 5))
     assert (
-        modes == [PROTECTED] * 9 and policy.report(9.9, 0.0, 5) == PROTECTED and policy.loss_percent == 20
-    )  # kept once the lossy report left the window
+        modes == [PROTECTED] * 9 and policy.report(9.9, 0.0, 5) == PROTECTED and policy.loss_percent == 5
+    )  # still protected once the lossy report left the window, at the floor of what libopus is told
     assert policy.report(10.0, 0.0, 5) == CLEAN and policy.loss_percent == 0 and policy.switches == 2
     # A path losing a packet every few seconds stays protected: two switches, not one each way per burst.
     policy = UplinkPolicy()
