@@ -67,16 +67,21 @@ async def test_down_loss_shows_in_the_clients_rtp_stats_and_the_servers_counters
 async def test_down_delay_raises_the_rtcp_round_trip_by_as_much() -> None:
     async with RealtimeServer(port=0, network="down.delay_ms=100") as server:
         async with VoiceCall(settings_for(server)) as call:
+            # The server's receiver reports come back 100 ms late; loopback adds about 1 ms, a busy machine more
+            # to one report or another (its loop late to answer): never less than the delay, and a report within
+            # 50 ms of it comes before long.
+            rtts: list[float] = []
 
             async def measured() -> bool:
                 remote = await stats_of(call, "remote-inbound-rtp")
-                return remote is not None and remote.roundTripTime is not None
+                if remote is not None and remote.roundTripTime is not None and remote.roundTripTime not in rtts[-1:]:
+                    rtts.append(remote.roundTripTime)
+                return any(rtt < 0.15 for rtt in rtts)
 
-            await until(measured)
-            rtt = (await stats_of(call, "remote-inbound-rtp")).roundTripTime
+            await until(measured, 20.0)
             network = server.history[-1].network
             assert network is not None
-            assert 0.095 < rtt < 0.15, rtt  # the server's receiver reports come back 100 ms late; loopback adds ~1
+            assert all(rtt > 0.095 for rtt in rtts), rtts
             assert 99 < network.down.stats.mean_delay_ms < 110 and network.up.stats.mean_delay_ms < 5
 
 
