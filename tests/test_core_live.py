@@ -431,9 +431,10 @@ async def test_a_planned_call_goes_through_the_responses_backend_and_its_answer_
         assert second[0]["type"] == "response.created" and second[0]["response"]["id"] != delegation["response_id"]
         message = next(e["item"] for e in second if e["type"] == "response.output_item.done")
         assert message["type"] == "message" and message["content"][0]["text"] == "It is sunny in Paris."
-        assert "".join(e["delta"] for e in second if e["type"] == "response.output_text.delta") == message[
-            "content"
-        ][0]["text"]
+        assert (
+            "".join(e["delta"] for e in second if e["type"] == "response.output_text.delta")
+            == message["content"][0]["text"]
+        )
         assert second[-1]["type"] == "response.completed"
         # the backend writes the answer, then the voice model says it
         said = s.sent("session.output_transcript.delta")[spoken_before:]
@@ -535,7 +536,9 @@ async def test_response_create_during_an_answer_waits_for_it() -> None:
 
 async def test_update_keeps_the_delegation_type_and_changes_the_backends_settings() -> None:
     async with live_responses(Forecasting()) as s:
-        s.send({"type": "session.update", "session": {"delegation": {"type": "responses", "responses": {"model": "x"}}}})
+        s.send(
+            {"type": "session.update", "session": {"delegation": {"type": "responses", "responses": {"model": "x"}}}}
+        )
         updated = await s.next_event("session.updated")
         assert updated["session"]["delegation"]["responses"]["model"] == "x"
         assert updated["session"]["delegation"]["responses"]["tools"] == RESPONSES["responses"]["tools"]
