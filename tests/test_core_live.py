@@ -126,7 +126,7 @@ class Forecasting:
 
 
 WEATHER_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-RESPONSES = {
+RESPONSES: dict[str, Any] = {
     "type": "responses",
     "responses": {
         "model": "gpt-5.5",
