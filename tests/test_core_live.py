@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,14 @@ from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.inbox import SessionExpired
 from voiceclient.server.live import LiveDialect
 from voiceclient.server.realtime import RealtimeDialect
-from voiceclient.server.responders import FunctionCall, ResponsePlan, Speech, TurnContext
+from voiceclient.server.responders import (
+    FunctionCall,
+    ResponsePlan,
+    ScenarioResponder,
+    ScenarioSpec,
+    Speech,
+    TurnContext,
+)
 from voiceclient.testing import MemorySession
 
 pytestmark = pytest.mark.timeout(10)
@@ -545,4 +553,35 @@ async def test_update_keeps_the_delegation_type_and_changes_the_backends_setting
         s.send({"type": "session.update", "event_id": "u", "session": {"delegation": {"type": "client"}}})
         error = await s.next_event("error")
         assert error["error"]["param"] == "session.delegation.type"
+        assert_live_wire(s.events)
+
+
+async def test_a_scenarios_call_and_after_tools_answer_go_through_the_backend() -> None:
+    turns = [
+        {
+            "text": "Let me check.",
+            "calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+            "after_tools": {"text": "It is {output[forecast]} in {output[city]}."},
+        }
+    ]
+    responder = ScenarioResponder(ScenarioSpec.model_validate({"turns": turns}), Path("."))
+    async with live_responses(responder) as s:
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        await s.next_event("session.delegation.created")
+        await s.next_event("session.usage.updated")
+        call = next(e["item"] for e in responses_events(s.events) if e["type"] == "response.output_item.done")
+        assert json.loads(call["arguments"]) == {"city": "Paris"}
+        output = json.dumps({"forecast": "sunny", "city": "Paris"})
+        s.send(
+            {
+                "type": "response.item.create",
+                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": output},
+            }
+        )
+        s.send({"type": "response.create"})
+        await s.next_event("session.usage.updated")
+        written = [e for e in responses_events(s.events) if e["type"] == "response.output_text.done"]
+        assert [e["text"] for e in written] == ["It is sunny in Paris."]
+        said = "".join(w["delta"] for w in s.sent("session.output_transcript.delta"))
+        assert said == "Let me check.It is sunny in Paris."
         assert_live_wire(s.events)
