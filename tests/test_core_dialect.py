@@ -107,7 +107,7 @@ class Chat:
     speech_stopped = input_committed = input_cleared = input_timed_out = _nothing
     input_transcript_delta = input_transcript_done = input_transcript_failed = _nothing
     item_added = item_done = item_retrieved = item_deleted = item_truncated = _nothing
-    output_item_added = output_item_done = content_part_added = content_part_done = _nothing
+    output_item_added = output_item_done = content_part_added = content_part_done = message_planned = _nothing
     output_text_done = output_transcript_done = output_audio_done = _nothing
     function_arguments_delta = function_arguments_done = mcp_arguments_delta = mcp_arguments_done = _nothing
     mcp_call_in_progress = mcp_call_finished = mcp_tools_listing = mcp_tools_listed = _nothing

@@ -1,7 +1,9 @@
 """GPT-Live (`voiceclient/server/live.py`) on the server's session core, through the memory edge: the session as
 `session.start` makes it, the model's own turn-taking (no commit, no `input_audio_buffer.*`), transcripts on the
-session's timeline, barge-in, input mute, appended context, delegation to the application and the close. Every
-event the server sends is validated against the official SDK's `openai.types.live.ServerEvent` union."""
+session's timeline, barge-in, input mute, appended context, delegation to the application and to Responses, and
+the close. Every event the server sends is validated against the official SDK's `openai.types.live.ServerEvent`
+union, and the Responses events inside `response.event` envelopes against `openai.types.responses`'
+`ResponseStreamEvent`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,14 @@ from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.inbox import SessionExpired
 from voiceclient.server.live import LiveDialect
 from voiceclient.server.realtime import RealtimeDialect
-from voiceclient.server.responders import FunctionCall, ResponsePlan, Speech, TurnContext
+from voiceclient.server.responders import (
+    FunctionCall,
+    ResponsePlan,
+    ScenarioResponder,
+    ScenarioSpec,
+    Speech,
+    TurnContext,
+)
 from voiceclient.testing import MemorySession
 
 pytestmark = pytest.mark.timeout(10)
@@ -46,13 +56,24 @@ def sdk_server_events() -> Any:
     return TypeAdapter(ServerEvent)
 
 
+@functools.cache
+def sdk_responses_events() -> Any:
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ResponseStreamEvent)
+
+
 def assert_live_wire(events: list[dict[str, Any]]) -> None:
-    """Every event validates against the SDK's server event union, and none is a Realtime one."""
+    """Every event validates against the SDK's server event union (a `response.event`'s Responses event against
+    the Responses API's), and none is a Realtime one."""
     adapter = sdk_server_events()
     for event in events:
         adapter.validate_python(event)
         assert event["event_id"].startswith("event_")
-    kinds = {e["type"] for e in events}
+        if event["type"] == "response.event":
+            sdk_responses_events().validate_python(event["event"])
+    kinds = {e["type"] for e in events} - {"response.event"}
     assert not any(
         k.startswith(("input_audio_buffer.", "response.", "conversation.", "output_audio_buffer.")) for k in kinds
     )
@@ -103,6 +124,35 @@ class Delegating:
         return ResponsePlan([Speech("Let me check.", talk(0.3)), FunctionCall("look_up", '{"what": "weather"}')])
 
 
+class Forecasting:
+    """Says it will check, calls `get_weather`, then says what the tool answered."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            return ResponsePlan([Speech(f"It is {ctx.function_outputs[0][1]} in Paris.", talk(0.5))])
+        return ResponsePlan([Speech("Let me check.", talk(0.3)), FunctionCall("get_weather", '{"city": "Paris"}')])
+
+
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+RESPONSES: dict[str, Any] = {
+    "type": "responses",
+    "responses": {
+        "model": "gpt-5.5",
+        "instructions": "Answer weather questions.",
+        "tools": [WEATHER_TOOL, {"type": "web_search"}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+    },
+}
+
+
+def live_responses(responder: Any, playout: bool = False, **kw: Any) -> MemorySession:
+    """A GPT-Live session started with Responses delegation (`RESPONSES`)."""
+    dialect = LiveDialect()
+    session = dialect.start_session(start(delegation=RESPONSES))
+    return MemorySession(session, responder, dialect=dialect, playout=playout, **kw)
+
+
 def live(playout: bool = False, **kw: Any) -> MemorySession:
     return MemorySession(dialect=LiveDialect(), playout=playout, **kw)
 
@@ -133,7 +183,17 @@ def test_session_start_makes_the_resolved_session() -> None:
         (start(voice="marin"), "unknown_parameter", "session.voice"),
         (start(audio={"output": {"voice": "nobody"}}), "forbidden", "session.audio.output.voice"),
         (start(audio={"format": {"type": "audio/pcm", "rate": 44100}}), "invalid_value", "session.audio.format.rate"),
-        (start(delegation={"type": "responses", "responses": {}}), "invalid_value", "session.delegation.type"),
+        (start(delegation={"type": "decisions", "decisions": {}}), "invalid_value", "session.delegation.type"),
+        (
+            start(delegation={"type": "responses", "responses": {}}),
+            "missing_required_parameter",
+            "session.delegation.responses.model",
+        ),
+        (
+            start(delegation={"type": "responses", "responses": {"model": "m", "tools": [{"type": "function"}]}}),
+            "missing_required_parameter",
+            "session.delegation.responses.tools.0.name",
+        ),
         (
             json.dumps({"type": "session.start", "event_id": "s1", "session": {}}),
             "missing_required_parameter",
@@ -315,4 +375,213 @@ async def test_expiry_ends_the_session_as_expired() -> None:
         s.post(SessionExpired())
         await s.until_closed()
         assert s.events[-1]["type"] == "session.closed" and s.events[-1]["reason"] == "expired"
+        assert_live_wire(s.events)
+
+
+# ------------------------------------------------------------------------------------------ Responses delegation
+def test_responses_delegation_is_taken_and_shown_as_given() -> None:
+    dialect = LiveDialect()
+    session = dialect.start_session(start(delegation=RESPONSES))
+    shown = dialect.session_created(session)[0]
+    assert_live_wire([shown])
+    assert shown["session"]["delegation"] == RESPONSES
+    assert session["tools"] == [WEATHER_TOOL]  # only function tools are ever called (web search: never)
+
+
+def responses_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["event"] for e in events if e["type"] == "response.event"]
+
+
+async def test_a_planned_call_goes_through_the_responses_backend_and_its_answer_is_spoken() -> None:
+    async with live_responses(Forecasting()) as s:
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        created = await s.next_event("session.delegation.created")
+        delegation = created["delegation"]
+        assert delegation["target"] == "responses" and delegation["response_id"].startswith("resp_")
+        await s.next_event("session.usage.updated")
+        first = [e for e in s.events if e["type"] == "response.event"]
+        assert {e["delegation_id"] for e in first} == {delegation["id"]}
+        kinds = [e["type"] for e in responses_events(first)]
+        assert kinds == [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+        nested = responses_events(first)
+        assert nested[0]["response"]["id"] == delegation["response_id"]
+        assert [e["sequence_number"] for e in nested] == list(range(len(nested)))
+        call = nested[6]["item"]
+        assert (call["type"], call["name"], call["arguments"], call["status"]) == (
+            "function_call",
+            "get_weather",
+            '{"city": "Paris"}',
+            "completed",
+        )
+        assert call["id"].startswith("fc_") and call["call_id"].startswith("call_")
+        spoken_before = len(s.sent("session.output_transcript.delta"))
+        s.send(
+            {
+                "type": "response.item.create",
+                "event_id": "out",
+                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+            }
+        )
+        s.send({"type": "response.create", "event_id": "go"})
+        await s.next_event("session.usage.updated")
+        after = s.events[s.events.index(first[-1]) + 1 :]
+        second = responses_events(after)
+        assert {e["delegation_id"] for e in after if e["type"] == "response.event"} == {delegation["id"]}
+        assert second[0]["type"] == "response.created" and second[0]["response"]["id"] != delegation["response_id"]
+        message = next(e["item"] for e in second if e["type"] == "response.output_item.done")
+        assert message["type"] == "message" and message["content"][0]["text"] == "It is sunny in Paris."
+        assert (
+            "".join(e["delta"] for e in second if e["type"] == "response.output_text.delta")
+            == message["content"][0]["text"]
+        )
+        assert second[-1]["type"] == "response.completed"
+        # the backend writes the answer, then the voice model says it
+        said = s.sent("session.output_transcript.delta")[spoken_before:]
+        assert "".join(w["delta"] for w in said) == "It is sunny in Paris."
+        completed = next(e for e in after if e["type"] == "response.event" and e["event"] is second[-1])
+        assert after.index(completed) < after.index(said[0])
+        assert any(e["type"] == "session.output_audio.delta" for e in after)
+        assert not s.sent("error")
+        assert_live_wire(s.events)
+
+
+class TwoCalls:
+    """Calls two tools at once, then says both answers."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            return ResponsePlan([Speech(" and ".join(out for _, out in ctx.function_outputs) + ".", talk(0.3))])
+        return ResponsePlan([FunctionCall("get_weather", '{"city": "Paris"}'), FunctionCall("get_weather", "{}")])
+
+
+async def test_response_create_is_refused_while_a_call_is_unanswered_and_unknown_calls_are_refused() -> None:
+    async with live_responses(TwoCalls()) as s:
+        s.send({"type": "response.create", "event_id": "early"})  # nothing to continue yet
+        refused = await s.next_event("error")
+        assert refused["error"]["client_event_id"] == "early" and refused["error"]["param"] == "type"
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        await s.next_event("session.delegation.created")
+        await s.next_event("session.usage.updated")
+        calls = [e["item"] for e in responses_events(s.events) if e["type"] == "response.output_item.done"]
+        assert len(calls) == 2 and len(s.sent("session.delegation.created")) == 1  # one delegation, two calls
+        s.send(
+            {
+                "type": "response.item.create",
+                "event_id": "bad",
+                "item": {"type": "function_call_output", "call_id": "call_nobody", "output": "x"},
+            }
+        )
+        error = await s.next_event("error")
+        assert (error["error"]["client_event_id"], error["error"]["param"]) == ("bad", "item.call_id")
+        assert "call_nobody" in error["error"]["message"]
+        s.send(
+            {
+                "type": "response.item.create",
+                "item": {"type": "function_call_output", "call_id": calls[0]["call_id"], "output": "sunny"},
+            }
+        )
+        s.send({"type": "response.create", "event_id": "too_soon"})
+        error = await s.next_event("error")
+        assert error["error"]["client_event_id"] == "too_soon"
+        assert error["error"]["message"] == f"No tool output found for function call {calls[1]['call_id']}."
+        s.send(
+            {
+                "type": "response.item.create",
+                "item": {"type": "function_call_output", "call_id": calls[1]["call_id"], "output": "windy"},
+            }
+        )
+        s.send({"type": "response.item.create", "event_id": "msg", "item": {"type": "message", "role": "user"}})
+        error = await s.next_event("error")
+        assert (error["error"]["client_event_id"], error["error"]["param"]) == ("msg", "item.type")
+        s.send({"type": "response.create"})
+        await s.next_event("session.usage.updated")
+        said = "".join(w["delta"] for w in s.sent("session.output_transcript.delta"))
+        assert said == "sunny and windy."
+        assert len(s.sent("error")) == 4
+        assert_live_wire(s.events)
+
+
+class CallingFirst(Forecasting):
+    """Calls the tool, then says it is on it while the tool runs (words paced by the playout)."""
+
+    def plan(self, ctx: TurnContext) -> ResponsePlan:
+        if ctx.function_outputs:
+            return super().plan(ctx)
+        call = FunctionCall("get_weather", '{"city": "Paris"}')
+        return ResponsePlan([call, Speech("Okay, checking now.", talk(1.0), paced=True)])
+
+
+async def test_response_create_during_an_answer_waits_for_it() -> None:
+    async with live_responses(CallingFirst(), playout=True) as s:
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        await s.next_event("session.delegation.created")
+        call = next(e["item"] for e in responses_events(s.events) if e["type"] == "response.output_item.done")
+        assert s.core.responses.active is not None  # "Okay, checking now." is still playing
+        s.send(
+            {
+                "type": "response.item.create",
+                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+            }
+        )
+        s.send({"type": "response.create", "event_id": "go"})
+        for _ in range(2):  # the acknowledgement, then the answer, each played to its end
+            await s.play_through("session.usage.updated")
+            await s.next_event("session.usage.updated")
+        assert not s.sent("error")
+        said = "".join(w["delta"] for w in s.sent("session.output_transcript.delta"))
+        assert said == "Okay, checking now.It is sunny in Paris."
+        assert_live_wire(s.events)
+
+
+async def test_update_keeps_the_delegation_type_and_changes_the_backends_settings() -> None:
+    async with live_responses(Forecasting()) as s:
+        s.send(
+            {"type": "session.update", "session": {"delegation": {"type": "responses", "responses": {"model": "x"}}}}
+        )
+        updated = await s.next_event("session.updated")
+        assert updated["session"]["delegation"]["responses"]["model"] == "x"
+        assert updated["session"]["delegation"]["responses"]["tools"] == RESPONSES["responses"]["tools"]
+        s.send({"type": "session.update", "event_id": "u", "session": {"delegation": {"type": "client"}}})
+        error = await s.next_event("error")
+        assert error["error"]["param"] == "session.delegation.type"
+        assert_live_wire(s.events)
+
+
+async def test_a_scenarios_call_and_after_tools_answer_go_through_the_backend() -> None:
+    turns = [
+        {
+            "text": "Let me check.",
+            "calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+            "after_tools": {"text": "It is {output[forecast]} in {output[city]}."},
+        }
+    ]
+    responder = ScenarioResponder(ScenarioSpec.model_validate({"turns": turns}), Path("."))
+    async with live_responses(responder) as s:
+        s.speak(np.concatenate([talk(0.5), silence(0.8)]))
+        await s.next_event("session.delegation.created")
+        await s.next_event("session.usage.updated")
+        call = next(e["item"] for e in responses_events(s.events) if e["type"] == "response.output_item.done")
+        assert json.loads(call["arguments"]) == {"city": "Paris"}
+        output = json.dumps({"forecast": "sunny", "city": "Paris"})
+        s.send(
+            {
+                "type": "response.item.create",
+                "item": {"type": "function_call_output", "call_id": call["call_id"], "output": output},
+            }
+        )
+        s.send({"type": "response.create"})
+        await s.next_event("session.usage.updated")
+        written = [e for e in responses_events(s.events) if e["type"] == "response.output_text.done"]
+        assert [e["text"] for e in written] == ["It is sunny in Paris."]
+        said = "".join(w["delta"] for w in s.sent("session.output_transcript.delta"))
+        assert said == "Let me check.It is sunny in Paris."
         assert_live_wire(s.events)

@@ -232,6 +232,86 @@ async def test_a_planned_tool_call_is_delegated_and_the_commentary_is_spoken(tmp
             await wire.until("session.closed")
 
 
+WEATHER_RULES = """
+[[rules]]
+pattern = "."
+say = "Let me check."
+call = { name = "get_weather", arguments = { city = "Paris" } }
+answer = "It is {output[forecast]} in Paris."
+"""
+
+
+@functools.cache
+def sdk_responses_events() -> Any:
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(ResponseStreamEvent)
+
+
+async def test_the_sdk_drives_the_responses_tool_loop_by_hand(tmp_path: Any) -> None:
+    """Responses delegation: the agent's rule calls the backend's function tool, the call comes in
+    `response.event` envelopes, the SDK answers it (`response.item.create`, then `response.create`), and the
+    backend's answer, the rule's template filled with the tool's output, is spoken."""
+    from voiceclient.speech.agent import AgentResponder
+
+    rules = tmp_path / "agent.toml"
+    rules.write_text(WEATHER_RULES)
+    speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
+
+    class Heard(AgentResponder):  # (no speech-to-text here: the turn is heard as this)
+        listens = False
+
+        def plan(self, ctx: Any) -> Any:
+            ctx.transcript = ctx.transcript or "what is the weather"
+            return super().plan(ctx)
+
+    delegation = {
+        "type": "responses",
+        "responses": {
+            "model": "gpt-5.5",
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+        },
+    }
+    async with RealtimeServer(port=0, responder=Heard.from_file(rules)) as server:
+        async with live_session(server, delegation=delegation) as (conn, wire, started):
+            assert started.session.delegation.type == "responses"
+            assert started.session.delegation.responses.model == "gpt-5.5"
+            await wire.append(np.concatenate([silence(0.3), speech, silence(1.0)]))
+            events = await wire.until("session.delegation.created")
+            created = events[-1].delegation
+            assert created.target == "responses" and created.response_id is not None
+            calls = []
+            while True:  # the backend's first response, to its end
+                event = await wire.recv()
+                if event.type != "response.event":
+                    continue
+                assert event.delegation_id == created.id
+                nested = sdk_responses_events().validate_python(event.event)
+                if nested.type == "response.output_item.done" and nested.item.type == "function_call":
+                    calls.append(nested.item)
+                if nested.type == "response.completed":
+                    assert nested.response.id == created.response_id
+                    break
+            assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+            await wire.until("session.usage.updated")  # (the voice response that delegated ends)
+            output = json.dumps({"forecast": "sunny"})
+            await conn.response.item.create(
+                item={"type": "function_call_output", "call_id": calls[0].call_id, "output": output}
+            )
+            await conn.response.create(event_id="go")
+            answer = await wire.until("session.usage.updated")
+            assert not any(e.type == "error" for e in answer)
+            written = [sdk_responses_events().validate_python(e.event) for e in answer if e.type == "response.event"]
+            message = next(e.item for e in written if e.type == "response.output_item.done")
+            assert message.type == "message" and message.content[0].text == "It is sunny in Paris."
+            said = "".join(e.delta for e in answer if e.type == "session.output_transcript.delta")
+            assert said == "It is sunny in Paris."
+            assert any(e.type == "session.output_audio.delta" for e in answer)
+            await conn.session.close()
+            await wire.until("session.closed")
+
+
 async def test_errors_before_start_for_unknown_events_and_for_a_model_that_is_not_live(
     live_server: RealtimeServer,
 ) -> None:

@@ -66,19 +66,80 @@ class Audio(Wire):
     output: AudioOutput | None = None
 
 
+class FunctionTool(Wire):
+    """[SDK] `openai.types.live.FunctionTool`: a function the Responses backend may call (the application's)."""
+
+    type: Literal["function"]
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class HostedTool(BaseModel):
+    """Any other tool of the Responses backend (web search, MCP...): taken, never called by `serve`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal[
+        "web_search",
+        "file_search",
+        "code_interpreter",
+        "shell",
+        "image_generation",
+        "mcp",
+        "custom",
+        "namespace",
+        "tool_search",
+        "programmatic_tool_calling",
+        "computer",
+        "apply_patch",
+    ]
+
+
 class ClientDelegation(Wire):
     type: Literal["client"]
     acknowledgement_delay_ms: int | None = Field(default=None, ge=0)
 
 
+class ResponsesConfig(Wire):
+    """The Responses backend's settings ([SDK] `ResponsesDelegationConfig`). The tools are taken as given, each
+    with its `type` (function tools checked: `FunctionTool`); only function tools are ever called."""
+
+    model: str
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    parallel_tool_calls: bool | None = None
+    reasoning: dict[str, Any] | None = None
+    service_tier: Literal["auto", "default", "fast_tier_temp_pilot", "flex", "priority", "ultrafast"] | None = None
+    text: dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    tools: list[Annotated[Union[FunctionTool, HostedTool], Field(discriminator="type")]] | None = None
+
+
+class ResponsesDelegation(Wire):
+    type: Literal["responses"]
+    responses: ResponsesConfig
+    acknowledgement_delay_ms: int | None = Field(default=None, ge=0)
+
+
+class ResponsesDelegationUpdate(Wire):
+    """`session.update`'s Responses delegation: every backend setting optional (the rest is kept)."""
+
+    type: Literal["responses"]
+    responses: dict[str, Any] | None = None
+    acknowledgement_delay_ms: int | None = Field(default=None, ge=0)
+
+
 class OtherDelegation(BaseModel):
-    """Responses or Decisions delegation: taken apart by the dialect, which refuses them for now."""
+    """Decisions delegation: taken apart by the dialect, which refuses it for now."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["responses", "decisions"]
+    type: Literal["decisions"]
 
 
-SessionDelegation = Annotated[Union[ClientDelegation, OtherDelegation], Field(discriminator="type")]
+SessionDelegation = Annotated[
+    Union[ClientDelegation, ResponsesDelegation, OtherDelegation], Field(discriminator="type")
+]
 
 
 class TextPart(Wire):
@@ -182,14 +243,24 @@ class CommentaryAppend(_Append):
 
 
 class ResponseItemCreate(ClientEvent):
-    """(Responses delegation only, which serve does not emulate yet: its fields are not checked.)"""
+    """(Responses delegation only.) The item is a Responses input item ([SDK] `ResponseInputItem`): the dialect
+    takes a `function_call_output` and says so of the others."""
 
-    model_config = ConfigDict(extra="allow")
     type: Literal["response.item.create"]
+    item: dict[str, Any]
+
+
+class FunctionCallOutput(Wire):
+    """[SDK] `openai.types.responses.response_input_item.FunctionCallOutput` (the text output)."""
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str
+    id: str | None = None
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
 class ResponseCreate(ClientEvent):
-    model_config = ConfigDict(extra="allow")
     type: Literal["response.create"]
 
 
@@ -347,12 +418,21 @@ class Delegation(BaseModel):
     id: str
     type: Literal["delegation"] = "delegation"
     target: Literal["client", "responses", "decisions"]
+    response_id: str | None = None  # (Responses delegation: the backend's first response)
 
 
 class DelegationCreated(ServerEvent):
     type: Literal["session.delegation.created"] = "session.delegation.created"
     delegation: Delegation
     offset_ms: int
+
+
+class ResponseEvent(ServerEvent):
+    """One Responses streaming event of the delegated backend (`event`, in the Responses API's shape)."""
+
+    type: Literal["response.event"] = "response.event"
+    event: dict[str, Any]
+    delegation_id: str | None = None
 
 
 class ErrorDetail(BaseModel):

@@ -53,6 +53,9 @@ class ResponseRequest:
     input: list[dict[str, Any]] | None = None
     # What the response says, word for word, instead of what the responder plans (GPT-Live's spoken commentary).
     say: str | None = None
+    # The running response ends first, instead of this one being refused (GPT-Live's `response.create`: the
+    # backend's answer is said when the voice model has the floor).
+    wait: bool = False
 
     @property
     def out_of_band(self) -> bool:
@@ -278,6 +281,10 @@ class Dialect(Protocol):
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]: ...
 
     def content_part_done(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]: ...
+
+    def message_planned(self, ids: PartIds, text: str) -> list[Wire]:
+        """What a message of a response will say, whole, before any of it is said (GPT-Live's Responses backend
+        writes the answer the voice model then speaks)."""
 
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]: ...
 

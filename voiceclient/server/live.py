@@ -5,7 +5,9 @@ events decoded into the core's commands, and the core's happenings built as the 
 GPT-Live is not the Realtime API with other names: the model takes its own turns (no commit, no
 `input_audio_buffer.*`, no `response.*` for the voice), transcripts come as deltas placed on the session's timeline
 (`start_ms`/`end_ms`, no `.done`), and the voice model has no tools: a function a responder plans is delegated to
-the application (`session.delegation.created`), which answers with commentary to be spoken. So most of the core's
+the application (`session.delegation.created`), which answers with commentary to be spoken, or, with Responses
+delegation, made by the session's Responses backend (`server/live_backend.py`), whose events go out in
+`response.event` envelopes and whose answer the voice model says. So most of the core's
 happenings are nothing here, and the dialect keeps what it needs to place events on the timeline: one instance
 per session (`LiveDialect()`), its clock started with it.
 
@@ -31,12 +33,16 @@ from voiceclient.server.dialect import (
     AppendContext,
     CloseSession,
     Command,
+    CreateItem,
+    CreateResponse,
     EndReason,
     MuteInput,
     PartIds,
+    ResponseRequest,
     UpdateSession,
     Wire,
 )
+from voiceclient.server.live_backend import Envelope, ResponsesBackend
 
 DEFAULT_MODEL = "gpt-live-1"
 DEFAULT_INSTRUCTIONS = (
@@ -99,7 +105,6 @@ class LiveDialect:
 
     name = "live"
     audio_fields: Mapping[str, str] = {"session.input_audio.append": "audio", "session.output_audio.delta": "delta"}
-    delegates_tools = True
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -109,6 +114,10 @@ class LiveDialect:
         self._spoken_until = 0  # where the last word said so far ends on the timeline
         self._heard_until = 0  # where the last user turn ended (on the input audio)
         self.delegations: dict[str, str] = {}  # delegation id -> the call id of the function it stands for
+        self.backend: ResponsesBackend | None = None  # (Responses delegation)
+        # The voice model has no tools: with delegation to the application every function a responder plans is
+        # the application's; with Responses delegation only the backend's function tools are called.
+        self.delegates_tools = True
 
     def now_ms(self) -> int:
         """The session timeline: milliseconds since the session started."""
@@ -205,21 +214,39 @@ class LiveDialect:
         elif voice is not None:
             session["audio"]["output"]["voice"] = {"id": voice.id}
         delegation = config.delegation
-        if delegation is not None and not isinstance(delegation, lv.ClientDelegation):
+        if isinstance(delegation, lv.OtherDelegation):
             raise ProtocolError(
                 f"Delegation to {delegation.type} is not emulated by voiceclient serve yet: use delegation to the "
-                'application ({"type": "client"}, the default).',
+                'application ({"type": "client"}, the default) or to Responses ({"type": "responses"}).',
                 "invalid_value",
                 "session.delegation.type",
             )
         if delegation is not None:
             live["delegation"] = delegation.model_dump(exclude_none=True)
+        if isinstance(delegation, lv.ResponsesDelegation):
+            self._use_backend(session, live["delegation"]["responses"])
         live["input"] = [item.model_dump(exclude_none=True) for item in config.input or []]
         for name in ("store", "safety_identifier", "triggers", "client"):
             value = getattr(config, name)
             if value is not None:
                 live[name] = value
         return session
+
+    def _use_backend(self, session: dict[str, Any], config: dict[str, Any]) -> None:
+        """Responses delegation: the backend's function tools are the session's (what a responder may call), and
+        its tool choice where the core can hold a plan to it (a mode or a function; hosted tools are never
+        called)."""
+        if self.backend is None:
+            self.backend = ResponsesBackend(config)
+        else:  # (an update: the calls open stay open)
+            self.backend.config = config
+        self.delegates_tools = False
+        tools = config.get("tools") or []
+        session["tools"] = [{**t, "type": "function"} for t in tools if t.get("type") == "function"]
+        choice = config.get("tool_choice")
+        function_choice = isinstance(choice, dict) and choice.get("type") == "function"
+        if choice in ("auto", "none", "required") or function_choice:
+            session["tool_choice"] = choice
 
     def apply_update(self, current: dict[str, Any], update: Any, *, audio_started: bool) -> dict[str, Any]:
         """`session.update`: only the delegation's settings (its type cannot change) and triggers."""
@@ -230,17 +257,30 @@ class LiveDialect:
                 raise ProtocolError(f"Unknown parameter: 'session.{key}'.", "unknown_parameter", f"session.{key}")
         live = dict(current["live"])
         delegation = update.get("delegation")
+        current = {**current}
         if delegation is not None:
-            try:
-                given = lv.ClientDelegation.model_validate(delegation)
-            except ValidationError as exc:
-                code, message, param = api_error(exc.errors(include_url=False)[0], delegation, "session.delegation")
-                raise ProtocolError(message, code, param) from None
-            if given.type != live["delegation"].get("type"):
+            kind = live["delegation"].get("type")
+            if not isinstance(delegation, dict) or delegation.get("type") != kind:
                 raise ProtocolError(
                     "The delegation type cannot change during a session.", "invalid_value", "session.delegation.type"
                 )
-            live["delegation"] = {**live["delegation"], **given.model_dump(exclude_none=True)}
+            model = lv.ResponsesDelegationUpdate if kind == "responses" else lv.ClientDelegation
+            try:
+                given = model.model_validate(delegation).model_dump(exclude_none=True)
+            except ValidationError as exc:
+                code, message, param = api_error(exc.errors(include_url=False)[0], delegation, "session.delegation")
+                raise ProtocolError(message, code, param) from None
+            if "responses" in given:  # the backend's settings given replace those kept; the rest is kept
+                backend = {**live["delegation"]["responses"], **given["responses"]}
+                try:
+                    given["responses"] = lv.ResponsesConfig.model_validate(backend).model_dump(exclude_none=True)
+                except ValidationError as exc:
+                    code, message, param = api_error(
+                        exc.errors(include_url=False)[0], backend, "session.delegation.responses"
+                    )
+                    raise ProtocolError(message, code, param) from None
+                self._use_backend(current, given["responses"])
+            live["delegation"] = {**live["delegation"], **given}
         if "triggers" in update:
             live["triggers"] = update["triggers"]
         return {**current, "live": live}
@@ -294,7 +334,21 @@ class LiveDialect:
         if isinstance(event, lv.SessionClose):
             return CloseSession(event_id=eid)
         if isinstance(event, (lv.ResponseItemCreate, lv.ResponseCreate)):
-            raise ProtocolError(f"{event.type} requires Responses delegation.", "invalid_value", "type")
+            if self.backend is None:
+                raise ProtocolError(f"{event.type} requires Responses delegation.", "invalid_value", "type")
+            if isinstance(event, lv.ResponseCreate):
+                delegation_id = self.backend.continuation()
+                # (the core runs it when the voice model has the floor: after the answer playing, if one is)
+                request = ResponseRequest(metadata={"live_delegation": delegation_id}, wait=True)
+                return CreateResponse(request, event_id=eid)
+            try:
+                output = lv.FunctionCallOutput.model_validate(event.item)
+            except ValidationError as exc:
+                code, message, param = api_error(exc.errors(include_url=False)[0], event.item, "item")
+                if event.item.get("type") == "function_call_output":
+                    raise ProtocolError(message, code, param) from None
+                output = None
+            return CreateItem(self.backend.take_output(output.model_dump() if output else event.item), event_id=eid)
         if isinstance(event, lv.SessionStart):
             raise ProtocolError(
                 "The session has already started: session.start is only the first message.",
@@ -380,11 +434,18 @@ class LiveDialect:
         return []
 
     # ------------------------------------------------------------------------------------------ responses
+    def _envelopes(self, events: list[Envelope]) -> list[Wire]:
+        return [lv.ResponseEvent(event=event, delegation_id=deleg).wire() for event, deleg in events]
+
     def response_created(self, response: dict[str, Any]) -> list[Wire]:
+        continues = (response.get("metadata") or {}).get("live_delegation")
+        if self.backend is not None and continues is not None:  # the backend's next turn (`response.create`)
+            self.backend.continuing(response["id"], continues)
         return []
 
     def response_done(self, response: dict[str, Any]) -> list[Wire]:
-        return one(lv.SessionUsageUpdated(usage=self._usage()))
+        backend = self.backend.finish(response["id"], ended=True) if self.backend is not None else []
+        return self._envelopes(backend) + one(lv.SessionUsageUpdated(usage=self._usage()))
 
     def output_item_added(
         self,
@@ -398,6 +459,13 @@ class LiveDialect:
         if item.get("type") == "message":
             self._spoken[item["id"]] = self._answer_starts()
             return []
+        if item.get("type") == "function_call" and self.backend is not None:  # the backend makes the call
+            resp, events, new = self.backend.begin(response_id)
+            out = []
+            if new:
+                delegation = lv.Delegation(id=resp.delegation_id, target="responses", response_id=resp.id)
+                out = one(lv.DelegationCreated(delegation=delegation, offset_ms=self.now_ms()))
+            return out + self._envelopes(events + self.backend.call_added(resp, item))
         if item.get("type") == "function_call":  # the model delegates: the application works out the task
             delegation_id = new_id("deleg")
             self.delegations[delegation_id] = item.get("call_id") or ""
@@ -414,6 +482,8 @@ class LiveDialect:
         *,
         in_conversation: bool = True,
     ) -> list[Wire]:
+        if item.get("type") == "function_call" and self.backend is not None:
+            return self._envelopes(self.backend.call_done(response_id, item))
         return []
 
     def content_part_added(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
@@ -421,6 +491,13 @@ class LiveDialect:
 
     def content_part_done(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
         return []
+
+    def message_planned(self, ids: PartIds, text: str) -> list[Wire]:
+        """A continuation's answer: the backend writes it (a Responses message, then `response.completed`) before
+        the voice model says it."""
+        if self.backend is None or ids["response_id"] not in self.backend.continues:
+            return []
+        return self._envelopes(self.backend.message(ids["response_id"], text))
 
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return []
@@ -449,10 +526,14 @@ class LiveDialect:
         return []
 
     def function_arguments_delta(self, ids: PartIds, delta: str) -> list[Wire]:
-        return []
+        if self.backend is None:
+            return []
+        return self._envelopes(self.backend.arguments_delta(ids["response_id"], ids["item_id"], delta))
 
     def function_arguments_done(self, ids: PartIds, name: str, arguments: str) -> list[Wire]:
-        return []
+        if self.backend is None:
+            return []
+        return self._envelopes(self.backend.arguments_done(ids["response_id"], ids["item_id"], name, arguments))
 
     def mcp_arguments_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return []

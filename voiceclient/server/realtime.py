@@ -338,6 +338,9 @@ class RealtimeDialect:
     def content_part_done(self, ids: PartIds, part: dict[str, Any]) -> list[Wire]:
         return one(ev.ResponseContentPartDone(**ids, part=ev.ResponsePart.model_validate(part)))
 
+    def message_planned(self, ids: PartIds, text: str) -> list[Wire]:
+        return []
+
     def output_text_delta(self, ids: PartIds, delta: str) -> list[Wire]:
         return one(ev.ResponseOutputTextDelta(**ids, delta=delta))
 

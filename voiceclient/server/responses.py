@@ -451,6 +451,7 @@ class ResponseEngine:
         previous = self._output_item(resp, index, item)
         ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
         said_words: list[str] = []
+        self.send(self.dialect.message_planned(ids, speech.text))
         empty = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
         self.send(self.dialect.content_part_added(ids, empty))
         status = "completed"

@@ -464,6 +464,9 @@ class ServerSession:
                 self.responses.truncate(item_id, audio_end_ms, content_index)
             case CreateResponse(request):
                 # Only two default-conversation responses conflict; out-of-band ones run beside it.
+                if self.responses.active is not None and request is not None and request.wait:
+                    self.queued.append(request)
+                    return False
                 if self.responses.active is not None and not (request is not None and request.out_of_band):
                     raise ProtocolError(
                         f"Conversation already has an active response in progress: "
