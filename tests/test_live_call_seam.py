@@ -1,0 +1,93 @@
+"""The GPT-Live protocol family through `ScriptedTransport`, in milliseconds: chosen by the model's name or the
+`api` setting, `session.started` confirms the session, transcript deltas become the user's and the assistant's
+turns, nothing of the Realtime API's turn control is sent, and the close waits for `session.closed`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from voiceclient.client.call import VoiceCall
+from voiceclient.client.call_events import TranscriptTurn
+from voiceclient.client.family import LiveFamily, RealtimeFamily, family_for
+from voiceclient.client.scripted import ScriptedTransport
+from voiceclient.client.settings import ClientSettings
+from voiceclient.errors import CallError, ConfigError
+from voiceclient.protocol import events as ev
+from voiceclient.protocol.session import SessionConfig
+from voiceclient.tools.registry import tool
+
+pytestmark = pytest.mark.timeout(10)
+SETTINGS = ClientSettings(api_key="sk-test")
+
+
+def live_session(model: str = "gpt-live-1") -> SessionConfig:
+    return SessionConfig.model_validate({"type": "realtime", "model": model, "instructions": "Be brief."})
+
+
+def test_the_family_is_chosen_by_the_model_or_the_setting() -> None:
+    assert isinstance(family_for(SETTINGS, live_session()), LiveFamily)
+    assert isinstance(family_for(SETTINGS, live_session("gpt-realtime")), RealtimeFamily)
+    explicit = SETTINGS.model_copy(update={"api": "live"})
+    assert isinstance(family_for(explicit, live_session("my-deployment")), LiveFamily)
+    assert isinstance(family_for(SETTINGS.model_copy(update={"api": "realtime"}), live_session()), RealtimeFamily)
+
+
+async def test_a_live_call_groups_deltas_into_turns_and_closes_with_the_reason() -> None:
+    def server(event: dict[str, Any]) -> None:
+        if event["type"] == "session.close":
+            usage = {"seconds": 3.5}
+            transport.emit({"type": "session.closed", "reason": "close_requested", "usage": usage, "session": {}})
+
+    transport = ScriptedTransport(server, live=True, call_id="live_scripted")
+    turns: list[TranscriptTurn] = []
+    async with VoiceCall(SETTINGS, live_session(), transport=transport) as call:
+        call.on(TranscriptTurn, turns.append)
+        assert call.effective_session is not None and call.effective_session["status"] == "active"
+        for role, words in (("input", ["What ", "time?"]), ("output", ["It is ", "noon."]), ("input", ["Thanks"])):
+            for i, word in enumerate(words):
+                kind = f"session.{role}_transcript.delta"
+                transport.emit({"type": kind, "delta": word, "start_ms": i * 100, "end_ms": i * 100 + 90})
+        await call.events_handled()
+        assert [(t.role, t.text) for t in turns] == [("user", "What time?"), ("assistant", "It is noon.")]
+        with pytest.raises(CallError, match="Realtime API's"):
+            call.send(ev.ConversationItemCreate(item=ev.Item.user_text("hi")))
+        with pytest.raises(CallError, match="Realtime API's"):
+            call.send(ev.InputAudioBufferCommit())
+        with pytest.raises(CallError, match="fixed when it starts"):
+            call.update_session(live_session())
+        call.interrupt()  # (nothing to cancel: the model takes its own turns)
+    assert [(t.role, t.text) for t in turns][-1] == ("user", "Thanks")  # the last turn, finished at the close
+    assert transport.sent_types() == ["session.close"]
+    assert call.session_closed is not None and call.session_closed.usage.seconds == 3.5
+    assert [(item.role, item.text) for item in call.history] == [
+        ("user", "What time?"),
+        ("assistant", "It is noon."),
+        ("user", "Thanks"),
+    ]
+
+
+async def test_a_live_close_without_session_closed_is_bounded() -> None:
+    transport = ScriptedTransport(live=True)
+    async with VoiceCall(SETTINGS, live_session(), transport=transport) as call:
+        pass
+    assert transport.sent_types() == ["session.close"] and call.session_closed is None
+
+
+async def test_live_only_requests_are_refused_in_a_realtime_call() -> None:
+    async with VoiceCall(SETTINGS, live_session("gpt-realtime"), transport=ScriptedTransport()) as call:
+        with pytest.raises(CallError, match="GPT-Live's"):
+            call.mute()
+        with pytest.raises(CallError, match="GPT-Live's"):
+            call.append_instructions("more")
+
+
+def test_tools_in_a_live_call_are_a_config_error() -> None:
+    @tool
+    def clock() -> str:
+        """The time."""
+        return "noon"
+
+    with pytest.raises(ConfigError, match="Responses delegation"):
+        VoiceCall(SETTINGS, live_session(), tools=[clock], transport=None)
