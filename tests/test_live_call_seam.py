@@ -4,6 +4,7 @@ turns, nothing of the Realtime API's turn control is sent, and the close waits f
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -45,10 +46,12 @@ async def test_a_live_call_groups_deltas_into_turns_and_closes_with_the_reason()
     async with VoiceCall(SETTINGS, live_session(), transport=transport) as call:
         call.on(TranscriptTurn, turns.append)
         assert call.effective_session is not None and call.effective_session["status"] == "active"
-        for role, words in (("input", ["What ", "time?"]), ("output", ["It is ", "noon."]), ("input", ["Thanks"])):
+        script = (("input", 0, ["What ", "time?"]), ("output", 1000, ["It is ", "noon."]), ("input", 3000, ["Thanks"]))
+        for role, at, words in script:
             for i, word in enumerate(words):
                 kind = f"session.{role}_transcript.delta"
-                transport.emit({"type": kind, "delta": word, "start_ms": i * 100, "end_ms": i * 100 + 90})
+                start = at + i * 300
+                transport.emit({"type": kind, "delta": word, "start_ms": start, "end_ms": start + 250})
         await call.events_handled()
         assert [(t.role, t.text) for t in turns] == [("user", "What time?"), ("assistant", "It is noon.")]
         with pytest.raises(CallError, match="Realtime API's"):
@@ -66,6 +69,33 @@ async def test_a_live_call_groups_deltas_into_turns_and_closes_with_the_reason()
         ("assistant", "It is noon."),
         ("user", "Thanks"),
     ]
+
+
+async def test_the_users_words_arriving_late_still_come_first_and_a_quiet_turn_ends() -> None:
+    transport = ScriptedTransport(live=True)
+    turns: list[TranscriptTurn] = []
+    async with VoiceCall(SETTINGS, live_session(), transport=transport) as call:
+        call.on(TranscriptTurn, turns.append)
+        for i, word in enumerate(["Echo ", "of ", "you."]):  # the answer's words first, as serve sends an echo's
+            transport.emit(
+                {
+                    "type": "session.output_transcript.delta",
+                    "delta": word,
+                    "start_ms": 3500 + i * 300,
+                    "end_ms": 3700 + i * 300,
+                }
+            )
+        for word in ["The ", "quick ", "fox."]:  # then the user's, spoken before it
+            transport.emit({"type": "session.input_transcript.delta", "delta": word, "start_ms": 0, "end_ms": 3400})
+        await call.events_handled()
+        assert [(item.role, item.text) for item in call.history] == [
+            ("user", "The quick fox."),
+            ("assistant", "Echo of you."),
+        ]
+        finished = asyncio.Event()
+        call.on(TranscriptTurn, lambda turn: finished.set() if len(turns) == 2 else None)
+        await asyncio.wait_for(finished.wait(), 5)  # both turns end after a quiet moment, not only at the close
+        assert {(t.role, t.text) for t in turns} == {("user", "The quick fox."), ("assistant", "Echo of you.")}
 
 
 async def test_a_live_close_without_session_closed_is_bounded() -> None:

@@ -256,7 +256,7 @@ class LiveFamily(Family):
 
     def flush(self) -> None:
         if self._transcripts is not None:
-            self._transcripts.finish()
+            self._transcripts.finish_all()
 
     def _closed(self, event: live.SessionClosed) -> None:
         self.closed = event
