@@ -160,6 +160,8 @@ MODULE_MARKS = {
     "test_websocket": ("webrtc",),
     "test_live_websocket": ("webrtc",),
     "test_live_webrtc": ("webrtc",),
+    "test_live_client": ("webrtc",),
+    "test_live_cli": ("subprocess", "webrtc"),
     "test_websocket_client": ("webrtc",),
 }
 FIXTURE_MARKS = {
