@@ -14,7 +14,7 @@ from voiceclient.client.call_events import TranscriptTurn
 from voiceclient.client.family import LiveFamily, RealtimeFamily, family_for
 from voiceclient.client.scripted import ScriptedTransport
 from voiceclient.client.settings import ClientSettings
-from voiceclient.errors import CallError, ConfigError
+from voiceclient.errors import CallError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.tools.registry import tool
@@ -113,11 +113,42 @@ async def test_live_only_requests_are_refused_in_a_realtime_call() -> None:
             call.append_instructions("more")
 
 
-def test_tools_in_a_live_call_are_a_config_error() -> None:
-    @tool
-    def clock() -> str:
-        """The time."""
-        return "noon"
+async def test_tools_answer_calls_delegated_to_a_responses_backend() -> None:
+    from openai.types.live import ClientEvent
+    from pydantic import TypeAdapter
 
-    with pytest.raises(ConfigError, match="Responses delegation"):
-        VoiceCall(SETTINGS, live_session(), tools=[clock], transport=None)
+    @tool
+    def get_weather(city: str) -> dict:
+        """Weather for a city."""
+        return {"city": city, "forecast": "sunny"}
+
+    def envelope(event: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "response.event", "delegation_id": "deleg_1", "event": event}
+
+    transport = ScriptedTransport(live=True)
+    async with VoiceCall(SETTINGS, live_session(), tools=[get_weather], transport=transport) as call:
+        delegation = LiveFamily().session(call.session, websocket=False)["delegation"]
+        assert delegation["type"] == "responses"
+        assert [t["name"] for t in delegation["responses"]["tools"]] == ["get_weather"]
+        transport.emit(envelope({"type": "response.created", "response": {"id": "resp_1"}}))
+        for call_id, city in (("call_1", "Paris"), ("call_2", "Oslo")):
+            item = {
+                "type": "function_call",
+                "call_id": call_id,
+                "name": "get_weather",
+                "arguments": f'{{"city": "{city}"}}',
+            }
+            transport.emit(envelope({"type": "response.output_item.done", "output_index": 0, "item": item}))
+        transport.emit(envelope({"type": "response.completed", "response": {"id": "resp_1"}}))
+        await transport.wait_sent("response.create")
+        outputs = transport.sent_of("response.item.create")
+        assert sorted(o["item"]["call_id"] for o in outputs) == ["call_1", "call_2"]
+        assert {o["item"]["output"] for o in outputs} == {
+            '{"city": "Paris", "forecast": "sunny"}',
+            '{"city": "Oslo", "forecast": "sunny"}',
+        }
+        assert transport.sent_types()[-1] == "response.create" and len(transport.sent_of("response.create")) == 1
+        assert call.tool_calls == 2
+    adapter: Any = TypeAdapter(ClientEvent)
+    for event in transport.sent:
+        adapter.validate_python(event)

@@ -39,6 +39,7 @@ from voiceclient.client.connections import ConnectionManager
 from voiceclient.client.dispatcher import AnyHandler, Dispatcher, Unsubscribe
 from voiceclient.client.family import AnyClientEvent, Family, LiveFamily, family_for
 from voiceclient.client.history import ConversationHistory
+from voiceclient.client.live_tools import DelegatedTools
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
@@ -243,10 +244,6 @@ class VoiceCall:
         self._dispatcher = Dispatcher()  # every subscription, the call's own first
         # The voice API this call speaks (the Realtime API, GPT-Live): what differs between them is in it
         self.family: Family = family_for(self.settings, self.session)
-        if self.tools and isinstance(self.family, LiveFamily):
-            raise ConfigError(
-                "tools in a GPT-Live session need Responses delegation, which this client does not yet do"
-            )
         self._inbound = _Inbound(self._dispatcher, self.family)
         self._connections = ConnectionManager(
             self,
@@ -262,10 +259,12 @@ class VoiceCall:
         self._ended = asyncio.Event()  # closed, or failed
         self._activity = asyncio.Event()
         self.turns = TurnState(self.send)
+        # GPT-Live: the tools answer the calls a Responses backend delegates (`response.event`), in its words
+        self._delegated = DelegatedTools(self.send) if isinstance(self.family, LiveFamily) else None
         self._runner = ToolRunner(
             self.tools,
-            self.send,
-            self.turns,
+            self.send if self._delegated is None else self._delegated.send,
+            self.turns if self._delegated is None else self._delegated,
             timeout=tool_timeout,
             on_result=on_tool_result,
             approver=approver,
@@ -279,6 +278,8 @@ class VoiceCall:
         self._dispatcher.on(ev.SessionCreated, self._on_session)
         self._dispatcher.on(ev.SessionUpdated, self._on_session)
         self._runner.subscribe(self._dispatcher)
+        if self._delegated is not None:
+            self._delegated.subscribe(self._dispatcher, self._runner)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
         self.family.attach(self._dispatcher, self.history, self._dispatcher.publish)

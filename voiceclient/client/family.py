@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LIVE_MODEL_PREFIX = "gpt-live"
 CLOSE_TIMEOUT = 3.0  # how long a GPT-Live close waits for `session.closed`
+DELEGATION_MODEL = "gpt-5-mini"  # the Responses backend of a session with tools (our choice, not the API's default)
 AnyClientEvent = ev.ClientEvent | live.ClientEvent
 
 
@@ -158,8 +159,9 @@ class LiveFamily(Family):
     audio_append = "session.input_audio.append"
     audio_delta = "session.output_audio.delta"
 
-    def __init__(self) -> None:
+    def __init__(self, delegation_model: str = DELEGATION_MODEL) -> None:
         self.closed: live.SessionClosed | None = None  # how the session ended (reason, usage), once it has
+        self.delegation_model = delegation_model  # the Responses model that runs a session's tools
         self._transcripts: LiveTranscripts | None = None
 
     def decode(self, message: str | bytes) -> ev.ReceivedServerEvent:
@@ -196,7 +198,11 @@ class LiveFamily(Family):
         fmt = (audio.get("input") or {}).get("format")
         if websocket and fmt is not None:
             out.setdefault("audio", {})["format"] = {k: v for k, v in fmt.items() if k in ("type", "rate")}
-        dropped = sorted(k for k in wire if k not in ("type", "model", "instructions", "audio"))
+        if session.tools:  # the application's tools, run by a Responses backend that delegates their calls to us
+            tools = [tool for tool in wire["tools"] if tool.get("type") == "function"]
+            responses = {"model": self.delegation_model, "tools": tools}
+            out["delegation"] = {"type": "responses", "responses": responses}
+        dropped = sorted(k for k in wire if k not in ("type", "model", "instructions", "audio", "tools"))
         if dropped:
             log.info("not in a GPT-Live session (the Realtime API's): %s", ", ".join(dropped))
         return live.SessionConfig.model_validate(out).model_dump(mode="json", exclude_none=True)

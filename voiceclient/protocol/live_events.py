@@ -382,7 +382,16 @@ def error_event(exc: ProtocolError) -> Error:
 
 
 # ----------------------------------------------------------------------------------------------- the client's side
+class ResponseEvent(ServerEvent):
+    """Responses delegation: one of the backend's Responses streaming events, in `event` ([SDK] `ResponseEvent`)."""
+
+    type: Literal["response.event"] = "response.event"
+    event: dict[str, Any]
+    delegation_id: str | None = None
+
+
 LiveServerEvent = Union[
+    ResponseEvent,
     SessionStarted,
     SessionUpdated,
     SessionClosed,
