@@ -81,6 +81,7 @@ async def converse(
     commands: Sequence[tuple[float, str]] = (),
     transport: TransportName = "auto",
     agent: Any = None,
+    session: SessionConfig | None = None,
 ) -> tuple[np.ndarray, Any, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
     from voiceclient.app.talk import Talk
@@ -89,7 +90,7 @@ async def converse(
     queue: asyncio.Queue[str] = asyncio.Queue()
     talk = Talk(
         ClientSettings(base_url=server.base_url, api_key="sk-test", transport=transport),
-        SessionConfig(),
+        session or SessionConfig(),
         aec="off",
         recording=Recording(events_jsonl=events),
         commands=queue,

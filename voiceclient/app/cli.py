@@ -99,6 +99,12 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
         "as events (through any network that lets HTTPS out)",
     )
     g.add_argument(
+        "--api",
+        choices=["auto", "realtime", "live"],
+        help="the voice API: auto (default): GPT-Live (/live/sessions) for a gpt-live-* model, else the Realtime "
+        "API; live or realtime whatever the model is named (a deployment of your own)",
+    )
+    g.add_argument(
         "--connect-timeout",
         type=float,
         metavar="SECONDS",
@@ -375,6 +381,7 @@ def client_settings(args: argparse.Namespace) -> ClientSettings:
         max_retries=args.max_retries,
         connect_timeout=args.connect_timeout,
         transport=args.transport,
+        api=getattr(args, "api", None),
     )
 
 

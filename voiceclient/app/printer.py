@@ -6,7 +6,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from voiceclient.client.call_events import TranscriptTurn
 from voiceclient.protocol import events as ev
+from voiceclient.protocol import live_events as live
 
 if TYPE_CHECKING:
     from voiceclient.client.call import VoiceCall
@@ -61,6 +63,8 @@ class TranscriptPrinter:
         call.on(ev.Error, self.on_error)
         call.on(ev.ConversationItemDone, self.on_item_done)
         call.on(ev.ResponseOutputItemDone, self.on_output_item_done)
+        call.on(live.OutputTranscriptDelta, self.on_delta)  # GPT-Live: its deltas, grouped into turns by the call
+        call.on(TranscriptTurn, self.on_turn)
 
     def on_speech_started(self, event: ev.SpeechStarted) -> None:
         self.line("user: (speaking)")
@@ -75,7 +79,25 @@ class TranscriptPrinter:
     def on_response_created(self, event: ev.ResponseCreated) -> None:
         self.responses += 1
 
-    def on_delta(self, event: ev.ResponseOutputAudioTranscriptDelta | ev.ResponseOutputTextDelta) -> None:
+    def on_turn(self, event: TranscriptTurn) -> None:
+        """A GPT-Live turn's words, once it is over: the user's as a line, the assistant's ends its streamed line."""
+        if event.role == "user":
+            self.user_turns += 1
+            self.transcript.append(("user", event.text))
+            self.line(f"user: {event.text}")
+            return
+        self.responses += 1
+        self.transcript.append(("assistant", event.text))
+        if self._streaming and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+        elif not self.stream_deltas:
+            self.line(f"assistant: {event.text}")
+        self._streaming = False
+
+    def on_delta(
+        self, event: ev.ResponseOutputAudioTranscriptDelta | ev.ResponseOutputTextDelta | live.OutputTranscriptDelta
+    ) -> None:
         if not self.quiet and self.stream_deltas:
             if not self._streaming:
                 self.stream.write(f"{self._stamp()} assistant: ")

@@ -192,6 +192,9 @@ class Talk:
         if isinstance(typed, tc.Message):
             if self.agent_session is not None and self._command_tasks is not None:
                 self._command_tasks.spawn(self.agent_session.send_message(typed.text), "message")
+            elif self.call.family.name == "live":
+                self.printer.line("(a GPT-Live session takes no typed messages: say it)")
+                return
             else:
                 self.call.send_text(typed.text)
             self.printer.line(f"you (typed): {typed.text}")
@@ -249,18 +252,21 @@ class Talk:
 
     def toggle_talk(self) -> None:
         assert self.call is not None
+        live = self.call.family.name == "live"  # (GPT-Live takes its own turns: the microphone only opens and closes)
         if not self.talking:
             if self.call.turns.audio_playing or self.call.turns.active:
                 self.interrupt()
-            self.call.send(ev.InputAudioBufferClear())
+            if not live:
+                self.call.send(ev.InputAudioBufferClear())
             self.mic.muted = False
             self.talking = True
             self.printer.line("(talking: /t again to send)")
         else:
             self.mic.muted = True
             self.talking = False
-            self.call.send(ev.InputAudioBufferCommit())
-            self.call.send(ev.ResponseCreate())
+            if not live:
+                self.call.send(ev.InputAudioBufferCommit())
+                self.call.send(ev.ResponseCreate())
             self.printer.line("(sent)")
 
     def status(self) -> str:

@@ -37,7 +37,9 @@ from voiceclient.client.call_events import (
 )
 from voiceclient.client.connections import ConnectionManager
 from voiceclient.client.dispatcher import AnyHandler, Dispatcher, Unsubscribe
+from voiceclient.client.family import AnyClientEvent, Family, LiveFamily, family_for
 from voiceclient.client.history import ConversationHistory
+from voiceclient.client.live_tools import DelegatedTools
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.recording import EventLog, TurnMeter
 from voiceclient.client.settings import ClientSettings
@@ -45,6 +47,7 @@ from voiceclient.client.state import TurnState
 from voiceclient.client.transport import Transport
 from voiceclient.errors import CallError, ConfigError, ConnectionLostError, VoiceClientError
 from voiceclient.protocol import events as ev
+from voiceclient.protocol import live_events as live
 from voiceclient.protocol.session import AnySession, SessionConfig, TranscriptionSessionConfig
 from voiceclient.protocol.validation import deep_merge
 from voiceclient.tools.approvals import Approver
@@ -66,6 +69,9 @@ NOT_IN_TRANSCRIPTION = (
     ev.ConversationItemTruncate,
     ev.OutputAudioBufferClear,
 )
+
+
+AUDIO_DELTAS = ("response.output_audio.delta", "session.output_audio.delta")  # (the Realtime API's, GPT-Live's)
 
 
 class EventStream:
@@ -136,7 +142,7 @@ class CallState(enum.Enum):
 def without_audio(event: dict[str, Any]) -> dict[str, Any]:
     """The event log keeps events, the recording keeps the audio: a WebSocket's answer audio (base64 in
     `response.output_audio.delta`) is logged as its length, as RTP audio is not logged at all."""
-    if event.get("type") == "response.output_audio.delta" and isinstance(event.get("delta"), str):
+    if event.get("type") in AUDIO_DELTAS and isinstance(event.get("delta"), str):
         return {**event, "delta": f"<{len(event['delta'])} base64 characters>"}
     return event
 
@@ -145,9 +151,10 @@ class _Inbound:
     """What the connection carrying the call delivers (`connections.Inbound`): server messages are logged as they
     came and decoded into the call's ordered consumer; audio frames become the call's own events."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, family: Family) -> None:
         self.log: EventLog | None = None  # (the call's event log, once it connects)
         self._dispatcher = dispatcher
+        self._family = family
 
     def on_server_message(self, message: str | bytes) -> None:
         event = self._logged(message)
@@ -161,7 +168,7 @@ class _Inbound:
         self._logged(message)
 
     def _logged(self, message: str | bytes) -> ev.ReceivedServerEvent:
-        event = ev.parse_server_event(message)
+        event = self._family.decode(message)
         if self.log is not None:  # the log keeps the event as it came over the wire
             if isinstance(event, ev.MalformedEvent) and event.event_type is None:
                 self.log.write("server", {"type": event.type, "reason": event.reason, "raw": event.raw})
@@ -235,7 +242,9 @@ class VoiceCall:
         self._recorder: ConversationRecorder | None = None
         self._log: EventLog | None = None
         self._dispatcher = Dispatcher()  # every subscription, the call's own first
-        self._inbound = _Inbound(self._dispatcher)
+        # The voice API this call speaks (the Realtime API, GPT-Live): what differs between them is in it
+        self.family: Family = family_for(self.settings, self.session)
+        self._inbound = _Inbound(self._dispatcher, self.family)
         self._connections = ConnectionManager(
             self,
             self._inbound,
@@ -245,15 +254,17 @@ class VoiceCall:
             transport=transport,
             transport_factory=transport_factory,
         )
-        self._outbox: list[ev.ClientEvent] = []  # what the conversation sent while it had no connection
+        self._outbox: list[AnyClientEvent] = []  # what the conversation sent while it had no connection
         self._closed = asyncio.Event()
         self._ended = asyncio.Event()  # closed, or failed
         self._activity = asyncio.Event()
         self.turns = TurnState(self.send)
+        # GPT-Live: the tools answer the calls a Responses backend delegates (`response.event`), in its words
+        self._delegated = DelegatedTools(self.send) if isinstance(self.family, LiveFamily) else None
         self._runner = ToolRunner(
             self.tools,
-            self.send,
-            self.turns,
+            self.send if self._delegated is None else self._delegated.send,
+            self.turns if self._delegated is None else self._delegated,
             timeout=tool_timeout,
             on_result=on_tool_result,
             approver=approver,
@@ -267,8 +278,11 @@ class VoiceCall:
         self._dispatcher.on(ev.SessionCreated, self._on_session)
         self._dispatcher.on(ev.SessionUpdated, self._on_session)
         self._runner.subscribe(self._dispatcher)
+        if self._delegated is not None:
+            self._delegated.subscribe(self._dispatcher, self._runner)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
+        self.family.attach(self._dispatcher, self.history, self._dispatcher.publish)
         self._dispatcher.on(CallStatus, self._said)
         self._dispatcher.on(ConnectionChanged, self._connection_changed)
         self._dispatcher.on(CallFailed, self._failed)
@@ -323,7 +337,11 @@ class VoiceCall:
         self.state = CallState.CLOSING
         end = time.monotonic()
         try:
+            if self.connect_seconds is not None and self.error is None:  # it was connected: end its session
+                self._connections.ending()
+                await self.family.goodbye(self)
             await self._dispatcher.drain(0.5)
+            self.family.flush()
             await self._runner.close()
             await self._connections.close()  # the watches, a reconnection or recycle under way, every connection
             await self._dispatcher.stop()
@@ -509,20 +527,23 @@ class VoiceCall:
         return self.events()
 
     # ------------------------------------------------------------------------------------------ events out
-    def send(self, event: ev.ClientEvent) -> None:
-        """Send a client event (a model from `voiceclient.protocol.events`); while reconnecting, it goes out on the new
-        connection. A `CallError` when the call is not connected, or when a transcription session has no such event
-        (a response, a conversation item: `NOT_IN_TRANSCRIPTION`).
+    def send(self, event: AnyClientEvent) -> None:
+        """Send a client event (a model from `voiceclient.protocol.events`, or in a GPT-Live session from
+        `voiceclient.protocol.live_events`); while reconnecting, it goes out on the new connection. A `CallError`
+        when the call is not connected, when a transcription session has no such event (a response, a conversation
+        item: `NOT_IN_TRANSCRIPTION`), or when the call's API has no such event (the Realtime API's turn control in a
+        GPT-Live session).
         """
         if self.transcription and isinstance(event, NOT_IN_TRANSCRIPTION):
             raise CallError(f"{event.type} is not sent in a transcription session: it transcribes, nothing answers")
+        wire = self.family.wire(event)  # (refuses what the API does not have)
         if self._connections.transport is None or self.state is CallState.CLOSED:
             raise CallError("the call is not connected")
         if self.reconnecting:  # said again on the new connection, after the history
             self._outbox.append(event)
             return
-        wire = event.to_wire()
-        self.turns.sent(event)
+        if isinstance(event, ev.ClientEvent):
+            self.turns.sent(event)
         if self._log is not None:
             self._log.write("client", wire)
         self._connections.send(json.dumps(wire, separators=(",", ":")))
@@ -532,11 +553,38 @@ class VoiceCall:
         self.send(ev.ConversationItemCreate(item=ev.Item.user_text(text)))
         self.turns.request_response(retry=False)
 
+    def mute(self) -> None:
+        """GPT-Live: stop the model hearing the microphone (`session.input_audio.mute`; `session.input_audio.muted`
+        confirms it). A Realtime call has no such event: `set_source(SilenceSource())` there."""
+        self._live_only("mute")
+        self.send(live.InputAudioMute(type="session.input_audio.mute"))
+
+    def unmute(self) -> None:
+        """GPT-Live: the model hears the microphone again (`session.input_audio.unmute`)."""
+        self._live_only("unmute")
+        self.send(live.InputAudioUnmute(type="session.input_audio.unmute"))
+
+    def append_instructions(self, text: str) -> None:
+        """GPT-Live: add to the instructions (`session.instructions.append`; `.appended` confirms it). A Realtime
+        call changes its instructions with `update_session`."""
+        self._live_only("append_instructions")
+        self.send(live.InstructionsAppend(type="session.instructions.append", content=text, delegation_id=None))
+
+    @property
+    def session_closed(self) -> live.SessionClosed | None:
+        """GPT-Live: how the session ended (`reason`, `usage`), once `session.closed` came."""
+        return self.family.closed if isinstance(self.family, LiveFamily) else None
+
+    def _live_only(self, what: str) -> None:
+        if not isinstance(self.family, LiveFamily):
+            raise CallError(f"{what}() is GPT-Live's: a Realtime call has no such event")
+
     def interrupt(self) -> None:
         """Stop the assistant: cancel the response in progress, then clear the audio still playing; tools marked
         `cancel_on_interrupt` are cancelled too. With nothing playing, no clear is sent: the service refuses one
-        (`output_audio_buffer_empty`). Nothing to stop in a transcription session."""
-        if self.transcription:
+        (`output_audio_buffer_empty`). Nothing to stop in a transcription session,
+        nor in a GPT-Live one (the model takes its own turns)."""
+        if self.transcription or isinstance(self.family, LiveFamily):
             return
         self._runner.interrupt()
         if self.turns.active:
@@ -576,6 +624,11 @@ class VoiceCall:
     def update_session(self, session: AnySession) -> None:
         """Send a `session.update`; the call keeps the merged session for any later connection. A session keeps its
         type: a `CallError` for an update of the other kind."""
+        if isinstance(self.family, LiveFamily):
+            raise CallError(
+                "a GPT-Live session's instructions and voice are fixed when it starts: append_instructions(), or "
+                "send live_events.SessionUpdate for its delegation and triggers"
+            )
         if session.type != self.session.type:
             raise CallError(f"this is a {self.session.type} session: a {session.type} session needs a call of its own")
         merged = deep_merge(self.session.to_wire(), session.to_wire(), replace=("turn_detection", "format"))

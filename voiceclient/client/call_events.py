@@ -66,3 +66,14 @@ class AudioSent(CallEvent):
     pcm: np.ndarray
     pts: int
     at: float
+
+
+@dataclass(frozen=True)
+class TranscriptTurn(CallEvent):
+    """A turn's words, once the other side speaks or the session ends: GPT-Live sends only transcript deltas
+    (no `.done`), and the call groups them into the user's and the assistant's turns."""
+
+    type: ClassVar[str] = "call.transcript"
+    role: Literal["user", "assistant"]
+    text: str
+    item_id: str

@@ -177,6 +177,31 @@ class CallsAPI:
             log.warning("create call: no Location header; hangup will not be possible")
         return CallAnswer(sdp=answer, call_id=call_id, location=location)
 
+    async def create_live_session(self, sdp: str, session: dict[str, Any]) -> CallAnswer:
+        """GPT-Live's `POST /live/sessions`: JSON `{session, transport: {type: "webrtc", sdp}}` -> `201` JSON
+        `{session: {id}, transport: {sdp}}` (the session's id is the call's)."""
+        body = {"session": session, "transport": {"type": "webrtc", "sdp": sdp}}
+        resp = await self._post("/live/sessions", json=body, headers=self._headers("application/json"))
+        if resp.status_code not in (200, 201):
+            error = error_from_response(resp)
+            if isinstance(error, NotFoundError):
+                error.message = f"POST {self._url('/live/sessions')}: {error.message}"
+                error.hint = base_url_hint(self.settings.base_url)
+            raise error.after(
+                self.retry.max_retries + 1 if self.retry.should_retry(resp.status_code, resp.headers) else 1
+            )
+        try:
+            data = resp.json()
+            answer, session_id = data["transport"]["sdp"], data["session"]["id"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise InvalidAnswerError(
+                f"the server answered HTTP {resp.status_code} but not with {{session: {{id}}, transport: {{sdp}}}}: "
+                f"{resp.text[:80]!r}"
+            ) from None
+        if not isinstance(answer, str) or not answer.lstrip().startswith("v="):
+            raise InvalidAnswerError(f"the server's transport.sdp is not an SDP answer: {str(answer)[:80]!r}")
+        return CallAnswer(sdp=answer, call_id=str(session_id), location="")
+
     async def hangup(self, call_id: str, *, retry: bool = True) -> None:
         """`POST /realtime/calls/{call_id}/hangup`: end a call from the HTTP side (`retry=False`: one attempt, as a
         call closing does: closing the peer connection ends the call too, and a server that is gone is not

@@ -1,6 +1,7 @@
 """One connection of a call and its handshake, the same for the first connection and every later one.
 
-    open the transport -> session.created -> session.update -> session.updated (or the error naming our update)
+    open the transport -> the family confirms the session (Realtime: session.created -> session.update ->
+    session.updated, or the error naming our update; GPT-Live: session.started)
     -> replay the conversation's items (`conversation.item.create` each, until each is done or refused)
 
 A `Connection` reads its own server events on a side queue while it listens (the handshake, the replay): a
@@ -17,8 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from voiceclient.client.family import AnyClientEvent, Family, RealtimeFamily
 from voiceclient.client.transport import Transport, TransportEvents
-from voiceclient.errors import ConnectionLostError, SessionNotConfirmedError, SessionUpdateError
+from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import AnySession
 
@@ -29,8 +31,9 @@ LogLine = Callable[[str, dict[str, Any]], None]  # (direction, event) into the c
 class Connection:
     """A transport plus what the call knows of its session: when it was made, its cap, what it was replayed."""
 
-    def __init__(self, transport: Transport, log_line: LogLine) -> None:
+    def __init__(self, transport: Transport, log_line: LogLine, family: Family | None = None) -> None:
         self.transport = transport
+        self.family = family or RealtimeFamily()
         self.created = time.monotonic()  # when this connection was begun (its recycle timer starts here)
         self.created_wall = time.time()
         self.expires_at: float | None = None  # the session's cap (unix time), from its session.created
@@ -55,15 +58,15 @@ class Connection:
 
     def on_message(self, message: str | bytes) -> None:
         if self._listening:
-            self._events.put_nowait(ev.parse_server_event(message))
+            self._events.put_nowait(self.family.decode(message))
 
     def stop_listening(self) -> None:
         """The call reads this connection's events from now on; the side queue is dropped."""
         self._listening = False
         self._events = asyncio.Queue()
 
-    def send(self, event: ev.ClientEvent) -> None:
-        wire = event.to_wire()
+    def send(self, event: AnyClientEvent) -> None:
+        wire = self.family.wire(event)
         self._log("client", wire)
         self.transport.send(json.dumps(wire, separators=(",", ":")))
 
@@ -73,35 +76,7 @@ class Connection:
         """Connect with `events` (which hand each server message to `on_message` too), confirm `session`; raises a
         `VoiceClientError` on any failure (the caller closes the transport)."""
         await self.transport.open(session, events)
-        try:
-            created = await self._next(lambda e: e.type == "session.created", timeout, "session.created")
-        except TimeoutError as exc:
-            raise ConnectionLostError(str(exc)) from None
-        if isinstance(created, ev.SessionCreated) and isinstance(created.session.get("expires_at"), (int, float)):
-            self.expires_at = float(created.session["expires_at"])
-        update = ev.SessionUpdate(session=session)
-        self.send(update)
-        wait = timeout if update_timeout is None else update_timeout
-        try:
-            reply = await self._next(
-                lambda e: (
-                    e.type == "session.updated" or (isinstance(e, ev.Error) and e.error.event_id == update.event_id)
-                ),
-                wait,
-                "session.updated",
-            )
-        except TimeoutError:
-            raise SessionNotConfirmedError(
-                f"the server did not confirm the session within {wait:g} s (no session.updated): the "
-                "instructions, voice, tools and turn detection asked for may not apply"
-            ) from None
-        if isinstance(reply, ev.Error):
-            raise SessionUpdateError(
-                f"the server refused the session: {reply.error.message}"
-                + (f" (param {reply.error.param})" if reply.error.param else "")
-            )
-        if isinstance(reply, ev.SessionUpdated):
-            self.effective_session = reply.session
+        await self.family.confirm(self, session, timeout, timeout if update_timeout is None else update_timeout)
 
     async def replay(self, items: list[ev.Item], timeout: float) -> None:
         """Create `items` (those not replayed yet) on this connection and wait until each is done or refused, no
@@ -115,7 +90,7 @@ class Connection:
         while waiting:
             left = max(0.0, deadline - time.monotonic())
             try:
-                event = await self._next(
+                event = await self.next_event(
                     lambda e: (
                         (isinstance(e, ev.ConversationItemDone) and e.item.id in waiting.values())
                         or (isinstance(e, ev.Error) and e.error.event_id in waiting)
@@ -135,7 +110,7 @@ class Connection:
                 for request in [k for k, v in waiting.items() if v == event.item.id]:
                     del waiting[request]
 
-    async def _next(
+    async def next_event(
         self, accept: Callable[[ev.ReceivedServerEvent], bool], timeout: float, what: str
     ) -> ev.ReceivedServerEvent:
         """The next listened event `accept` takes; TimeoutError after `timeout`, ConnectionLostError on a loss."""

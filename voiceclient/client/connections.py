@@ -27,6 +27,7 @@ import numpy as np
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.call_events import CallEvent, CallFailed, CallStatus, ConnectionChanged
 from voiceclient.client.connection import Connection
+from voiceclient.client.family import Family
 from voiceclient.client.history import ConversationHistory
 from voiceclient.client.options import Continuity
 from voiceclient.client.settings import ClientSettings
@@ -55,6 +56,8 @@ class Conversation(Protocol):
     def history(self) -> ConversationHistory: ...
     @property
     def turns(self) -> TurnState: ...
+    @property
+    def family(self) -> Family: ...
 
     def quiet_since(self) -> float | None:
         """None while something is under way (a response, the user speaking, a tool), else when the last thing
@@ -134,6 +137,7 @@ class ConnectionManager:
         self._last_media: float | None = None
         self._idle_frames = 0  # frames received while no response audio was playing (a server that streams on)
         self._started = False  # the call is connected: a loss from now on is reconnected (or fails the call)
+        self._ending = False  # the call is ending its session: a loss is not replaced
         self._ended_by_server: str | None = None
         self._tasks = TaskOwner("connections")
 
@@ -153,7 +157,7 @@ class ConnectionManager:
     def _replay_items(self) -> list[ev.Item]:
         """What a new connection is given of the conversation: its history; nothing in a transcription session,
         which has no conversation to carry over (it refuses `conversation.item.create`)."""
-        if self._conversation.session.type == "transcription":
+        if self._conversation.session.type == "transcription" or not self._conversation.family.replays:
             return []
         return self._conversation.history.replay_items()
 
@@ -186,6 +190,11 @@ class ConnectionManager:
         conn.transport.set_source(self._conversation.source)
         if self.continuity.recycle_after is not None or conn.expires_at is not None:
             self._tasks.spawn(self._recycle_loop(), "recycle")
+
+    def ending(self) -> None:
+        """The call is ending its session (GPT-Live's `session.close`): a connection lost from now on is not
+        replaced, and a recycle does not begin."""
+        self._ending = True
 
     async def close(self) -> None:
         """Stop the watches and any reconnection or recycle under way, hang every connection up. Idempotent."""
@@ -223,14 +232,15 @@ class ConnectionManager:
         ):
             raise CallError("this call was given one transport and no transport_factory: it cannot reconnect")
         liveness = self.continuity.media_timeout  # a server silent this long is lost, whichever the transport
+        family = self._conversation.family
         if self.settings.transport == "websocket":
-            return WebSocketTransport(self.settings, liveness)
+            return WebSocketTransport(self.settings, liveness, family)
         if self.settings.transport == "auto":
-            return AutoTransport(self.settings, liveness)
-        return WebRTCTransport(self.settings)
+            return AutoTransport(self.settings, liveness, family)
+        return WebRTCTransport(self.settings, family)
 
     def _connection(self) -> Connection:
-        return Connection(self._make_transport(), self._conversation.log_line)
+        return Connection(self._make_transport(), self._conversation.log_line, self._conversation.family)
 
     def heard(self, at: float) -> None:
         """Audio came from the connection carrying the call at `at` (the media watch's evidence)."""
@@ -330,8 +340,8 @@ class ConnectionManager:
     def _connection_lost(self, conn: Connection, reason: str) -> None:
         if conn is not self.current or conn.transport in self._lost:
             return
-        if not self._started or self._tasks.closed:  # the first handshake raises it itself; or the call is closing
-            return
+        if not self._started or self._tasks.closed or self._ending:  # the first handshake raises it itself; or the
+            return  # call is closing
         self._lost.add(conn.transport)
         attempts = self._policy.attempts
         expired = reason.startswith("the server ended the session") and "session_expired" in reason
@@ -388,7 +398,7 @@ class ConnectionManager:
         """When the current connection should be replaced (monotonic time), or None: `recycle_after` from when that
         connection was made, and before its cap at the latest."""
         conn = self.current
-        if conn is None:
+        if conn is None or self._ending:
             return None
         due: list[float] = []
         if self.continuity.recycle_after is not None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from voiceclient.audio.sources import AudioSource
+from voiceclient.client.family import Family
 from voiceclient.client.settings import ClientSettings
 from voiceclient.client.transport import Transport, TransportEvents, WebRTCTransport
 from voiceclient.client.websocket import WebSocketTransport
@@ -27,8 +28,9 @@ def first_sentence(text: str) -> str:
 class AutoTransport(Transport):
     """One connection, over WebRTC if it comes up in time, else over WebSocket; `fallback` says why it fell back."""
 
-    def __init__(self, settings: ClientSettings, liveness: float = 30.0) -> None:
+    def __init__(self, settings: ClientSettings, liveness: float = 30.0, family: Family | None = None) -> None:
         self.settings = settings
+        self.family = family
         self.liveness = liveness  # the WebSocket's (see WebSocketTransport)
         self.lost = asyncio.get_running_loop().create_future()
         self.chosen: Transport | None = None
@@ -41,14 +43,14 @@ class AutoTransport(Transport):
 
     async def open(self, session: AnySession, events: TransportEvents) -> None:
         deadline = min(self.settings.connect_timeout, WEBRTC_DEADLINE)
-        webrtc = WebRTCTransport(self.settings.model_copy(update={"connect_timeout": deadline}))
+        webrtc = WebRTCTransport(self.settings.model_copy(update={"connect_timeout": deadline}), self.family)
         try:
             await webrtc.open(session, events)
         except ConnectionLostError as exc:
             await webrtc.close()  # hangs the WebRTC call up: it exists on the server
             self.fallback = str(exc)
             log.info("WebRTC did not come up (%s); trying the WebSocket", exc)
-            chosen: Transport = WebSocketTransport(self.settings, self.liveness)
+            chosen: Transport = WebSocketTransport(self.settings, self.liveness, self.family)
             try:
                 await chosen.open(session, events)  # (it cleans up if it fails)
             except VoiceClientError as ws:  # neither way in: a connection failure, with both reasons

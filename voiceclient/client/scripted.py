@@ -35,7 +35,8 @@ class ScriptedTransport(Transport):
     events and assert on `sent`. The call's own turn rules run unchanged, in milliseconds, with no peer and no
     audio. `on_client_event` answers what the client sends; `confirm_session` answers each `session.update`
     with `session.updated` (the session merged); `echo_items` answers each `conversation.item.create` with
-    `conversation.item.added` and `.done`; `fail_open` makes `open` fail with that reason.
+    `conversation.item.added` and `.done`; `fail_open` makes `open` fail with that reason; `live` plays a GPT-Live
+    session (`session.started` on open).
     """
 
     def __init__(
@@ -46,12 +47,14 @@ class ScriptedTransport(Transport):
         echo_items: bool = False,
         fail_open: str | None = None,
         call_id: str = "rtc_scripted",
+        live: bool = False,
     ) -> None:
         self.on_client_event = on_client_event
         self.confirm_session = confirm_session
         self.echo_items = echo_items  # answer each conversation.item.create with item.added and item.done
         self.fail_open = fail_open  # open() fails with this reason (a server that cannot be reached)
         self.call_id = call_id
+        self.live = live  # a GPT-Live session: `session.started` on open, nothing to confirm after it
         self.lost = asyncio.get_running_loop().create_future()
         self.sent: list[dict[str, Any]] = []  # every client event, decoded, in order
         self.emitted: list[dict[str, Any]] = []  # every server event delivered to the call
@@ -68,8 +71,12 @@ class ScriptedTransport(Transport):
         if self.fail_open is not None:
             raise ConnectionLostError(self.fail_open)
         self._events = events
-        self.session = {"object": "realtime.session", "id": new_id("sess"), **session.to_wire()}
         self.opened = True
+        if self.live:
+            self.session = {"id": new_id("live"), "model": getattr(session, "model", None), "status": "active"}
+            self.emit({"type": "session.started", "session": self.session})
+            return
+        self.session = {"object": "realtime.session", "id": new_id("sess"), **session.to_wire()}
         self.emit({"type": "session.created", "session": self.session})
 
     # ------------------------------------------------------------------------------------------ the server's side

@@ -17,6 +17,7 @@ from voiceclient.protocol.validation import deep_merge, read_object_file, valida
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TransportName = Literal["auto", "webrtc", "websocket"]
+ApiName = Literal["auto", "realtime", "live"]
 NO_KEY = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
 CREDENTIAL_HEADERS = ("authorization", "api-key")  # a key carried in `headers` instead (Azure's api-key, the SDK's)
 
@@ -29,6 +30,8 @@ class ClientSettings(BaseModel):
     base_url: str = DEFAULT_BASE_URL
     # "auto": WebRTC (`/realtime/calls`), or one WebSocket session when ICE does not connect in ~3 s (UDP blocked)
     transport: TransportName = "auto"
+    # The voice API: "auto" is GPT-Live (`/live/sessions`) for a `gpt-live-*` model, else the Realtime API
+    api: ApiName = "auto"
     api_key: str | None = Field(default=None, repr=False)
     ice_servers: list[str] = Field(default_factory=list)
     http_timeout: float = Field(default=20.0, gt=0)

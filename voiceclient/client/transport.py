@@ -19,6 +19,7 @@ import numpy as np
 
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.client.calls_api import CallsAPI
+from voiceclient.client.family import Family, RealtimeFamily
 from voiceclient.client.settings import ClientSettings
 from voiceclient.errors import InvalidAnswerError, VoiceClientError
 from voiceclient.protocol.session import AnySession
@@ -82,12 +83,14 @@ class Transport(abc.ABC):
 
 
 class WebRTCTransport(Transport):
-    """The Realtime API over WebRTC: `POST /v1/realtime/calls` with our offer, then media and `oai-events`."""
+    """A voice API over WebRTC: the family's create call with our offer (the Realtime API's `POST
+    /v1/realtime/calls`, GPT-Live's `POST /v1/live/sessions`), then media and `oai-events`."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, family: Family | None = None) -> None:
         import voiceclient.rtc.peer  # noqa: F401  aiortc is imported when a call is made, not with the package
 
         self.settings = settings
+        self.family = family or RealtimeFamily()
         self.lost = asyncio.get_running_loop().create_future()
         self._api: CallsAPI | None = None
         self._peer: Peer | None = None
@@ -109,7 +112,7 @@ class WebRTCTransport(Transport):
         peer.lost.add_done_callback(self._peer_lost)
         offer = await peer.create_offer()
         self._api = CallsAPI(self.settings)
-        answer = await self._api.create_call(offer, session)
+        answer = await self.family.create(self._api, offer, session)
         self.call_id = answer.call_id
         log.info("call %s: SDP answer received", self.call_id or "?")
         try:
@@ -148,7 +151,7 @@ class WebRTCTransport(Transport):
         self._closed = True
         if self._api is not None and self.call_id:
             try:
-                await asyncio.wait_for(self._api.hangup(self.call_id, retry=False), 5)
+                await asyncio.wait_for(self.family.hangup(self._api, self.call_id), 5)
             except (TimeoutError, VoiceClientError) as exc:
                 log.info("hangup of %s: %s", self.call_id, exc)
         if self._reader is not None:

@@ -32,6 +32,7 @@ from voiceclient.audio.format import API_RATE, FRAME_MS, RTP_FRAME, RTP_RATE, sa
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sources import AudioSource, SilenceSource
 from voiceclient.audio.wire import WireDecoder, WireEncoder
+from voiceclient.client.family import Family, RealtimeFamily
 from voiceclient.client.settings import ClientSettings, base_url_hint
 from voiceclient.client.transport import FrameTap, MessageTap, Transport, TransportEvents
 from voiceclient.errors import (
@@ -131,10 +132,12 @@ class WebSocketTransport(Transport):
 
     plays_audio = True
 
-    def __init__(self, settings: ClientSettings, liveness: float = 30.0) -> None:
+    def __init__(self, settings: ClientSettings, liveness: float = 30.0, family: Family | None = None) -> None:
         """`liveness`: a server silent this long, not even answering a ping, is lost (a call passes its
-        `media_timeout`: over WebRTC the audio that stops says it, over a WebSocket only the pings can)."""
+        `media_timeout`: over WebRTC the audio that stops says it, over a WebSocket only the pings can). `family`:
+        the voice API (the Realtime API's, or GPT-Live's: `/live/sessions`, `session.start` first)."""
         self.settings = settings
+        self.family = family or RealtimeFamily()
         self.liveness = liveness
         self.lost = asyncio.get_running_loop().create_future()
         self._tasks = TaskOwner("websocket transport")
@@ -168,7 +171,7 @@ class WebSocketTransport(Transport):
         from voiceclient.audio.tracks import OutboundTrack  # the pacing WebRTC uses; aiortc only when a call is made
 
         self._events = events
-        url = websocket_url(self.settings.base_url, session)
+        url = self.family.websocket_url(self.settings.base_url, session)
         headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
         deadline = self.settings.connect_timeout
@@ -179,7 +182,7 @@ class WebSocketTransport(Transport):
                     headers=headers,
                     max_msg_size=MAX_MESSAGE,
                     heartbeat=self.liveness / 1.5,
-                    protocols=("realtime",),
+                    protocols=self.family.websocket_subprotocols,
                     timeout=aiohttp.ClientWSTimeout(ws_close=5),
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -191,6 +194,8 @@ class WebSocketTransport(Transport):
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
         log.info("websocket session: connected to %s", url)
+        for first in self.family.websocket_start(session):  # (GPT-Live: session.start, before anything else)
+            await self._ws.send_str(first)
         await self._first(events.on_server_message)
         self._track = track = OutboundTrack(self._source, on_frame=events.on_sent_audio)
         self._tasks.spawn(self._write(), "writer")
@@ -219,7 +224,7 @@ class WebSocketTransport(Transport):
             if error.get("code") == "invalid_api_key":
                 raise AuthenticationError(text, status=401, code="invalid_api_key")
             raise APIConnectionError(text)
-        if event.get("type") == "session.created":
+        if event.get("type") in ("session.created", "session.started"):
             self.call_id = str((event.get("session") or {}).get("id") or "") or None
         self._take(message.data)
         on_message(message.data)
@@ -269,8 +274,10 @@ class WebSocketTransport(Transport):
         except json.JSONDecodeError:
             return
         kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "response.output_audio.delta":
-            response_id = str(event.get("response_id", ""))
+        if kind == self.family.audio_delta:
+            response_id = str(event.get("response_id", self.family.name))
+            if "response_id" not in event:  # GPT-Live's audio belongs to no response: it is done once heard
+                self._playout.finished.add(response_id)
             if response_id not in self._cleared:
                 idle = not self._playout.parts
                 self._playout.push(response_id, str(event.get("item_id", "")), self._decode(event.get("delta", "")))
@@ -282,6 +289,9 @@ class WebSocketTransport(Transport):
             audio = (event.get("session") or {}).get("audio") or {}
             self._input_format = (audio.get("input") or {}).get("format") or self._input_format
             self._output_format = (audio.get("output") or {}).get("format") or self._output_format
+        elif kind == "session.started":  # GPT-Live: one format, both ways
+            audio = (event.get("session") or {}).get("audio") or {}
+            self._input_format = self._output_format = audio.get("format") or self._input_format
 
     def _decode(self, delta: str) -> np.ndarray:
         try:
@@ -346,7 +356,7 @@ class WebSocketTransport(Transport):
             pcm48 = np.frombuffer(memoryview(frame.planes[0]), np.int16, count=frame.samples)
             pcm24 = self._to_api.process(pcm48)
             audio = self._encoder.encode_base64(pcm24, self._input_format)
-            self.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            self.send(json.dumps({"type": self.family.audio_append, "audio": audio}))
 
     def send(self, text: str) -> None:
         if self._ws is None or self._ws.closed or self._closed:

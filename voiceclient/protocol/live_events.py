@@ -459,3 +459,35 @@ def error_event(exc: ProtocolError) -> Error:
         client_event_id=exc.event_id,
     )
     return Error(error=detail, client_event_id=exc.event_id)
+
+
+# ----------------------------------------------------------------------------------------------- the client's side
+LiveServerEvent = Union[
+    ResponseEvent,
+    SessionStarted,
+    SessionUpdated,
+    SessionClosed,
+    SessionUsageUpdated,
+    InputAudioMuted,
+    InputAudioUnmuted,
+    InstructionsAppended,
+    ThinkingAppended,
+    CommentaryAppended,
+    InputTranscriptDelta,
+    OutputTranscriptDelta,
+    OutputAudioDelta,
+    DelegationCreated,
+]
+SERVER_CLASSES: dict[str, type[ServerEvent]] = {
+    typing.get_args(cls.model_fields["type"].annotation)[0]: cls for cls in typing.get_args(LiveServerEvent)
+}
+
+
+def parse_server_event(data: dict[str, Any]) -> ServerEvent | None:
+    """A server event the client reads, as its model; None when its type is not one of `SERVER_CLASSES` (`error`
+    is the caller's: its envelope is the Realtime API's). Fields the model does not know are dropped, not refused
+    (the real service may add some); a known field of the wrong shape raises pydantic's ValidationError."""
+    cls = SERVER_CLASSES.get(str(data.get("type")))
+    if cls is None:
+        return None
+    return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})

@@ -71,7 +71,7 @@ ToolResultHook = Callable[[str, str, str, float], None]  # (name, arguments, out
 class ResponseRequester(Protocol):
     """Where the runner asks for the next response (the call's `TurnState`)."""
 
-    def request_response(self, retry: bool = True) -> ev.ResponseCreate: ...
+    def request_response(self, retry: bool = True) -> object: ...
 
 
 @dataclasses.dataclass
@@ -130,13 +130,22 @@ class ToolRunner:
         dispatcher.on(ev.ConversationItemDone, self.on_item_done)
 
     def on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
-        if not self._closed:
-            self._start(event.response_id, event.call_id, event.name or "", event.arguments)
+        self.function_call(event.response_id, event.call_id, event.name or "", event.arguments)
 
     def on_response_done(self, event: ev.ResponseDone) -> None:
-        calls = self._responses.get(event.response.id or "")
+        self.response_finished(event.response.id or "", event.response.status)
+
+    def function_call(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
+        """The model called a function in `response_id` (the Realtime API's event, or a call delegated to a
+        Responses backend in GPT-Live): run it and answer it."""
+        if not self._closed:
+            self._start(response_id, call_id, name, arguments)
+
+    def response_finished(self, response_id: str, status: str | None) -> None:
+        """`response_id` is over (`completed`, or not): once its calls are answered, it is continued once."""
+        calls = self._responses.get(response_id)
         if calls is not None and not self._closed:
-            calls.done_status = event.response.status
+            calls.done_status = status
             self._maybe_continue(calls)
 
     def on_speech_started(self, event: ev.SpeechStarted) -> None:
