@@ -126,10 +126,7 @@ class RealtimeFamily(Family):
                 "instructions, voice, tools and turn detection asked for may not apply"
             ) from None
         if isinstance(reply, ev.Error):
-            raise SessionUpdateError(
-                f"the server refused the session: {reply.error.message}"
-                + (f" (param {reply.error.param})" if reply.error.param else "")
-            )
+            raise _refused(reply)
         if isinstance(reply, ev.SessionUpdated):
             conn.effective_session = reply.session
 
@@ -216,10 +213,7 @@ class LiveFamily(Family):
                 f"the server did not start the GPT-Live session within {wait:g} s (no session.started)"
             ) from None
         if isinstance(started, ev.Error):
-            raise SessionUpdateError(
-                f"the server refused the session: {started.error.message}"
-                + (f" (param {started.error.param})" if started.error.param else "")
-            )
+            raise _refused(started)
         if isinstance(started, live.SessionStarted):
             conn.effective_session = started.session
 
@@ -294,3 +288,9 @@ def family_for(settings: ClientSettings, session: AnySession) -> Family:
         model = session.model if isinstance(session, SessionConfig) else None
         api = "live" if (model or "").startswith(LIVE_MODEL_PREFIX) else "realtime"
     return LiveFamily() if api == "live" else RealtimeFamily()
+
+
+def _refused(reply: ev.Error) -> SessionUpdateError:
+    """The session asked for was refused: the server's reason, and the field it names."""
+    param = f" (param {reply.error.param})" if reply.error.param else ""
+    return SessionUpdateError(f"the server refused the session: {reply.error.message}{param}")
