@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import wave
 from pathlib import Path
@@ -93,12 +94,15 @@ async def test_the_speaker_plays_what_it_receives(pulse, tmp_path: Path) -> None
         speaker.close()
     with wave.open(str(out)) as w:
         heard = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    # Nothing trimmed: paced input never exceeds the cap. A busy machine can hold up this loop or the device's
+    # callback thread (which then catches up faster than audio arrives) past what the speaker holds (40 ms, half
+    # of it at the low point of a frame's cycle): audio that came late is a cut, which the speaker must count.
+    # Each counted cut may split the tone, by a short hole; nothing else may.
     spans = loud_spans(heard, 48000)
-    assert len(spans) == 1, spans
-    start, end = spans[0]
-    assert 0.9 < end - start < 1.15
+    said = f"spans {spans}, speaker (gaps, trimmed, device stalls) {stats}, this loop's stalls {stalls}"
+    assert stats[1] == 0, said
+    assert spans and len(spans) - 1 <= stats[0] + stats[2], said
+    assert all(b[0] - a[1] < 0.1 for a, b in itertools.pairwise(spans)), said
+    start, end = spans[0][0], spans[-1][1]
+    assert 0.9 < end - start < 1.15, said
     assert abs(dominant_frequency(heard[int(start * 48000) + 2400 : int(end * 48000) - 2400], 48000) - 880) < 3
-    # No cut, nothing trimmed: paced input neither runs out nor exceeds the cap. A busy machine can stall this loop
-    # past the prebuffer, or the device's callback thread (which then catches up faster than audio arrives): audio
-    # that came late is a gap, and the speaker must count it (at most one a stall).
-    assert stats[1] == 0 and stats[0] <= stalls + stats[2], (stats, stalls)
