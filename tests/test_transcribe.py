@@ -30,10 +30,10 @@ from voiceclient import (
 from voiceclient.app.cli import TRANSCRIBE_MODEL, build_parser, main, transcription_session
 from voiceclient.app.transcribe import TranscriptLines, transcribe
 from voiceclient.audio.format import RTP_RATE, tone
+from voiceclient.client.family import websocket_url
 from voiceclient.client.options import Continuity, ReconnectPolicy, Recording
 from voiceclient.client.scripted import ScriptedTransport
 from voiceclient.client.settings import TransportName
-from voiceclient.client.websocket import websocket_url
 from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.server import RealtimeServer

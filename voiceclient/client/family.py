@@ -24,7 +24,7 @@ from voiceclient.client.settings import ClientSettings
 from voiceclient.errors import CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol import live_events as live
-from voiceclient.protocol.session import AnySession, SessionConfig
+from voiceclient.protocol.session import AnySession, SessionConfig, TranscriptionSessionConfig
 
 if TYPE_CHECKING:
     from voiceclient.client.calls_api import CallAnswer, CallsAPI
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from voiceclient.client.history import ConversationHistory
 
 log = logging.getLogger(__name__)
+DEFAULT_MODEL = "gpt-realtime"  # the Realtime model a WebSocket asks for when the session names none
 LIVE_MODEL_PREFIX = "gpt-live"
 CLOSE_TIMEOUT = 3.0  # how long a GPT-Live close waits for `session.closed`
 DELEGATION_MODEL = "gpt-5-mini"  # the Responses backend of a session with tools (our choice, not the API's default)
@@ -142,8 +143,6 @@ class RealtimeFamily(Family):
         await api.hangup(call_id, retry=False)
 
     def websocket_url(self, base_url: str, session: AnySession) -> str:
-        from voiceclient.client.websocket import websocket_url
-
         return websocket_url(base_url, session)
 
 
@@ -294,3 +293,14 @@ def _refused(reply: ev.Error) -> SessionUpdateError:
     """The session asked for was refused: the server's reason, and the field it names."""
     param = f" (param {reply.error.param})" if reply.error.param else ""
     return SessionUpdateError(f"the server refused the session: {reply.error.message}{param}")
+
+
+def websocket_url(base_url: str, session: AnySession) -> str:
+    """`https://api.openai.com/v1` -> `wss://api.openai.com/v1/realtime?model=M` (http -> ws likewise); a
+    transcription session has no model: `?intent=transcription`."""
+    base = base_url.rstrip("/")
+    if base.startswith("http"):
+        base = "ws" + base[4:]
+    if isinstance(session, TranscriptionSessionConfig):
+        return f"{base}/realtime?intent=transcription"
+    return f"{base}/realtime?model={session.model or DEFAULT_MODEL}"

@@ -44,26 +44,14 @@ from voiceclient.errors import (
     ServerError,
     VoiceClientError,
 )
-from voiceclient.protocol.session import AnySession, TranscriptionSessionConfig
+from voiceclient.protocol.session import AnySession
 from voiceclient.tasks import TaskOwner
 
 if TYPE_CHECKING:
     import aiohttp  # imported when a session is opened, not with the package (start-up time)
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = "gpt-realtime"
 MAX_MESSAGE = 32 * 1024 * 1024  # an answer's delta can be large when the server sends it in one burst
-
-
-def websocket_url(base_url: str, session: AnySession) -> str:
-    """`https://api.openai.com/v1` -> `wss://api.openai.com/v1/realtime?model=M` (http -> ws likewise); a
-    transcription session has no model: `?intent=transcription`."""
-    base = base_url.rstrip("/")
-    if base.startswith("http"):
-        base = "ws" + base[4:]
-    if isinstance(session, TranscriptionSessionConfig):
-        return f"{base}/realtime?intent=transcription"
-    return f"{base}/realtime?model={session.model or DEFAULT_MODEL}"
 
 
 def _tick(wake: asyncio.Future[bool]) -> None:
