@@ -242,6 +242,19 @@ class Peer:
         self._closed = True
         for impaired in self.impaired:  # the goodbye reaches the client, whatever the emulated network
             await impaired.drain()
-        await self.pc.close()
+        await close_peer_connection(self.pc)
         for impaired in self.impaired:
             await impaired.close()
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close `pc` so that cancelling the caller cannot break aiortc's own close.
+
+    Once every DTLS transport has closed, aiortc starts `pc.close()` in a task of its own; a second
+    `close()` awaits that task's future, and cancelling that second caller (a shutdown timeout, a torn
+    down task group) cancels the shared future. aiortc's task then fails on `set_result` and is
+    garbage collected with "Task exception was never retrieved", whose logged traceback runs
+    `ast.parse` inside a finalizer (CPython 3.11 broke a test's own `ast.parse` this way in CI).
+    The shield keeps the shared future out of our cancellation.
+    """
+    await asyncio.shield(pc.close())

@@ -22,7 +22,7 @@ from voiceclient.audio.format import API_RATE, RTP_RATE
 from voiceclient.audio.resample import Resampler
 from voiceclient.audio.sinks import ConversationRecorder
 from voiceclient.audio.tracks import InboundReader, OutboundTrack
-from voiceclient.rtc.peer import AnswerShape, Peer
+from voiceclient.rtc.peer import AnswerShape, Peer, close_peer_connection
 from voiceclient.server.edge import SessionPort
 from voiceclient.server.inbox import ClientMessage, ConnectionLost, ConnectionOpened, ConnectTimeout
 from voiceclient.server.network import CallNetwork
@@ -132,7 +132,7 @@ class CallEdge:
             self.peer.channel.close()
 
     async def drop(self) -> None:
-        await self.peer.pc.close()  # no hangup, no goodbye: the client just loses us
+        await close_peer_connection(self.peer.pc)  # no hangup, no goodbye: the client just loses us
 
     async def close(self) -> None:
         if self._closed:
