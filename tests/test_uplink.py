@@ -16,7 +16,8 @@ from voiceclient.audio.format import dominant_frequency
 from voiceclient.audio.sources import BufferSource, WavSource
 from voiceclient.audio.switching import SwitchingEncoder
 from voiceclient.audio.tracks import OutboundTrack
-from voiceclient.rtc.inline import MonoOpusEncoder
+from voiceclient.rtc import uplink
+from voiceclient.rtc.inline import FEC_BITRATE, OPUS_BITRATE, MonoOpusEncoder
 from voiceclient.rtc.peer import Peer
 from voiceclient.rtc.uplink import CLEAN, PROTECTED, UplinkPolicy, expected_loss_percent
 
@@ -125,6 +126,21 @@ def test_protected_packets_carry_fec_and_clean_ones_none_with_continuous_timesta
     protected = [i for i in range(100 + switching.PROTECT_DEADLINE, 200) if voiced[i] and voiced[i - 1]]
     assert len(protected) > 30 and sum(has_fec[i] for i in protected) >= 0.9 * len(protected)
     assert not any(has_fec[:100]) and not any(has_fec[200 + switching.CLEAN_DEADLINE :])
+
+
+@pytest.mark.parametrize("loss_percent", [uplink.MIN_PERCENT, 10, uplink.MAX_PERCENT])
+def test_the_protected_stream_carries_fec_at_every_loss_the_policy_asks_for(loss_percent: int) -> None:
+    """libopus codes in-band FEC only when the bitrate covers it: at 32 kbit/s it coded none below 6 % expected
+    loss, so a stream protected for 2-3 % loss (the policy's 5 %) carried no FEC at all."""
+    pcm = speech(6.0)
+    frames = pcm.size // FRAME
+    encoder = SwitchingEncoder(OPUS_BITRATE, FEC_BITRATE)
+    packets = []
+    for i in range(frames):
+        packets += encoder.encode(pcm[i * FRAME : (i + 1) * FRAME], True, loss_percent)[0]
+    voiced = [np.sqrt(np.mean(pcm[i * FRAME : (i + 1) * FRAME].astype(float) ** 2)) > 300 for i in range(frames)]
+    spoken = [i for i in range(1, frames) if voiced[i] and voiced[i - 1]]
+    assert len(spoken) > 50 and sum(opus.packet_has_fec(packets[i]) for i in spoken) >= 0.9 * len(spoken)
 
 
 def test_a_switch_mid_tone_neither_cuts_nor_doubles_and_does_not_click() -> None:
