@@ -100,16 +100,10 @@ async def live_session(server: RealtimeServer, **session: Any) -> AsyncIterator[
         await client.close()
 
 
-@pytest.fixture
-async def live_server() -> AsyncIterator[RealtimeServer]:
-    async with RealtimeServer(port=0) as server:
-        yield server
-
-
-async def test_the_sdk_starts_a_session_speaks_hears_the_echo_and_closes(live_server: RealtimeServer) -> None:
+async def test_the_sdk_starts_a_session_speaks_hears_the_echo_and_closes(server: RealtimeServer) -> None:
     speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
     session = {"instructions": "Be brief.", "audio": {"output": {"voice": "cedar"}}}
-    async with live_session(live_server, **session) as (conn, wire, started):
+    async with live_session(server, **session) as (conn, wire, started):
         resource = started.session
         assert resource.id.startswith("live_") and resource.model == "gpt-live-1" and resource.status == "active"
         assert resource.instructions == "Be brief." and resource.audio.output.voice == "cedar"
@@ -137,7 +131,7 @@ async def test_the_sdk_starts_a_session_speaks_hears_the_echo_and_closes(live_se
         with pytest.raises(ConnectionClosed) as ended:  # then the server closes the socket
             await wire.recv(timeout=5)
         assert ended.value.rcvd is not None and ended.value.rcvd.code == 1000
-    assert live_server.history[-1].closed.is_set()
+    assert server.history[-1].closed.is_set()
 
 
 async def test_the_user_speaking_stops_the_answers_audio() -> None:
@@ -159,13 +153,13 @@ async def test_the_user_speaking_stops_the_answers_audio() -> None:
             await wire.until("session.closed", timeout=20)
 
 
-async def test_g711_and_16_khz_sessions_take_and_give_audio_in_their_format(live_server: RealtimeServer) -> None:
+async def test_g711_and_16_khz_sessions_take_and_give_audio_in_their_format(server: RealtimeServer) -> None:
     speech = load_audio(FIXTURES / "speech" / "sentence_1.wav", API_RATE)
     for fmt, rate, law, width in (
         ({"type": "audio/pcmu"}, 8000, "ulaw", 1),
         ({"type": "audio/pcm", "rate": 16000}, 16000, None, 2),
     ):
-        async with live_session(live_server, audio={"format": fmt}) as (_, wire, started):
+        async with live_session(server, audio={"format": fmt}) as (_, wire, started):
             assert started.session.audio.format.rate == rate
             pcm = resample(np.concatenate([silence(0.3), speech, silence(1.0)]), API_RATE, rate)
             await wire.append(pcm, rate=rate, law=law)
@@ -176,9 +170,9 @@ async def test_g711_and_16_khz_sessions_take_and_give_audio_in_their_format(live
 
 
 async def test_mute_instructions_and_thinking_are_acknowledged_with_the_clients_ids(
-    live_server: RealtimeServer,
+    server: RealtimeServer,
 ) -> None:
-    async with live_session(live_server) as (conn, wire, _):
+    async with live_session(server) as (conn, wire, _):
         await conn.session.input_audio.mute(event_id="m1")
         muted = await wire.recv()
         assert muted.type == "session.input_audio.muted" and muted.client_event_id == "m1"
@@ -313,9 +307,9 @@ async def test_the_sdk_drives_the_responses_tool_loop_by_hand(tmp_path: Any) -> 
 
 
 async def test_errors_before_start_for_unknown_events_and_for_a_model_that_is_not_live(
-    live_server: RealtimeServer,
+    server: RealtimeServer,
 ) -> None:
-    client = sdk(live_server)
+    client = sdk(server)
     try:
         async with client.live.connect() as conn:
             wire = LiveWire(conn)

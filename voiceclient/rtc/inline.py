@@ -15,10 +15,10 @@ decodes to two full-level channels, so nothing is lost on the way. On a clean pa
 mode at 64 kbit/s: 2.5 ms of look-ahead instead of VoIP's 6.5 ms, and the cheapest to encode (per 20 ms frame of
 speech, libopus through ctypes: 63-75 us; VoIP 136 us, its SILK layer costs more than CELT). But CELT packets
 cannot carry in-band FEC, so while the far end's RTCP reports loss (`voiceclient.rtc.uplink`) the encoder moves to
-VoIP at the same 64 kbit/s with FEC (at 32, libopus coded no FEC for under 6 % loss), and back after 10 s without loss, at quiet frames
-(`voiceclient.audio.switching`). Under 5 % random loss the far end then rebuilds most lost frames: 20.7 dB SNR
-against the loss-free decode, where low-delay with concealment gets 9.6 dB. Received audio is decoded to one
-channel directly.
+VoIP at the same 64 kbit/s with FEC (at 32, libopus coded no FEC for under 6 % loss), and back after 10 s
+without loss, at quiet frames (`voiceclient.audio.switching`). Under 5 % random loss the far end then rebuilds
+most lost frames: 20.7 dB SNR against the loss-free decode, where low-delay with concealment gets 9.6 dB.
+Received audio is decoded to one channel directly.
 
 Like the jitter buffer, this replaces private parts of aiortc's sender and receiver (aiortc's minor version is
 pinned; `tests/test_inline.py` fails if they move). The audio level header carries the values aiortc computes.
