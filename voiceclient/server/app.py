@@ -20,6 +20,8 @@
 - `GET /v1/live/sessions` (WebSocket): a GPT-Live session (`server/live.py`). Nothing is sent before the client's
   first message, which must be `session.start`; a bad one is answered with an `error` and the socket waits for
   another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
+- `POST /v1/live/sessions/{id}/hangup`: 200, the session ends (`session.closed`); 404 for an unknown session.
+- `GET /v1/live/sessions/{id}/attach` (WebSocket): the sideband of a GPT-Live session, greeted with `session.started`.
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
@@ -173,6 +175,8 @@ class RealtimeServer:
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
         self.app.router.add_get("/v1/live/sessions", self.live_websocket)
         self.app.router.add_post("/v1/live/sessions", self.create_live_session)
+        self.app.router.add_post("/v1/live/sessions/{session_id}/hangup", self.live_hangup)
+        self.app.router.add_get("/v1/live/sessions/{session_id}/attach", self.live_sideband)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -221,6 +225,13 @@ class RealtimeServer:
         """A live WebRTC call of the Realtime API (what its hangup and sideband reach), or None."""
         call = self.calls.get(call_id)
         return call if call is not None and call.dialect is REALTIME else None
+
+    def live_session(self, session_id: str) -> ServerSession:
+        """A GPT-Live session under way, over either transport (what its hangup and sideband reach), or 404."""
+        session = self.live.get(session_id)
+        if session is None or not isinstance(session.dialect, LiveDialect):
+            raise ProtocolError(f"Session {session_id!r} not found.", "session_not_found", "session_id", status=404)
+        return session
 
     @property
     def sessions(self) -> dict[str, ServerSession]:
@@ -603,6 +614,21 @@ class RealtimeServer:
         if call is None:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)
+
+    async def live_hangup(self, request: web.Request) -> web.Response:
+        """`POST /v1/live/sessions/{id}/hangup`: the session ends as if the client had closed it (`session.closed`,
+        `close_requested`, to the client and every sideband). OpenAI documents it for SIP calls; `serve` takes it
+        for a session over any transport, as the Realtime API's hangup."""
+        self._check_key(self._bearer(request))
+        await self.live_session(request.match_info["session_id"]).hang_up()
+        return web.Response(status=200)
+
+    async def live_sideband(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/live/sessions/{id}/attach` (WebSocket): a backend joins a GPT-Live session under way. No
+        `session.start`: it is greeted with `session.started` (the session as it is), then receives every event
+        the session sends and may send the same client events (`server/sideband.py`)."""
+        self._check_key(self._bearer(request))
+        return await serve_sideband(request, self.live_session(request.match_info["session_id"]))
 
     def _on_closed(self, ended: ServerSession) -> None:
         self.console.ended(ended)

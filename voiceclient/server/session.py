@@ -567,6 +567,12 @@ class ServerSession:
         size += sum(chunk.nbytes for chunk in self.turns.buffer)
         return size
 
+    async def hang_up(self) -> None:
+        """The API's hangup: the session ends as a client's close would (`close_requested`)."""
+        if not self._closing:
+            self.end_reason = "close_requested"
+        await self.close()
+
     async def close(self, reason: ProtocolError | None = None) -> None:
         """End the session: cancel the response, stop the media, close the connection and the sidebands.
         `reason`, when the server ends it (shutting down), is sent first as an `error` event, and a response cut
