@@ -22,6 +22,7 @@
   another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
 - `POST /v1/live/sessions/{id}/hangup`: 200, the session ends (`session.closed`); 404 for an unknown session.
 - `GET /v1/live/sessions/{id}/attach` (WebSocket): the sideband of a GPT-Live session, greeted with `session.started`.
+- `GET /v1/live/sessions/{id}/content`: the stored recording (stereo WAV) of an ended WebRTC session with `store: true`.
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
@@ -33,6 +34,7 @@ import collections
 import json
 import logging
 import secrets
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -168,6 +170,9 @@ class RealtimeServer:
         # recent calls and sessions, for inspection
         self.history: collections.deque[ServerSession] = collections.deque(maxlen=HISTORY_KEPT)
         self.secrets: dict[str, tuple[float, dict[str, Any]]] = {}
+        # GPT-Live's stored recordings (`store: true`), by session id; in `record_dir` or a directory of our own
+        self.stored: dict[str, Path] = {}
+        self._store_dir: tempfile.TemporaryDirectory[str] | None = None
         self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
         self.app.router.add_post("/v1/realtime/calls", self.create_call)
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
@@ -177,6 +182,7 @@ class RealtimeServer:
         self.app.router.add_post("/v1/live/sessions", self.create_live_session)
         self.app.router.add_post("/v1/live/sessions/{session_id}/hangup", self.live_hangup)
         self.app.router.add_get("/v1/live/sessions/{session_id}/attach", self.live_sideband)
+        self.app.router.add_get("/v1/live/sessions/{session_id}/content", self.live_recording)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -211,6 +217,10 @@ class RealtimeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._store_dir is not None:
+            self._store_dir.cleanup()
+            self._store_dir = None
+            self.stored.clear()
 
     @staticmethod
     async def _end(session: ServerSession) -> None:
@@ -426,12 +436,22 @@ class RealtimeServer:
             log.info("invalid offer: %s", exc.detail)
             raise
         watched = self.console.watch(call)
-        if self.record_dir is not None:
-            self.record_dir.mkdir(parents=True, exist_ok=True)
-            edge.record(self.record_dir / f"{call_id}.conversation.wav", watched.t0)
+        stored = bool(session.get("live", {}).get("store"))  # a GPT-Live session kept for its recording
+        if self.record_dir is not None or stored:
+            folder = self.record_dir if self.record_dir is not None else self._storage()
+            folder.mkdir(parents=True, exist_ok=True)
+            edge.record(folder / f"{call_id}.conversation.wav", watched.t0)
             watched.recording = edge.recording
+            if stored and edge.recording is not None:
+                self.stored[call_id] = edge.recording
         log.info("call %s created (%s)", call_id, dialect.name)
         return call_id, answer
+
+    def _storage(self) -> Path:
+        """Where stored recordings go without `record_dir`: a directory of this server's, gone when it stops."""
+        if self._store_dir is None:
+            self._store_dir = tempfile.TemporaryDirectory(prefix="voiceclient-stored-")
+        return Path(self._store_dir.name)
 
     def _network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
         """The emulated network of the Nth call or session (`reliable`: a WebSocket's TCP), or None: no network
@@ -629,6 +649,24 @@ class RealtimeServer:
         the session sends and may send the same client events (`server/sideband.py`)."""
         self._check_key(self._bearer(request))
         return await serve_sideband(request, self.live_session(request.match_info["session_id"]))
+
+    async def live_recording(self, request: web.Request) -> web.StreamResponse:
+        """`GET /v1/live/sessions/{id}/content`: the stored recording of an ended GPT-Live session started with
+        `store: true`, a stereo 24 kHz WAV (left what the user said, right what the model said). `serve` records
+        WebRTC sessions; a WebSocket session, a session without `store` or one still under way has none (404)."""
+        self._check_key(self._bearer(request))
+        session_id = request.match_info["session_id"]
+        path = self.stored.get(session_id)
+        if path is None or session_id in self.live or not path.exists():
+            why = "is still under way" if session_id in self.live and path is not None else "has no stored recording"
+            raise ProtocolError(
+                f"Session {session_id!r} {why}: serve stores the recording of a WebRTC session started with "
+                "store: true, once it has ended.",
+                "recording_not_found",
+                "session_id",
+                status=404,
+            )
+        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
     def _on_closed(self, ended: ServerSession) -> None:
         self.console.ended(ended)
