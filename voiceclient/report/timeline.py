@@ -23,6 +23,21 @@ from voiceclient.errors import ConfigError
 LOUD_DBFS = -45.0  # a 10 ms frame above this is sound (speech or an answer), below it silence
 FLOOR_DBFS = -90
 MAX_POINTS = 120_000  # loudness frames per channel at most (a 30-minute call: one per 15 ms)
+# GPT-Live's session events the timeline shows (its transcripts are turns; the rest are marks on the session lane)
+LIVE_SERVER = {
+    "session.started",
+    "session.closed",
+    "session.usage.updated",
+    "session.input_transcript.delta",
+    "session.output_transcript.delta",
+    "session.delegation.created",
+    "session.input_audio.muted",
+    "session.input_audio.unmuted",
+    "session.instructions.appended",
+    "session.thinking.appended",
+    "session.commentary.appended",
+}
+LIVE_TURN_GAP = 1.5  # seconds without words that end a GPT-Live turn (as the client groups them)
 LANES = ("user speaking", "responses", "assistant audio", "tools", "errors", "connection", "session")
 
 
@@ -176,6 +191,9 @@ class Builder:
         self.switches = 0
         self.tools: list[str] = []
         self.usage: dict[str, int] = {}
+        self.live_t0: float | None = None  # a GPT-Live session: when it started (its transcripts' ms count from it)
+        self.live_turn: tuple[str, Said, Span] | None = None  # the GPT-Live turn being said: (role, text, span)
+        self.live_spans: list[Span] = []  # where GPT-Live's transcripts say each side spoke
         self._levels: tuple[np.ndarray, np.ndarray] | None = None  # 10 ms energies of (sent, received)
         self._db: tuple[np.ndarray, np.ndarray] | None = None  # and their dBFS
 
@@ -205,6 +223,12 @@ class Builder:
         for i, line in enumerate(self.lines):
             self.read(i, float(line["t"]), str(line.get("dir")), line["event"])
         duration = max(float(self.lines[-1]["t"]), self._recording_seconds())
+        for said in self.said:
+            said.text = said.text.rstrip()
+        played = any(s.lane == "assistant audio" for s in self.spans)  # (a WebSocket call's own playout events)
+        self.spans += [s for s in self.live_spans if s.lane == "user speaking" or not played]
+        if self.live_t0 is not None and not any(s.lane == "user speaking" for s in self.spans):
+            self.spans += self._speech_heard()  # GPT-Live sends no speech events: the user's sound is the turn
         turns = self.turns()
         latencies = [t.latency_ms for t in turns if t.latency_ms is not None]
         summary = {
@@ -233,7 +257,9 @@ class Builder:
             self.local(i, t, kind, e)
 
     def server(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
-        if kind == "session.created":
+        if kind in LIVE_SERVER or kind == "response.event":
+            self.live(i, t, kind, e)
+        elif kind == "session.created":
             self.mark("connection", t, "session.created", i)
         elif kind == "session.updated":
             self.mark("session", t, "session.updated", i)
@@ -282,8 +308,72 @@ class Builder:
             err = e.get("error") or {}
             self.mark("errors", t, str(err.get("code") or err.get("message") or e.get("reason") or kind), i, "error")
 
+    def live(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
+        """A GPT-Live session's events: its start and end, transcripts grouped into turns (their `start_ms` and
+        `end_ms` on the session's clock make the user's speech and the model's audio), delegated tool calls."""
+        session = e.get("session") or {}
+        if kind == "session.started":
+            self.live_t0 = t
+            self.mark("connection", t, "session.started", i)
+            if session.get("id") and session["id"] not in self.call_ids:
+                self.call_ids.append(str(session["id"]))
+        elif kind == "session.closed":
+            self.mark("connection", t, f"session.closed: {e.get('reason', '')}", i)
+            self.live_usage(e)
+        elif kind == "session.usage.updated":
+            self.live_usage(e)
+        elif kind in ("session.input_transcript.delta", "session.output_transcript.delta"):
+            self.live_said(i, t, "user" if kind.startswith("session.input") else "assistant", e)
+        elif kind == "session.delegation.created":
+            delegation = e.get("delegation") or {}
+            self.mark("tools", t, f"delegated to {delegation.get('target', '?')}", i, "delegation")
+        elif kind == "response.event":
+            nested = e.get("event") or {}
+            item = nested.get("item") or {}
+            if nested.get("type") == "response.output_item.done" and item.get("type") == "function_call":
+                name = str(item.get("name", "?"))
+                self.tools.append(name)
+                label = f"{name}({item.get('arguments', '')})"
+                self.begin("tools", str(item.get("call_id", "")), t, label, i)
+        elif kind in LIVE_SERVER:
+            self.mark("session", t, kind.removeprefix("session."), i)
+
+    def live_usage(self, e: dict[str, Any]) -> None:
+        seconds = (e.get("usage") or {}).get("seconds")
+        if isinstance(seconds, (int, float)):
+            self.usage["seconds"] = round(seconds)
+
+    def live_said(self, i: int, t: float, who: str, e: dict[str, Any]) -> None:
+        """A transcript delta: the turn of `who` goes on, or a new one begins (the other side spoke, or 1.5 s
+        passed without words); the turn's span lies where its words were said."""
+        t0 = self.live_t0 if self.live_t0 is not None else 0.0
+        start = t0 + float(e.get("start_ms", 0)) / 1000 if isinstance(e.get("start_ms"), (int, float)) else t
+        end = t0 + float(e.get("end_ms", 0)) / 1000 if isinstance(e.get("end_ms"), (int, float)) else t
+        lane = "user speaking" if who == "user" else "assistant audio"
+        turn = self.live_turn
+        if turn is None or turn[0] != who or start - float(turn[2].end or turn[2].start) > LIVE_TURN_GAP:
+            said = Said(who, start, "", i)
+            self.said.append(said)
+            span = Span(lane, start, end, "speaking" if who == "user" else "playing", [i])
+            self.live_spans.append(span)
+            turn = self.live_turn = (who, said, span)
+        said, span = turn[1], turn[2]
+        said.text = (said.text + str(e.get("delta", ""))).lstrip()  # (words carry their spaces; the end is trimmed)
+        span.end = max(float(span.end or start), end)
+        span.events.append(i)
+
     def client(self, i: int, t: float, kind: str, e: dict[str, Any]) -> None:
-        if kind == "session.update":
+        if kind == "response.item.create" and (e.get("item") or {}).get("type") == "function_call_output":
+            item = e["item"]
+            key = str(item.get("call_id", ""))
+            output = str(item.get("output", ""))
+            output = output if len(output) <= 80 else output[:79] + "…"
+            span = self.open.get(("tools", key))
+            if span is not None:
+                self.end("tools", key, t, i, f"{span.label} -> {output} ({(t - span.start) * 1000:.0f} ms)")
+        elif kind == "session.close":
+            self.mark("connection", t, "session.close", i)
+        elif kind == "session.update":
             self.mark("session", t, "session.update", i)
         elif kind == "conversation.item.create":
             item = e.get("item") or {}
@@ -388,6 +478,22 @@ class Builder:
         a, b = int(end / step), min(answer.size, int(min(until, end + 30.0) / step))
         heard = np.nonzero(answer[a:b] > LOUD_DBFS)[0]
         return end, (a + int(heard[0])) * step if heard.size else None, "recording"
+
+    def _speech_heard(self) -> list[Span]:
+        """The user's stretches of sound in the recording (pauses under `LIVE_TURN_GAP` inside one), as spans of
+        the user speaking: where a GPT-Live session's input transcripts (offline speech-to-text) are missing."""
+        if self.recording is None:
+            return []
+        user = decibels(self._energies()[0])
+        loud = np.nonzero(user > LOUD_DBFS)[0]
+        spans: list[Span] = []
+        for frame in loud:
+            t = float(frame) * FRAME
+            if spans and t - float(spans[-1].end or 0.0) <= LIVE_TURN_GAP:
+                spans[-1].end = t + FRAME
+            else:
+                spans.append(Span("user speaking", t, t + FRAME, "speaking (heard)", []))
+        return [s for s in spans if float(s.end or s.start) - s.start >= 0.2]  # (a click is not a turn)
 
     # ------------------------------------------------------------------------------------------ loudness
     def _recording_seconds(self) -> float:
