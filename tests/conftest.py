@@ -160,6 +160,7 @@ MODULE_MARKS = {
     "test_websocket": ("webrtc",),
     "test_live_websocket": ("webrtc",),
     "test_live_webrtc": ("webrtc",),
+    "test_live_browser": ("browser", "webrtc"),
     "test_live_client": ("webrtc",),
     "test_live_cli": ("subprocess", "webrtc"),
     "test_live_talk": ("device", "webrtc"),
