@@ -4,6 +4,10 @@ driven without a room). Each: connect, a typed turn, a spoken turn whose tool th
 framework branches on (pipecat: a retrieve of an unknown item must fail that call, not the session; LiveKit: an item
 put first with previous_item_id "root" must be reported after null, not after "root").
 
+And their GPT-Live models against the server's `/v1/live/sessions` WebSocket: pipecat's `OpenAILiveLLMService` and
+LiveKit's `GPTLiveModel`, with Responses delegation (the framework runs the tool) and, for LiveKit, delegation to
+the application (answered with commentary); every raw server event checked against `openai.types.live`.
+
 Versions: the `frameworks` extra (pyproject.toml), installed by scripts/test."""
 
 from __future__ import annotations
@@ -515,3 +519,69 @@ async def test_livekit_gpt_live_model_against_the_embedded_server(
     [ended] = list(server.history)
     outputs = [it for it in ended.conversation.items if it["type"] == "function_call_output"]
     assert [json.loads(o["output"]) for o in outputs] == [{"city": "Paris", "forecast": "sunny", "temperature": 22}]
+
+
+@needs("livekit.agents", "livekit.plugins.openai")
+async def test_livekit_gpt_live_delegation_to_the_application(
+    scenario_server: RealtimeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LiveKit's `delegation="client"`: the planned call comes as `delegation_created`, and what the application
+    appends with `append_commentary` under its id is what the model says."""
+    import aiohttp
+    from livekit import rtc
+    from livekit.agents import llm
+    from livekit.plugins.openai.realtime import GPTLiveModel
+
+    seen: list[dict[str, Any]] = []
+    bad: list[str] = []
+    caplog.set_level(logging.WARNING, logger="livekit")
+    server = scenario_server
+    async with aiohttp.ClientSession() as http:
+        model = GPTLiveModel(base_url=server.base_url, api_key="sk-test", http_session=http, delegation="client")
+        session = model.session()
+        session.on("openai_server_event_received", live_validator(seen, bad))
+        errors: list[Any] = []
+        session.on("error", errors.append)
+        texts: list[str] = []
+        turn_over: asyncio.Queue[str] = asyncio.Queue()
+        delegations: list[Any] = []
+
+        def on_delegation(delegation: Any) -> None:
+            delegations.append(delegation)
+            session.append_commentary("Paris is sunny, 22 degrees.", delegation_id=delegation.id)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["type"] == "session.usage.updated":  # after each answer
+                turn_over.put_nowait("".join(texts))
+                texts.clear()
+
+        async def answer() -> str:
+            """What the model said in its next answer (usage that follows no words, as a delegation's, is skipped)."""
+            while not (said := await asyncio.wait_for(turn_over.get(), 15)):
+                pass
+            return said
+
+        async def speak() -> None:
+            for piece in chunks(SPEECH):
+                session.push_audio(rtc.AudioFrame(piece.tobytes(), API_RATE, 1, piece.size))
+                await asyncio.sleep(0.02)
+
+        session.on("transcript_delta", lambda delta: texts.append(delta.text))
+        session.on("delegation_created", on_delegation)
+        session.on("openai_server_event_received", on_event)
+        try:
+            await session._update_session(instructions="Be brief.", chat_ctx=llm.ChatContext.empty(), tools=[])
+            await speak()
+            assert await answer() == "Hello from the embedded server."
+            await speak()
+            assert await answer() == "Paris is sunny, 22 degrees."  # the application's commentary, said
+        finally:
+            await session.aclose()
+            await model.aclose()
+    kinds = [e["type"] for e in seen]
+    assert errors == [] and bad == []
+    assert seen[0]["session"]["delegation"] == {"type": "client"}
+    [created] = [e for e in seen if e["type"] == "session.delegation.created"]
+    assert created["delegation"]["target"] == "client" and [d.id for d in delegations] == [created["delegation"]["id"]]
+    assert "session.commentary.appended" in kinds and kinds[-1] == "session.closed"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
