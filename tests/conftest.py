@@ -162,6 +162,7 @@ MODULE_MARKS = {
     "test_live_sideband": ("webrtc",),
     "test_live_report": ("webrtc",),
     "test_live_webrtc": ("webrtc",),
+    "test_live_browser": ("browser", "webrtc"),
     "test_live_client": ("webrtc",),
     "test_live_cli": ("subprocess", "webrtc"),
     "test_live_talk": ("device", "webrtc"),

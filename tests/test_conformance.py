@@ -9,7 +9,10 @@ that is the drift check, for whoever has a key, which keeps the emulator honest 
         .venv/bin/python -m pytest tests/test_conformance.py
 
 A row that fails there is a place where `serve` and the service differ. A row asserts only what its source
-establishes (a refusal whose exact code no source gives is asserted as a refusal, on its param)."""
+establishes (a refusal whose exact code no source gives is asserted as a refusal, on its param).
+
+The GPT-Live rows go through the same switch, by the `openai` SDK's `client.live.connect()` and `.create()` (the
+way a GPT-Live application reaches the service); VOICECLIENT_CONFORMANCE_LIVE_MODEL names their model."""
 
 from __future__ import annotations
 
@@ -410,8 +413,203 @@ async def test_an_assistant_item_is_retrieved_with_its_audio(wire: Wire) -> None
     assert len(part.get("audio") or "") > 1000  # base64 of the answer's audio
 
 
+# ----------------------------------------------------------------------------------------------- GPT-Live
+# The GPT-Live rows, through the official SDK's `client.live.*` as a GPT-Live application reaches the service (the
+# SDK shapes nothing here that a source does not fix: the events are typed dicts, sent as written). Every event
+# received must parse as the SDK's `ServerEvent`. Sources: the SDK's types (openai 3.63), OpenAI's guides,
+# Microsoft Foundry's GPT-Live reference, and a captured real WebSocket session (docs/live.md names them).
+LIVE_MODEL = os.environ.get("VOICECLIENT_CONFORMANCE_LIVE_MODEL", "gpt-live-1")
+
+
+class LiveWire:
+    """One GPT-Live WebSocket session through the SDK's `client.live.connect()`: raw JSON in, each event checked
+    against the SDK's `ServerEvent`."""
+
+    def __init__(self, conn: Any) -> None:
+        from openai.types.live import ServerEvent
+        from pydantic import TypeAdapter
+
+        self.conn = conn
+        self.adapter: Any = TypeAdapter(ServerEvent)
+        self.seen: list[dict[str, Any]] = []
+
+    async def next(self, *types: str) -> dict[str, Any]:
+        """The next event of one of `types` (the ones between are kept in `seen`)."""
+        async with asyncio.timeout(WAIT):
+            while True:
+                event: dict[str, Any] = json.loads(await self.conn.recv_bytes())
+                self.adapter.validate_python(event)
+                self.seen.append(event)
+                if event["type"] in types:
+                    return event
+
+    async def refused(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Send `event` and return the `error` it gets (its `error` object)."""
+        await self.conn.send(event)
+        error: dict[str, Any] = (await self.next("error"))["error"]
+        return error
+
+
+@pytest.fixture
+async def live_client(target: tuple[str, str]) -> AsyncIterator[Any]:
+    from openai import AsyncOpenAI
+
+    base, key = target
+    client = AsyncOpenAI(base_url=base, api_key=key, max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def live(live_client: Any) -> AsyncIterator[LiveWire]:
+    """A GPT-Live session past its `session.started` (delegation to the application, the default)."""
+    async with live_client.live.connect(max_retries=0) as conn:
+        w = LiveWire(conn)
+        await conn.send({"type": "session.start", "session": {"model": LIVE_MODEL}})
+        await w.next("session.started")
+        yield w
+
+
+async def test_live_session_start_is_answered_with_the_resolved_session(live_client: Any) -> None:
+    """[capture] a real WebSocket session (2026-10-07) and the SDK's SessionResource: `session.started` first, with
+    a `live_` id, `status: "active"`, the model, delegation to the application, no input, and 24 kHz PCM."""
+    async with live_client.live.connect(max_retries=0) as conn:
+        w = LiveWire(conn)
+        await conn.send({"type": "session.start", "session": {"model": LIVE_MODEL}})
+        started = await w.next("session.started", "error")
+    assert w.seen[0] is started and started["type"] == "session.started", started
+    session = started["session"]
+    assert session["id"].startswith("live_") and session["status"] == "active"
+    assert session["model"] == LIVE_MODEL and session["delegation"] == {"type": "client"}
+    assert session["input"] == [] and session["audio"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+async def test_live_a_model_that_is_not_a_live_one_is_model_not_found(live_client: Any) -> None:
+    """[capture] errors seen from the real service: `model_not_found`, and no session starts."""
+    async with live_client.live.connect(max_retries=0) as conn:
+        w = LiveWire(conn)
+        error = await w.refused({"type": "session.start", "session": {"model": "gpt-realtime"}})
+    assert error["code"] == "model_not_found"
+    assert not [e for e in w.seen if e["type"] == "session.started"]
+
+
+async def test_live_an_unknown_startup_field_is_refused(live_client: Any) -> None:
+    """[docs] Foundry's GPT-Live reference: the startup configuration "rejects unknown fields". (No source gives the
+    code: the row asserts the refusal, and that no session starts.)"""
+    async with live_client.live.connect(max_retries=0) as conn:
+        w = LiveWire(conn)
+        error = await w.refused({"type": "session.start", "session": {"model": LIVE_MODEL, "temperature": 0.7}})
+    assert error["type"] == "invalid_request_error"
+    assert not [e for e in w.seen if e["type"] == "session.started"]
+
+
+async def test_live_response_item_create_requires_responses_delegation(live: LiveWire) -> None:
+    """[capture] errors seen from the real service: "response.item.create requires Responses delegation." under
+    delegation to the application."""
+    item = {"type": "function_call_output", "call_id": "call_1", "output": "{}"}
+    error = await live.refused({"type": "response.item.create", "item": item})
+    assert error["message"] == "response.item.create requires Responses delegation."
+
+
+async def test_live_the_instructions_cannot_change_by_session_update(live: LiveWire) -> None:
+    """[SDK] SessionUpdateConfig (delegation and triggers only) and the guides: the instructions are fixed at start.
+    (No source gives the code: the row asserts the refusal.)"""
+    await live.conn.send({"type": "session.update", "session": {"instructions": "Speak like a pirate."}})
+    event = await live.next("session.updated", "error")
+    assert event["type"] == "error", event
+
+
+async def test_live_mute_and_appends_are_acknowledged(live: LiveWire) -> None:
+    """[SDK] the server events: `session.input_audio.muted` / `.unmuted` answer the mute commands, and each context
+    append its `.appended`."""
+    await live.conn.send({"type": "session.input_audio.mute"})
+    await live.next("session.input_audio.muted")
+    await live.conn.send({"type": "session.input_audio.unmute"})
+    await live.next("session.input_audio.unmuted")
+    append = {"content": "Be brief.", "delegation_id": None}
+    await live.conn.send({"type": "session.instructions.append", **append})
+    await live.next("session.instructions.appended")
+    await live.conn.send({"type": "session.thinking.append", **append})
+    await live.next("session.thinking.appended")
+
+
+async def test_live_session_close_ends_with_session_closed(live: LiveWire) -> None:
+    """[docs] the WebRTC guide and the SDK's SessionClosedEvent: `session.close` is answered with `session.closed`,
+    reason `close_requested`, with the usage and the session."""
+    started = live.seen[0]
+    await live.conn.send({"type": "session.close"})
+    closed = await live.next("session.closed")
+    assert closed["reason"] == "close_requested" and closed["session"]["id"] == started["session"]["id"]
+    assert closed["usage"]["seconds"] >= 0
+
+
+async def live_offer() -> tuple[Any, Any]:
+    """An aiortc peer with a microphone track and the `oai-events` channel, as the guide asks: (peer, its offer)."""
+    import numpy as np
+
+    from voiceclient.audio.format import RTP_RATE
+    from voiceclient.audio.sources import BufferSource
+    from voiceclient.audio.tracks import OutboundTrack
+    from voiceclient.rtc.peer import Peer
+
+    peer = Peer(OutboundTrack(BufferSource(np.zeros(RTP_RATE, np.int16))))
+    return peer, await peer.create_offer()
+
+
+async def test_live_audio_format_is_refused_for_webrtc(live_client: Any) -> None:
+    """[SDK] MediaSessionConfigParam has no `audio.format`, and the guides: WebRTC negotiates its own media format.
+    (No source gives the code: the row asserts the HTTP refusal.)"""
+    import openai
+
+    peer, offer = await live_offer()
+    try:
+        session = {"model": LIVE_MODEL, "audio": {"format": {"type": "audio/pcm", "rate": 24000}}}
+        with pytest.raises(openai.BadRequestError):
+            await live_client.live.create(session=session, transport={"type": "webrtc", "sdp": offer})
+    finally:
+        await peer.close()
+
+
+@pytest.mark.webrtc
+async def test_live_a_webrtc_session_starts_on_its_data_channel_and_closes(live_client: Any) -> None:
+    """[docs] the GPT-Live WebRTC guide and the SDK's LiveCreateResponse: `client.live.create` answers with a
+    `live_` id and the SDP answer; the first data-channel event is `session.started`; `session.close` is answered
+    with `session.closed`."""
+    from openai.types.live import ServerEvent
+    from pydantic import TypeAdapter
+
+    adapter: Any = TypeAdapter(ServerEvent)
+    peer, offer = await live_offer()
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    peer.on_message = lambda message: events.put_nowait(json.loads(message))
+
+    async def next_event(kind: str) -> dict[str, Any]:
+        async with asyncio.timeout(WAIT):
+            while True:
+                event = await events.get()
+                adapter.validate_python(event)
+                if event["type"] == kind:
+                    return event
+
+    try:
+        created = await live_client.live.create(
+            session={"model": LIVE_MODEL}, transport={"type": "webrtc", "sdp": offer}
+        )
+        assert created.session.id.startswith("live_") and created.transport.type == "webrtc"
+        await peer.accept_answer(created.transport.sdp)
+        first = await asyncio.wait_for(events.get(), WAIT)
+        assert first["type"] == "session.started" and first["session"]["id"] == created.session.id
+        peer.send(json.dumps({"type": "session.close"}))
+        closed = await next_event("session.closed")
+        assert closed["reason"] == "close_requested"
+    finally:
+        await peer.close()
+
+
 # ----------------------------------------------------------------------------------------------- the switch
-ROWS = 24  # the tests above
+ROWS = 33  # the tests above
+REFUSED = 4  # the rows whose session is refused before it opens: a wrong model (both APIs), a bad Live start or POST
+LIVE_SESSIONS = 6  # the GPT-Live rows whose session opens
 
 
 @pytest.mark.subprocess
@@ -445,7 +643,8 @@ def test_the_rows_run_against_a_server_at_a_url_as_the_real_service_is_reached(t
         assert run.returncode == 0, run.stdout[-3000:]
         assert f"{ROWS} passed" in run.stdout, run.stdout[-1500:]
         sessions = httpx.get(base_url.removesuffix("/v1") + "/console/sessions", timeout=10).json()
-        assert len(sessions["sessions"]) == ROWS - 1  # (the refused model opens none)
+        assert len(sessions["sessions"]) == ROWS - REFUSED
+        assert len([s for s in sessions["sessions"] if s["id"].startswith("live_")]) == LIVE_SESSIONS
     finally:
         serve.terminate()
         serve.wait(10)
