@@ -342,6 +342,8 @@ class VoiceCall:
                 await self.family.goodbye(self)
             await self._dispatcher.drain(0.5)
             self.family.flush()
+            if self._delegated is not None:
+                self._delegated.close()
             await self._runner.close()
             await self._connections.close()  # the watches, a reconnection or recycle under way, every connection
             await self._dispatcher.stop()
@@ -678,9 +680,9 @@ class VoiceCall:
     @property
     def busy(self) -> bool:
         """Whether anything is under way: input still sending, a response or a tool running, the user speaking, a
-        reconnect, a delegated response continued and its answer not come yet.
+        reconnect, GPT-Live's delegated work (an answer to come, a task waiting for the user's words).
         """
-        delegated = self._delegated is not None and self._delegated.continuing  # (GPT-Live: an answer to come)
+        delegated = self._delegated is not None and self._delegated.busy  # (GPT-Live: an answer to come)
         return not self.input_done or self.turns.busy or self._runner.busy or delegated or self.reconnecting
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:

@@ -8,7 +8,8 @@ Realtime call uses:
 
 Delegation to the application (`{"type": "client"}`) names no function: the event is metadata only, and the
 application works the task out from what the user said. The call's first tool answers it, with the user's latest
-words as its first string argument:
+words as its first string argument (when none came since the last task, they are waited for, briefly: the
+delegation may come before the transcript):
 
     session.delegation.created {delegation: {id, target: client}}      -> DelegationRequested; the tool runs
     its output: session.commentary.append {delegation_id, content}       (spoken; `@tool(spoken=False)`: thinking)
@@ -19,6 +20,7 @@ them in GPT-Live's words.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FINISHED = {"response.completed": "completed", "response.failed": "failed", "response.incomplete": "incomplete"}
+REQUEST_WAIT = 1.5  # how long a task delegated to us waits for the user's words, when none came since the last
+WORDS_PAUSE = 0.3  # ... and once they come, for a pause in them (the words of a turn come in a burst)
 APPENDED = "appended"  # a client delegation's "response" status: nothing to continue, its answer is appended
 
 
@@ -51,6 +55,9 @@ class DelegatedTools:
         self._history: ConversationHistory | None = None
         self._publish: Callable[[DelegationRequested], None] | None = None
         self.continuing = False  # a `response.create` sent, the backend's answer not come yet (the call is busy)
+        self._new_words = False  # the user said something since the last task delegated to us
+        # client delegations waiting for the user's words: id -> (the event, until when, the timer that answers it)
+        self._waiting: dict[str, tuple[live.DelegationCreated, float, asyncio.TimerHandle]] = {}
 
     def subscribe(
         self,
@@ -63,17 +70,55 @@ class DelegatedTools:
         self._publish = dispatcher.publish
         dispatcher.on(live.ResponseEvent, self.on_response_event)
         dispatcher.on(live.DelegationCreated, self.on_delegation)
+        dispatcher.on(live.InputTranscriptDelta, self.on_words)
         dispatcher.on(ev.Error, self.on_error)
+
+    @property
+    def busy(self) -> bool:
+        """A continued delegation's answer has not come yet, or a task waits for the user's words."""
+        return self.continuing or bool(self._waiting)
 
     def on_error(self, event: ev.Error) -> None:
         self.continuing = False  # (a refused `response.create` brings no answer)
 
     def on_delegation(self, event: live.DelegationCreated) -> None:
-        """A task delegated to the application: said to it (`DelegationRequested`), and run by the delegate tool,
-        whose output is appended under the delegation."""
+        """A task delegated to the application: once the user's words that ask for it are in (no new words since
+        the last task: waited for, at most `REQUEST_WAIT` s), said to the application and run by the delegate."""
         if event.delegation.target != "client":
             return  # (Responses: the calls come in `response.event`)
+        if self._new_words:
+            self._answer(event)
+            return
+        loop = asyncio.get_running_loop()
+        self._waiting[event.delegation.id] = (
+            event,
+            loop.time() + REQUEST_WAIT,
+            loop.call_later(REQUEST_WAIT, self._answer, event),
+        )
+
+    def on_words(self, event: live.InputTranscriptDelta) -> None:
+        """The user's words: a task waiting for them is answered once they pause (`WORDS_PAUSE`)."""
+        self._new_words = True
+        loop = asyncio.get_running_loop()
+        for key, (task, deadline, timer) in list(self._waiting.items()):
+            timer.cancel()
+            at = min(deadline, loop.time() + WORDS_PAUSE)
+            self._waiting[key] = (task, deadline, loop.call_at(at, self._answer, task))
+
+    def close(self) -> None:
+        """The call is ending: the tasks still waiting for the user's words are dropped."""
+        for _task, _deadline, timer in self._waiting.values():
+            timer.cancel()
+        self._waiting.clear()
+
+    def _answer(self, event: live.DelegationCreated) -> None:
+        """Say the task to the application (`DelegationRequested`); the delegate tool's output is appended under
+        the delegation."""
         delegation_id = event.delegation.id
+        waited = self._waiting.pop(delegation_id, None)
+        if waited is not None:
+            waited[2].cancel()
+        self._new_words = False
         request = self._request()
         tool = self._delegate
         if self._publish is not None:
