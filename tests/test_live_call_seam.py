@@ -205,3 +205,30 @@ async def test_the_first_tool_answers_a_task_delegated_to_the_application() -> N
         ("deleg_1", 1000, "weather in Paris?", "look_up"),
         ("deleg_1", 1000, "weather in Paris?", "note"),
     ]
+
+
+async def test_a_task_delegated_before_the_users_words_waits_for_them() -> None:
+    asked: list[str] = []
+
+    @tool
+    def look_up(request: str) -> str:
+        """Look up what the user asked."""
+        asked.append(request)
+        return "Sunny."
+
+    def closes(event: dict[str, Any]) -> None:
+        if event["type"] == "session.close":
+            usage = {"seconds": 1.0}
+            transport.emit({"type": "session.closed", "reason": "close_requested", "usage": usage, "session": {}})
+
+    settings = SETTINGS.model_copy(update={"delegation": "client"})
+    transport = ScriptedTransport(closes, live=True)
+    async with VoiceCall(settings, live_session(), tools=[look_up], transport=transport):
+        delegation = {"id": "deleg_1", "type": "delegation", "target": "client"}
+        transport.emit({"type": "session.delegation.created", "delegation": delegation, "offset_ms": 1000})
+        for i, word in enumerate(["Weather ", "in ", "Paris?"]):  # (the transcript comes after the delegation)
+            transport.emit({"type": "session.input_transcript.delta", "delta": word, "start_ms": i * 300,
+                            "end_ms": i * 300 + 250})  # fmt: skip
+        sent = await transport.wait_sent("session.commentary.append")
+        assert sent[0]["content"] == "Sunny." and sent[0]["delegation_id"] == "deleg_1"
+    assert asked == ["Weather in Paris?"]
