@@ -152,3 +152,83 @@ async def test_tools_answer_calls_delegated_to_a_responses_backend() -> None:
     adapter: Any = TypeAdapter(ClientEvent)
     for event in transport.sent:
         adapter.validate_python(event)
+
+
+async def test_the_first_tool_answers_a_task_delegated_to_the_application() -> None:
+    from openai.types.live import ClientEvent
+    from pydantic import TypeAdapter
+
+    from voiceclient.client.call_events import DelegationRequested
+
+    asked: list[str] = []
+
+    @tool
+    def look_up(request: str, detail: int = 1) -> str:
+        """Look up what the user asked."""
+        asked.append(request)
+        return "Sunny."
+
+    @tool(spoken=False)
+    def note(request: str) -> dict:
+        """Note it."""
+        return {"noted": request}
+
+    def closes(event: dict[str, Any]) -> None:
+        if event["type"] == "session.close":
+            usage = {"seconds": 1.0}
+            transport.emit({"type": "session.closed", "reason": "close_requested", "usage": usage, "session": {}})
+
+    settings = SETTINGS.model_copy(update={"delegation": "client"})
+    assert LiveFamily(delegation="client").session(live_session(), websocket=False)["delegation"] == {"type": "client"}
+    requested: list[DelegationRequested] = []
+    for tools, kind, content in (
+        ([look_up, note], "session.commentary.append", "Sunny."),
+        ([note], "session.thinking.append", '{"noted": "weather in Paris?"}'),
+    ):
+        transport = ScriptedTransport(closes, live=True)
+        async with VoiceCall(settings, live_session(), tools=tools, transport=transport) as call:
+            call.on(DelegationRequested, requested.append)
+            transport.emit({"type": "session.input_transcript.delta", "delta": "weather in Paris?", "start_ms": 0,
+                            "end_ms": 900})  # fmt: skip
+            delegation = {"id": "deleg_1", "type": "delegation", "target": "client"}
+            transport.emit({"type": "session.delegation.created", "delegation": delegation, "offset_ms": 1000})
+            sent = await transport.wait_sent(kind)
+            assert sent == [
+                {"type": kind, "event_id": sent[0]["event_id"], "content": content, "delegation_id": "deleg_1"}
+            ]
+            assert not transport.sent_of("response.create") and not transport.sent_of("response.item.create")
+            adapter: Any = TypeAdapter(ClientEvent)
+            for event in transport.sent:
+                adapter.validate_python(event)
+    assert asked == ["weather in Paris?"]
+    assert [(r.delegation_id, r.offset_ms, r.request, r.tool) for r in requested] == [
+        ("deleg_1", 1000, "weather in Paris?", "look_up"),
+        ("deleg_1", 1000, "weather in Paris?", "note"),
+    ]
+
+
+async def test_a_task_delegated_before_the_users_words_waits_for_them() -> None:
+    asked: list[str] = []
+
+    @tool
+    def look_up(request: str) -> str:
+        """Look up what the user asked."""
+        asked.append(request)
+        return "Sunny."
+
+    def closes(event: dict[str, Any]) -> None:
+        if event["type"] == "session.close":
+            usage = {"seconds": 1.0}
+            transport.emit({"type": "session.closed", "reason": "close_requested", "usage": usage, "session": {}})
+
+    settings = SETTINGS.model_copy(update={"delegation": "client"})
+    transport = ScriptedTransport(closes, live=True)
+    async with VoiceCall(settings, live_session(), tools=[look_up], transport=transport):
+        delegation = {"id": "deleg_1", "type": "delegation", "target": "client"}
+        transport.emit({"type": "session.delegation.created", "delegation": delegation, "offset_ms": 1000})
+        for i, word in enumerate(["Weather ", "in ", "Paris?"]):  # (the transcript comes after the delegation)
+            transport.emit({"type": "session.input_transcript.delta", "delta": word, "start_ms": i * 300,
+                            "end_ms": i * 300 + 250})  # fmt: skip
+        sent = await transport.wait_sent("session.commentary.append")
+        assert sent[0]["content"] == "Sunny." and sent[0]["delegation_id"] == "deleg_1"
+    assert asked == ["Weather in Paris?"]

@@ -105,6 +105,13 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
         "API; live or realtime whatever the model is named (a deployment of your own)",
     )
     g.add_argument(
+        "--delegation",
+        choices=["responses", "client"],
+        help="GPT-Live: who runs the tools' calls: responses (default): a Responses backend hands each function "
+        "call to your tools; client: the model delegates tasks to this client, and the first tool answers each, "
+        "with what the user said",
+    )
+    g.add_argument(
         "--connect-timeout",
         type=float,
         metavar="SECONDS",
@@ -382,6 +389,7 @@ def client_settings(args: argparse.Namespace) -> ClientSettings:
         connect_timeout=args.connect_timeout,
         transport=args.transport,
         api=getattr(args, "api", None),
+        delegation=getattr(args, "delegation", None),
     )
 
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from voiceclient.client.call_events import TranscriptTurn
+from voiceclient.client.call_events import DelegationRequested, TranscriptTurn
 from voiceclient.protocol import events as ev
 from voiceclient.protocol import live_events as live
 
@@ -65,6 +65,12 @@ class TranscriptPrinter:
         call.on(ev.ResponseOutputItemDone, self.on_output_item_done)
         call.on(live.OutputTranscriptDelta, self.on_delta)  # GPT-Live: its deltas, grouped into turns by the call
         call.on(TranscriptTurn, self.on_turn)
+        call.on(DelegationRequested, self.on_delegation)
+
+    def on_delegation(self, event: DelegationRequested) -> None:
+        """GPT-Live delegated a task to this client: the tool answering it prints its result; with none, say so."""
+        if event.tool is None:
+            self.line(f"delegation: {event.delegation_id}: no tool of this client answers it (--tools)")
 
     def on_speech_started(self, event: ev.SpeechStarted) -> None:
         self.line("user: (speaking)")

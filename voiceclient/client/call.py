@@ -260,7 +260,7 @@ class VoiceCall:
         self._activity = asyncio.Event()
         self.turns = TurnState(self.send)
         # GPT-Live: the tools answer the calls a Responses backend delegates (`response.event`), in its words
-        self._delegated = DelegatedTools(self.send) if isinstance(self.family, LiveFamily) else None
+        self._delegated = DelegatedTools(self.send, self.tools) if isinstance(self.family, LiveFamily) else None
         self._runner = ToolRunner(
             self.tools,
             self.send if self._delegated is None else self._delegated.send,
@@ -278,10 +278,10 @@ class VoiceCall:
         self._dispatcher.on(ev.SessionCreated, self._on_session)
         self._dispatcher.on(ev.SessionUpdated, self._on_session)
         self._runner.subscribe(self._dispatcher)
-        if self._delegated is not None:
-            self._delegated.subscribe(self._dispatcher, self._runner)
         self.history = ConversationHistory()  # the conversation as the server reports it
         self.history.subscribe(self._dispatcher)
+        if self._delegated is not None:
+            self._delegated.subscribe(self._dispatcher, self._runner, self.history)
         self.family.attach(self._dispatcher, self.history, self._dispatcher.publish)
         self._dispatcher.on(CallStatus, self._said)
         self._dispatcher.on(ConnectionChanged, self._connection_changed)
@@ -342,6 +342,8 @@ class VoiceCall:
                 await self.family.goodbye(self)
             await self._dispatcher.drain(0.5)
             self.family.flush()
+            if self._delegated is not None:
+                self._delegated.close()
             await self._runner.close()
             await self._connections.close()  # the watches, a reconnection or recycle under way, every connection
             await self._dispatcher.stop()
@@ -570,6 +572,17 @@ class VoiceCall:
         self._live_only("append_instructions")
         self.send(live.InstructionsAppend(type="session.instructions.append", content=text, delegation_id=None))
 
+    def append_commentary(self, text: str, delegation_id: str | None = None) -> None:
+        """GPT-Live: context for the model to say (`session.commentary.append`), e.g. the answer to a task it
+        delegated to the application (`DelegationRequested.delegation_id`)."""
+        self._live_only("append_commentary")
+        self.send(live.CommentaryAppend(type="session.commentary.append", content=text, delegation_id=delegation_id))
+
+    def append_thinking(self, text: str, delegation_id: str | None = None) -> None:
+        """GPT-Live: silent context for the model (`session.thinking.append`)."""
+        self._live_only("append_thinking")
+        self.send(live.ThinkingAppend(type="session.thinking.append", content=text, delegation_id=delegation_id))
+
     @property
     def session_closed(self) -> live.SessionClosed | None:
         """GPT-Live: how the session ended (`reason`, `usage`), once `session.closed` came."""
@@ -667,9 +680,10 @@ class VoiceCall:
     @property
     def busy(self) -> bool:
         """Whether anything is under way: input still sending, a response or a tool running, the user speaking, a
-        reconnect.
+        reconnect, GPT-Live's delegated work (an answer to come, a task waiting for the user's words).
         """
-        return not self.input_done or self.turns.busy or self._runner.busy or self.reconnecting
+        delegated = self._delegated is not None and self._delegated.busy  # (GPT-Live: an answer to come)
+        return not self.input_done or self.turns.busy or self._runner.busy or delegated or self.reconnecting
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
         """Return "idle" once the input is done and nothing has happened for `idle_seconds`, "max_duration", or

@@ -9,6 +9,8 @@ through the ordered consumer; a subscription to every server event (no kinds) do
     CallClosed          the call has closed: event streams end, waiters still waiting are cancelled
     AudioReceived       one received 20 ms frame (48 kHz mono int16, pts, monotonic time), 50 a second
     AudioSent           one sent frame, as the microphone side sent it
+    TranscriptTurn      GPT-Live: a turn's words, the user's or the assistant's
+    DelegationRequested GPT-Live: the model delegated a task to the application (`session.delegation.created`)
 """
 
 from __future__ import annotations
@@ -77,3 +79,17 @@ class TranscriptTurn(CallEvent):
     role: Literal["user", "assistant"]
     text: str
     item_id: str
+
+
+@dataclass(frozen=True)
+class DelegationRequested(CallEvent):
+    """GPT-Live delegated a task to the application (`session.delegation.created`, target `client`). The event
+    carries no task text: `request` is the user's latest words heard, for the application to work it out. Answer
+    with `call.append_commentary(text, delegation_id)` (spoken) or `call.append_thinking(...)` (silent); a call's
+    first tool answers by itself (`tool`: its name, or None when the call has no tools)."""
+
+    type: ClassVar[str] = "call.delegation"
+    delegation_id: str
+    offset_ms: int
+    request: str
+    tool: str | None = None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from voiceclient.client.live_transcripts import LiveTranscripts
-from voiceclient.client.settings import ClientSettings
+from voiceclient.client.settings import ClientSettings, DelegationName
 from voiceclient.errors import CallError, ConnectionLostError, SessionNotConfirmedError, SessionUpdateError
 from voiceclient.protocol import events as ev
 from voiceclient.protocol import live_events as live
@@ -155,9 +155,10 @@ class LiveFamily(Family):
     audio_append = "session.input_audio.append"
     audio_delta = "session.output_audio.delta"
 
-    def __init__(self, delegation_model: str = DELEGATION_MODEL) -> None:
+    def __init__(self, delegation_model: str = DELEGATION_MODEL, delegation: DelegationName = "responses") -> None:
         self.closed: live.SessionClosed | None = None  # how the session ended (reason, usage), once it has
         self.delegation_model = delegation_model  # the Responses model that runs a session's tools
+        self.delegation: DelegationName = delegation  # who the model delegates the tools to (ClientSettings')
         self._transcripts: LiveTranscripts | None = None
 
     def decode(self, message: str | bytes) -> ev.ReceivedServerEvent:
@@ -194,7 +195,9 @@ class LiveFamily(Family):
         fmt = (audio.get("input") or {}).get("format")
         if websocket and fmt is not None:
             out.setdefault("audio", {})["format"] = {k: v for k, v in fmt.items() if k in ("type", "rate")}
-        if session.tools:  # the application's tools, run by a Responses backend that delegates their calls to us
+        if self.delegation == "client":  # every delegated task is the application's (the tools are not sent)
+            out["delegation"] = {"type": "client"}
+        elif session.tools:  # the application's tools, run by a Responses backend that delegates their calls to us
             tools = [tool for tool in wire["tools"] if tool.get("type") == "function"]
             responses = {"model": self.delegation_model, "tools": tools}
             out["delegation"] = {"type": "responses", "responses": responses}
@@ -286,7 +289,7 @@ def family_for(settings: ClientSettings, session: AnySession) -> Family:
     if api == "auto":
         model = session.model if isinstance(session, SessionConfig) else None
         api = "live" if (model or "").startswith(LIVE_MODEL_PREFIX) else "realtime"
-    return LiveFamily() if api == "live" else RealtimeFamily()
+    return LiveFamily(delegation=settings.delegation) if api == "live" else RealtimeFamily()
 
 
 def _refused(reply: ev.Error) -> SessionUpdateError:

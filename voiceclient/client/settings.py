@@ -18,6 +18,7 @@ from voiceclient.protocol.validation import deep_merge, read_object_file, valida
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TransportName = Literal["auto", "webrtc", "websocket"]
 ApiName = Literal["auto", "realtime", "live"]
+DelegationName = Literal["responses", "client"]
 NO_KEY = "no API key: pass api_key to ClientSettings or set OPENAI_API_KEY"
 CREDENTIAL_HEADERS = ("authorization", "api-key")  # a key carried in `headers` instead (Azure's api-key, the SDK's)
 
@@ -32,6 +33,9 @@ class ClientSettings(BaseModel):
     transport: TransportName = "auto"
     # The voice API: "auto" is GPT-Live (`/live/sessions`) for a `gpt-live-*` model, else the Realtime API
     api: ApiName = "auto"
+    # GPT-Live: who the model delegates the call's tools to. "responses": a Responses backend that hands each
+    # function call back to the client; "client": the application itself (`session.delegation.created`)
+    delegation: DelegationName = "responses"
     api_key: str | None = Field(default=None, repr=False)
     ice_servers: list[str] = Field(default_factory=list)
     http_timeout: float = Field(default=20.0, gt=0)

@@ -117,6 +117,7 @@ class Tool:
         timeout: float | None = None,
         needs_approval: bool = False,
         cancel_on_interrupt: bool = False,
+        spoken: bool = True,
     ) -> None:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", ""))
@@ -128,6 +129,9 @@ class Tool:
         self.timeout = timeout
         self.needs_approval = needs_approval
         self.cancel_on_interrupt = cancel_on_interrupt
+        # GPT-Live, answering a task delegated to the application: the result is said (commentary), or silent
+        # context for the model (thinking)
+        self.spoken = spoken
         self.source = getattr(fn, "__module__", None) or "?"
         self.wants_context = False
         self.model = self._arguments_model()
@@ -230,6 +234,7 @@ def tool(
     timeout: float | None = None,
     needs_approval: bool = False,
     cancel_on_interrupt: bool = False,
+    spoken: bool = True,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -242,9 +247,10 @@ def tool(
     timeout: float | None = None,
     needs_approval: bool = False,
     cancel_on_interrupt: bool = False,
+    spoken: bool = True,
 ) -> Any:
     """Declare a function tool: `@tool`, or `@tool(name=, description=, timeout=, needs_approval=,
-    cancel_on_interrupt=)`."""
+    cancel_on_interrupt=, spoken=)`."""
     if fn is not None:
         return Tool(fn)
     return lambda f: Tool(
@@ -254,4 +260,5 @@ def tool(
         timeout=timeout,
         needs_approval=needs_approval,
         cancel_on_interrupt=cancel_on_interrupt,
+        spoken=spoken,
     )
