@@ -15,6 +15,7 @@ import abc
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
@@ -28,7 +29,6 @@ from voiceclient.protocol.session import AnySession, SessionConfig, Transcriptio
 
 if TYPE_CHECKING:
     from voiceclient.client.calls_api import CallAnswer, CallsAPI
-    from voiceclient.client.connection import Connection
     from voiceclient.client.dispatcher import Dispatcher
     from voiceclient.client.history import ConversationHistory
 
@@ -48,6 +48,20 @@ class Closing(Protocol):
     async def wait_for(self, predicate: Any, timeout: float) -> Any: ...
 
 
+class Confirming(Protocol):
+    """What a family's confirmation of the session needs of the connection (`client/connection.py`'s
+    `Connection`): send, wait for an event, and keep what the server said of the session."""
+
+    expires_at: float | None
+    effective_session: dict[str, Any] | None
+
+    def send(self, event: AnyClientEvent) -> None: ...
+
+    async def next_event(
+        self, accept: Callable[[ev.ReceivedServerEvent], bool], timeout: float, what: str
+    ) -> ev.ReceivedServerEvent: ...
+
+
 class Family(abc.ABC):
     """One voice API's wire, as the client's parts need it."""
 
@@ -62,7 +76,7 @@ class Family(abc.ABC):
         return ev.parse_server_event(message)
 
     @abc.abstractmethod
-    async def confirm(self, conn: Connection, session: AnySession, timeout: float, update_timeout: float) -> None:
+    async def confirm(self, conn: Confirming, session: AnySession, timeout: float, update_timeout: float) -> None:
         """After the transport opened: wait until the server has confirmed the session (or raise)."""
 
     @abc.abstractmethod
@@ -104,7 +118,7 @@ class RealtimeFamily(Family):
     name = "realtime"
     websocket_subprotocols = ("realtime",)
 
-    async def confirm(self, conn: Connection, session: AnySession, timeout: float, update_timeout: float) -> None:
+    async def confirm(self, conn: Confirming, session: AnySession, timeout: float, update_timeout: float) -> None:
         try:
             created = await conn.next_event(lambda e: e.type == "session.created", timeout, "session.created")
         except TimeoutError as exc:
@@ -206,7 +220,7 @@ class LiveFamily(Family):
             log.info("not in a GPT-Live session (the Realtime API's): %s", ", ".join(dropped))
         return live.SessionConfig.model_validate(out).model_dump(mode="json", exclude_none=True)
 
-    async def confirm(self, conn: Connection, session: AnySession, timeout: float, update_timeout: float) -> None:
+    async def confirm(self, conn: Confirming, session: AnySession, timeout: float, update_timeout: float) -> None:
         wait = timeout + update_timeout
         try:
             started = await conn.next_event(lambda e: e.type in ("session.started", "error"), wait, "session.started")
