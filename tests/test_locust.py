@@ -15,12 +15,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES, loud_spans
 from voiceclient.audio.sources import load_audio
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.subprocess, pytest.mark.webrtc]
+pytestmark = pytest.mark.timeout(60)
 # What the callers say: the package's default (a sentence of the demo), or a WAV of the user's (a tone, 16 kHz
 # stereo) through the environment.
 DEFAULT = Path(__file__).resolve().parents[1] / "voiceclient" / "assets" / "demo_check.wav"
@@ -81,9 +82,12 @@ def check(prefix: Path, said: Path) -> None:
     assert float(rows["first answer audio"]["Max Response Time"]) < float(rows["call"]["Max Response Time"])
 
 
+@pytest.mark.subprocess
+@pytest.mark.webrtc
 def test_headless_run_against_serve(host: str, tmp_path: Path) -> None:
+    # 12 s: a call each (about 6 s), then a second that the end cuts: it is hung up and not counted
     run = subprocess.run(
-        locust("--headless", "-u", "2", "-r", "2", "-t", "10s", "--host", host, "--csv", str(tmp_path / "run")),
+        locust("--headless", "-u", "2", "-r", "2", "-t", "12s", "--host", host, "--csv", str(tmp_path / "run")),
         env={k: v for k, v in ENV.items() if k != "VOICECLIENT_LOCUST_WAV"},
         capture_output=True,
         text=True,
@@ -100,6 +104,8 @@ def free_port() -> int:
         return port
 
 
+@pytest.mark.subprocess
+@pytest.mark.webrtc
 def test_master_and_two_workers(host: str, tmp_path: Path) -> None:
     port = str(free_port())
     env = {**ENV, "VOICECLIENT_LOCUST_WAV": str(TONE)}
@@ -120,7 +126,7 @@ def test_master_and_two_workers(host: str, tmp_path: Path) -> None:
             "-r",
             "2",
             "-t",
-            "10s",
+            "12s",
             "--host",
             host,
             "--csv",
@@ -146,3 +152,52 @@ def test_master_and_two_workers(host: str, tmp_path: Path) -> None:
     assert master.returncode == 0, out[-3000:]
     assert all(w.returncode == 0 for w in workers), outs
     check(tmp_path / "run", TONE)
+
+
+# The figures of a call, without Locust (`voiceclient.locust.calls` imports neither Locust nor gevent).
+def frames(ear, start: float, count: int, loud: bool = True, every: float = 0.02) -> float:
+    """`count` 20 ms frames arriving `every` seconds from `start`; when the next would arrive."""
+    pcm = np.full(960, 8000 if loud else 0, np.int16)
+    for i in range(count):
+        ear(pcm, None, start + i * every)
+    return start + count * every
+
+
+def test_the_ear_counts_a_cut_in_the_middle_of_an_answer_and_not_the_pauses_between() -> None:
+    from voiceclient.locust.calls import Ear
+
+    ear = Ear(buffer=0.1)
+    t = frames(ear, 100.0, 50)  # a second of answer, in time
+    assert (ear.gaps, ear.first_sound_at) == (0, 100.0)
+    t = frames(ear, t + 0.3, 50)  # the next frame 300 ms late: the player ran dry for 200 ms
+    assert ear.gaps == 1 and ear.gap_seconds == pytest.approx(0.2)
+    t = frames(ear, t, 10, loud=False)  # the answer ends in silence ...
+    frames(ear, t + 2.0, 20)  # ... and the next begins 2 s later: a pause, not a cut
+    assert ear.gaps == 1
+    burst = Ear(buffer=0.1)
+    frames(burst, 0.0, 50, every=0.0)  # a WebSocket's answer, a second's audio at once: no cut
+    frames(burst, 0.9, 10)
+    assert burst.gaps == 0
+
+
+def test_the_ear_times_a_typed_turn_to_the_first_sound_of_its_answer() -> None:
+    from voiceclient.locust.calls import Ear
+
+    ear = Ear()
+    t = frames(ear, 10.0, 5, loud=False)
+    ear.expect(t)
+    frames(ear, t + 0.25, 5)
+    assert ear.text_latencies == [pytest.approx(0.25)] and ear.first_sound_at == pytest.approx(t + 0.25)
+
+
+def test_the_host_is_the_base_url_and_a_plan_says_one_thing() -> None:
+    from voiceclient.errors import CallError
+    from voiceclient.locust.calls import CallPlan, base_url
+
+    assert base_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/v1"
+    assert base_url("https://relay.example.com/openai/v1/") == "https://relay.example.com/openai/v1"
+    with pytest.raises(CallError, match="a WAV or a text"):
+        CallPlan()
+    with pytest.raises(CallError, match="a WAV or a text"):
+        CallPlan(wav=TONE, text="hi")
+    assert "gevent" not in sys.modules  # nothing here imported Locust (it patches the standard library)

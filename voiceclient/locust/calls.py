@@ -22,6 +22,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -124,6 +125,7 @@ class Ear:
                 self._asked_at = None
 
 
+@functools.cache
 def preload() -> None:
     """Import and load now what a call does when it is first made (aiortc, aiohttp, libopus): in the caller's
     thread, not on the event loop's (finding a library runs `ldconfig`, and under gevent a child process can be
@@ -135,6 +137,12 @@ def preload() -> None:
     from voiceclient.audio.opus import library
 
     library()
+
+
+def base_url(host: str) -> str:
+    """Locust's `--host` as the API's base URL: a host without a path gets `/v1` (`http://127.0.0.1:8000` ->
+    `http://127.0.0.1:8000/v1`); one with a path is taken as it is."""
+    return host.rstrip("/") + ("/v1" if urlsplit(host).path.strip("/") == "" else "")
 
 
 def ms(seconds: float) -> float:

@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from locust import User, constant, task
 
 from voiceclient.client.settings import ClientSettings
 from voiceclient.errors import VoiceClientError
-from voiceclient.locust.calls import CallPlan, CallReport, Figure, place_call, preload
+from voiceclient.locust.calls import CallPlan, CallReport, Figure, base_url, place_call, preload
 from voiceclient.locust.loop import shared_loop
 from voiceclient.protocol.session import SessionConfig
 
 # What a caller says when nothing else is given: a sentence of the package's demo, 1.8 s without a pause.
 DEFAULT_WAV = Path(__file__).resolve().parents[1] / "assets" / "demo_check.wav"
-preload()  # (in the main thread: see its docstring)
-
-
-def base_url(host: str) -> str:
-    """Locust's `--host` as the API's base URL: a host without a path gets `/v1` (`http://127.0.0.1:8000` ->
-    `http://127.0.0.1:8000/v1`); one with a path is taken as it is."""
-    return host.rstrip("/") + ("/v1" if urlsplit(host).path.strip("/") == "" else "")
+# What a call imports and loads (aiortc, aiohttp, libopus), now, in the main thread: as the locustfile is loaded,
+# before a worker connects to its master (which would take an import of seconds for a missed heartbeat).
+preload()
 
 
 class RealtimeUser(User):
