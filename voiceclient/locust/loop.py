@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
+import gc
 import selectors
 import socket
 from collections.abc import Callable, Coroutine
@@ -95,6 +97,7 @@ class EventLoopThread:
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
         self._started = allocate_lock()
         self._stopped = allocate_lock()
         self._started.acquire()
@@ -110,14 +113,21 @@ class EventLoopThread:
         self._started.release()
         try:
             loop.run_forever()
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            gc.collect()  # what was left of the calls is finalised here, while logging still works in this thread
             loop.close()
             self._stopped.release()
+
+    async def _wind_down(self) -> None:
+        """Cancel what still runs (calls under way hang up) and wait for it, at most CLEANUP_SECONDS; then stop."""
+        loop = asyncio.get_running_loop()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=CLEANUP_SECONDS)
+        loop.stop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop and return its result (or raise its exception); only the calling greenlet
@@ -147,12 +157,15 @@ class EventLoopThread:
         return result
 
     def close(self) -> None:
-        """Stop the loop (what still runs on it is cancelled) and wait for its thread. Idempotent."""
+        """Cancel what still runs on the loop, wait for it to finish (a call under way hangs up), stop the loop and
+        wait for its thread. Idempotent. (At exit: Locust ends its users' greenlets without waiting for them.)"""
         loop = self.loop
-        if loop is None or loop.is_closed():
+        if loop is None or self._closing:
             return
-        loop.call_soon_threadsafe(loop.stop)
-        self._stopped.acquire(timeout=CLEANUP_SECONDS)
+        self._closing = True
+        with contextlib.suppress(RuntimeError):  # (closed meanwhile)
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._wind_down()))
+        self._stopped.acquire(timeout=2 * CLEANUP_SECONDS)
 
 
 _shared: EventLoopThread | None = None
