@@ -68,10 +68,10 @@ def check(prefix: Path, said: Path) -> None:
         assert int(rows[name]["Failure Count"]) == 0, rows[name]
     with open(f"{prefix}_failures.csv", newline="") as f:
         assert list(csv.DictReader(f)) == []
-    # Every call that was counted connected and was answered: one of each per call (one turn each).
+    # Every call that was counted connected and was answered: a first answer per call, a latency per turn.
     calls = int(rows["call"]["Request Count"])
     assert int(rows["connect"]["Request Count"]) >= calls
-    assert int(rows["first answer audio"]["Request Count"]) == int(rows["turn latency"]["Request Count"]) == calls
+    assert int(rows["first answer audio"]["Request Count"]) == calls <= int(rows["turn latency"]["Request Count"])
     # The echo cannot start before the user has finished speaking: the first answer comes after the speech's end
     # (the user speaks from the moment the session is confirmed), and a turn's latency is counted from that end.
     speech_end_ms = loud_spans(load_audio(said, 48000), 48000)[-1][1] * 1000
