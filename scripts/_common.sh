@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 
 # What scripts/test and scripts/check install: the test tools and every part the tests drive.
-TEST_EXTRAS="test,agent,moonshine,aec,frameworks,agents"
+TEST_EXTRAS="test,agent,moonshine,aec,frameworks,agents,locust"
 
 say() { printf '%s\n' "$*" >&2; }
 

@@ -28,6 +28,7 @@ ALLOWED = {
     "app": {"errors", "tasks", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
     "testing": {"errors", "tasks", "lazy", "protocol", "audio", "rtc", "tools", "client", "server", "report", "speech"},
     "agents": {"errors", "tasks", "loading", "protocol", "audio", "client"},  # the SDK model, --agent
+    "locust": {"errors", "lazy", "protocol", "audio", "client"},  # load tests on Locust (gevent; imports locust)
 }
 
 

@@ -67,6 +67,7 @@ class AutoTransport(Transport):
     def _use(self, chosen: Transport) -> None:
         self.chosen = chosen
         self.call_id = chosen.call_id
+        self.create_seconds = chosen.create_seconds
         if self._source is not None:
             chosen.set_source(self._source)
         chosen.lost.add_done_callback(self._chosen_lost)

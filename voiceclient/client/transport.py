@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,6 +57,9 @@ class Transport(abc.ABC):
 
     call_id: str | None = None
     lost: asyncio.Future[str]
+    # Seconds the server took to create the call: WebRTC's create-call request (SDP offer to answer), the WebSocket's
+    # handshake; None until then (a load test's "create call", `voiceclient.locust`).
+    create_seconds: float | None = None
 
     @abc.abstractmethod
     async def open(self, session: AnySession, events: TransportEvents) -> None:
@@ -112,7 +116,9 @@ class WebRTCTransport(Transport):
         peer.lost.add_done_callback(self._peer_lost)
         offer = await peer.create_offer()
         self._api = CallsAPI(self.settings)
+        asked = time.monotonic()
         answer = await self.family.create(self._api, offer, session)
+        self.create_seconds = time.monotonic() - asked
         self.call_id = answer.call_id
         log.info("call %s: SDP answer received", self.call_id or "?")
         try:

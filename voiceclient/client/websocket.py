@@ -163,6 +163,7 @@ class WebSocketTransport(Transport):
         headers = self.settings.request_headers()
         self._http = aiohttp.ClientSession()
         deadline = self.settings.connect_timeout
+        asked = time.monotonic()
         try:  # a ping after 2/3 of `liveness` without a message, a pong within its half: silent for `liveness`
             async with asyncio.timeout(deadline):
                 self._ws = await self._http.ws_connect(
@@ -181,6 +182,7 @@ class WebSocketTransport(Transport):
             raise APIConnectionError(f"GET {url}: the server did not answer within {deadline:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise APIConnectionError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+        self.create_seconds = time.monotonic() - asked
         log.info("websocket session: connected to %s", url)
         for first in self.family.websocket_start(session):  # (GPT-Live: session.start, before anything else)
             await self._ws.send_str(first)
