@@ -4,6 +4,7 @@ call needs, and `call` does not load the server (docs/benchmarks.md, "Start-up t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -88,3 +89,24 @@ def test_a_call_loads_the_client_and_not_the_server() -> None:
     assert code == 3
     assert {"voiceclient.client.call", "voiceclient.client.settings", "voiceclient.audio.sources"} <= modules
     assert among(modules, {"voiceclient.server", "voiceclient.speech", "aiohttp"}) == set()
+
+
+def test_httpx_is_imported_without_its_command_line_which_stays_importable() -> None:
+    text, modules, _ = run(
+        "import json, sys, ssl\n"
+        "from voiceclient.client.http import client_for, httpx, tls_context\n"
+        "plain = client_for('http://127.0.0.1:8000/v1', 5.0)\n"
+        "print(tls_context() is tls_context(), isinstance(tls_context(), ssl.SSLContext))\n"
+        "print('MODULES', json.dumps({'code': 0, 'modules': sorted(sys.modules)}))\n"
+    )
+    assert text.split() == ["True", "True"]
+    assert among(modules, {"httpx._main", "rich", "click", "pygments"}) == set() and "httpx" in modules
+    if not all(importlib.util.find_spec(m) for m in ("click", "rich", "pygments")):
+        return  # httpx's command line is not installed here: nothing to leave out
+    out = subprocess.run(
+        [sys.executable, "-c", "import voiceclient.client.http, httpx._main; print(httpx._main.__name__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "httpx._main"
