@@ -10,6 +10,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
     .venv/bin/python scripts/bench.py network --seconds 40 --seeds 1,2,3   # speech quality under network profiles
     .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2 minutes)
+    .venv/bin/python scripts/bench.py startup --runs 20 --before DIR   # process start, against another checkout
 
 `network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
 `voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
@@ -35,6 +36,12 @@ one call each, one after another, the set `--repeats` times (default 2, interlea
 (adaptive jitter buffer, inline codec), the same with the immediate jitter buffer (the "before"), and stock aiortc (a
 plain RTCPeerConnection). Median and p90 per call, ratio to stock aiortc, a markdown table for docs/benchmarks.md;
 each call's line also gives Chromium's NetEq delay/target from getStats(). Needs chromium.
+
+`startup`: how long a process takes to start, `--runs` times each (median and p90): the interpreter alone,
+`import voiceclient`, `voiceclient --version`, `voiceclient --help`, and `voiceclient call` to its `connected in`
+line (printed once `session.updated` has come) against one `voiceclient serve --no-speech` (WebRTC, loopback).
+`--before DIR` runs the same commands from another checkout (`git worktree add --detach DIR COMMIT`) in the same
+run, interleaved with this one, for a before/after table.
 
 One-way latency = when a sample would play at the receiver (its decoded frame's arrival plus its offset in the
 frame) minus when it was captured at the sender (its frame handed to aiortc, less its offset from the frame end).
@@ -225,6 +232,138 @@ async def bench_connect(runs: int, answer: str = "real") -> tuple[list[float], l
             process.append((float(ready) - start) * 1000)
             inproc.append(float(connect) * 1000)
     return process, inproc
+
+
+STARTUP_COMMANDS = {
+    "interpreter (`python -c pass`)": ["-c", "pass"],
+    "`import voiceclient`": ["-c", "import voiceclient"],
+    "`voiceclient --version`": ["-m", "voiceclient", "--version"],
+    "`voiceclient --help`": ["-m", "voiceclient", "--help"],
+}
+
+
+def startup_env(tree: Path) -> dict[str, str]:
+    """The environment of a process that runs voiceclient from `tree` (a checkout: this one, or the "before")."""
+    return {**os.environ, "PYTHONPATH": str(tree)}  # its .pyc files written by the warm-up run
+
+
+def startup_once(tree: Path, argv: list[str], until: str | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of `python argv` run in `tree`: from spawning it to its exit, or to the first line of its
+    output that contains `until` (then the process is left to finish). CPU (user + system) is the process's own,
+    which a busy machine inflates less than the wall time."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=tree,
+        env=startup_env(tree),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if until is None:
+        _, err = proc.communicate(timeout=60)
+        took = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv} in {tree} exited {proc.returncode}: {err.strip()[-400:]}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for line in proc.stdout:
+        if until in line:
+            took = time.perf_counter() - started
+            cpu = cpu_of(proc.pid)  # still running: it hangs up after --idle-exit
+            break
+    else:
+        proc.wait(60)
+        raise RuntimeError(f"{argv} in {tree} never said {until!r}: {proc.stderr.read().strip()[-400:]}")  # type: ignore[union-attr]
+    proc.communicate(timeout=60)
+    return took, cpu
+
+
+def p90(values: list[float]) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(0.9 * (len(v) - 1))))]
+
+
+async def bench_startup(runs: int, before: Path | None) -> None:
+    """Process start -> done (or -> `session.updated` for `call`), `runs` times each, this tree and `before`
+    interleaved, against one `voiceclient serve` of this tree (echo, no speech models)."""
+    trees = {"after": ROOT} | ({"before": before} if before is not None else {})
+    for name, tree in trees.items():  # each tree imports its own voiceclient, not the installed one
+        where = subprocess.run(
+            [sys.executable, "-c", "import voiceclient; print(voiceclient.__file__)"],
+            cwd=tree,
+            env=startup_env(tree),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert Path(where).is_relative_to(tree), (name, where)
+        # As pip installs it: bytecode compiled (PYTHONDONTWRITEBYTECODE=1 would otherwise compile every start)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "voiceclient")], check=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        cwd=ROOT,
+        env=startup_env(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its log of each call
+        text=True,
+    )
+    work = Path(tempfile.mkdtemp(prefix="voiceclient-bench-startup-"))
+    wav = work / "short.wav"
+    import wave
+
+    with wave.open(str(wav), "wb") as w:  # 0.2 s of silence: the call ends soon after it connects
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.zeros(RATE // 5, np.int16).tobytes())
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        call = ["-m", "voiceclient", "call", "--base-url", url, "--api-key", "sk-bench", "--transport", "webrtc"]
+        call += ["--input", str(wav), "--idle-exit", "0.1", "--max-duration", "1"]
+        commands: dict[str, tuple[list[str], str | None]] = {k: (v, None) for k, v in STARTUP_COMMANDS.items()}
+        commands["`voiceclient call` -> `session.updated` (its `connected in` line)"] = (call, "connected in")
+        results: dict[str, dict[str, list[float]]] = {label: {t: [] for t in trees} for label in commands}
+        cpus: dict[str, dict[str, list[float]]] = {label: {t: [] for t in trees} for label in commands}
+        for label, (argv, until) in commands.items():
+            for tree in trees.values():  # one warm-up each: the page cache
+                startup_once(tree, argv, until)
+            for _ in range(runs):
+                for name, tree in trees.items():
+                    wall, cpu = startup_once(tree, argv, until)
+                    results[label][name].append(wall * 1000)
+                    cpus[label][name].append(cpu * 1000)
+            print(
+                f"  {label}: "
+                + ", ".join(
+                    f"{name} median {statistics.median(v):.0f} ms, p90 {p90(v):.0f} ms "
+                    f"(CPU {statistics.median(cpus[label][name]):.0f} ms)"
+                    for name, v in results[label].items()
+                ),
+                flush=True,
+            )
+    finally:
+        stop(server)
+    print("\n### Start-up\n")
+    print(bench_header() + "\n")
+    print(
+        f"Process start to exit (to the `connected in` line for `call`, printed once `session.updated` is in), "
+        f"{runs} runs each, the trees interleaved: wall median / p90 ms, and the process's CPU (median ms). "
+        f"Load average at the end: {os.getloadavg()[0]:.1f}.\n"
+    )
+    print("| command | " + " | ".join(trees) + " |")
+    print("|---|" + "---|" * len(trees))
+    for label, by_tree in results.items():
+        cells = [
+            f"{statistics.median(v):.0f} / {p90(v):.0f} (CPU {statistics.median(cpus[label][t]):.0f})"
+            for t, v in by_tree.items()
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 30) -> float | None:
@@ -2404,6 +2543,7 @@ async def main() -> None:
             "report",
             "network",
             "echo",
+            "startup",
         ],
     )
     parser.add_argument("--repeats", type=int, default=2, help="echo: times through the set of variants")
@@ -2437,6 +2577,12 @@ async def main() -> None:
     parser.add_argument("--stock", action="store_true", help="latency with aiortc's stock jitter buffer")
     parser.add_argument("--seconds", type=float, help="how long (default 12 s; echo: 20 s per call)")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="startup: a checkout of the commit to compare with (`git worktree add --detach DIR COMMIT`), "
+        "run side by side with this one",
+    )
     parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
     parser.add_argument(
         "--answer",
@@ -2501,6 +2647,8 @@ async def main() -> None:
         )
     if "echo" in args.what:
         await bench_echo(echo_seconds, args.repeats)
+    if "startup" in args.what:
+        await bench_startup(args.runs, Path(args.before).resolve() if args.before else None)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "cpu" in args.what:

@@ -4,37 +4,28 @@ the work is elsewhere.
 Exit codes: 0 done, 2 usage or configuration, 3 authentication, 4 connection, 5 server or call error,
 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM; `serve` and `transcribe --mic` stopped either way exit 0.
 Failures print one line: `voiceclient: error: …`.
+
+Start-up: this module imports only what parsing the command line needs (`--help` and `--version` load neither
+pydantic nor asyncio); each command imports its own modules when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
-import shlex
-import signal
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import voiceclient
-from voiceclient.app.pipes import ReaderGoneSafe
-from voiceclient.app.stopping import Stopped, run_command
 from voiceclient.client.options import Continuity, Recording
-from voiceclient.client.settings import (
-    ClientSettings,
-    build_session,
-    build_transcription_session,
-    load_config_file,
-)
 from voiceclient.errors import AuthenticationError, ConfigError, VoiceClientError
 
 if TYPE_CHECKING:
     from agents.realtime import RealtimeAgent
 
+    from voiceclient.client.settings import ClientSettings
     from voiceclient.protocol.session import SessionConfig, TranscriptionSessionConfig
     from voiceclient.tools.approvals import Approver
     from voiceclient.tools.registry import Tool
@@ -362,6 +353,8 @@ def _check_port(name: str, value: int) -> None:
 
 
 def _load_config(path: str | None) -> dict[str, Any]:
+    from voiceclient.client.settings import load_config_file
+
     return load_config_file(path) if path else {}
 
 
@@ -381,6 +374,8 @@ class CallSetup:
 
 def client_settings(args: argparse.Namespace) -> ClientSettings:
     """The connection flags (`_connection_flags`) over the environment's."""
+    from voiceclient.client.settings import ClientSettings
+
     return ClientSettings.from_env(
         base_url=args.base_url,
         api_key=args.api_key,
@@ -403,6 +398,7 @@ def continuity_of(args: argparse.Namespace) -> Continuity:
 
 
 def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -> CallSetup:
+    from voiceclient.client.settings import build_session
     from voiceclient.tools.approvals import policy
     from voiceclient.tools.plugins import select, tools_config
 
@@ -417,7 +413,8 @@ def call_setup(args: argparse.Namespace, assignments: list[str] | None = None) -
         **{"audio.output.voice": args.voice},
     )
     tools_cfg = tools_config(config.get("tools"))
-    tools, _ = select(tools_cfg, args.tools)
+    # Installed plugins are looked up (every package's entry points, 15 ms) only when the config enables some.
+    tools, _ = select(tools_cfg, args.tools, installed=None if tools_cfg.plugins else [])
     continuity = continuity_of(args)
     if getattr(args, "agent", None):
         if args.tools or tools:
@@ -525,6 +522,8 @@ async def run_talk(args: argparse.Namespace) -> int:
 def transcription_session(args: argparse.Namespace) -> TranscriptionSessionConfig:
     """`transcribe`'s session: `TRANSCRIBE_MODEL` unless the session file names another, then the file, then the
     flags."""
+    from voiceclient.client.settings import build_transcription_session
+
     default = {"audio": {"input": {"transcription": {"model": TRANSCRIBE_MODEL}}}}
     return build_transcription_session(
         args.session,
@@ -592,6 +591,9 @@ async def run_devices(args: argparse.Namespace) -> int:
 
 
 async def run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import shlex
+
     from voiceclient.server import RealtimeServer
     from voiceclient.server.faults import FaultPlan, parse_fault
     from voiceclient.server.network import parse_network
@@ -706,6 +708,8 @@ async def run_tools(args: argparse.Namespace) -> int:
 
 
 async def run_report(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
     from pathlib import Path
 
     from voiceclient.report import screenshot, write_report
@@ -735,7 +739,13 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # `--help`, `--version` and a usage error end here, before the imports below
+    import logging
+    import signal
+
+    from voiceclient.app.pipes import ReaderGoneSafe
+    from voiceclient.app.stopping import Stopped, run_command
+
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":  # a server says when calls come and go, and what the network did to their audio

@@ -13,8 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from voiceclient.client.http import client_for, httpx
 from voiceclient.client.retry import RetryPolicy, retry_after
 from voiceclient.client.settings import ClientSettings, base_url_hint
 from voiceclient.errors import (
@@ -91,7 +90,7 @@ class CallsAPI:
         self.settings = settings
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._own = client is None
-        self._client = client or httpx.AsyncClient(timeout=settings.http_timeout)
+        self._client = client or client_for(settings.base_url, settings.http_timeout)
 
     async def __aenter__(self) -> "CallsAPI":
         return self

@@ -31,7 +31,7 @@ CloseReason = Literal["close_requested", "expired", "content", "remote_hangup", 
 class Wire(BaseModel):
     """A client's object: unknown fields refused (the real service's `unknown_parameter`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)  # built on first use (start-up time)
 
 
 # ----------------------------------------------------------------------------------------------- session
@@ -338,7 +338,7 @@ def parse_client_event(message: str | bytes) -> ClientEvent:
 
 # ----------------------------------------------------------------------------------------------- server events
 class ServerEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use: a Realtime call uses none
     event_id: str = Field(default_factory=lambda: new_id("event"))
     client_event_id: str | None = None
 

@@ -18,7 +18,7 @@ class WireModel(BaseModel):
     Fields named in `_always` (the `type` discriminators) are sent even when left at their default.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, defer_build=True)
     _always: ClassVar[tuple[str, ...]] = ("type",)
 
     def model_post_init(self, context: Any, /) -> None:
