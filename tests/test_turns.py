@@ -37,6 +37,7 @@ from .conftest import read_events
 
 pytestmark = pytest.mark.timeout(10)
 SETTINGS = ClientSettings(base_url="http://scripted.invalid/v1", api_key="sk-test", session_update_timeout=0.3)
+PATIENT = SETTINGS.model_copy(update={"session_update_timeout": 10.0})
 
 
 @tool
@@ -334,6 +335,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.timeout(120)  # 150 calls: 4 s on a quiet machine, over 10 s beside a loaded one
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     arguments=st.one_of(
@@ -343,7 +345,9 @@ json_values = st.recursive(
 def test_any_argument_text_gets_exactly_one_output_and_one_response_create(arguments: str) -> None:
     async def scenario() -> ScriptedTransport:
         transport = ScriptedTransport()
-        async with VoiceCall(SETTINGS, tools=[echo_number], transport=transport):
+        # (the scripted server confirms the session at once: the short timeout of SETTINGS only trips when a loaded
+        # machine starves the loop, which made this test flaky, not wrong)
+        async with VoiceCall(PATIENT, tools=[echo_number], transport=transport):
             created(transport, "r1")
             function_call(transport, "r1", "c1", "echo_number", arguments)
             done(transport, "r1")
