@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceclient import SessionConfig
+from voiceclient import SessionConfig, tool
 from voiceclient.audio.format import API_RATE
 from voiceclient.server import RealtimeServer
 
 from .conftest import FIXTURES, loud_spans, read_events
+from .test_live_tools_serve import scenario
 from .test_talk import converse
 
 pytestmark = pytest.mark.timeout(90)
@@ -35,3 +36,31 @@ async def test_talk_to_a_live_model_hears_the_echo_and_closes_the_session(pulse,
     screen = (tmp_path / "screen.txt").read_text()
     assert "takes no typed messages" in screen and "assistant: Echo of" in screen
     assert np.abs(heard).max() > 1000
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_talk_to_a_live_model_answers_its_delegated_tool(pulse, tmp_path: Path, transport: str) -> None:
+    """The server's scenario plans `get_weather`; `talk`'s own tool answers it through Responses delegation, and
+    the answer made of the output is said."""
+    ran: list[str] = []
+
+    @tool
+    def get_weather(city: str) -> dict[str, str]:
+        """Current weather for a city."""
+        ran.append(city)
+        return {"city": city, "forecast": "sunny"}
+
+    session = SessionConfig(model="gpt-live-1")
+    async with RealtimeServer(port=0, responder=scenario(tmp_path)) as server:
+        heard, talk, events = await converse(
+            pulse, tmp_path, server, [(0.5, FIXTURES / "speech" / "sentence_1.wav")], seconds=12.0,
+            transport=transport, session=session, tools=[get_weather],
+        )  # fmt: skip
+        outputs = [i for i in server.history[-1].conversation.items if i.get("type") == "function_call_output"]
+    assert talk.call.family.name == "live" and ran == ["Paris"]
+    assert [o["output"] for o in outputs] == ['{"city": "Paris", "forecast": "sunny"}']
+    sent = [line["event"]["type"] for line in read_events(events) if line["dir"] == "client"]
+    assert sent.count("response.item.create") == 1 and sent.count("response.create") == 1
+    screen = (tmp_path / "screen.txt").read_text()
+    assert "tool: get_weather" in screen and "It is sunny in Paris." in screen
+    assert loud_spans(heard, API_RATE)  # the answers came out of the speaker

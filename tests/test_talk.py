@@ -82,6 +82,7 @@ async def converse(
     transport: TransportName = "auto",
     agent: Any = None,
     session: SessionConfig | None = None,
+    tools: list[Any] | None = None,
 ) -> tuple[np.ndarray, Any, Path]:
     """Run `talk` against `server`; play each WAV into the microphone at its time; record the speaker."""
     from voiceclient.app.talk import Talk
@@ -96,6 +97,7 @@ async def converse(
         commands=queue,
         stream=open(tmp_path / "screen.txt", "w"),
         agent=agent,
+        tools=tools,
     )
     task = asyncio.ensure_future(talk.run(max_duration=seconds + 6))
     while talk.call is None or talk.call.state.value != "connected":
