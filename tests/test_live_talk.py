@@ -54,7 +54,7 @@ async def test_talk_to_a_live_model_answers_its_delegated_tool(pulse, tmp_path: 
     async with RealtimeServer(port=0, responder=scenario(tmp_path)) as server:
         heard, talk, events = await converse(
             pulse, tmp_path, server, [(0.5, FIXTURES / "speech" / "sentence_1.wav")], seconds=12.0,
-            transport=transport, session=session, tools=[get_weather],
+            transport=transport, session=session, tools=[get_weather],  # type: ignore[arg-type]
         )  # fmt: skip
         outputs = [i for i in server.history[-1].conversation.items if i.get("type") == "function_call_output"]
     assert talk.call.family.name == "live" and ran == ["Paris"]
