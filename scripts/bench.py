@@ -11,6 +11,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py network --seconds 40 --seeds 1,2,3   # speech quality under network profiles
     .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2 minutes)
     .venv/bin/python scripts/bench.py startup --runs 20 --before DIR   # process start, against another checkout
+    .venv/bin/python scripts/bench.py callcpu --runs 3 --spy prof/   # CPU of `call` and `serve` processes, py-spy
 
 `network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
 `voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
@@ -401,6 +402,122 @@ async def bench_cpu(seconds: float) -> tuple[float, float]:
             del call
         return (c1 - c0) / (w1 - w0) * 100, (s1 - s0) / (w1 - w0) * 100
     finally:
+        stop(server)
+
+
+def spy_top(path: Path, n: int = 15) -> list[str]:
+    """The top lines of a py-spy raw profile (`--format raw`: one collapsed stack and its count a line): the share of
+    the busy samples (not waiting in epoll or on a lock) each function takes itself, and with what it calls."""
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or any(w in stack for w in ("epoll_wait", "Condition.wait", "Queue.get (queue.py")):
+            continue
+        c = int(count)
+        busy += c
+        frames = [
+            re.sub(r" \((?:.*/)?(?:site-packages/|voiceclient/)?([^()]*?):\d+\)$", r" (\1)", f)
+            for f in stack.split(";")
+        ]
+        own[frames[-1]] = own.get(frames[-1], 0) + c
+        for f in set(frames):
+            under[f] = under.get(f, 0) + c
+    lines = [f"{busy} busy samples; itself:"]
+    lines += [f"  {100 * c / busy:5.1f} %  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:n]]
+    lines.append("with what it calls (below the event loop):")
+    deep = [(f, c) for f, c in under.items() if c < 0.9 * busy]
+    lines += [f"  {100 * c / busy:5.1f} %  {f}" for f, c in sorted(deep, key=lambda x: -x[1])[:n]]
+    return lines
+
+
+async def bench_call_cpu(seconds: float, spy: Path | None) -> tuple[float, float]:
+    """CPU % of one core of a `voiceclient call` process and of `voiceclient serve --no-speech --vad energy`, each
+    its own process, over a call of `seconds` of spoken sentences (the fixtures, 1.5 s apart) echoed back: counted
+    from 6 s in (after start-up and connect) to 4 s before the input ends. `spy`: py-spy records both meanwhile
+    (`--native -r 200`) into that folder, and the top lines are printed."""
+    import wave
+
+    from voiceclient.audio.sources import load_audio
+
+    work = Path(tempfile.mkdtemp())
+    parts: list[np.ndarray] = []
+    while sum(p.size for p in parts) < seconds * RATE:
+        sentence = ROOT / "fixtures" / "speech" / f"sentence_{len(parts) // 2 % 7 + 1}.wav"
+        parts += [load_audio(sentence, RATE), np.zeros(RATE * 3 // 2, np.int16)]
+    with wave.open(str(work / "in.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(np.concatenate(parts)[: int(seconds * RATE)].tobytes())
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    client: subprocess.Popen[Any] | None = None
+    try:
+        assert server.stdout is not None
+        url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "voiceclient",
+                "call",
+                "--input",
+                str(work / "in.wav"),
+                "--base-url",
+                url,
+                "--api-key",
+                "sk-bench",
+                "--transport",
+                "webrtc",
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        await asyncio.sleep(6)
+        span = seconds - 10
+        spies = []
+        if spy is not None:
+            spy.mkdir(parents=True, exist_ok=True)
+            spies = [
+                subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--native",
+                        "-r",
+                        "200",
+                        "-d",
+                        str(int(span)),
+                        "-p",
+                        str(pid),
+                        "-o",
+                        str(spy / f"{name}.txt"),
+                        "--format",
+                        "raw",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for pid, name in ((client.pid, "client"), (server.pid, "serve"))
+            ]
+        c0, s0, w0 = cpu_of(client.pid), cpu_of(server.pid), time.monotonic()
+        await asyncio.sleep(span)
+        c1, s1, w1 = cpu_of(client.pid), cpu_of(server.pid), time.monotonic()
+        for process in spies:
+            process.wait()
+        if spy is not None:
+            for name in ("client", "serve"):
+                print(f"py-spy, {name}: " + "\n".join(spy_top(spy / f"{name}.txt")))
+        client.wait(30)
+        return (c1 - c0) / (w1 - w0) * 100, (s1 - s0) / (w1 - w0) * 100
+    finally:
+        if client is not None and client.poll() is None:
+            stop(client)
         stop(server)
 
 
@@ -2544,6 +2661,7 @@ async def main() -> None:
             "network",
             "echo",
             "startup",
+            "callcpu",
         ],
     )
     parser.add_argument("--repeats", type=int, default=2, help="echo: times through the set of variants")
@@ -2583,6 +2701,7 @@ async def main() -> None:
         help="startup: a checkout of the commit to compare with (`git worktree add --detach DIR COMMIT`), "
         "run side by side with this one",
     )
+    parser.add_argument("--spy", type=Path, help="callcpu: py-spy records both processes into this folder")
     parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
     parser.add_argument(
         "--answer",
@@ -2592,6 +2711,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
     echo_seconds = args.seconds or 20.0
+    call_seconds = args.seconds or 60.0
     if args.seconds is None:
         args.seconds = 12.0
     if args.worker:
@@ -2651,6 +2771,10 @@ async def main() -> None:
         await bench_startup(args.runs, Path(args.before).resolve() if args.before else None)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
+    if "callcpu" in args.what:
+        for _ in range(args.runs):
+            client, server = await bench_call_cpu(call_seconds, args.spy)
+            print(f"CPU of a `voiceclient call` process and of `serve`: client {client:.2f} %, serve {server:.2f} %")
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(

@@ -9,13 +9,13 @@ import threading
 import av
 import numpy as np
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, clock
 from aiortc.codecs import get_decoder, get_encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
-from aiortc.rtp import compute_audio_level_dbov
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, compute_audio_level_dbov
 
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
 from voiceclient.audio.tracks import frame_to_mono
@@ -23,7 +23,9 @@ from voiceclient.rtc.inline import (
     InlineDecoderQueue,
     MonoOpusDecoder,
     MonoOpusEncoder,
+    RtpWriter,
     audio_level_dbov,
+    ntp_now,
     use_inline_decoder,
     use_inline_encoder,
 )
@@ -127,8 +129,56 @@ async def test_aiortc_still_has_the_internals_we_replace() -> None:
     assert type(stock).__name__ == "Queue"
     assert isinstance(use_inline_decoder(transceiver.receiver), InlineDecoderQueue)
     sender = transceiver.sender
-    for name in ("track", "encoder", "force_keyframe", "loop"):
+    for name in ("track", "encoder", "force_keyframe", "loop", "rtp_started", "rtp_exited", "ntp_timestamp"):
         assert hasattr(sender, f"_RTCRtpSender__{name}"), name
     use_inline_encoder(sender)
     assert sender._next_encoded_frame.__func__.__module__ == "voiceclient.rtc.inline"  # type: ignore[attr-defined]
+    assert sender._run_rtp.__func__.__module__ == "voiceclient.rtc.inline"  # type: ignore[attr-defined]
+    ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    assert {"mid", "abs_send_time", "audio_level"} <= set(vars(ids))
     await pc.close()
+
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+@pytest.mark.parametrize(
+    ("mid", "ids"),
+    [("0", (1, 2, 3)), ("audio", (4, 0, 10)), ("0", (0, 0, 0)), ("1", (0, 14, 0)), ("0123456789abcdef", (9, 5, 7))],
+)
+def test_rtp_writer_writes_the_bytes_aiortc_serializes(mid: str, ids: tuple[int, int, int]) -> None:
+    extensions = [
+        RTCRtpHeaderExtensionParameters(id=i, uri=uri) for i, uri in zip(ids, (MID, ABS_SEND_TIME, AUDIO_LEVEL)) if i
+    ]
+    mapping = HeaderExtensionsMap()
+    mapping.configure(RTCRtpParameters(headerExtensions=extensions))
+    writer = RtpWriter(111, 0x1234ABCD, mid, *ids)
+    assert writer.usable
+    rng = np.random.default_rng(sum(ids))
+    for n in range(50):
+        payload = rng.bytes(int(rng.integers(1, 300)))
+        seq, ts, ntp = int(rng.integers(0, 65536)), int(rng.integers(0, 2**32)), int(rng.integers(0, 2**63)) * 2 + n % 2
+        level = None if n % 7 == 0 else int(rng.integers(0, 128))
+        packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=ts, ssrc=0x1234ABCD, payload=payload)
+        packet.marker = n % 2
+        packet.extensions.abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        packet.extensions.mid = mid
+        if level is not None:
+            packet.extensions.audio_level = (False, level)
+        ours = writer.packet(seq, ts, bool(n % 2), payload, ntp, None if level is None else -level)
+        assert ours == packet.serialize(mapping)
+        parsed = RtpPacket.parse(ours, mapping)
+        assert (parsed.sequence_number, parsed.timestamp, parsed.payload) == (seq, ts, payload)
+
+
+def test_rtp_writer_leaves_to_aiortc_what_one_byte_extensions_cannot_carry() -> None:
+    assert not RtpWriter(111, 1, "0", 15, 2, 3).usable
+    assert not RtpWriter(111, 1, "x" * 17, 1, 2, 3).usable
+
+
+def test_ntp_now_is_aiortcs_ntp_clock() -> None:
+    micro = (1 << 32) // 1_000_000 + 1  # both read the clock to the microsecond, rounded their own ways
+    before, ours, after = clock.current_ntp_time(), ntp_now(), clock.current_ntp_time()
+    assert before - micro <= ours <= after + micro

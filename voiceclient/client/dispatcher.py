@@ -88,7 +88,7 @@ class Dispatcher:
         for handler in self.handlers_for(event):
             try:
                 result = handler(event)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):  # (most return None: 100 frames a second)
                     task = asyncio.ensure_future(result)
                     self._detached.add(task)
                     task.add_done_callback(self._detached.discard)
@@ -117,7 +117,7 @@ class Dispatcher:
         for handler in self.handlers_for(event):
             try:
                 result = handler(event)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             except asyncio.CancelledError:
                 raise

@@ -31,6 +31,8 @@ import fractions
 import logging
 import math
 import queue
+import struct
+import time
 import types
 from typing import Any
 
@@ -38,9 +40,11 @@ import av
 import numpy as np
 from aiortc.codecs import get_decoder
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
-from aiortc.rtcrtpsender import RTCEncodedFrame, RTCRtpSender
+from aiortc.rtcrtpsender import RTCEncodedFrame, RTCRtpSender, random_sequence_number
 from aiortc.rtp import AnyRtcpPacket, RtcpRrPacket, RtcpSrPacket
+from aiortc.utils import random32, uint16_add, uint32_add
 
 from voiceclient.audio.switching import SwitchingEncoder
 from voiceclient.audio.tracks import frame_to_mono
@@ -60,6 +64,8 @@ OPUS_RATE = 48_000
 OPUS_BITRATE = 64_000
 FEC_BITRATE = 64_000
 _TIME_BASE = fractions.Fraction(1, OPUS_RATE)
+_RTP_HEADER = struct.Struct("!BBHII")
+_NTP_DELTA = 2_208_988_800  # seconds from 1900 (NTP's epoch) to 1970
 
 
 class MonoOpusEncoder:
@@ -156,6 +162,105 @@ async def _next_encoded_frame(self: RTCRtpSender, codec: Any) -> RTCEncodedFrame
     return RTCEncodedFrame(payloads, timestamp, audio_level_dbov(data))
 
 
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp to the microsecond, as aiortc's `clock.current_ntp_time` gives it
+    (which goes through `datetime`: 5 us a call, twice a packet)."""
+    now = time.time()
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    return ((seconds + _NTP_DELTA) << 32) | (micros << 32) // 1_000_000
+
+
+class RtpWriter:
+    """Serializes a sender's audio RTP packets: byte for byte what aiortc's `RtpPacket.serialize` makes of the
+    packets its `_run_rtp` builds (header, then the one-byte header extensions mid, abs-send-time and audio level,
+    those negotiated, padded to 32 bits), with one `struct` call and a join instead of a packet object, a
+    dataclass of extensions and a header extension map walked per packet. `ids`: the extension ids (0: not
+    negotiated). `usable` is False where the one-byte form cannot carry them (an id over 14, a mid over 16 bytes):
+    aiortc's own path then."""
+
+    def __init__(self, payload_type: int, ssrc: int, mid: str | None, mid_id: int, abs_id: int, level_id: int) -> None:
+        self.payload_type = payload_type
+        self.ssrc = ssrc
+        mid_bytes = mid.encode() if mid is not None and mid_id else b""
+        self.usable = all(0 <= i <= 14 for i in (mid_id, abs_id, level_id)) and len(mid_bytes) <= 16
+        self._mid = bytes([(mid_id << 4) | (len(mid_bytes) - 1)]) + mid_bytes if mid_bytes else b""
+        self._abs = (abs_id << 4) | 2 if abs_id else 0
+        self._level = (level_id << 4) if level_id else 0
+
+    def packet(
+        self, sequence_number: int, timestamp: int, marker: bool, payload: bytes, ntp: int, level: int | None
+    ) -> bytes:
+        """One packet's bytes; `level`: the audio level in -dBov (aiortc's `RTCEncodedFrame.audio_level`), or None."""
+        parts = [self._mid]
+        if self._abs:
+            parts.append(((self._abs << 24) | ((ntp >> 14) & 0xFFFFFF)).to_bytes(4, "big"))
+        if self._level and level is not None:
+            parts.append(bytes((self._level, -level & 0x7F)))
+        extensions = b"".join(parts)
+        if extensions:
+            extensions += bytes(-len(extensions) % 4)
+            header = _RTP_HEADER.pack(0x90, (marker << 7) | self.payload_type, sequence_number, timestamp, self.ssrc)
+            return b"".join((header, (0xBEDE0000 | len(extensions) >> 2).to_bytes(4, "big"), extensions, payload))
+        header = _RTP_HEADER.pack(0x80, (marker << 7) | self.payload_type, sequence_number, timestamp, self.ssrc)
+        return header + payload
+
+
+def rtp_writer(sender: RTCRtpSender, codec: Any) -> RtpWriter:
+    """The writer for this started sender's negotiated extensions (`send()` has configured them)."""
+    ids = getattr(sender, _SENDER + "rtp_header_extensions_map")._HeaderExtensionsMap__ids
+    return RtpWriter(
+        codec.payloadType,
+        sender._ssrc,
+        getattr(sender, _SENDER + "mid"),
+        ids.mid or 0,
+        ids.abs_send_time or 0,
+        ids.audio_level or 0,
+    )
+
+
+async def _run_rtp(self: RTCRtpSender, codec: Any) -> None:
+    """`RTCRtpSender._run_rtp` for Opus without NACK (what audio negotiates): the same packets, sequence and
+    timestamps, the same counters for the RTCP sender reports, with the packet written by `RtpWriter`. Keeps no
+    history for retransmission (nothing asks for it without NACK); otherwise, aiortc's own loop."""
+    writer = rtp_writer(self, codec)
+    if not writer.usable or any(fb.type == "nack" for fb in codec.rtcpFeedback):
+        await RTCRtpSender._run_rtp(self, codec)
+        return
+    getattr(self, _SENDER + "rtp_started").set()
+    sequence_number = random_sequence_number()
+    timestamp_origin = random32()
+    try:
+        while True:
+            if not getattr(self, _SENDER + "track"):
+                await asyncio.sleep(0.02)
+                continue
+            enc_frame = await self._next_encoded_frame(codec)
+            if enc_frame is None:
+                continue
+            timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)
+            last = len(enc_frame.payloads) - 1
+            for i, payload in enumerate(enc_frame.payloads):
+                ntp = ntp_now()
+                data = writer.packet(sequence_number, timestamp, i == last, payload, ntp, enc_frame.audio_level)
+                await self.transport._send_rtp(data)
+                setattr(self, _SENDER + "ntp_timestamp", ntp)
+                setattr(self, _SENDER + "rtp_timestamp", timestamp)
+                setattr(self, _SENDER + "octet_count", getattr(self, _SENDER + "octet_count") + len(payload))
+                setattr(self, _SENDER + "packet_count", getattr(self, _SENDER + "packet_count") + 1)
+                sequence_number = uint16_add(sequence_number, 1)
+    except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+        pass
+    except Exception:  # as aiortc: the loop must end with `rtp_exited` set, or the sender's stop() hangs
+        log.exception("the audio RTP sender failed")
+    track = getattr(self, _SENDER + "track")
+    if track:
+        track.stop()
+        setattr(self, _SENDER + "track", None)
+    setattr(self, _SENDER + "encoder", None)
+    getattr(self, _SENDER + "rtp_exited").set()
+
+
 def watch_loss(sender: RTCRtpSender, policy: UplinkPolicy) -> None:
     """Feed `policy` the far end's report blocks about this sender's stream (RTCP RR and SR), then let aiortc handle
     the packet as before (its round-trip time and `remote-inbound-rtp` stats)."""
@@ -177,7 +282,18 @@ def use_inline_encoder(sender: RTCRtpSender) -> MonoOpusEncoder:
     loss. Both sides of a call do this (`Peer`): the client's uplink, and the embedded server's downlink when a
     client reports loss, as the real service's answer (`useinbandfec=1`) suggests it does. Returns the encoder
     (its `mode`, `switches` and `policy` say what the uplink is doing)."""
-    for name in ("track", "encoder"):
+    for name in (
+        "track",
+        "encoder",
+        "rtp_started",
+        "rtp_exited",
+        "mid",
+        "ntp_timestamp",
+        "rtp_timestamp",
+        "octet_count",
+        "packet_count",
+        "rtp_header_extensions_map",
+    ):
         if not hasattr(sender, _SENDER + name):
             raise RuntimeError(
                 f"aiortc's RTCRtpSender no longer has {_SENDER + name}; voiceclient.rtc.inline "
@@ -187,6 +303,7 @@ def use_inline_encoder(sender: RTCRtpSender) -> MonoOpusEncoder:
     setattr(sender, _SENDER + "encoder", encoder)
     watch_loss(sender, encoder.policy)
     sender._next_encoded_frame = types.MethodType(_next_encoded_frame, sender)  # type: ignore[method-assign]
+    sender._run_rtp = types.MethodType(_run_rtp, sender)  # type: ignore[method-assign]
     return encoder
 
 

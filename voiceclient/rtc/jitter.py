@@ -34,25 +34,23 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
-import fractions
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
 import numpy as np
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from voiceclient.audio import opus, stretch
+from voiceclient.audio.tracks import mono_frame
 
 log = logging.getLogger(__name__)
 _ATTR = "_RTCRtpReceiver__jitter_buffer"
 _CODECS = "_RTCRtpReceiver__codecs"
 RATE = opus.RATE
-_TIME_BASE = fractions.Fraction(1, RATE)
 
 WINDOW = 3.0  # seconds of transits the target is read from
 QUANTILE = 0.99
@@ -423,11 +421,7 @@ class _ReceiverBuffer:
         track = self._receiver._track
         if track is None or track.readyState != "live":
             return
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = pts
-        frame.time_base = _TIME_BASE
-        track._queue.put_nowait(frame)
+        track._queue.put_nowait(mono_frame(pcm, pts, RATE))
 
 
 def use_adaptive_jitter_buffer(receiver: RTCRtpReceiver) -> AdaptiveJitterBuffer:

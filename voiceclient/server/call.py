@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceclient.audio.format import API_RATE, RTP_RATE
-from voiceclient.audio.resample import Resampler
+from voiceclient.audio.resample import Halver
 from voiceclient.audio.sinks import ConversationRecorder
 from voiceclient.audio.tracks import InboundReader, OutboundTrack
 from voiceclient.rtc.peer import AnswerShape, Peer, close_peer_connection
@@ -54,7 +53,7 @@ class CallEdge:
         self.reader: InboundReader | None = None
         self.recorder: ConversationRecorder | None = None
         self.recording: Path | None = None
-        self._resampler = Resampler(RTP_RATE, API_RATE)
+        self._resampler = Halver()  # 48 kHz RTP audio to the API's 24 kHz
         self._port: SessionPort | None = None
         self._closed = False
 
