@@ -5,6 +5,7 @@ import importlib.util
 import json
 import shutil
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,30 @@ def pulse(pulse_daemon: dict[str, str]) -> Any:
 
 
 @pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium (playwright, the system's binary) whose fake microphone plays a 440 Hz tone."""
+    from playwright.async_api import async_playwright
+
+    from .test_browser import CHROMIUM
+
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={FIXTURES / 'tone_440_16k_stereo.wav'}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
 def server(realtime_server: RealtimeServer) -> RealtimeServer:
     """The plugin's echo server, under the short name the tests use."""
     return realtime_server
@@ -169,6 +194,7 @@ MODULE_MARKS = {
     "test_websocket_client": ("webrtc",),
 }
 FIXTURE_MARKS = {
+    "browser": "browser",
     "server": "webrtc",
     "settings": "webrtc",
     "realtime_server": "webrtc",

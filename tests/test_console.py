@@ -5,7 +5,6 @@ microphone; the console's endpoints and who may read them."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -24,27 +23,6 @@ pytestmark = [
     pytest.mark.timeout(90),
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/test installs it)"),
 ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={FIXTURES / 'tone_440_16k_stereo.wav'}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def console_url(server: Any) -> str:

@@ -54,6 +54,23 @@ def chunks(pcm: np.ndarray, size: int = 480) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------- pipecat
+async def frames_until(frames: asyncio.Queue[Any], kinds: tuple[type, ...], timeout: float = 15) -> list[Any]:
+    """pipecat's frames as they come, up to and with the first of `kinds`."""
+    got = []
+    while True:
+        frame = await asyncio.wait_for(frames.get(), timeout)
+        got.append(frame)
+        if isinstance(frame, kinds):
+            return got
+
+
+def text_and_audio(frames: list[Any], text_kind: Any, audio_kind: Any) -> tuple[str, np.ndarray]:
+    """What the frames said: their text, and their audio as 16-bit samples."""
+    text = "".join(x.text for x in frames if isinstance(x, text_kind))
+    audio = b"".join(x.audio for x in frames if isinstance(x, audio_kind))
+    return text, np.frombuffer(audio, "<i2")
+
+
 @needs("pipecat")
 async def test_pipecat_realtime_service_against_the_embedded_server(scenario_server: RealtimeServer) -> None:
     from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
@@ -89,17 +106,10 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
                     await self.push_frame(spoken(), FrameDirection.UPSTREAM)
 
         async def until(self, kinds: tuple[type, ...], timeout: float = 15) -> list[Any]:
-            got = []
-            while True:
-                frame = await asyncio.wait_for(self.frames.get(), timeout)
-                got.append(frame)
-                if isinstance(frame, kinds):
-                    return got
+            return await frames_until(self.frames, kinds, timeout)
 
     def said(frames: list[Any]) -> tuple[str, np.ndarray]:
-        text = "".join(x.text for x in frames if isinstance(x, f.LLMTextFrame))
-        audio = b"".join(x.audio for x in frames if isinstance(x, f.TTSAudioRawFrame))
-        return text, np.frombuffer(audio, "<i2")
+        return text_and_audio(frames, f.LLMTextFrame, f.TTSAudioRawFrame)
 
     server = scenario_server
     llm = OpenAIRealtimeLLMService(api_key="sk-test", base_url=f"{server.websocket_url}/realtime")
@@ -326,17 +336,10 @@ async def test_pipecat_live_service_against_the_embedded_server(
             await self.push_frame(frame, direction)
 
         async def until(self, kinds: tuple[type, ...], timeout: float = 15) -> list[Any]:
-            got = []
-            while True:
-                frame = await asyncio.wait_for(self.frames.get(), timeout)
-                got.append(frame)
-                if isinstance(frame, kinds):
-                    return got
+            return await frames_until(self.frames, kinds, timeout)
 
     def said(frames: list[Any]) -> tuple[str, np.ndarray]:
-        text = "".join(x.text for x in frames if isinstance(x, f.LLMTextFrame))
-        audio = b"".join(x.audio for x in frames if isinstance(x, f.SpeechOutputAudioRawFrame))
-        return text, np.frombuffer(audio, "<i2")
+        return text_and_audio(frames, f.LLMTextFrame, f.SpeechOutputAudioRawFrame)
 
     server = scenario_server
     llm = OpenAILiveLLMService(

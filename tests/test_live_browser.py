@@ -6,7 +6,6 @@ and calls the `openai` SDK's `client.live.create`) or straight from the page (a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from aiohttp import web
 from voiceclient.audio.format import dominant_frequency
 from voiceclient.server import RealtimeServer
 
-from .conftest import FIXTURES, loud_spans
+from .conftest import loud_spans
 from .test_browser import CHROMIUM
 
 pytestmark = [
@@ -25,27 +24,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/test installs it)"),
 ]
 PAGE = Path(__file__).parent / "browser" / "live.html"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={FIXTURES / 'tone_440_16k_stereo.wav'}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def app_server(server: RealtimeServer, created: list[Any]) -> tuple[web.AppRunner, str]:
