@@ -191,7 +191,12 @@ async def test_barge_in_silences_the_speaker(pulse, tmp_path: Path, transport: s
             seconds=8.0,
             transport=transport,  # type: ignore[arg-type]
         )
-    replies = spans_at(heard, API_RATE, 330)
+    replies: list[tuple[float, float]] = []  # the reply, its pieces joined (a speaker that ran out splits it)
+    for a, b in spans_at(heard, API_RATE, 330):
+        if replies and a - replies[-1][1] < 0.1:
+            replies[-1] = (replies[-1][0], b)
+        else:
+            replies.append((a, b))
     assert replies, "the reply was never heard"
     assert replies[0][1] - replies[0][0] < 1.8  # cut well before its 3 s
     assert talk.interrupts >= 1
