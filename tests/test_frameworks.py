@@ -64,6 +64,25 @@ async def frames_until(frames: asyncio.Queue[Any], kinds: tuple[type, ...], time
             return got
 
 
+def pipecat_weather(llm: Any, calls: list[dict[str, Any]]) -> Any:
+    """`get_weather` registered with a pipecat service (each call's arguments kept in `calls`): its tools schema."""
+    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
+    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
+
+    async def get_weather(params: Any) -> None:
+        calls.append(dict(params.arguments))
+        await params.result_callback({"city": params.arguments["city"], "forecast": "sunny", "temperature": 22})
+
+    llm.register_function("get_weather", get_weather)
+    schema = FunctionSchema(
+        name="get_weather",
+        description="The weather in a city.",
+        properties={"city": {"type": "string"}},
+        required=["city"],
+    )
+    return ToolsSchema(standard_tools=[schema])
+
+
 def text_and_audio(frames: list[Any], text_kind: Any, audio_kind: Any) -> tuple[str, np.ndarray]:
     """What the frames said: their text, and their audio as 16-bit samples."""
     text = "".join(x.text for x in frames if isinstance(x, text_kind))
@@ -73,8 +92,6 @@ def text_and_audio(frames: list[Any], text_kind: Any, audio_kind: Any) -> tuple[
 
 @needs("pipecat")
 async def test_pipecat_realtime_service_against_the_embedded_server(scenario_server: RealtimeServer) -> None:
-    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
-    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
     from pipecat.frames import frames as f
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -114,22 +131,7 @@ async def test_pipecat_realtime_service_against_the_embedded_server(scenario_ser
     server = scenario_server
     llm = OpenAIRealtimeLLMService(api_key="sk-test", base_url=f"{server.websocket_url}/realtime")
     calls: list[dict[str, Any]] = []
-
-    async def get_weather(params: Any) -> None:
-        calls.append(dict(params.arguments))
-        await params.result_callback({"city": params.arguments["city"], "forecast": "sunny", "temperature": 22})
-
-    llm.register_function("get_weather", get_weather)
-    tools = ToolsSchema(
-        standard_tools=[
-            FunctionSchema(
-                name="get_weather",
-                description="The weather in a city.",
-                properties={"city": {"type": "string"}},
-                required=["city"],
-            )
-        ]
-    )
+    tools = pipecat_weather(llm, calls)
     context = LLMContext(messages=[{"role": "user", "content": "Hello there"}], tools=tools)
     pair = LLMContextAggregatorPair(context)
     speaker = Speaker()
@@ -299,8 +301,6 @@ def live_validator(seen: list[dict[str, Any]], bad: list[str]) -> Any:
 async def test_pipecat_live_service_against_the_embedded_server(
     scenario_server: RealtimeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
-    from pipecat.adapters.llm.schemas.tools_schema import ToolsSchema
     from pipecat.frames import frames as f
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -349,22 +349,7 @@ async def test_pipecat_live_service_against_the_embedded_server(
         delegation=OpenAILiveLLMService.ResponsesDelegation(settings=OpenAIResponsesLLMSettings(model="gpt-5-mini")),
     )
     calls: list[dict[str, Any]] = []
-
-    async def get_weather(params: Any) -> None:
-        calls.append(dict(params.arguments))
-        await params.result_callback({"city": params.arguments["city"], "forecast": "sunny", "temperature": 22})
-
-    llm.register_function("get_weather", get_weather)
-    tools = ToolsSchema(
-        standard_tools=[
-            FunctionSchema(
-                name="get_weather",
-                description="The weather in a city.",
-                properties={"city": {"type": "string"}},
-                required=["city"],
-            )
-        ]
-    )
+    tools = pipecat_weather(llm, calls)
     context = LLMContext(tools=tools)
     listener = Listener()
     worker = PipelineWorker(
