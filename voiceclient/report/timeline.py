@@ -467,9 +467,7 @@ class Builder:
         if self.recording is None:
             return stop, None, None
         step = FRAME
-        if self._db is None:
-            self._db = decibels(self._energies()[0]), decibels(self._energies()[1])
-        user, answer = self._db
+        user, answer = self._decibels()
         lo, hi = int(max(0.0, start - 0.5) / step), int(stop / step) + 1
         loud = np.nonzero(user[lo:hi] > LOUD_DBFS)[0]
         if loud.size == 0:
@@ -484,8 +482,7 @@ class Builder:
         the user speaking: where a GPT-Live session's input transcripts (offline speech-to-text) are missing."""
         if self.recording is None:
             return []
-        user = decibels(self._energies()[0])
-        loud = np.nonzero(user > LOUD_DBFS)[0]
+        loud = np.nonzero(self._decibels()[0] > LOUD_DBFS)[0]
         spans: list[Span] = []
         for frame in loud:
             t = float(frame) * FRAME
@@ -500,6 +497,12 @@ class Builder:
         if self.recording is None:
             return 0.0
         return float(self.recording[0].size / self.recording[2])
+
+    def _decibels(self) -> tuple[np.ndarray, np.ndarray]:
+        """dBFS of each 10 ms of (sent, received), computed once."""
+        if self._db is None:
+            self._db = decibels(self._energies()[0]), decibels(self._energies()[1])
+        return self._db
 
     def _energies(self) -> tuple[np.ndarray, np.ndarray]:
         if self._levels is None:
