@@ -432,7 +432,9 @@ def spy_top(path: Path, n: int = 15) -> list[str]:
     return lines
 
 
-async def bench_call_cpu(seconds: float, spy: Path | None) -> tuple[float, float]:
+async def bench_call_cpu(
+    seconds: float, spy: Path | None, tree: Path = ROOT, transport: str = "webrtc"
+) -> tuple[float, float]:
     """CPU % of one core of a `voiceclient call` process and of `voiceclient serve --no-speech --vad energy`, each
     its own process, over a call of `seconds` of spoken sentences (the fixtures, 1.5 s apart) echoed back: counted
     from 6 s in (after start-up and connect) to 4 s before the input ends. `spy`: py-spy records both meanwhile
@@ -455,6 +457,8 @@ async def bench_call_cpu(seconds: float, spy: Path | None) -> tuple[float, float
         [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=tree,
+        env=startup_env(tree),
     )
     client: subprocess.Popen[Any] | None = None
     try:
@@ -473,10 +477,12 @@ async def bench_call_cpu(seconds: float, spy: Path | None) -> tuple[float, float
                 "--api-key",
                 "sk-bench",
                 "--transport",
-                "webrtc",
+                transport,
                 "--quiet",
             ],
             stdout=subprocess.DEVNULL,
+            cwd=tree,
+            env=startup_env(tree),
         )
         await asyncio.sleep(6)
         span = seconds - 10
@@ -519,6 +525,32 @@ async def bench_call_cpu(seconds: float, spy: Path | None) -> tuple[float, float
         if client is not None and client.poll() is None:
             stop(client)
         stop(server)
+
+
+async def bench_call_cpus(seconds: float, runs: int, spy: Path | None, before: Path | None, transports: str) -> None:
+    """`bench_call_cpu` `runs` times for each transport and tree (this one, and `before` when given), interleaved
+    so that the machine's load falls on every column alike; the medians as a table."""
+    trees = {"after": ROOT} | ({"before": before} if before is not None else {})
+    kinds = [t.strip() for t in transports.split(",") if t.strip()]
+    got: dict[tuple[str, str], list[tuple[float, float]]] = {(t, n): [] for t in kinds for n in trees}
+    for run in range(runs):
+        for transport in kinds:
+            for name, tree in trees.items():
+                where = spy / f"{name}-{transport}-{run}" if spy is not None and name == "after" else None
+                client, server = await bench_call_cpu(seconds, where, tree, transport)
+                got[transport, name].append((client, server))
+                print(f"  {transport:9} {name:6} run {run + 1}: client {client:.2f} %, serve {server:.2f} %")
+    load = os.getloadavg()[0]
+    print(
+        f"\n### CPU of one call\n\n{runs} runs of a {seconds:g} s spoken call each, the columns interleaved; median % "
+        f"of one core, counted from 6 s in to 4 s before the end. Load average at the end: {load:.1f}.\n"
+    )
+    print("| transport | side | " + " | ".join(trees) + " |")
+    print("|---|---|" + "---|" * len(trees))
+    for transport in kinds:
+        for side, i in (("`voiceclient call`", 0), ("`serve`", 1)):
+            cells = [f"{statistics.median(r[i] for r in got[transport, n]):.2f}" for n in trees]
+            print(f"| {transport} | {side} | " + " | ".join(cells) + " |")
 
 
 def rss_of(pid: int) -> float:
@@ -2698,10 +2730,11 @@ async def main() -> None:
     parser.add_argument(
         "--before",
         metavar="DIR",
-        help="startup: a checkout of the commit to compare with (`git worktree add --detach DIR COMMIT`), "
+        help="startup, callcpu: a checkout of the commit to compare with (`git worktree add --detach DIR COMMIT`), "
         "run side by side with this one",
     )
     parser.add_argument("--spy", type=Path, help="callcpu: py-spy records both processes into this folder")
+    parser.add_argument("--transports", default="webrtc", help="callcpu: webrtc and/or websocket, comma-separated")
     parser.add_argument("--turns", type=int, default=10, help="agents: spoken turns per model")
     parser.add_argument(
         "--answer",
@@ -2772,9 +2805,9 @@ async def main() -> None:
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
     if "callcpu" in args.what:
-        for _ in range(args.runs):
-            client, server = await bench_call_cpu(call_seconds, args.spy)
-            print(f"CPU of a `voiceclient call` process and of `serve`: client {client:.2f} %, serve {server:.2f} %")
+        await bench_call_cpus(
+            call_seconds, args.runs, args.spy, Path(args.before).resolve() if args.before else None, args.transports
+        )
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(
