@@ -1368,6 +1368,92 @@ async def bench_scale(counts: list[int], modes: list[str]) -> None:
         stop(server)
 
 
+PLUGIN_SUITE = """
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CALLS = int(os.environ["VOICECLIENT_BENCH_CALLS"])
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("n", range(CALLS))
+async def test_echo(n, realtime_server, scripted_call):
+    result = await scripted_call(realtime_server, os.environ["VOICECLIENT_BENCH_SPEECH"])
+    row = {"ended": result.ended, "delay": result.latencies[0] if result.latencies else None,
+           "output": str(result.output_wav), "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
+    Path(os.environ["VOICECLIENT_BENCH_OUT"], f"{n}.json").write_text(json.dumps(row))
+"""
+
+
+def plugin_round(n: int, workers: int, work: Path) -> tuple[list[dict[str, Any]], float]:
+    """A suite of `n` voice tests, each one scripted call through the pytest plugin (`realtime_server`,
+    `scripted_call`), run by `pytest -n workers` (0: in one process); each test's row and the suite's wall time."""
+    import json
+
+    from voiceclient.audio.sources import load_audio
+
+    folder = work / f"plugin_{n}_{workers}"
+    (folder / "rows").mkdir(parents=True)
+    (folder / "test_bench_calls.py").write_text(PLUGIN_SUITE)
+    env = {
+        **os.environ,
+        "VOICECLIENT_BENCH_CALLS": str(n),
+        "VOICECLIENT_BENCH_SPEECH": str(SCALE_SPEECH),
+        "VOICECLIENT_BENCH_OUT": str(folder / "rows"),
+    }
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers), "--rootdir", str(folder),
+         "--basetemp", str(folder / "tmp"), str(folder / "test_bench_calls.py")],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    sent = load_audio(SCALE_SPEECH, 24000)
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        path = folder / "rows" / f"{i}.json"
+        if not path.exists():
+            rows.append({"ended": "failed: the test left no row", "delay": None, "fidelity": 0.0})
+            continue
+        row = json.loads(path.read_text())
+        row["fidelity"] = fidelity(sent, load_audio(Path(row["output"]), 24000))
+        rows.append(row)
+    if run.returncode != 0:
+        print("      pytest: " + (run.stdout.strip().splitlines() or ["no output"])[-1])
+    return rows, wall
+
+
+def bench_plugin(counts: list[int], workers: int) -> None:
+    """Voice tests through the pytest plugin, sharded by pytest-xdist: each worker runs its own embedded servers
+    and calls in its own process. One test alone is the reference; then suites of N tests on `workers` workers,
+    each call held to the scale benchmark's target (fidelity within 0.03, turn delay within 1.5 x + 100 ms)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"plugin: a suite of N voice tests (one echo call each) run by `pytest -n {workers}`")
+        head = f"  {'N':>3} {'workers':>7} {'done':>5} {'fidelity':>16} {'turn delay ms':>18} {'wall s':>7}"
+        print(head + "  within target")
+        base: tuple[float, float] | None = None
+        for n, w in [(1, 0)] + [(n, workers) for n in counts]:
+            rows, wall = plugin_round(n, w, Path(tmp))
+            ok = [r for r in rows if r["ended"] == "idle" and r["delay"] is not None]
+            fid = sorted(float(r["fidelity"]) for r in rows)
+            delays = sorted(float(r["delay"]) * 1000 for r in ok) or [float("nan")]
+            med_f, med_d = statistics.median(fid), statistics.median(delays)
+            if base is None:
+                base = (med_f, med_d)
+            good = len(ok) == n and fid[0] >= base[0] - 0.03 and delays[-1] <= 1.5 * base[1] + 100
+            print(
+                f"  {n:>3} {w:>7} {len(ok):>2}/{n:<2} {med_f:7.3f} ({fid[0]:.3f}) {med_d:8.0f} ({delays[-1]:5.0f}) "
+                f"{wall:7.1f}  {'yes' if good else 'NO'}"
+            )
+            failed = [str(r["ended"]) for r in rows if r["ended"] != "idle"]
+            for reason in sorted(set(failed)):
+                print(f"      {failed.count(reason)} x {reason}")
+
+
 def one_way_onsets(timeline: Timeline) -> list[float]:
     """Times at which each burst's first loud sample was captured/played (frame time + offset in frame)."""
     return [at - (size - off) / RATE for at, off, size, _ in timeline.onsets()]
@@ -2694,6 +2780,7 @@ async def main() -> None:
             "echo",
             "startup",
             "callcpu",
+            "plugin",
         ],
     )
     parser.add_argument("--repeats", type=int, default=2, help="echo: times through the set of variants")
@@ -2703,7 +2790,8 @@ async def main() -> None:
     parser.add_argument(
         "--uplink", action="store_true", help="network: impair client->server instead; score what serve received"
     )
-    parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once")
+    parser.add_argument("--calls", default="1,4,8,12,16", help="scale: the numbers of calls at once; plugin: of tests")
+    parser.add_argument("--xdist", type=int, default=2, help="plugin: pytest-xdist workers (`pytest -n`)")
     parser.add_argument(
         "--sessions", default="1,8", help="websocket, transports: the numbers of sessions (calls) at once"
     )
@@ -2804,6 +2892,8 @@ async def main() -> None:
         await bench_startup(args.runs, Path(args.before).resolve() if args.before else None)
     if "websocket" in args.what:
         await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
+    if "plugin" in args.what:
+        bench_plugin([int(n) for n in args.calls.split(",")], args.xdist)
     if "callcpu" in args.what:
         await bench_call_cpus(
             call_seconds, args.runs, args.spy, Path(args.before).resolve() if args.before else None, args.transports
