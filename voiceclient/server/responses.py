@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,11 +36,11 @@ from voiceclient.server.responders import (
     ResponsePlan,
     Speech,
     TurnContext,
-    check_tool_choice,
     mcp_tool_names,
     placeholder_audio,
     steer,
 )
+from voiceclient.server.steering import Steering, TokenBudget, steering_for, usage
 from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -55,24 +54,6 @@ async def _one_part(text: str, pcm: np.ndarray | None, speed: float) -> AsyncIte
     yield text, pcm
 
 
-TOKENS_PER_CHARACTER = 1 / 4  # the text estimate: about four characters a token (usage, max_output_tokens)
-AUDIO_TOKENS_PER_SECOND = 10  # the audio estimate (usage, max_output_tokens)
-
-
-def text_tokens(text: str) -> float:
-    return len(text) * TOKENS_PER_CHARACTER
-
-
-@dataclass
-class Steering:
-    """What steers one response: the session's settings, or the `response.create`'s for this response only."""
-
-    instructions: str = ""
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    tool_choice: Any = "auto"
-    max_output_tokens: float = float("inf")
-
-
 @dataclass
 class ActiveResponse:
     id: str
@@ -84,9 +65,7 @@ class ActiveResponse:
     # `audio.output.speed` as the response began: an update while it runs applies from the next one ([docs]
     # "can only be changed in between model turns, not while a response is in progress").
     speed: float = 1.0
-    tokens: float = 0.0  # output tokens so far (text and audio, by the estimate above)
-    text_tokens: float = 0.0
-    out_of_tokens: bool = False  # max_output_tokens reached: the response ends `incomplete`
+    budget: TokenBudget = field(default_factory=TokenBudget)  # max_output_tokens: spent, it ends `incomplete`
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
     failure: ProtocolError | None = None  # the server cut it short (shutting down): it ends `failed`
@@ -244,26 +223,6 @@ class ResponseEngine:
             self.turn_index += 1
         return ctx
 
-    def steering(self, params: ResponseRequest | None) -> Steering:
-        """The response's instructions, tools, tool choice and token cap: the request's, else the session's.
-        Raises ProtocolError for a tool choice the tools do not allow (the request's own, or the session's with
-        the request's tools)."""
-        session = self.session
-        tools = params.tools if params and params.tools is not None else session.get("tools") or []
-        choice = params.tool_choice if params and params.tool_choice is not None else session.get("tool_choice")
-        param = "response.tool_choice" if params and params.tool_choice is not None else "session.tool_choice"
-        check_tool_choice(choice, tools, param)
-        cap = params.max_output_tokens if params and params.max_output_tokens else session.get("max_output_tokens")
-        return Steering(
-            instructions=(
-                params.instructions if params and params.instructions is not None else session.get("instructions")
-            )
-            or "",
-            tools=list(tools),
-            tool_choice=choice or "auto",
-            max_output_tokens=float("inf") if cap in (None, "inf") else float(cap),
-        )
-
     def running(self, response_id: str | None = None) -> ActiveResponse | None:
         """The response `response.cancel` means: the one named (default or out of band), else the default
         conversation's ([SDK] `ResponseCancelEvent.response_id`: "if not provided, will cancel an in-progress
@@ -280,7 +239,7 @@ class ResponseEngine:
         modalities = (
             params.output_modalities if params and params.output_modalities else self.session["output_modalities"]
         )
-        steering = self.steering(params)
+        steering = steering_for(self.session, params)
         out_of_band = params is not None and params.out_of_band
         if out_of_band and params is not None and params.input is not None:
             self._input_items(params)  # an unknown item reference is refused before the response exists
@@ -313,6 +272,7 @@ class ResponseEngine:
             conversation=Conversation() if out_of_band else self.conversation,
             out_of_band=out_of_band,
             steering=steering,
+            budget=TokenBudget(steering.max_output_tokens),
             speed=float(self.session["audio"]["output"].get("speed") or 1.0),
         )
         if out_of_band:
@@ -357,9 +317,9 @@ class ResponseEngine:
                     await self._emit_mcp_call(resp, index, output)
                 else:
                     await self._emit_message(resp, index, output, audio)
-                if resp.out_of_tokens:
+                if resp.budget.spent:
                     break
-            if resp.out_of_tokens:  # [SDK] `RealtimeResponseStatus`: incomplete, reason max_output_tokens
+            if resp.budget.spent:  # [SDK] `RealtimeResponseStatus`: incomplete, reason max_output_tokens
                 resp.obj["status"] = "incomplete"
                 resp.obj["status_details"] = {"type": "incomplete", "reason": "max_output_tokens"}
             else:
@@ -391,35 +351,15 @@ class ResponseEngine:
         if resp.finished:
             return
         resp.finished = True
-        resp.obj["usage"] = self._usage(resp)
+        resp.obj["usage"] = usage(
+            resp.budget, resp.queued / self.output.rate, self.input_seconds(), self.conversation.items
+        )
         self.send(self.dialect.response_done(resp.obj))
         self.ctx.on_response_done()
         if self.active is resp:
             self.active = None
         self.out_of_band.pop(resp.id, None)
         self.output.close(resp.id)
-
-    def _usage(self, resp: ActiveResponse) -> dict[str, Any]:
-        """An estimate (no model counts here): output text at about four characters a token (the words said, a
-        call's name and arguments), audio at 10 tokens a second, the same estimate `max_output_tokens` is held
-        to; input, the conversation's items as JSON and the input audio."""
-        text = int(resp.text_tokens)
-        audio_out = int(resp.queued / self.output.rate * AUDIO_TOKENS_PER_SECOND)
-        audio_in = int(self.input_seconds() * AUDIO_TOKENS_PER_SECOND)
-        text_in = sum(len(json.dumps(it)) // 4 for it in self.conversation.items) // 2
-        return {
-            "total_tokens": text + audio_out + audio_in + text_in,
-            "input_tokens": audio_in + text_in,
-            "output_tokens": text + audio_out,
-            "input_token_details": {
-                "text_tokens": text_in,
-                "audio_tokens": audio_in,
-                "image_tokens": 0,
-                "cached_tokens": 0,
-                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
-            },
-            "output_token_details": {"text_tokens": text, "audio_tokens": audio_out},
-        }
 
     def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
         resp.obj["output"].append(item)
@@ -460,7 +400,7 @@ class ResponseEngine:
             try:
                 async for text, pcm24 in parts:
                     await self._play_part(resp, item, ids, text, pcm24, audio, speech.paced and audio, said_words)
-                    if resp.out_of_tokens:
+                    if resp.budget.spent:
                         status = "incomplete"
                         break
             finally:
@@ -512,7 +452,7 @@ class ResponseEngine:
         starts playing when `paced`."""
         item_id = item["id"]
         conversation = resp.conversation
-        text, pcm24 = self._within_budget(resp, text, pcm24)
+        text, pcm24 = resp.budget.take_part(text, pcm24)
         start = resp.queued
         earlier = conversation.audio.get(item_id)
         item_start = start - (earlier.pcm.size if earlier is not None else 0)  # where the item's audio began
@@ -556,41 +496,9 @@ class ResponseEngine:
                 self.send(self.dialect.output_text_delta(ids, word))
             await asyncio.sleep(0)
 
-    def _within_budget(
-        self, resp: ActiveResponse, text: str, pcm24: np.ndarray | None
-    ) -> tuple[str, np.ndarray | None]:
-        """The part as far as `max_output_tokens` lets it go: word by word, each costing its text tokens and the
-        audio it spans; the part is cut where the next word would go over, text and audio alike (the transcript
-        is what was said up to the cut). Marks the response `out_of_tokens` when it cut."""
-        cap = resp.steering.max_output_tokens
-        samples = 0 if pcm24 is None else pcm24.size
-        per_sample = AUDIO_TOKENS_PER_SECOND / API_RATE
-        offsets = word_offsets(text) if text else []
-        if not offsets and samples:
-            offsets = [(0, "")]
-        length = max(1, len(text))
-        kept_chars, kept_samples = 0, 0
-        for i, (_, word) in enumerate(offsets):
-            end_char = offsets[i + 1][0] if i + 1 < len(offsets) else len(text)
-            end_sample = samples if i + 1 == len(offsets) else samples * end_char // length
-            cost = text_tokens(word) + (end_sample - kept_samples) * per_sample
-            if resp.tokens + cost > cap:
-                resp.out_of_tokens = True
-                break
-            resp.tokens += cost
-            resp.text_tokens += text_tokens(word)
-            kept_chars, kept_samples = end_char, end_sample
-        if not resp.out_of_tokens:
-            return text, pcm24
-        return text[:kept_chars], None if pcm24 is None else pcm24[:kept_samples]
-
     def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
-        cost = text_tokens(call.name + call.arguments)
-        if resp.tokens + cost > resp.steering.max_output_tokens:  # a call is made whole or not at all
-            resp.out_of_tokens = True
+        if not resp.budget.take_call(call.name, call.arguments):  # a call is made whole or not at all
             return
-        resp.tokens += cost
-        resp.text_tokens += cost
         item_id, call_id = new_id("item"), new_id("call")
         item: dict[str, Any] = {
             "id": item_id,
