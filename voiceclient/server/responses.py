@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,11 +35,12 @@ from voiceclient.server.responders import (
     ResponsePlan,
     Speech,
     TurnContext,
-    mcp_tool_names,
     placeholder_audio,
     steer,
 )
-from voiceclient.server.steering import Steering, TokenBudget, steering_for, usage
+from voiceclient.server.response_items import ActiveResponse, OutputItems
+from voiceclient.server.steering import TokenBudget, steering_for, usage
+from voiceclient.server.tool_items import ToolItems
 from voiceclient.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -52,28 +52,6 @@ async def _one_part(text: str, pcm: np.ndarray | None, speed: float) -> AsyncIte
     if pcm is not None and speed != 1.0:
         pcm = await asyncio.to_thread(time_scale, pcm, speed, API_RATE)
     yield text, pcm
-
-
-@dataclass
-class ActiveResponse:
-    id: str
-    obj: dict[str, Any]
-    # Where its items go: the session's conversation, or (out of band) a scratch one no client sees.
-    conversation: Conversation = field(default_factory=Conversation)
-    out_of_band: bool = False
-    steering: Steering = field(default_factory=Steering)
-    # `audio.output.speed` as the response began: an update while it runs applies from the next one ([docs]
-    # "can only be changed in between model turns, not while a response is in progress").
-    speed: float = 1.0
-    budget: TokenBudget = field(default_factory=TokenBudget)  # max_output_tokens: spent, it ends `incomplete`
-    task: asyncio.Task[None] | None = None
-    cancel_reason: str | None = None
-    failure: ProtocolError | None = None  # the server cut it short (shutting down): it ends `failed`
-    audio_items: list[tuple[dict[str, Any], int, int]] = field(default_factory=list)  # item, start, end
-    queued: int = 0  # samples queued for output (at the output's rate)
-    cleared: bool = False
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: bool = False  # `response.done` sent
 
 
 class ResponseEngine:
@@ -98,9 +76,8 @@ class ResponseEngine:
         self.last_response_id: str | None = None
         self.turn_index = 0
         self.audio_started = False  # assistant audio exists (the voice can no longer change)
-        self.call_origins: dict[str, Any] = {}  # function call_id -> what the responder attached to it
-        self.mcp_pending: dict[str, McpApprovalRequest] = {}  # approval request item id -> the request
-        self.mcp_listed: set[str] = set()
+        self.items = OutputItems(ctx)
+        self.tools = ToolItems(ctx, conversation, self.items)
         output.on_start = self._on_playout_start
         output.on_drain = self._on_playout_drain
 
@@ -124,25 +101,6 @@ class ResponseEngine:
         """A client's `conversation.item.truncate` (raises ProtocolError when it cannot be applied)."""
         self.conversation.truncate(item_id, audio_end_ms, content_index)
         self.send(self.dialect.item_truncated(item_id, audio_end_ms))
-
-    # ------------------------------------------------------------------------------------------ MCP
-    def list_mcp_tools(self) -> None:
-        """`mcp_list_tools.*` for each MCP server the session gained (the tools are the responder's)."""
-        for tool in self.session.get("tools") or []:
-            label = tool.get("server_label")
-            if tool.get("type") != "mcp" or label in self.mcp_listed:
-                continue
-            self.mcp_listed.add(label)
-            item: dict[str, Any] = {"id": new_id("item"), "type": "mcp_list_tools", "server_label": label, "tools": []}
-            previous = self.conversation.add_output(item)
-            self.send(self.dialect.item_added(item, previous))
-            self.send(self.dialect.mcp_tools_listing(item["id"]))
-            allowed = tool.get("allowed_tools")
-            offered = mcp_tool_names(self.ctx.responder, label)
-            names = [n for n in offered if not isinstance(allowed, list) or n in allowed]
-            item["tools"] = [{"name": n, "input_schema": {"type": "object"}} for n in names]
-            self.send(self.dialect.mcp_tools_listed(item["id"]))
-            self.send(self.dialect.item_done(item, previous))
 
     # ------------------------------------------------------------------------------------------ responses
     def _input_items(self, request: ResponseRequest) -> list[dict[str, Any]]:
@@ -180,8 +138,7 @@ class ResponseEngine:
         ctx.out_of_band = oob
         for it in new:
             if it.get("type") == "mcp_approval_response":
-                pending = self.mcp_pending.get if oob else self.mcp_pending.pop
-                approval = pending(it["approval_request_id"], None)
+                approval = self.tools.approval(it["approval_request_id"], keep=oob)
                 if approval is not None:
                     approval.call.approval_request_id = it["approval_request_id"]
                     ctx.mcp_decisions.append((approval, it["approve"], it.get("reason")))
@@ -216,7 +173,7 @@ class ResponseEngine:
             (self.conversation.function_name(it["call_id"]) or "unknown", it["output"]) for it in outputs
         ]
         ctx.origin = next(
-            (self.call_origins[it["call_id"]] for it in outputs if self.call_origins.get(it["call_id"]) is not None),
+            (origin for it in outputs if (origin := self.tools.call_origins.get(it["call_id"])) is not None),
             None,
         )
         if not outputs and not oob:
@@ -310,11 +267,11 @@ class ResponseEngine:
                 await asyncio.sleep(plan.delay_ms / 1000)
             for index, output in enumerate(plan.outputs):
                 if isinstance(output, FunctionCall):
-                    self._emit_function_call(resp, index, output)
+                    self.tools.function_call(resp, index, output)
                 elif isinstance(output, McpApprovalRequest):
-                    self._emit_mcp_approval_request(resp, index, output)
+                    self.tools.mcp_approval_request(resp, index, output)
                 elif isinstance(output, McpCall):
-                    await self._emit_mcp_call(resp, index, output)
+                    await self.tools.mcp_call(resp, index, output)
                 else:
                     await self._emit_message(resp, index, output, audio)
                 if resp.budget.spent:
@@ -361,23 +318,6 @@ class ResponseEngine:
         self.out_of_band.pop(resp.id, None)
         self.output.close(resp.id)
 
-    def _output_item(self, resp: ActiveResponse, index: int, item: dict[str, Any]) -> str | None:
-        resp.obj["output"].append(item)
-        previous = resp.conversation.add_output(item)
-        if resp.out_of_band:
-            previous = None
-        self.send(self.dialect.output_item_added(resp.id, index, item, previous, in_conversation=not resp.out_of_band))
-        return previous
-
-    def _item_done(self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None) -> None:
-        self.send(self.dialect.output_item_done(resp.id, index, item, previous, in_conversation=not resp.out_of_band))
-
-    def _finish_item(
-        self, resp: ActiveResponse, index: int, item: dict[str, Any], previous: str | None, status: str
-    ) -> None:
-        item["status"] = status
-        self._item_done(resp, index, item, previous)
-
     async def _emit_message(self, resp: ActiveResponse, index: int, speech: Speech, audio: bool) -> None:
         item_id = new_id("item")
         item: dict[str, Any] = {
@@ -388,7 +328,7 @@ class ResponseEngine:
             "status": "in_progress",
             "content": [],
         }
-        previous = self._output_item(resp, index, item)
+        previous = self.items.added(resp, index, item)
         ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "content_index": 0}
         said_words: list[str] = []
         self.send(self.dialect.message_planned(ids, speech.text))
@@ -424,7 +364,7 @@ class ResponseEngine:
                 part = {"type": "text", "text": said}
                 item["content"] = [{"type": "output_text", "text": said}]
             self.send(self.dialect.content_part_done(ids, part))
-            self._finish_item(resp, index, item, previous, status)
+            self.items.done(resp, index, item, previous, status)
 
     def _voiced_parts(self, speech: Speech, audio: bool, speed: float) -> AsyncIterator[tuple[str, np.ndarray | None]]:
         """What to play, part by part: (text, 24 kHz audio or None), at `speed` (`audio.output.speed`). The offline
@@ -495,71 +435,6 @@ class ResponseEngine:
             else:
                 self.send(self.dialect.output_text_delta(ids, word))
             await asyncio.sleep(0)
-
-    def _emit_function_call(self, resp: ActiveResponse, index: int, call: FunctionCall) -> None:
-        if not resp.budget.take_call(call.name, call.arguments):  # a call is made whole or not at all
-            return
-        item_id, call_id = new_id("item"), new_id("call")
-        item: dict[str, Any] = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "function_call",
-            "status": "in_progress",
-            "call_id": call_id,
-            "name": call.name,
-            "arguments": "",
-        }
-        previous = self._output_item(resp, index, item)
-        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item_id, "output_index": index, "call_id": call_id}
-        half = len(call.arguments) // 2
-        for delta in (call.arguments[:half], call.arguments[half:]):
-            if delta:
-                self.send(self.dialect.function_arguments_delta(ids, delta))
-        self.send(self.dialect.function_arguments_done(ids, call.name, call.arguments))
-        item["arguments"] = call.arguments
-        self.call_origins[call_id] = call.origin
-        self._finish_item(resp, index, item, previous, "completed")
-
-    def _emit_mcp_approval_request(self, resp: ActiveResponse, index: int, request: McpApprovalRequest) -> None:
-        call = request.call
-        item = {
-            "id": new_id("item"),
-            "type": "mcp_approval_request",
-            "server_label": call.server_label,
-            "name": call.name,
-            "arguments": call.arguments,
-        }
-        previous = self._output_item(resp, index, item)
-        self.mcp_pending[item["id"]] = request
-        self._item_done(resp, index, item, previous)
-
-    async def _emit_mcp_call(self, resp: ActiveResponse, index: int, call: McpCall) -> None:
-        item: dict[str, Any] = {
-            "id": new_id("item"),
-            "type": "mcp_call",
-            "server_label": call.server_label,
-            "name": call.name,
-            "arguments": "",
-        }
-        if call.approval_request_id:
-            item["approval_request_id"] = call.approval_request_id
-        previous = self._output_item(resp, index, item)
-        ids: dict[str, Any] = {"response_id": resp.id, "item_id": item["id"], "output_index": index}
-        self.send(self.dialect.mcp_arguments_delta(ids, call.arguments))
-        self.send(self.dialect.mcp_arguments_done(ids, call.arguments))
-        item["arguments"] = call.arguments
-        self.send(self.dialect.mcp_call_in_progress(item["id"], index))
-        await asyncio.sleep(0.05)  # the hosted call takes a moment
-        if call.error is not None:
-            item["error"] = {"type": "tool_execution_error", "message": call.error}
-            self.send(self.dialect.mcp_call_finished(item["id"], index, failed=True))
-        else:
-            item["output"] = call.output or ""
-            self.send(self.dialect.mcp_call_finished(item["id"], index, failed=False))
-        self._item_done(resp, index, item, previous)
-
-    def has_mcp_request(self, item_id: str) -> bool:
-        return item_id in self.mcp_pending
 
     async def cancel(self, resp: ActiveResponse, reason: str) -> None:
         if resp.task is None or resp.task.done():

@@ -235,7 +235,7 @@ class ServerSession:
         """The connection is open: `session.created`, then the MCP tools the session already has."""
         self.opened = True
         self.send(self.dialect.session_created(self.session))
-        self.responses.list_mcp_tools()
+        self.responses.tools.list_mcp_tools()
 
     def send(self, events: list[Wire]) -> None:
         """To the connection and every sideband, in order: the one place the server serializes an event. `events`:
@@ -511,11 +511,11 @@ class ServerSession:
         self.ctx.session = self.dialect.apply_update(self.session, update, audio_started=self.responses.audio_started)
         self.turns.reconfigure()
         self.send(self.dialect.session_updated(self.session))
-        self.responses.list_mcp_tools()
+        self.responses.tools.list_mcp_tools()
 
     def _item_create(self, item: dict[str, Any], previous_item_id: str | None) -> None:
         """A client's item (the dialect has checked its shape)."""
-        if item.get("type") == "mcp_approval_response" and not self.responses.has_mcp_request(
+        if item.get("type") == "mcp_approval_response" and not self.responses.tools.has_request(
             item["approval_request_id"]
         ):
             raise ProtocolError(
