@@ -14,15 +14,7 @@
   A transcription session also comes from an `ek_` whose `client_secrets` session had `type: "transcription"`, or a
   `/calls` session of that type.
 - `GET /v1/realtime?call_id=rtc_…` (WebSocket): the sideband of a live WebRTC call (`server/sideband.py`).
-- `POST /v1/live/sessions`: a GPT-Live WebRTC session; JSON in (`session`, `transport: {type: "webrtc", sdp}`),
-  `201` JSON out with the session's id and the SDP answer (as `/calls` gives it). The first data channel event is
-  `session.started`.
-- `GET /v1/live/sessions` (WebSocket): a GPT-Live session (`server/live.py`). Nothing is sent before the client's
-  first message, which must be `session.start`; a bad one is answered with an `error` and the socket waits for
-  another (a model that is not a GPT-Live one: the error, then close code 3000, as the Realtime path does).
-- `POST /v1/live/sessions/{id}/hangup`: 200, the session ends (`session.closed`); 404 for an unknown session.
-- `GET /v1/live/sessions/{id}/attach` (WebSocket): the sideband of a GPT-Live session, greeted with `session.started`.
-- `GET /v1/live/sessions/{id}/content`: the stored recording (stereo WAV) of an ended WebRTC session with `store: true`.
+- `/v1/live/sessions...`: GPT-Live's endpoints, in `server/live_routes.py`.
 - CORS like the real API, so a page on another origin can call it and read `Location`.
 - Every request body within 1 MiB, its errors in the API's envelope (`server/bodies.py`).
 """
@@ -31,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import secrets
 import tempfile
@@ -40,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.lite import BASE62
@@ -51,21 +42,19 @@ from voiceclient.server.console import Console
 from voiceclient.server.dialect import Dialect
 from voiceclient.server.edge import Edge
 from voiceclient.server.faults import FaultPlan
-from voiceclient.server.live import LiveDialect
+from voiceclient.server.live_routes import LiveRoutes
 from voiceclient.server.network import CallNetwork, NetworkSpec, network_spec
 from voiceclient.server.realtime import RealtimeDialect
 from voiceclient.server.responders import EchoResponder, Responder
 from voiceclient.server.session import ServerSession, server_shutting_down
 from voiceclient.server.sideband import serve_sideband
 from voiceclient.server.speech_port import OfflineSpeech
-from voiceclient.server.websocket import WebSocketEdge
+from voiceclient.server.websocket import WS_MAX_MESSAGE, WebSocketEdge
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INSECURE_KEY = "openai-insecure-api-key."  # a browser's key, as a WebSocket subprotocol
 CLOSE_SECONDS = 3.0  # each call's close when the server stops; a peer that is gone must not hold the rest
-LIVE_START_SECONDS = 60.0  # how long a GPT-Live socket may wait for its `session.start` before it is closed
-WS_MAX_MESSAGE = 32 * 1024 * 1024  # an append carries up to 15 MiB of audio, as base64
 # What `history` keeps of ended sessions, newest first (creation order): at most HISTORY_KEPT of them, and within
 # HISTORY_BUDGET bytes (`ServerSession.retained_size()`), except that the newest ended one is always kept whole.
 # Older ones over it are dropped whole, not gutted: a session in `history` has its whole conversation, as a test
@@ -178,11 +167,7 @@ class RealtimeServer:
         self.app.router.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         self.app.router.add_post("/v1/realtime/client_secrets", self.client_secrets)
         self.app.router.add_get("/v1/realtime", self.realtime_websocket)
-        self.app.router.add_get("/v1/live/sessions", self.live_websocket)
-        self.app.router.add_post("/v1/live/sessions", self.create_live_session)
-        self.app.router.add_post("/v1/live/sessions/{session_id}/hangup", self.live_hangup)
-        self.app.router.add_get("/v1/live/sessions/{session_id}/attach", self.live_sideband)
-        self.app.router.add_get("/v1/live/sessions/{session_id}/content", self.live_recording)
+        LiveRoutes(self).add_to(self.app.router)  # GPT-Live's endpoints (`server/live_routes.py`)
         self.app.router.add_get("/", self.index)
         self.console = Console()  # the live console, at "/" for a browser
         self.console.routes(self.app)
@@ -236,19 +221,12 @@ class RealtimeServer:
         call = self.calls.get(call_id)
         return call if call is not None and call.dialect is REALTIME else None
 
-    def live_session(self, session_id: str) -> ServerSession:
-        """A GPT-Live session under way, over either transport (what its hangup and sideband reach), or 404."""
-        session = self.live.get(session_id)
-        if session is None or not isinstance(session.dialect, LiveDialect):
-            raise ProtocolError(f"Session {session_id!r} not found.", "session_not_found", "session_id", status=404)
-        return session
-
     @property
     def sessions(self) -> dict[str, ServerSession]:
         """The live WebSocket sessions, by session id."""
         return {k: s for k, s in self.live.items() if s.transport == "websocket"}
 
-    def _open(
+    def open_session(
         self,
         session_id: str,
         session: dict[str, Any],
@@ -323,7 +301,7 @@ class RealtimeServer:
                 resp.headers[key] = value
         return resp
 
-    def _bearer(self, request: web.Request) -> str:
+    def bearer(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise ProtocolError(
@@ -334,7 +312,7 @@ class RealtimeServer:
             )
         return auth[7:].strip()
 
-    def _check_key(self, key: str) -> None:
+    def check_key(self, key: str) -> None:
         if key.startswith("ek_"):
             self._secret(key)
         elif self.api_key is not None and key != self.api_key:
@@ -362,7 +340,7 @@ class RealtimeServer:
     # ------------------------------------------------------------------------------------------ routes
     async def create_call(self, request: web.Request) -> web.Response:
         """`POST /v1/realtime/calls`: an SDP offer (raw or multipart with a session) in, the SDP answer out."""
-        key = self._bearer(request)
+        key = self.bearer(request)
         if request.headers.get("OpenAI-Beta"):
             raise ProtocolError(
                 "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
@@ -371,7 +349,7 @@ class RealtimeServer:
         ctype = request.content_type
         session_data: Any = None
         if ctype == "multipart/form-data":
-            self._check_key(key)
+            self.check_key(key)
             sdp, session_data = await self._read_multipart(request)
         elif ctype == "application/sdp":
             if not key.startswith("ek_"):
@@ -393,7 +371,7 @@ class RealtimeServer:
         if not sdp.strip():
             raise ProtocolError("Missing required parameter: 'sdp'.", "missing_required_parameter", "sdp")
         session = new_session(session_data)
-        call_id, answer = await self._call(new_call_id(), session, sdp, REALTIME)
+        call_id, answer = await self.open_call(new_call_id(), session, sdp, REALTIME)
         # bytes, so the type stays `application/sdp` exactly (text= would add "; charset=utf-8")
         return web.Response(
             status=201,
@@ -402,33 +380,23 @@ class RealtimeServer:
             headers={"Location": f"/v1/realtime/calls/{call_id}"},
         )
 
-    async def create_live_session(self, request: web.Request) -> web.Response:
-        """`POST /v1/live/sessions`: a GPT-Live WebRTC session, JSON `{session, transport: {type: "webrtc", sdp}}`
-        in, `201` JSON `{session: {id}, transport: {type: "webrtc", sdp: ANSWER}}` out (the answer in the shape
-        this server gives for the Realtime API: no GPT-Live answer has been published)."""
-        key = self._bearer(request)
-        if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
-            raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
-        self._check_key(key)
-        dialect = LiveDialect()
-        session, sdp = dialect.create_session(await read_json(request))
-        call_id, answer = await self._call(session["id"], session, sdp, dialect)
-        return web.json_response(
-            {"session": {"id": call_id}, "transport": {"type": "webrtc", "sdp": answer}}, status=201
-        )
-
-    async def _call(self, call_id: str, session: dict[str, Any], sdp: str, dialect: Dialect) -> tuple[str, str]:
-        """A WebRTC call of `session` speaking `dialect`, from the client's offer: (its id, the SDP answer)."""
+    def count_session(self) -> tuple[int, ProtocolError | None]:
+        """A new call or session is counted (`call = N` in a fault means the Nth): its number, and the refusal a
+        fault injects for it, if any."""
         self.calls_created += 1
-        refusal = self.faults.http_refusal(self.calls_created)
+        return self.calls_created, self.faults.http_refusal(self.calls_created)
+
+    async def open_call(self, call_id: str, session: dict[str, Any], sdp: str, dialect: Dialect) -> tuple[str, str]:
+        """A WebRTC call of `session` speaking `dialect`, from the client's offer: (its id, the SDP answer)."""
+        number, refusal = self.count_session()
         if refusal is not None:
-            log.info("create-call %d: injected HTTP %d", self.calls_created, refusal.status)
+            log.info("create-call %d: injected HTTP %d", number, refusal.status)
             raise refusal
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
-        network = self._network_for(self.calls_created, reliable=False)
-        edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(self.calls_created), network)
-        call = self._open(call_id, session, edge, self.calls_created, network, dialect)
+        network = self.network_for(number, reliable=False)  # (the number: other calls may have come meanwhile)
+        edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(number), network)
+        call = self.open_session(call_id, session, edge, number, network, dialect)
         try:
             answer = await edge.answer(sdp)
         except InvalidOffer as exc:
@@ -453,7 +421,7 @@ class RealtimeServer:
             self._store_dir = tempfile.TemporaryDirectory(prefix="voiceclient-stored-")
         return Path(self._store_dir.name)
 
-    def _network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
+    def network_for(self, call_number: int, reliable: bool) -> CallNetwork | None:
         """The emulated network of the Nth call or session (`reliable`: a WebSocket's TCP), or None: no network
         given and no `network` fault for it, so nothing in its way."""
         if self.network is None and not self.faults.switches_network(call_number):
@@ -468,7 +436,7 @@ class RealtimeServer:
     async def hangup(self, request: web.Request) -> web.Response:
         """`POST /v1/realtime/calls/{call_id}/hangup`: with the project key (`--api-key`) or a key this server
         issued, as every other route."""
-        self._check_key(self._bearer(request))
+        self.check_key(self.bearer(request))
         call = self.realtime_call(request.match_info["call_id"])
         if call is None:
             raise ProtocolError(
@@ -479,14 +447,14 @@ class RealtimeServer:
 
     async def client_secrets(self, request: web.Request) -> web.Response:
         """`POST /v1/realtime/client_secrets`: an ephemeral key (`ek_...`) for a browser, with its session."""
-        key = self._bearer(request)
+        key = self.bearer(request)
         if key.startswith("ek_"):
             raise ProtocolError(
                 "Client secrets must be created with a project API key, not an ephemeral key.",
                 "invalid_api_key",
                 status=401,
             )
-        self._check_key(key)
+        self.check_key(key)
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ProtocolError("The body must be a JSON object.", "invalid_type")
@@ -512,7 +480,7 @@ class RealtimeServer:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         key = next((p.removeprefix(INSECURE_KEY) for p in offered if p.startswith(INSECURE_KEY)), None)
         if request.headers.get("Authorization") or key is None:
-            key = self._bearer(request)
+            key = self.bearer(request)
         if request.headers.get("OpenAI-Beta") or "openai-beta.realtime-v1" in offered:
             raise ProtocolError(
                 "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.",
@@ -527,7 +495,7 @@ class RealtimeServer:
             if key.startswith("ek_"):
                 session = new_session(self._secret(key))
             else:
-                self._check_key(key)
+                self.check_key(key)
             if session is None and transcribing:
                 session = REALTIME.default_transcription_session()
             elif session is None and model:
@@ -545,17 +513,16 @@ class RealtimeServer:
             await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
             return ws
         assert session is not None
-        self.calls_created += 1
-        refusal = self.faults.http_refusal(self.calls_created)
+        number, refusal = self.count_session()
         if refusal is not None:
-            log.info("websocket session %d: injected HTTP %d", self.calls_created, refusal.status)
+            log.info("websocket session %d: injected HTTP %d", number, refusal.status)
             raise refusal
         if self.speech is not None:
             await self.speech.ready()
         await ws.prepare(request)
-        network = self._network_for(self.calls_created, reliable=True)
+        network = self.network_for(number, reliable=True)
         edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
-        ws_session = self._open(session["id"], session, edge, self.calls_created, network, REALTIME)
+        ws_session = self.open_session(session["id"], session, edge, number, network, REALTIME)
         self.console.watch(ws_session)
         log.info("websocket session %s created (%s)", ws_session.id, session.get("model") or session["type"])
         try:
@@ -564,109 +531,15 @@ class RealtimeServer:
             await ws_session.close()
         return ws
 
-    async def live_websocket(self, request: web.Request) -> web.StreamResponse:
-        """`GET /v1/live/sessions` (WebSocket): a GPT-Live session, started by the client's `session.start`."""
-        key = self._bearer(request)
-        refused: ProtocolError | None = None
-        try:
-            if key.startswith("ek_"):  # GPT-Live has no ephemeral keys
-                raise ProtocolError("GPT-Live sessions need a project API key.", "invalid_api_key", status=401)
-            self._check_key(key)
-        except ProtocolError as exc:
-            refused = exc
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=WS_MAX_MESSAGE)
-        await ws.prepare(request)
-        dialect = LiveDialect()
-
-        async def refuse(exc: ProtocolError) -> None:
-            for event in dialect.error(exc):
-                await ws.send_str(json.dumps(event, separators=(",", ":")))
-
-        if refused is not None:
-            await refuse(refused)
-            await ws.close(code=3000, message=f"{refused.type}.{refused.code}".encode())
-            return ws
-        session: dict[str, Any] | None = None
-        try:
-            async with asyncio.timeout(LIVE_START_SECONDS):
-                async for message in ws:  # nothing is sent before `session.start`
-                    if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                        break
-                    try:
-                        session = dialect.start_session(message.data)
-                        break
-                    except ProtocolError as exc:
-                        await refuse(exc)
-                        if exc.code == "model_not_found":
-                            await ws.close(code=3000, message=f"{exc.type}.{exc.code}".encode())
-                            return ws
-        except TimeoutError:
-            log.info("live session: no session.start in %g s; closing the socket", LIVE_START_SECONDS)
-        if session is None:
-            await ws.close()
-            return ws
-        self.calls_created += 1
-        refusal = self.faults.http_refusal(self.calls_created)
-        if refusal is not None:  # (after the upgrade: the session's refusal is an error event, then the close)
-            log.info("live session %d: injected refusal %d", self.calls_created, refusal.status)
-            await refuse(refusal)
-            await ws.close(code=3000, message=f"{refusal.type}.{refusal.code}".encode())
-            return ws
-        if self.speech is not None:
-            await self.speech.ready()
-        network = self._network_for(self.calls_created, reliable=True)
-        edge = WebSocketEdge(request, ws, self.pace_websocket_audio, network)
-        live = self._open(session["id"], session, edge, self.calls_created, network, dialect)
-        self.console.watch(live)
-        log.info("live session %s created (%s)", live.id, session["model"])
-        try:
-            await edge.serve()
-        finally:
-            await live.close()
-        return ws
-
     async def sideband(self, request: web.Request) -> web.StreamResponse:
         """`GET /v1/realtime?call_id=rtc_…` (WebSocket): a backend joins a live call."""
-        key = self._bearer(request)
-        self._check_key(key)
+        key = self.bearer(request)
+        self.check_key(key)
         call_id = request.query.get("call_id", "")
         call = self.realtime_call(call_id)
         if call is None:
             raise ProtocolError("No session found for the provided call_id", "call_id_not_found", "call_id", status=404)
         return await serve_sideband(request, call)
-
-    async def live_hangup(self, request: web.Request) -> web.Response:
-        """`POST /v1/live/sessions/{id}/hangup`: the session ends as if the client had closed it (`session.closed`,
-        `close_requested`, to the client and every sideband). OpenAI documents it for SIP calls; `serve` takes it
-        for a session over any transport, as the Realtime API's hangup."""
-        self._check_key(self._bearer(request))
-        await self.live_session(request.match_info["session_id"]).hang_up()
-        return web.Response(status=200)
-
-    async def live_sideband(self, request: web.Request) -> web.StreamResponse:
-        """`GET /v1/live/sessions/{id}/attach` (WebSocket): a backend joins a GPT-Live session under way. No
-        `session.start`: it is greeted with `session.started` (the session as it is), then receives every event
-        the session sends and may send the same client events (`server/sideband.py`)."""
-        self._check_key(self._bearer(request))
-        return await serve_sideband(request, self.live_session(request.match_info["session_id"]))
-
-    async def live_recording(self, request: web.Request) -> web.StreamResponse:
-        """`GET /v1/live/sessions/{id}/content`: the stored recording of an ended GPT-Live session started with
-        `store: true`, a stereo 24 kHz WAV (left what the user said, right what the model said). `serve` records
-        WebRTC sessions; a WebSocket session, a session without `store` or one still under way has none (404)."""
-        self._check_key(self._bearer(request))
-        session_id = request.match_info["session_id"]
-        path = self.stored.get(session_id)
-        if path is None or session_id in self.live or not path.exists():
-            why = "is still under way" if session_id in self.live and path is not None else "has no stored recording"
-            raise ProtocolError(
-                f"Session {session_id!r} {why}: serve stores the recording of a WebRTC session started with "
-                "store: true, once it has ended.",
-                "recording_not_found",
-                "session_id",
-                status=404,
-            )
-        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
     def _on_closed(self, ended: ServerSession) -> None:
         self.console.ended(ended)

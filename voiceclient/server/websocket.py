@@ -29,6 +29,7 @@ from voiceclient.server.network import CallNetwork
 from voiceclient.server.sideband import EventWriter
 
 log = logging.getLogger(__name__)
+WS_MAX_MESSAGE = 32 * 1024 * 1024  # the largest client message: an append carries up to 15 MiB of audio, as base64
 QUEUE_LIMIT = 50_000  # server events waiting for a slow client before it is disconnected
 CLOSE_FLUSH_SECONDS = 5.0  # on close, how long the events already queued may take to leave
 
