@@ -49,6 +49,9 @@ class Recorded:
     def on_local_message(self, message: str | bytes) -> None:
         self.seen.append(("local", message))
 
+    def on_sent_message(self, message: str) -> None:
+        self.seen.append(("sent message", message))
+
 
 async def test_a_transport_is_opened_with_one_events_object_that_takes_messages_and_both_ways_of_audio() -> None:
     transport = ScriptedTransport()

@@ -36,6 +36,9 @@ class Ignored:
     def on_local_message(self, message: str | bytes) -> None:
         pass
 
+    def on_sent_message(self, message: str) -> None:
+        pass
+
 
 async def test_a_404_from_create_call_names_the_url_and_suggests_v1() -> None:
     async with RealtimeServer(port=0) as server:

@@ -181,6 +181,10 @@ class _Inbound:
             self.log.write("local", json.loads(message))
         self._dispatcher.put(ev.parse_server_event(message))
 
+    def on_sent_message(self, message: str) -> None:
+        if self.log is not None:
+            self.log.write("client", json.loads(message))
+
     def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
         self._dispatcher.publish(AudioReceived(pcm, pts, at))
 

@@ -93,6 +93,9 @@ class ConnectionEvents:
         if self._conn is self._manager.current:
             self._inbound.on_local_message(message)
 
+    def on_sent_message(self, message: str) -> None:  # a client event the transport sent itself (session.start)
+        self._inbound.on_sent_message(message)
+
     def on_received_audio(self, pcm: np.ndarray, pts: int, at: float) -> None:
         if self._conn is self._manager.current:
             self._manager.heard(at)

@@ -50,6 +50,10 @@ class TransportEvents(Protocol):
         """An event the transport makes itself, in the protocol's words (the WebSocket's playout:
         `output_audio_buffer.*`)."""
 
+    def on_sent_message(self, message: str) -> None:
+        """A client event the transport sent on its own, not through `send` (GPT-Live's `session.start`, the
+        WebSocket's first message): for the event log, which keeps both directions."""
+
 
 class Transport(abc.ABC):
     """One connection of a call. `open` connects (until the event channel is open); `lost` resolves with a reason

@@ -186,6 +186,7 @@ class WebSocketTransport(Transport):
         log.info("websocket session: connected to %s", url)
         for first in self.family.websocket_start(session):  # (GPT-Live: session.start, before anything else)
             await self._ws.send_str(first)
+            events.on_sent_message(first)
         await self._first(events.on_server_message)
         self._track = track = OutboundTrack(self._source, on_frame=events.on_sent_audio)
         self._tasks.spawn(self._write(), "writer")
