@@ -39,6 +39,7 @@ from voiceclient.client.connections import ConnectionManager
 from voiceclient.client.dispatcher import AnyHandler, Dispatcher, Unsubscribe
 from voiceclient.client.family import AnyClientEvent, Family, LiveFamily, family_for
 from voiceclient.client.history import ConversationHistory
+from voiceclient.client.live_answer import AnswerAwaited
 from voiceclient.client.live_tools import DelegatedTools
 from voiceclient.client.options import Continuity, Recording
 from voiceclient.client.recording import EventLog, TurnMeter
@@ -265,6 +266,8 @@ class VoiceCall:
         self.turns = TurnState(self.send)
         # GPT-Live: the tools answer the calls a Responses backend delegates (`response.event`), in its words
         self._delegated = DelegatedTools(self.send, self.tools) if isinstance(self.family, LiveFamily) else None
+        # GPT-Live says nothing between the user's words and the answer: the call's own audio tells it one is due
+        self._answer_due = AnswerAwaited() if isinstance(self.family, LiveFamily) else None
         self._runner = ToolRunner(
             self.tools,
             self.send if self._delegated is None else self._delegated.send,
@@ -286,6 +289,8 @@ class VoiceCall:
         self.history.subscribe(self._dispatcher)
         if self._delegated is not None:
             self._delegated.subscribe(self._dispatcher, self._runner, self.history)
+        if self._answer_due is not None:
+            self._answer_due.subscribe(self._dispatcher)
         self.family.attach(self._dispatcher, self.history, self._dispatcher.publish)
         self._dispatcher.on(CallStatus, self._said)
         self._dispatcher.on(ConnectionChanged, self._connection_changed)
@@ -684,10 +689,12 @@ class VoiceCall:
     @property
     def busy(self) -> bool:
         """Whether anything is under way: input still sending, a response or a tool running, the user speaking, a
-        reconnect, GPT-Live's delegated work (an answer to come, a task waiting for the user's words).
+        reconnect, GPT-Live's delegated work (an answer to come, a task waiting for the user's words), GPT-Live's
+        answer to the user's last words (`client/live_answer.py`).
         """
         delegated = self._delegated is not None and self._delegated.busy  # (GPT-Live: an answer to come)
-        return not self.input_done or self.turns.busy or self._runner.busy or delegated or self.reconnecting
+        due = self._answer_due is not None and self._answer_due.busy
+        return not self.input_done or self.turns.busy or self._runner.busy or delegated or due or self.reconnecting
 
     async def run_until_idle(self, idle_seconds: float = 2.0, max_duration: float | None = None) -> str:
         """Return "idle" once the input is done and nothing has happened for `idle_seconds`, "max_duration", or
