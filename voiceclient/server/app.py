@@ -302,6 +302,7 @@ class RealtimeServer:
         return resp
 
     def bearer(self, request: web.Request) -> str:
+        """The request's bearer key, or a 401 in the API's words when it has none."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             raise ProtocolError(
@@ -313,6 +314,8 @@ class RealtimeServer:
         return auth[7:].strip()
 
     def check_key(self, key: str) -> None:
+        """Refuse (401) an `ek_` this server did not issue or that has expired, and any other key but `api_key`
+        when one was given."""
         if key.startswith("ek_"):
             self._secret(key)
         elif self.api_key is not None and key != self.api_key:
