@@ -1,0 +1,241 @@
+"""`voiceclient serve --workers 2` as a user runs it: one port, calls spread over two worker processes, each call's
+routes, sideband and console reaching its worker, a dead worker left behind, every call told at the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource
+from voiceclient.audio.sources import load_audio
+from voiceclient.client.options import Recording
+
+from .conftest import FIXTURES
+
+pytestmark = pytest.mark.timeout(90)
+SPEECH = FIXTURES / "speech" / "sentence_1.wav"
+RATE = 24_000
+
+
+class Serve:
+    """A `voiceclient serve --workers 2` process and what it said."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url  # http://127.0.0.1:PORT/v1
+        self.root = url.removesuffix("/v1")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.root + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    async def get_async(self, path: str) -> Any:
+        return await asyncio.to_thread(self.get, path)
+
+    async def read(self, path: str) -> bytes:
+        def read() -> bytes:
+            with urllib.request.urlopen(self.root + path, timeout=10) as resp:
+                return bytes(resp.read())
+
+        return await asyncio.to_thread(read)
+
+    async def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(self.proc.communicate(), 20)
+        return self.proc.returncode or 0, err.decode()
+
+
+@contextlib.asynccontextmanager
+async def serve_with_workers(*args: str) -> AsyncIterator[Serve]:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--workers", "2", "--no-speech"),
+        *("--vad", "energy", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert "listening on" in line, line
+        yield Serve(proc, line.split("listening on ")[1].split()[0])
+    finally:
+        if proc.returncode is None:  # a failed test leaves no server (nor workers) behind
+            pids = []
+            with contextlib.suppress(Exception):
+                pids = [w["pid"] for w in Serve(proc, "http://x/v1").get("/")["workers"]]
+            proc.kill()
+            await proc.wait()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def similarity(sent: np.ndarray, heard: np.ndarray) -> float:
+    """Normalised cross-correlation at the best lag (1.0: the same sound)."""
+    a, b = sent.astype(np.float64), heard.astype(np.float64)
+    n = 1 << int(np.ceil(np.log2(a.size + b.size)))
+    xcorr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)
+    return float(xcorr.max() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+async def webrtc_echo(url: str, out: Path) -> tuple[str, float]:
+    """One spoken turn over WebRTC through the front; (the call's id, how like the speech its echo is)."""
+    session = SessionConfig.model_validate(
+        {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}}
+    )
+    settings = ClientSettings(base_url=url, api_key="sk-test", connect_timeout=30)
+    async with VoiceCall(settings, session, source=WavSource(SPEECH), recording=Recording(output_wav=out)) as call:
+        assert await call.run_until_idle(1.5, 40) == "idle"
+        call_id = call.call_id
+    assert call_id is not None
+    return call_id, similarity(load_audio(SPEECH, RATE), load_audio(out, RATE))
+
+
+async def websocket_echo(url: str) -> tuple[str, float]:
+    """One spoken turn with the official SDK over the WebSocket through the front; (session id, similarity)."""
+    from openai import AsyncOpenAI
+
+    speech = load_audio(SPEECH, RATE)
+    sent = np.concatenate([np.zeros(RATE // 4, np.int16), speech, np.zeros(RATE, np.int16)])
+    client = AsyncOpenAI(api_key="sk-test", base_url=url)
+    try:
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            created = await asyncio.wait_for(conn.recv(), 10)
+            assert created.type == "session.created"
+            for i in range(0, sent.size, RATE // 10):
+                await conn.input_audio_buffer.append(
+                    audio=base64.b64encode(sent[i : i + RATE // 10].tobytes()).decode()
+                )
+            audio = b""
+            while True:
+                event = await asyncio.wait_for(conn.recv(), 20)
+                if event.type == "response.output_audio.delta":
+                    audio += base64.b64decode(event.delta)
+                elif event.type == "response.done":
+                    break
+            return str(created.session.id), similarity(speech, np.frombuffer(audio, "<i2"))
+    finally:
+        await client.close()
+
+
+async def test_calls_over_both_transports_are_answered_and_land_on_both_workers(tmp_path: Path) -> None:
+    async with serve_with_workers() as serve:
+        workers = {w["pid"] for w in (await serve.get_async("/"))["workers"]}
+        assert len(workers) == 2
+        results = await asyncio.gather(
+            *(webrtc_echo(serve.url, tmp_path / f"out{i}.wav") for i in range(2)),
+            *(websocket_echo(serve.url) for _ in range(2)),
+        )
+        for session_id, alike in results:
+            assert alike > 0.8, (session_id, alike)  # each heard its own speech back
+        listed = {s["id"]: s for s in (await serve.get_async("/console/sessions"))["sessions"]}
+        ids = [session_id for session_id, _ in results]
+        assert set(ids) <= set(listed)
+        assert {listed[i]["worker"] for i in ids} == workers  # both workers took calls
+        assert [listed[i]["transport"] for i in ids] == ["webrtc", "webrtc", "websocket", "websocket"]
+        # A session's console pages come from its worker, whichever one that is.
+        for session_id in ids:
+            log = await serve.read(f"/console/sessions/{session_id}/events.jsonl")
+            types = [json.loads(line)["event"]["type"] for line in log.decode().splitlines()]
+            assert "response.done" in types
+        code, err = await serve.stop()
+        assert code == 0, err
+        assert err.strip().splitlines()[-1] == "voiceclient: server stopped"
+    for pid in workers:  # the workers stopped with their front
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+async def test_the_sideband_and_the_hangup_of_a_call_reach_its_worker() -> None:
+    from openai import AsyncOpenAI
+
+    async with serve_with_workers() as serve:
+        settings = ClientSettings(base_url=serve.url, api_key="sk-test")
+        client = AsyncOpenAI(api_key="sk-backend", base_url=serve.url)
+        calls = [VoiceCall(settings), VoiceCall(settings)]  # one on each worker: the second is on the other
+        async with calls[0] as first, calls[1] as second:
+            owners = {s["id"]: s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+            assert owners[first.call_id] != owners[second.call_id]
+            for call in (first, second):
+                stream = call.events()
+                async with client.realtime.connect(call_id=call.call_id) as sideband:
+                    assert (await asyncio.wait_for(sideband.recv(), 10)).type == "session.created"
+                    await sideband.conversation.item.create(
+                        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+                    )
+                    await sideband.response.create()
+                    while (await asyncio.wait_for(sideband.recv(), 10)).type != "response.done":
+                        pass
+                said = await asyncio.wait_for(stream.next_of("response.output_audio_transcript.done"), 10)
+                assert said.transcript == "You said: hi"  # the call heard what its sideband asked for
+            hangup = f"{serve.url}/realtime/calls/{first.call_id}/hangup"
+            request = urllib.request.Request(hangup, method="POST", headers={"Authorization": "Bearer sk-test"})
+            assert (await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)).status == 200
+            for _ in range(100):  # the first call ended on its worker, the second goes on on the other
+                ended = {s["id"]: s["ended"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+                if ended[first.call_id]:
+                    break
+                await asyncio.sleep(0.1)
+            assert ended[first.call_id] and not ended[second.call_id]
+            with pytest.raises(urllib.error.HTTPError) as again:  # gone: the worker's own 404
+                await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+            assert again.value.code == 404 and json.loads(again.value.read())["error"]["code"] == "call_not_found"
+        await client.close()
+        code, err = await serve.stop()
+        assert code == 0, err
+
+
+async def test_a_killed_worker_leaves_the_front_serving_new_calls(tmp_path: Path) -> None:
+    async with serve_with_workers() as serve:
+        pids = [w["pid"] for w in (await serve.get_async("/"))["workers"]]
+        os.kill(pids[0], signal.SIGKILL)
+        for _ in range(100):
+            if len((await serve.get_async("/"))["workers"]) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert [w["pid"] for w in (await serve.get_async("/"))["workers"]] == pids[1:]
+        results = await asyncio.gather(webrtc_echo(serve.url, tmp_path / "out.wav"), websocket_echo(serve.url))
+        assert all(alike > 0.8 for _, alike in results), results
+        listed = {s["id"]: s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+        assert {listed[session_id] for session_id, _ in results} == {pids[1]}
+        code, err = await serve.stop()
+        assert code == 0, err
+        died = [line for line in err.splitlines() if f"pid {pids[0]}" in line]
+        assert len(died) == 1 and "exited" in died[0], err  # one line says so
+
+
+async def test_stopping_the_front_tells_every_call_and_stops_every_worker() -> None:
+    from openai import AsyncOpenAI
+
+    async with serve_with_workers() as serve:
+        pids = [w["pid"] for w in (await serve.get_async("/"))["workers"]]
+        client = AsyncOpenAI(api_key="sk-test", base_url=serve.url)
+        async with (
+            client.realtime.connect(model="gpt-realtime") as one,
+            client.realtime.connect(model="gpt-realtime") as two,
+        ):
+            for conn in (one, two):
+                assert (await asyncio.wait_for(conn.recv(), 10)).type == "session.created"
+            listed = {s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+            assert listed == set(pids)
+            serve.proc.send_signal(signal.SIGTERM)
+            for conn in (one, two):
+                error = await asyncio.wait_for(conn.recv(), 10)
+                assert error.type == "error" and error.error.code == "server_shutting_down"
+        await client.close()
+        _, err = await asyncio.wait_for(serve.proc.communicate(), 20)
+        assert serve.proc.returncode == 0, err.decode()
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
