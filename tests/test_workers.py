@@ -239,3 +239,27 @@ async def test_stopping_the_front_tells_every_call_and_stops_every_worker() -> N
         assert serve.proc.returncode == 0, err.decode()
         for pid in pids:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+async def test_an_ephemeral_key_works_on_the_worker_that_issued_it() -> None:
+    """An `ek_` is its worker's: the call made with it goes there, not to the least loaded worker."""
+    from openai import AsyncOpenAI
+
+    async with serve_with_workers() as serve:
+        client = AsyncOpenAI(api_key="sk-test", base_url=serve.url)
+        keys = [(await client.realtime.client_secrets.create()).value for _ in range(2)]
+        async with client.realtime.connect(model="gpt-realtime") as busy:  # now the issuer is the busier worker
+            created = await asyncio.wait_for(busy.recv(), 10)
+            settings = ClientSettings(base_url=serve.url, api_key=keys[0])
+            async with VoiceCall(settings) as call:  # WebRTC, the raw SDP a browser posts with an ek_
+                on_key = AsyncOpenAI(api_key=keys[1], base_url=serve.url)
+                async with on_key.realtime.connect(model="gpt-realtime") as conn:  # and a WebSocket session
+                    assert (await asyncio.wait_for(conn.recv(), 10)).type == "session.created"
+                    listed = (await serve.get_async("/console/sessions"))["sessions"]
+                    owners = {s["id"]: s["worker"] for s in listed}
+                    assert len(owners) == 3
+                    assert len(set(owners.values())) == 1 and owners[call.call_id] == owners[created.session.id]
+                await on_key.close()
+        await client.close()
+        code, err = await serve.stop()
+        assert code == 0, err

@@ -618,8 +618,6 @@ async def run_serve(args: argparse.Namespace) -> int:
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
     if workers > 1:
         return await _run_front(args, workers)
-    if args.worker:
-        _stop_when_front_goes()
     server = RealtimeServer(
         args.host,
         args.port,
@@ -658,7 +656,7 @@ async def run_serve(args: argparse.Namespace) -> int:
         if hint:
             print(f"  {hint}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await (_until_front_goes() if args.worker else asyncio.Event().wait())
     finally:
         await server.close()
     return 0
@@ -727,19 +725,16 @@ async def _run_front(args: argparse.Namespace, workers: int) -> int:
     return 0
 
 
-def _stop_when_front_goes() -> None:
-    """A worker stops as on SIGTERM (its calls told) when its front's end of its stdin closes: the front was
-    killed, or stopped without stopping it."""
-    import os
-    import signal
-    import threading
+async def _until_front_goes() -> None:
+    """A worker's life: until its front's end of its stdin closes (the front was killed, or stopped without
+    stopping it). Then the worker stops as on SIGTERM: its calls are told."""
+    import asyncio
 
-    def watch() -> None:
-        while sys.stdin.buffer.read(4096):
-            pass
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="front-watch", daemon=True).start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
 
 
 async def run_tools(args: argparse.Namespace) -> int:
