@@ -263,3 +263,37 @@ async def test_an_ephemeral_key_works_on_the_worker_that_issued_it() -> None:
         await client.close()
         code, err = await serve.stop()
         assert code == 0, err
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_a_gpt_live_session_is_attached_to_and_hung_up_through_the_front(transport: str) -> None:
+    from openai import AsyncOpenAI
+
+    async with serve_with_workers() as serve:
+        client = AsyncOpenAI(api_key="sk-test", base_url=serve.url)
+        async with client.realtime.connect(model="gpt-realtime") as busy:  # the live session goes to the other worker
+            created = await asyncio.wait_for(busy.recv(), 10)
+            settings = ClientSettings(base_url=serve.url, api_key="sk-test", transport=transport)  # type: ignore[arg-type]
+            session = SessionConfig.model_validate({"type": "realtime", "model": "gpt-live-1"})
+            async with VoiceCall(settings, session, source=WavSource(SPEECH)) as call:
+                assert call.call_id is not None
+                events = call.events()
+                owners = {s["id"]: s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+                assert owners[call.call_id] != owners[created.session.id]
+                async with client.live.sideband.connect(session_id=call.call_id) as sideband:
+                    first = await asyncio.wait_for(sideband.recv(), 10)
+                    assert first.type == "session.started" and first.session.id == call.call_id
+                    said = ""
+                    while "Echo of" not in said:  # the session's words, seen from the side
+                        event = await asyncio.wait_for(sideband.recv(), 30)
+                        if event.type == "session.output_transcript.delta":
+                            said += event.delta
+                    await client.live.sessions.hangup(call.call_id)
+                    while (event := await asyncio.wait_for(sideband.recv(), 10)).type != "session.closed":
+                        pass
+                    assert event.reason == "close_requested"
+                ended = await events.next_of("session.closed", timeout=10)
+                assert ended.reason == "close_requested"
+        await client.close()
+        code, err = await serve.stop()
+        assert code == 0, err

@@ -638,10 +638,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
-    key = shlex.quote(args.api_key or "sk-local")  # any key will do, unless --api-key names the one
-    print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
-    print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
-    print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
+    if not args.worker:  # (a worker's front gives its own address)
+        key = shlex.quote(args.api_key or "sk-local")  # any key will do, unless --api-key names the one
+        print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
+        print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
+        print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
     if network is not None:
         print(f"  network: {network.explain()}", flush=True)
     if speech is not None:
@@ -704,7 +705,11 @@ async def _run_front(args: argparse.Namespace, workers: int) -> int:
 
     from voiceclient.server.workers import Front
 
-    front = Front(_worker_command(args), workers, args.host, args.port)
+    def said(number: int, line: str) -> None:  # the workers' models loaded: the first one says so for all
+        if number == 1 and line.strip():
+            print(line, flush=True)
+
+    front = Front(_worker_command(args), workers, args.host, args.port, on_output=said)
     try:
         await front.start()
     except OSError as exc:

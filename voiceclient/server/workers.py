@@ -29,7 +29,7 @@ import logging
 import re
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -71,7 +71,6 @@ class Worker:
     url: str = ""  # http://127.0.0.1:PORT (no /v1)
     alive: bool = True
     placing: int = 0  # calls being placed on it, not yet in its own count
-    output: list[str] = field(default_factory=list)  # what it printed after its address
 
     @property
     def pid(self) -> int:
@@ -82,13 +81,22 @@ class Front:
     """`async with Front(command, workers=2, port=0) as front: front.base_url`. `command` starts one worker:
     a `voiceclient serve` that listens on 127.0.0.1 port 0 and prints `listening on URL` first."""
 
-    def __init__(self, command: Sequence[str], workers: int, host: str = "127.0.0.1", port: int = 8000) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        workers: int,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        on_output: Callable[[int, str], None] | None = None,
+    ) -> None:
+        """`on_output(worker_number, line)`: each line a worker prints after its address (its models loaded)."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.command = list(command)
         self.count = workers
         self.host = host
         self.port = port
+        self.on_output = on_output
         self.workers: list[Worker] = []
         self.owners: collections.OrderedDict[str, Worker] = collections.OrderedDict()  # id or ek_ -> its worker
         self.app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
@@ -159,10 +167,11 @@ class Front:
         return worker
 
     async def _watch(self, worker: Worker) -> None:
-        """Keep the worker's stdout drained (its later lines kept), and notice when it exits."""
+        """Keep the worker's stdout drained (its lines to `on_output`), and notice when it exits."""
         assert worker.process.stdout is not None
         while line := await worker.process.stdout.readline():
-            worker.output.append(line.decode().rstrip())
+            if self.on_output is not None:
+                self.on_output(worker.number, line.decode().rstrip())
         code = await worker.process.wait()
         worker.alive = False
         for key in [k for k, w in self.owners.items() if w is worker]:
