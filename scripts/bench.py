@@ -1394,18 +1394,23 @@ async def ws_turn(client: object, paced_seconds: float | None = None) -> tuple[f
         return connect_ms, statistics.median(delays), answered
 
 
-async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
-    """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK."""
+async def bench_websocket(runs: int, seconds: float, counts: list[int], workers: int = 1) -> None:
+    """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK. `workers`:
+    `serve --workers N`, whose front relays each session (its CPU given apart)."""
     from openai import AsyncOpenAI
 
+    command = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        pids = serve_pids(url, server.pid)
+        if workers > 1:
+            print(f"websocket: serve --workers {workers}, each session relayed by the front")
         client = AsyncOpenAI(base_url=url, api_key="sk-bench")
         await ws_turn(client)  # warm: the server's first session, the SDK's imports
         results = [await ws_turn(client) for _ in range(runs)]
@@ -1415,14 +1420,15 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
             f"{stats([r[1] for r in results])}"
         )
         for n in counts:
-            c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            c0, f0, s0, w0 = time.process_time(), cpu_of(pids[0]), sum(map(cpu_of, pids)), time.monotonic()
             out = await asyncio.gather(*(ws_turn(client, seconds) for _ in range(n)))
-            c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            c1, f1, s1, w1 = time.process_time(), cpu_of(pids[0]), sum(map(cpu_of, pids)), time.monotonic()
             turns = sum(r[2] for r in out)
+            front = f" (the front's relay {(f1 - f0) / (w1 - w0) * 100 / n:.1f} %)" if workers > 1 else ""
             print(
                 f"websocket x{n}, {seconds:g} s of real-time appends each: {turns} of {n * int(seconds / 2)} "
                 f"turns answered, turn delay median {statistics.median(r[1] for r in out):.0f} ms, "
-                f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session, "
+                f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session{front}, "
                 f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %"
             )
         await client.close()
@@ -2693,7 +2699,9 @@ async def main() -> None:
         help="scale: processes (one per call) and/or loop (every call in this process's event loop)",
     )
     parser.add_argument(
-        "--workers", default="1", help="scale: serve's worker processes, or several to compare (1,2); default 1"
+        "--workers",
+        default="1",
+        help="scale, websocket: serve's worker processes, or several to compare (1,2); default 1",
     )
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--minutes", type=float, default=30.0, help="soak, report: how long")
@@ -2786,7 +2794,8 @@ async def main() -> None:
     if "startup" in args.what:
         await bench_startup(args.runs, Path(args.before).resolve() if args.before else None)
     if "websocket" in args.what:
-        await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
+        for workers in args.workers.split(","):
+            await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")], int(workers))
     if "callcpu" in args.what:
         for _ in range(args.runs):
             client, server = await bench_call_cpu(call_seconds, args.spy)

@@ -468,6 +468,7 @@ class Front:
                 protocols=offered,
                 autoping=True,
                 max_msg_size=WS_MAX_MESSAGE,
+                compress=0,  # no permessage-deflate on loopback: the client's own link keeps what it negotiated
             )
         except aiohttp.WSServerHandshakeError as exc:
             # The worker refused before the upgrade (its envelope is not readable here): its status, our words.
