@@ -23,7 +23,7 @@ from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource
 from voiceclient.audio.sources import load_audio
 from voiceclient.client.options import Recording
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, read_events
 
 pytestmark = pytest.mark.timeout(90)
 SPEECH = FIXTURES / "speech" / "sentence_1.wav"
@@ -216,29 +216,30 @@ async def test_a_killed_worker_leaves_the_front_serving_new_calls(tmp_path: Path
         assert len(died) == 1 and "exited" in died[0], err  # one line says so
 
 
-async def test_stopping_the_front_tells_every_call_and_stops_every_worker() -> None:
+async def test_stopping_the_front_tells_every_call_and_stops_every_worker(tmp_path: Path) -> None:
     from openai import AsyncOpenAI
 
     async with serve_with_workers() as serve:
         pids = [w["pid"] for w in (await serve.get_async("/"))["workers"]]
         client = AsyncOpenAI(api_key="sk-test", base_url=serve.url)
-        async with (
-            client.realtime.connect(model="gpt-realtime") as one,
-            client.realtime.connect(model="gpt-realtime") as two,
-        ):
-            for conn in (one, two):
-                assert (await asyncio.wait_for(conn.recv(), 10)).type == "session.created"
-            listed = {s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
-            assert listed == set(pids)
-            serve.proc.send_signal(signal.SIGTERM)
-            for conn in (one, two):
+        events = tmp_path / "events.jsonl"
+        settings = ClientSettings(base_url=serve.url, api_key="sk-test", transport="webrtc")
+        async with client.realtime.connect(model="gpt-realtime") as conn:  # a WebSocket session on one worker
+            assert (await asyncio.wait_for(conn.recv(), 10)).type == "session.created"
+            async with VoiceCall(settings, recording=Recording(events_jsonl=events)) as call:  # WebRTC on the other
+                listed = {s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+                assert listed == set(pids)
+                serve.proc.send_signal(signal.SIGTERM)
                 error = await asyncio.wait_for(conn.recv(), 10)
                 assert error.type == "error" and error.error.code == "server_shutting_down"
+                await asyncio.wait_for(call.ended(), 15)
         await client.close()
         _, err = await asyncio.wait_for(serve.proc.communicate(), 20)
         assert serve.proc.returncode == 0, err.decode()
         for pid in pids:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    told = [e["event"] for e in read_events(events) if e["event"].get("type") == "error"]  # (every line JSON)
+    assert [e["error"]["code"] for e in told] == ["server_shutting_down"]
 
 
 async def test_an_ephemeral_key_works_on_the_worker_that_issued_it() -> None:
@@ -297,3 +298,17 @@ async def test_a_gpt_live_session_is_attached_to_and_hung_up_through_the_front(t
         await client.close()
         code, err = await serve.stop()
         assert code == 0, err
+
+
+@pytest.mark.parametrize("workers", ["0", "two"])
+async def test_a_bad_worker_count_is_a_usage_error_in_one_line(workers: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--workers", workers),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and not out
+    assert err.decode().strip().splitlines() == [
+        f"voiceclient: error: --workers takes a whole number from 1, or auto (got {workers!r})"
+    ]

@@ -36,13 +36,13 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from voiceclient.protocol.errors import ProtocolError
+from voiceclient.server.app import CORS_HEADERS, WS_MAX_MESSAGE
 from voiceclient.server.bodies import MAX_BODY, too_large
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 START_SECONDS = 60.0  # a worker's start, imports and all, on a busy machine
 STOP_SECONDS = 8.0  # a worker's stop: its calls get CLOSE_SECONDS (3 s) together, then it exits
-WS_MAX_MESSAGE = 32 * 1024 * 1024  # as the workers take (app.WS_MAX_MESSAGE)
 LEARN_WITHIN = 8  # a WebSocket's first messages read for its session id (then passed on unread)
 KNOWN_IDS = 100_000  # call, session and ephemeral-key owners remembered, oldest forgotten first
 # Hop-by-hop headers, and those aiohttp sets again for the body it writes.
@@ -295,14 +295,18 @@ class Front:
         try:
             return await handler(request)
         except ProtocolError as exc:
-            return web.json_response(exc.envelope(), status=exc.status, headers=exc.headers)
+            error = exc
         except web.HTTPRequestEntityTooLarge:
             error = too_large()
-            return web.json_response(error.envelope(), status=error.status)
         except (aiohttp.ClientError, ConnectionError) as exc:  # a worker gone mid-request
             log.info("request %s %s: worker unreachable (%s)", request.method, request.path, exc)
             error = ProtocolError(f"The worker for this request is unreachable: {exc}", type="server_error", status=502)
-            return web.json_response(error.envelope(), status=502)
+        response = web.json_response(error.envelope(), status=error.status, headers=error.headers)
+        if not request.path.startswith("/console/"):  # the front's own errors, as the workers' answers: CORS
+            response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+            response.headers["Vary"] = "Origin"
+            response.headers.update(CORS_HEADERS)
+        return response
 
     async def _send(self, worker: Worker, request: web.Request, body: bytes) -> aiohttp.ClientResponse:
         assert self._http is not None
@@ -471,11 +475,14 @@ class Front:
                 compress=0,  # no permessage-deflate on loopback: the client's own link keeps what it negotiated
             )
         except aiohttp.WSServerHandshakeError as exc:
-            # The worker refused before the upgrade (its envelope is not readable here): its status, our words.
+            # The worker refused before the upgrade. aiohttp drops the body of a refused handshake, so the worker's
+            # own words are lost: its status and Retry-After, in words of ours.
+            retry = exc.headers.get("Retry-After") if exc.headers else None
             raise ProtocolError(
-                f"The session was refused ({exc.status}).",
+                f"The session was refused before the upgrade (HTTP {exc.status}).",
                 "invalid_api_key" if exc.status == 401 else None,
                 status=exc.status,
+                headers={"Retry-After": retry} if retry else None,
             ) from None
         finally:
             worker.placing -= learn
