@@ -312,3 +312,31 @@ async def test_a_bad_worker_count_is_a_usage_error_in_one_line(workers: str) -> 
     assert err.decode().strip().splitlines() == [
         f"voiceclient: error: --workers takes a whole number from 1, or auto (got {workers!r})"
     ]
+
+
+async def test_the_console_streams_a_live_session_of_either_worker_through_the_front() -> None:
+    import aiohttp
+    from openai import AsyncOpenAI
+
+    async with serve_with_workers() as serve:
+        client = AsyncOpenAI(api_key="sk-test", base_url=serve.url)
+        async with (
+            client.realtime.connect(model="gpt-realtime") as one,
+            client.realtime.connect(model="gpt-realtime") as two,
+            aiohttp.ClientSession() as http,
+        ):
+            ids = [(await asyncio.wait_for(conn.recv(), 10)).session.id for conn in (one, two)]
+            listed = {s["id"]: s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
+            assert len({listed[i] for i in ids}) == 2
+            for conn, session_id in zip((one, two), ids):
+                async with http.get(f"{serve.root}/console/sessions/{session_id}/events") as stream:
+                    text = f"hello {session_id}"
+                    await conn.conversation.item.create(
+                        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+                    )
+                    seen = ""
+                    while text not in seen:  # the event as it happens, not once the stream ends
+                        seen += (await asyncio.wait_for(stream.content.readline(), 10)).decode()
+        await client.close()
+        code, err = await serve.stop()
+        assert code == 0, err

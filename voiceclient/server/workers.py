@@ -125,8 +125,8 @@ class Front:
         public port (`port=0`: a free one, then in `port`)."""
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10), auto_decompress=False)
         try:
-            started = await asyncio.gather(*(self._start_worker(n + 1) for n in range(self.count)))
-            self.workers = list(started)
+            await asyncio.gather(*(self._start_worker(n + 1) for n in range(self.count)))
+            self.workers.sort(key=lambda w: w.number)
             self._runner = web.AppRunner(self.app, access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, self.host, self.port).start()
@@ -139,7 +139,7 @@ class Front:
         log.info("front on %s: %d workers (pids %s)", self.base_url, len(self.workers), self.pids)
         return self
 
-    async def _start_worker(self, number: int) -> Worker:
+    async def _start_worker(self, number: int) -> None:
         process = await asyncio.create_subprocess_exec(
             *self.command,
             stdin=asyncio.subprocess.PIPE,  # its stdin closing is its front gone (workers.py's docstring)
@@ -164,7 +164,6 @@ class Front:
         except TimeoutError:
             raise RuntimeError(f"worker {number} did not listen within {START_SECONDS:g} s") from None
         self._watchers.append(asyncio.create_task(self._watch(worker)))
-        return worker
 
     async def _watch(self, worker: Worker) -> None:
         """Keep the worker's stdout drained (its lines to `on_output`), and notice when it exits."""
