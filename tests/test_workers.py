@@ -132,7 +132,7 @@ async def websocket_echo(url: str) -> tuple[str, float]:
 
 
 async def test_calls_over_both_transports_are_answered_and_land_on_both_workers(tmp_path: Path) -> None:
-    async with serve_with_workers() as serve:
+    async with serve_with_workers("--record-dir", str(tmp_path / "recordings")) as serve:
         workers = {w["pid"] for w in (await serve.get_async("/"))["workers"]}
         assert len(workers) == 2
         results = await asyncio.gather(
@@ -151,6 +151,9 @@ async def test_calls_over_both_transports_are_answered_and_land_on_both_workers(
             log = await serve.read(f"/console/sessions/{session_id}/events.jsonl")
             types = [json.loads(line)["event"]["type"] for line in log.decode().splitlines()]
             assert "response.done" in types
+        for session_id in ids[:2]:  # and a WebRTC call's recording, from the worker's --record-dir
+            wav = await serve.read(f"/console/sessions/{session_id}/conversation.wav")
+            assert wav[:4] == b"RIFF" and len(wav) > 2 * 2 * RATE  # stereo 16-bit, over a second
         code, err = await serve.stop()
         assert code == 0, err
         assert err.strip().splitlines()[-1] == "voiceclient: server stopped"
@@ -338,5 +341,20 @@ async def test_the_console_streams_a_live_session_of_either_worker_through_the_f
                     while text not in seen:  # the event as it happens, not once the stream ends
                         seen += (await asyncio.wait_for(stream.content.readline(), 10)).decode()
         await client.close()
+        code, err = await serve.stop()
+        assert code == 0, err
+
+
+async def test_a_refused_websocket_session_keeps_its_error_and_close_code_through_the_front() -> None:
+    import websockets
+
+    async with serve_with_workers("--api-key", "sk-right") as serve:
+        url = serve.url.replace("http://", "ws://") + "/realtime?model=gpt-realtime"
+        async with websockets.connect(url, additional_headers={"Authorization": "Bearer sk-wrong"}) as ws:
+            error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert error["type"] == "error" and error["error"]["code"] == "invalid_api_key"
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 3000 and ws.close_reason == "invalid_request_error.invalid_api_key"
         code, err = await serve.stop()
         assert code == 0, err
