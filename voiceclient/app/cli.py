@@ -668,10 +668,7 @@ def _workers(text: str) -> int:
 
     from voiceclient.server.workers import worker_count
 
-    try:
-        return worker_count(text, os.cpu_count())
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    return worker_count(text, os.cpu_count())
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
@@ -714,8 +711,6 @@ async def _run_front(args: argparse.Namespace, workers: int) -> int:
         await front.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    except RuntimeError as exc:
-        raise ConfigError(f"serve --workers: {exc}") from None
     try:
         print(f"voiceclient server listening on {front.base_url}  (Ctrl-C to stop)", flush=True)
         pids = ", ".join(str(pid) for pid in front.pids)

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from voiceclient.errors import ConfigError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.server.app import CORS_HEADERS, WS_MAX_MESSAGE
 from voiceclient.server.bodies import MAX_BODY, too_large
@@ -91,7 +92,7 @@ class Front:
     ) -> None:
         """`on_output(worker_number, line)`: each line a worker prints after its address (its models loaded)."""
         if workers < 1:
-            raise ValueError("workers must be at least 1")
+            raise ConfigError("workers must be at least 1")
         self.command = list(command)
         self.count = workers
         self.host = host
@@ -121,11 +122,18 @@ class Front:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> "Front":
-        """Start the workers and wait until each listens (`RuntimeError` if one does not), then listen on the
+        """Start the workers and wait until each listens (`ConfigError` if one does not: it says why on
+        stderr, which it shares with the front), then listen on the
         public port (`port=0`: a free one, then in `port`)."""
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10), auto_decompress=False)
+        starting = [asyncio.create_task(self._start_worker(n + 1)) for n in range(self.count)]
         try:
-            await asyncio.gather(*(self._start_worker(n + 1) for n in range(self.count)))
+            try:
+                await asyncio.gather(*starting)
+            finally:  # one failed: the others' starts end too (close() stops their processes)
+                for task in starting:
+                    task.cancel()
+                await asyncio.gather(*starting, return_exceptions=True)
             self.workers.sort(key=lambda w: w.number)
             self._runner = web.AppRunner(self.app, access_log=None)
             await self._runner.setup()
@@ -154,15 +162,16 @@ class Front:
                 while True:
                     line = (await process.stdout.readline()).decode()
                     if not line:
-                        raise RuntimeError(
-                            f"worker {number} exited before listening (exit code {await process.wait()})"
+                        raise ConfigError(
+                            f"serve --workers: worker {number} exited before listening (exit code "
+                            f"{await process.wait()})"
                         )
                     found = re.search(r"listening on (http://\S+?)/v1", line)
                     if found:
                         worker.url = found.group(1)
                         break
         except TimeoutError:
-            raise RuntimeError(f"worker {number} did not listen within {START_SECONDS:g} s") from None
+            raise ConfigError(f"serve --workers: worker {number} did not listen within {START_SECONDS:g} s") from None
         self._watchers.append(asyncio.create_task(self._watch(worker)))
 
     async def _watch(self, worker: Worker) -> None:
@@ -567,5 +576,5 @@ def worker_count(text: str, cpus: int | None) -> int:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"--workers takes a whole number from 1, or auto (got {text!r})")
+        raise ConfigError(f"--workers takes a whole number from 1, or auto (got {text!r})")
     return count
