@@ -45,6 +45,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 START_SECONDS = 60.0  # a worker's start, imports and all, on a busy machine
 STOP_SECONDS = 8.0  # a worker's stop: its calls get CLOSE_SECONDS (3 s) together, then it exits
 LEARN_WITHIN = 8  # a WebSocket's first messages read for its session id (then passed on unread)
+COUNT_TIMEOUT = aiohttp.ClientTimeout(total=2.0)  # a worker that does not say its load is not given the call
 KNOWN_IDS = 100_000  # call, session and ephemeral-key owners remembered, oldest forgotten first
 # Hop-by-hop headers, and those aiohttp sets again for the body it writes.
 NOT_FORWARDED = {
@@ -125,7 +126,11 @@ class Front:
         """Start the workers and wait until each listens (`ConfigError` if one does not: it says why on
         stderr, which it shares with the front), then listen on the
         public port (`port=0`: a free one, then in `port`)."""
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=10), auto_decompress=False)
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),  # one connection per relayed session or stream: no cap
+            timeout=aiohttp.ClientTimeout(total=None, connect=10),
+            auto_decompress=False,
+        )
         starting = [asyncio.create_task(self._start_worker(n + 1)) for n in range(self.count)]
         try:
             try:
@@ -262,7 +267,8 @@ class Front:
     async def _counts(self, worker: Worker) -> tuple[int, int]:
         """(calls, WebSocket sessions) live on the worker, as its `GET /` says."""
         assert self._http is not None
-        async with self._http.get(worker.url + "/", headers={"Accept": "application/json"}) as resp:
+        headers = {"Accept": "application/json"}
+        async with self._http.get(worker.url + "/", headers=headers, timeout=COUNT_TIMEOUT) as resp:
             body = await resp.json()
         return int(body["calls"]), int(body["websocket_sessions"])
 
@@ -334,9 +340,11 @@ class Front:
         try:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:  # the client left (a console page closed): the worker's stream ends with it
+            pass
         finally:
             upstream.release()
-        await response.write_eof()
         return response
 
     async def _forward(self, worker: Worker, request: web.Request, body: bytes | None = None) -> web.StreamResponse:
@@ -420,7 +428,7 @@ class Front:
 
         async def of(worker: Worker) -> list[dict[str, Any]]:
             assert self._http is not None
-            async with self._http.get(worker.url + "/console/sessions") as resp:
+            async with self._http.get(worker.url + "/console/sessions", timeout=COUNT_TIMEOUT) as resp:
                 sessions: list[dict[str, Any]] = (await resp.json())["sessions"]
             for session in sessions:
                 session["worker"] = worker.pid
