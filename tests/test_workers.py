@@ -58,6 +58,11 @@ class Serve:
         return self.proc.returncode or 0, err.decode()
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT handled as in a terminal's foreground job (pytest-xdist's workers ignore it, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.asynccontextmanager
 async def serve_with_workers(*args: str) -> AsyncIterator[Serve]:
     proc = await asyncio.create_subprocess_exec(
@@ -65,6 +70,7 @@ async def serve_with_workers(*args: str) -> AsyncIterator[Serve]:
         *("--vad", "energy", *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     assert proc.stdout is not None
     try:
@@ -219,7 +225,9 @@ async def test_a_killed_worker_leaves_the_front_serving_new_calls(tmp_path: Path
         assert len(died) == 1 and "exited" in died[0], err  # one line says so
 
 
-async def test_stopping_the_front_tells_every_call_and_stops_every_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_stopping_the_front_tells_every_call_and_stops_every_worker(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C (the front's alone: the workers are not in the terminal's process group) or SIGTERM."""
     from openai import AsyncOpenAI
 
     async with serve_with_workers() as serve:
@@ -232,7 +240,7 @@ async def test_stopping_the_front_tells_every_call_and_stops_every_worker(tmp_pa
             async with VoiceCall(settings, recording=Recording(events_jsonl=events)) as call:  # WebRTC on the other
                 listed = {s["worker"] for s in (await serve.get_async("/console/sessions"))["sessions"]}
                 assert listed == set(pids)
-                serve.proc.send_signal(signal.SIGTERM)
+                serve.proc.send_signal(signum)
                 error = await asyncio.wait_for(conn.recv(), 10)
                 assert error.type == "error" and error.error.code == "server_shutting_down"
                 await asyncio.wait_for(call.ended(), 15)
