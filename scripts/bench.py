@@ -5,6 +5,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py            # everything (about a minute)
     .venv/bin/python scripts/bench.py latency --stock   # the same latency run with aiortc's stock jitter buffer
     .venv/bin/python scripts/bench.py scale --calls 1,8,16   # N scripted calls at once against one server
+    .venv/bin/python scripts/bench.py scale --workers 1,2    # the same against serve --workers 1, then 2
     .venv/bin/python scripts/bench.py websocket --sessions 1,8   # WebSocket sessions driven by the openai SDK
     .venv/bin/python scripts/bench.py agents --runs 10 --turns 10   # the Agents SDK: its WebSocket model, WebRTCModel
     .venv/bin/python scripts/bench.py report --minutes 30   # `voiceclient report` on a 30-minute call
@@ -1324,31 +1325,42 @@ def _children_cpu() -> float:
     return t.children_user + t.children_system
 
 
-async def bench_scale(counts: list[int], modes: list[str]) -> None:
-    """One embedded server (echo responder, energy VAD, its own process) and N scripted calls at once. Per N: how
-    many completed, the answer's fidelity (normalised correlation of the echoed speech with what was sent) and the
-    turn delay (end of the user's speech to the first echoed audio), against the single call; and CPU per call."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech"], stdout=subprocess.PIPE, text=True
-    )
+def serve_pids(url: str, front: int) -> list[int]:
+    """The processes of a `serve` (its workers' too, with `--workers`), whose CPU is the server's."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/", timeout=10) as resp:
+        workers = json.loads(resp.read()).get("workers", [])
+    return [front, *(int(w["pid"]) for w in workers)]
+
+
+async def bench_scale(counts: list[int], modes: list[str], workers: int = 1) -> None:
+    """One embedded server (echo responder, energy VAD, its own process; `workers`: `serve --workers N`) and N
+    scripted calls at once. Per N: how many completed, the answer's fidelity (normalised correlation of the echoed
+    speech with what was sent) and the turn delay (end of the user's speech to the first echoed audio), against the
+    single call; and CPU per call (the server's: its front and workers together)."""
+    command = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--workers", str(workers)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        pids = serve_pids(url, server.pid)
         with tempfile.TemporaryDirectory() as tmp:
             for mode in modes:
                 base: tuple[float, float] | None = None
                 print(
-                    f"scale ({mode}): N calls at once against one server; fidelity and turn delay are medians "
-                    "(worst) over the calls"
+                    f"scale ({mode}, serve --workers {workers}): N calls at once against one server; fidelity and "
+                    "turn delay are medians (worst) over the calls"
                 )
                 print(
                     f"  {'N':>3} {'done':>5} {'fidelity':>16} {'turn delay ms':>18} {'client CPU/call':>16} "
                     f"{'server CPU/call':>16} {'wall s':>7}  within target"
                 )
                 for n in counts:
-                    s0 = cpu_of(server.pid)
+                    s0 = sum(cpu_of(pid) for pid in pids)
                     rows, wall, cpu = await scale_round(url, n, mode, Path(tmp))
-                    server_cpu = cpu_of(server.pid) - s0
+                    server_cpu = sum(cpu_of(pid) for pid in pids) - s0
                     ok = [r for r in rows if r["ended"] == "idle" and r["delay"] == r["delay"]]
                     fid = sorted(float(r["fidelity"]) for r in rows)
                     delays = sorted(float(r["delay"]) * 1000 for r in ok) or [float("nan")]
@@ -1500,18 +1512,23 @@ async def ws_turn(client: object, paced_seconds: float | None = None) -> tuple[f
         return connect_ms, statistics.median(delays), answered
 
 
-async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
-    """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK."""
+async def bench_websocket(runs: int, seconds: float, counts: list[int], workers: int = 1) -> None:
+    """WebSocket sessions against `voiceclient serve` in its own process, driven by the official SDK. `workers`:
+    `serve --workers N`, whose front relays each session (its CPU given apart)."""
     from openai import AsyncOpenAI
 
+    command = [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "voiceclient", "serve", "--port", "0", "--no-speech", "--vad", "energy"],
+        [*command, "--workers", str(workers)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         url = re.search(r"listening on (\S+)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        pids = serve_pids(url, server.pid)
+        if workers > 1:
+            print(f"websocket: serve --workers {workers}, each session relayed by the front")
         client = AsyncOpenAI(base_url=url, api_key="sk-bench")
         await ws_turn(client)  # warm: the server's first session, the SDK's imports
         results = [await ws_turn(client) for _ in range(runs)]
@@ -1521,14 +1538,15 @@ async def bench_websocket(runs: int, seconds: float, counts: list[int]) -> None:
             f"{stats([r[1] for r in results])}"
         )
         for n in counts:
-            c0, s0, w0 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            c0, f0, s0, w0 = time.process_time(), cpu_of(pids[0]), sum(map(cpu_of, pids)), time.monotonic()
             out = await asyncio.gather(*(ws_turn(client, seconds) for _ in range(n)))
-            c1, s1, w1 = time.process_time(), cpu_of(server.pid), time.monotonic()
+            c1, f1, s1, w1 = time.process_time(), cpu_of(pids[0]), sum(map(cpu_of, pids)), time.monotonic()
             turns = sum(r[2] for r in out)
+            front = f" (the front's relay {(f1 - f0) / (w1 - w0) * 100 / n:.1f} %)" if workers > 1 else ""
             print(
                 f"websocket x{n}, {seconds:g} s of real-time appends each: {turns} of {n * int(seconds / 2)} "
                 f"turns answered, turn delay median {statistics.median(r[1] for r in out):.0f} ms, "
-                f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session, "
+                f"server CPU {(s1 - s0) / (w1 - w0) * 100 / n:.1f} % of a core per session{front}, "
                 f"client (the SDK) {(c1 - c0) / (w1 - w0) * 100 / n:.1f} %"
             )
         await client.close()
@@ -2800,6 +2818,11 @@ async def main() -> None:
         default="processes,loop",
         help="scale: processes (one per call) and/or loop (every call in this process's event loop)",
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="scale, websocket: serve's worker processes, or several to compare (1,2); default 1",
+    )
     parser.add_argument("--worker", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--minutes", type=float, default=30.0, help="soak, report: how long")
     parser.add_argument("--recycle-after", type=float, default=300.0, help="soak: seconds per connection")
@@ -2867,7 +2890,8 @@ async def main() -> None:
             args.minutes, None if args.max_call_seconds else args.recycle_after, args.turn_every, args.max_call_seconds
         )
     if "scale" in args.what:
-        await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","))
+        for workers in args.workers.split(","):
+            await bench_scale([int(n) for n in args.calls.split(",")], args.modes.split(","), int(workers))
     if "fallback" in args.what:
         await bench_fallback(args.runs)
     if "switches" in args.what:
@@ -2891,7 +2915,8 @@ async def main() -> None:
     if "startup" in args.what:
         await bench_startup(args.runs, Path(args.before).resolve() if args.before else None)
     if "websocket" in args.what:
-        await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")])
+        for workers in args.workers.split(","):
+            await bench_websocket(args.runs, args.seconds, [int(n) for n in args.sessions.split(",")], int(workers))
     if "plugin" in args.what:
         bench_plugin([int(n) for n in args.calls.split(",")], args.xdist)
     if "callcpu" in args.what:

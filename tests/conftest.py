@@ -183,6 +183,7 @@ MODULE_MARKS = {
     "test_talk_terminal": ("subprocess",),
     "test_tool_calls": ("webrtc",),
     "test_websocket": ("webrtc",),
+    "test_workers": ("subprocess", "webrtc"),
     "test_live_websocket": ("webrtc",),
     "test_live_sideband": ("webrtc",),
     "test_live_report": ("webrtc",),

@@ -314,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="send WebSocket sessions their answer audio in real time (default: as fast as it is "
         "made, as the real service does)",
     )
+    serve.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="spread the calls over N worker processes behind this one's port (auto: one per core; "
+        "default 1: one process does it all)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a worker of a --workers front
+    serve.add_argument("--media-host", help=argparse.SUPPRESS)  # a worker's WebRTC candidates: its front's host
 
     tools = sub.add_parser("tools", help="list discovered tool plugins, what is enabled, and the schema sent")
     tools.add_argument("--config", metavar="FILE", help="config file with a [tools] section")
@@ -601,11 +610,14 @@ async def run_serve(args: argparse.Namespace) -> int:
     from voiceclient.speech.backends import SpeechBackends
 
     _check_port("--port", args.port)
+    workers = _workers(args.workers)
     network = parse_network(args.network) if args.network is not None else None
     responder = responder_for(args.scenario or None, args.agent)
     speech = None if args.no_speech else SpeechBackends()
     _check_positive("--max-call-seconds", args.max_call_seconds)
     faults = FaultPlan(scenario_faults(responder) + [parse_fault(text) for text in args.faults])
+    if workers > 1:
+        return await _run_front(args, workers)
     server = RealtimeServer(
         args.host,
         args.port,
@@ -619,16 +631,18 @@ async def run_serve(args: argparse.Namespace) -> int:
         answer_shape=args.answer_shape,
         record_dir=args.record_dir,
         network=network,
+        media_host=args.media_host,
     )
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print(f"voiceclient server listening on {server.base_url}  (Ctrl-C to stop)", flush=True)
-    key = shlex.quote(args.api_key or "sk-local")  # any key will do, unless --api-key names the one
-    print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
-    print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
-    print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
+    if not args.worker:  # (a worker's front gives its own address)
+        key = shlex.quote(args.api_key or "sk-local")  # any key will do, unless --api-key names the one
+        print(f"  try: voiceclient call --base-url {server.base_url} --api-key {key} --input IN.wav", flush=True)
+        print(f"  the live console: {server.base_url.removesuffix('/v1')}/ in a browser", flush=True)
+        print(f"  WebSocket sessions: {server.websocket_url}/realtime?model=gpt-realtime", flush=True)
     if network is not None:
         print(f"  network: {network.explain()}", flush=True)
     if speech is not None:
@@ -643,10 +657,84 @@ async def run_serve(args: argparse.Namespace) -> int:
         if hint:
             print(f"  {hint}", flush=True)
     try:
-        await asyncio.Event().wait()
+        await (_until_front_goes() if args.worker else asyncio.Event().wait())
     finally:
         await server.close()
     return 0
+
+
+def _workers(text: str) -> int:
+    import os
+
+    from voiceclient.server.workers import worker_count
+
+    return worker_count(text, os.cpu_count())
+
+
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """The `voiceclient serve` of one worker: this one's options, on 127.0.0.1 port 0, media on this host."""
+    command = [sys.executable, "-m", "voiceclient", *["-v"] * args.verbose, "serve", "--worker", "--port", "0"]
+    command += ["--host", "127.0.0.1", "--media-host", args.host]
+    for flag, value in (
+        ("--scenario", args.scenario),
+        ("--vad", args.vad),
+        ("--api-key", args.api_key),
+        ("--network", args.network),
+        ("--answer", args.answer_shape),
+        ("--max-call-seconds", repr(args.max_call_seconds)),
+        ("--record-dir", args.record_dir),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    command += [f"--fault={text}" for text in args.faults]
+    for flag, on in (("--agent", args.agent), ("--no-speech", args.no_speech)):
+        if on:
+            command.append(flag)
+    if args.pace_websocket_audio:
+        command.append("--pace-websocket-audio")
+    return command
+
+
+async def _run_front(args: argparse.Namespace, workers: int) -> int:
+    """`serve --workers N`: this process routes, N `serve --worker` processes hold the calls."""
+    import asyncio
+    import shlex
+
+    from voiceclient.server.workers import Front
+
+    def said(number: int, line: str) -> None:  # the workers' models loaded: the first one says so for all
+        if number == 1 and line.strip():
+            print(line, flush=True)
+
+    front = Front(_worker_command(args), workers, args.host, args.port, on_output=said)
+    try:
+        await front.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    try:
+        print(f"voiceclient server listening on {front.base_url}  (Ctrl-C to stop)", flush=True)
+        pids = ", ".join(str(pid) for pid in front.pids)
+        print(f"  {workers} workers (pids {pids}): each call on the least busy one", flush=True)
+        key = shlex.quote(args.api_key or "sk-local")
+        print(f"  try: voiceclient call --base-url {front.base_url} --api-key {key} --input IN.wav", flush=True)
+        print(f"  the live console: {front.base_url.removesuffix('/v1')}/ in a browser", flush=True)
+        print(f"  WebSocket sessions: {front.websocket_url}/realtime?model=gpt-realtime", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await front.close()
+    return 0
+
+
+async def _until_front_goes() -> None:
+    """A worker's life: until its front's end of its stdin closes (the front was killed, or stopped without
+    stopping it). Then the worker stops as on SIGTERM: its calls are told."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
 
 
 async def run_tools(args: argparse.Namespace) -> int:
@@ -741,13 +829,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # `--help`, `--version` and a usage error end here, before the imports below
     import logging
+    import os
     import signal
 
     from voiceclient.app.pipes import ReaderGoneSafe
     from voiceclient.app.stopping import Stopped, run_command
 
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    worker = f"[worker {os.getpid()}] " if args.command == "serve" and args.worker else ""
+    logging.basicConfig(level=level, format=f"%(levelname)s {worker}%(name)s: %(message)s")
     if args.command == "serve":  # a server says when calls come and go, and what the network did to their audio
         for name in ("voiceclient.server", "voiceclient.rtc"):
             logging.getLogger(name).setLevel(min(level, logging.INFO))
@@ -772,7 +862,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Stopped, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
         if args.command == "serve":  # stopping is how a server ends: every call was closed and told
-            print("voiceclient: server stopped", file=sys.stderr)
+            if not args.worker:  # (its front says it, once)
+                print("voiceclient: server stopped", file=sys.stderr)
             return 0
         if args.command == "transcribe" and args.mic:  # and how a microphone's transcription does
             print("voiceclient: stopped; hung up", file=sys.stderr)

@@ -132,6 +132,7 @@ class RealtimeServer:
         answer_shape: AnswerShape = "real",
         record_dir: str | Path | None = None,
         network: NetworkSpec | str | None = None,
+        media_host: str | None = None,
     ) -> None:
         """`speech`: offline VAD/STT/TTS (an `OfflineSpeech`: `voiceclient.speech.backends.SpeechBackends()`), loaded in
         the background at start; `vad`: "auto" (Silero when `speech` has it, else energy) or "energy";
@@ -141,7 +142,8 @@ class RealtimeServer:
         (`ID.conversation.wav`: left what the user sent, right what the server played), for the console; `network`: the
         emulated link to every client (a `NetworkSpec`, or a profile or spec as `serve --network` takes it: `"wifi"`,
         `"down=bad-wifi"`, `"delay_ms=40:loss=0.01"`; `server/network.py`), on each WebRTC call's datagrams and each
-        WebSocket session's messages; its counters are each session's `network`."""
+        WebSocket session's messages; its counters are each session's `network`; `media_host`: where WebRTC media is
+        offered, if not on `host` (a `serve --workers` worker listens for HTTP on 127.0.0.1 behind its front)."""
         self.network = network_spec(network)
         self.answer_shape: AnswerShape = answer_shape
         self.record_dir = Path(record_dir) if record_dir is not None else None
@@ -151,6 +153,7 @@ class RealtimeServer:
         self.pace_websocket_audio = pace_websocket_audio
         self.calls_created = 0  # also refused ones count: `call = N` in a fault means the Nth call or session
         self.host = host
+        self.media_host = media_host or host
         self.port = port
         self.responder_factory: Callable[[], Responder] = (lambda: responder) if responder else EchoResponder
         self.api_key = api_key
@@ -398,7 +401,7 @@ class RealtimeServer:
         if self.speech is not None:
             await self.speech.ready()  # the first call waits for the models (loaded once per server)
         network = self.network_for(number, reliable=False)  # (the number: other calls may have come meanwhile)
-        edge = CallEdge(self.answer_shape, self.host, self.faults.unreachable(number), network)
+        edge = CallEdge(self.answer_shape, self.media_host, self.faults.unreachable(number), network)
         call = self.open_session(call_id, session, edge, number, network, dialect)
         try:
             answer = await edge.answer(sdp)
