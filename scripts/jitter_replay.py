@@ -16,7 +16,8 @@ Per profile: PESQ (median of the seeds), the share of frames concealed or rebuil
 delay from sending to playing (network included) and its 95th percentile, audio stretched, resets; per seed with -v.
 `--ideal` plays what a buffer that had every packet in time would (the loss alone: libopus's concealment and FEC);
 `--report-every 5` feeds serve's FEC policy as a libwebrtc receiver does (aiortc reports about every second);
-`--set NAME=VALUE` overrides a constant of `voiceclient/rtc/jitter.py`; a profile may be a spec
+`--set NAME=VALUE` overrides a constant of `voiceclient/rtc/jitter.py` (`--set expand.NAME=VALUE`: of
+`voiceclient/audio/expand.py`, the concealment of long bursts); a profile may be a spec
 (`delay_ms=60:jitter_ms=40`, several separated by `;`).
 """
 
@@ -37,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # scripts/bench.py: the speech and the scoring, shared with the live benchmark
 
-from voiceclient.audio import opus
+from voiceclient.audio import expand, opus
 from voiceclient.audio.switching import SwitchingEncoder
 from voiceclient.rtc import jitter
 from voiceclient.rtc.inline import FEC_BITRATE, OPUS_BITRATE
@@ -198,7 +199,13 @@ def main() -> None:
     parser.add_argument("--profiles", default="clean,wifi,bad-wifi,lossy")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds of speech (as bench.py network)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a jitter.py constant")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a jitter.py constant (expand.NAME: expand.py's)",
+    )
     parser.add_argument("--report-every", type=float, default=1.0, help="seconds between RTCP reports")
     parser.add_argument("--loss-percent", type=int, help="the encoder's expected loss while protected")
     parser.add_argument("--ideal", action="store_true", help="every packet in time, lost ones concealed or rebuilt")
@@ -208,9 +215,11 @@ def main() -> None:
     LOSS_PERCENT, REPORT_EVERY = args.loss_percent, args.report_every
     for setting in args.set:
         name, value = setting.split("=", 1)
-        if not hasattr(jitter, name):
-            parser.error(f"voiceclient.rtc.jitter has no {name}")
-        setattr(jitter, name, type(getattr(jitter, name))(value))
+        module, _, name = name.rpartition(".")
+        target = {"": jitter, "expand": expand}.get(module)
+        if target is None or not hasattr(target, name):
+            parser.error(f"no constant {setting.split('=')[0]} (a name of jitter.py, or expand.NAME)")
+        setattr(target, name, type(getattr(target, name))(value))
     with tempfile.TemporaryDirectory() as work:
         wav, spans = bench.network_speech(args.seconds, Path(work) / "speech.wav")
     wav = np.concatenate([wav, np.zeros(RATE, np.int16)])
@@ -229,7 +238,8 @@ def main() -> None:
             if args.verbose:
                 print(
                     f"  {profile} seed {seed}: PESQ {r['pesq']:.2f}, {r['lost']} lost on the link, "
-                    f"{s.concealed} concealed, {s.recovered} rebuilt, {s.late} late, delay {r['delay']:.0f} ms "
+                    f"{s.concealed} concealed ({s.expanded} expanded), {s.recovered} rebuilt, {s.late} late, "
+                    f"delay {r['delay']:.0f} ms "
                     f"(p95 {r['delay95']:.0f}), +{s.added_ms:.0f}/-{s.removed_ms:.0f} ms stretched, {s.resets} resets"
                 )
 

@@ -134,6 +134,28 @@ def test_a_lost_packet_is_rebuilt_from_the_next_packets_fec() -> None:
     assert dominant_frequency(played.pcm[slot_start : slot_start + opus.FRAME], opus.RATE) == pytest.approx(300, abs=20)
 
 
+def test_with_expand_a_long_burst_goes_on_at_the_pitch_and_the_stream_decodes_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jitter, "EXPAND", 1)
+    t = np.arange(int(2.0 * opus.RATE)) / opus.RATE
+    pcm = (6000 * np.sin(2 * np.pi * 180 * t) + 2500 * np.sin(2 * np.pi * 360 * t + 1)).astype(np.int16)
+    packets = encode(pcm, fec=True)
+    burst = range(40, 50)  # 200 ms lost in the middle of a steady voiced sound
+    buffer, played = deliver(packets, lambda i: None if i in burst else 0.05 + i * FRAME_S, tail=0.03)
+    assert buffer.stats.concealed == len(burst) and buffer.stats.expanded >= len(burst) - 2
+    assert played.pts_continuous()
+    out = played.pcm
+    start = burst[0] * opus.FRAME
+    level = np.sqrt(np.mean(out[start - 3 * opus.FRAME : start].astype(float) ** 2))
+    continued = out[start + opus.FRAME : start + 4 * opus.FRAME]
+    assert dominant_frequency(continued, opus.RATE) == pytest.approx(180, abs=5)
+    assert np.sqrt(np.mean(continued.astype(float) ** 2)) > 0.5 * level
+    after = out[(burst[-1] + 3) * opus.FRAME : (burst[-1] + 8) * opus.FRAME]  # the decoder, told of the loss, is fine
+    assert dominant_frequency(after, opus.RATE) == pytest.approx(180, abs=5)
+    assert np.sqrt(np.mean(after.astype(float) ** 2)) > 0.8 * level
+
+
 def test_a_late_burst_loses_nothing_and_its_delay_drains_away() -> None:
     # Packets 50-59 are held 150 ms by the network (a Wi-Fi retry storm) and arrive together; then all is clean.
     pcm = np.concatenate([tone(440, 1.5), np.zeros(opus.RATE * 4, np.int16), tone(440, 1.5)])

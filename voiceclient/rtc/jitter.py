@@ -9,7 +9,9 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before this one did; on Wi-Fi the
   offset grows to cover the jitter, and shrinks again when the network calms down.
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
-  arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). When nothing newer has
+  arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). (`EXPAND` continues a
+  long burst as NetEq's Expand does instead, once libopus's concealment has faded: `voiceclient.audio.expand`.
+  Off: it did not beat libopus's concealment on the offline replay.) When nothing newer has
   arrived either, the network is late rather than lossy: the frame is concealed and the whole schedule moves 20 ms
   later, so the late packet still plays when it comes (NetEq's expand-then-merge): a delay spike costs delay, not
   speech.
@@ -44,7 +46,7 @@ import numpy as np
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from voiceclient.audio import opus, stretch
+from voiceclient.audio import expand, opus, stretch
 from voiceclient.audio.tracks import mono_frame
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ FEC_HOLD = 0.02  # one packet more held while the sender sends FEC
 STALL = 0.004  # a timer this late means the loop itself was held up, not the network
 MAX_HOLDUP = 0.5  # waited at most this long past a frame's time for packets behind a hold-up of the loop
 MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after a long outage)
+# 1: a long burst of loss is continued by `voiceclient.audio.expand` (NetEq's Expand) once libopus's concealment has
+# faded. Off: on the offline replay it moved PESQ by less than the seeds' spread (docs/benchmarks.md), and the
+# long-burst profile not at all; `scripts/jitter_replay.py --set EXPAND=1` measures it.
+EXPAND = 0
 
 
 @dataclass
@@ -82,7 +88,8 @@ class JitterStats:
     received: int = 0
     played: int = 0  # frames decoded from their own packet
     recovered: int = 0  # frames rebuilt from the next packet's FEC
-    concealed: int = 0  # frames concealed by the decoder (PLC)
+    concealed: int = 0  # frames concealed (the decoder's PLC, or the expander's continuation of a long burst)
+    expanded: int = 0  # of those, continued by the expander (`voiceclient.audio.expand`) rather than libopus
     late: int = 0  # packets that came after their frame was played (or concealed past)
     duplicates: int = 0
     stretched_ms: float = 0.0  # added by expanding (positive) less removed by accelerating
@@ -150,6 +157,7 @@ class AdaptiveJitterBuffer:
         self._peaks: collections.deque[list[float]] = collections.deque()  # [second, its latest transit]
         self._target = 0.0
         self._decoder = opus.OpusDecoder()
+        self._expander = expand.Expander()
         self._timer: Any = None
         self._timer_at = 0.0
         self._held_until = 0.0  # the loop was held up: packets that came meanwhile are awaited until then
@@ -278,11 +286,10 @@ class AdaptiveJitterBuffer:
         self._silent_since = None
         self._covered = 0  # what was concealed while waiting stays: the delay it added is undone by stretching
         try:
-            pcm = self._decoder.decode(payload)
+            pcm = self._expander.join(self._decoder.decode(payload))
             self.stats.played += 1
         except opus.OpusError:
-            pcm = self._decoder.conceal()
-            self.stats.concealed += 1
+            pcm = self._conceal()
         self._next_ts = ts + pcm.size
         self._next_seq = (self._next_seq or 0) + 1
         self._out(self._adapt(pcm, ts), ts)
@@ -295,14 +302,25 @@ class AdaptiveJitterBuffer:
         if following is not None and opus.packet_has_fec(following[1]):
             gap = following[0] - self._next_ts  # the lost packet's length, as the timestamps say
             pcm = self._decoder.recover(following[1], samples=gap if 0 < gap <= opus.MAX_FRAME else None)
+            pcm = self._expander.join(pcm)
             self.stats.recovered += 1
         else:
-            pcm = self._decoder.conceal()
-            self.stats.concealed += 1
+            pcm = self._conceal()
         ts = self._next_ts
         self._next_ts = ts + pcm.size
         self._next_seq += 1
         self._out(pcm, ts)
+
+    def _conceal(self) -> np.ndarray:
+        """A lost frame: the decoder is told of it (its state follows the loss), and what plays is its concealment
+        (with `EXPAND`: for the first of a burst; the expander's continuation once that fades)."""
+        pcm = self._decoder.conceal()
+        self.stats.concealed += 1
+        if EXPAND:
+            expanded = self._expander.expanded
+            pcm = self._expander.conceal(pcm)
+            self.stats.expanded += self._expander.expanded - expanded
+        return pcm
 
     def _cover_lost(self) -> None:
         """A newer packet came after frames were concealed waiting for this one: this one is lost, and a frame
@@ -318,11 +336,12 @@ class AdaptiveJitterBuffer:
     def _play_late(self) -> None:
         """Nothing newer has arrived: the network is late. Conceal one frame and move the schedule that much
         later, so the packet still plays when it comes."""
-        pcm = self._decoder.conceal()
-        self.stats.concealed += 1
+        pcm = self._conceal()
         self._covered += 1
         self._offset += pcm.size / RATE
         self._shift += pcm.size
+        if EXPAND:
+            self._expander.played(pcm)
         self._emit(pcm, self._next_ts + self._shift - pcm.size)
 
     def _adapt(self, pcm: np.ndarray, ts: int) -> np.ndarray:
@@ -366,6 +385,8 @@ class AdaptiveJitterBuffer:
         pts = ts + self._shift
         self._shift += pcm.size - (self._next_ts - ts)
         if pcm.size:
+            if EXPAND:
+                self._expander.played(pcm)
             self._emit(pcm, pts)
 
     def _go_idle(self) -> None:
@@ -375,6 +396,7 @@ class AdaptiveJitterBuffer:
         self._silent_since = None
         self._decoder.close()
         self._decoder = opus.OpusDecoder()
+        self._expander.reset()
 
     # -- state ------------------------------------------------------------------------------------------------
     @property
