@@ -43,6 +43,10 @@ _rtp_log = logging.getLogger("aiortc.rtcrtpreceiver")
 _DTLS = "_RTCDtlsTransport__"
 _RECEIVER = "_RTCRtpReceiver__"
 _IDS = "_HeaderExtensionsMap__ids"
+_RX_BYTES, _RX_PACKETS = _DTLS + "rx_bytes", _DTLS + "rx_packets"
+_TX_BYTES, _TX_PACKETS = _DTLS + "tx_bytes", _DTLS + "tx_packets"
+_CODECS, _SOURCES, _STREAMS = _RECEIVER + "codecs", _RECEIVER + "active_ssrc", _RECEIVER + "remote_streams"
+_JITTER = _RECEIVER + "jitter_buffer"
 _HEADER = struct.Struct("!BBHII")
 _EXTENSION = struct.Struct("!HH")
 _ONE_BYTE = 0xBEDE
@@ -59,17 +63,30 @@ class _Head:
         self.timestamp = 0
 
 
-def _audio_buffer(receiver: RTCRtpReceiver) -> AdaptiveJitterBuffer | None:
-    """The adaptive jitter buffer of an audio receiver whose `_handle_rtp_packet` is aiortc's and does nothing
-    but statistics and the buffer for Opus (no NACK, no bandwidth estimate); None if any of that is not so."""
-    if "_handle_rtp_packet" in receiver.__dict__:  # wrapped (a test's loss, say): its own path
-        return None
+class _Target:
+    """An audio receiver the direct way serves: its adaptive jitter buffer (and the holder aiortc calls, which is
+    checked per packet), its codecs, sources and statistics (dicts aiortc makes once and fills)."""
+
+    __slots__ = ("buffer", "codecs", "holder", "sources", "streams")
+
+    def __init__(self, receiver: RTCRtpReceiver, holder: Any, buffer: AdaptiveJitterBuffer) -> None:
+        self.holder = holder
+        self.buffer = buffer
+        self.codecs: dict[int, Any] = getattr(receiver, _CODECS)
+        self.sources: dict[int, Any] = getattr(receiver, _SOURCES)
+        self.streams: dict[int, StreamStatistics] = getattr(receiver, _STREAMS)
+
+
+def _target(receiver: RTCRtpReceiver) -> _Target | None:
+    """For an audio receiver whose `_handle_rtp_packet` does nothing but statistics and the adaptive buffer for
+    Opus (no NACK, no bandwidth estimate); None if any of that is not so."""
     if getattr(receiver, _RECEIVER + "nack_generator", 1) is not None:
         return None
     if getattr(receiver, _RECEIVER + "remote_bitrate_estimator", 1) is not None:
         return None
-    buffer = getattr(getattr(receiver, _RECEIVER + "jitter_buffer", None), "buffer", None)
-    return buffer if isinstance(buffer, AdaptiveJitterBuffer) else None
+    holder = getattr(receiver, _JITTER, None)
+    buffer = getattr(holder, "buffer", None)
+    return _Target(receiver, holder, buffer) if isinstance(buffer, AdaptiveJitterBuffer) else None
 
 
 class DirectReceive:
@@ -87,6 +104,7 @@ class DirectReceive:
         self._router = dtls._rtp_router
         self._ids = getattr(dtls._rtp_header_extensions_map, _IDS)
         self._head = _Head()
+        self._targets: dict[RTCRtpReceiver, _Target | None] = {}
         self.taken = 0
         self.passed = 0
 
@@ -109,12 +127,16 @@ class DirectReceive:
             return False  # aiortc logs each packet: let it
         pt = b1 & 0x7F
         receiver, learn = self._route(ssrc, pt)
-        if receiver is None or not receiver._enabled:
+        if receiver is None or not receiver._enabled or "_handle_rtp_packet" in receiver.__dict__:
+            return False  # (a wrapped handler, a test's loss say, sees its packets)
+        try:
+            target = self._targets[receiver]
+        except KeyError:
+            target = self._targets[receiver] = _target(receiver)
+        if target is None or getattr(receiver, _JITTER) is not target.holder:
             return False
-        buffer = _audio_buffer(receiver)
-        codecs = getattr(receiver, _RECEIVER + "codecs")
-        codec = codecs.get(pt)
-        if buffer is None or codec is None or codec.name.lower() != "opus":
+        codec = target.codecs.get(pt)
+        if codec is None or codec.name.lower() != "opus":
             return False
         pos = 12 + 4 * (b0 & 0x0F)
         if b0 & 0x10:
@@ -124,8 +146,8 @@ class DirectReceive:
         elif size < pos:
             return False
         # Ours from here: what `_recv_next`, `_handle_rtp_data` and `_handle_rtp_packet` do for this packet.
-        setattr(dtls, _DTLS + "rx_bytes", getattr(dtls, _DTLS + "rx_bytes") + size)
-        setattr(dtls, _DTLS + "rx_packets", getattr(dtls, _DTLS + "rx_packets") + 1)
+        setattr(dtls, _RX_BYTES, getattr(dtls, _RX_BYTES) + size)
+        setattr(dtls, _RX_PACKETS, getattr(dtls, _RX_PACKETS) + 1)
         try:
             plain = srtp.unprotect(data)
         except pylibsrtp.Error:
@@ -134,18 +156,18 @@ class DirectReceive:
             return True
         if learn:
             self._router.ssrc_table[ssrc] = receiver
-        getattr(receiver, _RECEIVER + "active_ssrc")[ssrc] = clock.current_datetime()
-        streams = getattr(receiver, _RECEIVER + "remote_streams")
+        target.sources[ssrc] = clock.current_datetime()
+        streams = target.streams
         stats = streams.get(ssrc)
         if stats is None:
             stats = streams[ssrc] = StreamStatistics(codec.clockRate)
         head = self._head
         head.sequence_number = seq
         head.timestamp = ts
-        stats.add(head)
+        stats.add(head)  # type: ignore[arg-type]  # (it reads the two fields `_Head` has)
         payload = plain[pos:]
         if payload:
-            buffer.push(seq, ts, payload)
+            target.buffer.push(seq, ts, payload)
         self.taken += 1
         return True
 
@@ -218,8 +240,8 @@ class DirectSend:
             return False
         protected = dtls._tx_srtp.protect(data)
         pair.protocol.transport.sendto(protected, pair.remote_addr)
-        setattr(dtls, _DTLS + "tx_bytes", getattr(dtls, _DTLS + "tx_bytes") + len(protected))
-        setattr(dtls, _DTLS + "tx_packets", getattr(dtls, _DTLS + "tx_packets") + 1)
+        setattr(dtls, _TX_BYTES, getattr(dtls, _TX_BYTES) + len(protected))
+        setattr(dtls, _TX_PACKETS, getattr(dtls, _TX_PACKETS) + 1)
         self.sent += 1
         return True
 
@@ -248,7 +270,7 @@ def check_internals(dtls: RTCDtlsTransport) -> None:
         name
         for obj, names in (
             (dtls, ("_rx_srtp", "_tx_srtp", "_state", "_rtp_router", "_rtp_header_extensions_map")),
-            (dtls, (_DTLS + "rx_bytes", _DTLS + "rx_packets", _DTLS + "tx_bytes", _DTLS + "tx_packets")),
+            (dtls, (_RX_BYTES, _RX_PACKETS, _TX_BYTES, _TX_PACKETS)),
             (ice, ("_recv", "_send")),
             (connection, ("_queue", "_nominated", "data_received")),
         )
