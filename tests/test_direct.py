@@ -186,6 +186,14 @@ async def test_direct_receive_does_what_aiortcs_path_does(monkeypatch: pytest.Mo
     # The ordinary packets came the direct way (21 pushed, 1 empty); the odd ones did not: an unknown payload
     # type, PCMU, padding, a truncated extension, a mid that is not UTF-8, too short a datagram.
     assert direct.taken == 22 and direct.passed == 6
+    # Closed, or behind an emulated network (which reads the connection itself): aiortc's path, through the queue.
+    dtls._state = State.CLOSED
+    direct(datagrams[-2], 1)
+    dtls._state = State.CONNECTED
+    real_recv = dtls.transport._recv
+    dtls.transport._recv = lambda: real_recv()
+    direct(datagrams[-3], 1)
+    assert direct.passed == 8 and queue.qsize() == 2
     for r in (receiver, stock_receiver):
         r._RTCRtpReceiver__jitter_buffer.buffer.close()  # type: ignore[attr-defined]
 

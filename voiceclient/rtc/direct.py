@@ -118,7 +118,9 @@ class DirectReceive:
         dtls = self.dtls
         srtp = dtls._rx_srtp
         size = len(data)
-        if srtp is None or size < 12 or self._queue.qsize() or self.ice._recv is not self._recv:
+        if srtp is None or size < 12 or dtls._state is not _CONNECTED or self._queue.qsize():
+            return False
+        if self.ice._recv is not self._recv:  # an emulated network reads the connection now
             return False
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
         if b0 & 0xE0 != 0x80 or 192 <= b1 <= 208:  # not version 2 without padding, or RTCP
