@@ -13,6 +13,7 @@ CPU of one call. Figures go in docs/benchmarks.md; nothing here is a test.
     .venv/bin/python scripts/bench.py echo          # the click round trip through a Chromium echo (2 minutes)
     .venv/bin/python scripts/bench.py startup --runs 20 --before DIR   # process start, against another checkout
     .venv/bin/python scripts/bench.py callcpu --runs 3 --spy prof/   # CPU of `call` and `serve` processes, py-spy
+    .venv/bin/python scripts/bench.py rtppath   # us per audio RTP packet, aiortc's path and voiceclient.rtc.direct
 
 `network`: espeak-ng says Harvard sentences (`--seconds` of speech, one turn each, room left for each echo) into
 `voiceclient serve --no-speech` (a process of its own, echo, server VAD 500 ms), one serve per profile and seed
@@ -431,6 +432,159 @@ def spy_top(path: Path, n: int = 15) -> list[str]:
     deep = [(f, c) for f, c in under.items() if c < 0.9 * busy]
     lines += [f"  {100 * c / busy:5.1f} %  {f}" for f, c in sorted(deep, key=lambda x: -x[1])[:n]]
     return lines
+
+
+async def bench_rtp_path(packets: int = 3000, repeats: int = 5) -> None:
+    """Microseconds per audio RTP packet through aiortc's own path and `voiceclient.rtc.direct`'s, over real SRTP
+    packets (speech coded by our encoder, written by `RtpWriter`), min of `repeats`. Received: from aioice's
+    datagram callback to the jitter buffer's push (a list append here, both ways), one loop turn a packet as a
+    socket gives; the turn alone is measured and taken off. Sent: from the packet's bytes to `sendto` on a real
+    UDP socket on loopback; `sendto` alone is measured too."""
+    import socket
+
+    import pylibsrtp
+    from aioice.candidate import Candidate
+    from aioice.ice import CandidatePair, StunProtocol
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+    from aiortc.rtcdtlstransport import State
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+    )
+
+    from voiceclient.audio.sources import WavSource
+    from voiceclient.rtc.direct import DirectSend, use_direct_receive
+    from voiceclient.rtc.inline import MonoOpusEncoder, RtpWriter, ntp_now
+    from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
+
+    opus_codec = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    uris = [
+        "urn:ietf:params:rtp-hdrext:sdes:mid",
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+        "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    ]
+    extensions = [RTCRtpHeaderExtensionParameters(id=i + 1, uri=u) for i, u in enumerate(uris)]
+    key = bytes(range(30))
+    pcm = np.resize(WavSource(Path(__file__).resolve().parent.parent / "fixtures" / "hello.wav").pcm, 960 * 500)
+    encoder = MonoOpusEncoder()
+    payloads = []
+    for i in range(500):
+        frame = mono_frame_of(pcm[i * 960 : (i + 1) * 960], i * 960)
+        payloads.append(encoder.encode(frame)[0][0])
+    writer = RtpWriter(111, 0x1234ABCD, "0", 1, 2, 3)
+    plain = [
+        writer.packet(i & 0xFFFF, i * 960 & 0xFFFFFFFF, False, payloads[i % 500], ntp_now(), -30)
+        for i in range(packets * repeats)
+    ]
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    protected = [tx.protect(p) for p in plain]
+    loop = asyncio.get_running_loop()
+
+    def transport() -> RTCDtlsTransport:
+        dtls = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+        dtls._state = State.CONNECTED
+        dtls._RTCDtlsTransport__handshake_done = True  # type: ignore[attr-defined]
+        return dtls
+
+    async def receive(batch: list[bytes], direct: bool) -> float:
+        dtls = transport()
+        dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+        receiver = RTCRtpReceiver("audio", dtls)
+        receiver._RTCRtpReceiver__codecs[111] = opus_codec  # type: ignore[attr-defined]
+        dtls._register_rtp_receiver(receiver, RTCRtpReceiveParameters(codecs=[opus_codec], headerExtensions=extensions))
+        buffer = use_adaptive_jitter_buffer(receiver)
+        pushed: list[int] = []
+        buffer.push = lambda seq, ts, payload, now=None: pushed.append(seq)  # type: ignore[method-assign]
+        connection = dtls.transport._connection
+        connection._nominated[1] = None  # `recv` asks only that a pair is nominated
+        task = None
+        if direct:
+            use_direct_receive(dtls)
+        else:
+
+            async def run() -> None:
+                while True:
+                    await dtls._recv_next()
+
+            task = asyncio.create_task(run())
+            await asyncio.sleep(0)
+        deliver = connection.data_received
+        start = time.perf_counter()
+        for data in batch:
+            deliver(data, 1)
+            await asyncio.sleep(0)
+        elapsed = time.perf_counter() - start
+        if task is not None:
+            task.cancel()
+        buffer.close()
+        if len(pushed) != len(batch):
+            raise RuntimeError(f"{len(pushed)} of {len(batch)} packets reached the buffer")
+        return elapsed / len(batch) * 1e6
+
+    async def turns(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return (time.perf_counter() - start) / n * 1e6
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    host, port = sink.getsockname()
+
+    async def send(batch: list[bytes], way: str) -> float:
+        dtls = transport()
+        dtls._tx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        connection = dtls.transport._connection
+        udp, protocol = await loop.create_datagram_endpoint(
+            lambda: StunProtocol(connection), local_addr=("127.0.0.1", 0)
+        )
+        remote = Candidate("1", 1, "udp", 1, host, port, "host")
+        connection._nominated[1] = CandidatePair(protocol, remote)
+        direct = DirectSend(dtls)
+        start = time.perf_counter()
+        if way == "aiortc":
+            for data in batch:
+                await dtls._send_rtp(data)
+        elif way == "direct":
+            for data in batch:
+                if not direct(data):
+                    raise RuntimeError("DirectSend declined")
+        else:
+            for data in batch:
+                udp.sendto(data, (host, port))
+        elapsed = time.perf_counter() - start
+        udp.close()
+        return elapsed / len(batch) * 1e6
+
+    figures: dict[str, list[float]] = {
+        k: [] for k in ("rx aiortc", "rx direct", "turn", "tx aiortc", "tx direct", "sendto")
+    }
+    for r in range(repeats):
+        batch = protected[r * packets : (r + 1) * packets]
+        figures["rx aiortc"].append(await receive(batch, False))
+        figures["rx direct"].append(await receive(batch, True))
+        figures["turn"].append(await turns(packets))
+        figures["tx aiortc"].append(await send(plain[:packets], "aiortc"))
+        figures["tx direct"].append(await send(plain[:packets], "direct"))
+        figures["sendto"].append(await send(protected[:packets], "sendto"))
+    sink.close()
+    best = {k: min(v) for k, v in figures.items()}
+    print(f"one audio RTP packet, us (min of {repeats} x {packets}):")
+    print(
+        f"  received, datagram to jitter buffer: aiortc {best['rx aiortc'] - best['turn']:.1f}, "
+        f"direct {best['rx direct'] - best['turn']:.1f} (a loop turn of {best['turn']:.1f} taken off each)"
+    )
+    print(
+        f"  sent, bytes to the socket: aiortc {best['tx aiortc']:.1f}, direct {best['tx direct']:.1f} "
+        f"(sendto alone {best['sendto']:.1f})"
+    )
+
+
+def mono_frame_of(pcm: np.ndarray, pts: int) -> Any:
+    from voiceclient.audio.tracks import mono_frame
+
+    return mono_frame(pcm, pts, 48000)
 
 
 async def bench_call_cpu(
@@ -2799,6 +2953,7 @@ async def main() -> None:
             "startup",
             "callcpu",
             "plugin",
+            "rtppath",
         ],
     )
     parser.add_argument("--repeats", type=int, default=2, help="echo: times through the set of variants")
@@ -2923,6 +3078,8 @@ async def main() -> None:
         await bench_call_cpus(
             call_seconds, args.runs, args.spy, Path(args.before).resolve() if args.before else None, args.transports
         )
+    if "rtppath" in args.what:
+        await bench_rtp_path()
     if "cpu" in args.what:
         client, server = await bench_cpu(args.seconds)
         print(

@@ -48,6 +48,7 @@ from aiortc.utils import random32, uint16_add, uint32_add
 
 from voiceclient.audio.switching import SwitchingEncoder
 from voiceclient.audio.tracks import frame_to_mono
+from voiceclient.rtc.direct import DirectSend
 from voiceclient.rtc.uplink import CLEAN, PROTECTED, Mode, UplinkPolicy
 
 log = logging.getLogger(__name__)
@@ -221,13 +222,15 @@ def rtp_writer(sender: RTCRtpSender, codec: Any) -> RtpWriter:
 
 async def _run_rtp(self: RTCRtpSender, codec: Any) -> None:
     """`RTCRtpSender._run_rtp` for Opus without NACK (what audio negotiates): the same packets, sequence and
-    timestamps, the same counters for the RTCP sender reports, with the packet written by `RtpWriter`. Keeps no
-    history for retransmission (nothing asks for it without NACK); otherwise, aiortc's own loop."""
+    timestamps, the same counters for the RTCP sender reports, with the packet written by `RtpWriter` and sent by
+    `DirectSend` (`voiceclient.rtc.direct`). Keeps no history for retransmission (nothing asks for it without
+    NACK); otherwise, aiortc's own loop."""
     writer = rtp_writer(self, codec)
     if not writer.usable or any(fb.type == "nack" for fb in codec.rtcpFeedback):
         await RTCRtpSender._run_rtp(self, codec)
         return
     getattr(self, _SENDER + "rtp_started").set()
+    direct = DirectSend(self.transport)
     sequence_number = random_sequence_number()
     timestamp_origin = random32()
     try:
@@ -243,7 +246,8 @@ async def _run_rtp(self: RTCRtpSender, codec: Any) -> None:
             for i, payload in enumerate(enc_frame.payloads):
                 ntp = ntp_now()
                 data = writer.packet(sequence_number, timestamp, i == last, payload, ntp, enc_frame.audio_level)
-                await self.transport._send_rtp(data)
+                if not direct(data):  # (not connected, or an emulated network: aiortc's coroutines)
+                    await self.transport._send_rtp(data)
                 setattr(self, _SENDER + "ntp_timestamp", ntp)
                 setattr(self, _SENDER + "rtp_timestamp", timestamp)
                 setattr(self, _SENDER + "octet_count", getattr(self, _SENDER + "octet_count") + len(payload))

@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.answer import prepare_answerer, real_answer
+from voiceclient.rtc.direct import use_direct_rtp
 from voiceclient.rtc.impair import ImpairedTransport
 from voiceclient.rtc.inline import MonoOpusEncoder, use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
@@ -122,7 +123,9 @@ class Peer:
     def _on_state(self) -> None:
         state = self.pc.connectionState
         log.debug("peer connection state: %s", state)
-        if state == "failed":
+        if state == "connected":
+            use_direct_rtp(self.pc)
+        elif state == "failed":
             self._lose("the WebRTC connection failed (ICE/DTLS)")
         elif state == "closed" and not self._closed:
             self._lose("the WebRTC connection was closed by the remote side")
