@@ -121,7 +121,8 @@ async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bu
         outputs = [it for it in call.conversation.items if it["type"] == "function_call_output"]
         assert len(outputs) == 1 and '"forecast":"sunny"' in outputs[0]["output"].replace(" ", "")
         pcm = call.conversation.user_audio()[0]
-        start, end = loud_spans(pcm, 24000)[0]
+        # (the longest span: a loaded machine can split the tone where the server's loop was held up)
+        start, end = max(loud_spans(pcm, 24000), key=lambda span: span[1] - span[0])
         segment = pcm[int(start * 24000) + 1200 : int(end * 24000) - 1200]
         assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5
         assert call.session["instructions"] == "Answer briefly."  # the agent's, sent by the SDK
