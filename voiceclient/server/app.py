@@ -92,6 +92,13 @@ CORS_HEADERS = {
 }
 
 
+def api_base_url(host: str, port: int) -> str:
+    """The API base URL a server on `host:port` gives its clients, `http://host:port/v1` (127.0.0.1 for a server
+    on every interface)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{shown}:{port}/v1"
+
+
 def new_call_id() -> str:
     """A call id in the real service's form: `rtc_u1_E7JWxaN1u2ZbQG9SnKbwh` (`rtc_u<digit>_`, 21-32 base62)."""
     return f"rtc_u{secrets.randbelow(10)}_" + "".join(secrets.choice(BASE62) for _ in range(25))
@@ -266,8 +273,7 @@ class RealtimeServer:
     @property
     def base_url(self) -> str:
         """The API base URL clients are given, `http://host:port/v1`."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return api_base_url(self.host, self.port)
 
     @property
     def websocket_url(self) -> str:

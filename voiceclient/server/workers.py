@@ -37,7 +37,7 @@ from aiohttp import WSMsgType, web
 
 from voiceclient.errors import ConfigError
 from voiceclient.protocol.errors import ProtocolError
-from voiceclient.server.app import CORS_HEADERS
+from voiceclient.server.app import CORS_HEADERS, api_base_url
 from voiceclient.server.bodies import MAX_BODY, too_large
 from voiceclient.server.websocket import WS_MAX_MESSAGE
 
@@ -243,8 +243,7 @@ class Front:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return api_base_url(self.host, self.port)
 
     @property
     def websocket_url(self) -> str:
