@@ -64,6 +64,19 @@ def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 
     return spans
 
 
+def longest_tone(turns: list[np.ndarray], rate: int, at_least: float = 0.5) -> np.ndarray:
+    """The longest loud stretch of any of `turns`, less 50 ms at each end (its onset and fade).
+
+    A browser's fake microphone loops a file (0.5 s of silence, 1 s of 440 Hz, 0.5 s of silence) from whenever it
+    opened, and the call connects some time later: the first turn can hold only the tail of a tone."""
+    spans = [(pcm, start, end) for pcm in turns for start, end in loud_spans(pcm, rate)]
+    assert spans, "the server heard nothing loud"
+    pcm, start, end = max(spans, key=lambda span: span[2] - span[1])
+    assert end - start >= at_least, [(round(s, 2), round(e, 2)) for _, s, e in spans]
+    trim = rate // 20
+    return pcm[int(start * rate) + trim : int(end * rate) - trim]
+
+
 async def until_switched(call: Any, switches: int = 1, timeout: float = 15.0) -> None:
     """Wait until the call has moved to a new connection `switches` times (raises the call's error if it fails)."""
 

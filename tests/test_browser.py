@@ -16,7 +16,7 @@ from aiohttp import web
 from voiceclient.audio.format import dominant_frequency
 from voiceclient.server import RealtimeServer
 
-from .conftest import FIXTURES, loud_spans
+from .conftest import FIXTURES, longest_tone, loud_spans
 
 pytestmark = pytest.mark.timeout(90)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -169,7 +169,5 @@ async def test_browser_websocket_session_with_an_ephemeral_key(chromium: str, tm
         assert report["transcript"].startswith("Echo of")
         session = server.history[0]
         assert session.transport == "websocket" and session.session["instructions"] == "from the secret"
-        pcm = session.conversation.user_audio()[0]
-        start, end = loud_spans(pcm, 24000)[0]
-        segment = pcm[int(start * 24000) + 1200 : int(end * 24000) - 1200]
+        segment = longest_tone(session.conversation.user_audio(), 24000)
         assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5
