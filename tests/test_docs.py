@@ -19,9 +19,11 @@ options the command has.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -251,6 +253,24 @@ def as_script(body: str) -> str:
     return "\n".join(script) + "\n"
 
 
+def run_in_group(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in a process group of its own, and end the whole group when it ends or times out: a block's
+    `voiceclient serve ... &` would otherwise hold the output pipes open, and the wait for them would hang."""
+    process = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"{cmd} ran over {timeout} s:\n{out[-2000:]}\n{err[-2000:]}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
+
+
 RUN = [b for b in blocks("") if b[1] == "run"]
 
 
@@ -265,7 +285,7 @@ def test_a_block_of_commands_runs(where: str, directive: str, body: str, tmp_pat
     shutil.copy(ASSETS / "demo_user.wav", tmp_path / "question.wav")
     (tmp_path / "block.sh").write_text(as_script(body), encoding="utf-8")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "block.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
+    done = run_in_group(["bash", "block.sh"], cwd=tmp_path, env=env, timeout=150)
     logs = "".join(p.read_text() for p in sorted(tmp_path.glob("serve*.log")))
     assert done.returncode == 0, f"{where}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n{logs[-2000:]}"
     for out in re.findall(r"--output (\S+\.wav)", body):
