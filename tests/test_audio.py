@@ -10,11 +10,11 @@ import pytest
 from voiceclient import ConfigError, WavSource
 from voiceclient.audio import stretch
 from voiceclient.audio.format import dominant_frequency, rms_dbfs, tone
-from voiceclient.audio.resample import Resampler, resample
+from voiceclient.audio.resample import Doubler, Resampler, resample
 from voiceclient.audio.sinks import ConversationRecorder, WavSink, WavWriter
 from voiceclient.audio.sources import AudioSource, BufferSource, load_audio
 from voiceclient.audio.tracks import OutboundTrack
-from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.playout import PlayoutQueue, UpsampledPlayout
 
 from .conftest import FIXTURES, loud_spans, read_wav, voice_pitch
 
@@ -93,6 +93,49 @@ def test_playout_queue_reports_start_drain_and_played_samples() -> None:
     assert log == [("start", "a"), ("drain", "a", 1500), ("start", "b")]
     assert q.played("b") == 420
     assert q.clear() == {"b": 420} and not q.read(960).any()
+
+
+def _image_db(pcm: np.ndarray, rate: int, above: float) -> float:
+    """The strongest component above `above` Hz, in dB under the strongest of all."""
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(pcm.size)))
+    freqs = np.fft.rfftfreq(pcm.size, 1 / rate)
+    return float(20 * np.log10(spectrum[freqs > above].max() / spectrum.max()))
+
+
+@pytest.mark.parametrize("hz", [440, 4000, 8000])
+def test_the_doubler_interpolates_24_to_48_khz_frame_by_frame_as_libswresample_does(hz: int) -> None:
+    x = tone(hz, 1.0, 24000)
+    doubler = Doubler()
+    y = np.concatenate([doubler.process(x[i : i + 480]) for i in range(0, x.size, 480)])  # 20 ms frames
+    whole = resample(x, 24000, 48000)
+    assert y.size == 2 * x.size
+    inner, reference = y[4800:-4800], whole[4800:-4800]
+    assert abs(dominant_frequency(inner, 48000) - hz) < 2
+    assert abs(rms_dbfs(inner) - rms_dbfs(reference)) < 0.1  # flat where speech is
+    assert _image_db(inner, 48000, 12500) < -80  # the image above 12 kHz is filtered out
+    # the same samples one frame at a time as all at once, and silence costs nothing once the filter is empty
+    assert np.array_equal(y, Doubler().process(x))
+    ring = doubler.process(np.zeros(480, np.int16))  # the filter's tail of the tone, then nothing
+    assert ring[:48].any() and not ring[48:].any() and not doubler.process(np.zeros(480, np.int16)).any()
+
+
+def test_the_webrtc_playout_queues_at_24_khz_and_is_read_at_48() -> None:
+    log: list[tuple] = []
+    q = UpsampledPlayout(on_start=lambda t: log.append(("start", t)), on_drain=lambda t, n: log.append(("drain", t, n)))
+    heard: list[np.ndarray] = []
+    q.on_read = heard.append
+    assert q.rate == 24000
+    q.put("a", tone(440, 0.03, 24000))  # 720 samples at 24 kHz
+    q.close("a")
+    q.put("b", tone(440, 0.5, 24000))
+    first = q.read(960)
+    assert first.size == 960 and log == [("start", "a")] and q.played("a") == 480
+    q.read(960)
+    assert log == [("start", "a"), ("drain", "a", 720), ("start", "b")] and q.played("b") == 240
+    frames = np.concatenate([q.read(960) for _ in range(10)])
+    assert abs(dominant_frequency(frames, 48000) - 440) < 3
+    assert [f.size for f in heard] == [960] * 12  # the recording sees what the track sent, at 48 kHz
+    assert q.clear() == {"b": 240 + 4800}
 
 
 def test_wav_writer_is_valid_after_every_flush(tmp_path) -> None:

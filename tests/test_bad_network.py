@@ -189,7 +189,8 @@ async def _played_tone(
         async with call:
             buffer = call.transport.peer.pc.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer.buffer  # type: ignore[attr-defined]
             await until(_true(lambda: buffer.stats.received >= 25))  # the server is sending (silence)
-            next(iter(server.calls.values())).output.put("test", _tone(440, seconds))
+            output = next(iter(server.calls.values())).output
+            output.put("test", _tone(440, seconds, output.rate))
             wanted = buffer.stats.received + int((seconds + tail) * 50)  # the tone, then `tail` of silence
             await until(_true(lambda: buffer.stats.received >= wanted), timeout=seconds + tail + 15)
             return frames, buffer

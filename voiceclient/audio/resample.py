@@ -78,3 +78,36 @@ class Halver:
     def flush(self) -> np.ndarray:
         self._history = np.zeros(self._taps.size - 1)
         return np.zeros(0, np.int16)
+
+
+class Doubler:
+    """Streaming 1:2 interpolation of int16 mono PCM (24 -> 48 kHz) by the same FIR as `Halver`, in its two
+    polyphase halves: the WebRTC edge's output path, where the server's answer audio (the API's 24 kHz) meets the
+    48 kHz track. Resampling a whole answer at once took about 3 ms of the loop per response (libswresample), all
+    at the response's start; this is spread over the frames as they are read, about 20 us each, and nothing at all
+    for silence. 0.5 ms of delay."""
+
+    in_rate = 24_000
+    out_rate = 48_000
+
+    def __init__(self) -> None:
+        taps = 2 * _halfband_taps()  # x2: the gain the zeros between the input samples take away
+        self._even, self._odd = taps[0::2], taps[1::2]
+        self._history = np.zeros(self._even.size - 1)
+
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        if pcm.size == 0:
+            return np.zeros(0, np.int16)
+        if not pcm.any() and not self._history.any():  # silence in, silence out (the filter holds nothing)
+            return np.zeros(2 * pcm.size, np.int16)
+        data = np.concatenate([self._history, np.asarray(pcm, dtype=np.float64).reshape(-1)])
+        out = np.empty(2 * pcm.size)
+        out[0::2] = np.convolve(data, self._even, "valid")
+        out[1::2] = np.convolve(data, self._odd, "valid")
+        self._history = data[-self._history.size :]
+        result: np.ndarray = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        return result
+
+    def flush(self) -> np.ndarray:
+        self._history = np.zeros(self._even.size - 1)
+        return np.zeros(0, np.int16)

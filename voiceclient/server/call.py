@@ -2,7 +2,7 @@
 
     Peer (rtc, answerer) --RTP audio--> InboundReader --48 kHz--> resampled to 24 kHz --> port.input_audio
                          --oai-events--> port.post(ClientMessage)
-    ResponseEngine --> PlayoutQueue (48 kHz, played as the track reads it) --> OutboundTrack --> Peer
+    ResponseEngine --> UpsampledPlayout (24 kHz in, 48 kHz out as the track reads it) --> OutboundTrack --> Peer
 
 The server's answer audio is heard in real time, so this edge's output announces playout (`output_audio_buffer.*`)
 and the server truncates on barge-in itself. The session is `ServerSession`'s; this edge owns the peer, the reader,
@@ -25,7 +25,7 @@ from voiceclient.rtc.peer import AnswerShape, Peer, close_peer_connection
 from voiceclient.server.edge import SessionPort
 from voiceclient.server.inbox import ClientMessage, ConnectionLost, ConnectionOpened, ConnectTimeout
 from voiceclient.server.network import CallNetwork
-from voiceclient.server.playout import PlayoutQueue
+from voiceclient.server.playout import UpsampledPlayout
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 30  # seconds from the SDP answer to an open data channel
@@ -46,7 +46,7 @@ class CallEdge:
         """`answer_shape`: "real" (ICE-lite, the real service's answer, candidates on `host`) or "aiortc";
         `unreachable`: the answer's candidates answer no checks (the `unreachable` fault); `network`: every
         datagram of the call goes through it (`rtc/impair.py`)."""
-        self.playout = PlayoutQueue()
+        self.playout = UpsampledPlayout()
         self.track = OutboundTrack(self.playout)
         self.peer = Peer(self.track, role="answerer", answer_shape=answer_shape, host=host, deaf=unreachable)
         self.network = network
@@ -65,7 +65,7 @@ class CallEdge:
         port.later(CONNECT_TIMEOUT, ConnectTimeout())
 
     @property
-    def output(self) -> PlayoutQueue:
+    def output(self) -> UpsampledPlayout:
         return self.playout
 
     @property

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from voiceclient.audio.format import RTP_RATE
+from voiceclient.audio.format import API_RATE, RTP_RATE
+from voiceclient.audio.resample import Doubler
 from voiceclient.audio.sources import AudioSource
 
 
@@ -107,13 +108,17 @@ class PlayoutQueue(AudioSource):
 
     def read(self, n: int) -> np.ndarray:
         """The next `n` samples as the track plays them (silence where nothing is queued)."""
+        out = self._fill(n)
+        if self.on_read is not None:
+            self.on_read(out)
+        return out
+
+    def _fill(self, n: int) -> np.ndarray:
         out = np.zeros(n, np.int16)
         filled = 0
         for _, piece, _ in self.take(n):
             out[filled : filled + piece.size] = piece
             filled += piece.size
-        if self.on_read is not None:
-            self.on_read(out)
         return out
 
     def take(self, n: int) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
@@ -146,3 +151,28 @@ class PlayoutQueue(AudioSource):
         """Every sample of a closed `tag` has been played: `on_drain`."""
         if self.on_drain:
             self.on_drain(tag, played)
+
+
+class UpsampledPlayout(PlayoutQueue):
+    """The WebRTC edge's playout: audio is queued at the API's 24 kHz (what responders make: no resampling when a
+    response starts) and read by the 48 kHz track, each frame interpolated as it is read (`Doubler`). What is
+    played, cleared and truncated is counted at 24 kHz; `on_read` sees the 48 kHz frames the track sends."""
+
+    def __init__(
+        self,
+        on_start: Callable[[str], None] | None = None,
+        on_drain: Callable[[str, int], None] | None = None,
+    ) -> None:
+        super().__init__(on_start, on_drain)
+        self._doubler = Doubler()
+
+    @property
+    def rate(self) -> int:
+        return API_RATE
+
+    def read(self, n: int) -> np.ndarray:
+        """The next `n` samples at 48 kHz (`n` even: the track reads 20 ms frames)."""
+        out = self._doubler.process(self._fill(n // 2))
+        if self.on_read is not None:
+            self.on_read(out)
+        return out
