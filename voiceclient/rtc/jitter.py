@@ -8,6 +8,9 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   late packets are then concealed in speech; a single spike is not held). On loopback or a LAN the spread is under
   a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before this one did; on Wi-Fi the
   offset grows to cover the jitter, and shrinks again when the network calms down.
+- **A careful start.** Nothing is known of the link when a stream starts, and a call's start is when both ends
+  are busiest: for its first `START_FOR` seconds the buffer holds at least `START_DELAY` (60 ms; NetEq starts at
+  80), then lets it go at the first pause.
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
   arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). (`EXPAND` continues a
   long burst as NetEq's Expand does instead, once libopus's concealment has faded: `voiceclient.audio.expand`.
@@ -77,6 +80,13 @@ FEC_HOLD = 0.02  # one packet more held while the sender sends FEC
 STALL = 0.004  # a timer this late means the loop itself was held up, not the network
 MAX_HOLDUP = 0.5  # waited at most this long past a frame's time for packets behind a hold-up of the loop
 MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after a long outage)
+# A stream's first seconds are held this much over its fastest packet, as NetEq starts at 80 ms (`kStartDelayMs`):
+# nothing is known of the link yet, and a call's start is when both ends are busiest (ICE, DTLS, the session's
+# first events; 32 calls starting at once held a sender up past `GRACE`, and each such packet cost 20 ms of
+# concealment inside the first words). Under `SHRINK_AT`, so that the floor lifting is never heard in speech: the
+# delay goes back to the measured target at the first pause after `START_FOR`.
+START_DELAY = 0.06
+START_FOR = WINDOW
 # 1: a long burst of loss is continued by `voiceclient.audio.expand` (NetEq's Expand) once libopus's concealment has
 # faded. Off: on the offline replay it moved PESQ by less than the seeds' spread (docs/benchmarks.md), and the
 # long-burst profile not at all; `scripts/jitter_replay.py --set EXPAND=1` measures it.
@@ -161,6 +171,7 @@ class AdaptiveJitterBuffer:
         self._timer: Any = None
         self._timer_at = 0.0
         self._held_until = 0.0  # the loop was held up: packets that came meanwhile are awaited until then
+        self._young_until: float | None = None  # the stream's start, held at START_DELAY until then
         self._closed = False
 
     # -- in ---------------------------------------------------------------------------------------------------
@@ -174,6 +185,8 @@ class AdaptiveJitterBuffer:
             self._fec_until = now + WINDOW
         if now >= self._held_until:  # (a packet read late after a hold-up of this loop says nothing of the network)
             self._record_transit(now, now - ts / RATE)
+        if self._young_until is None:
+            self._young_until = now + START_FOR
         if self._next_seq is None:  # the first packet, or the first after the sender stopped: anchor on it
             self._anchor(seq, ts, now)
         elif seq < self._next_seq:
@@ -222,7 +235,10 @@ class AdaptiveJitterBuffer:
             quantile = max(quantile, sorted(peak for _, peak in self._peaks)[-PEAK_RANK])
         # A sender that protects its packets with FEC has seen loss: hold one packet more, so that a lost packet's
         # successor (which carries its copy) is usually here in time to rebuild it.
-        fec = FEC_HOLD if self._fec_until > (self._transits[-1][0] if self._transits else 0.0) else 0.0
+        latest = self._transits[-1][0] if self._transits else 0.0
+        fec = FEC_HOLD if self._fec_until > latest else 0.0
+        if self._young_until is not None and latest < self._young_until:
+            quantile = max(quantile, self._sorted[0] + START_DELAY)
         return quantile + MARGIN + fec
 
     # -- out --------------------------------------------------------------------------------------------------
