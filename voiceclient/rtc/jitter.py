@@ -9,8 +9,9 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before this one did; on Wi-Fi the
   offset grows to cover the jitter, and shrinks again when the network calms down.
 - **A careful start.** Nothing is known of the link when a stream starts, and a call's start is when both ends
-  are busiest: for its first `START_FOR` seconds the buffer holds at least `START_DELAY` (60 ms; NetEq starts at
-  80), then lets it go at the first pause.
+  are busiest: for its first `START_FOR` seconds the buffer holds at least `START_DELAY` (40 ms; NetEq starts at
+  80), then lets it go at the first pause. (The cost: a first turn that ends within those seconds is heard up to
+  40 ms later.)
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
   arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). (`EXPAND` continues a
   long burst as NetEq's Expand does instead, once libopus's concealment has faded: `voiceclient.audio.expand`.
@@ -84,8 +85,9 @@ MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after 
 # nothing is known of the link yet, and a call's start is when both ends are busiest (ICE, DTLS, the session's
 # first events; 32 calls starting at once held a sender up past `GRACE`, and each such packet cost 20 ms of
 # concealment inside the first words). Under `SHRINK_AT`, so that the floor lifting is never heard in speech: the
-# delay goes back to the measured target at the first pause after `START_FOR`.
-START_DELAY = 0.06
+# delay goes back to the measured target at the first pause after `START_FOR`. 40 ms: 32 calls in one process hold
+# with it (`scripts/bench.py scale`); each 20 ms more is 20 ms more on a first turn that ends within `START_FOR`.
+START_DELAY = 0.04
 START_FOR = WINDOW
 # 1: a long burst of loss is continued by `voiceclient.audio.expand` (NetEq's Expand) once libopus's concealment has
 # faded. Off: on the offline replay it moved PESQ by less than the seeds' spread (docs/benchmarks.md), and the
