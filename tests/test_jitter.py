@@ -119,14 +119,14 @@ def test_on_a_clean_path_each_packet_plays_as_it_arrives_and_nothing_changes() -
 
 def test_a_streams_start_is_held_and_a_sender_held_up_there_costs_no_speech(monkeypatch: pytest.MonkeyPatch) -> None:
     # A call's first second: the sender's loop is busy (ICE, DTLS, the session's first events) and holds three
-    # packets 45 ms, more than a loopback link's measured jitter would ever wait. NetEq starts at 80 ms for this.
+    # packets 35 ms, longer than a loopback link's measured jitter and `GRACE` would wait. NetEq starts at 80 ms.
     monkeypatch.setattr(jitter, "START_DELAY", START_DELAY)
     packets = encode(tone(440, 1.0))
 
     def arrival(i: int) -> float:
-        return 0.05 + i * FRAME_S + (0.045 - 0.02 * (i - 20) if 20 <= i < 23 else 0.0)
+        return 0.05 + i * FRAME_S + (0.035 - 0.01 * (i - 20) if 20 <= i < 23 else 0.0)
 
-    buffer, played = deliver(packets, arrival, tail=0.1)
+    buffer, played = deliver(packets, arrival, tail=START_DELAY + 0.01)  # (the last packet played, nothing after)
     assert buffer.stats.concealed == 0 and buffer.stats.stretched_ms == 0
     decoder = opus.OpusDecoder()
     assert np.array_equal(played.pcm, np.concatenate([decoder.decode(p) for p in packets]))
