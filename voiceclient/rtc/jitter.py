@@ -8,10 +8,11 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   late packets are then concealed in speech; a single spike is not held). On loopback or a LAN the spread is under
   a millisecond, so a packet plays as soon as it arrives, as the immediate buffer before this one did; on Wi-Fi the
   offset grows to cover the jitter, and shrinks again when the network calms down.
-- **A careful start.** Nothing is known of the link when a stream starts, and a call's start is when both ends
-  are busiest: for its first `START_FOR` seconds the buffer holds at least `START_DELAY` (40 ms; NetEq starts at
-  80), then lets it go at the first pause. (The cost: a first turn that ends within those seconds is heard up to
-  40 ms later.)
+- **A patient start.** A call's first seconds are when both ends are busiest (ICE, DTLS, the session's first
+  events, other calls starting), and a sender's loop held up then sends a few packets late. For a stream's first
+  `START_FOR` seconds a missing packet is waited for `START_GRACE` (60 ms) before it is concealed, not `GRACE`:
+  a packet that comes meanwhile plays at once, and the ones behind it on time, so the hold-up costs no speech (the
+  delay grows for it only at a pause). (NetEq instead holds 80 ms from the start, a cost to every packet until a pause lets it go.)
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
   arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). (`EXPAND` continues a
   long burst as NetEq's Expand does instead, once libopus's concealment has faded: `voiceclient.audio.expand`.
@@ -81,13 +82,10 @@ FEC_HOLD = 0.02  # one packet more held while the sender sends FEC
 STALL = 0.004  # a timer this late means the loop itself was held up, not the network
 MAX_HOLDUP = 0.5  # waited at most this long past a frame's time for packets behind a hold-up of the loop
 MAX_DELAY = 1.0  # an offset beyond target + this is cut at once (a burst after a long outage)
-# A stream's first seconds are held this much over its fastest packet, as NetEq starts at 80 ms (`kStartDelayMs`):
-# nothing is known of the link yet, and a call's start is when both ends are busiest (ICE, DTLS, the session's
-# first events; 32 calls starting at once held a sender up past `GRACE`, and each such packet cost 20 ms of
-# concealment inside the first words). Under `SHRINK_AT`, so that the floor lifting is never heard in speech: the
-# delay goes back to the measured target at the first pause after `START_FOR`. 40 ms: 32 calls in one process hold
-# with it (`scripts/bench.py scale`); each 20 ms more is 20 ms more on a first turn that ends within `START_FOR`.
-START_DELAY = 0.04
+# For a stream's first START_FOR seconds, a missing packet with nothing newer is waited for START_GRACE: 32 calls
+# starting at once in one process held their senders up 20-40 ms past `GRACE`, and each such packet cost 20 ms of
+# concealment inside the first words (`scripts/bench.py scale`).
+START_GRACE = 0.06
 START_FOR = WINDOW
 # 1: a long burst of loss is continued by `voiceclient.audio.expand` (NetEq's Expand) once libopus's concealment has
 # faded. Off: on the offline replay it moved PESQ by less than the seeds' spread (docs/benchmarks.md), and the
@@ -173,7 +171,7 @@ class AdaptiveJitterBuffer:
         self._timer: Any = None
         self._timer_at = 0.0
         self._held_until = 0.0  # the loop was held up: packets that came meanwhile are awaited until then
-        self._young_until: float | None = None  # the stream's start, held at START_DELAY until then
+        self._young_until: float | None = None  # the stream's start: a late packet is waited for longer until then
         self._closed = False
 
     # -- in ---------------------------------------------------------------------------------------------------
@@ -237,10 +235,7 @@ class AdaptiveJitterBuffer:
             quantile = max(quantile, sorted(peak for _, peak in self._peaks)[-PEAK_RANK])
         # A sender that protects its packets with FEC has seen loss: hold one packet more, so that a lost packet's
         # successor (which carries its copy) is usually here in time to rebuild it.
-        latest = self._transits[-1][0] if self._transits else 0.0
-        fec = FEC_HOLD if self._fec_until > latest else 0.0
-        if self._young_until is not None and latest < self._young_until:
-            quantile = max(quantile, self._sorted[0] + START_DELAY)
+        fec = FEC_HOLD if self._fec_until > (self._transits[-1][0] if self._transits else 0.0) else 0.0
         return quantile + MARGIN + fec
 
     # -- out --------------------------------------------------------------------------------------------------
@@ -267,7 +262,8 @@ class AdaptiveJitterBuffer:
                 self._play_lost()
             else:
                 due = self._due(self._next_ts)
-                wait = max(due + GRACE, min(self._held_until, due + MAX_HOLDUP))
+                grace = START_GRACE if self._young_until is not None and due < self._young_until else GRACE
+                wait = max(due + grace, min(self._held_until, due + MAX_HOLDUP))
                 if now < wait:
                     return self._wait(wait)
                 if self._silent_since is None:
@@ -375,7 +371,10 @@ class AdaptiveJitterBuffer:
         # packets come out of order (a late one is then lost) or lateness nears what is waited for anyway; shrink
         # only when well over.
         pause = self._quiet >= PAUSE_FRAMES
-        grow_at = GROW_AT if pause or self._reordered_until > self._clock() else FIFO_GROW_AT
+        now = self._clock()
+        # (in a stream's first seconds lateness up to START_GRACE is waited for, not concealed: no need to grow)
+        in_order = START_GRACE if self._young_until is not None and now < self._young_until else FIFO_GROW_AT
+        grow_at = GROW_AT if pause or self._reordered_until > now else in_order
         if -grow_at < excess < (SHRINK_SILENT_AT if pause else SHRINK_AT):
             return pcm
         if excess > 0:
