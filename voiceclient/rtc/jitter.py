@@ -12,7 +12,8 @@ What a browser's NetEq does, in the parts that matter for a voice call:
   events, other calls starting), and a sender's loop held up then sends a few packets late. For a stream's first
   `START_FOR` seconds a missing packet is waited for `START_GRACE` (60 ms) before it is concealed, not `GRACE`:
   a packet that comes meanwhile plays at once, and the ones behind it on time, so the hold-up costs no speech (the
-  delay grows for it only at a pause). (NetEq instead holds 80 ms from the start, a cost to every packet until a pause lets it go.)
+  delay grows for it only at a pause). (NetEq instead holds 80 ms from the start, a cost to every packet until a
+  pause lets it go.)
 - **Concealment.** A packet that is missing at its time is rebuilt from the next packet's in-band FEC when that has
   arrived and carries it, else concealed by the Opus decoder (pitch-continued, fading out). (`EXPAND` continues a
   long burst as NetEq's Expand does instead, once libopus's concealment has faded: `voiceclient.audio.expand`.
