@@ -120,6 +120,6 @@ async def test_the_agents_sdk_talks_to_the_embedded_server_over_webrtc(agents_bu
         assert call.transport == "webrtc" and call.edge.peer.lite and call.edge.peer.lite[0].checks_received >= 1  # type: ignore[attr-defined]
         outputs = [it for it in call.conversation.items if it["type"] == "function_call_output"]
         assert len(outputs) == 1 and '"forecast":"sunny"' in outputs[0]["output"].replace(" ", "")
-        segment = longest_tone(call.conversation.user_audio(), 24000)
+        segment = longest_tone(call.conversation.user_audio(), 24000)  # (the page unmutes as a tone starts)
         assert abs(dominant_frequency(segment.astype(np.int16), 24000) - 440) < 5
         assert call.session["instructions"] == "Answer briefly."  # the agent's, sent by the SDK

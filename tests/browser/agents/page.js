@@ -60,6 +60,30 @@ function listen(stream) {
   }, 20);
 }
 
+// Resolves when the fake microphone's tone begins. Its file loops (0.5 s of silence, 1 s of tone, 0.5 s of
+// silence) from when the page opened it, so unmuting at any moment could send only a tone's tail, which the
+// server's VAD takes for a whole (40 ms) turn.
+function toneStarts(stream) {
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 256;
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  let quiet = false;
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      const peak = buf.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      if (peak < 0.01) quiet = true;
+      else if (quiet && peak > 0.05) {
+        clearInterval(timer);
+        ctx.close();
+        resolve();
+      }
+    }, 5);
+  });
+}
+
 (async () => {
   try {
     const getWeather = tool({
@@ -74,7 +98,11 @@ function listen(stream) {
     const agent = new RealtimeAgent({ name: "Assistant", instructions: "Answer briefly.", tools: [getWeather] });
     const audioElement = document.createElement("audio");
     audioElement.autoplay = true;
-    const transport = new OpenAIRealtimeWebRTC({ baseUrl: `${params.get("base")}/realtime/calls`, audioElement });
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: true }); // (the SDK's own would be the same)
+    const probe = mic.clone(); // heard while the session's track is muted (mute() disables that track)
+    const transport = new OpenAIRealtimeWebRTC({
+      baseUrl: `${params.get("base")}/realtime/calls`, audioElement, mediaStream: mic,
+    });
     const session = new RealtimeSession(agent, { transport });
     session.on("error", (e) => report.errors.push(String(e.error?.message ?? e.error ?? e)));
     await session.connect({ apiKey: params.get("key") });
@@ -98,6 +126,7 @@ function listen(stream) {
     report.steps.push("tool turn");
 
     const started = waitFor(session, (e) => e.type === "output_audio_buffer.started", "the spoken turn's answer");
+    await toneStarts(probe);
     session.mute(false); // the fake microphone: a 440 Hz tone of 1 s, then silence
     await waitFor(session, (e) => e.type === "input_audio_buffer.committed", "the spoken turn");
     session.mute(true);
