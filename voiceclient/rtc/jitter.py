@@ -263,7 +263,7 @@ class AdaptiveJitterBuffer:
                 self._play_lost()
             else:
                 due = self._due(self._next_ts)
-                grace = START_GRACE if self._young_until is not None and due < self._young_until else GRACE
+                grace = START_GRACE if self._young(due) else GRACE
                 wait = max(due + grace, min(self._held_until, due + MAX_HOLDUP))
                 if now < wait:
                     return self._wait(wait)
@@ -275,6 +275,10 @@ class AdaptiveJitterBuffer:
                 self._play_late()
             now = None
         return None
+
+    def _young(self, when: float) -> bool:
+        """`when` is within the stream's first START_FOR seconds (where a late packet is waited for longer)."""
+        return self._young_until is not None and when < self._young_until
 
     def _wait(self, when: float) -> None:
         if self._call_at is None:
@@ -374,7 +378,7 @@ class AdaptiveJitterBuffer:
         pause = self._quiet >= PAUSE_FRAMES
         now = self._clock()
         # (in a stream's first seconds lateness up to START_GRACE is waited for, not concealed: no need to grow)
-        in_order = START_GRACE if self._young_until is not None and now < self._young_until else FIFO_GROW_AT
+        in_order = START_GRACE if self._young(now) else FIFO_GROW_AT
         grow_at = GROW_AT if pause or self._reordered_until > now else in_order
         if -grow_at < excess < (SHRINK_SILENT_AT if pause else SHRINK_AT):
             return pcm

@@ -170,9 +170,6 @@ class UpsampledPlayout(PlayoutQueue):
     def rate(self) -> int:
         return API_RATE
 
-    def read(self, n: int) -> np.ndarray:
-        """The next `n` samples at 48 kHz (`n` even: the track reads 20 ms frames)."""
-        out = self._doubler.process(self._fill(n // 2))
-        if self.on_read is not None:
-            self.on_read(out)
-        return out
+    def _fill(self, n: int) -> np.ndarray:
+        """`n` samples at 48 kHz (`n` even: the track reads 20 ms frames) from `n // 2` queued at 24 kHz."""
+        return self._doubler.process(super()._fill(n // 2))

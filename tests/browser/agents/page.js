@@ -42,45 +42,49 @@ function waitFor(session, predicate, what, ms = 15000) {
   });
 }
 
-// The loudness of what the page hears, by dominant frequency (zero crossings) and level, every 20 ms.
-function listen(stream) {
+// Calls `each(samples, sampleRate)` with the latest `size` samples of `stream` every `ms`; returns a stop function.
+function analyse(stream, size, ms, each) {
   const ctx = new AudioContext();
   const analyser = ctx.createAnalyser();
-  analyser.fftSize = 2048;
+  analyser.fftSize = size;
   ctx.createMediaStreamSource(stream).connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
-  setInterval(() => {
+  const buf = new Float32Array(size);
+  const timer = setInterval(() => {
     analyser.getFloatTimeDomainData(buf);
+    each(buf, ctx.sampleRate);
+  }, ms);
+  return () => {
+    clearInterval(timer);
+    ctx.close();
+  };
+}
+
+// The loudness of what the page hears, by dominant frequency (zero crossings) and level, every 20 ms.
+function listen(stream) {
+  analyse(stream, 2048, 20, (buf, rate) => {
     let peak = 0, crossings = 0;
     for (let i = 0; i < buf.length; i++) {
       peak = Math.max(peak, Math.abs(buf[i]));
       if (i && (buf[i - 1] < 0) !== (buf[i] < 0)) crossings++;
     }
-    if (peak > 0.05) report.heard.push({ t: performance.now(), peak, hz: (crossings / 2) * ctx.sampleRate / buf.length });
-  }, 20);
+    if (peak > 0.05) report.heard.push({ t: performance.now(), peak, hz: (crossings / 2) * rate / buf.length });
+  });
 }
 
 // Resolves when the fake microphone's tone begins. Its file loops (0.5 s of silence, 1 s of tone, 0.5 s of
 // silence) from when the page opened it, so unmuting at any moment could send only a tone's tail, which the
 // server's VAD takes for a whole (40 ms) turn.
 function toneStarts(stream) {
-  const ctx = new AudioContext();
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 256;
-  ctx.createMediaStreamSource(stream).connect(analyser);
-  const buf = new Float32Array(analyser.fftSize);
   let quiet = false;
   return new Promise((resolve) => {
-    const timer = setInterval(() => {
-      analyser.getFloatTimeDomainData(buf);
+    const stop = analyse(stream, 256, 5, (buf) => {
       const peak = buf.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       if (peak < 0.01) quiet = true;
       else if (quiet && peak > 0.05) {
-        clearInterval(timer);
-        ctx.close();
+        stop();
         resolve();
       }
-    }, 5);
+    });
   });
 }
 
