@@ -2333,7 +2333,7 @@ async def net_voiceclient(url: str, wav_path: Path, seconds: float, work: Path) 
             "played": (np.concatenate(played), origin(played_at, [b.size for b in played])),
             "concealed": missing,
             "extra": f"speaker gaps {speaker.gaps}, trimmed {speaker.trimmed_ms:.0f} ms, "
-            f"device latency {speaker.latency_s * 1000:.0f} ms",
+            f"device latency {speaker.latency_s * 1000:.0f} ms, takes {speaker.burst_ms:.0f} ms at once",
             "cpu": (cpu, wall),
         },
         "recording": {"sent": (left, 0.0), "played": (right, 0.0), "concealed": missing},

@@ -47,6 +47,12 @@ def voice_pitch(pcm24: np.ndarray) -> float:
     return float(stretch.RATE / np.median(lags))
 
 
+# How late a frame may come without a cut in the speaker: its prebuffer (40 ms, beyond what the device takes at
+# once) less the frame itself, at the low point of a frame's cycle, less a little. A frame later than this (this
+# loop held up) is a real cut, which the speaker must count.
+SPEAKER_MARGIN = 0.018
+
+
 def loud_spans(pcm: np.ndarray, rate: int, dbfs: float = -40.0, frame_ms: int = 20) -> list[tuple[float, float]]:
     """Start/end seconds of the stretches whose 20 ms frames are above `dbfs`."""
     n = rate * frame_ms // 1000

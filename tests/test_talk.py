@@ -23,7 +23,7 @@ from voiceclient.client.settings import TransportName
 from voiceclient.server import RealtimeServer
 from voiceclient.server.responders import ScenarioResponder
 
-from .conftest import FIXTURES, loud_spans, read_events
+from .conftest import FIXTURES, SPEAKER_MARGIN, loud_spans, read_events
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -429,7 +429,7 @@ async def test_the_speaker_counts_a_cut_in_the_sound_not_the_end_of_an_answer(pu
         start, behind = loop.time(), False
         for n, i in enumerate(range(0, pcm.size, 960)):
             await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
-            late = loop.time() - (start + n * 0.02) > 0.035
+            late = loop.time() - (start + n * 0.02) > SPEAKER_MARGIN
             stalls += late and not behind
             behind = late
             speaker(pcm[i : i + 960])

@@ -13,6 +13,12 @@ ends, or in the silence between answers, is not one); `trimmed`, answer audio sk
 cap (a burst after a hold-up); `device_stalls`, the times the device's callback came more than 30 ms late (the
 machine was busy: the callbacks that catch up then take the buffer faster than audio arrives).
 
+A sound server takes audio in bursts: PulseAudio's ALSA plugin runs the callback three times at once every 30 ms
+(measured on the null sink here), so just before a burst the ring holds 20 ms less than it would with one block per
+callback, and a frame 10 ms late was a cut. The speaker measures the largest burst the device takes (`burst_ms`)
+and holds that much more than the prebuffer (`target_ms`), so the margin against a late frame is the prebuffer's
+whatever the device's rhythm.
+
 The prebuffer adapts as a jitter buffer does: each gap raises it by 20 ms (up to 100 ms), so a machine whose sound
 server takes audio in bursts, or whose event loop runs late, is not cut again and again; after 30 s without a gap it
 comes back down by 10 ms at a time. (The jitter of the network is the receive path's job, `voiceclient.rtc.jitter`:
@@ -47,6 +53,8 @@ MAX_PREBUFFER_MS = 100
 CALM_S = 30.0  # seconds without a gap before the prebuffer comes down
 LOWER_MS = 10
 STALLED = 0.03  # a callback this much later than its block's length is a stall of the device's thread
+TOGETHER = 0.002  # callbacks this close together are one burst of the device's
+MAX_BURST = RTP_RATE * 60 // 1000  # a burst counted at most this long (a catch-up after a stall is not the rhythm)
 
 
 class SpeakerSink:
@@ -83,12 +91,15 @@ class SpeakerSink:
         self._finished = False
         self.opened_at = 0.0
         self.last_callback = 0.0  # monotonic time of the device's last callback (written by PortAudio's thread)
+        self.burst = BLOCK  # the most the device has taken at once, in samples (one block: it has not been seen)
+        self._taking: int | None = None  # what the device has taken in its current burst (None: not counted)
 
     def start(self) -> None:
         sd = sounddevice()
         try:
             self._finished = False
             self.opened_at = time.monotonic()
+            self.burst, self._taking, self.last_callback = BLOCK, None, 0.0  # (another device: its own rhythm)
             self._stream = sd.OutputStream(
                 device=self.device.index,
                 channels=1,
@@ -136,14 +147,15 @@ class SpeakerSink:
             elif self.prebuffer > self.base_prebuffer and now - self._last_gap > CALM_S:
                 self.prebuffer = max(self.base_prebuffer, self.prebuffer - RTP_RATE * LOWER_MS // 1000)
                 self._last_gap = now  # (the next step down after as long again)
-            if self._buf.size >= self.prebuffer and not np.any(np.abs(pcm) > SILENT):
+            target = self._target
+            if self._buf.size >= target and not np.any(np.abs(pcm) > SILENT):
                 # A silent frame while enough is buffered: skip it, so delay built up by jitter drains away
                 # in the pauses instead of staying for the rest of the call (the server sends silence too).
                 self.skipped_silence += pcm.size
                 return
             self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
-            if self._buf.size > self.cap:
-                excess = self._buf.size - self.prebuffer
+            if self._buf.size > self.cap + self.burst - BLOCK:
+                excess = self._buf.size - target
                 self._buf = self._buf[excess:]
                 self.trimmed += excess
 
@@ -159,8 +171,22 @@ class SpeakerSink:
         return min(RTP_RATE * MAX_PREBUFFER_MS // 1000, self.cap - RTP_RATE // 50)
 
     @property
+    def _target(self) -> int:
+        """What a talk spurt is primed with: the prebuffer, beyond what the device takes in one burst."""
+        return self.prebuffer + self.burst - BLOCK
+
+    @property
     def prebuffer_ms(self) -> float:
         return self.prebuffer * 1000 / RTP_RATE
+
+    @property
+    def burst_ms(self) -> float:
+        """The most the device has taken at once (10 ms: one block per callback)."""
+        return self.burst * 1000 / RTP_RATE
+
+    @property
+    def target_ms(self) -> float:
+        return self._target * 1000 / RTP_RATE
 
     @property
     def buffered_ms(self) -> float:
@@ -174,11 +200,18 @@ class SpeakerSink:
     # The device's side ------------------------------------------------------------------------------------
     def _callback(self, outdata: np.ndarray, frames: int, at: Any, status: Any) -> None:
         now = time.monotonic()
-        if self.last_callback and now - self.last_callback > frames / RTP_RATE + STALLED:
-            self.device_stalls += 1
+        since = now - self.last_callback if self.last_callback else None
+        if since is None or since > frames / RTP_RATE + STALLED:
+            self.device_stalls += since is not None
+            self._taking = None  # (the device filling its buffer, at the start or after a stall: not its rhythm)
+        elif since >= TOGETHER:
+            self._taking = frames
+        elif self._taking is not None:
+            self._taking += frames
+            self.burst = max(self.burst, min(self._taking, MAX_BURST))
         self.last_callback = now
         with self._lock:
-            if self._priming and self._buf.size >= self.prebuffer:
+            if self._priming and self._buf.size >= self._target:
                 self._priming = False
             if not self._priming and self._buf.size < frames:  # ran out: prime again before playing on
                 if self._sounding:
