@@ -65,13 +65,15 @@ def _handled_signals() -> list[signal.Signals]:
     return wanted
 
 
-async def _guarded(command: Coroutine[Any, Any, int], grace: float) -> tuple[int, int | None]:
+async def _guarded(
+    command: Coroutine[Any, Any, int], grace: float, signals: list[signal.Signals]
+) -> tuple[int, int | None]:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     stop = _Stop(task, grace)
     installed = []
-    for signum in _handled_signals():
+    for signum in signals:
         try:
             loop.add_signal_handler(signum, stop.request, signum)
         except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
@@ -92,7 +94,10 @@ async def _guarded(command: Coroutine[Any, Any, int], grace: float) -> tuple[int
 
 def run_command(command: Coroutine[Any, Any, int], *, grace: float = GRACE_SECONDS) -> int:
     """Run a command's coroutine to its end; raise `Stopped` if a signal ended it (after it closed)."""
-    result, signum = asyncio.run(_guarded(command, grace))
+    # Which signals are ours is read before `asyncio.run`, which puts its own SIGINT handler in place (it cancels the
+    # main task, and a cancellation swallowed anywhere in the command then lost the Ctrl-C: the command ran on to
+    # its end and exited 0). The loop's handler replaces it: the signal is noted before the task is cancelled.
+    result, signum = asyncio.run(_guarded(command, grace, _handled_signals()))
     if signum is not None:
         raise Stopped(signum)
     return result
