@@ -154,7 +154,7 @@ class SpeakerSink:
                 self.skipped_silence += pcm.size
                 return
             self._buf = np.concatenate([self._buf, pcm]) if self._buf.size else pcm.copy()
-            if self._buf.size > self.cap + self.burst - BLOCK:
+            if self._buf.size > self.cap + target - self.prebuffer:  # (the cap is beyond the burst too)
                 excess = self._buf.size - target
                 self._buf = self._buf[excess:]
                 self.trimmed += excess
@@ -202,7 +202,8 @@ class SpeakerSink:
         now = time.monotonic()
         since = now - self.last_callback if self.last_callback else None
         if since is None or since > frames / RTP_RATE + STALLED:
-            self.device_stalls += since is not None
+            if since is not None:
+                self.device_stalls += 1
             self._taking = None  # (the device filling its buffer, at the start or after a stall: not its rhythm)
         elif since >= TOGETHER:
             self._taking = frames
