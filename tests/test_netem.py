@@ -11,7 +11,8 @@ import statistics
 import pytest
 
 from voiceclient import ConfigError
-from voiceclient.rtc.impair import DelayLine
+from voiceclient.rtc.impair import DelayLine, rtp_sequence
+from voiceclient.rtc.inline import RtpWriter
 from voiceclient.rtc.netem import TCP_MIN_RTO, LinkModel
 from voiceclient.server.faults import parse_fault
 from voiceclient.server.network import PROFILES, CallNetwork, LinkSpec, NetworkSpec, parse_network
@@ -48,6 +49,52 @@ def test_the_same_seed_loses_the_same_packets_and_another_call_others() -> None:
     assert first != lost_indices(parse_network("loss=0.1:burst=2:jitter_ms=30:seed=8"), call=1)
     # the loss draws are apart from the delay draws: the same packets go whatever the delay
     assert first == lost_indices(parse_network("loss=0.1:burst=2:delay_ms=80:seed=7"), call=1)
+
+
+def lost_places(model: LinkModel, first: int, others: list[int], spurt_at: int, n: int = 1500) -> list[int]:
+    """Places lost of an answer of `n` audio packets from sequence `first`, sent after `spurt_at` packets of
+    silence; `others[i]` other datagrams go before audio packet i (RTCP, SCTP: as many as a client makes)."""
+    lost, sequence = [], first
+    for i in range(spurt_at + n):
+        for _ in range(others[i % len(others)]):
+            model.fate(i * STEP)
+        if i == spurt_at:
+            model.spurt()
+        if model.fate(i * STEP + 0.001, sequence & 0xFFFF) is None and i >= spurt_at:
+            lost.append(i - spurt_at)
+        sequence += 1
+    return lost
+
+
+def test_audio_loses_the_same_places_of_each_answer_whatever_else_goes_by() -> None:
+    spec = parse_network("loss=0.05:burst=3:jitter_ms=30:seed=4")
+    one = lost_places(CallNetwork(spec, 1).down, first=100, others=[0, 1, 0, 0, 3], spurt_at=37)
+    two = lost_places(CallNetwork(spec, 1).down, first=65_000, others=[2, 0, 5], spurt_at=210)  # it wraps
+    assert one == two and 40 < len(one) < 120  # about 5 % of 1500, in bursts
+    other_call = lost_places(CallNetwork(spec, 2).down, first=100, others=[0, 1, 0, 0, 3], spurt_at=37)
+    assert other_call != one
+    model = CallNetwork(spec, 1).down  # the next answer meets losses of its own
+    first, second = lost_places(model, 0, [1], 10, n=800), lost_places(model, 900, [1], 10, n=800)
+    assert first == [place for place in one if place < 800] and first != second
+    # without an answer's start, a stream counts from its first packet: a gap uses up the places it skips
+    steady, gapped = CallNetwork(spec, 3).down, CallNetwork(spec, 3).down
+    kept = {s: steady.fate(s * STEP, s) is None for s in range(400)}
+    assert all((gapped.fate(s * STEP, s) is None) == kept[s] for s in range(400) if s % 7 != 3) and any(kept.values())
+
+
+def test_rtp_is_told_from_rtcp_dtls_and_stun() -> None:
+    rtp = RtpWriter(111, 0x1234, "0", 1, 2, 3).packet(40_000, 960, True, b"opus", ntp_now_fixed(), 30)
+    assert rtp_sequence(rtp) == 40_000
+    assert rtp_sequence(RtpWriter(0, 7, None, 0, 0, 0).packet(5, 160, False, b"\xff" * 160, 0, None)) == 5
+    sender_report = bytes([0x80, 200, 0, 6]) + bytes(24)
+    receiver_report = bytes([0x81, 201, 0, 7]) + bytes(28)
+    assert rtp_sequence(sender_report) is None and rtp_sequence(receiver_report) is None
+    assert rtp_sequence(bytes([22, 0xFE, 0xFD]) + bytes(30)) is None  # a DTLS record
+    assert rtp_sequence(bytes([0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42]) + bytes(12)) is None  # a STUN request
+
+
+def ntp_now_fixed() -> int:
+    return 0xE000_0000_0000_0000
 
 
 @pytest.mark.parametrize("loss, burst", [(0.005, 1), (0.05, 1), (0.02, 3), (0.2, 1), (0.1, 4)])

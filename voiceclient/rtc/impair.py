@@ -48,10 +48,11 @@ class DelayLine(Generic[T]):
     def held(self) -> int:
         return len(self._heap)
 
-    def push(self, packet: T) -> bool:
-        """Send one packet down the line; False when the model lost it."""
+    def push(self, packet: T, sequence: int | None = None) -> bool:
+        """Send one packet down the line (`sequence`: an audio packet's RTP sequence number); False when the model
+        lost it."""
         now = self._loop.time()
-        due = self.model.fate(now)
+        due = self.model.fate(now, sequence)
         if due is None:
             return False
         sequence = next(self._sequence)
@@ -117,6 +118,15 @@ class DelayLine(Generic[T]):
                 await self._task
 
 
+def rtp_sequence(datagram: bytes) -> int | None:
+    """An RTP packet's sequence number, or None for any other datagram. RFC 7983's first byte tells RTP and RTCP
+    (128-191) from DTLS and STUN; RFC 5761's second byte tells RTCP (its packet types 192-223) from RTP. SRTP
+    leaves the header in the clear."""
+    if len(datagram) < 12 or not 128 <= datagram[0] <= 191 or 192 <= datagram[1] <= 223:
+        return None
+    return (datagram[2] << 8) | datagram[3]
+
+
 def _wake_up(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -146,7 +156,7 @@ class ImpairedTransport:
         if down.bypassed:
             await self._real_send(data)
         else:
-            down.push(data)
+            down.push(data, rtp_sequence(data))
 
     async def _recv(self) -> bytes:
         if self._intake is None:  # the first read: ICE is up (a read before would fail, and does, below)
@@ -160,7 +170,8 @@ class ImpairedTransport:
     async def _pull(self) -> None:
         try:
             while True:
-                self.up.push(await self._real_recv())
+                data = await self._real_recv()
+                self.up.push(data, rtp_sequence(data))
         except ConnectionError:
             await self.up.close()  # held packets of a connection that is gone are not delivered
             self._inbox.put_nowait(None)

@@ -79,6 +79,7 @@ class CallEdge:
         sdp = await self.peer.answer(offer_sdp)
         if self.network is not None:  # before the client has the answer: from its first datagram
             self.peer.impair(self.network.down, self.network.up)
+            self.playout.on_spurt = self.network.down.spurt  # each answer's audio meets its own losses
         port.tasks.spawn(self._start_reader(), "audio reader")
         port.tasks.spawn(self._watch(), "connection watch")
         return sdp

@@ -70,6 +70,7 @@ class PlayoutQueue(AudioSource):
         self.on_start = on_start
         self.on_drain = on_drain
         self.on_read: Callable[[np.ndarray], None] | None = None  # every block the track reads (a recording)
+        self.on_spurt: Callable[[], None] | None = None  # as `on_start`, for the emulated network's loss draws
 
     @property
     def rate(self) -> int:
@@ -127,8 +128,11 @@ class PlayoutQueue(AudioSource):
         while n > 0 and self._chunks:
             tag, chunk, ids = self._chunks[0]
             size = min(n, chunk.size)
-            if self._played.get(tag, 0) == 0 and self.on_start:
-                self.on_start(tag)
+            if self._played.get(tag, 0) == 0:
+                if self.on_start:
+                    self.on_start(tag)
+                if self.on_spurt:
+                    self.on_spurt()
             pieces.append((tag, chunk[:size], ids))
             n -= size
             self._played[tag] = self._played.get(tag, 0) + size
