@@ -17,7 +17,9 @@ import pytest
 from voiceclient import ClientSettings, SessionConfig, VoiceCall
 from voiceclient.audio.format import dominant_frequency
 from voiceclient.audio.sources import BufferSource
+from voiceclient.protocol import events as ev
 from voiceclient.rtc import jitter
+from voiceclient.rtc.netem import LinkModel
 from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec
 
@@ -248,3 +250,47 @@ async def test_a_stall_delays_the_audio_and_the_delay_drains_once_the_network_ca
     assert buffer.stats.removed_ms > 100  # ...and the delay they added was taken out again
     assert buffer.delay_ms < 60  # 4 s after the tone, the buffer holds little: no delay for the rest of the call
     assert all(a[0] + a[1].size == b[0] for a, b in itertools.pairwise(frames))
+
+
+async def _tone_losses(network: str, chatter: int, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Which of a tone's 150 audio packets the server's network lost (by place from the tone's first), when the
+    client sent `chatter` events on the data channel first (SCTP packets both ways, and a later tone). The real
+    model decides on the real packets; the test notes its verdicts."""
+    verdicts: list[tuple[int, bool]] = []  # (spurts so far, lost) per audio packet
+    spurts = [0]
+    fate, spurt = LinkModel.fate, LinkModel.spurt
+
+    def noted_fate(model: LinkModel, now: float, sequence: int | None = None) -> float | None:
+        due = fate(model, now, sequence)
+        if sequence is not None and not model.clean:  # the impaired direction: down
+            verdicts.append((spurts[0], due is None))
+        return due
+
+    def noted_spurt(model: LinkModel) -> None:
+        spurts[0] += 1
+        spurt(model)
+
+    monkeypatch.setattr(LinkModel, "fate", noted_fate)
+    monkeypatch.setattr(LinkModel, "spurt", noted_spurt)
+    session = SessionConfig.model_validate({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    async with RealtimeServer(port=0, network=network) as server:
+        call = VoiceCall(settings_for(server), session, source=BufferSource(np.zeros(0, np.int16)))
+        async with call:
+            buffer = call.transport.peer.pc.getTransceivers()[0].receiver._RTCRtpReceiver__jitter_buffer.buffer  # type: ignore[attr-defined]
+            for n in range(chatter):
+                call.send(ev.SessionUpdate(session=session.model_copy(update={"instructions": f"chatter {n}"})))
+                await call.wait_for(lambda e: e.type == "session.updated", 10)
+            await until(_true(lambda: buffer.stats.received >= 25))
+            output = next(iter(server.calls.values())).output
+            before = spurts[0]
+            output.put("tone", _tone(440, 3.0, output.rate))
+            await until(_true(lambda: sum(n > before for n, _ in verdicts) >= 150))
+    return [lost for n, lost in verdicts if n > before][:150]
+
+
+async def test_an_answer_meets_the_same_losses_whatever_else_the_call_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    network = "down.loss=0.1:down.burst=2:down.jitter_ms=20:seed=6"
+    quiet = await _tone_losses(network, 0, monkeypatch)
+    chatty = await _tone_losses(network, 25, monkeypatch)
+    assert 5 <= sum(quiet) <= 35  # about a tenth of 150, in bursts
+    assert chatty == quiet
