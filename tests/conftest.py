@@ -4,6 +4,7 @@ import asyncio
 import importlib.util
 import json
 import shutil
+import signal
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -232,3 +233,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names |= {FIXTURE_MARKS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_MARKS}
         for name in sorted(names):
             item.add_marker(getattr(pytest.mark, name))
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """A child's SIGINT as a terminal's foreground job gets it (`preexec_fn=`). A background job, and
+    pytest-xdist's workers, ignore SIGINT; their children inherit that, and Python then installs no KeyboardInterrupt
+    handler (a background job's Ctrl-C is meant to be ignored), so a test of Ctrl-C must undo it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,7 +19,7 @@ from voiceclient.server import RealtimeServer
 from voiceclient.server.faults import FaultPlan, FaultSpec
 from voiceclient.server.responders import ScenarioResponder
 
-from .conftest import FIXTURES, read_events, read_wav
+from .conftest import FIXTURES, ctrl_c_as_in_a_terminal, read_events, read_wav
 
 pytestmark = pytest.mark.timeout(60)
 TOOLS = '''
@@ -237,12 +237,6 @@ async def test_authentication_failure_exits_3() -> None:
             "call", "--input", str(FIXTURES / "hello.wav"), "--base-url", server.base_url, "--api-key", "sk-wrong"
         )
     assert code == 3 and "Incorrect API key" in err and "sk-wrong" not in err
-
-
-def ctrl_c_as_in_a_terminal() -> None:
-    """SIGINT as a terminal's foreground job gets it: pytest-xdist workers ignore SIGINT, their children inherit
-    that, and Python then installs no KeyboardInterrupt handler (a background job's Ctrl-C is meant to be ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

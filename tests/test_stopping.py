@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from .conftest import ctrl_c_as_in_a_terminal
+
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(60)]
 
 COMMAND = """
@@ -39,6 +41,7 @@ def interrupt(swallows: int, times: int) -> tuple[int, list[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"

@@ -38,7 +38,7 @@ from voiceclient.protocol import events as ev
 from voiceclient.protocol.session import SessionConfig
 from voiceclient.server import RealtimeServer
 
-from .conftest import FIXTURES, NEEDS_AGENT, read_events
+from .conftest import FIXTURES, NEEDS_AGENT, ctrl_c_as_in_a_terminal, read_events
 from .speech_double import StandInSpeech
 
 pytestmark = pytest.mark.timeout(10)
@@ -308,6 +308,7 @@ async def run_transcribe(*args: str, stop_after: str | None = None) -> tuple[int
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""},
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     assert proc.stdout is not None and proc.stderr is not None
     err = b""

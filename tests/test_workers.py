@@ -23,7 +23,7 @@ from voiceclient import ClientSettings, SessionConfig, VoiceCall, WavSource
 from voiceclient.audio.sources import load_audio
 from voiceclient.client.options import Recording
 
-from .conftest import FIXTURES, read_events
+from .conftest import FIXTURES, ctrl_c_as_in_a_terminal, read_events
 
 pytestmark = pytest.mark.timeout(90)
 SPEECH = FIXTURES / "speech" / "sentence_1.wav"
@@ -56,11 +56,6 @@ class Serve:
         self.proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(self.proc.communicate(), 20)
         return self.proc.returncode or 0, err.decode()
-
-
-def ctrl_c_as_in_a_terminal() -> None:
-    """SIGINT handled as in a terminal's foreground job (pytest-xdist's workers ignore it; children inherit that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.asynccontextmanager

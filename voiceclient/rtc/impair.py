@@ -5,7 +5,8 @@ Every DTLS, SRTP, SRTCP and SCTP datagram of a peer connection passes through `R
 one UDP datagram) and `_recv` once ICE is up, so wrapping those two on the server's transport impairs both
 directions of any client's call: down on `_send`, up on `_recv` (a task pulls from the real `_recv` and feeds the
 line, whose output is what the DTLS transport reads). ICE's own STUN checks go around them, as consent keeps the
-path alive on a real lossy link too.
+path alive on a real lossy link too. An RTP packet's sequence number (in the clear under SRTP) goes to the model
+with it: audio draws its fate on the media's clock (`rtc/netem.py`).
 
 One pump task per line, sleeping until the earliest packet is due (a heap: with `reorder`, a later packet may be
 due first); no task or timer per packet. `drain()` (on hangup) sends what is held at once and lets later packets
@@ -37,8 +38,8 @@ class DelayLine(Generic[T]):
         self.model = model
         self._deliver = deliver
         self._loop = asyncio.get_running_loop()
-        self._heap: list[tuple[float, int, float, T]] = []  # (due, sequence, sent, packet)
-        self._sequence = itertools.count()
+        self._heap: list[tuple[float, int, float, T]] = []  # (due, order pushed, sent, packet)
+        self._order = itertools.count()
         self._wake: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self.bypassed = False
@@ -55,10 +56,10 @@ class DelayLine(Generic[T]):
         due = self.model.fate(now, sequence)
         if due is None:
             return False
-        sequence = next(self._sequence)
-        heapq.heappush(self._heap, (due, sequence, now, packet))
+        order = next(self._order)
+        heapq.heappush(self._heap, (due, order, now, packet))
         wake = self._wake
-        if wake is not None and not wake.done() and self._heap[0][1] == sequence:  # a new earliest: wake sooner
+        if wake is not None and not wake.done() and self._heap[0][1] == order:  # a new earliest: wake sooner
             wake.set_result(None)
         return True
 
