@@ -91,6 +91,15 @@ def test_a_call_loads_the_client_and_not_the_server() -> None:
     assert among(modules, {"voiceclient.server", "voiceclient.speech", "aiohttp"}) == set()
 
 
+def test_a_calls_webrtc_does_not_load_the_emulated_network() -> None:
+    _, modules, _ = run(
+        "import json, sys\n"
+        "import voiceclient.client.call, voiceclient.rtc.peer\n"
+        "print('MODULES', json.dumps({'code': 0, 'modules': sorted(sys.modules)}))\n"
+    )
+    assert "aiortc" in modules and among(modules, {"voiceclient.rtc.impair", "voiceclient.rtc.netem"}) == set()
+
+
 def test_httpx_is_imported_without_its_command_line_which_stays_importable() -> None:
     text, modules, _ = run(
         "import json, sys, ssl\n"

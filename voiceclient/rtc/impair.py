@@ -24,6 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from aiortc.rtp import is_rtcp
+
 from voiceclient.rtc.netem import LinkModel
 
 log = logging.getLogger(__name__)
@@ -120,10 +122,10 @@ class DelayLine(Generic[T]):
 
 
 def rtp_sequence(datagram: bytes) -> int | None:
-    """An RTP packet's sequence number, or None for any other datagram. RFC 7983's first byte tells RTP and RTCP
-    (128-191) from DTLS and STUN; RFC 5761's second byte tells RTCP (its packet types 192-223) from RTP. SRTP
+    """An RTP packet's sequence number, or None for any other datagram, told apart as aiortc's DTLS transport
+    routes them: RFC 7983's first byte (128-191: RTP or RTCP, not DTLS or STUN), then `aiortc.rtp.is_rtcp`. SRTP
     leaves the header in the clear."""
-    if len(datagram) < 12 or not 128 <= datagram[0] <= 191 or 192 <= datagram[1] <= 223:
+    if len(datagram) < 12 or not 128 <= datagram[0] <= 191 or is_rtcp(datagram):
         return None
     return (datagram[2] << 8) | datagram[3]
 

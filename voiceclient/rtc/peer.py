@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
@@ -22,11 +22,13 @@ from voiceclient.errors import ConnectionLostError
 from voiceclient.protocol.errors import ProtocolError
 from voiceclient.rtc.answer import prepare_answerer, real_answer
 from voiceclient.rtc.direct import use_direct_rtp
-from voiceclient.rtc.impair import ImpairedTransport
 from voiceclient.rtc.inline import MonoOpusEncoder, use_inline_decoder, use_inline_encoder
 from voiceclient.rtc.jitter import use_adaptive_jitter_buffer
 from voiceclient.rtc.lite import LiteConnection, ice_transports, use_ice_lite
-from voiceclient.rtc.netem import LinkModel
+
+if TYPE_CHECKING:  # the emulated network is the server's: a client's start-up does not load it
+    from voiceclient.rtc.impair import ImpairedTransport
+    from voiceclient.rtc.netem import LinkModel
 
 log = logging.getLogger(__name__)
 CHANNEL_LABEL = "oai-events"
@@ -173,6 +175,8 @@ class Peer:
     def impair(self, down: LinkModel, up: LinkModel) -> None:
         """Send every datagram of this connection through `down` and receive each through `up` (an emulated
         network, `rtc/impair.py`). After `answer()` (its transports exist then) and before the answer is sent."""
+        from voiceclient.rtc.impair import ImpairedTransport
+
         self.impaired = [
             ImpairedTransport(transport, down, up, f"network {i}")
             for i, transport in enumerate(ice_transports(self.pc))
